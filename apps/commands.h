@@ -1,0 +1,8 @@
+/* The subcommands of the phivk tool: each returns the process exit status
+ * (0 success, 1 failure with a one-line reason on stderr, 2 bad usage). */
+#ifndef PHIVK_APPS_COMMANDS_H
+#define PHIVK_APPS_COMMANDS_H
+
+#define PHIVK_VERSION "0.1.0"
+
+#endif

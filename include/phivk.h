@@ -1,0 +1,134 @@
+/* phivk: Phi and Llama language models on any Vulkan GPU.
+ *
+ * The only header apps and embedders include. Handles are opaque. Functions that
+ * create return NULL on failure (phivk_last_error() says why); functions that act
+ * return a phivk_status. Every object has one owner, written on its create call;
+ * every *_free accepts NULL. A handle is used from one thread at a time unless a
+ * function says otherwise. */
+#ifndef PHIVK_H
+#define PHIVK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum phivk_status {
+    PHIVK_OK = 0,
+    PHIVK_ERR_INVALID = 1,
+    PHIVK_ERR_IO = 2,
+    PHIVK_ERR_BAD_FILE = 3,
+    PHIVK_ERR_UNSUPPORTED = 4,
+    PHIVK_ERR_HOST_MEMORY = 5,
+    PHIVK_ERR_DEVICE_MEMORY = 6,
+    PHIVK_ERR_DEVICE_LOST = 7,
+    PHIVK_ERR_NO_DEVICE = 8,
+    PHIVK_ERR_CONTEXT_FULL = 9,
+    PHIVK_ERR_CANCELLED = 10,
+    PHIVK_ERR_VULKAN = 11,
+} phivk_status;
+
+/* The message of the last failure on the calling thread: what went wrong and,
+ * where there is one, what to do. Valid until the next failing call. */
+const char *phivk_last_error(void);
+
+/* ----------------------------------------------------------------- devices */
+
+/* A human table (json=false) or a JSON array of every Vulkan device with its
+ * capabilities and limits. Caller frees with free(). NULL on failure. */
+char *phivk_devices_report(bool json);
+
+typedef struct phivk_device_desc {
+    int index;
+    char name[256];
+    const char *kind;        /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint64_t memory_bytes;   /* largest device-local heap */
+} phivk_device_desc;
+/* *out is malloc'd (caller frees with free()). */
+phivk_status phivk_devices(phivk_device_desc **out, int *n);
+
+/* ------------------------------------------------------------- model files */
+
+typedef struct phivk_info_params {
+    bool json;               /* JSON instead of the human report */
+    int ctx;                 /* context for the memory estimate; 0 = the model's */
+} phivk_info_params;
+phivk_info_params phivk_info_default_params(void);
+/* Architecture, hyperparameters, tokenizer summary, tensor table, totals per type
+ * and the memory a session would need at params->ctx, written to out. Works on
+ * any valid GGUF, vocabulary-only files included. */
+phivk_status phivk_info_write(const char *path, const phivk_info_params *params, FILE *out);
+
+/* -------------------------------------------------------------- tokenizer */
+
+typedef struct phivk_vocab phivk_vocab;
+
+/* Loads the tokenizer of a GGUF file (model or vocabulary-only). Caller owns it:
+ * phivk_vocab_free. NULL on failure. */
+phivk_vocab *phivk_vocab_load(const char *path);
+void phivk_vocab_free(phivk_vocab *v);
+
+int32_t phivk_vocab_size(const phivk_vocab *v);
+int32_t phivk_token_bos(const phivk_vocab *v);       /* -1 if none */
+int32_t phivk_token_eos(const phivk_vocab *v);       /* -1 if none */
+bool phivk_vocab_adds_bos(const phivk_vocab *v);     /* what the file asks for */
+/* True for the file's EOS and the template's end tokens (phi-spec "choices" 5). */
+bool phivk_token_is_stop(const phivk_vocab *v, int32_t id);
+/* The stored piece text (NUL-terminated, owned by v), NULL for an invalid id. */
+const char *phivk_token_piece(const phivk_vocab *v, int32_t id);
+
+typedef enum phivk_bos { PHIVK_BOS_AUTO = 0, PHIVK_BOS_NO = 1, PHIVK_BOS_YES = 2 } phivk_bos;
+typedef struct phivk_tokenize_params {
+    phivk_bos bos;           /* AUTO: as the file says */
+    bool parse_special;      /* recognise control tokens (<|user|> ...) in the text */
+} phivk_tokenize_params;
+phivk_tokenize_params phivk_tokenize_default_params(void);
+
+/* Tokenizes len bytes of UTF-8 text. Returns the number of tokens; when that is
+ * more than cap, only cap are written (call again with a larger buffer). Returns
+ * -1 on failure (invalid UTF-8, with the byte offset in the message). */
+int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
+                       const phivk_tokenize_params *params, int32_t *out, int64_t cap);
+
+/* Streaming detokenizer: holds back a piece that ends inside a UTF-8 sequence
+ * until it is complete. special: also print control tokens' text. */
+typedef struct phivk_detok phivk_detok;
+phivk_detok *phivk_detok_create(const phivk_vocab *v, bool special);
+void phivk_detok_free(phivk_detok *d);
+/* Appends the text that token id completes to out (NUL-terminated, at most cap-1
+ * bytes; cap >= 64 always suffices for one token). Returns the bytes written. */
+size_t phivk_detok_push(phivk_detok *d, int32_t id, char *out, size_t cap);
+/* Flushes what is held back (an incomplete sequence comes out as U+FFFD). */
+size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap);
+
+/* Whole-sequence convenience: caller frees the result with free(). */
+char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special);
+
+/* ------------------------------------------------------------ chat prompts */
+
+typedef enum phivk_chat_format {
+    PHIVK_CHAT_AUTO = 0,     /* from tokenizer.chat_template or the architecture */
+    PHIVK_CHAT_PHI3,         /* <|system|>\n..<|end|>\n<|user|>\n..<|end|>\n<|assistant|>\n */
+    PHIVK_CHAT_PHI2,         /* Instruct: ...\nOutput: */
+    PHIVK_CHAT_PLAIN,        /* the messages' text, one after another */
+} phivk_chat_format;
+
+typedef struct phivk_chat_msg {
+    const char *role;        /* "system", "user" or "assistant" */
+    const char *content;
+} phivk_chat_msg;
+
+phivk_chat_format phivk_vocab_chat_format(const phivk_vocab *v);
+/* The prompt text for msgs, ending with the assistant's opening when add_assistant.
+ * Caller frees with free(). NULL on failure. */
+char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
+                        bool add_assistant);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

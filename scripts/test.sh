@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs what is missing, builds with warnings as errors, runs every test with the
+# Vulkan validation layer on, and ends with the line "N passed, N failed".
+set -e
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+if [ ! -d build-test ]; then
+  meson setup build-test -Dbuildtype=debugoptimized -Dwerror=true
+fi
+meson compile -C build-test
+set +e
+PHIVK_VALIDATE=1 meson test -C build-test --num-processes 2 --print-errorlogs "$@" >build-test/test-output.txt 2>&1
+cat build-test/test-output.txt | grep -vE '^ *[0-9]+/[0-9]+ ' || true
+python3 scripts/count-tests.py build-test/meson-logs/testlog.json
