@@ -128,6 +128,96 @@ phivk_chat_format phivk_vocab_chat_format(const phivk_vocab *v);
 char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                         bool add_assistant);
 
+/* ------------------------------------------------------- runtime and models */
+
+typedef struct phivk_runtime phivk_runtime;
+typedef struct phivk_model phivk_model;
+typedef struct phivk_session phivk_session;
+
+/* Long work reports progress: stage is a short label ("loading", "prefill"). */
+typedef void (*phivk_progress_fn)(void *user, const char *stage, uint64_t done, uint64_t total);
+
+typedef struct phivk_runtime_params {
+    const char *device;      /* NULL: PHIVK_DEVICE or the best; "N" or a name substring */
+    bool validate;           /* Khronos validation layer (also PHIVK_VALIDATE=1) */
+} phivk_runtime_params;
+phivk_runtime_params phivk_runtime_default_params(void);
+/* Opens a Vulkan device. Caller owns it; it must outlive its models. */
+phivk_runtime *phivk_runtime_create(const phivk_runtime_params *p);
+void phivk_runtime_free(phivk_runtime *rt);
+const char *phivk_runtime_device_name(const phivk_runtime *rt);
+
+typedef struct phivk_model_params {
+    phivk_progress_fn progress;
+    void *progress_user;
+} phivk_model_params;
+phivk_model_params phivk_model_default_params(void);
+/* Loads a GGUF model onto rt's device. Caller owns it; it must outlive its sessions. */
+phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p);
+void phivk_model_free(phivk_model *m);
+const phivk_vocab *phivk_model_vocab(const phivk_model *m);   /* owned by m */
+const char *phivk_model_arch(const phivk_model *m);           /* "phi3", "llama", "phi2" */
+const char *phivk_model_name(const phivk_model *m);           /* general.name or the file name */
+int32_t phivk_model_n_vocab(const phivk_model *m);
+int32_t phivk_model_ctx_train(const phivk_model *m);
+
+typedef enum phivk_kv_type { PHIVK_KV_F16 = 0, PHIVK_KV_Q8_0 = 1, PHIVK_KV_Q4_0 = 2 } phivk_kv_type;
+typedef enum phivk_rope_factors {
+    PHIVK_ROPE_AUTO = 0,     /* short while the sequence fits the original context, then long */
+    PHIVK_ROPE_SHORT = 1,
+    PHIVK_ROPE_LONG = 2,
+} phivk_rope_factors;
+
+typedef struct phivk_session_params {
+    int32_t ctx;             /* tokens; 0: the model's context reduced to what fits */
+    phivk_kv_type k_type, v_type;
+    phivk_rope_factors rope_factors;
+    bool no_swa;             /* ignore the Phi-3 sliding window (as llama.cpp does) */
+    int32_t batch;           /* prefill chunk; 0: default (512) */
+    phivk_progress_fn progress;
+    void *progress_user;
+} phivk_session_params;
+phivk_session_params phivk_session_default_params(void);
+/* A KV cache on the device plus a position. Caller owns it. */
+phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p);
+void phivk_session_free(phivk_session *s);
+int32_t phivk_session_ctx(const phivk_session *s);
+int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
+
+/* Runs n tokens at the current position and appends them to the cache. logits
+ * (may be NULL) receives the logits of the last position (n_vocab floats), or of
+ * every position (n x n_vocab) when all_logits. PHIVK_ERR_CONTEXT_FULL when they
+ * do not fit; PHIVK_ERR_CANCELLED after phivk_cancel (the cache keeps what was
+ * completed). */
+phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, float *logits,
+                          bool all_logits);
+/* Forgets every token from pos on (a checkpoint: keep earlier chat turns). */
+phivk_status phivk_session_truncate(phivk_session *s, int32_t pos);
+/* Safe from any thread: the running or next phivk_decode stops at a token boundary. */
+void phivk_cancel(phivk_session *s);
+
+/* ---------------------------------------------------------------- sampling */
+
+typedef struct phivk_sampler_params {
+    float temp;              /* 0: greedy */
+    int32_t top_k;           /* 0: off */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off */
+    float repeat_penalty;    /* 1: off */
+    int32_t repeat_last_n;   /* tokens the penalty looks back over */
+    uint64_t seed;
+} phivk_sampler_params;
+phivk_sampler_params phivk_sampler_default_params(void);
+typedef struct phivk_sampler phivk_sampler;
+phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p);
+void phivk_sampler_free(phivk_sampler *s);
+/* Picks a token from n_vocab logits (the array may be modified) and remembers it
+ * for the repetition penalty. */
+int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
+/* Adds prompt tokens to the penalty's history without sampling. */
+void phivk_sampler_accept(phivk_sampler *s, int32_t id);
+void phivk_sampler_reset(phivk_sampler *s);
+
 #ifdef __cplusplus
 }
 #endif
