@@ -1,0 +1,111 @@
+/* The op layer: records one kernel (or a short fixed sequence) into a pvk_cmd.
+ * Each op family has one shader; variants (weight type, fetch path) are -D defines
+ * compiled into separate SPIR-V modules and tuning knobs are specialization
+ * constants, both chosen here from the device's pvk_caps.
+ *
+ * Activations are f32 row-major buffers: row r of a [rows][n] buffer starts at
+ * element r*n. Weights are pvk_tensors in their stored type (ggml block layout).
+ * Ops return PVK_OK or the failure of creating their pipeline; recording errors are
+ * sticky in the pvk_cmd and come back from pvk_cmd_submit. Callers put the
+ * barriers between dependent ops (pvk_cmd_barrier); ops that run several
+ * dispatches put their own internal barriers. */
+#ifndef PVK_OPS_H
+#define PVK_OPS_H
+
+#include "pvk.h"
+
+/* A weight matrix on the device: rows of `cols` elements in `type`, contiguous. */
+typedef struct pvk_tensor {
+    pvk_buf buf;
+    pvk_type type;
+    int64_t cols;             /* ne0: elements per row (the reduction dimension K) */
+    int64_t rows;             /* ne1*ne2*ne3 (the output dimension N) */
+} pvk_tensor;
+
+/* Uploads a host tensor (its rows in stored type). The caller owns t: pvk_tensor_destroy. */
+pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+                             const void *data, pvk_tensor *t);
+void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);
+
+typedef struct pvk_ops pvk_ops;
+/* Pipelines for every op on d, created on first use; owned by the caller. */
+pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out);
+void pvk_ops_destroy(pvk_ops *o);
+pvk_dev *pvk_ops_dev(const pvk_ops *o);
+
+/* ---- elementwise and normalisation (shaders/eltwise.comp, norm.comp, act.comp, softmax.comp) */
+pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+                      const pvk_buf *out, uint32_t n);                 /* out = a + b; out may alias */
+pvk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+                      const pvk_buf *out, uint32_t n);                 /* out = a * b */
+/* out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w  (w may be NULL: no scale) */
+pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                          const pvk_buf *out, uint32_t rows, uint32_t n, float eps);
+/* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b  (w, b may be NULL) */
+pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                            const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
+                            float eps);
+pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+                          uint32_t rows, uint32_t n);                  /* fp32 accumulation */
+pvk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n);
+pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+                       uint32_t n);                                    /* tanh approximation */
+/* out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i]  for gu = [rows][2*n_ff] (gate | up) */
+pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+                         uint32_t rows, uint32_t n_ff);
+
+/* ---- matrix products (shaders/matvec.comp for small m, matmul.comp tiled) */
+/* y[i][j] (+)= sum_k x[i][k] * w[j][k] (+ bias[j]) for i < m, j < w->rows.
+ * x is [m][w->cols], y is [m][w->rows]. accumulate: add to y (a fused residual).
+ * Picks the matrix-vector kernel for small m and the tiled kernel otherwise; a
+ * weight larger than caps.max_binding_bytes is split by rows across dispatches. */
+pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                         const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
+
+/* ---- model-level kernels (shaders/get_rows.comp, rope.comp, kv_store.comp, attn.comp) */
+/* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. */
+pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+                           const pvk_buf *out, uint32_t n);
+
+typedef struct pvk_rope {
+    uint32_t row_stride;      /* floats per token row of x */
+    uint32_t q_off, n_q_heads; /* q heads start at float q_off of each row */
+    uint32_t k_off, n_k_heads; /* k heads start at float k_off (n_k_heads may be 0) */
+    uint32_t head_dim;
+    uint32_t n_rot;           /* rotated dims per head (<= head_dim); the rest pass through */
+    bool neox;                /* pairs (i, i + n_rot/2); else adjacent (2i, 2i+1) */
+    float freq_base;
+    float attn_factor;        /* multiplies cos and sin (LongRoPE mscale); 1 otherwise */
+    const pvk_buf *factors;   /* n_rot/2 frequency divisors, or NULL */
+} pvk_rope;
+/* Rotates q and k heads of m token rows in place; row i has position pos0 + i. */
+pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope *r,
+                       uint32_t m, uint32_t pos0);
+
+/* One layer's cache: K and V as [ctx][width] f16 rows, width = n_kv_heads * head_dim. */
+typedef struct pvk_kv {
+    const pvk_buf *k, *v;
+    uint32_t width;
+    uint32_t ctx;
+} pvk_kv;
+/* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
+ * cache at positions pos0..pos0+m-1. */
+pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+                           uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
+                           uint32_t pos0);
+
+typedef struct pvk_attn {
+    uint32_t q_stride, q_off; /* q of token i, head h at x[i*q_stride + q_off + h*head_dim] */
+    uint32_t n_head, n_kv_head, head_dim;
+    uint32_t m;               /* query tokens, positions pos0..pos0+m-1 */
+    uint32_t pos0;
+    uint32_t window;          /* sliding window (key visible iff qpos - kpos < window); 0 = none */
+    float scale;              /* applied to q·k (1/sqrt(head_dim)) */
+} pvk_attn;
+/* out[i][h*head_dim ..] = softmax(q·K^T * scale, causal (+window)) · V over cache
+ * positions 0..pos0+i; q·k, max and sums in fp32. GQA: head h reads kv head
+ * h / (n_head / n_kv_head). out is [m][n_head*head_dim]. */
+pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+                            const pvk_kv *kv, const pvk_buf *out);
+
+#endif
