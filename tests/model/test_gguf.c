@@ -274,3 +274,137 @@ TEST(reader_reports_missing_and_non_gguf_files) {
     CHECK(strstr(pvk_errmsg(), "not a GGUF file"), "%s", pvk_errmsg());
     CHECK(gguf_open(testdata_path("vocab"), &f) == PVK_ERR_IO, "directory");
 }
+
+/* ------------------------------------------------------------------ writer */
+
+static gguf_writer *sample_writer(void) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_set_str(w, "general.architecture", "phi3");
+    gguf_writer_set_u32(w, "phi3.context_length", 4096);
+    gguf_writer_set_i32(w, "neg", -5);
+    gguf_writer_set_f32(w, "eps", 1e-5f);
+    gguf_writer_set_bool(w, "flag", true);
+    gguf_writer_set_str(w, "bad_utf8", "\xff\xfe\xc3");
+    static const float fa[3] = {0.5f, -2.0f, 1e30f};
+    static const int32_t ia[4] = {0, -1, 2147483647, -2147483647 - 1};
+    static const uint8_t ua[2] = {7, 255};
+    static const char *const sa[4] = {"<unk>", "", "\xe2\x96\x81hello", "a b"};
+    gguf_writer_set_arr(w, "fa", GGUF_F32, fa, 3);
+    gguf_writer_set_arr(w, "ia", GGUF_I32, ia, 4);
+    gguf_writer_set_arr(w, "ua", GGUF_U8, ua, 2);
+    gguf_writer_set_arr(w, "empty", GGUF_U32, NULL, 0);
+    gguf_writer_set_arr_str(w, "sa", sa, 4);
+    gguf_writer_set_u32(w, "phi3.context_length", 8192); /* replaces, keeps position */
+    float t0[3 * 2] = {1, 2, 3, 4, 5, 6};
+    gguf_writer_add_tensor(w, "t0", PVK_F32, 2, (int64_t[]){3, 2}, t0);
+    uint8_t q[34 * 3];
+    for (size_t i = 0; i < sizeof q; i++) q[i] = (uint8_t)(i * 7);
+    gguf_writer_add_tensor(w, "blk.0.attn_qkv.weight", PVK_Q8_0, 3, (int64_t[]){32, 1, 3}, q);
+    gguf_writer_add_tensor(w, "zeros", PVK_F16, 1, (int64_t[]){5}, NULL);
+    return w;
+}
+
+TEST(writer_round_trips_keys_values_and_tensors_through_the_reader) {
+    gguf_writer *w = sample_writer();
+    void *img;
+    size_t size;
+    pvk_status st = gguf_writer_build(w, &img, &size);
+    REQUIRE(st == PVK_OK, "build: %s", pvk_errmsg());
+    gguf_file *f;
+    st = gguf_open_memory(img, size, &f);
+    REQUIRE(st == PVK_OK, "reopen: %s", pvk_errmsg());
+    CHECK(gguf_version(f) == 3 && gguf_alignment(f) == 32, "v3, alignment 32");
+    CHECK(gguf_kv_count(f) == 11, "11 keys, got %lu", (unsigned long)gguf_kv_count(f));
+    const gguf_kv *k1 = gguf_kv_at(f, 1);
+    uint32_t u;
+    CHECK(k1 && str_is(k1->key, "phi3.context_length") && gguf_get_u32(f, "phi3.context_length", &u) &&
+              u == 8192, "replaced key keeps its position and takes the new value");
+    int64_t i;
+    float x;
+    bool b;
+    gguf_str s;
+    CHECK(gguf_get_i64(f, "neg", &i) && i == -5, "i32");
+    CHECK(gguf_get_f32(f, "eps", &x) && x == 1e-5f, "f32 exact");
+    CHECK(gguf_get_bool(f, "flag", &b) && b, "bool");
+    CHECK(gguf_get_str(f, "bad_utf8", &s) && s.len == 3 && !memcmp(s.ptr, "\xff\xfe\xc3", 3),
+          "strings are bytes: invalid UTF-8 survives");
+    const gguf_kv *a = gguf_find(f, "fa");
+    CHECK(a && a->arr_n == 3 && gguf_arr_f32(a, 2, &x) && x == 1e30f, "f32 array");
+    a = gguf_find(f, "ia");
+    CHECK(a && gguf_arr_i64(a, 3, &i) && i == INT32_MIN, "i32 array");
+    a = gguf_find(f, "ua");
+    CHECK(a && gguf_arr_i64(a, 1, &i) && i == 255, "u8 array");
+    a = gguf_find(f, "empty");
+    CHECK(a && a->arr_n == 0 && a->arr_type == GGUF_U32, "empty array");
+    a = gguf_find(f, "sa");
+    CHECK(a && a->arr_n == 4 && gguf_arr_str(f, a, 2, &s) && str_is(s, "\xe2\x96\x81hello"), "string array");
+    CHECK(a && gguf_arr_str(f, a, 1, &s) && s.len == 0, "empty string element");
+
+    CHECK(gguf_tensor_count(f) == 3, "tensors");
+    const gguf_tensor *t = gguf_find_tensor(f, "t0");
+    CHECK(t && t->type == PVK_F32 && t->ne[0] == 3 && t->ne[1] == 2 && t->bytes == 24 &&
+              ((const float *)t->data)[5] == 6.0f, "t0");
+    t = gguf_find_tensor(f, "blk.0.attn_qkv.weight");
+    CHECK(t && t->n_dims == 3 && t->ne[2] == 3 && t->bytes == 102 && t->offset % 32 == 0 &&
+              ((const uint8_t *)t->data)[101] == (uint8_t)(101 * 7), "q8_0 tensor");
+    t = gguf_find_tensor(f, "zeros");
+    CHECK(t && t->bytes == 10 && ((const uint8_t *)t->data)[9] == 0, "NULL data is zeros");
+    gguf_close(f);
+    free(img);
+
+    char path[] = "/tmp/phivk-test-gguf-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    st = gguf_writer_save(w, path);
+    CHECK(st == PVK_OK, "save: %s", pvk_errmsg());
+    st = gguf_open(path, &f);
+    CHECK(st == PVK_OK && gguf_tensor_count(f) == 3, "saved file opens: %s", pvk_errmsg());
+    gguf_close(f);
+    remove(path);
+    gguf_writer_destroy(w);
+}
+
+TEST(writer_keeps_the_first_error_until_build) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_add_tensor(w, "bad", PVK_Q4_0, 1, (int64_t[]){31}, NULL);
+    gguf_writer_add_tensor(w, "fine", PVK_F32, 1, (int64_t[]){4}, NULL);
+    void *img = (void *)1;
+    size_t size = 1;
+    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID && img == NULL && size == 0, "sticky error");
+    CHECK(strstr(pvk_errmsg(), "'bad'"), "message names the tensor: %s", pvk_errmsg());
+    gguf_writer_destroy(w);
+
+    w = gguf_writer_create();
+    gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){4}, NULL);
+    gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){4}, NULL);
+    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "duplicate"),
+          "duplicate tensor: %s", pvk_errmsg());
+    gguf_writer_destroy(w);
+
+    w = gguf_writer_create();
+    char name[70];
+    memset(name, 'x', 65);
+    name[65] = 0;
+    gguf_writer_add_tensor(w, name, PVK_F32, 1, (int64_t[]){4}, NULL);
+    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID, "65-byte name refused");
+    gguf_writer_destroy(w);
+    gguf_writer_destroy(NULL);
+}
+
+TEST(writer_honours_a_custom_alignment) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_set_u32(w, "general.alignment", 256);
+    gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){3}, (float[]){1, 2, 3});
+    gguf_writer_add_tensor(w, "b", PVK_F32, 1, (int64_t[]){3}, (float[]){4, 5, 6});
+    void *img;
+    size_t size;
+    REQUIRE(gguf_writer_build(w, &img, &size) == PVK_OK, "%s", pvk_errmsg());
+    gguf_file *f;
+    REQUIRE(gguf_open_memory(img, size, &f) == PVK_OK, "%s", pvk_errmsg());
+    const gguf_tensor *b = gguf_find_tensor(f, "b");
+    CHECK(gguf_alignment(f) == 256 && b && b->offset % 256 == 0 && ((const float *)b->data)[2] == 6.0f,
+          "tensor b at a multiple of 256");
+    gguf_close(f);
+    free(img);
+    gguf_writer_destroy(w);
+}
