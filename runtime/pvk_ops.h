@@ -20,16 +20,47 @@ typedef struct pvk_tensor {
     pvk_type type;
     int64_t cols;             /* ne0: elements per row (the reduction dimension K) */
     int64_t rows;             /* ne1*ne2*ne3 (the output dimension N) */
+    /* Kernels bind the rows in chunks that each fit one binding (caps.max_binding_bytes,
+     * maxTexelBufferElements, < 2^31 elements): chunk i is rows [i*chunk_rows,
+     * min(rows, (i+1)*chunk_rows)) at byte i*chunk_rows*row_bytes of buf, an offset
+     * aligned for storage and texel bindings. One chunk unless the tensor is larger.
+     * Bind a chunk with pvk_tensor_bind: kernels index elements from its start and
+     * may read whole 16-byte words (the binding is rounded up to 16 bytes). */
+    int64_t chunk_rows;
+    uint32_t n_chunks;
+    VkBufferView *views;      /* per chunk, when the device reads weights through texel
+                                 buffers (caps.texel and the type has a texel format);
+                                 NULL: storage-buffer bindings */
 } pvk_tensor;
 
 /* Uploads a host tensor (its rows in stored type). The caller owns t: pvk_tensor_destroy. */
 pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t);
-void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);
+void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);   /* accepts a zeroed pvk_tensor */
+/* The binding of chunk i: its texel view, or its storage-buffer range. */
+pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk);
+/* Rows in chunk i. */
+uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk);
 
 typedef struct pvk_ops pvk_ops;
 /* Pipelines for every op on d, created on first use; owned by the caller. */
 pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out);
+
+/* The knobs the op layer sets as specialization constants and dispatch shapes.
+ * pvk_ops_create picks them from the device's caps; tests and benchmarks may pass
+ * others (e.g. a discrete GPU's shapes on lavapipe). All counts are powers of two. */
+typedef struct pvk_ops_tuning {
+    uint32_t row_wg;          /* invocations per row of norms and softmax */
+    uint32_t elt_wg;          /* invocations per workgroup of elementwise kernels */
+    uint32_t mv_wg;           /* matvec: invocations per workgroup */
+    uint32_t mv_rows;         /* matvec: weight rows per workgroup */
+    uint32_t mv_max_m;        /* m <= this uses matvec (1..8), larger m the tiled kernel */
+    uint32_t mm_bm, mm_bn, mm_bk; /* tiled matmul: tile of x rows, weight rows, K (mm_bk % 8 == 0) */
+    uint32_t mm_tm, mm_tn;    /* tiled matmul: sub-tile per invocation */
+} pvk_ops_tuning;
+pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps);
+/* PVK_ERR_INVALID naming the knob when t does not fit the device. */
+pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out);
 void pvk_ops_destroy(pvk_ops *o);
 pvk_dev *pvk_ops_dev(const pvk_ops *o);
 

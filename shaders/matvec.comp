@@ -1,0 +1,80 @@
+#version 450
+// Matrix-vector product for decode and small batches:
+//   y[c][y_off + j] (+)= sum_k x[c][k] * W[j][k] (+ bias[y_off + j]), c < M, j < N
+// Buffers: 0 W [N][K] in its stored type (dequant.glsl; texel or storage buffer),
+// 1 x [M][K] f32, 2 bias f32 (optional, flags), 3 y f32 with row stride y_stride.
+// Mapping: a workgroup (WG invocations, ideally one subgroup) owns NR weight rows
+// and NC columns of x; invocation l takes the 8-element K chunks l, l+WG, ... so
+// every W load is a 16-byte word and each x chunk is reused for NR rows. Partial
+// sums stay in registers (acc[NC][NR]) and finish with one reduction each.
+// Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
+#extension GL_EXT_control_flow_attributes : require
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 8;
+layout(constant_id = 1) const uint NR = 8;
+layout(constant_id = 2) const uint NC = 1;
+
+#define W_BINDING 0
+#include "dequant.glsl"
+#include "reduce.glsl"
+
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
+layout(std430, binding = 1) readonly buffer X1 { float x1[]; };
+layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) buffer Y { float y[]; };
+
+layout(push_constant) uniform P {
+    uint K, N, M, y_stride, y_off;
+    uint flags;   // 1: add bias, 2: accumulate into y
+} p;
+
+void main() {
+    uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NR;
+    if (row0 >= p.N) return;   // uniform per workgroup
+    uint col0 = gl_WorkGroupID.y * NC, l = gl_LocalInvocationID.x;
+    // Rows and columns past the end are computed on clamped indices (valid loads,
+    // no divergence) and never written.
+    uint wrow[NR], xcol[NC];
+    [[unroll]] for (uint r = 0; r < NR; r++) wrow[r] = min(row0 + r, p.N - 1u) * p.K;
+    [[unroll]] for (uint c = 0; c < NC; c++) xcol[c] = min(col0 + c, p.M - 1u) * p.K;
+    float acc[NC][NR];
+    [[unroll]] for (uint c = 0; c < NC; c++)
+        [[unroll]] for (uint r = 0; r < NR; r++) acc[c][r] = 0.0;
+
+    if (p.K % W_VEC == 0u) {
+        for (uint k = l * W_VEC; k < p.K; k += WG * W_VEC) {
+            vec4 xa[NC], xb[NC];
+            [[unroll]] for (uint c = 0; c < NC; c++) {
+                xa[c] = x4[(xcol[c] + k) >> 2];
+                xb[c] = x4[((xcol[c] + k) >> 2) + 1u];
+            }
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                vec4 lo, hi;
+                w_load8(wrow[r] + k, lo, hi);
+                [[unroll]] for (uint c = 0; c < NC; c++)
+                    acc[c][r] += dot(lo, xa[c]) + dot(hi, xb[c]);
+            }
+        }
+    } else {
+        for (uint k = l; k < p.K; k += WG) {
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                float wv = w_load1(wrow[r] + k);
+                [[unroll]] for (uint c = 0; c < NC; c++) acc[c][r] += wv * x1[xcol[c] + k];
+            }
+        }
+    }
+
+    [[unroll]] for (uint c = 0; c < NC; c++) {
+        [[unroll]] for (uint r = 0; r < NR; r++) {
+            float s = wg_sum(acc[c][r]);
+            uint row = row0 + r, col = col0 + c;
+            // Spread the writes over the invocations instead of all on lane 0.
+            if (l == (c * NR + r) % WG && row < p.N && col < p.M) {
+                if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
+                uint yi = col * p.y_stride + p.y_off + row;
+                if ((p.flags & 2u) != 0u) s += y[yi];
+                y[yi] = s;
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#version 450
+// RMSNorm (default) or LayerNorm (-DLAYERNORM) of each row of x:
+//   rms:   out = x / sqrt(mean(x^2) + eps) * w
+//   layer: out = (x - mean) / sqrt(mean((x - mean)^2) + eps) * w + b
+// Buffers (f32): 0 x [rows][n], 1 w [n], 2 b [n], 3 out [rows][n] (may alias x).
+// w and b are optional (push flags); an absent one is bound to x and never read.
+// Mapping: one workgroup per row (rows beyond 65535 fold into y), WG invocations
+// stride over the row; sums accumulate in fp32 and reduce through reduce.glsl.
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+#include "reduce.glsl"
+
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer Wt { float w[]; };
+layout(std430, binding = 2) readonly buffer B { float b[]; };
+layout(std430, binding = 3) writeonly buffer O { float o[]; };
+
+layout(push_constant) uniform P {
+    uint rows, n;
+    float eps;
+    uint flags;   // 1: w present, 2: b present
+} p;
+
+void main() {
+    uint row = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    if (row >= p.rows) return;   // uniform per workgroup
+    uint base = row * p.n, l = gl_LocalInvocationID.x;
+    float mean = 0.0;
+#ifdef LAYERNORM
+    float s = 0.0;
+    for (uint i = l; i < p.n; i += WG) s += x[base + i];
+    mean = wg_sum(s) / float(p.n);
+#endif
+    float ss = 0.0;
+    for (uint i = l; i < p.n; i += WG) {
+        float d = x[base + i] - mean;
+        ss += d * d;
+    }
+    float scale = inversesqrt(wg_sum(ss) / float(p.n) + p.eps);
+    bool hw = (p.flags & 1u) != 0u, hb = (p.flags & 2u) != 0u;
+    for (uint i = l; i < p.n; i += WG) {
+        float v = (x[base + i] - mean) * scale;
+        if (hw) v *= w[i];
+        if (hb) v += b[i];
+        o[base + i] = v;
+    }
+}
