@@ -183,6 +183,9 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
 void phivk_session_free(phivk_session *s);
 int32_t phivk_session_ctx(const phivk_session *s);
 int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
+/* One line: weights, KV cache, scratch and what is left of the device's memory.
+ * Caller frees with free(). */
+char *phivk_session_plan_text(const phivk_session *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits
  * (may be NULL) receives the logits of the last position (n_vocab floats), or of
