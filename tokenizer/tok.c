@@ -1,0 +1,635 @@
+/* The vocabulary (loading from GGUF, indexes, special tokens, stop tokens), the
+ * special-token partition and the merge loop both tokenizers share. */
+#include "tok.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ UTF-8 */
+
+int tok_utf8_len(uint8_t lead) {
+    if (lead < 0x80) return 1;
+    if (lead >= 0xC2 && lead <= 0xDF) return 2;
+    if (lead >= 0xE0 && lead <= 0xEF) return 3;
+    if (lead >= 0xF0 && lead <= 0xF4) return 4;
+    return 0;
+}
+
+/* The second byte carries the overlong / surrogate / > U+10FFFF exclusions. */
+bool tok_utf8_cont_ok(uint8_t lead, int k, uint8_t b) {
+    if (k == 1) {
+        if (lead == 0xE0) return b >= 0xA0 && b <= 0xBF;
+        if (lead == 0xED) return b >= 0x80 && b <= 0x9F;
+        if (lead == 0xF0) return b >= 0x90 && b <= 0xBF;
+        if (lead == 0xF4) return b >= 0x80 && b <= 0x8F;
+    }
+    return (b & 0xC0) == 0x80;
+}
+
+size_t tok_utf8_invalid_at(const char *s, size_t len) {
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int n = tok_utf8_len(p[i]);
+        if (n == 0 || len - i < (size_t)n) return i;
+        for (int k = 1; k < n; k++)
+            if (!tok_utf8_cont_ok(p[i], k, p[i + k])) return i;
+        i += (size_t)n;
+    }
+    return len;
+}
+
+/* ------------------------------------------------------------ hash index */
+
+uint64_t tok_hash(const void *p, size_t n) {
+    /* FNV-1a, then a finaliser so the low bits (the slot) depend on every byte. */
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+pvk_status tok_map_init(tok_map *m, uint64_t n_entries) {
+    uint64_t slots = 16;
+    while (slots < n_entries * 2) slots *= 2; /* load factor <= 1/2 */
+    m->hash = calloc(slots, sizeof *m->hash);
+    m->idx = calloc(slots, sizeof *m->idx);
+    m->mask = slots - 1;
+    if (!m->hash || !m->idx) {
+        tok_map_free(m);
+        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a tokenizer index");
+    }
+    return PVK_OK;
+}
+
+void tok_map_free(tok_map *m) {
+    free(m->hash);
+    free(m->idx);
+    m->hash = NULL;
+    m->idx = NULL;
+}
+
+void tok_map_put(tok_map *m, uint64_t hash, uint32_t entry) {
+    uint64_t s = hash & m->mask;
+    while (m->idx[s]) s = (s + 1) & m->mask;
+    m->hash[s] = hash;
+    m->idx[s] = entry + 1;
+}
+
+int64_t tok_map_get(const tok_map *m, uint64_t hash, tok_map_eq_fn eq, const void *ctx,
+                    const void *key) {
+    for (uint64_t s = hash & m->mask; m->idx[s]; s = (s + 1) & m->mask)
+        if (m->hash[s] == hash && eq(ctx, m->idx[s] - 1, key)) return m->idx[s] - 1;
+    return -1;
+}
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+
+static bool text_eq(const void *ctx, uint32_t entry, const void *key) {
+    const tok_token *t = &((const tok_vocab *)ctx)->tokens[entry];
+    const span *k = key;
+    return t->text_len == k->n && memcmp(t->text, k->p, k->n) == 0;
+}
+
+int32_t tok_find(const tok_vocab *v, const char *text, size_t len) {
+    span k = {text, len};
+    return (int32_t)tok_map_get(&v->by_text, tok_hash(text, len), text_eq, v, &k);
+}
+
+pvk_status tok_ids_push(tok_ids *ids, int32_t id) {
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 64;
+        int32_t *nv = realloc(ids->v, cap * sizeof *nv);
+        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", cap);
+        ids->v = nv;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return PVK_OK;
+}
+
+pvk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = (uint8_t)bytes[i];
+        int32_t id = v->byte_id[b] >= 0 ? v->byte_id[b] : v->unk;
+        if (id < 0)
+            return pvk_fail(PVK_ERR_UNSUPPORTED,
+                            "byte 0x%02X has no token in this vocabulary and it has no unknown token",
+                            b);
+        pvk_status st = tok_ids_push(out, id);
+        if (st) return st;
+    }
+    return PVK_OK;
+}
+
+/* ------------------------------------------------------------ merge loop */
+
+typedef struct tok_pair {
+    float key;
+    int32_t left, right;
+    uint32_t len;          /* bytes of the merged span: detects stale pairs */
+} tok_pair;
+
+struct tok_heap {
+    tok_pair *v;
+    size_t n, cap;
+};
+
+tok_heap *tok_heap_create(void) { return calloc(1, sizeof(tok_heap)); }
+
+void tok_heap_free(tok_heap *h) {
+    if (!h) return;
+    free(h->v);
+    free(h);
+}
+
+static bool pair_before(const tok_pair *a, const tok_pair *b) {
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
+}
+
+static pvk_status heap_push(tok_heap *h, tok_pair p) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        tok_pair *nv = realloc(h->v, cap * sizeof *nv);
+        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
+        h->v = nv;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pair_before(&p, &h->v[parent])) break;
+        h->v[i] = h->v[parent];
+        i = parent;
+    }
+    h->v[i] = p;
+    return PVK_OK;
+}
+
+static tok_pair heap_pop(tok_heap *h) {
+    tok_pair top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
+        if (!pair_before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
+
+static pvk_status try_pair(tok_heap *h, const char *buf, const tok_sym *syms, int32_t l,
+                           int32_t r, tok_pair_fn pair, const void *ctx) {
+    if (l < 0 || r < 0) return PVK_OK;
+    tok_pair p = {0, l, r, syms[l].len + syms[r].len};
+    if (!pair(ctx, buf, syms[l].off, syms[l].len, p.len, &p.key)) return PVK_OK;
+    return heap_push(h, p);
+}
+
+pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
+                     const void *ctx) {
+    pvk_status st = PVK_OK;
+    h->n = 0;
+    for (int32_t i = 1; i < n && !st; i++) st = try_pair(h, buf, syms, i - 1, i, pair, ctx);
+    while (h->n && !st) {
+        tok_pair p = heap_pop(h);
+        tok_sym *l = &syms[p.left], *r = &syms[p.right];
+        /* Spans only grow, so unchanged lengths mean the pair is still adjacent. */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != p.len) continue;
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0) syms[r->next].prev = p.left;
+        st = try_pair(h, buf, syms, l->prev, p.left, pair, ctx);
+        if (!st) st = try_pair(h, buf, syms, p.left, l->next, pair, ctx);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------ loading */
+
+static pvk_status get_array(const gguf_file *f, const char *key, bool required,
+                            const gguf_kv **out) {
+    const gguf_kv *kv = gguf_find(f, key);
+    *out = NULL;
+    if (!kv) {
+        if (required) return pvk_fail(PVK_ERR_BAD_FILE, "the file has no %s: not a model or vocabulary file", key);
+        return PVK_OK;
+    }
+    if (kv->type != GGUF_ARRAY) return pvk_fail(PVK_ERR_BAD_FILE, "%s is not an array", key);
+    *out = kv;
+    return PVK_OK;
+}
+
+/* An id key: absent -> fallback; present -> must name a token. */
+static pvk_status get_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t fallback,
+                         int32_t *out) {
+    int64_t id;
+    *out = fallback < n_tokens ? fallback : -1;
+    if (!gguf_find(f, key)) return PVK_OK;
+    if (!gguf_get_i64(f, key, &id))
+        return pvk_fail(PVK_ERR_BAD_FILE, "%s is not an integer", key);
+    if (id < 0 || id >= n_tokens)
+        return pvk_fail(PVK_ERR_BAD_FILE, "%s = %lld is outside the vocabulary (%d tokens)", key,
+                        (long long)id, n_tokens);
+    *out = (int32_t)id;
+    return PVK_OK;
+}
+
+static bool get_bool_or(const gguf_file *f, const char *key, bool fallback) {
+    bool b;
+    return gguf_get_bool(f, key, &b) ? b : fallback;
+}
+
+static char *dup_str(gguf_str s) {
+    char *p = malloc(s.len + 1);
+    if (p) {
+        memcpy(p, s.ptr, s.len);
+        p[s.len] = 0;
+    }
+    return p;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* "<0xNN>" -> NN, else -1. */
+static int byte_token_value(const char *t, uint32_t n) {
+    if (n != 6 || memcmp(t, "<0x", 3) != 0 || t[5] != '>') return -1;
+    int hi = hexval(t[3]), lo = hexval(t[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* Writes what detokenization prints for token t into out (room for text_len bytes:
+ * no rendering is longer than the stored text). */
+static uint32_t render_piece(tok_model model, const tok_token *t, char *out) {
+    switch (t->type) {
+    case TOK_UNUSED:
+        return 0; /* as llama.cpp: never printed */
+    case TOK_BYTE: {
+        int b = byte_token_value(t->text, t->text_len);
+        if (b >= 0) {
+            out[0] = (char)b;
+            return 1;
+        }
+        break;
+    }
+    case TOK_NORMAL:
+    case TOK_UNDEFINED:
+        if (model == TOK_MODEL_BPE) return tok_bpe_decode_piece(t->text, t->text_len, out);
+        {
+            uint32_t o = 0;
+            for (uint32_t i = 0; i < t->text_len; i++) {
+                if (i + 2 < t->text_len && memcmp(t->text + i, "\xE2\x96\x81", 3) == 0) {
+                    out[o++] = ' ';
+                    i += 2;
+                } else {
+                    out[o++] = t->text[i];
+                }
+            }
+            return o;
+        }
+    default:
+        break;
+    }
+    memcpy(out, t->text, t->text_len); /* CONTROL, UNKNOWN, USER_DEFINED: as stored */
+    return t->text_len;
+}
+
+static int cmp_special(const void *a, const void *b, void *ctx) {
+    const tok_token *tk = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (tk[x].text_len != tk[y].text_len) return tk[x].text_len > tk[y].text_len ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+static void add_stop(tok_vocab *v, int32_t id) {
+    if (id < 0) return;
+    for (int i = 0; i < v->n_stop; i++)
+        if (v->stop[i] == id) return;
+    if (v->n_stop < (int)(sizeof v->stop / sizeof v->stop[0])) v->stop[v->n_stop++] = id;
+}
+
+static void add_stop_text(tok_vocab *v, const char *text) {
+    add_stop(v, tok_find(v, text, strlen(text)));
+}
+
+static pvk_status load_tokens(const gguf_file *f, tok_vocab *v) {
+    const gguf_kv *toks, *scores, *types;
+    pvk_status st = get_array(f, "tokenizer.ggml.tokens", true, &toks);
+    if (!st) st = get_array(f, "tokenizer.ggml.scores", false, &scores);
+    if (!st) st = get_array(f, "tokenizer.ggml.token_type", false, &types);
+    if (st) return st;
+    if (toks->arr_type != GGUF_STRING || toks->arr_n == 0 || toks->arr_n > (1u << 24))
+        return pvk_fail(PVK_ERR_BAD_FILE,
+                        "tokenizer.ggml.tokens must be 1 to 16777216 strings (has %llu of type %d)",
+                        (unsigned long long)toks->arr_n, (int)toks->arr_type);
+    if (scores && scores->arr_n != toks->arr_n)
+        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.scores has %llu entries for %llu tokens",
+                        (unsigned long long)scores->arr_n, (unsigned long long)toks->arr_n);
+    if (types && types->arr_n != toks->arr_n)
+        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
+                        (unsigned long long)types->arr_n, (unsigned long long)toks->arr_n);
+
+    v->n_tokens = (int32_t)toks->arr_n;
+    v->tokens = calloc((size_t)v->n_tokens, sizeof *v->tokens);
+    if (!v->tokens) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %d tokens", v->n_tokens);
+
+    uint64_t text_bytes = 0;
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        gguf_str s;
+        if (!gguf_arr_str(f, toks, (uint64_t)i, &s))
+            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is unreadable", i);
+        if (s.len > 65536)
+            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is %llu bytes long", i,
+                            (unsigned long long)s.len);
+        text_bytes += s.len + 1;
+    }
+    /* text + NUL, then the rendering (never longer than the text). */
+    v->arena = malloc(text_bytes * 2);
+    if (!v->arena) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the token texts");
+    char *p = v->arena;
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        tok_token *t = &v->tokens[i];
+        gguf_str s;
+        gguf_arr_str(f, toks, (uint64_t)i, &s);
+        memcpy(p, s.ptr, s.len);
+        p[s.len] = 0;
+        t->text = p;
+        t->text_len = (uint32_t)s.len;
+        p += s.len + 1;
+        int64_t ty = TOK_NORMAL;
+        if (types && (!gguf_arr_i64(types, (uint64_t)i, &ty) || ty < 0 || ty > TOK_BYTE))
+            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.token_type[%d] is not a token type (0..6)", i);
+        t->type = (uint8_t)ty;
+        if (scores && !gguf_arr_f32(scores, (uint64_t)i, &t->score))
+            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.scores[%d] is not a number", i);
+    }
+    st = tok_map_init(&v->by_text, (uint64_t)v->n_tokens);
+    if (st) return st;
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        const tok_token *t = &v->tokens[i];
+        if (tok_find(v, t->text, t->text_len) < 0)
+            tok_map_put(&v->by_text, tok_hash(t->text, t->text_len), (uint32_t)i);
+    }
+    /* Early Phi-3 files type the end-of-turn texts as plain tokens; llama.cpp
+     * overrides that, and so do we, so they never print or match as text. */
+    static const char *const control_texts[] = {"<|end|>", "<|endoftext|>"};
+    for (size_t k = 0; k < sizeof control_texts / sizeof *control_texts; k++) {
+        int32_t id = tok_find(v, control_texts[k], strlen(control_texts[k]));
+        if (id >= 0) v->tokens[id].type = TOK_CONTROL;
+    }
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        tok_token *t = &v->tokens[i];
+        t->out = p;
+        t->out_len = render_piece(v->model, t, p);
+        p += t->out_len;
+        if (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN) t->attr |= TOK_ATTR_HIDDEN;
+    }
+    return PVK_OK;
+}
+
+static pvk_status load_specials(tok_vocab *v) {
+    v->specials = malloc((size_t)v->n_tokens * sizeof *v->specials);
+    if (!v->specials) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special tokens");
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        uint8_t ty = v->tokens[i].type;
+        if ((ty == TOK_CONTROL || ty == TOK_USER_DEFINED || ty == TOK_UNKNOWN) &&
+            v->tokens[i].text_len > 0)
+            v->specials[v->n_specials++] = i;
+    }
+    qsort_r(v->specials, (size_t)v->n_specials, sizeof *v->specials, cmp_special, v->tokens);
+
+    /* phi-spec choice 4: Phi-3's added tokens strip the whitespace after them
+     * (HF AddedToken rstrip=True). llama.cpp keys this on general.name; we key it
+     * on the vocabulary itself (SentencePiece with <|end|>), which also covers
+     * renamed fine-tunes and Phi-3 files converted as arch llama. */
+    if (v->model == TOK_MODEL_SPM && tok_find(v, "<|end|>", 7) >= 0) {
+        for (int32_t i = 0; i < v->n_specials; i++) v->tokens[v->specials[i]].attr |= TOK_ATTR_RSTRIP;
+        static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+        for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
+            int32_t id = tok_find(v, keep[k], strlen(keep[k]));
+            if (id >= 0) v->tokens[id].attr &= (uint8_t)~TOK_ATTR_RSTRIP;
+        }
+    }
+    return PVK_OK;
+}
+
+static pvk_status load_ids(const gguf_file *f, tok_vocab *v) {
+    bool spm = v->model == TOK_MODEL_SPM;
+    /* llama.cpp's SPM defaults; for BPE a missing id means none. */
+    pvk_status st = get_id(f, "tokenizer.ggml.bos_token_id", v->n_tokens, spm ? 1 : -1, &v->bos);
+    if (!st) st = get_id(f, "tokenizer.ggml.eos_token_id", v->n_tokens, spm ? 2 : -1, &v->eos);
+    if (!st) st = get_id(f, "tokenizer.ggml.unknown_token_id", v->n_tokens, spm ? 0 : -1, &v->unk);
+    if (!st) st = get_id(f, "tokenizer.ggml.eot_token_id", v->n_tokens, -1, &v->eot);
+    if (st) return st;
+    v->add_bos = get_bool_or(f, "tokenizer.ggml.add_bos_token", spm);
+    v->add_eos = get_bool_or(f, "tokenizer.ggml.add_eos_token", false);
+    v->add_space_prefix = get_bool_or(f, "tokenizer.ggml.add_space_prefix", spm);
+    if (v->add_bos && v->bos < 0)
+        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.add_bos_token is true but the file names no BOS token");
+    if (v->add_eos && v->eos < 0)
+        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.add_eos_token is true but the file names no EOS token");
+
+    add_stop(v, v->eos);
+    add_stop(v, v->eot);
+    if (spm && tok_find(v, "<|end|>", 7) >= 0) {
+        /* Phi-3 generation_config: eos_token_id [32000, 32001, 32007], by text. */
+        add_stop_text(v, "<|endoftext|>");
+        add_stop_text(v, "<|assistant|>");
+        add_stop_text(v, "<|end|>");
+    }
+    if (!spm) add_stop_text(v, "<|endoftext|>");
+    return PVK_OK;
+}
+
+pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
+    *out = NULL;
+    gguf_str s;
+    if (!gguf_get_str(f, "tokenizer.ggml.model", &s))
+        return pvk_fail(PVK_ERR_BAD_FILE, "the file has no tokenizer (tokenizer.ggml.model is missing)");
+    tok_model model;
+    if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
+    else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
+    else
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "tokenizer model '%.*s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
+                        (int)(s.len > 64 ? 64 : s.len), s.ptr);
+
+    tok_vocab *v = calloc(1, sizeof *v);
+    if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+    v->model = model;
+    pvk_status st = load_tokens(f, v);
+    if (!st) st = load_specials(v);
+    if (!st) st = load_ids(f, v);
+    if (st) goto fail;
+
+    gguf_str arch = {"", 0}, tmpl;
+    gguf_get_str(f, "general.architecture", &arch);
+    v->arch = dup_str(arch);
+    bool oom = !v->arch;
+    if (gguf_get_str(f, "tokenizer.chat_template", &tmpl)) {
+        v->chat_template = dup_str(tmpl);
+        oom = oom || !v->chat_template;
+    }
+    if (oom) {
+        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+        goto fail;
+    }
+
+    for (int b = 0; b < 256; b++) v->byte_id[b] = -1;
+    if (model == TOK_MODEL_SPM) {
+        for (int b = 0; b < 256; b++) {
+            char hex[7];
+            snprintf(hex, sizeof hex, "<0x%02X>", b);
+            v->byte_id[b] = tok_find(v, hex, 6);
+            if (v->byte_id[b] < 0 && b < 0x80) { /* a vocabulary without byte tokens */
+                char c = (char)b;
+                int32_t id = tok_find(v, &c, 1);
+                if (id >= 0 && tok_type_spellable(v->tokens[id].type)) v->byte_id[b] = id;
+            }
+        }
+    } else {
+        st = tok_bpe_create(f, v, &v->bpe);
+        if (st) goto fail;
+    }
+    *out = v;
+    return PVK_OK;
+fail:
+    tok_vocab_destroy(v);
+    return st;
+}
+
+void tok_vocab_destroy(tok_vocab *v) {
+    if (!v) return;
+    tok_bpe_free(v->bpe);
+    tok_map_free(&v->by_text);
+    free(v->tokens);
+    free(v->specials);
+    free(v->arch);
+    free(v->chat_template);
+    free(v->arena);
+    free(v);
+}
+
+/* ------------------------------------------------------------ encoding */
+
+typedef struct frag {
+    int32_t id;            /* -1: raw text */
+    size_t off, len;
+} frag;
+
+typedef struct frags {
+    frag *v;
+    size_t n, cap;
+} frags;
+
+static pvk_status frags_push(frags *fs, frag f) {
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 16;
+        frag *nv = realloc(fs->v, cap * sizeof *nv);
+        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
+        fs->v = nv;
+        fs->cap = cap;
+    }
+    fs->v[fs->n++] = f;
+    return PVK_OK;
+}
+
+static bool is_c_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* Cuts every occurrence of token id out of the raw fragments of *in (llama.cpp's
+ * tokenizer_st_partition, one special token at a time, longest first). */
+static pvk_status cut_special(const tok_vocab *v, const char *text, int32_t id, frags *in,
+                              frags *tmp) {
+    const tok_token *t = &v->tokens[id];
+    pvk_status st = PVK_OK;
+    tmp->n = 0;
+    for (size_t i = 0; i < in->n && !st; i++) {
+        frag f = in->v[i];
+        if (f.id >= 0) {
+            st = frags_push(tmp, f);
+            continue;
+        }
+        size_t pos = f.off, end = f.off + f.len;
+        while (!st && pos < end) {
+            const char *m = memmem(text + pos, end - pos, t->text, t->text_len);
+            if (!m) break;
+            size_t at = (size_t)(m - text);
+            if (at > pos) st = frags_push(tmp, (frag){-1, pos, at - pos});
+            if (!st) st = frags_push(tmp, (frag){id, at, t->text_len});
+            pos = at + t->text_len;
+            if (t->attr & TOK_ATTR_RSTRIP)
+                while (pos < end && is_c_space(text[pos])) pos++;
+        }
+        if (!st && pos < end) st = frags_push(tmp, (frag){-1, pos, end - pos});
+    }
+    if (!st) {
+        frags swap = *in;
+        *in = *tmp;
+        *tmp = swap;
+    }
+    return st;
+}
+
+pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
+                      const tok_encode_params *p, tok_ids *out) {
+    if (len > (1u << 30))
+        return pvk_fail(PVK_ERR_INVALID, "text of %zu bytes is too long to tokenize at once (limit 1 GiB)", len);
+    size_t bad = tok_utf8_invalid_at(text, len);
+    if (bad < len) return pvk_fail(PVK_ERR_INVALID, "invalid UTF-8 at byte %zu", bad);
+    if (p->add_bos && v->bos < 0)
+        return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no BOS token to add");
+    if (p->add_eos && v->eos < 0)
+        return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no EOS token to add");
+
+    size_t n0 = out->n;
+    frags fs = {0}, tmp = {0};
+    pvk_status st = PVK_OK;
+    if (len) st = frags_push(&fs, (frag){-1, 0, len});
+    for (int32_t i = 0; i < v->n_specials && !st; i++) {
+        int32_t id = v->specials[i];
+        uint8_t ty = v->tokens[id].type;
+        /* Without parse_special only USER_DEFINED texts are cut (spec 5.1 step 1). */
+        if (!p->parse_special && ty != TOK_USER_DEFINED) continue;
+        st = cut_special(v, text, id, &fs, &tmp);
+    }
+    if (!st && p->add_bos) st = tok_ids_push(out, v->bos);
+    /* SPM prefixes a space to the first raw fragment and to each one after a special. */
+    bool prev_special = true;
+    for (size_t i = 0; i < fs.n && !st; i++) {
+        frag f = fs.v[i];
+        if (f.id >= 0) {
+            st = tok_ids_push(out, f.id);
+        } else if (v->model == TOK_MODEL_SPM) {
+            st = tok_spm_encode(v, text + f.off, f.len, v->add_space_prefix && prev_special, out);
+        } else {
+            st = tok_bpe_encode(v, text + f.off, f.len, out);
+        }
+        prev_special = f.id >= 0;
+    }
+    if (!st && p->add_eos) st = tok_ids_push(out, v->eos);
+    free(fs.v);
+    free(tmp.v);
+    if (st) out->n = n0;
+    return st;
+}
