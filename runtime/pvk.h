@@ -64,6 +64,8 @@ typedef struct pvk_caps {
         uint64_t usage;
         bool device_local;
     } heaps[VK_MAX_MEMORY_HEAPS];
+
+    bool usable;                    /* Vulkan >= 1.2 with a compute queue: phivk runs on it */
 } pvk_caps;
 
 /* Lists every Vulkan device. *out is malloc'd (caller frees); *n may be 0. */
@@ -78,6 +80,11 @@ typedef struct pvk_dev_params {
 } pvk_dev_params;
 
 pvk_dev_params pvk_dev_default_params(void);
+/* The device pvk_dev_create would open for select (same rules as params.select)
+ * among caps[0..n-1]; PVK_ERR_NO_DEVICE listing the devices when none matches. */
+pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, uint32_t *index);
+/* "discrete", "integrated", "virtual", "cpu" or "other". */
+const char *pvk_dev_type_name(VkPhysicalDeviceType t);
 typedef struct pvk_dev pvk_dev;
 pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out);
 void pvk_dev_destroy(pvk_dev *d);
@@ -127,7 +134,11 @@ typedef struct pvk_kernel {
     uint32_t push_bytes;      /* push-constant block size, <= 128 */
     uint32_t n_spec;          /* specialization constants with ids 0..n_spec-1 */
     const uint32_t *spec;
-    uint32_t subgroup_size;   /* required subgroup size, 0 for the driver's choice */
+    uint32_t subgroup_size;   /* required subgroup size, 0 for the driver's choice; applied
+                                 only when caps.subgroup_size_control and within
+                                 [subgroup_min, subgroup_max], else ignored. Where the
+                                 device can, full subgroups are required too, so the
+                                 kernel's local_size_x must be a multiple of it. */
 } pvk_kernel;
 
 typedef struct pvk_pipe pvk_pipe;

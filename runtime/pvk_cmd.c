@@ -1,0 +1,366 @@
+/* Command recording: dispatches with push constants and descriptors (pushed with
+ * VK_KHR_push_descriptor, else from descriptor pools reset per recording), the one
+ * barrier helper, copies, submit + fence wait, and the PHIVK_PROFILE timestamps.
+ * Recording calls return nothing: their first error sticks and submit returns it. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pvk_impl.h"
+
+enum {
+    MAX_BIND = 32,
+    PROFILE_MAX = 4096,          /* dispatches timed per recording */
+    POOL_SETS = 256,             /* descriptor sets per pool */
+};
+
+typedef struct timed_dispatch {
+    const char *shader;          /* owned by the pipeline, which outlives the command */
+    uint32_t g[3];
+} timed_dispatch;
+
+struct pvk_cmd {
+    pvk_dev *d;
+    VkCommandPool pool;
+    VkCommandBuffer cb;
+    VkFence fence;
+    bool recording;
+    pvk_status err;
+    char errmsg[512];
+
+    VkDescriptorPool *dpools;    /* without push descriptors */
+    uint32_t n_dpools, cur_dpool;
+
+    VkQueryPool queries;         /* with PHIVK_PROFILE=1 */
+    timed_dispatch *timed;
+    uint32_t n_timed, n_untimed;
+};
+
+/* Keeps the first error of a recording for submit. */
+static void cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) {
+    if (c->err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    c->err = code;
+}
+
+pvk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
+    *out = NULL;
+    pvk_cmd *c = calloc(1, sizeof *c);
+    if (!c) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating a command buffer");
+    c->d = d;
+    pvk_status s;
+    VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                  .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
+                                  .queueFamilyIndex = d->queue_family};
+    VkResult r = vkCreateCommandPool(d->vk, &pi, NULL, &c->pool);
+    if (r != VK_SUCCESS) goto vk_fail;
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                      .commandPool = c->pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                      .commandBufferCount = 1};
+    if ((r = vkAllocateCommandBuffers(d->vk, &ai, &c->cb)) != VK_SUCCESS) goto vk_fail;
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if ((r = vkCreateFence(d->vk, &fi, NULL, &c->fence)) != VK_SUCCESS) goto vk_fail;
+    if (pvk_env_flag("PHIVK_PROFILE") && d->caps.timestamps) {
+        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                    .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * PROFILE_MAX};
+        if ((r = vkCreateQueryPool(d->vk, &qi, NULL, &c->queries)) != VK_SUCCESS) goto vk_fail;
+        if (!(c->timed = calloc(PROFILE_MAX, sizeof *c->timed))) {
+            s = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the profile");
+            goto fail;
+        }
+    }
+    pvk_name(d, VK_OBJECT_TYPE_COMMAND_BUFFER, (uint64_t)(uintptr_t)c->cb, "phivk commands");
+    *out = c;
+    return PVK_OK;
+vk_fail:
+    s = pvk_vk_fail(r, "creating a command buffer");
+fail:
+    pvk_cmd_destroy(c);
+    return s;
+}
+
+void pvk_cmd_destroy(pvk_cmd *c) {
+    if (!c) return;
+    VkDevice vk = c->d->vk;
+    if (c->recording) vkEndCommandBuffer(c->cb);
+    for (uint32_t i = 0; i < c->n_dpools; i++) vkDestroyDescriptorPool(vk, c->dpools[i], NULL);
+    free(c->dpools);
+    if (c->queries) vkDestroyQueryPool(vk, c->queries, NULL);
+    free(c->timed);
+    if (c->fence) vkDestroyFence(vk, c->fence, NULL);
+    if (c->pool) vkDestroyCommandPool(vk, c->pool, NULL);
+    free(c);
+}
+
+pvk_status pvk_cmd_begin(pvk_cmd *c) {
+    VkDevice vk = c->d->vk;
+    if (c->recording) vkEndCommandBuffer(c->cb);
+    c->recording = false;
+    c->err = PVK_OK;
+    c->n_timed = c->n_untimed = 0;
+    c->cur_dpool = 0;
+    VkResult r = vkResetCommandPool(vk, c->pool, 0);
+    for (uint32_t i = 0; i < c->n_dpools && r == VK_SUCCESS; i++) r = vkResetDescriptorPool(vk, c->dpools[i], 0);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "resetting a command buffer");
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    if ((r = vkBeginCommandBuffer(c->cb, &bi)) != VK_SUCCESS) return pvk_vk_fail(r, "vkBeginCommandBuffer");
+    if (c->queries) vkCmdResetQueryPool(c->cb, c->queries, 0, 2 * PROFILE_MAX);
+    c->recording = true;
+    return PVK_OK;
+}
+
+/* A descriptor set for p from the recording's pools, adding a pool when all are full. */
+static VkDescriptorSet alloc_set(pvk_cmd *c, const struct pvk_pipe *p) {
+    VkDevice vk = c->d->vk;
+    for (;;) {
+        if (c->cur_dpool == c->n_dpools) {
+            VkDescriptorPool *np = realloc(c->dpools, (c->n_dpools + 1) * sizeof *np);
+            if (!np) {
+                cmd_error(c, PVK_ERR_HOST_MEMORY, "out of host memory growing descriptor pools");
+                return VK_NULL_HANDLE;
+            }
+            c->dpools = np;
+            VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, POOL_SETS * 8},
+                                            {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, POOL_SETS * 4}};
+            VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                             .maxSets = POOL_SETS, .poolSizeCount = 2, .pPoolSizes = sizes};
+            VkResult r = vkCreateDescriptorPool(vk, &ci, NULL, &c->dpools[c->n_dpools]);
+            if (r != VK_SUCCESS) {
+                pvk_vk_fail(r, "vkCreateDescriptorPool");
+                cmd_error(c, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PVK_ERR_DEVICE_MEMORY : PVK_ERR_VULKAN, "%s",
+                          pvk_errmsg());
+                return VK_NULL_HANDLE;
+            }
+            c->n_dpools++;
+        }
+        VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                          .descriptorPool = c->dpools[c->cur_dpool], .descriptorSetCount = 1,
+                                          .pSetLayouts = &p->set_layout};
+        VkDescriptorSet set;
+        VkResult r = vkAllocateDescriptorSets(vk, &ai, &set);
+        if (r == VK_SUCCESS) return set;
+        if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL) {
+            cmd_error(c, pvk_vk_fail(r, "vkAllocateDescriptorSets"), "%s", pvk_errmsg());
+            return VK_NULL_HANDLE;
+        }
+        c->cur_dpool++;
+    }
+}
+
+static bool check_bindings(pvk_cmd *c, const struct pvk_pipe *p, const pvk_binding *b) {
+    const pvk_caps *caps = &c->d->caps;
+    for (uint32_t i = 0; i < p->n_bind; i++) {
+        if (p->bindings[i] == 't') {
+            if (b[i].view) continue;
+            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u is a texel buffer but got no view", p->shader, i);
+            return false;
+        }
+        if (!b[i].buf || !b[i].range || b[i].offset % caps->storage_align) {
+            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u needs a storage buffer range at a multiple of %llu bytes",
+                      p->shader, i, (unsigned long long)caps->storage_align);
+            return false;
+        }
+        if (b[i].range > caps->max_binding_bytes) {
+            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u spans %llu bytes, more than the %llu one binding may "
+                      "(maxStorageBufferRange or PHIVK_MAX_BINDING_BYTES): split the tensor", p->shader, i,
+                      (unsigned long long)b[i].range, (unsigned long long)caps->max_binding_bytes);
+            return false;
+        }
+    }
+    return true;
+}
+
+void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void *push, uint32_t gx, uint32_t gy,
+                      uint32_t gz) {
+    if (c->err) return;
+    if (!c->recording) { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch outside pvk_cmd_begin/submit"); return; }
+    if (!p) { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch without a pipeline"); return; }
+    if ((p->n_bind && !b) || (p->push_bytes && !push))
+        { cmd_error(c, PVK_ERR_INVALID, "%s: dispatch lacks its bindings or push constants", p->shader); return; }
+    const uint32_t *max = c->d->caps.max_wg_count;
+    if (gx > max[0] || gy > max[1] || gz > max[2])
+        { cmd_error(c, PVK_ERR_INVALID, "%s: %u x %u x %u workgroups exceed the device limit %u x %u x %u",
+                         p->shader, gx, gy, gz, max[0], max[1], max[2]); return; }
+    if (!check_bindings(c, p, b)) return;
+
+    VkDescriptorBufferInfo bi[MAX_BIND];
+    VkWriteDescriptorSet w[MAX_BIND];
+    for (uint32_t i = 0; i < p->n_bind; i++) {
+        bool texel = p->bindings[i] == 't';
+        bi[i] = (VkDescriptorBufferInfo){b[i].buf, b[i].offset, b[i].range};
+        w[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstBinding = i, .descriptorCount = 1,
+            .descriptorType = texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = texel ? NULL : &bi[i], .pTexelBufferView = texel ? &b[i].view : NULL};
+    }
+    vkCmdBindPipeline(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p->vk);
+    if (p->n_bind && c->d->push_descriptor) {
+        c->d->push_descriptor(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, p->n_bind, w);
+    } else if (p->n_bind) {
+        VkDescriptorSet set = alloc_set(c, p);
+        if (!set) return;
+        for (uint32_t i = 0; i < p->n_bind; i++) w[i].dstSet = set;
+        vkUpdateDescriptorSets(c->d->vk, p->n_bind, w, 0, NULL);
+        vkCmdBindDescriptorSets(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0, NULL);
+    }
+    if (p->push_bytes)
+        vkCmdPushConstants(c->cb, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p->push_bytes, push);
+    bool timed = c->queries && c->n_timed < PROFILE_MAX;
+    if (timed) vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, c->queries, 2 * c->n_timed);
+    vkCmdDispatch(c->cb, gx, gy, gz);
+    if (timed) {
+        vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries, 2 * c->n_timed + 1);
+        c->timed[c->n_timed++] = (timed_dispatch){p->shader, {gx, gy, gz}};
+    } else if (c->queries) {
+        c->n_untimed++;
+    }
+}
+
+void pvk_cmd_barrier(pvk_cmd *c, pvk_hazard h) {
+    if (c->err || !c->recording) return;
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    VkPipelineStageFlags src, dst;
+    switch (h) {
+    case PVK_COMPUTE_TO_COMPUTE:
+        /* Read-after-write and write-after-write between dispatches. */
+        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
+        dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
+        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+        mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+        break;
+    case PVK_TRANSFER_TO_COMPUTE:
+        /* A copy or fill feeds dispatches; later copies of the same range are
+         * ordered too, so fill-then-copy needs no second helper. */
+        src = VK_PIPELINE_STAGE_TRANSFER_BIT;
+        dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+        mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                           VK_ACCESS_TRANSFER_WRITE_BIT;
+        break;
+    case PVK_COMPUTE_TO_TRANSFER:
+        /* A dispatch's output is copied (e.g. to a readback buffer) or overwritten by a fill. */
+        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
+        dst = VK_PIPELINE_STAGE_TRANSFER_BIT;
+        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+        mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+        break;
+    case PVK_COMPUTE_TO_HOST:
+        /* The host reads mapped memory after the fence: make device writes visible to it. */
+        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        dst = VK_PIPELINE_STAGE_HOST_BIT;
+        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+        mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+        break;
+    default:
+        { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_barrier: unknown hazard %d", (int)h); return; }
+    }
+    vkCmdPipelineBarrier(c->cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+static bool check_span(pvk_cmd *c, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, const char *what) {
+    if (c->err) return false;
+    if (!c->recording) {
+        cmd_error(c, PVK_ERR_INVALID, "%s outside pvk_cmd_begin/submit", what);
+        return false;
+    }
+    if (!b || !b->vk || off > b->size || n > b->size - off) {
+        cmd_error(c, PVK_ERR_INVALID, "%s: [%llu, +%llu) is outside the buffer of %llu bytes", what,
+                  (unsigned long long)off, (unsigned long long)n, (unsigned long long)(b ? b->size : 0));
+        return false;
+    }
+    return true;
+}
+
+void pvk_cmd_copy(pvk_cmd *c, const pvk_buf *src, VkDeviceSize src_off, const pvk_buf *dst, VkDeviceSize dst_off,
+                  VkDeviceSize n) {
+    if (!check_span(c, src, src_off, n, "pvk_cmd_copy source") ||
+        !check_span(c, dst, dst_off, n, "pvk_cmd_copy destination") || n == 0)
+        return;
+    VkBufferCopy region = {src->offset + src_off, dst->offset + dst_off, n};
+    vkCmdCopyBuffer(c->cb, src->vk, dst->vk, 1, &region);
+}
+
+void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize n, uint32_t word) {
+    if (!check_span(c, dst, off, n, "pvk_cmd_fill") || n == 0) return;
+    if (off % 4 || n % 4)
+        { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_fill: offset %llu and size %llu must be multiples of 4",
+                         (unsigned long long)off, (unsigned long long)n); return; }
+    vkCmdFillBuffer(c->cb, dst->vk, dst->offset + off, n, word);
+}
+
+/* Per-dispatch times, then per-shader totals, most expensive first. */
+static void print_profile(pvk_cmd *c) {
+    uint64_t *ts = malloc(2 * c->n_timed * sizeof *ts);
+    timed_dispatch *tot = calloc(c->n_timed, sizeof *tot);
+    double *ms = calloc(c->n_timed, sizeof *ms);
+    uint32_t *count = calloc(c->n_timed, sizeof *count);
+    if (!ts || !tot || !ms || !count ||
+        vkGetQueryPoolResults(c->d->vk, c->queries, 0, 2 * c->n_timed, 2 * c->n_timed * sizeof *ts, ts,
+                              sizeof *ts, VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS) {
+        fprintf(stderr, "phivk profile: timestamps unavailable\n");
+        goto done;
+    }
+    double period_ms = c->d->caps.timestamp_period * 1e-6, all = 0;
+    uint32_t n_tot = 0;
+    for (uint32_t i = 0; i < c->n_timed; i++) {
+        double t = (double)(ts[2 * i + 1] - ts[2 * i]) * period_ms;
+        const timed_dispatch *e = &c->timed[i];
+        fprintf(stderr, "phivk profile: %5u %-28s %6u x %-5u x %-3u %10.4f ms\n", i, e->shader, e->g[0], e->g[1],
+                e->g[2], t);
+        uint32_t k = 0;
+        while (k < n_tot && strcmp(tot[k].shader, e->shader)) k++;
+        if (k == n_tot) tot[n_tot++].shader = e->shader;
+        ms[k] += t;
+        count[k]++;
+        all += t;
+    }
+    for (uint32_t done = 0; done < n_tot; done++) {
+        uint32_t best = 0;
+        for (uint32_t k = 1; k < n_tot; k++)
+            if (ms[k] > ms[best]) best = k;
+        fprintf(stderr, "phivk profile: total %-28s %5u dispatches %10.4f ms %5.1f%%\n", tot[best].shader,
+                count[best], ms[best], all > 0 ? 100 * ms[best] / all : 0);
+        ms[best] = -1;
+    }
+    fprintf(stderr, "phivk profile: all %u dispatches %.4f ms%s\n", c->n_timed, all,
+            c->n_untimed ? " (more were not timed: the query pool is full)" : "");
+done:
+    free(ts);
+    free(tot);
+    free(ms);
+    free(count);
+}
+
+pvk_status pvk_cmd_submit(pvk_cmd *c) {
+    if (!c->recording && !c->err) return pvk_fail(PVK_ERR_INVALID, "pvk_cmd_submit without pvk_cmd_begin");
+    if (!c->recording) return pvk_fail(c->err, "%s", c->errmsg);
+    /* The host may read any mapped result once this returns. */
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
+    c->recording = false;
+    VkResult r = vkEndCommandBuffer(c->cb);
+    if (c->err) return pvk_fail(c->err, "%s", c->errmsg);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkEndCommandBuffer");
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb};
+    if ((r = vkQueueSubmit(c->d->queue, 1, &si, c->fence)) != VK_SUCCESS) return pvk_vk_fail(r, "vkQueueSubmit");
+    r = vkWaitForFences(c->d->vk, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    vkResetFences(c->d->vk, 1, &c->fence);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "waiting for the GPU");
+    if (c->n_timed) print_profile(c);
+    return PVK_OK;
+}
+
+/* ----------------------------------------------------------------- bindings */
+
+pvk_binding pvk_bind(const pvk_buf *b) { return (pvk_binding){b->vk, b->offset, b->size, VK_NULL_HANDLE}; }
+
+pvk_binding pvk_bind_range(const pvk_buf *b, VkDeviceSize off, VkDeviceSize n) {
+    return (pvk_binding){b->vk, b->offset + off, n, VK_NULL_HANDLE};
+}
+
+pvk_binding pvk_bind_view(VkBufferView v) { return (pvk_binding){VK_NULL_HANDLE, 0, 0, v}; }

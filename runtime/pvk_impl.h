@@ -1,0 +1,86 @@
+/* What the runtime core's files (pvk_dev, pvk_buf, pvk_pipe, pvk_cmd) share about a
+ * device. Private to them: the op layer and everything above use pvk.h only. */
+#ifndef PVK_IMPL_H
+#define PVK_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "pvk.h"
+#include "pvk_arena.h"
+
+/* One VkDeviceMemory with one VkBuffer over all of it, suballocated by an arena. */
+typedef struct pvk_block {
+    VkDeviceMemory mem;       /* VK_NULL_HANDLE: a free slot */
+    VkBuffer buf;
+    uint8_t *map;             /* whole block, when host-visible and phivk maps it */
+    VkDeviceSize size;
+    pvk_arena arena;
+    pvk_mem kind;
+    uint32_t heap;
+} pvk_block;
+
+struct pvk_pipe {
+    struct pvk_pipe *next;    /* the device's cache list */
+    char shader[64];
+    char bindings[33];
+    uint32_t n_bind, push_bytes, n_spec, subgroup_size;
+    uint32_t *spec;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout layout;
+    VkPipeline vk;
+};
+
+struct pvk_dev {
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger;
+    PFN_vkSetDebugUtilsObjectNameEXT set_name;   /* NULL without VK_EXT_debug_utils */
+    VkPhysicalDevice phys;
+    VkDevice vk;
+    VkQueue queue;
+    uint32_t queue_family;
+    pvk_caps caps;
+    bool full_subgroups;      /* computeFullSubgroups: may require full subgroups */
+    PFN_vkCmdPushDescriptorSetKHR push_descriptor;   /* NULL unless caps.push_descriptor */
+
+    atomic_uint_fast64_t validation_count;
+    pthread_mutex_t validation_lock;
+    char validation_last[2048];
+
+    /* memory (pvk_buf.c) */
+    VkPhysicalDeviceMemoryProperties mem_props;
+    int mem_type[2];          /* memory type index per pvk_mem, -1 when none */
+    bool mapped[2];           /* whether blocks of that kind are host-mapped */
+    VkDeviceSize align;       /* of every suballocation */
+    pvk_block *blocks;
+    uint32_t n_blocks;
+    uint64_t heap_allocated[VK_MAX_MEMORY_HEAPS];
+    uint64_t allocated, used;
+    pvk_buf staging;          /* lazily made for non-mapped writes and reads */
+    pvk_cmd *xfer;
+
+    /* pipelines (pvk_pipe.c) */
+    struct pvk_pipe *pipes;
+    VkPipelineCache pipeline_cache;
+    char cache_path[1024];
+};
+
+/* The pvk_status for a failed Vulkan call, with "what: VK_ERROR_..." as the message. */
+pvk_status pvk_vk_fail(VkResult r, const char *what);
+const char *pvk_vk_result_name(VkResult r);
+/* Gives a Vulkan object a debug name (no-op without VK_EXT_debug_utils). */
+void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* "1.5 GiB" style sizes for messages. */
+const char *pvk_fmt_bytes(char buf[32], uint64_t n);
+/* True when the environment variable is set to something other than "" or "0". */
+bool pvk_env_flag(const char *name);
+
+/* pvk_buf.c */
+pvk_status pvk_mem_init(pvk_dev *d);
+void pvk_mem_release(pvk_dev *d);
+/* pvk_pipe.c */
+void pvk_pipe_cache_open(pvk_dev *d);
+void pvk_pipes_release(pvk_dev *d);     /* also writes the pipeline cache file */
+
+#endif

@@ -1,0 +1,244 @@
+/* Compute pipelines from the embedded SPIR-V, cached per device by kernel key, and
+ * the VkPipelineCache persisted under $XDG_CACHE_HOME/phivk so that a second run
+ * skips the driver's compile. Cache file trouble never fails anything. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pvk_impl.h"
+#include "pvk_spirv.h"
+
+/* ----------------------------------------------------------- pipeline cache */
+
+/* <dir>/phivk/pipelines-<vendor>-<device>-<driverversion>.bin; false without a home. */
+static bool cache_path(const pvk_dev *d, const VkPhysicalDeviceProperties *p, char *out, size_t cap) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && *xdg) n = snprintf(out, cap, "%s/phivk", xdg);
+    else if (home && *home) n = snprintf(out, cap, "%s/.cache/phivk", home);
+    else return false;
+    n += snprintf(out + n, cap - (size_t)n, "/pipelines-%04x-%04x-%u.bin", p->vendorID, p->deviceID, p->driverVersion);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* Reads the file when its header says it was written for this very device and
+ * driver; a stale or foreign cache would be ignored by the driver at best. */
+static void *cache_load(const char *path, const VkPhysicalDeviceProperties *p, size_t *n) {
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *data = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+    if (len >= 32 && len < (1l << 30) && fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)len)) &&
+        fread(data, 1, (size_t)len, f) == (size_t)len) {
+        uint32_t hdr[4];
+        memcpy(hdr, data, sizeof hdr);
+        if (hdr[0] >= 32 && hdr[0] <= (uint32_t)len && hdr[1] == VK_PIPELINE_CACHE_HEADER_VERSION_ONE &&
+            hdr[2] == p->vendorID && hdr[3] == p->deviceID &&
+            !memcmp(data + 16, p->pipelineCacheUUID, VK_UUID_SIZE)) {
+            fclose(f);
+            *n = (size_t)len;
+            return data;
+        }
+    }
+    free(data);
+    fclose(f);
+    return NULL;
+}
+
+void pvk_pipe_cache_open(pvk_dev *d) {
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(d->phys, &p);
+    size_t n = 0;
+    void *data = NULL;
+    if (cache_path(d, &p, d->cache_path, sizeof d->cache_path)) data = cache_load(d->cache_path, &p, &n);
+    else d->cache_path[0] = 0;
+    VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+                                    .initialDataSize = n, .pInitialData = data};
+    if (vkCreatePipelineCache(d->vk, &ci, NULL, &d->pipeline_cache) != VK_SUCCESS && data) {
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        if (vkCreatePipelineCache(d->vk, &ci, NULL, &d->pipeline_cache) != VK_SUCCESS)
+            d->pipeline_cache = VK_NULL_HANDLE;
+    }
+    free(data);
+}
+
+/* mkdir -p of the folder that holds path. */
+static bool make_parent(const char *path) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return true;
+    *slash = 0;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0755) && errno != EEXIST) return false;
+        *p = '/';
+    }
+    return !mkdir(dir, 0755) || errno == EEXIST;
+}
+
+/* Written beside and renamed over, so a crash never leaves half a cache file. */
+static void cache_save(pvk_dev *d) {
+    size_t n = 0;
+    if (!d->pipeline_cache || !d->cache_path[0] ||
+        vkGetPipelineCacheData(d->vk, d->pipeline_cache, &n, NULL) != VK_SUCCESS || n == 0)
+        return;
+    void *data = malloc(n);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", d->cache_path, (long)getpid());
+    FILE *f = NULL;
+    if (data && vkGetPipelineCacheData(d->vk, d->pipeline_cache, &n, data) == VK_SUCCESS &&
+        make_parent(d->cache_path) && (f = fopen(tmp, "wb"))) {
+        bool ok = fwrite(data, 1, n, f) == n;
+        ok &= fclose(f) == 0;
+        if (!ok || rename(tmp, d->cache_path)) remove(tmp);
+    }
+    free(data);
+}
+
+void pvk_pipes_release(pvk_dev *d) {
+    cache_save(d);
+    for (struct pvk_pipe *p = d->pipes, *next; p; p = next) {
+        next = p->next;
+        vkDestroyPipeline(d->vk, p->vk, NULL);
+        vkDestroyPipelineLayout(d->vk, p->layout, NULL);
+        vkDestroyDescriptorSetLayout(d->vk, p->set_layout, NULL);
+        free(p->spec);
+        free(p);
+    }
+    d->pipes = NULL;
+    if (d->pipeline_cache) vkDestroyPipelineCache(d->vk, d->pipeline_cache, NULL);
+    d->pipeline_cache = VK_NULL_HANDLE;
+}
+
+/* ---------------------------------------------------------------- pipelines */
+
+static bool same_key(const struct pvk_pipe *p, const pvk_kernel *k) {
+    return !strcmp(p->shader, k->shader) && !strcmp(p->bindings, k->bindings) && p->push_bytes == k->push_bytes &&
+           p->n_spec == k->n_spec && p->subgroup_size == k->subgroup_size &&
+           (!k->n_spec || !memcmp(p->spec, k->spec, k->n_spec * sizeof *k->spec));
+}
+
+static pvk_status check_kernel(const pvk_kernel *k) {
+    if (!k || !k->shader || !k->bindings)
+        return pvk_fail(PVK_ERR_INVALID, "pvk_pipe_get: a kernel needs a shader name and a binding string");
+    if (strlen(k->shader) >= sizeof ((struct pvk_pipe *)0)->shader ||
+        strlen(k->bindings) >= sizeof ((struct pvk_pipe *)0)->bindings)
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: name or binding list too long", k->shader);
+    if (strspn(k->bindings, "st") != strlen(k->bindings))
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: bindings \"%s\" may hold only 's' and 't'", k->shader,
+                        k->bindings);
+    if (k->push_bytes > 128 || k->push_bytes % 4)
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u push-constant bytes; phivk allows a multiple of 4 up to "
+                        "128 (the minimum every device supports)", k->shader, k->push_bytes);
+    if (k->n_spec > 64 || (k->n_spec && !k->spec))
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u specialization constants without values", k->shader,
+                        k->n_spec);
+    return PVK_OK;
+}
+
+static const pvk_spirv *find_module(const char *name) {
+    for (size_t i = 0; i < pvk_spirv_count; i++)
+        if (!strcmp(pvk_spirv_modules[i].name, name)) return &pvk_spirv_modules[i];
+    return NULL;
+}
+
+static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
+    VkDescriptorSetLayoutBinding lb[32];
+    for (uint32_t i = 0; i < p->n_bind; i++)
+        lb[i] = (VkDescriptorSetLayoutBinding){
+            .binding = i, .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+            .descriptorType = p->bindings[i] == 't' ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                                    : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER};
+    VkDescriptorSetLayoutCreateInfo si = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = p->n_bind, .pBindings = lb,
+        .flags = d->caps.push_descriptor ? VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR : 0};
+    VkResult r = vkCreateDescriptorSetLayout(d->vk, &si, NULL, &p->set_layout);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkCreateDescriptorSetLayout");
+    VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = p->push_bytes};
+    VkPipelineLayoutCreateInfo li = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
+                                     .pSetLayouts = &p->set_layout, .pushConstantRangeCount = p->push_bytes ? 1 : 0,
+                                     .pPushConstantRanges = &pr};
+    r = vkCreatePipelineLayout(d->vk, &li, NULL, &p->layout);
+    return r == VK_SUCCESS ? PVK_OK : pvk_vk_fail(r, "vkCreatePipelineLayout");
+}
+
+static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
+    VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = m->bytes,
+                                   .pCode = m->code};
+    VkShaderModule mod;
+    VkResult r = vkCreateShaderModule(d->vk, &mi, NULL, &mod);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkCreateShaderModule");
+    VkSpecializationMapEntry me[64];
+    for (uint32_t i = 0; i < p->n_spec; i++)
+        me[i] = (VkSpecializationMapEntry){.constantID = i, .offset = i * 4, .size = 4};
+    VkSpecializationInfo spec = {.mapEntryCount = p->n_spec, .pMapEntries = me, .dataSize = p->n_spec * 4,
+                                 .pData = p->spec};
+    VkPipelineShaderStageRequiredSubgroupSizeCreateInfo sg = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO,
+        .requiredSubgroupSize = p->subgroup_size};
+    const pvk_caps *c = &d->caps;
+    bool sized = p->subgroup_size && c->subgroup_size_control && p->subgroup_size >= c->subgroup_min &&
+                 p->subgroup_size <= c->subgroup_max;
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                  .pNext = sized ? &sg : NULL,
+                  .flags = sized && d->full_subgroups ? VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT : 0,
+                  .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main",
+                  .pSpecializationInfo = p->n_spec ? &spec : NULL},
+        .layout = p->layout};
+    r = vkCreateComputePipelines(d->vk, d->pipeline_cache, 1, &ci, NULL, &p->vk);
+    vkDestroyShaderModule(d->vk, mod, NULL);
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkCreateComputePipelines");
+    pvk_name(d, VK_OBJECT_TYPE_PIPELINE, (uint64_t)p->vk, "%s", p->shader);
+    pvk_name(d, VK_OBJECT_TYPE_PIPELINE_LAYOUT, (uint64_t)p->layout, "%s", p->shader);
+    pvk_name(d, VK_OBJECT_TYPE_DESCRIPTOR_SET_LAYOUT, (uint64_t)p->set_layout, "%s", p->shader);
+    return PVK_OK;
+}
+
+pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
+    *out = NULL;
+    pvk_status s = check_kernel(k);
+    if (s) return s;
+    for (struct pvk_pipe *p = d->pipes; p; p = p->next)
+        if (same_key(p, k)) {
+            *out = p;
+            return PVK_OK;
+        }
+    const pvk_spirv *m = find_module(k->shader);
+    if (!m) return pvk_fail(PVK_ERR_INVALID, "no embedded shader named \"%s\" (the variants are listed in "
+                            "shaders/meson.build)", k->shader);
+    struct pvk_pipe *p = calloc(1, sizeof *p);
+    if (!p || (k->n_spec && !(p->spec = malloc(k->n_spec * sizeof *p->spec)))) {
+        free(p);
+        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating pipeline %s", k->shader);
+    }
+    snprintf(p->shader, sizeof p->shader, "%s", k->shader);
+    snprintf(p->bindings, sizeof p->bindings, "%s", k->bindings);
+    p->n_bind = (uint32_t)strlen(k->bindings);
+    p->push_bytes = k->push_bytes;
+    p->n_spec = k->n_spec;
+    p->subgroup_size = k->subgroup_size;
+    if (k->n_spec) memcpy(p->spec, k->spec, k->n_spec * sizeof *p->spec);
+    if ((s = layouts_create(d, p)) || (s = pipeline_create(d, p, m))) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", pvk_errmsg());
+        vkDestroyPipelineLayout(d->vk, p->layout, NULL);
+        vkDestroyDescriptorSetLayout(d->vk, p->set_layout, NULL);
+        free(p->spec);
+        free(p);
+        return pvk_fail(s, "pipeline %s: %s", k->shader, msg);
+    }
+    p->next = d->pipes;
+    d->pipes = p;
+    *out = p;
+    return PVK_OK;
+}

@@ -1,0 +1,39 @@
+#include "gpu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "harness.h"
+
+static pvk_dev *shared;
+static uint64_t shared_seen;
+
+const char *test_gpu_new_messages(const pvk_dev *d, uint64_t *seen) {
+    static char msg[2400];
+    uint64_t n = pvk_dev_validation_count(d);
+    if (n == *seen) return NULL;
+    snprintf(msg, sizeof msg, "%llu new validation message(s); the last: %s", (unsigned long long)(n - *seen),
+             pvk_dev_validation_last(d));
+    *seen = n;
+    return msg;
+}
+
+static const char *after_each(void) { return shared ? test_gpu_new_messages(shared, &shared_seen) : NULL; }
+
+static void destroy_shared(void) {
+    pvk_dev_destroy(shared);
+    shared = NULL;
+}
+
+pvk_dev *test_gpu(void) {
+    if (shared) return shared;
+    pvk_dev_params p = pvk_dev_default_params();
+    p.validate = true;
+    if (pvk_dev_create(&p, &shared)) {
+        printf("    test_gpu: %s\n", pvk_errmsg());
+        return NULL;
+    }
+    harness_after_each = after_each;
+    atexit(destroy_shared);
+    return shared;
+}
