@@ -1,0 +1,344 @@
+#include "ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+
+/* ------------------------------------------------------------ building blocks */
+
+void ref_norm(arch_norm kind, float eps, const float *x, const float *w, const float *b, float *y,
+              int64_t n) {
+    double mean = 0, ss = 0;
+    if (kind == ARCH_NORM_LAYER) {
+        for (int64_t i = 0; i < n; i++) mean += x[i];
+        mean /= (double)n;
+    }
+    for (int64_t i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    double scale = 1.0 / sqrt(ss / (double)n + eps);
+    for (int64_t i = 0; i < n; i++) {
+        double v = (x[i] - mean) * scale;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = (float)v;
+    }
+}
+
+pvk_status ref_matmul(pvk_type t, const void *w, int64_t rows, int64_t cols, const float *b,
+                      const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
+    float *row = malloc((size_t)cols * sizeof *row);
+    if (!row) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %lld-wide row",
+                              (long long)cols);
+    const size_t row_bytes = pvk_type_row_bytes(t, cols);
+    pvk_status st = PVK_OK;
+    for (int64_t r = 0; r < rows && st == PVK_OK; r++) {
+        /* each row is dequantized once and used by every token of the batch */
+        st = quant_dequantize_row(t, (const uint8_t *)w + (size_t)r * row_bytes, row, cols);
+        for (int64_t i = 0; i < n && st == PVK_OK; i++) {
+            const float *xi = x + i * xs;
+            double acc = b ? b[r] : 0.0;
+            for (int64_t c = 0; c < cols; c++) acc += (double)row[c] * xi[c];
+            y[i * ys + r] = (float)acc;
+        }
+    }
+    free(row);
+    return st;
+}
+
+void ref_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, bool neox, int64_t pos,
+              float base, float freq_scale, const float *factors, float mscale) {
+    const int32_t half = n_rot / 2;
+    for (int32_t i = 0; i < half; i++) {
+        double theta = (double)pos * pow(base, -2.0 * i / n_rot) * freq_scale;
+        if (factors) theta /= factors[i];
+        const double c = cos(theta) * mscale, s = sin(theta) * mscale;
+        const int32_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *xh = x + (int64_t)h * head_dim;
+            const double x0 = xh[i0], x1 = xh[i1];
+            xh[i0] = (float)(x0 * c - x1 * s);
+            xh[i1] = (float)(x0 * s + x1 * c);
+        }
+    }
+}
+
+float ref_gelu(float x) {
+    const double v = x;
+    return (float)(0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
+}
+
+float ref_silu(float x) { return (float)(x / (1.0 + exp(-(double)x))); }
+
+void ref_attention(const float *q, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
+                   const float *k, const float *v, int64_t kv_stride, int64_t k_first,
+                   int64_t k_last, float *out) {
+    const int64_t n_keys = k_last - k_first + 1;
+    double *score = malloc((size_t)n_keys * sizeof *score);
+    double *acc = malloc((size_t)head_dim * sizeof *acc);
+    if (!score || !acc) abort(); /* a few KiB: not worth a status through every caller */
+    const int32_t group = n_head / n_head_kv;
+    for (int32_t h = 0; h < n_head; h++) {
+        const float *qh = q + (int64_t)h * head_dim;
+        const int64_t koff = (int64_t)(h / group) * head_dim;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < n_keys; j++) {
+            const float *kj = k + (k_first + j) * kv_stride + koff;
+            double s = 0;
+            for (int32_t d = 0; d < head_dim; d++) s += (double)qh[d] * kj[d];
+            score[j] = s;
+            if (s > mx) mx = s;
+        }
+        double sum = 0;
+        for (int32_t d = 0; d < head_dim; d++) acc[d] = 0;
+        for (int64_t j = 0; j < n_keys; j++) {
+            const double p = exp(score[j] - mx);
+            const float *vj = v + (k_first + j) * kv_stride + koff;
+            sum += p;
+            for (int32_t d = 0; d < head_dim; d++) acc[d] += p * vj[d];
+        }
+        for (int32_t d = 0; d < head_dim; d++) out[(int64_t)h * head_dim + d] = (float)(acc[d] / sum);
+    }
+    free(score);
+    free(acc);
+}
+
+/* ---------------------------------------------------------------- the model */
+
+struct ref_model {
+    const gguf_file *file;
+    arch_hparams hp;
+    arch_weights *w;
+};
+
+pvk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out) {
+    *out = NULL;
+    ref_model *m = calloc(1, sizeof *m);
+    if (!m) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    m->file = f;
+    pvk_status st = arch_hparams_read(f, what, &m->hp);
+    if (!st) st = arch_weights_create(f, &m->hp, what, &m->w);
+    if (st) {
+        ref_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return PVK_OK;
+}
+
+void ref_model_destroy(ref_model *m) {
+    if (!m) return;
+    arch_weights_destroy(m->w);
+    free(m);
+}
+
+const arch_hparams *ref_model_hparams(const ref_model *m) { return &m->hp; }
+const arch_weights *ref_model_weights(const ref_model *m) { return m->w; }
+
+ref_state_params ref_state_default_params(void) {
+    return (ref_state_params){.n_ctx = 0, .rope_factors = ARCH_ROPE_AUTO, .no_swa = false};
+}
+
+struct ref_state {
+    const ref_model *m;
+    ref_state_params p;
+    int32_t pos;
+    arch_rope_table table; /* the factor table the cached keys were rotated with */
+    int32_t *history;      /* every cached token, for the LongRoPE re-prefill */
+    float *k, *v;          /* [n_layer][n_ctx][n_embd_kv], K after RoPE */
+};
+
+pvk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_state **out) {
+    *out = NULL;
+    ref_state *s = calloc(1, sizeof *s);
+    if (!s) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    s->m = m;
+    s->p = p ? *p : ref_state_default_params();
+    if (s->p.n_ctx <= 0) s->p.n_ctx = m->hp.n_ctx_train;
+    const size_t kv = (size_t)m->hp.n_layer * (size_t)s->p.n_ctx * (size_t)m->hp.n_embd_kv;
+    s->history = malloc((size_t)s->p.n_ctx * sizeof *s->history);
+    s->k = malloc(kv * sizeof *s->k);
+    s->v = malloc(kv * sizeof *s->v);
+    if (!s->history || !s->k || !s->v) {
+        const int32_t n_ctx = s->p.n_ctx;
+        ref_state_destroy(s);
+        return pvk_fail(PVK_ERR_HOST_MEMORY,
+                        "out of host memory for a %d-token fp32 reference KV cache (%zu MiB)",
+                        (int)n_ctx, 2 * kv * sizeof(float) >> 20);
+    }
+    *out = s;
+    return PVK_OK;
+}
+
+void ref_state_destroy(ref_state *s) {
+    if (!s) return;
+    free(s->history);
+    free(s->k);
+    free(s->v);
+    free(s);
+}
+
+int32_t ref_state_pos(const ref_state *s) { return s->pos; }
+
+static pvk_status matmul_t(const gguf_tensor *w, const gguf_tensor *b, const float *x, int64_t xs,
+                           float *y, int64_t ys, int64_t n) {
+    return ref_matmul(w->type, w->data, w->ne[1], w->ne[0], b ? (const float *)b->data : NULL, x,
+                      xs, y, ys, n);
+}
+
+static const float *f32(const gguf_tensor *t) { return t ? (const float *)t->data : NULL; }
+
+/* Scratch for one batch of n tokens. */
+typedef struct batch {
+    float *x;   /* [n][E] residual stream */
+    float *h;   /* [n][E] normed input */
+    float *qkv; /* [n][Q + 2 KV] */
+    float *att; /* [n][Q] attention output */
+    float *o;   /* [n][E] projection output */
+    float *gu;  /* [n][2 F] gate | up (or up alone for GELU) */
+    float *act; /* [n][F] */
+} batch;
+
+/* The MLP of one layer on h into out ([n][E]). */
+static pvk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *b,
+                      const float *h, float *out, int64_t n) {
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    pvk_status st;
+    if (hp->gelu) {
+        if ((st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->act, F, n))) return st;
+        for (int64_t i = 0; i < n * F; i++) b->act[i] = ref_gelu(b->act[i]);
+    } else {
+        /* gu rows are [gate | up]: phi3 stores them fused (gate FIRST), llama apart */
+        if (hp->fused_gate_up) st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->gu, 2 * F, n);
+        else if (!(st = matmul_t(L->ffn_gate, NULL, h, E, b->gu, 2 * F, n)))
+            st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->gu + F, 2 * F, n);
+        if (st) return st;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < F; j++)
+                b->act[i * F + j] = ref_silu(b->gu[i * 2 * F + j]) * b->gu[i * 2 * F + F + j];
+    }
+    return matmul_t(L->ffn_down, L->ffn_down_b, b->act, F, out, E, n);
+}
+
+/* Runs n tokens at s->pos through every layer; the caller has validated them. */
+static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
+                            bool all_logits) {
+    const arch_hparams *hp = &s->m->hp;
+    const arch_weights *w = s->m->w;
+    const int64_t E = hp->n_embd, Q = hp->n_embd_q, KV = hp->n_embd_kv, F = hp->n_ff;
+    const int64_t T = Q + 2 * KV;
+    const int64_t pos0 = s->pos;
+    const float *factors = f32(arch_rope_factors(w, s->table));
+    const float qscale = (float)(1.0 / sqrt((double)hp->head_dim));
+    pvk_status st = PVK_OK;
+    batch b = {0};
+    b.x = malloc((size_t)(n * E) * sizeof(float));
+    b.h = malloc((size_t)(n * E) * sizeof(float));
+    b.qkv = malloc((size_t)(n * T) * sizeof(float));
+    b.att = malloc((size_t)(n * Q) * sizeof(float));
+    b.o = malloc((size_t)(n * E) * sizeof(float));
+    b.gu = malloc((size_t)(n * 2 * F) * sizeof(float));
+    b.act = malloc((size_t)(n * F) * sizeof(float));
+    if (!b.x || !b.h || !b.qkv || !b.att || !b.o || !b.gu || !b.act) {
+        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %d-token reference batch", n);
+        goto done;
+    }
+
+    const size_t embd_row = pvk_type_row_bytes(w->token_embd->type, E);
+    for (int32_t i = 0; i < n; i++)
+        if ((st = quant_dequantize_row(w->token_embd->type,
+                                       (const uint8_t *)w->token_embd->data +
+                                           (size_t)tokens[i] * embd_row,
+                                       b.x + i * E, E)))
+            goto done;
+
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        const arch_layer *L = &w->layers[l];
+        float *kc = s->k + (size_t)l * (size_t)s->p.n_ctx * (size_t)KV;
+        float *vc = s->v + (size_t)l * (size_t)s->p.n_ctx * (size_t)KV;
+        for (int32_t i = 0; i < n; i++)
+            ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->attn_norm), f32(L->attn_norm_b),
+                     b.h + i * E, E);
+        /* qkv rows are [Q | K | V], fused in the file or not */
+        if (hp->fused_qkv) st = matmul_t(L->attn_qkv, L->attn_qkv_b, b.h, E, b.qkv, T, n);
+        else if (!(st = matmul_t(L->attn_q, L->attn_q_b, b.h, E, b.qkv, T, n)) &&
+                 !(st = matmul_t(L->attn_k, L->attn_k_b, b.h, E, b.qkv + Q, T, n)))
+            st = matmul_t(L->attn_v, L->attn_v_b, b.h, E, b.qkv + Q + KV, T, n);
+        if (st) goto done;
+        for (int32_t i = 0; i < n; i++) {
+            float *q = b.qkv + i * T, *k = q + Q, *v = k + KV;
+            const int64_t pos = pos0 + i;
+            ref_rope(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_neox, pos, hp->rope_base,
+                     hp->rope_freq_scale, factors, hp->rope_attn_factor);
+            ref_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_neox, pos, hp->rope_base,
+                     hp->rope_freq_scale, factors, hp->rope_attn_factor);
+            for (int64_t d = 0; d < Q; d++) q[d] *= qscale;
+            memcpy(kc + pos * KV, k, (size_t)KV * sizeof(float));
+            memcpy(vc + pos * KV, v, (size_t)KV * sizeof(float));
+        }
+        for (int32_t i = 0; i < n; i++) {
+            const int64_t pos = pos0 + i;
+            int64_t first = 0;
+            while (!arch_key_visible(hp, s->p.no_swa, pos, first)) first++;
+            ref_attention(b.qkv + i * T, hp->n_head, hp->n_head_kv, hp->head_dim, kc, vc, KV,
+                          first, pos, b.att + i * Q);
+        }
+        if ((st = matmul_t(L->attn_output, L->attn_output_b, b.att, Q, b.o, E, n))) goto done;
+        if (hp->parallel_block) {
+            /* phi2: attention and MLP both read the same normed input, one residual add */
+            for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
+            if ((st = mlp(hp, L, &b, b.h, b.o, n))) goto done;
+        } else {
+            for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
+            for (int32_t i = 0; i < n; i++)
+                ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->ffn_norm), NULL, b.h + i * E, E);
+            if ((st = mlp(hp, L, &b, b.h, b.o, n))) goto done;
+        }
+        for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
+    }
+
+    /* memmove: the re-prefill passes the history itself */
+    memmove(s->history + pos0, tokens, (size_t)n * sizeof *tokens);
+    s->pos += n;
+    if (logits) {
+        const int32_t first = all_logits ? 0 : n - 1;
+        for (int32_t i = first; i < n; i++)
+            ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(w->output_norm), f32(w->output_norm_b),
+                     b.h + i * E, E);
+        st = matmul_t(w->output, w->output_b, b.h + first * E, E, logits, hp->n_vocab, n - first);
+    }
+done:
+    free(b.x);
+    free(b.h);
+    free(b.qkv);
+    free(b.att);
+    free(b.o);
+    free(b.gu);
+    free(b.act);
+    return st;
+}
+
+pvk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
+                       bool all_logits) {
+    const arch_hparams *hp = &s->m->hp;
+    if (n <= 0 || !tokens) return pvk_fail(PVK_ERR_INVALID, "ref_forward: no tokens");
+    if (n > s->p.n_ctx - s->pos)
+        return pvk_fail(PVK_ERR_CONTEXT_FULL,
+                        "%d tokens do not fit: %d of the %d-token context are in use", n, s->pos,
+                        s->p.n_ctx);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return pvk_fail(PVK_ERR_INVALID, "token id %d is out of range (the vocabulary has %d)",
+                            tokens[i], hp->n_vocab);
+    const arch_rope_table table = arch_rope_factors_choice(hp, s->p.rope_factors, s->pos + n);
+    if (table != s->table && s->pos > 0) {
+        /* the cached keys were rotated with the other table: recompute them (as HF does) */
+        const int32_t n_old = s->pos;
+        s->pos = 0;
+        s->table = table;
+        pvk_status st = run_batch(s, s->history, n_old, NULL, false);
+        if (st) return st;
+    }
+    s->table = table;
+    return run_batch(s, tokens, n, logits, all_logits);
+}
