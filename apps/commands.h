@@ -5,4 +5,7 @@
 
 #define PHIVK_VERSION "0.1.0"
 
+int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
+int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
+
 #endif
