@@ -5,6 +5,8 @@
 
 #define PHIVK_VERSION "0.1.0"
 
+int cmd_devices(int argc, char **argv);  /* cmd_devices.c */
+
 int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
 int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 

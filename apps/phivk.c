@@ -20,6 +20,7 @@ static int cmd_version(int argc, char **argv) {
 /* One line per subcommand; its cmd_*.c defines the function (see commands.h). */
 static const command commands[] = {
     {"version", "print the version", cmd_version},
+    {"devices", "list Vulkan devices and their capabilities", cmd_devices},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
 };

@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "gpu.h"
 #include "harness.h"
+#include "phivk.h"
 
 /* A validated device opened with env=value set during creation (env may be NULL). */
 static pvk_dev *open_with(const char *env, const char *value) {
@@ -409,4 +412,33 @@ TEST(missing_validation_layer_is_a_clear_error) {
     free(saved);
     CHECK(s == PVK_ERR_UNSUPPORTED && d == NULL, "status %d", (int)s);
     CHECK(strstr(pvk_errmsg(), "VK_LAYER_KHRONOS_validation"), "the message names the layer: %s", pvk_errmsg());
+}
+
+TEST(devices_report_marks_the_default_in_text_and_json) {
+    char *text = phivk_devices_report(false);
+    REQUIRE(text, "text report: %s", phivk_last_error());
+    pvk_caps *caps;
+    uint32_t n, chosen;
+    REQUIRE(pvk_dev_enumerate(&caps, &n) == PVK_OK && pvk_dev_choose(caps, n, NULL, &chosen) == PVK_OK, "choose");
+    CHECK(strstr(text, caps[chosen].name) && strstr(text, "<- phivk's default"), "text names the default: %s", text);
+    CHECK(strstr(text, "max binding (phivk)") && strstr(text, "subgroup size"), "text lists limits");
+    free(text);
+    char *json = phivk_devices_report(true);
+    REQUIRE(json, "json report: %s", phivk_last_error());
+    cJSON *root = cJSON_Parse(json);
+    CHECK(cJSON_IsArray(root) && cJSON_GetArraySize(root) == (int)n, "a JSON array of %u devices: %s", n, json);
+    cJSON *dev = cJSON_GetArrayItem(root, (int)chosen);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(dev, "default")), "the default is marked");
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(dev, "subgroup_size")) == caps[chosen].subgroup_size &&
+          cJSON_GetNumberValue(cJSON_GetObjectItem(dev, "max_storage_range")) == (double)caps[chosen].max_storage_range,
+          "values agree with the caps");
+    CHECK(cJSON_IsArray(cJSON_GetObjectItem(dev, "heaps")), "heaps listed");
+    cJSON_Delete(root);
+    free(json);
+    phivk_device_desc *desc;
+    int nd;
+    CHECK(phivk_devices(&desc, &nd) == PHIVK_OK && nd == (int)n, "phivk_devices");
+    CHECK(nd < 1 || (desc[0].name[0] && desc[0].kind), "a described device");
+    free(desc);
+    free(caps);
 }
