@@ -10,4 +10,6 @@ int cmd_devices(int argc, char **argv);  /* cmd_devices.c */
 int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
 int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 
+int cmd_info(int argc, char **argv);     /* cmd_info.c */
+
 #endif

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"devices", "list Vulkan devices and their capabilities", cmd_devices},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
+    {"info", "describe a GGUF file and the memory a session needs", cmd_info},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,456 @@
+/* phivk_info_write: what a GGUF file holds and what a session on it would cost.
+ *
+ * The facts are gathered once into an info struct, then written either as a
+ * human report or as JSON (cJSON), so both always say the same thing. It reads
+ * the generic {arch}.* keys for any architecture (not only those phivk runs), so
+ * vocabulary-only files and foreign models are described too. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "gguf.h"
+#include "phivk.h"
+
+#define INFO_MAX_TYPES PVK_TYPE_COUNT
+
+typedef struct info_hp {
+    bool present;             /* the architecture's core keys exist */
+    int64_t ctx, n_embd, n_layer, n_head, n_head_kv, head_dim, v_dim, n_ff, n_rot;
+    bool n_ff_per_layer;      /* feed_forward_length is an array: n_ff is its largest entry */
+    float rope_base;
+    bool rope_base_default;
+    float eps;
+    const char *norm;         /* "rms", "layer" or NULL */
+    int64_t sliding_window;   /* -1: absent */
+    float attn_factor;        /* NAN: absent */
+    int64_t orig_ctx;         /* -1: absent */
+    bool rope_factor_tables;
+} info_hp;
+
+typedef struct info_tok {
+    gguf_str model, pre;      /* ptr NULL when absent */
+    int64_t n_vocab;          /* -1: no token list */
+    int64_t bos, eos;         /* -1: absent */
+    int add_bos;              /* -1 absent, 0 no, 1 yes */
+    bool chat_template;
+} info_tok;
+
+typedef struct info_type_total {
+    uint64_t count, bytes, params;
+} info_type_total;
+
+typedef struct info {
+    const char *path;
+    const gguf_file *f;
+    gguf_str arch, name;
+    info_hp hp;
+    info_tok tok;
+    info_type_total by_type[INFO_MAX_TYPES];
+    uint64_t n_tensors, params, weight_bytes;
+    int64_t ctx;              /* for the memory estimate; 0 when unknown */
+    uint64_t kv_elems;        /* K and V elements of all layers at ctx */
+} info;
+
+/* Bytes per KV element in each cache type, as a fraction (block overheads included). */
+static const struct { const char *name; uint64_t num, den; } kv_types[] = {
+    {"f16", 2, 1}, {"q8_0", 34, 32}, {"q4_0", 18, 32},
+};
+#define N_KV_TYPES (sizeof kv_types / sizeof kv_types[0])
+
+static uint64_t kv_bytes(const info *in, size_t k) {
+    return (in->kv_elems * kv_types[k].num + kv_types[k].den - 1) / kv_types[k].den;
+}
+
+/* ------------------------------------------------------------- gathering */
+
+/* "{arch}.suffix" into buf. */
+static const char *arch_key(const info *in, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%.*s.%s", (int)(in->arch.len < 64 ? in->arch.len : 64), in->arch.ptr, suffix);
+    return buf;
+}
+
+static int64_t get_int(const info *in, const char *suffix, int64_t dflt) {
+    char k[128];
+    int64_t v;
+    return gguf_get_i64(in->f, arch_key(in, suffix, k, sizeof k), &v) ? v : dflt;
+}
+
+static bool get_float(const info *in, const char *suffix, float *out) {
+    char k[128];
+    return gguf_get_f32(in->f, arch_key(in, suffix, k, sizeof k), out);
+}
+
+static void gather_hp(info *in) {
+    info_hp *hp = &in->hp;
+    char k[128];
+    hp->ctx = get_int(in, "context_length", -1);
+    hp->n_embd = get_int(in, "embedding_length", -1);
+    hp->n_layer = get_int(in, "block_count", -1);
+    hp->n_head = get_int(in, "attention.head_count", -1);
+    hp->present = in->arch.ptr && hp->n_embd > 0 && hp->n_layer > 0 && hp->n_head > 0;
+    if (!hp->present) return;
+    hp->n_head_kv = get_int(in, "attention.head_count_kv", hp->n_head);
+    hp->head_dim = get_int(in, "attention.key_length", hp->n_embd / hp->n_head);
+    hp->v_dim = get_int(in, "attention.value_length", hp->head_dim);
+    hp->n_ff = get_int(in, "feed_forward_length", -1);
+    const gguf_kv *ff = gguf_find(in->f, arch_key(in, "feed_forward_length", k, sizeof k));
+    if (ff && ff->type == GGUF_ARRAY) {
+        hp->n_ff_per_layer = true;
+        for (uint64_t i = 0; i < ff->arr_n; i++) {
+            int64_t v;
+            if (gguf_arr_i64(ff, i, &v) && v > hp->n_ff) hp->n_ff = v;
+        }
+    }
+    hp->n_rot = get_int(in, "rope.dimension_count", hp->head_dim);
+    hp->rope_base_default = !get_float(in, "rope.freq_base", &hp->rope_base);
+    if (hp->rope_base_default) hp->rope_base = 10000.0f;
+    if (get_float(in, "attention.layer_norm_rms_epsilon", &hp->eps))
+        hp->norm = "rms";
+    else if (get_float(in, "attention.layer_norm_epsilon", &hp->eps))
+        hp->norm = "layer";
+    hp->sliding_window = get_int(in, "attention.sliding_window", -1);
+    if (!get_float(in, "rope.scaling.attn_factor", &hp->attn_factor)) hp->attn_factor = NAN;
+    hp->orig_ctx = get_int(in, "rope.scaling.original_context_length", -1);
+    hp->rope_factor_tables = gguf_find_tensor(in->f, "rope_factors_long.weight") &&
+                             gguf_find_tensor(in->f, "rope_factors_short.weight");
+}
+
+static void gather_tok(info *in) {
+    info_tok *t = &in->tok;
+    int64_t v;
+    bool b;
+    if (!gguf_get_str(in->f, "tokenizer.ggml.model", &t->model)) t->model.ptr = NULL;
+    if (!gguf_get_str(in->f, "tokenizer.ggml.pre", &t->pre)) t->pre.ptr = NULL;
+    const gguf_kv *toks = gguf_find(in->f, "tokenizer.ggml.tokens");
+    t->n_vocab = toks && toks->type == GGUF_ARRAY ? (int64_t)toks->arr_n : -1;
+    t->bos = gguf_get_i64(in->f, "tokenizer.ggml.bos_token_id", &v) ? v : -1;
+    t->eos = gguf_get_i64(in->f, "tokenizer.ggml.eos_token_id", &v) ? v : -1;
+    t->add_bos = gguf_get_bool(in->f, "tokenizer.ggml.add_bos_token", &b) ? b : -1;
+    t->chat_template = gguf_find(in->f, "tokenizer.chat_template") != NULL;
+}
+
+static pvk_status gather(info *in, const phivk_info_params *p) {
+    if (!gguf_get_str(in->f, "general.architecture", &in->arch)) in->arch.ptr = NULL;
+    if (!gguf_get_str(in->f, "general.name", &in->name)) in->name.ptr = NULL;
+    gather_hp(in);
+    gather_tok(in);
+    in->n_tensors = gguf_tensor_count(in->f);
+    for (uint64_t i = 0; i < in->n_tensors; i++) {
+        const gguf_tensor *t = gguf_tensor_at(in->f, i);
+        uint64_t n = (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]); /* checked at open */
+        in->by_type[t->type].count++;
+        in->by_type[t->type].bytes += t->bytes;
+        in->by_type[t->type].params += n;
+        in->params += n;
+        in->weight_bytes += t->bytes;
+    }
+    in->ctx = p->ctx > 0 ? p->ctx : in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
+    if (in->hp.present && in->ctx > 0 && in->hp.n_head_kv > 0 && in->hp.head_dim > 0 && in->hp.v_dim > 0) {
+        /* per token: n_layer * n_head_kv * (K dim + V dim); refuse what would overflow */
+        uint64_t per_tok = (uint64_t)in->hp.n_layer * (uint64_t)in->hp.n_head_kv *
+                           (uint64_t)(in->hp.head_dim + in->hp.v_dim);
+        if (per_tok > UINT64_MAX / 64 / (uint64_t)in->ctx)
+            return pvk_fail(PVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
+        in->kv_elems = per_tok * (uint64_t)in->ctx;
+    }
+    return PVK_OK;
+}
+
+/* ----------------------------------------------------------------- human */
+
+static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%" PRIu64 " B", b);
+    else
+        snprintf(buf, cap, "%.2f %s", v, unit[u]);
+}
+
+static void print_str(FILE *out, const char *label, gguf_str s, const char *absent) {
+    if (s.ptr)
+        fprintf(out, "%-14s%.*s\n", label, (int)(s.len < 200 ? s.len : 200), s.ptr);
+    else
+        fprintf(out, "%-14s%s\n", label, absent);
+}
+
+static void print_opt_int(FILE *out, const char *label, int64_t v) {
+    if (v >= 0)
+        fprintf(out, "  %-18s%" PRId64 "\n", label, v);
+    else
+        fprintf(out, "  %-18s(not set)\n", label);
+}
+
+static void write_human(const info *in, FILE *out) {
+    char b1[32], b2[32];
+    const info_hp *hp = &in->hp;
+    fmt_bytes(gguf_file_size(in->f), b1, sizeof b1);
+    fprintf(out, "%-14s%s (%s, GGUF v%" PRIu32 ", alignment %" PRIu64 ", %" PRIu64 " keys, %" PRIu64 " tensors)\n",
+            "file", in->path, b1, gguf_version(in->f), gguf_alignment(in->f), gguf_kv_count(in->f), in->n_tensors);
+    print_str(out, "architecture", in->arch, "(not set)");
+    print_str(out, "name", in->name, "(not set)");
+    if (in->n_tensors == 0) fprintf(out, "%-14s%s\n", "contents", "vocabulary-only file (no tensors)");
+
+    fprintf(out, "\nhyperparameters\n");
+    if (!hp->present) {
+        fprintf(out, "  none: the file has no %.*s.block_count / embedding_length / attention.head_count keys\n",
+                in->arch.ptr ? (int)(in->arch.len < 64 ? in->arch.len : 64) : 4, in->arch.ptr ? in->arch.ptr : "arch");
+    } else {
+        print_opt_int(out, "context", hp->ctx);
+        print_opt_int(out, "embedding", hp->n_embd);
+        print_opt_int(out, "layers", hp->n_layer);
+        print_opt_int(out, "heads", hp->n_head);
+        print_opt_int(out, "kv heads", hp->n_head_kv);
+        print_opt_int(out, "head dim", hp->head_dim);
+        if (hp->n_ff_per_layer)
+            fprintf(out, "  %-18s%" PRId64 " (largest of a per-layer list)\n", "ffn", hp->n_ff);
+        else
+            print_opt_int(out, "ffn", hp->n_ff);
+        print_opt_int(out, "rope dims", hp->n_rot);
+        fprintf(out, "  %-18s%g%s\n", "rope base", (double)hp->rope_base, hp->rope_base_default ? " (default)" : "");
+        if (hp->norm)
+            fprintf(out, "  %-18s%g (%s norm)\n", "norm eps", (double)hp->eps, hp->norm);
+        else
+            fprintf(out, "  %-18s(not set)\n", "norm eps");
+        if (hp->sliding_window >= 0)
+            fprintf(out, "  %-18s%" PRId64 "%s\n", "sliding window", hp->sliding_window,
+                    hp->sliding_window == 0 ? " (none)" : "");
+        if (!isnan(hp->attn_factor) || hp->orig_ctx >= 0 || hp->rope_factor_tables) {
+            fprintf(out, "  %-18s", "longrope");
+            if (!isnan(hp->attn_factor)) fprintf(out, "attn_factor %g, ", (double)hp->attn_factor);
+            if (hp->orig_ctx >= 0) fprintf(out, "original context %" PRId64 ", ", hp->orig_ctx);
+            fprintf(out, "%s\n", hp->rope_factor_tables ? "short/long factor tables" : "no factor tables");
+        }
+    }
+
+    const info_tok *t = &in->tok;
+    fprintf(out, "\ntokenizer\n");
+    if (t->model.ptr)
+        fprintf(out, "  %-18s%.*s%s%.*s%s\n", "model", (int)(t->model.len < 64 ? t->model.len : 64), t->model.ptr,
+                t->pre.ptr ? " (pre: " : "", t->pre.ptr ? (int)(t->pre.len < 64 ? t->pre.len : 64) : 0,
+                t->pre.ptr ? t->pre.ptr : "", t->pre.ptr ? ")" : "");
+    else
+        fprintf(out, "  %-18s(none)\n", "model");
+    print_opt_int(out, "vocab size", t->n_vocab);
+    print_opt_int(out, "bos id", t->bos);
+    print_opt_int(out, "eos id", t->eos);
+    fprintf(out, "  %-18s%s\n", "add bos", t->add_bos < 0 ? "(not set)" : t->add_bos ? "yes" : "no");
+    fprintf(out, "  %-18s%s\n", "chat template", t->chat_template ? "yes" : "no");
+
+    if (in->n_tensors) {
+        fprintf(out, "\ntensors\n  %-36s %-6s %-24s %12s\n", "name", "type", "shape", "bytes");
+        for (uint64_t i = 0; i < in->n_tensors; i++) {
+            const gguf_tensor *g = gguf_tensor_at(in->f, i);
+            char shape[96];
+            int n = 0;
+            for (uint32_t d = 0; d < g->n_dims; d++)
+                n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%" PRId64, d ? " x " : "", g->ne[d]);
+            fprintf(out, "  %-36s %-6s %-24s %12" PRIu64 "\n", g->name, pvk_type_get(g->type)->name, shape, g->bytes);
+        }
+    }
+    fprintf(out, "\ntotals\n");
+    for (int ty = 0; ty < INFO_MAX_TYPES; ty++) {
+        const info_type_total *tt = &in->by_type[ty];
+        if (!tt->count) continue;
+        fmt_bytes(tt->bytes, b1, sizeof b1);
+        fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", pvk_type_get((uint32_t)ty)->name,
+                tt->count, tt->params, b1);
+    }
+    fmt_bytes(in->weight_bytes, b1, sizeof b1);
+    fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", "all", in->n_tensors, in->params, b1);
+
+    fprintf(out, "\nmemory\n");
+    if (in->n_tensors == 0) {
+        fprintf(out, "  no weights (vocabulary-only file)\n");
+    } else if (!in->kv_elems) {
+        fprintf(out, "  weights %s; no KV cache estimate (hyperparameters or context unknown)\n", b1);
+    } else {
+        fprintf(out, "  at context %" PRId64 " (%" PRIu64 " KV elements per token):\n", in->ctx,
+                in->kv_elems / (uint64_t)in->ctx);
+        fprintf(out, "  %-18s%12s\n", "weights", b1);
+        for (size_t k = 0; k < N_KV_TYPES; k++) {
+            char label[32];
+            snprintf(label, sizeof label, "KV cache %s", kv_types[k].name);
+            fmt_bytes(kv_bytes(in, k), b1, sizeof b1);
+            fmt_bytes(kv_bytes(in, k) + in->weight_bytes, b2, sizeof b2);
+            fprintf(out, "  %-18s%12s   total %s\n", label, b1, b2);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static void json_str(cJSON *o, const char *key, gguf_str s) {
+    if (!s.ptr) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    char *c = malloc(s.len + 1);
+    if (!c) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    memcpy(c, s.ptr, s.len);
+    c[s.len] = 0;
+    cJSON_AddStringToObject(o, key, c);
+    free(c);
+}
+
+static void json_int(cJSON *o, const char *key, int64_t v) {
+    if (v < 0)
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, (double)v);
+}
+
+/* A float key as the decimal its f32 value was written from (1e-05, not 9.99999974737875e-06). */
+static void json_float(cJSON *o, const char *key, float v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)v);
+    cJSON_AddNumberToObject(o, key, strtod(buf, NULL));
+}
+
+static cJSON *json_build(const info *in) {
+    cJSON *root = cJSON_CreateObject();
+    const info_hp *hp = &in->hp;
+    cJSON_AddStringToObject(root, "file", in->path);
+    cJSON_AddNumberToObject(root, "file_bytes", (double)gguf_file_size(in->f));
+    cJSON_AddNumberToObject(root, "gguf_version", gguf_version(in->f));
+    cJSON_AddNumberToObject(root, "alignment", (double)gguf_alignment(in->f));
+    cJSON_AddNumberToObject(root, "n_kv", (double)gguf_kv_count(in->f));
+    json_str(root, "architecture", in->arch);
+    json_str(root, "name", in->name);
+    cJSON_AddBoolToObject(root, "vocab_only", in->n_tensors == 0);
+
+    if (hp->present) {
+        cJSON *h = cJSON_AddObjectToObject(root, "hparams");
+        json_int(h, "context_length", hp->ctx);
+        json_int(h, "embedding_length", hp->n_embd);
+        json_int(h, "block_count", hp->n_layer);
+        json_int(h, "head_count", hp->n_head);
+        json_int(h, "head_count_kv", hp->n_head_kv);
+        json_int(h, "head_dim", hp->head_dim);
+        json_int(h, "feed_forward_length", hp->n_ff);
+        json_int(h, "rope_dimension_count", hp->n_rot);
+        json_float(h, "rope_freq_base", hp->rope_base);
+        if (hp->norm) {
+            json_float(h, "norm_eps", hp->eps);
+            cJSON_AddStringToObject(h, "norm", hp->norm);
+        } else {
+            cJSON_AddNullToObject(h, "norm_eps");
+            cJSON_AddNullToObject(h, "norm");
+        }
+        json_int(h, "sliding_window", hp->sliding_window);
+        if (isnan(hp->attn_factor))
+            cJSON_AddNullToObject(h, "rope_attn_factor");
+        else
+            json_float(h, "rope_attn_factor", hp->attn_factor);
+        json_int(h, "rope_original_context_length", hp->orig_ctx);
+        cJSON_AddBoolToObject(h, "rope_factor_tables", hp->rope_factor_tables);
+    } else {
+        cJSON_AddNullToObject(root, "hparams");
+    }
+
+    cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
+    json_str(t, "model", in->tok.model);
+    json_str(t, "pre", in->tok.pre);
+    json_int(t, "vocab_size", in->tok.n_vocab);
+    json_int(t, "bos_token_id", in->tok.bos);
+    json_int(t, "eos_token_id", in->tok.eos);
+    if (in->tok.add_bos < 0)
+        cJSON_AddNullToObject(t, "add_bos_token");
+    else
+        cJSON_AddBoolToObject(t, "add_bos_token", in->tok.add_bos);
+    cJSON_AddBoolToObject(t, "chat_template", in->tok.chat_template);
+
+    cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
+    for (uint64_t i = 0; i < in->n_tensors; i++) {
+        const gguf_tensor *g = gguf_tensor_at(in->f, i);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", g->name);
+        cJSON_AddStringToObject(o, "type", pvk_type_get(g->type)->name);
+        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+        for (uint32_t d = 0; d < g->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)g->ne[d]));
+        cJSON_AddNumberToObject(o, "bytes", (double)g->bytes);
+        cJSON_AddItemToArray(arr, o);
+    }
+
+    cJSON *tot = cJSON_AddObjectToObject(root, "totals");
+    cJSON *bt = cJSON_AddArrayToObject(tot, "by_type");
+    for (int ty = 0; ty < INFO_MAX_TYPES; ty++) {
+        if (!in->by_type[ty].count) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", pvk_type_get((uint32_t)ty)->name);
+        cJSON_AddNumberToObject(o, "tensors", (double)in->by_type[ty].count);
+        cJSON_AddNumberToObject(o, "params", (double)in->by_type[ty].params);
+        cJSON_AddNumberToObject(o, "bytes", (double)in->by_type[ty].bytes);
+        cJSON_AddItemToArray(bt, o);
+    }
+    cJSON_AddNumberToObject(tot, "tensors", (double)in->n_tensors);
+    cJSON_AddNumberToObject(tot, "params", (double)in->params);
+    cJSON_AddNumberToObject(tot, "bytes", (double)in->weight_bytes);
+
+    if (in->n_tensors && in->kv_elems) {
+        cJSON *m = cJSON_AddObjectToObject(root, "memory");
+        cJSON_AddNumberToObject(m, "ctx", (double)in->ctx);
+        cJSON_AddNumberToObject(m, "weights_bytes", (double)in->weight_bytes);
+        cJSON_AddNumberToObject(m, "kv_elements", (double)in->kv_elems);
+        cJSON *kv = cJSON_AddObjectToObject(m, "kv_cache_bytes");
+        cJSON *total = cJSON_AddObjectToObject(m, "total_bytes");
+        for (size_t k = 0; k < N_KV_TYPES; k++) {
+            cJSON_AddNumberToObject(kv, kv_types[k].name, (double)kv_bytes(in, k));
+            cJSON_AddNumberToObject(total, kv_types[k].name, (double)(kv_bytes(in, k) + in->weight_bytes));
+        }
+    } else {
+        cJSON_AddNullToObject(root, "memory");
+    }
+    return root;
+}
+
+/* ----------------------------------------------------------------- public */
+
+phivk_info_params phivk_info_default_params(void) {
+    phivk_info_params p = {.json = false, .ctx = 0};
+    return p;
+}
+
+phivk_status phivk_info_write(const char *path, const phivk_info_params *params, FILE *out) {
+    phivk_info_params p = params ? *params : phivk_info_default_params();
+    if (!path || !out) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "phivk_info_write: NULL path or stream");
+    if (p.ctx < 0) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "context %d is negative", p.ctx);
+    gguf_file *f;
+    pvk_status st = gguf_open(path, &f);
+    if (st) return (phivk_status)st;
+    info *in = calloc(1, sizeof *in);
+    if (!in) {
+        gguf_close(f);
+        return (phivk_status)pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    }
+    in->path = path;
+    in->f = f;
+    st = gather(in, &p);
+    if (!st && p.json) {
+        cJSON *root = json_build(in);
+        char *s = root ? cJSON_Print(root) : NULL;
+        if (s)
+            fprintf(out, "%s\n", s);
+        else
+            st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory building JSON");
+        free(s);
+        cJSON_Delete(root);
+    } else if (!st) {
+        write_human(in, out);
+    }
+    if (!st && ferror(out)) st = pvk_fail(PVK_ERR_IO, "writing the report failed");
+    free(in);
+    gguf_close(f);
+    return (phivk_status)st;
+}

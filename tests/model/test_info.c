@@ -1,0 +1,162 @@
+/* phivk_info_write on fixtures from the GGUF writer (JSON numbers checked
+ * exactly, including the KV-cache table of phi-spec section 7) and on the shared
+ * reference and vocabulary files. */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <cJSON.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "gguf_bytes.h"
+#include "phivk.h"
+
+/* Writes a model-shaped fixture with the given attention geometry to a temp file. */
+static void fixture(char *path, uint32_t ctx, uint32_t n_embd, uint32_t n_layer, uint32_t n_head,
+                    uint32_t n_head_kv) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_set_str(w, "general.architecture", "phi3");
+    gguf_writer_set_str(w, "general.name", "info fixture");
+    gguf_writer_set_u32(w, "phi3.context_length", ctx);
+    gguf_writer_set_u32(w, "phi3.embedding_length", n_embd);
+    gguf_writer_set_u32(w, "phi3.block_count", n_layer);
+    gguf_writer_set_u32(w, "phi3.attention.head_count", n_head);
+    gguf_writer_set_u32(w, "phi3.attention.head_count_kv", n_head_kv);
+    gguf_writer_set_f32(w, "phi3.attention.layer_norm_rms_epsilon", 1e-5f);
+    gguf_writer_set_f32(w, "phi3.rope.scaling.attn_factor", 1.25f);
+    gguf_writer_set_u32(w, "phi3.rope.scaling.original_context_length", 4096);
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    static const char *const toks[3] = {"<unk>", "<s>", "</s>"};
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+    gguf_writer_set_str(w, "tokenizer.chat_template", "{{ x }}");
+    gguf_writer_add_tensor(w, "token_embd.weight", PVK_Q8_0, 2, (int64_t[]){64, 10}, NULL); /* 680 B */
+    gguf_writer_add_tensor(w, "output_norm.weight", PVK_F32, 1, (int64_t[]){64}, NULL);     /* 256 B */
+    strcpy(path, "/tmp/phivk-test-info-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    if (gguf_writer_save(w, path) != PVK_OK) path[0] = 0;
+    gguf_writer_destroy(w);
+}
+
+/* Runs phivk_info_write into a string (caller frees). */
+static char *info_text(const char *path, bool json, int ctx, phivk_status *st) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    phivk_info_params p = phivk_info_default_params();
+    p.json = json;
+    p.ctx = ctx;
+    *st = phivk_info_write(path, &p, m);
+    fclose(m);
+    return buf;
+}
+
+static double num(const cJSON *root, const char *a, const char *b) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, a);
+    if (b) o = cJSON_GetObjectItemCaseSensitive(o, b);
+    return cJSON_IsNumber(o) ? o->valuedouble : -1;
+}
+
+TEST(info_json_reports_hparams_tokenizer_totals_and_kv_memory) {
+    char path[64];
+    fixture(path, 1000, 64, 3, 4, 2);
+    REQUIRE(path[0], "fixture: %s", pvk_errmsg());
+    phivk_status st;
+    char *s = info_text(path, true, 0, &st);
+    REQUIRE(st == PHIVK_OK, "%s", phivk_last_error());
+    cJSON *j = cJSON_Parse(s);
+    REQUIRE(j, "output is JSON: %s", s);
+    CHECK(num(j, "hparams", "head_dim") == 16 && num(j, "hparams", "head_count_kv") == 2, "geometry");
+    CHECK(num(j, "hparams", "norm_eps") == 1e-5, "eps printed as written");
+    CHECK(num(j, "hparams", "rope_attn_factor") == 1.25, "attn_factor");
+    CHECK(num(j, "tokenizer", "vocab_size") == 3 && num(j, "tokenizer", "eos_token_id") == 2, "tokenizer");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "tokenizer"), "chat_template")), "template");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "tokenizer"), "add_bos_token")), "add_bos");
+    CHECK(num(j, "totals", "bytes") == 680 + 256 && num(j, "totals", "params") == 640 + 64, "totals");
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tensors")) == 2, "tensor table");
+    /* 3 layers x 2 kv heads x (16 + 16) = 192 elements per token, 1000 tokens (the model's context) */
+    const cJSON *mem = cJSON_GetObjectItem(j, "memory");
+    CHECK(num(mem, "kv_cache_bytes", "f16") == 192000 * 2, "f16: 2 bytes per element");
+    CHECK(num(mem, "kv_cache_bytes", "q8_0") == 192000 * 34 / 32, "q8_0: 34/32");
+    CHECK(num(mem, "kv_cache_bytes", "q4_0") == 192000 * 18 / 32, "q4_0: 18/32");
+    CHECK(num(mem, "total_bytes", "f16") == 192000 * 2 + 936, "weights + cache");
+    cJSON_Delete(j);
+    free(s);
+
+    s = info_text(path, true, 2048, &st);
+    j = cJSON_Parse(s);
+    CHECK(j && num(j, "memory", "ctx") == 2048 && num(cJSON_GetObjectItem(j, "memory"), "kv_cache_bytes", "f16") ==
+                                                   192.0 * 2048 * 2, "--ctx overrides the model's context");
+    cJSON_Delete(j);
+    free(s);
+
+    s = info_text(path, false, 0, &st);
+    CHECK(st == PHIVK_OK && strstr(s, "kv heads          2") && strstr(s, "token_embd.weight") &&
+              strstr(s, "KV cache q4_0") && strstr(s, "attn_factor 1.25"), "human report:\n%s", s);
+    free(s);
+    remove(path);
+}
+
+TEST(info_kv_memory_matches_the_phi3_mini_table) {
+    /* phi-spec section 7: Phi-3-mini (32 x 32 x 96) F16 @4K = 1.5 GiB, Q8_0 816 MiB,
+     * Q4_0 432 MiB; F16 @128K = 48 GiB. */
+    char path[64];
+    fixture(path, 4096, 3072, 32, 32, 32);
+    REQUIRE(path[0], "fixture");
+    phivk_status st;
+    char *s = info_text(path, true, 0, &st);
+    cJSON *j = cJSON_Parse(s);
+    const cJSON *mem = cJSON_GetObjectItem(j, "memory");
+    CHECK(num(mem, "kv_cache_bytes", "f16") == 1.5 * 1024 * 1024 * 1024, "f16 @4K");
+    CHECK(num(mem, "kv_cache_bytes", "q8_0") == 816.0 * 1024 * 1024, "q8_0 @4K");
+    CHECK(num(mem, "kv_cache_bytes", "q4_0") == 432.0 * 1024 * 1024, "q4_0 @4K");
+    cJSON_Delete(j);
+    free(s);
+    s = info_text(path, true, 131072, &st);
+    j = cJSON_Parse(s);
+    CHECK(num(cJSON_GetObjectItem(j, "memory"), "kv_cache_bytes", "f16") == 48.0 * 1024 * 1024 * 1024, "f16 @128K");
+    cJSON_Delete(j);
+    free(s);
+    remove(path);
+}
+
+TEST(info_describes_reference_and_vocab_only_files) {
+    static const char *files[] = {"reference/phi3-f32.gguf", "reference/phi2.gguf", "reference/llama-gqa-tied.gguf",
+                                  "reference/phi3-128k.gguf", "reference/phi3-q4_0.gguf",
+                                  "vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-llama-spm.gguf",
+                                  "vocab/ggml-vocab-phi-3.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        phivk_status st;
+        char *s = info_text(testdata_path(files[i]), false, 0, &st);
+        CHECK(st == PHIVK_OK, "%s: %s", files[i], phivk_last_error());
+        bool vocab = !strncmp(files[i], "vocab/", 6);
+        CHECK(!vocab || strstr(s, "vocabulary-only file (no tensors)"), "%s says it is vocabulary-only", files[i]);
+        CHECK(vocab || strstr(s, "KV cache f16"), "%s has a memory estimate", files[i]);
+        free(s);
+        s = info_text(testdata_path(files[i]), true, 0, &st);
+        cJSON *j = cJSON_Parse(s);
+        CHECK(st == PHIVK_OK && j, "%s: JSON parses", files[i]);
+        CHECK(cJSON_IsNull(cJSON_GetObjectItem(j, "memory")) == vocab, "%s: memory present iff weights", files[i]);
+        cJSON_Delete(j);
+        free(s);
+    }
+    phivk_status st;
+    char *s = info_text(testdata_path("reference/phi3-128k.gguf"), false, 0, &st);
+    CHECK(strstr(s, "original context 4096") && strstr(s, "short/long factor tables"), "LongRoPE line:\n%s", s);
+    free(s);
+}
+
+TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
+    phivk_status st;
+    char *s = info_text("/nonexistent/x.gguf", false, 0, &st);
+    CHECK(st == PHIVK_ERR_IO && strstr(phivk_last_error(), "/nonexistent/x.gguf"), "missing: %s", phivk_last_error());
+    free(s);
+    s = info_text(testdata_path("README.md"), false, 0, &st);
+    CHECK(st == PHIVK_ERR_BAD_FILE && strstr(phivk_last_error(), "not a GGUF"), "%s", phivk_last_error());
+    free(s);
+    phivk_info_params p = {.ctx = -1};
+    CHECK(phivk_info_write(testdata_path("reference/phi2.gguf"), &p, stdout) == PHIVK_ERR_INVALID, "negative ctx");
+}
