@@ -1,0 +1,400 @@
+/* The op layer: weight tensors on the device and the recording of elementwise,
+ * normalisation and matrix-product kernels. Variant choice (weight type, texel or
+ * storage fetch, subgroup or shared-memory reduction) and tuning (pvk_ops_tuning)
+ * follow the device's caps; see the shaders for each kernel's mapping. */
+#include "pvk_ops.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pvk_ops {
+    pvk_dev *dev;
+    const pvk_caps *caps;
+    pvk_ops_tuning t;
+};
+
+/* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
+ * format their weights are fetched as. */
+static const struct wtype {
+    pvk_type type;
+    const char *name;         /* shader variant infix */
+    VkFormat texel_fmt;
+    uint32_t texel_bytes;
+} wtypes[] = {
+    {PVK_F32, "f32", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_F16, "f16", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_BF16, "bf16", VK_FORMAT_R32G32B32A32_UINT, 16},
+};
+
+static const struct wtype *wtype_get(pvk_type t) {
+    for (size_t i = 0; i < sizeof wtypes / sizeof wtypes[0]; i++)
+        if (wtypes[i].type == t) return &wtypes[i];
+    return NULL;
+}
+
+/* Push-constant blocks, laid out as the shaders declare them. */
+typedef struct { uint32_t rows, n; float eps; uint32_t flags; } norm_push;
+typedef struct { uint32_t rows, n; } softmax_push;
+typedef struct { uint32_t n, n_ff; } act_push;
+typedef struct { uint32_t n, row_len; } eltwise_push;
+typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
+static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 &&
+              sizeof(act_push) <= 128 && sizeof(eltwise_push) <= 128 && sizeof(mm_push) <= 128, "push constants <= 128 bytes");
+
+enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
+
+#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+
+/* ------------------------------------------------------------------ tensors */
+
+static uint64_t gcd64(uint64_t a, uint64_t b) {
+    while (b) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+static uint64_t lcm64(uint64_t a, uint64_t b) { return a / gcd64(a, b) * b; }
+
+pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+                             const void *data, pvk_tensor *t) {
+    memset(t, 0, sizeof *t);
+    const pvk_type_info *ti = pvk_type_get(type);
+    if (!ti->name || !ti->supported)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "tensor: type %u is not supported", (unsigned)type);
+    if (cols <= 0 || rows <= 0 || cols % ti->block_elems || cols > UINT32_MAX || rows > UINT32_MAX)
+        return pvk_fail(PVK_ERR_INVALID,
+                        "tensor: bad shape %lld x %lld of %s (cols must be a positive multiple of %u)",
+                        (long long)rows, (long long)cols, ti->name, ti->block_elems);
+    const pvk_caps *caps = pvk_dev_caps(d);
+    const struct wtype *wt = wtype_get(type);
+    bool texel = caps->texel && wt;
+    uint64_t row_bytes = pvk_type_row_bytes(type, cols);
+
+    /* Chunk offsets must suit storage and texel bindings and 16-byte words; a
+     * chunk's binding (rounded up to 16 bytes) must fit every binding limit, and its
+     * element indices must fit the kernels' 32-bit arithmetic. */
+    uint64_t align = lcm64(lcm64(16, caps->storage_align ? caps->storage_align : 1),
+                           caps->texel_align ? caps->texel_align : 1);
+    uint64_t limit = caps->max_binding_bytes;
+    if (texel && (uint64_t)caps->max_texel_elems * wt->texel_bytes < limit)
+        limit = (uint64_t)caps->max_texel_elems * wt->texel_bytes;
+    limit = limit / 16 * 16;
+    uint64_t step = align / gcd64(align, row_bytes);
+    uint64_t max_rows = limit / row_bytes;
+    uint64_t elem_rows = ((uint64_t)1 << 31) / (uint64_t)cols;
+    if (elem_rows < max_rows) max_rows = elem_rows;
+    if ((uint64_t)rows <= max_rows) {
+        t->chunk_rows = rows;
+    } else {
+        t->chunk_rows = (int64_t)(max_rows / step * step);
+        if (!t->chunk_rows)
+            return pvk_fail(PVK_ERR_UNSUPPORTED,
+                            "tensor: a row of %lld %s elements (%llu bytes, %llu rows per aligned "
+                            "chunk) exceeds the device's binding limit of %llu bytes",
+                            (long long)cols, ti->name, (unsigned long long)row_bytes,
+                            (unsigned long long)step, (unsigned long long)limit);
+    }
+    t->n_chunks = (uint32_t)((rows + t->chunk_rows - 1) / t->chunk_rows);
+
+    uint64_t bytes = row_bytes * (uint64_t)rows;
+    pvk_status st = pvk_buf_create(d, ROUND_UP(bytes, 16), PVK_MEM_DEVICE, &t->buf);
+    if (st) return st;
+    t->type = type;
+    t->cols = cols;
+    t->rows = rows;
+    if (data && (st = pvk_buf_write(d, &t->buf, 0, data, bytes))) goto fail;
+    if (texel) {
+        t->views = calloc(t->n_chunks, sizeof *t->views);
+        if (!t->views) {
+            st = pvk_fail(PVK_ERR_HOST_MEMORY, "tensor: out of host memory");
+            goto fail;
+        }
+        for (uint32_t i = 0; i < t->n_chunks; i++) {
+            uint64_t off = (uint64_t)i * t->chunk_rows * row_bytes;
+            uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, i) * row_bytes, wt->texel_bytes);
+            if ((st = pvk_buf_view(d, &t->buf, off, n, wt->texel_fmt, &t->views[i]))) goto fail;
+        }
+    }
+    return PVK_OK;
+fail:
+    pvk_tensor_destroy(d, t);
+    return st;
+}
+
+void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t) {
+    if (!t) return;
+    if (t->views)
+        for (uint32_t i = 0; i < t->n_chunks; i++) pvk_view_destroy(d, t->views[i]);
+    free(t->views);
+    pvk_buf_destroy(d, &t->buf);
+    memset(t, 0, sizeof *t);
+}
+
+uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk) {
+    int64_t left = t->rows - (int64_t)chunk * t->chunk_rows;
+    return (uint32_t)(left < t->chunk_rows ? left : t->chunk_rows);
+}
+
+pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk) {
+    if (t->views) return pvk_bind_view(t->views[chunk]);
+    uint64_t row_bytes = pvk_type_row_bytes(t->type, t->cols);
+    return pvk_bind_range(&t->buf, (uint64_t)chunk * t->chunk_rows * row_bytes,
+                          ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16));
+}
+
+/* ---------------------------------------------------------------------- ops */
+
+static bool is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
+
+pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
+    uint32_t sg = caps->subgroup_size ? caps->subgroup_size : 1;
+    pvk_ops_tuning t;
+    if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+        /* lavapipe-like: instruction-bound, barriers are coroutine switches. One
+         * subgroup per workgroup and several rows each (docs/kernels.md, B). */
+        t.row_wg = sg;
+        t.elt_wg = 64;
+        t.mv_wg = sg;
+        t.mv_rows = 8;
+        t.mm_bm = 32, t.mm_bn = 32, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
+    } else {
+        t.row_wg = 256;
+        t.elt_wg = 256;
+        t.mv_wg = sg < 32 ? 32 : sg;
+        t.mv_rows = 2;
+        t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
+    }
+    t.mv_max_m = 8;
+    uint32_t cap = caps->max_wg_invocations;
+    while (t.row_wg > cap) t.row_wg /= 2;
+    while (t.elt_wg > cap) t.elt_wg /= 2;
+    while (t.mv_wg > cap) t.mv_wg /= 2;
+    return t;
+}
+
+pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out) {
+    *out = NULL;
+    const pvk_caps *caps = pvk_dev_caps(d);
+    uint32_t cap = caps->max_wg_invocations;
+    const char *bad = NULL;
+    if (!is_pow2(t->row_wg) || t->row_wg > cap) bad = "row_wg";
+    else if (!is_pow2(t->elt_wg) || t->elt_wg > cap) bad = "elt_wg";
+    else if (!is_pow2(t->mv_wg) || t->mv_wg > cap) bad = "mv_wg";
+    else if (!is_pow2(t->mv_rows) || t->mv_rows > 64) bad = "mv_rows";
+    else if (t->mv_max_m > 8) bad = "mv_max_m";
+    else if (!is_pow2(t->mm_bk) || t->mm_bk < 8) bad = "mm_bk";
+    else if (!is_pow2(t->mm_tm) || !is_pow2(t->mm_bm) || t->mm_tm > t->mm_bm) bad = "mm_tm/mm_bm";
+    else if (!is_pow2(t->mm_tn) || !is_pow2(t->mm_bn) || t->mm_tn > t->mm_bn) bad = "mm_tn/mm_bn";
+    else if ((t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn) > cap) bad = "matmul workgroup size";
+    else if (4u * t->mm_bk * (t->mm_bm + t->mm_bn + 1) > caps->max_shared) bad = "matmul shared memory";
+    if (bad)
+        return pvk_fail(PVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
+    pvk_ops *o = calloc(1, sizeof *o);
+    if (!o) return pvk_fail(PVK_ERR_HOST_MEMORY, "ops: out of host memory");
+    o->dev = d;
+    o->caps = caps;
+    o->t = *t;
+    *out = o;
+    return PVK_OK;
+}
+
+pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out) {
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    return pvk_ops_create_tuned(d, &t, out);
+}
+
+void pvk_ops_destroy(pvk_ops *o) { free(o); }
+
+pvk_dev *pvk_ops_dev(const pvk_ops *o) { return o->dev; }
+
+/* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
+ * of them along another axis; shaders index by fold * gl_NumWorkGroups.x + x and
+ * skip indices past their count. */
+static pvk_status fold_grid(const pvk_ops *o, const char *op, uint32_t groups, int axis,
+                            uint32_t *gx, uint32_t *fold) {
+    uint32_t max_x = o->caps->max_wg_count[0] ? o->caps->max_wg_count[0] : 65535;
+    *gx = groups < max_x ? groups : max_x;
+    *fold = (groups + *gx - 1) / *gx;
+    if (*fold > o->caps->max_wg_count[axis])
+        return pvk_fail(PVK_ERR_INVALID, "%s: %u workgroups exceed the device's grid", op, groups);
+    return PVK_OK;
+}
+
+/* Gets the pipeline (cached by the device) and records one dispatch. */
+static pvk_status dispatch(pvk_ops *o, pvk_cmd *c, const char *shader, const char *bindings,
+                           const uint32_t *spec, uint32_t n_spec, const void *push,
+                           uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
+                           uint32_t gz) {
+    pvk_kernel k = {shader, bindings, push_bytes, n_spec, spec, 0};
+    pvk_pipe *p;
+    pvk_status st = pvk_pipe_get(o->dev, &k, &p);
+    if (st) return st;
+    pvk_cmd_dispatch(c, p, b, push, gx, gy, gz);
+    return PVK_OK;
+}
+
+/* One workgroup per row (norms, softmax), rows folded into y. */
+static pvk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *shader, const char *bindings,
+                                const void *push, uint32_t push_bytes, const pvk_binding *b,
+                                uint32_t rows) {
+    uint32_t gx, gy;
+    pvk_status st = fold_grid(o, shader, rows, 1, &gx, &gy);
+    if (st) return st;
+    return dispatch(o, c, shader, bindings, &o->t.row_wg, 1, push, push_bytes, b, gx, gy, 1);
+}
+
+/* PVK_ERR_INVALID unless b is present and holds `floats` f32 values. */
+static pvk_status need(const char *op, const char *what, const pvk_buf *b, uint64_t floats) {
+    if (!b) return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer missing", op, what);
+    if (b->size < floats * 4)
+        return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
+                        (unsigned long long)b->size, (unsigned long long)floats * 4);
+    return PVK_OK;
+}
+
+static pvk_status norm(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x,
+                       const pvk_buf *w, const pvk_buf *b, const pvk_buf *out, uint32_t rows,
+                       uint32_t n, float eps) {
+    pvk_status st;
+    if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "%s: empty shape %u x %u", name, rows, n);
+    if ((st = need(name, "x", x, (uint64_t)rows * n)) || (st = need(name, "out", out, (uint64_t)rows * n)) ||
+        (w && (st = need(name, "weight", w, n))) || (b && (st = need(name, "bias", b, n))))
+        return st;
+    char shader[32];
+    snprintf(shader, sizeof shader, "%s%s", name, o->caps->subgroup ? "" : "_sh");
+    norm_push p = {rows, n, eps, (w ? 1u : 0u) | (b ? 2u : 0u)};
+    pvk_binding bd[4] = {pvk_bind(x), pvk_bind(w ? w : x), pvk_bind(b ? b : x), pvk_bind(out)};
+    return dispatch_rows(o, c, shader, "ssss", &p, sizeof p, bd, rows);
+}
+
+pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                          const pvk_buf *out, uint32_t rows, uint32_t n, float eps) {
+    return norm(o, c, "rmsnorm", x, w, NULL, out, rows, n, eps);
+}
+
+pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                            const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
+                            float eps) {
+    return norm(o, c, "layernorm", x, w, b, out, rows, n, eps);
+}
+
+pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+                          uint32_t rows, uint32_t n) {
+    pvk_status st;
+    if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "softmax: empty shape %u x %u", rows, n);
+    if ((st = need("softmax", "x", x, (uint64_t)rows * n)) ||
+        (st = need("softmax", "out", out, (uint64_t)rows * n)))
+        return st;
+    softmax_push p = {rows, n};
+    pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
+    return dispatch_rows(o, c, o->caps->subgroup ? "softmax" : "softmax_sh", "ss", &p, sizeof p, bd,
+                         rows);
+}
+
+/* One invocation per output element of `n` (act.comp); in_floats is what the
+ * input must hold. */
+static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x,
+                      uint64_t in_floats, const pvk_buf *out, uint32_t n, uint32_t n_ff) {
+    pvk_status st;
+    uint32_t wg = o->t.elt_wg, gx, gy;
+    if (!n) return pvk_fail(PVK_ERR_INVALID, "%s: no elements", name);
+    if ((st = need(name, "input", x, in_floats)) || (st = need(name, "out", out, n)) ||
+        (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
+        return st;
+    act_push p = {n, n_ff};
+    pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
+    return dispatch(o, c, name, "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+}
+
+/* out = a OP b (eltwise.comp): one invocation per element. */
+static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *a,
+                         const pvk_buf *b, const pvk_buf *out, uint32_t n) {
+    pvk_status st;
+    uint32_t wg = o->t.elt_wg, gx, gy;
+    if (!n) return pvk_fail(PVK_ERR_INVALID, "%s: no elements", name);
+    if ((st = need(name, "a", a, n)) || (st = need(name, "b", b, n)) || (st = need(name, "out", out, n)) ||
+        (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
+        return st;
+    eltwise_push p = {n, gx * wg};
+    pvk_binding bd[3] = {pvk_bind(a), pvk_bind(b), pvk_bind(out)};
+    return dispatch(o, c, name, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+}
+
+pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+                      const pvk_buf *out, uint32_t n) {
+    return binary(o, c, "add", a, b, out, n);
+}
+
+pvk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+                      const pvk_buf *out, uint32_t n) {
+    return binary(o, c, "mul", a, b, out, n);
+}
+
+pvk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
+    return act(o, c, "silu", x, n, out, n, 0);
+}
+
+pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
+    return act(o, c, "gelu", x, n, out, n, 0);
+}
+
+pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+                         uint32_t rows, uint32_t n_ff) {
+    uint64_t n = (uint64_t)rows * n_ff;
+    if (n > UINT32_MAX / 2)
+        return pvk_fail(PVK_ERR_INVALID, "swiglu: %u x %u elements are too many", rows, n_ff);
+    return act(o, c, "swiglu", gu, 2 * n, out, (uint32_t)n, n_ff);
+}
+
+pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                         const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
+    pvk_status st;
+    const struct wtype *wt = w ? wtype_get(w->type) : NULL;
+    if (!wt)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix kernel",
+                        w ? pvk_type_get(w->type)->name : "(none)");
+    if (!m) return pvk_fail(PVK_ERR_INVALID, "matmul: m is 0");
+    uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
+    if ((st = need("matmul", "x", x, (uint64_t)m * k)) || (st = need("matmul", "y", y, (uint64_t)m * n)) ||
+        (bias && (st = need("matmul", "bias", bias, n))))
+        return st;
+
+    bool mv = m <= o->t.mv_max_m;
+    const char *fetch = w->views ? "tex" : "buf";
+    char shader[48];
+    uint32_t spec[6], n_spec, per_group, gy;
+    if (mv) {
+        uint32_t nc = 1;
+        while (nc < m) nc *= 2;
+        snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch, o->caps->subgroup ? "" : "_sh");
+        spec[0] = o->t.mv_wg, spec[1] = o->t.mv_rows, spec[2] = nc, n_spec = 3;
+        per_group = o->t.mv_rows;
+        gy = (m + nc - 1) / nc;
+    } else {
+        snprintf(shader, sizeof shader, "matmul_%s_%s", wt->name, fetch);
+        const pvk_ops_tuning *t = &o->t;
+        spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
+        spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;
+        n_spec = 6;
+        per_group = t->mm_bn;
+        gy = (m + t->mm_bm - 1) / t->mm_bm;
+    }
+    /* Chunks write disjoint columns of y: no barrier between them. */
+    for (uint32_t i = 0; i < w->n_chunks; i++) {
+        uint32_t rows = pvk_tensor_chunk_rows(w, i);
+        mm_push p = {k, rows, m, n, (uint32_t)(i * w->chunk_rows),
+                     (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
+        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : y), pvk_bind(y)};
+        uint32_t gx, gz;
+        if ((st = fold_grid(o, shader, (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
+            (st = dispatch(o, c, shader, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
+                           gx, gy, gz)))
+            return st;
+    }
+    return PVK_OK;
+}

@@ -1,0 +1,387 @@
+/* GPU kernels against the CPU references (ref.c) on the shared validated device.
+ * meson runs this binary once per fetch/reduction path (texel + subgroup, then
+ * PHIVK_DISABLE_TEXEL, then PHIVK_DISABLE_SUBGROUP); the cases check which path
+ * the device took so a run cannot silently test the other one.
+ *
+ * Tolerances: the GPU sums in fp32 in its own order, the reference in double. A sum
+ * of n terms carries rounding error that grows like sqrt(n) * eps * sum|terms| for
+ * the strided/tiled orders the kernels use, so the checks allow
+ * (4 sqrt(n) + 16) * eps * sum|terms| plus the documented ULP error of the GLSL
+ * builtins involved (exp: 3 + 2|x| ULP, inversesqrt: 2 ULP, division: 2.5 ULP). */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <float.h>
+#include <stdint.h>
+
+#include "gpu.h"
+#include "pvk_ops.h"
+#include "ref.h"
+
+#define EPS FLT_EPSILON
+
+static pvk_ops *ops_default, *ops_tiled, *ops_gpu_like;
+static pvk_cmd *cmd;
+
+static void teardown(void) {
+    pvk_ops_destroy(ops_default);
+    pvk_ops_destroy(ops_tiled);
+    pvk_ops_destroy(ops_gpu_like);
+    pvk_cmd_destroy(cmd);
+}
+
+/* The shared device with three op layers: the device's defaults; the tiled matmul
+ * for every m; and a discrete GPU's shapes (several subgroups per workgroup, so the
+ * cross-subgroup reduction runs on lavapipe too). */
+static pvk_dev *setup(void) {
+    pvk_dev *d = test_gpu();
+    if (!d || cmd) return d;
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    pvk_ops_tuning tiled = t, gpu = t;
+    tiled.mv_max_m = 0;
+    gpu.row_wg = 64, gpu.elt_wg = 256, gpu.mv_wg = 32, gpu.mv_rows = 2;
+    gpu.mm_bm = 64, gpu.mm_bn = 64, gpu.mm_bk = 16, gpu.mm_tm = 4, gpu.mm_tn = 4;
+    if (pvk_ops_create_tuned(d, &t, &ops_default) || pvk_ops_create_tuned(d, &tiled, &ops_tiled) ||
+        pvk_ops_create_tuned(d, &gpu, &ops_gpu_like) || pvk_cmd_create(d, &cmd)) {
+        printf("    setup: %s\n", pvk_errmsg());
+        teardown();
+        return NULL;
+    }
+    atexit(teardown);
+    return d;
+}
+
+static pvk_buf upload(pvk_dev *d, const float *v, size_t n) {
+    pvk_buf b = {0};
+    if (pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &b) || (v && pvk_buf_write(d, &b, 0, v, n * 4)))
+        printf("    upload: %s\n", pvk_errmsg());
+    return b;
+}
+
+/* Elements outside |got - want| <= tol[i] (tol NULL: the scalar tol0); prints the
+ * first few. */
+static int mismatches(const char *what, const float *got, const float *want, const float *tol,
+                      float tol0, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float t = tol ? tol[i] : tol0;
+        if (fabsf(got[i] - want[i]) <= t) continue;
+        if (bad++ < 3)
+            printf("    %s[%zu] = %.9g, want %.9g +- %.3g\n", what, i, got[i], want[i], t);
+    }
+    return bad;
+}
+
+/* Every case records one op, submits and waits. */
+#define RUN(call)                                                                      \
+    do {                                                                               \
+        REQUIRE(pvk_cmd_begin(cmd) == PVK_OK, "begin: %s", pvk_errmsg());            \
+        REQUIRE((call) == PVK_OK, "%s: %s", #call, pvk_errmsg());                     \
+        REQUIRE(pvk_cmd_submit(cmd) == PVK_OK, "submit: %s", pvk_errmsg());          \
+    } while (0)
+
+TEST(device_takes_the_paths_the_environment_asks_for) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    const pvk_caps *c = pvk_dev_caps(d);
+    if (getenv("PHIVK_DISABLE_TEXEL")) CHECK(!c->texel, "PHIVK_DISABLE_TEXEL set but caps.texel");
+    if (getenv("PHIVK_DISABLE_SUBGROUP")) CHECK(!c->subgroup, "PHIVK_DISABLE_SUBGROUP set but caps.subgroup");
+    printf("    %s: texel %d, subgroup %d (size %u)\n", c->name, c->texel, c->subgroup, c->subgroup_size);
+    uint16_t h[4] = {0x3c00, 0x4000, 0x4200, 0x4400};
+    pvk_tensor t;
+    REQUIRE(pvk_tensor_create(d, PVK_F16, 4, 1, h, &t) == PVK_OK, "%s", pvk_errmsg());
+    CHECK((t.views != NULL) == c->texel, "texel views exist iff caps.texel");
+    CHECK(t.n_chunks == 1 && t.chunk_rows == 1, "a small tensor is one chunk");
+    pvk_tensor_destroy(d, &t);
+}
+
+/* ------------------------------------------------------------ normalisation */
+
+static void norm_case(pvk_ops *o, bool layer, int rows, int n, bool with_w, bool with_b,
+                      bool in_place, uint64_t seed) {
+    pvk_dev *d = pvk_ops_dev(o);
+    ref_rng rng = {seed};
+    size_t total = (size_t)rows * n;
+    float *x = malloc(total * 4), *w = malloc(n * 4), *b = malloc(n * 4);
+    float *want = malloc(total * 4), *got = malloc(total * 4), *tol = malloc(total * 4);
+    ref_fill(&rng, x, total, -1.0f, 2.0f);   /* a mean of 0.5 for layernorm to remove */
+    ref_fill(&rng, w, n, -2.0f, 2.0f);
+    ref_fill(&rng, b, n, -1.0f, 1.0f);
+    const float eps = 1e-5f;
+    if (layer) ref_layernorm(x, with_w ? w : NULL, with_b ? b : NULL, want, rows, n, eps);
+    else ref_rmsnorm(x, with_w ? w : NULL, want, rows, n, eps);
+    /* The sums carry (4 sqrt(n) + 16) eps relative error (see top); the scale
+     * inversesqrt 2 ULP more. Layernorm's x - mean loses what |mean| adds to |x|, and
+     * its bias adds its own rounding. */
+    for (int r = 0; r < rows; r++) {
+        double mean = 0, ms = 0;
+        for (int i = 0; i < n; i++) mean += x[r * n + i];
+        mean = layer ? mean / n : 0;
+        for (int i = 0; i < n; i++) ms += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+        double s = 1 / sqrt(ms / n + eps);
+        for (int i = 0; i < n; i++) {
+            size_t k = (size_t)r * n + i;
+            double mag = (fabs(x[k]) + fabs(mean)) * s * (with_w ? fabs(w[i]) : 1) + (with_b ? fabs(b[i]) : 0);
+            tol[k] = (float)((4 * sqrt(n) + 16) * EPS * mag);
+        }
+    }
+    pvk_buf bx = upload(d, x, total), bw = upload(d, w, n), bb = upload(d, b, n);
+    pvk_buf bo = in_place ? bx : upload(d, NULL, total);
+    const pvk_buf *pw = with_w ? &bw : NULL, *pb = with_b ? &bb : NULL;
+    if (pvk_cmd_begin(cmd) ||
+        (layer ? pvk_op_layernorm(o, cmd, &bx, pw, pb, &bo, rows, n, eps)
+               : pvk_op_rmsnorm(o, cmd, &bx, pw, &bo, rows, n, eps)) ||
+        pvk_cmd_submit(cmd) || pvk_buf_read(d, &bo, 0, got, total * 4))
+        CHECK(0, "%s %dx%d: %s", layer ? "layernorm" : "rmsnorm", rows, n, pvk_errmsg());
+    else
+        CHECK(!mismatches(layer ? "layernorm" : "rmsnorm", got, want, tol, 0, total),
+              "%s rows %d n %d w %d b %d in place %d", layer ? "layernorm" : "rmsnorm", rows, n,
+              with_w, with_b, in_place);
+    if (!in_place) pvk_buf_destroy(d, &bo);
+    pvk_buf_destroy(d, &bx);
+    pvk_buf_destroy(d, &bw);
+    pvk_buf_destroy(d, &bb);
+    free(x), free(w), free(b), free(want), free(got), free(tol);
+}
+
+TEST(rmsnorm_matches_reference_for_odd_and_model_widths) {
+    REQUIRE(setup(), "no device");
+    int ns[] = {1, 7, 100, 3072};
+    for (int i = 0; i < 4; i++) norm_case(ops_default, false, 3, ns[i], true, false, false, 10 + i);
+    norm_case(ops_default, false, 2, 33, false, false, false, 20);   /* no weight */
+    norm_case(ops_default, false, 2, 257, true, false, true, 21);    /* in place */
+    norm_case(ops_gpu_like, false, 3, 3072, true, false, false, 22); /* several subgroups */
+}
+
+TEST(layernorm_matches_reference_with_and_without_weight_and_bias) {
+    REQUIRE(setup(), "no device");
+    norm_case(ops_default, true, 3, 2560, true, true, false, 30);
+    norm_case(ops_default, true, 2, 7, true, true, false, 31);
+    norm_case(ops_default, true, 2, 33, false, false, false, 32);
+    norm_case(ops_default, true, 1, 1, true, true, false, 33);   /* var 0: out = b */
+    norm_case(ops_default, true, 2, 100, true, true, true, 34);
+    norm_case(ops_gpu_like, true, 3, 2560, true, true, false, 35);
+}
+
+/* ------------------------------------------------------------------ softmax */
+
+static void softmax_case(pvk_ops *o, int rows, int n, float lo, float hi, bool in_place, uint64_t seed) {
+    pvk_dev *d = pvk_ops_dev(o);
+    ref_rng rng = {seed};
+    size_t total = (size_t)rows * n;
+    float *x = malloc(total * 4), *want = malloc(total * 4), *got = malloc(total * 4), *tol = malloc(total * 4);
+    ref_fill(&rng, x, total, lo, hi);
+    ref_softmax(x, want, rows, n);
+    /* exp is within 3 + 2|x - max| <= 3 + 2 (hi - lo) ULP for the term and for each
+     * term of the sum; the sum adds (4 sqrt(n) + 16) eps; then a division. */
+    for (size_t i = 0; i < total; i++)
+        tol[i] = (float)((4 * sqrt(n) + 16 + 2 * (3 + 2 * (hi - lo)) + 3) * EPS * want[i]) + 1e-30f;
+    pvk_buf bx = upload(d, x, total), bo = in_place ? bx : upload(d, NULL, total);
+    if (pvk_cmd_begin(cmd) || pvk_op_softmax(o, cmd, &bx, &bo, rows, n) || pvk_cmd_submit(cmd) ||
+        pvk_buf_read(d, &bo, 0, got, total * 4))
+        CHECK(0, "softmax %dx%d: %s", rows, n, pvk_errmsg());
+    else
+        CHECK(!mismatches("softmax", got, want, tol, 0, total), "softmax rows %d n %d in [%g, %g]", rows,
+              n, lo, hi);
+    if (!in_place) pvk_buf_destroy(d, &bo);
+    pvk_buf_destroy(d, &bx);
+    free(x), free(want), free(got), free(tol);
+}
+
+TEST(softmax_matches_reference_including_vocab_width_and_large_logits) {
+    REQUIRE(setup(), "no device");
+    softmax_case(ops_default, 1, 1, -1, 1, false, 40);        /* a single element: 1 */
+    softmax_case(ops_default, 4, 7, -8, 8, false, 41);
+    softmax_case(ops_default, 2, 1000, -8, 8, true, 42);
+    softmax_case(ops_default, 2, 32064, -8, 8, false, 43);
+    softmax_case(ops_default, 2, 300, 990, 1000, false, 44);  /* exp(1000) would overflow without the max */
+    softmax_case(ops_gpu_like, 3, 1000, -8, 8, false, 45);
+}
+
+/* -------------------------------------------------------------- activations */
+
+enum act_kind { ACT_SILU, ACT_GELU, ACT_SWIGLU };
+
+static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float range, uint64_t seed) {
+    pvk_dev *d = pvk_ops_dev(o);
+    ref_rng rng = {seed};
+    size_t out_n = (size_t)rows * n, in_n = kind == ACT_SWIGLU ? 2 * out_n : out_n;
+    float *x = malloc(in_n * 4), *want = malloc(out_n * 4), *got = malloc(out_n * 4), *tol = malloc(out_n * 4);
+    ref_fill(&rng, x, in_n, -range, range);
+    for (size_t i = 0; i < out_n; i++) {
+        float g = kind == ACT_SWIGLU ? x[(i / n) * 2 * n + i % n] : x[i];
+        float u = kind == ACT_SWIGLU ? x[(i / n) * 2 * n + n + i % n] : 1.0f;
+        want[i] = kind == ACT_GELU ? ref_gelu(g) : ref_silu(g) * u;
+        /* sigmoid(v) = 1 / (1 + exp(-v)): exp's 3 + 2|v| ULP, the division's 2.5, the
+         * products' 1 each. GELU's v = 2 sqrt(2/pi)(x + 0.044715 x^3) adds 3 ULP of
+         * its own, amplified by |v| where sigmoid is exponential. */
+        double v = kind == ACT_GELU ? 1.5957691216 * (fabs(g) + 0.044715 * fabs(g * g * g)) : fabs(g);
+        tol[i] = (float)((8 + 5 * v) * EPS * fabs(want[i])) + 1e-30f;
+    }
+    pvk_buf bx = upload(d, x, in_n), bo = upload(d, NULL, out_n);
+    pvk_status st = PVK_OK;
+    if (!(st = pvk_cmd_begin(cmd))) {
+        if (kind == ACT_SILU) st = pvk_op_silu(o, cmd, &bx, &bo, (uint32_t)out_n);
+        else if (kind == ACT_GELU) st = pvk_op_gelu(o, cmd, &bx, &bo, (uint32_t)out_n);
+        else st = pvk_op_swiglu(o, cmd, &bx, &bo, rows, n);
+    }
+    const char *name = kind == ACT_SILU ? "silu" : kind == ACT_GELU ? "gelu" : "swiglu";
+    if (st || pvk_cmd_submit(cmd) || pvk_buf_read(d, &bo, 0, got, out_n * 4))
+        CHECK(0, "%s: %s", name, pvk_errmsg());
+    else
+        CHECK(!mismatches(name, got, want, tol, 0, out_n), "%s %d x %d in +-%g", name, rows, n, range);
+    pvk_buf_destroy(d, &bx);
+    pvk_buf_destroy(d, &bo);
+    free(x), free(want), free(got), free(tol);
+}
+
+TEST(silu_and_gelu_match_reference) {
+    REQUIRE(setup(), "no device");
+    act_case(ops_default, ACT_SILU, 1, 1, 12, 50);
+    act_case(ops_default, ACT_SILU, 1, 10007, 12, 51);
+    act_case(ops_default, ACT_GELU, 1, 1, 6, 52);
+    act_case(ops_default, ACT_GELU, 1, 10007, 6, 53);
+    act_case(ops_gpu_like, ACT_GELU, 1, 777, 6, 54);
+}
+
+TEST(swiglu_matches_reference_and_folds_a_large_grid) {
+    REQUIRE(setup(), "no device");
+    act_case(ops_default, ACT_SWIGLU, 3, 7, 8, 60);
+    act_case(ops_default, ACT_SWIGLU, 2, 8192, 8, 61);
+    /* 520 x 8192 outputs need more than 65535 workgroups of 64: the grid folds into y. */
+    act_case(ops_default, ACT_SWIGLU, 520, 8192, 8, 62);
+}
+
+TEST(add_and_mul_match_reference_in_place) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    const int n = 1001;
+    ref_rng rng = {70};
+    float a[1001], b[1001], got[1001], want[1001];
+    ref_fill(&rng, a, n, -4, 4);
+    ref_fill(&rng, b, n, -4, 4);
+    for (int op = 0; op < 2; op++) {
+        pvk_buf ba = upload(d, a, n), bb = upload(d, b, n);
+        for (int i = 0; i < n; i++) want[i] = op ? a[i] * b[i] : a[i] + b[i];
+        RUN(op ? pvk_op_mul(ops_default, cmd, &ba, &bb, &ba, n) : pvk_op_add(ops_default, cmd, &ba, &bb, &ba, n));
+        REQUIRE(pvk_buf_read(d, &ba, 0, got, sizeof got) == PVK_OK, "%s", pvk_errmsg());
+        /* One fp32 operation, correctly rounded both sides: exact equality. */
+        CHECK(!mismatches(op ? "mul" : "add", got, want, NULL, 0, n), "%s", op ? "mul" : "add");
+        pvk_buf_destroy(d, &ba);
+        pvk_buf_destroy(d, &bb);
+    }
+}
+
+/* ---------------------------------------------------------- matrix products */
+
+static size_t elem_bytes(pvk_type t) { return t == PVK_F32 ? 4 : 2; }
+
+/* y = x W^T (+ bias) (+ y) through pvk_op_matmul; returns the number of mismatches
+ * (printing the first) or -1 when a call failed. */
+static int matmul_case(pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc, uint64_t seed) {
+    pvk_dev *d = pvk_ops_dev(o);
+    ref_rng rng = {seed};
+    size_t wn = (size_t)n * k;
+    void *stored = malloc(wn * elem_bytes(t));
+    float *wv = malloc(wn * 4), *x = malloc((size_t)m * k * 4), *bv = malloc(n * 4);
+    float *y0 = malloc((size_t)m * n * 4), *want = malloc((size_t)m * n * 4);
+    float *got = malloc((size_t)m * n * 4), *tol = malloc((size_t)m * n * 4);
+    ref_weights(&rng, t, n, k, stored, wv);
+    ref_fill(&rng, x, (size_t)m * k, -1, 1);
+    ref_fill(&rng, bv, n, -1, 1);
+    ref_fill(&rng, y0, (size_t)m * n, -1, 1);
+    memcpy(want, y0, (size_t)m * n * 4);
+    ref_matmul(wv, bias ? bv : NULL, x, want, tol, m, n, k, acc);
+    /* The products are exact in fp32 up to one rounding; the K-term sum carries
+     * (4 sqrt(K) + 16) eps of sum|x w|; adding bias and y rounds twice more. */
+    for (size_t i = 0; i < (size_t)m * n; i++)
+        tol[i] = (float)((4 * sqrt(k) + 16) * EPS * tol[i] +
+                         2 * EPS * (fabs(want[i]) + (bias ? fabs(bv[i % n]) : 0) + (acc ? fabs(y0[i]) : 0)));
+
+    int bad = -1;
+    pvk_tensor w = {0};
+    pvk_buf bx = {0}, bb = {0}, by = {0};
+    if (pvk_tensor_create(d, t, k, n, stored, &w)) goto out;
+    bx = upload(d, x, (size_t)m * k), bb = upload(d, bv, n), by = upload(d, y0, (size_t)m * n);
+    if (pvk_cmd_begin(cmd) || pvk_op_matmul(o, cmd, &w, bias ? &bb : NULL, &bx, &by, m, acc) ||
+        pvk_cmd_submit(cmd) || pvk_buf_read(d, &by, 0, got, (size_t)m * n * 4))
+        goto out;
+    char what[96];
+    snprintf(what, sizeof what, "y(%s m %d n %d k %d bias %d acc %d)", pvk_type_get(t)->name, m, n, k, bias, acc);
+    bad = mismatches(what, got, want, tol, 0, (size_t)m * n);
+out:
+    if (bad < 0) printf("    matmul %s m %d n %d k %d: %s\n", pvk_type_get(t)->name, m, n, k, pvk_errmsg());
+    pvk_tensor_destroy(d, &w);
+    pvk_buf_destroy(d, &bx);
+    pvk_buf_destroy(d, &bb);
+    pvk_buf_destroy(d, &by);
+    free(stored), free(wv), free(x), free(bv), free(y0), free(want), free(got), free(tol);
+    return bad;
+}
+
+static const pvk_type wtypes[] = {PVK_F32, PVK_F16, PVK_BF16};
+
+TEST(matmul_odd_k_takes_the_scalar_path_for_every_type) {
+    REQUIRE(setup(), "no device");
+    for (int i = 0; i < 3; i++) {
+        pvk_type t = wtypes[i];
+        CHECK(matmul_case(ops_default, t, 1, 37, 1, false, false, 100) == 0, "k 1");
+        CHECK(matmul_case(ops_default, t, 3, 37, 7, true, false, 101) == 0, "k 7");
+        CHECK(matmul_case(ops_default, t, 9, 37, 33, false, true, 102) == 0, "k 33, tiled");
+        CHECK(matmul_case(ops_default, t, 12, 19, 7, true, true, 103) == 0, "k 7, tiled");
+    }
+}
+
+TEST(matmul_m_1_to_9_with_both_kernels_around_the_switch) {
+    REQUIRE(setup(), "no device");
+    /* K 200: whole 8-element chunks, but not a multiple of the matvec stride (8 x 8)
+     * nor of the matmul tile's K (16). */
+    for (int i = 0; i < 3; i++)
+        for (int m = 1; m <= 9; m++) {
+            bool bias = m % 2, acc = m % 3 == 0;
+            CHECK(matmul_case(ops_default, wtypes[i], m, 45, 200, bias, acc, 200 + m) == 0, "default m %d", m);
+            CHECK(matmul_case(ops_tiled, wtypes[i], m, 45, 200, bias, acc, 300 + m) == 0, "tiled m %d", m);
+        }
+}
+
+TEST(matmul_large_shapes_vocab_rows_and_long_k) {
+    REQUIRE(setup(), "no device");
+    CHECK(matmul_case(ops_default, PVK_F16, 1, 32064, 64, true, false, 400) == 0, "32064 rows, matvec");
+    CHECK(matmul_case(ops_default, PVK_F16, 20, 32064, 64, false, false, 401) == 0, "32064 rows, tiled");
+    CHECK(matmul_case(ops_default, PVK_F16, 1, 24, 17920, false, true, 402) == 0, "k 17920, matvec");
+    CHECK(matmul_case(ops_default, PVK_BF16, 10, 24, 17920, true, false, 403) == 0, "k 17920, tiled");
+    CHECK(matmul_case(ops_default, PVK_F32, 4, 3072, 3072, true, true, 404) == 0, "3072^2 f32, matvec x4");
+}
+
+TEST(matmul_with_discrete_gpu_shapes) {
+    REQUIRE(setup(), "no device");
+    int ms[] = {1, 3, 8, 9, 70};
+    for (int i = 0; i < 5; i++)
+        CHECK(matmul_case(ops_gpu_like, PVK_F16, ms[i], 133, 200, i % 2, i % 3 == 0, 500 + i) == 0, "m %d", ms[i]);
+    CHECK(matmul_case(ops_gpu_like, PVK_BF16, 2, 40, 33, true, false, 510) == 0, "odd k");
+}
+
+TEST(ops_reject_bad_arguments_with_a_message) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    pvk_tensor w;
+    uint16_t h[64] = {0};
+    REQUIRE(pvk_tensor_create(d, PVK_F16, 8, 8, h, &w) == PVK_OK, "%s", pvk_errmsg());
+    pvk_buf x = upload(d, NULL, 16), small = upload(d, NULL, 4);
+    REQUIRE(pvk_cmd_begin(cmd) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(pvk_op_matmul(ops_default, cmd, &w, NULL, &x, &small, 2, false) == PVK_ERR_INVALID, "y too small");
+    CHECK(strstr(pvk_errmsg(), "y buffer") != NULL, "message names y: %s", pvk_errmsg());
+    CHECK(pvk_op_rmsnorm(ops_default, cmd, &x, NULL, &x, 3, 8, 1e-5f) == PVK_ERR_INVALID, "x too small");
+    CHECK(pvk_op_softmax(ops_default, cmd, &x, &x, 0, 8) == PVK_ERR_INVALID, "empty softmax");
+    CHECK(pvk_cmd_submit(cmd) == PVK_OK, "nothing bad was recorded: %s", pvk_errmsg());
+    pvk_tensor bad;
+    CHECK(pvk_tensor_create(d, PVK_Q8_1, 32, 1, NULL, &bad) == PVK_ERR_UNSUPPORTED, "q8_1 tensors");
+    CHECK(pvk_tensor_create(d, PVK_F16, 0, 1, NULL, &bad) == PVK_ERR_INVALID, "0 columns");
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    t.mm_tm = 3;
+    pvk_ops *o;
+    CHECK(pvk_ops_create_tuned(d, &t, &o) == PVK_ERR_INVALID, "tm 3 is not a power of two");
+    pvk_tensor_destroy(d, &w);
+    pvk_buf_destroy(d, &x);
+    pvk_buf_destroy(d, &small);
+}
