@@ -113,12 +113,14 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
         return pvk_fail(PVK_ERR_BAD_FILE, "%s: head_count %d is not a multiple of head_count_kv %d",
                         what, hp->n_head, hp->n_head_kv);
     if (hp->n_embd % hp->n_head)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: embedding_length %d is not a multiple of head_count %d",
-                        what, hp->n_embd, hp->n_head);
+        return pvk_fail(PVK_ERR_BAD_FILE,
+                        "%s: embedding_length %d is not a multiple of head_count %d", what,
+                        hp->n_embd, hp->n_head);
     int32_t vdim;
-    if ((st = read_int(f, what, a, "attention.key_length", hp->n_embd / hp->n_head, 2, 4096,
-                       &hp->head_dim)) ||
-        (st = read_int(f, what, a, "attention.value_length", hp->head_dim, 2, 4096, &vdim)))
+    if ((st = read_int(f, what, a, "attention.key_length", hp->n_embd / hp->n_head, 2,
+                       ARCH_MAX_HEAD_DIM, &hp->head_dim)) ||
+        (st = read_int(f, what, a, "attention.value_length", hp->head_dim, 2, ARCH_MAX_HEAD_DIM,
+                       &vdim)))
         return st;
     if (vdim != hp->head_dim || hp->head_dim % 2)
         return pvk_fail(PVK_ERR_UNSUPPORTED,
@@ -149,8 +151,9 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     if (gguf_get_str(f, akey(key, sizeof key, a, "rope.scaling.type"), &stype) &&
         !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6)) &&
         !(stype.len == 4 && !memcmp(stype.ptr, "none", 4)))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: rope scaling '%.*s' is not supported (linear only)",
-                        what, (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "%s: rope scaling '%.*s' is not supported (linear only)", what,
+                        (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
     float factor;
     if ((st = read_float(f, what, a, "rope.scaling.factor", false, 0.0f, &factor))) return st;
     if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
@@ -159,8 +162,8 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     hp->parallel_block = hp->arch == ARCH_PHI2;
     hp->gelu = hp->arch == ARCH_PHI2;
     hp->fused_gate_up = hp->arch == ARCH_PHI3;
-    if (hp->arch == ARCH_PHI3 &&
-        (st = read_int(f, what, a, "attention.sliding_window", 0, 0, INT32_MAX, &hp->sliding_window)))
+    if (hp->arch == ARCH_PHI3 && (st = read_int(f, what, a, "attention.sliding_window", 0, 0,
+                                                INT32_MAX, &hp->sliding_window)))
         return st;
 
     const gguf_tensor *te = gguf_find_tensor(f, "token_embd.weight");
@@ -212,8 +215,9 @@ static pvk_status want(const finder *fd, const char *name, int use, int64_t ne0,
     }
     const pvk_type_info *ti = pvk_type_get(t->type);
     if (!ti->supported)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which phivk does not support",
-                        fd->what, name, ti->name ? ti->name : "(unknown)");
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "%s: tensor '%s' has type %s, which phivk does not support", fd->what, name,
+                        ti->name ? ti->name : "(unknown)");
     if (!ne1 && t->type != PVK_F32)
         return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: 1-D tensor '%s' has type %s; phivk expects f32",
                         fd->what, name, ti->name);

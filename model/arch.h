@@ -20,6 +20,8 @@
 #include "gguf.h"
 #include "pvk_err.h"
 
+#define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
+
 typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2 } arch_kind;
 
 typedef enum arch_norm {
@@ -57,7 +59,7 @@ typedef struct arch_hparams {
     int32_t n_rot;            /* rotated dims per head (even, <= head_dim); phi2: 32 */
     float rope_base;          /* theta, default 10000 */
     float rope_freq_scale;    /* 1 / linear scaling factor; 1 when unscaled */
-    bool rope_neox;           /* pairs (i, i + n_rot/2) (phi2, phi3) instead of (2i, 2i+1) (llama) */
+    bool rope_neox;           /* pairs (i, i + n_rot/2) (phi2, phi3), else (2i, 2i+1) (llama) */
     arch_norm norm;
     float norm_eps;
     bool parallel_block;      /* phi2: one norm feeds attention and MLP, one residual add */

@@ -70,37 +70,38 @@ float ref_gelu(float x) {
 
 float ref_silu(float x) { return (float)(x / (1.0 + exp(-(double)x))); }
 
+static double dot_qk(const float *q, const float *k, int32_t n) {
+    double s = 0;
+    for (int32_t d = 0; d < n; d++) s += (double)q[d] * k[d];
+    return s;
+}
+
 void ref_attention(const float *q, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
                    const float *k, const float *v, int64_t kv_stride, int64_t k_first,
                    int64_t k_last, float *out) {
-    const int64_t n_keys = k_last - k_first + 1;
-    double *score = malloc((size_t)n_keys * sizeof *score);
-    double *acc = malloc((size_t)head_dim * sizeof *acc);
-    if (!score || !acc) abort(); /* a few KiB: not worth a status through every caller */
     const int32_t group = n_head / n_head_kv;
+    double acc[ARCH_MAX_HEAD_DIM];
     for (int32_t h = 0; h < n_head; h++) {
         const float *qh = q + (int64_t)h * head_dim;
         const int64_t koff = (int64_t)(h / group) * head_dim;
+        /* two plain passes (max, then exp-weighted sum), recomputing the dots
+         * rather than keeping a score array of the context's length */
         double mx = -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const float *kj = k + (k_first + j) * kv_stride + koff;
-            double s = 0;
-            for (int32_t d = 0; d < head_dim; d++) s += (double)qh[d] * kj[d];
-            score[j] = s;
-            if (s > mx) mx = s;
+        for (int64_t j = k_first; j <= k_last; j++) {
+            const double sc = dot_qk(qh, k + j * kv_stride + koff, head_dim);
+            if (sc > mx) mx = sc;
         }
         double sum = 0;
         for (int32_t d = 0; d < head_dim; d++) acc[d] = 0;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const double p = exp(score[j] - mx);
-            const float *vj = v + (k_first + j) * kv_stride + koff;
+        for (int64_t j = k_first; j <= k_last; j++) {
+            const double p = exp(dot_qk(qh, k + j * kv_stride + koff, head_dim) - mx);
+            const float *vj = v + j * kv_stride + koff;
             sum += p;
             for (int32_t d = 0; d < head_dim; d++) acc[d] += p * vj[d];
         }
-        for (int32_t d = 0; d < head_dim; d++) out[(int64_t)h * head_dim + d] = (float)(acc[d] / sum);
+        for (int32_t d = 0; d < head_dim; d++)
+            out[(int64_t)h * head_dim + d] = (float)(acc[d] / sum);
     }
-    free(score);
-    free(acc);
 }
 
 /* ---------------------------------------------------------------- the model */
@@ -291,7 +292,8 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
         } else {
             for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
             for (int32_t i = 0; i < n; i++)
-                ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->ffn_norm), NULL, b.h + i * E, E);
+                ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->ffn_norm), NULL, b.h + i * E,
+                         E);
             if ((st = mlp(hp, L, &b, b.h, b.o, n))) goto done;
         }
         for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
@@ -303,8 +305,8 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
     if (logits) {
         const int32_t first = all_logits ? 0 : n - 1;
         for (int32_t i = first; i < n; i++)
-            ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(w->output_norm), f32(w->output_norm_b),
-                     b.h + i * E, E);
+            ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(w->output_norm),
+                     f32(w->output_norm_b), b.h + i * E, E);
         st = matmul_t(w->output, w->output_b, b.h + first * E, E, logits, hp->n_vocab, n - first);
     }
 done:

@@ -38,10 +38,10 @@ void ref_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, bool n
 /* tanh-approximated GELU ("gelu_new") and SiLU. */
 float ref_gelu(float x);
 float ref_silu(float x);
-/* One query token, all heads: q is n_head * head_dim, already scaled by
- * 1/sqrt(head_dim). k and v hold positions 0.. with row stride kv_stride floats;
- * the query sees positions k_first..k_last inclusive. Query head h reads kv head
- * h / (n_head / n_head_kv). out is n_head * head_dim. */
+/* One query token, all heads (head_dim <= ARCH_MAX_HEAD_DIM): q is n_head * head_dim, already
+ * scaled by 1/sqrt(head_dim). k and v hold positions 0.. with row stride kv_stride floats; the
+ * query sees positions k_first..k_last inclusive. Query head h reads kv head h / (n_head /
+ * n_head_kv). out is n_head * head_dim. */
 void ref_attention(const float *q, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
                    const float *k, const float *v, int64_t kv_stride, int64_t k_first,
                    int64_t k_last, float *out);

@@ -97,8 +97,9 @@ static pvk_status check_params(const synth_params *p) {
     if (p->n_rot < 0 || p->n_rot > hd || p->n_rot % 2)
         return pvk_fail(PVK_ERR_INVALID, "bad rotary size %d for head size %d", p->n_rot, hd);
     if (p->n_vocab < min_vocab(a))
-        return pvk_fail(PVK_ERR_INVALID, "synthetic %s vocabularies need at least %d tokens, not %d",
-                        p->arch, min_vocab(a), p->n_vocab);
+        return pvk_fail(PVK_ERR_INVALID,
+                        "synthetic %s vocabularies need at least %d tokens, not %d", p->arch,
+                        min_vocab(a), p->n_vocab);
     if (p->longrope && a != ARCH_ID_PHI3)
         return pvk_fail(PVK_ERR_INVALID, "LongRoPE exists only for phi3");
     if (p->tied_output && a == ARCH_ID_PHI2)
@@ -552,6 +553,7 @@ int64_t synth_param_count(const synth_params *p) {
     const int64_t ffn_in = arch == ARCH_ID_PHI2 ? F : 2 * F; /* up (+gate) */
     int64_t layer = E * (E + 2 * KV) + E * E + E * ffn_in + F * E + 2 * E;
     if (arch == ARCH_ID_PHI2) layer += (E + 2 * KV) + E + F + E; /* biases; one norm w+b */
-    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab : E; /* output norm (+b, +bias) */
+    /* output norm; phi2 adds its bias and the output bias */
+    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab : E;
     return (int64_t)p->n_vocab * E * (p->tied_output ? 1 : 2) + p->n_layer * layer + head;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "arch.h"
+#include "phivk.h"
 #include "gguf.h"
 #include "ref.h"
 #include "synth.h"
@@ -85,9 +86,18 @@ static void check_incremental(const synth_params *p, int n) {
     model_free(&x);
 }
 
-TEST(synth_phi3_incremental_decode_equals_prefill) { synth_params p = small("phi3"); check_incremental(&p, 20); }
-TEST(synth_llama_incremental_decode_equals_prefill) { synth_params p = small("llama"); check_incremental(&p, 20); }
-TEST(synth_phi2_incremental_decode_equals_prefill) { synth_params p = small("phi2"); check_incremental(&p, 20); }
+TEST(synth_phi3_incremental_decode_equals_prefill) {
+    synth_params p = small("phi3");
+    check_incremental(&p, 20);
+}
+TEST(synth_llama_incremental_decode_equals_prefill) {
+    synth_params p = small("llama");
+    check_incremental(&p, 20);
+}
+TEST(synth_phi2_incremental_decode_equals_prefill) {
+    synth_params p = small("phi2");
+    check_incremental(&p, 20);
+}
 
 TEST(synth_phi2_separate_qkv_and_llama_tied_run) {
     synth_params p = small("phi2");
@@ -183,7 +193,8 @@ TEST(synth_tiny_hparams_round_trip) {
     CHECK_NEAR(hp->rope_attn_factor, sqrt(1 + log(4.0) / log(4096.0)), 1e-6, "HF formula");
     CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_AUTO, 4096) == ARCH_ROPE_TABLE_SHORT,
           "exactly the original context is still short");
-    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_AUTO, 4097) == ARCH_ROPE_TABLE_LONG, "beyond: long");
+    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_AUTO, 4097) == ARCH_ROPE_TABLE_LONG,
+          "beyond: long");
     CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_SHORT, 9000) == ARCH_ROPE_TABLE_SHORT, "forced");
     CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_LONG, 1) == ARCH_ROPE_TABLE_LONG, "forced");
     CHECK(arch_key_visible(hp, false, 200, 101) && !arch_key_visible(hp, false, 200, 100),
@@ -249,9 +260,11 @@ TEST(ref_sliding_window_hides_old_keys_unless_no_swa) {
         ref_state_params sp = ref_state_default_params();
         sp.no_swa = no_swa;
         ref_state *s1 = NULL, *s2 = NULL;
-        REQUIRE(ref_state_create(x.m, &sp, &s1) == PVK_OK && ref_state_create(x.m, &sp, &s2) == PVK_OK,
+        REQUIRE(ref_state_create(x.m, &sp, &s1) == PVK_OK &&
+                    ref_state_create(x.m, &sp, &s2) == PVK_OK,
                 "%s", pvk_errmsg());
-        REQUIRE(ref_forward(s1, t1, 11, a, false) == PVK_OK && ref_forward(s2, t2, 11, b, false) == PVK_OK,
+        REQUIRE(ref_forward(s1, t1, 11, a, false) == PVK_OK &&
+                    ref_forward(s2, t2, 11, b, false) == PVK_OK,
                 "%s", pvk_errmsg());
         double d = 0;
         for (int j = 0; j < V; j++) d = fmax(d, fabs(a[j] - b[j]));
@@ -296,7 +309,8 @@ TEST(arch_missing_tensor_is_named) {
     synth_params p = small("phi3");
     p.n_layer = 4;
     p.skip_tensor = "blk.3.ffn_down.weight";
-    check_load_error(&p, PVK_ERR_BAD_FILE, "synthetic.gguf: missing tensor 'blk.3.ffn_down.weight'");
+    check_load_error(&p, PVK_ERR_BAD_FILE,
+                     "synthetic.gguf: missing tensor 'blk.3.ffn_down.weight'");
     p = small("phi2");
     p.skip_tensor = "output.bias";
     check_load_error(&p, PVK_ERR_BAD_FILE, "missing tensor 'output.bias'");
@@ -306,42 +320,42 @@ TEST(arch_missing_tensor_is_named) {
     check_load_error(&p, PVK_ERR_BAD_FILE, "missing tensor 'rope_factors_short.weight'");
 }
 
-TEST(arch_unknown_architecture_is_refused) {
+/* Reads the hyperparameters of a file that has only the given architecture name and
+ * context length (0: no context key); returns the status, the message in pvk_errmsg. */
+static pvk_status read_stub(const char *arch, uint32_t ctx) {
     gguf_writer *w = gguf_writer_create();
-    REQUIRE(w, "writer");
-    gguf_writer_set_str(w, "general.architecture", "mamba");
+    if (!w) return PVK_ERR_HOST_MEMORY;
+    gguf_writer_set_str(w, "general.architecture", arch);
+    char key[64];
+    snprintf(key, sizeof key, "%s.context_length", arch);
+    if (ctx) gguf_writer_set_u32(w, key, ctx);
     void *data = NULL;
     size_t size;
     gguf_file *f = NULL;
-    REQUIRE(gguf_writer_build(w, &data, &size) == PVK_OK, "%s", pvk_errmsg());
-    REQUIRE(gguf_open_memory(data, size, &f) == PVK_OK, "%s", pvk_errmsg());
     arch_hparams hp;
-    CHECK(arch_hparams_read(f, "m.gguf", &hp) == PVK_ERR_UNSUPPORTED, "mamba accepted");
+    pvk_status st = gguf_writer_build(w, &data, &size);
+    if (!st) st = gguf_open_memory(data, size, &f);
+    if (!st) st = arch_hparams_read(f, "m.gguf", &hp);
+    gguf_close(f);
+    free(data);
+    gguf_writer_destroy(w);
+    return st;
+}
+
+TEST(arch_unknown_architecture_is_refused) {
+    CHECK(read_stub("mamba", 0) == PVK_ERR_UNSUPPORTED, "mamba accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: architecture 'mamba' is not supported (phivk runs phi2, "
                                 "phi3, llama)"),
           "message: %s", pvk_errmsg());
-    gguf_close(f);
-    free(data);
-    gguf_writer_destroy(w);
 }
 
 TEST(arch_missing_key_is_named) {
-    gguf_writer *w = gguf_writer_create();
-    REQUIRE(w, "writer");
-    gguf_writer_set_str(w, "general.architecture", "phi3");
-    gguf_writer_set_u32(w, "phi3.context_length", 4096);
-    void *data = NULL;
-    size_t size;
-    gguf_file *f = NULL;
-    REQUIRE(gguf_writer_build(w, &data, &size) == PVK_OK, "%s", pvk_errmsg());
-    REQUIRE(gguf_open_memory(data, size, &f) == PVK_OK, "%s", pvk_errmsg());
-    arch_hparams hp;
-    CHECK(arch_hparams_read(f, "m.gguf", &hp) == PVK_ERR_BAD_FILE, "incomplete file accepted");
+    CHECK(read_stub("phi3", 4096) == PVK_ERR_BAD_FILE, "incomplete file accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: missing key 'phi3.embedding_length'"), "message: %s",
           pvk_errmsg());
-    gguf_close(f);
-    free(data);
-    gguf_writer_destroy(w);
+    CHECK(read_stub("llama", 0) == PVK_ERR_BAD_FILE, "incomplete file accepted");
+    CHECK(!strcmp(pvk_errmsg(), "m.gguf: missing key 'llama.context_length'"), "message: %s",
+          pvk_errmsg());
 }
 
 TEST(synth_save_writes_a_loadable_file) {
@@ -354,9 +368,53 @@ TEST(synth_save_writes_a_loadable_file) {
     gguf_file *f = NULL;
     CHECK(gguf_open(path, &f) == PVK_OK, "%s", pvk_errmsg());
     gguf_str s;
-    CHECK(f && gguf_get_str(f, "tokenizer.ggml.model", &s) && s.len == 5 && !memcmp(s.ptr, "llama", 5),
+    CHECK(f && gguf_get_str(f, "tokenizer.ggml.model", &s) && s.len == 5 &&
+              !memcmp(s.ptr, "llama", 5),
           "SPM vocabulary");
     gguf_close(f);
     remove(path);
+    remove(dir);
+}
+
+/* The synthetic vocabularies work with the real tokenizers: text survives a
+ * tokenize/detokenize round trip, common words become single pieces rather than
+ * bytes, and Phi-3's control tokens and stop tokens are found. */
+TEST(synth_vocab_round_trips_through_the_tokenizer) {
+    static const char *const archs[] = {"phi3", "llama", "phi2"};
+    static const char text[] = "the cat sat on a mat, Hello World!\n\tok 42";
+    char dir[] = "/tmp/phivk-vocab-XXXXXX";
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    for (int a = 0; a < 3; a++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, archs[a]);
+        synth_params p = synth_default_params();
+        p.arch = archs[a];
+        p.n_vocab = 32064; /* Phi-3 sized: control tokens at their real ids */
+        p.n_layer = 1;
+        REQUIRE(synth_save(&p, path) == PVK_OK, "%s", pvk_errmsg());
+        phivk_vocab *v = phivk_vocab_load(path);
+        CHECK(v, "%s: %s", archs[a], phivk_last_error());
+        if (v) {
+            phivk_tokenize_params tp = phivk_tokenize_default_params();
+            tp.bos = PHIVK_BOS_NO;
+            int32_t ids[128];
+            int64_t n = phivk_tokenize(v, text, strlen(text), &tp, ids, 128);
+            CHECK(n > 0 && n < 30, "%s: %lld tokens for %zu bytes", archs[a], (long long)n,
+                  strlen(text));
+            char *back = n > 0 ? phivk_detokenize(v, ids, n, false) : NULL;
+            CHECK(back && !strcmp(back, text), "%s: round trip gave '%s'", archs[a],
+                  back ? back : "(null)");
+            free(back);
+            if (!strcmp(archs[a], "phi3")) {
+                const char *end = phivk_token_piece(v, 32007);
+                CHECK(end && !strcmp(end, "<|end|>"), "32007 is '%s'", end ? end : "(null)");
+                CHECK(phivk_token_is_stop(v, 32007) && phivk_token_is_stop(v, 32000), "stop ids");
+            }
+            if (!strcmp(archs[a], "phi2")) /* <|endoftext|> is last below GPT-2's size */
+                CHECK(phivk_token_eos(v) == 32063, "eos %d", phivk_token_eos(v));
+        }
+        phivk_vocab_free(v);
+        remove(path);
+    }
     remove(dir);
 }
