@@ -94,7 +94,8 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
 
 /* ---- model-level kernels (shaders/get_rows.comp, rope.comp, kv_store.comp, attn.comp) */
-/* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. */
+/* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. An id past the
+ * table gives a zero row (callers check token ids on the host). */
 pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n);
 
@@ -120,7 +121,8 @@ typedef struct pvk_kv {
     uint32_t ctx;
 } pvk_kv;
 /* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
- * cache at positions pos0..pos0+m-1. */
+ * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx). The width
+ * must be even. */
 pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
                            uint32_t pos0);
@@ -132,11 +134,38 @@ typedef struct pvk_attn {
     uint32_t pos0;
     uint32_t window;          /* sliding window (key visible iff qpos - kpos < window); 0 = none */
     float scale;              /* applied to q·k (1/sqrt(head_dim)) */
+    /* Split-K partials (un-normalised O, max, sum per KV slice) when the KV range is
+     * split across workgroups: a buffer of pvk_op_attention_scratch_bytes, allocated
+     * once by the caller. NULL, or too small for the split the op would pick: fewer
+     * splits (correct, slower on long contexts). Must not alias x or out. */
+    const pvk_buf *scratch;
 } pvk_attn;
 /* out[i][h*head_dim ..] = softmax(q·K^T * scale, causal (+window)) · V over cache
  * positions 0..pos0+i; q·k, max and sums in fp32. GQA: head h reads kv head
- * h / (n_head / n_kv_head). out is [m][n_head*head_dim]. */
+ * h / (n_head / n_kv_head). out is [m][n_head*head_dim].
+ * head_dim must be a multiple of 4 and at most 256 (else PVK_ERR_UNSUPPORTED), as
+ * must q_stride and q_off. With a split it records two dispatches and the barrier
+ * between them. */
 pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
                             const pvk_kv *kv, const pvk_buf *out);
+/* Scratch bytes pvk_op_attention uses with a's shape (m, heads, head_dim, window)
+ * for any KV length up to kv_len_max on d, with the default tuning; 0 when it never
+ * splits (scratch may then be NULL). */
+size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max);
+
+/* Attention's knobs (shaders/attn.comp): pvk_op_attention uses the defaults for the
+ * device; tests and benchmarks may pass others (e.g. a GPU's shapes on lavapipe). */
+typedef struct pvk_attn_tuning {
+    uint32_t wg;              /* invocations per workgroup: rows x lanes (power of two) */
+    uint32_t lanes;           /* most invocations sharing one row's head dimension
+                                 (power of two; 1 when the device lacks subgroup shuffles) */
+    uint32_t target_wgs;      /* about the workgroups that fill the device: split-K
+                                 splits short batches over long KV ranges up to this */
+    uint32_t splits;          /* 0: chosen from target_wgs and the KV length; else this
+                                 many (capped by the scratch buffer) */
+} pvk_attn_tuning;
+pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps);
+pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+                                  const pvk_kv *kv, const pvk_buf *out, const pvk_attn_tuning *t);
 
 #endif

@@ -1,0 +1,353 @@
+/* Model-level ops: embedding lookup, RoPE, KV-cache writes and attention. Each
+ * checks its shapes against the buffers it is given (a bad shape is an error with
+ * the numbers, never an out-of-range access), picks the shader variant from the
+ * table or cache type and the device's caps, and records its dispatches. The
+ * mapping of each kernel is described in its shader. */
+#include "pvk_ops.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+
+/* Push-constant blocks, laid out as the shaders declare them. */
+typedef struct { uint32_t n, cols, row0, nrows, table_rows; } get_rows_push;
+typedef struct {
+    uint32_t row_stride, q_off, n_q, k_off, n_k, head_dim, n_rot, neox, has_ff, pos0, row_base;
+    float freq_exp, attn_factor;
+} rope_push;
+typedef struct { uint32_t row_stride, k_off, v_off, width, k_word0, v_word0, row_base; } kv_store_push;
+typedef struct {
+    uint32_t q_stride4, q_off4, n_head, group, m, pos0, window;
+    float scale;
+    uint32_t kv_width4, kv_row0, kv_word0, n_split, tile_base;
+} attn_push;
+typedef struct { uint32_t rows, hd4, n_split; } attn_reduce_push;
+static_assert(sizeof(rope_push) <= 128 && sizeof(attn_push) <= 128, "push constants <= 128 bytes");
+
+/* Split-K: at most this many KV slices, each of at least this many keys. */
+#define ATTN_MAX_SPLIT 64u
+#define ATTN_SPLIT_MIN_KEYS 128u
+#define ATTN_MAX_HEAD_DIM 256u
+
+static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* PVK_ERR_INVALID unless b is present and holds `bytes`. */
+static pvk_status check_buf(const char *op, const char *what, const pvk_buf *b, uint64_t bytes) {
+    if (!b) return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer missing", op, what);
+    if (b->size < bytes)
+        return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
+                        (unsigned long long)b->size, (unsigned long long)bytes);
+    return PVK_OK;
+}
+
+/* Records one dispatch of the kernel. */
+static pvk_status record(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
+                         const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
+    pvk_pipe *p;
+    pvk_status st = pvk_pipe_get(pvk_ops_dev(o), k, &p);
+    if (st) return st;
+    pvk_cmd_dispatch(c, p, b, push, gx, gy, gz);
+    return PVK_OK;
+}
+
+/* Records gx x rows x gz workgroups, rows split at the device's y limit; the
+ * shader adds *row_base (a field of push) to gl_WorkGroupID.y. */
+static pvk_status record_rows(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
+                              void *push, uint32_t *row_base, uint32_t gx, uint32_t rows,
+                              uint32_t gz) {
+    uint32_t max_y = pvk_dev_caps(pvk_ops_dev(o))->max_wg_count[1];
+    for (uint32_t r = 0; r < rows; r += max_y) {
+        *row_base = r;
+        pvk_status st = record(o, c, k, b, push, gx, min_u32(max_y, rows - r), gz);
+        if (st) return st;
+    }
+    return PVK_OK;
+}
+
+/* Binds rows [r0, r1) of a buffer of row_bytes rows from the last aligned byte at
+ * or before row r0 (so only what a kernel reads counts against the binding limit);
+ * *word0 gets row r0's index in `unit`-byte words of the binding. */
+static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf *b,
+                            uint64_t row_bytes, uint32_t r0, uint32_t r1, uint32_t unit,
+                            pvk_binding *out, uint32_t *word0) {
+    uint64_t align = caps->storage_align > 16 ? caps->storage_align : 16;
+    uint64_t start = r0 * row_bytes, lo = start / align * align, n = r1 * row_bytes - lo;
+    if (n > caps->max_binding_bytes)
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "%s: %u cache rows of %llu bytes need one binding of %llu bytes; device %s "
+                        "binds at most %llu: use a shorter context",
+                        op, r1 - r0, (unsigned long long)row_bytes, (unsigned long long)n, caps->name,
+                        (unsigned long long)caps->max_binding_bytes);
+    *out = pvk_bind_range(b, lo, n);
+    *word0 = (uint32_t)((start - lo) / unit);
+    return PVK_OK;
+}
+
+/* ---------------------------------------------------------------- get_rows */
+
+/* Table types the lookup reads (shaders/dequant.glsl), by shader variant infix. */
+static const char *table_type_name(pvk_type t) {
+    switch (t) {
+    case PVK_F32: return "f32";
+    case PVK_F16: return "f16";
+    case PVK_BF16: return "bf16";
+    default: return NULL;
+    }
+}
+
+pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+                           const pvk_buf *out, uint32_t n) {
+    const char *tn = table ? table_type_name(table->type) : NULL;
+    if (!tn)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
+                        table ? pvk_type_get(table->type)->name : "(none)");
+    if (!n) return pvk_fail(PVK_ERR_INVALID, "get_rows: no rows to look up");
+    pvk_status st;
+    if ((st = check_buf("get_rows", "ids", ids, (uint64_t)n * 4)) ||
+        (st = check_buf("get_rows", "out", out, (uint64_t)n * table->cols * 4)))
+        return st;
+    const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
+    char shader[32];
+    snprintf(shader, sizeof shader, "get_rows_%s_%s", tn, table->views ? "tex" : "buf");
+    uint32_t wg = pvk_ops_default_tuning(caps).row_wg;
+    pvk_kernel k = {shader, table->views ? "tss" : "sss", sizeof(get_rows_push), 1, &wg, 0};
+    uint32_t gx = min_u32(n, caps->max_wg_count[0]), gy = div_up(n, gx);
+    /* Chunks write disjoint output rows: no barrier between them. */
+    for (uint32_t i = 0; i < table->n_chunks; i++) {
+        get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
+                           pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows};
+        pvk_binding b[3] = {pvk_tensor_bind(table, i), pvk_bind(ids), pvk_bind(out)};
+        if ((st = record(o, c, &k, b, &p, gx, gy, 1))) return st;
+    }
+    return PVK_OK;
+}
+
+/* -------------------------------------------------------------------- rope */
+
+pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope *r,
+                       uint32_t m, uint32_t pos0) {
+    if (!m) return pvk_fail(PVK_ERR_INVALID, "rope: no rows");
+    if (!r->n_rot || r->n_rot % 2 || r->n_rot > r->head_dim)
+        return pvk_fail(PVK_ERR_INVALID, "rope: n_rot %u must be even and within head_dim %u",
+                        r->n_rot, r->head_dim);
+    if ((uint64_t)r->q_off + (uint64_t)r->n_q_heads * r->head_dim > r->row_stride ||
+        (uint64_t)r->k_off + (uint64_t)r->n_k_heads * r->head_dim > r->row_stride)
+        return pvk_fail(PVK_ERR_INVALID, "rope: %u q heads at %u and %u k heads at %u of dim %u "
+                        "exceed the row of %u floats", r->n_q_heads, r->q_off, r->n_k_heads,
+                        r->k_off, r->head_dim, r->row_stride);
+    if (!(r->freq_base > 1.0f) || !isfinite(r->attn_factor))
+        return pvk_fail(PVK_ERR_INVALID, "rope: freq_base %g must be > 1 and attn_factor %g finite",
+                        r->freq_base, r->attn_factor);
+    pvk_status st;
+    if ((st = check_buf("rope", "x", x, (uint64_t)m * r->row_stride * 4)) ||
+        (r->factors && (st = check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4))))
+        return st;
+    if ((uint64_t)pos0 + m > (1u << 24))
+        return pvk_fail(PVK_ERR_INVALID, "rope: position %llu is not exact in fp32",
+                        (unsigned long long)pos0 + m - 1);
+
+    uint32_t wg = pvk_ops_default_tuning(pvk_dev_caps(pvk_ops_dev(o))).elt_wg;
+    pvk_kernel k = {"rope", "ss", sizeof(rope_push), 1, &wg, 0};
+    /* The frequency exponent in double so the only fp32 rounding is the shader's. */
+    rope_push p = {r->row_stride, r->q_off, r->n_q_heads, r->k_off, r->n_k_heads, r->head_dim,
+                   r->n_rot, r->neox, r->factors != NULL, pos0, 0,
+                   (float)(-2.0 * log2((double)r->freq_base) / r->n_rot), r->attn_factor};
+    /* Without factors the factor binding gets x, which the shader then never reads. */
+    pvk_binding b[2] = {pvk_bind(x), pvk_bind(r->factors ? r->factors : x)};
+    uint64_t pairs = (uint64_t)(r->n_q_heads + r->n_k_heads) * (r->n_rot / 2);
+    if (!pairs) return PVK_OK;
+    return record_rows(o, c, &k, b, &p, &p.row_base, div_up(pairs, wg), m, 1);
+}
+
+/* ---------------------------------------------------------------- kv_store */
+
+/* Bytes of a cache row of `width` elements (F16 now; quantized caches later). */
+static uint64_t kv_row_bytes(const pvk_kv *kv) { return (uint64_t)kv->width * 2; }
+
+static pvk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_t pos0) {
+    if (!kv || !kv->width || !kv->ctx)
+        return pvk_fail(PVK_ERR_INVALID, "%s: empty KV cache", op);
+    if ((uint64_t)pos0 + m > kv->ctx)
+        return pvk_fail(PVK_ERR_CONTEXT_FULL, "%s: positions %u..%llu do not fit the cache of %u tokens",
+                        op, pos0, (unsigned long long)pos0 + m - 1, kv->ctx);
+    pvk_status st;
+    uint64_t bytes = kv->ctx * kv_row_bytes(kv);
+    if ((st = check_buf(op, "K cache", kv->k, bytes)) || (st = check_buf(op, "V cache", kv->v, bytes)))
+        return st;
+    return PVK_OK;
+}
+
+pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+                           uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
+                           uint32_t pos0) {
+    pvk_status st;
+    if (!m) return pvk_fail(PVK_ERR_INVALID, "kv_store: no rows");
+    if ((st = check_kv("kv_store", kv, m, pos0))) return st;
+    if (kv->width % 2)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "kv_store: cache width %u is odd", kv->width);
+    if ((uint64_t)k_off + kv->width > row_stride || (uint64_t)v_off + kv->width > row_stride)
+        return pvk_fail(PVK_ERR_INVALID, "kv_store: k at %u and v at %u of width %u exceed the row of %u floats",
+                        k_off, v_off, kv->width, row_stride);
+    if ((st = check_buf("kv_store", "x", x, (uint64_t)m * row_stride * 4))) return st;
+
+    const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
+    kv_store_push p = {row_stride, k_off, v_off, kv->width, 0, 0, 0};
+    pvk_binding b[3] = {pvk_bind(x)};
+    if ((st = bind_rows(caps, "kv_store", kv->k, kv_row_bytes(kv), pos0, pos0 + m, 4, &b[1], &p.k_word0)) ||
+        (st = bind_rows(caps, "kv_store", kv->v, kv_row_bytes(kv), pos0, pos0 + m, 4, &b[2], &p.v_word0)))
+        return st;
+    uint32_t wg = pvk_ops_default_tuning(caps).elt_wg;
+    pvk_kernel k = {"kv_store_f16", "sss", sizeof p, 1, &wg, 0};
+    return record_rows(o, c, &k, b, &p, &p.row_base, div_up(kv->width / 2, wg), m, 2);
+}
+
+/* --------------------------------------------------------------- attention */
+
+static bool has_shuffle(const pvk_caps *caps) {
+    return caps->subgroup && (caps->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
+           caps->subgroup_min >= 2;
+}
+
+pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps) {
+    pvk_attn_tuning t = {.lanes = 8, .splits = 0};
+    if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+        /* lavapipe-like: one subgroup per workgroup, a handful of threads to fill. */
+        t.wg = caps->subgroup_size ? caps->subgroup_size : 8;
+        t.target_wgs = 16;
+    } else {
+        t.wg = 64;
+        t.target_wgs = caps->type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? 512 : 128;
+    }
+    if (!has_shuffle(caps)) t.lanes = 1;
+    while (t.lanes > caps->subgroup_min && t.lanes > 1) t.lanes /= 2;
+    while (t.wg > caps->max_wg_invocations) t.wg /= 2;
+    return t;
+}
+
+/* The dispatch shape of one attention call. */
+typedef struct attn_shape {
+    uint32_t lanes, rows_per_wg, tiles;   /* tiles: workgroups per KV head and split */
+    uint32_t kv_lo, kv_hi;                /* cache rows any query reads */
+    uint32_t splits;                      /* before the scratch cap */
+    uint64_t split_bytes;                 /* scratch bytes per split */
+} attn_shape;
+
+static uint32_t pow2_floor(uint32_t v) {
+    uint32_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
+    attn_shape s;
+    uint32_t hd4 = a->head_dim / 4, group = a->n_head / a->n_kv_head;
+    /* Lanes split the head dimension evenly: a power of two dividing hd4. */
+    s.lanes = pow2_floor(min_u32(t->lanes, t->wg));
+    while (hd4 % s.lanes) s.lanes /= 2;
+    /* Rows per workgroup: as the tuning says, fewer when the batch has fewer. */
+    uint32_t rows = a->m * group, r_max = t->wg / s.lanes;
+    s.rows_per_wg = rows >= r_max ? r_max : pow2_floor(2 * rows - 1);
+    s.tiles = div_up(rows, s.rows_per_wg);
+    s.kv_hi = a->pos0 + a->m;
+    s.kv_lo = a->window && a->pos0 + 1 > a->window ? a->pos0 + 1 - a->window : 0;
+    /* Split the KV range when the batch alone leaves the device idle. */
+    uint32_t span = a->pos0 + 1 - s.kv_lo;   /* keys of the first query */
+    uint64_t base = (uint64_t)s.tiles * a->n_kv_head;
+    uint32_t splits = t->splits;
+    if (!splits) {
+        splits = base >= t->target_wgs ? 1 : div_up(t->target_wgs, (uint32_t)base);
+        splits = min_u32(splits, span / ATTN_SPLIT_MIN_KEYS);
+    }
+    s.splits = splits < 1 ? 1 : min_u32(min_u32(splits, ATTN_MAX_SPLIT), span);
+    s.split_bytes = (uint64_t)a->m * a->n_head * (hd4 + 1) * 16;
+    return s;
+}
+
+static pvk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_buf *x, const pvk_buf *out) {
+    const char *op = "attention";
+    if (!a->m) return pvk_fail(PVK_ERR_INVALID, "%s: no query rows", op);
+    if (!a->n_head || !a->n_kv_head || a->n_head % a->n_kv_head)
+        return pvk_fail(PVK_ERR_INVALID, "%s: %u heads do not share %u KV heads evenly", op,
+                        a->n_head, a->n_kv_head);
+    if (!a->head_dim || a->head_dim % 4 || a->head_dim > ATTN_MAX_HEAD_DIM || a->q_stride % 4 || a->q_off % 4)
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "%s: head_dim %u, q_stride %u and q_off %u must be multiples of 4 "
+                        "(head_dim at most %u)", op, a->head_dim, a->q_stride, a->q_off, ATTN_MAX_HEAD_DIM);
+    if ((uint64_t)a->q_off + (uint64_t)a->n_head * a->head_dim > a->q_stride)
+        return pvk_fail(PVK_ERR_INVALID, "%s: %u q heads at %u exceed the row of %u floats", op,
+                        a->n_head, a->q_off, a->q_stride);
+    if (!isfinite(a->scale)) return pvk_fail(PVK_ERR_INVALID, "%s: scale is not finite", op);
+    pvk_status st;
+    if ((st = check_kv(op, kv, a->m, a->pos0))) return st;
+    if (kv->width != a->n_kv_head * a->head_dim)
+        return pvk_fail(PVK_ERR_INVALID, "%s: cache width %u is not %u KV heads x %u", op, kv->width,
+                        a->n_kv_head, a->head_dim);
+    if ((st = check_buf(op, "x", x, ((uint64_t)(a->m - 1) * a->q_stride + a->q_off +
+                                     (uint64_t)a->n_head * a->head_dim) * 4)) ||
+        (st = check_buf(op, "out", out, (uint64_t)a->m * a->n_head * a->head_dim * 4)))
+        return st;
+    return PVK_OK;
+}
+
+pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+                                  const pvk_kv *kv, const pvk_buf *out, const pvk_attn_tuning *t) {
+    pvk_status st;
+    if ((st = check_attn(a, kv, x, out))) return st;
+    if (!t->wg || t->wg & (t->wg - 1) || !t->lanes || t->lanes & (t->lanes - 1))
+        return pvk_fail(PVK_ERR_INVALID, "attention: wg %u and lanes %u must be powers of two", t->wg, t->lanes);
+    const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
+    attn_shape s = attn_plan(a, t);
+    if (s.lanes > 1 && (!has_shuffle(caps) || s.lanes > caps->subgroup_min))
+        return pvk_fail(PVK_ERR_INVALID, "attention: %u lanes per row need subgroup shuffles over at "
+                        "least %u invocations", s.lanes, s.lanes);
+    uint32_t splits = s.splits;
+    if (splits > 1) {
+        uint64_t fit = a->scratch ? a->scratch->size / s.split_bytes : 0;
+        splits = fit < splits ? (fit > 1 ? (uint32_t)fit : 1) : splits;
+    }
+    const pvk_buf *dst = splits > 1 ? a->scratch : out;
+
+    uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * s.lanes;
+    attn_push p = {a->q_stride / 4, a->q_off / 4, a->n_head, a->n_head / a->n_kv_head, a->m, a->pos0,
+                   a->window, a->scale, kv->width / 4, s.kv_lo, 0, splits, 0};
+    pvk_binding b[4] = {pvk_bind(x), {0}, {0}, pvk_bind(dst)};
+    if ((st = bind_rows(caps, "attention", kv->k, kv_row_bytes(kv), s.kv_lo, s.kv_hi, 8, &b[1], &p.kv_word0)) ||
+        (st = bind_rows(caps, "attention", kv->v, kv_row_bytes(kv), s.kv_lo, s.kv_hi, 8, &b[2], &p.kv_word0)))
+        return st;
+    uint32_t spec[3] = {wg, s.lanes, a->head_dim};
+    /* Full subgroups keep each row's lanes inside one subgroup. */
+    uint32_t sg = s.lanes > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
+    pvk_kernel k = {s.lanes > 1 ? "attn_f16" : "attn_f16_nosg", "ssss", sizeof p, 3, spec, sg};
+    uint32_t max_x = caps->max_wg_count[0];
+    for (uint32_t tb = 0; tb < s.tiles; tb += max_x) {
+        p.tile_base = tb;
+        if ((st = record(o, c, &k, b, &p, min_u32(max_x, s.tiles - tb), a->n_kv_head, splits))) return st;
+    }
+    if (splits == 1) return PVK_OK;
+
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    uint32_t rows = a->m * a->n_head, rwg = min_u32(pow2_floor(t->wg), pow2_floor(2 * hd4 - 1));
+    attn_reduce_push rp = {rows, hd4, splits};
+    pvk_binding rb[2] = {pvk_bind(a->scratch), pvk_bind(out)};
+    pvk_kernel rk = {"attn_reduce", "ss", sizeof rp, 1, &rwg, 0};
+    uint32_t gx = min_u32(rows, max_x);
+    return record(o, c, &rk, rb, &rp, gx, div_up(rows, gx), 1);
+}
+
+pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+                            const pvk_kv *kv, const pvk_buf *out) {
+    pvk_attn_tuning t = pvk_attn_default_tuning(pvk_dev_caps(pvk_ops_dev(o)));
+    return pvk_op_attention_tuned(o, c, x, a, kv, out, &t);
+}
+
+size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max) {
+    if (!a->m || !a->n_kv_head || !a->head_dim || !kv_len_max || a->m > kv_len_max) return 0;
+    pvk_attn_tuning t = pvk_attn_default_tuning(pvk_dev_caps(d));
+    /* The largest split is the one of the last query position. */
+    pvk_attn last = *a;
+    last.pos0 = kv_len_max - a->m;
+    attn_shape s = attn_plan(&last, &t);
+    return s.splits > 1 ? (size_t)(s.splits * s.split_bytes) : 0;
+}

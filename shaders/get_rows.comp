@@ -1,0 +1,48 @@
+#version 450
+// Embedding lookup: out[i] = dequant(table row ids[i]), one workgroup per output row
+// (rows beyond the x limit fold into y). The table type is the dequant.glsl define
+// (-DW_F32, -DW_F16, -DW_BF16, quantized types as they land there).
+// Buffers: 0 table rows [row0, row0 + nrows) of the whole table, 1 ids (u32 [n]),
+// 2 out (f32 [n][cols]).
+// A table larger than one binding is looked up in several dispatches, one per chunk
+// of rows; each writes only the outputs whose id falls in its chunk. An id outside
+// the table gives a zero row (written by the chunk-0 dispatch), never a stray read.
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+
+#define W_BINDING 0
+#include "dequant.glsl"
+
+layout(std430, binding = 1) readonly buffer Ids { uint ids[]; };
+layout(std430, binding = 2) writeonly buffer O { float o[]; };
+
+layout(push_constant) uniform P {
+    uint n, cols;
+    uint row0, nrows;     // the bound chunk of the table
+    uint table_rows;
+} p;
+
+void main() {
+    uint i = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    if (i >= p.n) return;   // uniform per workgroup
+    uint id = ids[i], l = gl_LocalInvocationID.x, ob = i * p.cols;
+    if (id >= p.table_rows) {
+        if (p.row0 == 0u)
+            for (uint j = l; j < p.cols; j += WG) o[ob + j] = 0.0;
+        return;
+    }
+    if (id < p.row0 || id - p.row0 >= p.nrows) return;
+    uint e0 = (id - p.row0) * p.cols;
+    if (p.cols % W_VEC == 0u) {
+        for (uint j = l * W_VEC; j < p.cols; j += WG * W_VEC) {
+            vec4 lo, hi;
+            w_load8(e0 + j, lo, hi);
+            for (uint k = 0u; k < 4u; k++) {
+                o[ob + j + k] = lo[k];
+                o[ob + j + 4u + k] = hi[k];
+            }
+        }
+    } else {
+        for (uint j = l; j < p.cols; j += WG) o[ob + j] = w_load1(e0 + j);
+    }
+}

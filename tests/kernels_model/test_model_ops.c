@@ -1,0 +1,532 @@
+/* Model-level kernels (get_rows, rope, kv_store, attention) on the shared validated
+ * device against plain CPU references in double precision. */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <float.h>
+#include <stdint.h>
+
+#include "gpu.h"
+#include "kernels/ref.h"
+#include "pvk_ops.h"
+#include "quant.h"
+
+#define U32 (1.0 / 16777216.0) /* fp32 unit roundoff, 2^-24 */
+
+typedef struct {
+    pvk_dev *d;
+    pvk_ops *o;
+    pvk_cmd *c;
+} gpu;
+
+static bool gpu_open(gpu *g) {
+    memset(g, 0, sizeof *g);
+    if (!(g->d = test_gpu())) return false;
+    if (pvk_ops_create(g->d, &g->o) || pvk_cmd_create(g->d, &g->c) || pvk_cmd_begin(g->c)) {
+        printf("    gpu_open: %s\n", pvk_errmsg());
+        return false;
+    }
+    return true;
+}
+
+static void gpu_close(gpu *g) {
+    pvk_cmd_destroy(g->c);
+    pvk_ops_destroy(g->o);
+}
+
+/* A device buffer holding n bytes of src (zeroed n bytes when src is NULL). */
+static bool upload(pvk_dev *d, const void *src, size_t n, pvk_buf *b) {
+    void *zero = src ? NULL : calloc(1, n);
+    bool ok = !pvk_buf_create(d, n, PVK_MEM_DEVICE, b) && !pvk_buf_write(d, b, 0, src ? src : zero, n);
+    free(zero);
+    CHECK(ok, "upload: %s", pvk_errmsg());
+    return ok;
+}
+
+/* Floats filled with NaN, so an element a kernel forgets to write fails. */
+static bool upload_nan(pvk_dev *d, size_t floats, pvk_buf *b) {
+    float *v = malloc(floats * sizeof *v);
+    for (size_t i = 0; i < floats; i++) v[i] = NAN;
+    bool ok = upload(d, v, floats * sizeof *v, b);
+    free(v);
+    return ok;
+}
+
+static bool submit_read(gpu *g, const pvk_buf *b, void *dst, size_t n) {
+    pvk_cmd_barrier(g->c, PVK_COMPUTE_TO_HOST);
+    bool ok = !pvk_cmd_submit(g->c) && !pvk_buf_read(g->d, b, 0, dst, n) && !pvk_cmd_begin(g->c);
+    CHECK(ok, "submit_read: %s", pvk_errmsg());
+    return ok;
+}
+
+/* ---------------------------------------------------------------- get_rows */
+
+/* Looks up ids (with repeats, the first and last rows, and one id past the end)
+ * in a rows x cols table of type t and compares exactly: F16/BF16 -> f32 is exact. */
+static void check_get_rows(gpu *g, pvk_type t, int64_t rows, int64_t cols, uint32_t min_chunks) {
+    ref_rng rng = {0x1234 + (uint64_t)t * 77 + (uint64_t)cols};
+    size_t esz = t == PVK_F32 ? 4 : 2;
+    void *stored = malloc((size_t)(rows * cols) * esz);
+    float *values = malloc((size_t)(rows * cols) * sizeof(float));
+    ref_weights(&rng, t, rows, cols, stored, values);
+    uint32_t ids[] = {3, 0, (uint32_t)rows - 1, 3, (uint32_t)rows, 7, (uint32_t)rows / 2, 1};
+    uint32_t n = sizeof ids / sizeof ids[0];
+    pvk_tensor tab = {0};
+    pvk_buf ib = {0}, ob = {0};
+    float *out = malloc(n * (size_t)cols * sizeof *out);
+    if (pvk_tensor_create(g->d, t, cols, rows, stored, &tab)) {
+        CHECK(0, "tensor_create: %s", pvk_errmsg());
+        goto done;
+    }
+    CHECK(tab.n_chunks >= min_chunks, "%u chunks, want at least %u", tab.n_chunks, min_chunks);
+    if (!upload(g->d, ids, sizeof ids, &ib) || !upload_nan(g->d, n * (size_t)cols, &ob)) goto done;
+    CHECK(!pvk_op_get_rows(g->o, g->c, &tab, &ib, &ob, n), "get_rows: %s", pvk_errmsg());
+    if (!submit_read(g, &ob, out, n * (size_t)cols * sizeof *out)) goto done;
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            float want = ids[i] < rows ? values[ids[i] * cols + j] : 0.0f;
+            float got = out[i * cols + j];
+            if (got != want && bad++ < 5)
+                CHECK(0, "%s %lldx%lld (%u chunks): row %u (id %u) col %lld = %g, want %g exactly",
+                      pvk_type_get(t)->name, (long long)rows, (long long)cols, tab.n_chunks, i,
+                      ids[i], (long long)j, got, want);
+        }
+done:
+    pvk_tensor_destroy(g->d, &tab);
+    pvk_buf_destroy(g->d, &ib);
+    pvk_buf_destroy(g->d, &ob);
+    free(stored);
+    free(values);
+    free(out);
+}
+
+TEST(get_rows_copies_table_rows_of_each_type_exactly) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_type types[] = {PVK_F32, PVK_F16, PVK_BF16};
+    for (int i = 0; i < 3; i++) {
+        check_get_rows(&g, types[i], 50, 64, 1);   /* 8-element loads */
+        check_get_rows(&g, types[i], 37, 13, 1);   /* odd width: single-element loads */
+    }
+    gpu_close(&g);
+}
+
+TEST(get_rows_looks_up_tables_split_across_bindings) {
+    /* Devices whose binding limit (4 KiB) splits a 200 x 64 table into 7 (F16) or
+     * 13 (F32) chunks, read through texel views and through storage buffers. */
+    for (int texel = 1; texel >= 0; texel--) {
+        setenv("PHIVK_MAX_BINDING_BYTES", "4096", 1);
+        if (!texel) setenv("PHIVK_DISABLE_TEXEL", "1", 1);
+        pvk_dev_params p = pvk_dev_default_params();
+        p.validate = true;
+        gpu g = {0};
+        pvk_status st = pvk_dev_create(&p, &g.d);
+        unsetenv("PHIVK_MAX_BINDING_BYTES");
+        unsetenv("PHIVK_DISABLE_TEXEL");
+        REQUIRE(!st, "device: %s", pvk_errmsg());
+        CHECK(pvk_dev_caps(g.d)->texel == texel, "texel caps %d", texel);
+        uint64_t seen = 0;
+        if (!pvk_ops_create(g.d, &g.o) && !pvk_cmd_create(g.d, &g.c) && !pvk_cmd_begin(g.c)) {
+            check_get_rows(&g, PVK_F32, 200, 64, 13);
+            check_get_rows(&g, PVK_F16, 200, 64, 7);
+        } else {
+            CHECK(0, "setup: %s", pvk_errmsg());
+        }
+        gpu_close(&g);
+        const char *msg = test_gpu_new_messages(g.d, &seen);
+        CHECK(!msg, "%s", msg);
+        pvk_dev_destroy(g.d);
+    }
+}
+
+/* -------------------------------------------------------------------- rope */
+
+/* Rotates the q and k heads of rows like ggml (phi-spec 2.5), the angle in double. */
+static void ref_rope(float *x, const pvk_rope *r, const float *ff, uint32_t m, uint32_t pos0,
+                     double *theta_max) {
+    uint32_t half = r->n_rot / 2;
+    for (uint32_t t = 0; t < m; t++)
+        for (uint32_t h = 0; h < r->n_q_heads + r->n_k_heads; h++) {
+            float *hx = x + (size_t)t * r->row_stride +
+                        (h < r->n_q_heads ? r->q_off + h * r->head_dim : r->k_off + (h - r->n_q_heads) * r->head_dim);
+            for (uint32_t i = 0; i < half; i++) {
+                double theta = (double)(pos0 + t) * pow(r->freq_base, -2.0 * i / r->n_rot) / (ff ? ff[i] : 1.0);
+                if (theta > *theta_max) *theta_max = theta;
+                double c = cos(theta) * r->attn_factor, s = sin(theta) * r->attn_factor;
+                uint32_t i0 = r->neox ? i : 2 * i, i1 = r->neox ? i + half : 2 * i + 1;
+                double x0 = hx[i0], x1 = hx[i1];
+                hx[i0] = (float)(x0 * c - x1 * s);
+                hx[i1] = (float)(x0 * s + x1 * c);
+            }
+        }
+}
+
+static void check_rope(gpu *g, pvk_rope r, bool factors, uint32_t m, uint32_t pos0) {
+    /* Rows hold q heads, k heads, then 16 floats (a v part) rope must not touch. */
+    r.q_off = 0;
+    r.k_off = r.n_q_heads * r.head_dim;
+    r.row_stride = r.k_off + r.n_k_heads * r.head_dim + 16;
+    size_t n = (size_t)m * r.row_stride;
+    ref_rng rng = {0x5eed + pos0 + r.n_rot};
+    float *x = malloc(n * sizeof *x), *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    float ff[64];
+    ref_fill(&rng, x, n, -2.0f, 2.0f);
+    ref_fill(&rng, ff, r.n_rot / 2, 1.0f, 4.0f);   /* LongRoPE factors lie in [1, ~60] */
+    memcpy(want, x, n * sizeof *x);
+    double theta_max = 0;
+    ref_rope(want, &r, factors ? ff : NULL, m, pos0, &theta_max);
+    pvk_buf xb = {0}, fb = {0};
+    if (!upload(g->d, x, n * sizeof *x, &xb) || !upload(g->d, ff, sizeof ff, &fb)) goto done;
+    r.factors = factors ? &fb : NULL;
+    CHECK(!pvk_op_rope(g->o, g->c, &xb, &r, m, pos0), "rope: %s", pvk_errmsg());
+    if (!submit_read(g, &xb, got, n * sizeof *got)) goto done;
+    /* The GPU's angle is an fp32 value: pos * exp2(i * e) / factor carries about
+     * 10 ulp of theta (the product roundings, exp2 and the division, each a few ulp
+     * by Vulkan's precision rules); range reduction and sin/cos add ~1e-6 absolute.
+     * A rotated pair's outputs then move by at most |x0| + |x1| times that angle
+     * error (times attn_factor), plus fp32 rounding of the result. At position
+     * 131071 the bound is ~0.08 |x| rad: fp32 cannot hold that angle closer. */
+    double worst = 0;
+    int bad = 0;
+    for (size_t e = 0; e < n; e++) {
+        uint32_t t = (uint32_t)(e / r.row_stride), col = (uint32_t)(e % r.row_stride);
+        uint32_t hd = col < r.k_off + r.n_k_heads * r.head_dim ? col % r.head_dim : r.head_dim;
+        double tol = 0;   /* pass-through dims and the v part: untouched, bit for bit */
+        if (hd < r.n_rot) {
+            uint32_t i = r.neox ? hd % (r.n_rot / 2) : hd / 2;
+            double theta = (double)(pos0 + t) * pow(r.freq_base, -2.0 * i / r.n_rot) / (factors ? ff[i] : 1.0);
+            tol = r.attn_factor * 4.0 * (theta * 10 * U32 + 2e-6) + 4 * U32 * fabs(want[e]);
+        }
+        double err = fabs((double)got[e] - want[e]);
+        if (hd < r.n_rot && err > worst) worst = err;
+        if (!(err <= tol) && bad++ < 5)
+            CHECK(0, "rope %s n_rot %u/%u pos %u: x[%u][%u] = %.9g, want %.9g +- %.3g (fp32 angle bound)",
+                  r.neox ? "neox" : "adjacent", r.n_rot, r.head_dim, pos0 + t, t, col, got[e], want[e], tol);
+    }
+    printf("    rope %s n_rot %u/%u pos %u..%u: max |err| %.3g (theta up to %.0f)\n",
+           r.neox ? "neox" : "adjacent", r.n_rot, r.head_dim, pos0, pos0 + m - 1, worst, theta_max);
+done:
+    pvk_buf_destroy(g->d, &xb);
+    pvk_buf_destroy(g->d, &fb);
+    free(x);
+    free(want);
+    free(got);
+}
+
+TEST(rope_rotates_neox_and_adjacent_pairs) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_rope r = {.n_q_heads = 4, .n_k_heads = 2, .head_dim = 64, .n_rot = 64, .neox = true,
+                  .freq_base = 10000.0f, .attn_factor = 1.0f};
+    check_rope(&g, r, false, 5, 0);
+    r.neox = false;
+    check_rope(&g, r, false, 5, 0);
+    gpu_close(&g);
+}
+
+TEST(rope_partial_rotary_passes_the_other_dims_through) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    /* phi-2: 32 of 80 dims, exponent over 32 */
+    pvk_rope r = {.n_q_heads = 3, .n_k_heads = 3, .head_dim = 80, .n_rot = 32, .neox = true,
+                  .freq_base = 10000.0f, .attn_factor = 1.0f};
+    check_rope(&g, r, false, 4, 7);
+    r.head_dim = 64;
+    r.neox = false;
+    check_rope(&g, r, false, 4, 7);
+    gpu_close(&g);
+}
+
+TEST(rope_applies_longrope_factors_and_attn_factor) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    /* Phi-3 128K: head_dim 96, factors per pair, attn_factor sqrt(1 + ln 32 / ln 4096) */
+    pvk_rope r = {.n_q_heads = 4, .n_k_heads = 4, .head_dim = 96, .n_rot = 96, .neox = true,
+                  .freq_base = 10000.0f, .attn_factor = 1.1902381f};
+    check_rope(&g, r, true, 3, 0);
+    check_rope(&g, r, false, 3, 100);
+    gpu_close(&g);
+}
+
+TEST(rope_keeps_angles_at_long_positions) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_rope r = {.n_q_heads = 2, .n_k_heads = 1, .head_dim = 96, .n_rot = 96, .neox = true,
+                  .freq_base = 10000.0f, .attn_factor = 1.1902381f};
+    check_rope(&g, r, true, 2, 4095);    /* 4095 and 4096: the LongRoPE switch */
+    check_rope(&g, r, false, 1, 131071); /* the last position of a 128K context */
+    r.neox = false;
+    check_rope(&g, r, false, 2, 131070);
+    gpu_close(&g);
+}
+
+/* ---------------------------------------------------------------- kv_store */
+
+TEST(kv_store_writes_f16_rows_at_positions_only) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    /* width 6: 12-byte rows, so a start row is rarely 16-byte aligned; and width 64. */
+    uint32_t widths[] = {6, 64}, pos0s[] = {3, 0}, ms[] = {5, 16}, ctx = 24;
+    for (int c = 0; c < 2; c++) {
+        uint32_t w = widths[c], m = ms[c], pos0 = pos0s[c];
+        uint32_t stride = 3 * w + 2, k_off = w + 1, v_off = 2 * w + 2;
+        ref_rng rng = {99 + c};
+        float *x = malloc((size_t)m * stride * sizeof *x);
+        ref_fill(&rng, x, (size_t)m * stride, -300.0f, 300.0f);
+        size_t cn = (size_t)ctx * w;
+        uint16_t *sentinel = malloc(cn * 2), *kc = malloc(cn * 2), *vc = malloc(cn * 2);
+        for (size_t i = 0; i < cn; i++) sentinel[i] = 0x7e00 | (uint16_t)(i & 0xff);  /* NaNs */
+        pvk_buf xb = {0}, kb = {0}, vb = {0};
+        if (upload(g.d, x, (size_t)m * stride * 4, &xb) && upload(g.d, sentinel, cn * 2, &kb) &&
+            upload(g.d, sentinel, cn * 2, &vb)) {
+            pvk_kv kv = {&kb, &vb, w, ctx};
+            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
+            if (submit_read(&g, &kb, kc, cn * 2) && !pvk_buf_read(g.d, &vb, 0, vc, cn * 2)) {
+                int bad = 0;
+                for (uint32_t p = 0; p < ctx; p++)
+                    for (uint32_t j = 0; j < w; j++) {
+                        size_t i = (size_t)p * w + j;
+                        bool in = p >= pos0 && p < pos0 + m;
+                        for (int kvsel = 0; kvsel < 2; kvsel++) {
+                            uint16_t h = kvsel ? vc[i] : kc[i];
+                            if (!in) {
+                                if (h != sentinel[i] && bad++ < 5)
+                                    CHECK(0, "row %u outside the written range changed", p);
+                                continue;
+                            }
+                            float want = x[(p - pos0) * stride + (kvsel ? v_off : k_off) + j];
+                            /* f16 keeps 11 bits; the rounding mode of packHalf2x16 is
+                             * the implementation's, so allow one f16 ulp (2^-10 relative). */
+                            double tol = fabs(want) / 1024.0;
+                            float got = quant_f16_to_f32(h);
+                            if (!(fabs(got - want) <= tol) && bad++ < 5)
+                                CHECK(0, "width %u %c[%u][%u] = %g, want %g +- %.3g (one f16 ulp)",
+                                      w, kvsel ? 'V' : 'K', p, j, got, want, tol);
+                        }
+                    }
+            }
+            pvk_kv full = {&kb, &vb, w, ctx};
+            CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1) ==
+                      PVK_ERR_CONTEXT_FULL, "writing past the context must fail");
+        }
+        pvk_buf_destroy(g.d, &xb);
+        pvk_buf_destroy(g.d, &kb);
+        pvk_buf_destroy(g.d, &vb);
+        free(x);
+        free(sentinel);
+        free(kc);
+        free(vc);
+    }
+    gpu_close(&g);
+}
+
+/* --------------------------------------------------------------- attention */
+
+typedef struct {
+    uint32_t n_head, n_kv_head, head_dim, m, kv_len, window;
+    const pvk_attn_tuning *tuning;   /* NULL: the device default */
+    bool scratch;                    /* pass a scratch buffer sized for the shape */
+} attn_case;
+
+/* Softmax attention in double over f16 K/V values, with a bound on the GPU's
+ * error per output: out is a convex combination of V rows, so |err| <= max|V| x
+ * the relative error of the weights. Those come from the fp32 q.k (head_dim
+ * products, relative to sum |q k|), exp (3 + 2|x| ulp by Vulkan's rules) and the
+ * sequential fp32 sums over n keys (n ulp each for the numerator and the sum). */
+static void ref_attention(const float *q, const float *k, const float *v, const attn_case *ac,
+                          float scale, float *out, float *tol) {
+    uint32_t hd = ac->head_dim, group = ac->n_head / ac->n_kv_head, w = ac->n_kv_head * hd;
+    uint32_t pos0 = ac->kv_len - ac->m;
+    double *s = malloc(ac->kv_len * sizeof *s);
+    for (uint32_t t = 0; t < ac->m; t++)
+        for (uint32_t h = 0; h < ac->n_head; h++) {
+            uint32_t qpos = pos0 + t, kvh = h / group;
+            uint32_t lo = ac->window && qpos + 1 > ac->window ? qpos + 1 - ac->window : 0;
+            const float *qh = q + ((size_t)t * ac->n_head + h) * hd;
+            double mx = -INFINITY, mn = INFINITY, sabs = 0, vmax = 0, sum = 0;
+            for (uint32_t kp = lo; kp <= qpos; kp++) {
+                double d = 0, da = 0;
+                for (uint32_t i = 0; i < hd; i++) {
+                    double p = (double)qh[i] * k[(size_t)kp * w + kvh * hd + i];
+                    d += p;
+                    da += fabs(p);
+                }
+                s[kp] = d * scale;
+                mx = fmax(mx, s[kp]);
+                mn = fmin(mn, s[kp]);
+                sabs = fmax(sabs, da * scale);
+            }
+            for (uint32_t kp = lo; kp <= qpos; kp++) sum += exp(s[kp] - mx);
+            float *o = out + ((size_t)t * ac->n_head + h) * hd;
+            for (uint32_t i = 0; i < hd; i++) {
+                double acc = 0;
+                for (uint32_t kp = lo; kp <= qpos; kp++) {
+                    double vv = v[(size_t)kp * w + kvh * hd + i];
+                    acc += exp(s[kp] - mx) * vv;
+                    vmax = fmax(vmax, fabs(vv));
+                }
+                o[i] = (float)(acc / sum);
+            }
+            double n = qpos + 1 - lo;
+            double eps_s = (hd + 2) * U32 * sabs + (5 + 2 * (mx - mn)) * U32;
+            tol[(size_t)t * ac->n_head + h] = (float)(vmax * (2 * (n + 2) * U32 + 2 * eps_s) + 1e-7);
+        }
+    free(s);
+}
+
+static void check_attention(gpu *g, const attn_case *ac) {
+    uint32_t hd = ac->head_dim, w = ac->n_kv_head * hd, m = ac->m, ctx = ac->kv_len + 3;
+    uint32_t q_stride = (ac->n_head + 2 * ac->n_kv_head) * hd;  /* fused [Q | K | V] rows */
+    ref_rng rng = {0xa77 + hd * 31 + m * 7 + ac->kv_len + ac->window};
+    size_t xn = (size_t)m * q_stride, on = (size_t)m * ac->n_head * hd, cn = (size_t)ctx * w;
+    float *x = malloc(xn * sizeof *x), *q = malloc(on * sizeof *q);
+    float *kf = malloc(cn * sizeof *kf), *vf = malloc(cn * sizeof *vf);
+    uint16_t *kh = malloc(cn * 2), *vh = malloc(cn * 2);
+    float *want = malloc(on * sizeof *want), *got = malloc(on * sizeof *got);
+    float *tol = malloc((size_t)m * ac->n_head * sizeof *tol);
+    /* q spans [-3, 3] so that the scores spread over several units: softmax is peaked. */
+    ref_fill(&rng, x, xn, -3.0f, 3.0f);
+    for (uint32_t t = 0; t < m; t++) memcpy(q + (size_t)t * ac->n_head * hd, x + (size_t)t * q_stride, ac->n_head * hd * 4);
+    ref_weights(&rng, PVK_F16, ctx, w, kh, kf);
+    ref_weights(&rng, PVK_F16, ctx, w, vh, vf);
+    float scale = 1.0f / sqrtf((float)hd);
+    ref_attention(q, kf, vf, ac, scale, want, tol);
+
+    pvk_buf xb = {0}, kb = {0}, vb = {0}, ob = {0}, sb = {0};
+    pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
+                  .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
+    size_t sbytes = pvk_op_attention_scratch_bytes(g->d, &a, ac->kv_len);
+    if (ac->tuning && ac->tuning->splits)
+        sbytes = (size_t)ac->tuning->splits * m * ac->n_head * (hd / 4 + 1) * 16;
+    if (!upload(g->d, x, xn * 4, &xb) || !upload(g->d, kh, cn * 2, &kb) || !upload(g->d, vh, cn * 2, &vb) ||
+        !upload_nan(g->d, on, &ob) || (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
+        goto done;
+    a.scratch = ac->scratch && sbytes ? &sb : NULL;
+    pvk_kv kv = {&kb, &vb, w, ctx};
+    pvk_status st = ac->tuning ? pvk_op_attention_tuned(g->o, g->c, &xb, &a, &kv, &ob, ac->tuning)
+                               : pvk_op_attention(g->o, g->c, &xb, &a, &kv, &ob);
+    CHECK(!st, "attention: %s", pvk_errmsg());
+    if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
+    int bad = 0;
+    double worst = 0, worst_tol = 0;
+    for (size_t e = 0; e < on; e++) {
+        double err = fabs((double)got[e] - want[e]), t = tol[e / hd];
+        if (err > worst) worst = err, worst_tol = t;
+        if (!(err <= t) && bad++ < 5)
+            CHECK(0, "heads %u/%u hd %u m %u kv %u window %u%s: out[%zu][%zu] = %.9g, want %.9g +- %.3g "
+                  "(fp32 dot/exp/sum bound)", ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window,
+                  a.scratch ? " scratch" : "", e / (ac->n_head * hd), e % (ac->n_head * hd), got[e], want[e], t);
+    }
+    printf("    heads %u/%u hd %u m %u kv %u window %u scratch %zu: max |err| %.3g (bound there %.3g)\n",
+           ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, a.scratch ? sbytes : 0, worst, worst_tol);
+done:
+    pvk_buf_destroy(g->d, &xb);
+    pvk_buf_destroy(g->d, &kb);
+    pvk_buf_destroy(g->d, &vb);
+    pvk_buf_destroy(g->d, &ob);
+    pvk_buf_destroy(g->d, &sb);
+    free(x), free(q), free(kf), free(vf), free(kh), free(vh), free(want), free(got), free(tol);
+}
+
+TEST(attention_decode_matches_reference_over_kv_lengths) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    uint32_t kvs[] = {1, 7, 64, 257, 1000};
+    for (int i = 0; i < 5; i++) {
+        attn_case ac = {8, 2, 64, 1, kvs[i], 0, NULL, true};
+        check_attention(&g, &ac);
+    }
+    attn_case no_scratch = {8, 2, 64, 1, 1000, 0, NULL, false};   /* falls back to one slice */
+    check_attention(&g, &no_scratch);
+    gpu_close(&g);
+}
+
+TEST(attention_prefill_matches_reference_causal_gqa) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    uint32_t ms[] = {3, 31, 33}, kvs[] = {7, 64, 257, 1000};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++) {
+            if (kvs[j] < ms[i]) continue;
+            attn_case ac = {8, 2, 64, ms[i], kvs[j], 0, NULL, true};
+            check_attention(&g, &ac);
+        }
+    gpu_close(&g);
+}
+
+TEST(attention_honours_sliding_windows) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    attn_case cases[] = {
+        {8, 2, 64, 1, 1000, 16, NULL, true},
+        {8, 2, 64, 33, 257, 16, NULL, true},
+        {8, 2, 64, 3, 16, 16, NULL, true},      /* window == kv length: nothing masked */
+        /* Phi-3 4K: window 2047; q at 2046 sees key 0, q at 2047 does not */
+        {8, 2, 32, 1, 2047, 2047, NULL, true},
+        {8, 2, 32, 1, 2048, 2047, NULL, true},
+        {8, 2, 32, 3, 2100, 2047, NULL, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
+    gpu_close(&g);
+}
+
+TEST(attention_supports_head_dims_8_to_128) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    uint32_t hds[] = {8, 16, 32, 80, 96, 128};
+    for (int i = 0; i < 6; i++) {
+        attn_case dec = {8, 2, hds[i], 1, 257, 0, NULL, true};
+        attn_case pre = {4, 4, hds[i], 33, 64, 0, NULL, true};
+        check_attention(&g, &dec);
+        check_attention(&g, &pre);
+    }
+    gpu_close(&g);
+}
+
+TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    /* A GPU's shape (8 rows of 8 lanes per workgroup: rows span tokens and heads),
+     * one invocation per row (the no-subgroup kernel), and forced split-K in prefill. */
+    pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0}, split3 = {8, 8, 16, 3},
+                    split5_wide = {64, 4, 16, 5};
+    attn_case cases[] = {
+        {8, 2, 64, 33, 257, 16, &gpu_shape, true},
+        {8, 2, 80, 31, 1000, 0, &gpu_shape, true},
+        {8, 2, 64, 1, 1000, 0, &gpu_shape, true},
+        {8, 2, 64, 3, 257, 0, &one_lane, true},
+        {8, 2, 96, 1, 1000, 16, &one_lane, true},
+        {8, 2, 64, 31, 1000, 0, &split3, true},
+        {8, 2, 64, 33, 257, 16, &split3, true},
+        {8, 2, 128, 3, 1000, 0, &split5_wide, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
+    gpu_close(&g);
+}
+
+TEST(attention_rejects_bad_shapes_with_a_message) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_buf xb = {0}, kb = {0}, ob = {0};
+    if (upload(g.d, NULL, 4096, &xb) && upload(g.d, NULL, 4096, &kb) && upload(g.d, NULL, 4096, &ob)) {
+        pvk_kv kv = {&kb, &kb, 12, 8};
+        pvk_attn a = {.q_stride = 36, .n_head = 2, .n_kv_head = 2, .head_dim = 6, .m = 1, .scale = 1};
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "head_dim 6");
+        CHECK(strstr(pvk_errmsg(), "head_dim 6"), "message names head_dim: %s", pvk_errmsg());
+        a.head_dim = 8, a.q_stride = 48, kv.width = 16;
+        a.pos0 = 8;
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_CONTEXT_FULL, "past the context");
+        a.pos0 = 0, a.n_kv_head = 3;
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_INVALID, "2 heads over 3 KV heads");
+        pvk_rope r = {.row_stride = 48, .n_q_heads = 2, .head_dim = 8, .n_rot = 10, .freq_base = 1e4f,
+                      .attn_factor = 1};
+        CHECK(pvk_op_rope(g.o, g.c, &xb, &r, 1, 0) == PVK_ERR_INVALID, "n_rot > head_dim");
+        pvk_tensor t = {.type = PVK_Q4_K};
+        CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PVK_ERR_UNSUPPORTED, "q4_K table");
+    }
+    pvk_buf_destroy(g.d, &xb);
+    pvk_buf_destroy(g.d, &kb);
+    pvk_buf_destroy(g.d, &ob);
+    gpu_close(&g);
+}
