@@ -137,8 +137,8 @@ typedef struct pvk_kernel {
     uint32_t subgroup_size;   /* required subgroup size, 0 for the driver's choice; applied
                                  only when caps.subgroup_size_control and within
                                  [subgroup_min, subgroup_max], else ignored. Where the
-                                 device can, full subgroups are required too, so the
-                                 kernel's local_size_x must be a multiple of it. */
+                                 device can and local_size_x is a multiple of it, full
+                                 subgroups are required too. */
 } pvk_kernel;
 
 typedef struct pvk_pipe pvk_pipe;

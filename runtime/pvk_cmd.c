@@ -37,15 +37,16 @@ struct pvk_cmd {
     uint32_t n_timed, n_untimed;
 };
 
-/* Keeps the first error of a recording for submit. */
-static void cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) {
-    if (c->err) return;
+/* Keeps the first error of a recording for submit; returns false for "not recorded". */
+static bool cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) {
+    if (c->err) return false;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
     va_end(ap);
     c->err = code;
+    return false;
 }
 
 pvk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
@@ -99,6 +100,8 @@ void pvk_cmd_destroy(pvk_cmd *c) {
 
 pvk_status pvk_cmd_begin(pvk_cmd *c) {
     VkDevice vk = c->d->vk;
+    if (c->d->lost)
+        return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier: restart the program", c->d->caps.name);
     if (c->recording) vkEndCommandBuffer(c->cb);
     c->recording = false;
     c->err = PVK_OK;
@@ -157,37 +160,37 @@ static bool check_bindings(pvk_cmd *c, const struct pvk_pipe *p, const pvk_bindi
     const pvk_caps *caps = &c->d->caps;
     for (uint32_t i = 0; i < p->n_bind; i++) {
         if (p->bindings[i] == 't') {
-            if (b[i].view) continue;
-            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u is a texel buffer but got no view", p->shader, i);
-            return false;
+            if (!b[i].view)
+                return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u is a texel buffer but got no view", p->shader, i);
+            continue;
         }
-        if (!b[i].buf || !b[i].range || b[i].offset % caps->storage_align) {
-            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u needs a storage buffer range at a multiple of %llu bytes",
-                      p->shader, i, (unsigned long long)caps->storage_align);
-            return false;
-        }
-        if (b[i].range > caps->max_binding_bytes) {
-            cmd_error(c, PVK_ERR_INVALID, "%s: binding %u spans %llu bytes, more than the %llu one binding may "
-                      "(maxStorageBufferRange or PHIVK_MAX_BINDING_BYTES): split the tensor", p->shader, i,
-                      (unsigned long long)b[i].range, (unsigned long long)caps->max_binding_bytes);
-            return false;
-        }
+        if (!b[i].buf || !b[i].range || b[i].offset % caps->storage_align)
+            return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u needs a storage buffer range at a multiple of %llu "
+                             "bytes", p->shader, i, (unsigned long long)caps->storage_align);
+        if (b[i].range > caps->max_binding_bytes)
+            return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u spans %llu bytes, more than the %llu one binding "
+                             "may (maxStorageBufferRange or PHIVK_MAX_BINDING_BYTES): split the tensor", p->shader,
+                             i, (unsigned long long)b[i].range, (unsigned long long)caps->max_binding_bytes);
     }
     return true;
 }
 
+static bool dispatch_ok(pvk_cmd *c, const struct pvk_pipe *p, const pvk_binding *b, const void *push, uint32_t gx,
+                        uint32_t gy, uint32_t gz) {
+    const uint32_t *max = c->d->caps.max_wg_count;
+    if (!c->recording) return cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch outside pvk_cmd_begin/submit");
+    if (!p) return cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch without a pipeline");
+    if ((p->n_bind && !b) || (p->push_bytes && !push))
+        return cmd_error(c, PVK_ERR_INVALID, "%s: dispatch lacks its bindings or push constants", p->shader);
+    if (gx > max[0] || gy > max[1] || gz > max[2])
+        return cmd_error(c, PVK_ERR_INVALID, "%s: %u x %u x %u workgroups exceed the device limit %u x %u x %u",
+                         p->shader, gx, gy, gz, max[0], max[1], max[2]);
+    return check_bindings(c, p, b);
+}
+
 void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void *push, uint32_t gx, uint32_t gy,
                       uint32_t gz) {
-    if (c->err) return;
-    if (!c->recording) { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch outside pvk_cmd_begin/submit"); return; }
-    if (!p) { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch without a pipeline"); return; }
-    if ((p->n_bind && !b) || (p->push_bytes && !push))
-        { cmd_error(c, PVK_ERR_INVALID, "%s: dispatch lacks its bindings or push constants", p->shader); return; }
-    const uint32_t *max = c->d->caps.max_wg_count;
-    if (gx > max[0] || gy > max[1] || gz > max[2])
-        { cmd_error(c, PVK_ERR_INVALID, "%s: %u x %u x %u workgroups exceed the device limit %u x %u x %u",
-                         p->shader, gx, gy, gz, max[0], max[1], max[2]); return; }
-    if (!check_bindings(c, p, b)) return;
+    if (c->err || !dispatch_ok(c, p, b, push, gx, gy, gz)) return;
 
     VkDescriptorBufferInfo bi[MAX_BIND];
     VkWriteDescriptorSet w[MAX_BIND];
@@ -222,58 +225,48 @@ void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void 
     }
 }
 
+/* The masks each hazard needs; a comment per case says what it orders. */
+static const struct hazard_masks {
+    VkPipelineStageFlags src_stage, dst_stage;
+    VkAccessFlags src_access, dst_access;
+} hazards[] = {
+    /* Read-after-write and write-after-write between dispatches. */
+    [PVK_COMPUTE_TO_COMPUTE] = {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                VK_ACCESS_SHADER_WRITE_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT},
+    /* A copy or fill feeds dispatches; later copies of the same range are ordered
+     * too, so fill-then-copy needs no second helper. */
+    [PVK_TRANSFER_TO_COMPUTE] = {VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 VK_ACCESS_TRANSFER_WRITE_BIT,
+                                 VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                     VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT},
+    /* A dispatch's output is copied (e.g. to a readback buffer) or overwritten by a fill. */
+    [PVK_COMPUTE_TO_TRANSFER] = {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                                 VK_ACCESS_SHADER_WRITE_BIT, VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT},
+    /* The host reads mapped memory after the fence: device writes become visible to it. */
+    [PVK_COMPUTE_TO_HOST] = {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                             VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                             VK_ACCESS_HOST_READ_BIT},
+};
+
 void pvk_cmd_barrier(pvk_cmd *c, pvk_hazard h) {
     if (c->err || !c->recording) return;
-    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    VkPipelineStageFlags src, dst;
-    switch (h) {
-    case PVK_COMPUTE_TO_COMPUTE:
-        /* Read-after-write and write-after-write between dispatches. */
-        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
-        dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
-        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-        mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-        break;
-    case PVK_TRANSFER_TO_COMPUTE:
-        /* A copy or fill feeds dispatches; later copies of the same range are
-         * ordered too, so fill-then-copy needs no second helper. */
-        src = VK_PIPELINE_STAGE_TRANSFER_BIT;
-        dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-        mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-        mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                           VK_ACCESS_TRANSFER_WRITE_BIT;
-        break;
-    case PVK_COMPUTE_TO_TRANSFER:
-        /* A dispatch's output is copied (e.g. to a readback buffer) or overwritten by a fill. */
-        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
-        dst = VK_PIPELINE_STAGE_TRANSFER_BIT;
-        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-        mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-        break;
-    case PVK_COMPUTE_TO_HOST:
-        /* The host reads mapped memory after the fence: make device writes visible to it. */
-        src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-        dst = VK_PIPELINE_STAGE_HOST_BIT;
-        mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-        mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-        break;
-    default:
-        { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_barrier: unknown hazard %d", (int)h); return; }
+    if ((unsigned)h >= sizeof hazards / sizeof hazards[0]) {
+        cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_barrier: unknown hazard %d", (int)h);
+        return;
     }
-    vkCmdPipelineBarrier(c->cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
+    const struct hazard_masks *m = &hazards[h];
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = m->src_access,
+                          .dstAccessMask = m->dst_access};
+    vkCmdPipelineBarrier(c->cb, m->src_stage, m->dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
 static bool check_span(pvk_cmd *c, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, const char *what) {
     if (c->err) return false;
-    if (!c->recording) {
-        cmd_error(c, PVK_ERR_INVALID, "%s outside pvk_cmd_begin/submit", what);
-        return false;
-    }
-    if (!b || !b->vk || off > b->size || n > b->size - off) {
-        cmd_error(c, PVK_ERR_INVALID, "%s: [%llu, +%llu) is outside the buffer of %llu bytes", what,
-                  (unsigned long long)off, (unsigned long long)n, (unsigned long long)(b ? b->size : 0));
-        return false;
-    }
+    if (!c->recording) return cmd_error(c, PVK_ERR_INVALID, "%s outside pvk_cmd_begin/submit", what);
+    if (!b || !b->vk || off > b->size || n > b->size - off)
+        return cmd_error(c, PVK_ERR_INVALID, "%s: [%llu, +%llu) is outside the buffer of %llu bytes", what,
+                         (unsigned long long)off, (unsigned long long)n, (unsigned long long)(b ? b->size : 0));
     return true;
 }
 
@@ -288,9 +281,11 @@ void pvk_cmd_copy(pvk_cmd *c, const pvk_buf *src, VkDeviceSize src_off, const pv
 
 void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize n, uint32_t word) {
     if (!check_span(c, dst, off, n, "pvk_cmd_fill") || n == 0) return;
-    if (off % 4 || n % 4)
-        { cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_fill: offset %llu and size %llu must be multiples of 4",
-                         (unsigned long long)off, (unsigned long long)n); return; }
+    if (off % 4 || n % 4) {
+        cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_fill: offset %llu and size %llu must be multiples of 4",
+                  (unsigned long long)off, (unsigned long long)n);
+        return;
+    }
     vkCmdFillBuffer(c->cb, dst->vk, dst->offset + off, n, word);
 }
 
@@ -347,10 +342,13 @@ pvk_status pvk_cmd_submit(pvk_cmd *c) {
     if (c->err) return pvk_fail(c->err, "%s", c->errmsg);
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkEndCommandBuffer");
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb};
-    if ((r = vkQueueSubmit(c->d->queue, 1, &si, c->fence)) != VK_SUCCESS) return pvk_vk_fail(r, "vkQueueSubmit");
-    r = vkWaitForFences(c->d->vk, 1, &c->fence, VK_TRUE, UINT64_MAX);
-    vkResetFences(c->d->vk, 1, &c->fence);
-    if (r != VK_SUCCESS) return pvk_vk_fail(r, "waiting for the GPU");
+    r = vkQueueSubmit(c->d->queue, 1, &si, c->fence);
+    if (r == VK_SUCCESS) {
+        r = vkWaitForFences(c->d->vk, 1, &c->fence, VK_TRUE, UINT64_MAX);
+        vkResetFences(c->d->vk, 1, &c->fence);
+    }
+    c->d->lost |= r == VK_ERROR_DEVICE_LOST;
+    if (r != VK_SUCCESS) return pvk_vk_fail(r, "submitting work to the GPU");
     if (c->n_timed) print_profile(c);
     return PVK_OK;
 }

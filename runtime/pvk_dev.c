@@ -185,7 +185,11 @@ static pvk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils
                              .apiVersion = loader >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2};
     /* Chained so that messages from vkCreateInstance/vkDestroyInstance count too. */
     VkDebugUtilsMessengerCreateInfoEXT mi = messenger_info(d);
-    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pNext = d ? &mi : NULL,
+    /* Synchronization validation also reports missing or wrong barriers. */
+    VkValidationFeatureEnableEXT sync = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT;
+    VkValidationFeaturesEXT vf = {.sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT, .pNext = &mi,
+                                  .enabledValidationFeatureCount = 1, .pEnabledValidationFeatures = &sync};
+    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pNext = d ? (void *)&vf : NULL,
                                .flags = flags, .pApplicationInfo = &app,
                                .enabledLayerCount = d ? 1 : 0, .ppEnabledLayerNames = &layer,
                                .enabledExtensionCount = n_names, .ppEnabledExtensionNames = names};

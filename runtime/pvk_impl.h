@@ -40,6 +40,7 @@ struct pvk_dev {
     VkQueue queue;
     uint32_t queue_family;
     pvk_caps caps;
+    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run */
     bool full_subgroups;      /* computeFullSubgroups: may require full subgroups */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;   /* NULL unless caps.push_descriptor */
 

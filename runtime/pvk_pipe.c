@@ -150,6 +150,36 @@ static const pvk_spirv *find_module(const char *name) {
     return NULL;
 }
 
+/* The workgroup's x size as the pipeline will run it: the LocalSize literal, or the
+ * WorkgroupSize built-in's x (a specialization constant's value, else its default).
+ * 0 when the module says neither. Lets pvk_pipe_get refuse a workgroup the device
+ * cannot run, and require full subgroups only where x is a multiple of the size. */
+static uint32_t local_size_x(const pvk_spirv *m, const uint32_t *spec, uint32_t n_spec) {
+    enum { OP_EXECUTION_MODE = 16, OP_CONSTANT = 43, OP_SPEC_CONSTANT = 50, OP_SPEC_CONSTANT_COMPOSITE = 51,
+           OP_DECORATE = 71, MODE_LOCAL_SIZE = 17, DEC_SPEC_ID = 1, DEC_BUILTIN = 11, BUILTIN_WORKGROUP_SIZE = 25 };
+    const uint32_t *w = m->code;
+    size_t n = m->bytes / 4;
+    uint32_t literal = 0, wg_id = 0, x_id = 0, x_spec_id = UINT32_MAX, x_value = 0;
+    /* Two passes: decorations come before the constants they name, but the x
+     * constituent is known only after the composite. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 5; i < n;) {
+            uint32_t len = w[i] >> 16, op = w[i] & 0xffff;
+            if (len == 0 || i + len > n) return 0;
+            const uint32_t *a = w + i + 1;
+            if (pass == 0 && op == OP_EXECUTION_MODE && len >= 4 && a[1] == MODE_LOCAL_SIZE) literal = a[2];
+            if (pass == 0 && op == OP_DECORATE && len >= 4 && a[1] == DEC_BUILTIN && a[2] == BUILTIN_WORKGROUP_SIZE)
+                wg_id = a[0];
+            if (pass == 0 && op == OP_SPEC_CONSTANT_COMPOSITE && len >= 4 && a[1] == wg_id && wg_id) x_id = a[2];
+            if (pass == 1 && op == OP_DECORATE && len >= 4 && a[0] == x_id && a[1] == DEC_SPEC_ID) x_spec_id = a[2];
+            if (pass == 1 && (op == OP_CONSTANT || op == OP_SPEC_CONSTANT) && len >= 4 && a[1] == x_id) x_value = a[2];
+            i += len;
+        }
+        if (!x_id) return literal;
+    }
+    return x_spec_id < n_spec ? spec[x_spec_id] : x_value;
+}
+
 static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
     VkDescriptorSetLayoutBinding lb[32];
     for (uint32_t i = 0; i < p->n_bind; i++)
@@ -171,6 +201,11 @@ static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
 }
 
 static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
+    uint32_t wg_x = local_size_x(m, p->spec, p->n_spec);
+    if (wg_x > d->caps.max_wg_size[0] || wg_x > d->caps.max_wg_invocations)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "a workgroup of %u invocations along x is more than %s allows (%u, %u "
+                        "in all): choose a smaller workgroup size", wg_x, d->caps.name, d->caps.max_wg_size[0],
+                        d->caps.max_wg_invocations);
     VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = m->bytes,
                                    .pCode = m->code};
     VkShaderModule mod;
@@ -187,11 +222,12 @@ static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spir
     const pvk_caps *c = &d->caps;
     bool sized = p->subgroup_size && c->subgroup_size_control && p->subgroup_size >= c->subgroup_min &&
                  p->subgroup_size <= c->subgroup_max;
+    bool full = sized && d->full_subgroups && wg_x && wg_x % p->subgroup_size == 0;
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                   .pNext = sized ? &sg : NULL,
-                  .flags = sized && d->full_subgroups ? VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT : 0,
+                  .flags = full ? VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT : 0,
                   .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main",
                   .pSpecializationInfo = p->n_spec ? &spec : NULL},
         .layout = p->layout};

@@ -275,7 +275,17 @@ TEST(pipelines_are_cached_by_key) {
         k.subgroup_size = caps->subgroup_max;
         k.spec = &wg64; /* a multiple of every subgroup size up to 64 */
         CHECK(pvk_pipe_get(d, &k, &c) == PVK_OK && c != a, "a required subgroup size: %s", pvk_errmsg());
+        /* 4 is no multiple of any subgroup size > 4: full subgroups must not be required
+         * (the validation layer would object), yet the pipeline is made. */
+        uint32_t wg4 = 4;
+        k.spec = &wg4;
+        k.subgroup_size = caps->subgroup_max > 4 ? caps->subgroup_max : 0;
+        CHECK(pvk_pipe_get(d, &k, &c) == PVK_OK, "a workgroup smaller than the subgroup: %s", pvk_errmsg());
     }
+    uint32_t huge = caps->max_wg_invocations * 2;
+    k = (pvk_kernel){.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &huge};
+    CHECK(pvk_pipe_get(d, &k, &c) == PVK_ERR_UNSUPPORTED && strstr(pvk_errmsg(), "workgroup"),
+          "a workgroup beyond the device's limit is refused before Vulkan sees it: %s", pvk_errmsg());
 }
 
 /* Every kill switch turns its capability off (whether or not the device had it). */
@@ -441,4 +451,69 @@ TEST(devices_report_marks_the_default_in_text_and_json) {
     CHECK(nd < 1 || (desc[0].name[0] && desc[0].kind), "a described device");
     free(desc);
     free(caps);
+}
+
+TEST(fill_copy_and_barriers_order_transfers_around_dispatches) {
+    pvk_dev *d;
+    REQUIRE(d = test_gpu(), "no device");
+    const uint32_t n = 1000, wg = 64, groups = (n + wg - 1) / wg, push[2] = {n, groups * wg};
+    pvk_buf a, o, host;
+    pvk_cmd *c;
+    pvk_pipe *p;
+    pvk_kernel k = {.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    REQUIRE(!pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) && !pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) &&
+            !pvk_buf_create(d, n * 4, PVK_MEM_HOST, &host) && !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c),
+            "setup: %s", pvk_errmsg());
+    REQUIRE(pvk_cmd_begin(c) == PVK_OK, "begin");
+    pvk_cmd_fill(c, &a, 0, n * 4, 0x3fc00000u); /* 1.5f */
+    pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
+    pvk_binding bind[3] = {pvk_bind(&a), pvk_bind(&a), pvk_bind(&o)};
+    pvk_cmd_dispatch(c, p, bind, push, groups, 1, 1);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
+    pvk_cmd_copy(c, &o, 0, &host, 0, n * 4);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
+    REQUIRE(pvk_cmd_submit(c) == PVK_OK, "submit: %s", pvk_errmsg());
+    const float *got = host.map;
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++) bad += got[i] != 3.0f;
+    CHECK(bad == 0, "%d of %u elements differ from 1.5 + 1.5 = 3 (exact in binary)", bad, n);
+    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin");
+    pvk_cmd_fill(c, &a, 2, 8, 0);
+    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "multiples of 4"),
+          "an unaligned fill is a sticky error: %s", pvk_errmsg());
+    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin");
+    pvk_cmd_copy(c, &a, 0, &host, 8, n * 4);
+    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "outside the buffer"),
+          "a copy past the end is refused: %s", pvk_errmsg());
+    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID, "submit without begin is refused");
+    pvk_cmd_destroy(c);
+    pvk_buf_destroy(d, &a);
+    pvk_buf_destroy(d, &o);
+    pvk_buf_destroy(d, &host);
+}
+
+/* The messenger counts what the layer reports, synchronization hazards included:
+ * a dispatch reading what the previous one wrote, with no barrier between. */
+TEST(validation_counts_a_missing_barrier) {
+    pvk_dev *d = open_with(NULL, NULL);
+    REQUIRE(d, "device");
+    const uint32_t n = 256, wg = 64, push[2] = {n, n};
+    pvk_buf a, o;
+    pvk_cmd *c;
+    pvk_pipe *p;
+    pvk_kernel k = {.shader = "mul", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    REQUIRE(!pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) && !pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) &&
+            !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c) && !pvk_cmd_begin(c), "setup: %s", pvk_errmsg());
+    pvk_binding first[3] = {pvk_bind(&a), pvk_bind(&a), pvk_bind(&o)}, second[3] = {pvk_bind(&o), pvk_bind(&o), pvk_bind(&a)};
+    uint64_t before = pvk_dev_validation_count(d);
+    pvk_cmd_dispatch(c, p, first, push, n / wg, 1, 1);
+    pvk_cmd_dispatch(c, p, second, push, n / wg, 1, 1);
+    CHECK(pvk_cmd_submit(c) == PVK_OK, "submit: %s", pvk_errmsg());
+    CHECK(pvk_dev_validation_count(d) > before, "no validation message for a read-after-write hazard");
+    CHECK(strstr(pvk_dev_validation_last(d), "HAZARD"), "the last message names the hazard: %s",
+          pvk_dev_validation_last(d));
+    pvk_cmd_destroy(c);
+    pvk_buf_destroy(d, &a);
+    pvk_buf_destroy(d, &o);
+    pvk_dev_destroy(d);
 }
