@@ -496,6 +496,7 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
 
     for (int b = 0; b < 256; b++) v->byte_id[b] = -1;
     if (model == TOK_MODEL_SPM) {
+        v->spm_words = tok_spm_words_independent(v);
         for (int b = 0; b < 256; b++) {
             char hex[7];
             snprintf(hex, sizeof hex, "<0x%02X>", b);

@@ -64,6 +64,7 @@ struct phivk_vocab {
     char *arch;            /* general.architecture, "" when absent */
     char *chat_template;   /* tokenizer.chat_template, NULL when absent */
     tok_bpe *bpe;          /* GPT-2 only: byte-space index, merges, pre-tokenizer */
+    bool spm_words;        /* SPM: no token has U+2581 after another character (tok_spm.c) */
     char *arena;           /* owns every token's text and out */
 };
 typedef struct phivk_vocab tok_vocab;
@@ -150,6 +151,7 @@ pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok
                      const void *ctx);
 
 /* tok_spm.c: one raw fragment (no special tokens in it). prefix_space: prepend ' '. */
+bool tok_spm_words_independent(const tok_vocab *v);
 pvk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
                           tok_ids *out);
 

@@ -64,7 +64,8 @@ int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
         return -1;
     }
     int64_t n = (int64_t)ids.n;
-    if (n) memcpy(out, ids.v, (size_t)(n < cap ? n : cap) * sizeof *out);
+    int64_t copy = n < cap ? n : cap;
+    if (copy > 0) memcpy(out, ids.v, (size_t)copy * sizeof *out);
     free(ids.v);
     return n;
 }
@@ -157,7 +158,7 @@ static size_t drain(phivk_detok *d, char *out, size_t cap) {
         n = cap - 1;
         while (n > 0 && ((uint8_t)d->q[d->q_off + n] & 0xC0) == 0x80) n--; /* whole characters */
     }
-    memcpy(out, d->q + d->q_off, n);
+    if (n) memcpy(out, d->q + d->q_off, n);
     out[n] = 0;
     d->q_off += n;
     if (d->q_off == d->q_len) d->q_off = d->q_len = 0;

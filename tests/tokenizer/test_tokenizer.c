@@ -89,6 +89,27 @@ TEST(detokenize_of_tokenize_is_the_identity_on_every_reference_input) {
     }
 }
 
+/* tok_spm.c merges word by word when no token has U+2581 inside; that must give
+ * exactly what one merge over the whole text gives. */
+TEST(spm_word_by_word_merging_equals_merging_the_whole_text) {
+    tok_vectors tv;
+    REQUIRE(tv_load("phi-3", &tv), "vectors");
+    phivk_vocab *v = phivk_vocab_load(tv_vocab_path("phi-3"));
+    REQUIRE(v && v->spm_words, "the Phi-3 vocabulary qualifies for word-by-word merging");
+    size_t len = (size_t)(tv.inp[tv.n - 1] + tv.inp_len[tv.n - 1] - tv.inp[0]); /* all inputs, separators too */
+    int32_t *a = malloc(len * 2 * sizeof *a), *b = malloc(len * 2 * sizeof *b);
+    REQUIRE(a && b, "alloc");
+    int64_t na = phivk_tokenize(v, tv.inp[0], len, &plain, a, (int64_t)len * 2);
+    v->spm_words = false;
+    int64_t nb = phivk_tokenize(v, tv.inp[0], len, &plain, b, (int64_t)len * 2);
+    CHECK(na > 100 && na == nb && !memcmp(a, b, (size_t)na * sizeof *a), "same ids (%lld vs %lld)", (long long)na,
+          (long long)nb);
+    free(a);
+    free(b);
+    phivk_vocab_free(v);
+    tv_free(&tv);
+}
+
 TEST(bos_follows_the_file_unless_asked_otherwise) {
     const phivk_vocab *phi3 = vocab("phi-3"), *gpt2 = vocab("gpt-2");
     REQUIRE(phi3 && gpt2, "vocabs");
