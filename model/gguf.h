@@ -98,10 +98,12 @@ void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype elem_type,
                          const void *data, uint64_t n);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
-/* Adds a tensor; data (pvk_type_row_bytes(type, ne[0]) * ne[1]*ne[2]*ne[3] bytes) is copied. */
+/* Adds a tensor; data (pvk_type_row_bytes(type, ne[0]) * ne[1]*ne[2]*ne[3] bytes) is copied;
+ * NULL data writes zeros. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type,
                             uint32_t n_dims, const int64_t *ne, const void *data);
-/* The whole file image (v3, alignment 32). The caller owns *out (free()). */
+/* The whole file image (v3, alignment 32, or a general.alignment the caller set as a
+ * u32 power of two). The caller owns *out (free()). */
 pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size);
 pvk_status gguf_writer_save(gguf_writer *w, const char *path);
 

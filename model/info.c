@@ -6,6 +6,7 @@
  * vocabulary-only files and foreign models are described too. */
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,23 @@ typedef struct info_hp {
     int64_t orig_ctx;         /* -1: absent */
     bool rope_factor_tables;
 } info_hp;
+
+/* The integer hyperparameters both reports list, in order: label, JSON key, field. */
+static const struct { const char *label, *json; size_t off; } hp_ints[] = {
+    {"context", "context_length", offsetof(info_hp, ctx)},
+    {"embedding", "embedding_length", offsetof(info_hp, n_embd)},
+    {"layers", "block_count", offsetof(info_hp, n_layer)},
+    {"heads", "head_count", offsetof(info_hp, n_head)},
+    {"kv heads", "head_count_kv", offsetof(info_hp, n_head_kv)},
+    {"head dim", "head_dim", offsetof(info_hp, head_dim)},
+    {"ffn", "feed_forward_length", offsetof(info_hp, n_ff)},
+    {"rope dims", "rope_dimension_count", offsetof(info_hp, n_rot)},
+};
+#define N_HP_INTS (sizeof hp_ints / sizeof hp_ints[0])
+
+static int64_t hp_int(const info_hp *hp, size_t i) {
+    return *(const int64_t *)((const char *)hp + hp_ints[i].off);
+}
 
 typedef struct info_tok {
     gguf_str model, pre;      /* ptr NULL when absent */
@@ -204,17 +222,11 @@ static void write_human(const info *in, FILE *out) {
         fprintf(out, "  none: the file has no %.*s.block_count / embedding_length / attention.head_count keys\n",
                 in->arch.ptr ? (int)(in->arch.len < 64 ? in->arch.len : 64) : 4, in->arch.ptr ? in->arch.ptr : "arch");
     } else {
-        print_opt_int(out, "context", hp->ctx);
-        print_opt_int(out, "embedding", hp->n_embd);
-        print_opt_int(out, "layers", hp->n_layer);
-        print_opt_int(out, "heads", hp->n_head);
-        print_opt_int(out, "kv heads", hp->n_head_kv);
-        print_opt_int(out, "head dim", hp->head_dim);
-        if (hp->n_ff_per_layer)
-            fprintf(out, "  %-18s%" PRId64 " (largest of a per-layer list)\n", "ffn", hp->n_ff);
-        else
-            print_opt_int(out, "ffn", hp->n_ff);
-        print_opt_int(out, "rope dims", hp->n_rot);
+        for (size_t i = 0; i < N_HP_INTS; i++)
+            if (hp_ints[i].off == offsetof(info_hp, n_ff) && hp->n_ff_per_layer)
+                fprintf(out, "  %-18s%" PRId64 " (largest of a per-layer list)\n", "ffn", hp->n_ff);
+            else
+                print_opt_int(out, hp_ints[i].label, hp_int(hp, i));
         fprintf(out, "  %-18s%g%s\n", "rope base", (double)hp->rope_base, hp->rope_base_default ? " (default)" : "");
         if (hp->norm)
             fprintf(out, "  %-18s%g (%s norm)\n", "norm eps", (double)hp->eps, hp->norm);
@@ -332,14 +344,8 @@ static cJSON *json_build(const info *in) {
 
     if (hp->present) {
         cJSON *h = cJSON_AddObjectToObject(root, "hparams");
-        json_int(h, "context_length", hp->ctx);
-        json_int(h, "embedding_length", hp->n_embd);
-        json_int(h, "block_count", hp->n_layer);
-        json_int(h, "head_count", hp->n_head);
-        json_int(h, "head_count_kv", hp->n_head_kv);
-        json_int(h, "head_dim", hp->head_dim);
-        json_int(h, "feed_forward_length", hp->n_ff);
-        json_int(h, "rope_dimension_count", hp->n_rot);
+        for (size_t i = 0; i < N_HP_INTS; i++) json_int(h, hp_ints[i].json, hp_int(hp, i));
+        cJSON_AddBoolToObject(h, "feed_forward_per_layer", hp->n_ff_per_layer);
         json_float(h, "rope_freq_base", hp->rope_base);
         if (hp->norm) {
             json_float(h, "norm_eps", hp->eps);

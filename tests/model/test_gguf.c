@@ -408,3 +408,14 @@ TEST(writer_honours_a_custom_alignment) {
     free(img);
     gguf_writer_destroy(w);
 }
+
+TEST(reader_accepts_version_2_files) {
+    /* v2 has the v3 layout (64-bit counts); only the version field differs */
+    bytes b = every_type_file();
+    b.p[4] = 2;
+    gguf_file *f;
+    REQUIRE(gguf_open_memory(b.p, b.n, &f) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(gguf_version(f) == 2 && gguf_kv_count(f) == 16 && gguf_tensor_count(f) == 1, "v2 contents");
+    gguf_close(f);
+    free(b.p);
+}
