@@ -12,4 +12,8 @@ int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 int cmd_info(int argc, char **argv);     /* cmd_info.c */
 
+int cmd_run(int argc, char **argv);      /* cmd_run.c */
+int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
+int cmd_chat(int argc, char **argv);     /* cmd_chat.c */
+
 #endif

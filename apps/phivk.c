@@ -24,6 +24,9 @@ static const command commands[] = {
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"info", "describe a GGUF file and the memory a session needs", cmd_info},
+    {"run", "complete a prompt and stream the answer", cmd_run},
+    {"chat", "talk with a model in the terminal", cmd_chat},
+    {"eval", "perplexity and logits of a token sequence", cmd_eval},
 };
 
 static void usage(FILE *out) {

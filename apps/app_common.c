@@ -1,0 +1,232 @@
+#include "app_common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double app_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void app_opts_init(app_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = -1;
+    o->rt = phivk_runtime_default_params();
+    o->sess = phivk_session_default_params();
+    o->samp = phivk_sampler_default_params();
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *s, float lo, float hi, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_kv_type(const char *s, phivk_kv_type *out) {
+    if (!strcmp(s, "f16")) *out = PHIVK_KV_F16;
+    else if (!strcmp(s, "q8_0")) *out = PHIVK_KV_Q8_0;
+    else if (!strcmp(s, "q4_0")) *out = PHIVK_KV_Q4_0;
+    else return false;
+    return true;
+}
+
+int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    /* Flags without a value. */
+    if (!strcmp(a, "--no-swa")) { o->sess.no_swa = true; return 1; }
+    if (!strcmp(a, "--validate")) { o->rt.validate = true; return 1; }
+
+    static const char *const with_value[] = {
+        "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c",
+        "--ctx-size", "-s", "--seed", "--temp", "--top-k", "--top-p", "--min-p",
+        "--repeat-penalty", "--repeat-last-n", "--device", "--kv-type", "--cache-type-k",
+        "--cache-type-v", "-ctk", "-ctv", "--rope-factors", "-b", "--batch-size", NULL};
+    bool known = false;
+    for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
+    if (!known) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "phivk: option %s needs a value\n", a);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    long n;
+    bool ok = true;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+    else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
+    else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+        ok = parse_long(v, -1, 1 << 30, &n);
+        o->n_predict = (int32_t)n;
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+        if (!strcmp(v, "auto")) o->sess.ctx = 0;
+        else {
+            ok = parse_long(v, 1, 1 << 24, &n);
+            o->sess.ctx = (int32_t)n;
+        }
+    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        ok = parse_long(v, 1, 1 << 16, &n);
+        o->sess.batch = (int32_t)n;
+    } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        ok = !errno && end != v && !*end;
+        o->samp.seed = s;
+        o->seed_given = true;
+    } else if (!strcmp(a, "--temp")) ok = parse_float(v, 0, 100, &o->samp.temp);
+    else if (!strcmp(a, "--top-k")) {
+        ok = parse_long(v, 0, 1 << 30, &n);
+        o->samp.top_k = (int32_t)n;
+    } else if (!strcmp(a, "--top-p")) ok = parse_float(v, 0, 1, &o->samp.top_p);
+    else if (!strcmp(a, "--min-p")) ok = parse_float(v, 0, 1, &o->samp.min_p);
+    else if (!strcmp(a, "--repeat-penalty")) ok = parse_float(v, 0, 100, &o->samp.repeat_penalty);
+    else if (!strcmp(a, "--repeat-last-n")) {
+        ok = parse_long(v, 0, 1 << 20, &n);
+        o->samp.repeat_last_n = (int32_t)n;
+    } else if (!strcmp(a, "--device")) o->rt.device = v;
+    else if (!strcmp(a, "--kv-type")) {
+        ok = parse_kv_type(v, &o->sess.k_type);
+        o->sess.v_type = o->sess.k_type;
+    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = parse_kv_type(v, &o->sess.k_type);
+    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = parse_kv_type(v, &o->sess.v_type);
+    else if (!strcmp(a, "--rope-factors")) {
+        if (!strcmp(v, "auto")) o->sess.rope_factors = PHIVK_ROPE_AUTO;
+        else if (!strcmp(v, "short")) o->sess.rope_factors = PHIVK_ROPE_SHORT;
+        else if (!strcmp(v, "long")) o->sess.rope_factors = PHIVK_ROPE_LONG;
+        else ok = false;
+    }
+    if (!ok) {
+        fprintf(stderr, "phivk: bad value '%s' for %s\n", v, a);
+        return -1;
+    }
+    return 1;
+}
+
+void app_opts_usage(void) {
+    printf("model options:\n"
+           "  -m, --model FILE        GGUF model (or give it as the first argument)\n"
+           "  -c, --ctx-size N|auto   context in tokens (default: the model's, reduced to fit)\n"
+           "  -b, --batch-size N      prefill chunk (default 512)\n"
+           "  --kv-type f16|q8_0|q4_0 KV cache type for K and V (-ctk / -ctv for each)\n"
+           "  --rope-factors auto|short|long  LongRoPE table (default auto)\n"
+           "  --no-swa                ignore the Phi-3 sliding window\n"
+           "  --device N|NAME         Vulkan device (see 'phivk devices')\n"
+           "sampling:\n"
+           "  -n, --n-predict N       tokens to generate (-1: until a stop token)\n"
+           "  -s, --seed N            random seed\n"
+           "  --temp T                temperature (0: greedy; default %.2f)\n"
+           "  --top-k K  --top-p P  --min-p P  --repeat-penalty R  --repeat-last-n N\n",
+           (double)phivk_sampler_default_params().temp);
+}
+
+char *app_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "phivk: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *bigger = realloc(buf, cap * 2 + 1);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "phivk: cannot read %s\n", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+/* Draws a bar once the stage has run for a second; redraws at most 10 times a
+ * second; ends the line when done == total. */
+void app_progress(void *user, const char *stage, uint64_t done, uint64_t total) {
+    static const char *cur_stage;
+    static double start, last;
+    static bool shown;
+    double now = app_now();
+    if (stage != cur_stage || done == 0) {
+        cur_stage = stage;
+        start = now;
+        last = 0;
+        shown = false;
+    }
+    (void)user;
+    bool finished = done >= total;
+    if (now - start < 1.0 && !(shown && finished)) return;
+    if (!finished && now - last < 0.1) return;
+    last = now;
+    shown = true;
+    double frac = total ? (double)done / total : 1;
+    double rate = done / (now - start + 1e-9);
+    double eta = rate > 0 ? (total - done) / rate : 0;
+    int width = 30, fill = (int)(frac * width);
+    fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu (%.1f/s, ETA %.0fs)  ", stage, fill,
+            "##############################", width - fill, "", (unsigned long long)done,
+            (unsigned long long)total, rate, eta);
+    if (finished) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+bool app_model_open(const app_opts *o, app_model *am) {
+    memset(am, 0, sizeof *am);
+    if (!o->model) {
+        fprintf(stderr, "phivk: no model given (use -m MODEL.gguf)\n");
+        return false;
+    }
+    am->rt = phivk_runtime_create(&o->rt);
+    if (!am->rt) goto fail;
+    phivk_model_params mp = phivk_model_default_params();
+    mp.progress = app_progress;
+    am->model = phivk_model_load(am->rt, o->model, &mp);
+    if (!am->model) goto fail;
+    phivk_session_params sp = o->sess;
+    sp.progress = app_progress;
+    am->sess = phivk_session_create(am->model, &sp);
+    if (!am->sess) goto fail;
+    char *plan = phivk_session_plan_text(am->sess);
+    if (plan) fprintf(stderr, "%s\n", plan);
+    free(plan);
+    return true;
+fail:
+    fprintf(stderr, "phivk: %s\n", phivk_last_error());
+    app_model_close(am);
+    return false;
+}
+
+void app_model_close(app_model *am) {
+    phivk_session_free(am->sess);
+    phivk_model_free(am->model);
+    phivk_runtime_free(am->rt);
+    memset(am, 0, sizeof *am);
+}

@@ -1,0 +1,48 @@
+/* Options and helpers shared by the commands that run a model (run, chat, eval,
+ * bench, summarize). Flag names follow llama.cpp where one exists. */
+#ifndef PHIVK_APPS_COMMON_H
+#define PHIVK_APPS_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "phivk.h"
+
+typedef struct app_opts {
+    const char *model;          /* -m or the first positional argument */
+    const char *prompt;         /* -p */
+    const char *prompt_file;    /* -f */
+    int32_t n_predict;          /* -n; -1: until a stop token or the context is full */
+    phivk_runtime_params rt;    /* --device */
+    phivk_session_params sess;  /* -c, --kv-type, --rope-factors, --no-swa, -b */
+    phivk_sampler_params samp;  /* --temp, --top-k, --top-p, --min-p, --repeat-penalty, -s */
+    bool seed_given;
+} app_opts;
+
+void app_opts_init(app_opts *o);
+/* Consumes argv[*i] (and its value) if it is a shared option. Returns 1 when it
+ * took the option, 0 when it is not one of ours, -1 on a bad value (message
+ * printed). */
+int app_opts_parse(app_opts *o, int argc, char **argv, int *i);
+/* The help lines for the shared options. */
+void app_opts_usage(void);
+
+/* Loads runtime + model + session from o, printing progress on stderr when it
+ * takes long. On failure prints "phivk: <reason>" and returns false; whatever
+ * was made is freed. */
+typedef struct app_model {
+    phivk_runtime *rt;
+    phivk_model *model;
+    phivk_session *sess;
+} app_model;
+bool app_model_open(const app_opts *o, app_model *am);
+void app_model_close(app_model *am);
+
+/* Reads a whole file (text) into a NUL-terminated buffer; NULL with a message. */
+char *app_read_file(const char *path, size_t *len);
+/* A progress callback that draws "stage: done/total" bars on stderr when the
+ * work takes more than a second. */
+void app_progress(void *user, const char *stage, uint64_t done, uint64_t total);
+double app_now(void);
+
+#endif

@@ -1,0 +1,240 @@
+/* The public runtime and model handles: opening a device, loading a GGUF's
+ * weights onto it in their stored types. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_impl.h"
+#include "quant.h"
+
+/* ------------------------------------------------------------------ runtime */
+
+phivk_runtime_params phivk_runtime_default_params(void) {
+    return (phivk_runtime_params){0};
+}
+
+phivk_runtime *phivk_runtime_create(const phivk_runtime_params *p) {
+    phivk_runtime_params defaults = phivk_runtime_default_params();
+    if (!p) p = &defaults;
+    phivk_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        return NULL;
+    }
+    pvk_dev_params dp = pvk_dev_default_params();
+    dp.select = p->device;
+    dp.validate = dp.validate || p->validate;
+    if (pvk_dev_create(&dp, &rt->dev) != PVK_OK) goto fail;
+    if (pvk_ops_create(rt->dev, &rt->ops) != PVK_OK) goto fail;
+    return rt;
+fail:
+    phivk_runtime_free(rt);
+    return NULL;
+}
+
+void phivk_runtime_free(phivk_runtime *rt) {
+    if (!rt) return;
+    pvk_ops_destroy(rt->ops);
+    pvk_dev_destroy(rt->dev);
+    free(rt);
+}
+
+const char *phivk_runtime_device_name(const phivk_runtime *rt) {
+    return pvk_dev_caps(rt->dev)->name;
+}
+
+/* -------------------------------------------------------------------- model */
+
+phivk_model_params phivk_model_default_params(void) {
+    return (phivk_model_params){0};
+}
+
+typedef struct loader {
+    phivk_model *m;
+    const phivk_model_params *p;
+    uint64_t done, total;     /* bytes uploaded / to upload, for progress */
+} loader;
+
+static void loader_progress(loader *l, uint64_t bytes) {
+    l->done += bytes;
+    if (l->p->progress) l->p->progress(l->p->progress_user, "loading", l->done, l->total);
+}
+
+/* A 1-D weight (norm, bias, rope factors) as f32 on the device; absent -> zeroed. */
+static pvk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+    memset(out, 0, sizeof *out);
+    if (!t) return PVK_OK;
+    pvk_dev *dev = l->m->rt->dev;
+    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    float *tmp = malloc(sizeof *tmp * (size_t)n);
+    if (!tmp) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory loading %s", t->name);
+    pvk_status st = quant_dequantize_row(t->type, t->data, tmp, n);
+    if (st == PVK_OK) st = pvk_buf_create(dev, sizeof *tmp * (size_t)n, PVK_MEM_DEVICE, out);
+    if (st == PVK_OK) st = pvk_buf_write(dev, out, 0, tmp, sizeof *tmp * (size_t)n);
+    free(tmp);
+    if (st == PVK_OK) loader_progress(l, t->bytes);
+    return st;
+}
+
+/* Concatenates by rows the matrices parts[0..n) (all of one type and width) into
+ * one device tensor, and their biases (NULL or all present) into one vector. */
+static pvk_status upload_matrix(loader *l, const gguf_tensor *const *parts, int n,
+                                const gguf_tensor *const *biases, pvk_tensor *out,
+                                pvk_buf *bias_out) {
+    memset(out, 0, sizeof *out);
+    if (bias_out) memset(bias_out, 0, sizeof *bias_out);
+    const gguf_tensor *first = parts[0];
+    int64_t rows = 0;
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i]->type != first->type || parts[i]->ne[0] != first->ne[0])
+            return pvk_fail(PVK_ERR_UNSUPPORTED,
+                            "%s and %s have different types or widths; phivk fuses them "
+                            "and needs them alike", first->name, parts[i]->name);
+        rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
+        bytes += parts[i]->bytes;
+    }
+    const void *data = first->data;
+    uint8_t *joined = NULL;
+    if (n > 1) {
+        if (!(joined = malloc(bytes))) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        for (int i = 0, off = 0; i < n; off += (int)parts[i]->bytes, i++)
+            memcpy(joined + off, parts[i]->data, parts[i]->bytes);
+        data = joined;
+    }
+    pvk_status st = pvk_tensor_create(l->m->rt->dev, first->type, first->ne[0], rows, data, out);
+    free(joined);
+    if (st != PVK_OK) return st;
+    l->m->weight_bytes += bytes;
+    loader_progress(l, bytes);
+    if (!bias_out || !biases || !biases[0]) return PVK_OK;
+
+    float *b = malloc(sizeof *b * (size_t)rows);
+    if (!b) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    int64_t at = 0;
+    for (int i = 0; i < n && st == PVK_OK; i++) {
+        if (!biases[i]) {
+            st = pvk_fail(PVK_ERR_UNSUPPORTED, "%s has a bias but %s has none", biases[0]->name,
+                          parts[i]->name);
+            break;
+        }
+        st = quant_dequantize_row(biases[i]->type, biases[i]->data, b + at, biases[i]->ne[0]);
+        at += biases[i]->ne[0];
+    }
+    if (st == PVK_OK) st = pvk_buf_create(l->m->rt->dev, sizeof *b * (size_t)rows, PVK_MEM_DEVICE, bias_out);
+    if (st == PVK_OK) st = pvk_buf_write(l->m->rt->dev, bias_out, 0, b, sizeof *b * (size_t)rows);
+    free(b);
+    return st;
+}
+
+static pvk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
+    const arch_hparams *hp = &l->m->hp;
+    pvk_status st;
+    if ((st = upload_vector(l, a->attn_norm, &g->attn_norm)) ||
+        (st = upload_vector(l, a->attn_norm_b, &g->attn_norm_b)) ||
+        (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)))
+        return st;
+    if (hp->fused_qkv) {
+        st = upload_matrix(l, &a->attn_qkv, 1, &a->attn_qkv_b, &g->qkv, &g->qkv_b);
+    } else {
+        const gguf_tensor *w[3] = {a->attn_q, a->attn_k, a->attn_v};
+        const gguf_tensor *b[3] = {a->attn_q_b, a->attn_k_b, a->attn_v_b};
+        st = upload_matrix(l, w, 3, b, &g->qkv, &g->qkv_b);
+    }
+    if (st) return st;
+    if ((st = upload_matrix(l, &a->attn_output, 1, &a->attn_output_b, &g->out, &g->out_b)))
+        return st;
+    if (a->ffn_gate) {
+        const gguf_tensor *w[2] = {a->ffn_gate, a->ffn_up};
+        st = upload_matrix(l, w, 2, NULL, &g->up, NULL);
+    } else {
+        st = upload_matrix(l, &a->ffn_up, 1, &a->ffn_up_b, &g->up, &g->up_b);
+    }
+    if (st) return st;
+    return upload_matrix(l, &a->ffn_down, 1, &a->ffn_down_b, &g->down, &g->down_b);
+}
+
+static void destroy_layer(pvk_dev *d, gpu_layer *g) {
+    pvk_buf *bufs[] = {&g->attn_norm, &g->attn_norm_b, &g->qkv_b, &g->out_b,
+                       &g->ffn_norm, &g->up_b, &g->down_b};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
+    pvk_tensor_destroy(d, &g->qkv);
+    pvk_tensor_destroy(d, &g->out);
+    pvk_tensor_destroy(d, &g->up);
+    pvk_tensor_destroy(d, &g->down);
+}
+
+phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p) {
+    phivk_model_params defaults = phivk_model_default_params();
+    if (!p) p = &defaults;
+    if (!rt || !path) {
+        pvk_fail(PVK_ERR_INVALID, "phivk_model_load: no runtime or path");
+        return NULL;
+    }
+    phivk_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        return NULL;
+    }
+    m->rt = rt;
+    const char *what = arch_basename(path);
+    if (gguf_open(path, &m->file) != PVK_OK) goto fail;
+    if (arch_hparams_read(m->file, what, &m->hp) != PVK_OK) goto fail;
+    if (arch_weights_create(m->file, &m->hp, what, &m->w) != PVK_OK) goto fail;
+    if (tok_vocab_from_gguf(m->file, &m->vocab) != PVK_OK) goto fail;
+    gguf_str name;
+    if (gguf_get_str(m->file, "general.name", &name) && name.len)
+        snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, name.ptr);
+    else
+        snprintf(m->name, sizeof m->name, "%s", what);
+
+    loader l = {.m = m, .p = p};
+    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
+    const arch_weights *w = m->w;
+    if (upload_matrix(&l, &w->token_embd, 1, NULL, &m->embd, NULL) != PVK_OK) goto fail;
+    if (!m->hp.tied_output &&
+        upload_matrix(&l, &w->output, 1, &w->output_b, &m->output, &m->output_b) != PVK_OK)
+        goto fail;
+    if (upload_vector(&l, w->output_norm, &m->output_norm) != PVK_OK ||
+        upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PVK_OK ||
+        upload_vector(&l, w->rope_factors_long, &m->rope_long) != PVK_OK ||
+        upload_vector(&l, w->rope_factors_short, &m->rope_short) != PVK_OK)
+        goto fail;
+    if (m->hp.tied_output && w->output_b &&
+        upload_vector(&l, w->output_b, &m->output_b) != PVK_OK)
+        goto fail;
+    m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        goto fail;
+    }
+    for (int32_t i = 0; i < m->hp.n_layer; i++)
+        if (upload_layer(&l, &w->layers[i], &m->layers[i]) != PVK_OK) goto fail;
+    if (p->progress) p->progress(p->progress_user, "loading", l.total, l.total);
+    return m;
+fail:
+    phivk_model_free(m);
+    return NULL;
+}
+
+void phivk_model_free(phivk_model *m) {
+    if (!m) return;
+    pvk_dev *d = m->rt->dev;
+    if (m->layers)
+        for (int32_t i = 0; i < m->hp.n_layer; i++) destroy_layer(d, &m->layers[i]);
+    free(m->layers);
+    pvk_tensor_destroy(d, &m->embd);
+    pvk_tensor_destroy(d, &m->output);
+    pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->output_b, &m->rope_long,
+                       &m->rope_short};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
+    tok_vocab_destroy(m->vocab);
+    arch_weights_destroy(m->w);
+    gguf_close(m->file);
+    free(m);
+}
+
+const phivk_vocab *phivk_model_vocab(const phivk_model *m) { return m->vocab; }
+const char *phivk_model_arch(const phivk_model *m) { return m->hp.arch_name; }
+const char *phivk_model_name(const phivk_model *m) { return m->name; }
+int32_t phivk_model_n_vocab(const phivk_model *m) { return m->hp.n_vocab; }
+int32_t phivk_model_ctx_train(const phivk_model *m) { return m->hp.n_ctx_train; }

@@ -1,0 +1,397 @@
+/* Sessions: the KV cache, the scratch activations, and the forward pass recorded
+ * into one command buffer per chunk of tokens (DESIGN.md "One token, end to end"). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_impl.h"
+
+#define DEFAULT_BATCH 512
+/* The host-visible logits buffer holds at most this many bytes of rows; eval's
+ * all-positions mode runs in chunks of that many tokens. */
+#define LOGITS_BUDGET (32u << 20)
+
+struct phivk_session {
+    phivk_model *m;
+    phivk_session_params p;
+    int32_t ctx, batch, logit_rows;
+    int32_t pos;
+    int32_t *tokens;          /* what the cache holds, for re-prefill on a RoPE table switch */
+    arch_rope_table table;    /* the table the cache was computed with */
+    atomic_bool cancel;
+
+    pvk_buf *k, *v;           /* per layer: [ctx][n_embd_kv] f16 */
+    pvk_buf ids, x, h, qkv, att, ff, act, last, last_n, logits, attn_scratch;
+    pvk_cmd *cmd;
+    uint64_t kv_bytes, scratch_bytes;
+};
+
+phivk_session_params phivk_session_default_params(void) {
+    return (phivk_session_params){.batch = DEFAULT_BATCH};
+}
+
+static uint64_t kv_bytes_per_token(const arch_hparams *hp) {
+    return 2ull * hp->n_layer * hp->n_embd_kv * sizeof(uint16_t);
+}
+
+static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
+    const arch_hparams *hp = &s->m->hp;
+    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+    return (pvk_attn){
+        .q_stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv),
+        .q_off = 0,
+        .n_head = (uint32_t)hp->n_head,
+        .n_kv_head = (uint32_t)hp->n_head_kv,
+        .head_dim = (uint32_t)hp->head_dim,
+        .m = m,
+        .pos0 = pos0,
+        .window = swa ? (uint32_t)hp->sliding_window : 0,
+        .scale = 1.0f / sqrtf((float)hp->head_dim),
+        .scratch = &s->attn_scratch,
+    };
+}
+
+/* Bytes of every scratch buffer for a batch of b tokens and l logit rows. */
+static uint64_t scratch_bytes(const arch_hparams *hp, uint64_t b, uint64_t l) {
+    uint64_t qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
+    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
+    return 4 * (b + b * hp->n_embd * 3 + b * qkv + b * ff + b * hp->n_ff + 2ull * hp->n_embd +
+                l * hp->n_vocab);
+}
+
+static uint64_t device_budget(const pvk_caps *c) {
+    uint64_t best = 0;
+    for (uint32_t i = 0; i < c->heap_count; i++)
+        if (c->heaps[i].device_local && c->heaps[i].budget > best) best = c->heaps[i].budget;
+    return best;
+}
+
+static double gib(uint64_t b) { return b / (1024.0 * 1024 * 1024); }
+
+/* The context: as asked, or the model's reduced to what fits the device memory
+ * and the per-binding limit of one layer's K or V. */
+static pvk_status plan_ctx(phivk_session *s) {
+    const arch_hparams *hp = &s->m->hp;
+    const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
+    uint64_t per_token = kv_bytes_per_token(hp);
+    uint64_t budget = device_budget(caps);
+    uint64_t scratch = scratch_bytes(hp, (uint64_t)s->batch, (uint64_t)s->logit_rows);
+    uint64_t used = s->m->weight_bytes + scratch;
+    uint64_t free_bytes = budget > used ? (budget - used) * 9 / 10 : 0;
+    uint64_t fit = per_token ? free_bytes / per_token : 0;
+    uint64_t binding_fit = caps->max_binding_bytes / ((uint64_t)hp->n_embd_kv * sizeof(uint16_t));
+    if (s->p.ctx > 0) {
+        s->ctx = s->p.ctx;
+        if ((uint64_t)s->ctx > fit)
+            return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+                            "a context of %d tokens needs %.2f GiB of KV cache but %.2f GiB of the "
+                            "device's %.2f GiB are left after the weights (%.2f GiB); use a smaller "
+                            "-c (at most %llu)",
+                            s->ctx, gib(per_token * s->ctx), gib(free_bytes), gib(budget),
+                            gib(s->m->weight_bytes), (unsigned long long)fit);
+        if ((uint64_t)s->ctx > binding_fit)
+            return pvk_fail(PVK_ERR_UNSUPPORTED,
+                            "a context of %d tokens makes one layer's K cache larger than this "
+                            "device binds at once (%llu MiB); use -c %llu or less",
+                            s->ctx, (unsigned long long)(caps->max_binding_bytes >> 20),
+                            (unsigned long long)binding_fit);
+        return PVK_OK;
+    }
+    uint64_t ctx = (uint64_t)hp->n_ctx_train;
+    if (ctx > fit) ctx = fit;
+    if (ctx > binding_fit) ctx = binding_fit;
+    if (ctx < (uint64_t)hp->n_ctx_train) ctx &= ~(uint64_t)255;
+    if (ctx < 16)
+        return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+                        "the model does not fit: weights %.2f GiB + scratch %.2f GiB of %.2f GiB "
+                        "device memory leave no room for a KV cache",
+                        gib(s->m->weight_bytes), gib(scratch), gib(budget));
+    s->ctx = (int32_t)ctx;
+    return PVK_OK;
+}
+
+static pvk_status make_buf(phivk_session *s, pvk_buf *b, uint64_t bytes, pvk_mem mem) {
+    s->scratch_bytes += bytes;
+    return pvk_buf_create(s->m->rt->dev, bytes ? bytes : 4, mem, b);
+}
+
+phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p) {
+    phivk_session_params defaults = phivk_session_default_params();
+    if (!p) p = &defaults;
+    if (p->k_type != PHIVK_KV_F16 || p->v_type != PHIVK_KV_F16) {
+        pvk_fail(PVK_ERR_UNSUPPORTED, "only an f16 KV cache is available in this version");
+        return NULL;
+    }
+    phivk_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        return NULL;
+    }
+    const arch_hparams *hp = &m->hp;
+    pvk_dev *dev = m->rt->dev;
+    s->m = m;
+    s->p = *p;
+    s->batch = p->batch > 0 ? p->batch : DEFAULT_BATCH;
+    s->logit_rows = (int32_t)(LOGITS_BUDGET / (4ull * hp->n_vocab));
+    if (s->logit_rows < 1) s->logit_rows = 1;
+    if (s->logit_rows > s->batch) s->logit_rows = s->batch;
+    if (plan_ctx(s) != PVK_OK) goto fail;
+    if (s->batch > s->ctx) s->batch = s->ctx;
+
+    s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
+    s->k = calloc((size_t)hp->n_layer, sizeof *s->k);
+    s->v = calloc((size_t)hp->n_layer, sizeof *s->v);
+    if (!s->tokens || !s->k || !s->v) {
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        goto fail;
+    }
+    uint64_t layer_kv = (uint64_t)s->ctx * hp->n_embd_kv * sizeof(uint16_t);
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        if (pvk_buf_create(dev, layer_kv, PVK_MEM_DEVICE, &s->k[l]) != PVK_OK ||
+            pvk_buf_create(dev, layer_kv, PVK_MEM_DEVICE, &s->v[l]) != PVK_OK)
+            goto fail;
+        s->kv_bytes += 2 * layer_kv;
+    }
+    uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
+    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
+    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0);
+    if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
+        make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->qkv, 4 * b * qkv, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->att, 4 * b * hp->n_embd_q, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->ff, 4 * b * ff, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->act, 4 * b * hp->n_ff, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
+        make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
+        make_buf(s, &s->attn_scratch, pvk_op_attention_scratch_bytes(dev, &a, (uint32_t)s->ctx),
+                 PVK_MEM_DEVICE))
+        goto fail;
+    if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
+    s->table = arch_rope_factors_choice(hp, (arch_rope_mode)p->rope_factors, 1);
+    return s;
+fail:
+    phivk_session_free(s);
+    return NULL;
+}
+
+void phivk_session_free(phivk_session *s) {
+    if (!s) return;
+    pvk_dev *dev = s->m->rt->dev;
+    pvk_cmd_destroy(s->cmd);
+    for (int32_t l = 0; s->k && l < s->m->hp.n_layer; l++) pvk_buf_destroy(dev, &s->k[l]);
+    for (int32_t l = 0; s->v && l < s->m->hp.n_layer; l++) pvk_buf_destroy(dev, &s->v[l]);
+    pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
+                       &s->last, &s->last_n, &s->logits, &s->attn_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
+    free(s->k);
+    free(s->v);
+    free(s->tokens);
+    free(s);
+}
+
+int32_t phivk_session_ctx(const phivk_session *s) { return s->ctx; }
+int32_t phivk_session_pos(const phivk_session *s) { return s->pos; }
+
+char *phivk_session_plan_text(const phivk_session *s) {
+    const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
+    uint64_t budget = device_budget(caps);
+    uint64_t total = s->m->weight_bytes + s->kv_bytes + s->scratch_bytes;
+    char *out = malloc(512);
+    if (!out) return NULL;
+    snprintf(out, 512,
+             "memory: weights %.2f GiB + KV cache %.2f GiB (%d tokens, f16) + scratch %.2f GiB = "
+             "%.2f GiB; %.2f GiB of %s's %.2f GiB left",
+             gib(s->m->weight_bytes), gib(s->kv_bytes), s->ctx, gib(s->scratch_bytes), gib(total),
+             budget > total ? gib(budget - total) : 0.0, caps->name, gib(budget));
+    return out;
+}
+
+/* ------------------------------------------------------------- forward pass */
+
+static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b,
+                 const pvk_buf *out, uint32_t rows, pvk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    pvk_ops *o = s->m->rt->ops;
+    if (*st) return;
+    if (hp->norm == ARCH_NORM_RMS)
+        *st = pvk_op_rmsnorm(o, s->cmd, x, w, out, rows, (uint32_t)hp->n_embd, hp->norm_eps);
+    else
+        *st = pvk_op_layernorm(o, s->cmd, x, w, model_opt(b), out, rows, (uint32_t)hp->n_embd,
+                               hp->norm_eps);
+}
+
+static void matmul(phivk_session *s, const pvk_tensor *w, const pvk_buf *bias, const pvk_buf *x,
+                   const pvk_buf *y, uint32_t m, bool accumulate, pvk_status *st) {
+    if (!*st) *st = pvk_op_matmul(s->m->rt->ops, s->cmd, w, bias ? model_opt(bias) : NULL, x, y, m,
+                                  accumulate);
+}
+
+/* Records one layer for m tokens at positions pos0.. (x in, x out). */
+static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0, pvk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    const gpu_layer *g = &s->m->layers[l];
+    pvk_ops *o = s->m->rt->ops;
+    pvk_cmd *c = s->cmd;
+    uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
+
+    norm(s, &s->x, &g->attn_norm, &g->attn_norm_b, &s->h, m, st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    matmul(s, &g->qkv, &g->qkv_b, &s->h, &s->qkv, m, false, st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    if (!*st) {
+        const pvk_buf *factors = NULL;
+        if (s->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
+        if (s->table == ARCH_ROPE_TABLE_SHORT) factors = &s->m->rope_short;
+        pvk_rope r = {
+            .row_stride = stride,
+            .q_off = 0,
+            .n_q_heads = (uint32_t)hp->n_head,
+            .k_off = (uint32_t)hp->n_embd_q,
+            .n_k_heads = (uint32_t)hp->n_head_kv,
+            .head_dim = (uint32_t)hp->head_dim,
+            .n_rot = (uint32_t)hp->n_rot,
+            .neox = hp->rope_neox,
+            .freq_base = hp->rope_base,
+            .attn_factor = hp->rope_attn_factor,
+            .factors = factors,
+        };
+        *st = pvk_op_rope(o, c, &s->qkv, &r, m, pos0);
+    }
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    pvk_kv kv = {.k = &s->k[l], .v = &s->v[l], .width = (uint32_t)hp->n_embd_kv, .ctx = (uint32_t)s->ctx};
+    if (!*st)
+        *st = pvk_op_kv_store(o, c, &s->qkv, stride, (uint32_t)hp->n_embd_q,
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &kv, m, pos0);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    pvk_attn a = attn_desc(s, m, pos0);
+    if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, &kv, &s->att);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+
+    uint32_t n_ff = (uint32_t)hp->n_ff;
+    if (hp->parallel_block) {
+        /* x + attn(h) + mlp(h): both branches read the same h and add into x. */
+        matmul(s, &g->out, &g->out_b, &s->att, &s->x, m, true, st);
+        matmul(s, &g->up, &g->up_b, &s->h, &s->ff, m, false, st);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        if (!*st) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        matmul(s, &g->down, &g->down_b, &s->act, &s->x, m, true, st);
+    } else {
+        matmul(s, &g->out, &g->out_b, &s->att, &s->x, m, true, st);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        norm(s, &s->x, &g->ffn_norm, NULL, &s->h, m, st);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        matmul(s, &g->up, &g->up_b, &s->h, &s->ff, m, false, st);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        if (!*st) {
+            if (hp->gelu) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
+            else *st = pvk_op_swiglu(o, c, &s->ff, &s->act, m, n_ff);
+        }
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        matmul(s, &g->down, &g->down_b, &s->act, &s->x, m, true, st);
+    }
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+}
+
+/* Runs m tokens at s->pos in one command buffer. out (may be NULL) receives the
+ * last position's logits, or every position's when all (m <= logit_rows). */
+static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, float *out, bool all) {
+    const phivk_model *mod = s->m;
+    const arch_hparams *hp = &mod->hp;
+    pvk_ops *o = mod->rt->ops;
+    pvk_cmd *c = s->cmd;
+    uint32_t pos0 = (uint32_t)s->pos;
+    memcpy(s->ids.map, ids, sizeof *ids * m);
+
+    pvk_status st = pvk_cmd_begin(c);
+    if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->ids, &s->x, m);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
+    if (st) return st;
+
+    const pvk_tensor *head = hp->tied_output ? &mod->embd : &mod->output;
+    uint32_t rows = all ? m : 1;
+    const pvk_buf *final_in = &s->x;
+    if (!all) {
+        /* Only the last position's logits: norm and project that row alone. */
+        uint64_t row = 4ull * hp->n_embd;
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
+        pvk_cmd_copy(c, &s->x, row * (m - 1), &s->last, 0, row);
+        pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
+        final_in = &s->last;
+    }
+    const pvk_buf *normed = all ? &s->h : &s->last_n;
+    norm(s, final_in, &mod->output_norm, &mod->output_norm_b, normed, rows, &st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    matmul(s, head, &mod->output_b, normed, &s->logits, rows, false, &st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
+    if (!st) st = pvk_cmd_submit(c);
+    if (st) return st;
+    memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
+    s->pos += (int32_t)m;
+    if (out) memcpy(out, s->logits.map, sizeof(float) * rows * (size_t)hp->n_vocab);
+    return PVK_OK;
+}
+
+/* Runs n tokens in chunks, reporting prefill progress. */
+static pvk_status run_chunks(phivk_session *s, const int32_t *ids, int32_t n, float *logits,
+                             bool all, const char *stage) {
+    int32_t chunk = all ? s->logit_rows : s->batch;
+    bool report = s->p.progress && n > chunk;
+    for (int32_t done = 0; done < n;) {
+        if (atomic_exchange(&s->cancel, false))
+            return pvk_fail(PVK_ERR_CANCELLED, "cancelled after %d of %d tokens", done, n);
+        int32_t m = n - done < chunk ? n - done : chunk;
+        bool last = done + m == n;
+        float *out = NULL;
+        if (logits && all) out = logits + (size_t)done * s->m->hp.n_vocab;
+        else if (logits && last) out = logits;
+        pvk_status st = forward(s, ids + done, (uint32_t)m, out, all);
+        if (st) return st;
+        done += m;
+        if (report) s->p.progress(s->p.progress_user, stage, (uint64_t)done, (uint64_t)n);
+    }
+    return PVK_OK;
+}
+
+phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, float *logits,
+                          bool all_logits) {
+    const arch_hparams *hp = &s->m->hp;
+    if (n <= 0 || !tokens) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "phivk_decode: no tokens");
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return (phivk_status)pvk_fail(PVK_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
+                                          tokens[i], hp->n_vocab - 1);
+    if (n > s->ctx - s->pos)
+        return (phivk_status)pvk_fail(PVK_ERR_CONTEXT_FULL,
+                                      "%d more tokens do not fit: %d of the context's %d are used",
+                                      n, s->pos, s->ctx);
+    /* LongRoPE: the table follows the sequence length; a switch recomputes the
+     * cache with the new table (phi-spec "choices" 1). */
+    arch_rope_table want = arch_rope_factors_choice(hp, (arch_rope_mode)s->p.rope_factors,
+                                                    (int64_t)s->pos + n);
+    if (want != s->table) {
+        int32_t keep = s->pos;
+        s->table = want;
+        s->pos = 0;
+        pvk_status st = keep ? run_chunks(s, s->tokens, keep, NULL, false, "re-prefill (RoPE switch)") : PVK_OK;
+        if (st) {
+            s->pos = 0;
+            return (phivk_status)st;
+        }
+    }
+    return (phivk_status)run_chunks(s, tokens, n, logits, all_logits, "prefill");
+}
+
+phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {
+    if (pos < 0 || pos > s->pos)
+        return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot truncate to %d: the cache holds %d tokens",
+                                      pos, s->pos);
+    s->pos = pos;
+    return PHIVK_OK;
+}
+
+void phivk_cancel(phivk_session *s) { atomic_store(&s->cancel, true); }

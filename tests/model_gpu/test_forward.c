@@ -1,0 +1,422 @@
+/* The GPU forward pass (phivk_decode) against independent references: logits that
+ * llama.cpp computed for ../shared/testdata/reference, and phivk's CPU reference
+ * (model/ref.c) on synthetic fixtures of every architecture. Runs with the
+ * validation layer on; a validation message fails the test that caused it. */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model_impl.h"
+#include "ref.h"
+#include "synth.h"
+
+static phivk_runtime *rt;
+static uint64_t validation_seen;
+
+static const char *check_validation(void) {
+    static char msg[600];
+    if (!rt) return NULL;
+    uint64_t n = pvk_dev_validation_count(rt->dev);
+    if (n == validation_seen) return NULL;
+    validation_seen = n;
+    snprintf(msg, sizeof msg, "validation layer: %s", pvk_dev_validation_last(rt->dev));
+    return msg;
+}
+
+static phivk_runtime *runtime(void) {
+    if (!rt) {
+        phivk_runtime_params p = phivk_runtime_default_params();
+        p.validate = true;
+        rt = phivk_runtime_create(&p);
+        if (!rt) {
+            printf("cannot open a Vulkan device: %s\n", phivk_last_error());
+            exit(1);
+        }
+        harness_after_each = check_validation;
+    }
+    return rt;
+}
+
+static const char *testdata(void) {
+    const char *d = getenv("PHIVK_TESTDATA");
+    return d ? d : "../shared/testdata";
+}
+
+static int read_ids(const char *name, int32_t *ids, int cap) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0;
+    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
+    fclose(f);
+    return n;
+}
+
+static float *read_logits(const char *name, size_t count) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    float *v = malloc(sizeof *v * count);
+    if (v && fread(v, sizeof *v, count, f) != count) {
+        free(v);
+        v = NULL;
+    }
+    fclose(f);
+    return v;
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* Runs ids through a fresh session on the GPU; every position's logits. */
+static float *gpu_logits(phivk_model *m, const phivk_session_params *sp, const int32_t *ids, int n) {
+    phivk_session *s = phivk_session_create(m, sp);
+    if (!s) {
+        printf("    session: %s\n", phivk_last_error());
+        return NULL;
+    }
+    float *out = malloc(sizeof *out * (size_t)n * phivk_model_n_vocab(m));
+    if (out && phivk_decode(s, ids, n, out, true) != PHIVK_OK) {
+        printf("    decode: %s\n", phivk_last_error());
+        free(out);
+        out = NULL;
+    }
+    phivk_session_free(s);
+    return out;
+}
+
+/* One reference file: max |gpu - llama.cpp| <= tol over every position and the top-1
+ * token agrees at >= min_top1 positions (tolerances from testdata/README.md). */
+static void check_reference(const char *model, const char *ids_file, const char *logits_file,
+                            phivk_rope_factors rope, double tol, int min_top1) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/reference/%s", testdata(), model);
+    int32_t ids[128];
+    int n = read_ids(ids_file, ids, 128);
+    REQUIRE(n > 0, "cannot read %s", ids_file);
+    phivk_model *m = phivk_model_load(runtime(), path, NULL);
+    REQUIRE(m, "load %s: %s", model, phivk_last_error());
+    int nv = phivk_model_n_vocab(m);
+    float *want = read_logits(logits_file, (size_t)n * nv);
+    phivk_session_params sp = phivk_session_default_params();
+    sp.rope_factors = rope;
+    sp.ctx = 256;
+    float *got = gpu_logits(m, &sp, ids, n);
+    if (want && got) {
+        double worst = 0;
+        int top1 = 0;
+        for (int i = 0; i < n; i++) {
+            for (int v = 0; v < nv; v++) {
+                double d = fabs(got[(size_t)i * nv + v] - want[(size_t)i * nv + v]);
+                if (!(d <= worst)) worst = d;
+            }
+            top1 += argmax(got + (size_t)i * nv, nv) == argmax(want + (size_t)i * nv, nv);
+        }
+        printf("    %s: max abs diff %.3g, top-1 %d/%d\n", model, worst, top1, n);
+        CHECK(worst <= tol, "%s: max abs diff %g > %g (testdata/README.md tolerance)", model, worst, tol);
+        CHECK(top1 >= min_top1, "%s: top-1 agrees at %d of %d positions, want >= %d", model, top1,
+              n, min_top1);
+    } else {
+        CHECK(want, "cannot read %s", logits_file);
+        CHECK(got, "GPU run of %s failed", model);
+    }
+    free(want);
+    free(got);
+    phivk_model_free(m);
+}
+
+TEST(reference_phi3_f32_matches_llama_cpp) {
+    check_reference("phi3-f32.gguf", "ids32.txt", "phi3-f32.logits", PHIVK_ROPE_AUTO, 5e-3, 32);
+}
+
+TEST(reference_llama_gqa_tied_matches_llama_cpp) {
+    check_reference("llama-gqa-tied.gguf", "ids32.txt", "llama-gqa-tied.logits", PHIVK_ROPE_AUTO,
+                    3e-2, 32);
+}
+
+TEST(reference_phi2_matches_llama_cpp) {
+    check_reference("phi2.gguf", "ids32.txt", "phi2.logits", PHIVK_ROPE_AUTO, 5e-3, 32);
+}
+
+TEST(reference_phi3_128k_uses_short_factors_for_short_sequences) {
+    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.short.logits", PHIVK_ROPE_AUTO, 5e-3, 32);
+}
+
+TEST(reference_phi3_128k_long_factors_on_request) {
+    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.long.logits", PHIVK_ROPE_LONG, 5e-3, 32);
+}
+
+/* ------------------------------------------------------- synthetic fixtures */
+
+typedef struct fixture {
+    char path[64];
+    gguf_file *file;
+    ref_model *ref;
+    phivk_model *gpu;
+} fixture;
+
+static bool fixture_open(fixture *fx, const synth_params *p) {
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->path, sizeof fx->path, "/tmp/phivk-fixture-XXXXXX");
+    int fd = mkstemp(fx->path);
+    if (fd < 0) return false;
+    close(fd);
+    if (synth_save(p, fx->path) != PVK_OK || gguf_open(fx->path, &fx->file) != PVK_OK ||
+        ref_model_create(fx->file, "fixture", &fx->ref) != PVK_OK) {
+        printf("    fixture: %s\n", pvk_errmsg());
+        return false;
+    }
+    fx->gpu = phivk_model_load(runtime(), fx->path, NULL);
+    if (!fx->gpu) printf("    load: %s\n", phivk_last_error());
+    return fx->gpu != NULL;
+}
+
+static void fixture_close(fixture *fx) {
+    phivk_model_free(fx->gpu);
+    ref_model_destroy(fx->ref);
+    gguf_close(fx->file);
+    unlink(fx->path);
+}
+
+static void fixture_ids(int32_t *ids, int n, int n_vocab, uint32_t seed) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        ids[i] = 3 + (int32_t)((seed >> 8) % (uint32_t)(n_vocab - 3));
+    }
+}
+
+/* The bound for GPU vs CPU-reference logits: the GPU keeps K and V in f16
+ * (relative rounding 2^-11 ~ 5e-4) and sums in another order; through a few
+ * layers that stays within a few times that of the logits' range. */
+static double logit_bound(const float *ref, size_t n) {
+    double amax = 0;
+    for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(ref[i]));
+    return 3e-3 * fmax(1.0, amax);
+}
+
+static void check_fixture_vs_reference(const synth_params *p, int n_tokens, bool no_swa) {
+    fixture fx;
+    bool ok = fixture_open(&fx, p);
+    REQUIRE(ok, "fixture for %s", p->arch);
+    int nv = phivk_model_n_vocab(fx.gpu);
+    int32_t *ids = malloc(sizeof *ids * n_tokens);
+    float *want = malloc(sizeof *want * (size_t)n_tokens * nv);
+    fixture_ids(ids, n_tokens, nv, 7);
+    ref_state_params rp = ref_state_default_params();
+    rp.n_ctx = 256;
+    rp.no_swa = no_swa;
+    ref_state *rs = NULL;
+    CHECK(ref_state_create(fx.ref, &rp, &rs) == PVK_OK, "ref state: %s", pvk_errmsg());
+    CHECK(rs && ref_forward(rs, ids, n_tokens, want, true) == PVK_OK, "ref forward: %s", pvk_errmsg());
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 256;
+    sp.no_swa = no_swa;
+    float *got = gpu_logits(fx.gpu, &sp, ids, n_tokens);
+    CHECK(got, "GPU run failed");
+    if (got && rs) {
+        double bound = logit_bound(want, (size_t)n_tokens * nv), worst = 0;
+        for (size_t i = 0; i < (size_t)n_tokens * nv; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+        printf("    %s: max abs diff %.3g (bound %.3g)\n", p->arch, worst, bound);
+        CHECK(worst <= bound, "GPU vs CPU reference: max abs diff %g > %g", worst, bound);
+    }
+    free(got);
+    free(want);
+    free(ids);
+    ref_state_destroy(rs);
+    fixture_close(&fx);
+}
+
+static synth_params small(const char *arch) {
+    synth_params p = synth_default_params();
+    p.arch = arch;
+    p.n_vocab = 400;
+    p.n_embd = 128;
+    p.n_layer = 2;
+    p.n_head = 4;
+    p.n_ff = 192;
+    p.n_ctx = 512;
+    p.wtype = PVK_F32;
+    return p;
+}
+
+TEST(phi3_with_gqa_matches_cpu_reference) {
+    synth_params p = small("phi3");
+    p.n_head = 8;
+    p.n_head_kv = 2;
+    check_fixture_vs_reference(&p, 40, false);
+}
+
+TEST(llama_tied_output_f16_weights_matches_cpu_reference) {
+    synth_params p = small("llama");
+    p.tied_output = true;
+    p.wtype = PVK_F16;
+    check_fixture_vs_reference(&p, 40, false);
+}
+
+TEST(phi3_sliding_window_masks_old_keys_like_the_reference) {
+    synth_params p = small("phi3");
+    p.sliding_window = 9;
+    check_fixture_vs_reference(&p, 40, false);
+}
+
+TEST(phi3_no_swa_ignores_the_window_like_the_reference) {
+    synth_params p = small("phi3");
+    p.sliding_window = 9;
+    check_fixture_vs_reference(&p, 40, true);
+}
+
+TEST(odd_sizes_bf16_weights_match_cpu_reference) {
+    synth_params p = small("llama");
+    p.n_vocab = 333;
+    p.n_embd = 96;   /* 3 heads of 32 */
+    p.n_head = 3;
+    p.n_head_kv = 1;
+    p.n_ff = 100;
+    p.n_layer = 3;
+    p.wtype = PVK_BF16;
+    check_fixture_vs_reference(&p, 23, false);
+}
+
+TEST(phi2_separate_qkv_matches_cpu_reference) {
+    synth_params p = small("phi2");
+    p.separate_qkv = true;
+    p.n_rot = 16;
+    check_fixture_vs_reference(&p, 30, false);
+}
+
+/* Greedy generation on the GPU equals the CPU reference's for 64 steps, unless
+ * the reference's best two logits were closer than the numeric bound at a step
+ * (a genuine tie that rounding may break either way). */
+TEST(greedy_generation_equals_cpu_reference_for_64_steps) {
+    synth_params p = small("phi3");
+    p.n_head_kv = 2;
+    fixture fx;
+    bool ok = fixture_open(&fx, &p);
+    REQUIRE(ok, "fixture");
+    int nv = phivk_model_n_vocab(fx.gpu);
+    float *lg = malloc(sizeof *lg * nv), *lr = malloc(sizeof *lr * nv);
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 128;
+    phivk_session *s = phivk_session_create(fx.gpu, &sp);
+    ref_state_params rp = ref_state_default_params();
+    rp.n_ctx = 128;
+    ref_state *rs = NULL;
+    ref_state_create(fx.ref, &rp, &rs);
+    REQUIRE(s && rs, "sessions");
+    int32_t prompt[4] = {1, 50, 60, 70};
+    bool run_ok = phivk_decode(s, prompt, 4, lg, false) == PHIVK_OK &&
+                  ref_forward(rs, prompt, 4, lr, false) == PVK_OK;
+    int steps = 0;
+    for (; run_ok && steps < 64; steps++) {
+        int32_t tg = argmax(lg, nv), tr = argmax(lr, nv);
+        if (tg != tr) {
+            float second = -INFINITY;
+            for (int v = 0; v < nv; v++)
+                if (v != tr && lr[v] > second) second = lr[v];
+            CHECK(lr[tr] - second < logit_bound(lr, nv),
+                  "step %d: GPU picked %d, reference %d with margin %g", steps, tg, tr,
+                  lr[tr] - second);
+            break;
+        }
+        run_ok = phivk_decode(s, &tg, 1, lg, false) == PHIVK_OK &&
+                 ref_forward(rs, &tr, 1, lr, false) == PVK_OK;
+    }
+    CHECK(run_ok, "decode failed: %s", pvk_errmsg());
+    printf("    %d identical greedy steps\n", steps);
+    ref_state_destroy(rs);
+    phivk_session_free(s);
+    free(lg);
+    free(lr);
+    fixture_close(&fx);
+}
+
+/* Prefill (matrix-matrix kernels, tiled attention) and one-token decode
+ * (matrix-vector, split-K attention) are different kernels computing the same
+ * math; fp32 both, so they agree to summation-order rounding. */
+TEST(prefill_then_decode_equals_token_by_token) {
+    synth_params p = small("llama");
+    p.n_head_kv = 2;
+    fixture fx;
+    bool ok = fixture_open(&fx, &p);
+    REQUIRE(ok, "fixture");
+    int nv = phivk_model_n_vocab(fx.gpu), n = 20;
+    int32_t ids[20];
+    fixture_ids(ids, n, nv, 3);
+    float *a = malloc(sizeof *a * nv), *b = malloc(sizeof *b * nv);
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 64;
+    phivk_session *s1 = phivk_session_create(fx.gpu, &sp), *s2 = phivk_session_create(fx.gpu, &sp);
+    REQUIRE(s1 && s2, "sessions: %s", phivk_last_error());
+    CHECK(phivk_decode(s1, ids, n - 1, NULL, false) == PHIVK_OK, "prefill");
+    CHECK(phivk_decode(s1, ids + n - 1, 1, a, false) == PHIVK_OK, "decode after prefill");
+    for (int i = 0; i < n; i++) CHECK(phivk_decode(s2, ids + i, 1, b, false) == PHIVK_OK, "decode %d", i);
+    double worst = 0;
+    for (int v = 0; v < nv; v++) worst = fmax(worst, fabs(a[v] - b[v]));
+    CHECK(worst <= 1e-3 * fmax(1, fabs(a[argmax(a, nv)])), "prefill vs token-by-token: %g", worst);
+    CHECK(phivk_session_pos(s1) == n && phivk_session_pos(s2) == n, "positions");
+    phivk_session_free(s1);
+    phivk_session_free(s2);
+    free(a);
+    free(b);
+    fixture_close(&fx);
+}
+
+/* Two sessions of one model hold separate caches: interleaving their decodes
+ * gives each the logits it gets alone (bit for bit: same kernels, same inputs). */
+TEST(two_sessions_on_one_model_do_not_interfere) {
+    synth_params p = small("phi3");
+    fixture fx;
+    bool ok = fixture_open(&fx, &p);
+    REQUIRE(ok, "fixture");
+    int nv = phivk_model_n_vocab(fx.gpu);
+    int32_t a_ids[6] = {1, 10, 11, 12, 13, 14}, b_ids[6] = {1, 200, 201, 202, 203, 204};
+    float *alone = malloc(sizeof *alone * nv), *mixed = malloc(sizeof *mixed * nv);
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 32;
+    phivk_session *a = phivk_session_create(fx.gpu, &sp), *b = phivk_session_create(fx.gpu, &sp);
+    REQUIRE(a && b, "sessions");
+    for (int i = 0; i < 6; i++) phivk_decode(a, a_ids + i, 1, alone, false);
+    phivk_session_truncate(a, 0);
+    for (int i = 0; i < 6; i++) {
+        phivk_decode(a, a_ids + i, 1, mixed, false);
+        phivk_decode(b, b_ids + i, 1, NULL, false);
+    }
+    CHECK(memcmp(alone, mixed, sizeof *alone * nv) == 0, "session a's logits changed when b ran");
+    phivk_session_free(a);
+    phivk_session_free(b);
+    free(alone);
+    free(mixed);
+    fixture_close(&fx);
+}
+
+TEST(bad_tokens_and_a_full_context_are_refused_with_a_reason) {
+    synth_params p = small("llama");
+    fixture fx;
+    bool ok = fixture_open(&fx, &p);
+    REQUIRE(ok, "fixture");
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 8;
+    phivk_session *s = phivk_session_create(fx.gpu, &sp);
+    REQUIRE(s, "session");
+    int32_t bad = 100000, ids[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    CHECK(phivk_decode(s, &bad, 1, NULL, false) == PHIVK_ERR_INVALID, "out-of-vocabulary id");
+    CHECK(strstr(phivk_last_error(), "100000"), "message names the id: %s", phivk_last_error());
+    CHECK(phivk_decode(s, ids, 9, NULL, false) == PHIVK_ERR_CONTEXT_FULL, "9 tokens in a context of 8");
+    CHECK(phivk_session_pos(s) == 0, "a refused call leaves the cache as it was");
+    phivk_session_free(s);
+    fixture_close(&fx);
+}
+
+/* Runs after the cases: the device is freed so leak checkers see a clean exit. */
+__attribute__((destructor)) static void close_runtime(void) { phivk_runtime_free(rt); }
