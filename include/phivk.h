@@ -83,7 +83,7 @@ const char *phivk_token_piece(const phivk_vocab *v, int32_t id);
 
 typedef enum phivk_bos { PHIVK_BOS_AUTO = 0, PHIVK_BOS_NO = 1, PHIVK_BOS_YES = 2 } phivk_bos;
 typedef struct phivk_tokenize_params {
-    phivk_bos bos;           /* AUTO: as the file says */
+    phivk_bos bos;           /* AUTO: as the file says (EOS too, when it asks for one) */
     bool parse_special;      /* recognise control tokens (<|user|> ...) in the text */
 } phivk_tokenize_params;
 phivk_tokenize_params phivk_tokenize_default_params(void);
@@ -95,17 +95,25 @@ int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
                        const phivk_tokenize_params *params, int32_t *out, int64_t cap);
 
 /* Streaming detokenizer: holds back a piece that ends inside a UTF-8 sequence
- * until it is complete. special: also print control tokens' text. */
+ * until it is complete; bytes that are not UTF-8 come out as U+FFFD. special:
+ * also print control tokens' text. When the vocabulary adds a space prefix
+ * (SentencePiece), the piece after a BOS loses one leading space; a stream's first
+ * piece keeps it (it usually continues a prompt). Out-of-range ids print nothing. */
 typedef struct phivk_detok phivk_detok;
 phivk_detok *phivk_detok_create(const phivk_vocab *v, bool special);
 void phivk_detok_free(phivk_detok *d);
 /* Appends the text that token id completes to out (NUL-terminated, at most cap-1
- * bytes; cap >= 64 always suffices for one token). Returns the bytes written. */
+ * bytes; cap >= 64 suffices for one token of the Phi-3 and Llama vocabularies,
+ * GPT-2 has pieces of up to 128 bytes). Returns the bytes written. Text that does
+ * not fit stays queued for the next push or flush. */
 size_t phivk_detok_push(phivk_detok *d, int32_t id, char *out, size_t cap);
-/* Flushes what is held back (an incomplete sequence comes out as U+FFFD). */
+/* Flushes what is held back (an incomplete sequence comes out as U+FFFD); with a
+ * small cap, call it until it returns 0. */
 size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap);
 
-/* Whole-sequence convenience: caller frees the result with free(). */
+/* Whole-sequence convenience: caller frees the result with free(). The start of
+ * the sequence counts as a BOS, so detokenize(tokenize(s)) == s. NULL (with a
+ * message) when an id is out of range. */
 char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special);
 
 /* ------------------------------------------------------------ chat prompts */

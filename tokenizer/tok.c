@@ -106,14 +106,19 @@ int32_t tok_find(const tok_vocab *v, const char *text, size_t len) {
     return (int32_t)tok_map_get(&v->by_text, tok_hash(text, len), text_eq, v, &k);
 }
 
+void *tok_grow(void *p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need && c <= SIZE_MAX / 2) c *= 2;
+    void *np = c >= need && c <= SIZE_MAX / elem ? realloc(p, c * elem) : NULL;
+    if (np) *cap = c;
+    return np;
+}
+
 pvk_status tok_ids_push(tok_ids *ids, int32_t id) {
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        int32_t *nv = realloc(ids->v, cap * sizeof *nv);
-        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", cap);
-        ids->v = nv;
-        ids->cap = cap;
-    }
+    int32_t *nv = tok_grow(ids->v, &ids->cap, ids->n + 1, sizeof *nv);
+    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", ids->n + 1);
+    ids->v = nv;
     ids->v[ids->n++] = id;
     return PVK_OK;
 }
@@ -158,13 +163,9 @@ static bool pair_before(const tok_pair *a, const tok_pair *b) {
 }
 
 static pvk_status heap_push(tok_heap *h, tok_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        tok_pair *nv = realloc(h->v, cap * sizeof *nv);
-        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
-        h->v = nv;
-        h->cap = cap;
-    }
+    tok_pair *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
+    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
+    h->v = nv;
     size_t i = h->n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -543,13 +544,9 @@ typedef struct frags {
 } frags;
 
 static pvk_status frags_push(frags *fs, frag f) {
-    if (fs->n == fs->cap) {
-        size_t cap = fs->cap ? fs->cap * 2 : 16;
-        frag *nv = realloc(fs->v, cap * sizeof *nv);
-        if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
-        fs->v = nv;
-        fs->cap = cap;
-    }
+    frag *nv = tok_grow(fs->v, &fs->cap, fs->n + 1, sizeof *nv);
+    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
+    fs->v = nv;
     fs->v[fs->n++] = f;
     return PVK_OK;
 }

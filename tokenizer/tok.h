@@ -124,6 +124,10 @@ bool tok_utf8_cont_ok(uint8_t lead, int k, uint8_t b);
  * without a token; fails when there is no UNK either). */
 pvk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out);
 
+/* Growable arrays: returns p reallocated to hold at least need elements of elem
+ * bytes (capacity doubling; *cap updated), or NULL with p untouched. */
+void *tok_grow(void *p, size_t *cap, size_t need, size_t elem);
+
 uint64_t tok_hash(const void *p, size_t n);
 pvk_status tok_map_init(tok_map *m, uint64_t n_entries);
 void tok_map_free(tok_map *m);

@@ -75,7 +75,7 @@ int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
 struct phivk_detok {
     const tok_vocab *v;
     bool special;
-    bool at_start;         /* only BOS so far: the next piece loses one leading space */
+    bool strip_next;       /* after BOS: the next piece loses one leading space */
     bool oom;
     uint8_t pend[4];       /* an incomplete UTF-8 sequence */
     int n_pend, need;
@@ -84,18 +84,13 @@ struct phivk_detok {
 };
 
 static void q_add(phivk_detok *d, const void *p, size_t n) {
-    if (d->q_len + n + 1 > d->q_cap) {
-        size_t cap = d->q_cap ? d->q_cap : 256;
-        while (cap < d->q_len + n + 1) cap *= 2;
-        char *nq = realloc(d->q, cap);
-        if (!nq) {
-            d->oom = true;
-            pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for detokenized text");
-            return;
-        }
-        d->q = nq;
-        d->q_cap = cap;
+    char *nq = tok_grow(d->q, &d->q_cap, d->q_len + n + 1, 1);
+    if (!nq) {
+        d->oom = true;
+        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for detokenized text");
+        return;
     }
+    d->q = nq;
     memcpy(d->q + d->q_len, p, n);
     d->q_len += n;
 }
@@ -136,17 +131,18 @@ static void feed(phivk_detok *d, int32_t id) {
     bool shown = d->special || !(t->attr & TOK_ATTR_HIDDEN);
     const char *p = shown ? t->out : "";
     uint32_t n = shown ? t->out_len : 0;
-    /* The space the tokenizer put before the text (add_space_prefix) is not part
-     * of it: drop it from the first piece after the start or BOS (llama.cpp's
-     * detokenize strips the first piece; llama2.c the one after BOS). */
-    if (id == v->bos && d->at_start) {
-        /* stays at the start */
+    /* The space the tokenizer put before a text (add_space_prefix) is not part of
+     * it: drop it from the piece after BOS (llama2.c) and, in phivk_detokenize,
+     * from the first piece (llama.cpp's detokenize). A stream usually continues a
+     * prompt, so its first piece keeps its space. */
+    if (id == v->bos) {
+        d->strip_next = true;
     } else {
-        if (d->at_start && v->add_space_prefix && n && p[0] == ' ') {
+        if (d->strip_next && v->add_space_prefix && n && p[0] == ' ') {
             p++;
             n--;
         }
-        d->at_start = false;
+        d->strip_next = false;
     }
     for (uint32_t i = 0; i < n; i++) feed_byte(d, (uint8_t)p[i]);
 }
@@ -177,7 +173,6 @@ phivk_detok *phivk_detok_create(const phivk_vocab *v, bool special) {
     }
     d->v = v;
     d->special = special;
-    d->at_start = true;
     return d;
 }
 
@@ -213,6 +208,7 @@ char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool
         }
     phivk_detok *d = phivk_detok_create(v, special);
     if (!d) return NULL;
+    d->strip_next = true; /* a whole sequence: its start counts as a BOS */
     for (int64_t i = 0; i < n; i++) feed(d, ids[i]);
     if (d->n_pend) q_bad(d);
     q_add(d, "", 1); /* the NUL, and a buffer even for no text */

@@ -202,13 +202,9 @@ typedef struct bpe_scratch {
 static pvk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *text, size_t off,
                               size_t len, tok_ids *out) {
     if (len == 1 && v->byte_id[(uint8_t)text[off]] >= 0) return tok_ids_push(out, v->byte_id[(uint8_t)text[off]]);
-    if (len > s->cap) {
-        size_t cap = len > 2 * s->cap ? len : 2 * s->cap;
-        tok_sym *ns = realloc(s->syms, cap * sizeof *ns);
-        if (!ns) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
-        s->syms = ns;
-        s->cap = cap;
-    }
+    tok_sym *ns = tok_grow(s->syms, &s->cap, len, sizeof *ns);
+    if (!ns) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
+    s->syms = ns;
     int32_t n = (int32_t)len;
     for (int32_t i = 0; i < n; i++) s->syms[i] = (tok_sym){(uint32_t)(off + (size_t)i), 1, i - 1, i + 1 < n ? i + 1 : -1};
     pvk_status st = tok_merge(s->heap, text, s->syms, n, bpe_pair, v->bpe);

@@ -22,18 +22,12 @@ typedef struct strbuf {
 
 static void sb_add(strbuf *b, const char *s) {
     size_t k = strlen(s);
-    if (b->oom) return;
-    if (b->n + k + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + k + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
+    char *np = b->oom ? NULL : tok_grow(b->p, &b->cap, b->n + k + 1, 1);
+    if (!np) {
+        b->oom = true;
+        return;
     }
+    b->p = np;
     memcpy(b->p + b->n, s, k + 1);
     b->n += k;
 }
