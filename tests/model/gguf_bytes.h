@@ -3,6 +3,7 @@
 #ifndef PHIVK_TESTS_MODEL_GGUF_BYTES_H
 #define PHIVK_TESTS_MODEL_GGUF_BYTES_H
 
+#include "tests/testdata.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,17 +77,6 @@ static inline uint64_t gguf_walk(const gguf_file *f) {
         sum += d[0] + d[t->bytes - 1] + (gguf_find_tensor(f, t->name) == t);
     }
     return sum;
-}
-
-/* $PHIVK_TESTDATA/rel, else <source root>/../shared/testdata/rel (static buffer). */
-static inline const char *testdata_path(const char *rel) {
-    static char buf[4096];
-    const char *root = getenv("PHIVK_TESTDATA");
-    if (root && *root)
-        snprintf(buf, sizeof buf, "%s/%s", root, rel);
-    else
-        snprintf(buf, sizeof buf, "%s/../shared/testdata/%s", PHIVK_SOURCE_ROOT, rel);
-    return buf;
 }
 
 #endif

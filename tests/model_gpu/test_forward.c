@@ -4,6 +4,7 @@
  * validation layer on; a validation message fails the test that caused it. */
 #define HARNESS_MAIN
 #include "harness.h"
+#include "testdata.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,42 +43,6 @@ static phivk_runtime *runtime(void) {
     return rt;
 }
 
-static const char *testdata(void) {
-    const char *d = getenv("PHIVK_TESTDATA");
-    return d ? d : "../shared/testdata";
-}
-
-static int read_ids(const char *name, int32_t *ids, int cap) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
-    fclose(f);
-    return n;
-}
-
-static float *read_logits(const char *name, size_t count) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *v = malloc(sizeof *v * count);
-    if (v && fread(v, sizeof *v, count, f) != count) {
-        free(v);
-        v = NULL;
-    }
-    fclose(f);
-    return v;
-}
-
-static int argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
 
 /* Runs ids through a fresh session on the GPU; every position's logits. */
 static float *gpu_logits(phivk_model *m, const phivk_session_params *sp, const int32_t *ids, int n) {
@@ -100,15 +65,16 @@ static float *gpu_logits(phivk_model *m, const phivk_session_params *sp, const i
  * token agrees at >= min_top1 positions (tolerances from testdata/README.md). */
 static void check_reference(const char *model, const char *ids_file, const char *logits_file,
                             phivk_rope_factors rope, double tol, int min_top1) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), model);
+    char rel[256], path[4096];
+    snprintf(rel, sizeof rel, "reference/%s", model);
+    snprintf(path, sizeof path, "%s", testdata_path(rel)); /* the helper's buffer is reused */
     int32_t ids[128];
-    int n = read_ids(ids_file, ids, 128);
+    int n = testdata_ids(ids_file, ids, 128);
     REQUIRE(n > 0, "cannot read %s", ids_file);
     phivk_model *m = phivk_model_load(runtime(), path, NULL);
     REQUIRE(m, "load %s: %s", model, phivk_last_error());
     int nv = phivk_model_n_vocab(m);
-    float *want = read_logits(logits_file, (size_t)n * nv);
+    float *want = testdata_logits(logits_file, (size_t)n * nv);
     phivk_session_params sp = phivk_session_default_params();
     sp.rope_factors = rope;
     sp.ctx = 256;
@@ -121,7 +87,7 @@ static void check_reference(const char *model, const char *ids_file, const char 
                 double d = fabs(got[(size_t)i * nv + v] - want[(size_t)i * nv + v]);
                 if (!(d <= worst)) worst = d;
             }
-            top1 += argmax(got + (size_t)i * nv, nv) == argmax(want + (size_t)i * nv, nv);
+            top1 += vec_argmax(got + (size_t)i * nv, nv) == vec_argmax(want + (size_t)i * nv, nv);
         }
         printf("    %s: max abs diff %.3g, top-1 %d/%d\n", model, worst, top1, n);
         CHECK(worst <= tol, "%s: max abs diff %g > %g (testdata/README.md tolerance)", model, worst, tol);
@@ -319,7 +285,7 @@ TEST(greedy_generation_equals_cpu_reference_for_64_steps) {
                   ref_forward(rs, prompt, 4, lr, false) == PVK_OK;
     int steps = 0;
     for (; run_ok && steps < 64; steps++) {
-        int32_t tg = argmax(lg, nv), tr = argmax(lr, nv);
+        int32_t tg = vec_argmax(lg, nv), tr = vec_argmax(lr, nv);
         if (tg != tr) {
             float second = -INFINITY;
             for (int v = 0; v < nv; v++)
@@ -363,7 +329,7 @@ TEST(prefill_then_decode_equals_token_by_token) {
     for (int i = 0; i < n; i++) CHECK(phivk_decode(s2, ids + i, 1, b, false) == PHIVK_OK, "decode %d", i);
     double worst = 0;
     for (int v = 0; v < nv; v++) worst = fmax(worst, fabs(a[v] - b[v]));
-    CHECK(worst <= 1e-3 * fmax(1, fabs(a[argmax(a, nv)])), "prefill vs token-by-token: %g", worst);
+    CHECK(worst <= 1e-3 * fmax(1, fabs(a[vec_argmax(a, nv)])), "prefill vs token-by-token: %g", worst);
     CHECK(phivk_session_pos(s1) == n && phivk_session_pos(s2) == n, "positions");
     phivk_session_free(s1);
     phivk_session_free(s2);

@@ -2,6 +2,7 @@
  * models in ../shared/testdata/reference, and the reference's own invariants. */
 #define HARNESS_MAIN
 #include "tests/harness.h"
+#include "tests/testdata.h"
 
 #include <stdint.h>
 
@@ -9,54 +10,18 @@
 #include "gguf.h"
 #include "ref.h"
 
-static const char *testdata(void) {
-    const char *d = getenv("PHIVK_TESTDATA");
-    return d ? d : "../shared/testdata";
-}
-
-/* Reads whitespace-separated ids; returns the count (0 on failure). */
-static int read_ids(const char *name, int32_t *ids, int cap) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
-    fclose(f);
-    return n;
-}
-
-static float *read_logits(const char *name, size_t count) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *v = malloc(count * sizeof *v);
-    if (v && fread(v, sizeof *v, count, f) != count) {
-        free(v);
-        v = NULL;
-    }
-    fclose(f);
-    return v;
-}
-
-static int argmax(const float *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
 
 /* Runs model on ids (one prefill, every position's logits) and compares with the
  * expected file: the largest |diff| over all positions must be <= tol and the
  * argmax must agree on at least min_top1 positions. */
 static void check_reference(const char *model, const char *ids_file, const char *logits_file,
                             arch_rope_mode rope, double tol, int min_top1) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/reference/%s", testdata(), model);
+    char rel[256], path[4096];
+    snprintf(rel, sizeof rel, "reference/%s", model);
+    snprintf(path, sizeof path, "%s", testdata_path(rel)); /* the helper's buffer is reused */
     int32_t ids[256];
-    const int n = read_ids(ids_file, ids, 256);
-    REQUIRE(n > 0, "cannot read %s under %s", ids_file, testdata());
+    const int n = testdata_ids(ids_file, ids, 256);
+    REQUIRE(n > 0, "cannot read %s under %s", ids_file, testdata_path(""));
     gguf_file *f = NULL;
     REQUIRE(gguf_open(path, &f) == PVK_OK, "gguf_open %s: %s", path, pvk_errmsg());
     ref_model *m = NULL;
@@ -70,7 +35,7 @@ static void check_reference(const char *model, const char *ids_file, const char 
     ref_state_params sp = ref_state_default_params();
     sp.n_ctx = 256;
     sp.rope_factors = rope;
-    want = read_logits(logits_file, (size_t)n * V);
+    want = testdata_logits(logits_file, (size_t)n * V);
     got = malloc((size_t)n * V * sizeof *got);
     if (!want || !got || ref_state_create(m, &sp, &s) != PVK_OK) {
         CHECK(0, "setup failed for %s: %s", model, pvk_errmsg());
@@ -86,7 +51,7 @@ static void check_reference(const char *model, const char *ids_file, const char 
                 double d = fabs((double)got[(size_t)i * V + j] - want[(size_t)i * V + j]);
                 if (!(d <= maxd)) maxd = d; /* NaN propagates as a failure */
             }
-            top1 += argmax(got + (size_t)i * V, V) == argmax(want + (size_t)i * V, V);
+            top1 += vec_argmax(got + (size_t)i * V, V) == vec_argmax(want + (size_t)i * V, V);
         }
         printf("    %s (%s): max abs diff %.3g over %d positions, top-1 %d/%d\n", model,
                logits_file, maxd, n, top1, n);
@@ -135,9 +100,9 @@ TEST(reference_phi3_q4_0_matches_llama_cpp_vulkan) {
 /* The two LongRoPE tables must give different logits, or the two tests above could
  * not tell a wrong table choice from a right one. */
 TEST(reference_phi3_128k_short_and_long_differ) {
-    float *s = read_logits("phi3-128k.short.logits", 32 * 512);
-    float *l = read_logits("phi3-128k.long.logits", 32 * 512);
-    REQUIRE(s && l, "cannot read the phi3-128k logits under %s", testdata());
+    float *s = testdata_logits("phi3-128k.short.logits", 32 * 512);
+    float *l = testdata_logits("phi3-128k.long.logits", 32 * 512);
+    REQUIRE(s && l, "cannot read the phi3-128k logits under %s", testdata_path(""));
     double maxd = 0;
     for (int i = 0; i < 32 * 512; i++) maxd = fmax(maxd, fabs((double)s[i] - l[i]));
     CHECK(maxd > 0.05, "short and long logits differ by only %g", maxd);
