@@ -334,15 +334,16 @@ TEST(chat_prompts_are_exact) {
 
 /* A tiny GGUF tokenizer from the writer, opened in memory. */
 static tok_vocab *synthetic(const char *arch, const char *model, const char *tmpl) {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "ab"};
-    static const int32_t types[] = {2, 3, 3, 1, 1, 1};
-    static const float scores[] = {0, 0, 0, -1, -1, -0.5f};
+    /* 6: a user-defined whitespace token, as CodeGen / Phi-2 vocabularies have */
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "ab", "  "};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 4};
+    static const float scores[] = {0, 0, 0, -1, -1, -0.5f, 0};
     gguf_writer *w = gguf_writer_create();
     gguf_writer_set_str(w, "general.architecture", arch);
     gguf_writer_set_str(w, "tokenizer.ggml.model", model);
-    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 6);
-    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, 6);
-    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, 6);
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 7);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, 7);
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, 7);
     if (tmpl) gguf_writer_set_str(w, "tokenizer.chat_template", tmpl);
     static const char *const merges[] = {"a b"};
     gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
@@ -376,7 +377,7 @@ TEST(chat_format_comes_from_the_template_or_the_architecture) {
     CHECK(phivk_vocab_chat_format(vocab("gpt-2")) == PHIVK_CHAT_PLAIN, "GPT-2 file");
 }
 
-TEST(spm_falls_back_to_unk_for_bytes_without_a_token_and_bpe_merges_by_rank) {
+TEST(spm_falls_back_to_unk_bpe_merges_by_rank_and_whitespace_tokens_are_cut_first) {
     tok_vocab *spm = synthetic("llama", "llama", NULL), *bpe = synthetic("gpt2", "gpt2", NULL);
     REQUIRE(spm && bpe, "synthetic vocabs");
     int32_t *ids;
@@ -387,6 +388,8 @@ TEST(spm_falls_back_to_unk_for_bytes_without_a_token_and_bpe_merges_by_rank) {
     CHECK(n == 2 && ids[0] == 5 && ids[1] == 5, "bpe: ab ab (n %lld)", (long long)n);
     n = tok(bpe, "ba", 2, &plain, &ids);
     CHECK(n == 2 && ids[0] == 4 && ids[1] == 3, "bpe: no merge for b a");
+    n = tok(bpe, "a  b", 4, &plain, &ids);
+    CHECK(n == 3 && ids[0] == 3 && ids[1] == 6 && ids[2] == 4, "bpe: user-defined '  ' cut out of plain text");
     CHECK(tok(bpe, "c", 1, &plain, &ids) == -1 && strstr(phivk_last_error(), "0x63"), "bpe: no token, no unk: %s",
           phivk_last_error());
     tok_vocab_destroy(spm);
