@@ -30,16 +30,17 @@ static void teardown(void) {
     pvk_cmd_destroy(cmd);
 }
 
-/* The shared device with three op layers: the device's defaults; the tiled matmul
- * for every m; and a discrete GPU's shapes (several subgroups per workgroup, so the
- * cross-subgroup reduction runs on lavapipe too). */
+/* The shared device with three op layers: the device's defaults (on lavapipe matvec
+ * for every m); the tiled matmul for every m; and a discrete GPU's shapes (several
+ * subgroups per workgroup, so the cross-subgroup reduction runs on lavapipe too, and
+ * the switch from matvec to the tiled kernel between m 8 and 9). */
 static pvk_dev *setup(void) {
     pvk_dev *d = test_gpu();
     if (!d || cmd) return d;
     pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
     pvk_ops_tuning tiled = t, gpu = t;
     tiled.mv_max_m = 0;
-    gpu.row_wg = 64, gpu.elt_wg = 256, gpu.mv_wg = 32, gpu.mv_rows = 2;
+    gpu.row_wg = 64, gpu.elt_wg = 256, gpu.mv_wg = 32, gpu.mv_rows = 2, gpu.mv_max_m = 8;
     gpu.mm_bm = 64, gpu.mm_bn = 64, gpu.mm_bk = 16, gpu.mm_tm = 4, gpu.mm_tn = 4;
     if (pvk_ops_create_tuned(d, &t, &ops_default) || pvk_ops_create_tuned(d, &tiled, &ops_tiled) ||
         pvk_ops_create_tuned(d, &gpu, &ops_gpu_like) || pvk_cmd_create(d, &cmd)) {
@@ -341,16 +342,18 @@ TEST(matmul_m_1_to_9_with_both_kernels_around_the_switch) {
             bool bias = m % 2, acc = m % 3 == 0;
             CHECK(matmul_case(ops_default, wtypes[i], m, 45, 200, bias, acc, 200 + m) == 0, "default m %d", m);
             CHECK(matmul_case(ops_tiled, wtypes[i], m, 45, 200, bias, acc, 300 + m) == 0, "tiled m %d", m);
+            CHECK(matmul_case(ops_gpu_like, wtypes[i], m, 45, 200, bias, acc, 400 + m) == 0, "gpu-like m %d", m);
         }
 }
 
 TEST(matmul_large_shapes_vocab_rows_and_long_k) {
     REQUIRE(setup(), "no device");
-    CHECK(matmul_case(ops_default, PVK_F16, 1, 32064, 64, true, false, 400) == 0, "32064 rows, matvec");
-    CHECK(matmul_case(ops_default, PVK_F16, 20, 32064, 64, false, false, 401) == 0, "32064 rows, tiled");
-    CHECK(matmul_case(ops_default, PVK_F16, 1, 24, 17920, false, true, 402) == 0, "k 17920, matvec");
-    CHECK(matmul_case(ops_default, PVK_BF16, 10, 24, 17920, true, false, 403) == 0, "k 17920, tiled");
-    CHECK(matmul_case(ops_default, PVK_F32, 4, 3072, 3072, true, true, 404) == 0, "3072^2 f32, matvec x4");
+    CHECK(matmul_case(ops_default, PVK_F16, 1, 32064, 64, true, false, 450) == 0, "32064 rows, m 1");
+    CHECK(matmul_case(ops_default, PVK_F16, 20, 32064, 64, false, false, 451) == 0, "32064 rows, m 20");
+    CHECK(matmul_case(ops_tiled, PVK_F16, 20, 32064, 64, true, true, 452) == 0, "32064 rows, tiled");
+    CHECK(matmul_case(ops_default, PVK_F16, 1, 24, 17920, false, true, 453) == 0, "k 17920, m 1");
+    CHECK(matmul_case(ops_tiled, PVK_BF16, 10, 24, 17920, true, false, 454) == 0, "k 17920, tiled");
+    CHECK(matmul_case(ops_default, PVK_F32, 4, 3072, 3072, true, true, 455) == 0, "3072^2 f32, m 4");
 }
 
 TEST(matmul_with_discrete_gpu_shapes) {

@@ -78,7 +78,8 @@ TEST(matmul_splits_a_weight_larger_than_one_binding_by_rows) {
      * bytes) do not tile 16-byte words, so chunks hold multiples of 8 rows. x and y
      * stay within one binding. */
     struct { pvk_ops *o; int m, n, k; bool acc; } cases[] = {
-        {mv, 1, 1000, 200, false}, {mv, 5, 1000, 200, true}, {tiled, 12, 1000, 200, true},
+        {mv, 1, 1000, 200, false}, {mv, 5, 1000, 200, true}, {mv, 12, 1000, 200, false},
+        {tiled, 12, 1000, 200, true},
         {mv, 2, 1001, 71, false}, {tiled, 9, 1001, 71, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1,0 +1,150 @@
+/* Kernel throughput on the current device (PHIVK_DEVICE selects it): decode matvec
+ * in GB/s of weights streamed and prefill matmul in GFLOP/s, for F16 weights of
+ * 3072x3072 and 8192x3072, beside a plain buffer copy measured in the same run.
+ * Each figure is the median over repetitions of the wall time around one submit:
+ * 20 matvecs back to back (barriers between them, amortising the submit), one
+ * matmul, one 256 MiB copy. The first submit of each kernel (pipeline JIT) is not
+ * counted. Not a test: speed is never asserted.
+ * usage: bench_kernels [repetitions (default 5)] [matmul m (default 512)] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pvk_ops.h"
+#include "ref.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct bench {
+    pvk_dev *d;
+    pvk_ops *o;
+    pvk_cmd *c;
+    int reps;
+} bench;
+
+typedef struct job {
+    enum { JOB_COPY, JOB_MATMUL } kind;
+    const pvk_buf *src, *dst;       /* copy */
+    const pvk_tensor *w;            /* matmul */
+    const pvk_buf *x, *y;
+    uint32_t m;
+} job;
+
+static pvk_status record(bench *b, const job *j, int per_submit) {
+    pvk_status st = pvk_cmd_begin(b->c);
+    for (int i = 0; !st && i < per_submit; i++) {
+        if (i) pvk_cmd_barrier(b->c, PVK_COMPUTE_TO_COMPUTE);
+        if (j->kind == JOB_COPY) pvk_cmd_copy(b->c, j->src, 0, j->dst, 0, j->src->size);
+        else st = pvk_op_matmul(b->o, b->c, j->w, NULL, j->x, j->y, j->m, false);
+    }
+    return st ? st : pvk_cmd_submit(b->c);
+}
+
+/* Median seconds per operation, or a negative value on failure (message printed). */
+static double measure(bench *b, const job *j, int per_submit) {
+    double *t = malloc(sizeof(double) * b->reps), med = -1;
+    if (!t || record(b, j, 1)) goto out;   /* warm-up: the pipeline's JIT runs here */
+    for (int r = 0; r < b->reps; r++) {
+        double t0 = now();
+        if (record(b, j, per_submit)) goto out;
+        t[r] = (now() - t0) / per_submit;
+    }
+    qsort(t, b->reps, sizeof *t, cmp_double);
+    med = t[b->reps / 2];
+out:
+    if (med < 0) fprintf(stderr, "bench: %s\n", pvk_errmsg());
+    free(t);
+    return med;
+}
+
+static int bench_weight(bench *b, uint32_t rows, uint32_t cols, uint32_t m) {
+    size_t n = (size_t)rows * cols;
+    uint16_t *h = malloc(n * 2);
+    float *v = malloc(n * 4), *xs = calloc((size_t)m * cols, 4);
+    pvk_tensor w = {0};
+    pvk_buf x = {0}, y = {0};
+    int rc = 1;
+    ref_rng rng = {1};
+    if (!h || !v || !xs) goto out;
+    ref_weights(&rng, PVK_F16, rows, cols, h, v);
+    ref_fill(&rng, xs, (size_t)m * cols, -1, 1);
+    if (pvk_tensor_create(b->d, PVK_F16, cols, rows, h, &w) ||
+        pvk_buf_create(b->d, (size_t)m * cols * 4, PVK_MEM_DEVICE, &x) ||
+        pvk_buf_write(b->d, &x, 0, xs, (size_t)m * cols * 4) ||
+        pvk_buf_create(b->d, (size_t)m * rows * 4, PVK_MEM_DEVICE, &y)) {
+        fprintf(stderr, "bench: %s\n", pvk_errmsg());
+        goto out;
+    }
+    job mv = {.kind = JOB_MATMUL, .w = &w, .x = &x, .y = &y, .m = 1};
+    job mm = mv;
+    mm.m = m;
+    double t_mv = measure(b, &mv, 20), t_mm = measure(b, &mm, 1);
+    if (t_mv < 0 || t_mm < 0) goto out;
+    printf("f16 %5u x %u  matvec m=1: %8.3f ms  %7.2f GB/s of weights | matmul m=%u: %9.2f ms  %8.2f GFLOP/s\n",
+           rows, cols, t_mv * 1e3, n * 2 / t_mv * 1e-9, m, t_mm * 1e3, 2.0 * m * n / t_mm * 1e-9);
+    rc = 0;
+out:
+    pvk_tensor_destroy(b->d, &w);
+    pvk_buf_destroy(b->d, &x);
+    pvk_buf_destroy(b->d, &y);
+    free(h), free(v), free(xs);
+    return rc;
+}
+
+static int bench_copy(bench *b, size_t bytes) {
+    pvk_buf src = {0}, dst = {0};
+    int rc = 1;
+    if (pvk_buf_create(b->d, bytes, PVK_MEM_DEVICE, &src) || pvk_buf_create(b->d, bytes, PVK_MEM_DEVICE, &dst)) {
+        fprintf(stderr, "bench: %s\n", pvk_errmsg());
+        goto out;
+    }
+    pvk_status st = pvk_cmd_begin(b->c);
+    if (!st) {
+        pvk_cmd_fill(b->c, &src, 0, bytes, 0x3c003c00u);
+        st = pvk_cmd_submit(b->c);
+    }
+    job j = {.kind = JOB_COPY, .src = &src, .dst = &dst};
+    double t = st ? -1 : measure(b, &j, 1);   /* one copy per submit: no copy-to-copy hazard to order */
+    if (t < 0) goto out;
+    printf("copy %zu MiB: %.3f ms  %.2f GB/s copied (%.2f GB/s read + written)\n", bytes >> 20, t * 1e3,
+           bytes / t * 1e-9, 2.0 * bytes / t * 1e-9);
+    rc = 0;
+out:
+    pvk_buf_destroy(b->d, &src);
+    pvk_buf_destroy(b->d, &dst);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    bench b = {.reps = argc > 1 ? atoi(argv[1]) : 5};
+    uint32_t m = argc > 2 ? (uint32_t)atoi(argv[2]) : 512;
+    if (b.reps < 1 || m < 1) {
+        fprintf(stderr, "usage: bench_kernels [repetitions >= 1] [matmul m >= 1]\n");
+        return 2;
+    }
+    pvk_dev_params p = pvk_dev_default_params();
+    if (pvk_dev_create(&p, &b.d) || pvk_ops_create(b.d, &b.o) || pvk_cmd_create(b.d, &b.c)) {
+        fprintf(stderr, "bench: %s\n", pvk_errmsg());
+        pvk_ops_destroy(b.o);
+        pvk_dev_destroy(b.d);
+        return 1;
+    }
+    const pvk_caps *c = pvk_dev_caps(b.d);
+    printf("device: %s (%s); texel %d, subgroup %d (size %u); median of %d\n", c->name, c->driver, c->texel,
+           c->subgroup, c->subgroup_size, b.reps);
+    int rc = bench_copy(&b, (size_t)256 << 20) || bench_weight(&b, 3072, 3072, m) || bench_weight(&b, 8192, 3072, m);
+    pvk_cmd_destroy(b.c);
+    pvk_ops_destroy(b.o);
+    pvk_dev_destroy(b.d);
+    return rc;
+}
