@@ -135,15 +135,19 @@ static char *answer(chat *c) {
         int32_t tok = phivk_sampler_sample(c->smp, c->logits, n_vocab);
         if (phivk_token_is_stop(c->vocab, tok)) break;
         size_t k = phivk_detok_push(dt, tok, piece, sizeof piece);
+        /* The template ends in a newline, so the SPM space before the first word
+         * is not part of the answer. */
+        const char *p = piece;
+        while (!len && k && *p == ' ') p++, k--;
         if (len + k + 1 > cap) {
             char *bigger = realloc(text, cap * 2 + k);
             if (!bigger) break;
             text = bigger;
             cap = cap * 2 + k;
         }
-        memcpy(text + len, piece, k);
+        memcpy(text + len, p, k);
         len += k;
-        fwrite(piece, 1, k, stdout);
+        fwrite(p, 1, k, stdout);
         fflush(stdout);
         if (c->n_cached >= ctx) {
             fprintf(stderr, "\n[the context is full: /reset to start over]");

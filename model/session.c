@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model_impl.h"
 
@@ -60,10 +61,18 @@ static uint64_t scratch_bytes(const arch_hparams *hp, uint64_t b, uint64_t l) {
                 l * hp->n_vocab);
 }
 
+/* The memory a session may plan with: the largest device-local heap's budget. A
+ * CPU device (lavapipe) allocates from system RAM whatever its heap says (it
+ * reports a fixed 2 GiB), so there the available RAM counts. */
 static uint64_t device_budget(const pvk_caps *c) {
     uint64_t best = 0;
     for (uint32_t i = 0; i < c->heap_count; i++)
         if (c->heaps[i].device_local && c->heaps[i].budget > best) best = c->heaps[i].budget;
+    if (c->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        uint64_t ram = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+        if (ram > best) best = ram;
+    }
     return best;
 }
 
@@ -195,17 +204,26 @@ void phivk_session_free(phivk_session *s) {
 int32_t phivk_session_ctx(const phivk_session *s) { return s->ctx; }
 int32_t phivk_session_pos(const phivk_session *s) { return s->pos; }
 
+/* "1.5 GiB", "24.0 MiB", "512 KiB" */
+static void fmt_bytes(char *out, size_t n, uint64_t b) {
+    if (b >= (1ull << 30)) snprintf(out, n, "%.2f GiB", b / (double)(1ull << 30));
+    else if (b >= (1ull << 20)) snprintf(out, n, "%.1f MiB", b / (double)(1ull << 20));
+    else snprintf(out, n, "%.0f KiB", b / 1024.0);
+}
+
 char *phivk_session_plan_text(const phivk_session *s) {
     const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
     uint64_t budget = device_budget(caps);
     uint64_t total = s->m->weight_bytes + s->kv_bytes + s->scratch_bytes;
+    char w[32], kv[32], sc[32], left[32];
+    fmt_bytes(w, sizeof w, s->m->weight_bytes);
+    fmt_bytes(kv, sizeof kv, s->kv_bytes);
+    fmt_bytes(sc, sizeof sc, s->scratch_bytes);
+    fmt_bytes(left, sizeof left, budget > total ? budget - total : 0);
     char *out = malloc(512);
-    if (!out) return NULL;
-    snprintf(out, 512,
-             "memory: weights %.2f GiB + KV cache %.2f GiB (%d tokens, f16) + scratch %.2f GiB = "
-             "%.2f GiB; %.2f GiB of %s's %.2f GiB left",
-             gib(s->m->weight_bytes), gib(s->kv_bytes), s->ctx, gib(s->scratch_bytes), gib(total),
-             budget > total ? gib(budget - total) : 0.0, caps->name, gib(budget));
+    if (out)
+        snprintf(out, 512, "memory: weights %s + KV cache %s (%d tokens, f16) + scratch %s; %s left on %s",
+                 w, kv, s->ctx, sc, left, caps->name);
     return out;
 }
 
