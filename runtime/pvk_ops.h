@@ -120,7 +120,16 @@ typedef struct pvk_kv {
     const pvk_buf *k, *v;
     uint32_t width;
     uint32_t ctx;
+    /* Optional uniform texel views of k and v from pvk_kv_view, made once by the
+     * cache's owner. Attention reads through them when both are set: faster on
+     * lavapipe, and one view spans up to maxTexelBufferElements x 8 bytes (1 GiB on
+     * lavapipe) where a storage binding stops at caps.max_binding_bytes. */
+    VkBufferView k_view, v_view;
 } pvk_kv;
+/* The texel view attention reads a cache buffer through (first `bytes` of it), or
+ * VK_NULL_HANDLE with PVK_OK when the device cannot (no texel buffers, or more
+ * texels than maxTexelBufferElements): attention then binds storage ranges. */
+pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out);
 /* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
  * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx). The width
  * must be even. */

@@ -13,7 +13,8 @@
 // n_split == 1 it writes the normalised result to out; otherwise it writes its
 // un-normalised O and (M, L) to scratch and attn_reduce.comp combines the slices.
 // Buffers: 0 x (f32, q rows), 1 K cache, 2 V cache, 3 dst (out or scratch).
-// The cache is bound from row kv_row0 (at uvec2 kv_word0 of the binding).
+// The cache is a storage buffer bound from row kv_row0 (at uvec2 kv_word0 of the
+// binding) or, with -DKV_TEXEL, a uniform texel view (RG32UI) of the whole cache.
 // Grid: x = tiles of rows (from tile_base), y = KV head, z = split.
 // Spec constants: 0 WG, 1 L (a power of two <= subgroup size), 2 HD (head_dim,
 // a multiple of 4 L).
@@ -31,8 +32,6 @@ const uint D4 = HD / (4u * L);     // vec4s per lane
 const uint R = WG / L;             // rows per workgroup
 
 layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
-layout(std430, binding = 1) readonly buffer K { uvec2 kc[]; };
-layout(std430, binding = 2) readonly buffer V { uvec2 vc[]; };
 layout(std430, binding = 3) writeonly buffer D { vec4 dst[]; };
 
 layout(push_constant) uniform P {
@@ -45,15 +44,27 @@ layout(push_constant) uniform P {
     uint n_split, tile_base;
 } p;
 
-// The cache format (-DKV_F16; quantized caches add a branch): 4 consecutive
-// elements at uvec2 index i of a bound cache.
+// The cache: 4 consecutive elements at 8-byte index i of K or V. The fetch path
+// (-DKV_TEXEL or a storage buffer) gives the 8 bytes, the format (-DKV_F16;
+// quantized caches add a branch) decodes them.
+#ifdef KV_TEXEL
+layout(binding = 1) uniform usamplerBuffer k_tex;
+layout(binding = 2) uniform usamplerBuffer v_tex;
+#define K_WORDS(i) texelFetch(k_tex, int(i)).xy
+#define V_WORDS(i) texelFetch(v_tex, int(i)).xy
+#else
+layout(std430, binding = 1) readonly buffer K { uvec2 kc[]; };
+layout(std430, binding = 2) readonly buffer V { uvec2 vc[]; };
+#define K_WORDS(i) kc[i]
+#define V_WORDS(i) vc[i]
+#endif
 #if defined(KV_F16)
-#define KV_LOAD4(buf, i) vec4(unpackHalf2x16(buf[i].x), unpackHalf2x16(buf[i].y))
+vec4 kv_decode4(uvec2 w) { return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y)); }
 #else
 #error define the cache type: KV_F16
 #endif
-#define K_LOAD4(i) KV_LOAD4(kc, i)
-#define V_LOAD4(i) KV_LOAD4(vc, i)
+#define K_LOAD4(i) kv_decode4(K_WORDS(i))
+#define V_LOAD4(i) kv_decode4(V_WORDS(i))
 
 float row_sum(float v) {
 #ifdef USE_SUBGROUP

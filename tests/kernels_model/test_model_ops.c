@@ -280,7 +280,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
         pvk_buf xb = {0}, kb = {0}, vb = {0};
         if (upload(g.d, x, (size_t)m * stride * 4, &xb) && upload(g.d, sentinel, cn * 2, &kb) &&
             upload(g.d, sentinel, cn * 2, &vb)) {
-            pvk_kv kv = {&kb, &vb, w, ctx};
+            pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
             CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
             if (submit_read(&g, &kb, kc, cn * 2) && !pvk_buf_read(g.d, &vb, 0, vc, cn * 2)) {
                 int bad = 0;
@@ -306,7 +306,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
                         }
                     }
             }
-            pvk_kv full = {&kb, &vb, w, ctx};
+            pvk_kv full = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
             CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1) ==
                       PVK_ERR_CONTEXT_FULL, "writing past the context must fail");
         }
@@ -327,6 +327,7 @@ typedef struct {
     uint32_t n_head, n_kv_head, head_dim, m, kv_len, window;
     const pvk_attn_tuning *tuning;   /* NULL: the device default */
     bool scratch;                    /* pass a scratch buffer sized for the shape */
+    bool views;                      /* read the cache through texel views */
 } attn_case;
 
 /* Softmax attention in double over f16 K/V values, with a bound on the GPU's
@@ -403,11 +404,19 @@ static void check_attention(gpu *g, const attn_case *ac) {
         !upload_nan(g->d, on, &ob) || (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
     a.scratch = ac->scratch && sbytes ? &sb : NULL;
-    pvk_kv kv = {&kb, &vb, w, ctx};
+    pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
+    if (ac->views) {
+        CHECK(!pvk_kv_view(g->d, &kb, cn * 2, &kv.k_view) && !pvk_kv_view(g->d, &vb, cn * 2, &kv.v_view),
+              "kv views: %s", pvk_errmsg());
+        CHECK(kv.k_view && kv.v_view, "the device gives no texel views of the cache");
+    }
     pvk_status st = ac->tuning ? pvk_op_attention_tuned(g->o, g->c, &xb, &a, &kv, &ob, ac->tuning)
                                : pvk_op_attention(g->o, g->c, &xb, &a, &kv, &ob);
     CHECK(!st, "attention: %s", pvk_errmsg());
-    if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
+    bool read = submit_read(g, &ob, got, on * sizeof *got);
+    pvk_view_destroy(g->d, kv.k_view);
+    pvk_view_destroy(g->d, kv.v_view);
+    if (!read) goto done;
     int bad = 0;
     double worst = 0, worst_tol = 0;
     for (size_t e = 0; e < on; e++) {
@@ -418,8 +427,9 @@ static void check_attention(gpu *g, const attn_case *ac) {
                   "(fp32 dot/exp/sum bound)", ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window,
                   a.scratch ? " scratch" : "", e / (ac->n_head * hd), e % (ac->n_head * hd), got[e], want[e], t);
     }
-    printf("    heads %u/%u hd %u m %u kv %u window %u scratch %zu: max |err| %.3g (bound there %.3g)\n",
-           ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, a.scratch ? sbytes : 0, worst, worst_tol);
+    printf("    heads %u/%u hd %u m %u kv %u window %u scratch %zu%s: max |err| %.3g (bound there %.3g)\n",
+           ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, a.scratch ? sbytes : 0,
+           ac->views ? " views" : "", worst, worst_tol);
 done:
     pvk_buf_destroy(g->d, &xb);
     pvk_buf_destroy(g->d, &kb);
@@ -434,10 +444,10 @@ TEST(attention_decode_matches_reference_over_kv_lengths) {
     REQUIRE(gpu_open(&g), "no device");
     uint32_t kvs[] = {1, 7, 64, 257, 1000};
     for (int i = 0; i < 5; i++) {
-        attn_case ac = {8, 2, 64, 1, kvs[i], 0, NULL, true};
+        attn_case ac = {8, 2, 64, 1, kvs[i], 0, NULL, true, false};
         check_attention(&g, &ac);
     }
-    attn_case no_scratch = {8, 2, 64, 1, 1000, 0, NULL, false};   /* falls back to one slice */
+    attn_case no_scratch = {8, 2, 64, 1, 1000, 0, NULL, false, false};   /* falls back to one slice */
     check_attention(&g, &no_scratch);
     gpu_close(&g);
 }
@@ -449,7 +459,7 @@ TEST(attention_prefill_matches_reference_causal_gqa) {
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 4; j++) {
             if (kvs[j] < ms[i]) continue;
-            attn_case ac = {8, 2, 64, ms[i], kvs[j], 0, NULL, true};
+            attn_case ac = {8, 2, 64, ms[i], kvs[j], 0, NULL, true, false};
             check_attention(&g, &ac);
         }
     gpu_close(&g);
@@ -459,13 +469,13 @@ TEST(attention_honours_sliding_windows) {
     gpu g;
     REQUIRE(gpu_open(&g), "no device");
     attn_case cases[] = {
-        {8, 2, 64, 1, 1000, 16, NULL, true},
-        {8, 2, 64, 33, 257, 16, NULL, true},
-        {8, 2, 64, 3, 16, 16, NULL, true},      /* window == kv length: nothing masked */
+        {8, 2, 64, 1, 1000, 16, NULL, true, false},
+        {8, 2, 64, 33, 257, 16, NULL, true, false},
+        {8, 2, 64, 3, 16, 16, NULL, true, false},      /* window == kv length: nothing masked */
         /* Phi-3 4K: window 2047; q at 2046 sees key 0, q at 2047 does not */
-        {8, 2, 32, 1, 2047, 2047, NULL, true},
-        {8, 2, 32, 1, 2048, 2047, NULL, true},
-        {8, 2, 32, 3, 2100, 2047, NULL, true},
+        {8, 2, 32, 1, 2047, 2047, NULL, true, false},
+        {8, 2, 32, 1, 2048, 2047, NULL, true, false},
+        {8, 2, 32, 3, 2100, 2047, NULL, true, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
     gpu_close(&g);
@@ -476,8 +486,8 @@ TEST(attention_supports_head_dims_8_to_128) {
     REQUIRE(gpu_open(&g), "no device");
     uint32_t hds[] = {8, 16, 32, 80, 96, 128};
     for (int i = 0; i < 6; i++) {
-        attn_case dec = {8, 2, hds[i], 1, 257, 0, NULL, true};
-        attn_case pre = {4, 4, hds[i], 33, 64, 0, NULL, true};
+        attn_case dec = {8, 2, hds[i], 1, 257, 0, NULL, true, false};
+        attn_case pre = {4, 4, hds[i], 33, 64, 0, NULL, true, false};
         check_attention(&g, &dec);
         check_attention(&g, &pre);
     }
@@ -492,14 +502,29 @@ TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
     pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0}, split3 = {8, 8, 16, 3},
                     split5_wide = {64, 4, 16, 5};
     attn_case cases[] = {
-        {8, 2, 64, 33, 257, 16, &gpu_shape, true},
-        {8, 2, 80, 31, 1000, 0, &gpu_shape, true},
-        {8, 2, 64, 1, 1000, 0, &gpu_shape, true},
-        {8, 2, 64, 3, 257, 0, &one_lane, true},
-        {8, 2, 96, 1, 1000, 16, &one_lane, true},
-        {8, 2, 64, 31, 1000, 0, &split3, true},
-        {8, 2, 64, 33, 257, 16, &split3, true},
-        {8, 2, 128, 3, 1000, 0, &split5_wide, true},
+        {8, 2, 64, 33, 257, 16, &gpu_shape, true, false},
+        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, false},
+        {8, 2, 64, 1, 1000, 0, &gpu_shape, true, false},
+        {8, 2, 64, 3, 257, 0, &one_lane, true, false},
+        {8, 2, 96, 1, 1000, 16, &one_lane, true, false},
+        {8, 2, 64, 31, 1000, 0, &split3, true, false},
+        {8, 2, 64, 33, 257, 16, &split3, true, false},
+        {8, 2, 128, 3, 1000, 0, &split5_wide, true, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
+    gpu_close(&g);
+}
+
+TEST(attention_reads_the_cache_through_texel_views) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0};
+    attn_case cases[] = {
+        {8, 2, 64, 1, 1000, 0, NULL, true, true},
+        {8, 2, 64, 33, 257, 16, NULL, true, true},
+        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, true},
+        {8, 2, 96, 1, 1000, 16, &one_lane, true, true},
+        {8, 2, 32, 3, 2100, 2047, NULL, true, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
     gpu_close(&g);
@@ -510,7 +535,7 @@ TEST(attention_rejects_bad_shapes_with_a_message) {
     REQUIRE(gpu_open(&g), "no device");
     pvk_buf xb = {0}, kb = {0}, ob = {0};
     if (upload(g.d, NULL, 4096, &xb) && upload(g.d, NULL, 4096, &kb) && upload(g.d, NULL, 4096, &ob)) {
-        pvk_kv kv = {&kb, &kb, 12, 8};
+        pvk_kv kv = {.k = &kb, .v = &kb, .width = 12, .ctx = 8};
         pvk_attn a = {.q_stride = 36, .n_head = 2, .n_kv_head = 2, .head_dim = 6, .m = 1, .scale = 1};
         CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "head_dim 6");
         CHECK(strstr(pvk_errmsg(), "head_dim 6"), "message names head_dim: %s", pvk_errmsg());
