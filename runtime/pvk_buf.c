@@ -27,13 +27,16 @@ static VkDeviceSize gcd(VkDeviceSize a, VkDeviceSize b) {
 }
 
 /* The memory type in bits with every required flag, most preferred and fewest
- * avoided flags; -1 when none has the required ones. */
+ * avoided flags; -1 when none has the required ones. Protected memory and AMD's
+ * device-coherent types need features phivk does not enable, so they never count. */
 static int find_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bits, VkMemoryPropertyFlags required,
                      VkMemoryPropertyFlags preferred, VkMemoryPropertyFlags avoided) {
+    const VkMemoryPropertyFlags forbidden = VK_MEMORY_PROPERTY_PROTECTED_BIT |
+                                            VK_MEMORY_PROPERTY_DEVICE_COHERENT_BIT_AMD;
     int best = -1, best_score = 0;
     for (uint32_t t = 0; t < mp->memoryTypeCount; t++) {
         VkMemoryPropertyFlags f = mp->memoryTypes[t].propertyFlags;
-        if (!(bits & (1u << t)) || (f & required) != required) continue;
+        if (!(bits & (1u << t)) || (f & required) != required || (f & forbidden)) continue;
         int score = 2 * __builtin_popcount(f & preferred) - __builtin_popcount(f & avoided);
         if (best < 0 || score > best_score) {
             best = (int)t;

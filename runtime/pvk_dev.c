@@ -169,10 +169,10 @@ static pvk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils
         VkLayerProperties *layers = calloc(n_layers ? n_layers : 1, sizeof *layers);
         if (!layers) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory listing Vulkan layers");
         vkEnumerateInstanceLayerProperties(&n_layers, layers);
-        bool found = false;
-        for (uint32_t i = 0; i < n_layers; i++) found |= !strcmp(layers[i].layerName, layer);
+        for (uint32_t i = 0; i < n_layers; i++)
+            if (!strcmp(layers[i].layerName, layer)) d->layer_version = layers[i].specVersion;
         free(layers);
-        if (!found)
+        if (!d->layer_version)
             return pvk_fail(PVK_ERR_UNSUPPORTED, "validation was requested (PHIVK_VALIDATE=1) but the Khronos "
                             "validation layer %s is not installed: install vulkan-validationlayers "
                             "or unset PHIVK_VALIDATE", layer);
@@ -636,6 +636,9 @@ pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
     if ((s = query_all(d->instance, &caps, &info, &n))) goto fail;
     if ((s = pvk_dev_choose(caps, n, p->select, &chosen))) goto fail;
     d->caps = caps[chosen];
+    /* A layer older than VK_KHR_cooperative_matrix (1.3.255) cannot validate it and
+     * reports its mere use, so a validated run goes without it. */
+    if (d->layer_version && d->layer_version < VK_MAKE_API_VERSION(0, 1, 3, 255)) d->caps.coopmat = false;
     d->phys = info[chosen].pd;
     d->queue_family = info[chosen].queue_family;
     d->full_subgroups = info[chosen].full_subgroups;

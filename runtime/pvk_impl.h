@@ -34,6 +34,7 @@ struct pvk_pipe {
 struct pvk_dev {
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
+    uint32_t layer_version;   /* the validation layer's spec version, 0 without it */
     PFN_vkSetDebugUtilsObjectNameEXT set_name;   /* NULL without VK_EXT_debug_utils */
     VkPhysicalDevice phys;
     VkDevice vk;
