@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "model_impl.h"
+#include "plan.h"
 
 #define DEFAULT_BATCH 512
 /* The host-visible logits buffer holds at most this many bytes of rows; eval's
@@ -32,10 +33,6 @@ phivk_session_params phivk_session_default_params(void) {
     return (phivk_session_params){.batch = DEFAULT_BATCH};
 }
 
-static uint64_t kv_bytes_per_token(const arch_hparams *hp) {
-    return 2ull * hp->n_layer * hp->n_embd_kv * sizeof(uint16_t);
-}
-
 static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
     bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
@@ -53,14 +50,6 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     };
 }
 
-/* Bytes of every scratch buffer for a batch of b tokens and l logit rows. */
-static uint64_t scratch_bytes(const arch_hparams *hp, uint64_t b, uint64_t l) {
-    uint64_t qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
-    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
-    return 4 * (b + b * hp->n_embd * 3 + b * qkv + b * ff + b * hp->n_ff + 2ull * hp->n_embd +
-                l * hp->n_vocab);
-}
-
 /* The memory a session may plan with: the largest device-local heap's budget. A
  * CPU device (lavapipe) allocates from system RAM whatever its heap says (it
  * reports a fixed 2 GiB), so there the available RAM counts. */
@@ -76,47 +65,37 @@ static uint64_t device_budget(const pvk_caps *c) {
     return best;
 }
 
-static double gib(uint64_t b) { return b / (1024.0 * 1024 * 1024); }
+static pvk_type kv_pvk_type(phivk_kv_type t) {
+    return t == PHIVK_KV_Q8_0 ? PVK_Q8_0 : t == PHIVK_KV_Q4_0 ? PVK_Q4_0 : PVK_F16;
+}
 
 /* The context: as asked, or the model's reduced to what fits the device memory
- * and the per-binding limit of one layer's K or V. */
+ * (plan.h) and the per-binding limit of one layer's K or V. */
 static pvk_status plan_ctx(phivk_session *s) {
     const arch_hparams *hp = &s->m->hp;
     const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
-    uint64_t per_token = kv_bytes_per_token(hp);
-    uint64_t budget = device_budget(caps);
-    uint64_t scratch = scratch_bytes(hp, (uint64_t)s->batch, (uint64_t)s->logit_rows);
-    uint64_t used = s->m->weight_bytes + scratch;
-    uint64_t free_bytes = budget > used ? (budget - used) * 9 / 10 : 0;
-    uint64_t fit = per_token ? free_bytes / per_token : 0;
+    plan_input in = {
+        .hp = hp,
+        .weight_bytes = s->m->weight_bytes,
+        .k_type = kv_pvk_type(s->p.k_type),
+        .v_type = kv_pvk_type(s->p.v_type),
+        .ctx = s->p.ctx,
+        .batch = s->batch,
+        .logit_rows = s->logit_rows,
+        .budget = device_budget(caps),
+    };
     uint64_t binding_fit = caps->max_binding_bytes / ((uint64_t)hp->n_embd_kv * sizeof(uint16_t));
-    if (s->p.ctx > 0) {
-        s->ctx = s->p.ctx;
-        if ((uint64_t)s->ctx > fit)
-            return pvk_fail(PVK_ERR_DEVICE_MEMORY,
-                            "a context of %d tokens needs %.2f GiB of KV cache but %.2f GiB of the "
-                            "device's %.2f GiB are left after the weights (%.2f GiB); use a smaller "
-                            "-c (at most %llu)",
-                            s->ctx, gib(per_token * s->ctx), gib(free_bytes), gib(budget),
-                            gib(s->m->weight_bytes), (unsigned long long)fit);
-        if ((uint64_t)s->ctx > binding_fit)
-            return pvk_fail(PVK_ERR_UNSUPPORTED,
-                            "a context of %d tokens makes one layer's K cache larger than this "
-                            "device binds at once (%llu MiB); use -c %llu or less",
-                            s->ctx, (unsigned long long)(caps->max_binding_bytes >> 20),
-                            (unsigned long long)binding_fit);
-        return PVK_OK;
-    }
-    uint64_t ctx = (uint64_t)hp->n_ctx_train;
-    if (ctx > fit) ctx = fit;
-    if (ctx > binding_fit) ctx = binding_fit;
-    if (ctx < (uint64_t)hp->n_ctx_train) ctx &= ~(uint64_t)255;
-    if (ctx < 16)
-        return pvk_fail(PVK_ERR_DEVICE_MEMORY,
-                        "the model does not fit: weights %.2f GiB + scratch %.2f GiB of %.2f GiB "
-                        "device memory leave no room for a KV cache",
-                        gib(s->m->weight_bytes), gib(scratch), gib(budget));
-    s->ctx = (int32_t)ctx;
+    if (!in.ctx && binding_fit < (uint64_t)hp->n_ctx_train) in.ctx = (int32_t)(binding_fit & ~(uint64_t)255);
+    plan pl;
+    pvk_status st = plan_make(&in, &pl);
+    if (st) return st;
+    if ((uint64_t)pl.ctx > binding_fit)
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "a context of %d tokens makes one layer's K cache larger than this "
+                        "device binds at once (%llu MiB); use -c %llu or less",
+                        pl.ctx, (unsigned long long)(caps->max_binding_bytes >> 20),
+                        (unsigned long long)binding_fit);
+    s->ctx = pl.ctx;
     return PVK_OK;
 }
 
@@ -204,26 +183,20 @@ void phivk_session_free(phivk_session *s) {
 int32_t phivk_session_ctx(const phivk_session *s) { return s->ctx; }
 int32_t phivk_session_pos(const phivk_session *s) { return s->pos; }
 
-/* "1.5 GiB", "24.0 MiB", "512 KiB" */
-static void fmt_bytes(char *out, size_t n, uint64_t b) {
-    if (b >= (1ull << 30)) snprintf(out, n, "%.2f GiB", b / (double)(1ull << 30));
-    else if (b >= (1ull << 20)) snprintf(out, n, "%.1f MiB", b / (double)(1ull << 20));
-    else snprintf(out, n, "%.0f KiB", b / 1024.0);
-}
-
 char *phivk_session_plan_text(const phivk_session *s) {
     const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
     uint64_t budget = device_budget(caps);
     uint64_t total = s->m->weight_bytes + s->kv_bytes + s->scratch_bytes;
     char w[32], kv[32], sc[32], left[32];
-    fmt_bytes(w, sizeof w, s->m->weight_bytes);
-    fmt_bytes(kv, sizeof kv, s->kv_bytes);
-    fmt_bytes(sc, sizeof sc, s->scratch_bytes);
-    fmt_bytes(left, sizeof left, budget > total ? budget - total : 0);
+    plan_fmt_bytes(w, sizeof w, s->m->weight_bytes);
+    plan_fmt_bytes(kv, sizeof kv, s->kv_bytes);
+    plan_fmt_bytes(sc, sizeof sc, s->scratch_bytes);
+    plan_fmt_bytes(left, sizeof left, budget > total ? budget - total : 0);
     char *out = malloc(512);
     if (out)
-        snprintf(out, 512, "memory: weights %s + KV cache %s (%d tokens, f16) + scratch %s; %s left on %s",
-                 w, kv, s->ctx, sc, left, caps->name);
+        snprintf(out, 512, "memory: weights %s + KV cache %s (%d tokens, K %s, V %s) + scratch %s; "
+                 "%s left on %s", w, kv, s->ctx, pvk_type_get(kv_pvk_type(s->p.k_type))->name,
+                 pvk_type_get(kv_pvk_type(s->p.v_type))->name, sc, left, caps->name);
     return out;
 }
 
