@@ -12,6 +12,7 @@
 #include "quant.h"
 
 #define U32 (1.0 / 16777216.0) /* fp32 unit roundoff, 2^-24 */
+#define N_CASES(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct {
     pvk_dev *d;
@@ -214,51 +215,55 @@ done:
     free(got);
 }
 
-TEST(rope_rotates_neox_and_adjacent_pairs) {
+/* One rope call: heads of dim head_dim, n_rot rotated, m rows from pos0. */
+typedef struct {
+    uint32_t n_q, n_k, head_dim, n_rot;
+    bool neox, factors;
+    float attn_factor;
+    uint32_t m, pos0;
+} rope_case;
+
+static void run_rope(const rope_case *cs, size_t n) {
     gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    pvk_rope r = {.n_q_heads = 4, .n_k_heads = 2, .head_dim = 64, .n_rot = 64, .neox = true,
-                  .freq_base = 10000.0f, .attn_factor = 1.0f};
-    check_rope(&g, r, false, 5, 0);
-    r.neox = false;
-    check_rope(&g, r, false, 5, 0);
+    if (!gpu_open(&g)) {
+        CHECK(0, "no device");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pvk_rope r = {.n_q_heads = cs[i].n_q, .n_k_heads = cs[i].n_k, .head_dim = cs[i].head_dim,
+                      .n_rot = cs[i].n_rot, .neox = cs[i].neox, .freq_base = 10000.0f,
+                      .attn_factor = cs[i].attn_factor};
+        check_rope(&g, r, cs[i].factors, cs[i].m, cs[i].pos0);
+    }
     gpu_close(&g);
+}
+
+TEST(rope_rotates_neox_and_adjacent_pairs) {
+    rope_case cs[] = {{4, 2, 64, 64, true, false, 1.0f, 5, 0}, {4, 2, 64, 64, false, false, 1.0f, 5, 0}};
+    run_rope(cs, N_CASES(cs));
 }
 
 TEST(rope_partial_rotary_passes_the_other_dims_through) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
     /* phi-2: 32 of 80 dims, exponent over 32 */
-    pvk_rope r = {.n_q_heads = 3, .n_k_heads = 3, .head_dim = 80, .n_rot = 32, .neox = true,
-                  .freq_base = 10000.0f, .attn_factor = 1.0f};
-    check_rope(&g, r, false, 4, 7);
-    r.head_dim = 64;
-    r.neox = false;
-    check_rope(&g, r, false, 4, 7);
-    gpu_close(&g);
+    rope_case cs[] = {{3, 3, 80, 32, true, false, 1.0f, 4, 7}, {3, 3, 64, 32, false, false, 1.0f, 4, 7}};
+    run_rope(cs, N_CASES(cs));
 }
 
+/* Phi-3 128K: head_dim 96, factors per pair, attn_factor sqrt(1 + ln 32 / ln 4096) */
+#define PHI3_MSCALE 1.1902381f
+
 TEST(rope_applies_longrope_factors_and_attn_factor) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    /* Phi-3 128K: head_dim 96, factors per pair, attn_factor sqrt(1 + ln 32 / ln 4096) */
-    pvk_rope r = {.n_q_heads = 4, .n_k_heads = 4, .head_dim = 96, .n_rot = 96, .neox = true,
-                  .freq_base = 10000.0f, .attn_factor = 1.1902381f};
-    check_rope(&g, r, true, 3, 0);
-    check_rope(&g, r, false, 3, 100);
-    gpu_close(&g);
+    rope_case cs[] = {{4, 4, 96, 96, true, true, PHI3_MSCALE, 3, 0}, {4, 4, 96, 96, true, false, PHI3_MSCALE, 3, 100}};
+    run_rope(cs, N_CASES(cs));
 }
 
 TEST(rope_keeps_angles_at_long_positions) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    pvk_rope r = {.n_q_heads = 2, .n_k_heads = 1, .head_dim = 96, .n_rot = 96, .neox = true,
-                  .freq_base = 10000.0f, .attn_factor = 1.1902381f};
-    check_rope(&g, r, true, 2, 4095);    /* 4095 and 4096: the LongRoPE switch */
-    check_rope(&g, r, false, 1, 131071); /* the last position of a 128K context */
-    r.neox = false;
-    check_rope(&g, r, false, 2, 131070);
-    gpu_close(&g);
+    rope_case cs[] = {
+        {2, 1, 96, 96, true, true, PHI3_MSCALE, 2, 4095},      /* 4095 and 4096: the LongRoPE switch */
+        {2, 1, 96, 96, true, false, PHI3_MSCALE, 1, 131071},   /* the last position of a 128K context */
+        {2, 1, 96, 96, false, false, PHI3_MSCALE, 2, 131070},
+    };
+    run_rope(cs, N_CASES(cs));
 }
 
 /* ---------------------------------------------------------------- kv_store */
@@ -439,36 +444,40 @@ done:
     free(x), free(q), free(kf), free(vf), free(kh), free(vh), free(want), free(got), free(tol);
 }
 
-TEST(attention_decode_matches_reference_over_kv_lengths) {
+static void run_attention(const attn_case *cs, size_t n) {
     gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    uint32_t kvs[] = {1, 7, 64, 257, 1000};
-    for (int i = 0; i < 5; i++) {
-        attn_case ac = {8, 2, 64, 1, kvs[i], 0, NULL, true, false};
-        check_attention(&g, &ac);
+    if (!gpu_open(&g)) {
+        CHECK(0, "no device");
+        return;
     }
-    attn_case no_scratch = {8, 2, 64, 1, 1000, 0, NULL, false, false};   /* falls back to one slice */
-    check_attention(&g, &no_scratch);
+    for (size_t i = 0; i < n; i++) check_attention(&g, &cs[i]);
     gpu_close(&g);
+}
+
+TEST(attention_decode_matches_reference_over_kv_lengths) {
+    attn_case cs[] = {
+        {8, 2, 64, 1, 1, 0, NULL, true, false},
+        {8, 2, 64, 1, 7, 0, NULL, true, false},
+        {8, 2, 64, 1, 64, 0, NULL, true, false},
+        {8, 2, 64, 1, 257, 0, NULL, true, false},
+        {8, 2, 64, 1, 1000, 0, NULL, true, false},
+        {8, 2, 64, 1, 1000, 0, NULL, false, false},   /* no scratch: one slice */
+    };
+    run_attention(cs, N_CASES(cs));
 }
 
 TEST(attention_prefill_matches_reference_causal_gqa) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
+    attn_case cs[11];
     uint32_t ms[] = {3, 31, 33}, kvs[] = {7, 64, 257, 1000};
+    size_t n = 0;
     for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 4; j++) {
-            if (kvs[j] < ms[i]) continue;
-            attn_case ac = {8, 2, 64, ms[i], kvs[j], 0, NULL, true, false};
-            check_attention(&g, &ac);
-        }
-    gpu_close(&g);
+        for (int j = 0; j < 4; j++)
+            if (kvs[j] >= ms[i]) cs[n++] = (attn_case){8, 2, 64, ms[i], kvs[j], 0, NULL, true, false};
+    run_attention(cs, n);
 }
 
 TEST(attention_honours_sliding_windows) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    attn_case cases[] = {
+    attn_case cs[] = {
         {8, 2, 64, 1, 1000, 16, NULL, true, false},
         {8, 2, 64, 33, 257, 16, NULL, true, false},
         {8, 2, 64, 3, 16, 16, NULL, true, false},      /* window == kv length: nothing masked */
@@ -477,31 +486,26 @@ TEST(attention_honours_sliding_windows) {
         {8, 2, 32, 1, 2048, 2047, NULL, true, false},
         {8, 2, 32, 3, 2100, 2047, NULL, true, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
-    gpu_close(&g);
+    run_attention(cs, N_CASES(cs));
 }
 
 TEST(attention_supports_head_dims_8_to_128) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
     uint32_t hds[] = {8, 16, 32, 80, 96, 128};
+    attn_case cs[12];
     for (int i = 0; i < 6; i++) {
-        attn_case dec = {8, 2, hds[i], 1, 257, 0, NULL, true, false};
-        attn_case pre = {4, 4, hds[i], 33, 64, 0, NULL, true, false};
-        check_attention(&g, &dec);
-        check_attention(&g, &pre);
+        cs[2 * i] = (attn_case){8, 2, hds[i], 1, 257, 0, NULL, true, false};
+        cs[2 * i + 1] = (attn_case){4, 4, hds[i], 33, 64, 0, NULL, true, false};
     }
-    gpu_close(&g);
+    run_attention(cs, N_CASES(cs));
 }
 
+/* A GPU's shape (8 rows of 8 lanes per workgroup: rows span tokens and heads), one
+ * invocation per row (the no-subgroup kernel), forced split-K in prefill. */
+static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0},
+                             split3 = {8, 8, 16, 3}, split5_wide = {64, 4, 16, 5};
+
 TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    /* A GPU's shape (8 rows of 8 lanes per workgroup: rows span tokens and heads),
-     * one invocation per row (the no-subgroup kernel), and forced split-K in prefill. */
-    pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0}, split3 = {8, 8, 16, 3},
-                    split5_wide = {64, 4, 16, 5};
-    attn_case cases[] = {
+    attn_case cs[] = {
         {8, 2, 64, 33, 257, 16, &gpu_shape, true, false},
         {8, 2, 80, 31, 1000, 0, &gpu_shape, true, false},
         {8, 2, 64, 1, 1000, 0, &gpu_shape, true, false},
@@ -511,23 +515,18 @@ TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
         {8, 2, 64, 33, 257, 16, &split3, true, false},
         {8, 2, 128, 3, 1000, 0, &split5_wide, true, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
-    gpu_close(&g);
+    run_attention(cs, N_CASES(cs));
 }
 
 TEST(attention_reads_the_cache_through_texel_views) {
-    gpu g;
-    REQUIRE(gpu_open(&g), "no device");
-    pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0};
-    attn_case cases[] = {
+    attn_case cs[] = {
         {8, 2, 64, 1, 1000, 0, NULL, true, true},
         {8, 2, 64, 33, 257, 16, NULL, true, true},
         {8, 2, 80, 31, 1000, 0, &gpu_shape, true, true},
         {8, 2, 96, 1, 1000, 16, &one_lane, true, true},
         {8, 2, 32, 3, 2100, 2047, NULL, true, true},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&g, &cases[i]);
-    gpu_close(&g);
+    run_attention(cs, N_CASES(cs));
 }
 
 TEST(attention_rejects_bad_shapes_with_a_message) {
