@@ -51,17 +51,6 @@ enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
 
 /* ------------------------------------------------------------------ tensors */
 
-static uint64_t gcd64(uint64_t a, uint64_t b) {
-    while (b) {
-        uint64_t r = a % b;
-        a = b;
-        b = r;
-    }
-    return a;
-}
-
-static uint64_t lcm64(uint64_t a, uint64_t b) { return a / gcd64(a, b) * b; }
-
 pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t) {
     memset(t, 0, sizeof *t);
@@ -80,13 +69,15 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     /* Chunk offsets must suit storage and texel bindings and 16-byte words; a
      * chunk's binding (rounded up to 16 bytes) must fit every binding limit, and its
      * element indices must fit the kernels' 32-bit arithmetic. */
-    uint64_t align = lcm64(lcm64(16, caps->storage_align ? caps->storage_align : 1),
-                           caps->texel_align ? caps->texel_align : 1);
+    uint64_t align = 16;   /* Vulkan's alignments are powers of two: their lcm is the largest */
+    if (caps->storage_align > align) align = caps->storage_align;
+    if (caps->texel_align > align) align = caps->texel_align;
     uint64_t limit = caps->max_binding_bytes;
     if (texel && (uint64_t)caps->max_texel_elems * wt->texel_bytes < limit)
         limit = (uint64_t)caps->max_texel_elems * wt->texel_bytes;
     limit = limit / 16 * 16;
-    uint64_t step = align / gcd64(align, row_bytes);
+    uint64_t row_pow2 = row_bytes & (~row_bytes + 1);   /* largest power of two dividing it */
+    uint64_t step = align / (row_pow2 < align ? row_pow2 : align);   /* rows per aligned offset */
     uint64_t max_rows = limit / row_bytes;
     uint64_t elem_rows = ((uint64_t)1 << 31) / (uint64_t)cols;
     if (elem_rows < max_rows) max_rows = elem_rows;

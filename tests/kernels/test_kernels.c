@@ -16,6 +16,7 @@
 
 #include "gpu.h"
 #include "pvk_ops.h"
+#include "check.h"
 #include "ref.h"
 
 #define EPS FLT_EPSILON
@@ -50,27 +51,6 @@ static pvk_dev *setup(void) {
     }
     atexit(teardown);
     return d;
-}
-
-static pvk_buf upload(pvk_dev *d, const float *v, size_t n) {
-    pvk_buf b = {0};
-    if (pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &b) || (v && pvk_buf_write(d, &b, 0, v, n * 4)))
-        printf("    upload: %s\n", pvk_errmsg());
-    return b;
-}
-
-/* Elements outside |got - want| <= tol[i] (tol NULL: the scalar tol0); prints the
- * first few. */
-static int mismatches(const char *what, const float *got, const float *want, const float *tol,
-                      float tol0, size_t n) {
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float t = tol ? tol[i] : tol0;
-        if (fabsf(got[i] - want[i]) <= t) continue;
-        if (bad++ < 3)
-            printf("    %s[%zu] = %.9g, want %.9g +- %.3g\n", what, i, got[i], want[i], t);
-    }
-    return bad;
 }
 
 /* Every case records one op, submits and waits. */
@@ -126,8 +106,8 @@ static void norm_case(pvk_ops *o, bool layer, int rows, int n, bool with_w, bool
             tol[k] = (float)((4 * sqrt(n) + 16) * EPS * mag);
         }
     }
-    pvk_buf bx = upload(d, x, total), bw = upload(d, w, n), bb = upload(d, b, n);
-    pvk_buf bo = in_place ? bx : upload(d, NULL, total);
+    pvk_buf bx = check_upload(d, x, total), bw = check_upload(d, w, n), bb = check_upload(d, b, n);
+    pvk_buf bo = in_place ? bx : check_upload(d, NULL, total);
     const pvk_buf *pw = with_w ? &bw : NULL, *pb = with_b ? &bb : NULL;
     if (pvk_cmd_begin(cmd) ||
         (layer ? pvk_op_layernorm(o, cmd, &bx, pw, pb, &bo, rows, n, eps)
@@ -135,7 +115,7 @@ static void norm_case(pvk_ops *o, bool layer, int rows, int n, bool with_w, bool
         pvk_cmd_submit(cmd) || pvk_buf_read(d, &bo, 0, got, total * 4))
         CHECK(0, "%s %dx%d: %s", layer ? "layernorm" : "rmsnorm", rows, n, pvk_errmsg());
     else
-        CHECK(!mismatches(layer ? "layernorm" : "rmsnorm", got, want, tol, 0, total),
+        CHECK(!check_mismatches(layer ? "layernorm" : "rmsnorm", got, want, tol, 0, total),
               "%s rows %d n %d w %d b %d in place %d", layer ? "layernorm" : "rmsnorm", rows, n,
               with_w, with_b, in_place);
     if (!in_place) pvk_buf_destroy(d, &bo);
@@ -177,12 +157,12 @@ static void softmax_case(pvk_ops *o, int rows, int n, float lo, float hi, bool i
      * term of the sum; the sum adds (4 sqrt(n) + 16) eps; then a division. */
     for (size_t i = 0; i < total; i++)
         tol[i] = (float)((4 * sqrt(n) + 16 + 2 * (3 + 2 * (hi - lo)) + 3) * EPS * want[i]) + 1e-30f;
-    pvk_buf bx = upload(d, x, total), bo = in_place ? bx : upload(d, NULL, total);
+    pvk_buf bx = check_upload(d, x, total), bo = in_place ? bx : check_upload(d, NULL, total);
     if (pvk_cmd_begin(cmd) || pvk_op_softmax(o, cmd, &bx, &bo, rows, n) || pvk_cmd_submit(cmd) ||
         pvk_buf_read(d, &bo, 0, got, total * 4))
         CHECK(0, "softmax %dx%d: %s", rows, n, pvk_errmsg());
     else
-        CHECK(!mismatches("softmax", got, want, tol, 0, total), "softmax rows %d n %d in [%g, %g]", rows,
+        CHECK(!check_mismatches("softmax", got, want, tol, 0, total), "softmax rows %d n %d in [%g, %g]", rows,
               n, lo, hi);
     if (!in_place) pvk_buf_destroy(d, &bo);
     pvk_buf_destroy(d, &bx);
@@ -219,7 +199,7 @@ static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float rang
         double v = kind == ACT_GELU ? 1.5957691216 * (fabs(g) + 0.044715 * fabs(g * g * g)) : fabs(g);
         tol[i] = (float)((8 + 5 * v) * EPS * fabs(want[i])) + 1e-30f;
     }
-    pvk_buf bx = upload(d, x, in_n), bo = upload(d, NULL, out_n);
+    pvk_buf bx = check_upload(d, x, in_n), bo = check_upload(d, NULL, out_n);
     pvk_status st = PVK_OK;
     if (!(st = pvk_cmd_begin(cmd))) {
         if (kind == ACT_SILU) st = pvk_op_silu(o, cmd, &bx, &bo, (uint32_t)out_n);
@@ -230,7 +210,7 @@ static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float rang
     if (st || pvk_cmd_submit(cmd) || pvk_buf_read(d, &bo, 0, got, out_n * 4))
         CHECK(0, "%s: %s", name, pvk_errmsg());
     else
-        CHECK(!mismatches(name, got, want, tol, 0, out_n), "%s %d x %d in +-%g", name, rows, n, range);
+        CHECK(!check_mismatches(name, got, want, tol, 0, out_n), "%s %d x %d in +-%g", name, rows, n, range);
     pvk_buf_destroy(d, &bx);
     pvk_buf_destroy(d, &bo);
     free(x), free(want), free(got), free(tol);
@@ -262,12 +242,12 @@ TEST(add_and_mul_match_reference_in_place) {
     ref_fill(&rng, a, n, -4, 4);
     ref_fill(&rng, b, n, -4, 4);
     for (int op = 0; op < 2; op++) {
-        pvk_buf ba = upload(d, a, n), bb = upload(d, b, n);
+        pvk_buf ba = check_upload(d, a, n), bb = check_upload(d, b, n);
         for (int i = 0; i < n; i++) want[i] = op ? a[i] * b[i] : a[i] + b[i];
         RUN(op ? pvk_op_mul(ops_default, cmd, &ba, &bb, &ba, n) : pvk_op_add(ops_default, cmd, &ba, &bb, &ba, n));
         REQUIRE(pvk_buf_read(d, &ba, 0, got, sizeof got) == PVK_OK, "%s", pvk_errmsg());
         /* One fp32 operation, correctly rounded both sides: exact equality. */
-        CHECK(!mismatches(op ? "mul" : "add", got, want, NULL, 0, n), "%s", op ? "mul" : "add");
+        CHECK(!check_mismatches(op ? "mul" : "add", got, want, NULL, 0, n), "%s", op ? "mul" : "add");
         pvk_buf_destroy(d, &ba);
         pvk_buf_destroy(d, &bb);
     }
@@ -275,61 +255,16 @@ TEST(add_and_mul_match_reference_in_place) {
 
 /* ---------------------------------------------------------- matrix products */
 
-static size_t elem_bytes(pvk_type t) { return t == PVK_F32 ? 4 : 2; }
-
-/* y = x W^T (+ bias) (+ y) through pvk_op_matmul; returns the number of mismatches
- * (printing the first) or -1 when a call failed. */
-static int matmul_case(pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc, uint64_t seed) {
-    pvk_dev *d = pvk_ops_dev(o);
-    ref_rng rng = {seed};
-    size_t wn = (size_t)n * k;
-    void *stored = malloc(wn * elem_bytes(t));
-    float *wv = malloc(wn * 4), *x = malloc((size_t)m * k * 4), *bv = malloc(n * 4);
-    float *y0 = malloc((size_t)m * n * 4), *want = malloc((size_t)m * n * 4);
-    float *got = malloc((size_t)m * n * 4), *tol = malloc((size_t)m * n * 4);
-    ref_weights(&rng, t, n, k, stored, wv);
-    ref_fill(&rng, x, (size_t)m * k, -1, 1);
-    ref_fill(&rng, bv, n, -1, 1);
-    ref_fill(&rng, y0, (size_t)m * n, -1, 1);
-    memcpy(want, y0, (size_t)m * n * 4);
-    ref_matmul(wv, bias ? bv : NULL, x, want, tol, m, n, k, acc);
-    /* The products are exact in fp32 up to one rounding; the K-term sum carries
-     * (4 sqrt(K) + 16) eps of sum|x w|; adding bias and y rounds twice more. */
-    for (size_t i = 0; i < (size_t)m * n; i++)
-        tol[i] = (float)((4 * sqrt(k) + 16) * EPS * tol[i] +
-                         2 * EPS * (fabs(want[i]) + (bias ? fabs(bv[i % n]) : 0) + (acc ? fabs(y0[i]) : 0)));
-
-    int bad = -1;
-    pvk_tensor w = {0};
-    pvk_buf bx = {0}, bb = {0}, by = {0};
-    if (pvk_tensor_create(d, t, k, n, stored, &w)) goto out;
-    bx = upload(d, x, (size_t)m * k), bb = upload(d, bv, n), by = upload(d, y0, (size_t)m * n);
-    if (pvk_cmd_begin(cmd) || pvk_op_matmul(o, cmd, &w, bias ? &bb : NULL, &bx, &by, m, acc) ||
-        pvk_cmd_submit(cmd) || pvk_buf_read(d, &by, 0, got, (size_t)m * n * 4))
-        goto out;
-    char what[96];
-    snprintf(what, sizeof what, "y(%s m %d n %d k %d bias %d acc %d)", pvk_type_get(t)->name, m, n, k, bias, acc);
-    bad = mismatches(what, got, want, tol, 0, (size_t)m * n);
-out:
-    if (bad < 0) printf("    matmul %s m %d n %d k %d: %s\n", pvk_type_get(t)->name, m, n, k, pvk_errmsg());
-    pvk_tensor_destroy(d, &w);
-    pvk_buf_destroy(d, &bx);
-    pvk_buf_destroy(d, &bb);
-    pvk_buf_destroy(d, &by);
-    free(stored), free(wv), free(x), free(bv), free(y0), free(want), free(got), free(tol);
-    return bad;
-}
-
 static const pvk_type wtypes[] = {PVK_F32, PVK_F16, PVK_BF16};
 
 TEST(matmul_odd_k_takes_the_scalar_path_for_every_type) {
     REQUIRE(setup(), "no device");
     for (int i = 0; i < 3; i++) {
         pvk_type t = wtypes[i];
-        CHECK(matmul_case(ops_default, t, 1, 37, 1, false, false, 100) == 0, "k 1");
-        CHECK(matmul_case(ops_default, t, 3, 37, 7, true, false, 101) == 0, "k 7");
-        CHECK(matmul_case(ops_default, t, 9, 37, 33, false, true, 102) == 0, "k 33, tiled");
-        CHECK(matmul_case(ops_default, t, 12, 19, 7, true, true, 103) == 0, "k 7, tiled");
+        CHECK(check_matmul(cmd, ops_default, t, 1, 37, 1, false, false, 100, NULL) == 0, "k 1");
+        CHECK(check_matmul(cmd, ops_default, t, 3, 37, 7, true, false, 101, NULL) == 0, "k 7");
+        CHECK(check_matmul(cmd, ops_default, t, 9, 37, 33, false, true, 102, NULL) == 0, "k 33, m 9");
+        CHECK(check_matmul(cmd, ops_default, t, 12, 19, 7, true, true, 103, NULL) == 0, "k 7, m 12");
     }
 }
 
@@ -340,28 +275,30 @@ TEST(matmul_m_1_to_9_with_both_kernels_around_the_switch) {
     for (int i = 0; i < 3; i++)
         for (int m = 1; m <= 9; m++) {
             bool bias = m % 2, acc = m % 3 == 0;
-            CHECK(matmul_case(ops_default, wtypes[i], m, 45, 200, bias, acc, 200 + m) == 0, "default m %d", m);
-            CHECK(matmul_case(ops_tiled, wtypes[i], m, 45, 200, bias, acc, 300 + m) == 0, "tiled m %d", m);
-            CHECK(matmul_case(ops_gpu_like, wtypes[i], m, 45, 200, bias, acc, 400 + m) == 0, "gpu-like m %d", m);
+            pvk_ops *os[3] = {ops_default, ops_tiled, ops_gpu_like};
+            for (int j = 0; j < 3; j++)
+                CHECK(check_matmul(cmd, os[j], wtypes[i], m, 45, 200, bias, acc, 200 + 10 * j + m, NULL) == 0,
+                      "%s m %d", j == 0 ? "default" : j == 1 ? "tiled" : "gpu-like", m);
         }
 }
 
 TEST(matmul_large_shapes_vocab_rows_and_long_k) {
     REQUIRE(setup(), "no device");
-    CHECK(matmul_case(ops_default, PVK_F16, 1, 32064, 64, true, false, 450) == 0, "32064 rows, m 1");
-    CHECK(matmul_case(ops_default, PVK_F16, 20, 32064, 64, false, false, 451) == 0, "32064 rows, m 20");
-    CHECK(matmul_case(ops_tiled, PVK_F16, 20, 32064, 64, true, true, 452) == 0, "32064 rows, tiled");
-    CHECK(matmul_case(ops_default, PVK_F16, 1, 24, 17920, false, true, 453) == 0, "k 17920, m 1");
-    CHECK(matmul_case(ops_tiled, PVK_BF16, 10, 24, 17920, true, false, 454) == 0, "k 17920, tiled");
-    CHECK(matmul_case(ops_default, PVK_F32, 4, 3072, 3072, true, true, 455) == 0, "3072^2 f32, m 4");
+    CHECK(check_matmul(cmd, ops_default, PVK_F16, 1, 32064, 64, true, false, 450, NULL) == 0, "32064 rows, m 1");
+    CHECK(check_matmul(cmd, ops_default, PVK_F16, 20, 32064, 64, false, false, 451, NULL) == 0, "32064 rows, m 20");
+    CHECK(check_matmul(cmd, ops_tiled, PVK_F16, 20, 32064, 64, true, true, 452, NULL) == 0, "32064 rows, tiled");
+    CHECK(check_matmul(cmd, ops_default, PVK_F16, 1, 24, 17920, false, true, 453, NULL) == 0, "k 17920, m 1");
+    CHECK(check_matmul(cmd, ops_tiled, PVK_BF16, 10, 24, 17920, true, false, 454, NULL) == 0, "k 17920, tiled");
+    CHECK(check_matmul(cmd, ops_default, PVK_F32, 4, 3072, 3072, true, true, 455, NULL) == 0, "3072^2 f32, m 4");
 }
 
 TEST(matmul_with_discrete_gpu_shapes) {
     REQUIRE(setup(), "no device");
     int ms[] = {1, 3, 8, 9, 70};
     for (int i = 0; i < 5; i++)
-        CHECK(matmul_case(ops_gpu_like, PVK_F16, ms[i], 133, 200, i % 2, i % 3 == 0, 500 + i) == 0, "m %d", ms[i]);
-    CHECK(matmul_case(ops_gpu_like, PVK_BF16, 2, 40, 33, true, false, 510) == 0, "odd k");
+        CHECK(check_matmul(cmd, ops_gpu_like, PVK_F16, ms[i], 133, 200, i % 2, i % 3 == 0, 500 + i, NULL) == 0,
+              "m %d", ms[i]);
+    CHECK(check_matmul(cmd, ops_gpu_like, PVK_BF16, 2, 40, 33, true, false, 510, NULL) == 0, "odd k");
 }
 
 TEST(ops_reject_bad_arguments_with_a_message) {
@@ -370,7 +307,7 @@ TEST(ops_reject_bad_arguments_with_a_message) {
     pvk_tensor w;
     uint16_t h[64] = {0};
     REQUIRE(pvk_tensor_create(d, PVK_F16, 8, 8, h, &w) == PVK_OK, "%s", pvk_errmsg());
-    pvk_buf x = upload(d, NULL, 16), small = upload(d, NULL, 4);
+    pvk_buf x = check_upload(d, NULL, 16), small = check_upload(d, NULL, 4);
     REQUIRE(pvk_cmd_begin(cmd) == PVK_OK, "%s", pvk_errmsg());
     CHECK(pvk_op_matmul(ops_default, cmd, &w, NULL, &x, &small, 2, false) == PVK_ERR_INVALID, "y too small");
     CHECK(strstr(pvk_errmsg(), "y buffer") != NULL, "message names y: %s", pvk_errmsg());
