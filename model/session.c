@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "model_impl.h"
 #include "plan.h"
@@ -50,21 +49,6 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     };
 }
 
-/* The memory a session may plan with: the largest device-local heap's budget. A
- * CPU device (lavapipe) allocates from system RAM whatever its heap says (it
- * reports a fixed 2 GiB), so there the available RAM counts. */
-static uint64_t device_budget(const pvk_caps *c) {
-    uint64_t best = 0;
-    for (uint32_t i = 0; i < c->heap_count; i++)
-        if (c->heaps[i].device_local && c->heaps[i].budget > best) best = c->heaps[i].budget;
-    if (c->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
-        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        uint64_t ram = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
-        if (ram > best) best = ram;
-    }
-    return best;
-}
-
 static pvk_type kv_pvk_type(phivk_kv_type t) {
     return t == PHIVK_KV_Q8_0 ? PVK_Q8_0 : t == PHIVK_KV_Q4_0 ? PVK_Q4_0 : PVK_F16;
 }
@@ -82,7 +66,7 @@ static pvk_status plan_ctx(phivk_session *s) {
         .ctx = s->p.ctx,
         .batch = s->batch,
         .logit_rows = s->logit_rows,
-        .budget = device_budget(caps),
+        .budget = pvk_dev_budget(s->m->rt->dev),
     };
     uint64_t binding_fit = caps->max_binding_bytes / ((uint64_t)hp->n_embd_kv * sizeof(uint16_t));
     if (!in.ctx && binding_fit < (uint64_t)hp->n_ctx_train) in.ctx = (int32_t)(binding_fit & ~(uint64_t)255);
@@ -185,7 +169,7 @@ int32_t phivk_session_pos(const phivk_session *s) { return s->pos; }
 
 char *phivk_session_plan_text(const phivk_session *s) {
     const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
-    uint64_t budget = device_budget(caps);
+    uint64_t budget = pvk_dev_budget(s->m->rt->dev);
     uint64_t total = s->m->weight_bytes + s->kv_bytes + s->scratch_bytes;
     char w[32], kv[32], sc[32], left[32];
     plan_fmt_bytes(w, sizeof w, s->m->weight_bytes);

@@ -122,6 +122,11 @@ pvk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *ds
 pvk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n,
                         VkFormat fmt, VkBufferView *out);
 void pvk_view_destroy(pvk_dev *d, VkBufferView v);
+/* The device memory a session may plan with: the largest device-local heap's
+ * budget; on a CPU device (lavapipe), the system RAM available now. */
+uint64_t pvk_dev_budget(const pvk_dev *d);
+/* System RAM available now (sysconf). */
+uint64_t pvk_host_available(void);
 /* Bytes currently allocated from Vulkan, and used by live pvk_bufs. */
 void pvk_mem_stats(const pvk_dev *d, uint64_t *allocated, uint64_t *used);
 

@@ -3,6 +3,7 @@
  * views. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pvk_impl.h"
 
@@ -115,7 +116,24 @@ static VkDeviceSize heap_free(pvk_dev *d, uint32_t h) {
         return mb.heapBudget[h] > mb.heapUsage[h] ? mb.heapBudget[h] - mb.heapUsage[h] : 0;
     }
     VkDeviceSize size = d->mem_props.memoryHeaps[h].size;
+    /* A CPU device (lavapipe) reports a fixed heap (2 GiB) but allocates from system
+     * RAM: what the system has available is the limit there. */
+    if (d->caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU) return pvk_host_available();
     return size > d->heap_allocated[h] ? size - d->heap_allocated[h] : 0;
+}
+
+uint64_t pvk_host_available(void) {
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
+uint64_t pvk_dev_budget(const pvk_dev *d) {
+    const pvk_caps *c = &d->caps;
+    if (c->type == VK_PHYSICAL_DEVICE_TYPE_CPU) return pvk_host_available();
+    uint64_t best = 0;
+    for (uint32_t i = 0; i < c->heap_count; i++)
+        if (c->heaps[i].device_local && c->heaps[i].budget > best) best = c->heaps[i].budget;
+    return best;
 }
 
 static pvk_status too_big(pvk_dev *d, VkDeviceSize need, pvk_mem mem, const char *why, VkDeviceSize limit) {

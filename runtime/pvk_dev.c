@@ -407,13 +407,15 @@ static pvk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t ins
             largest_local = h;
     }
     /* UMA: the main device-local heap is also mappable, so weights need no staging.
-     * (A small host-visible window of a discrete card's VRAM does not count.) */
+     * (A small host-visible window of a discrete card's VRAM does not count, and
+     * neither does a discrete card whose whole VRAM is mappable (resizable BAR):
+     * host reads of it are slow, so it keeps the staging path.) */
     const VkMemoryPropertyFlags uma = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
                                       VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
     for (uint32_t t = 0; t < mp->memoryTypeCount; t++)
         if ((mp->memoryTypes[t].propertyFlags & uma) == uma && mp->memoryTypes[t].heapIndex == largest_local)
             c->uma = true;
-    c->uma = c->uma && !pvk_env_flag("PHIVK_DISABLE_UMA");
+    c->uma = c->uma && c->type != VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU && !pvk_env_flag("PHIVK_DISABLE_UMA");
     return PVK_OK;
 }
 
