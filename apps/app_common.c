@@ -30,6 +30,8 @@ static bool parse_long(const char *s, long lo, long hi, long *out) {
     return true;
 }
 
+bool app_parse_long(const char *s, long lo, long hi, long *out) { return parse_long(s, lo, hi, out); }
+
 static bool parse_float(const char *s, float lo, float hi, float *out) {
     char *end;
     errno = 0;

@@ -24,6 +24,8 @@ void app_opts_init(app_opts *o);
  * took the option, 0 when it is not one of ours, -1 on a bad value (message
  * printed). */
 int app_opts_parse(app_opts *o, int argc, char **argv, int *i);
+/* A decimal integer in [lo, hi] (the whole string); false otherwise. */
+bool app_parse_long(const char *s, long lo, long hi, long *out);
 /* The help lines for the shared options. */
 void app_opts_usage(void);
 

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"run", "complete a prompt and stream the answer", cmd_run},
     {"chat", "talk with a model in the terminal", cmd_chat},
     {"eval", "perplexity and logits of a token sequence", cmd_eval},
+    {"bench", "prompt and generation speed, and the device's copy bandwidth", cmd_bench},
 };
 
 static void usage(FILE *out) {

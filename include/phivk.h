@@ -162,6 +162,10 @@ typedef struct phivk_model_params {
 phivk_model_params phivk_model_default_params(void);
 /* Loads a GGUF model onto rt's device. Caller owns it; it must outlive its sessions. */
 phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p);
+/* The same from a GGUF image in memory (data must outlive the model); name stands
+ * for the file in messages and for a missing general.name. */
+phivk_model *phivk_model_load_memory(phivk_runtime *rt, const void *data, size_t size,
+                                     const char *name, const phivk_model_params *p);
 void phivk_model_free(phivk_model *m);
 const phivk_vocab *phivk_model_vocab(const phivk_model *m);   /* owned by m */
 const char *phivk_model_arch(const phivk_model *m);           /* "phi3", "llama", "phi2" */
@@ -228,6 +232,39 @@ int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
 /* Adds prompt tokens to the penalty's history without sampling. */
 void phivk_sampler_accept(phivk_sampler *s, int32_t id);
 void phivk_sampler_reset(phivk_sampler *s);
+
+/* -------------------------------------------------------------- benchmarks */
+
+/* The device memory a session may plan with (the largest device-local heap's
+ * budget; on a CPU device the available RAM when that is more). */
+uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt);
+/* Copies a device buffer of bytes to another (vkCmdCopyBuffer, needs 2 x bytes),
+ * best of several timed copies; *gb_per_s counts bytes read per second / 1e9. */
+phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s);
+
+uint64_t phivk_model_weight_bytes(const phivk_model *m);  /* matrices on the device, as stored */
+/* Weight bytes one decode token reads: every layer matrix and the output head. */
+uint64_t phivk_model_token_bytes(const phivk_model *m);
+int64_t phivk_model_param_count(const phivk_model *m);    /* elements of every tensor */
+const char *phivk_model_weight_type(const phivk_model *m); /* the matrices' main type, "q4_K" */
+
+/* Synthetic models with the real models' shapes and random weights, built in
+ * memory for benchmarks. Layers share their bytes (the shapes, types and sizes
+ * are the real ones), so even Phi-3-mini builds in seconds. */
+const char *const *phivk_synth_shapes(void);  /* "tiny", "150m", "phi3-mini", ...; NULL-terminated */
+const char *const *phivk_synth_types(void);   /* "q4_k_m", "q4_0", ..., "f32"; NULL-terminated */
+typedef struct phivk_synth_info {
+    const char *arch;
+    int64_t params;
+    uint64_t bytes;                /* tensor data */
+    uint64_t kv_bytes_per_token;   /* f16 K and V of every layer */
+    int32_t n_vocab;
+} phivk_synth_info;
+/* What phivk_synth_build would make, without making it (to check memory first).
+ * PHIVK_ERR_INVALID naming the known shapes or types for an unknown one. */
+phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_synth_info *out);
+/* The GGUF image; the caller frees *data with free(). */
+phivk_status phivk_synth_build(const char *shape, const char *type, void **data, size_t *size);
 
 #ifdef __cplusplus
 }

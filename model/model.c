@@ -163,21 +163,20 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
     pvk_tensor_destroy(d, &g->down);
 }
 
-phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p) {
+/* From the file at path, or (path NULL) from the GGUF image data; what names it in
+ * messages and stands in for a missing general.name. */
+static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, size_t size,
+                         const char *what, const phivk_model_params *p) {
     phivk_model_params defaults = phivk_model_default_params();
     if (!p) p = &defaults;
-    if (!rt || !path) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_model_load: no runtime or path");
-        return NULL;
-    }
     phivk_model *m = calloc(1, sizeof *m);
     if (!m) {
         pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
         return NULL;
     }
     m->rt = rt;
-    const char *what = arch_basename(path);
-    if (gguf_open(path, &m->file) != PVK_OK) goto fail;
+    if ((path ? gguf_open(path, &m->file) : gguf_open_memory(data, size, &m->file)) != PVK_OK)
+        goto fail;
     if (arch_hparams_read(m->file, what, &m->hp) != PVK_OK) goto fail;
     if (arch_weights_create(m->file, &m->hp, what, &m->w) != PVK_OK) goto fail;
     if (tok_vocab_from_gguf(m->file, &m->vocab) != PVK_OK) goto fail;
@@ -214,6 +213,23 @@ phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_m
 fail:
     phivk_model_free(m);
     return NULL;
+}
+
+phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p) {
+    if (!rt || !path) {
+        pvk_fail(PVK_ERR_INVALID, "phivk_model_load: no runtime or path");
+        return NULL;
+    }
+    return load(rt, path, NULL, 0, arch_basename(path), p);
+}
+
+phivk_model *phivk_model_load_memory(phivk_runtime *rt, const void *data, size_t size,
+                                     const char *name, const phivk_model_params *p) {
+    if (!rt || !data) {
+        pvk_fail(PVK_ERR_INVALID, "phivk_model_load_memory: no runtime or data");
+        return NULL;
+    }
+    return load(rt, NULL, data, size, name ? name : "model in memory", p);
 }
 
 void phivk_model_free(phivk_model *m) {

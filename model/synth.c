@@ -148,38 +148,80 @@ static rng rng_for(uint64_t seed, const char *name) {
 
 typedef enum fill { FILL_MATRIX, FILL_NORM, FILL_BIAS } fill;
 
+/* With repeat_weights: the bytes of a layer tensor already made, by its name after
+ * "blk.N." and its type (Q4_K_M gives ffn_down two types across layers). */
+typedef struct made {
+    char role[64];
+    pvk_type type;
+    uint8_t *data;
+} made;
+#define MAX_MADE 32
+
 typedef struct builder {
     const synth_params *p;
     gguf_writer *w;
     float *row;
     pvk_status st;
+    made made[MAX_MADE];
+    int n_made;
+    uint64_t bytes;         /* without a writer (synth_tensor_bytes): what add() would add */
 } builder;
+
+/* The earlier layer's bytes for name, or NULL when it must be generated (no reuse,
+ * not a layer tensor, or the first of its role and type). */
+static const made *made_find(const builder *b, const char *name, pvk_type type) {
+    if (!b->p->repeat_weights || strncmp(name, "blk.", 4)) return NULL;
+    const char *role = strchr(name + 4, '.') + 1;
+    for (int i = 0; i < b->n_made; i++)
+        if (b->made[i].type == type && !strcmp(b->made[i].role, role)) return &b->made[i];
+    return NULL;
+}
+
+/* Keeps data (ownership passes to b) for the next layers; false when not kept. */
+static bool made_keep(builder *b, const char *name, pvk_type type, uint8_t *data) {
+    if (!b->p->repeat_weights || strncmp(name, "blk.", 4) || b->n_made == MAX_MADE) return false;
+    made *m = &b->made[b->n_made++];
+    snprintf(m->role, sizeof m->role, "%s", strchr(name + 4, '.') + 1);
+    m->type = type;
+    m->data = data;
+    return true;
+}
 
 /* Adds name with ne = {cols, rows}; rows == 0 makes a 1-D F32 tensor of cols.
  * Matrices are uniform with std 1/sqrt(cols) (unit-variance outputs from
  * unit-variance inputs); norm weights are 1 +- 0.1, biases +- 0.1. */
 static void add(builder *b, const char *name, pvk_type type, int64_t cols, int64_t rows, fill how) {
     if (b->st || (b->p->skip_tensor && !strcmp(name, b->p->skip_tensor))) return;
-    rng r = rng_for(b->p->seed, name);
     if (!rows) type = PVK_F32;
     const int64_t nr = rows ? rows : 1;
+    const int64_t ne[2] = {cols, nr};
     const size_t row_bytes = pvk_type_row_bytes(type, cols);
+    if (!b->w) {
+        b->bytes += row_bytes * (uint64_t)nr;
+        return;
+    }
+    const made *prev = made_find(b, name, type);
+    if (prev) {
+        gguf_writer_add_tensor(b->w, name, type, rows ? 2 : 1, ne, prev->data);
+        return;
+    }
+    rng r = rng_for(b->p->seed, name);
     uint8_t *data = malloc(row_bytes * (size_t)nr);
     if (!data) {
         b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for tensor '%s'", name);
         return;
     }
     const float amp = how == FILL_MATRIX ? (float)sqrt(3.0 / (double)cols) : 0.1f;
-    for (int64_t i = 0; i < nr && !b->st; i++) {
+    const int64_t distinct = b->p->repeat_weights && nr > SYNTH_REPEAT_ROWS ? SYNTH_REPEAT_ROWS : nr;
+    for (int64_t i = 0; i < distinct && !b->st; i++) {
         for (int64_t c = 0; c < cols; c++)
             b->row[c] = (how == FILL_NORM ? 1.0f : 0.0f) + amp * rng_sym(&r);
         b->st = quant_quantize_row(type, b->row, data + (size_t)i * row_bytes, cols);
     }
-    if (!b->st) {
-        const int64_t ne[2] = {cols, nr};
-        gguf_writer_add_tensor(b->w, name, type, rows ? 2 : 1, ne, data);
-    }
-    free(data);
+    for (int64_t i = distinct; i < nr && !b->st; i++)
+        memcpy(data + (size_t)i * row_bytes, data + (size_t)(i % distinct) * row_bytes, row_bytes);
+    if (!b->st) gguf_writer_add_tensor(b->w, name, type, rows ? 2 : 1, ne, data);
+    if (b->st || !made_keep(b, name, type, data)) free(data);
 }
 
 /* The type a matrix gets under the mix (before the legality fallback). */
@@ -218,6 +260,10 @@ static void add_norm(builder *b, const char *prefix, const char *role, int64_t n
 /* LongRoPE factor tables shaped like Phi-3.5's: short grows gently from 1, long
  * reaches ~60 at the lowest frequencies. */
 static void add_rope_factors(builder *b, int32_t half) {
+    if (!b->w) {
+        b->bytes += 2 * sizeof(float) * (uint64_t)half;
+        return;
+    }
     float *fl = malloc((size_t)half * sizeof *fl), *fs = malloc((size_t)half * sizeof *fs);
     if (!fl || !fs) {
         b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
@@ -483,6 +529,35 @@ static void set_hparams(builder *b, int arch) {
 #undef KEY
 }
 
+/* Every tensor of the model, in file order. */
+static void add_tensors(builder *b, int arch) {
+    const synth_params *p = b->p;
+    const int64_t E = p->n_embd, hd = E / p->n_head;
+    const int64_t KV = hd * (p->n_head_kv ? p->n_head_kv : p->n_head), F = p->n_ff;
+    const bool phi2 = arch == ARCH_ID_PHI2;
+    add_linear(b, "", "token_embd", -1, E, p->n_vocab, false);
+    if (p->longrope && !b->st) add_rope_factors(b, (int32_t)((p->n_rot ? p->n_rot : hd) / 2));
+    for (int32_t l = 0; l < p->n_layer; l++) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "blk.%d.", (int)l);
+        add_norm(b, pre, "attn_norm", E, phi2);
+        if (arch == ARCH_ID_LLAMA || (phi2 && p->separate_qkv)) {
+            add_linear(b, pre, "attn_q", l, E, E, phi2);
+            add_linear(b, pre, "attn_k", l, E, KV, phi2);
+            add_linear(b, pre, "attn_v", l, E, KV, phi2);
+        } else {
+            add_linear(b, pre, "attn_qkv", l, E, E + 2 * KV, phi2);
+        }
+        add_linear(b, pre, "attn_output", l, E, E, phi2);
+        if (!phi2) add_norm(b, pre, "ffn_norm", E, false);
+        if (arch == ARCH_ID_LLAMA) add_linear(b, pre, "ffn_gate", l, E, F, false);
+        add_linear(b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI3 ? 2 * F : F, phi2);
+        add_linear(b, pre, "ffn_down", l, F, E, phi2);
+    }
+    add_norm(b, "", "output_norm", E, phi2);
+    if (!p->tied_output) add_linear(b, "", "output", -1, E, p->n_vocab, phi2);
+}
+
 pvk_status synth_build(const synth_params *p, void **data, size_t *size) {
     *data = NULL;
     *size = 0;
@@ -503,33 +578,22 @@ pvk_status synth_build(const synth_params *p, void **data, size_t *size) {
     }
     set_hparams(&b, arch);
     add_vocab(&b, arch);
-
-    const bool phi2 = arch == ARCH_ID_PHI2;
-    add_linear(&b, "", "token_embd", -1, E, p->n_vocab, false);
-    if (p->longrope && !b.st) add_rope_factors(&b, (int32_t)((p->n_rot ? p->n_rot : hd) / 2));
-    for (int32_t l = 0; l < p->n_layer; l++) {
-        char pre[32];
-        snprintf(pre, sizeof pre, "blk.%d.", (int)l);
-        add_norm(&b, pre, "attn_norm", E, phi2);
-        if (arch == ARCH_ID_LLAMA || (phi2 && p->separate_qkv)) {
-            add_linear(&b, pre, "attn_q", l, E, E, phi2);
-            add_linear(&b, pre, "attn_k", l, E, KV, phi2);
-            add_linear(&b, pre, "attn_v", l, E, KV, phi2);
-        } else {
-            add_linear(&b, pre, "attn_qkv", l, E, E + 2 * KV, phi2);
-        }
-        add_linear(&b, pre, "attn_output", l, E, E, phi2);
-        if (!phi2) add_norm(&b, pre, "ffn_norm", E, false);
-        if (arch == ARCH_ID_LLAMA) add_linear(&b, pre, "ffn_gate", l, E, F, false);
-        add_linear(&b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI3 ? 2 * F : F, phi2);
-        add_linear(&b, pre, "ffn_down", l, F, E, phi2);
-    }
-    add_norm(&b, "", "output_norm", E, phi2);
-    if (!p->tied_output) add_linear(&b, "", "output", -1, E, p->n_vocab, phi2);
+    add_tensors(&b, arch);
     if (!b.st) b.st = gguf_writer_build(b.w, data, size);
 done:
+    for (int i = 0; i < b.n_made; i++) free(b.made[i].data);
     free(b.row);
     gguf_writer_destroy(b.w);
+    return b.st;
+}
+
+pvk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes) {
+    *bytes = 0;
+    pvk_status st = check_params(p);
+    if (st) return st;
+    builder b = {.p = p}; /* no writer: add() only counts */
+    add_tensors(&b, arch_id(p->arch));
+    *bytes = b.bytes;
     return b.st;
 }
 

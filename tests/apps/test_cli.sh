@@ -3,43 +3,7 @@
 # usage: test_cli.sh PHIVK MAKE_FIXTURE
 phivk=$1
 make_fixture=$2
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-
-# expect NAME WANT_EXIT CMD...: runs CMD, checks its exit status.
-expect() {
-    name=$1 want=$2
-    shift 2
-    "$@" >"$dir/out" 2>"$dir/err"
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name: exit $got, want $want"
-        sed 's/^/    /' "$dir/err" | head -5
-    fi
-}
-
-# check NAME CONDITION...: a shell test on what the last command printed.
-check() {
-    name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/    out: /' "$dir/out" | head -3
-        sed 's/^/    err: /' "$dir/err" | head -3
-    fi
-}
-
-one_line_reason() { [ "$(wc -l <"$dir/err")" -eq 1 ] && [ -s "$dir/err" ]; }
+. "$(dirname "$0")/expect.sh"
 
 "$make_fixture" "$dir/tiny.gguf" phi3 || { echo "cannot make the fixture"; exit 1; }
 printf 'not a gguf file at all\n' >"$dir/notgguf.gguf"
@@ -72,5 +36,4 @@ expect chat_scripted_session_exits_0 0 sh -c "\"$phivk\" chat \"$dir/tiny.gguf\"
 
 expect unknown_command_is_usage_error 2 "$phivk" frobnicate
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -143,6 +143,44 @@ TEST(synth_q4_k_m_mix_types_and_fallbacks) {
     model_free(&x);
 }
 
+/* repeat_weights (phivk bench) must keep every tensor's name, type, shape and size;
+ * layers share bytes per role and type, matrices repeat their first rows, and
+ * synth_tensor_bytes predicts the data size without building. */
+TEST(synth_repeat_weights_keeps_shapes_types_and_size) {
+    synth_params p = small("phi3");
+    p.n_embd = 256;
+    p.n_ff = 320;
+    p.n_layer = 8;
+    p.mix = SYNTH_MIX_Q4_K_M;
+    model a, b;
+    REQUIRE(model_build(&p, &a) == PVK_OK, "%s", pvk_errmsg());
+    p.repeat_weights = true;
+    REQUIRE(model_build(&p, &b) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_tensor_count(a.f) == gguf_tensor_count(b.f), "tensor counts differ");
+    uint64_t sum = 0, predicted = 0;
+    for (uint64_t i = 0; i < gguf_tensor_count(a.f); i++) {
+        const gguf_tensor *x = gguf_tensor_at(a.f, i), *y = gguf_tensor_at(b.f, i);
+        CHECK(!strcmp(x->name, y->name) && x->type == y->type && x->bytes == y->bytes &&
+                  !memcmp(x->ne, y->ne, sizeof x->ne),
+              "%s differs under repeat_weights", x->name);
+        sum += y->bytes;
+    }
+    CHECK(synth_tensor_bytes(&p, &predicted) == PVK_OK && predicted == sum,
+          "predicted %llu bytes, built %llu", (unsigned long long)predicted, (unsigned long long)sum);
+    const arch_weights *w = ref_model_weights(b.m);
+    CHECK(!memcmp(w->layers[1].ffn_up->data, w->layers[6].ffn_up->data, w->layers[1].ffn_up->bytes),
+          "layers share ffn_up bytes");
+    CHECK(w->layers[0].ffn_down->type != w->layers[1].ffn_down->type,
+          "the mix still gives ffn_down two types");
+    const size_t row = pvk_type_row_bytes(w->token_embd->type, p.n_embd);
+    const uint8_t *e = w->token_embd->data;
+    CHECK(!memcmp(e, e + SYNTH_REPEAT_ROWS * row, row), "embedding rows repeat");
+    CHECK(memcmp(e, e + row, row), "the first rows differ");
+    model_free(&a);
+    model_free(&b);
+    check_incremental(&p, 4);
+}
+
 TEST(synth_is_deterministic_and_seeded) {
     synth_params p = small("phi3");
     void *a, *b, *c;

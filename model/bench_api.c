@@ -1,0 +1,124 @@
+/* The public API `phivk bench` measures with: device copy bandwidth, what a model
+ * weighs and reads per token, and synthetic models of the real models' shapes
+ * built in memory (synth.h with repeat_weights). */
+#include <stdio.h>
+#include <string.h>
+
+#include "model_impl.h"
+#include "pvk_bench.h"
+#include "synth.h"
+
+/* Copies timed after the untimed first one; the best counts. */
+#define COPY_REPS 5
+
+uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt) { return pvk_dev_budget(rt->dev); }
+
+phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s) {
+    *gb_per_s = 0;
+    if (!rt) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "copy bandwidth: no runtime");
+    return (phivk_status)pvk_bench_copy(rt->dev, bytes, COPY_REPS, gb_per_s);
+}
+
+uint64_t phivk_model_weight_bytes(const phivk_model *m) { return m->weight_bytes; }
+
+uint64_t phivk_model_token_bytes(const phivk_model *m) {
+    /* A decode token gathers one embedding row; the table is read whole only as the
+     * tied output head, and weight_bytes counts it once either way. */
+    return m->hp.tied_output ? m->weight_bytes : m->weight_bytes - m->w->token_embd->bytes;
+}
+
+int64_t phivk_model_param_count(const phivk_model *m) {
+    int64_t n = 0;
+    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        n += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    }
+    return n;
+}
+
+const char *phivk_model_weight_type(const phivk_model *m) {
+    uint64_t bytes[PVK_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        if (t->n_dims >= 2 && t->type < PVK_TYPE_COUNT) bytes[t->type] += t->bytes;
+    }
+    int best = 0;
+    for (int t = 1; t < PVK_TYPE_COUNT; t++)
+        if (bytes[t] > bytes[best]) best = t;
+    return pvk_type_get((uint32_t)best)->name;
+}
+
+/* ---------------------------------------------------------------- synthetic */
+
+typedef struct synth_type {
+    const char *name;
+    pvk_type wtype;
+    synth_mix mix;
+} synth_type;
+
+static const synth_type types[] = {
+    {"q4_k_m", PVK_Q4_K, SYNTH_MIX_Q4_K_M},
+    {"q4_0", PVK_Q4_0, SYNTH_MIX_NONE},
+    {"q4_1", PVK_Q4_1, SYNTH_MIX_NONE},
+    {"q5_0", PVK_Q5_0, SYNTH_MIX_NONE},
+    {"q5_1", PVK_Q5_1, SYNTH_MIX_NONE},
+    {"q8_0", PVK_Q8_0, SYNTH_MIX_NONE},
+    {"q4_k", PVK_Q4_K, SYNTH_MIX_NONE},
+    {"q5_k", PVK_Q5_K, SYNTH_MIX_NONE},
+    {"q6_k", PVK_Q6_K, SYNTH_MIX_NONE},
+    {"f16", PVK_F16, SYNTH_MIX_NONE},
+    {"bf16", PVK_BF16, SYNTH_MIX_NONE},
+    {"f32", PVK_F32, SYNTH_MIX_NONE},
+};
+#define N_TYPES (sizeof types / sizeof types[0])
+
+const char *const *phivk_synth_shapes(void) { return synth_shape_names(); }
+
+const char *const *phivk_synth_types(void) {
+    static const char *names[N_TYPES + 1];
+    for (size_t i = 0; i < N_TYPES; i++) names[i] = types[i].name;
+    return names;
+}
+
+/* The synth parameters of shape with weights of type, or a message naming the
+ * known ones. */
+static pvk_status synth_lookup(const char *shape, const char *type, synth_params *p) {
+    if (!shape || !type) return pvk_fail(PVK_ERR_INVALID, "synthetic model: no shape or type");
+    pvk_status st = synth_shape_by_name(shape, p);
+    if (st) return st;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        if (strcmp(type, types[i].name)) continue;
+        p->wtype = types[i].wtype;
+        p->mix = types[i].mix;
+        p->name = shape;
+        p->repeat_weights = true;
+        return PVK_OK;
+    }
+    char list[160] = "";
+    for (size_t i = 0; i < N_TYPES; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", types[i].name);
+    return pvk_fail(PVK_ERR_INVALID, "unknown weight type '%s' (known: %s)", type, list);
+}
+
+phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_synth_info *out) {
+    memset(out, 0, sizeof *out);
+    synth_params p;
+    pvk_status st = synth_lookup(shape, type, &p);
+    if (!st) st = synth_tensor_bytes(&p, &out->bytes);
+    if (st) return (phivk_status)st;
+    const int64_t kv_heads = p.n_head_kv ? p.n_head_kv : p.n_head;
+    out->arch = p.arch;
+    out->params = synth_param_count(&p);
+    out->kv_bytes_per_token = 2ull * p.n_layer * (uint64_t)(kv_heads * (p.n_embd / p.n_head)) * sizeof(uint16_t);
+    out->n_vocab = p.n_vocab;
+    return PHIVK_OK;
+}
+
+phivk_status phivk_synth_build(const char *shape, const char *type, void **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    synth_params p;
+    pvk_status st = synth_lookup(shape, type, &p);
+    if (!st) st = synth_build(&p, data, size);
+    return (phivk_status)st;
+}

@@ -1,0 +1,70 @@
+#!/bin/sh
+# phivk bench end to end: synthetic models built in memory and a fixture file, the
+# table and the JSON, bad arguments. Speeds are only checked to be positive: no
+# timing assertions. Runs under the validation layer; any message fails.
+# usage: test_bench.sh PHIVK MAKE_FIXTURE
+phivk=$1
+make_fixture=$2
+. "$(dirname "$0")/expect.sh"
+export PHIVK_VALIDATE=1
+
+no_validation_messages() { ! grep -q "validation" "$dir/err"; }
+
+# The JSON records: one per test, llama-bench's fields, positive speeds, decode's
+# weight bandwidth and its fraction of the copy bandwidth.
+json_ok() {
+    python3 - "$dir/out" "$@" <<'EOF'
+import json, sys
+recs = json.load(open(sys.argv[1]))
+want_tests, reps, model_type = sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
+assert [r["test"] for r in recs] == want_tests, [r["test"] for r in recs]
+for r in recs:
+    for k in ("model_name", "model_type", "device", "model_size", "model_n_params", "n_prompt",
+              "n_gen", "avg_ts", "stddev_ts", "avg_ns", "samples_ts", "samples_ns", "copy_gbps"):
+        assert k in r, k
+    assert r["model_type"] == model_type, r["model_type"]
+    assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["copy_gbps"] > 0, r
+    assert r["model_size"] > 0 and r["model_n_params"] > 0, r
+    assert len(r["samples_ts"]) == reps and all(t > 0 for t in r["samples_ts"]), r
+    assert r["n_prompt"] + r["n_gen"] == int(r["test"][2:]), r
+    if r["n_gen"]:
+        assert r["weights_gbps"] > 0 and 0 < r["copy_fraction"], r
+EOF
+}
+
+expect help_exits_0 0 "$phivk" bench --help
+check help_lists_options_and_shapes grep -q -- "--shape.*phi3-mini" "$dir/out"
+
+expect tiny_f16_json_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 16 -n 8 -r 2 --json --copy-mib 16
+check tiny_f16_json_has_pp_and_tg_records json_ok pp16,tg8 2 f16
+check tiny_f16_json_no_validation_messages no_validation_messages
+
+expect tiny_table_exits_0 0 "$phivk" bench --shape tiny --type bf16 -p 8 -n 4 -r 1 --copy-mib 16
+check table_has_header grep -q "^| model .*| test .*| t/s .*| weights GB/s .*| of copy bw" "$dir/out"
+check table_has_pp_row grep -q "| pp8 .*±" "$dir/out"
+check table_has_tg_row_with_fraction grep -q "| tg4 .*±.*%" "$dir/out"
+check table_names_copy_bandwidth grep -q "copy bandwidth of .*GB/s" "$dir/out"
+check table_no_validation_messages no_validation_messages
+
+expect only_tg_when_p_is_0 0 "$phivk" bench --shape tiny --type f32 -p 0 -n 4 -r 1 --json --copy-mib 16
+check only_tg_record json_ok tg4 1 f32
+
+expect bad_shape_is_usage_error 2 "$phivk" bench --shape phi9 --type f16
+check bad_shape_lists_shapes grep -q "unknown model shape 'phi9' (known: tiny, 150m, phi3-mini" "$dir/err"
+expect bad_type_is_usage_error 2 "$phivk" bench --shape tiny --type q9_9
+check bad_type_lists_types grep -q "unknown weight type 'q9_9' (known: q4_k_m, .*f16" "$dir/err"
+expect zero_repetitions_is_usage_error 2 "$phivk" bench --shape tiny -r 0
+expect nothing_to_measure_is_usage_error 2 "$phivk" bench --shape tiny -p 0 -n 0
+expect unknown_option_is_usage_error 2 "$phivk" bench --frobnicate 3
+
+# A million decode tokens take far longer than a second on any device.
+expect too_slow_run_is_refused 1 "$phivk" bench --shape tiny --type f16 -p 0 -n 1000 -r 1000 --max-seconds 1 --copy-mib 16
+check too_slow_says_why_and_what_to_do grep -q "would take about .*--max-seconds is 1; try " "$dir/err"
+
+"$make_fixture" "$dir/tiny.gguf" phi2 || { echo "cannot make the fixture"; exit 1; }
+expect model_file_json_exits_0 0 "$phivk" bench -m "$dir/tiny.gguf" -p 16 -n 8 -r 2 --json --copy-mib 16
+check model_file_json_records json_ok pp16,tg8 2 f16
+expect missing_model_file_fails 1 "$phivk" bench -m "$dir/missing.gguf" -p 4 -n 2 -r 1 --copy-mib 16
+check missing_model_file_one_line_reason one_line_reason
+
+finish
