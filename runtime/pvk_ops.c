@@ -40,8 +40,9 @@ typedef struct { uint32_t rows, n; } softmax_push;
 typedef struct { uint32_t n, n_ff; } act_push;
 typedef struct { uint32_t n, row_len; } eltwise_push;
 typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
-static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 &&
-              sizeof(act_push) <= 128 && sizeof(eltwise_push) <= 128 && sizeof(mm_push) <= 128, "push constants <= 128 bytes");
+static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(act_push) <= 128 &&
+                  sizeof(eltwise_push) <= 128 && sizeof(mm_push) <= 128,
+              "push constants <= 128 bytes");
 
 enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
 /* x columns one matvec workgroup reads per weight load (spec constant NC). */
