@@ -210,6 +210,7 @@ static synth_params small(const char *arch) {
     p.n_embd = 128;
     p.n_layer = 2;
     p.n_head = 4;
+    p.n_head_kv = 0; /* as many as n_head */
     p.n_ff = 192;
     p.n_ctx = 512;
     p.wtype = PVK_F32;
@@ -254,6 +255,14 @@ TEST(odd_sizes_bf16_weights_match_cpu_reference) {
     check_fixture_vs_reference(&p, 23, false);
 }
 
+TEST(phi2_fused_qkv_head_dim_80_matches_cpu_reference) {
+    synth_params p = small("phi2");
+    p.n_embd = 160;
+    p.n_head = 2;
+    p.n_rot = 32;
+    check_fixture_vs_reference(&p, 30, false);
+}
+
 TEST(phi2_separate_qkv_matches_cpu_reference) {
     synth_params p = small("phi2");
     p.separate_qkv = true;
@@ -261,14 +270,12 @@ TEST(phi2_separate_qkv_matches_cpu_reference) {
     check_fixture_vs_reference(&p, 30, false);
 }
 
-/* Greedy generation on the GPU equals the CPU reference's for 64 steps, unless
- * the reference's best two logits were closer than the numeric bound at a step
- * (a genuine tie that rounding may break either way). */
-TEST(greedy_generation_equals_cpu_reference_for_64_steps) {
-    synth_params p = small("phi3");
-    p.n_head_kv = 2;
+/* Greedy generation on the GPU equals the CPU reference's for `steps` steps,
+ * unless the reference's best two logits were closer than the numeric bound at a
+ * step (a genuine tie that rounding may break either way). */
+static void check_greedy(const synth_params *p, int steps_wanted) {
     fixture fx;
-    bool ok = fixture_open(&fx, &p);
+    bool ok = fixture_open(&fx, p);
     REQUIRE(ok, "fixture");
     int nv = phivk_model_n_vocab(fx.gpu);
     float *lg = malloc(sizeof *lg * nv), *lr = malloc(sizeof *lr * nv);
@@ -284,7 +291,7 @@ TEST(greedy_generation_equals_cpu_reference_for_64_steps) {
     bool run_ok = phivk_decode(s, prompt, 4, lg, false) == PHIVK_OK &&
                   ref_forward(rs, prompt, 4, lr, false) == PVK_OK;
     int steps = 0;
-    for (; run_ok && steps < 64; steps++) {
+    for (; run_ok && steps < steps_wanted; steps++) {
         int32_t tg = vec_argmax(lg, nv), tr = vec_argmax(lr, nv);
         if (tg != tr) {
             float second = -INFINITY;
@@ -299,12 +306,33 @@ TEST(greedy_generation_equals_cpu_reference_for_64_steps) {
                  ref_forward(rs, &tr, 1, lr, false) == PVK_OK;
     }
     CHECK(run_ok, "decode failed: %s", pvk_errmsg());
-    printf("    %d identical greedy steps\n", steps);
+    printf("    %s: %d identical greedy steps\n", p->arch, steps);
     ref_state_destroy(rs);
     phivk_session_free(s);
     free(lg);
     free(lr);
     fixture_close(&fx);
+}
+
+TEST(phi3_greedy_generation_equals_cpu_reference_for_64_steps) {
+    synth_params p = small("phi3");
+    p.n_head_kv = 2;
+    check_greedy(&p, 64);
+}
+
+TEST(llama_greedy_generation_equals_cpu_reference_for_64_steps) {
+    synth_params p = small("llama");
+    p.tied_output = true;
+    check_greedy(&p, 64);
+}
+
+/* Phi-2's shape: head_dim 80 with 32 rotated dims, fused QKV. */
+TEST(phi2_head_dim_80_greedy_generation_equals_cpu_reference_for_64_steps) {
+    synth_params p = small("phi2");
+    p.n_embd = 160;
+    p.n_head = 2;
+    p.n_rot = 32;
+    check_greedy(&p, 64);
 }
 
 /* Prefill (matrix-matrix kernels, tiled attention) and one-token decode
