@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "app_common.h"
 #include "commands.h"
@@ -164,7 +165,8 @@ static const char *smaller_shape(const char *shape, const char *type, int32_t ct
         if (!strcmp(names[i], shape) || phivk_synth_describe(names[i], type, &info) != PHIVK_OK)
             continue;
         uint64_t need = info.bytes + info.kv_bytes_per_token * (uint64_t)ctx;
-        if (need <= limit && need > best_bytes) {
+        /* of near-equal shapes (phi3-mini and its 128k variant) the first listed */
+        if (need <= limit && need > best_bytes + best_bytes / 100) {
             best = names[i];
             best_bytes = need;
         }
@@ -172,7 +174,14 @@ static const char *smaller_shape(const char *shape, const char *type, int32_t ct
     return best;
 }
 
-/* Refuses a synthetic model that cannot fit the device, before building it. */
+/* The host RAM available now; UINT64_MAX when the system does not say. */
+static uint64_t host_available(void) {
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+}
+
+/* Refuses a model that cannot fit the device, and a synthetic one whose image
+ * cannot be built in RAM (the writer holds it twice), before building it. */
 static bool check_memory(const bench_opts *o, uint64_t budget, int32_t ctx, const char *device) {
     uint64_t usable = budget / 10 * 9; /* the session planner's margin */
     if (o->model) {
@@ -185,14 +194,21 @@ static bool check_memory(const bench_opts *o, uint64_t budget, int32_t ctx, cons
     }
     phivk_synth_info info;
     phivk_synth_describe(o->shape, o->type, &info); /* parse() checked the names */
-    uint64_t kv = info.kv_bytes_per_token * (uint64_t)ctx;
-    if (info.bytes + kv <= usable) return true;
-    const char *alt = smaller_shape(o->shape, o->type, ctx, usable);
-    fprintf(stderr, "phivk bench: %s %s needs %.2f GiB (weights %.2f GiB + KV cache %.2f GiB for "
-                    "%d tokens) but %s has %.2f GiB usable; %s%s%s\n",
-            o->shape, o->type, (info.bytes + kv) / GIB, info.bytes / GIB, kv / GIB, ctx, device,
-            usable / GIB, alt ? "try --shape " : "try a smaller shape or type", alt ? alt : "",
-            alt ? " or a smaller --type" : "");
+    uint64_t kv = info.kv_bytes_per_token * (uint64_t)ctx, host = host_available();
+    bool device_ok = info.bytes + kv <= usable, host_ok = info.bytes <= host / 2;
+    if (device_ok && host_ok) return true;
+    const char *alt = smaller_shape(o->shape, o->type, ctx, usable < host / 2 ? usable : host / 2);
+    if (!device_ok)
+        fprintf(stderr, "phivk bench: %s %s needs %.2f GiB (weights %.2f GiB + KV cache %.2f GiB "
+                        "for %d tokens) but %s has %.2f GiB usable; ",
+                o->shape, o->type, (info.bytes + kv) / GIB, info.bytes / GIB, kv / GIB, ctx, device,
+                usable / GIB);
+    else
+        fprintf(stderr, "phivk bench: building %s %s in memory needs %.2f GiB of RAM (the image "
+                        "twice while it is written) but %.2f GiB are available; ",
+                o->shape, o->type, 2 * info.bytes / GIB, host / GIB);
+    if (alt) fprintf(stderr, "try --shape %s or a smaller --type\n", alt);
+    else fprintf(stderr, "try a smaller shape or --type\n");
     return false;
 }
 
