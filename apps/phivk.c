@@ -28,6 +28,7 @@ static const command commands[] = {
     {"chat", "talk with a model in the terminal", cmd_chat},
     {"eval", "perplexity and logits of a token sequence", cmd_eval},
     {"bench", "prompt and generation speed, and the device's copy bandwidth", cmd_bench},
+    {"summarize", "summarize a text or markdown file, however long", cmd_summarize},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,421 @@
+/* phivk summarize: a summary of a text or markdown file, streamed to stdout.
+ *
+ * A document that fits the context is summarized in one pass. A longer one goes
+ * map-reduce: it is split into chunks that fit (summarize_split.c), each chunk is
+ * summarized on its own with the KV cache reset in between, and the joined chunk
+ * summaries are summarized again, in as many passes as it takes to fit.
+ *
+ * The prompt is the model's chat template around the document. The template is
+ * rendered once with a mark where the document goes; its two halves are tokenized
+ * with control tokens parsed, the document without (a document that mentions
+ * "<|end|>" cannot close the user's turn). So a chunk's prompt costs exactly the
+ * template's tokens plus the chunk's own, which is what the splitter measures. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app_common.h"
+#include "commands.h"
+#include "summarize_split.h"
+
+#define SYSTEM_PROMPT "You summarize documents concisely and faithfully."
+/* Stands for the document in the rendered template (never in a template's text). */
+#define DOC_MARK "\x1d"
+/* The fewest tokens a chunk of the document may have. */
+#define MIN_CHUNK_TOKENS 8
+
+typedef struct textbuf {
+    char *p;
+    size_t n, cap;
+} textbuf;
+
+typedef struct summarizer {
+    app_model am;
+    const phivk_vocab *vocab;
+    int32_t ctx;
+    int32_t *ids;               /* ctx tokens: template head, document, template tail */
+    int32_t n_head;
+    int32_t *tail;
+    int32_t n_tail;
+    float *logits;
+    phivk_sampler *smp;
+    phivk_detok *dt;
+    bool verbose;
+    int64_t n_prompt, n_gen;    /* totals over every pass, for the closing line */
+} summarizer;
+
+static void usage(void) {
+    printf("usage: phivk summarize MODEL.gguf FILE [--words N] [--ctx N] [OPTIONS]\n\n"
+           "Summarizes a UTF-8 text or markdown file (FILE '-' reads standard input) with\n"
+           "the model's chat template and streams the summary to stdout. A document longer\n"
+           "than the context is split into chunks at paragraphs (then sentences, then\n"
+           "words); each chunk is summarized, then the summaries are summarized.\n"
+           "Greedy unless --temp is given.\n\n"
+           "  --words N               length of the summary in words (default 150)\n"
+           "  --ctx N                 context in tokens (same as -c)\n"
+           "  -n N                    most tokens per summary (default: 2 x --words)\n"
+           "  -v, --verbose           print each chunk's summary on stderr\n\n");
+    app_opts_usage();
+}
+
+static bool buf_add(textbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return false;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return true;
+}
+
+static phivk_tokenize_params plain_text(void) {
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.bos = PHIVK_BOS_NO;
+    return tp;
+}
+
+static int64_t doc_tokens(void *vocab, const char *text, size_t len) {
+    phivk_tokenize_params tp = plain_text();
+    return phivk_tokenize(vocab, text, len, &tp, NULL, 0);
+}
+
+/* Tokenizes len bytes into a new array; NULL with a message. */
+static int32_t *tokenize_new(const phivk_vocab *v, const char *text, size_t len,
+                             const phivk_tokenize_params *tp, int32_t *n) {
+    int64_t k = phivk_tokenize(v, text, len, tp, NULL, 0);
+    int32_t *ids = k >= 0 ? malloc(sizeof *ids * (size_t)(k ? k : 1)) : NULL;
+    if (!ids) {
+        fprintf(stderr, "phivk summarize: cannot tokenize the prompt template: %s\n",
+                k < 0 ? phivk_last_error() : "out of host memory");
+        return NULL;
+    }
+    phivk_tokenize(v, text, len, tp, ids, k);
+    *n = (int32_t)k;
+    return ids;
+}
+
+/* The template's tokens before (into S->ids) and after (S->tail) the document. */
+static bool make_template(summarizer *S, int32_t words) {
+    phivk_chat_format fmt = phivk_vocab_chat_format(S->vocab);
+    char user[128];
+    /* A completion model (no chat format) needs a cue after the document. */
+    snprintf(user, sizeof user, "Summarize the following document in about %d words:\n\n" DOC_MARK "%s",
+             (int)words, fmt == PHIVK_CHAT_PLAIN ? "\n\nSummary:" : "");
+    phivk_chat_msg msgs[] = {{"system", SYSTEM_PROMPT}, {"user", user}};
+    /* Plain text has no place for a system message. */
+    int skip = fmt == PHIVK_CHAT_PLAIN;
+    char *prompt = phivk_chat_prompt(fmt, msgs + skip, 2 - skip, true);
+    char *mark = prompt ? strstr(prompt, DOC_MARK) : NULL;
+    if (!mark) {
+        fprintf(stderr, "phivk summarize: cannot make the prompt: %s\n",
+                prompt ? "the template dropped the document" : phivk_last_error());
+        free(prompt);
+        return false;
+    }
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.parse_special = true;
+    tp.bos = phivk_vocab_adds_bos(S->vocab) ? PHIVK_BOS_YES : PHIVK_BOS_NO;
+    int32_t *head = tokenize_new(S->vocab, prompt, (size_t)(mark - prompt), &tp, &S->n_head);
+    tp.bos = PHIVK_BOS_NO;
+    const char *rest = mark + strlen(DOC_MARK);
+    S->tail = head ? tokenize_new(S->vocab, rest, strlen(rest), &tp, &S->n_tail) : NULL;
+    free(prompt);
+    bool fits = S->tail && S->n_head + S->n_tail <= S->ctx;
+    if (fits) memcpy(S->ids, head, sizeof *head * (size_t)S->n_head);
+    else if (S->tail)
+        fprintf(stderr, "phivk summarize: the prompt template alone is %d tokens and the context holds %d; "
+                        "use a larger --ctx\n", S->n_head + S->n_tail, S->ctx);
+    free(head);
+    return fits;
+}
+
+/* Summarizes one text that fits (its tokens <= ctx - template - answer): streams
+ * to stdout when out is NULL, else appends to out. At most answer tokens. */
+static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t answer, textbuf *out) {
+    phivk_tokenize_params tp = plain_text();
+    int64_t room = S->ctx - S->n_head - S->n_tail;
+    int64_t n_doc = phivk_tokenize(S->vocab, text, len, &tp, S->ids + S->n_head, room);
+    if (n_doc < 0 || n_doc > room) {
+        fprintf(stderr, "phivk summarize: %s\n",
+                n_doc < 0 ? phivk_last_error() : "a chunk does not fit the context (a splitter bug)");
+        return false;
+    }
+    int32_t n = S->n_head + (int32_t)n_doc;
+    memcpy(S->ids + n, S->tail, sizeof *S->tail * (size_t)S->n_tail);
+    n += S->n_tail;
+    if (answer > S->ctx - n) answer = S->ctx - n;
+    int32_t n_vocab = phivk_model_n_vocab(S->am.model);
+    phivk_sampler_reset(S->smp);
+    if (phivk_session_truncate(S->am.sess, 0) != PHIVK_OK ||
+        phivk_decode(S->am.sess, S->ids, n, S->logits, false) != PHIVK_OK) {
+        fprintf(stderr, "phivk summarize: %s\n", phivk_last_error());
+        return false;
+    }
+    S->n_prompt += n;
+    char piece[256];
+    bool started = false, ok = true;
+    for (int32_t k = 0; k < answer; k++) {
+        int32_t tok = phivk_sampler_sample(S->smp, S->logits, n_vocab);
+        if (phivk_token_is_stop(S->vocab, tok)) break;
+        S->n_gen++;
+        size_t m = phivk_detok_push(S->dt, tok, piece, sizeof piece);
+        /* The template ends in a newline: white space before the first word is
+         * not part of the summary. */
+        const char *p = piece;
+        while (!started && m && (*p == ' ' || *p == '\n')) p++, m--;
+        started |= m > 0;
+        if (out) {
+            ok = buf_add(out, p, m);
+        } else {
+            fwrite(p, 1, m, stdout);
+            fflush(stdout);
+        }
+        if (!ok || k + 1 == answer) break;
+        if (phivk_decode(S->am.sess, &tok, 1, S->logits, false) != PHIVK_OK) {
+            fprintf(stderr, "\nphivk summarize: %s\n", phivk_last_error());
+            return false;
+        }
+    }
+    size_t m = phivk_detok_flush(S->dt, piece, sizeof piece);
+    if (out) {
+        ok = ok && buf_add(out, piece, m);
+    } else {
+        fwrite(piece, 1, m, stdout);
+        putchar('\n');
+    }
+    if (!ok) fprintf(stderr, "phivk summarize: out of host memory\n");
+    return ok;
+}
+
+/* One map pass: every chunk of text[0, len) summarized, the summaries joined by
+ * blank lines into *next. Returns the number of chunks, -1 on failure. */
+static int64_t map_pass(summarizer *S, const char *text, size_t len, int64_t budget, int32_t answer,
+                        int pass, textbuf *next) {
+    size_t *b;
+    const char *why;
+    int64_t n = sumsplit_text(text, len, budget, doc_tokens, (void *)S->vocab, &b, &why);
+    if (n < 0) {
+        fprintf(stderr, "phivk summarize: %s\n", why);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t tokens = doc_tokens((void *)S->vocab, text + b[i], b[i + 1] - b[i]);
+        if (pass == 1) fprintf(stderr, "chunk %lld/%lld (%lld tokens)\n", (long long)i + 1, (long long)n, (long long)tokens);
+        else fprintf(stderr, "pass %d: chunk %lld/%lld (%lld tokens of summaries)\n", pass, (long long)i + 1,
+                     (long long)n, (long long)tokens);
+        size_t at = next->n;
+        if (at && !buf_add(next, "\n\n", 2)) goto oom;
+        size_t start = next->n;
+        if (!summarize_once(S, text + b[i], b[i + 1] - b[i], answer, next)) goto fail;
+        if (next->n == start) next->n = at; /* an empty summary adds nothing */
+        if (S->verbose)
+            fprintf(stderr, "--- summary of chunk %lld/%lld ---\n%.*s\n---\n", (long long)i + 1, (long long)n,
+                    (int)(next->n - start), next->p + start);
+    }
+    free(b);
+    return n;
+oom:
+    fprintf(stderr, "phivk summarize: out of host memory\n");
+fail:
+    free(b);
+    return -1;
+}
+
+/* Map passes until the text fits one final, streamed pass. */
+static bool summarize(summarizer *S, const char *doc, size_t len, int32_t answer) {
+    int32_t avail = S->ctx - S->n_head - S->n_tail;
+    /* The final summary may take half of what the template leaves; chunk
+     * summaries a third, so at least two fit in the next pass's chunk and every
+     * pass shrinks the text. */
+    int32_t answer_final = answer < avail / 2 ? answer : avail / 2;
+    int32_t answer_map = answer < avail / 3 ? answer : avail / 3;
+    if (avail / 3 < MIN_CHUNK_TOKENS) {
+        fprintf(stderr, "phivk summarize: the prompt template takes %d of the context's %d tokens and "
+                        "leaves no room for a document; use a larger --ctx\n", S->n_head + S->n_tail, S->ctx);
+        return false;
+    }
+    if (answer_final < answer)
+        fprintf(stderr, "phivk summarize: summaries are limited to %d tokens to leave room for the document "
+                        "in a context of %d (use a larger --ctx for longer ones)\n", answer_final, S->ctx);
+    textbuf cur = {0}, next = {0};
+    const char *text = doc;
+    int64_t n_prev = INT64_MAX;
+    bool ok = false;
+    for (int pass = 1;; pass++) {
+        int64_t tokens = doc_tokens((void *)S->vocab, text, len);
+        if (tokens < 0) {
+            fprintf(stderr, "phivk summarize: %s\n", phivk_last_error());
+            break;
+        }
+        if (tokens <= avail - answer_final) {
+            if (pass > 1) fprintf(stderr, "final summary of %lld chunk summaries (%lld tokens)\n", (long long)n_prev,
+                                  (long long)tokens);
+            ok = summarize_once(S, text, len, answer_final, NULL);
+            break;
+        }
+        next.n = 0;
+        int64_t n = map_pass(S, text, len, avail - answer_map, answer_map, pass, &next);
+        if (n < 0) break;
+        if (n >= n_prev) {
+            fprintf(stderr, "phivk summarize: the summaries do not get shorter (%lld chunks again); "
+                            "use a larger --ctx or fewer --words\n", (long long)n);
+            break;
+        }
+        if (!next.n) {
+            fprintf(stderr, "phivk summarize: the model wrote no summary for any chunk\n");
+            break;
+        }
+        n_prev = n;
+        textbuf t = cur;
+        cur = next;
+        next = t;
+        text = cur.p;
+        len = cur.n;
+    }
+    free(cur.p);
+    free(next.p);
+    return ok;
+}
+
+/* Reads FILE and checks that it is text; NULL with a one-line reason. */
+static char *read_document(const char *path, const char *model, size_t *len) {
+    char *text = app_read_file(strcmp(path, "-") ? path : "/dev/stdin", len);
+    if (!text) return NULL;
+    size_t n = *len, i = 0;
+    while (i < n && isspace((unsigned char)text[i])) i++;
+    if (i == n) {
+        fprintf(stderr, "phivk summarize: %s is %s: nothing to summarize\n", path, n ? "only white space" : "empty");
+        goto fail;
+    }
+    /* UTF-8 is checked by the model's tokenizer (its message names the offset) up
+     * to the first NUL byte, which the tokenizer would take as text. */
+    const char *nul = memchr(text, 0, n);
+    phivk_vocab *v = phivk_vocab_load(model);
+    if (!v) {
+        fprintf(stderr, "phivk: %s\n", phivk_last_error());
+        goto fail;
+    }
+    bool utf8 = doc_tokens(v, text, nul ? (size_t)(nul - text) : n) >= 0;
+    if (!utf8) fprintf(stderr, "phivk summarize: %s is not UTF-8 text: %s\n", path, phivk_last_error());
+    phivk_vocab_free(v);
+    if (!utf8) goto fail;
+    if (nul) {
+        fprintf(stderr, "phivk summarize: %s is not text: a NUL byte at byte %zu (a binary file?)\n", path,
+                (size_t)(nul - text));
+        goto fail;
+    }
+    return text;
+fail:
+    free(text);
+    return NULL;
+}
+
+static bool parse_int(const char *s, long lo, long hi, int32_t *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = (int32_t)v;
+    return true;
+}
+
+int cmd_summarize(int argc, char **argv) {
+    app_opts o;
+    app_opts_init(&o);
+    const char *file = NULL;
+    int32_t words = 150;
+    bool verbose = false, temp_given = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
+            continue;
+        }
+        if (!strcmp(a, "--words") || !strcmp(a, "--ctx")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "phivk summarize: option %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!(strcmp(a, "--words") ? parse_int(v, 1, 1 << 24, &o.sess.ctx) : parse_int(v, 1, 100000, &words))) {
+                fprintf(stderr, "phivk summarize: bad value '%s' for %s\n", v, a);
+                return 2;
+            }
+            continue;
+        }
+        temp_given |= !strcmp(a, "--temp");
+        int r = app_opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r == 0) {
+            if ((a[0] == '-' && a[1]) || (o.model && file)) {
+                fprintf(stderr, "phivk summarize: unexpected argument '%s' (see --help)\n", a);
+                return 2;
+            }
+            if (!o.model) o.model = a;
+            else file = a;
+        }
+    }
+    if (o.prompt_file) {
+        if (file) {
+            fprintf(stderr, "phivk summarize: give the document once (FILE or -f FILE)\n");
+            return 2;
+        }
+        file = o.prompt_file;
+    }
+    if (!o.model || !file || o.prompt) {
+        fprintf(stderr, "phivk summarize: needs a model and a document FILE (not -p); see --help\n");
+        return 2;
+    }
+    if (!temp_given) o.samp.temp = 0;
+    if (!o.seed_given) o.samp.seed = (uint64_t)time(NULL);
+    int32_t answer = o.n_predict > 0 ? o.n_predict : 2 * words;
+
+    size_t len;
+    char *doc = read_document(file, o.model, &len);
+    if (!doc) return 1;
+    /* A byte order mark is not part of the text. */
+    const char *text = doc;
+    if (len >= 3 && !memcmp(doc, "\xEF\xBB\xBF", 3)) text += 3, len -= 3;
+
+    summarizer S = {.verbose = verbose};
+    int status = 1;
+    if (!app_model_open(&o, &S.am)) goto done;
+    S.vocab = phivk_model_vocab(S.am.model);
+    S.ctx = phivk_session_ctx(S.am.sess);
+    S.ids = malloc(sizeof *S.ids * (size_t)S.ctx);
+    S.logits = malloc(sizeof *S.logits * (size_t)phivk_model_n_vocab(S.am.model));
+    S.smp = phivk_sampler_create(&o.samp);
+    S.dt = phivk_detok_create(S.vocab, false);
+    if (!S.ids || !S.logits || !S.smp || !S.dt) {
+        fprintf(stderr, "phivk summarize: out of host memory\n");
+        goto done;
+    }
+    if (!make_template(&S, words)) goto done;
+    double t0 = app_now();
+    if (!summarize(&S, text, len, answer)) goto done;
+    double dt = app_now() - t0;
+    fprintf(stderr, "summarized in %.2f s: %lld prompt tokens (%.1f tokens/s), %lld generated\n", dt,
+            (long long)S.n_prompt, S.n_prompt / (dt + 1e-9), (long long)S.n_gen);
+    status = 0;
+done:
+    phivk_detok_free(S.dt);
+    phivk_sampler_free(S.smp);
+    free(S.logits);
+    free(S.tail);
+    free(S.ids);
+    app_model_close(&S.am);
+    free(doc);
+    return status;
+}
