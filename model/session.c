@@ -7,6 +7,7 @@
 
 #include "model_impl.h"
 #include "plan.h"
+#include "session_kv.h"
 
 #define DEFAULT_BATCH 512
 /* The host-visible logits buffer holds at most this many bytes of rows; eval's
@@ -22,7 +23,7 @@ struct phivk_session {
     arch_rope_table table;    /* the table the cache was computed with */
     atomic_bool cancel;
 
-    pvk_buf *k, *v;           /* per layer: [ctx][n_embd_kv] f16 */
+    pvk_kv *kv;               /* per layer: K and V, [ctx][n_embd_kv] in k_type / v_type */
     pvk_buf ids, x, h, qkv, att, ff, act, last, last_n, logits, attn_scratch;
     pvk_cmd *cmd;
     uint64_t kv_bytes, scratch_bytes;
@@ -54,10 +55,10 @@ static pvk_type kv_pvk_type(phivk_kv_type t) {
 }
 
 /* The context: as asked, or the model's reduced to what fits the device memory
- * (plan.h) and the per-binding limit of one layer's K or V. */
+ * (plan.h). A layer's K or V larger than one binding is split into chunks
+ * (pvk_kv_alloc), so the binding limit does not cap it. */
 static pvk_status plan_ctx(phivk_session *s) {
     const arch_hparams *hp = &s->m->hp;
-    const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
     plan_input in = {
         .hp = hp,
         .weight_bytes = s->m->weight_bytes,
@@ -68,17 +69,9 @@ static pvk_status plan_ctx(phivk_session *s) {
         .logit_rows = s->logit_rows,
         .budget = pvk_dev_budget(s->m->rt->dev),
     };
-    uint64_t binding_fit = caps->max_binding_bytes / ((uint64_t)hp->n_embd_kv * sizeof(uint16_t));
-    if (!in.ctx && binding_fit < (uint64_t)hp->n_ctx_train) in.ctx = (int32_t)(binding_fit & ~(uint64_t)255);
     plan pl;
     pvk_status st = plan_make(&in, &pl);
     if (st) return st;
-    if ((uint64_t)pl.ctx > binding_fit)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "a context of %d tokens makes one layer's K cache larger than this "
-                        "device binds at once (%llu MiB); use -c %llu or less",
-                        pl.ctx, (unsigned long long)(caps->max_binding_bytes >> 20),
-                        (unsigned long long)binding_fit);
     s->ctx = pl.ctx;
     return PVK_OK;
 }
@@ -91,8 +84,8 @@ static pvk_status make_buf(phivk_session *s, pvk_buf *b, uint64_t bytes, pvk_mem
 phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p) {
     phivk_session_params defaults = phivk_session_default_params();
     if (!p) p = &defaults;
-    if (p->k_type != PHIVK_KV_F16 || p->v_type != PHIVK_KV_F16) {
-        pvk_fail(PVK_ERR_UNSUPPORTED, "only an f16 KV cache is available in this version");
+    if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0) {
+        pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
         return NULL;
     }
     phivk_session *s = calloc(1, sizeof *s);
@@ -112,18 +105,17 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     if (s->batch > s->ctx) s->batch = s->ctx;
 
     s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
-    s->k = calloc((size_t)hp->n_layer, sizeof *s->k);
-    s->v = calloc((size_t)hp->n_layer, sizeof *s->v);
-    if (!s->tokens || !s->k || !s->v) {
+    s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
+    if (!s->tokens || !s->kv) {
         pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
         goto fail;
     }
-    uint64_t layer_kv = (uint64_t)s->ctx * hp->n_embd_kv * sizeof(uint16_t);
+    pvk_type kt = kv_pvk_type(p->k_type), vt = kv_pvk_type(p->v_type);
     for (int32_t l = 0; l < hp->n_layer; l++) {
-        if (pvk_buf_create(dev, layer_kv, PVK_MEM_DEVICE, &s->k[l]) != PVK_OK ||
-            pvk_buf_create(dev, layer_kv, PVK_MEM_DEVICE, &s->v[l]) != PVK_OK)
+        if (pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]) != PVK_OK)
             goto fail;
-        s->kv_bytes += 2 * layer_kv;
+        s->kv_bytes += pvk_type_row_bytes(kt, hp->n_embd_kv) * (uint64_t)s->ctx +
+                       pvk_type_row_bytes(vt, hp->n_embd_kv) * (uint64_t)s->ctx;
     }
     uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
     uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
@@ -138,7 +130,7 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
         make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
-        make_buf(s, &s->attn_scratch, pvk_op_attention_scratch_bytes(dev, &a, (uint32_t)s->ctx),
+        make_buf(s, &s->attn_scratch, pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]),
                  PVK_MEM_DEVICE))
         goto fail;
     if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
@@ -153,13 +145,11 @@ void phivk_session_free(phivk_session *s) {
     if (!s) return;
     pvk_dev *dev = s->m->rt->dev;
     pvk_cmd_destroy(s->cmd);
-    for (int32_t l = 0; s->k && l < s->m->hp.n_layer; l++) pvk_buf_destroy(dev, &s->k[l]);
-    for (int32_t l = 0; s->v && l < s->m->hp.n_layer; l++) pvk_buf_destroy(dev, &s->v[l]);
+    for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
     pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
                        &s->last, &s->last_n, &s->logits, &s->attn_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
-    free(s->k);
-    free(s->v);
+    free(s->kv);
     free(s->tokens);
     free(s);
 }
@@ -236,13 +226,13 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         *st = pvk_op_rope(o, c, &s->qkv, &r, m, pos0);
     }
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    pvk_kv kv = {.k = &s->k[l], .v = &s->v[l], .width = (uint32_t)hp->n_embd_kv, .ctx = (uint32_t)s->ctx};
+    const pvk_kv *kv = &s->kv[l];
     if (!*st)
         *st = pvk_op_kv_store(o, c, &s->qkv, stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &kv, m, pos0);
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_attn a = attn_desc(s, m, pos0);
-    if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, &kv, &s->att);
+    if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, kv, &s->att);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 
     uint32_t n_ff = (uint32_t)hp->n_ff;
@@ -370,3 +360,18 @@ phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {
 }
 
 void phivk_cancel(phivk_session *s) { atomic_store(&s->cancel, true); }
+
+/* ------------------------------------------- cache access (session_kv.h) */
+
+const pvk_kv *session_kv_layer(const phivk_session *s, int32_t layer) {
+    return layer >= 0 && layer < s->m->hp.n_layer ? &s->kv[layer] : NULL;
+}
+
+phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) {
+    if (pos < 0 || pos > s->ctx)
+        return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
+    memcpy(s->tokens, tokens, sizeof *tokens * (size_t)pos);
+    s->pos = pos;
+    s->table = arch_rope_factors_choice(&s->m->hp, (arch_rope_mode)s->p.rope_factors, pos ? pos : 1);
+    return PHIVK_OK;
+}

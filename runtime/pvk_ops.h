@@ -115,24 +115,43 @@ typedef struct pvk_rope {
 pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope *r,
                        uint32_t m, uint32_t pos0);
 
-/* One layer's cache: K and V as [ctx][width] f16 rows, width = n_kv_heads * head_dim. */
+/* One layer's cache: K and V as [ctx][width] rows, each in its type (F16, or Q8_0 /
+ * Q4_0 in ggml's block layout, width % 32 == 0), written quantized by kv_store and
+ * dequantized by attention. A cache longer than one binding holds is split by
+ * positions into chunks of chunk_ctx rows (the last may be shorter), each its own
+ * buffer; attention and kv_store record one dispatch per chunk they touch.
+ * pvk_kv_alloc makes one sized and viewed for the device; tests may also describe
+ * buffers of their own (n_chunks 0 reads as 1, a chunk buffer holding at least
+ * pvk_kv_bytes of its rows). */
 typedef struct pvk_kv {
-    const pvk_buf *k, *v;
+    pvk_buf *k, *v;           /* n_chunks buffers each: k[c] holds rows [c*chunk_ctx, ...) */
     uint32_t width;
     uint32_t ctx;
-    /* Optional uniform texel views of k and v from pvk_kv_view, made once by the
-     * cache's owner. Attention reads through them when both are set: faster on
-     * lavapipe, and one view spans up to maxTexelBufferElements x 8 bytes (1 GiB on
-     * lavapipe) where a storage binding stops at caps.max_binding_bytes. */
-    VkBufferView k_view, v_view;
+    pvk_type k_type, v_type;  /* PVK_F16, PVK_Q8_0 or PVK_Q4_0 */
+    uint32_t n_chunks;
+    uint32_t chunk_ctx;       /* rows per chunk (used when n_chunks > 1) */
+    /* Optional uniform texel views of each chunk's k and v (pvk_kv_view), n_chunks
+     * each. Attention reads through them when set: faster on lavapipe, and one
+     * view spans up to maxTexelBufferElements x 8 bytes (1 GiB on lavapipe) where
+     * a storage binding stops at caps.max_binding_bytes. */
+    VkBufferView *k_views, *v_views;
 } pvk_kv;
+/* Bytes a chunk buffer of `rows` cache rows needs (rounded up to 8-byte texels). */
+uint64_t pvk_kv_bytes(pvk_type t, uint32_t width, uint32_t rows);
 /* The texel view attention reads a cache buffer through (first `bytes` of it), or
  * VK_NULL_HANDLE with PVK_OK when the device cannot (no texel buffers, or more
  * texels than maxTexelBufferElements): attention then binds storage ranges. */
 pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out);
+/* Allocates one layer's cache of ctx rows: chunks as long as one binding allows
+ * (a texel view's reach when the device reads the cache through views, else
+ * caps.max_binding_bytes; PHIVK_MAX_BINDING_BYTES lowers both) and their views.
+ * Contents are undefined. The caller owns *out: pvk_kv_free. */
+pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
+                        uint32_t ctx, pvk_kv *out);
+void pvk_kv_free(pvk_dev *d, pvk_kv *kv);   /* accepts a zeroed pvk_kv */
 /* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
- * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx). The width
- * must be even. */
+ * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx), quantizing
+ * for Q8_0 / Q4_0 as model/quant.c does. The width must be even. */
 pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
                            uint32_t pos0);
@@ -145,9 +164,11 @@ typedef struct pvk_attn {
     uint32_t window;          /* sliding window (key visible iff qpos - kpos < window); 0 = none */
     float scale;              /* applied to q·k (1/sqrt(head_dim)) */
     /* Split-K partials (un-normalised O, max, sum per KV slice) when the KV range is
-     * split across workgroups: a buffer of pvk_op_attention_scratch_bytes, allocated
-     * once by the caller. NULL, or too small for the split the op would pick: fewer
-     * splits (correct, slower on long contexts). Must not alias x or out. */
+     * split across workgroups or cache chunks: a buffer of
+     * pvk_op_attention_scratch_bytes_kv, allocated once by the caller. NULL, or too
+     * small for the split the op would pick: fewer splits (correct, slower on long
+     * contexts); a query range over several chunks needs one split's worth
+     * (PVK_ERR_INVALID otherwise). Must not alias x or out. */
     const pvk_buf *scratch;
 } pvk_attn;
 /* out[i][h*head_dim ..] = softmax(q·K^T * scale, causal (+window)) · V over cache
@@ -162,6 +183,8 @@ pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_
  * for any KV length up to kv_len_max on d, with the default tuning; 0 when it never
  * splits (scratch may then be NULL). */
 size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max);
+/* The same for a cache laid out as kv (its chunks; its ctx is kv_len_max). */
+size_t pvk_op_attention_scratch_bytes_kv(const pvk_dev *d, const pvk_attn *a, const pvk_kv *kv);
 
 /* Attention's knobs (shaders/attn.comp): pvk_op_attention uses the defaults for the
  * device; tests and benchmarks may pass others (e.g. a GPU's shapes on lavapipe). */

@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t n, cols, row0, nrows, table_rows; } get_rows_push;
@@ -15,11 +16,13 @@ typedef struct {
     uint32_t row_stride, q_off, n_q, k_off, n_k, head_dim, n_rot, neox, has_ff, pos0, row_base;
     float freq_exp, attn_factor;
 } rope_push;
-typedef struct { uint32_t row_stride, k_off, v_off, width, k_word0, v_word0, row_base; } kv_store_push;
+typedef struct {
+    uint32_t row_stride, k_off, v_off, width, k_byte0, v_byte0, row_base, x_row0;
+} kv_store_push;
 typedef struct {
     uint32_t q_stride4, q_off4, n_head, group, m, pos0, window;
     float scale;
-    uint32_t kv_width4, kv_row0, kv_word0, n_split, tile_base;
+    uint32_t kv_width, kv_row0, k_byte0, v_byte0, c_lo, c_hi, n_split, tile_base;
 } attn_push;
 typedef struct { uint32_t rows, hd4, n_split; } attn_reduce_push;
 static_assert(sizeof(rope_push) <= 128 && sizeof(attn_push) <= 128, "push constants <= 128 bytes");
@@ -67,13 +70,14 @@ static pvk_status record_rows(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const
 }
 
 /* Binds rows [r0, r1) of a buffer of row_bytes rows from the last aligned byte at
- * or before row r0 (so only what a kernel reads counts against the binding limit);
- * *word0 gets row r0's index in `unit`-byte words of the binding. */
+ * or before row r0 to the 4-byte word after row r1 - 1 (so only what a kernel
+ * reads counts against the binding limit); *byte0 gets row r0's byte in the
+ * binding. The buffer holds whole words (pvk_kv_bytes). */
 static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf *b,
-                            uint64_t row_bytes, uint32_t r0, uint32_t r1, uint32_t unit,
-                            pvk_binding *out, uint32_t *word0) {
+                            uint64_t row_bytes, uint32_t r0, uint32_t r1, pvk_binding *out,
+                            uint32_t *byte0) {
     uint64_t align = caps->storage_align > 16 ? caps->storage_align : 16;
-    uint64_t start = r0 * row_bytes, lo = start / align * align, n = r1 * row_bytes - lo;
+    uint64_t start = r0 * row_bytes, lo = start / align * align, n = (r1 * row_bytes + 3) / 4 * 4 - lo;
     if (n > caps->max_binding_bytes)
         return pvk_fail(PVK_ERR_UNSUPPORTED,
                         "%s: %u cache rows of %llu bytes need one binding of %llu bytes; device %s "
@@ -81,7 +85,7 @@ static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf 
                         op, r1 - r0, (unsigned long long)row_bytes, (unsigned long long)n, caps->name,
                         (unsigned long long)caps->max_binding_bytes);
     *out = pvk_bind_range(b, lo, n);
-    *word0 = (uint32_t)((start - lo) / unit);
+    *byte0 = (uint32_t)(start - lo);
     return PVK_OK;
 }
 
@@ -163,19 +167,68 @@ pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope 
 
 /* ---------------------------------------------------------------- kv_store */
 
-/* Bytes of a cache row of `width` elements (F16 now; quantized caches later). */
-static uint64_t kv_row_bytes(const pvk_kv *kv) { return (uint64_t)kv->width * 2; }
+/* Cache types by shader variant infix (shaders/kv_cache.glsl). */
+static const char *kv_type_name(pvk_type t) {
+    switch (t) {
+    case PVK_F16: return "f16";
+    case PVK_Q8_0: return "q8_0";
+    case PVK_Q4_0: return "q4_0";
+    default: return NULL;
+    }
+}
+
+static uint64_t kv_row_bytes(pvk_type t, uint32_t width) { return pvk_type_row_bytes(t, width); }
+
+uint64_t pvk_kv_bytes(pvk_type t, uint32_t width, uint32_t rows) {
+    return (kv_row_bytes(t, width) * rows + 7) / 8 * 8;
+}
+
+static uint32_t kv_n_chunks(const pvk_kv *kv) { return kv->n_chunks > 1 ? kv->n_chunks : 1; }
+
+/* Positions [*lo, *hi) of chunk c. */
+static void kv_chunk(const pvk_kv *kv, uint32_t c, uint32_t *lo, uint32_t *hi) {
+    uint32_t n = kv->n_chunks > 1 ? kv->chunk_ctx : kv->ctx;
+    *lo = c * n;
+    *hi = min_u32(kv->ctx, *lo + n);
+}
+
+static uint32_t kv_chunk_of(const pvk_kv *kv, uint32_t pos) {
+    return kv->n_chunks > 1 ? pos / kv->chunk_ctx : 0;
+}
+
+/* PVK_ERR_UNSUPPORTED unless the types and width make a cache the kernels read. */
+static pvk_status check_kv_format(const char *op, pvk_type kt, pvk_type vt, uint32_t width) {
+    if (!kv_type_name(kt) || !kv_type_name(vt))
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (f16, q8_0 or q4_0)",
+                        op, pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
+                        pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?");
+    if (!width || width % 2 || ((kt != PVK_F16 || vt != PVK_F16) && width % 32))
+        return pvk_fail(PVK_ERR_UNSUPPORTED,
+                        "%s: cache width %u must be even, and a multiple of 32 for a quantized cache",
+                        op, width);
+    return PVK_OK;
+}
 
 static pvk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_t pos0) {
-    if (!kv || !kv->width || !kv->ctx)
+    if (!kv || !kv->width || !kv->ctx || !kv->k || !kv->v)
         return pvk_fail(PVK_ERR_INVALID, "%s: empty KV cache", op);
+    pvk_status st = check_kv_format(op, kv->k_type, kv->v_type, kv->width);
+    if (st) return st;
     if ((uint64_t)pos0 + m > kv->ctx)
         return pvk_fail(PVK_ERR_CONTEXT_FULL, "%s: positions %u..%llu do not fit the cache of %u tokens",
                         op, pos0, (unsigned long long)pos0 + m - 1, kv->ctx);
-    pvk_status st;
-    uint64_t bytes = kv->ctx * kv_row_bytes(kv);
-    if ((st = check_buf(op, "K cache", kv->k, bytes)) || (st = check_buf(op, "V cache", kv->v, bytes)))
-        return st;
+    uint32_t n = kv_n_chunks(kv);
+    if (n > 1 && (!kv->chunk_ctx || (uint64_t)kv->chunk_ctx * (n - 1) >= kv->ctx ||
+                  (uint64_t)kv->chunk_ctx * n < kv->ctx))
+        return pvk_fail(PVK_ERR_INVALID, "%s: %u chunks of %u rows do not make a cache of %u", op, n,
+                        kv->chunk_ctx, kv->ctx);
+    for (uint32_t c = 0; c < n; c++) {
+        uint32_t lo, hi;
+        kv_chunk(kv, c, &lo, &hi);
+        if ((st = check_buf(op, "K cache", &kv->k[c], pvk_kv_bytes(kv->k_type, kv->width, hi - lo))) ||
+            (st = check_buf(op, "V cache", &kv->v[c], pvk_kv_bytes(kv->v_type, kv->width, hi - lo))))
+            return st;
+    }
     return PVK_OK;
 }
 
@@ -185,22 +238,34 @@ pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t ro
     pvk_status st;
     if (!m) return pvk_fail(PVK_ERR_INVALID, "kv_store: no rows");
     if ((st = check_kv("kv_store", kv, m, pos0))) return st;
-    if (kv->width % 2)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "kv_store: cache width %u is odd", kv->width);
     if ((uint64_t)k_off + kv->width > row_stride || (uint64_t)v_off + kv->width > row_stride)
         return pvk_fail(PVK_ERR_INVALID, "kv_store: k at %u and v at %u of width %u exceed the row of %u floats",
                         k_off, v_off, kv->width, row_stride);
     if ((st = check_buf("kv_store", "x", x, (uint64_t)m * row_stride * 4))) return st;
 
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    kv_store_push p = {row_stride, k_off, v_off, kv->width, 0, 0, 0};
-    pvk_binding b[3] = {pvk_bind(x)};
-    if ((st = bind_rows(caps, "kv_store", kv->k, kv_row_bytes(kv), pos0, pos0 + m, 4, &b[1], &p.k_word0)) ||
-        (st = bind_rows(caps, "kv_store", kv->v, kv_row_bytes(kv), pos0, pos0 + m, 4, &b[2], &p.v_word0)))
-        return st;
     uint32_t wg = pvk_ops_default_tuning(caps).elt_wg;
-    pvk_kernel k = {"kv_store_f16", "sss", sizeof p, 1, &wg, 0};
-    return record_rows(o, c, &k, b, &p, &p.row_base, div_up(kv->width / 2, wg), m, 2);
+    char shader[32];
+    snprintf(shader, sizeof shader, "kv_store_%s_%s", kv_type_name(kv->k_type), kv_type_name(kv->v_type));
+    pvk_kernel k = {shader, "sss", sizeof(kv_store_push), 1, &wg, 0};
+    /* Units of a row: words of F16, 32-element blocks of the quantized types. */
+    uint32_t k_units = kv->k_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
+    uint32_t v_units = kv->v_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
+    uint32_t gx = div_up(k_units > v_units ? k_units : v_units, wg);
+    uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
+    /* Chunks are separate buffers: their dispatches need no barrier between them. */
+    for (uint32_t ci = kv_chunk_of(kv, pos0); ci <= kv_chunk_of(kv, pos0 + m - 1); ci++) {
+        uint32_t lo, hi;
+        kv_chunk(kv, ci, &lo, &hi);
+        uint32_t t0 = pos0 > lo ? pos0 : lo, t1 = min_u32(pos0 + m, hi);
+        kv_store_push p = {row_stride, k_off, v_off, kv->width, 0, 0, 0, t0 - pos0};
+        pvk_binding b[3] = {pvk_bind(x)};
+        if ((st = bind_rows(caps, "kv_store", &kv->k[ci], krb, t0 - lo, t1 - lo, &b[1], &p.k_byte0)) ||
+            (st = bind_rows(caps, "kv_store", &kv->v[ci], vrb, t0 - lo, t1 - lo, &b[2], &p.v_byte0)) ||
+            (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, t1 - t0, 2)))
+            return st;
+    }
+    return PVK_OK;
 }
 
 pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out) {
@@ -209,6 +274,89 @@ pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBuffe
     /* RG32UI: 4 f16 elements per texel, the unit attn.comp loads. */
     if (!caps->texel || bytes % 8 || bytes / 8 > caps->max_texel_elems) return PVK_OK;
     return pvk_buf_view(d, cache, 0, bytes, VK_FORMAT_R32G32_UINT, out);
+}
+
+pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
+                        uint32_t ctx, pvk_kv *out) {
+    *out = (pvk_kv){0};
+    pvk_status st = check_kv_format("KV cache", k_type, v_type, width);
+    if (st) return st;
+    if (!ctx) return pvk_fail(PVK_ERR_INVALID, "KV cache: no positions");
+    const pvk_caps *caps = pvk_dev_caps(d);
+    /* A chunk must fit what reads it whole: attention's texel view (its byte
+     * offsets are 32-bit) or else its storage binding. PHIVK_MAX_BINDING_BYTES,
+     * which lowers max_binding_bytes below the device's range, lowers both, so
+     * tests reach chunking with small caches on either path. */
+    bool lowered = caps->max_binding_bytes < (caps->max_storage_range & ~(uint64_t)255);
+    uint64_t limit = caps->max_binding_bytes;
+    if (caps->texel && !lowered) {
+        limit = (uint64_t)caps->max_texel_elems * 8;
+        if (limit > (1ull << 31)) limit = 1ull << 31;
+    }
+    if (limit > caps->max_alloc) limit = caps->max_alloc;
+    uint64_t row = kv_row_bytes(k_type, width) > kv_row_bytes(v_type, width) ? kv_row_bytes(k_type, width)
+                                                                            : kv_row_bytes(v_type, width);
+    uint64_t rows = limit > 64 ? (limit - 64) / row : 0;   /* 64: alignment and word rounding */
+    if (!rows)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "KV cache: a row of %llu bytes exceeds the device's binding limit "
+                        "of %llu bytes", (unsigned long long)row, (unsigned long long)limit);
+    if (rows >= ctx) {
+        out->n_chunks = 1;
+        out->chunk_ctx = ctx;
+    } else {
+        out->chunk_ctx = (uint32_t)(rows >= 256 ? rows / 256 * 256 : rows);
+        out->n_chunks = div_up(ctx, out->chunk_ctx);
+    }
+    out->width = width;
+    out->ctx = ctx;
+    out->k_type = k_type;
+    out->v_type = v_type;
+    uint32_t n = out->n_chunks;
+    out->k = calloc(n, sizeof *out->k);
+    out->v = calloc(n, sizeof *out->v);
+    if (caps->texel) {
+        out->k_views = calloc(n, sizeof *out->k_views);
+        out->v_views = calloc(n, sizeof *out->v_views);
+    }
+    if (!out->k || !out->v || (caps->texel && (!out->k_views || !out->v_views))) {
+        st = pvk_fail(PVK_ERR_HOST_MEMORY, "KV cache: out of host memory");
+        goto fail;
+    }
+    for (uint32_t c = 0; c < n; c++) {
+        uint32_t lo, hi;
+        kv_chunk(out, c, &lo, &hi);
+        uint64_t kb = pvk_kv_bytes(k_type, width, hi - lo), vb = pvk_kv_bytes(v_type, width, hi - lo);
+        if ((st = pvk_buf_create(d, kb, PVK_MEM_DEVICE, &out->k[c])) ||
+            (st = pvk_buf_create(d, vb, PVK_MEM_DEVICE, &out->v[c])))
+            goto fail;
+        if (!caps->texel) continue;
+        if ((st = pvk_kv_view(d, &out->k[c], kb, &out->k_views[c])) ||
+            (st = pvk_kv_view(d, &out->v[c], vb, &out->v_views[c])))
+            goto fail;
+        if (!out->k_views[c] || !out->v_views[c]) {
+            st = pvk_fail(PVK_ERR_UNSUPPORTED, "KV cache: no texel view of a %llu-byte chunk",
+                          (unsigned long long)kb);
+            goto fail;
+        }
+    }
+    return PVK_OK;
+fail:
+    pvk_kv_free(d, out);
+    return st;
+}
+
+void pvk_kv_free(pvk_dev *d, pvk_kv *kv) {
+    for (uint32_t c = 0; c < kv->n_chunks; c++) {
+        if (kv->k_views) pvk_view_destroy(d, kv->k_views[c]);
+        if (kv->v_views) pvk_view_destroy(d, kv->v_views[c]);
+        if (kv->k) pvk_buf_destroy(d, &kv->k[c]);
+        if (kv->v) pvk_buf_destroy(d, &kv->v[c]);
+    }
+    free(kv->k_views);
+    free(kv->v_views);
+    free(kv->k);
+    free(kv->v);
+    *kv = (pvk_kv){0};
 }
 
 /* --------------------------------------------------------------- attention */
@@ -313,37 +461,55 @@ pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, cons
     if (s.lanes > 1 && (!has_shuffle(caps) || s.lanes > caps->subgroup_min))
         return pvk_fail(PVK_ERR_INVALID, "attention: %u lanes per row need subgroup shuffles over at "
                         "least %u invocations", s.lanes, s.lanes);
+    /* The cache chunks the keys lie in; a range over several carries each slice's
+     * state from one chunk's dispatch to the next in the scratch buffer. */
+    uint32_t c_first = kv_chunk_of(kv, s.kv_lo), c_last = kv_chunk_of(kv, s.kv_hi - 1);
+    uint64_t fit = a->scratch ? a->scratch->size / s.split_bytes : 0;
+    if (c_last > c_first && !fit)
+        return pvk_fail(PVK_ERR_INVALID,
+                        "attention: keys %u..%u lie in %u cache chunks, which needs a scratch buffer of "
+                        "at least %llu bytes (pvk_op_attention_scratch_bytes_kv)",
+                        s.kv_lo, s.kv_hi - 1, c_last - c_first + 1, (unsigned long long)s.split_bytes);
     uint32_t splits = s.splits;
-    if (splits > 1) {
-        uint64_t fit = a->scratch ? a->scratch->size / s.split_bytes : 0;
-        splits = fit < splits ? (fit > 1 ? (uint32_t)fit : 1) : splits;
-    }
-    const pvk_buf *dst = splits > 1 ? a->scratch : out;
+    if (splits > fit) splits = fit > 1 ? (uint32_t)fit : 1;
 
     uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * s.lanes;
-    bool texel = kv->k_view && kv->v_view;
+    bool texel = kv->k_views && kv->v_views;
     attn_push p = {a->q_stride / 4, a->q_off / 4, a->n_head, a->n_head / a->n_kv_head, a->m, a->pos0,
-                   a->window, a->scale, kv->width / 4, texel ? 0 : s.kv_lo, 0, splits, 0};
-    pvk_binding b[4] = {pvk_bind(x), {0}, {0}, pvk_bind(dst)};
-    if (texel) {
-        b[1] = pvk_bind_view(kv->k_view);
-        b[2] = pvk_bind_view(kv->v_view);
-    } else if ((st = bind_rows(caps, "attention", kv->k, kv_row_bytes(kv), s.kv_lo, s.kv_hi, 8, &b[1],
-                               &p.kv_word0)) ||
-               (st = bind_rows(caps, "attention", kv->v, kv_row_bytes(kv), s.kv_lo, s.kv_hi, 8, &b[2],
-                               &p.kv_word0))) {
-        return st;
-    }
+                   a->window, a->scale, kv->width, 0, 0, 0, 0, 0, splits, 0};
+    /* Without scratch its binding gets out, which the shader then never reads. */
+    bool scratch = splits > 1 || c_last > c_first;
+    pvk_binding b[5] = {pvk_bind(x), {0}, {0}, pvk_bind(out), pvk_bind(scratch ? a->scratch : out)};
     uint32_t spec[3] = {wg, s.lanes, a->head_dim};
     /* Full subgroups keep each row's lanes inside one subgroup. */
     uint32_t sg = s.lanes > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
-    char shader[32];
-    snprintf(shader, sizeof shader, "attn_f16_%s%s", texel ? "tex" : "buf", s.lanes > 1 ? "" : "_nosg");
-    pvk_kernel k = {shader, texel ? "stts" : "ssss", sizeof p, 3, spec, sg};
+    char shader[48];
+    snprintf(shader, sizeof shader, "attn_%s_%s_%s%s", kv_type_name(kv->k_type), kv_type_name(kv->v_type),
+             texel ? "tex" : "buf", s.lanes > 1 ? "" : "_nosg");
+    pvk_kernel k = {shader, texel ? "sttss" : "sssss", sizeof p, 3, spec, sg};
     uint32_t max_x = caps->max_wg_count[0];
-    for (uint32_t tb = 0; tb < s.tiles; tb += max_x) {
-        p.tile_base = tb;
-        if ((st = record(o, c, &k, b, &p, min_u32(max_x, s.tiles - tb), a->n_kv_head, splits))) return st;
+    uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
+    for (uint32_t ci = c_first; ci <= c_last; ci++) {
+        uint32_t lo, hi;
+        kv_chunk(kv, ci, &lo, &hi);
+        p.c_lo = lo;
+        p.c_hi = hi;
+        if (texel) {
+            b[1] = pvk_bind_view(kv->k_views[ci]);
+            b[2] = pvk_bind_view(kv->v_views[ci]);
+            p.kv_row0 = lo;
+        } else {
+            uint32_t r0 = s.kv_lo > lo ? s.kv_lo : lo, r1 = min_u32(s.kv_hi, hi);
+            p.kv_row0 = r0;
+            if ((st = bind_rows(caps, "attention", &kv->k[ci], krb, r0 - lo, r1 - lo, &b[1], &p.k_byte0)) ||
+                (st = bind_rows(caps, "attention", &kv->v[ci], vrb, r0 - lo, r1 - lo, &b[2], &p.v_byte0)))
+                return st;
+        }
+        if (ci > c_first) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        for (uint32_t tb = 0; tb < s.tiles; tb += max_x) {
+            p.tile_base = tb;
+            if ((st = record(o, c, &k, b, &p, min_u32(max_x, s.tiles - tb), a->n_kv_head, splits))) return st;
+        }
     }
     if (splits == 1) return PVK_OK;
 
@@ -362,12 +528,20 @@ pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_
     return pvk_op_attention_tuned(o, c, x, a, kv, out, &t);
 }
 
-size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max) {
+size_t pvk_op_attention_scratch_bytes_kv(const pvk_dev *d, const pvk_attn *a, const pvk_kv *kv) {
+    uint32_t kv_len_max = kv->ctx;
     if (!a->m || !a->n_kv_head || !a->head_dim || !kv_len_max || a->m > kv_len_max) return 0;
     pvk_attn_tuning t = pvk_attn_default_tuning(pvk_dev_caps(d));
     /* The largest split is the one of the last query position. */
     pvk_attn last = *a;
     last.pos0 = kv_len_max - a->m;
     attn_shape s = attn_plan(&last, &t);
-    return s.splits > 1 ? (size_t)(s.splits * s.split_bytes) : 0;
+    /* Several chunks need one entry per split (at least one) to carry the state. */
+    uint32_t entries = s.splits > 1 ? s.splits : kv_n_chunks(kv) > 1 ? 1 : 0;
+    return (size_t)(entries * s.split_bytes);
+}
+
+size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max) {
+    pvk_kv one = {.ctx = kv_len_max};
+    return pvk_op_attention_scratch_bytes_kv(d, a, &one);
 }

@@ -12,9 +12,20 @@
 // Split-K: workgroup z takes one of n_split slices of the tile's key range. With
 // n_split == 1 it writes the normalised result to out; otherwise it writes its
 // un-normalised O and (M, L) to scratch and attn_reduce.comp combines the slices.
-// Buffers: 0 x (f32, q rows), 1 K cache, 2 V cache, 3 dst (out or scratch).
-// The cache is a storage buffer bound from row kv_row0 (at uvec2 kv_word0 of the
-// binding) or, with -DKV_TEXEL, a uniform texel view (RG32UI) of the whole cache.
+// Cache chunks: a long cache may be split by positions into chunks that each fit
+// one binding; the host records one dispatch per chunk [c_lo, c_hi) with barriers
+// between them. A slice that continues from an earlier chunk resumes its (O, M, L)
+// from its scratch entry, and one that goes on into a later chunk leaves it there;
+// only the dispatch of the chunk where a slice ends finishes it. One chunk spans
+// the whole cache in the common case, where nothing is resumed.
+// Buffers: 0 x (f32, q rows), 1 K cache, 2 V cache, 3 out, 4 scratch (may be out
+// itself when unused).
+// The cache (kv_cache.glsl formats, -DK_<T> -DV_<T>) is read in 32-bit words: a
+// storage buffer bound from the 16-byte aligned start before row kv_row0 (at byte
+// k_byte0 / v_byte0 of the bindings), or, with -DKV_TEXEL, a uniform texel view
+// (RG32UI) of the chunk's whole buffer. F16 reads a word pair per 4 elements;
+// Q8_0 and Q4_0 read the block's d (one word) and 4 quants (one word, or two when
+// they start at 2 mod 4) per 4 elements.
 // Grid: x = tiles of rows (from tile_base), y = KV head, z = split.
 // Spec constants: 0 WG, 1 L (a power of two <= subgroup size), 2 HD (head_dim,
 // a multiple of 4 L).
@@ -22,6 +33,7 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #endif
+#include "kv_cache.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 8;
@@ -32,39 +44,59 @@ const uint D4 = HD / (4u * L);     // vec4s per lane
 const uint R = WG / L;             // rows per workgroup
 
 layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
-layout(std430, binding = 3) writeonly buffer D { vec4 dst[]; };
+layout(std430, binding = 3) writeonly buffer O { vec4 out4[]; };
+layout(std430, binding = 4) buffer S { vec4 sc[]; };
 
 layout(push_constant) uniform P {
     uint q_stride4, q_off4;   // in vec4s
     uint n_head, group;       // group = n_head / n_kv_head
     uint m, pos0, window;
     float scale;
-    uint kv_width4;           // cache row in uvec2s (4 elements each)
-    uint kv_row0, kv_word0;
+    uint kv_width;            // elements per cache row
+    uint kv_row0;             // position of the bound range's first row
+    uint k_byte0, v_byte0;    // that row's byte in the K and V bindings
+    uint c_lo, c_hi;          // this dispatch's chunk of positions
     uint n_split, tile_base;
 } p;
 
-// The cache: 4 consecutive elements at 8-byte index i of K or V. The fetch path
-// (-DKV_TEXEL or a storage buffer) gives the 8 bytes, the format (-DKV_F16;
-// quantized caches add a branch) decodes them.
 #ifdef KV_TEXEL
 layout(binding = 1) uniform usamplerBuffer k_tex;
 layout(binding = 2) uniform usamplerBuffer v_tex;
-#define K_WORDS(i) texelFetch(k_tex, int(i)).xy
-#define V_WORDS(i) texelFetch(v_tex, int(i)).xy
+uvec2 kv_pair(bool is_v, uint i) { return is_v ? texelFetch(v_tex, int(i >> 1)).xy : texelFetch(k_tex, int(i >> 1)).xy; }
+uint kv_word(bool is_v, uint i) { return kv_pair(is_v, i)[i & 1u]; }
 #else
-layout(std430, binding = 1) readonly buffer K { uvec2 kc[]; };
-layout(std430, binding = 2) readonly buffer V { uvec2 vc[]; };
-#define K_WORDS(i) kc[i]
-#define V_WORDS(i) vc[i]
+layout(std430, binding = 1) readonly buffer K { uint kw[]; };
+layout(std430, binding = 2) readonly buffer V { uint vw[]; };
+uint kv_word(bool is_v, uint i) { return is_v ? vw[i] : kw[i]; }
+uvec2 kv_pair(bool is_v, uint i) { return uvec2(kv_word(is_v, i), kv_word(is_v, i + 1u)); }
 #endif
-#if defined(KV_F16)
-vec4 kv_decode4(uvec2 w) { return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y)); }
-#else
-#error define the cache type: KV_F16
-#endif
-#define K_LOAD4(i) kv_decode4(K_WORDS(i))
-#define V_LOAD4(i) kv_decode4(V_WORDS(i))
+
+// The 16 bits at byte b (even).
+uint kv_half(bool is_v, uint b) {
+    uint w = kv_word(is_v, b >> 2);
+    return (b & 2u) != 0u ? w >> 16 : w & 0xffffu;
+}
+// The 4 bytes at byte b (even), from one word or two.
+uint kv_bytes4(bool is_v, uint b) {
+    uint w = kv_word(is_v, b >> 2);
+    return (b & 2u) == 0u ? w : (w >> 16) | (kv_word(is_v, (b >> 2) + 1u) << 16);
+}
+
+// Elements e..e+3 (e % 4 == 0) of the row starting at byte rb.
+vec4 kv_load4(uint kind, bool is_v, uint rb, uint e) {
+    if (kind == KV_F16) {
+        uvec2 w = kv_pair(is_v, (rb >> 2) + (e >> 1));   // rb % 8 == 0: one texel
+        return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+    }
+    uint bb = rb + (e >> 5) * kv_block_bytes(kind), j = e & 31u;
+    float d = unpackHalf2x16(kv_half(is_v, bb)).x;
+    if (kind == KV_Q8_0) {
+        int q = int(kv_bytes4(is_v, bb + 2u + j));
+        return d * vec4(ivec4(q << 24, q << 16, q << 8, q) >> 24);
+    }
+    uint q = kv_bytes4(is_v, bb + 2u + (j & 15u)) >> ((j & 16u) >> 2);   // high nibbles for j >= 16
+    return d * (vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 15u) - 8.0);
+}
 
 float row_sum(float v) {
 #ifdef USE_SUBGROUP
@@ -85,28 +117,42 @@ void main() {
     uint qpos = p.pos0 + tok;
 
     // The workgroup's key range (uniform): up to its last token, from its first
-    // token's window start; split z takes one slice of it.
+    // token's window start; split z takes one slice [ks, ke) of it.
     uint tok_first = row0 / p.group, tok_last = (min(row0 + R, rows) - 1u) / p.group;
     uint k_end = p.pos0 + tok_last + 1u;
     uint first_pos = p.pos0 + tok_first;
     uint k_begin = (p.window != 0u && first_pos >= p.window) ? first_pos + 1u - p.window : 0u;
-    uint chunk = (k_end - k_begin + p.n_split - 1u) / p.n_split;
-    uint ks = min(k_begin + gl_WorkGroupID.z * chunk, k_end);
-    uint ke = min(ks + chunk, k_end);
+    uint span = (k_end - k_begin + p.n_split - 1u) / p.n_split;
+    uint ks = min(k_begin + gl_WorkGroupID.z * span, k_end);
+    uint ke = min(ks + span, k_end);
+    // The chunk that holds a slice's first key (or, for an empty slice, the last
+    // key of the range) starts it; the one that holds its last key finishes it.
+    uint a0 = min(ks, k_end - 1u), a1 = max(ke, a0 + 1u);
+    if (a1 <= p.c_lo || a0 >= p.c_hi) return;   // uniform: no barriers follow
+    bool resume = a0 < p.c_lo, finish = a1 <= p.c_hi;
 
     vec4 q[D4], o[D4];
     uint qb = tok * p.q_stride4 + p.q_off4 + h * HD4 + lane;
+    uint eb = ((gl_WorkGroupID.z * p.m + tok) * p.n_head + h) * (HD4 + 1u);   // scratch entry
     for (uint v = 0u; v < D4; v++) {
         q[v] = x4[qb + v * L] * p.scale;
-        o[v] = vec4(0.0);
+        o[v] = resume ? sc[eb + lane + v * L] : vec4(0.0);
     }
     // -FLT_MAX/2, not -inf: the first rescale exp(M - s) must be 0, not NaN.
     float M = -1.7014117e38, sum = 0.0;
-    uint kvb = p.kv_word0 + gl_WorkGroupID.y * HD4 + lane;
-    for (uint k = ks; k < ke; k++) {
-        uint kb = kvb + (k - p.kv_row0) * p.kv_width4;
+    if (resume) {
+        vec4 ml = sc[eb + HD4];
+        M = ml.x;
+        sum = ml.y;
+    }
+    uint e0 = gl_WorkGroupID.y * HD + 4u * lane;   // this lane's first element of the row
+    uint k_rb = kv_row_bytes(K_KIND, p.kv_width), v_rb = kv_row_bytes(V_KIND, p.kv_width);
+    uint k_lo = max(ks, p.c_lo), k_hi = min(ke, p.c_hi);
+    for (uint k = k_lo; k < k_hi; k++) {
+        uint r = k - p.kv_row0;
+        uint kr = p.k_byte0 + r * k_rb, vr = p.v_byte0 + r * v_rb;
         float s = 0.0;
-        for (uint v = 0u; v < D4; v++) s += dot(q[v], K_LOAD4(kb + v * L));
+        for (uint v = 0u; v < D4; v++) s += dot(q[v], kv_load4(K_KIND, false, kr, e0 + 4u * L * v));
         s = row_sum(s);
         if (k > qpos || (p.window != 0u && qpos - k >= p.window)) continue;
         if (s > M) {   // rescale only when the max grows
@@ -117,15 +163,14 @@ void main() {
         }
         float e = exp(s - M);
         sum += e;
-        for (uint v = 0u; v < D4; v++) o[v] += e * V_LOAD4(kb + v * L);
+        for (uint v = 0u; v < D4; v++) o[v] += e * kv_load4(V_KIND, true, vr, e0 + 4u * L * v);
     }
     if (!live) return;
-    if (p.n_split == 1u) {
+    if (finish && p.n_split == 1u) {
         uint ob = (tok * p.n_head + h) * HD4 + lane;
-        for (uint v = 0u; v < D4; v++) dst[ob + v * L] = o[v] / sum;
+        for (uint v = 0u; v < D4; v++) out4[ob + v * L] = o[v] / sum;
     } else {
-        uint eb = ((gl_WorkGroupID.z * p.m + tok) * p.n_head + h) * (HD4 + 1u);
-        for (uint v = 0u; v < D4; v++) dst[eb + lane + v * L] = o[v];
-        if (lane == 0u) dst[eb + HD4] = vec4(M, sum, 0.0, 0.0);
+        for (uint v = 0u; v < D4; v++) sc[eb + lane + v * L] = o[v];
+        if (lane == 0u) sc[eb + HD4] = vec4(M, sum, 0.0, 0.0);
     }
 }

@@ -285,7 +285,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
         pvk_buf xb = {0}, kb = {0}, vb = {0};
         if (upload(g.d, x, (size_t)m * stride * 4, &xb) && upload(g.d, sentinel, cn * 2, &kb) &&
             upload(g.d, sentinel, cn * 2, &vb)) {
-            pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
+            pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
             CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
             if (submit_read(&g, &kb, kc, cn * 2) && !pvk_buf_read(g.d, &vb, 0, vc, cn * 2)) {
                 int bad = 0;
@@ -311,7 +311,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
                         }
                     }
             }
-            pvk_kv full = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
+            pvk_kv full = {.k = &kb, .v = &vb, .width = w, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
             CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1) ==
                       PVK_ERR_CONTEXT_FULL, "writing past the context must fail");
         }
@@ -333,9 +333,11 @@ typedef struct {
     const pvk_attn_tuning *tuning;   /* NULL: the device default */
     bool scratch;                    /* pass a scratch buffer sized for the shape */
     bool views;                      /* read the cache through texel views */
+    pvk_type k_type, v_type;         /* 0: F16 */
+    uint32_t chunk;                  /* cache rows per chunk; 0: one chunk */
 } attn_case;
 
-/* Softmax attention in double over f16 K/V values, with a bound on the GPU's
+/* Softmax attention in double over the cache's K/V values, with a bound on the GPU's
  * error per output: out is a convex combination of V rows, so |err| <= max|V| x
  * the relative error of the weights. Those come from the fp32 q.k (head_dim
  * products, relative to sum |q k|), exp (3 + 2|x| ulp by Vulkan's rules) and the
@@ -381,67 +383,102 @@ static void ref_attention(const float *q, const float *k, const float *v, const 
     free(s);
 }
 
+/* A cache of ctx rows holding `k` and `v` (rows in k_type / v_type), in chunks of
+ * `chunk` rows (0: one) with texel views when asked. Free with pvk_kv_free. */
+static bool cache_make(gpu *g, pvk_kv *kv, pvk_type kt, pvk_type vt, uint32_t width, uint32_t ctx,
+                       uint32_t chunk, bool views, const uint8_t *k, const uint8_t *v) {
+    uint32_t cc = chunk ? chunk : ctx, n = (ctx + cc - 1) / cc;
+    *kv = (pvk_kv){.k = calloc(n, sizeof(pvk_buf)), .v = calloc(n, sizeof(pvk_buf)), .width = width,
+                   .ctx = ctx, .k_type = kt, .v_type = vt, .n_chunks = n, .chunk_ctx = cc};
+    if (views) kv->k_views = calloc(n, sizeof(VkBufferView)), kv->v_views = calloc(n, sizeof(VkBufferView));
+    size_t krb = pvk_type_row_bytes(kt, width), vrb = pvk_type_row_bytes(vt, width);
+    bool ok = true;
+    for (uint32_t c = 0; c < n && ok; c++) {
+        uint32_t rows = c + 1 < n ? cc : ctx - c * cc;
+        uint64_t kn = pvk_kv_bytes(kt, width, rows), vn = pvk_kv_bytes(vt, width, rows);
+        uint8_t *kbuf = calloc(1, kn), *vbuf = calloc(1, vn);
+        memcpy(kbuf, k + (size_t)c * cc * krb, rows * krb);
+        memcpy(vbuf, v + (size_t)c * cc * vrb, rows * vrb);
+        ok = upload(g->d, kbuf, kn, &kv->k[c]) && upload(g->d, vbuf, vn, &kv->v[c]);
+        free(kbuf), free(vbuf);
+        if (ok && views) {
+            ok = !pvk_kv_view(g->d, &kv->k[c], kn, &kv->k_views[c]) &&
+                 !pvk_kv_view(g->d, &kv->v[c], vn, &kv->v_views[c]) && kv->k_views[c] && kv->v_views[c];
+            CHECK(ok, "the device gives no texel views of the cache: %s", pvk_errmsg());
+        }
+    }
+    return ok;
+}
+
+/* Random cache rows in type t: stored bytes and their exact (dequantized) values. */
+static void cache_rows(ref_rng *rng, pvk_type t, uint32_t rows, uint32_t width, uint8_t *stored, float *values) {
+    size_t rb = pvk_type_row_bytes(t, width);
+    ref_fill(rng, values, (size_t)rows * width, -1.0f, 1.0f);
+    for (uint32_t r = 0; r < rows; r++) {
+        quant_quantize_row(t, values + (size_t)r * width, stored + r * rb, width);
+        quant_dequantize_row(t, stored + r * rb, values + (size_t)r * width, width);
+    }
+}
+
+static const char *type_name(pvk_type t) { return pvk_type_get(t)->name; }
+
 static void check_attention(gpu *g, const attn_case *ac) {
     uint32_t hd = ac->head_dim, w = ac->n_kv_head * hd, m = ac->m, ctx = ac->kv_len + 3;
+    pvk_type kt = ac->k_type ? ac->k_type : PVK_F16, vt = ac->v_type ? ac->v_type : PVK_F16;
     uint32_t q_stride = (ac->n_head + 2 * ac->n_kv_head) * hd;  /* fused [Q | K | V] rows */
     ref_rng rng = {0xa77 + hd * 31 + m * 7 + ac->kv_len + ac->window};
     size_t xn = (size_t)m * q_stride, on = (size_t)m * ac->n_head * hd, cn = (size_t)ctx * w;
     float *x = malloc(xn * sizeof *x), *q = malloc(on * sizeof *q);
     float *kf = malloc(cn * sizeof *kf), *vf = malloc(cn * sizeof *vf);
-    uint16_t *kh = malloc(cn * 2), *vh = malloc(cn * 2);
+    uint8_t *ks = malloc(ctx * pvk_type_row_bytes(kt, w)), *vs = malloc(ctx * pvk_type_row_bytes(vt, w));
     float *want = malloc(on * sizeof *want), *got = malloc(on * sizeof *got);
     float *tol = malloc((size_t)m * ac->n_head * sizeof *tol);
     /* q spans [-3, 3] so that the scores spread over several units: softmax is peaked. */
     ref_fill(&rng, x, xn, -3.0f, 3.0f);
     for (uint32_t t = 0; t < m; t++) memcpy(q + (size_t)t * ac->n_head * hd, x + (size_t)t * q_stride, ac->n_head * hd * 4);
-    ref_weights(&rng, PVK_F16, ctx, w, kh, kf);
-    ref_weights(&rng, PVK_F16, ctx, w, vh, vf);
+    cache_rows(&rng, kt, ctx, w, ks, kf);
+    cache_rows(&rng, vt, ctx, w, vs, vf);
     float scale = 1.0f / sqrtf((float)hd);
+    /* The reference reads the cache's exact values, so quantized caches have the
+     * same (fp32 arithmetic) bound as f16 ones. */
     ref_attention(q, kf, vf, ac, scale, want, tol);
 
-    pvk_buf xb = {0}, kb = {0}, vb = {0}, ob = {0}, sb = {0};
+    pvk_buf xb = {0}, ob = {0}, sb = {0};
+    pvk_kv kv = {0};
     pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
                   .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
-    size_t sbytes = pvk_op_attention_scratch_bytes(g->d, &a, ac->kv_len);
+    if (!cache_make(g, &kv, kt, vt, w, ctx, ac->chunk, ac->views, ks, vs)) goto done;
+    size_t sbytes = pvk_op_attention_scratch_bytes_kv(g->d, &a, &kv);
     if (ac->tuning && ac->tuning->splits)
         sbytes = (size_t)ac->tuning->splits * m * ac->n_head * (hd / 4 + 1) * 16;
-    if (!upload(g->d, x, xn * 4, &xb) || !upload(g->d, kh, cn * 2, &kb) || !upload(g->d, vh, cn * 2, &vb) ||
-        !upload_nan(g->d, on, &ob) || (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
+    if (!upload(g->d, x, xn * 4, &xb) || !upload_nan(g->d, on, &ob) ||
+        (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
     a.scratch = ac->scratch && sbytes ? &sb : NULL;
-    pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx};
-    if (ac->views) {
-        CHECK(!pvk_kv_view(g->d, &kb, cn * 2, &kv.k_view) && !pvk_kv_view(g->d, &vb, cn * 2, &kv.v_view),
-              "kv views: %s", pvk_errmsg());
-        CHECK(kv.k_view && kv.v_view, "the device gives no texel views of the cache");
-    }
     pvk_status st = ac->tuning ? pvk_op_attention_tuned(g->o, g->c, &xb, &a, &kv, &ob, ac->tuning)
                                : pvk_op_attention(g->o, g->c, &xb, &a, &kv, &ob);
     CHECK(!st, "attention: %s", pvk_errmsg());
-    bool read = submit_read(g, &ob, got, on * sizeof *got);
-    pvk_view_destroy(g->d, kv.k_view);
-    pvk_view_destroy(g->d, kv.v_view);
-    if (!read) goto done;
+    if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
     int bad = 0;
     double worst = 0, worst_tol = 0;
+    char what[160];
+    snprintf(what, sizeof what, "heads %u/%u hd %u m %u kv %u window %u K %s V %s chunk %u scratch %zu%s",
+             ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, type_name(kt), type_name(vt),
+             ac->chunk, a.scratch ? sbytes : 0, ac->views ? " views" : "");
     for (size_t e = 0; e < on; e++) {
         double err = fabs((double)got[e] - want[e]), t = tol[e / hd];
         if (err > worst) worst = err, worst_tol = t;
         if (!(err <= t) && bad++ < 5)
-            CHECK(0, "heads %u/%u hd %u m %u kv %u window %u%s: out[%zu][%zu] = %.9g, want %.9g +- %.3g "
-                  "(fp32 dot/exp/sum bound)", ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window,
-                  a.scratch ? " scratch" : "", e / (ac->n_head * hd), e % (ac->n_head * hd), got[e], want[e], t);
+            CHECK(0, "%s: out[%zu][%zu] = %.9g, want %.9g +- %.3g (fp32 dot/exp/sum bound)", what,
+                  e / (ac->n_head * hd), e % (ac->n_head * hd), got[e], want[e], t);
     }
-    printf("    heads %u/%u hd %u m %u kv %u window %u scratch %zu%s: max |err| %.3g (bound there %.3g)\n",
-           ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, a.scratch ? sbytes : 0,
-           ac->views ? " views" : "", worst, worst_tol);
+    printf("    %s: max |err| %.3g (bound there %.3g)\n", what, worst, worst_tol);
 done:
+    pvk_kv_free(g->d, &kv);
     pvk_buf_destroy(g->d, &xb);
-    pvk_buf_destroy(g->d, &kb);
-    pvk_buf_destroy(g->d, &vb);
     pvk_buf_destroy(g->d, &ob);
     pvk_buf_destroy(g->d, &sb);
-    free(x), free(q), free(kf), free(vf), free(kh), free(vh), free(want), free(got), free(tol);
+    free(x), free(q), free(kf), free(vf), free(ks), free(vs), free(want), free(got), free(tol);
 }
 
 static void run_attention(const attn_case *cs, size_t n) {
@@ -456,12 +493,12 @@ static void run_attention(const attn_case *cs, size_t n) {
 
 TEST(attention_decode_matches_reference_over_kv_lengths) {
     attn_case cs[] = {
-        {8, 2, 64, 1, 1, 0, NULL, true, false},
-        {8, 2, 64, 1, 7, 0, NULL, true, false},
-        {8, 2, 64, 1, 64, 0, NULL, true, false},
-        {8, 2, 64, 1, 257, 0, NULL, true, false},
-        {8, 2, 64, 1, 1000, 0, NULL, true, false},
-        {8, 2, 64, 1, 1000, 0, NULL, false, false},   /* no scratch: one slice */
+        {8, 2, 64, 1, 1, 0, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 7, 0, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 64, 0, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 257, 0, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 1000, 0, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 1000, 0, NULL, false, false, 0, 0, 0},   /* no scratch: one slice */
     };
     run_attention(cs, N_CASES(cs));
 }
@@ -472,19 +509,19 @@ TEST(attention_prefill_matches_reference_causal_gqa) {
     size_t n = 0;
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 4; j++)
-            if (kvs[j] >= ms[i]) cs[n++] = (attn_case){8, 2, 64, ms[i], kvs[j], 0, NULL, true, false};
+            if (kvs[j] >= ms[i]) cs[n++] = (attn_case){8, 2, 64, ms[i], kvs[j], 0, NULL, true, false, 0, 0, 0};
     run_attention(cs, n);
 }
 
 TEST(attention_honours_sliding_windows) {
     attn_case cs[] = {
-        {8, 2, 64, 1, 1000, 16, NULL, true, false},
-        {8, 2, 64, 33, 257, 16, NULL, true, false},
-        {8, 2, 64, 3, 16, 16, NULL, true, false},      /* window == kv length: nothing masked */
+        {8, 2, 64, 1, 1000, 16, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 33, 257, 16, NULL, true, false, 0, 0, 0},
+        {8, 2, 64, 3, 16, 16, NULL, true, false, 0, 0, 0},      /* window == kv length: nothing masked */
         /* Phi-3 4K: window 2047; q at 2046 sees key 0, q at 2047 does not */
-        {8, 2, 32, 1, 2047, 2047, NULL, true, false},
-        {8, 2, 32, 1, 2048, 2047, NULL, true, false},
-        {8, 2, 32, 3, 2100, 2047, NULL, true, false},
+        {8, 2, 32, 1, 2047, 2047, NULL, true, false, 0, 0, 0},
+        {8, 2, 32, 1, 2048, 2047, NULL, true, false, 0, 0, 0},
+        {8, 2, 32, 3, 2100, 2047, NULL, true, false, 0, 0, 0},
     };
     run_attention(cs, N_CASES(cs));
 }
@@ -493,8 +530,8 @@ TEST(attention_supports_head_dims_8_to_128) {
     uint32_t hds[] = {8, 16, 32, 80, 96, 128};
     attn_case cs[12];
     for (int i = 0; i < 6; i++) {
-        cs[2 * i] = (attn_case){8, 2, hds[i], 1, 257, 0, NULL, true, false};
-        cs[2 * i + 1] = (attn_case){4, 4, hds[i], 33, 64, 0, NULL, true, false};
+        cs[2 * i] = (attn_case){8, 2, hds[i], 1, 257, 0, NULL, true, false, 0, 0, 0};
+        cs[2 * i + 1] = (attn_case){4, 4, hds[i], 33, 64, 0, NULL, true, false, 0, 0, 0};
     }
     run_attention(cs, N_CASES(cs));
 }
@@ -506,25 +543,187 @@ static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 
 
 TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
     attn_case cs[] = {
-        {8, 2, 64, 33, 257, 16, &gpu_shape, true, false},
-        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, false},
-        {8, 2, 64, 1, 1000, 0, &gpu_shape, true, false},
-        {8, 2, 64, 3, 257, 0, &one_lane, true, false},
-        {8, 2, 96, 1, 1000, 16, &one_lane, true, false},
-        {8, 2, 64, 31, 1000, 0, &split3, true, false},
-        {8, 2, 64, 33, 257, 16, &split3, true, false},
-        {8, 2, 128, 3, 1000, 0, &split5_wide, true, false},
+        {8, 2, 64, 33, 257, 16, &gpu_shape, true, false, 0, 0, 0},
+        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, false, 0, 0, 0},
+        {8, 2, 64, 1, 1000, 0, &gpu_shape, true, false, 0, 0, 0},
+        {8, 2, 64, 3, 257, 0, &one_lane, true, false, 0, 0, 0},
+        {8, 2, 96, 1, 1000, 16, &one_lane, true, false, 0, 0, 0},
+        {8, 2, 64, 31, 1000, 0, &split3, true, false, 0, 0, 0},
+        {8, 2, 64, 33, 257, 16, &split3, true, false, 0, 0, 0},
+        {8, 2, 128, 3, 1000, 0, &split5_wide, true, false, 0, 0, 0},
     };
     run_attention(cs, N_CASES(cs));
 }
 
 TEST(attention_reads_the_cache_through_texel_views) {
     attn_case cs[] = {
-        {8, 2, 64, 1, 1000, 0, NULL, true, true},
-        {8, 2, 64, 33, 257, 16, NULL, true, true},
-        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, true},
-        {8, 2, 96, 1, 1000, 16, &one_lane, true, true},
-        {8, 2, 32, 3, 2100, 2047, NULL, true, true},
+        {8, 2, 64, 1, 1000, 0, NULL, true, true, 0, 0, 0},
+        {8, 2, 64, 33, 257, 16, NULL, true, true, 0, 0, 0},
+        {8, 2, 80, 31, 1000, 0, &gpu_shape, true, true, 0, 0, 0},
+        {8, 2, 96, 1, 1000, 16, &one_lane, true, true, 0, 0, 0},
+        {8, 2, 32, 3, 2100, 2047, NULL, true, true, 0, 0, 0},
+    };
+    run_attention(cs, N_CASES(cs));
+}
+
+/* Whether a GPU quant q of element value x may differ from quant.c's qr: by one
+ * step, where x/d lies within 1e-4 of a step's rounding boundary (the GPU's 1/d
+ * and x*id may round differently from the CPU's there). */
+static bool quant_tie(pvk_type t, float x, float d, int q, int qr) {
+    if (abs(q - qr) != 1 || d == 0) return false;
+    double v = (double)x / d + (t == PVK_Q4_0 ? 8.5 : 0.0);
+    double f = t == PVK_Q4_0 ? v - floor(v) : fabs(v) - floor(fabs(v)) - 0.5;
+    return fmin(fabs(f), fabs(1 - fabs(f))) < 1e-4 * fmax(1, fabs(v));
+}
+
+/* Compares the GPU's block (bytes g) of 32 values x with quant.c's (bytes r): d to
+ * one f16 ulp (packHalf2x16 rounds as the implementation does), each quant equal
+ * or a rounding tie. Returns the number of differing quants, -1 when wrong. */
+static int compare_block(pvk_type t, const float *x, const uint8_t *g, const uint8_t *r) {
+    uint16_t gd = (uint16_t)(g[0] | g[1] << 8), rd = (uint16_t)(r[0] | r[1] << 8);
+    if (abs((int)gd - (int)rd) > 1) return -1;
+    float d = quant_f16_to_f32(rd);
+    int ties = 0;
+    for (int j = 0; j < 32; j++) {
+        int q, qr;
+        if (t == PVK_Q8_0) {
+            q = (int8_t)g[2 + j], qr = (int8_t)r[2 + j];
+        } else {
+            int sh = j < 16 ? 0 : 4;
+            q = g[2 + j % 16] >> sh & 15, qr = r[2 + j % 16] >> sh & 15;
+        }
+        if (q == qr) continue;
+        if (!quant_tie(t, x[j], d, q, qr)) return -1;
+        ties++;
+    }
+    return ties;
+}
+
+/* Quantized writes: rows of blocks that start at either 2 mod 4 or 0 mod 4 (row
+ * widths of 3 blocks), a range crossing chunk buffers, blocks of zeros, of equal
+ * +-max (the first wins as in ggml), and of exact half steps. The bytes must be
+ * quant.c's (up to rounding ties) and every byte outside the written rows stays. */
+TEST(kv_store_quantizes_blocks_like_quant_c) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    struct { pvk_type k, v; uint32_t width, chunk; } cs[] = {
+        {PVK_Q8_0, PVK_Q4_0, 96, 0}, {PVK_Q4_0, PVK_F16, 96, 4}, {PVK_F16, PVK_Q8_0, 32, 3},
+        {PVK_Q4_0, PVK_Q4_0, 32, 0},
+    };
+    const uint32_t ctx = 13, m = 6, pos0 = 3;
+    for (size_t c = 0; c < N_CASES(cs); c++) {
+        uint32_t w = cs[c].width, stride = 2 * w + 4;
+        ref_rng rng = {0x9a + c};
+        float *x = malloc((size_t)m * stride * sizeof *x);
+        ref_fill(&rng, x, (size_t)m * stride, -300.0f, 300.0f);
+        for (uint32_t j = 0; j < 32; j++) {
+            x[j] = 0.0f;                                 /* row 0, first K block: zeros */
+            x[stride + j] = j == 3 ? 2.0f : j == 9 ? -2.0f : 0.5f;   /* +-max tie */
+            x[2 * stride + 2 + w + j] = (float)j - 15.5f; /* V block of half steps */
+        }
+        pvk_type types[2] = {cs[c].k, cs[c].v};
+        size_t rb[2] = {pvk_type_row_bytes(cs[c].k, w), pvk_type_row_bytes(cs[c].v, w)};
+        uint8_t *before[2], *after[2];
+        for (int s = 0; s < 2; s++) {
+            before[s] = malloc(ctx * rb[s]), after[s] = malloc(ctx * rb[s] + 8);
+            for (size_t i = 0; i < ctx * rb[s]; i++) before[s][i] = (uint8_t)(0xa5 ^ i);
+        }
+        pvk_kv kv = {0};
+        pvk_buf xb = {0};
+        if (cache_make(&g, &kv, cs[c].k, cs[c].v, w, ctx, cs[c].chunk, false, before[0], before[1]) &&
+            upload(g.d, x, (size_t)m * stride * 4, &xb)) {
+            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, 2, 2 + w, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
+            pvk_cmd_barrier(g.c, PVK_COMPUTE_TO_HOST);
+            bool ok = !pvk_cmd_submit(g.c) && !pvk_cmd_begin(g.c);
+            for (uint32_t ch = 0; ok && ch < kv.n_chunks; ch++) {
+                uint32_t lo = ch * kv.chunk_ctx, rows = ch + 1 < kv.n_chunks ? kv.chunk_ctx : ctx - lo;
+                ok = !pvk_buf_read(g.d, &kv.k[ch], 0, after[0] + lo * rb[0], rows * rb[0]) &&
+                     !pvk_buf_read(g.d, &kv.v[ch], 0, after[1] + lo * rb[1], rows * rb[1]);
+            }
+            CHECK(ok, "read back: %s", pvk_errmsg());
+            int bad = 0, ties = 0;
+            for (int s = 0; ok && s < 2; s++)
+                for (uint32_t r = 0; r < ctx; r++) {
+                    const uint8_t *gr = after[s] + r * rb[s], *br = before[s] + r * rb[s];
+                    if (r < pos0 || r >= pos0 + m) {
+                        if (memcmp(gr, br, rb[s]) && bad++ < 5) CHECK(0, "%c row %u outside the write changed", "KV"[s], r);
+                        continue;
+                    }
+                    const float *xr = x + (r - pos0) * stride + 2 + s * w;
+                    uint8_t want[256];
+                    quant_quantize_row(types[s], xr, want, w);
+                    if (types[s] == PVK_F16) {
+                        for (uint32_t j = 0; j < w; j++) {
+                            float gv = quant_f16_to_f32((uint16_t)(gr[2 * j] | gr[2 * j + 1] << 8));
+                            if (!(fabs(gv - xr[j]) <= fabs(xr[j]) / 1024) && bad++ < 5)
+                                CHECK(0, "f16 V[%u][%u] = %g, want %g (one f16 ulp)", r, j, gv, xr[j]);
+                        }
+                        continue;
+                    }
+                    size_t bb = pvk_type_get(types[s])->block_bytes;
+                    for (uint32_t b = 0; b < w / 32; b++) {
+                        int n = compare_block(types[s], xr + 32 * b, gr + b * bb, want + b * bb);
+                        if (n < 0 && bad++ < 5)
+                            CHECK(0, "%s %c[%u] block %u differs from quant.c beyond rounding ties",
+                                  type_name(types[s]), "KV"[s], r, b);
+                        ties += n > 0 ? n : 0;
+                    }
+                }
+            printf("    K %s V %s width %u chunk %u: %d quants at rounding ties differ\n", type_name(cs[c].k),
+                   type_name(cs[c].v), w, cs[c].chunk, ties);
+        }
+        pvk_kv_free(g.d, &kv);
+        pvk_buf_destroy(g.d, &xb);
+        for (int s = 0; s < 2; s++) free(before[s]), free(after[s]);
+        free(x);
+    }
+    gpu_close(&g);
+}
+
+/* Quantized caches: the kernel dequantizes each block as quant.c does (the
+ * reference reads those values), for K and V types alone and mixed, through both
+ * fetch paths, head dims whose heads start mid-block (16: two heads per block;
+ * 96: rows of 3 blocks, so Q8_0 rows alternate 4-byte alignment), decode with
+ * split-K and prefill. */
+TEST(attention_dequantizes_q8_0_and_q4_0_caches) {
+    attn_case cs[] = {
+        {8, 2, 64, 1, 1000, 0, NULL, true, false, PVK_Q8_0, PVK_Q8_0, 0},
+        {8, 2, 64, 1, 1000, 0, NULL, true, true, PVK_Q4_0, PVK_Q4_0, 0},
+        {4, 2, 16, 33, 257, 0, NULL, true, false, PVK_Q4_0, PVK_Q8_0, 0},
+        {4, 2, 16, 3, 64, 0, NULL, true, true, PVK_Q8_0, PVK_Q4_0, 0},
+        {8, 1, 96, 1, 300, 16, NULL, true, true, PVK_Q8_0, PVK_F16, 0},
+        {4, 1, 96, 31, 100, 0, NULL, true, false, PVK_F16, PVK_Q4_0, 0},
+        {8, 2, 32, 5, 300, 0, &one_lane, true, false, PVK_Q4_0, PVK_Q4_0, 0},
+        {8, 2, 64, 3, 257, 0, &gpu_shape, true, true, PVK_Q8_0, PVK_Q8_0, 0},
+    };
+    run_attention(cs, N_CASES(cs));
+}
+
+/* A cache split by positions into chunks (as on devices whose binding limit one
+ * layer's cache exceeds): split-K slices and query tiles that cross chunk
+ * boundaries carry their state from one chunk's dispatch to the next. */
+TEST(attention_reads_caches_split_into_chunks) {
+    attn_case cs[] = {
+        {8, 2, 64, 1, 1000, 0, NULL, true, false, 0, 0, 100},      /* 10 chunks, 7 splits */
+        {8, 2, 64, 1, 1000, 0, NULL, true, true, PVK_Q4_0, PVK_Q8_0, 96},
+        {8, 2, 64, 1, 1000, 0, &split3, true, false, 0, 0, 64},    /* slices span several chunks */
+        {8, 2, 32, 33, 257, 0, NULL, true, false, 0, 0, 50},       /* prefill tiles cross chunks */
+        {8, 2, 32, 33, 257, 16, NULL, true, true, PVK_Q8_0, PVK_Q4_0, 40},
+        {8, 2, 32, 1, 2100, 2047, NULL, true, false, 0, 0, 1000},  /* window starts mid-chunk */
+        {4, 4, 16, 31, 300, 0, &gpu_shape, true, false, 0, 0, 7},
+        {8, 2, 64, 1, 64, 0, NULL, true, false, 0, 0, 10},         /* one slice over 7 chunks */
+    };
+    run_attention(cs, N_CASES(cs));
+}
+
+/* Awkward prefill lengths (a single row, one below and above 32, and one past
+ * the 4096 of Phi-3's original context) against the plain double reference. */
+TEST(attention_prefill_awkward_lengths_match_reference) {
+    attn_case cs[] = {
+        {4, 2, 32, 1, 1, 0, NULL, true, false, 0, 0, 0},
+        {4, 2, 32, 31, 31, 0, NULL, true, false, 0, 0, 0},
+        {4, 2, 32, 33, 33, 0, NULL, true, true, 0, 0, 0},
+        {2, 1, 16, 4097, 4097, 0, NULL, true, true, 0, 0, 0},
     };
     run_attention(cs, N_CASES(cs));
 }
@@ -534,7 +733,7 @@ TEST(attention_rejects_bad_shapes_with_a_message) {
     REQUIRE(gpu_open(&g), "no device");
     pvk_buf xb = {0}, kb = {0}, ob = {0};
     if (upload(g.d, NULL, 4096, &xb) && upload(g.d, NULL, 4096, &kb) && upload(g.d, NULL, 4096, &ob)) {
-        pvk_kv kv = {.k = &kb, .v = &kb, .width = 12, .ctx = 8};
+        pvk_kv kv = {.k = &kb, .v = &kb, .width = 12, .ctx = 8, .k_type = PVK_F16, .v_type = PVK_F16};
         pvk_attn a = {.q_stride = 36, .n_head = 2, .n_kv_head = 2, .head_dim = 6, .m = 1, .scale = 1};
         CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "head_dim 6");
         CHECK(strstr(pvk_errmsg(), "head_dim 6"), "message names head_dim: %s", pvk_errmsg());
@@ -546,8 +745,13 @@ TEST(attention_rejects_bad_shapes_with_a_message) {
         pvk_rope r = {.row_stride = 48, .n_q_heads = 2, .head_dim = 8, .n_rot = 10, .freq_base = 1e4f,
                       .attn_factor = 1};
         CHECK(pvk_op_rope(g.o, g.c, &xb, &r, 1, 0) == PVK_ERR_INVALID, "n_rot > head_dim");
-        pvk_tensor t = {.type = PVK_Q4_K};
-        CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PVK_ERR_UNSUPPORTED, "q4_K table");
+        pvk_tensor t = {.type = PVK_Q8_K};
+        CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PVK_ERR_UNSUPPORTED, "q8_K table");
+        a.n_kv_head = 2;
+        kv.k_type = PVK_Q4_1;
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "q4_1 K cache");
+        kv.k_type = PVK_Q8_0;
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "q8_0 K of width 16");
     }
     pvk_buf_destroy(g.d, &xb);
     pvk_buf_destroy(g.d, &kb);
