@@ -1,0 +1,216 @@
+/* phivk-chat's state: the conversation, the edit fields, settings, what the
+ * worker reported, layout and counters. One call handles one SDL event, another
+ * draws one frame, so tests drive the app with SDL_PushEvent and read this
+ * struct. */
+#ifndef PHIVK_CHAT_APP_H
+#define PHIVK_CHAT_APP_H
+
+#include <SDL2/SDL.h>
+#include <SDL2/SDL_ttf.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chat_text.h"
+#include "chat_worker.h"
+#include "phivk.h"
+
+typedef enum chat_role { CHAT_USER = 0, CHAT_ASSISTANT = 1 } chat_role;
+
+typedef enum chat_state {
+    CHAT_DONE = 0,
+    CHAT_QUEUED,    /* a user message waiting for the current answer to end */
+    CHAT_STREAMING, /* an answer being generated */
+    CHAT_STOPPED,   /* an answer the user stopped */
+    CHAT_FAILED,    /* an answer that ended with an error (in note) */
+} chat_state;
+
+typedef struct chat_msg {
+    int id;
+    chat_role role;
+    chat_state state;
+    text_buf text;
+    char note[256];    /* shown under the message: why it was cut, stopped, failed */
+    int32_t n_tokens;  /* an answer's generated tokens */
+    /* layout, in pixels */
+    text_lines lines;
+    int wrap_w;        /* width the lines are for; 0: stale */
+    int y, h, x, w;    /* bubble in transcript coordinates */
+} chat_msg;
+
+typedef struct chat_settings {
+    char system[4096];
+    float temp, top_p;
+    int32_t n_predict; /* -1: unlimited */
+    int32_t ctx;       /* 0: auto */
+    char device[256];  /* "" : best; else the index as text */
+    phivk_sampler_params samp; /* the rest of the sampler (top-k, seed, ...) */
+} chat_settings;
+
+typedef struct chat_config {
+    const char *model;      /* loaded at start; NULL: the saved chat's model, if any */
+    const char *data_dir;   /* NULL: $XDG_DATA_HOME/phivk (or ~/.local/share/phivk) */
+    const char *screenshot; /* written on exit */
+    bool software;          /* software renderer */
+    float scale;            /* 0: from the display */
+    int width, height;      /* window size in window coordinates; 0: default */
+    chat_settings settings;
+    bool system_given;      /* settings.system comes from the command line */
+    bool settings_given;    /* so do the sampling, context and device settings */
+} chat_config;
+
+enum { CHAT_FOCUS_INPUT = 0, CHAT_FOCUS_SYSTEM = 1 };
+
+/* What a click on a button does; arg says which notice / setting / direction. */
+typedef enum chat_action {
+    CHAT_ACT_SEND = 1,
+    CHAT_ACT_STOP,
+    CHAT_ACT_NEW,
+    CHAT_ACT_EXPORT,
+    CHAT_ACT_PANEL,
+    CHAT_ACT_DISMISS, /* arg: notice index */
+    CHAT_ACT_STEP,    /* arg: setting * 2 + (0: down, 1: up) */
+    CHAT_ACT_APPLY,
+} chat_action;
+enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256 };
+
+typedef struct chat_button {
+    SDL_Rect r;
+    int action, arg;
+} chat_button;
+
+typedef struct chat_notice {
+    char text[1024];
+    bool error;
+} chat_notice;
+
+typedef struct chat_tex {
+    uint64_t hash;
+    TTF_Font *font;
+    uint32_t color;
+    char *s;
+    SDL_Texture *tex;
+    int w, h;
+    uint64_t used; /* frame number */
+} chat_tex;
+
+typedef struct chat_app {
+    chat_config cfg;
+    chat_settings set;
+    SDL_Window *win;
+    SDL_Renderer *ren;
+    Uint32 wake_type;          /* the SDL event the worker pushes */
+    char font_path[1024], bold_path[1024];
+    TTF_Font *font, *bold, *small;
+    int line_h, small_h;
+    float scale;               /* UI scale (HiDPI) */
+    float px_per_coord;        /* renderer pixels per window coordinate */
+    int out_w, out_h;          /* renderer output in pixels */
+    chat_tex texts[CHAT_TEXT_CACHE];
+
+    chat_worker *worker;
+    chat_msg *msgs;
+    int n_msgs, cap_msgs, next_id;
+    int selected;              /* message index, -1: none */
+    int answering;             /* id of the answer being generated, 0: none */
+    text_field input, system;
+    int focus;
+    char **history;            /* sent messages, oldest first */
+    int n_history, history_pos; /* history_pos == n_history: not browsing */
+    char *history_draft;       /* what was typed before browsing */
+
+    /* model */
+    bool loaded;
+    int loads_pending;         /* load jobs not answered yet */
+    int32_t pending_ctx;       /* what the newest load asked for */
+    char pending_device[256];
+    char model_name[256], device_name[256], model_path[1024];
+    int32_t ctx_used, ctx_total, loaded_ctx_req;
+    char loaded_device[256];
+    double tok_per_s;
+    int32_t last_tokens;
+    char progress_stage[32];
+    uint64_t progress_done, progress_total;
+    phivk_device_desc *devices;
+    int n_devices;
+
+    chat_notice notices[CHAT_MAX_NOTICES];
+    int n_notices;
+
+    /* transcript scrolling, in pixels */
+    int scroll, content_h, view_h;
+    bool follow;               /* keep the newest text in view */
+    bool dragging;
+    int drag_grab;             /* pointer offset inside the thumb */
+    bool panel_open;
+
+    /* layout of the last frame, for hit tests */
+    SDL_Rect r_transcript, r_input, r_scroll_track, r_scroll_thumb, r_system, r_status;
+    chat_button buttons[CHAT_MAX_BUTTONS];
+    int n_buttons;
+
+    /* persistence */
+    char *chats_dir, *chat_path;
+    bool dirty;
+    double dirty_since;
+    int unsaved_tokens;
+
+    bool save_failed_shown;
+
+    /* counters for tests and the status bar */
+    uint64_t frames, events;
+    double last_frame_ms;
+    bool quit;
+} chat_app;
+
+/* Opens the window and starts the worker; restores the last conversation and
+ * draft from the data directory. NULL with a message on stderr on failure. */
+chat_app *chat_app_create(const chat_config *cfg);
+void chat_app_destroy(chat_app *a); /* saves first */
+
+/* Waits up to wait_ms for events, handles them all plus the worker's, draws
+ * one frame. False once the user asked to quit. */
+bool chat_app_step(chat_app *a, int wait_ms);
+void chat_app_handle_event(chat_app *a, const SDL_Event *e);
+void chat_app_take_worker_events(chat_app *a);
+void chat_app_draw(chat_app *a);    /* one frame, presented */
+/* Draws a frame and writes it as PNG. False with a notice on failure. */
+bool chat_app_screenshot(chat_app *a, const char *path);
+
+/* Actions that buttons and keys share. */
+bool chat_app_send(chat_app *a);   /* the input box as a user message */
+void chat_app_stop(chat_app *a);
+void chat_app_new_chat(chat_app *a);
+bool chat_app_export(chat_app *a); /* Markdown next to the saved chat */
+void chat_app_open_file(chat_app *a, const char *path); /* a dropped file */
+void chat_app_apply_settings(chat_app *a); /* reload for a new device / context */
+void chat_app_notice(chat_app *a, bool error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void chat_app_save(chat_app *a);
+
+/* chat_draw.c: layout and drawing. */
+void chat_layout(chat_app *a);     /* wraps messages for the current width */
+int chat_draw_frame(chat_app *a);  /* draws without presenting; 0 or -1 */
+bool chat_fonts_open(chat_app *a); /* at a.scale; false with a notice */
+void chat_fonts_close(chat_app *a);
+void chat_text_cache_clear(chat_app *a);
+void chat_scroll_to(chat_app *a, int y);
+
+/* chat_store.c: the conversation on disk. */
+char *chat_store_dir(const char *data_dir); /* creates it; NULL with a message */
+char *chat_store_new_path(const char *dir);
+char *chat_store_latest(const char *dir);   /* NULL when there is none */
+bool chat_store_save(const chat_app *a, const char *path);
+bool chat_store_load(chat_app *a, const char *path);
+char *chat_store_export(const chat_app *a, const char *json_path); /* the .md path */
+
+/* chat_ui.c: the settings the panel steps through (temperature, top-p, max
+ * tokens, context, device), the message list. */
+int chat_setting_count(void);
+const char *chat_setting_label(int i);
+void chat_setting_value(const chat_app *a, int i, char *out, size_t cap);
+void chat_setting_step(chat_app *a, int i, int dir);
+bool chat_settings_need_reload(const chat_app *a);
+chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const char *text, size_t n);
+void chat_msgs_clear(chat_app *a);
+
+#endif

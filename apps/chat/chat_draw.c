@@ -1,0 +1,588 @@
+/* phivk-chat's look: fonts at the display's scale, a cache of rendered text,
+ * layout (wrapping messages and the input box to the window), and drawing. The
+ * frame is laid out in renderer pixels; mouse coordinates are scaled to them in
+ * chat_ui.c. Buttons are registered while drawing (immediate mode), so hit tests
+ * always match what is on screen. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_app.h"
+#include "chat_font.h"
+
+typedef struct rgb { Uint8 r, g, b; } rgb;
+#define RGB(x) ((rgb){(Uint8)((x) >> 16), (Uint8)((x) >> 8), (Uint8)(x)})
+
+enum {
+    C_BG = 0xF4F5F7, C_PANEL = 0xFFFFFF, C_LINE = 0xE2E4E8, C_TEXT = 0x1A1D21, C_MUTED = 0x6B7280,
+    C_USER = 0xDCE8FF, C_BOT = 0xFFFFFF, C_ACCENT = 0x2F6FEB, C_STOP = 0xD92D20, C_BTN = 0xE9EBEF,
+    C_WHITE = 0xFFFFFF, C_ERR_BG = 0xFDECEA, C_ERR = 0xB42318, C_INFO_BG = 0xEAF2FF,
+    C_INFO = 0x1D3F8F, C_THUMB = 0xC4C8CF, C_TRACK = 0xE6E8EC, C_NOTE = 0x8A6D3B, C_FIELD = 0xC9CDD3,
+};
+
+static int px(const chat_app *a, float v) { return (int)lroundf(v * a->scale); }
+
+/* ------------------------------------------------------------------- fonts */
+
+bool chat_fonts_open(chat_app *a) {
+    if (!*a->font_path && !chat_font_find(CHAT_FONT_REGULAR, CHAT_FONT_REGULAR_PATH, a->font_path,
+                                          sizeof a->font_path)) {
+        fprintf(stderr, "phivk-chat: %s\n", a->font_path);
+        SDL_ShowSimpleMessageBox(SDL_MESSAGEBOX_ERROR, "phivk chat", a->font_path, a->win);
+        a->font_path[0] = 0;
+        return false;
+    }
+    if (!*a->bold_path && !chat_font_find(CHAT_FONT_BOLD, CHAT_FONT_BOLD_PATH, a->bold_path,
+                                          sizeof a->bold_path))
+        snprintf(a->bold_path, sizeof a->bold_path, "%s", a->font_path); /* styled below */
+    chat_fonts_close(a);
+    a->font = TTF_OpenFont(a->font_path, px(a, 15));
+    a->bold = TTF_OpenFont(a->bold_path, px(a, 15));
+    a->small = TTF_OpenFont(a->font_path, px(a, 12.5f));
+    if (!a->font || !a->bold || !a->small) {
+        fprintf(stderr, "phivk-chat: cannot open the font %s: %s\n", a->font_path, TTF_GetError());
+        chat_fonts_close(a);
+        return false;
+    }
+    if (!strcmp(a->bold_path, a->font_path)) TTF_SetFontStyle(a->bold, TTF_STYLE_BOLD);
+    a->line_h = TTF_FontLineSkip(a->font);
+    a->small_h = TTF_FontLineSkip(a->small);
+    return true;
+}
+
+void chat_fonts_close(chat_app *a) {
+    chat_text_cache_clear(a);
+    TTF_Font **f[] = {&a->font, &a->bold, &a->small};
+    for (int i = 0; i < 3; i++) {
+        if (*f[i]) TTF_CloseFont(*f[i]);
+        *f[i] = NULL;
+    }
+}
+
+/* ------------------------------------------------------------- text cache */
+
+void chat_text_cache_clear(chat_app *a) {
+    for (int i = 0; i < CHAT_TEXT_CACHE; i++) {
+        if (a->texts[i].tex) SDL_DestroyTexture(a->texts[i].tex);
+        free(a->texts[i].s);
+    }
+    memset(a->texts, 0, sizeof a->texts);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The texture of s in font and colour, rendered once and kept while it is drawn
+ * every frame; the least recently drawn entry makes room. */
+static chat_tex *text_tex(chat_app *a, TTF_Font *font, uint32_t color, const char *s, size_t n) {
+    if (!n) return NULL;
+    uint64_t h = fnv(fnv(fnv(0xcbf29ce484222325ull, &font, sizeof font), &color, sizeof color), s, n);
+    chat_tex *victim = &a->texts[0];
+    for (int i = 0; i < CHAT_TEXT_CACHE; i++) {
+        chat_tex *t = &a->texts[i];
+        if (t->tex && t->hash == h && t->font == font && t->color == color && !strncmp(t->s, s, n) &&
+            !t->s[n]) {
+            t->used = a->frames + 1;
+            return t;
+        }
+        if (!t->tex || t->used < victim->used) victim = t;
+    }
+    char *copy = strndup(s, n);
+    if (!copy) return NULL;
+    rgb c = RGB(color);
+    SDL_Surface *surf = TTF_RenderUTF8_Blended(font, copy, (SDL_Color){c.r, c.g, c.b, 255});
+    SDL_Texture *tex = surf ? SDL_CreateTextureFromSurface(a->ren, surf) : NULL;
+    if (!tex) {
+        if (surf) SDL_FreeSurface(surf);
+        free(copy);
+        return NULL;
+    }
+    if (victim->tex) SDL_DestroyTexture(victim->tex);
+    free(victim->s);
+    *victim = (chat_tex){.hash = h, .font = font, .color = color, .s = copy, .tex = tex,
+                         .w = surf->w, .h = surf->h, .used = a->frames + 1};
+    SDL_FreeSurface(surf);
+    return victim;
+}
+
+static int draw_text(chat_app *a, TTF_Font *font, uint32_t color, int x, int y, const char *s, size_t n) {
+    chat_tex *t = text_tex(a, font, color, s, n);
+    if (!t) return 0;
+    SDL_Rect dst = {x, y, t->w, t->h};
+    SDL_RenderCopy(a->ren, t->tex, NULL, &dst);
+    return t->w;
+}
+
+static int text_w(TTF_Font *font, const char *s, size_t n) {
+    char buf[1024];
+    char *copy = n < sizeof buf ? buf : malloc(n + 1);
+    int w = 0;
+    if (!copy) return 0;
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    TTF_SizeUTF8(font, copy, &w, NULL);
+    if (copy != buf) free(copy);
+    return w;
+}
+
+/* text_fit_fn over SDL_ttf. A line never holds more bytes than 4 per pixel, so
+ * long paragraphs are measured a line's worth at a time, not whole. */
+static size_t ttf_fit(void *ctx, const char *s, size_t len, int width, int *w) {
+    TTF_Font *font = ctx;
+    size_t cap = width == INT_MAX ? len : (size_t)width * 4 + 64;
+    size_t n = utf8_floor(s, len < cap ? len : cap);
+    char buf[4096];
+    char *copy = n < sizeof buf ? buf : malloc(n + 1);
+    if (!copy) return len;
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    int extent = 0, count = 0;
+    if (width == INT_MAX) {
+        TTF_SizeUTF8(font, copy, &extent, NULL);
+        count = -1;
+    } else {
+        TTF_MeasureUTF8(font, copy, width, &extent, &count);
+    }
+    size_t bytes = n;
+    if (count >= 0) {
+        bytes = 0;
+        for (int i = 0; i < count && bytes < n; i++) bytes = utf8_next(copy, n, bytes);
+    }
+    if (copy != buf) free(copy);
+    *w = extent;
+    return bytes;
+}
+
+/* --------------------------------------------------------------- drawing */
+
+static void fill(chat_app *a, SDL_Rect r, uint32_t color) {
+    rgb c = RGB(color);
+    SDL_SetRenderDrawColor(a->ren, c.r, c.g, c.b, 255);
+    SDL_RenderFillRect(a->ren, &r);
+}
+
+static void outline(chat_app *a, SDL_Rect r, uint32_t color, int t) {
+    for (int i = 0; i < t; i++) {
+        fill(a, (SDL_Rect){r.x, r.y + i, r.w, 1}, color);
+        fill(a, (SDL_Rect){r.x, r.y + r.h - 1 - i, r.w, 1}, color);
+        fill(a, (SDL_Rect){r.x + i, r.y, 1, r.h}, color);
+        fill(a, (SDL_Rect){r.x + r.w - 1 - i, r.y, 1, r.h}, color);
+    }
+}
+
+static void add_button(chat_app *a, SDL_Rect r, int action, int arg) {
+    if (a->n_buttons < CHAT_MAX_BUTTONS) a->buttons[a->n_buttons++] = (chat_button){r, action, arg};
+}
+
+/* A button whose right edge is at right (x is the left edge when right < 0). */
+static SDL_Rect button(chat_app *a, int x, int y, int h, const char *label, uint32_t bg, uint32_t fg,
+                       int action, int arg) {
+    int tw = text_w(a->font, label, strlen(label));
+    SDL_Rect r = {x, y, tw + px(a, 24), h};
+    if (x < 0) r.x = -x - r.w;
+    fill(a, r, bg);
+    if (bg == C_BTN) outline(a, r, C_LINE, 1);
+    draw_text(a, a->font, fg, r.x + (r.w - tw) / 2, r.y + (h - a->line_h) / 2, label, strlen(label));
+    add_button(a, r, action, arg);
+    return r;
+}
+
+static void progress_bar(chat_app *a, SDL_Rect r, uint64_t done, uint64_t total) {
+    fill(a, r, C_TRACK);
+    double f = total ? (double)done / (double)total : 0;
+    if (f > 1) f = 1;
+    fill(a, (SDL_Rect){r.x, r.y, (int)(r.w * f), r.h}, C_ACCENT);
+}
+
+static const char *stage_text(const char *stage) {
+    if (!strcmp(stage, "loading")) return "Loading the model";
+    if (!strcmp(stage, "prefill")) return "Reading the prompt";
+    if (!strcmp(stage, "opening device")) return "Opening the device";
+    return stage;
+}
+
+/* --------------------------------------------------------------- layout */
+
+static void update_metrics(chat_app *a) {
+    int ww = 1, wh = 1;
+    SDL_GetWindowSize(a->win, &ww, &wh);
+    SDL_GetRendererOutputSize(a->ren, &a->out_w, &a->out_h);
+    a->px_per_coord = ww > 0 ? (float)a->out_w / (float)ww : 1;
+    float scale = a->cfg.scale;
+    if (scale <= 0) {
+        /* macOS / Wayland scale through the drawable size; X11 and Windows leave it
+         * to the app, which reads the display's DPI. */
+        float ddpi = 0;
+        int disp = SDL_GetWindowDisplayIndex(a->win);
+        scale = a->px_per_coord;
+        if (scale < 1.25f && disp >= 0 && SDL_GetDisplayDPI(disp, &ddpi, NULL, NULL) == 0 && ddpi > 120)
+            scale = roundf(ddpi / 96 * 4) / 4;
+        if (scale < 1) scale = 1;
+        if (scale > 4) scale = 4;
+    }
+    if (scale != a->scale || !a->font) {
+        a->scale = scale;
+        if (!chat_fonts_open(a)) chat_app_notice(a, true, "Cannot open the font at scale %.2f", (double)scale);
+        for (int i = 0; i < a->n_msgs; i++) a->msgs[i].wrap_w = 0;
+    }
+}
+
+static int label_h(const chat_app *a) { return a->small_h + px(a, 4); }
+
+static bool msg_note(const chat_app *a, const chat_msg *m, char *out, size_t cap, uint32_t *color) {
+    *color = C_NOTE;
+    if (m->state == CHAT_QUEUED) {
+        snprintf(out, cap, a->loads_pending ? "queued: sent when the model is loaded"
+                                            : "queued: sent when the current answer ends");
+        return true;
+    }
+    if (m->state == CHAT_FAILED) *color = C_ERR;
+    if (!*m->note && m->role == CHAT_ASSISTANT && m->state == CHAT_DONE && !m->text.len)
+        snprintf(out, cap, "the model ended its answer without text");
+    else
+        snprintf(out, cap, "%s", m->note);
+    return *out;
+}
+
+void chat_layout(chat_app *a) {
+    update_metrics(a);
+    if (!a->font) return;
+    int m = px(a, 16), pad = px(a, 10);
+    int toolbar_h = a->line_h + px(a, 18), status_h = a->small_h + px(a, 12);
+    int panel_w = a->panel_open ? px(a, 300) : 0;
+    if (a->out_w - panel_w < px(a, 280)) panel_w = 0;
+    int main_w = a->out_w - panel_w;
+    int send_w = px(a, 84);
+
+    /* The input box grows with its text up to six lines. */
+    text_lines tl = {0};
+    int in_w = main_w - 2 * m - send_w - px(a, 8) - 2 * pad;
+    text_wrap(tb_str(&a->input.text), a->input.text.len, in_w > 20 ? in_w : 20, ttf_fit, a->font, &tl);
+    int rows = tl.n < 1 ? 1 : tl.n > 6 ? 6 : tl.n;
+    text_lines_free(&tl);
+    int in_h = rows * a->line_h + 2 * pad;
+    a->r_status = (SDL_Rect){0, a->out_h - status_h, a->out_w, status_h};
+    a->r_input = (SDL_Rect){m, a->r_status.y - m - in_h, main_w - 2 * m - send_w - px(a, 8), in_h};
+    int top = toolbar_h;
+    a->r_transcript = (SDL_Rect){0, top, main_w, a->r_input.y - px(a, 8) - top};
+    a->view_h = a->r_transcript.h;
+
+    int sb = px(a, 8);
+    int avail = main_w - 2 * m - sb - px(a, 4);
+    int y = m;
+    for (int i = 0; i < a->n_msgs; i++) {
+        chat_msg *msg = &a->msgs[i];
+        int max_w = msg->role == CHAT_USER ? avail * 4 / 5 : avail;
+        int wrap = max_w - 2 * pad;
+        if (wrap < 20) wrap = 20;
+        if (msg->wrap_w != wrap) {
+            text_wrap(tb_str(&msg->text), msg->text.len, wrap, ttf_fit, a->font, &msg->lines);
+            msg->wrap_w = wrap;
+        }
+        int w = 0;
+        for (int k = 0; k < msg->lines.n; k++)
+            if (msg->lines.v[k].w > w) w = msg->lines.v[k].w;
+        w += 2 * pad;
+        if (w < px(a, 48)) w = px(a, 48);
+        if (msg->role == CHAT_ASSISTANT && msg->state == CHAT_STREAMING) w = max_w; /* no jitter */
+        msg->w = w;
+        msg->x = msg->role == CHAT_USER ? m + avail - w : m;
+        msg->y = y + label_h(a);
+        msg->h = msg->lines.n * a->line_h + 2 * pad;
+        char note[256];
+        uint32_t c;
+        y = msg->y + msg->h + (msg_note(a, msg, note, sizeof note, &c) ? a->small_h + px(a, 4) : 0) +
+            px(a, 14);
+    }
+    a->content_h = y + m;
+    int max_scroll = a->content_h - a->view_h;
+    if (max_scroll < 0) max_scroll = 0;
+    if (a->follow || a->scroll > max_scroll) a->scroll = max_scroll;
+    if (a->scroll < 0) a->scroll = 0;
+
+    a->r_scroll_track = a->r_scroll_thumb = (SDL_Rect){0, 0, 0, 0};
+    if (max_scroll > 0) {
+        a->r_scroll_track = (SDL_Rect){main_w - sb - px(a, 4), top + px(a, 4), sb, a->view_h - px(a, 8)};
+        int th = (int)((int64_t)a->r_scroll_track.h * a->view_h / a->content_h);
+        if (th < px(a, 28)) th = px(a, 28);
+        int ty = a->r_scroll_track.y +
+                 (int)((int64_t)(a->r_scroll_track.h - th) * a->scroll / max_scroll);
+        a->r_scroll_thumb = (SDL_Rect){a->r_scroll_track.x, ty, sb, th};
+    }
+}
+
+void chat_scroll_to(chat_app *a, int y) {
+    int max_scroll = a->content_h - a->view_h;
+    if (max_scroll < 0) max_scroll = 0;
+    a->scroll = y < 0 ? 0 : y > max_scroll ? max_scroll : y;
+    a->follow = a->scroll >= max_scroll;
+}
+
+/* Draws wrapped paragraphs of s in r (for the empty transcript and notices);
+ * returns the height used. */
+static int draw_para(chat_app *a, TTF_Font *font, uint32_t color, SDL_Rect r, const char *s, bool draw) {
+    text_lines tl = {0};
+    text_wrap(s, strlen(s), r.w, ttf_fit, font, &tl);
+    int lh = TTF_FontLineSkip(font);
+    for (int i = 0; draw && i < tl.n; i++)
+        draw_text(a, font, color, r.x, r.y + i * lh, s + tl.v[i].off, tl.v[i].len);
+    int h = tl.n * lh;
+    text_lines_free(&tl);
+    return h;
+}
+
+static void draw_empty(chat_app *a) {
+    SDL_Rect r = a->r_transcript;
+    int w = r.w - px(a, 96);
+    if (w > px(a, 620)) w = px(a, 620);
+    char text[1024];
+    if (!a->loaded && !a->loads_pending)
+        snprintf(text, sizeof text,
+                 "No model is loaded.\n\nDrop a GGUF model file on this window, or start the app "
+                 "with one:\n    phivk-chat Phi-3-mini-4k-instruct-q4.gguf\n\nMicrosoft publishes "
+                 "Phi-3-mini as GGUF: the file Phi-3-mini-4k-instruct-q4.gguf (2.2 GB) at "
+                 "huggingface.co/microsoft/Phi-3-mini-4k-instruct-gguf.");
+    else if (a->loads_pending)
+        snprintf(text, sizeof text, "Loading the model...\n\nYou can type your first message now; "
+                                    "it is sent when the model is ready.");
+    else
+        snprintf(text, sizeof text, "Ask %s anything.\n\nDrop a .txt or .md file on the window to "
+                                    "summarize it. Settings (F2) hold the system prompt, sampling "
+                                    "and the device.", a->model_name);
+    SDL_Rect box = {r.x + (r.w - w) / 2, 0, w, 0};
+    int h = draw_para(a, a->font, C_MUTED, box, text, false);
+    box.y = r.y + (r.h - h) / 3;
+    draw_para(a, a->font, C_MUTED, box, text, true);
+}
+
+static void draw_messages(chat_app *a) {
+    SDL_Rect clip = a->r_transcript;
+    SDL_RenderSetClipRect(a->ren, &clip);
+    int pad = px(a, 10), oy = clip.y - a->scroll;
+    for (int i = 0; i < a->n_msgs; i++) {
+        chat_msg *m = &a->msgs[i];
+        int top = oy + m->y - label_h(a), bottom = oy + m->y + m->h + a->small_h + px(a, 4);
+        if (bottom < clip.y || top > clip.y + clip.h) continue;
+        const char *who = m->role == CHAT_USER ? "You" : *a->model_name ? a->model_name : "Assistant";
+        int lw = text_w(a->small, who, strlen(who));
+        int lx = m->role == CHAT_USER ? m->x + m->w - lw : m->x;
+        draw_text(a, a->small, C_MUTED, lx, top, who, strlen(who));
+        SDL_Rect b = {m->x, oy + m->y, m->w, m->h};
+        fill(a, b, m->role == CHAT_USER ? C_USER : C_BOT);
+        outline(a, b, i == a->selected ? C_ACCENT : C_LINE, i == a->selected ? px(a, 2) : 1);
+        const char *s = tb_str(&m->text);
+        for (int k = 0; k < m->lines.n; k++) {
+            int ly = b.y + pad + k * a->line_h;
+            if (ly + a->line_h < clip.y || ly > clip.y + clip.h) continue;
+            draw_text(a, a->font, C_TEXT, b.x + pad, ly, s + m->lines.v[k].off, m->lines.v[k].len);
+        }
+        if (m->state == CHAT_STREAMING && !m->text.len) {
+            char wait[64] = "...";
+            if (*a->progress_stage && a->progress_total)
+                snprintf(wait, sizeof wait, "%s %d%%", stage_text(a->progress_stage),
+                         (int)(100 * a->progress_done / a->progress_total));
+            draw_text(a, a->font, C_MUTED, b.x + pad, b.y + pad, wait, strlen(wait));
+        }
+        char note[256];
+        uint32_t c;
+        if (msg_note(a, m, note, sizeof note, &c)) {
+            int nw = text_w(a->small, note, strlen(note));
+            int nx = m->role == CHAT_USER ? b.x + b.w - nw : b.x;
+            draw_text(a, a->small, c, nx, b.y + b.h + px(a, 3), note, strlen(note));
+        }
+    }
+    if (a->r_scroll_thumb.h) {
+        fill(a, a->r_scroll_track, C_TRACK);
+        fill(a, a->r_scroll_thumb, a->dragging ? C_MUTED : C_THUMB);
+    }
+    SDL_RenderSetClipRect(a->ren, NULL);
+}
+
+static void draw_notices(chat_app *a) {
+    int m = px(a, 16), pad = px(a, 8), y = a->r_transcript.y + px(a, 8);
+    int w = a->r_transcript.w - 2 * m - px(a, 16);
+    for (int i = 0; i < a->n_notices; i++) {
+        const chat_notice *n = &a->notices[i];
+        int x_w = px(a, 28);
+        SDL_Rect tr = {m + pad, 0, w - 2 * pad - x_w, 0};
+        int h = draw_para(a, a->font, 0, tr, n->text, false) + 2 * pad;
+        SDL_Rect r = {m, y, w, h};
+        fill(a, r, n->error ? C_ERR_BG : C_INFO_BG);
+        outline(a, r, n->error ? C_ERR : C_ACCENT, 1);
+        tr.y = y + pad;
+        draw_para(a, a->font, n->error ? C_ERR : C_INFO, tr, n->text, true);
+        SDL_Rect x = {r.x + r.w - x_w - px(a, 4), y + px(a, 4), x_w, x_w};
+        draw_text(a, a->bold, n->error ? C_ERR : C_INFO, x.x + px(a, 9), x.y + px(a, 4), "\xC3\x97", 2);
+        add_button(a, x, CHAT_ACT_DISMISS, i);
+        y += h + px(a, 6);
+    }
+}
+
+/* An edit field: wrapped text with the IME composition inline (underlined) and
+ * a caret when focused. Shows the rows around the caret when it is taller. */
+static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus, const char *placeholder) {
+    int pad = px(a, 10);
+    fill(a, r, C_WHITE);
+    outline(a, r, focus ? C_ACCENT : C_FIELD, focus ? px(a, 2) : 1);
+    size_t clen = strlen(f->compose), n = f->text.len + clen;
+    char *s = malloc(n + 1);
+    if (!s) return;
+    memcpy(s, tb_str(&f->text), f->cursor);
+    memcpy(s + f->cursor, f->compose, clen);
+    memcpy(s + f->cursor + clen, tb_str(&f->text) + f->cursor, f->text.len - f->cursor + 1);
+    if (!n && placeholder) {
+        draw_text(a, a->font, C_MUTED, r.x + pad, r.y + pad, placeholder, strlen(placeholder));
+    }
+    text_lines tl = {0};
+    text_wrap(s, n, r.w - 2 * pad, ttf_fit, a->font, &tl);
+    size_t caret = f->cursor + clen;
+    int cl = text_line_of(&tl, caret), rows = (r.h - 2 * pad) / a->line_h;
+    int first = cl - rows + 1 > 0 ? cl - rows + 1 : 0;
+    SDL_RenderSetClipRect(a->ren, &r);
+    for (int i = first; i < tl.n && i < first + rows; i++) {
+        int y = r.y + pad + (i - first) * a->line_h;
+        const text_line *l = &tl.v[i];
+        draw_text(a, a->font, C_TEXT, r.x + pad, y, s + l->off, l->len);
+        /* underline the part of the composition on this line */
+        size_t c0 = f->cursor > l->off ? f->cursor : l->off, c1 = caret < l->off + l->len ? caret : l->off + l->len;
+        if (clen && c0 < c1) {
+            int x0 = text_w(a->font, s + l->off, c0 - l->off), x1 = text_w(a->font, s + l->off, c1 - l->off);
+            fill(a, (SDL_Rect){r.x + pad + x0, y + a->line_h - px(a, 2), x1 - x0, px(a, 1) > 0 ? px(a, 1) : 1},
+                 C_TEXT);
+        }
+        if (focus && i == cl) {
+            size_t at = caret < l->off ? l->off : caret;
+            int cx = text_w(a->font, s + l->off, at - l->off);
+            fill(a, (SDL_Rect){r.x + pad + cx, y + px(a, 2), px(a, 2) > 0 ? px(a, 2) : 1, a->line_h - px(a, 4)},
+                 C_ACCENT);
+        }
+    }
+    SDL_RenderSetClipRect(a->ren, NULL);
+    if (focus) {
+        /* The IME's candidate window goes under the field (window coordinates). */
+        float k = a->px_per_coord > 0 ? a->px_per_coord : 1;
+        SDL_Rect ime = {(int)(r.x / k), (int)(r.y / k), (int)(r.w / k), (int)(r.h / k)};
+        SDL_SetTextInputRect(&ime);
+    }
+    text_lines_free(&tl);
+    free(s);
+}
+
+static void draw_toolbar(chat_app *a) {
+    int h = a->r_transcript.y, m = px(a, 16);
+    fill(a, (SDL_Rect){0, 0, a->out_w, h}, C_PANEL);
+    fill(a, (SDL_Rect){0, h - 1, a->out_w, 1}, C_LINE);
+    int x = m + draw_text(a, a->bold, C_TEXT, m, (h - a->line_h) / 2, "phivk chat", 10);
+    const char *sub = a->loaded ? a->model_name : a->loads_pending ? "loading..." : "no model";
+    draw_text(a, a->font, C_MUTED, x + px(a, 12), (h - a->line_h) / 2, sub, strlen(sub));
+    int bh = a->line_h + px(a, 8), by = (h - bh) / 2;
+    SDL_Rect b = button(a, -(a->out_w - m), by, bh, a->panel_open ? "Hide settings" : "Settings",
+                        C_BTN, C_TEXT, CHAT_ACT_PANEL, 0);
+    b = button(a, -(b.x - px(a, 8)), by, bh, "Export", C_BTN, C_TEXT, CHAT_ACT_EXPORT, 0);
+    button(a, -(b.x - px(a, 8)), by, bh, "New chat", C_BTN, C_TEXT, CHAT_ACT_NEW, 0);
+}
+
+static void draw_panel(chat_app *a) {
+    int x0 = a->r_transcript.w, w = a->out_w - x0, m = px(a, 14);
+    if (w <= 0) {
+        a->r_system = (SDL_Rect){0, 0, 0, 0};
+        return;
+    }
+    int top = a->r_transcript.y, bottom = a->r_status.y;
+    fill(a, (SDL_Rect){x0, top, w, bottom - top}, C_PANEL);
+    fill(a, (SDL_Rect){x0, top, 1, bottom - top}, C_LINE);
+    int x = x0 + m, y = top + m, iw = w - 2 * m;
+    draw_text(a, a->bold, C_TEXT, x, y, "Settings", 8);
+    y += a->line_h + px(a, 10);
+    draw_text(a, a->small, C_MUTED, x, y, "System prompt", 13);
+    y += a->small_h + px(a, 4);
+    a->r_system = (SDL_Rect){x, y, iw, 4 * a->line_h + px(a, 20)};
+    draw_field(a, &a->system, a->r_system, a->focus == CHAT_FOCUS_SYSTEM, "e.g. You are a helpful assistant.");
+    y += a->r_system.h + px(a, 12);
+    int bh = a->line_h + px(a, 6);
+    for (int i = 0; i < chat_setting_count(); i++) {
+        const char *label = chat_setting_label(i);
+        draw_text(a, a->small, C_MUTED, x, y, label, strlen(label));
+        y += a->small_h + px(a, 2);
+        SDL_Rect minus = button(a, x, y, bh, "\xE2\x88\x92", C_BTN, C_TEXT, CHAT_ACT_STEP, i * 2);
+        SDL_Rect plus = button(a, -(x + iw), y, bh, "+", C_BTN, C_TEXT, CHAT_ACT_STEP, i * 2 + 1);
+        char v[300];
+        chat_setting_value(a, i, v, sizeof v);
+        int span = plus.x - (minus.x + minus.w) - px(a, 8);
+        size_t n = strlen(v);
+        while (n && text_w(a->font, v, n) > span) n = utf8_prev(v, n);
+        int vw = text_w(a->font, v, n);
+        draw_text(a, a->font, C_TEXT, minus.x + minus.w + (plus.x - minus.x - minus.w - vw) / 2,
+                  y + (bh - a->line_h) / 2, v, n);
+        y += bh + px(a, 8);
+    }
+    if (chat_settings_need_reload(a)) {
+        button(a, x, y, bh, "Apply: reload the model", C_ACCENT, C_WHITE, CHAT_ACT_APPLY, 0);
+        y += bh + px(a, 8);
+    }
+    y += px(a, 6);
+    static const char help[] =
+        "Enter sends, Shift+Enter adds a line. Esc stops the answer. Click a message and "
+        "Ctrl+C copies it; Ctrl+V pastes. Up/Down recall what you sent. Ctrl+E exports "
+        "Markdown, Ctrl+N starts a new chat, F2 shows or hides these settings. Drop a .gguf "
+        "to load it or a .txt/.md to summarize it.";
+    if (y < bottom - px(a, 40)) draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, help, true);
+}
+
+static void draw_status(chat_app *a) {
+    SDL_Rect r = a->r_status;
+    fill(a, r, C_BTN);
+    fill(a, (SDL_Rect){0, r.y, r.w, 1}, C_LINE);
+    int x = px(a, 12), y = r.y + (r.h - a->small_h) / 2;
+    char s[600];
+    if (a->loaded) {
+        snprintf(s, sizeof s, "%s  \xC2\xB7  %s  \xC2\xB7  context %d / %d", a->device_name, a->model_name,
+                 a->ctx_used, a->ctx_total);
+        x += draw_text(a, a->small, C_TEXT, x, y, s, strlen(s));
+        if (a->last_tokens) {
+            snprintf(s, sizeof s, "  \xC2\xB7  %.1f tokens/s (%d tokens)", a->tok_per_s, a->last_tokens);
+            x += draw_text(a, a->small, C_TEXT, x, y, s, strlen(s));
+        }
+    } else {
+        x += draw_text(a, a->small, C_MUTED, x, y, "no model", 8);
+    }
+    if (*a->progress_stage && a->progress_total) {
+        int pct = (int)(100 * a->progress_done / a->progress_total);
+        snprintf(s, sizeof s, "%s %d%%", stage_text(a->progress_stage), pct);
+        int bw = px(a, 140), sw = text_w(a->small, s, strlen(s));
+        int bx = r.w - px(a, 12) - bw;
+        if (bx - sw - px(a, 8) > x + px(a, 16)) {
+            draw_text(a, a->small, C_TEXT, bx - sw - px(a, 8), y, s, strlen(s));
+            progress_bar(a, (SDL_Rect){bx, r.y + r.h / 2 - px(a, 4), bw, px(a, 8)}, a->progress_done,
+                         a->progress_total);
+        }
+    }
+}
+
+int chat_draw_frame(chat_app *a) {
+    chat_layout(a);
+    if (!a->font) return -1;
+    a->n_buttons = 0;
+    rgb bg = RGB(C_BG);
+    SDL_SetRenderDrawColor(a->ren, bg.r, bg.g, bg.b, 255);
+    SDL_RenderClear(a->ren);
+    if (a->n_msgs) draw_messages(a);
+    else draw_empty(a);
+    draw_notices(a);
+    draw_toolbar(a);
+    const char *ph = !a->loaded && !a->loads_pending ? "Drop a .gguf model file on the window to start"
+                                                      : "Message (Enter sends, Shift+Enter adds a line)";
+    draw_field(a, &a->input, a->r_input, a->focus == CHAT_FOCUS_INPUT || !a->panel_open, ph);
+    int bx = a->r_input.x + a->r_input.w + px(a, 8), bh = a->line_h + px(a, 14);
+    int by = a->r_input.y + a->r_input.h - bh;
+    if (a->answering) button(a, bx, by, bh, "Stop", C_STOP, C_WHITE, CHAT_ACT_STOP, 0);
+    else button(a, bx, by, bh, "Send", C_ACCENT, C_WHITE, CHAT_ACT_SEND, 0);
+    if (a->panel_open) draw_panel(a);
+    draw_status(a);
+    return 0;
+}

@@ -1,0 +1,785 @@
+/* phivk-chat's behaviour: events in, actions, the worker's reports, saving.
+ * Drawing is in chat_draw.c. */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat_app.h"
+#include "chat_png.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void chat_app_notice(chat_app *a, bool error, const char *fmt, ...) {
+    if (a->n_notices == CHAT_MAX_NOTICES) {
+        memmove(a->notices, a->notices + 1, sizeof a->notices[0] * (CHAT_MAX_NOTICES - 1));
+        a->n_notices--;
+    }
+    chat_notice *n = &a->notices[a->n_notices++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->text, sizeof n->text, fmt, ap);
+    va_end(ap);
+    n->error = error;
+    fprintf(stderr, "phivk-chat: %s\n", n->text);
+}
+
+static void dismiss(chat_app *a, int i) {
+    if (i < 0 || i >= a->n_notices) return;
+    memmove(a->notices + i, a->notices + i + 1, sizeof a->notices[0] * (size_t)(a->n_notices - i - 1));
+    a->n_notices--;
+}
+
+static void mark_dirty(chat_app *a) {
+    if (!a->dirty) a->dirty_since = now_s();
+    a->dirty = true;
+}
+
+void chat_app_save(chat_app *a) {
+    a->dirty = false;
+    a->unsaved_tokens = 0;
+    if (!a->chats_dir) return;
+    if (!a->chat_path && !(a->chat_path = chat_store_new_path(a->chats_dir))) return;
+    if (chat_store_save(a, a->chat_path)) {
+        a->save_failed_shown = false;
+    } else if (!a->save_failed_shown) {
+        a->save_failed_shown = true;
+        chat_app_notice(a, true, "Cannot save the conversation to %s; it stays in this window.",
+                        a->chat_path);
+    }
+}
+
+/* ---------------------------------------------------------------- messages */
+
+chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const char *text, size_t n) {
+    if (a->n_msgs == a->cap_msgs) {
+        int cap = a->cap_msgs ? a->cap_msgs * 2 : 32;
+        chat_msg *m = realloc(a->msgs, sizeof *m * (size_t)cap);
+        if (!m) return NULL;
+        a->msgs = m;
+        a->cap_msgs = cap;
+    }
+    chat_msg m = {.id = ++a->next_id, .role = role, .state = st};
+    if (n && !tb_set(&m.text, text, n)) return NULL;
+    memmove(a->msgs + at + 1, a->msgs + at, sizeof m * (size_t)(a->n_msgs - at));
+    a->msgs[at] = m;
+    a->n_msgs++;
+    if (a->selected >= at) a->selected++;
+    return &a->msgs[at];
+}
+
+void chat_msgs_clear(chat_app *a) {
+    for (int i = 0; i < a->n_msgs; i++) {
+        tb_free(&a->msgs[i].text);
+        text_lines_free(&a->msgs[i].lines);
+    }
+    a->n_msgs = 0;
+    a->selected = -1;
+}
+
+static chat_msg *msg_by_id(chat_app *a, int id) {
+    for (int i = a->n_msgs - 1; i >= 0; i--)
+        if (a->msgs[i].id == id) return &a->msgs[i];
+    return NULL;
+}
+
+/* Starts the answer to the oldest queued user message, if the model is free. */
+static void start_next_answer(chat_app *a) {
+    if (a->answering || !a->loaded || a->loads_pending) return;
+    int q = 0;
+    while (q < a->n_msgs && !(a->msgs[q].role == CHAT_USER && a->msgs[q].state == CHAT_QUEUED)) q++;
+    if (q == a->n_msgs) return;
+    a->msgs[q].state = CHAT_DONE;
+    int user_id = a->msgs[q].id;
+    chat_msg *ans = chat_msg_add(a, q + 1, CHAT_ASSISTANT, CHAT_STREAMING, NULL, 0);
+    phivk_chat_msg *gm = malloc(sizeof *gm * (size_t)(q + 2));
+    if (!ans || !gm) {
+        free(gm);
+        chat_app_notice(a, true, "Out of memory: the message was not sent.");
+        if (ans) ans->state = CHAT_FAILED;
+        return;
+    }
+    int n = 0, fit = -1;
+    const char *sys = tb_str(&a->system.text);
+    if (*sys) gm[n++] = (phivk_chat_msg){"system", sys};
+    for (int i = 0; i <= q; i++) {
+        const chat_msg *m = &a->msgs[i];
+        if (m->role == CHAT_ASSISTANT && !m->text.len) continue;
+        if (i == q) fit = n;
+        gm[n++] = (phivk_chat_msg){m->role == CHAT_USER ? "user" : "assistant", tb_str(&m->text)};
+    }
+    chat_gen g = {.msgs = gm, .n_msgs = n, .msg_id = ans->id, .fit_msg = fit, .fit_id = user_id,
+                  .samp = a->set.samp, .n_predict = a->set.n_predict};
+    g.samp.temp = a->set.temp;
+    g.samp.top_p = a->set.top_p;
+    if (chat_worker_generate(a->worker, &g)) {
+        a->answering = ans->id;
+        a->progress_stage[0] = 0;
+    } else {
+        ans->state = CHAT_FAILED;
+        snprintf(ans->note, sizeof ans->note, "out of memory");
+    }
+    free(gm);
+    a->follow = true;
+}
+
+static void load(chat_app *a, const char *path) {
+    if (!chat_worker_load(a->worker, path, a->set.device, a->set.ctx)) {
+        chat_app_notice(a, true, "Out of memory: cannot load %s.", path);
+        return;
+    }
+    a->loads_pending++;
+    a->pending_ctx = a->set.ctx;
+    snprintf(a->pending_device, sizeof a->pending_device, "%s", a->set.device);
+    snprintf(a->progress_stage, sizeof a->progress_stage, "loading");
+    a->progress_done = 0;
+    a->progress_total = 1;
+}
+
+static bool is_blank(const char *s) {
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\n') return false;
+    return true;
+}
+
+static void history_push(chat_app *a, const char *text) {
+    if (a->n_history && !strcmp(a->history[a->n_history - 1], text)) goto reset;
+    char **h = realloc(a->history, sizeof *h * (size_t)(a->n_history + 1));
+    if (!h) goto reset;
+    a->history = h;
+    if ((h[a->n_history] = strdup(text))) a->n_history++;
+reset:
+    a->history_pos = a->n_history;
+    free(a->history_draft);
+    a->history_draft = NULL;
+}
+
+static void history_move(chat_app *a, int dir) {
+    int pos = a->history_pos + dir;
+    if (pos < 0 || pos > a->n_history) return;
+    if (a->history_pos == a->n_history) {
+        free(a->history_draft);
+        a->history_draft = strdup(tb_str(&a->input.text));
+    }
+    a->history_pos = pos;
+    tf_set(&a->input, pos == a->n_history ? (a->history_draft ? a->history_draft : "") : a->history[pos]);
+    mark_dirty(a);
+}
+
+/* Adds a user message (queued behind a running answer or a load). */
+static bool send_text(chat_app *a, const char *text, size_t n) {
+    bool busy = a->answering || a->loads_pending;
+    if (!chat_msg_add(a, a->n_msgs, CHAT_USER, CHAT_QUEUED, text, n)) {
+        chat_app_notice(a, true, "Out of memory: the message was not sent.");
+        return false;
+    }
+    a->follow = true;
+    if (!busy) start_next_answer(a);
+    chat_app_save(a);
+    return true;
+}
+
+bool chat_app_send(chat_app *a) {
+    const char *s = tb_str(&a->input.text);
+    if (is_blank(s)) return false;
+    if (!a->loaded && !a->loads_pending) {
+        chat_app_notice(a, true, "No model is loaded yet: drop a .gguf model file on this window. "
+                                 "Your message stays in the input box.");
+        return false;
+    }
+    size_t b = 0, e = a->input.text.len;
+    while (s[b] == ' ' || s[b] == '\n') b++;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\n')) e--;
+    if (!send_text(a, s + b, e - b)) return false;
+    history_push(a, tb_str(&a->input.text));
+    tf_set(&a->input, "");
+    chat_app_save(a);
+    return true;
+}
+
+void chat_app_stop(chat_app *a) {
+    if (!a->answering) return;
+    chat_worker_stop(a->worker, a->answering);
+    /* Queued messages stay queued: Stop ends this answer, not the conversation. */
+}
+
+void chat_app_new_chat(chat_app *a) {
+    if (a->answering) chat_worker_stop(a->worker, a->answering);
+    a->answering = 0;
+    chat_app_save(a);
+    chat_msgs_clear(a);
+    free(a->chat_path);
+    a->chat_path = NULL;
+    a->scroll = 0;
+    a->follow = true;
+    chat_app_save(a);
+}
+
+bool chat_app_export(chat_app *a) {
+    chat_app_save(a);
+    char *md = a->chat_path ? chat_store_export(a, a->chat_path) : NULL;
+    if (!md) {
+        chat_app_notice(a, true, "Cannot export the conversation%s%s.", a->chat_path ? " next to " : "",
+                        a->chat_path ? a->chat_path : "");
+        return false;
+    }
+    chat_app_notice(a, false, "Exported the conversation to %s", md);
+    free(md);
+    return true;
+}
+
+static bool has_ext(const char *path, const char *ext) {
+    size_t n = strlen(path), k = strlen(ext);
+    return n > k && !strcasecmp(path + n - k, ext);
+}
+
+/* Big enough for any context a phivk model has (131072 tokens of a few bytes);
+ * the worker cuts what does not fit. */
+#define CHAT_DOC_MAX (4u << 20)
+
+void chat_app_open_file(chat_app *a, const char *path) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (has_ext(path, ".gguf")) {
+        load(a, path);
+        return;
+    }
+    if (!has_ext(path, ".txt") && !has_ext(path, ".md")) {
+        chat_app_notice(a, true, "%s: drop a .gguf model to load it, or a .txt / .md document "
+                                 "to summarize it.", base);
+        return;
+    }
+    if (!a->loaded && !a->loads_pending) {
+        chat_app_notice(a, true, "%s: load a model first (drop a .gguf file), then drop the document.",
+                        base);
+        return;
+    }
+    FILE *f = fopen(path, "rb");
+    char *raw = malloc(CHAT_DOC_MAX);
+    size_t n = f && raw ? fread(raw, 1, CHAT_DOC_MAX, f) : 0;
+    bool more = f && fgetc(f) != EOF;
+    if (f) fclose(f);
+    size_t len = 0;
+    char *doc = f && raw ? utf8_clean(raw, n, &len) : NULL;
+    free(raw);
+    if (!doc) {
+        chat_app_notice(a, true, "Cannot read %s.", base);
+        return;
+    }
+    static const char head[] = "Summarize the following document:\n\n";
+    char *msg = malloc(sizeof head + len);
+    if (msg) {
+        memcpy(msg, head, sizeof head - 1);
+        memcpy(msg + sizeof head - 1, doc, len);
+        if (send_text(a, msg, sizeof head - 1 + len) && more)
+            snprintf(a->msgs[a->n_msgs - 1].note, sizeof a->msgs[0].note,
+                     "only the first %u MiB of %s were read", CHAT_DOC_MAX >> 20, base);
+    }
+    free(msg);
+    free(doc);
+}
+
+/* ---------------------------------------------------------------- settings */
+
+enum { SET_TEMP, SET_TOP_P, SET_N_PREDICT, SET_CTX, SET_DEVICE, SET_COUNT };
+static const char *const set_labels[SET_COUNT] = {"Temperature", "Top-p", "Max tokens", "Context",
+                                                  "Device"};
+static const int32_t n_predict_steps[] = {32, 64, 128, 256, 512, 1024, 2048, 4096, -1};
+static const int32_t ctx_steps[] = {0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072};
+
+int chat_setting_count(void) { return SET_COUNT; }
+const char *chat_setting_label(int i) { return i >= 0 && i < SET_COUNT ? set_labels[i] : ""; }
+
+void chat_setting_value(const chat_app *a, int i, char *out, size_t cap) {
+    switch (i) {
+    case SET_TEMP: snprintf(out, cap, a->set.temp == 0 ? "%.1f (greedy)" : "%.1f", (double)a->set.temp); break;
+    case SET_TOP_P: snprintf(out, cap, "%.2f", (double)a->set.top_p); break;
+    case SET_N_PREDICT:
+        if (a->set.n_predict < 0) snprintf(out, cap, "no limit");
+        else snprintf(out, cap, "%d", a->set.n_predict);
+        break;
+    case SET_CTX:
+        if (a->set.ctx) snprintf(out, cap, "%d", a->set.ctx);
+        else snprintf(out, cap, "auto");
+        break;
+    case SET_DEVICE: {
+        int d = *a->set.device ? atoi(a->set.device) : -1;
+        if (a->set.device[strspn(a->set.device, "0123456789")]) snprintf(out, cap, "%s", a->set.device);
+        else if (d >= 0 && d < a->n_devices) snprintf(out, cap, "%d: %s", d, a->devices[d].name);
+        else if (d >= 0) snprintf(out, cap, "device %d", d);
+        else snprintf(out, cap, "best available");
+        break;
+    }
+    default: snprintf(out, cap, "?");
+    }
+}
+
+/* The index of the first step >= v, so a value off the list moves to a neighbour. */
+static int step_index(const int32_t *steps, int n, int32_t v) {
+    for (int i = 0; i < n; i++)
+        if (steps[i] == v || (steps[i] > v && v >= 0)) return i;
+    return n - 1;
+}
+
+static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+void chat_setting_step(chat_app *a, int i, int dir) {
+    int k;
+    switch (i) {
+    case SET_TEMP: a->set.temp = clampf(roundf((a->set.temp + 0.1f * dir) * 10) / 10, 0, 2); break;
+    case SET_TOP_P: a->set.top_p = clampf(roundf((a->set.top_p + 0.05f * dir) * 20) / 20, 0.05f, 1); break;
+    case SET_N_PREDICT: {
+        int n = (int)(sizeof n_predict_steps / sizeof *n_predict_steps);
+        k = step_index(n_predict_steps, n, a->set.n_predict) + dir;
+        a->set.n_predict = n_predict_steps[k < 0 ? 0 : k >= n ? n - 1 : k];
+        break;
+    }
+    case SET_CTX: {
+        int n = (int)(sizeof ctx_steps / sizeof *ctx_steps);
+        k = step_index(ctx_steps, n, a->set.ctx) + dir;
+        a->set.ctx = ctx_steps[k < 0 ? 0 : k >= n ? n - 1 : k];
+        break;
+    }
+    case SET_DEVICE: {
+        int d = (*a->set.device ? atoi(a->set.device) : -1) + dir;
+        if (d < -1) d = a->n_devices - 1;
+        if (d >= a->n_devices) d = -1;
+        if (d < 0) a->set.device[0] = 0;
+        else snprintf(a->set.device, sizeof a->set.device, "%d", d);
+        break;
+    }
+    }
+    mark_dirty(a);
+}
+
+bool chat_settings_need_reload(const chat_app *a) {
+    return *a->model_path && a->loaded &&
+           (a->set.ctx != a->loaded_ctx_req || strcmp(a->set.device, a->loaded_device));
+}
+
+void chat_app_apply_settings(chat_app *a) {
+    if (!*a->model_path) {
+        chat_app_notice(a, true, "No model to reload: drop a .gguf file on the window.");
+        return;
+    }
+    if (a->answering) chat_worker_stop(a->worker, a->answering);
+    load(a, a->model_path);
+}
+
+/* ---------------------------------------------------------- worker events */
+
+static void on_done(chat_app *a, const chat_ev *e) {
+    chat_msg *m = msg_by_id(a, e->msg_id);
+    if (m) {
+        m->state = e->stopped ? CHAT_STOPPED : e->status != PHIVK_OK ? CHAT_FAILED : CHAT_DONE;
+        m->n_tokens = e->n_tokens;
+        if (m->state == CHAT_STOPPED) snprintf(m->note, sizeof m->note, "stopped");
+        else if (e->text) snprintf(m->note, sizeof m->note, "%s", e->text);
+        else if (*e->note) snprintf(m->note, sizeof m->note, "%s", e->note);
+        m->wrap_w = 0;
+    }
+    if (e->msg_id == a->answering) a->answering = 0;
+    if (e->ctx_total) {
+        a->ctx_used = e->ctx_used;
+        a->ctx_total = e->ctx_total;
+    }
+    if (e->n_tokens) {
+        a->tok_per_s = e->tok_per_s;
+        a->last_tokens = e->n_tokens;
+    }
+    a->progress_stage[0] = 0;
+    if (e->status == PHIVK_ERR_DEVICE_LOST) {
+        /* The worker dropped the device; open it again so the next message works. */
+        a->loaded = false;
+        chat_app_notice(a, true, "The GPU was lost (%s). The conversation is kept; reloading %s.",
+                        e->text ? e->text : "device lost", a->model_name);
+        load(a, a->model_path);
+    } else if (e->status != PHIVK_OK && e->status != PHIVK_ERR_CANCELLED && e->text) {
+        chat_app_notice(a, true, "The answer failed: %s", e->text);
+    }
+    chat_app_save(a);
+    start_next_answer(a);
+}
+
+void chat_app_take_worker_events(chat_app *a) {
+    chat_ev *list = chat_worker_poll(a->worker);
+    for (chat_ev *e = list; e; e = e->next) {
+        chat_msg *m;
+        switch (e->kind) {
+        case CHAT_EV_DEVICES:
+            free(a->devices);
+            a->devices = e->devices;
+            a->n_devices = e->n_devices;
+            e->devices = NULL;
+            break;
+        case CHAT_EV_PROGRESS:
+            snprintf(a->progress_stage, sizeof a->progress_stage, "%s", e->stage);
+            a->progress_done = e->done;
+            a->progress_total = e->total;
+            break;
+        case CHAT_EV_LOADED:
+            a->loads_pending--;
+            a->loaded = true;
+            snprintf(a->model_name, sizeof a->model_name, "%s", e->text);
+            snprintf(a->device_name, sizeof a->device_name, "%s", e->device);
+            snprintf(a->model_path, sizeof a->model_path, "%s", e->path);
+            a->ctx_total = e->ctx_total;
+            a->ctx_used = 0;
+            if (!a->loads_pending) {
+                a->loaded_ctx_req = a->pending_ctx;
+                snprintf(a->loaded_device, sizeof a->loaded_device, "%s", a->pending_device);
+            }
+            a->progress_stage[0] = 0;
+            for (int i = 0; i < a->n_msgs; i++) a->msgs[i].wrap_w = 0; /* labels name the model */
+            mark_dirty(a);
+            start_next_answer(a);
+            break;
+        case CHAT_EV_LOAD_FAILED: {
+            a->loads_pending--;
+            const char *base = strrchr(e->path, '/') ? strrchr(e->path, '/') + 1 : e->path;
+            if (a->loaded)
+                chat_app_notice(a, true, "Could not load %s: %s. Still using %s.", base, e->text,
+                                a->model_name);
+            else
+                chat_app_notice(a, true, "Could not load %s: %s", base, e->text);
+            a->progress_stage[0] = 0;
+            start_next_answer(a);
+            break;
+        }
+        case CHAT_EV_FIT:
+            if ((m = msg_by_id(a, e->msg_id))) {
+                tb_set(&m->text, e->text, strlen(e->text));
+                snprintf(m->note, sizeof m->note, "%s", e->note);
+                m->wrap_w = 0;
+            }
+            break;
+        case CHAT_EV_TEXT:
+            if ((m = msg_by_id(a, e->msg_id))) {
+                /* Byte tokens can spell control characters; the detokenizer holds
+                 * back split sequences, so each piece cleans on its own. */
+                size_t n;
+                char *clean = utf8_clean(e->text, strlen(e->text), &n);
+                if (clean) tb_append(&m->text, clean, n);
+                free(clean);
+                m->wrap_w = 0;
+                mark_dirty(a);
+                if (++a->unsaved_tokens >= 16) chat_app_save(a);
+            }
+            break;
+        case CHAT_EV_DONE: on_done(a, e); break;
+        }
+    }
+    chat_ev_free(list);
+}
+
+/* ------------------------------------------------------------------ events */
+
+static text_field *focused(chat_app *a) {
+    return a->focus == CHAT_FOCUS_SYSTEM && a->panel_open ? &a->system : &a->input;
+}
+
+static void copy(chat_app *a) {
+    const char *s = a->selected >= 0 && a->selected < a->n_msgs ? tb_str(&a->msgs[a->selected].text)
+                                                                : tb_str(&focused(a)->text);
+    if (*s && SDL_SetClipboardText(s) != 0)
+        chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
+}
+
+static void paste(chat_app *a) {
+    if (!SDL_HasClipboardText()) return;
+    char *s = SDL_GetClipboardText();
+    if (s) tf_insert(focused(a), s, strlen(s));
+    SDL_free(s);
+    mark_dirty(a);
+}
+
+static void edited(chat_app *a, text_field *f) {
+    if (f == &a->system) snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&f->text));
+    mark_dirty(a);
+}
+
+static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
+    text_field *f = focused(a);
+    bool ctrl = k->keysym.mod & KMOD_CTRL, shift = k->keysym.mod & KMOD_SHIFT;
+    if (f->compose[0]) return; /* the IME owns the keys while composing */
+    int page = a->view_h * 9 / 10;
+    switch (k->keysym.sym) {
+    case SDLK_RETURN:
+    case SDLK_KP_ENTER:
+        if (shift || f != &a->input) {
+            tf_insert(f, "\n", 1);
+            edited(a, f);
+        } else {
+            chat_app_send(a);
+        }
+        break;
+    case SDLK_ESCAPE:
+        if (a->answering) chat_app_stop(a);
+        else if (a->n_notices) dismiss(a, a->n_notices - 1);
+        else a->selected = -1;
+        break;
+    case SDLK_BACKSPACE: tf_backspace(f); edited(a, f); break;
+    case SDLK_DELETE: tf_delete(f); edited(a, f); break;
+    case SDLK_LEFT: tf_left(f); break;
+    case SDLK_RIGHT: tf_right(f); break;
+    case SDLK_HOME: if (ctrl) chat_scroll_to(a, 0); else tf_home(f); break;
+    case SDLK_END: if (ctrl) chat_scroll_to(a, INT_MAX); else tf_end(f); break;
+    case SDLK_UP: if (f == &a->input) history_move(a, -1); break;
+    case SDLK_DOWN: if (f == &a->input) history_move(a, 1); break;
+    case SDLK_PAGEUP: chat_scroll_to(a, a->scroll - page); break;
+    case SDLK_PAGEDOWN: chat_scroll_to(a, a->scroll + page); break;
+    case SDLK_TAB:
+        if (a->panel_open) a->focus = a->focus == CHAT_FOCUS_INPUT ? CHAT_FOCUS_SYSTEM : CHAT_FOCUS_INPUT;
+        break;
+    case SDLK_F2: a->panel_open = !a->panel_open; break;
+    default:
+        if (!ctrl) break;
+        switch (k->keysym.sym) {
+        case SDLK_c: copy(a); break;
+        case SDLK_v: paste(a); edited(a, f); break;
+        case SDLK_n: chat_app_new_chat(a); break;
+        case SDLK_e: chat_app_export(a); break;
+        case SDLK_COMMA: a->panel_open = !a->panel_open; break;
+        case SDLK_q: a->quit = true; break;
+        }
+    }
+}
+
+static bool inside(const SDL_Rect *r, int x, int y) {
+    return x >= r->x && y >= r->y && x < r->x + r->w && y < r->y + r->h;
+}
+
+static void do_action(chat_app *a, const chat_button *b) {
+    switch ((chat_action)b->action) {
+    case CHAT_ACT_SEND: chat_app_send(a); break;
+    case CHAT_ACT_STOP: chat_app_stop(a); break;
+    case CHAT_ACT_NEW: chat_app_new_chat(a); break;
+    case CHAT_ACT_EXPORT: chat_app_export(a); break;
+    case CHAT_ACT_PANEL: a->panel_open = !a->panel_open; break;
+    case CHAT_ACT_DISMISS: dismiss(a, b->arg); break;
+    case CHAT_ACT_STEP: chat_setting_step(a, b->arg / 2, b->arg % 2 ? 1 : -1); break;
+    case CHAT_ACT_APPLY: chat_app_apply_settings(a); break;
+    }
+}
+
+/* Scroll position for a pointer at y while dragging the thumb. */
+static void drag_to(chat_app *a, int y) {
+    int track = a->r_scroll_track.h - a->r_scroll_thumb.h;
+    int range = a->content_h - a->view_h;
+    if (track <= 0 || range <= 0) return;
+    chat_scroll_to(a, (int)((int64_t)(y - a->drag_grab - a->r_scroll_track.y) * range / track));
+}
+
+static void on_click(chat_app *a, int x, int y) {
+    for (int i = a->n_buttons - 1; i >= 0; i--)
+        if (inside(&a->buttons[i].r, x, y)) {
+            do_action(a, &a->buttons[i]);
+            return;
+        }
+    if (inside(&a->r_scroll_thumb, x, y)) {
+        a->dragging = true;
+        a->drag_grab = y - a->r_scroll_thumb.y;
+        return;
+    }
+    if (inside(&a->r_scroll_track, x, y)) {
+        chat_scroll_to(a, a->scroll + (y < a->r_scroll_thumb.y ? -1 : 1) * a->view_h * 9 / 10);
+        return;
+    }
+    if (inside(&a->r_input, x, y)) {
+        a->focus = CHAT_FOCUS_INPUT;
+        return;
+    }
+    if (a->panel_open && inside(&a->r_system, x, y)) {
+        a->focus = CHAT_FOCUS_SYSTEM;
+        return;
+    }
+    if (inside(&a->r_transcript, x, y)) {
+        int cy = y - a->r_transcript.y + a->scroll, cx = x - a->r_transcript.x;
+        a->selected = -1;
+        for (int i = 0; i < a->n_msgs; i++) {
+            const chat_msg *m = &a->msgs[i];
+            if (cy >= m->y && cy < m->y + m->h && cx >= m->x && cx < m->x + m->w) a->selected = i;
+        }
+    }
+}
+
+void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
+    a->events++;
+    int x, y;
+    switch (e->type) {
+    case SDL_QUIT: a->quit = true; break;
+    case SDL_WINDOWEVENT:
+        if (e->window.event == SDL_WINDOWEVENT_SIZE_CHANGED ||
+            e->window.event == SDL_WINDOWEVENT_DISPLAY_CHANGED)
+            chat_layout(a);
+        break;
+    case SDL_TEXTINPUT: {
+        text_field *f = focused(a);
+        f->compose[0] = 0;
+        tf_insert(f, e->text.text, strlen(e->text.text));
+        edited(a, f);
+        break;
+    }
+    case SDL_TEXTEDITING:
+        snprintf(focused(a)->compose, sizeof a->input.compose, "%s", e->edit.text);
+        break;
+    case SDL_KEYDOWN: on_key(a, &e->key); break;
+    case SDL_MOUSEWHEEL: {
+        int dy = e->wheel.y * (e->wheel.direction == SDL_MOUSEWHEEL_FLIPPED ? -1 : 1);
+        chat_scroll_to(a, a->scroll - dy * 3 * a->line_h);
+        break;
+    }
+    case SDL_MOUSEBUTTONDOWN:
+        if (e->button.button != SDL_BUTTON_LEFT) break;
+        x = (int)(e->button.x * a->px_per_coord);
+        y = (int)(e->button.y * a->px_per_coord);
+        on_click(a, x, y);
+        break;
+    case SDL_MOUSEMOTION:
+        if (a->dragging) drag_to(a, (int)(e->motion.y * a->px_per_coord));
+        break;
+    case SDL_MOUSEBUTTONUP: a->dragging = false; break;
+    case SDL_DROPFILE:
+        chat_app_open_file(a, e->drop.file);
+        SDL_free(e->drop.file);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------- life cycle */
+
+static void wake(void *user) {
+    chat_app *a = user;
+    SDL_Event e = {.type = a->wake_type};
+    SDL_PushEvent(&e);
+}
+
+chat_app *chat_app_create(const chat_config *cfg) {
+    chat_app *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->cfg = *cfg;
+    a->set = cfg->settings;
+    a->selected = -1;
+    a->follow = true;
+    tf_set(&a->system, a->set.system);
+    if (SDL_Init(SDL_INIT_VIDEO) != 0) {
+        fprintf(stderr, "phivk-chat: cannot open a window: %s\n", SDL_GetError());
+        goto fail;
+    }
+    if (TTF_Init() != 0) {
+        fprintf(stderr, "phivk-chat: SDL_ttf: %s\n", TTF_GetError());
+        goto fail;
+    }
+    SDL_SetHint(SDL_HINT_IME_SHOW_UI, "1");
+    a->wake_type = SDL_RegisterEvents(1);
+    int w = cfg->width ? cfg->width : 960, h = cfg->height ? cfg->height : 680;
+    a->win = SDL_CreateWindow("phivk chat", SDL_WINDOWPOS_CENTERED, SDL_WINDOWPOS_CENTERED, w, h,
+                              SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI);
+    if (!a->win) {
+        fprintf(stderr, "phivk-chat: cannot open a window: %s\n", SDL_GetError());
+        goto fail;
+    }
+    SDL_SetWindowMinimumSize(a->win, 420, 320);
+    if (!cfg->software)
+        a->ren = SDL_CreateRenderer(a->win, -1, SDL_RENDERER_ACCELERATED | SDL_RENDERER_PRESENTVSYNC);
+    if (!a->ren) a->ren = SDL_CreateRenderer(a->win, -1, SDL_RENDERER_SOFTWARE);
+    if (!a->ren) {
+        fprintf(stderr, "phivk-chat: cannot draw in the window: %s\n", SDL_GetError());
+        goto fail;
+    }
+    chat_layout(a); /* opens the fonts at the display's scale */
+    if (!a->font) goto fail;
+    a->chats_dir = chat_store_dir(cfg->data_dir);
+    if (!a->chats_dir)
+        chat_app_notice(a, true, "The conversation cannot be saved (see the terminal); it stays in this window.");
+    char *latest = a->chats_dir ? chat_store_latest(a->chats_dir) : NULL;
+    if (latest && chat_store_load(a, latest)) {
+        a->chat_path = latest;
+        snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&a->system.text));
+    } else {
+        free(latest);
+    }
+    a->history_pos = a->n_history;
+    a->worker = chat_worker_create(wake, a);
+    if (!a->worker) {
+        fprintf(stderr, "phivk-chat: cannot start the model thread\n");
+        goto fail;
+    }
+    const char *model = cfg->model ? cfg->model : *a->model_path ? a->model_path : NULL;
+    if (model) {
+        char path[sizeof a->model_path];
+        snprintf(path, sizeof path, "%s", model);
+        a->model_path[0] = 0;
+        load(a, path);
+    }
+    /* Answers that were queued when the app last stopped wait for the model. */
+    SDL_StartTextInput();
+    chat_layout(a);
+    return a;
+fail:
+    chat_app_destroy(a);
+    return NULL;
+}
+
+void chat_app_destroy(chat_app *a) {
+    if (!a) return;
+    chat_worker_destroy(a->worker);
+    a->worker = NULL;
+    if (a->chats_dir && a->ren) chat_app_save(a);
+    chat_msgs_clear(a);
+    free(a->msgs);
+    tf_free(&a->input);
+    tf_free(&a->system);
+    for (int i = 0; i < a->n_history; i++) free(a->history[i]);
+    free(a->history);
+    free(a->history_draft);
+    free(a->devices);
+    free(a->chats_dir);
+    free(a->chat_path);
+    chat_text_cache_clear(a);
+    chat_fonts_close(a);
+    if (a->ren) SDL_DestroyRenderer(a->ren);
+    if (a->win) SDL_DestroyWindow(a->win);
+    if (TTF_WasInit()) TTF_Quit();
+    SDL_Quit();
+    free(a);
+}
+
+bool chat_app_step(chat_app *a, int wait_ms) {
+    SDL_Event e;
+    if (SDL_WaitEventTimeout(&e, wait_ms)) {
+        chat_app_handle_event(a, &e);
+        while (SDL_PollEvent(&e)) chat_app_handle_event(a, &e);
+    }
+    chat_app_take_worker_events(a);
+    if (a->dirty && now_s() - a->dirty_since > 0.3) chat_app_save(a);
+    chat_app_draw(a);
+    return !a->quit;
+}
+
+void chat_app_draw(chat_app *a) {
+    double t0 = now_s();
+    chat_draw_frame(a);
+    SDL_RenderPresent(a->ren);
+    a->frames++;
+    a->last_frame_ms = (now_s() - t0) * 1e3;
+}
+
+bool chat_app_screenshot(chat_app *a, const char *path) {
+    chat_draw_frame(a);
+    int pitch = a->out_w * 3;
+    unsigned char *px = malloc((size_t)pitch * (size_t)a->out_h);
+    bool ok = px && SDL_RenderReadPixels(a->ren, NULL, SDL_PIXELFORMAT_RGB24, px, pitch) == 0 &&
+              chat_png_write(path, px, a->out_w, a->out_h, pitch);
+    free(px);
+    SDL_RenderPresent(a->ren);
+    if (!ok) chat_app_notice(a, true, "Cannot write the screenshot %s.", path);
+    return ok;
+}

@@ -1,0 +1,530 @@
+#include "chat_worker.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat_text.h"
+
+typedef enum job_kind { JOB_LOAD, JOB_GEN } job_kind;
+
+typedef struct job {
+    job_kind kind;
+    char *path, *device; /* load */
+    int32_t ctx;
+    phivk_chat_msg *msgs; /* gen: roles are static strings, contents owned */
+    int n_msgs, msg_id, fit_msg, fit_id;
+    phivk_sampler_params samp;
+    int32_t n_predict;
+    struct job *next;
+} job;
+
+struct chat_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *jobs, **jobs_tail;
+    chat_ev *evs, **evs_tail;
+    bool quit;
+    int stop_id;              /* answers with this id end at the next token */
+    int running_id;           /* the answer being generated, 0: none */
+    void (*wake)(void *);
+    void *wake_user;
+    /* Owned by the worker thread; the mutex guards the pointers' changes so that
+     * chat_worker_stop can reach the session. */
+    phivk_runtime *rt;
+    phivk_model *model;
+    phivk_session *sess;
+    char path[1024], device[256];
+    int32_t ctx_req;
+    int32_t *cached;          /* the tokens in the KV cache */
+    int32_t n_cached;
+    float *logits;
+    atomic_int tokens;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void chat_ev_free(chat_ev *e) {
+    while (e) {
+        chat_ev *next = e->next;
+        free(e->text);
+        free(e->devices);
+        free(e);
+        e = next;
+    }
+}
+
+static void job_free(job *j) {
+    if (!j) return;
+    free(j->path);
+    free(j->device);
+    for (int i = 0; i < j->n_msgs; i++) free((char *)j->msgs[i].content);
+    free(j->msgs);
+    free(j);
+}
+
+/* Queues e (taking it); merges text into a queued text event of the same answer
+ * and replaces a queued progress report, so a slow UI sees fewer, larger events. */
+static void post(chat_worker *w, chat_ev *e) {
+    pthread_mutex_lock(&w->mu);
+    bool was_empty = !w->evs;
+    chat_ev *last = NULL;
+    for (chat_ev *x = w->evs; x; x = x->next) last = x;
+    if (last && last->kind == e->kind && e->kind == CHAT_EV_TEXT && last->msg_id == e->msg_id) {
+        size_t a = strlen(last->text), b = strlen(e->text);
+        char *t = realloc(last->text, a + b + 1);
+        if (t) {
+            memcpy(t + a, e->text, b + 1);
+            last->text = t;
+            chat_ev_free(e);
+            e = NULL;
+        }
+    } else if (last && last->kind == CHAT_EV_PROGRESS && e->kind == CHAT_EV_PROGRESS &&
+               !strcmp(last->stage, e->stage)) {
+        last->done = e->done;
+        last->total = e->total;
+        chat_ev_free(e);
+        e = NULL;
+    }
+    if (e) {
+        *w->evs_tail = e;
+        w->evs_tail = &e->next;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (was_empty && w->wake) w->wake(w->wake_user);
+}
+
+static chat_ev *ev_new(chat_ev_kind kind, int msg_id, const char *text) {
+    chat_ev *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->kind = kind;
+    e->msg_id = msg_id;
+    if (text && !(e->text = strdup(text))) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* Events are small; when even they cannot be allocated the UI misses one update
+ * and the next DONE or LOADED still arrives or the process is out of memory. */
+static void post_new(chat_worker *w, chat_ev *e) {
+    if (e) post(w, e);
+}
+
+static void on_progress(void *user, const char *stage, uint64_t done, uint64_t total) {
+    chat_worker *w = user;
+    chat_ev *e = ev_new(CHAT_EV_PROGRESS, 0, NULL);
+    if (!e) return;
+    snprintf(e->stage, sizeof e->stage, "%s", stage);
+    e->done = done;
+    e->total = total;
+    post(w, e);
+}
+
+static void post_devices(chat_worker *w) {
+    chat_ev *e = ev_new(CHAT_EV_DEVICES, 0, NULL);
+    if (!e) return;
+    if (phivk_devices(&e->devices, &e->n_devices) != PHIVK_OK) {
+        e->devices = NULL;
+        e->n_devices = 0;
+    }
+    post(w, e);
+}
+
+static void run_load(chat_worker *w, job *j) {
+    const char *dev = j->device ? j->device : "";
+    bool same_file = w->model && !strcmp(w->path, j->path);
+    bool same_dev = w->rt && !strcmp(w->device, dev);
+    phivk_runtime *rt = same_dev ? w->rt : NULL;
+    phivk_model *model = same_file && same_dev ? w->model : NULL;
+    phivk_session *sess = NULL;
+    int32_t *cached = NULL;
+    float *logits = NULL;
+    chat_ev *e;
+    char why[1024];
+    if (!rt) {
+        phivk_runtime_params rp = phivk_runtime_default_params();
+        rp.device = j->device;
+        on_progress(w, "opening device", 0, 1);
+        rt = phivk_runtime_create(&rp);
+        if (!rt) goto fail;
+    }
+    if (!model) {
+        phivk_model_params mp = phivk_model_default_params();
+        mp.progress = on_progress;
+        mp.progress_user = w;
+        on_progress(w, "loading", 0, 1);
+        model = phivk_model_load(rt, j->path, &mp);
+        if (!model) goto fail;
+    }
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = j->ctx;
+    sp.progress = on_progress;
+    sp.progress_user = w;
+    sess = phivk_session_create(model, &sp);
+    if (!sess) goto fail;
+    cached = malloc(sizeof *cached * (size_t)phivk_session_ctx(sess));
+    logits = malloc(sizeof *logits * (size_t)phivk_model_n_vocab(model));
+    if (!cached || !logits) goto fail;
+
+    /* Swap under the lock, free the old outside it (freeing can take a while). */
+    pthread_mutex_lock(&w->mu);
+    phivk_session *old_sess = w->sess;
+    phivk_model *old_model = w->model != model ? w->model : NULL;
+    phivk_runtime *old_rt = w->rt != rt ? w->rt : NULL;
+    w->rt = rt;
+    w->model = model;
+    w->sess = sess;
+    pthread_mutex_unlock(&w->mu);
+    phivk_session_free(old_sess);
+    phivk_model_free(old_model);
+    phivk_runtime_free(old_rt);
+    free(w->cached);
+    free(w->logits);
+    w->cached = cached;
+    w->logits = logits;
+    w->n_cached = 0;
+    snprintf(w->path, sizeof w->path, "%s", j->path);
+    snprintf(w->device, sizeof w->device, "%s", dev);
+    w->ctx_req = j->ctx;
+
+    e = ev_new(CHAT_EV_LOADED, 0, phivk_model_name(model));
+    if (e) {
+        snprintf(e->device, sizeof e->device, "%s", phivk_runtime_device_name(rt));
+        snprintf(e->path, sizeof e->path, "%s", j->path);
+        e->ctx_total = phivk_session_ctx(sess);
+    }
+    post_new(w, e);
+    return;
+fail:
+    snprintf(why, sizeof why, "%s", sess ? "out of host memory" : phivk_last_error());
+    free(cached);
+    free(logits);
+    phivk_session_free(sess);
+    if (model != w->model) phivk_model_free(model);
+    if (rt != w->rt) phivk_runtime_free(rt);
+    e = ev_new(CHAT_EV_LOAD_FAILED, 0, why);
+    if (e) snprintf(e->path, sizeof e->path, "%s", j->path);
+    post_new(w, e);
+}
+
+static bool stopping(chat_worker *w, int id) {
+    pthread_mutex_lock(&w->mu);
+    bool s = w->stop_id == id || w->quit;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+/* phivk_cancel stays armed until a decode sees it; a stop that lands just after
+ * an answer's last decode would cancel the next answer's first one. That check
+ * comes before any work (the position has not moved), so running again is exact. */
+static phivk_status decode(chat_worker *w, int id, const int32_t *t, int32_t n) {
+    int32_t pos0 = phivk_session_pos(w->sess);
+    phivk_status st = phivk_decode(w->sess, t, n, w->logits, false);
+    if (st == PHIVK_ERR_CANCELLED && !stopping(w, id) && phivk_session_pos(w->sess) == pos0)
+        st = phivk_decode(w->sess, t, n, w->logits, false);
+    return st;
+}
+
+static int64_t tokenize(const phivk_vocab *v, const char *text, int32_t **ids) {
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.parse_special = true;
+    size_t len = strlen(text);
+    int64_t n = phivk_tokenize(v, text, len, &tp, NULL, 0);
+    if (n < 0) return -1;
+    *ids = malloc(sizeof **ids * (size_t)(n ? n : 1));
+    if (!*ids) return -1;
+    phivk_tokenize(v, text, len, &tp, *ids, n);
+    return n;
+}
+
+static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
+    const phivk_vocab *v = phivk_model_vocab(w->model);
+    char *prompt = phivk_chat_prompt(phivk_vocab_chat_format(v), j->msgs, j->n_msgs, true);
+    if (!prompt) return -1;
+    int64_t n = tokenize(v, prompt, ids);
+    free(prompt);
+    return n;
+}
+
+/* Cuts the fit message to the longest prefix whose prompt leaves `reserve`
+ * tokens for the answer (binary search over UTF-8 boundaries). Returns the new
+ * token count, or -1. */
+static int64_t fit_prompt(chat_worker *w, job *j, int64_t n, int32_t reserve, int32_t **ids) {
+    int32_t ctx = phivk_session_ctx(w->sess);
+    if (j->fit_msg < 0 || n + reserve <= ctx) return n;
+    char *full = (char *)j->msgs[j->fit_msg].content;
+    size_t full_len = strlen(full), lo = 0, hi = full_len;
+    while (lo < hi) {
+        size_t mid = utf8_floor(full, lo + (hi - lo + 1) / 2);
+        if (mid <= lo) mid = lo + 1;
+        char keep = full[mid];
+        full[mid] = 0;
+        free(*ids);
+        *ids = NULL;
+        int64_t m = prompt_tokens(w, j, ids);
+        full[mid] = keep;
+        if (m < 0) return -1;
+        if (m + reserve <= ctx) lo = mid;
+        else hi = mid - 1;
+    }
+    lo = utf8_floor(full, lo);
+    full[lo] = 0;
+    free(*ids);
+    *ids = NULL;
+    n = prompt_tokens(w, j, ids);
+    chat_ev *e = ev_new(CHAT_EV_FIT, j->fit_id, full);
+    if (e)
+        snprintf(e->note, sizeof e->note,
+                 "cut to fit the context: the first %zu of %zu bytes (%d tokens of context, "
+                 "%d kept for the answer)", lo, full_len, ctx, reserve);
+    post_new(w, e);
+    return n;
+}
+
+static void run_gen(chat_worker *w, job *j) {
+    chat_ev *done = ev_new(CHAT_EV_DONE, j->msg_id, NULL);
+    int32_t *ids = NULL;
+    phivk_sampler *smp = NULL;
+    phivk_detok *dt = NULL;
+    char err[1024] = "";
+    if (!done) return;
+    atomic_store(&w->tokens, 0);
+    if (!w->model) {
+        done->status = PHIVK_ERR_INVALID;
+        snprintf(err, sizeof err, "no model is loaded: drop a .gguf file on the window");
+        goto out;
+    }
+    int32_t ctx = phivk_session_ctx(w->sess);
+    int32_t reserve = j->n_predict > 0 && j->n_predict < ctx / 2 ? j->n_predict : ctx / 4;
+    if (reserve < 1) reserve = 1;
+    int64_t n = prompt_tokens(w, j, &ids);
+    if (n >= 0) n = fit_prompt(w, j, n, reserve, &ids);
+    if (n < 0) {
+        done->status = PHIVK_ERR_INVALID;
+        snprintf(err, sizeof err, "%s", phivk_last_error());
+        goto out;
+    }
+    if (n >= ctx) {
+        done->status = PHIVK_ERR_CONTEXT_FULL;
+        snprintf(err, sizeof err,
+                 "the conversation is %lld tokens and the context holds %d: start a New chat "
+                 "or choose a larger context in Settings", (long long)n, ctx);
+        goto out;
+    }
+    int32_t keep = 0;
+    while (keep < w->n_cached && keep < n && w->cached[keep] == ids[keep]) keep++;
+    if (keep == n) keep--; /* one token must run to give logits */
+    phivk_status st = phivk_session_truncate(w->sess, keep);
+    w->n_cached = keep;
+    if (st == PHIVK_OK) st = decode(w, j->msg_id, ids + keep, (int32_t)(n - keep));
+    if (st != PHIVK_OK) {
+        w->n_cached = phivk_session_pos(w->sess);
+        done->status = st;
+        done->stopped = st == PHIVK_ERR_CANCELLED;
+        if (!done->stopped) snprintf(err, sizeof err, "%s", phivk_last_error());
+        goto out;
+    }
+    memcpy(w->cached + keep, ids + keep, sizeof *ids * (size_t)(n - keep));
+    w->n_cached = (int32_t)n;
+
+    smp = phivk_sampler_create(&j->samp);
+    dt = phivk_detok_create(phivk_model_vocab(w->model), false);
+    if (!smp || !dt) {
+        done->status = PHIVK_ERR_INVALID;
+        snprintf(err, sizeof err, "%s", phivk_last_error());
+        goto out;
+    }
+    const phivk_vocab *v = phivk_model_vocab(w->model);
+    int32_t n_vocab = phivk_model_n_vocab(w->model);
+    char piece[256];
+    double t0 = now_s();
+    int32_t made = 0;
+    while (j->n_predict < 0 || made < j->n_predict) {
+        if (stopping(w, j->msg_id)) {
+            done->stopped = true;
+            break;
+        }
+        int32_t tok = phivk_sampler_sample(smp, w->logits, n_vocab);
+        if (phivk_token_is_stop(v, tok)) break;
+        made++;
+        atomic_fetch_add(&w->tokens, 1);
+        if (phivk_detok_push(dt, tok, piece, sizeof piece)) post_new(w, ev_new(CHAT_EV_TEXT, j->msg_id, piece));
+        if (w->n_cached >= ctx) {
+            snprintf(done->note, sizeof done->note, "the context is full: start a New chat");
+            break;
+        }
+        st = decode(w, j->msg_id, &tok, 1);
+        if (st == PHIVK_ERR_CANCELLED) {
+            done->stopped = true;
+            break;
+        }
+        if (st != PHIVK_OK) {
+            done->status = st;
+            snprintf(err, sizeof err, "%s", phivk_last_error());
+            w->n_cached = phivk_session_pos(w->sess);
+            break;
+        }
+        w->cached[w->n_cached++] = tok;
+    }
+    double dt_s = now_s() - t0;
+    if (phivk_detok_flush(dt, piece, sizeof piece)) post_new(w, ev_new(CHAT_EV_TEXT, j->msg_id, piece));
+    done->n_tokens = made;
+    done->tok_per_s = dt_s > 0 ? made / dt_s : 0;
+out:
+    if (w->sess) {
+        done->ctx_used = phivk_session_pos(w->sess);
+        done->ctx_total = phivk_session_ctx(w->sess);
+    }
+    if (*err) done->text = strdup(err);
+    phivk_detok_free(dt);
+    phivk_sampler_free(smp);
+    free(ids);
+    post(w, done);
+}
+
+static void *worker_main(void *arg) {
+    chat_worker *w = arg;
+    post_devices(w);
+    pthread_mutex_lock(&w->mu);
+    while (!w->quit) {
+        job *j = w->jobs;
+        if (!j) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        w->jobs = j->next;
+        if (!w->jobs) w->jobs_tail = &w->jobs;
+        if (j->kind == JOB_GEN) w->running_id = j->msg_id;
+        pthread_mutex_unlock(&w->mu);
+        if (j->kind == JOB_LOAD) run_load(w, j);
+        else run_gen(w, j);
+        job_free(j);
+        pthread_mutex_lock(&w->mu);
+        w->running_id = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+chat_worker *chat_worker_create(void (*wake)(void *), void *wake_user) {
+    chat_worker *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->jobs_tail = &w->jobs;
+    w->evs_tail = &w->evs;
+    w->wake = wake;
+    w->wake_user = wake_user;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, worker_main, w)) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void chat_worker_destroy(chat_worker *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    if (w->sess && w->running_id) phivk_cancel(w->sess);
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    while (w->jobs) {
+        job *j = w->jobs;
+        w->jobs = j->next;
+        job_free(j);
+    }
+    chat_ev_free(w->evs);
+    phivk_session_free(w->sess);
+    phivk_model_free(w->model);
+    phivk_runtime_free(w->rt);
+    free(w->cached);
+    free(w->logits);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+static void enqueue(chat_worker *w, job *j) {
+    pthread_mutex_lock(&w->mu);
+    *w->jobs_tail = j;
+    w->jobs_tail = &j->next;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+bool chat_worker_load(chat_worker *w, const char *path, const char *device, int32_t ctx) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return false;
+    j->kind = JOB_LOAD;
+    j->path = strdup(path);
+    j->device = device && *device ? strdup(device) : NULL;
+    j->ctx = ctx;
+    if (!j->path || (device && *device && !j->device)) {
+        job_free(j);
+        return false;
+    }
+    enqueue(w, j);
+    return true;
+}
+
+bool chat_worker_generate(chat_worker *w, const chat_gen *g) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return false;
+    j->kind = JOB_GEN;
+    j->msgs = calloc((size_t)(g->n_msgs ? g->n_msgs : 1), sizeof *j->msgs);
+    if (!j->msgs) goto fail;
+    for (int i = 0; i < g->n_msgs; i++) {
+        j->msgs[i].role = g->msgs[i].role;
+        if (!(j->msgs[i].content = strdup(g->msgs[i].content))) goto fail;
+        j->n_msgs++;
+    }
+    j->msg_id = g->msg_id;
+    j->fit_msg = g->fit_msg;
+    j->fit_id = g->fit_id;
+    j->samp = g->samp;
+    j->n_predict = g->n_predict;
+    enqueue(w, j);
+    return true;
+fail:
+    job_free(j);
+    return false;
+}
+
+void chat_worker_stop(chat_worker *w, int msg_id) {
+    pthread_mutex_lock(&w->mu);
+    w->stop_id = msg_id;
+    if (w->sess && w->running_id == msg_id) phivk_cancel(w->sess);
+    pthread_mutex_unlock(&w->mu);
+}
+
+chat_ev *chat_worker_poll(chat_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    chat_ev *e = w->evs;
+    w->evs = NULL;
+    w->evs_tail = &w->evs;
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+int32_t chat_worker_tokens(chat_worker *w) { return atomic_load(&w->tokens); }
+
+phivk_runtime *chat_worker_runtime(chat_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    phivk_runtime *rt = w->rt;
+    pthread_mutex_unlock(&w->mu);
+    return rt;
+}

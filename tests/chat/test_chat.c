@@ -1,0 +1,618 @@
+/* phivk-chat driven through its state: text wrapping and editing, the saved
+ * conversation, and a scripted session on a fixture model in a real SDL window
+ * (under Xvfb, software renderer): typing, streaming, stopping, queueing,
+ * settings, dropped files, selection and copy, scrolling, resizing, a
+ * screenshot, and restoring the conversation and draft after a restart.
+ *
+ * usage: test_chat [CASE] (SCREENSHOT_PATH in $CHAT_SCREENSHOT) */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_app.h"
+#include "model_impl.h"
+#include "synth.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------ pure parts */
+
+/* Every code point is 10 px wide. */
+static size_t fit10(void *ctx, const char *s, size_t len, int width, int *w) {
+    (void)ctx;
+    size_t i = 0;
+    int x = 0;
+    while (i < len) {
+        size_t n = utf8_next(s, len, i);
+        if (x + 10 > width) break;
+        x += 10;
+        i = n;
+    }
+    *w = x;
+    return i;
+}
+
+static void check_lines(const char *s, int width, const char *const *want, int n_want) {
+    text_lines l = {0};
+    REQUIRE(text_wrap(s, strlen(s), width, fit10, NULL, &l), "wrap failed");
+    CHECK(l.n == n_want, "'%s' at %d px: %d lines, want %d", s, width, l.n, n_want);
+    for (int i = 0; i < l.n && i < n_want; i++)
+        CHECK(strlen(want[i]) == l.v[i].len && !strncmp(s + l.v[i].off, want[i], l.v[i].len),
+              "line %d is '%.*s', want '%s'", i, (int)l.v[i].len, s + l.v[i].off, want[i]);
+    text_lines_free(&l);
+}
+
+TEST(chat_text_wraps_at_spaces_newlines_and_long_words) {
+    check_lines("hello world foo", 60, (const char *const[]){"hello", "world", "foo"}, 3);
+    check_lines("hello world foo", 100, (const char *const[]){"hello", "world foo"}, 2);
+    check_lines("abcdefghij", 40, (const char *const[]){"abcd", "efgh", "ij"}, 3);
+    check_lines("a\n\nb\n", 100, (const char *const[]){"a", "", "b", ""}, 4);
+    check_lines("", 100, (const char *const[]){""}, 1);
+    /* Multi-byte code points are never split: 4 x "é" (2 bytes) at 30 px. */
+    check_lines("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", 30,
+                (const char *const[]){"\xC3\xA9\xC3\xA9\xC3\xA9", "\xC3\xA9"}, 2);
+    /* Narrower than one code point still makes progress. */
+    check_lines("ab", 5, (const char *const[]){"a", "b"}, 2);
+}
+
+TEST(chat_text_field_edits_by_code_point) {
+    text_field f = {0};
+    tf_insert(&f, "a\xE6\x97\xA5", 4); /* a + 日 */
+    CHECK(f.cursor == 4, "cursor %zu after insert, want 4", f.cursor);
+    tf_backspace(&f);
+    CHECK(f.text.len == 1 && !strcmp(tb_str(&f.text), "a"), "backspace removed '%s'", tb_str(&f.text));
+    tf_insert(&f, "b\r\nc\td", 7);
+    CHECK(!strcmp(tb_str(&f.text), "ab\nc    d"), "CR LF and tab cleaned: '%s'", tb_str(&f.text));
+    tf_home(&f);
+    CHECK(f.cursor == 3, "home goes to the line start (3), got %zu", f.cursor);
+    tf_left(&f);
+    tf_left(&f);
+    tf_delete(&f);
+    CHECK(!strcmp(tb_str(&f.text), "a\nc    d"), "delete at 1: '%s'", tb_str(&f.text));
+    size_t n;
+    char *clean = utf8_clean("x\xFF\xC3", 3, &n);
+    CHECK(clean && !strcmp(clean, "x\xEF\xBF\xBD\xEF\xBF\xBD"), "invalid bytes become U+FFFD");
+    free(clean);
+    CHECK(utf8_floor("ab\xE6\x97", 4) == 2, "a cut inside a sequence backs off to its start");
+    tf_free(&f);
+}
+
+/* -------------------------------------------------------- the app session */
+
+static struct {
+    char dir[256], model[300], data[300];
+    chat_app *a;
+    chat_config cfg;
+} g;
+
+/* The Vulkan driver and layer, and the X11 libraries SDL loads itself, are
+ * unloaded again before LeakSanitizer reports at exit; their frames would then
+ * have no module name for lsan.supp to match. RTLD_NODELETE keeps them mapped. */
+static void keep_system_libraries_loaded(void) {
+    static const char *const libs[] = {
+        "libvulkan_lvp.so", "libvulkan_intel.so", "libvulkan_intel_hasvk.so", "libvulkan_radeon.so",
+        "libVkLayer_khronos_validation.so", "libVkLayer_MESA_device_select.so", "libGL.so.1",
+        "libGLX_mesa.so.0", "/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so", "libX11.so.6",
+        "libXext.so.6", "libXcursor.so.1", "libXi.so.6", "libXrandr.so.2", "libXss.so.1",
+        "libXfixes.so.3", "libXinerama.so.1", "libXrender.so.1", "libxkbcommon.so.0",
+        "libdbus-1.so.3", NULL};
+    for (int i = 0; libs[i]; i++) dlopen(libs[i], RTLD_NOW | RTLD_NODELETE);
+}
+
+static bool setup(void) {
+    if (*g.dir) return true;
+    keep_system_libraries_loaded();
+    snprintf(g.dir, sizeof g.dir, "%s/phivk-chat-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(g.dir)) return false;
+    snprintf(g.model, sizeof g.model, "%s/tiny-phi3.gguf", g.dir);
+    snprintf(g.data, sizeof g.data, "%s/data", g.dir);
+    synth_params p = synth_default_params();
+    p.name = "tiny phi3 fixture";
+    p.n_vocab = 400;
+    p.n_embd = 64;
+    p.n_layer = 2;
+    p.n_head = 4;
+    p.n_ff = 128;
+    p.n_ctx = 1024;
+    p.wtype = PVK_F16;
+    if (synth_save(&p, g.model) != PVK_OK) return false;
+    g.cfg = (chat_config){.data_dir = g.data, .software = true, .scale = 1, .width = 900, .height = 640};
+    g.cfg.settings.samp = phivk_sampler_default_params();
+    g.cfg.settings.temp = 0; /* greedy: the same answers every run */
+    g.cfg.settings.top_p = 1;
+    g.cfg.settings.n_predict = 24;
+    g.cfg.settings.ctx = 512;
+    return true;
+}
+
+typedef bool (*cond_fn)(chat_app *a);
+
+/* Steps the app until cond holds; false after secs (a stuck app fails, not hangs). */
+static bool pump(cond_fn cond, double secs) {
+    double end = now_s() + secs;
+    while (!cond(g.a)) {
+        if (now_s() > end) return false;
+        chat_app_step(g.a, 5);
+    }
+    return true;
+}
+
+static bool idle(chat_app *a) { return a->loaded && !a->loads_pending && !a->answering; }
+static bool not_loading(chat_app *a) { return !a->loads_pending; }
+
+static void push(SDL_Event e) { SDL_PushEvent(&e); }
+
+static void type(const char *s) {
+    while (*s) {
+        SDL_Event e = {.type = SDL_TEXTINPUT};
+        size_t n = utf8_floor(s, strlen(s) < 16 ? strlen(s) : 16);
+        memcpy(e.text.text, s, n);
+        push(e);
+        s += n;
+    }
+}
+
+static SDL_Event key_event(SDL_Keycode sym, Uint16 mod) {
+    SDL_Event e = {.type = SDL_KEYDOWN};
+    e.key.state = SDL_PRESSED;
+    e.key.keysym.sym = sym;
+    e.key.keysym.mod = mod;
+    return e;
+}
+
+static void key(SDL_Keycode sym, Uint16 mod) { push(key_event(sym, mod)); }
+
+/* A left click at renderer pixel (x, y). */
+static void click(int x, int y) {
+    SDL_Event e = {.type = SDL_MOUSEBUTTONDOWN};
+    e.button.button = SDL_BUTTON_LEFT;
+    e.button.x = (int)(x / g.a->px_per_coord);
+    e.button.y = (int)(y / g.a->px_per_coord);
+    push(e);
+    e.type = SDL_MOUSEBUTTONUP;
+    push(e);
+}
+
+static const chat_button *find_button(int action, int arg) {
+    for (int i = 0; i < g.a->n_buttons; i++)
+        if (g.a->buttons[i].action == action && g.a->buttons[i].arg == arg) return &g.a->buttons[i];
+    return NULL;
+}
+
+static void click_button(int action, int arg) {
+    const chat_button *b = find_button(action, arg);
+    CHECK(b, "button %d/%d is on screen", action, arg);
+    if (b) click(b->r.x + b->r.w / 2, b->r.y + b->r.h / 2);
+    chat_app_step(g.a, 5);
+}
+
+static chat_msg *last_msg(void) { return g.a->n_msgs ? &g.a->msgs[g.a->n_msgs - 1] : NULL; }
+
+static const char *validation_problem(void) {
+    phivk_runtime *rt = g.a ? chat_worker_runtime(g.a->worker) : NULL;
+    if (rt && pvk_dev_validation_count(rt->dev))
+        return pvk_dev_validation_last(rt->dev);
+    return NULL;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static bool streaming_text(chat_app *a) {
+    chat_msg *m = last_msg();
+    return !a->answering || (m && m->text.len);
+}
+
+TEST(chat_loads_fixture_and_streams_an_answer_while_the_ui_keeps_running) {
+    REQUIRE(setup(), "cannot write the fixture model in %s", g.dir);
+    g.cfg.model = g.model;
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window did not open (is Xvfb running?)");
+    REQUIRE(pump(not_loading, 60), "the fixture model did not load in 60 s");
+    CHECK(g.a->loaded, "model loaded");
+    CHECK(!strcmp(g.a->model_name, "tiny phi3 fixture"), "model name '%s'", g.a->model_name);
+    CHECK(*g.a->device_name, "device name shown");
+    CHECK(g.a->ctx_total == 512, "context %d, want the 512 asked for", g.a->ctx_total);
+    CHECK(g.a->n_notices == 0, "no notices after loading: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
+
+    type("Hello there");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->n_msgs == 2, "Enter sent the message: %d messages", g.a->n_msgs);
+    CHECK(!strcmp(tb_str(&g.a->msgs[0].text), "Hello there"), "user message '%s'", tb_str(&g.a->msgs[0].text));
+    CHECK(g.a->input.text.len == 0, "the input box is cleared");
+    CHECK(g.a->answering == g.a->msgs[1].id, "the answer is being generated");
+
+    /* While the answer streams the UI keeps drawing and taking input: type one
+     * character per frame and time every step. */
+    REQUIRE(pump(streaming_text, 60), "no text arrived");
+    uint64_t f0 = g.a->frames, e0 = g.a->events;
+    double times[4096];
+    int n_times = 0, typed = 0;
+    double end = now_s() + 60;
+    while (g.a->answering && now_s() < end) {
+        type("x");
+        typed++;
+        double t0 = now_s();
+        chat_app_step(g.a, 0);
+        if (n_times < 4096) times[n_times++] = (now_s() - t0) * 1e3;
+    }
+    REQUIRE(!g.a->answering, "the answer did not end in 60 s");
+    uint64_t frames = g.a->frames - f0, events = g.a->events - e0;
+    CHECK(frames >= 3 && events >= 3, "frames (%llu) and events (%llu) advance while the answer streams",
+          (unsigned long long)frames, (unsigned long long)events);
+    size_t xs = 0;
+    for (const char *s = tb_str(&g.a->input.text); *s; s++) xs += *s == 'x';
+    CHECK((int)xs == typed, "every character typed during the answer arrived (%zu of %d)", xs, typed);
+    if (n_times) {
+        qsort(times, (size_t)n_times, sizeof *times, cmp_double);
+        printf("    frame times while streaming (%d frames, %llu events): min %.2f ms, median %.2f ms, "
+               "max %.2f ms\n", n_times, (unsigned long long)events, times[0], times[n_times / 2],
+               times[n_times - 1]);
+    }
+    chat_msg *ans = &g.a->msgs[1];
+    CHECK(ans->role == CHAT_ASSISTANT && ans->state == CHAT_DONE, "answer done (state %d)", ans->state);
+    CHECK(ans->text.len > 0 && ans->n_tokens == g.a->last_tokens, "the answer has text and its tokens");
+    CHECK(g.a->last_tokens > 0 && g.a->last_tokens <= 24, "%d tokens, want 1..24 (-n 24)", g.a->last_tokens);
+    CHECK(g.a->tok_per_s > 0, "tokens/s reported");
+    CHECK(g.a->ctx_used > 0 && g.a->ctx_used <= 512, "context used %d", g.a->ctx_used);
+    tf_set(&g.a->input, "");
+}
+
+static bool three_tokens(chat_app *a) { return !a->answering || chat_worker_tokens(a->worker) >= 3; }
+
+TEST(chat_stop_ends_the_answer_within_one_token) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    g.a->set.n_predict = 400;
+    type("Tell me a long story");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->answering, "answering");
+    REQUIRE(pump(three_tokens, 60), "no tokens");
+    REQUIRE(g.a->answering, "the answer ended before Stop could be pressed");
+    SDL_Event esc = key_event(SDLK_ESCAPE, 0);
+    chat_app_handle_event(g.a, &esc);
+    int32_t at_stop = chat_worker_tokens(g.a->worker);
+    REQUIRE(pump(idle, 60), "the answer did not stop");
+    int32_t made = chat_worker_tokens(g.a->worker);
+    /* The worker checks the flag before each token: at most the one it was
+     * sampling when the flag was set follows. */
+    CHECK(made <= at_stop + 1, "%d tokens after Stop at %d", made, at_stop);
+    chat_msg *m = last_msg();
+    CHECK(m->state == CHAT_STOPPED && !strcmp(m->note, "stopped"), "marked stopped (state %d, note '%s')",
+          m->state, m->note);
+    g.a->set.n_predict = 24;
+}
+
+static bool second_queued(chat_app *a) { return a->n_msgs && last_msg()->state == CHAT_QUEUED; }
+
+TEST(chat_message_sent_while_answering_is_queued_then_answered) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    int before = g.a->n_msgs;
+    type("first");
+    key(SDLK_RETURN, 0);
+    type("second");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    CHECK(second_queued(g.a), "the second message is shown as queued");
+    REQUIRE(pump(idle, 60), "the queue did not drain");
+    REQUIRE(g.a->n_msgs == before + 4, "%d messages, want %d", g.a->n_msgs, before + 4);
+    const chat_msg *m = g.a->msgs + before;
+    CHECK(m[0].role == CHAT_USER && !strcmp(tb_str(&m[0].text), "first"), "first");
+    CHECK(m[1].role == CHAT_ASSISTANT && m[1].state == CHAT_DONE, "first answered");
+    CHECK(m[2].role == CHAT_USER && m[2].state == CHAT_DONE && !strcmp(tb_str(&m[2].text), "second"),
+          "second sent after the first answer");
+    CHECK(m[3].role == CHAT_ASSISTANT && m[3].state == CHAT_DONE && m[3].text.len, "second answered");
+}
+
+TEST(chat_history_ime_paste_and_copy) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    type("draft");
+    key(SDLK_UP, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "second"), "Up recalls the last message: '%s'", tb_str(&g.a->input.text));
+    key(SDLK_UP, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "first"), "Up again: '%s'", tb_str(&g.a->input.text));
+    key(SDLK_DOWN, 0);
+    key(SDLK_DOWN, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "draft"), "Down returns to the draft: '%s'", tb_str(&g.a->input.text));
+
+    SDL_Event e = {.type = SDL_TEXTEDITING};
+    snprintf(e.edit.text, sizeof e.edit.text, "\xE3\x81\xAB\xE3\x81\xBB"); /* にほ */
+    push(e);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(g.a->input.compose, "\xE3\x81\xAB\xE3\x81\xBB"), "the composition is shown");
+    CHECK(!strcmp(tb_str(&g.a->input.text), "draft"), "but not part of the text yet");
+    type("\xE6\x97\xA5\xE6\x9C\xAC"); /* 日本 */
+    chat_app_step(g.a, 0);
+    CHECK(!g.a->input.compose[0] && !strcmp(tb_str(&g.a->input.text), "draft\xE6\x97\xA5\xE6\x9C\xAC"),
+          "committed text replaces the composition: '%s'", tb_str(&g.a->input.text));
+
+    key(SDLK_RETURN, KMOD_LSHIFT);
+    SDL_SetClipboardText("pasted \xE2\x9C\x93");
+    key(SDLK_v, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "draft\xE6\x97\xA5\xE6\x9C\xAC\npasted \xE2\x9C\x93"),
+          "Shift+Enter and Ctrl+V: '%s'", tb_str(&g.a->input.text));
+    CHECK(g.a->n_msgs == 8, "Shift+Enter did not send");
+
+    /* Click the first answer, copy it. */
+    chat_scroll_to(g.a, 0);
+    chat_app_step(g.a, 0);
+    const chat_msg *m = &g.a->msgs[1];
+    int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
+    click(m->x + m->w / 2, y);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->selected == 1, "the click selected message %d, want 1", g.a->selected);
+    key(SDLK_c, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    char *clip = SDL_GetClipboardText();
+    CHECK(clip && !strcmp(clip, tb_str(&m->text)), "Ctrl+C copied the message: '%s'", clip ? clip : "");
+    SDL_free(clip);
+    tf_set(&g.a->input, "");
+}
+
+TEST(chat_scrolls_with_keys_wheel_and_scrollbar_and_reflows_on_resize) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    SDL_SetWindowSize(g.a->win, 900, 360);
+    for (int i = 0; i < 20 && g.a->out_h != 360; i++) chat_app_step(g.a, 10);
+    REQUIRE(g.a->content_h > g.a->view_h, "content (%d) taller than the view (%d)", g.a->content_h, g.a->view_h);
+    chat_scroll_to(g.a, INT32_MAX);
+    int bottom = g.a->scroll;
+    key(SDLK_PAGEUP, 0);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->scroll < bottom, "PgUp scrolls up (%d -> %d)", bottom, g.a->scroll);
+    key(SDLK_PAGEDOWN, 0);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->scroll == bottom, "PgDn back to the bottom (%d, want %d)", g.a->scroll, bottom);
+    SDL_Event w = {.type = SDL_MOUSEWHEEL};
+    w.wheel.y = 1;
+    push(w);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->scroll < bottom, "the wheel scrolls up");
+    /* Drag the thumb to the top of its track. */
+    SDL_Rect th = g.a->r_scroll_thumb;
+    REQUIRE(th.h > 0, "a scrollbar is shown");
+    SDL_Event b = {.type = SDL_MOUSEBUTTONDOWN};
+    b.button.button = SDL_BUTTON_LEFT;
+    b.button.x = th.x + th.w / 2;
+    b.button.y = th.y + th.h / 2;
+    push(b);
+    SDL_Event mv = {.type = SDL_MOUSEMOTION};
+    mv.motion.x = b.button.x;
+    mv.motion.y = g.a->r_scroll_track.y - 50;
+    push(mv);
+    b.type = SDL_MOUSEBUTTONUP;
+    push(b);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->scroll == 0, "dragging the thumb up scrolls to the top (%d)", g.a->scroll);
+
+    type("Please describe in detail how a graphics processor runs compute shaders, and why memory "
+         "bandwidth matters so much for the speed of token generation.");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer");
+    int lines_wide = 0, lines_narrow = 0;
+    for (int i = 0; i < g.a->n_msgs; i++) lines_wide += g.a->msgs[i].lines.n;
+    SDL_SetWindowSize(g.a->win, 480, 640);
+    for (int i = 0; i < 20 && g.a->out_w != 480; i++) chat_app_step(g.a, 10);
+    CHECK(g.a->out_w == 480, "the window is 480 wide (%d)", g.a->out_w);
+    for (int i = 0; i < g.a->n_msgs; i++) lines_narrow += g.a->msgs[i].lines.n;
+    CHECK(lines_narrow > lines_wide, "narrower window, more lines (%d -> %d)", lines_wide, lines_narrow);
+    SDL_SetWindowSize(g.a->win, 900, 640);
+    for (int i = 0; i < 20 && g.a->out_w != 900; i++) chat_app_step(g.a, 10);
+}
+
+TEST(chat_screenshot_and_export) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    const char *shot = getenv("CHAT_SCREENSHOT");
+    char path[400];
+    snprintf(path, sizeof path, "%s", shot ? shot : "");
+    if (!shot) snprintf(path, sizeof path, "%s/phivk-chat.png", g.dir);
+    type("What is Vulkan?");
+    chat_scroll_to(g.a, INT32_MAX);
+    g.a->follow = true;
+    key(SDLK_F2, 0); /* the settings panel is in the picture */
+    chat_app_step(g.a, 0);
+    CHECK(chat_app_screenshot(g.a, path), "screenshot written to %s", path);
+    key(SDLK_F2, 0);
+    FILE *f = fopen(path, "rb");
+    unsigned char sig[8] = {0};
+    long size = 0;
+    if (f) {
+        CHECK(fread(sig, 1, 8, f) == 8, "read the signature");
+        fseek(f, 0, SEEK_END);
+        size = ftell(f);
+        fclose(f);
+    }
+    CHECK(!memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "a PNG file");
+    CHECK(size > 1000 && size < 200 * 1024, "%ld bytes, want 1 KB .. 200 KB", size);
+    printf("    screenshot: %s (%ld bytes)\n", path, size);
+    tf_set(&g.a->input, "");
+
+    key(SDLK_e, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->n_notices, "a notice says where the export went");
+    const char *text = g.a->notices[g.a->n_notices - 1].text, *at = strstr(text, " to ");
+    CHECK(!g.a->notices[g.a->n_notices - 1].error && at, "export notice: '%s'", text);
+    if (at) {
+        f = fopen(at + 4, "r");
+        char buf[4096] = "";
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        buf[n] = 0;
+        if (f) fclose(f);
+        CHECK(strstr(buf, "## You\n\nHello there"), "the Markdown holds the conversation");
+    }
+    key(SDLK_ESCAPE, 0); /* dismisses the notice */
+    chat_app_step(g.a, 0);
+    CHECK(g.a->n_notices == 0, "Esc dismissed the notice");
+}
+
+static bool write_file(const char *path, const char *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(data, 1, n, f) == n;
+    return (fclose(f) == 0) && ok;
+}
+
+static void drop(const char *path) {
+    SDL_Event e = {.type = SDL_DROPFILE};
+    e.drop.file = SDL_strdup(path);
+    push(e);
+}
+
+TEST(chat_dropping_a_corrupt_model_keeps_the_previous_one) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/broken.gguf", g.dir);
+    static const char junk[] = "GGUF\x03\0\0\0\xff\xff\xff\xff\xff\xff\xff\x7f this is not a model";
+    REQUIRE(write_file(bad, junk, sizeof junk), "write %s", bad);
+    drop(bad);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(not_loading, 60), "the load did not finish");
+    REQUIRE(g.a->n_notices == 1, "one notice, got %d", g.a->n_notices);
+    const chat_notice *n = &g.a->notices[0];
+    CHECK(n->error && strstr(n->text, "broken.gguf") && strstr(n->text, "Still using tiny phi3 fixture"),
+          "error names the file and the model kept: '%s'", n->text);
+    CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "the previous model is loaded");
+    click_button(CHAT_ACT_DISMISS, 0);
+    CHECK(g.a->n_notices == 0, "the × button dismissed it");
+    int before = g.a->n_msgs;
+    type("still there?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer");
+    CHECK(g.a->n_msgs == before + 2 && last_msg()->state == CHAT_DONE && last_msg()->text.len,
+          "the previous model still answers");
+}
+
+TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    key(SDLK_F2, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->panel_open, "F2 opens the settings");
+    float t = g.a->set.temp;
+    click_button(CHAT_ACT_STEP, 0 * 2 + 1);
+    CHECK_NEAR(g.a->set.temp, t + 0.1f, 1e-6, "one step of the temperature is 0.1");
+    click_button(CHAT_ACT_STEP, 0 * 2);
+    CHECK_NEAR(g.a->set.temp, t, 1e-6, "and back");
+    click_button(CHAT_ACT_STEP, 3 * 2 + 1); /* context 512 -> 1024 */
+    CHECK(g.a->set.ctx == 1024, "context setting %d, want 1024", g.a->set.ctx);
+    chat_app_step(g.a, 0);
+    click_button(CHAT_ACT_APPLY, 0);
+    REQUIRE(pump(not_loading, 60), "the reload did not finish");
+    CHECK(g.a->loaded && g.a->ctx_total == 1024, "reloaded with context %d, want 1024", g.a->ctx_total);
+    CHECK(g.a->n_notices == 0, "no error: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
+
+    /* A new chat, then a document longer than the context. */
+    click_button(CHAT_ACT_NEW, 0);
+    CHECK(g.a->n_msgs == 0, "New chat empties the transcript");
+    char doc_path[400];
+    snprintf(doc_path, sizeof doc_path, "%s/notes.md", g.dir);
+    char doc[8000];
+    size_t n = 0;
+    for (int i = 0; n + 80 < sizeof doc; i++)
+        n += (size_t)snprintf(doc + n, sizeof doc - n, "Paragraph %d: the quick brown fox jumps over the lazy dog.\n", i);
+    REQUIRE(write_file(doc_path, doc, n), "write the document");
+    drop(doc_path);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->n_msgs == 2, "the document became a message (%d)", g.a->n_msgs);
+    REQUIRE(pump(idle, 90), "no summary");
+    const chat_msg *u = &g.a->msgs[0];
+    static const char head[] = "Summarize the following document:\n\nParagraph 0:";
+    CHECK(!strncmp(tb_str(&u->text), head, sizeof head - 1),
+          "the message asks for a summary: '%.60s'", tb_str(&u->text));
+    CHECK(u->text.len < n && strstr(u->note, "cut to fit the context"), "cut with a note: %zu of %zu bytes, '%s'",
+          u->text.len, n, u->note);
+    /* The fixture's tokens may all be control bytes, which the window drops. */
+    CHECK(g.a->msgs[1].state == CHAT_DONE && g.a->msgs[1].n_tokens > 0,
+          "summary written (state %d, %d tokens, note '%s')", g.a->msgs[1].state, g.a->msgs[1].n_tokens,
+          g.a->msgs[1].note);
+    CHECK(g.a->ctx_used <= 1024, "context used %d", g.a->ctx_used);
+    key(SDLK_F2, 0);
+    chat_app_step(g.a, 0);
+}
+
+TEST(chat_restores_the_conversation_and_draft_after_a_restart) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    type("unsent draft \xE2\x9C\x8D");
+    chat_app_step(g.a, 0);
+    int n = g.a->n_msgs;
+    char first[64];
+    snprintf(first, sizeof first, "%.60s", tb_str(&g.a->msgs[0].text));
+    const char *problem = validation_problem();
+    CHECK(!problem, "validation layer: %s", problem ? problem : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+
+    g.cfg.model = NULL; /* the saved chat names it */
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window reopened");
+    CHECK(g.a->n_msgs == n, "%d messages restored, want %d", g.a->n_msgs, n);
+    CHECK(n && !strncmp(tb_str(&g.a->msgs[0].text), first, strlen(first)), "the same conversation");
+    CHECK(!strcmp(tb_str(&g.a->input.text), "unsent draft \xE2\x9C\x8D"), "draft restored: '%s'",
+          tb_str(&g.a->input.text));
+    CHECK(g.a->set.ctx == 1024, "settings restored (context %d)", g.a->set.ctx);
+    REQUIRE(pump(not_loading, 60), "the saved chat's model did not load");
+    CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "the saved chat's model is loaded");
+    problem = validation_problem();
+    CHECK(!problem, "validation layer: %s", problem ? problem : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+}
+
+TEST(chat_store_writes_atomically_and_reads_back) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/store", g.dir);
+    char *chats = chat_store_dir(dir);
+    REQUIRE(chats, "store dir");
+    chat_app *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    REQUIRE(a && b, "memory");
+    a->set.temp = 0.5f;
+    a->set.top_p = 0.9f;
+    a->set.n_predict = 77;
+    chat_msg_add(a, 0, CHAT_USER, CHAT_DONE, "quote \" and \xE2\x9C\x93", 12);
+    chat_msg *m = chat_msg_add(a, 1, CHAT_ASSISTANT, CHAT_STREAMING, "partial", 7);
+    tf_set(&a->input, "draft\nline 2");
+    char *path = chat_store_new_path(chats);
+    REQUIRE(path && chat_store_save(a, path), "save");
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(access(tmp, F_OK) != 0, "no temp file left behind");
+    char *latest = chat_store_latest(chats);
+    CHECK(latest && !strcmp(latest, path), "the latest chat is the one saved");
+    REQUIRE(chat_store_load(b, path), "load");
+    CHECK(b->n_msgs == 2 && !strcmp(tb_str(&b->msgs[0].text), tb_str(&a->msgs[0].text)), "messages read back");
+    CHECK(b->n_msgs == 2 && b->msgs[1].state == CHAT_STOPPED, "an answer cut off by a crash reads as stopped");
+    CHECK(!strcmp(tb_str(&b->input.text), "draft\nline 2"), "draft read back");
+    CHECK_NEAR(b->set.temp, 0.5, 1e-6, "settings read back");
+    CHECK(b->set.n_predict == 77, "n_predict");
+    (void)m;
+    chat_msgs_clear(a);
+    chat_msgs_clear(b);
+    free(a->msgs);
+    free(b->msgs);
+    tf_free(&a->input);
+    tf_free(&b->input);
+    tf_free(&b->system);
+    free(a);
+    free(b);
+    free(path);
+    free(latest);
+    free(chats);
+}
