@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chat_app.h"
 #include "chat_png.h"
@@ -259,9 +260,13 @@ void chat_app_open_file(chat_app *a, const char *path) {
                         base);
         return;
     }
+    /* Read no more than could fit (English runs about 4 bytes a token): the
+     * window wraps what it shows, and megabytes would stall it for nothing. */
+    size_t max = a->ctx_total > 0 && (size_t)a->ctx_total * 8 < CHAT_DOC_MAX ? (size_t)a->ctx_total * 8
+                                                                              : CHAT_DOC_MAX;
     FILE *f = fopen(path, "rb");
-    char *raw = malloc(CHAT_DOC_MAX);
-    size_t n = f && raw ? fread(raw, 1, CHAT_DOC_MAX, f) : 0;
+    char *raw = malloc(max);
+    size_t n = f && raw ? fread(raw, 1, max, f) : 0;
     bool more = f && fgetc(f) != EOF;
     if (f) fclose(f);
     size_t len = 0;
@@ -278,7 +283,8 @@ void chat_app_open_file(chat_app *a, const char *path) {
         memcpy(msg + sizeof head - 1, doc, len);
         if (send_text(a, msg, sizeof head - 1 + len) && more)
             snprintf(a->msgs[a->n_msgs - 1].note, sizeof a->msgs[0].note,
-                     "only the first %u MiB of %s were read", CHAT_DOC_MAX >> 20, base);
+                     "only the first %zu KiB of %s were read: the %d-token context holds no more",
+                     max >> 10, base, a->ctx_total);
     }
     free(msg);
     free(doc);
@@ -435,7 +441,9 @@ void chat_app_take_worker_events(chat_app *a) {
                 snprintf(a->loaded_device, sizeof a->loaded_device, "%s", a->pending_device);
             }
             a->progress_stage[0] = 0;
-            for (int i = 0; i < a->n_msgs; i++) a->msgs[i].wrap_w = 0; /* labels name the model */
+            char title[300];
+            snprintf(title, sizeof title, "phivk chat \xE2\x80\x94 %s", a->model_name);
+            SDL_SetWindowTitle(a->win, title);
             mark_dirty(a);
             start_next_answer(a);
             break;
@@ -713,6 +721,11 @@ chat_app *chat_app_create(const chat_config *cfg) {
         goto fail;
     }
     const char *model = cfg->model ? cfg->model : *a->model_path ? a->model_path : NULL;
+    if (!cfg->model && model && access(model, R_OK) != 0) {
+        chat_app_notice(a, false, "The last model, %s, is not there any more: drop a .gguf file "
+                                  "on the window to load one.", model);
+        model = NULL;
+    }
     if (model) {
         char path[sizeof a->model_path];
         snprintf(path, sizeof path, "%s", model);

@@ -116,13 +116,9 @@ static bool setup(void) {
     if (!mkdtemp(g.dir)) return false;
     snprintf(g.model, sizeof g.model, "%s/tiny-phi3.gguf", g.dir);
     snprintf(g.data, sizeof g.data, "%s/data", g.dir);
-    synth_params p = synth_default_params();
+    synth_params p = synth_default_params(); /* "tiny": phi3, 64 wide, 2 layers, 4 heads */
     p.name = "tiny phi3 fixture";
     p.n_vocab = 400;
-    p.n_embd = 64;
-    p.n_layer = 2;
-    p.n_head = 4;
-    p.n_ff = 128;
     p.n_ctx = 1024;
     p.wtype = PVK_F16;
     if (synth_save(&p, g.model) != PVK_OK) return false;
@@ -556,10 +552,12 @@ TEST(chat_restores_the_conversation_and_draft_after_a_restart) {
     snprintf(first, sizeof first, "%.60s", tb_str(&g.a->msgs[0].text));
     const char *problem = validation_problem();
     CHECK(!problem, "validation layer: %s", problem ? problem : "");
+    int line_h = g.a->line_h;
     chat_app_destroy(g.a);
     g.a = NULL;
 
     g.cfg.model = NULL; /* the saved chat names it */
+    g.cfg.scale = 2;    /* as on a 192-dpi display */
     g.a = chat_app_create(&g.cfg);
     REQUIRE(g.a, "the window reopened");
     CHECK(g.a->n_msgs == n, "%d messages restored, want %d", g.a->n_msgs, n);
@@ -567,6 +565,9 @@ TEST(chat_restores_the_conversation_and_draft_after_a_restart) {
     CHECK(!strcmp(tb_str(&g.a->input.text), "unsent draft \xE2\x9C\x8D"), "draft restored: '%s'",
           tb_str(&g.a->input.text));
     CHECK(g.a->set.ctx == 1024, "settings restored (context %d)", g.a->set.ctx);
+    CHECK(g.a->line_h >= line_h * 2 - 2 && g.a->line_h <= line_h * 2 + 2,
+          "text follows the scale: line height %d at 2x, %d at 1x (rounding of font metrics: +-2)",
+          g.a->line_h, line_h);
     REQUIRE(pump(not_loading, 60), "the saved chat's model did not load");
     CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "the saved chat's model is loaded");
     problem = validation_problem();
