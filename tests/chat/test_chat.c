@@ -527,7 +527,14 @@ TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fi
     drop(doc_path);
     chat_app_step(g.a, 0);
     REQUIRE(g.a->n_msgs == 2, "the document became a message (%d)", g.a->n_msgs);
-    REQUIRE(pump(idle, 90), "no summary");
+    bool saw_prefill = false;
+    double end = now_s() + 90;
+    while (!idle(g.a) && now_s() < end) {
+        chat_app_step(g.a, 1);
+        saw_prefill |= !strcmp(g.a->progress_stage, "prefill") && g.a->progress_total > 512;
+    }
+    REQUIRE(idle(g.a), "no summary");
+    CHECK(saw_prefill, "the prompt of more than one 512-token batch reported prefill progress");
     const chat_msg *u = &g.a->msgs[0];
     static const char head[] = "Summarize the following document:\n\nParagraph 0:";
     CHECK(!strncmp(tb_str(&u->text), head, sizeof head - 1),
