@@ -16,7 +16,9 @@ struct pvk_ops {
 };
 
 /* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
- * format their weights are fetched as. */
+ * format their weights are fetched as: 16-byte words for plain types, 32-bit words
+ * for block types, whose 18- to 210-byte blocks do not sit on 16-byte boundaries
+ * (dequant.glsl says why). */
 static const struct wtype {
     pvk_type type;
     const char *name;         /* shader variant infix */
@@ -26,12 +28,30 @@ static const struct wtype {
     {PVK_F32, "f32", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_F16, "f16", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_BF16, "bf16", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_Q8_0, "q8_0", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q4_0, "q4_0", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q4_1, "q4_1", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q5_0, "q5_0", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q5_1, "q5_1", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q4_K, "q4_k", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q5_K, "q5_k", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q6_K, "q6_k", VK_FORMAT_R32_UINT, 4},
 };
+
+/* Bytes every binding of a tensor extends past its rows: block kernels read the
+ * word after a 2-byte-aligned word (dequant.glsl, w_u32); plain kernels read
+ * whole 16-byte words, which the rounding up to 16 bytes covers. */
+#define TENSOR_PAD 16u
 
 static const struct wtype *wtype_get(pvk_type t) {
     for (size_t i = 0; i < sizeof wtypes / sizeof wtypes[0]; i++)
         if (wtypes[i].type == t) return &wtypes[i];
     return NULL;
+}
+
+const char *pvk_weight_variant(pvk_type t) {
+    const struct wtype *wt = wtype_get(t);
+    return wt ? wt->name : NULL;
 }
 
 /* Push-constant blocks, laid out as the shaders declare them. */
@@ -76,7 +96,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     uint64_t limit = caps->max_binding_bytes;
     if (texel && (uint64_t)caps->max_texel_elems * wt->texel_bytes < limit)
         limit = (uint64_t)caps->max_texel_elems * wt->texel_bytes;
-    limit = limit / 16 * 16;
+    limit = limit / 16 * 16 - TENSOR_PAD;
     uint64_t row_pow2 = row_bytes & (~row_bytes + 1);   /* largest power of two dividing it */
     uint64_t step = align / (row_pow2 < align ? row_pow2 : align);   /* rows per aligned offset */
     uint64_t max_rows = limit / row_bytes;
@@ -96,7 +116,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     t->n_chunks = (uint32_t)((rows + t->chunk_rows - 1) / t->chunk_rows);
 
     uint64_t bytes = row_bytes * (uint64_t)rows;
-    pvk_status st = pvk_buf_create(d, ROUND_UP(bytes, 16), PVK_MEM_DEVICE, &t->buf);
+    pvk_status st = pvk_buf_create(d, ROUND_UP(bytes, 16) + TENSOR_PAD, PVK_MEM_DEVICE, &t->buf);
     if (st) return st;
     t->type = type;
     t->cols = cols;
@@ -110,7 +130,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
         }
         for (uint32_t i = 0; i < t->n_chunks; i++) {
             uint64_t off = (uint64_t)i * t->chunk_rows * row_bytes;
-            uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, i) * row_bytes, wt->texel_bytes);
+            uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, i) * row_bytes, 16) + TENSOR_PAD;
             if ((st = pvk_buf_view(d, &t->buf, off, n, wt->texel_fmt, &t->views[i]))) goto fail;
         }
     }
@@ -138,7 +158,7 @@ pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk) {
     if (t->views) return pvk_bind_view(t->views[chunk]);
     uint64_t row_bytes = pvk_type_row_bytes(t->type, t->cols);
     return pvk_bind_range(&t->buf, (uint64_t)chunk * t->chunk_rows * row_bytes,
-                          ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16));
+                          ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16) + TENSOR_PAD);
 }
 
 /* ---------------------------------------------------------------------- ops */

@@ -25,7 +25,8 @@ typedef struct pvk_tensor {
      * min(rows, (i+1)*chunk_rows)) at byte i*chunk_rows*row_bytes of buf, an offset
      * aligned for storage and texel bindings. One chunk unless the tensor is larger.
      * Bind a chunk with pvk_tensor_bind: kernels index elements from its start and
-     * may read whole 16-byte words (the binding is rounded up to 16 bytes). */
+     * may read whole 16-byte words (the binding is rounded up to 16 bytes and
+     * extends 16 bytes further, into padding or the next chunk). */
     int64_t chunk_rows;
     uint32_t n_chunks;
     VkBufferView *views;      /* per chunk, when the device reads weights through texel
@@ -41,6 +42,10 @@ void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);   /* accepts a zeroed pvk_te
 pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk);
 /* Rows in chunk i. */
 uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk);
+
+/* The shader variant infix ("f16", "q4_k", ...) of a weight type the matrix and
+ * lookup kernels read (shaders/dequant.glsl), or NULL when none does. */
+const char *pvk_weight_variant(pvk_type t);
 
 typedef struct pvk_ops pvk_ops;
 /* Pipelines for every op on d, created on first use; owned by the caller. */

@@ -91,19 +91,9 @@ static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf 
 
 /* ---------------------------------------------------------------- get_rows */
 
-/* Table types the lookup reads (shaders/dequant.glsl), by shader variant infix. */
-static const char *table_type_name(pvk_type t) {
-    switch (t) {
-    case PVK_F32: return "f32";
-    case PVK_F16: return "f16";
-    case PVK_BF16: return "bf16";
-    default: return NULL;
-    }
-}
-
 pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n) {
-    const char *tn = table ? table_type_name(table->type) : NULL;
+    const char *tn = table ? pvk_weight_variant(table->type) : NULL;
     if (!tn)
         return pvk_fail(PVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
                         table ? pvk_type_get(table->type)->name : "(none)");

@@ -1,18 +1,43 @@
-// Weight loads for matvec.comp and matmul.comp: one weight type (-DW_F32, -DW_F16,
-// -DW_BF16; quantized types add a branch here) through one fetch path (-DW_TEXEL:
-// uniform texel buffer of RGBA32UI, faster on lavapipe; else a storage buffer).
+// Weight loads for matvec.comp, matmul.comp and get_rows.comp: one weight type
+// (-DW_F32, -DW_F16, -DW_BF16, or a ggml block type -DW_Q8_0, -DW_Q4_0, -DW_Q4_1,
+// -DW_Q5_0, -DW_Q5_1, -DW_Q4_K, -DW_Q5_K, -DW_Q6_K) through one fetch path
+// (-DW_TEXEL: uniform texel buffer, faster on lavapipe; else a storage buffer).
 // The includer defines W_BINDING. Elements are addressed by their index e within
 // the bound range (row * K + k; rows are contiguous in stored order):
 //   W_VEC                     elements per w_load8 (8): K % W_VEC == 0 enables it
 //   void w_load8(e, lo, hi)   e .. e+7 as two vec4, e a multiple of W_VEC
-//   float w_load1(e)          one element, any e (the path for K % W_VEC != 0)
-// The host rounds every binding up to 16 bytes, so whole-word reads stay in range.
+//   W_SCALAR, float w_load1(e) plain types only: one element, any e (the path for
+//                             K % W_VEC != 0; block types always have K % 32 == 0)
+// Block types also define W_BLOCKED and W_BE (elements per block) and decode in
+// units of 32 elements: unit s of block blk is elements 32s .. 32s+31 of the block
+// (W_BE / 32 units per block), and its weights are w = a*q + b with small integers
+// q and, per half of 16 elements, the affine pair from
+//   vec4 w_ab(blk, s)            (a, b) of elements 0..15, (a, b) of 16..31
+//   void w_q8(blk, s, i, lo, hi) q of elements 8i .. 8i+7 of the unit (i < 4)
+// so matvec can hoist the scale and offset out of the dot product:
+// sum w*x = a*sum(q*x) + b*sum(x) per half, and sum(x) is shared by every row.
+//
+// Fetch: plain types read 16-byte words (texel format RGBA32UI). Block types read
+// 32-bit words (texel format R32UI): blocks of 18, 22, 34 and 210 bytes sit on
+// 2-byte boundaries, so a word at byte o of such a block is the funnel of the two
+// aligned words around it (w_u32); texelFetch has no alignment to exploit at 16
+// bytes, and one R32UI fetch per word measured faster on lavapipe than fetching the
+// covering RGBA32UI texels and selecting the words (which needs per-block dynamic
+// component selects). Within one unit the compiler merges the repeated fetches of
+// the words shared by neighbouring w_u32 calls.
+// The host rounds every binding up to 16 bytes and pads block tensors by one more
+// word, so whole-word reads (and w_u32's second word) stay in range.
 #define W_VEC 8u
 
 #ifdef W_TEXEL
+#if defined(W_F32) || defined(W_F16) || defined(W_BF16)
 layout(binding = W_BINDING) uniform usamplerBuffer w_tex;
 uvec4 w_word4(uint i) { return texelFetch(w_tex, int(i)); }
 uint w_word(uint i) { return texelFetch(w_tex, int(i >> 2))[i & 3u]; }
+#else
+layout(binding = W_BINDING) uniform usamplerBuffer w_tex;
+uint w_word(uint i) { return texelFetch(w_tex, int(i)).x; }
+#endif
 #else
 layout(std430, binding = W_BINDING) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = W_BINDING) readonly buffer W1 { uint w1[]; };
@@ -21,12 +46,14 @@ uint w_word(uint i) { return w1[i]; }
 #endif
 
 #if defined(W_F32)
+#define W_SCALAR
 void w_load8(uint e, out vec4 lo, out vec4 hi) {
     lo = uintBitsToFloat(w_word4(e >> 2));
     hi = uintBitsToFloat(w_word4((e >> 2) + 1u));
 }
 float w_load1(uint e) { return uintBitsToFloat(w_word(e)); }
 #elif defined(W_F16)
+#define W_SCALAR
 void w_load8(uint e, out vec4 lo, out vec4 hi) {
     uvec4 u = w_word4(e >> 3);
     lo = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
@@ -34,6 +61,7 @@ void w_load8(uint e, out vec4 lo, out vec4 hi) {
 }
 float w_load1(uint e) { return unpackHalf2x16(w_word(e >> 1))[e & 1u]; }
 #elif defined(W_BF16)
+#define W_SCALAR
 vec2 bf16x2(uint u) { return uintBitsToFloat(uvec2(u << 16, u & 0xffff0000u)); }
 void w_load8(uint e, out vec4 lo, out vec4 hi) {
     uvec4 u = w_word4(e >> 3);
@@ -42,5 +70,146 @@ void w_load8(uint e, out vec4 lo, out vec4 hi) {
 }
 float w_load1(uint e) { return bf16x2(w_word(e >> 1))[e & 1u]; }
 #else
-#error define the weight type: W_F32, W_F16 or W_BF16
+#define W_BLOCKED
+
+// The 32-bit word at byte o (even) of the bound range.
+uint w_u32(uint o) {
+    uint i = o >> 2u, a = w_word(i);
+    return (o & 2u) == 0u ? a : (a >> 16) | (w_word(i + 1u) << 16);
+}
+// The 16-bit value at byte o (even), as a float from its f16 bits.
+float w_f16(uint o) { return unpackHalf2x16(w_word(o >> 2u) >> ((o & 2u) << 3)).x; }
+// Nibbles sh, sh+8, sh+16, sh+24 of w: bytes 0..3's low (sh 0) or high (sh 4) halves.
+vec4 nib4(uint w, uint sh) { return vec4((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u); }
+// Bit b of bytes 0..3 of w, times 16.
+vec4 bit4(uint w, uint b) { return vec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + b)) & 1u) << 4); }
+// Bits sh, sh+1 of bytes 0..3 of w, times 16.
+vec4 crumb4(uint w, uint sh) { return vec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 3u) << 4); }
+// 32 bits of qh from a block's 4 qh bytes: bit j of element j, shifted to byte lanes:
+// elements 8i .. 8i+3 and 8i+4 .. 8i+7 take bit 0 of each byte of the two results.
+void qh_spread(uint qh, uint i, out uint a, out uint b) {
+    uint v = qh >> (8u * i);
+    a = (v & 1u) | ((v & 2u) << 7) | ((v & 4u) << 14) | ((v & 8u) << 21);
+    v >>= 4;
+    b = (v & 1u) | ((v & 2u) << 7) | ((v & 4u) << 14) | ((v & 8u) << 21);
+}
+
+#if defined(W_Q8_0)   // f16 d; i8 qs[32]: w = d*q
+#define W_BE 32u
+#define W_BB 34u
+vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, 0.0, d, 0.0); }
+vec4 sb4(uint w) { return vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint o = blk * W_BB + 2u + 8u * i;
+    lo = sb4(w_u32(o));
+    hi = sb4(w_u32(o + 4u));
+}
+#elif defined(W_Q4_0) || defined(W_Q4_1)   // d (, m); u8 qs[16]: q = nibble
+#ifdef W_Q4_0
+#define W_BB 18u
+#define W_QS 2u
+vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, -8.0 * d, d, -8.0 * d); }
+#else
+#define W_BB 20u
+#define W_QS 4u
+vec4 w_ab(uint blk, uint s) { vec2 dm = unpackHalf2x16(w_word(blk * 5u)); return dm.xyxy; }
+#endif
+#define W_BE 32u
+// Element j < 16 is the low nibble of qs[j], element j + 16 the high one.
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint o = blk * W_BB + W_QS + 8u * (i & 1u), sh = (i >> 1) * 4u;
+    lo = nib4(w_u32(o), sh);
+    hi = nib4(w_u32(o + 4u), sh);
+}
+#elif defined(W_Q5_0) || defined(W_Q5_1)   // d (, m); u32 qh; u8 qs[16]: q = nibble | bit << 4
+#ifdef W_Q5_0
+#define W_BB 22u
+#define W_QH 2u
+vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, -16.0 * d, d, -16.0 * d); }
+#else
+#define W_BB 24u
+#define W_QH 4u
+vec4 w_ab(uint blk, uint s) { vec2 dm = unpackHalf2x16(w_word(blk * 6u)); return dm.xyxy; }
+#endif
+#define W_BE 32u
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint o = blk * W_BB + W_QH, sh = (i >> 1) * 4u, ha, hb;
+    qh_spread(w_u32(o), i, ha, hb);
+    o += 4u + 8u * (i & 1u);
+    lo = nib4(w_u32(o), sh) + bit4(ha, 0u);
+    hi = nib4(w_u32(o + 4u), sh) + bit4(hb, 0u);
+}
+#elif defined(W_Q4_K) || defined(W_Q5_K)
+// f16 d, dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]. Unit s is sub-block s
+// with 6-bit scale sc and min m: w = d*sc*q - dmin*m. Its q are the low (s even) or
+// high (s odd) nibbles of qs[32*(s/2) ..], plus (Q5_K) bit s of qh[0..31] as 16.
+#define W_BE 256u
+#ifdef W_Q4_K
+#define W_BW 36u
+#define W_QS 4u
+#else
+#define W_BW 44u
+#define W_QS 12u
+#endif
+uint sbyte(uint w0, uint w1, uint w2, uint j) {
+    uint w = j < 4u ? w0 : j < 8u ? w1 : w2;
+    return (w >> (8u * (j & 3u))) & 0xffu;
+}
+vec4 w_ab(uint blk, uint s) {
+    uint b = blk * W_BW;
+    vec2 dm = unpackHalf2x16(w_word(b));
+    uint s0 = w_word(b + 1u), s1 = w_word(b + 2u), s2 = w_word(b + 3u), sc, m;
+    if (s < 4u) {
+        sc = sbyte(s0, s1, s2, s) & 63u;
+        m = sbyte(s0, s1, s2, s + 4u) & 63u;
+    } else {
+        uint v = sbyte(s0, s1, s2, s + 4u);
+        sc = (v & 15u) | ((sbyte(s0, s1, s2, s - 4u) >> 6) << 4);
+        m = (v >> 4) | ((sbyte(s0, s1, s2, s) >> 6) << 4);
+    }
+    vec2 ab = vec2(dm.x * float(sc), -dm.y * float(m));
+    return ab.xyxy;
+}
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint b = blk * W_BW, q = b + W_QS + 8u * (s >> 1) + 2u * i, sh = (s & 1u) * 4u;
+    lo = nib4(w_word(q), sh);
+    hi = nib4(w_word(q + 1u), sh);
+#ifdef W_Q5_K
+    lo += bit4(w_word(b + 4u + 2u * i), s);
+    hi += bit4(w_word(b + 5u + 2u * i), s);
+#endif
+}
+#elif defined(W_Q6_K)
+// u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d. Half n = s/4 holds 128 elements;
+// its quarter t = s%4 is y[32t + l], l < 32: q = (nibble t/2 of ql[64n + 32(t&1) + l])
+// | (bits 2t, 2t+1 of qh[32n + l]) << 4, minus 32, scaled by d*scales[8n + 2t + l/16].
+#define W_BE 256u
+#define W_BB 210u
+vec4 w_ab(uint blk, uint s) {
+    uint o = blk * W_BB, n = s >> 2, t = s & 3u;
+    float d = w_f16(o + 208u);
+    uint sc = w_u32(o + 192u + 8u * n + (t >> 1) * 4u) >> ((t & 1u) * 16u);
+    vec2 a = d * vec2(ivec2(uvec2(sc << 24, sc << 16)) >> 24);
+    return vec4(a.x, -32.0 * a.x, a.y, -32.0 * a.y);
+}
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint o = blk * W_BB, n = s >> 2, t = s & 3u;
+    uint ql = o + 64u * n + 32u * (t & 1u) + 8u * i, qh = o + 128u + 32u * n + 8u * i;
+    uint sh = (t >> 1) * 4u;
+    lo = nib4(w_u32(ql), sh) + crumb4(w_u32(qh), 2u * t);
+    hi = nib4(w_u32(ql + 4u), sh) + crumb4(w_u32(qh + 4u), 2u * t);
+}
+#else
+#error define the weight type: W_F32, W_F16, W_BF16 or a block type (W_Q4_0, ...)
+#endif
+
+// Elements e .. e+7 (e a multiple of 8) dequantized.
+void w_load8(uint e, out vec4 lo, out vec4 hi) {
+    uint blk = e / W_BE, r = e % W_BE, s = r >> 5, i = (r >> 3) & 3u;
+    vec4 ab = w_ab(blk, s);
+    vec2 h = i < 2u ? ab.xy : ab.zw;
+    w_q8(blk, s, i, lo, hi);
+    lo = lo * h.x + h.y;
+    hi = hi * h.x + h.y;
+}
 #endif

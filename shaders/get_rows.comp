@@ -1,7 +1,7 @@
 #version 450
 // Embedding lookup: out[i] = dequant(table row ids[i]), one workgroup per output row
 // (rows beyond the x limit fold into y). The table type is the dequant.glsl define
-// (-DW_F32, -DW_F16, -DW_BF16, quantized types as they land there).
+// (-DW_F32, -DW_F16, -DW_BF16 or a block type, whose rows are whole blocks).
 // Buffers: 0 table rows [row0, row0 + nrows) of the whole table, 1 ids (u32 [n]),
 // 2 out (f32 [n][cols]).
 // A table larger than one binding is looked up in several dispatches, one per chunk
@@ -42,7 +42,10 @@ void main() {
                 o[ob + j + 4u + k] = hi[k];
             }
         }
-    } else {
+    }
+#ifdef W_SCALAR
+    else {
         for (uint j = l; j < p.cols; j += WG) o[ob + j] = w_load1(e0 + j);
     }
+#endif
 }

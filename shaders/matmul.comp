@@ -42,7 +42,11 @@ void main() {
     uint m0 = gl_WorkGroupID.y * BM, l = gl_LocalInvocationID.x;
     const uint TX = BN / TN, TY = BM / TM;
     uint tx = l % TX, ty = l / TX;
+#ifdef W_SCALAR
     bool vec = p.K % W_VEC == 0u;
+#else
+    const bool vec = true;   // block types: K is a multiple of their block
+#endif
 
     float acc[TM][TN];
     [[unroll]] for (uint i = 0; i < TM; i++)
@@ -65,7 +69,9 @@ void main() {
                 if (k < p.K) v = x4[(min(m0 + ml, p.M - 1u) * p.K + k) >> 2];
                 [[unroll]] for (uint t = 0; t < 4u; t++) xs[(kc + t) * BM + ml] = v[t];
             }
-        } else {
+        }
+#ifdef W_SCALAR
+        else {
             for (uint q = l; q < BN * BK; q += WG) {
                 uint nl = q / BK, kc = q % BK, k = k0 + kc;
                 ws[kc * WS + nl] = k < p.K ? w_load1(min(n0 + nl, p.N - 1u) * p.K + k) : 0.0;
@@ -75,6 +81,7 @@ void main() {
                 xs[kc * BM + ml] = k < p.K ? x1[min(m0 + ml, p.M - 1u) * p.K + k] : 0.0;
             }
         }
+#endif
         barrier();
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {
             float a[TM], b[TN];

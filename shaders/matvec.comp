@@ -7,6 +7,11 @@
 // and NC columns of x; invocation l takes the 8-element K chunks l, l+WG, ... so
 // every W load is a 16-byte word and each x chunk is reused for NR rows. Partial
 // sums stay in registers (acc[NC][NR]) and finish with one reduction each.
+// Block types (W_BLOCKED) step in units of 32 elements instead (invocation l takes
+// units l, l+WG, ...): per half unit of 16 the sum is a*sum(q*x) + b*sum(x), with
+// the unit's scale a and offset b fetched once per row and sum(x) once for all NR
+// rows, so the per-weight work is only nibble extraction and a dot product
+// (docs/kernels.md B: lavapipe is instruction-bound).
 // Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
@@ -41,6 +46,38 @@ void main() {
     [[unroll]] for (uint c = 0; c < NC; c++)
         [[unroll]] for (uint r = 0; r < NR; r++) acc[c][r] = 0.0;
 
+#ifdef W_BLOCKED
+    // K % W_BE == 0, so every row starts a block and a unit's place in its block
+    // is the same for every row.
+    const uint UB = W_BE / 32u;
+    uint ku = p.K / 32u;
+    for (uint u = l; u < ku; u += WG) {
+        uint s = u % UB, blk[NR];
+        vec4 ab[NR];
+        [[unroll]] for (uint r = 0; r < NR; r++) {
+            blk[r] = (wrow[r] / 32u + u) / UB;
+            ab[r] = w_ab(blk[r], s);
+        }
+        [[unroll]] for (uint h = 0; h < 2u; h++) {
+            vec4 xv[NC][4];
+            float xs[NC];
+            [[unroll]] for (uint c = 0; c < NC; c++) {
+                uint xi = (xcol[c] + u * 32u + h * 16u) >> 2;
+                [[unroll]] for (uint j = 0; j < 4u; j++) xv[c][j] = x4[xi + j];
+                xs[c] = dot(xv[c][0] + xv[c][1] + xv[c][2] + xv[c][3], vec4(1.0));
+            }
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                vec4 q0, q1, q2, q3;
+                w_q8(blk[r], s, 2u * h, q0, q1);
+                w_q8(blk[r], s, 2u * h + 1u, q2, q3);
+                vec2 a = h == 0u ? ab[r].xy : ab[r].zw;
+                [[unroll]] for (uint c = 0; c < NC; c++)
+                    acc[c][r] += a.x * (dot(q0, xv[c][0]) + dot(q1, xv[c][1]) + dot(q2, xv[c][2]) +
+                                        dot(q3, xv[c][3])) + a.y * xs[c];
+            }
+        }
+    }
+#else
     if (p.K % W_VEC == 0u) {
         for (uint k = l * W_VEC; k < p.K; k += WG * W_VEC) {
             vec4 xa[NC], xb[NC];
@@ -63,6 +100,7 @@ void main() {
             }
         }
     }
+#endif
 
     [[unroll]] for (uint c = 0; c < NC; c++) {
         [[unroll]] for (uint r = 0; r < NR; r++) {

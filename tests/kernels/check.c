@@ -29,15 +29,23 @@ int check_mismatches(const char *what, const float *got, const float *want, cons
     return bad;
 }
 
-static size_t elem_bytes(pvk_type t) { return t == PVK_F32 ? 4 : 2; }
+void check_weight_magnitudes(pvk_type t, const float *w, float *mag, size_t n) {
+    size_t group = pvk_type_get(t)->block_elems > 1 ? 32 : 1;
+    for (size_t g = 0; g < n; g += group) {
+        float amax = 0;
+        for (size_t i = g; i < g + group; i++) amax = fmaxf(amax, fabsf(w[i]));
+        for (size_t i = g; i < g + group; i++) mag[i] = group > 1 ? fabsf(w[i]) + 2.2f * amax : fabsf(w[i]);
+    }
+}
 
 int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
                  uint64_t seed, uint32_t *chunks) {
     pvk_dev *d = pvk_ops_dev(o);
     ref_rng rng = {seed};
     size_t wn = (size_t)n * k;
-    void *stored = malloc(wn * elem_bytes(t));
-    float *wv = malloc(wn * 4), *x = malloc((size_t)m * k * 4), *bv = malloc(n * 4);
+    void *stored = malloc(pvk_type_row_bytes(t, k) * n);
+    float *wv = malloc(wn * 4), *wmag = malloc(wn * 4), *x = malloc((size_t)m * k * 4), *bv = malloc(n * 4);
+    float *absdot = malloc((size_t)m * n * 4), *scratch = malloc((size_t)m * n * 4);
     float *y0 = malloc((size_t)m * n * 4), *want = malloc((size_t)m * n * 4);
     float *got = malloc((size_t)m * n * 4), *tol = malloc((size_t)m * n * 4);
     ref_weights(&rng, t, n, k, stored, wv);
@@ -45,11 +53,14 @@ int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool
     ref_fill(&rng, bv, n, -1, 1);
     ref_fill(&rng, y0, (size_t)m * n, -1, 1);
     memcpy(want, y0, (size_t)m * n * 4);
-    ref_matmul(wv, bias ? bv : NULL, x, want, tol, m, n, k, acc);
-    /* The products are exact in fp32 up to one rounding; the K-term sum carries
-     * (4 sqrt(K) + 16) eps of sum|x w|; adding bias and y rounds twice more. */
+    ref_matmul(wv, bias ? bv : NULL, x, want, scratch, m, n, k, acc);
+    check_weight_magnitudes(t, wv, wmag, wn);
+    ref_matmul(wmag, NULL, x, scratch, absdot, m, n, k, false);
+    /* The weights are exact (dequantized the same way on both sides); the products
+     * are exact in fp32 up to one rounding; the K-term sum carries (4 sqrt(K) + 16)
+     * eps of sum|x| mag(w) (check_weight_magnitudes); adding bias and y rounds twice more. */
     for (size_t i = 0; i < (size_t)m * n; i++)
-        tol[i] = (float)((4 * sqrt(k) + 16) * EPS * tol[i] +
+        tol[i] = (float)((4 * sqrt(k) + 16) * EPS * absdot[i] +
                          2 * EPS * (fabs(want[i]) + (bias ? fabs(bv[i % n]) : 0) + (acc ? fabs(y0[i]) : 0)));
 
     int bad = -1;
@@ -70,7 +81,8 @@ out:
     pvk_buf_destroy(d, &bx);
     pvk_buf_destroy(d, &bb);
     pvk_buf_destroy(d, &by);
-    free(stored), free(wv), free(x), free(bv), free(y0), free(want), free(got), free(tol);
+    free(stored), free(wv), free(wmag), free(absdot), free(scratch);
+    free(x), free(bv), free(y0), free(want), free(got), free(tol);
     return bad;
 }
 

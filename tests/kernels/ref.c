@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include "quant.h"
+
 float ref_uniform(ref_rng *r, float lo, float hi) {
     r->s ^= r->s >> 12;
     r->s ^= r->s << 25;
@@ -28,6 +30,18 @@ static uint16_t rand_bits16(ref_rng *r, pvk_type t, float *value) {
 
 void ref_weights(ref_rng *r, pvk_type t, int64_t rows, int64_t cols, void *stored, float *values) {
     size_t n = (size_t)(rows * cols);
+    if (pvk_type_get(t)->block_elems > 1) {
+        /* Off-centre values, so the formats' offsets (Q4_1 m, K-quant mins) are used. */
+        size_t row_bytes = pvk_type_row_bytes(t, cols);
+        for (int64_t i = 0; i < rows; i++) {
+            float *v = values + (size_t)i * cols;
+            void *q = (uint8_t *)stored + (size_t)i * row_bytes;
+            ref_fill(r, v, (size_t)cols, -1.0f, 2.0f);
+            quant_quantize_row(t, v, q, cols);
+            quant_dequantize_row(t, q, v, cols);
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (t == PVK_F32) {
             values[i] = ref_uniform(r, -2.0f, 2.0f);

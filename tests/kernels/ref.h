@@ -15,8 +15,10 @@ typedef struct { uint64_t s; } ref_rng;
 float ref_uniform(ref_rng *r, float lo, float hi);
 void ref_fill(ref_rng *r, float *v, size_t n, float lo, float hi);
 
-/* Random weights of type t (F32, F16, BF16): `stored` receives rows*cols stored
- * elements, `values` the exact f32 value of each. Magnitudes lie in [1/64, 2). */
+/* Random weights of type t (F32, F16, BF16 or a quant.h block type): `stored`
+ * receives rows of pvk_type_row_bytes(t, cols), `values` the exact f32 value of
+ * each element (its dequantization). Plain types: magnitudes in [1/64, 2); block
+ * types: quantized from [-1, 2). */
 void ref_weights(ref_rng *r, pvk_type t, int64_t rows, int64_t cols, void *stored, float *values);
 
 void ref_rmsnorm(const float *x, const float *w, float *out, int rows, int n, float eps);

@@ -301,6 +301,81 @@ TEST(matmul_with_discrete_gpu_shapes) {
     CHECK(check_matmul(cmd, ops_gpu_like, PVK_BF16, 2, 40, 33, true, false, 510, NULL) == 0, "odd k");
 }
 
+static const pvk_type qtypes[] = {PVK_Q8_0, PVK_Q4_0, PVK_Q4_1, PVK_Q5_0, PVK_Q5_1, PVK_Q4_K, PVK_Q5_K, PVK_Q6_K};
+#define N_QTYPES (int)(sizeof qtypes / sizeof qtypes[0])
+
+/* Block weights are read in place (no dequantized copy); the reference multiplies
+ * their CPU dequantization (quant_dequantize_row), so only the summation differs
+ * (tolerance in check.c). K runs from one K-quant super-block (or three legacy
+ * blocks: an odd count) to Phi-3-medium's 17920; matvec with 1 and 4 columns per
+ * workgroup (partly filled), the tiled kernel and GPU shapes. Each shape is a
+ * pipeline that lavapipe compiles cold in 1-7 s, so the column counts 2 and 8 run
+ * on one legacy and one K-quant type (the next test): the decoding is shared. */
+TEST(quant_matmul_matches_dequantized_reference_for_every_type) {
+    REQUIRE(setup(), "no device");
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        int kmin = pvk_type_get(t)->block_elems == 32 ? 96 : 256;
+        struct { pvk_ops *o; int m, n, k; } cases[] = {
+            {ops_default, 1, 37, kmin}, {ops_default, 3, 45, 512}, {ops_default, 1, 8, 17920},
+            {ops_default, 4, 64, 3072}, {ops_tiled, 9, 40, 512},   {ops_tiled, 2, 33, kmin},
+            {ops_gpu_like, 3, 45, 768},
+        };
+        for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
+            CHECK(check_matmul(cmd, cases[j].o, t, cases[j].m, cases[j].n, cases[j].k, j % 2, j % 3 == 0,
+                               600 + 20 * i + j, NULL) == 0,
+                  "%s case %zu", pvk_type_get(t)->name, j);
+    }
+}
+
+TEST(quant_matvec_every_column_count_from_m_1_to_9) {
+    REQUIRE(setup(), "no device");
+    pvk_type ts[2] = {PVK_Q4_0, PVK_Q4_K};
+    for (int i = 0; i < 2; i++)
+        for (int m = 1; m <= 9; m++)
+            CHECK(check_matmul(cmd, ops_default, ts[i], m, 21, 512, m % 2, m % 3 == 0, 800 + 10 * i + m, NULL) == 0,
+                  "%s m %d", pvk_type_get(ts[i])->name, m);
+}
+
+/* get_rows computes each weight as a*q + b with the same fp32 a and b as
+ * quant_dequantize_row (K-quants: d*sc and dmin*m). A device may contract a*q + b
+ * into one fma, rounding once instead of twice, so the bound is 1 ulp of the terms'
+ * magnitude (check_weight_magnitudes); on lavapipe the rows come out identical. */
+TEST(get_rows_reads_every_quantized_table_type) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    enum { ROWS = 20, COLS = 512, N = 5 };
+    uint32_t ids[N] = {3, 0, 19, 3, 1000};   /* a repeat and an id past the table (zeros) */
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        ref_rng rng = {700 + i};
+        uint8_t *stored = malloc(pvk_type_row_bytes(t, COLS) * ROWS);
+        float *v = malloc(sizeof *v * ROWS * COLS), *mag = malloc(sizeof *mag * ROWS * COLS);
+        float got[N * COLS], want[N * COLS] = {0}, tol[N * COLS] = {0};
+        ref_weights(&rng, t, ROWS, COLS, stored, v);
+        check_weight_magnitudes(t, v, mag, (size_t)ROWS * COLS);
+        for (int r = 0; r < N; r++)
+            for (int c = 0; ids[r] < ROWS && c < COLS; c++) {
+                want[r * COLS + c] = v[ids[r] * COLS + c];
+                tol[r * COLS + c] = EPS * mag[ids[r] * COLS + c];
+            }
+        pvk_tensor w;
+        REQUIRE(pvk_tensor_create(d, t, COLS, ROWS, stored, &w) == PVK_OK, "%s", pvk_errmsg());
+        pvk_buf bi = {0}, bo = check_upload(d, NULL, N * COLS);
+        REQUIRE(pvk_buf_create(d, sizeof ids, PVK_MEM_DEVICE, &bi) == PVK_OK &&
+                    pvk_buf_write(d, &bi, 0, ids, sizeof ids) == PVK_OK,
+                "%s", pvk_errmsg());
+        RUN(pvk_op_get_rows(ops_default, cmd, &w, &bi, &bo, N));
+        REQUIRE(pvk_buf_read(d, &bo, 0, got, sizeof got) == PVK_OK, "%s", pvk_errmsg());
+        CHECK(!check_mismatches(pvk_type_get(t)->name, got, want, tol, 0, N * COLS), "get_rows %s",
+              pvk_type_get(t)->name);
+        pvk_tensor_destroy(d, &w);
+        pvk_buf_destroy(d, &bi);
+        pvk_buf_destroy(d, &bo);
+        free(stored), free(v), free(mag);
+    }
+}
+
 TEST(ops_reject_bad_arguments_with_a_message) {
     pvk_dev *d;
     REQUIRE(d = setup(), "no device");

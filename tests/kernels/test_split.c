@@ -1,7 +1,8 @@
 /* A weight larger than one binding: PHIVK_MAX_BINDING_BYTES is lowered before the
  * device opens, so pvk_tensor_create splits the rows into chunks (each with its own
- * texel view on the texel path) and pvk_op_matmul dispatches once per chunk. meson
- * runs it on the texel and the storage-buffer path. Tolerances as in test_kernels.c. */
+ * texel view on the texel path) and pvk_op_matmul dispatches once per chunk, for
+ * plain and block types. meson runs it on the texel and the storage-buffer path.
+ * Tolerances as in test_kernels.c and check.c. */
 #define HARNESS_MAIN
 #include "harness.h"
 
@@ -26,16 +27,22 @@ TEST(matmul_splits_a_weight_larger_than_one_binding_by_rows) {
     /* 1000 rows of 200 f16 = 400 KB: 7 chunks of at most 64 KiB. Rows of 71 f16 (142
      * bytes) do not tile 16-byte words, so chunks hold multiples of 8 rows. x and y
      * stay within one binding. */
-    struct { pvk_ops *o; int m, n, k; bool acc; } cases[] = {
-        {mv, 1, 1000, 200, false}, {mv, 5, 1000, 200, true}, {mv, 12, 1000, 200, false},
-        {tiled, 12, 1000, 200, true}, {mv, 2, 1001, 71, false}, {tiled, 9, 1001, 71, true},
+    /* Block types: Q4_0 rows of 5 blocks (90 bytes) and Q6_K rows of 210 bytes sit
+     * on 2-byte boundaries; Q4_K rows are 288 bytes. */
+    struct { pvk_ops *o; pvk_type t; int m, n, k; bool acc; } cases[] = {
+        {mv, PVK_F16, 1, 1000, 200, false}, {mv, PVK_F16, 5, 1000, 200, true},
+        {mv, PVK_F16, 12, 1000, 200, false}, {tiled, PVK_F16, 12, 1000, 200, true},
+        {mv, PVK_F16, 2, 1001, 71, false}, {tiled, PVK_F16, 9, 1001, 71, true},
+        {mv, PVK_Q4_0, 1, 1001, 160, false}, {tiled, PVK_Q4_0, 9, 1001, 160, true},
+        {mv, PVK_Q6_K, 3, 1001, 256, true}, {mv, PVK_Q4_K, 1, 600, 512, false},
+        {tiled, PVK_Q8_0, 10, 1001, 128, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint32_t chunks = 0;
         int m = cases[i].m, n = cases[i].n, k = cases[i].k;
-        CHECK(check_matmul(c, cases[i].o, PVK_F16, m, n, k, true, cases[i].acc, 900 + i, &chunks) == 0,
-              "m %d n %d k %d", m, n, k);
-        uint64_t bytes = (uint64_t)n * k * 2;
+        CHECK(check_matmul(c, cases[i].o, cases[i].t, m, n, k, true, cases[i].acc, 900 + i, &chunks) == 0,
+              "%s m %d n %d k %d", pvk_type_get(cases[i].t)->name, m, n, k);
+        uint64_t bytes = pvk_type_row_bytes(cases[i].t, k) * n;
         CHECK(chunks >= (bytes + MAX_BINDING - 1) / MAX_BINDING, "%u chunks for %llu bytes", chunks,
               (unsigned long long)bytes);
     }
