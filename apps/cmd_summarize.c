@@ -11,7 +11,6 @@
  * "<|end|>" cannot close the user's turn). So a chunk's prompt costs exactly the
  * template's tokens plus the chunk's own, which is what the splitter measures. */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,15 +317,6 @@ fail:
     return NULL;
 }
 
-static bool parse_int(const char *s, long lo, long hi, int32_t *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int32_t)v;
-    return true;
-}
-
 int cmd_summarize(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
@@ -349,10 +339,13 @@ int cmd_summarize(int argc, char **argv) {
                 return 2;
             }
             const char *v = argv[++i];
-            if (!(strcmp(a, "--words") ? parse_int(v, 1, 1 << 24, &o.sess.ctx) : parse_int(v, 1, 100000, &words))) {
+            long n;
+            bool is_words = !strcmp(a, "--words");
+            if (!app_parse_long(v, 1, is_words ? 100000 : 1 << 24, &n)) {
                 fprintf(stderr, "phivk summarize: bad value '%s' for %s\n", v, a);
                 return 2;
             }
+            *(is_words ? &words : &o.sess.ctx) = (int32_t)n;
             continue;
         }
         temp_given |= !strcmp(a, "--temp");

@@ -7,6 +7,7 @@
 #define HARNESS_MAIN
 #include "harness.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -108,51 +109,45 @@ TEST(chunks_end_at_paragraph_breaks_when_paragraphs_fit) {
     free(b);
 }
 
-/* One paragraph of sentences that does not fit: cuts come after ". ", "! ", "? ". */
-TEST(a_long_paragraph_is_cut_at_sentence_ends) {
-    const char *text = "First sentence is here. Then a question? Then a shout! "
-                       "More words follow in this one. And the last sentence ends.";
-    int64_t n;
-    size_t *b = split_checked(text, 60, byte_cost, NULL, &n);
-    REQUIRE(b, "split");
-    CHECK(n >= 2, "the paragraph (%zu bytes) needs several chunks of 60", strlen(text));
-    for (int64_t i = 1; i < n; i++)
-        CHECK(text[b[i] - 1] == ' ' && strchr(".!?", text[b[i] - 2]),
-              "cut %lld at byte %zu follows a sentence end: '%.10s'", (long long)i, b[i], text + b[i] - 2);
-    free(b);
-}
+/* A piece that does not fit is cut at the next finer boundary: each case's cuts
+ * all follow one of its endings. */
+static const struct cut_case {
+    const char *what, *text;
+    int64_t budget, min_chunks;
+    const char *endings[3];
+} cut_cases[] = {
+    {"a long paragraph at sentence ends",
+     "First sentence is here. Then a question? Then a shout! More words follow here. "
+     "And the last sentence ends.",
+     30, 5, {". ", "? ", "! "}},
+    {"a markdown list at line ends",
+     "- first item of the list\n- second item of it\n- third item here\n- fourth item here\n"
+     "- fifth and last item\n",
+     50, 2, {"\n"}},
+    {"a long sentence between words",
+     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen", 20, 4, {" "}},
+    {"CJK sentences after the full stop (no space follows it)",
+     "日本語の文です。次の文もあります。最後の文。", 30, 2, {"。"}},
+};
 
-TEST(markdown_lines_are_cut_at_line_ends) {
-    const char *text = "- first item of the list\n- second item of it\n- third item here\n"
-                       "- fourth item here\n- fifth and last item\n";
-    int64_t n;
-    size_t *b = split_checked(text, 50, byte_cost, NULL, &n);
-    REQUIRE(b, "split");
-    CHECK(n >= 2, "several chunks");
-    for (int64_t i = 1; i < n; i++) CHECK(text[b[i] - 1] == '\n', "cut %lld follows a line end", (long long)i);
-    free(b);
-}
-
-TEST(a_long_sentence_is_cut_between_words) {
-    const char *text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
-    int64_t n;
-    size_t *b = split_checked(text, 20, byte_cost, NULL, &n);
-    REQUIRE(b, "split");
-    CHECK(n >= 4, "several chunks of 20 bytes");
-    for (int64_t i = 1; i < n; i++)
-        CHECK(text[b[i] - 1] == ' ' && text[b[i]] != ' ', "cut %lld at byte %zu is between words",
-              (long long)i, b[i]);
-    free(b);
-}
-
-TEST(cjk_sentences_end_without_spaces) {
-    const char *text = "日本語の文です。次の文もあります。最後の文。";
-    int64_t n;
-    size_t *b = split_checked(text, 30, byte_cost, NULL, &n);
-    REQUIRE(b, "split");
-    for (int64_t i = 1; i < n; i++)
-        CHECK(!memcmp(text + b[i] - 3, "。", 3), "cut %lld at byte %zu follows 。", (long long)i, b[i]);
-    free(b);
+TEST(long_pieces_are_cut_at_the_next_finer_boundary) {
+    for (size_t k = 0; k < sizeof cut_cases / sizeof cut_cases[0]; k++) {
+        const struct cut_case *c = &cut_cases[k];
+        int64_t n;
+        size_t *b = split_checked(c->text, c->budget, byte_cost, NULL, &n);
+        CHECK(b && n >= c->min_chunks, "%s: %lld chunks, want >= %lld", c->what, (long long)n,
+              (long long)c->min_chunks);
+        for (int64_t i = 1; b && i < n; i++) {
+            bool ok = false;
+            for (int e = 0; e < 3 && c->endings[e]; e++) {
+                size_t m = strlen(c->endings[e]);
+                ok |= b[i] >= m && !memcmp(c->text + b[i] - m, c->endings[e], m);
+            }
+            CHECK(ok, "%s: cut %lld at byte %zu follows '%.8s'", c->what, (long long)i, b[i],
+                  c->text + (b[i] >= 4 ? b[i] - 4 : 0));
+        }
+        free(b);
+    }
 }
 
 /* A word of 4-byte characters under a byte budget: cuts fall between characters. */
