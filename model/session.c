@@ -119,7 +119,13 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     }
     uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
     uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
-    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0);
+    /* Attention's scratch: a prefill batch's (state across cache chunks) or a
+     * decode step's (split-K over a long cache, which keeps the device busy),
+     * whichever needs more. */
+    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
+    size_t attn_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]);
+    if (pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]) > attn_bytes)
+        attn_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]);
     if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
         make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
@@ -130,8 +136,7 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
         make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
-        make_buf(s, &s->attn_scratch, pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]),
-                 PVK_MEM_DEVICE))
+        make_buf(s, &s->attn_scratch, attn_bytes, PVK_MEM_DEVICE))
         goto fail;
     if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
     s->table = arch_rope_factors_choice(hp, (arch_rope_mode)p->rope_factors, 1);

@@ -201,6 +201,12 @@ typedef struct pvk_attn_tuning {
                                  splits short batches over long KV ranges up to this */
     uint32_t splits;          /* 0: chosen from target_wgs and the KV length; else this
                                  many (capped by the scratch buffer) */
+    bool fill_rows;           /* fewer lanes per row when the batch has more rows, so a
+                                 workgroup holds up to wg rows: on lavapipe, where lanes
+                                 are SIMD slots, one invocation per row of a prefill is
+                                 5x faster than 8 lanes sharing its head dimension (and
+                                 repeating its softmax); GPUs keep their lanes for
+                                 register pressure and coalescing */
 } pvk_attn_tuning;
 pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps);
 pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,

@@ -362,6 +362,7 @@ pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps) {
         /* lavapipe-like: one subgroup per workgroup, a handful of threads to fill. */
         t.wg = caps->subgroup_size ? caps->subgroup_size : 8;
         t.target_wgs = 16;
+        t.fill_rows = true;
     } else {
         /* A decode row's workgroup is one row of lanes, so a big GPU needs thousands
          * of them: on an H200, 4096 (256 splits) ran a 131072-key decode 7x faster
@@ -393,10 +394,12 @@ static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
     attn_shape s;
     uint32_t hd4 = a->head_dim / 4, group = a->n_head / a->n_kv_head;
     /* Lanes split the head dimension evenly: a power of two dividing hd4. */
+    uint32_t rows = a->m * group;
     s.lanes = pow2_floor(min_u32(t->lanes, t->wg));
+    if (t->fill_rows) s.lanes = min_u32(s.lanes, t->wg / min_u32(pow2_floor(2 * rows - 1), pow2_floor(t->wg)));
     while (hd4 % s.lanes) s.lanes /= 2;
     /* Rows per workgroup: as the tuning says, fewer when the batch has fewer. */
-    uint32_t rows = a->m * group, r_max = t->wg / s.lanes;
+    uint32_t r_max = t->wg / s.lanes;
     s.rows_per_wg = rows >= r_max ? r_max : pow2_floor(2 * rows - 1);
     s.tiles = div_up(rows, s.rows_per_wg);
     s.kv_hi = a->pos0 + a->m;

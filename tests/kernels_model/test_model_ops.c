@@ -538,8 +538,8 @@ TEST(attention_supports_head_dims_8_to_128) {
 
 /* A GPU's shape (8 rows of 8 lanes per workgroup: rows span tokens and heads), one
  * invocation per row (the no-subgroup kernel), forced split-K in prefill. */
-static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0}, one_lane = {8, 1, 16, 0},
-                             split3 = {8, 8, 16, 3}, split5_wide = {64, 4, 16, 5};
+static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0, false}, one_lane = {8, 1, 16, 0, false},
+                             split3 = {8, 8, 16, 3, false}, split5_wide = {64, 4, 16, 5, false};
 
 TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
     attn_case cs[] = {
