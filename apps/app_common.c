@@ -170,28 +170,34 @@ char *app_read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* Draws a bar once the stage has run for a second; redraws at most 10 times a
- * second; ends the line when done == total. */
+/* On a terminal: a bar once the stage has run for a second, redrawn at most 10
+ * times a second, ended with a newline when done == total. Into a log (stderr not
+ * a terminal): a plain line every 5 seconds and at the end. */
 void app_progress(void *user, const char *stage, uint64_t done, uint64_t total) {
     static const char *cur_stage;
     static double start, last;
     static bool shown;
     double now = app_now();
+    (void)user;
     if (stage != cur_stage || done == 0) {
         cur_stage = stage;
         start = now;
-        last = 0;
+        last = now;
         shown = false;
     }
-    (void)user;
-    bool finished = done >= total;
+    bool finished = done >= total, tty = isatty(STDERR_FILENO);
     if (now - start < 1.0 && !(shown && finished)) return;
-    if (!finished && now - last < 0.1) return;
+    if (!finished && now - last < (tty ? 0.1 : 5.0)) return;
     last = now;
     shown = true;
     double frac = total ? (double)done / total : 1;
     double rate = done / (now - start + 1e-9);
     double eta = rate > 0 ? (total - done) / rate : 0;
+    if (!tty) {
+        fprintf(stderr, "%s: %llu/%llu (%.1f/s, ETA %.0fs)\n", stage, (unsigned long long)done,
+                (unsigned long long)total, rate, eta);
+        return;
+    }
     int width = 30, fill = (int)(frac * width);
     fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu (%.1f/s, ETA %.0fs)  ", stage, fill,
             "##############################", width - fill, "", (unsigned long long)done,

@@ -122,8 +122,9 @@ pvk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *ds
 pvk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n,
                         VkFormat fmt, VkBufferView *out);
 void pvk_view_destroy(pvk_dev *d, VkBufferView v);
-/* The device memory a session may plan with: the largest device-local heap's
- * budget; on a CPU device (lavapipe), the system RAM available now. */
+/* The device memory a session may plan with, what phivk holds already included:
+ * the largest device-local heap's budget; on a CPU device (lavapipe), the system
+ * RAM available now plus what phivk has allocated. */
 uint64_t pvk_dev_budget(const pvk_dev *d);
 /* System RAM available now (sysconf). */
 uint64_t pvk_host_available(void);

@@ -129,7 +129,8 @@ uint64_t pvk_host_available(void) {
 
 uint64_t pvk_dev_budget(const pvk_dev *d) {
     const pvk_caps *c = &d->caps;
-    if (c->type == VK_PHYSICAL_DEVICE_TYPE_CPU) return pvk_host_available();
+    /* What phivk already holds counts: the budget is the whole session's. */
+    if (c->type == VK_PHYSICAL_DEVICE_TYPE_CPU) return pvk_host_available() + d->allocated;
     uint64_t best = 0;
     for (uint32_t i = 0; i < c->heap_count; i++)
         if (c->heaps[i].device_local && c->heaps[i].budget > best) best = c->heaps[i].budget;
