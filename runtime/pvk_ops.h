@@ -207,6 +207,9 @@ typedef struct pvk_attn_tuning {
                                  5x faster than 8 lanes sharing its head dimension (and
                                  repeating its softmax); GPUs keep their lanes for
                                  register pressure and coalescing */
+    uint32_t max_iter;        /* most keys one invocation may loop over (split-K splits
+                                 further): llvmpipe ends an invocation's loops after
+                                 65535 iterations in all, silently; 0: no limit */
 } pvk_attn_tuning;
 pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps);
 pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,

@@ -363,6 +363,7 @@ pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps) {
         t.wg = caps->subgroup_size ? caps->subgroup_size : 8;
         t.target_wgs = 16;
         t.fill_rows = true;
+        t.max_iter = 32768;
     } else {
         /* A decode row's workgroup is one row of lanes, so a big GPU needs thousands
          * of them: on an H200, 4096 (256 splits) ran a 131072-key decode 7x faster
@@ -378,9 +379,10 @@ pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps) {
 
 /* The dispatch shape of one attention call. */
 typedef struct attn_shape {
-    uint32_t lanes, rows_per_wg, tiles;   /* tiles: workgroups per KV head and split */
+    uint32_t lanes, kl, rows_per_wg, tiles;   /* kl: key lanes; tiles: workgroups per KV head and split */
     uint32_t kv_lo, kv_hi;                /* cache rows any query reads */
     uint32_t splits;                      /* before the scratch cap */
+    uint32_t min_splits;                  /* what max_iter requires */
     uint64_t split_bytes;                 /* scratch bytes per split */
 } attn_shape;
 
@@ -396,10 +398,18 @@ static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
     /* Lanes split the head dimension evenly: a power of two dividing hd4. */
     uint32_t rows = a->m * group;
     s.lanes = pow2_floor(min_u32(t->lanes, t->wg));
-    if (t->fill_rows) s.lanes = min_u32(s.lanes, t->wg / min_u32(pow2_floor(2 * rows - 1), pow2_floor(t->wg)));
+    s.kl = 1;
+    if (t->fill_rows) {
+        /* One invocation per row; a batch of fewer rows than the workgroup holds
+         * gives the rest to key lanes (which need the shuffles lanes > 1 says the
+         * tuning may use). */
+        uint32_t rows_wg = min_u32(pow2_floor(2 * rows - 1), pow2_floor(t->wg));
+        s.kl = min_u32(pow2_floor(t->wg) / rows_wg, s.lanes);
+        s.lanes = 1;
+    }
     while (hd4 % s.lanes) s.lanes /= 2;
     /* Rows per workgroup: as the tuning says, fewer when the batch has fewer. */
-    uint32_t r_max = t->wg / s.lanes;
+    uint32_t r_max = t->wg / (s.lanes * s.kl);
     s.rows_per_wg = rows >= r_max ? r_max : pow2_floor(2 * rows - 1);
     s.tiles = div_up(rows, s.rows_per_wg);
     s.kv_hi = a->pos0 + a->m;
@@ -413,6 +423,10 @@ static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
         splits = min_u32(splits, span / ATTN_SPLIT_MIN_KEYS);
     }
     s.splits = splits < 1 ? 1 : min_u32(min_u32(splits, ATTN_MAX_SPLIT), span);
+    /* A workgroup's range reaches from its first token's window start to its last
+     * token: at most the whole range the batch reads. */
+    s.min_splits = t->max_iter ? div_up(s.kv_hi - s.kv_lo, t->max_iter * s.kl) : 1;
+    if (s.splits < s.min_splits) s.splits = s.min_splits;
     s.split_bytes = (uint64_t)a->m * a->n_head * (hd4 + 1) * 16;
     return s;
 }
@@ -451,9 +465,10 @@ pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, cons
         return pvk_fail(PVK_ERR_INVALID, "attention: wg %u and lanes %u must be powers of two", t->wg, t->lanes);
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
     attn_shape s = attn_plan(a, t);
-    if (s.lanes > 1 && (!has_shuffle(caps) || s.lanes > caps->subgroup_min))
+    uint32_t per_row = s.lanes * s.kl;
+    if (per_row > 1 && (!has_shuffle(caps) || per_row > caps->subgroup_min))
         return pvk_fail(PVK_ERR_INVALID, "attention: %u lanes per row need subgroup shuffles over at "
-                        "least %u invocations", s.lanes, s.lanes);
+                        "least %u invocations", per_row, per_row);
     /* The cache chunks the keys lie in; a range over several carries each slice's
      * state from one chunk's dispatch to the next in the scratch buffer. */
     uint32_t c_first = kv_chunk_of(kv, s.kv_lo), c_last = kv_chunk_of(kv, s.kv_hi - 1);
@@ -463,23 +478,29 @@ pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, cons
                         "attention: keys %u..%u lie in %u cache chunks, which needs a scratch buffer of "
                         "at least %llu bytes (pvk_op_attention_scratch_bytes_kv)",
                         s.kv_lo, s.kv_hi - 1, c_last - c_first + 1, (unsigned long long)s.split_bytes);
+    if (s.min_splits > ATTN_MAX_SPLIT || (s.min_splits > 1 && fit < s.min_splits))
+        return pvk_fail(s.min_splits > ATTN_MAX_SPLIT ? PVK_ERR_UNSUPPORTED : PVK_ERR_INVALID,
+                        "attention: %u keys need %u split-K slices on this device (at most %u keys per "
+                        "invocation), which needs a scratch buffer of %llu bytes (pvk_op_attention_scratch_bytes_kv)",
+                        s.kv_hi - s.kv_lo, s.min_splits, t->max_iter,
+                        (unsigned long long)(s.min_splits * s.split_bytes));
     uint32_t splits = s.splits;
-    if (splits > fit) splits = fit > 1 ? (uint32_t)fit : 1;
+    if (splits > fit) splits = fit > s.min_splits ? (uint32_t)fit : s.min_splits;
 
-    uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * s.lanes;
+    uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * per_row;
     bool texel = kv->k_views && kv->v_views;
     attn_push p = {a->q_stride / 4, a->q_off / 4, a->n_head, a->n_head / a->n_kv_head, a->m, a->pos0,
                    a->window, a->scale, kv->width, 0, 0, 0, 0, 0, splits, 0};
     /* Without scratch its binding gets out, which the shader then never reads. */
     bool scratch = splits > 1 || c_last > c_first;
     pvk_binding b[5] = {pvk_bind(x), {0}, {0}, pvk_bind(out), pvk_bind(scratch ? a->scratch : out)};
-    uint32_t spec[3] = {wg, s.lanes, a->head_dim};
+    uint32_t spec[4] = {wg, s.lanes, a->head_dim, s.kl};
     /* Full subgroups keep each row's lanes inside one subgroup. */
-    uint32_t sg = s.lanes > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
+    uint32_t sg = per_row > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
     char shader[48];
     snprintf(shader, sizeof shader, "attn_%s_%s_%s%s", kv_type_name(kv->k_type), kv_type_name(kv->v_type),
-             texel ? "tex" : "buf", s.lanes > 1 ? "" : "_nosg");
-    pvk_kernel k = {shader, texel ? "sttss" : "sssss", sizeof p, 3, spec, sg};
+             texel ? "tex" : "buf", per_row > 1 ? "" : "_nosg");
+    pvk_kernel k = {shader, texel ? "sttss" : "sssss", sizeof p, 4, spec, sg};
     uint32_t max_x = caps->max_wg_count[0];
     uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
     for (uint32_t ci = c_first; ci <= c_last; ci++) {

@@ -26,9 +26,13 @@
 // (RG32UI) of the chunk's whole buffer. F16 reads a word pair per 4 elements;
 // Q8_0 and Q4_0 read the block's d (one word) and 4 quants (one word, or two when
 // they start at 2 mod 4) per 4 elements.
+// Key lanes (-DUSE_SUBGROUP, KL > 1): when a batch has fewer rows than a workgroup
+// has invocations (decode), KL invocations of a row take every KL-th key of its
+// range, each with its own (O, M, L), merged by subgroup shuffles at the end: no
+// per-key shuffles or repeated softmax work, unlike lanes splitting the head.
 // Grid: x = tiles of rows (from tile_base), y = KV head, z = split.
 // Spec constants: 0 WG, 1 L (a power of two <= subgroup size), 2 HD (head_dim,
-// a multiple of 4 L).
+// a multiple of 4 L), 3 KL (a power of two; L * KL <= subgroup size).
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -39,9 +43,10 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 8;
 layout(constant_id = 1) const uint L = 8;
 layout(constant_id = 2) const uint HD = 64;
+layout(constant_id = 3) const uint KL = 1;
 const uint HD4 = HD / 4u;          // vec4s per head
 const uint D4 = HD / (4u * L);     // vec4s per lane
-const uint R = WG / L;             // rows per workgroup
+const uint R = WG / (L * KL);      // rows per workgroup
 
 layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
 layout(std430, binding = 3) writeonly buffer O { vec4 out4[]; };
@@ -98,18 +103,26 @@ vec4 kv_load4(uint kind, bool is_v, uint rb, uint e) {
     return d * (vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 15u) - 8.0);
 }
 
+// Unrolled by hand: llvmpipe ends any invocation's loops after 65535 iterations
+// in all, so the per-key work must not loop (the host bounds the key loop).
 float row_sum(float v) {
 #ifdef USE_SUBGROUP
-    for (uint s = L / 2u; s > 0u; s >>= 1) v += subgroupShuffleXor(v, s);
+    if (L > 32u) v += subgroupShuffleXor(v, 32u);
+    if (L > 16u) v += subgroupShuffleXor(v, 16u);
+    if (L > 8u) v += subgroupShuffleXor(v, 8u);
+    if (L > 4u) v += subgroupShuffleXor(v, 4u);
+    if (L > 2u) v += subgroupShuffleXor(v, 2u);
+    if (L > 1u) v += subgroupShuffleXor(v, 1u);
 #endif
     return v;
 }
 
 void main() {
     uint lane = gl_LocalInvocationID.x % L;
+    uint kl = (gl_LocalInvocationID.x / L) % KL;   // key lane
     uint rows = p.m * p.group;
     uint row0 = (p.tile_base + gl_WorkGroupID.x) * R;
-    uint row = row0 + gl_LocalInvocationID.x / L;
+    uint row = row0 + gl_LocalInvocationID.x / (L * KL);
     bool live = row < rows;
     uint rr = min(row, rows - 1u);       // padding rows shadow the last row
     uint tok = rr / p.group;
@@ -129,7 +142,8 @@ void main() {
     // key of the range) starts it; the one that holds its last key finishes it.
     uint a0 = min(ks, k_end - 1u), a1 = max(ke, a0 + 1u);
     if (a1 <= p.c_lo || a0 >= p.c_hi) return;   // uniform: no barriers follow
-    bool resume = a0 < p.c_lo, finish = a1 <= p.c_hi;
+    bool finish = a1 <= p.c_hi;
+    bool resume = a0 < p.c_lo && kl == 0u;   // the state continues in key lane 0
 
     vec4 q[D4], o[D4];
     uint qb = tok * p.q_stride4 + p.q_off4 + h * HD4 + lane;
@@ -148,7 +162,7 @@ void main() {
     uint e0 = gl_WorkGroupID.y * HD + 4u * lane;   // this lane's first element of the row
     uint k_rb = kv_row_bytes(K_KIND, p.kv_width), v_rb = kv_row_bytes(V_KIND, p.kv_width);
     uint k_lo = max(ks, p.c_lo), k_hi = min(ke, p.c_hi);
-    for (uint k = k_lo; k < k_hi; k++) {
+    for (uint k = k_lo + kl; k < k_hi; k += KL) {
         uint r = k - p.kv_row0;
         uint kr = p.k_byte0 + r * k_rb, vr = p.v_byte0 + r * v_rb;
         float s = 0.0;
@@ -165,7 +179,17 @@ void main() {
         sum += e;
         for (uint v = 0u; v < D4; v++) o[v] += e * kv_load4(V_KIND, true, vr, e0 + 4u * L * v);
     }
-    if (!live) return;
+#ifdef USE_SUBGROUP
+    // Merge the key lanes' states: rescale both to the larger max and add.
+    for (uint st = L; st < L * KL; st <<= 1) {
+        float Mo = subgroupShuffleXor(M, st), so = subgroupShuffleXor(sum, st);
+        float Mn = max(M, Mo), ca = exp(M - Mn), cb = exp(Mo - Mn);
+        sum = sum * ca + so * cb;
+        for (uint v = 0u; v < D4; v++) o[v] = o[v] * ca + subgroupShuffleXor(o[v], st) * cb;
+        M = Mn;
+    }
+#endif
+    if (!live || kl != 0u) return;
     if (finish && p.n_split == 1u) {
         uint ob = (tok * p.n_head + h) * HD4 + lane;
         for (uint v = 0u; v < D4; v++) out4[ob + v * L] = o[v] / sum;

@@ -448,9 +448,15 @@ static void check_attention(gpu *g, const attn_case *ac) {
     pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
                   .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
     if (!cache_make(g, &kv, kt, vt, w, ctx, ac->chunk, ac->views, ks, vs)) goto done;
-    size_t sbytes = pvk_op_attention_scratch_bytes_kv(g->d, &a, &kv);
-    if (ac->tuning && ac->tuning->splits)
-        sbytes = (size_t)ac->tuning->splits * m * ac->n_head * (hd / 4 + 1) * 16;
+    /* Scratch for the default tuning's split, a tuning's forced one, and the
+     * slices max_iter requires. */
+    size_t sbytes = pvk_op_attention_scratch_bytes_kv(g->d, &a, &kv), slot = (size_t)m * ac->n_head * (hd / 4 + 1) * 16;
+    if (ac->tuning) {
+        size_t n = ac->tuning->splits;
+        if (ac->tuning->max_iter && (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter > n)
+            n = (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter;
+        if (n * slot > sbytes) sbytes = n * slot;
+    }
     if (!upload(g->d, x, xn * 4, &xb) || !upload_nan(g->d, on, &ob) ||
         (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
@@ -538,8 +544,8 @@ TEST(attention_supports_head_dims_8_to_128) {
 
 /* A GPU's shape (8 rows of 8 lanes per workgroup: rows span tokens and heads), one
  * invocation per row (the no-subgroup kernel), forced split-K in prefill. */
-static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0, false}, one_lane = {8, 1, 16, 0, false},
-                             split3 = {8, 8, 16, 3, false}, split5_wide = {64, 4, 16, 5, false};
+static const pvk_attn_tuning gpu_shape = {64, 8, 512, 0, false, 0}, one_lane = {8, 1, 16, 0, false, 32768},
+                             split3 = {8, 8, 16, 3, false, 32768}, split5_wide = {64, 4, 16, 5, false, 0};
 
 TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
     attn_case cs[] = {
@@ -551,6 +557,20 @@ TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
         {8, 2, 64, 31, 1000, 0, &split3, true, false, 0, 0, 0},
         {8, 2, 64, 33, 257, 16, &split3, true, false, 0, 0, 0},
         {8, 2, 128, 3, 1000, 0, &split5_wide, true, false, 0, 0, 0},
+    };
+    run_attention(cs, N_CASES(cs));
+}
+
+/* lavapipe ends an invocation's loops after 65535 iterations in all (silently):
+ * long key ranges are split so that no invocation loops over more than max_iter
+ * keys, even when the tuning asks for one slice or 8 lanes per row. */
+static const pvk_attn_tuning one_slice = {8, 8, 16, 1, false, 32768}, key_lanes = {8, 8, 16, 0, true, 32768};
+
+TEST(attention_splits_key_ranges_longer_than_an_invocation_may_loop) {
+    attn_case cs[] = {
+        {2, 2, 64, 1, 70000, 0, &one_slice, true, true, 0, 0, 0},
+        {2, 2, 64, 1, 70000, 0, &key_lanes, true, false, PVK_Q4_0, PVK_Q8_0, 0},
+        {4, 2, 16, 9, 66000, 0, &one_slice, true, true, 0, 0, 10000},
     };
     run_attention(cs, N_CASES(cs));
 }
