@@ -123,6 +123,12 @@ TEST(reference_phi3_128k_long_factors_on_request) {
     check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.long.logits", PHIVK_ROPE_LONG, 5e-3, 32);
 }
 
+/* llama.cpp ran this one on its Vulkan backend with Q4_0 weights; phivk reads the
+ * same blocks in place (matvec / matmul / get_rows on Q4_0). */
+TEST(reference_phi3_q4_0_matches_llama_cpp_vulkan) {
+    check_reference("phi3-q4_0.gguf", "ids64.txt", "phi3-q4_0.logits", PHIVK_ROPE_AUTO, 0.15, 60);
+}
+
 /* ------------------------------------------------------- synthetic fixtures */
 
 typedef struct fixture {
@@ -268,6 +274,35 @@ TEST(phi2_separate_qkv_matches_cpu_reference) {
     p.separate_qkv = true;
     p.n_rot = 16;
     check_fixture_vs_reference(&p, 30, false);
+}
+
+/* Quantized weights: the CPU reference multiplies the dequantized blocks, the GPU
+ * reads the blocks in place; both use the same dequantized values, so the bound is
+ * the float one (logit_bound). n_embd 256 and n_ff 512: K-quants need rows that
+ * are whole 256-element super-blocks. */
+static synth_params small_quant(pvk_type wtype, synth_mix mix) {
+    synth_params p = small("phi3");
+    p.n_embd = 256;
+    p.n_head = 4;
+    p.n_ff = 512;
+    p.wtype = wtype;
+    p.mix = mix;
+    return p;
+}
+
+TEST(phi3_q4_k_m_mix_matches_cpu_reference) {
+    synth_params p = small_quant(PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    check_fixture_vs_reference(&p, 24, false);
+}
+
+TEST(phi3_q4_0_weights_match_cpu_reference) {
+    synth_params p = small_quant(PVK_Q4_0, SYNTH_MIX_NONE);
+    check_fixture_vs_reference(&p, 24, false);
+}
+
+TEST(phi3_q8_0_weights_match_cpu_reference) {
+    synth_params p = small_quant(PVK_Q8_0, SYNTH_MIX_NONE);
+    check_fixture_vs_reference(&p, 24, false);
 }
 
 /* Greedy generation on the GPU equals the CPU reference's for `steps` steps,
