@@ -163,6 +163,25 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
     pvk_tensor_destroy(d, &g->down);
 }
 
+/* Compiles the matrix and embedding pipelines for the model's weight types now
+ * (pvk_ops_warmup), so that the first token does not pay a JIT. */
+static pvk_status warmup(const phivk_model *m) {
+    pvk_type types[PVK_TYPE_COUNT];
+    int n = 0;
+    const pvk_tensor *t = m->hp.tied_output ? &m->embd : &m->output;
+    types[n++] = t->type;
+    for (int32_t i = 0; i < m->hp.n_layer; i++) {
+        const gpu_layer *g = &m->layers[i];
+        const pvk_tensor *ts[4] = {&g->qkv, &g->out, &g->up, &g->down};
+        for (int j = 0; j < 4; j++) {
+            int k = 0;
+            while (k < n && types[k] != ts[j]->type) k++;
+            if (k == n) types[n++] = ts[j]->type;
+        }
+    }
+    return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
+}
+
 /* From the file at path, or (path NULL) from the GGUF image data; what names it in
  * messages and stands in for a missing general.name. */
 static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, size_t size,
@@ -208,6 +227,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     }
     for (int32_t i = 0; i < m->hp.n_layer; i++)
         if (upload_layer(&l, &w->layers[i], &m->layers[i]) != PVK_OK) goto fail;
+    if (warmup(m) != PVK_OK) goto fail;
     if (p->progress) p->progress(p->progress_user, "loading", l.total, l.total);
     return m;
 fail:

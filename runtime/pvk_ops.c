@@ -415,3 +415,63 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
     }
     return PVK_OK;
 }
+
+/* The distinct types of types[0..n) before index i do not include types[i]. */
+static bool first_of_type(const pvk_type *types, int i) {
+    for (int j = 0; j < i; j++)
+        if (types[j] == types[i]) return false;
+    return true;
+}
+
+pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type) {
+    enum { COLS = 256 };   /* one K-quant super-block: a valid row for every type */
+    uint32_t ms[2] = {1, MV_MAX_COLS};
+    if (o->t.mv_max_m < MV_MAX_COLS) ms[1] = o->t.mv_max_m + 1;   /* the tiled kernel */
+    pvk_dev *d = o->dev;
+    pvk_cmd *c = NULL;
+    pvk_tensor *ws = calloc((size_t)n_types + 1, sizeof *ws);
+    pvk_buf x = {0}, y = {0}, ids = {0};
+    int n_ws = 0;
+    pvk_status st = ws ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "warmup: out of host memory");
+    if (st || (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &x)) ||
+        (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &y)) ||
+        (st = pvk_buf_create(d, 4, PVK_MEM_DEVICE, &ids)) || (st = pvk_cmd_create(d, &c)) ||
+        (st = pvk_cmd_begin(c)))
+        goto out;
+    /* Zero weights and inputs: the results are discarded, but nothing reads
+     * uninitialised memory. The tensors live until the submit has finished. */
+    for (int i = 0; i <= n_types; i++) {
+        pvk_type t = i < n_types ? types[i] : table_type;
+        if (i < n_types && !first_of_type(types, i)) continue;
+        if (!pvk_weight_variant(t)) {
+            st = pvk_fail(PVK_ERR_UNSUPPORTED, "warmup: weight type %s has no kernels",
+                          pvk_type_get(t)->name ? pvk_type_get(t)->name : "(unknown)");
+            goto out;
+        }
+        if ((st = pvk_tensor_create(d, t, COLS, 1, NULL, &ws[n_ws]))) goto out;
+        pvk_cmd_fill(c, &ws[n_ws].buf, 0, ws[n_ws].buf.size, 0);
+        n_ws++;
+    }
+    pvk_cmd_fill(c, &x, 0, x.size, 0);
+    pvk_cmd_fill(c, &ids, 0, ids.size, 0);
+    pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
+    for (int i = 0; i < n_ws && !st; i++) {
+        if (i == n_ws - 1) {
+            st = pvk_op_get_rows(o, c, &ws[i], &ids, &y, 1);
+        } else {
+            for (int k = 0; k < 2 && !st; k++) {
+                st = pvk_op_matmul(o, c, &ws[i], NULL, &x, &y, ms[k], false);
+                pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
+            }
+        }
+    }
+    if (!st) st = pvk_cmd_submit(c);
+out:
+    pvk_cmd_destroy(c);
+    for (int i = 0; i < n_ws; i++) pvk_tensor_destroy(d, &ws[i]);
+    free(ws);
+    pvk_buf_destroy(d, &x);
+    pvk_buf_destroy(d, &y);
+    pvk_buf_destroy(d, &ids);
+    return st;
+}

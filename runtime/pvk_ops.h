@@ -99,6 +99,15 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
 
+/* Creates and runs once, on tiny tensors in one submit, the matrix-product
+ * pipelines for weights of types[0..n_types) (duplicates allowed) at m = 1 (decode)
+ * and at a prompt chunk's m (matvec with 8 columns, or the tiled kernel where the
+ * device switches to it), and the embedding lookup of table_type. A driver that
+ * compiles at first dispatch (lavapipe's LLVM JIT: 0.04-7 s per pipeline when
+ * cold) then does so at model load, not in the first token. Prompts of 2-7
+ * tokens use matvec variants that are left to first use. */
+pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type);
+
 /* ---- model-level kernels (shaders/get_rows.comp, rope.comp, kv_store.comp, attn.comp) */
 /* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. An id past the
  * table gives a zero row (callers check token ids on the host). */

@@ -376,6 +376,18 @@ TEST(get_rows_reads_every_quantized_table_type) {
     }
 }
 
+/* Warm-up records the pipelines of a model's types into one submit; it has to run
+ * cleanly (validation on) and refuse a type without kernels by name. */
+TEST(warmup_runs_the_pipelines_of_the_given_types_and_refuses_unknown_ones) {
+    REQUIRE(setup(), "no device");
+    pvk_type types[3] = {PVK_Q4_0, PVK_F16, PVK_Q4_0};
+    CHECK(pvk_ops_warmup(ops_default, types, 3, PVK_Q8_0) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(pvk_ops_warmup(ops_gpu_like, types, 2, PVK_F16) == PVK_OK, "gpu-like shapes: %s", pvk_errmsg());
+    pvk_type bad = PVK_Q2_K;
+    CHECK(pvk_ops_warmup(ops_default, &bad, 1, PVK_F16) == PVK_ERR_UNSUPPORTED, "q2_K has no kernel");
+    CHECK(strstr(pvk_errmsg(), "q2_K") != NULL, "message names the type: %s", pvk_errmsg());
+}
+
 TEST(ops_reject_bad_arguments_with_a_message) {
     pvk_dev *d;
     REQUIRE(d = setup(), "no device");
