@@ -103,6 +103,64 @@ vec4 kv_load4(uint kind, bool is_v, uint rb, uint e) {
     return d * (vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 15u) - 8.0);
 }
 
+// The row's query (pre-scaled) and output accumulator, D4 vec4s per lane.
+vec4 q[D4], o[D4];
+
+// Whole blocks, when one lane holds a head that starts on a block (L == 1,
+// HD % 32 == 0, as key lanes have on CPU devices): d and the quants are fetched
+// once per block (Q8_0: 9 words, Q4_0: 5, both nibbles of each quant byte used)
+// instead of once per 4 elements. Straight-line code: no loop to count against
+// llvmpipe's iteration limit.
+#define BLOCKWISE(quant) ((quant) != 0 && L == 1u && HD % 32u == 0u)
+float blk_d;
+uint blk_g[8];   // quant bytes 4i..4i+3 of the block (Q4_0: i < 4)
+
+uint blk_word(bool is_v, uint i, bool hi_half, uint lo_word) {
+    uint w = kv_word(is_v, i);
+    return hi_half ? (lo_word >> 16) | (w << 16) : w;
+}
+
+void load_block(uint kind, bool is_v, uint bb) {
+    uint i0 = bb >> 2, w0 = kv_word(is_v, i0);
+    bool split = (bb & 2u) == 0u;   // d fills w0's low half: every quant group spans two words
+    blk_d = unpackHalf2x16(split ? w0 : w0 >> 16).x;
+    blk_g[0] = blk_word(is_v, i0 + 1u, split, w0);
+    blk_g[1] = blk_word(is_v, i0 + 2u, split, kv_word(is_v, i0 + 1u));
+    blk_g[2] = blk_word(is_v, i0 + 3u, split, kv_word(is_v, i0 + 2u));
+    blk_g[3] = blk_word(is_v, i0 + 4u, split, kv_word(is_v, i0 + 3u));
+    if (kind == KV_Q8_0) {
+        blk_g[4] = blk_word(is_v, i0 + 5u, split, kv_word(is_v, i0 + 4u));
+        blk_g[5] = blk_word(is_v, i0 + 6u, split, kv_word(is_v, i0 + 5u));
+        blk_g[6] = blk_word(is_v, i0 + 7u, split, kv_word(is_v, i0 + 6u));
+        blk_g[7] = blk_word(is_v, i0 + 8u, split, kv_word(is_v, i0 + 7u));
+    }
+}
+
+// Elements 4i..4i+3 of the loaded block, without d.
+vec4 blk_q4(uint kind, uint i) {
+    if (kind == KV_Q8_0) {
+        int w = int(blk_g[i]);
+        return vec4(ivec4(w << 24, w << 16, w << 8, w) >> 24);
+    }
+    uint w = blk_g[i & 3u] >> ((i & 4u) != 0u ? 4 : 0);   // i >= 4: high nibbles
+    return vec4(uvec4(w, w >> 8, w >> 16, w >> 24) & 15u) - 8.0;
+}
+
+// q . K over the block at byte bb, which holds the row's elements 32 b ...
+float block_dot(uint kind, uint bb, uint b) {
+    load_block(kind, false, bb);
+    float s = 0.0;
+    for (uint i = 0u; i < 8u; i++) s += dot(q[8u * b + i], blk_q4(kind, i));
+    return s * blk_d;
+}
+
+// ... and o += e V.
+void block_acc(uint kind, uint bb, uint b, float e) {
+    load_block(kind, true, bb);
+    float ed = e * blk_d;
+    for (uint i = 0u; i < 8u; i++) o[8u * b + i] += ed * blk_q4(kind, i);
+}
+
 // Unrolled by hand: llvmpipe ends any invocation's loops after 65535 iterations
 // in all, so the per-key work must not loop (the host bounds the key loop).
 float row_sum(float v) {
@@ -145,7 +203,6 @@ void main() {
     bool finish = a1 <= p.c_hi;
     bool resume = a0 < p.c_lo && kl == 0u;   // the state continues in key lane 0
 
-    vec4 q[D4], o[D4];
     uint qb = tok * p.q_stride4 + p.q_off4 + h * HD4 + lane;
     uint eb = ((gl_WorkGroupID.z * p.m + tok) * p.n_head + h) * (HD4 + 1u);   // scratch entry
     for (uint v = 0u; v < D4; v++) {
@@ -166,7 +223,10 @@ void main() {
         uint r = k - p.kv_row0;
         uint kr = p.k_byte0 + r * k_rb, vr = p.v_byte0 + r * v_rb;
         float s = 0.0;
-        for (uint v = 0u; v < D4; v++) s += dot(q[v], kv_load4(K_KIND, false, kr, e0 + 4u * L * v));
+        if (BLOCKWISE(K_QUANT))
+            for (uint b = 0u; b < HD / 32u; b++) s += block_dot(K_KIND, kr + ((e0 >> 5) + b) * kv_block_bytes(K_KIND), b);
+        else
+            for (uint v = 0u; v < D4; v++) s += dot(q[v], kv_load4(K_KIND, false, kr, e0 + 4u * L * v));
         s = row_sum(s);
         if (k > qpos || (p.window != 0u && qpos - k >= p.window)) continue;
         if (s > M) {   // rescale only when the max grows
@@ -177,7 +237,10 @@ void main() {
         }
         float e = exp(s - M);
         sum += e;
-        for (uint v = 0u; v < D4; v++) o[v] += e * kv_load4(V_KIND, true, vr, e0 + 4u * L * v);
+        if (BLOCKWISE(V_QUANT))
+            for (uint b = 0u; b < HD / 32u; b++) block_acc(V_KIND, vr + ((e0 >> 5) + b) * kv_block_bytes(V_KIND), b, e);
+        else
+            for (uint v = 0u; v < D4; v++) o[v] += e * kv_load4(V_KIND, true, vr, e0 + 4u * L * v);
     }
 #ifdef USE_SUBGROUP
     // Merge the key lanes' states: rescale both to the larger max and add.

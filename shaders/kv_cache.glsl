@@ -14,19 +14,25 @@
 
 #if defined(K_F16)
 #define K_KIND KV_F16
+#define K_QUANT 0
 #elif defined(K_Q8_0)
 #define K_KIND KV_Q8_0
+#define K_QUANT 1
 #elif defined(K_Q4_0)
 #define K_KIND KV_Q4_0
+#define K_QUANT 1
 #else
 #error define the K cache type: K_F16, K_Q8_0 or K_Q4_0
 #endif
 #if defined(V_F16)
 #define V_KIND KV_F16
+#define V_QUANT 0
 #elif defined(V_Q8_0)
 #define V_KIND KV_Q8_0
+#define V_QUANT 1
 #elif defined(V_Q4_0)
 #define V_KIND KV_Q4_0
+#define V_QUANT 1
 #else
 #error define the V cache type: V_F16, V_Q8_0 or V_Q4_0
 #endif
