@@ -29,8 +29,12 @@
 // word, so whole-word reads (and w_u32's second word) stay in range.
 #define W_VEC 8u
 
+#if defined(W_F32) || defined(W_F16) || defined(W_BF16) || defined(W_Q4_K) || defined(W_Q5_K)
+#define W_WORD4
+#endif
+
 #ifdef W_TEXEL
-#if defined(W_F32) || defined(W_F16) || defined(W_BF16)
+#ifdef W_WORD4
 layout(binding = W_BINDING) uniform usamplerBuffer w_tex;
 uvec4 w_word4(uint i) { return texelFetch(w_tex, int(i)); }
 uint w_word(uint i) { return texelFetch(w_tex, int(i >> 2))[i & 3u]; }
@@ -80,11 +84,13 @@ uint w_u32(uint o) {
 // The 16-bit value at byte o (even), as a float from its f16 bits.
 float w_f16(uint o) { return unpackHalf2x16(w_word(o >> 2u) >> ((o & 2u) << 3)).x; }
 // Nibbles sh, sh+8, sh+16, sh+24 of w: bytes 0..3's low (sh 0) or high (sh 4) halves.
-vec4 nib4(uint w, uint sh) { return vec4((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u); }
+// (Small integers convert through int: one instruction, where uint-to-float is
+// several on AVX2.)
+vec4 nib4(uint w, uint sh) { return vec4(ivec4((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u)); }
 // Bit b of bytes 0..3 of w, times 16.
-vec4 bit4(uint w, uint b) { return vec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + b)) & 1u) << 4); }
+vec4 bit4(uint w, uint b) { return vec4(ivec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + b)) & 1u) << 4)); }
 // Bits sh, sh+1 of bytes 0..3 of w, times 16.
-vec4 crumb4(uint w, uint sh) { return vec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 3u) << 4); }
+vec4 crumb4(uint w, uint sh) { return vec4(ivec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 3u) << 4)); }
 // 32 bits of qh from a block's 4 qh bytes: bit j of element j, shifted to byte lanes:
 // elements 8i .. 8i+3 and 8i+4 .. 8i+7 take bit 0 of each byte of the two results.
 void qh_spread(uint qh, uint i, out uint a, out uint b) {
@@ -143,40 +149,46 @@ void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
 // f16 d, dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]. Unit s is sub-block s
 // with 6-bit scale sc and min m: w = d*sc*q - dmin*m. Its q are the low (s even) or
 // high (s odd) nibbles of qs[32*(s/2) ..], plus (Q5_K) bit s of qh[0..31] as 16.
+// Blocks of 144 and 176 bytes are whole 16-byte words: d, dmin and the scales are
+// word 0, and a unit's q fill two words, so they are read as RGBA32UI texels.
 #define W_BE 256u
 #ifdef W_Q4_K
-#define W_BW 36u
-#define W_QS 4u
+#define W_BT 9u
+#define W_QS 1u
 #else
-#define W_BW 44u
-#define W_QS 12u
+#define W_BT 11u
+#define W_QS 3u
 #endif
-uint sbyte(uint w0, uint w1, uint w2, uint j) {
-    uint w = j < 4u ? w0 : j < 8u ? w1 : w2;
+uint sbyte(uvec3 sw, uint j) {
+    uint w = j < 4u ? sw.x : j < 8u ? sw.y : sw.z;
     return (w >> (8u * (j & 3u))) & 0xffu;
 }
 vec4 w_ab(uint blk, uint s) {
-    uint b = blk * W_BW;
-    vec2 dm = unpackHalf2x16(w_word(b));
-    uint s0 = w_word(b + 1u), s1 = w_word(b + 2u), s2 = w_word(b + 3u), sc, m;
+    uvec4 h = w_word4(blk * W_BT);
+    vec2 dm = unpackHalf2x16(h.x);
+    uint sc, m;
     if (s < 4u) {
-        sc = sbyte(s0, s1, s2, s) & 63u;
-        m = sbyte(s0, s1, s2, s + 4u) & 63u;
+        sc = sbyte(h.yzw, s) & 63u;
+        m = sbyte(h.yzw, s + 4u) & 63u;
     } else {
-        uint v = sbyte(s0, s1, s2, s + 4u);
-        sc = (v & 15u) | ((sbyte(s0, s1, s2, s - 4u) >> 6) << 4);
-        m = (v >> 4) | ((sbyte(s0, s1, s2, s) >> 6) << 4);
+        uint v = sbyte(h.yzw, s + 4u);
+        sc = (v & 15u) | ((sbyte(h.yzw, s - 4u) >> 6) << 4);
+        m = (v >> 4) | ((sbyte(h.yzw, s) >> 6) << 4);
     }
     vec2 ab = vec2(dm.x * float(sc), -dm.y * float(m));
     return ab.xyxy;
 }
 void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
-    uint b = blk * W_BW, q = b + W_QS + 8u * (s >> 1) + 2u * i, sh = (s & 1u) * 4u;
-    lo = nib4(w_word(q), sh);
-    hi = nib4(w_word(q + 1u), sh);
+    uint b = blk * W_BT, sh = (s & 1u) * 4u;
+    uvec4 q = w_word4(b + W_QS + 2u * (s >> 1) + (i >> 1));
+    uvec2 qw = (i & 1u) == 0u ? q.xy : q.zw;
+    lo = nib4(qw.x, sh);
+    hi = nib4(qw.y, sh);
 #ifdef W_Q5_K
-    lo += bit4(w_word(b + 4u + 2u * i), s);
-    hi += bit4(w_word(b + 5u + 2u * i), s);
+    uvec4 qh = w_word4(b + 1u + (i >> 1));
+    uvec2 hw = (i & 1u) == 0u ? qh.xy : qh.zw;
+    lo += bit4(hw.x, s);
+    hi += bit4(hw.y, s);
 #endif
 }
 #elif defined(W_Q6_K)
