@@ -153,9 +153,6 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
     if (answer > S->ctx - n) answer = S->ctx - n;
     int32_t n_vocab = phivk_model_n_vocab(S->am.model);
     phivk_sampler_reset(S->smp);
-    /* phivk_decode reports prefill progress after each batch, never at 0: start
-     * this prompt's bar here, or it would be timed from an earlier chunk's start. */
-    app_progress(NULL, "prefill", 0, (uint64_t)n);
     if (phivk_session_truncate(S->am.sess, 0) != PHIVK_OK ||
         phivk_decode(S->am.sess, S->ids, n, S->logits, false) != PHIVK_OK) {
         fprintf(stderr, "phivk summarize: %s\n", phivk_last_error());

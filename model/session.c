@@ -311,6 +311,7 @@ static pvk_status run_chunks(phivk_session *s, const int32_t *ids, int32_t n, fl
                              bool all, const char *stage) {
     int32_t chunk = all ? s->logit_rows : s->batch;
     bool report = s->p.progress && n > chunk;
+    if (report) s->p.progress(s->p.progress_user, stage, 0, (uint64_t)n); /* a new bar starts */
     for (int32_t done = 0; done < n;) {
         if (atomic_exchange(&s->cancel, false))
             return pvk_fail(PVK_ERR_CANCELLED, "cancelled after %d of %d tokens", done, n);
