@@ -16,9 +16,8 @@ struct pvk_ops {
 };
 
 /* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
- * format their weights are fetched as: 16-byte words for plain types, 32-bit words
- * for block types, whose 18- to 210-byte blocks do not sit on 16-byte boundaries
- * (dequant.glsl says why). */
+ * format their weights are fetched as: 16-byte words for every type, also for
+ * blocks that do not sit on 16-byte boundaries (dequant.glsl says why). */
 static const struct wtype {
     pvk_type type;
     const char *name;         /* shader variant infix */
@@ -28,19 +27,19 @@ static const struct wtype {
     {PVK_F32, "f32", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_F16, "f16", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_BF16, "bf16", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q8_0, "q8_0", VK_FORMAT_R32_UINT, 4},
-    {PVK_Q4_0, "q4_0", VK_FORMAT_R32_UINT, 4},
-    {PVK_Q4_1, "q4_1", VK_FORMAT_R32_UINT, 4},
-    {PVK_Q5_0, "q5_0", VK_FORMAT_R32_UINT, 4},
-    {PVK_Q5_1, "q5_1", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q8_0, "q8_0", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_Q4_0, "q4_0", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_Q4_1, "q4_1", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_Q5_0, "q5_0", VK_FORMAT_R32G32B32A32_UINT, 16},
+    {PVK_Q5_1, "q5_1", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_Q4_K, "q4_k", VK_FORMAT_R32G32B32A32_UINT, 16},
     {PVK_Q5_K, "q5_k", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q6_K, "q6_k", VK_FORMAT_R32_UINT, 4},
+    {PVK_Q6_K, "q6_k", VK_FORMAT_R32G32B32A32_UINT, 16},
 };
 
-/* Bytes every binding of a tensor extends past its rows: block kernels read the
- * word after a 2-byte-aligned word (dequant.glsl, w_u32); plain kernels read
- * whole 16-byte words, which the rounding up to 16 bytes covers. */
+/* Bytes every binding of a tensor extends past its rows (after rounding up to 16):
+ * block kernels fetch the 16-byte words covering a block plus up to one more
+ * (dequant.glsl, w_window). */
 #define TENSOR_PAD 16u
 
 static const struct wtype *wtype_get(pvk_type t) {

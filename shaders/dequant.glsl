@@ -17,31 +17,25 @@
 // so matvec can hoist the scale and offset out of the dot product:
 // sum w*x = a*sum(q*x) + b*sum(x) per half, and sum(x) is shared by every row.
 //
-// Fetch: plain types read 16-byte words (texel format RGBA32UI). Block types read
-// 32-bit words (texel format R32UI): blocks of 18, 22, 34 and 210 bytes sit on
-// 2-byte boundaries, so a word at byte o of such a block is the funnel of the two
-// aligned words around it (w_u32); texelFetch has no alignment to exploit at 16
-// bytes, and one R32UI fetch per word measured faster on lavapipe than fetching the
-// covering RGBA32UI texels and selecting the words (which needs per-block dynamic
-// component selects). Within one unit the compiler merges the repeated fetches of
-// the words shared by neighbouring w_u32 calls.
-// The host rounds every binding up to 16 bytes and pads block tensors by one more
-// word, so whole-word reads (and w_u32's second word) stay in range.
+// Fetch: every type reads 16-byte words (uniform texel buffer of RGBA32UI, or a
+// uvec4 storage buffer). lavapipe is bound by the number of fetches, not bytes or
+// ALU (docs/kernels.md B; here a Q4_0 matvec spent ~70% of its time in fetches
+// and removing the nibble arithmetic changed nothing): one R32UI fetch per 32-bit
+// word took 5-6 fetches per Q4_0 block and 12 per Q4_K unit, where 16-byte words
+// take 2 and 3. Q4_K and Q5_K blocks (144, 176 bytes) are whole 16-byte words and
+// are read in place; the others (18, 20, 22, 24, 34, 210 bytes) are read through
+// w_window, which fetches the 2-3 texels covering a range and shifts them to the
+// range's byte offset with selects. Each w_q8 call of a unit rebuilds the same
+// window; the compiler merges the identical fetches and selects.
+// The host rounds every binding up to 16 bytes and pads it by 16 more, so a
+// window's last texel stays in range.
 #define W_VEC 8u
-
-#if defined(W_F32) || defined(W_F16) || defined(W_BF16) || defined(W_Q4_K) || defined(W_Q5_K)
-#define W_WORD4
-#endif
+#extension GL_EXT_control_flow_attributes : enable
 
 #ifdef W_TEXEL
-#ifdef W_WORD4
 layout(binding = W_BINDING) uniform usamplerBuffer w_tex;
 uvec4 w_word4(uint i) { return texelFetch(w_tex, int(i)); }
 uint w_word(uint i) { return texelFetch(w_tex, int(i >> 2))[i & 3u]; }
-#else
-layout(binding = W_BINDING) uniform usamplerBuffer w_tex;
-uint w_word(uint i) { return texelFetch(w_tex, int(i)).x; }
-#endif
 #else
 layout(std430, binding = W_BINDING) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, binding = W_BINDING) readonly buffer W1 { uint w1[]; };
@@ -76,13 +70,20 @@ float w_load1(uint e) { return bf16x2(w_word(e >> 1))[e & 1u]; }
 #else
 #define W_BLOCKED
 
-// The 32-bit word at byte o (even) of the bound range.
-uint w_u32(uint o) {
-    uint i = o >> 2u, a = w_word(i);
-    return (o & 2u) == 0u ? a : (a >> 16) | (w_word(i + 1u) << 16);
+// Words v[j] = bytes o+4j .. o+4j+3 of the bound range (o even) for j < 9, from the
+// NT (<= 3) 16-byte words covering byte o onwards: shifted by o % 16 bytes with a
+// fixed tree of selects (no dynamically indexed array, which lavapipe puts on the
+// stack). Words past the NT fetched ones read as 0; callers ask for no more.
+void w_window(uint o, uint NT, out uint v[9]) {
+    uint t = o >> 4, a = (o >> 2) & 3u, w[12], u[11], x[10];
+    uvec4 t0 = w_word4(t), t1 = NT > 1u ? w_word4(t + 1u) : uvec4(0u), t2 = NT > 2u ? w_word4(t + 2u) : uvec4(0u);
+    w = uint[12](t0.x, t0.y, t0.z, t0.w, t1.x, t1.y, t1.z, t1.w, t2.x, t2.y, t2.z, t2.w);
+    [[unroll]] for (uint k = 0; k < 11u; k++) u[k] = (a & 1u) != 0u ? w[k + 1u] : w[k];
+    [[unroll]] for (uint k = 0; k < 10u; k++) x[k] = (a & 2u) != 0u ? (k + 2u < 11u ? u[k + 2u] : 0u) : u[k];
+    [[unroll]] for (uint j = 0; j < 9u; j++) v[j] = (o & 2u) != 0u ? (x[j] >> 16) | (x[j + 1u] << 16) : x[j];
 }
-// The 16-bit value at byte o (even), as a float from its f16 bits.
-float w_f16(uint o) { return unpackHalf2x16(w_word(o >> 2u) >> ((o & 2u) << 3)).x; }
+// The word at byte 2 + 4j of a window: fields after a block's leading f16.
+uint odd_word(uint v[9], uint j) { return (v[j] >> 16) | (v[j + 1u] << 16); }
 // Nibbles sh, sh+8, sh+16, sh+24 of w: bytes 0..3's low (sh 0) or high (sh 4) halves.
 // (Small integers convert through int: one instruction, where uint-to-float is
 // several on AVX2.)
@@ -100,50 +101,72 @@ void qh_spread(uint qh, uint i, out uint a, out uint b) {
     b = (v & 1u) | ((v & 2u) << 7) | ((v & 4u) << 14) | ((v & 8u) << 21);
 }
 
+// Legacy blocks (32 elements, 18 to 34 bytes) are read as one window of the 2 or 3
+// texels covering the block; its fields then sit at fixed offsets.
 #if defined(W_Q8_0)   // f16 d; i8 qs[32]: w = d*q
 #define W_BE 32u
 #define W_BB 34u
-vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, 0.0, d, 0.0); }
+#define W_NT 3u
 vec4 sb4(uint w) { return vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
-    uint o = blk * W_BB + 2u + 8u * i;
-    lo = sb4(w_u32(o));
-    hi = sb4(w_u32(o + 4u));
+vec4 w_ab(uint blk, uint s) {
+    uint v[9];
+    w_window(blk * W_BB, W_NT, v);
+    float d = unpackHalf2x16(v[0]).x;
+    return vec4(d, 0.0, d, 0.0);
 }
-#elif defined(W_Q4_0) || defined(W_Q4_1)   // d (, m); u8 qs[16]: q = nibble
-#ifdef W_Q4_0
-#define W_BB 18u
-#define W_QS 2u
-vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, -8.0 * d, d, -8.0 * d); }
-#else
-#define W_BB 20u
-#define W_QS 4u
-vec4 w_ab(uint blk, uint s) { vec2 dm = unpackHalf2x16(w_word(blk * 5u)); return dm.xyxy; }
-#endif
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uint v[9];
+    w_window(blk * W_BB, W_NT, v);
+    lo = sb4(odd_word(v, 2u * i));
+    hi = sb4(odd_word(v, 2u * i + 1u));
+}
+#elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
+// d (, m) (, u32 qh); u8 qs[16]: q = nibble (| qh bit << 4). Element j < 16 is the
+// low nibble of qs[j], element j + 16 the high one; qh bit j belongs to element j.
 #define W_BE 32u
-// Element j < 16 is the low nibble of qs[j], element j + 16 the high one.
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
-    uint o = blk * W_BB + W_QS + 8u * (i & 1u), sh = (i >> 1) * 4u;
-    lo = nib4(w_u32(o), sh);
-    hi = nib4(w_u32(o + 4u), sh);
-}
-#elif defined(W_Q5_0) || defined(W_Q5_1)   // d (, m); u32 qh; u8 qs[16]: q = nibble | bit << 4
-#ifdef W_Q5_0
+#if defined(W_Q4_0)
+#define W_BB 18u
+#define W_NT 2u
+#define QS_WORD(v, j) odd_word(v, j)
+#elif defined(W_Q4_1)
+#define W_BB 20u
+#define W_NT 2u
+#define QS_WORD(v, j) v[1u + (j)]
+#elif defined(W_Q5_0)
 #define W_BB 22u
-#define W_QH 2u
-vec4 w_ab(uint blk, uint s) { float d = w_f16(blk * W_BB); return vec4(d, -16.0 * d, d, -16.0 * d); }
+#define W_NT 3u
+#define QH_WORD(v) odd_word(v, 0u)
+#define QS_WORD(v, j) odd_word(v, 1u + (j))
 #else
 #define W_BB 24u
-#define W_QH 4u
-vec4 w_ab(uint blk, uint s) { vec2 dm = unpackHalf2x16(w_word(blk * 6u)); return dm.xyxy; }
+#define W_NT 2u
+#define QH_WORD(v) v[1]
+#define QS_WORD(v, j) v[2u + (j)]
 #endif
-#define W_BE 32u
+vec4 w_ab(uint blk, uint s) {
+    uint v[9];
+    w_window(blk * W_BB, W_NT, v);
+    vec2 dm = unpackHalf2x16(v[0]);
+#if defined(W_Q4_0)
+    return vec4(dm.x, -8.0 * dm.x, dm.x, -8.0 * dm.x);
+#elif defined(W_Q5_0)
+    return vec4(dm.x, -16.0 * dm.x, dm.x, -16.0 * dm.x);
+#else
+    return dm.xyxy;   // w = d*q + m
+#endif
+}
 void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
-    uint o = blk * W_BB + W_QH, sh = (i >> 1) * 4u, ha, hb;
-    qh_spread(w_u32(o), i, ha, hb);
-    o += 4u + 8u * (i & 1u);
-    lo = nib4(w_u32(o), sh) + bit4(ha, 0u);
-    hi = nib4(w_u32(o + 4u), sh) + bit4(hb, 0u);
+    uint v[9];
+    w_window(blk * W_BB, W_NT, v);
+    uint sh = (i >> 1) * 4u, j = 2u * (i & 1u);
+    lo = nib4(QS_WORD(v, j), sh);
+    hi = nib4(QS_WORD(v, j + 1u), sh);
+#ifdef QH_WORD
+    uint ha, hb;
+    qh_spread(QH_WORD(v), i, ha, hb);
+    lo += bit4(ha, 0u);
+    hi += bit4(hb, 0u);
+#endif
 }
 #elif defined(W_Q4_K) || defined(W_Q5_K)
 // f16 d, dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]. Unit s is sub-block s
@@ -195,21 +218,25 @@ void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
 // u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d. Half n = s/4 holds 128 elements;
 // its quarter t = s%4 is y[32t + l], l < 32: q = (nibble t/2 of ql[64n + 32(t&1) + l])
 // | (bits 2t, 2t+1 of qh[32n + l]) << 4, minus 32, scaled by d*scales[8n + 2t + l/16].
+// A unit reads three windows: its 32 ql bytes, its 32 qh bytes, scales and d.
 #define W_BE 256u
 #define W_BB 210u
 vec4 w_ab(uint blk, uint s) {
-    uint o = blk * W_BB, n = s >> 2, t = s & 3u;
-    float d = w_f16(o + 208u);
-    uint sc = w_u32(o + 192u + 8u * n + (t >> 1) * 4u) >> ((t & 1u) * 16u);
+    uint v[9], n = s >> 2, t = s & 3u, k = 2u * n + (t >> 1);
+    w_window(blk * W_BB + 192u, 2u, v);
+    float d = unpackHalf2x16(v[4]).x;
+    uint sc = k == 0u ? v[0] : k == 1u ? v[1] : k == 2u ? v[2] : v[3];
+    sc >>= (t & 1u) * 16u;
     vec2 a = d * vec2(ivec2(uvec2(sc << 24, sc << 16)) >> 24);
     return vec4(a.x, -32.0 * a.x, a.y, -32.0 * a.y);
 }
 void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
-    uint o = blk * W_BB, n = s >> 2, t = s & 3u;
-    uint ql = o + 64u * n + 32u * (t & 1u) + 8u * i, qh = o + 128u + 32u * n + 8u * i;
+    uint o = blk * W_BB, n = s >> 2, t = s & 3u, ql[9], qh[9];
+    w_window(o + 64u * n + 32u * (t & 1u), 3u, ql);
+    w_window(o + 128u + 32u * n, 3u, qh);
     uint sh = (t >> 1) * 4u;
-    lo = nib4(w_u32(ql), sh) + crumb4(w_u32(qh), 2u * t);
-    hi = nib4(w_u32(ql + 4u), sh) + crumb4(w_u32(qh + 4u), 2u * t);
+    lo = nib4(ql[2u * i], sh) + crumb4(qh[2u * i], 2u * t);
+    hi = nib4(ql[2u * i + 1u], sh) + crumb4(qh[2u * i + 1u], 2u * t);
 }
 #else
 #error define the weight type: W_F32, W_F16, W_BF16 or a block type (W_Q4_0, ...)
