@@ -57,7 +57,7 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
 
     static const char *const with_value[] = {
         "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c",
-        "--ctx-size", "-s", "--seed", "--temp", "--top-k", "--top-p", "--min-p",
+        "--ctx-size", "--ctx", "-s", "--seed", "--temp", "--top-k", "--top-p", "--min-p",
         "--repeat-penalty", "--repeat-last-n", "--device", "--kv-type", "--cache-type-k",
         "--cache-type-v", "-ctk", "-ctv", "--rope-factors", "-b", "--batch-size", NULL};
     bool known = false;
@@ -76,7 +76,7 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
         ok = parse_long(v, -1, 1 << 30, &n);
         o->n_predict = (int32_t)n;
-    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
         if (!strcmp(v, "auto")) o->sess.ctx = 0;
         else {
             ok = parse_long(v, 1, 1 << 24, &n);
@@ -92,7 +92,10 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
         ok = !errno && end != v && !*end;
         o->samp.seed = s;
         o->seed_given = true;
-    } else if (!strcmp(a, "--temp")) ok = parse_float(v, 0, 100, &o->samp.temp);
+    } else if (!strcmp(a, "--temp")) {
+        ok = parse_float(v, 0, 100, &o->samp.temp);
+        o->temp_given = true;
+    }
     else if (!strcmp(a, "--top-k")) {
         ok = parse_long(v, 0, 1 << 30, &n);
         o->samp.top_k = (int32_t)n;
@@ -121,10 +124,44 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     return 1;
 }
 
+int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*usage)(void),
+                   const app_option *own, const char **second) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
+        const app_option *opt = own;
+        while (opt && opt->name && strcmp(opt->name, a)) opt++;
+        if (opt && opt->name) {
+            if (opt->flag) {
+                *opt->flag = true;
+            } else if (i + 1 < argc) {
+                *opt->value = argv[++i];
+            } else {
+                fprintf(stderr, "phivk %s: option %s needs a value\n", cmd, a);
+                return 2;
+            }
+            continue;
+        }
+        int r = app_opts_parse(o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if ((a[0] == '-' && a[1]) || (o->model && (!second || *second))) {
+            fprintf(stderr, "phivk %s: unexpected argument '%s' (see --help)\n", cmd, a);
+            return 2;
+        }
+        if (!o->model) o->model = a;
+        else *second = a;
+    }
+    return -1;
+}
+
 void app_opts_usage(void) {
     printf("model options:\n"
            "  -m, --model FILE        GGUF model (or give it as the first argument)\n"
-           "  -c, --ctx-size N|auto   context in tokens (default: the model's, reduced to fit)\n"
+           "  -c, --ctx N|auto        context in tokens (default: the model's, reduced to fit)\n"
            "  -b, --batch-size N      prefill chunk (default 512)\n"
            "  --kv-type f16|q8_0|q4_0 KV cache type for K and V (-ctk / -ctv for each)\n"
            "  --rope-factors auto|short|long  LongRoPE table (default auto)\n"

@@ -17,9 +17,25 @@ typedef struct app_opts {
     phivk_session_params sess;  /* -c, --kv-type, --rope-factors, --no-swa, -b */
     phivk_sampler_params samp;  /* --temp, --top-k, --top-p, --min-p, --repeat-penalty, -s */
     bool seed_given;
+    bool temp_given;
 } app_opts;
 
 void app_opts_init(app_opts *o);
+
+/* A command's own option: with a value (stored in *value) or a flag (*flag = true). */
+typedef struct app_option {
+    const char *name;
+    const char **value;
+    bool *flag;
+} app_option;
+
+/* The argument loop of every model command: -h/--help prints usage and returns 0;
+ * the command's own options (own: a table ending with a NULL name, or NULL), then
+ * the shared ones; plain words are the model and then, when second is not NULL,
+ * one more (*second). Returns -1 to go on, or the exit status to leave with (2 and
+ * a message on bad usage). */
+int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*usage)(void),
+                   const app_option *own, const char **second);
 /* Consumes argv[*i] (and its value) if it is a shared option. Returns 1 when it
  * took the option, 0 when it is not one of ours, -1 on a bad value (message
  * printed). */

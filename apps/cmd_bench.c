@@ -25,6 +25,7 @@ typedef struct bench_opts {
     uint64_t copy_bytes;
     bool json;
     phivk_runtime_params rt;
+    app_opts run;            /* the session options bench shares with run (KV types, RoPE, SWA) */
 } bench_opts;
 
 /* One test (pp or tg) and its samples. */
@@ -69,6 +70,8 @@ static void usage(FILE *out) {
             "  --max-seconds S         refuse runs projected to take longer (default 600)\n"
             "  --copy-mib N            buffer size of the copy-bandwidth test (default 256)\n"
             "  --device N|NAME         Vulkan device (see 'phivk devices')\n"
+            "  --kv-type T, -ctk T, -ctv T  KV cache type f16|q8_0|q4_0 (both, K, V)\n"
+            "  --rope-factors auto|short|long, --no-swa  as for 'phivk run'\n"
             "  --json                  JSON records on stdout instead of the table\n");
     names_line(out, "shapes", phivk_synth_shapes());
     names_line(out, "types", phivk_synth_types());
@@ -80,6 +83,7 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
                       .reps = 3, .batch = 512, .max_seconds = 600, .copy_bytes = 256u << 20,
                       .rt = phivk_runtime_default_params()};
     *done = false;
+    app_opts_init(&o->run);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -93,6 +97,14 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
         }
         if (!strcmp(a, "--validate")) {
             o->rt.validate = true;
+            continue;
+        }
+        static const char *const session_opts[] = {"--kv-type", "-ctk", "-ctv", "--cache-type-k",
+                                                   "--cache-type-v", "--rope-factors", "--no-swa", NULL};
+        bool shared = false;
+        for (int k = 0; session_opts[k]; k++) shared |= !strcmp(a, session_opts[k]);
+        if (shared) {
+            if (app_opts_parse(&o->run, argc, argv, &i) < 0) return 2;
             continue;
         }
         if (a[0] != '-' && !o->model) {
@@ -453,7 +465,7 @@ int cmd_bench(int argc, char **argv) {
     bm.token_bytes = phivk_model_token_bytes(model);
     bm.params = phivk_model_param_count(model);
 
-    phivk_session_params sp = phivk_session_default_params();
+    phivk_session_params sp = o.run.sess;
     sp.ctx = ctx;
     sp.batch = o.batch;
     if (!(sess = phivk_session_create(model, &sp))) goto fail;

@@ -198,25 +198,9 @@ int cmd_chat(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
     const char *system = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
-            return 0;
-        }
-        if (!strcmp(argv[i], "--system") && i + 1 < argc) {
-            system = argv[++i];
-            continue;
-        }
-        int r = app_opts_parse(&o, argc, argv, &i);
-        if (r < 0) return 2;
-        if (r == 0) {
-            if (argv[i][0] == '-' || o.model) {
-                fprintf(stderr, "phivk chat: unexpected argument '%s' (see --help)\n", argv[i]);
-                return 2;
-            }
-            o.model = argv[i];
-        }
-    }
+    const app_option own[] = {{"--system", &system, NULL}, {NULL, NULL, NULL}};
+    int done = app_parse_args(&o, argc, argv, "chat", usage, own, NULL);
+    if (done >= 0) return done;
     if (!o.model) {
         fprintf(stderr, "phivk chat: needs a model; see --help\n");
         return 2;

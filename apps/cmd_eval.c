@@ -51,29 +51,9 @@ int cmd_eval(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
     const char *ids_text = NULL, *logits_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
-            return 0;
-        }
-        if (!strcmp(argv[i], "--ids") && i + 1 < argc) {
-            ids_text = argv[++i];
-            continue;
-        }
-        if (!strcmp(argv[i], "--logits") && i + 1 < argc) {
-            logits_path = argv[++i];
-            continue;
-        }
-        int r = app_opts_parse(&o, argc, argv, &i);
-        if (r < 0) return 2;
-        if (r == 0) {
-            if (argv[i][0] == '-' || o.model) {
-                fprintf(stderr, "phivk eval: unexpected argument '%s' (see --help)\n", argv[i]);
-                return 2;
-            }
-            o.model = argv[i];
-        }
-    }
+    const app_option own[] = {{"--ids", &ids_text, NULL}, {"--logits", &logits_path, NULL}, {NULL, NULL, NULL}};
+    int done = app_parse_args(&o, argc, argv, "eval", usage, own, NULL);
+    if (done >= 0) return done;
     if (!o.model || (!!ids_text + !!o.prompt + !!o.prompt_file) != 1) {
         fprintf(stderr, "phivk eval: needs a model and exactly one of --ids, -p, -f; see --help\n");
         return 2;

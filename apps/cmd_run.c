@@ -18,21 +18,8 @@ static void usage(void) {
 int cmd_run(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
-            return 0;
-        }
-        int r = app_opts_parse(&o, argc, argv, &i);
-        if (r < 0) return 2;
-        if (r == 0) {
-            if (argv[i][0] == '-' || o.model) {
-                fprintf(stderr, "phivk run: unexpected argument '%s' (see --help)\n", argv[i]);
-                return 2;
-            }
-            o.model = argv[i];
-        }
-    }
+    int done = app_parse_args(&o, argc, argv, "run", usage, NULL, NULL);
+    if (done >= 0) return done;
     if (!o.model || (!o.prompt && !o.prompt_file)) {
         fprintf(stderr, "phivk run: needs a model and a prompt (-p TEXT or -f FILE); see --help\n");
         return 2;

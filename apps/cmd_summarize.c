@@ -320,45 +320,16 @@ fail:
 int cmd_summarize(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
-    const char *file = NULL;
-    int32_t words = 150;
-    bool verbose = false, temp_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage();
-            return 0;
-        }
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            verbose = true;
-            continue;
-        }
-        if (!strcmp(a, "--words") || !strcmp(a, "--ctx")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "phivk summarize: option %s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
-            long n;
-            bool is_words = !strcmp(a, "--words");
-            if (!app_parse_long(v, 1, is_words ? 100000 : 1 << 24, &n)) {
-                fprintf(stderr, "phivk summarize: bad value '%s' for %s\n", v, a);
-                return 2;
-            }
-            *(is_words ? &words : &o.sess.ctx) = (int32_t)n;
-            continue;
-        }
-        temp_given |= !strcmp(a, "--temp");
-        int r = app_opts_parse(&o, argc, argv, &i);
-        if (r < 0) return 2;
-        if (r == 0) {
-            if ((a[0] == '-' && a[1]) || (o.model && file)) {
-                fprintf(stderr, "phivk summarize: unexpected argument '%s' (see --help)\n", a);
-                return 2;
-            }
-            if (!o.model) o.model = a;
-            else file = a;
-        }
+    const char *file = NULL, *words_text = NULL;
+    bool verbose = false;
+    const app_option own[] = {{"-v", NULL, &verbose}, {"--verbose", NULL, &verbose},
+                              {"--words", &words_text, NULL}, {NULL, NULL, NULL}};
+    int done = app_parse_args(&o, argc, argv, "summarize", usage, own, &file);
+    if (done >= 0) return done;
+    long words = 150;
+    if (words_text && !app_parse_long(words_text, 1, 100000, &words)) {
+        fprintf(stderr, "phivk summarize: bad value '%s' for --words\n", words_text);
+        return 2;
     }
     if (o.prompt_file) {
         if (file) {
@@ -371,9 +342,9 @@ int cmd_summarize(int argc, char **argv) {
         fprintf(stderr, "phivk summarize: needs a model and a document FILE (not -p); see --help\n");
         return 2;
     }
-    if (!temp_given) o.samp.temp = 0;
+    if (!o.temp_given) o.samp.temp = 0;
     if (!o.seed_given) o.samp.seed = (uint64_t)time(NULL);
-    int32_t answer = o.n_predict > 0 ? o.n_predict : 2 * words;
+    int32_t answer = o.n_predict > 0 ? o.n_predict : 2 * (int32_t)words;
 
     size_t len;
     char *doc = read_document(file, o.model, &len);
@@ -395,7 +366,7 @@ int cmd_summarize(int argc, char **argv) {
         fprintf(stderr, "phivk summarize: out of host memory\n");
         goto done;
     }
-    if (!make_template(&S, words)) goto done;
+    if (!make_template(&S, (int32_t)words)) goto done;
     double t0 = app_now();
     if (!summarize(&S, text, len, answer)) goto done;
     double dt = app_now() - t0;
