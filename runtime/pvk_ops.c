@@ -66,6 +66,9 @@ static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(
 enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
 /* x columns one matvec workgroup reads per weight load (spec constant NC). */
 #define MV_MAX_COLS 8u
+/* Most accumulators (rows x columns) per matvec invocation for block types: 32 rows
+ * x 8 columns took 10 s to compile cold on lavapipe (16 x 8: 7 s) and spills. */
+#define MV_MAX_ACC 128u
 
 #define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
 
@@ -175,9 +178,10 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
         t.mv_wg = sg;
         t.mv_rows = 8;
         /* Block types decode a 32-element unit per row and share x's loads and
-         * sum over the rows: 16 rows took 13% less CPU time than 8 for Q4_0 and
-         * Q4_K on 8192x3072 (bench_kernels). */
-        t.mv_rows_blocked = 16;
+         * sums over the rows: 16 rows took 13% less CPU time than 8 for Q4_0 and
+         * Q4_K on 8192x3072 (bench_kernels), 32 another 11% (phi3-mini Q4_0 decode
+         * 0.84 -> 0.95 tokens/s); matmul caps rows x columns (MV_MAX_ACC). */
+        t.mv_rows_blocked = 32;
         t.mm_bm = 32, t.mm_bn = 32, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
         /* Shared-memory loads are scalarised and barriers switch coroutines there: the
          * tiled kernel ran ~6x slower per FLOP than matvec on 8 columns at a time
@@ -394,7 +398,11 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
         uint32_t nc = 1;
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
         snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch, o->caps->subgroup ? "" : "_sh");
-        per_group = pvk_type_get(w->type)->block_elems > 1 ? o->t.mv_rows_blocked : o->t.mv_rows;
+        per_group = o->t.mv_rows;
+        if (pvk_type_get(w->type)->block_elems > 1) {
+            per_group = o->t.mv_rows_blocked;
+            while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
+        }
         spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, n_spec = 3;
         gy = (m + nc - 1) / nc;
     } else {

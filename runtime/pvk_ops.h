@@ -59,7 +59,8 @@ typedef struct pvk_ops_tuning {
     uint32_t elt_wg;          /* invocations per workgroup of elementwise kernels */
     uint32_t mv_wg;           /* matvec: invocations per workgroup */
     uint32_t mv_rows;         /* matvec: weight rows per workgroup */
-    uint32_t mv_rows_blocked; /* matvec: weight rows per workgroup for block types */
+    uint32_t mv_rows_blocked; /* matvec: weight rows per workgroup for block types
+                                 (halved while rows x x-columns exceed 128) */
     uint32_t mv_max_m;        /* m <= this uses matvec (x columns in groups of up to 8),
                                  larger m the tiled kernel; 0: always tiled */
     uint32_t mm_bm, mm_bn, mm_bk; /* tiled matmul: tile of x rows, weight rows, K (mm_bk % 8 == 0) */
