@@ -1,11 +1,13 @@
 /* Kernel throughput on the current device (PHIVK_DEVICE selects it): decode matvec
- * in GB/s of weights streamed and prefill matmul in GFLOP/s, for F16 weights of
- * 3072x3072 and 8192x3072, beside a plain buffer copy measured in the same run.
- * Each figure is the median over repetitions of the wall time around one submit:
- * 20 matvecs back to back (barriers between them, amortising the submit), one
- * matmul, one 256 MiB copy. The first submit of each kernel (pipeline JIT) is not
- * counted. Not a test: speed is never asserted.
- * usage: bench_kernels [repetitions (default 5)] [matmul m (default 512)] */
+ * in GB/s of weights streamed and prefill matmul in GFLOP/s, for weights of
+ * 3072x3072 and 8192x3072 (Phi-3-mini's attention and MLP shapes) in each type asked
+ * for, beside a plain buffer copy measured in the same run. Each figure is the
+ * median over repetitions of the wall time around one submit: 20 matvecs back to
+ * back (barriers between them, amortising the submit), one matmul, one 256 MiB
+ * copy. The first submit of each kernel (pipeline JIT) is not counted. Not a test:
+ * speed is never asserted.
+ * usage: bench_kernels [repetitions (default 5)] [matmul m (default 512; 0: none)]
+ *                      [types (default f16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@ typedef struct bench {
     pvk_ops *o;
     pvk_cmd *c;
     int reps;
+    double copy_rate;         /* bytes read per second by the copy (the bandwidth bound) */
 } bench;
 
 typedef struct job {
@@ -50,48 +53,59 @@ static pvk_status record(bench *b, const job *j, int per_submit) {
     return st ? st : pvk_cmd_submit(b->c);
 }
 
-/* Median seconds per operation, or a negative value on failure (message printed). */
-static double measure(bench *b, const job *j, int per_submit) {
-    double *t = malloc(sizeof(double) * b->reps), med = -1;
+/* Seconds per operation over the repetitions: median, fastest and slowest. */
+typedef struct timing {
+    double med, min, max;
+} timing;
+
+/* med < 0 on failure (message printed). */
+static timing measure(bench *b, const job *j, int per_submit) {
+    double *t = malloc(sizeof(double) * b->reps);
+    timing r = {-1, -1, -1};
     if (!t || record(b, j, 1)) goto out;   /* warm-up: the pipeline's JIT runs here */
-    for (int r = 0; r < b->reps; r++) {
+    for (int i = 0; i < b->reps; i++) {
         double t0 = now();
         if (record(b, j, per_submit)) goto out;
-        t[r] = (now() - t0) / per_submit;
+        t[i] = (now() - t0) / per_submit;
     }
     qsort(t, b->reps, sizeof *t, cmp_double);
-    med = t[b->reps / 2];
+    r = (timing){t[b->reps / 2], t[0], t[b->reps - 1]};
 out:
-    if (med < 0) fprintf(stderr, "bench: %s\n", pvk_errmsg());
+    if (r.med < 0) fprintf(stderr, "bench: %s\n", pvk_errmsg());
     free(t);
-    return med;
+    return r;
 }
 
-static int bench_weight(bench *b, uint32_t rows, uint32_t cols, uint32_t m) {
-    size_t n = (size_t)rows * cols;
-    uint16_t *h = malloc(n * 2);
-    float *v = malloc(n * 4), *xs = calloc((size_t)m * cols, 4);
+static int bench_weight(bench *b, pvk_type t, uint32_t rows, uint32_t cols, uint32_t m) {
+    size_t n = (size_t)rows * cols, bytes = pvk_type_row_bytes(t, cols) * rows;
+    uint32_t xm = m > 1 ? m : 1;
+    void *h = malloc(bytes);
+    float *v = malloc(n * 4), *xs = calloc((size_t)xm * cols, 4);
     pvk_tensor w = {0};
     pvk_buf x = {0}, y = {0};
     int rc = 1;
     ref_rng rng = {1};
     if (!h || !v || !xs) goto out;
-    ref_weights(&rng, PVK_F16, rows, cols, h, v);
-    ref_fill(&rng, xs, (size_t)m * cols, -1, 1);
-    if (pvk_tensor_create(b->d, PVK_F16, cols, rows, h, &w) ||
-        pvk_buf_create(b->d, (size_t)m * cols * 4, PVK_MEM_DEVICE, &x) ||
-        pvk_buf_write(b->d, &x, 0, xs, (size_t)m * cols * 4) ||
-        pvk_buf_create(b->d, (size_t)m * rows * 4, PVK_MEM_DEVICE, &y)) {
+    ref_weights(&rng, t, rows, cols, h, v);
+    ref_fill(&rng, xs, (size_t)xm * cols, -1, 1);
+    if (pvk_tensor_create(b->d, t, cols, rows, h, &w) ||
+        pvk_buf_create(b->d, (size_t)xm * cols * 4, PVK_MEM_DEVICE, &x) ||
+        pvk_buf_write(b->d, &x, 0, xs, (size_t)xm * cols * 4) ||
+        pvk_buf_create(b->d, (size_t)xm * rows * 4, PVK_MEM_DEVICE, &y)) {
         fprintf(stderr, "bench: %s\n", pvk_errmsg());
         goto out;
     }
     job mv = {.kind = JOB_MATMUL, .w = &w, .x = &x, .y = &y, .m = 1};
     job mm = mv;
     mm.m = m;
-    double t_mv = measure(b, &mv, 20), t_mm = measure(b, &mm, 1);
-    if (t_mv < 0 || t_mm < 0) goto out;
-    printf("f16 %5u x %u  matvec m=1: %8.3f ms  %7.2f GB/s of weights | matmul m=%u: %9.2f ms  %8.2f GFLOP/s\n",
-           rows, cols, t_mv * 1e3, n * 2 / t_mv * 1e-9, m, t_mm * 1e3, 2.0 * m * n / t_mm * 1e-9);
+    timing t_mv = measure(b, &mv, 20), t_mm = {0, 0, 0};
+    if (m) t_mm = measure(b, &mm, 1);
+    if (t_mv.med < 0 || t_mm.med < 0) goto out;
+    printf("%-4s %5u x %u  matvec m=1: %8.3f ms  %6.2f GB/s of weights (%5.2f-%5.2f) %5.1f%% of copy",
+           pvk_type_get(t)->name, rows, cols, t_mv.med * 1e3, bytes / t_mv.med * 1e-9, bytes / t_mv.max * 1e-9,
+           bytes / t_mv.min * 1e-9, 100 * bytes / t_mv.med / b->copy_rate);
+    if (m) printf(" | matmul m=%u: %9.2f ms  %8.2f GFLOP/s", m, t_mm.med * 1e3, 2.0 * m * n / t_mm.med * 1e-9);
+    printf("\n");
     rc = 0;
 out:
     pvk_tensor_destroy(b->d, &w);
@@ -114,10 +128,12 @@ static int bench_copy(bench *b, size_t bytes) {
         st = pvk_cmd_submit(b->c);
     }
     job j = {.kind = JOB_COPY, .src = &src, .dst = &dst};
-    double t = st ? -1 : measure(b, &j, 1);   /* one copy per submit: no copy-to-copy hazard to order */
-    if (t < 0) goto out;
-    printf("copy %zu MiB: %.3f ms  %.2f GB/s copied (%.2f GB/s read + written)\n", bytes >> 20, t * 1e3,
-           bytes / t * 1e-9, 2.0 * bytes / t * 1e-9);
+    timing t = {-1, -1, -1};
+    if (!st) t = measure(b, &j, 1);   /* one copy per submit: no copy-to-copy hazard to order */
+    if (t.med < 0) goto out;
+    printf("copy %zu MiB: %.3f ms  %.2f GB/s copied (%.2f-%.2f; %.2f GB/s read + written)\n", bytes >> 20,
+           t.med * 1e3, bytes / t.med * 1e-9, bytes / t.max * 1e-9, bytes / t.min * 1e-9, 2.0 * bytes / t.med * 1e-9);
+    b->copy_rate = bytes / t.med;
     rc = 0;
 out:
     pvk_buf_destroy(b->d, &src);
@@ -127,10 +143,23 @@ out:
 
 int main(int argc, char **argv) {
     bench b = {.reps = argc > 1 ? atoi(argv[1]) : 5};
-    uint32_t m = argc > 2 ? (uint32_t)atoi(argv[2]) : 512;
-    if (b.reps < 1 || m < 1) {
-        fprintf(stderr, "usage: bench_kernels [repetitions >= 1] [matmul m >= 1]\n");
+    int m = argc > 2 ? atoi(argv[2]) : 512;
+    static const char *const defaults[] = {"f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"};
+    const char *const *names = argc > 3 ? (const char *const *)argv + 3 : defaults;
+    int n_types = argc > 3 ? argc - 3 : (int)(sizeof defaults / sizeof defaults[0]);
+    pvk_type types[PVK_TYPE_COUNT];
+    if (b.reps < 1 || m < 0 || n_types > PVK_TYPE_COUNT) {
+        fprintf(stderr, "usage: bench_kernels [repetitions >= 1] [matmul m >= 0] [types...]\n");
         return 2;
+    }
+    for (int i = 0; i < n_types; i++) {
+        int t = 0;
+        while (t < PVK_TYPE_COUNT && !(pvk_type_get(t)->name && !strcmp(pvk_type_get(t)->name, names[i]))) t++;
+        if (t == PVK_TYPE_COUNT || !pvk_weight_variant(t)) {
+            fprintf(stderr, "bench: no matrix kernel for type '%s'\n", names[i]);
+            return 2;
+        }
+        types[i] = (pvk_type)t;
     }
     pvk_dev_params p = pvk_dev_default_params();
     if (pvk_dev_create(&p, &b.d) || pvk_ops_create(b.d, &b.o) || pvk_cmd_create(b.d, &b.c)) {
@@ -142,7 +171,9 @@ int main(int argc, char **argv) {
     const pvk_caps *c = pvk_dev_caps(b.d);
     printf("device: %s (%s); texel %d, subgroup %d (size %u); median of %d\n", c->name, c->driver, c->texel,
            c->subgroup, c->subgroup_size, b.reps);
-    int rc = bench_copy(&b, (size_t)256 << 20) || bench_weight(&b, 3072, 3072, m) || bench_weight(&b, 8192, 3072, m);
+    int rc = bench_copy(&b, (size_t)256 << 20);
+    for (int i = 0; !rc && i < n_types; i++)
+        rc = bench_weight(&b, types[i], 3072, 3072, (uint32_t)m) || bench_weight(&b, types[i], 8192, 3072, (uint32_t)m);
     pvk_cmd_destroy(b.c);
     pvk_ops_destroy(b.o);
     pvk_dev_destroy(b.d);
