@@ -75,25 +75,15 @@ static pvk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
     return st;
 }
 
-/* Concatenates by rows the matrices parts[0..n) (all of one type and width) into
- * one device tensor, and their biases (NULL or all present) into one vector. */
-static pvk_status upload_matrix(loader *l, const gguf_tensor *const *parts, int n,
-                                const gguf_tensor *const *biases, pvk_tensor *out,
-                                pvk_buf *bias_out) {
-    memset(out, 0, sizeof *out);
-    if (bias_out) memset(bias_out, 0, sizeof *bias_out);
-    const gguf_tensor *first = parts[0];
+/* One GGUF matrix (or several of one type, concatenated by rows) as a device tensor. */
+static pvk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, pvk_tensor *out) {
     int64_t rows = 0;
     uint64_t bytes = 0;
     for (int i = 0; i < n; i++) {
-        if (parts[i]->type != first->type || parts[i]->ne[0] != first->ne[0])
-            return pvk_fail(PVK_ERR_UNSUPPORTED,
-                            "%s and %s have different types or widths; phivk fuses them "
-                            "and needs them alike", first->name, parts[i]->name);
         rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
         bytes += parts[i]->bytes;
     }
-    const void *data = first->data;
+    const void *data = parts[0]->data;
     uint8_t *joined = NULL;
     if (n > 1) {
         if (!(joined = malloc(bytes))) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
@@ -101,12 +91,33 @@ static pvk_status upload_matrix(loader *l, const gguf_tensor *const *parts, int 
             memcpy(joined + off, parts[i]->data, parts[i]->bytes);
         data = joined;
     }
-    pvk_status st = pvk_tensor_create(l->m->rt->dev, first->type, first->ne[0], rows, data, out);
+    pvk_status st = pvk_tensor_create(l->m->rt->dev, parts[0]->type, parts[0]->ne[0], rows, data, out);
     free(joined);
     if (st != PVK_OK) return st;
     l->m->weight_bytes += bytes;
     loader_progress(l, bytes);
-    if (!bias_out || !biases || !biases[0]) return PVK_OK;
+    return PVK_OK;
+}
+
+/* The projection made of the matrices parts[0..n) (one input width) and their
+ * biases (biases NULL, or all present). */
+static pvk_status upload_proj(loader *l, const gguf_tensor *const *parts, int n,
+                              const gguf_tensor *const *biases, gpu_proj *out) {
+    memset(out, 0, sizeof *out);
+    bool one_type = true;
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i]->ne[0] != parts[0]->ne[0])
+            return pvk_fail(PVK_ERR_BAD_FILE, "%s and %s have different widths", parts[0]->name,
+                            parts[i]->name);
+        one_type &= parts[i]->type == parts[0]->type;
+        rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
+    }
+    pvk_status st = PVK_OK;
+    out->n_parts = one_type ? 1 : (uint32_t)n;
+    for (uint32_t i = 0; i < out->n_parts && !st; i++)
+        st = one_type ? upload_tensor(l, parts, n, &out->part[0]) : upload_tensor(l, &parts[i], 1, &out->part[i]);
+    if (st || !biases || !biases[0]) return st;
 
     float *b = malloc(sizeof *b * (size_t)rows);
     if (!b) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
@@ -120,10 +131,15 @@ static pvk_status upload_matrix(loader *l, const gguf_tensor *const *parts, int 
         st = quant_dequantize_row(biases[i]->type, biases[i]->data, b + at, biases[i]->ne[0]);
         at += biases[i]->ne[0];
     }
-    if (st == PVK_OK) st = pvk_buf_create(l->m->rt->dev, sizeof *b * (size_t)rows, PVK_MEM_DEVICE, bias_out);
-    if (st == PVK_OK) st = pvk_buf_write(l->m->rt->dev, bias_out, 0, b, sizeof *b * (size_t)rows);
+    if (st == PVK_OK) st = pvk_buf_create(l->m->rt->dev, sizeof *b * (size_t)rows, PVK_MEM_DEVICE, &out->bias);
+    if (st == PVK_OK) st = pvk_buf_write(l->m->rt->dev, &out->bias, 0, b, sizeof *b * (size_t)rows);
     free(b);
     return st;
+}
+
+static void destroy_proj(pvk_dev *d, gpu_proj *p) {
+    for (uint32_t i = 0; i < 3; i++) pvk_tensor_destroy(d, &p->part[i]);
+    pvk_buf_destroy(d, &p->bias);
 }
 
 static pvk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
@@ -134,33 +150,31 @@ static pvk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
         (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)))
         return st;
     if (hp->fused_qkv) {
-        st = upload_matrix(l, &a->attn_qkv, 1, &a->attn_qkv_b, &g->qkv, &g->qkv_b);
+        st = upload_proj(l, &a->attn_qkv, 1, &a->attn_qkv_b, &g->qkv);
     } else {
         const gguf_tensor *w[3] = {a->attn_q, a->attn_k, a->attn_v};
         const gguf_tensor *b[3] = {a->attn_q_b, a->attn_k_b, a->attn_v_b};
-        st = upload_matrix(l, w, 3, b, &g->qkv, &g->qkv_b);
+        st = upload_proj(l, w, 3, b, &g->qkv);
     }
     if (st) return st;
-    if ((st = upload_matrix(l, &a->attn_output, 1, &a->attn_output_b, &g->out, &g->out_b)))
+    if ((st = upload_proj(l, &a->attn_output, 1, &a->attn_output_b, &g->out)))
         return st;
     if (a->ffn_gate) {
         const gguf_tensor *w[2] = {a->ffn_gate, a->ffn_up};
-        st = upload_matrix(l, w, 2, NULL, &g->up, NULL);
+        st = upload_proj(l, w, 2, NULL, &g->up);
     } else {
-        st = upload_matrix(l, &a->ffn_up, 1, &a->ffn_up_b, &g->up, &g->up_b);
+        st = upload_proj(l, &a->ffn_up, 1, &a->ffn_up_b, &g->up);
     }
     if (st) return st;
-    return upload_matrix(l, &a->ffn_down, 1, &a->ffn_down_b, &g->down, &g->down_b);
+    return upload_proj(l, &a->ffn_down, 1, &a->ffn_down_b, &g->down);
 }
 
 static void destroy_layer(pvk_dev *d, gpu_layer *g) {
-    pvk_buf *bufs[] = {&g->attn_norm, &g->attn_norm_b, &g->qkv_b, &g->out_b,
-                       &g->ffn_norm, &g->up_b, &g->down_b};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
-    pvk_tensor_destroy(d, &g->qkv);
-    pvk_tensor_destroy(d, &g->out);
-    pvk_tensor_destroy(d, &g->up);
-    pvk_tensor_destroy(d, &g->down);
+    pvk_buf_destroy(d, &g->attn_norm);
+    pvk_buf_destroy(d, &g->attn_norm_b);
+    pvk_buf_destroy(d, &g->ffn_norm);
+    gpu_proj *projs[] = {&g->qkv, &g->out, &g->up, &g->down};
+    for (size_t i = 0; i < sizeof projs / sizeof projs[0]; i++) destroy_proj(d, projs[i]);
 }
 
 /* Compiles the matrix and embedding pipelines for the model's weight types now
@@ -168,16 +182,16 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
 static pvk_status warmup(const phivk_model *m) {
     pvk_type types[PVK_TYPE_COUNT];
     int n = 0;
-    const pvk_tensor *t = m->hp.tied_output ? &m->embd : &m->output;
-    types[n++] = t->type;
+    types[n++] = m->hp.tied_output ? m->embd.type : m->output.part[0].type;
     for (int32_t i = 0; i < m->hp.n_layer; i++) {
         const gpu_layer *g = &m->layers[i];
-        const pvk_tensor *ts[4] = {&g->qkv, &g->out, &g->up, &g->down};
-        for (int j = 0; j < 4; j++) {
-            int k = 0;
-            while (k < n && types[k] != ts[j]->type) k++;
-            if (k == n) types[n++] = ts[j]->type;
-        }
+        const gpu_proj *ps[4] = {&g->qkv, &g->out, &g->up, &g->down};
+        for (int j = 0; j < 4; j++)
+            for (uint32_t part = 0; part < ps[j]->n_parts; part++) {
+                int k = 0;
+                while (k < n && types[k] != ps[j]->part[part].type) k++;
+                if (k == n) types[n++] = ps[j]->part[part].type;
+            }
     }
     return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
 }
@@ -208,18 +222,15 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     loader l = {.m = m, .p = p};
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
-    if (upload_matrix(&l, &w->token_embd, 1, NULL, &m->embd, NULL) != PVK_OK) goto fail;
-    if (!m->hp.tied_output &&
-        upload_matrix(&l, &w->output, 1, &w->output_b, &m->output, &m->output_b) != PVK_OK)
+    if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PVK_OK) goto fail;
+    if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PVK_OK)
         goto fail;
     if (upload_vector(&l, w->output_norm, &m->output_norm) != PVK_OK ||
         upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PVK_OK ||
         upload_vector(&l, w->rope_factors_long, &m->rope_long) != PVK_OK ||
         upload_vector(&l, w->rope_factors_short, &m->rope_short) != PVK_OK)
         goto fail;
-    if (m->hp.tied_output && w->output_b &&
-        upload_vector(&l, w->output_b, &m->output_b) != PVK_OK)
-        goto fail;
+    if (m->hp.tied_output && upload_vector(&l, w->output_b, &m->output.bias) != PVK_OK) goto fail;
     m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
     if (!m->layers) {
         pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
@@ -259,9 +270,8 @@ void phivk_model_free(phivk_model *m) {
         for (int32_t i = 0; i < m->hp.n_layer; i++) destroy_layer(d, &m->layers[i]);
     free(m->layers);
     pvk_tensor_destroy(d, &m->embd);
-    pvk_tensor_destroy(d, &m->output);
-    pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->output_b, &m->rope_long,
-                       &m->rope_short};
+    destroy_proj(d, &m->output);
+    pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->rope_long, &m->rope_short};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
     tok_vocab_destroy(m->vocab);
     arch_weights_destroy(m->w);

@@ -16,20 +16,24 @@ struct phivk_runtime {
     pvk_ops *ops;
 };
 
-/* One layer's weights on the device. Separate Q/K/V (and llama's gate/up) are
- * concatenated by rows at load, so every architecture runs one QKV and one
- * up-projection matmul. Absent biases are zeroed pvk_bufs (vk == NULL). */
+/* One projection's weights: the rows of one or more GGUF matrices (Q|K|V, gate|up)
+ * fused into one tensor when they share a type, else kept apart and written side
+ * by side into one output (a Q4_K_M file may store V in Q6_K next to Q4_K Q and K).
+ * bias holds every part's bias, concatenated; zeroed (vk == NULL) when absent. */
+typedef struct gpu_proj {
+    pvk_tensor part[3];
+    uint32_t n_parts;
+    pvk_buf bias;
+} gpu_proj;
+
+/* One layer's weights on the device; absent norm biases are zeroed pvk_bufs. */
 typedef struct gpu_layer {
     pvk_buf attn_norm, attn_norm_b;
-    pvk_tensor qkv;
-    pvk_buf qkv_b;
-    pvk_tensor out;
-    pvk_buf out_b;
+    gpu_proj qkv;
+    gpu_proj out;
     pvk_buf ffn_norm;
-    pvk_tensor up;            /* [gate | up] for SwiGLU, up alone for GELU */
-    pvk_buf up_b;
-    pvk_tensor down;
-    pvk_buf down_b;
+    gpu_proj up;              /* [gate | up] for SwiGLU, up alone for GELU */
+    gpu_proj down;
 } gpu_layer;
 
 struct phivk_model {
@@ -40,8 +44,8 @@ struct phivk_model {
     tok_vocab *vocab;
     char name[256];
     pvk_tensor embd;
-    pvk_tensor output;        /* unused (zeroed) when the output is tied to embd */
-    pvk_buf output_norm, output_norm_b, output_b;
+    gpu_proj output;          /* no parts when the output is tied to embd; bias either way */
+    pvk_buf output_norm, output_norm_b;
     pvk_buf rope_long, rope_short;
     gpu_layer *layers;
     uint64_t weight_bytes;

@@ -193,10 +193,19 @@ static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk
                                hp->norm_eps);
 }
 
-static void matmul(phivk_session *s, const pvk_tensor *w, const pvk_buf *bias, const pvk_buf *x,
-                   const pvk_buf *y, uint32_t m, bool accumulate, pvk_status *st) {
-    if (!*st) *st = pvk_op_matmul(s->m->rt->ops, s->cmd, w, bias ? model_opt(bias) : NULL, x, y, m,
-                                  accumulate);
+/* y (+)= x . proj^T (+ bias): one matmul, or one per part into its columns. */
+static void project(phivk_session *s, const gpu_proj *p, const pvk_buf *x, const pvk_buf *y,
+                    uint32_t m, bool accumulate, pvk_status *st) {
+    pvk_ops *o = s->m->rt->ops;
+    const pvk_buf *bias = model_opt(&p->bias);
+    if (p->n_parts == 1) {
+        if (!*st) *st = pvk_op_matmul(o, s->cmd, &p->part[0], bias, x, y, m, accumulate);
+        return;
+    }
+    uint32_t stride = 0, col = 0;
+    for (uint32_t i = 0; i < p->n_parts; i++) stride += (uint32_t)p->part[i].rows;
+    for (uint32_t i = 0; i < p->n_parts && !*st; col += (uint32_t)p->part[i].rows, i++)
+        *st = pvk_op_matmul_cols(o, s->cmd, &p->part[i], bias, x, y, m, accumulate, stride, col);
 }
 
 /* Records one layer for m tokens at positions pos0.. (x in, x out). */
@@ -209,7 +218,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
 
     norm(s, &s->x, &g->attn_norm, &g->attn_norm_b, &s->h, m, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    matmul(s, &g->qkv, &g->qkv_b, &s->h, &s->qkv, m, false, st);
+    project(s, &g->qkv, &s->h, &s->qkv, m, false, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (!*st) {
         const pvk_buf *factors = NULL;
@@ -243,25 +252,25 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     uint32_t n_ff = (uint32_t)hp->n_ff;
     if (hp->parallel_block) {
         /* x + attn(h) + mlp(h): both branches read the same h and add into x. */
-        matmul(s, &g->out, &g->out_b, &s->att, &s->x, m, true, st);
-        matmul(s, &g->up, &g->up_b, &s->h, &s->ff, m, false, st);
+        project(s, &g->out, &s->att, &s->x, m, true, st);
+        project(s, &g->up, &s->h, &s->ff, m, false, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         if (!*st) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        matmul(s, &g->down, &g->down_b, &s->act, &s->x, m, true, st);
+        project(s, &g->down, &s->act, &s->x, m, true, st);
     } else {
-        matmul(s, &g->out, &g->out_b, &s->att, &s->x, m, true, st);
+        project(s, &g->out, &s->att, &s->x, m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         norm(s, &s->x, &g->ffn_norm, NULL, &s->h, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        matmul(s, &g->up, &g->up_b, &s->h, &s->ff, m, false, st);
+        project(s, &g->up, &s->h, &s->ff, m, false, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         if (!*st) {
             if (hp->gelu) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
             else *st = pvk_op_swiglu(o, c, &s->ff, &s->act, m, n_ff);
         }
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        matmul(s, &g->down, &g->down_b, &s->act, &s->x, m, true, st);
+        project(s, &g->down, &s->act, &s->x, m, true, st);
     }
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
@@ -282,7 +291,6 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;
 
-    const pvk_tensor *head = hp->tied_output ? &mod->embd : &mod->output;
     uint32_t rows = all ? m : 1;
     const pvk_buf *final_in = &s->x;
     if (!all) {
@@ -296,7 +304,8 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
     const pvk_buf *normed = all ? &s->h : &s->last_n;
     norm(s, final_in, &mod->output_norm, &mod->output_norm_b, normed, rows, &st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    matmul(s, head, &mod->output_b, normed, &s->logits, rows, false, &st);
+    if (!hp->tied_output) project(s, &mod->output, normed, &s->logits, rows, false, &st);
+    else if (!st) st = pvk_op_matmul(o, c, &mod->embd, model_opt(&mod->output.bias), normed, &s->logits, rows, false);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
     if (!st) st = pvk_cmd_submit(c);
     if (st) return st;

@@ -379,6 +379,12 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
 
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
+    return pvk_op_matmul_cols(o, c, w, bias, x, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
+}
+
+pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                              const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
+                              uint32_t y_stride, uint32_t y_col) {
     pvk_status st;
     const struct wtype *wt = w ? wtype_get(w->type) : NULL;
     if (!wt)
@@ -386,8 +392,11 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
                         w ? pvk_type_get(w->type)->name : "(none)");
     if (!m) return pvk_fail(PVK_ERR_INVALID, "matmul: m is 0");
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
-    if ((st = need("matmul", "x", x, (uint64_t)m * k)) || (st = need("matmul", "y", y, (uint64_t)m * n)) ||
-        (bias && (st = need("matmul", "bias", bias, n))))
+    if (y_col + (uint64_t)n > y_stride)
+        return pvk_fail(PVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
+    if ((st = need("matmul", "x", x, (uint64_t)m * k)) ||
+        (st = need("matmul", "y", y, (uint64_t)(m - 1) * y_stride + y_col + n)) ||
+        (bias && (st = need("matmul", "bias", bias, (uint64_t)y_col + n))))
         return st;
 
     bool mv = m <= o->t.mv_max_m;
@@ -417,9 +426,9 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
     /* Chunks write disjoint columns of y: no barrier between them. */
     for (uint32_t i = 0; i < w->n_chunks; i++) {
         uint32_t rows = pvk_tensor_chunk_rows(w, i);
-        mm_push p = {k, rows, m, n, (uint32_t)(i * w->chunk_rows),
+        mm_push p = {k, rows, m, y_stride, y_col + (uint32_t)(i * w->chunk_rows),
                      (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
-        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : y), pvk_bind(y)};
+        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : x) /* a read-only stand-in: no hazard */, pvk_bind(y)};
         uint32_t gx, gz;
         if ((st = fold_grid(o, shader, (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
             (st = dispatch(o, c, shader, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,

@@ -100,6 +100,12 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
  * weight larger than caps.max_binding_bytes is split by rows across dispatches. */
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
+/* The same into columns [y_col, y_col + w->rows) of a y whose rows are y_stride
+ * floats (bias, when given, is indexed the same way: bias[y_col + j]). Separate
+ * projections write one fused output this way. */
+pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                              const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
+                              uint32_t y_stride, uint32_t y_col);
 
 /* Creates and runs once, on tiny tensors in one submit, the matrix-product
  * pipelines for weights of types[0..n_types) (duplicates allowed) at m = 1 (decode)

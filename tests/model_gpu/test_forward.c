@@ -280,8 +280,8 @@ TEST(phi2_separate_qkv_matches_cpu_reference) {
  * reads the blocks in place; both use the same dequantized values, so the bound is
  * the float one (logit_bound). n_embd 256 and n_ff 512: K-quants need rows that
  * are whole 256-element super-blocks. */
-static synth_params small_quant(pvk_type wtype, synth_mix mix) {
-    synth_params p = small("phi3");
+static synth_params small_quant(const char *arch, pvk_type wtype, synth_mix mix) {
+    synth_params p = small(arch);
     p.n_embd = 256;
     p.n_head = 4;
     p.n_ff = 512;
@@ -291,17 +291,31 @@ static synth_params small_quant(pvk_type wtype, synth_mix mix) {
 }
 
 TEST(phi3_q4_k_m_mix_matches_cpu_reference) {
-    synth_params p = small_quant(PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    synth_params p = small_quant("phi3", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    check_fixture_vs_reference(&p, 24, false);
+}
+
+/* Separate Q/K/V in a Q4_K_M mix: V is Q5_K beside Q4_K Q and K, so the GPU keeps
+ * the three apart and writes them side by side into one output. */
+TEST(phi2_separate_qkv_of_different_types_matches_cpu_reference) {
+    synth_params p = small_quant("phi2", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    p.separate_qkv = true;
+    p.n_rot = 32;
+    check_fixture_vs_reference(&p, 24, false);
+}
+
+TEST(llama_q4_k_m_mix_with_separate_projections_matches_cpu_reference) {
+    synth_params p = small_quant("llama", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
     check_fixture_vs_reference(&p, 24, false);
 }
 
 TEST(phi3_q4_0_weights_match_cpu_reference) {
-    synth_params p = small_quant(PVK_Q4_0, SYNTH_MIX_NONE);
+    synth_params p = small_quant("phi3", PVK_Q4_0, SYNTH_MIX_NONE);
     check_fixture_vs_reference(&p, 24, false);
 }
 
 TEST(phi3_q8_0_weights_match_cpu_reference) {
-    synth_params p = small_quant(PVK_Q8_0, SYNTH_MIX_NONE);
+    synth_params p = small_quant("phi3", PVK_Q8_0, SYNTH_MIX_NONE);
     check_fixture_vs_reference(&p, 24, false);
 }
 
