@@ -53,6 +53,10 @@ static const char *check_validation(void) {
     return NULL;
 }
 
+/* Frees the device at exit, before the loader unloads the driver and layers (a
+ * destructor would run after them and crash inside the layer on some drivers). */
+static void close_runtime(void) { phivk_runtime_free(plain_rt.rt); }
+
 /* The device as found, or (chunked) one whose bindings stop at 1 MiB and which
  * reads the cache through storage buffers only: a tiny model's 8 MiB layer cache
  * of f16 then lies in 9 chunks of 16128 positions (no weight is split). */
@@ -73,10 +77,10 @@ static phivk_runtime *runtime(bool chunked) {
         exit(1);
     }
     harness_after_each = check_validation;
+    if (!chunked) atexit(close_runtime);
     return r->rt;
 }
 
-__attribute__((destructor)) static void close_runtime(void) { phivk_runtime_free(plain_rt.rt); }
 
 /* ------------------------------------------------------------- fixtures */
 

@@ -29,6 +29,10 @@ static const char *check_validation(void) {
     return msg;
 }
 
+/* Frees the device at exit, before the loader unloads the driver and layers (a
+ * destructor would run after them and crash inside the layer on some drivers). */
+static void close_runtime(void) { phivk_runtime_free(rt); }
+
 static phivk_runtime *runtime(void) {
     if (!rt) {
         phivk_runtime_params p = phivk_runtime_default_params();
@@ -39,6 +43,7 @@ static phivk_runtime *runtime(void) {
             exit(1);
         }
         harness_after_each = check_validation;
+        atexit(close_runtime);
     }
     return rt;
 }
@@ -461,5 +466,3 @@ TEST(bad_tokens_and_a_full_context_are_refused_with_a_reason) {
     fixture_close(&fx);
 }
 
-/* Runs after the cases: the device is freed so leak checkers see a clean exit. */
-__attribute__((destructor)) static void close_runtime(void) { phivk_runtime_free(rt); }
