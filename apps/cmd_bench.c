@@ -346,8 +346,8 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
             printf(c >= 6 ? "| %*s " : "| %-*s ", w[c] + (c == 6 ? 1 : 0), cell[r][c]);
         printf("|\n");
     }
-    printf("\ncopy bandwidth of %s: %.2f GB/s (bytes read per second, the best of several "
-           "vkCmdCopyBuffer of %llu MiB); decode reads %.2f MiB of weights per token\n",
+    printf("\ncopy bandwidth of %s: %.2f GB/s (bytes read per second by vkCmdCopyBuffer of %llu MiB, "
+           "submit cost excluded); decode reads %.2f MiB of weights per token\n",
            bm->device, bm->copy_gbps, (unsigned long long)(o->copy_bytes >> 20),
            bm->token_bytes / (1024.0 * 1024));
 }

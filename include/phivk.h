@@ -239,7 +239,7 @@ void phivk_sampler_reset(phivk_sampler *s);
  * budget; on a CPU device the available RAM when that is more). */
 uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt);
 /* Copies a device buffer of bytes to another (vkCmdCopyBuffer, needs 2 x bytes),
- * best of several timed copies; *gb_per_s counts bytes read per second / 1e9. */
+ * timed without the submit's fixed cost; *gb_per_s counts bytes read per second / 1e9. */
 phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s);
 
 uint64_t phivk_model_weight_bytes(const phivk_model *m);  /* matrices on the device, as stored */
