@@ -123,9 +123,9 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
      * decode step's (split-K over a long cache, which keeps the device busy),
      * whichever needs more. */
     pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
-    size_t attn_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]);
-    if (pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]) > attn_bytes)
-        attn_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]);
+    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]);
+    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]);
+    size_t attn_bytes = prefill_bytes > decode_bytes ? prefill_bytes : decode_bytes;
     if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
         make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
         make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
