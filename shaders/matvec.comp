@@ -18,6 +18,12 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 8;
 layout(constant_id = 1) const uint NR = 8;
 layout(constant_id = 2) const uint NC = 1;
+// The smallest subgroup the device may run (0: unknown). When the workgroup fits in
+// one, the reduction is a bare subgroupAdd: a shader that merely contains
+// barrier() runs as coroutines on lavapipe, which cost ~4 us per workgroup there
+// (3x the whole product for K = 768). As a spec constant the choice folds at
+// pipeline creation and the unused path, barriers included, is removed.
+layout(constant_id = 3) const uint SG_MIN = 0;
 
 #define W_BINDING 0
 #include "dequant.glsl"
@@ -102,17 +108,32 @@ void main() {
     }
 #endif
 
+    // Sum i = c * NR + r lands on invocation i % WG, which writes it: every
+    // invocation stores ceil(NC * NR / WG) results instead of each result being a
+    // store of its own under a one-lane condition (lavapipe scalarises stores, so
+    // that cost a loop over the lanes per result).
+    const uint NS = (NC * NR + WG - 1u) / WG;
+    float mine[NS];
+    [[unroll]] for (uint j = 0; j < NS; j++) mine[j] = 0.0;
     [[unroll]] for (uint c = 0; c < NC; c++) {
         [[unroll]] for (uint r = 0; r < NR; r++) {
+#ifdef USE_SUBGROUP
+            float s = WG <= SG_MIN ? subgroupAdd(acc[c][r]) : wg_sum(acc[c][r]);
+#else
             float s = wg_sum(acc[c][r]);
-            uint row = row0 + r, col = col0 + c;
-            // Spread the writes over the invocations instead of all on lane 0.
-            if (l == (c * NR + r) % WG && row < p.N && col < p.M) {
-                if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
-                uint yi = col * p.y_stride + p.y_off + row;
-                if ((p.flags & 2u) != 0u) s += y[yi];
-                y[yi] = s;
-            }
+#endif
+            uint i = c * NR + r;
+            if (l == i % WG) mine[i / WG] = s;
+        }
+    }
+    [[unroll]] for (uint j = 0; j < NS; j++) {
+        uint i = j * WG + l, row = row0 + i % NR, col = col0 + i / NR;
+        if (i < NC * NR && row < p.N && col < p.M) {
+            float s = mine[j];
+            if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
+            uint yi = col * p.y_stride + p.y_off + row;
+            if ((p.flags & 2u) != 0u) s += y[yi];
+            y[yi] = s;
         }
     }
 }
