@@ -273,7 +273,8 @@ static pvk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *shader, cons
     uint32_t gx, gy;
     pvk_status st = fold_grid(o, shader, rows, 1, &gx, &gy);
     if (st) return st;
-    return dispatch(o, c, shader, bindings, &o->t.row_wg, 1, push, push_bytes, b, gx, gy, 1);
+    uint32_t spec[2] = {o->t.row_wg, o->caps->subgroup_min};
+    return dispatch(o, c, shader, bindings, spec, 2, push, push_bytes, b, gx, gy, 1);
 }
 
 /* PVK_ERR_INVALID unless b is present and holds `floats` f32 values. */

@@ -8,6 +8,7 @@
 // stride over the row; sums accumulate in fp32 and reduce through reduce.glsl.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint SG_MIN = 0;   // the device's smallest subgroup (reduce.glsl)
 #include "reduce.glsl"
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
