@@ -3,6 +3,7 @@
 #ifndef PHIVK_TESTS_TESTDATA_H
 #define PHIVK_TESTS_TESTDATA_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,21 @@ static inline int vec_argmax(const float *v, int n) {
     for (int i = 1; i < n; i++)
         if (v[i] > v[best]) best = i;
     return best;
+}
+
+/* Compares n positions of nv logits: the largest |got - want| (a NaN anywhere makes
+ * it NaN, which fails any <= check) and the positions whose argmax agrees. */
+static inline void testdata_compare(const float *got, const float *want, int n, int nv,
+                                    double *max_diff, int *top1) {
+    *max_diff = 0;
+    *top1 = 0;
+    for (int i = 0; i < n; i++) {
+        for (int v = 0; v < nv; v++) {
+            double d = fabs((double)got[(size_t)i * nv + v] - want[(size_t)i * nv + v]);
+            if (!(d <= *max_diff)) *max_diff = d;
+        }
+        *top1 += vec_argmax(got + (size_t)i * nv, nv) == vec_argmax(want + (size_t)i * nv, nv);
+    }
 }
 
 #endif

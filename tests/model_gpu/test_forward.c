@@ -85,15 +85,9 @@ static void check_reference(const char *model, const char *ids_file, const char 
     sp.ctx = 256;
     float *got = gpu_logits(m, &sp, ids, n);
     if (want && got) {
-        double worst = 0;
-        int top1 = 0;
-        for (int i = 0; i < n; i++) {
-            for (int v = 0; v < nv; v++) {
-                double d = fabs(got[(size_t)i * nv + v] - want[(size_t)i * nv + v]);
-                if (!(d <= worst)) worst = d;
-            }
-            top1 += vec_argmax(got + (size_t)i * nv, nv) == vec_argmax(want + (size_t)i * nv, nv);
-        }
+        double worst;
+        int top1;
+        testdata_compare(got, want, n, nv, &worst, &top1);
         printf("    %s: max abs diff %.3g, top-1 %d/%d\n", model, worst, top1, n);
         CHECK(worst <= tol, "%s: max abs diff %g > %g (testdata/README.md tolerance)", model, worst, tol);
         CHECK(top1 >= min_top1, "%s: top-1 agrees at %d of %d positions, want >= %d", model, top1,

@@ -44,15 +44,9 @@ static void check_reference(const char *model, const char *ids_file, const char 
     pvk_status st = ref_forward(s, ids, n, got, true);
     CHECK(st == PVK_OK, "ref_forward: %s", pvk_errmsg());
     if (st == PVK_OK) {
-        double maxd = 0;
-        int top1 = 0;
-        for (int i = 0; i < n; i++) {
-            for (int j = 0; j < V; j++) {
-                double d = fabs((double)got[(size_t)i * V + j] - want[(size_t)i * V + j]);
-                if (!(d <= maxd)) maxd = d; /* NaN propagates as a failure */
-            }
-            top1 += vec_argmax(got + (size_t)i * V, V) == vec_argmax(want + (size_t)i * V, V);
-        }
+        double maxd;
+        int top1;
+        testdata_compare(got, want, n, V, &maxd, &top1);
         printf("    %s (%s): max abs diff %.3g over %d positions, top-1 %d/%d\n", model,
                logits_file, maxd, n, top1, n);
         CHECK(maxd <= tol, "%s: max abs diff %g > %g (README tolerance)", model, maxd, tol);
