@@ -10,7 +10,22 @@
 // tx + j*BN/TN) in registers. Out-of-range k is staged as zero; out-of-range rows and
 // columns load clamped indices and are not written.
 // Grid: x = ceil(N / BN) (beyond 65535 folded into z), y = ceil(M / BM).
+// -DF16 (devices with shaderFloat16): the tiles hold fp16 (half the shared memory
+// and its loads) and the products are summed in fp16 over runs of RUN = 8 k, each
+// run's sum then added into the f32 accumulators. Error per output, to first order
+// in eps16 = 2^-10 (one fp16 ulp: covers RTZ as well as RTE devices): x and W
+// rounded to fp16 (2 eps16), the run's 8 products and sums (8 eps16), so
+// 10 eps16 * sum_k |x w| on top of the f32 path's own rounding; values below fp16's
+// normal range (2^-14) may lose up to 2^-14 each. x, W, products and run sums beyond
+// 65504 overflow (normed activations times weights stay far below).
 #extension GL_EXT_control_flow_attributes : require
+#ifdef F16
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#define TILE float16_t
+const uint RUN = 8u;   // products summed in fp16 before widening (BK % 8 == 0)
+#else
+#define TILE float
+#endif
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint BM = 32;
@@ -33,8 +48,8 @@ layout(push_constant) uniform P {
 } p;
 
 const uint WS = BN + 1u;   // padded row of ws
-shared float xs[BK * BM];
-shared float ws[BK * WS];
+shared TILE xs[BK * BM];
+shared TILE ws[BK * WS];
 
 void main() {
     uint n0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * BN;
@@ -51,6 +66,12 @@ void main() {
     float acc[TM][TN];
     [[unroll]] for (uint i = 0; i < TM; i++)
         [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] = 0.0;
+#ifdef F16
+    float16_t run[TM][TN];   // the current run's fp16 sums
+#define SUMS run
+#else
+#define SUMS acc
+#endif
 
     for (uint k0 = 0; k0 < p.K; k0 += BK) {
         if (vec) {
@@ -59,36 +80,46 @@ void main() {
                 vec4 lo = vec4(0.0), hi = vec4(0.0);
                 if (k < p.K) w_load8(min(n0 + nl, p.N - 1u) * p.K + k, lo, hi);
                 [[unroll]] for (uint t = 0; t < 4u; t++) {
-                    ws[(kc + t) * WS + nl] = lo[t];
-                    ws[(kc + 4u + t) * WS + nl] = hi[t];
+                    ws[(kc + t) * WS + nl] = TILE(lo[t]);
+                    ws[(kc + 4u + t) * WS + nl] = TILE(hi[t]);
                 }
             }
             for (uint q = l; q < BM * (BK / 4u); q += WG) {
                 uint ml = q / (BK / 4u), kc = (q % (BK / 4u)) * 4u, k = k0 + kc;
                 vec4 v = vec4(0.0);
                 if (k < p.K) v = x4[(min(m0 + ml, p.M - 1u) * p.K + k) >> 2];
-                [[unroll]] for (uint t = 0; t < 4u; t++) xs[(kc + t) * BM + ml] = v[t];
+                [[unroll]] for (uint t = 0; t < 4u; t++) xs[(kc + t) * BM + ml] = TILE(v[t]);
             }
         }
 #ifdef W_SCALAR
         else {
             for (uint q = l; q < BN * BK; q += WG) {
                 uint nl = q / BK, kc = q % BK, k = k0 + kc;
-                ws[kc * WS + nl] = k < p.K ? w_load1(min(n0 + nl, p.N - 1u) * p.K + k) : 0.0;
+                ws[kc * WS + nl] = TILE(k < p.K ? w_load1(min(n0 + nl, p.N - 1u) * p.K + k) : 0.0);
             }
             for (uint q = l; q < BM * BK; q += WG) {
                 uint ml = q / BK, kc = q % BK, k = k0 + kc;
-                xs[kc * BM + ml] = k < p.K ? x1[min(m0 + ml, p.M - 1u) * p.K + k] : 0.0;
+                xs[kc * BM + ml] = TILE(k < p.K ? x1[min(m0 + ml, p.M - 1u) * p.K + k] : 0.0);
             }
         }
 #endif
         barrier();
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {
-            float a[TM], b[TN];
+#ifdef F16
+            if (kk % RUN == 0u)
+                [[unroll]] for (uint i = 0; i < TM; i++)
+                    [[unroll]] for (uint j = 0; j < TN; j++) run[i][j] = float16_t(0.0);
+#endif
+            TILE a[TM], b[TN];
             [[unroll]] for (uint i = 0; i < TM; i++) a[i] = xs[kk * BM + ty + i * TY];
             [[unroll]] for (uint j = 0; j < TN; j++) b[j] = ws[kk * WS + tx + j * TX];
             [[unroll]] for (uint i = 0; i < TM; i++)
-                [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] += a[i] * b[j];
+                [[unroll]] for (uint j = 0; j < TN; j++) SUMS[i][j] += a[i] * b[j];
+#ifdef F16
+            if (kk % RUN == RUN - 1u)
+                [[unroll]] for (uint i = 0; i < TM; i++)
+                    [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] += float(run[i][j]);
+#endif
         }
         barrier();
     }
