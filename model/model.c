@@ -177,10 +177,7 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
     for (size_t i = 0; i < sizeof projs / sizeof projs[0]; i++) destroy_proj(d, projs[i]);
 }
 
-/* Compiles the matrix and embedding pipelines for the model's weight types now
- * (pvk_ops_warmup), so that the first token does not pay a JIT. */
-static pvk_status warmup(const phivk_model *m) {
-    pvk_type types[PVK_TYPE_COUNT];
+int model_matrix_types(const phivk_model *m, pvk_type *types) {
     int n = 0;
     types[n++] = m->hp.tied_output ? m->embd.type : m->output.part[0].type;
     for (int32_t i = 0; i < m->hp.n_layer; i++) {
@@ -193,6 +190,22 @@ static pvk_status warmup(const phivk_model *m) {
                 if (k == n) types[n++] = ps[j]->part[part].type;
             }
     }
+    return n;
+}
+
+bool model_reads_q8(const phivk_model *m) {
+    pvk_type types[PVK_TYPE_COUNT];
+    int n = model_matrix_types(m, types);
+    for (int i = 0; i < n; i++)
+        if (pvk_ops_reads_q8(m->rt->ops, types[i], 1)) return true;
+    return false;
+}
+
+/* Compiles the matrix and embedding pipelines for the model's weight types now
+ * (pvk_ops_warmup), so that the first token does not pay a JIT. */
+static pvk_status warmup(const phivk_model *m) {
+    pvk_type types[PVK_TYPE_COUNT];
+    int n = model_matrix_types(m, types);
     return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
 }
 

@@ -51,6 +51,13 @@ struct phivk_model {
     uint64_t weight_bytes;
 };
 
+/* The distinct types of the model's matrices (head, projections; not the embedding
+ * table unless tied): fills types (PVK_TYPE_COUNT entries), returns the count. */
+int model_matrix_types(const phivk_model *m, pvk_type *types);
+/* Whether any matrix reads int8 activations in decode (pvk_ops_reads_q8 at m 1):
+ * sessions then keep int8 buffers. */
+bool model_reads_q8(const phivk_model *m);
+
 /* An optional weight (a bias) as the op layer takes it: NULL when absent. */
 static inline const pvk_buf *model_opt(const pvk_buf *b) { return b->vk ? b : NULL; }
 

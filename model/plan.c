@@ -20,7 +20,11 @@ uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit
                       + (uint64_t)logit_rows * hp->n_vocab;
     /* Split-K decode partials: per head, up to 64 splits of (max, sum, head_dim). */
     uint64_t attn = 64ull * hp->n_head * (hp->head_dim + 2);
-    return 4 * (floats + attn);
+    /* int8 copies of the normed input and of the attention or MLP activation for
+     * the integer-dot matvec (1.5 bytes per element; counted where unused too). */
+    uint64_t wide = hp->n_ff > hp->n_embd_q ? (uint64_t)hp->n_ff : (uint64_t)hp->n_embd_q;
+    uint64_t int8 = b * (hp->n_embd + wide) * 3 / 2;
+    return 4 * (floats + attn) + int8;
 }
 
 static double gib(uint64_t b) { return b / (double)(1ull << 30); }

@@ -181,12 +181,6 @@ void ref_state_destroy(ref_state *s) {
 
 int32_t ref_state_pos(const ref_state *s) { return s->pos; }
 
-static pvk_status matmul_t(const gguf_tensor *w, const gguf_tensor *b, const float *x, int64_t xs,
-                           float *y, int64_t ys, int64_t n) {
-    return ref_matmul(w->type, w->data, w->ne[1], w->ne[0], b ? (const float *)b->data : NULL, x,
-                      xs, y, ys, n);
-}
-
 static const float *f32(const gguf_tensor *t) { return t ? (const float *)t->data : NULL; }
 
 /* Scratch for one batch of n tokens. */
@@ -198,7 +192,38 @@ typedef struct batch {
     float *o;   /* [n][E] projection output */
     float *gu;  /* [n][2 F] gate | up (or up alone for GELU) */
     float *act; /* [n][F] */
+    bool int8_x; /* ref_state_params.int8_x */
 } batch;
+
+/* x rows [n][cols] (stride xs) with each block of 32 replaced by what its int8 form
+ * holds (d * q, q = roundEven(x * 127 / amax), d = amax / 127, in f32 as
+ * shaders/q8_store.glsl computes them) into out [n][cols]. */
+static void int8_round_trip(const float *x, int64_t xs, float *out, int64_t cols, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+            const float *v = x + i * xs + c0;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+            float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            for (int j = 0; j < 32; j++) out[i * cols + c0 + j] = d * nearbyintf(v[j] * id);
+        }
+}
+
+/* y = x W^T (+ b) for a GGUF matrix, with x through int8 first where the batch asks
+ * for it and W is a block type. */
+static pvk_status matmul_t(const batch *bt, const gguf_tensor *w, const gguf_tensor *b, const float *x,
+                           int64_t xs, float *y, int64_t ys, int64_t n) {
+    const float *bias = b ? (const float *)b->data : NULL;
+    int64_t cols = w->ne[0];
+    if (!bt->int8_x || pvk_type_get(w->type)->block_elems == 1 || cols % 32)
+        return ref_matmul(w->type, w->data, w->ne[1], cols, bias, x, xs, y, ys, n);
+    float *xq = malloc(sizeof *xq * (size_t)(n * cols));
+    if (!xq) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for int8 activations");
+    int8_round_trip(x, xs, xq, cols, n);
+    pvk_status st = ref_matmul(w->type, w->data, w->ne[1], cols, bias, xq, cols, y, ys, n);
+    free(xq);
+    return st;
+}
 
 /* The MLP of one layer on h into out ([n][E]). */
 static pvk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *b,
@@ -206,19 +231,19 @@ static pvk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *
     const int64_t E = hp->n_embd, F = hp->n_ff;
     pvk_status st;
     if (hp->gelu) {
-        if ((st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->act, F, n))) return st;
+        if ((st = matmul_t(b, L->ffn_up, L->ffn_up_b, h, E, b->act, F, n))) return st;
         for (int64_t i = 0; i < n * F; i++) b->act[i] = ref_gelu(b->act[i]);
     } else {
         /* gu rows are [gate | up]: phi3 stores them fused (gate FIRST), llama apart */
-        if (hp->fused_gate_up) st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->gu, 2 * F, n);
-        else if (!(st = matmul_t(L->ffn_gate, NULL, h, E, b->gu, 2 * F, n)))
-            st = matmul_t(L->ffn_up, L->ffn_up_b, h, E, b->gu + F, 2 * F, n);
+        if (hp->fused_gate_up) st = matmul_t(b, L->ffn_up, L->ffn_up_b, h, E, b->gu, 2 * F, n);
+        else if (!(st = matmul_t(b, L->ffn_gate, NULL, h, E, b->gu, 2 * F, n)))
+            st = matmul_t(b, L->ffn_up, L->ffn_up_b, h, E, b->gu + F, 2 * F, n);
         if (st) return st;
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < F; j++)
                 b->act[i * F + j] = ref_silu(b->gu[i * 2 * F + j]) * b->gu[i * 2 * F + F + j];
     }
-    return matmul_t(L->ffn_down, L->ffn_down_b, b->act, F, out, E, n);
+    return matmul_t(b, L->ffn_down, L->ffn_down_b, b->act, F, out, E, n);
 }
 
 /* Runs n tokens at s->pos through every layer; the caller has validated them. */
@@ -232,7 +257,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
     const float *factors = f32(arch_rope_factors(w, s->table));
     const float qscale = (float)(1.0 / sqrt((double)hp->head_dim));
     pvk_status st = PVK_OK;
-    batch b = {0};
+    batch b = {.int8_x = s->p.int8_x};
     b.x = malloc((size_t)(n * E) * sizeof(float));
     b.h = malloc((size_t)(n * E) * sizeof(float));
     b.qkv = malloc((size_t)(n * T) * sizeof(float));
@@ -261,10 +286,10 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
             ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->attn_norm), f32(L->attn_norm_b),
                      b.h + i * E, E);
         /* qkv rows are [Q | K | V], fused in the file or not */
-        if (hp->fused_qkv) st = matmul_t(L->attn_qkv, L->attn_qkv_b, b.h, E, b.qkv, T, n);
-        else if (!(st = matmul_t(L->attn_q, L->attn_q_b, b.h, E, b.qkv, T, n)) &&
-                 !(st = matmul_t(L->attn_k, L->attn_k_b, b.h, E, b.qkv + Q, T, n)))
-            st = matmul_t(L->attn_v, L->attn_v_b, b.h, E, b.qkv + Q + KV, T, n);
+        if (hp->fused_qkv) st = matmul_t(&b, L->attn_qkv, L->attn_qkv_b, b.h, E, b.qkv, T, n);
+        else if (!(st = matmul_t(&b, L->attn_q, L->attn_q_b, b.h, E, b.qkv, T, n)) &&
+                 !(st = matmul_t(&b, L->attn_k, L->attn_k_b, b.h, E, b.qkv + Q, T, n)))
+            st = matmul_t(&b, L->attn_v, L->attn_v_b, b.h, E, b.qkv + Q + KV, T, n);
         if (st) goto done;
         for (int32_t i = 0; i < n; i++) {
             float *q = b.qkv + i * T, *k = q + Q, *v = k + KV;
@@ -274,8 +299,10 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
             ref_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_neox, pos, hp->rope_base,
                      hp->rope_freq_scale, factors, hp->rope_attn_factor);
             for (int64_t d = 0; d < Q; d++) q[d] *= qscale;
-            memcpy(kc + pos * KV, k, (size_t)KV * sizeof(float));
-            memcpy(vc + pos * KV, v, (size_t)KV * sizeof(float));
+            for (int64_t d = 0; d < KV; d++) {
+                kc[pos * KV + d] = s->p.kv_f16 ? quant_f16_to_f32(quant_f32_to_f16(k[d])) : k[d];
+                vc[pos * KV + d] = s->p.kv_f16 ? quant_f16_to_f32(quant_f32_to_f16(v[d])) : v[d];
+            }
         }
         for (int32_t i = 0; i < n; i++) {
             const int64_t pos = pos0 + i;
@@ -284,7 +311,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
             ref_attention(b.qkv + i * T, hp->n_head, hp->n_head_kv, hp->head_dim, kc, vc, KV,
                           first, pos, b.att + i * Q);
         }
-        if ((st = matmul_t(L->attn_output, L->attn_output_b, b.att, Q, b.o, E, n))) goto done;
+        if ((st = matmul_t(&b, L->attn_output, L->attn_output_b, b.att, Q, b.o, E, n))) goto done;
         if (hp->parallel_block) {
             /* phi2: attention and MLP both read the same normed input, one residual add */
             for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
@@ -307,7 +334,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
         for (int32_t i = first; i < n; i++)
             ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(w->output_norm),
                      f32(w->output_norm_b), b.h + i * E, E);
-        st = matmul_t(w->output, w->output_b, b.h + first * E, E, logits, hp->n_vocab, n - first);
+        st = matmul_t(&b, w->output, w->output_b, b.h + first * E, E, logits, hp->n_vocab, n - first);
     }
 done:
     free(b.x);

@@ -25,6 +25,9 @@ struct phivk_session {
 
     pvk_kv *kv;               /* per layer: K and V, [ctx][n_embd_kv] in k_type / v_type */
     pvk_buf ids, x, h, qkv, att, ff, act, last, last_n, logits, attn_scratch;
+    /* int8 forms (pvk_q8_bytes) of h / last_n, and of att or act, for projections
+     * that read them (pvk_ops_reads_q8); unallocated when none does. */
+    pvk_buf hq, aq;
     pvk_cmd *cmd;
     uint64_t kv_bytes, scratch_bytes;
 };
@@ -138,6 +141,12 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
         make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
         make_buf(s, &s->attn_scratch, attn_bytes, PVK_MEM_DEVICE))
         goto fail;
+    if (model_reads_q8(m)) {
+        uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
+        if (make_buf(s, &s->hq, pvk_q8_bytes((uint32_t)b, (uint32_t)hp->n_embd), PVK_MEM_DEVICE) ||
+            make_buf(s, &s->aq, pvk_q8_bytes((uint32_t)b, wide), PVK_MEM_DEVICE))
+            goto fail;
+    }
     if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
     s->table = arch_rope_factors_choice(hp, (arch_rope_mode)p->rope_factors, 1);
     return s;
@@ -152,7 +161,7 @@ void phivk_session_free(phivk_session *s) {
     pvk_cmd_destroy(s->cmd);
     for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
     pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
-                       &s->last, &s->last_n, &s->logits, &s->attn_scratch};
+                       &s->last, &s->last_n, &s->logits, &s->attn_scratch, &s->hq, &s->aq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
     free(s->kv);
     free(s->tokens);
@@ -181,31 +190,51 @@ char *phivk_session_plan_text(const phivk_session *s) {
 
 /* ------------------------------------------------------------- forward pass */
 
+/* Which forms of an activation the weights t[0..n) read at m rows: sets *f32 and/or
+ * *q8 (int8, pvk_ops_reads_q8). */
+static void reads(const phivk_session *s, const pvk_tensor *t, uint32_t n, uint32_t m, bool *f32, bool *q8) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (pvk_ops_reads_q8(s->m->rt->ops, t[i].type, m)) *q8 = true;
+        else *f32 = true;
+    }
+}
+
+/* The forms an activation is written in for the projections a and b (b may be
+ * NULL): f32 and/or int8, as they read it. */
+static pvk_input input_for(const phivk_session *s, const pvk_buf *f32, const pvk_buf *q8, uint32_t m,
+                           const gpu_proj *a, const gpu_proj *b) {
+    bool wf = false, wq = false;
+    reads(s, a->part, a->n_parts, m, &wf, &wq);
+    if (b) reads(s, b->part, b->n_parts, m, &wf, &wq);
+    return (pvk_input){wf ? f32 : NULL, wq ? q8 : NULL};
+}
+
+/* The model's norm of x into out (f32 and/or int8, see input_for). */
 static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b,
-                 const pvk_buf *out, uint32_t rows, pvk_status *st) {
+                 const pvk_input *out, uint32_t rows, pvk_status *st) {
     const arch_hparams *hp = &s->m->hp;
     pvk_ops *o = s->m->rt->ops;
+    uint32_t n = (uint32_t)hp->n_embd;
     if (*st) return;
-    if (hp->norm == ARCH_NORM_RMS)
-        *st = pvk_op_rmsnorm(o, s->cmd, x, w, out, rows, (uint32_t)hp->n_embd, hp->norm_eps);
+    bool rms = hp->norm == ARCH_NORM_RMS;
+    if (out->q8)
+        *st = rms ? pvk_op_rmsnorm_q8(o, s->cmd, x, w, out->f32, out->q8, rows, n, hp->norm_eps)
+                  : pvk_op_layernorm_q8(o, s->cmd, x, w, model_opt(b), out->f32, out->q8, rows, n,
+                                        hp->norm_eps);
     else
-        *st = pvk_op_layernorm(o, s->cmd, x, w, model_opt(b), out, rows, (uint32_t)hp->n_embd,
-                               hp->norm_eps);
+        *st = rms ? pvk_op_rmsnorm(o, s->cmd, x, w, out->f32, rows, n, hp->norm_eps)
+                  : pvk_op_layernorm(o, s->cmd, x, w, model_opt(b), out->f32, rows, n, hp->norm_eps);
 }
 
 /* y (+)= x . proj^T (+ bias): one matmul, or one per part into its columns. */
-static void project(phivk_session *s, const gpu_proj *p, const pvk_buf *x, const pvk_buf *y,
+static void project(phivk_session *s, const gpu_proj *p, const pvk_input *x, const pvk_buf *y,
                     uint32_t m, bool accumulate, pvk_status *st) {
     pvk_ops *o = s->m->rt->ops;
     const pvk_buf *bias = model_opt(&p->bias);
-    if (p->n_parts == 1) {
-        if (!*st) *st = pvk_op_matmul(o, s->cmd, &p->part[0], bias, x, y, m, accumulate);
-        return;
-    }
     uint32_t stride = 0, col = 0;
     for (uint32_t i = 0; i < p->n_parts; i++) stride += (uint32_t)p->part[i].rows;
     for (uint32_t i = 0; i < p->n_parts && !*st; col += (uint32_t)p->part[i].rows, i++)
-        *st = pvk_op_matmul_cols(o, s->cmd, &p->part[i], bias, x, y, m, accumulate, stride, col);
+        *st = pvk_op_matmul_in(o, s->cmd, &p->part[i], bias, x, y, m, accumulate, stride, col);
 }
 
 /* Records one layer for m tokens at positions pos0.. (x in, x out). */
@@ -216,9 +245,10 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_cmd *c = s->cmd;
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
 
-    norm(s, &s->x, &g->attn_norm, &g->attn_norm_b, &s->h, m, st);
+    pvk_input h = input_for(s, &s->h, &s->hq, m, &g->qkv, hp->parallel_block ? &g->up : NULL);
+    norm(s, &s->x, &g->attn_norm, &g->attn_norm_b, &h, m, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    project(s, &g->qkv, &s->h, &s->qkv, m, false, st);
+    project(s, &g->qkv, &h, &s->qkv, m, false, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (!*st) {
         const pvk_buf *factors = NULL;
@@ -248,30 +278,37 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_attn a = attn_desc(s, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, kv, &s->att);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    pvk_input att = input_for(s, &s->att, &s->aq, m, &g->out, NULL);
+    if (att.q8) {
+        att.f32 = &s->att;
+        if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->att, NULL, &s->aq, m, (uint32_t)hp->n_embd_q);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    }
 
-    uint32_t n_ff = (uint32_t)hp->n_ff;
     if (hp->parallel_block) {
         /* x + attn(h) + mlp(h): both branches read the same h and add into x. */
-        project(s, &g->out, &s->att, &s->x, m, true, st);
-        project(s, &g->up, &s->h, &s->ff, m, false, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        if (!*st) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        project(s, &g->down, &s->act, &s->x, m, true, st);
+        project(s, &g->out, &att, &s->x, m, true, st);
+        project(s, &g->up, &h, &s->ff, m, false, st);
     } else {
-        project(s, &g->out, &s->att, &s->x, m, true, st);
+        project(s, &g->out, &att, &s->x, m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        norm(s, &s->x, &g->ffn_norm, NULL, &s->h, m, st);
+        pvk_input h2 = input_for(s, &s->h, &s->hq, m, &g->up, NULL);
+        norm(s, &s->x, &g->ffn_norm, NULL, &h2, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        project(s, &g->up, &s->h, &s->ff, m, false, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        if (!*st) {
-            if (hp->gelu) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
-            else *st = pvk_op_swiglu(o, c, &s->ff, &s->act, m, n_ff);
-        }
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        project(s, &g->down, &s->act, &s->x, m, true, st);
+        project(s, &g->up, &h2, &s->ff, m, false, st);
     }
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    /* The activation of up's output, as down reads it (this also orders the
+     * parallel block's out projection, which read aq, before aq is rewritten). */
+    uint32_t n_ff = (uint32_t)hp->n_ff;
+    pvk_input act = input_for(s, &s->act, &s->aq, m, &g->down, NULL);
+    if (!*st) {
+        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->ff, act.f32, act.q8, m, n_ff);
+        else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
+        else *st = pvk_op_swiglu(o, c, &s->ff, &s->act, m, n_ff);
+    }
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    project(s, &g->down, &act, &s->x, m, true, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
 
@@ -301,11 +338,16 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
         pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
         final_in = &s->last;
     }
-    const pvk_buf *normed = all ? &s->h : &s->last_n;
-    norm(s, final_in, &mod->output_norm, &mod->output_norm_b, normed, rows, &st);
+    bool wf = false, wq = false;
+    if (hp->tied_output) reads(s, &mod->embd, 1, rows, &wf, &wq);
+    else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
+    pvk_input normed = {!wf ? NULL : all ? &s->h : &s->last_n, wq ? &s->hq : NULL};
+    norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    if (!hp->tied_output) project(s, &mod->output, normed, &s->logits, rows, false, &st);
-    else if (!st) st = pvk_op_matmul(o, c, &mod->embd, model_opt(&mod->output.bias), normed, &s->logits, rows, false);
+    if (!hp->tied_output) project(s, &mod->output, &normed, &s->logits, rows, false, &st);
+    else if (!st)
+        st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->logits, rows, false,
+                              (uint32_t)mod->embd.rows, 0);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
     if (!st) st = pvk_cmd_submit(c);
     if (st) return st;

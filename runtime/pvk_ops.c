@@ -56,7 +56,7 @@ const char *pvk_weight_variant(pvk_type t) {
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t rows, n; float eps; uint32_t flags; } norm_push;
 typedef struct { uint32_t rows, n; } softmax_push;
-typedef struct { uint32_t n, n_ff; } act_push;
+typedef struct { uint32_t n, n_ff, flags; } act_push;
 typedef struct { uint32_t n, row_len; } eltwise_push;
 typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
 static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(act_push) <= 128 &&
@@ -198,6 +198,7 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
         t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
         t.mv_max_m = 8;
     }
+    t.mv_int_dot = caps->int_dot && caps->subgroup;
     uint32_t cap = caps->max_wg_invocations;
     while (t.row_wg > cap) t.row_wg /= 2;
     while (t.elt_wg > cap) t.elt_wg /= 2;
@@ -220,6 +221,7 @@ pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **o
     else if (!is_pow2(t->mm_tn) || !is_pow2(t->mm_bn) || t->mm_tn > t->mm_bn) bad = "mm_tn/mm_bn";
     else if ((t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn) > cap) bad = "matmul workgroup size";
     else if (4u * t->mm_bk * (t->mm_bm + t->mm_bn + 1) > caps->max_shared) bad = "matmul shared memory";
+    else if (t->mv_int_dot && !(caps->int_dot && caps->subgroup)) bad = "mv_int_dot";
     if (bad)
         return pvk_fail(PVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
     pvk_ops *o = calloc(1, sizeof *o);
@@ -239,6 +241,8 @@ pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out) {
 void pvk_ops_destroy(pvk_ops *o) { free(o); }
 
 pvk_dev *pvk_ops_dev(const pvk_ops *o) { return o->dev; }
+
+bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m) { return m > o->t.mv_max_m && o->caps->fp16; }
 
 /* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
  * of them along another axis; shaders index by fold * gl_NumWorkGroups.x + x and
@@ -286,30 +290,65 @@ static pvk_status need(const char *op, const char *what, const pvk_buf *b, uint6
     return PVK_OK;
 }
 
+uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n) {
+    return (uint64_t)rows * n + (uint64_t)rows * (n / 32) * 16;
+}
+
+/* PVK_ERR_INVALID unless the int8 kernels can run: the device's path, rows of whole
+ * blocks, and a q8 buffer that holds them. */
+static pvk_status need_q8(const pvk_ops *o, const char *op, const pvk_buf *q8, uint32_t rows, uint32_t n) {
+    if (!o->t.mv_int_dot)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: int8 activations are off on %s", op, o->caps->name);
+    if (n % 32)
+        return pvk_fail(PVK_ERR_INVALID, "%s: int8 rows of %u are not whole blocks of 32", op, n);
+    if (!q8 || q8->size < pvk_q8_bytes(rows, n))
+        return pvk_fail(PVK_ERR_INVALID, "%s: the int8 buffer is missing or too small for %u x %u", op,
+                        rows, n);
+    return PVK_OK;
+}
+
+/* out and/or (q8) its int8 form; out may be NULL only with q8. */
 static pvk_status norm(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x,
-                       const pvk_buf *w, const pvk_buf *b, const pvk_buf *out, uint32_t rows,
-                       uint32_t n, float eps) {
+                       const pvk_buf *w, const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
+                       uint32_t rows, uint32_t n, float eps) {
     pvk_status st;
     if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "%s: empty shape %u x %u", name, rows, n);
-    if ((st = need(name, "x", x, (uint64_t)rows * n)) || (st = need(name, "out", out, (uint64_t)rows * n)) ||
-        (w && (st = need(name, "weight", w, n))) || (b && (st = need(name, "bias", b, n))))
+    if ((st = need(name, "x", x, (uint64_t)rows * n)) ||
+        ((out || !q8) && (st = need(name, "out", out, (uint64_t)rows * n))) ||
+        (w && (st = need(name, "weight", w, n))) || (b && (st = need(name, "bias", b, n))) ||
+        (q8 && (st = need_q8(o, name, q8, rows, n))))
         return st;
     char shader[32];
-    snprintf(shader, sizeof shader, "%s%s", name, o->caps->subgroup ? "" : "_sh");
-    norm_push p = {rows, n, eps, (w ? 1u : 0u) | (b ? 2u : 0u)};
-    pvk_binding bd[4] = {pvk_bind(x), pvk_bind(w ? w : x), pvk_bind(b ? b : x), pvk_bind(out)};
-    return dispatch_rows(o, c, shader, "ssss", &p, sizeof p, bd, rows);
+    snprintf(shader, sizeof shader, "%s%s", name, q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
+    norm_push p = {rows, n, eps, (w ? 1u : 0u) | (b ? 2u : 0u) | (out ? 4u : 0u)};
+    pvk_binding bd[5] = {pvk_bind(x), pvk_bind(w ? w : x), pvk_bind(b ? b : x), pvk_bind(out ? out : q8 ? q8 : x),
+                         pvk_bind(q8 ? q8 : x)};
+    return dispatch_rows(o, c, shader, q8 ? "sssss" : "ssss", &p, sizeof p, bd, rows);
 }
 
 pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                           const pvk_buf *out, uint32_t rows, uint32_t n, float eps) {
-    return norm(o, c, "rmsnorm", x, w, NULL, out, rows, n, eps);
+    return norm(o, c, "rmsnorm", x, w, NULL, out, NULL, rows, n, eps);
 }
 
 pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                             const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
                             float eps) {
-    return norm(o, c, "layernorm", x, w, b, out, rows, n, eps);
+    return norm(o, c, "layernorm", x, w, b, out, NULL, rows, n, eps);
+}
+
+pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                             const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
+                             float eps) {
+    if (!q8) return pvk_fail(PVK_ERR_INVALID, "rmsnorm: int8 buffer missing");
+    return norm(o, c, "rmsnorm", x, w, NULL, out, q8, rows, n, eps);
+}
+
+pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                               const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
+                               uint32_t rows, uint32_t n, float eps) {
+    if (!q8) return pvk_fail(PVK_ERR_INVALID, "layernorm: int8 buffer missing");
+    return norm(o, c, "layernorm", x, w, b, out, q8, rows, n, eps);
 }
 
 pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
@@ -335,9 +374,28 @@ static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x
     if ((st = need(name, "input", x, in_floats)) || (st = need(name, "out", out, n)) ||
         (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
         return st;
-    act_push p = {n, n_ff};
+    act_push p = {n, n_ff, 0};
     pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
     return dispatch(o, c, name, "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+}
+
+pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
+                         const pvk_buf *q8, uint32_t rows, uint32_t n) {
+    static const char *const names[] = {"copy_q8", "gelu_q8", "swiglu_q8"};
+    if ((unsigned)a > PVK_ACT_SWIGLU) return pvk_fail(PVK_ERR_INVALID, "act: unknown activation %d", (int)a);
+    const char *name = names[a];
+    uint64_t total = (uint64_t)rows * n;
+    uint32_t wg = o->t.elt_wg, gx, gy;
+    pvk_status st;
+    if (!total || total > UINT32_MAX / 2)
+        return pvk_fail(PVK_ERR_INVALID, "%s: bad shape %u x %u", name, rows, n);
+    if ((st = need(name, "input", x, a == PVK_ACT_SWIGLU ? 2 * total : total)) ||
+        (out && (st = need(name, "out", out, total))) || (st = need_q8(o, name, q8, rows, n)) ||
+        (st = fold_grid(o, name, (uint32_t)(total / 32 + wg - 1) / wg, 1, &gx, &gy)))
+        return st;
+    act_push p = {(uint32_t)total, n, out ? 1u : 0u};
+    pvk_binding bd[3] = {pvk_bind(x), pvk_bind(out ? out : q8), pvk_bind(q8)};
+    return dispatch(o, c, name, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
 /* out = a OP b (eltwise.comp): one invocation per element. */
@@ -388,6 +446,17 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
 pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                               const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
                               uint32_t y_stride, uint32_t y_col) {
+    pvk_input in = {x, NULL};
+    return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, y_stride, y_col);
+}
+
+bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return o->t.mv_int_dot && m <= o->t.mv_max_m && wtype_get(t) && pvk_type_get(t)->block_elems > 1;
+}
+
+pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                            const pvk_input *in, const pvk_buf *y, uint32_t m, bool accumulate,
+                            uint32_t y_stride, uint32_t y_col) {
     pvk_status st;
     const struct wtype *wt = w ? wtype_get(w->type) : NULL;
     if (!wt)
@@ -397,7 +466,9 @@ pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
     if (y_col + (uint64_t)n > y_stride)
         return pvk_fail(PVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
-    if ((st = need("matmul", "x", x, (uint64_t)m * k)) ||
+    bool q8 = in->q8 && pvk_ops_reads_q8(o, w->type, m);
+    const pvk_buf *x = q8 ? in->q8 : in->f32;
+    if ((st = q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
         (st = need("matmul", "y", y, (uint64_t)(m - 1) * y_stride + y_col + n)) ||
         (bias && (st = need("matmul", "bias", bias, (uint64_t)y_col + n))))
         return st;
@@ -409,7 +480,8 @@ pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     if (mv) {
         uint32_t nc = 1;
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
-        snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch, o->caps->subgroup ? "" : "_sh");
+        snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch,
+                 q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
         per_group = o->t.mv_rows;
         if (pvk_type_get(w->type)->block_elems > 1) {
             per_group = o->t.mv_rows_blocked;
@@ -419,7 +491,8 @@ pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         n_spec = 4;
         gy = (m + nc - 1) / nc;
     } else {
-        snprintf(shader, sizeof shader, "matmul_%s_%s", wt->name, fetch);
+        snprintf(shader, sizeof shader, "matmul_%s_%s%s", wt->name, fetch,
+                 pvk_ops_matmul_f16(o, m) ? "_f16" : "");
         const pvk_ops_tuning *t = &o->t;
         spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
         spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;
@@ -456,12 +529,14 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
     pvk_dev *d = o->dev;
     pvk_cmd *c = NULL;
     pvk_tensor *ws = calloc((size_t)n_types + 1, sizeof *ws);
-    pvk_buf x = {0}, y = {0}, ids = {0};
+    pvk_buf x = {0}, y = {0}, ids = {0}, xq = {0};
     int n_ws = 0;
     pvk_status st = ws ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "warmup: out of host memory");
     if (st || (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &x)) ||
         (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &y)) ||
-        (st = pvk_buf_create(d, 4, PVK_MEM_DEVICE, &ids)) || (st = pvk_cmd_create(d, &c)) ||
+        (st = pvk_buf_create(d, 4, PVK_MEM_DEVICE, &ids)) ||
+        (st = pvk_buf_create(d, pvk_q8_bytes(MV_MAX_COLS, COLS), PVK_MEM_DEVICE, &xq)) ||
+        (st = pvk_cmd_create(d, &c)) ||
         (st = pvk_cmd_begin(c)))
         goto out;
     /* Zero weights and inputs: the results are discarded, but nothing reads
@@ -480,13 +555,15 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
     }
     pvk_cmd_fill(c, &x, 0, x.size, 0);
     pvk_cmd_fill(c, &ids, 0, ids.size, 0);
+    pvk_cmd_fill(c, &xq, 0, xq.size, 0);
     pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
+    pvk_input in = {&x, &xq};   /* the int8 variants where the type reads them */
     for (int i = 0; i < n_ws && !st; i++) {
         if (i == n_ws - 1) {
             st = pvk_op_get_rows(o, c, &ws[i], &ids, &y, 1);
         } else {
             for (int k = 0; k < 2 && !st; k++) {
-                st = pvk_op_matmul(o, c, &ws[i], NULL, &x, &y, ms[k], false);
+                st = pvk_op_matmul_in(o, c, &ws[i], NULL, &in, &y, ms[k], false, 1, 0);
                 pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
             }
         }
@@ -499,5 +576,6 @@ out:
     pvk_buf_destroy(d, &x);
     pvk_buf_destroy(d, &y);
     pvk_buf_destroy(d, &ids);
+    pvk_buf_destroy(d, &xq);
     return st;
 }

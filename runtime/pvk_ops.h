@@ -63,6 +63,9 @@ typedef struct pvk_ops_tuning {
                                  (halved while rows x x-columns exceed 128) */
     uint32_t mv_max_m;        /* m <= this uses matvec (x columns in groups of up to 8),
                                  larger m the tiled kernel; 0: always tiled */
+    bool mv_int_dot;          /* matvec of block types reads int8 activations with
+                                 integer dot products (needs caps.int_dot and
+                                 caps.subgroup; pvk_ops_reads_q8) */
     uint32_t mm_bm, mm_bn, mm_bk; /* tiled matmul: tile of x rows, weight rows, K (mm_bk % 8 == 0) */
     uint32_t mm_tm, mm_tn;    /* tiled matmul: sub-tile per invocation */
 } pvk_ops_tuning;
@@ -71,6 +74,9 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps);
 pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out);
 void pvk_ops_destroy(pvk_ops *o);
 pvk_dev *pvk_ops_dev(const pvk_ops *o);
+/* Whether a matmul at m rows of x runs the tiled kernel in fp16 (caps.fp16), whose
+ * rounding is coarser than the f32 path's (bound in shaders/matmul.comp). */
+bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m);
 
 /* ---- elementwise and normalisation (shaders/eltwise.comp, norm.comp, act.comp, softmax.comp) */
 pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
@@ -93,6 +99,26 @@ pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *
 pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
                          uint32_t rows, uint32_t n_ff);
 
+/* ---- int8 activations for the integer-dot-product matvec (shaders/q8_store.glsl)
+ * A norm or activation can also write its result as int8 blocks of 32 with a scale
+ * each (ggml's Q8_1), which matvec then reads with 4x8-bit dot products: for rows of
+ * n (n % 32 == 0), a buffer of pvk_q8_bytes(rows, n). The f32 result is then
+ * optional (out NULL). The producer and the matmul must agree on the rows (m). */
+uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n);
+/* Whether a matmul of a weight of type t at m rows reads int8 activations when it is
+ * given them (pvk_op_matmul_in): block types on the matvec path with mv_int_dot. */
+bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m);
+pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                             const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
+                             float eps);
+pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+                               const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
+                               uint32_t rows, uint32_t n, float eps);
+typedef enum { PVK_ACT_COPY, PVK_ACT_GELU, PVK_ACT_SWIGLU } pvk_act;
+/* out and q8 = act(x) for rows of n (SWIGLU: x is [rows][2n], gate | up). */
+pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
+                         const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n);
+
 /* ---- matrix products (shaders/matvec.comp for small m, matmul.comp tiled) */
 /* y[i][j] (+)= sum_k x[i][k] * w[j][k] (+ bias[j]) for i < m, j < w->rows.
  * x is [m][w->cols], y is [m][w->rows]. accumulate: add to y (a fused residual).
@@ -106,6 +132,13 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
 pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                               const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
                               uint32_t y_stride, uint32_t y_col);
+/* The same with x in f32 and/or int8 (either may be NULL): the int8 form when
+ * pvk_ops_reads_q8(w->type, m) and it is given, else the f32 one (PVK_ERR_INVALID
+ * when that is missing). */
+typedef struct pvk_input { const pvk_buf *f32, *q8; } pvk_input;
+pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+                            const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
+                            uint32_t y_stride, uint32_t y_col);
 
 /* Creates and runs once, on tiny tensors in one submit, the matrix-product
  * pipelines for weights of types[0..n_types) (duplicates allowed) at m = 1 (decode)

@@ -4,35 +4,63 @@
 //   GELU:   out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
 //           x * sigmoid(2u): same function, no inf/inf for large |x|
 //   SWIGLU: out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i], gu = [rows][2 n_ff]
+//   COPY:   out[i] = x[i] (only with Q8)
 // Buffers (f32): 0 input, 1 out (may alias the input for SILU/GELU).
 // Mapping: one invocation per output element; workgroups beyond 65535 fold into y.
+// -DQ8 also writes the result's int8 form (q8_store.glsl, binding 2) for the
+// integer-dot matvec: one invocation per block of 32 outputs, rows of n_ff (every
+// variant) with n_ff % 32 == 0; out is optional (flags 1) and bound to the int8 buffer when absent.
+#extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
+#ifdef Q8
+#define Q8_BINDING 2
+#include "q8_store.glsl"
+#endif
 
 layout(push_constant) uniform P {
     uint n;      // output elements
-    uint n_ff;   // SWIGLU: half the width of a gu row
+    uint n_ff;   // SWIGLU: half the width of a gu row; Q8: the width of an output row
+    uint flags;  // Q8: 1 write out
 } p;
 
 float sigmoid(float v) { return 1.0 / (1.0 + exp(-v)); }
 
-void main() {
-    uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * WG + gl_LocalInvocationID.x;
-    if (i >= p.n) return;
+float act(uint i) {
 #if defined(SILU)
     float v = x[i];
-    o[i] = v * sigmoid(v);
+    return v * sigmoid(v);
 #elif defined(GELU)
     float v = x[i];
-    o[i] = v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
+    return v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
 #elif defined(SWIGLU)
     uint r = i / p.n_ff, c = i - r * p.n_ff;
     float g = x[2u * r * p.n_ff + c];
-    o[i] = g * sigmoid(g) * x[2u * r * p.n_ff + p.n_ff + c];
+    return g * sigmoid(g) * x[2u * r * p.n_ff + p.n_ff + c];
+#elif defined(COPY) && defined(Q8)
+    return x[i];
 #else
-#error define SILU, GELU or SWIGLU
+#error define SILU, GELU, SWIGLU or (with Q8) COPY
+#endif
+}
+
+void main() {
+    uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * WG + gl_LocalInvocationID.x;
+#ifdef Q8
+    if (i >= p.n / 32u) return;
+    uint row = 32u * i / p.n_ff;
+    bool ho = (p.flags & 1u) != 0u;
+    float v[32];
+    [[unroll]] for (uint j = 0; j < 32u; j++) {
+        v[j] = act(32u * i + j);
+        if (ho) o[32u * i + j] = v[j];
+    }
+    q8_store(p.n / p.n_ff, p.n_ff, row, i - row * (p.n_ff / 32u), v);
+#else
+    if (i >= p.n) return;
+    o[i] = act(i);
 #endif
 }

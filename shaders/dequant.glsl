@@ -13,7 +13,10 @@
 // (W_BE / 32 units per block), and its weights are w = a*q + b with small integers
 // q and, per half of 16 elements, the affine pair from
 //   vec4 w_ab(blk, s)            (a, b) of elements 0..15, (a, b) of 16..31
-//   void w_q8(blk, s, i, lo, hi) q of elements 8i .. 8i+7 of the unit (i < 4)
+//   uvec2 w_qp(blk, s, i)        q of elements 8i .. 8i+7 of the unit (i < 4), one
+//                                byte each in element order (int8: -128..127 for
+//                                Q8_0, else 0..63), for integer dot products
+//   void w_q8(blk, s, i, lo, hi) the same as two vec4
 // so matvec can hoist the scale and offset out of the dot product:
 // sum w*x = a*sum(q*x) + b*sum(x) per half, and sum(x) is shared by every row.
 //
@@ -84,14 +87,8 @@ void w_window(uint o, uint NT, out uint v[9]) {
 }
 // The word at byte 2 + 4j of a window: fields after a block's leading f16.
 uint odd_word(uint v[9], uint j) { return (v[j] >> 16) | (v[j + 1u] << 16); }
-// Nibbles sh, sh+8, sh+16, sh+24 of w: bytes 0..3's low (sh 0) or high (sh 4) halves.
-// (Small integers convert through int: one instruction, where uint-to-float is
-// several on AVX2.)
-vec4 nib4(uint w, uint sh) { return vec4(ivec4((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 15u)); }
-// Bit b of bytes 0..3 of w, times 16.
-vec4 bit4(uint w, uint b) { return vec4(ivec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + b)) & 1u) << 4)); }
-// Bits sh, sh+1 of bytes 0..3 of w, times 16.
-vec4 crumb4(uint w, uint sh) { return vec4(ivec4(((uvec4(w) >> (uvec4(0u, 8u, 16u, 24u) + sh)) & 3u) << 4)); }
+// Nibbles sh of the 4 bytes of each word: (w >> sh) & 0x0f0f0f0f keeps them in byte order.
+#define NIBBLES(w, sh) (((w) >> (sh)) & 0x0f0f0f0fu)
 // 32 bits of qh from a block's 4 qh bytes: bit j of element j, shifted to byte lanes:
 // elements 8i .. 8i+3 and 8i+4 .. 8i+7 take bit 0 of each byte of the two results.
 void qh_spread(uint qh, uint i, out uint a, out uint b) {
@@ -107,18 +104,16 @@ void qh_spread(uint qh, uint i, out uint a, out uint b) {
 #define W_BE 32u
 #define W_BB 34u
 #define W_NT 3u
-vec4 sb4(uint w) { return vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
 vec4 w_ab(uint blk, uint s) {
     uint v[9];
     w_window(blk * W_BB, W_NT, v);
     float d = unpackHalf2x16(v[0]).x;
     return vec4(d, 0.0, d, 0.0);
 }
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+uvec2 w_qp(uint blk, uint s, uint i) {
     uint v[9];
     w_window(blk * W_BB, W_NT, v);
-    lo = sb4(odd_word(v, 2u * i));
-    hi = sb4(odd_word(v, 2u * i + 1u));
+    return uvec2(odd_word(v, 2u * i), odd_word(v, 2u * i + 1u));
 }
 #elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
 // d (, m) (, u32 qh); u8 qs[16]: q = nibble (| qh bit << 4). Element j < 16 is the
@@ -155,18 +150,17 @@ vec4 w_ab(uint blk, uint s) {
     return dm.xyxy;   // w = d*q + m
 #endif
 }
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+uvec2 w_qp(uint blk, uint s, uint i) {
     uint v[9];
     w_window(blk * W_BB, W_NT, v);
     uint sh = (i >> 1) * 4u, j = 2u * (i & 1u);
-    lo = nib4(QS_WORD(v, j), sh);
-    hi = nib4(QS_WORD(v, j + 1u), sh);
+    uvec2 q = NIBBLES(uvec2(QS_WORD(v, j), QS_WORD(v, j + 1u)), sh);
 #ifdef QH_WORD
     uint ha, hb;
     qh_spread(QH_WORD(v), i, ha, hb);
-    lo += bit4(ha, 0u);
-    hi += bit4(hb, 0u);
+    q |= uvec2(ha, hb) << 4;
 #endif
+    return q;
 }
 #elif defined(W_Q4_K) || defined(W_Q5_K)
 // f16 d, dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]. Unit s is sub-block s
@@ -201,18 +195,15 @@ vec4 w_ab(uint blk, uint s) {
     vec2 ab = vec2(dm.x * float(sc), -dm.y * float(m));
     return ab.xyxy;
 }
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+uvec2 w_qp(uint blk, uint s, uint i) {
     uint b = blk * W_BT, sh = (s & 1u) * 4u;
     uvec4 q = w_word4(b + W_QS + 2u * (s >> 1) + (i >> 1));
-    uvec2 qw = (i & 1u) == 0u ? q.xy : q.zw;
-    lo = nib4(qw.x, sh);
-    hi = nib4(qw.y, sh);
+    uvec2 r = NIBBLES((i & 1u) == 0u ? q.xy : q.zw, sh);
 #ifdef W_Q5_K
     uvec4 qh = w_word4(b + 1u + (i >> 1));
-    uvec2 hw = (i & 1u) == 0u ? qh.xy : qh.zw;
-    lo += bit4(hw.x, s);
-    hi += bit4(hw.y, s);
+    r |= (((i & 1u) == 0u ? qh.xy : qh.zw) >> s & 0x01010101u) << 4;
 #endif
+    return r;
 }
 #elif defined(W_Q6_K)
 // u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d. Half n = s/4 holds 128 elements;
@@ -230,17 +221,28 @@ vec4 w_ab(uint blk, uint s) {
     vec2 a = d * vec2(ivec2(uvec2(sc << 24, sc << 16)) >> 24);
     return vec4(a.x, -32.0 * a.x, a.y, -32.0 * a.y);
 }
-void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+uvec2 w_qp(uint blk, uint s, uint i) {
     uint o = blk * W_BB, n = s >> 2, t = s & 3u, ql[9], qh[9];
     w_window(o + 64u * n + 32u * (t & 1u), 3u, ql);
     w_window(o + 128u + 32u * n, 3u, qh);
-    uint sh = (t >> 1) * 4u;
-    lo = nib4(ql[2u * i], sh) + crumb4(qh[2u * i], 2u * t);
-    hi = nib4(ql[2u * i + 1u], sh) + crumb4(qh[2u * i + 1u], 2u * t);
+    return NIBBLES(uvec2(ql[2u * i], ql[2u * i + 1u]), (t >> 1) * 4u) |
+           ((uvec2(qh[2u * i], qh[2u * i + 1u]) >> (2u * t) & 0x03030303u) << 4);
 }
 #else
 #error define the weight type: W_F32, W_F16, W_BF16 or a block type (W_Q4_0, ...)
 #endif
+
+// The bytes of a w_qp word as four numbers (Q8_0's are signed).
+#ifdef W_Q8_0
+vec4 w_unpack(uint w) { return vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24); }
+#else
+vec4 w_unpack(uint w) { return vec4(ivec4(uvec4(w) >> uvec4(0u, 8u, 16u, 24u) & 0xffu)); }
+#endif
+void w_q8(uint blk, uint s, uint i, out vec4 lo, out vec4 hi) {
+    uvec2 q = w_qp(blk, s, i);
+    lo = w_unpack(q.x);
+    hi = w_unpack(q.y);
+}
 
 // Elements e .. e+7 (e a multiple of 8) dequantized.
 void w_load8(uint e, out vec4 lo, out vec4 hi) {

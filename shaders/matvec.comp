@@ -12,6 +12,10 @@
 // the unit's scale a and offset b fetched once per row and sum(x) once for all NR
 // rows, so the per-weight work is only nibble extraction and a dot product
 // (docs/kernels.md B: lavapipe is instruction-bound).
+// -DINT_DOT (block types): x comes as int8 blocks (q8_store.glsl) and each half
+// unit's sum(q*x) is four 4x8-bit integer dot products (OpSDot), scaled once by
+// the x block's d; sum(x) is the block's stored half sum. A quarter of the x loads
+// and no conversions to float per weight.
 // Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
@@ -26,8 +30,20 @@ layout(constant_id = 3) const uint SG_MIN = 0;
 #include "dequant.glsl"
 #include "reduce.glsl"
 
+#ifdef INT_DOT
+#extension GL_EXT_spirv_intrinsics : require
+// OpSDot of two words of 4 signed bytes (SPV_KHR_integer_dot_product; Debian 12's
+// glslang has no GL_EXT_integer_dot_product, so the instruction is declared here).
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4x8(int a, int b, spirv_literal int packed_vector_format);
+int sdot(uint a, uint b) { return sdot4x8(int(a), int(b), 0); }
+// The q8_store.glsl layout, as 16-byte words: q, then (d, half sums).
+layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
+layout(std430, binding = 1) readonly buffer XM { vec4 xm4[]; };
+#else
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer X1 { float x1[]; };
+#endif
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) buffer Y { float y[]; };
 
@@ -49,7 +65,34 @@ void main() {
     [[unroll]] for (uint c = 0; c < NC; c++)
         [[unroll]] for (uint r = 0; r < NR; r++) acc[c][r] = 0.0;
 
-#ifdef W_BLOCKED
+#if defined(INT_DOT)
+    const uint UB = W_BE / 32u;
+    uint ku = p.K / 32u, xq[NC], xm[NC];
+    [[unroll]] for (uint c = 0; c < NC; c++) {
+        xq[c] = xcol[c] / 16u;
+        xm[c] = p.M * p.K / 16u + xcol[c] / 32u;
+    }
+    for (uint u = l; u < ku; u += WG) {
+        uint s = u % UB;
+        uvec4 xa[NC], xb[NC];
+        vec4 xd[NC];
+        [[unroll]] for (uint c = 0; c < NC; c++) {
+            xa[c] = xq4[xq[c] + 2u * u];
+            xb[c] = xq4[xq[c] + 2u * u + 1u];
+            xd[c] = xm4[xm[c] + u];
+        }
+        [[unroll]] for (uint r = 0; r < NR; r++) {
+            uint blk = (wrow[r] / 32u + u) / UB;
+            vec4 ab = w_ab(blk, s);
+            uvec2 q0 = w_qp(blk, s, 0u), q1 = w_qp(blk, s, 1u), q2 = w_qp(blk, s, 2u), q3 = w_qp(blk, s, 3u);
+            [[unroll]] for (uint c = 0; c < NC; c++) {
+                int lo = sdot(q0.x, xa[c].x) + sdot(q0.y, xa[c].y) + sdot(q1.x, xa[c].z) + sdot(q1.y, xa[c].w);
+                int hi = sdot(q2.x, xb[c].x) + sdot(q2.y, xb[c].y) + sdot(q3.x, xb[c].z) + sdot(q3.y, xb[c].w);
+                acc[c][r] += xd[c].x * (ab.x * float(lo) + ab.z * float(hi)) + ab.y * xd[c].y + ab.w * xd[c].z;
+            }
+        }
+    }
+#elif defined(W_BLOCKED)
     // K % W_BE == 0, so every row starts a block and a unit's place in its block
     // is the same for every row.
     const uint UB = W_BE / 32u;

@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "ref.h"
 
 #define EPS FLT_EPSILON
+#define EPS16 0x1p-10   /* one fp16 ulp at 1 */
 
 pvk_buf check_upload(pvk_dev *d, const float *v, size_t n) {
     pvk_buf b = {0};
@@ -38,8 +40,16 @@ void check_weight_magnitudes(pvk_type t, const float *w, float *mag, size_t n) {
     }
 }
 
-int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
-                 uint64_t seed, uint32_t *chunks) {
+void check_q8_decode(const uint8_t *q8, int rows, int n, float *x) {
+    const float *meta = (const float *)(q8 + (size_t)rows * n);
+    for (size_t i = 0; i < (size_t)rows * n; i++) x[i] = meta[4 * (i / 32)] * (float)(int8_t)q8[i];
+}
+
+/* The matmul of check_matmul, with x given to the op in f32 and (q8) also as int8
+ * made by pvk_op_act_q8; when the op reads the int8 form, the reference multiplies
+ * what it holds (check_q8_decode), so the comparison is of the product alone. */
+static int matmul_case(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias,
+                       bool acc, uint64_t seed, uint32_t *chunks, bool q8) {
     pvk_dev *d = pvk_ops_dev(o);
     ref_rng rng = {seed};
     size_t wn = (size_t)n * k;
@@ -52,27 +62,53 @@ int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool
     ref_fill(&rng, x, (size_t)m * k, -1, 1);
     ref_fill(&rng, bv, n, -1, 1);
     ref_fill(&rng, y0, (size_t)m * n, -1, 1);
+
+    int bad = -1;
+    pvk_tensor w = {0};
+    pvk_buf bx = {0}, bb = {0}, by = {0}, bq = {0};
+    uint8_t *xq = NULL;
+    bool reads_q8 = q8 && pvk_ops_reads_q8(o, t, (uint32_t)m);
+    uint64_t q8_bytes = pvk_q8_bytes((uint32_t)m, (uint32_t)k);
+    if (pvk_tensor_create(d, t, k, n, stored, &w)) goto out;
+    bx = check_upload(d, x, (size_t)m * k), bb = check_upload(d, bv, n), by = check_upload(d, y0, (size_t)m * n);
+    if (reads_q8 && (!(xq = malloc(q8_bytes)) || pvk_buf_create(d, q8_bytes, PVK_MEM_DEVICE, &bq))) goto out;
+    pvk_input in = {&bx, reads_q8 ? &bq : NULL};
+    if (pvk_cmd_begin(cmd)) goto out;
+    if (reads_q8) {
+        if (pvk_op_act_q8(o, cmd, PVK_ACT_COPY, &bx, NULL, &bq, (uint32_t)m, (uint32_t)k)) goto out;
+        pvk_cmd_barrier(cmd, PVK_COMPUTE_TO_COMPUTE);   /* the matmul reads bq */
+    }
+    if (pvk_op_matmul_in(o, cmd, &w, bias ? &bb : NULL, &in, &by, (uint32_t)m, acc, (uint32_t)n, 0) ||
+        pvk_cmd_submit(cmd) || pvk_buf_read(d, &by, 0, got, (size_t)m * n * 4) ||
+        (reads_q8 && pvk_buf_read(d, &bq, 0, xq, q8_bytes)))
+        goto out;
+    if (reads_q8) check_q8_decode(xq, m, k, x);
+
     memcpy(want, y0, (size_t)m * n * 4);
     ref_matmul(wv, bias ? bv : NULL, x, want, scratch, m, n, k, acc);
     check_weight_magnitudes(t, wv, wmag, wn);
     ref_matmul(wmag, NULL, x, scratch, absdot, m, n, k, false);
     /* The weights are exact (dequantized the same way on both sides); the products
-     * are exact in fp32 up to one rounding; the K-term sum carries (4 sqrt(K) + 16)
-     * eps of sum|x| mag(w) (check_weight_magnitudes); adding bias and y rounds twice more. */
+     * are exact in fp32 up to one rounding (int8 x: exact integer sums, then a few
+     * roundings per 16 terms); the K-term sum carries (4 sqrt(K) + 16) eps of
+     * sum|x| mag(w) (check_weight_magnitudes); adding bias and y rounds twice more. */
     for (size_t i = 0; i < (size_t)m * n; i++)
         tol[i] = (float)((4 * sqrt(k) + 16) * EPS * absdot[i] +
                          2 * EPS * (fabs(want[i]) + (bias ? fabs(bv[i % n]) : 0) + (acc ? fabs(y0[i]) : 0)));
-
-    int bad = -1;
-    pvk_tensor w = {0};
-    pvk_buf bx = {0}, bb = {0}, by = {0};
-    if (pvk_tensor_create(d, t, k, n, stored, &w)) goto out;
-    bx = check_upload(d, x, (size_t)m * k), bb = check_upload(d, bv, n), by = check_upload(d, y0, (size_t)m * n);
-    if (pvk_cmd_begin(cmd) || pvk_op_matmul(o, cmd, &w, bias ? &bb : NULL, &bx, &by, m, acc) ||
-        pvk_cmd_submit(cmd) || pvk_buf_read(d, &by, 0, got, (size_t)m * n * 4))
-        goto out;
+    /* The tiled kernel's fp16 variant (pvk_ops_matmul_f16) adds its own rounding: 10
+     * eps16 of sum|x w| to first order (shaders/matmul.comp; 11 covers the higher
+     * orders), and per k up to 2^-14 for each of x, w, product and run sum that falls
+     * below fp16's normal range: (3 + max|w|) 2^-14 with |x| <= 1. */
+    if (pvk_ops_matmul_f16(o, (uint32_t)m)) {
+        float wmax = 0;
+        for (size_t i = 0; i < wn; i++) wmax = fmaxf(wmax, wmag[i] = fabsf(wv[i]));
+        ref_matmul(wmag, NULL, x, scratch, absdot, m, n, k, false);
+        for (size_t i = 0; i < (size_t)m * n; i++)
+            tol[i] += (float)(11 * EPS16 * absdot[i] + (3 + wmax) * k * 0x1p-14);
+    }
     char what[96];
-    snprintf(what, sizeof what, "y(%s m %d n %d k %d bias %d acc %d)", pvk_type_get(t)->name, m, n, k, bias, acc);
+    snprintf(what, sizeof what, "y(%s m %d n %d k %d bias %d acc %d%s)", pvk_type_get(t)->name, m, n, k,
+             bias, acc, reads_q8 ? " int8 x" : "");
     bad = check_mismatches(what, got, want, tol, 0, (size_t)m * n);
     if (chunks) *chunks = w.n_chunks;
 out:
@@ -81,8 +117,56 @@ out:
     pvk_buf_destroy(d, &bx);
     pvk_buf_destroy(d, &bb);
     pvk_buf_destroy(d, &by);
+    pvk_buf_destroy(d, &bq);
+    free(xq);
     free(stored), free(wv), free(wmag), free(absdot), free(scratch);
     free(x), free(bv), free(y0), free(want), free(got), free(tol);
     return bad;
 }
 
+
+int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
+                 uint64_t seed, uint32_t *chunks) {
+    return matmul_case(cmd, o, t, m, n, k, bias, acc, seed, chunks, false);
+}
+
+int check_matmul_q8(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
+                    uint64_t seed) {
+    return matmul_case(cmd, o, t, m, n, k, bias, acc, seed, NULL, true);
+}
+
+pvk_ops_tuning check_gpu_like_tuning(const pvk_caps *caps) {
+    pvk_ops_tuning t = pvk_ops_default_tuning(caps);
+    t.row_wg = 64, t.elt_wg = 256, t.mv_wg = 32, t.mv_rows = 2, t.mv_rows_blocked = 2, t.mv_max_m = 8;
+    t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
+    return t;
+}
+
+enum { SETUP_MAX = 4 };
+static pvk_ops *setup_ops[SETUP_MAX];
+static pvk_cmd *setup_cmd;
+
+static void setup_teardown(void) {
+    for (int i = 0; i < SETUP_MAX; i++) {
+        pvk_ops_destroy(setup_ops[i]);
+        setup_ops[i] = NULL;
+    }
+    pvk_cmd_destroy(setup_cmd);
+    setup_cmd = NULL;
+}
+
+pvk_dev *check_setup(int n, const pvk_ops_tuning *t, pvk_ops **ops, pvk_cmd **cmd) {
+    pvk_dev *d = test_gpu();
+    if (!d || setup_cmd) return d;
+    for (int i = 0; i < n && i < SETUP_MAX; i++)
+        if (pvk_ops_create_tuned(d, &t[i], &setup_ops[i])) goto fail;
+    if (n > SETUP_MAX || pvk_cmd_create(d, &setup_cmd)) goto fail;
+    for (int i = 0; i < n; i++) ops[i] = setup_ops[i];
+    *cmd = setup_cmd;
+    atexit(setup_teardown);
+    return d;
+fail:
+    printf("    setup: %s\n", n > SETUP_MAX ? "too many op layers" : pvk_errmsg());
+    setup_teardown();
+    return NULL;
+}

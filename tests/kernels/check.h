@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pvk_ops.h"
 
@@ -31,5 +32,20 @@ void check_weight_magnitudes(pvk_type t, const float *w, float *mag, size_t n);
  * first) or -1 when a call failed; *chunks (unless NULL) gets W's chunk count. */
 int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
                  uint64_t seed, uint32_t *chunks);
+/* The same with x also made into int8 on the device (pvk_op_act_q8) and given to the
+ * op in both forms: where the op reads the int8 one (pvk_ops_reads_q8), the
+ * reference multiplies the values it holds. */
+int check_matmul_q8(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
+                    uint64_t seed);
+/* x[i] = d * q[i] of an int8 buffer (pvk_q8_bytes(rows, n) bytes, read back). */
+void check_q8_decode(const uint8_t *q8, int rows, int n, float *x);
+
+/* A discrete GPU's tuning on any device: several subgroups per workgroup (norms,
+ * matvec), matvec up to m 8, the tiled kernel's 64x64x16 tile above. */
+pvk_ops_tuning check_gpu_like_tuning(const pvk_caps *caps);
+/* The shared device (test_gpu) with an op layer per tuning t[0..n) (n <= 4) in ops
+ * and a command object, made on the first call and destroyed at exit; later calls
+ * return the device. NULL (the reason printed) when any of it fails. */
+pvk_dev *check_setup(int n, const pvk_ops_tuning *t, pvk_ops **ops, pvk_cmd **cmd);
 
 #endif

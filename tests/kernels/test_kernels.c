@@ -21,15 +21,11 @@
 
 #define EPS FLT_EPSILON
 
-static pvk_ops *ops_default, *ops_tiled, *ops_gpu_like;
+static pvk_ops *ops_list[3];
+#define ops_default ops_list[0]
+#define ops_tiled ops_list[1]
+#define ops_gpu_like ops_list[2]
 static pvk_cmd *cmd;
-
-static void teardown(void) {
-    pvk_ops_destroy(ops_default);
-    pvk_ops_destroy(ops_tiled);
-    pvk_ops_destroy(ops_gpu_like);
-    pvk_cmd_destroy(cmd);
-}
 
 /* The shared device with three op layers: the device's defaults (on lavapipe matvec
  * for every m); the tiled matmul for every m; and a discrete GPU's shapes (several
@@ -37,20 +33,11 @@ static void teardown(void) {
  * the switch from matvec to the tiled kernel between m 8 and 9). */
 static pvk_dev *setup(void) {
     pvk_dev *d = test_gpu();
-    if (!d || cmd) return d;
-    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
-    pvk_ops_tuning tiled = t, gpu = t;
-    tiled.mv_max_m = 0;
-    gpu.row_wg = 64, gpu.elt_wg = 256, gpu.mv_wg = 32, gpu.mv_rows = 2, gpu.mv_max_m = 8;
-    gpu.mm_bm = 64, gpu.mm_bn = 64, gpu.mm_bk = 16, gpu.mm_tm = 4, gpu.mm_tn = 4;
-    if (pvk_ops_create_tuned(d, &t, &ops_default) || pvk_ops_create_tuned(d, &tiled, &ops_tiled) ||
-        pvk_ops_create_tuned(d, &gpu, &ops_gpu_like) || pvk_cmd_create(d, &cmd)) {
-        printf("    setup: %s\n", pvk_errmsg());
-        teardown();
-        return NULL;
-    }
-    atexit(teardown);
-    return d;
+    if (!d) return NULL;
+    const pvk_caps *caps = pvk_dev_caps(d);
+    pvk_ops_tuning t[3] = {pvk_ops_default_tuning(caps), pvk_ops_default_tuning(caps), check_gpu_like_tuning(caps)};
+    t[1].mv_max_m = 0;
+    return check_setup(3, t, ops_list, &cmd);
 }
 
 /* Every case records one op, submits and waits. */
