@@ -201,12 +201,21 @@ bool model_reads_q8(const phivk_model *m) {
     return false;
 }
 
-/* Compiles the matrix and embedding pipelines for the model's weight types now
- * (pvk_ops_warmup), so that the first token does not pay a JIT. */
-static pvk_status warmup(const phivk_model *m) {
+static void tune_progress(void *user, int done, int total) {
+    const loader *l = user;
+    if (l->p->progress) l->p->progress(l->p->progress_user, "tuning kernels", (uint64_t)done, (uint64_t)total);
+}
+
+/* Picks the matvec variants of the model's weight types by measuring them on the
+ * device (once per device: pvk_ops_tune keeps the choices), then compiles the
+ * matrix and embedding pipelines now (pvk_ops_warmup), so that the first token does
+ * not pay a JIT. */
+static pvk_status warmup(loader *l) {
+    const phivk_model *m = l->m;
     pvk_type types[PVK_TYPE_COUNT];
     int n = model_matrix_types(m, types);
-    return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
+    pvk_status st = pvk_ops_tune(m->rt->ops, types, n, (uint32_t)m->hp.n_embd, tune_progress, l);
+    return st ? st : pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
 }
 
 /* From the file at path, or (path NULL) from the GGUF image data; what names it in
@@ -251,7 +260,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     }
     for (int32_t i = 0; i < m->hp.n_layer; i++)
         if (upload_layer(&l, &w->layers[i], &m->layers[i]) != PVK_OK) goto fail;
-    if (warmup(m) != PVK_OK) goto fail;
+    if (warmup(&l) != PVK_OK) goto fail;
     if (p->progress) p->progress(p->progress_user, "loading", l.total, l.total);
     return m;
 fail:

@@ -151,6 +151,12 @@ typedef struct pvk_pipe pvk_pipe;
 /* Created on first use and cached by (shader, bindings, spec, subgroup size); owned
  * by the device. Uses the VkPipelineCache stored under $XDG_CACHE_HOME/phivk. */
 pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out);
+/* <folder>/<kind>-<vendor>-<device>-<driver version><ext>, the file of what phivk keeps
+ * per device and driver; the folder is $PHIVK_CACHE_DIR, else $XDG_CACHE_HOME/phivk,
+ * else ~/.cache/phivk. false without any, or when it does not fit cap.
+ * pvk_cache_make_parent creates the folder. */
+bool pvk_cache_path(const pvk_dev *d, const char *kind, const char *ext, char *out, size_t cap);
+bool pvk_cache_make_parent(const char *path);
 
 /* ----------------------------------------------------------------- commands */
 

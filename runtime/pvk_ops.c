@@ -13,6 +13,8 @@ struct pvk_ops {
     pvk_dev *dev;
     const pvk_caps *caps;
     pvk_ops_tuning t;
+    bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mv_choice) */
+    pvk_mv_choice mv[PVK_TYPE_COUNT];
 };
 
 /* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
@@ -242,6 +244,32 @@ void pvk_ops_destroy(pvk_ops *o) { free(o); }
 
 pvk_dev *pvk_ops_dev(const pvk_ops *o) { return o->dev; }
 
+static bool is_blocked(pvk_type t) { return pvk_type_get(t)->block_elems > 1; }
+
+const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
+
+pvk_mv_choice pvk_ops_mv_default(const pvk_ops *o, pvk_type t) {
+    bool blocked = wtype_get(t) && is_blocked(t);
+    return (pvk_mv_choice){blocked && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows};
+}
+
+pvk_mv_choice pvk_ops_mv_choice(const pvk_ops *o, pvk_type t) {
+    if ((unsigned)t < PVK_TYPE_COUNT && o->mv_set[t]) return o->mv[t];
+    return pvk_ops_mv_default(o, t);
+}
+
+pvk_status pvk_ops_set_mv_choice(pvk_ops *o, pvk_type t, pvk_mv_choice c) {
+    if (!wtype_get(t)) return pvk_fail(PVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
+    if (c.int8 && (!is_blocked(t) || !o->caps->int_dot || !o->caps->subgroup))
+        return pvk_fail(PVK_ERR_INVALID, "matvec: %s cannot read int8 activations on %s",
+                        pvk_type_get(t)->name, o->caps->name);
+    if (!is_pow2(c.rows) || c.rows > 64)
+        return pvk_fail(PVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
+    o->mv[t] = c;
+    o->mv_set[t] = true;
+    return PVK_OK;
+}
+
 bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m) { return m > o->t.mv_max_m && o->caps->fp16; }
 
 /* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
@@ -297,8 +325,9 @@ uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n) {
 /* PVK_ERR_INVALID unless the int8 kernels can run: the device's path, rows of whole
  * blocks, and a q8 buffer that holds them. */
 static pvk_status need_q8(const pvk_ops *o, const char *op, const pvk_buf *q8, uint32_t rows, uint32_t n) {
-    if (!o->t.mv_int_dot)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: int8 activations are off on %s", op, o->caps->name);
+    if (!o->caps->int_dot || !o->caps->subgroup)
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: %s has no integer dot product (or subgroup operations)",
+                        op, o->caps->name);
     if (n % 32)
         return pvk_fail(PVK_ERR_INVALID, "%s: int8 rows of %u are not whole blocks of 32", op, n);
     if (!q8 || q8->size < pvk_q8_bytes(rows, n))
@@ -451,7 +480,7 @@ pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return o->t.mv_int_dot && m <= o->t.mv_max_m && wtype_get(t) && pvk_type_get(t)->block_elems > 1;
+    return m <= o->t.mv_max_m && wtype_get(t) && pvk_ops_mv_choice(o, t).int8;
 }
 
 pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -482,11 +511,9 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
         snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch,
                  q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
-        per_group = o->t.mv_rows;
-        if (pvk_type_get(w->type)->block_elems > 1) {
-            per_group = o->t.mv_rows_blocked;
+        per_group = pvk_ops_mv_choice(o, w->type).rows;
+        if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
-        }
         spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
         n_spec = 4;
         gy = (m + nc - 1) / nc;

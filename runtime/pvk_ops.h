@@ -74,6 +74,27 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps);
 pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out);
 void pvk_ops_destroy(pvk_ops *o);
 pvk_dev *pvk_ops_dev(const pvk_ops *o);
+
+/* The matvec variant for one weight type: activations read as int8 (block types,
+ * with mv_int_dot) or f32, and weight rows per workgroup (a power of two <= 64).
+ * Unless set (pvk_ops_tune measures them), the tuning's: int8 where mv_int_dot,
+ * mv_rows_blocked or mv_rows rows. */
+typedef struct pvk_mv_choice { bool int8; uint32_t rows; } pvk_mv_choice;
+pvk_mv_choice pvk_ops_mv_choice(const pvk_ops *o, pvk_type t);
+pvk_mv_choice pvk_ops_mv_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
+const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o);
+/* PVK_ERR_INVALID when the type has no matvec or the device cannot run c. */
+pvk_status pvk_ops_set_mv_choice(pvk_ops *o, pvk_type t, pvk_mv_choice c);
+
+/* Measures the matvec variants of each weight type in types[0..n) (duplicates
+ * allowed) on the device: int8 or f32 activations, and half, the tuning's and twice
+ * its rows per workgroup, on a zero matrix of 4096 rows of k columns, keeping the
+ * fastest (pvk_ops_set_mv_choice). Choices are kept per device and driver in
+ * pvk_cache_path(d, "tuning", ".txt") (text, one line per type and k), so a later load on
+ * the same device reads them instead of measuring. PHIVK_TUNE=0 keeps the
+ * tuning's choices. progress (may be NULL) is called after each type measured. */
+pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
+                        void (*progress)(void *user, int done, int total), void *user);
 /* Whether a matmul at m rows of x runs the tiled kernel in fp16 (caps.fp16), whose
  * rounding is coarser than the f32 path's (bound in shaders/matmul.comp). */
 bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m);
@@ -107,7 +128,7 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
 uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n);
 /* Whether a matmul of a weight of type t at m rows reads int8 activations when it is
  * given them (pvk_op_matmul_in): block types on the matvec path with mv_int_dot. */
-bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m);
+bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m);   /* also per choice */
 pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                              const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
                              float eps);

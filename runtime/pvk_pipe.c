@@ -13,14 +13,17 @@
 
 /* ----------------------------------------------------------- pipeline cache */
 
-/* <dir>/phivk/pipelines-<vendor>-<device>-<driverversion>.bin; false without a home. */
-static bool cache_path(const pvk_dev *d, const VkPhysicalDeviceProperties *p, char *out, size_t cap) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+bool pvk_cache_path(const pvk_dev *d, const char *kind, const char *ext, char *out, size_t cap) {
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(d->phys, &p);
+    const char *own = getenv("PHIVK_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n;
-    if (xdg && *xdg) n = snprintf(out, cap, "%s/phivk", xdg);
+    if (own && *own) n = snprintf(out, cap, "%s", own);
+    else if (xdg && *xdg) n = snprintf(out, cap, "%s/phivk", xdg);
     else if (home && *home) n = snprintf(out, cap, "%s/.cache/phivk", home);
     else return false;
-    n += snprintf(out + n, cap - (size_t)n, "/pipelines-%04x-%04x-%u.bin", p->vendorID, p->deviceID, p->driverVersion);
+    if (n < 0 || (size_t)n >= cap) return false;
+    n += snprintf(out + n, cap - (size_t)n, "/%s-%04x-%04x-%u%s", kind, p.vendorID, p.deviceID, p.driverVersion, ext);
     return n > 0 && (size_t)n < cap;
 }
 
@@ -55,7 +58,7 @@ void pvk_pipe_cache_open(pvk_dev *d) {
     vkGetPhysicalDeviceProperties(d->phys, &p);
     size_t n = 0;
     void *data = NULL;
-    if (cache_path(d, &p, d->cache_path, sizeof d->cache_path)) data = cache_load(d->cache_path, &p, &n);
+    if (pvk_cache_path(d, "pipelines", ".bin", d->cache_path, sizeof d->cache_path)) data = cache_load(d->cache_path, &p, &n);
     else d->cache_path[0] = 0;
     VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
                                     .initialDataSize = n, .pInitialData = data};
@@ -68,8 +71,7 @@ void pvk_pipe_cache_open(pvk_dev *d) {
     free(data);
 }
 
-/* mkdir -p of the folder that holds path. */
-static bool make_parent(const char *path) {
+bool pvk_cache_make_parent(const char *path) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -95,7 +97,7 @@ static void cache_save(pvk_dev *d) {
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", d->cache_path, (long)getpid());
     FILE *f = NULL;
     if (data && vkGetPipelineCacheData(d->vk, d->pipeline_cache, &n, data) == VK_SUCCESS &&
-        make_parent(d->cache_path) && (f = fopen(tmp, "wb"))) {
+        pvk_cache_make_parent(d->cache_path) && (f = fopen(tmp, "wb"))) {
         bool ok = fwrite(data, 1, n, f) == n;
         ok &= fclose(f) == 0;
         if (!ok || rename(tmp, d->cache_path)) remove(tmp);

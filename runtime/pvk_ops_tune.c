@@ -1,0 +1,183 @@
+/* Per-device choice of matvec variants by measurement (pvk_ops_tune). How weights
+ * and activations are best read differs by device more than a vendor table can
+ * say: on lavapipe int8 activations with integer dot products were 25% faster for
+ * Q4_0, on a GPU with slow 4x8-bit dot products they may lose. So each type's
+ * candidates run on the device once, and the winner is kept in a small text file
+ * beside the pipeline cache:
+ *   <type> <k> <candidates key> <int8 0|1> <rows>
+ * where the key (int8 offered, the tuning's workgroup size and rows) makes a choice
+ * measured under other conditions (a kill switch, another tuning) not apply. */
+#include "pvk_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TUNE_ROWS 4096u   /* weight rows of the measured matrix: a Phi MLP's order */
+#define TUNE_REPS 8       /* dispatches per timed submit */
+#define TUNE_ROUNDS 3     /* timed submits; the fastest counts */
+#define MAX_LINES 256
+
+typedef struct tune_line { char type[16]; uint32_t k; char key[24]; pvk_mv_choice c; } tune_line;
+
+typedef struct tune_file {
+    char path[1024];          /* "" without a cache folder: measure, keep nothing */
+    tune_line lines[MAX_LINES];
+    int n;
+} tune_file;
+
+static void file_load(tune_file *f) {
+    FILE *in = f->path[0] ? fopen(f->path, "r") : NULL;
+    if (!in) return;
+    char buf[160];
+    while (f->n < MAX_LINES && fgets(buf, sizeof buf, in)) {
+        tune_line *l = &f->lines[f->n];
+        unsigned int8 = 0;
+        /* A malformed line (an older or damaged file) is skipped, never trusted. */
+        if (sscanf(buf, "%15s %u %23s %u %u", l->type, &l->k, l->key, &int8, &l->c.rows) == 5 && int8 <= 1) {
+            l->c.int8 = int8;
+            f->n++;
+        }
+    }
+    fclose(in);
+}
+
+/* Written beside and renamed over, as the pipeline cache is. */
+static void file_save(const tune_file *f) {
+    if (!f->path[0] || !pvk_cache_make_parent(f->path)) return;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", f->path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) return;
+    bool ok = true;
+    for (int i = 0; i < f->n; i++)
+        ok &= fprintf(out, "%s %u %s %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
+                      (unsigned)f->lines[i].c.int8, f->lines[i].c.rows) > 0;
+    ok &= fclose(out) == 0;
+    if (!ok || rename(tmp, f->path)) remove(tmp);
+}
+
+static tune_line *file_find(tune_file *f, const char *type, uint32_t k, const char *key) {
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->lines[i].type, type) && f->lines[i].k == k && !strcmp(f->lines[i].key, key))
+            return &f->lines[i];
+    return NULL;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Seconds per matvec of w with choice c: the fastest of TUNE_ROUNDS submits of
+ * TUNE_REPS dispatches, after one that compiles the pipeline. */
+static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mv_choice c, const pvk_tensor *w,
+                              const pvk_input *x, const pvk_buf *y, double *best) {
+    pvk_status st = pvk_ops_set_mv_choice(o, t, c);
+    *best = 1e30;
+    for (int round = 0; round <= TUNE_ROUNDS && !st; round++) {
+        int reps = round ? TUNE_REPS : 1;
+        double t0 = now_s();
+        if ((st = pvk_cmd_begin(cmd))) break;
+        for (int i = 0; i < reps && !st; i++) {
+            st = pvk_op_matmul_in(o, cmd, w, NULL, x, y, 1, false, (uint32_t)w->rows, 0);
+            pvk_cmd_barrier(cmd, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
+        }
+        if (!st) st = pvk_cmd_submit(cmd);
+        double dt = (now_s() - t0) / reps;
+        if (round && dt < *best) *best = dt;
+    }
+    return st;
+}
+
+/* Measures type t's candidates at k columns; leaves the fastest set in o. */
+static pvk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mv_choice *out) {
+    pvk_dev *d = pvk_ops_dev(o);
+    pvk_mv_choice def = pvk_ops_mv_default(o, t);
+    pvk_tensor w = {0};
+    pvk_buf x = {0}, xq = {0}, y = {0};
+    pvk_cmd *cmd = NULL;
+    pvk_status st;
+    if ((st = pvk_tensor_create(d, t, k, TUNE_ROWS, NULL, &w)) ||
+        (st = pvk_buf_create(d, 4ull * k, PVK_MEM_DEVICE, &x)) ||
+        (st = pvk_buf_create(d, pvk_q8_bytes(1, k), PVK_MEM_DEVICE, &xq)) ||
+        (st = pvk_buf_create(d, 4ull * TUNE_ROWS, PVK_MEM_DEVICE, &y)) || (st = pvk_cmd_create(d, &cmd)) ||
+        (st = pvk_cmd_begin(cmd)))
+        goto out;
+    /* Zeros: the timing does not depend on the values, and nothing reads garbage. */
+    pvk_cmd_fill(cmd, &w.buf, 0, w.buf.size, 0);
+    pvk_cmd_fill(cmd, &x, 0, x.size, 0);
+    pvk_cmd_fill(cmd, &xq, 0, xq.size, 0);
+    pvk_cmd_barrier(cmd, PVK_TRANSFER_TO_COMPUTE);
+    if ((st = pvk_cmd_submit(cmd))) goto out;
+
+    pvk_input in = {&x, &xq};
+    const pvk_caps *caps = pvk_dev_caps(d);
+    bool int8_offered = def.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup);
+    double best = 1e30;
+    *out = def;
+    for (int int8 = 0; int8 <= (int)int8_offered; int8++)
+        for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
+            pvk_mv_choice c = {int8, rows};
+            double s;
+            if ((st = time_choice(o, cmd, t, c, &w, &in, &y, &s))) goto out;
+            if (s < best) best = s, *out = c;
+        }
+    st = pvk_ops_set_mv_choice(o, t, *out);
+out:
+    if (st) pvk_ops_set_mv_choice(o, t, def);
+    pvk_cmd_destroy(cmd);
+    pvk_tensor_destroy(d, &w);
+    pvk_buf_destroy(d, &x);
+    pvk_buf_destroy(d, &xq);
+    pvk_buf_destroy(d, &y);
+    return st;
+}
+
+pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
+                        void (*progress)(void *user, int done, int total), void *user) {
+    const char *env = getenv("PHIVK_TUNE");
+    if (env && !strcmp(env, "0")) return PVK_OK;
+    pvk_dev *d = pvk_ops_dev(o);
+    const pvk_caps *caps = pvk_dev_caps(d);
+    tune_file *f = calloc(1, sizeof *f);
+    if (!f) return pvk_fail(PVK_ERR_HOST_MEMORY, "tune: out of host memory");
+    if (!pvk_cache_path(d, "tuning", ".txt", f->path, sizeof f->path)) f->path[0] = 0;
+    file_load(f);
+
+    /* Each distinct type that has a matvec for rows of k. */
+    pvk_type todo[PVK_TYPE_COUNT];
+    int n_todo = 0;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < n_todo; j++) seen |= todo[j] == types[i];
+        if (!seen && pvk_weight_variant(types[i]) && k % pvk_type_get(types[i])->block_elems == 0)
+            todo[n_todo++] = types[i];
+    }
+    pvk_status st = PVK_OK;
+    bool changed = false;
+    for (int i = 0; i < n_todo && !st; i++) {
+        const char *name = pvk_type_get(todo[i])->name;
+        char key[24];
+        snprintf(key, sizeof key, "i%dw%ur%u", caps->int_dot && caps->subgroup, pvk_ops_get_tuning(o)->mv_wg,
+                 pvk_ops_mv_default(o, todo[i]).rows);
+        tune_line *l = file_find(f, name, k, key);
+        if (l && pvk_ops_set_mv_choice(o, todo[i], l->c) == PVK_OK) continue;
+        pvk_mv_choice c;
+        if ((st = measure(o, todo[i], k, &c))) break;
+        if (!l && f->n < MAX_LINES) l = &f->lines[f->n++];
+        if (l) {
+            snprintf(l->type, sizeof l->type, "%s", name);
+            snprintf(l->key, sizeof l->key, "%s", key);
+            l->k = k;
+            l->c = c;
+            changed = true;
+        }
+        if (progress) progress(user, i + 1, n_todo);
+    }
+    if (changed) file_save(f);
+    free(f);
+    return st;
+}

@@ -1,0 +1,158 @@
+/* pvk_ops_tune: matvec variants picked by measurement on the device, kept per device
+ * in the cache folder and read back instead of measured again. The cache folder is
+ * a fresh one under /tmp (PHIVK_CACHE_DIR), so the test sees its own file. */
+#define HARNESS_MAIN
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "gpu.h"
+#include "pvk_ops.h"
+
+static pvk_ops *ops_list[1];
+static pvk_cmd *cmd;
+static char cache_dir[64], tuning_path[1100], pipelines_path[1100];
+
+static void remove_cache(void) { remove(tuning_path); }
+
+/* Registered before the device opens, so it runs after the device (which writes
+ * its pipeline cache at exit) is gone. */
+static void remove_cache_dir(void) {
+    remove(tuning_path);
+    remove(pipelines_path);
+    rmdir(cache_dir);
+}
+
+/* PHIVK_CACHE_DIR must be set before the device opens (its pipeline cache too). */
+static pvk_dev *setup(void) {
+    if (!cache_dir[0]) {
+        snprintf(cache_dir, sizeof cache_dir, "/tmp/phivk-tune-test-%ld", (long)getpid());
+        setenv("PHIVK_CACHE_DIR", cache_dir, 1);
+        atexit(remove_cache_dir);
+    }
+    pvk_dev *d = test_gpu();
+    if (!d) return NULL;
+    if (!tuning_path[0] && (!pvk_cache_path(d, "tuning", ".txt", tuning_path, sizeof tuning_path) ||
+                            !pvk_cache_path(d, "pipelines", ".bin", pipelines_path, sizeof pipelines_path)))
+        return NULL;
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    return check_setup(1, &t, ops_list, &cmd);
+}
+
+static int measured;
+static void count(void *user, int done, int total) {
+    (void)user, (void)total;
+    measured = done;
+}
+
+/* A fresh op layer (no choices set) on the shared device. */
+static pvk_ops *fresh_ops(pvk_dev *d) {
+    pvk_ops *o = NULL;
+    if (pvk_ops_create(d, &o)) printf("    ops: %s\n", pvk_errmsg());
+    return o;
+}
+
+static bool valid_choice(const pvk_ops *o, pvk_type t, pvk_mv_choice c, const pvk_caps *caps) {
+    pvk_mv_choice def = pvk_ops_mv_default(o, t);
+    bool rows_ok = c.rows == def.rows || c.rows == def.rows * 2 || c.rows * 2 == def.rows;
+    bool int8_ok = !c.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot);
+    return rows_ok && int8_ok;
+}
+
+TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    const pvk_caps *caps = pvk_dev_caps(d);
+    remove_cache();
+    pvk_type types[] = {PVK_Q4_0, PVK_F16, PVK_Q4_0, PVK_Q6_K};
+    pvk_ops *a = fresh_ops(d), *b = fresh_ops(d);
+    REQUIRE(a && b, "ops");
+    measured = 0;
+    CHECK(pvk_ops_tune(a, types, 4, 512, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
+    CHECK(measured == 3, "the three distinct types were measured (%d)", measured);
+    for (int i = 0; i < 4; i++) {
+        pvk_mv_choice c = pvk_ops_mv_choice(a, types[i]);
+        printf("    %s: int8 %d, %u rows\n", pvk_type_get(types[i])->name, c.int8, c.rows);
+        CHECK(valid_choice(a, types[i], c, caps), "%s: the choice is one of the candidates",
+              pvk_type_get(types[i])->name);
+    }
+    CHECK(access(tuning_path, R_OK) == 0, "the choices are kept in %s", tuning_path);
+
+    measured = 0;
+    CHECK(pvk_ops_tune(b, types, 4, 512, count, NULL) == PVK_OK, "tune again: %s", pvk_errmsg());
+    CHECK(measured == 0, "a second tuning reads the file instead of measuring");
+    for (int i = 0; i < 4; i++) {
+        pvk_mv_choice ca = pvk_ops_mv_choice(a, types[i]), cb = pvk_ops_mv_choice(b, types[i]);
+        CHECK(ca.int8 == cb.int8 && ca.rows == cb.rows, "%s: the same choice", pvk_type_get(types[i])->name);
+    }
+    measured = 0;
+    CHECK(pvk_ops_tune(b, types, 4, 1024, count, NULL) == PVK_OK && measured == 3,
+          "another k is measured on its own");
+    pvk_ops_destroy(a);
+    pvk_ops_destroy(b);
+}
+
+TEST(a_damaged_tuning_file_is_measured_over_not_trusted) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    remove_cache();
+    REQUIRE(pvk_cache_make_parent(tuning_path), "cache folder");
+    FILE *f = fopen(tuning_path, "w");
+    REQUIRE(f, "write %s", tuning_path);
+    /* Garbage, a bad row count for q4_0 under every key, a truncated line. */
+    fprintf(f, "\x01\x02 not a line\nq4_0 256 i1w8r32 1 3\nq4_0 256 i0w8r32 0 3\nq4_0 256 i1w8r32 1 48\nq4_0 256\n");
+    fclose(f);
+    pvk_ops *o = fresh_ops(d);
+    REQUIRE(o, "ops");
+    pvk_type t = PVK_Q4_0;
+    measured = 0;
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
+    CHECK(measured == 1, "the unusable entry was measured over");
+    CHECK(valid_choice(o, t, pvk_ops_mv_choice(o, t), pvk_dev_caps(d)), "a valid choice");
+    pvk_ops_destroy(o);
+}
+
+TEST(phivk_tune_0_keeps_the_tunings_choices_and_writes_nothing) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    remove_cache();
+    pvk_ops *o = fresh_ops(d);
+    REQUIRE(o, "ops");
+    setenv("PHIVK_TUNE", "0", 1);
+    pvk_type t = PVK_Q8_0;
+    measured = 0;
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK && measured == 0, "nothing measured");
+    unsetenv("PHIVK_TUNE");
+    pvk_mv_choice c = pvk_ops_mv_choice(o, t), def = pvk_ops_mv_default(o, t);
+    CHECK(c.int8 == def.int8 && c.rows == def.rows, "the tuning's choice");
+    CHECK(access(tuning_path, F_OK) != 0, "no file written");
+    pvk_ops_destroy(o);
+}
+
+TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    const pvk_caps *caps = pvk_dev_caps(d);
+    pvk_ops *o = ops_list[0];
+    pvk_type types[] = {PVK_Q4_K, PVK_F16};
+    for (int i = 0; i < 2; i++) {
+        pvk_type t = types[i];
+        pvk_mv_choice def = pvk_ops_mv_default(o, t);
+        bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
+        for (int int8 = 0; int8 <= (int)int8_offered; int8++)
+            for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
+                REQUIRE(pvk_ops_set_mv_choice(o, t, (pvk_mv_choice){int8, rows}) == PVK_OK, "%s", pvk_errmsg());
+                CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
+                      "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
+            }
+        REQUIRE(pvk_ops_set_mv_choice(o, t, def) == PVK_OK, "restore");
+    }
+    CHECK(pvk_ops_set_mv_choice(o, PVK_F16, (pvk_mv_choice){true, 8}) == PVK_ERR_INVALID,
+          "plain weights cannot read int8");
+    CHECK(pvk_ops_set_mv_choice(o, PVK_Q4_0, (pvk_mv_choice){false, 3}) == PVK_ERR_INVALID,
+          "rows must be a power of two");
+}
