@@ -13,8 +13,8 @@ struct pvk_ops {
     pvk_dev *dev;
     const pvk_caps *caps;
     pvk_ops_tuning t;
-    bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mv_choice) */
-    pvk_mv_choice mv[PVK_TYPE_COUNT];
+    bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mm_choice) */
+    pvk_mm_choice mv[PVK_TYPE_COUNT];
 };
 
 /* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
@@ -248,21 +248,24 @@ static bool is_blocked(pvk_type t) { return pvk_type_get(t)->block_elems > 1; }
 
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
 
-pvk_mv_choice pvk_ops_mv_default(const pvk_ops *o, pvk_type t) {
+pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t) {
     bool blocked = wtype_get(t) && is_blocked(t);
-    return (pvk_mv_choice){blocked && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows};
+    return (pvk_mm_choice){blocked && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
+                           o->caps->fp16};
 }
 
-pvk_mv_choice pvk_ops_mv_choice(const pvk_ops *o, pvk_type t) {
+pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t) {
     if ((unsigned)t < PVK_TYPE_COUNT && o->mv_set[t]) return o->mv[t];
-    return pvk_ops_mv_default(o, t);
+    return pvk_ops_mm_default(o, t);
 }
 
-pvk_status pvk_ops_set_mv_choice(pvk_ops *o, pvk_type t, pvk_mv_choice c) {
+pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
     if (!wtype_get(t)) return pvk_fail(PVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
     if (c.int8 && (!is_blocked(t) || !o->caps->int_dot || !o->caps->subgroup))
         return pvk_fail(PVK_ERR_INVALID, "matvec: %s cannot read int8 activations on %s",
                         pvk_type_get(t)->name, o->caps->name);
+    if (c.f16 && !o->caps->fp16)
+        return pvk_fail(PVK_ERR_INVALID, "matmul: %s has no fp16 arithmetic", o->caps->name);
     if (!is_pow2(c.rows) || c.rows > 64)
         return pvk_fail(PVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
     o->mv[t] = c;
@@ -270,7 +273,9 @@ pvk_status pvk_ops_set_mv_choice(pvk_ops *o, pvk_type t, pvk_mv_choice c) {
     return PVK_OK;
 }
 
-bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m) { return m > o->t.mv_max_m && o->caps->fp16; }
+bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return m > o->t.mv_max_m && pvk_ops_mm_choice(o, t).f16;
+}
 
 /* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
  * of them along another axis; shaders index by fold * gl_NumWorkGroups.x + x and
@@ -480,7 +485,7 @@ pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return m <= o->t.mv_max_m && wtype_get(t) && pvk_ops_mv_choice(o, t).int8;
+    return m <= o->t.mv_max_m && wtype_get(t) && pvk_ops_mm_choice(o, t).int8;
 }
 
 pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -511,7 +516,7 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
         snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch,
                  q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
-        per_group = pvk_ops_mv_choice(o, w->type).rows;
+        per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
         spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
@@ -519,7 +524,7 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         gy = (m + nc - 1) / nc;
     } else {
         snprintf(shader, sizeof shader, "matmul_%s_%s%s", wt->name, fetch,
-                 pvk_ops_matmul_f16(o, m) ? "_f16" : "");
+                 pvk_ops_matmul_f16(o, w->type, m) ? "_f16" : "");
         const pvk_ops_tuning *t = &o->t;
         spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
         spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;

@@ -75,29 +75,33 @@ pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **o
 void pvk_ops_destroy(pvk_ops *o);
 pvk_dev *pvk_ops_dev(const pvk_ops *o);
 
-/* The matvec variant for one weight type: activations read as int8 (block types,
- * with mv_int_dot) or f32, and weight rows per workgroup (a power of two <= 64).
- * Unless set (pvk_ops_tune measures them), the tuning's: int8 where mv_int_dot,
- * mv_rows_blocked or mv_rows rows. */
-typedef struct pvk_mv_choice { bool int8; uint32_t rows; } pvk_mv_choice;
-pvk_mv_choice pvk_ops_mv_choice(const pvk_ops *o, pvk_type t);
-pvk_mv_choice pvk_ops_mv_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
+/* The matrix-product variants for one weight type. Unless set (pvk_ops_tune
+ * measures them), the tuning's: int8 where mv_int_dot, mv_rows_blocked or mv_rows
+ * rows, fp16 where caps.fp16. */
+typedef struct pvk_mm_choice {
+    bool int8;                /* matvec reads int8 activations (block types; caps.int_dot) */
+    uint32_t rows;            /* matvec weight rows per workgroup (a power of two <= 64) */
+    bool f16;                 /* the tiled kernel runs in fp16 (caps.fp16) */
+} pvk_mm_choice;
+pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t);
+pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o);
 /* PVK_ERR_INVALID when the type has no matvec or the device cannot run c. */
-pvk_status pvk_ops_set_mv_choice(pvk_ops *o, pvk_type t, pvk_mv_choice c);
+pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
 
-/* Measures the matvec variants of each weight type in types[0..n) (duplicates
- * allowed) on the device: int8 or f32 activations, and half, the tuning's and twice
- * its rows per workgroup, on a zero matrix of 4096 rows of k columns, keeping the
- * fastest (pvk_ops_set_mv_choice). Choices are kept per device and driver in
+/* Measures the variants of each weight type in types[0..n) (duplicates allowed) on
+ * the device, on a zero matrix of 4096 rows of k columns: matvec with int8 or f32
+ * activations and half, the tuning's and twice its rows per workgroup (m 1); the
+ * tiled kernel in fp16 or f32 (m 64, where the device has fp16 and m 64 is tiled).
+ * Keeps the fastest (pvk_ops_set_mm_choice). Choices are kept per device and driver in
  * pvk_cache_path(d, "tuning", ".txt") (text, one line per type and k), so a later load on
  * the same device reads them instead of measuring. PHIVK_TUNE=0 keeps the
  * tuning's choices. progress (may be NULL) is called after each type measured. */
 pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                         void (*progress)(void *user, int done, int total), void *user);
-/* Whether a matmul at m rows of x runs the tiled kernel in fp16 (caps.fp16), whose
+/* Whether a matmul of type t at m rows of x runs the tiled kernel in fp16, whose
  * rounding is coarser than the f32 path's (bound in shaders/matmul.comp). */
-bool pvk_ops_matmul_f16(const pvk_ops *o, uint32_t m);
+bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m);
 
 /* ---- elementwise and normalisation (shaders/eltwise.comp, norm.comp, act.comp, softmax.comp) */
 pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,

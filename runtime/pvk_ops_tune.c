@@ -1,12 +1,14 @@
-/* Per-device choice of matvec variants by measurement (pvk_ops_tune). How weights
- * and activations are best read differs by device more than a vendor table can
- * say: on lavapipe int8 activations with integer dot products were 25% faster for
- * Q4_0, on a GPU with slow 4x8-bit dot products they may lose. So each type's
+/* Per-device choice of matrix-product variants by measurement (pvk_ops_tune). How
+ * weights and activations are best read differs by device more than a vendor table
+ * can say: on lavapipe int8 activations with integer dot products were 25% faster
+ * for Q4_0 decode, on a GPU with slow 4x8-bit dot products they may lose; fp16 tiles
+ * halve a GPU's shared-memory traffic but run at 1/64 rate on some. So each type's
  * candidates run on the device once, and the winner is kept in a small text file
  * beside the pipeline cache:
- *   <type> <k> <candidates key> <int8 0|1> <rows>
- * where the key (int8 offered, the tuning's workgroup size and rows) makes a choice
- * measured under other conditions (a kill switch, another tuning) not apply. */
+ *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1>
+ * where the key (int8 and fp16 offered, the tuning's workgroup size and rows) makes
+ * a choice measured under other conditions (a kill switch, another tuning) not
+ * apply. */
 #include "pvk_ops.h"
 
 #include <stdio.h>
@@ -15,11 +17,12 @@
 #include <time.h>
 
 #define TUNE_ROWS 4096u   /* weight rows of the measured matrix: a Phi MLP's order */
+#define TUNE_M 64u        /* x rows of the measured tiled product: a prompt's order */
 #define TUNE_REPS 8       /* dispatches per timed submit */
 #define TUNE_ROUNDS 3     /* timed submits; the fastest counts */
 #define MAX_LINES 256
 
-typedef struct tune_line { char type[16]; uint32_t k; char key[24]; pvk_mv_choice c; } tune_line;
+typedef struct tune_line { char type[16]; uint32_t k; char key[24]; pvk_mm_choice c; } tune_line;
 
 typedef struct tune_file {
     char path[1024];          /* "" without a cache folder: measure, keep nothing */
@@ -33,10 +36,12 @@ static void file_load(tune_file *f) {
     char buf[160];
     while (f->n < MAX_LINES && fgets(buf, sizeof buf, in)) {
         tune_line *l = &f->lines[f->n];
-        unsigned int8 = 0;
+        unsigned int8 = 0, f16 = 0;
         /* A malformed line (an older or damaged file) is skipped, never trusted. */
-        if (sscanf(buf, "%15s %u %23s %u %u", l->type, &l->k, l->key, &int8, &l->c.rows) == 5 && int8 <= 1) {
+        if (sscanf(buf, "%15s %u %23s %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16) == 6 &&
+            int8 <= 1 && f16 <= 1) {
             l->c.int8 = int8;
+            l->c.f16 = f16;
             f->n++;
         }
     }
@@ -52,8 +57,8 @@ static void file_save(const tune_file *f) {
     if (!out) return;
     bool ok = true;
     for (int i = 0; i < f->n; i++)
-        ok &= fprintf(out, "%s %u %s %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
-                      (unsigned)f->lines[i].c.int8, f->lines[i].c.rows) > 0;
+        ok &= fprintf(out, "%s %u %s %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
+                      (unsigned)f->lines[i].c.int8, f->lines[i].c.rows, (unsigned)f->lines[i].c.f16) > 0;
     ok &= fclose(out) == 0;
     if (!ok || rename(tmp, f->path)) remove(tmp);
 }
@@ -71,18 +76,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Seconds per matvec of w with choice c: the fastest of TUNE_ROUNDS submits of
- * TUNE_REPS dispatches, after one that compiles the pipeline. */
-static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mv_choice c, const pvk_tensor *w,
-                              const pvk_input *x, const pvk_buf *y, double *best) {
-    pvk_status st = pvk_ops_set_mv_choice(o, t, c);
+/* Seconds per product of w with m rows of x under choice c: the fastest of
+ * TUNE_ROUNDS submits of TUNE_REPS dispatches, after one that compiles the pipeline. */
+static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_choice c, const pvk_tensor *w,
+                              const pvk_input *x, const pvk_buf *y, uint32_t m, double *best) {
+    pvk_status st = pvk_ops_set_mm_choice(o, t, c);
     *best = 1e30;
     for (int round = 0; round <= TUNE_ROUNDS && !st; round++) {
         int reps = round ? TUNE_REPS : 1;
         double t0 = now_s();
         if ((st = pvk_cmd_begin(cmd))) break;
         for (int i = 0; i < reps && !st; i++) {
-            st = pvk_op_matmul_in(o, cmd, w, NULL, x, y, 1, false, (uint32_t)w->rows, 0);
+            st = pvk_op_matmul_in(o, cmd, w, NULL, x, y, m, false, (uint32_t)w->rows, 0);
             pvk_cmd_barrier(cmd, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
         }
         if (!st) st = pvk_cmd_submit(cmd);
@@ -93,17 +98,20 @@ static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mv_choic
 }
 
 /* Measures type t's candidates at k columns; leaves the fastest set in o. */
-static pvk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mv_choice *out) {
+static pvk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *out) {
     pvk_dev *d = pvk_ops_dev(o);
-    pvk_mv_choice def = pvk_ops_mv_default(o, t);
+    pvk_mm_choice def = pvk_ops_mm_default(o, t);
     pvk_tensor w = {0};
     pvk_buf x = {0}, xq = {0}, y = {0};
     pvk_cmd *cmd = NULL;
     pvk_status st;
+    const pvk_caps *caps = pvk_dev_caps(d);
+    bool tiled = caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M;
+    uint32_t x_rows = tiled ? TUNE_M : 1;
     if ((st = pvk_tensor_create(d, t, k, TUNE_ROWS, NULL, &w)) ||
-        (st = pvk_buf_create(d, 4ull * k, PVK_MEM_DEVICE, &x)) ||
+        (st = pvk_buf_create(d, 4ull * k * x_rows, PVK_MEM_DEVICE, &x)) ||
         (st = pvk_buf_create(d, pvk_q8_bytes(1, k), PVK_MEM_DEVICE, &xq)) ||
-        (st = pvk_buf_create(d, 4ull * TUNE_ROWS, PVK_MEM_DEVICE, &y)) || (st = pvk_cmd_create(d, &cmd)) ||
+        (st = pvk_buf_create(d, 4ull * TUNE_ROWS * x_rows, PVK_MEM_DEVICE, &y)) || (st = pvk_cmd_create(d, &cmd)) ||
         (st = pvk_cmd_begin(cmd)))
         goto out;
     /* Zeros: the timing does not depend on the values, and nothing reads garbage. */
@@ -114,20 +122,27 @@ static pvk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mv_choice *out
     if ((st = pvk_cmd_submit(cmd))) goto out;
 
     pvk_input in = {&x, &xq};
-    const pvk_caps *caps = pvk_dev_caps(d);
     bool int8_offered = def.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup);
     double best = 1e30;
     *out = def;
     for (int int8 = 0; int8 <= (int)int8_offered; int8++)
         for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-            pvk_mv_choice c = {int8, rows};
+            pvk_mm_choice c = {int8, rows, def.f16};
             double s;
-            if ((st = time_choice(o, cmd, t, c, &w, &in, &y, &s))) goto out;
+            if ((st = time_choice(o, cmd, t, c, &w, &in, &y, 1, &s))) goto out;
             if (s < best) best = s, *out = c;
         }
-    st = pvk_ops_set_mv_choice(o, t, *out);
+    best = 1e30;
+    for (int f16 = 0; tiled && f16 <= 1; f16++) {
+        pvk_mm_choice c = *out;
+        c.f16 = f16;
+        double s;
+        if ((st = time_choice(o, cmd, t, c, &w, &in, &y, TUNE_M, &s))) goto out;
+        if (s < best) best = s, out->f16 = f16;
+    }
+    st = pvk_ops_set_mm_choice(o, t, *out);
 out:
-    if (st) pvk_ops_set_mv_choice(o, t, def);
+    if (st) pvk_ops_set_mm_choice(o, t, def);
     pvk_cmd_destroy(cmd);
     pvk_tensor_destroy(d, &w);
     pvk_buf_destroy(d, &x);
@@ -161,11 +176,12 @@ pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
     for (int i = 0; i < n_todo && !st; i++) {
         const char *name = pvk_type_get(todo[i])->name;
         char key[24];
-        snprintf(key, sizeof key, "i%dw%ur%u", caps->int_dot && caps->subgroup, pvk_ops_get_tuning(o)->mv_wg,
-                 pvk_ops_mv_default(o, todo[i]).rows);
+        snprintf(key, sizeof key, "i%dh%dw%ur%u", caps->int_dot && caps->subgroup,
+                 caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,
+                 pvk_ops_mm_default(o, todo[i]).rows);
         tune_line *l = file_find(f, name, k, key);
-        if (l && pvk_ops_set_mv_choice(o, todo[i], l->c) == PVK_OK) continue;
-        pvk_mv_choice c;
+        if (l && pvk_ops_set_mm_choice(o, todo[i], l->c) == PVK_OK) continue;
+        pvk_mm_choice c;
         if ((st = measure(o, todo[i], k, &c))) break;
         if (!l && f->n < MAX_LINES) l = &f->lines[f->n++];
         if (l) {

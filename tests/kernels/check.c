@@ -99,7 +99,7 @@ static int matmul_case(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k
      * eps16 of sum|x w| to first order (shaders/matmul.comp; 11 covers the higher
      * orders), and per k up to 2^-14 for each of x, w, product and run sum that falls
      * below fp16's normal range: (3 + max|w|) 2^-14 with |x| <= 1. */
-    if (pvk_ops_matmul_f16(o, (uint32_t)m)) {
+    if (pvk_ops_matmul_f16(o, t, (uint32_t)m)) {
         float wmax = 0;
         for (size_t i = 0; i < wn; i++) wmax = fmaxf(wmax, wmag[i] = fabsf(wv[i]));
         ref_matmul(wmag, NULL, x, scratch, absdot, m, n, k, false);

@@ -42,9 +42,9 @@ TEST(tiled_matmul_takes_the_fp16_path_exactly_when_the_device_has_fp16) {
     printf("    %s: fp16 %d\n", c->name, c->fp16);
     if (off) CHECK(!c->fp16, "PHIVK_DISABLE_F16 set but caps.fp16");
     else if (strstr(c->name, "llvmpipe")) CHECK(c->fp16, "lavapipe offers shaderFloat16");
-    CHECK(pvk_ops_matmul_f16(ops[TILED], 1) == c->fp16 && pvk_ops_matmul_f16(ops[GPU_LIKE], 9) == c->fp16,
+    CHECK(pvk_ops_matmul_f16(ops[TILED], PVK_F16, 1) == c->fp16 && pvk_ops_matmul_f16(ops[GPU_LIKE], PVK_Q4_0, 9) == c->fp16,
           "the tiled kernel is fp16 iff caps.fp16");
-    CHECK(!pvk_ops_matmul_f16(ops[GPU_LIKE], 8), "matvec (m <= mv_max_m) stays f32");
+    CHECK(!pvk_ops_matmul_f16(ops[GPU_LIKE], PVK_Q4_0, 8), "matvec (m <= mv_max_m) stays f32");
 }
 
 /* y = x W^T + bias + y0 for stored W of type t [n][k] with exact values wv, against

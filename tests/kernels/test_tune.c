@@ -56,11 +56,11 @@ static pvk_ops *fresh_ops(pvk_dev *d) {
     return o;
 }
 
-static bool valid_choice(const pvk_ops *o, pvk_type t, pvk_mv_choice c, const pvk_caps *caps) {
-    pvk_mv_choice def = pvk_ops_mv_default(o, t);
+static bool valid_choice(const pvk_ops *o, pvk_type t, pvk_mm_choice c, const pvk_caps *caps) {
+    pvk_mm_choice def = pvk_ops_mm_default(o, t);
     bool rows_ok = c.rows == def.rows || c.rows == def.rows * 2 || c.rows * 2 == def.rows;
     bool int8_ok = !c.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot);
-    return rows_ok && int8_ok;
+    return rows_ok && int8_ok && (!c.f16 || caps->fp16);
 }
 
 TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
@@ -75,7 +75,7 @@ TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
     CHECK(pvk_ops_tune(a, types, 4, 512, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
     CHECK(measured == 3, "the three distinct types were measured (%d)", measured);
     for (int i = 0; i < 4; i++) {
-        pvk_mv_choice c = pvk_ops_mv_choice(a, types[i]);
+        pvk_mm_choice c = pvk_ops_mm_choice(a, types[i]);
         printf("    %s: int8 %d, %u rows\n", pvk_type_get(types[i])->name, c.int8, c.rows);
         CHECK(valid_choice(a, types[i], c, caps), "%s: the choice is one of the candidates",
               pvk_type_get(types[i])->name);
@@ -86,7 +86,7 @@ TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
     CHECK(pvk_ops_tune(b, types, 4, 512, count, NULL) == PVK_OK, "tune again: %s", pvk_errmsg());
     CHECK(measured == 0, "a second tuning reads the file instead of measuring");
     for (int i = 0; i < 4; i++) {
-        pvk_mv_choice ca = pvk_ops_mv_choice(a, types[i]), cb = pvk_ops_mv_choice(b, types[i]);
+        pvk_mm_choice ca = pvk_ops_mm_choice(a, types[i]), cb = pvk_ops_mm_choice(b, types[i]);
         CHECK(ca.int8 == cb.int8 && ca.rows == cb.rows, "%s: the same choice", pvk_type_get(types[i])->name);
     }
     measured = 0;
@@ -103,8 +103,10 @@ TEST(a_damaged_tuning_file_is_measured_over_not_trusted) {
     REQUIRE(pvk_cache_make_parent(tuning_path), "cache folder");
     FILE *f = fopen(tuning_path, "w");
     REQUIRE(f, "write %s", tuning_path);
-    /* Garbage, a bad row count for q4_0 under every key, a truncated line. */
-    fprintf(f, "\x01\x02 not a line\nq4_0 256 i1w8r32 1 3\nq4_0 256 i0w8r32 0 3\nq4_0 256 i1w8r32 1 48\nq4_0 256\n");
+    /* Garbage, a bad row count for q4_0 under lavapipe's keys, a line of the older
+     * five-field format, a truncated line. */
+    fprintf(f, "\x01\x02 not a line\nq4_0 256 i1h0w8r32 1 3 0\nq4_0 256 i0h0w8r32 0 3 0\n"
+               "q4_0 256 i1h0w8r32 1 48 0\nq4_0 256 i1w8r32 1 32\nq4_0 256\n");
     fclose(f);
     pvk_ops *o = fresh_ops(d);
     REQUIRE(o, "ops");
@@ -112,7 +114,7 @@ TEST(a_damaged_tuning_file_is_measured_over_not_trusted) {
     measured = 0;
     CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
     CHECK(measured == 1, "the unusable entry was measured over");
-    CHECK(valid_choice(o, t, pvk_ops_mv_choice(o, t), pvk_dev_caps(d)), "a valid choice");
+    CHECK(valid_choice(o, t, pvk_ops_mm_choice(o, t), pvk_dev_caps(d)), "a valid choice");
     pvk_ops_destroy(o);
 }
 
@@ -127,9 +129,40 @@ TEST(phivk_tune_0_keeps_the_tunings_choices_and_writes_nothing) {
     measured = 0;
     CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK && measured == 0, "nothing measured");
     unsetenv("PHIVK_TUNE");
-    pvk_mv_choice c = pvk_ops_mv_choice(o, t), def = pvk_ops_mv_default(o, t);
+    pvk_mm_choice c = pvk_ops_mm_choice(o, t), def = pvk_ops_mm_default(o, t);
     CHECK(c.int8 == def.int8 && c.rows == def.rows, "the tuning's choice");
     CHECK(access(tuning_path, F_OK) != 0, "no file written");
+    pvk_ops_destroy(o);
+}
+
+/* Where m 64 runs the tiled kernel (a GPU's tuning) and the device has fp16, the
+ * tuner also measures the tiled kernel in fp16 and f32; both compute the product
+ * (check_matmul allows the fp16 rounding where pvk_ops_matmul_f16 says so). */
+TEST(on_a_gpu_tuning_the_tiled_kernel_is_measured_in_fp16_and_f32) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    const pvk_caps *caps = pvk_dev_caps(d);
+    remove_cache();
+    pvk_ops_tuning gt = check_gpu_like_tuning(caps);
+    pvk_ops *o = NULL;
+    REQUIRE(pvk_ops_create_tuned(d, &gt, &o) == PVK_OK, "%s", pvk_errmsg());
+    pvk_type t = PVK_Q4_K;
+    measured = 0;
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK && measured == 1, "tune: %s", pvk_errmsg());
+    pvk_mm_choice c = pvk_ops_mm_choice(o, t);
+    printf("    gpu-like q4_K: int8 %d, %u rows, tiled fp16 %d (device fp16 %d)\n", c.int8, c.rows, c.f16, caps->fp16);
+    CHECK(valid_choice(o, t, c, caps), "a valid choice");
+    FILE *f = fopen(tuning_path, "r");
+    char line[128] = "";
+    CHECK(f && fgets(line, sizeof line, f), "a line kept");
+    if (f) fclose(f);
+    CHECK(strstr(line, caps->fp16 ? "h1" : "h0") != NULL, "its key says whether fp16 was measured: %s", line);
+    for (int f16 = 0; f16 <= (int)caps->fp16; f16++) {
+        c.f16 = f16;
+        REQUIRE(pvk_ops_set_mm_choice(o, t, c) == PVK_OK, "%s", pvk_errmsg());
+        CHECK(pvk_ops_matmul_f16(o, t, 64) == (bool)f16, "the choice picks the kernel");
+        CHECK(check_matmul(cmd, o, t, 64, 40, 256, true, false, 950 + f16, NULL) == 0, "tiled fp16 %d", f16);
+    }
     pvk_ops_destroy(o);
 }
 
@@ -141,18 +174,18 @@ TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
     pvk_type types[] = {PVK_Q4_K, PVK_F16};
     for (int i = 0; i < 2; i++) {
         pvk_type t = types[i];
-        pvk_mv_choice def = pvk_ops_mv_default(o, t);
+        pvk_mm_choice def = pvk_ops_mm_default(o, t);
         bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                REQUIRE(pvk_ops_set_mv_choice(o, t, (pvk_mv_choice){int8, rows}) == PVK_OK, "%s", pvk_errmsg());
+                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false}) == PVK_OK, "%s", pvk_errmsg());
                 CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
                       "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
             }
-        REQUIRE(pvk_ops_set_mv_choice(o, t, def) == PVK_OK, "restore");
+        REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PVK_OK, "restore");
     }
-    CHECK(pvk_ops_set_mv_choice(o, PVK_F16, (pvk_mv_choice){true, 8}) == PVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false}) == PVK_ERR_INVALID,
           "plain weights cannot read int8");
-    CHECK(pvk_ops_set_mv_choice(o, PVK_Q4_0, (pvk_mv_choice){false, 3}) == PVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false}) == PVK_ERR_INVALID,
           "rows must be a power of two");
 }
