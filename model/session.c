@@ -250,30 +250,24 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     project(s, &g->qkv, &h, &s->qkv, m, false, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    if (!*st) {
-        const pvk_buf *factors = NULL;
-        if (s->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
-        if (s->table == ARCH_ROPE_TABLE_SHORT) factors = &s->m->rope_short;
-        pvk_rope r = {
-            .row_stride = stride,
-            .q_off = 0,
-            .n_q_heads = (uint32_t)hp->n_head,
-            .k_off = (uint32_t)hp->n_embd_q,
-            .n_k_heads = (uint32_t)hp->n_head_kv,
-            .head_dim = (uint32_t)hp->head_dim,
-            .n_rot = (uint32_t)hp->n_rot,
-            .neox = hp->rope_neox,
-            .freq_base = hp->rope_base,
-            .attn_factor = hp->rope_attn_factor,
-            .factors = factors,
-        };
-        *st = pvk_op_rope(o, c, &s->qkv, &r, m, pos0);
-    }
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    /* RoPE is applied by the cache write: K as it is stored, q in place. */
+    const pvk_buf *factors = NULL;
+    if (s->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
+    if (s->table == ARCH_ROPE_TABLE_SHORT) factors = &s->m->rope_short;
+    pvk_rope r = {
+        .q_off = 0,
+        .n_q_heads = (uint32_t)hp->n_head,
+        .head_dim = (uint32_t)hp->head_dim,
+        .n_rot = (uint32_t)hp->n_rot,
+        .neox = hp->rope_neox,
+        .freq_base = hp->rope_base,
+        .attn_factor = hp->rope_attn_factor,
+        .factors = factors,
+    };
     const pvk_kv *kv = &s->kv[l];
     if (!*st)
         *st = pvk_op_kv_store(o, c, &s->qkv, stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0);
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_attn a = attn_desc(s, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, kv, &s->att);

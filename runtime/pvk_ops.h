@@ -180,10 +180,10 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
 pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n);
 
+/* Rotary position embedding, applied by pvk_op_kv_store: K's heads (the cache row,
+ * width / head_dim of them) as they are written, q's in place. */
 typedef struct pvk_rope {
-    uint32_t row_stride;      /* floats per token row of x */
-    uint32_t q_off, n_q_heads; /* q heads start at float q_off of each row */
-    uint32_t k_off, n_k_heads; /* k heads start at float k_off (n_k_heads may be 0) */
+    uint32_t q_off, n_q_heads; /* q heads start at float q_off of each x row (n_q_heads may be 0) */
     uint32_t head_dim;
     uint32_t n_rot;           /* rotated dims per head (<= head_dim); the rest pass through */
     bool neox;                /* pairs (i, i + n_rot/2); else adjacent (2i, 2i+1) */
@@ -191,9 +191,6 @@ typedef struct pvk_rope {
     float attn_factor;        /* multiplies cos and sin (LongRoPE mscale); 1 otherwise */
     const pvk_buf *factors;   /* n_rot/2 frequency divisors, or NULL */
 } pvk_rope;
-/* Rotates q and k heads of m token rows in place; row i has position pos0 + i. */
-pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope *r,
-                       uint32_t m, uint32_t pos0);
 
 /* One layer's cache: K and V as [ctx][width] rows, each in its type (F16, or Q8_0 /
  * Q4_0 in ggml's block layout, width % 32 == 0), written quantized by kv_store and
@@ -231,10 +228,13 @@ pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t w
 void pvk_kv_free(pvk_dev *d, pvk_kv *kv);   /* accepts a zeroed pvk_kv */
 /* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
  * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx), quantizing
- * for Q8_0 / Q4_0 as model/quant.c does. The width must be even. */
+ * for Q8_0 / Q4_0 as model/quant.c does. The width must be even. With rope (may be
+ * NULL), K is rotated as it is written (x keeps the unrotated k) and the q heads of
+ * x are rotated in place: the QKV projection's output needs no other pass before
+ * attention. Row i has position pos0 + i. */
 pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
-                           uint32_t pos0);
+                           uint32_t pos0, const pvk_rope *rope);
 
 typedef struct pvk_attn {
     uint32_t q_stride, q_off; /* q of token i, head h at x[i*q_stride + q_off + h*head_dim] */

@@ -1,4 +1,4 @@
-/* Model-level ops: embedding lookup, RoPE, KV-cache writes and attention. Each
+/* Model-level ops: embedding lookup, KV-cache writes (with RoPE) and attention. Each
  * checks its shapes against the buffers it is given (a bad shape is an error with
  * the numbers, never an out-of-range access), picks the shader variant from the
  * table or cache type and the device's caps, and records its dispatches. The
@@ -13,11 +13,9 @@
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t n, cols, row0, nrows, table_rows; } get_rows_push;
 typedef struct {
-    uint32_t row_stride, q_off, n_q, k_off, n_k, head_dim, n_rot, neox, has_ff, pos0, row_base;
-    float freq_exp, attn_factor;
-} rope_push;
-typedef struct {
     uint32_t row_stride, k_off, v_off, width, k_byte0, v_byte0, row_base, x_row0;
+    uint32_t pos0, q_off, n_q, head_dim, n_rot, neox, has_ff;
+    float freq_exp, attn_factor;
 } kv_store_push;
 typedef struct {
     uint32_t q_stride4, q_off4, n_head, group, m, pos0, window;
@@ -25,7 +23,7 @@ typedef struct {
     uint32_t kv_width, kv_row0, k_byte0, v_byte0, c_lo, c_hi, n_split, tile_base;
 } attn_push;
 typedef struct { uint32_t rows, hd4, n_split; } attn_reduce_push;
-static_assert(sizeof(rope_push) <= 128 && sizeof(attn_push) <= 128, "push constants <= 128 bytes");
+static_assert(sizeof(kv_store_push) <= 128 && sizeof(attn_push) <= 128, "push constants <= 128 bytes");
 
 /* Split-K: at most this many KV slices, each of at least this many keys. */
 #define ATTN_MAX_SPLIT 256u
@@ -120,41 +118,6 @@ pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, cons
 
 /* -------------------------------------------------------------------- rope */
 
-pvk_status pvk_op_rope(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_rope *r,
-                       uint32_t m, uint32_t pos0) {
-    if (!m) return pvk_fail(PVK_ERR_INVALID, "rope: no rows");
-    if (!r->n_rot || r->n_rot % 2 || r->n_rot > r->head_dim)
-        return pvk_fail(PVK_ERR_INVALID, "rope: n_rot %u must be even and within head_dim %u",
-                        r->n_rot, r->head_dim);
-    if ((uint64_t)r->q_off + (uint64_t)r->n_q_heads * r->head_dim > r->row_stride ||
-        (uint64_t)r->k_off + (uint64_t)r->n_k_heads * r->head_dim > r->row_stride)
-        return pvk_fail(PVK_ERR_INVALID, "rope: %u q heads at %u and %u k heads at %u of dim %u "
-                        "exceed the row of %u floats", r->n_q_heads, r->q_off, r->n_k_heads,
-                        r->k_off, r->head_dim, r->row_stride);
-    if (!(r->freq_base > 1.0f) || !isfinite(r->attn_factor))
-        return pvk_fail(PVK_ERR_INVALID, "rope: freq_base %g must be > 1 and attn_factor %g finite",
-                        r->freq_base, r->attn_factor);
-    pvk_status st;
-    if ((st = check_buf("rope", "x", x, (uint64_t)m * r->row_stride * 4)) ||
-        (r->factors && (st = check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4))))
-        return st;
-    if ((uint64_t)pos0 + m > (1u << 24))
-        return pvk_fail(PVK_ERR_INVALID, "rope: position %llu is not exact in fp32",
-                        (unsigned long long)pos0 + m - 1);
-
-    uint32_t wg = pvk_ops_default_tuning(pvk_dev_caps(pvk_ops_dev(o))).elt_wg;
-    pvk_kernel k = {"rope", "ss", sizeof(rope_push), 1, &wg, 0};
-    /* The frequency exponent in double so the only fp32 rounding is the shader's. */
-    rope_push p = {r->row_stride, r->q_off, r->n_q_heads, r->k_off, r->n_k_heads, r->head_dim,
-                   r->n_rot, r->neox, r->factors != NULL, pos0, 0,
-                   (float)(-2.0 * log2((double)r->freq_base) / r->n_rot), r->attn_factor};
-    /* Without factors the factor binding gets x, which the shader then never reads. */
-    pvk_binding b[2] = {pvk_bind(x), pvk_bind(r->factors ? r->factors : x)};
-    uint64_t pairs = (uint64_t)(r->n_q_heads + r->n_k_heads) * (r->n_rot / 2);
-    if (!pairs) return PVK_OK;
-    return record_rows(o, c, &k, b, &p, &p.row_base, div_up(pairs, wg), m, 1);
-}
-
 /* ---------------------------------------------------------------- kv_store */
 
 /* Cache types by shader variant infix (shaders/kv_cache.glsl). */
@@ -222,37 +185,80 @@ static pvk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_
     return PVK_OK;
 }
 
+/* PVK_ERR_INVALID unless r describes heads within rows of row_stride floats whose k
+ * part (width floats at k_off) is whole heads. */
+static pvk_status check_rope(const pvk_rope *r, uint32_t row_stride, uint32_t k_off, uint32_t width,
+                             uint32_t m, uint32_t pos0) {
+    if (!r->n_rot || r->n_rot % 2 || r->n_rot > r->head_dim)
+        return pvk_fail(PVK_ERR_INVALID, "rope: n_rot %u must be even and within head_dim %u",
+                        r->n_rot, r->head_dim);
+    if (width % r->head_dim)
+        return pvk_fail(PVK_ERR_INVALID, "rope: k of width %u is not whole heads of %u", width, r->head_dim);
+    if ((uint64_t)r->q_off + (uint64_t)r->n_q_heads * r->head_dim > row_stride ||
+        ((uint64_t)r->q_off < (uint64_t)k_off + width && k_off < r->q_off + (uint64_t)r->n_q_heads * r->head_dim))
+        return pvk_fail(PVK_ERR_INVALID, "rope: %u q heads at %u of dim %u exceed the row of %u floats or "
+                        "overlap k at %u", r->n_q_heads, r->q_off, r->head_dim, row_stride, k_off);
+    if (!(r->freq_base > 1.0f) || !isfinite(r->attn_factor))
+        return pvk_fail(PVK_ERR_INVALID, "rope: freq_base %g must be > 1 and attn_factor %g finite",
+                        r->freq_base, r->attn_factor);
+    if ((uint64_t)pos0 + m > (1u << 24))
+        return pvk_fail(PVK_ERR_INVALID, "rope: position %llu is not exact in fp32",
+                        (unsigned long long)pos0 + m - 1);
+    return r->factors ? check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4) : PVK_OK;
+}
+
 pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
-                           uint32_t pos0) {
+                           uint32_t pos0, const pvk_rope *rope) {
     pvk_status st;
     if (!m) return pvk_fail(PVK_ERR_INVALID, "kv_store: no rows");
     if ((st = check_kv("kv_store", kv, m, pos0))) return st;
     if ((uint64_t)k_off + kv->width > row_stride || (uint64_t)v_off + kv->width > row_stride)
         return pvk_fail(PVK_ERR_INVALID, "kv_store: k at %u and v at %u of width %u exceed the row of %u floats",
                         k_off, v_off, kv->width, row_stride);
-    if ((st = check_buf("kv_store", "x", x, (uint64_t)m * row_stride * 4))) return st;
+    if ((st = check_buf("kv_store", "x", x, (uint64_t)m * row_stride * 4)) ||
+        (rope && (st = check_rope(rope, row_stride, k_off, kv->width, m, pos0))))
+        return st;
 
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
     uint32_t wg = pvk_ops_default_tuning(caps).elt_wg;
     char shader[32];
-    snprintf(shader, sizeof shader, "kv_store_%s_%s", kv_type_name(kv->k_type), kv_type_name(kv->v_type));
-    pvk_kernel k = {shader, "sss", sizeof(kv_store_push), 1, &wg, 0};
-    /* Units of a row: words of F16, 32-element blocks of the quantized types. */
+    snprintf(shader, sizeof shader, "kv_store%s_%s_%s", rope ? "_rope" : "", kv_type_name(kv->k_type),
+             kv_type_name(kv->v_type));
+    pvk_kernel k = {shader, "ssss", sizeof(kv_store_push), 1, &wg, 0};
+    /* Units of a row: words of F16, 32-element blocks of the quantized types; with
+     * RoPE also q's rotated pairs (grid z 2). */
     uint32_t k_units = kv->k_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
     uint32_t v_units = kv->v_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
-    uint32_t gx = div_up(k_units > v_units ? k_units : v_units, wg);
+    uint32_t q_pairs = rope ? rope->n_q_heads * (rope->n_rot / 2) : 0;
+    uint32_t units = k_units > v_units ? k_units : v_units;
+    uint32_t gx = div_up(units > q_pairs ? units : q_pairs, wg);
+    kv_store_push base = {.row_stride = row_stride, .k_off = k_off, .v_off = v_off, .width = kv->width,
+                          .pos0 = pos0};
+    if (rope) {
+        base.q_off = rope->q_off, base.n_q = rope->n_q_heads, base.head_dim = rope->head_dim;
+        base.n_rot = rope->n_rot, base.neox = rope->neox, base.has_ff = rope->factors != NULL;
+        /* The frequency exponent in double so the only fp32 rounding is the shader's. */
+        base.freq_exp = (float)(-2.0 * log2((double)rope->freq_base) / rope->n_rot);
+        base.attn_factor = rope->attn_factor;
+    }
     uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
-    /* Chunks are separate buffers: their dispatches need no barrier between them. */
     for (uint32_t ci = kv_chunk_of(kv, pos0); ci <= kv_chunk_of(kv, pos0 + m - 1); ci++) {
+        /* Chunks are separate buffers and their token ranges disjoint, but with RoPE
+         * every dispatch binds x writable (q's rotation): ordered for the
+         * validation layer's sake, which sees whole bindings. Only a batch that
+         * crosses a chunk boundary pays it. */
+        if (rope && ci != kv_chunk_of(kv, pos0)) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         uint32_t lo, hi;
         kv_chunk(kv, ci, &lo, &hi);
         uint32_t t0 = pos0 > lo ? pos0 : lo, t1 = min_u32(pos0 + m, hi);
-        kv_store_push p = {row_stride, k_off, v_off, kv->width, 0, 0, 0, t0 - pos0};
-        pvk_binding b[3] = {pvk_bind(x)};
+        kv_store_push p = base;
+        p.x_row0 = t0 - pos0;
+        /* Without factors the factor binding gets x, which the shader then never reads. */
+        pvk_binding b[4] = {pvk_bind(x), {0}, {0}, pvk_bind(rope && rope->factors ? rope->factors : x)};
         if ((st = bind_rows(caps, "kv_store", &kv->k[ci], krb, t0 - lo, t1 - lo, &b[1], &p.k_byte0)) ||
             (st = bind_rows(caps, "kv_store", &kv->v[ci], vrb, t0 - lo, t1 - lo, &b[2], &p.v_byte0)) ||
-            (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, t1 - t0, 2)))
+            (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, t1 - t0, q_pairs ? 3 : 2)))
             return st;
     }
     return PVK_OK;

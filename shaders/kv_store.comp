@@ -8,19 +8,32 @@
 // A block is 34 or 18 bytes, so it shares one 32-bit word with a neighbour block:
 // that half word is merged with atomicAnd/atomicOr (each block only clears and
 // sets its own 16 bits, in any order), the other words are plain stores.
-// Buffers: 0 x (f32 [m][row_stride]), 1 K cache, 2 V cache: each bound from the
-// 16-byte aligned start before the first written row (byte0 is that row's byte in
-// the binding) to the 4-byte word after the last. Mapping: x over a row's units,
-// y over tokens (from row_base; the host splits token ranges beyond the y limit),
-// z = 0 for K, 1 for V.
+// With -DROPE, RoPE is fused in (rope.glsl): K is rotated as it is read, from the
+// unrotated row (each element's pair partner sits in the same row), and the q heads
+// are rotated in place by a third slice of the grid, so the model's QKV output
+// reaches attention through this one dispatch.
+// Buffers: 0 x (f32 [m][row_stride]; q rotated in place with ROPE, else read only), 1 K cache, 2 V cache:
+// each bound from the 16-byte aligned start before the first written row (byte0 is
+// that row's byte in the binding) to the 4-byte word after the last; 3 RoPE factors
+// (f32 [n_rot/2]; bound to x and never read when absent). Mapping: x over a row's
+// units (or q's rotated pairs), y over tokens (from row_base; the host splits token
+// ranges beyond the y limit), z = 0 for K, 1 for V, 2 for q.
 #include "kv_cache.glsl"
+#ifdef ROPE
+#include "rope.glsl"
+#endif
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
 
+#ifdef ROPE
+layout(std430, binding = 0) buffer X { float x[]; };
+#else
 layout(std430, binding = 0) readonly buffer X { float x[]; };
+#endif
 layout(std430, binding = 1) buffer K { uint kc[]; };
 layout(std430, binding = 2) buffer V { uint vc[]; };
+layout(std430, binding = 3) readonly buffer F { float ff[]; };
 
 layout(push_constant) uniform P {
     uint row_stride, k_off, v_off;
@@ -28,7 +41,42 @@ layout(push_constant) uniform P {
     uint k_byte0, v_byte0;  // byte of the first written row in the bindings
     uint row_base;          // this dispatch's first token (of the written range)
     uint x_row0;            // x row of the written range's first token
+    uint pos0;              // position of x row 0
+    uint q_off, n_q;        // q heads to rotate (n_q 0: none)
+    uint head_dim, n_rot;
+    uint neox, has_ff;
+    float freq_exp;         // -2 log2(base) / n_rot, from the host in double
+    float attn_factor;
 } p;
+
+#ifdef ROPE
+// (cos, sin) of pair i at position pos, scaled by attn_factor.
+vec2 rope_cs_at(uint pos, uint i) {
+    return rope_cs(pos, i, p.freq_exp, p.has_ff != 0u ? ff[i] : 1.0, p.attn_factor);
+}
+
+// Element d of the head starting at x[head], rotated at pos (dims >= n_rot pass).
+float rope_elem(uint head, uint d, uint pos) {
+    uint half_rot = p.n_rot / 2u;
+    if (d >= p.n_rot) return x[head + d];
+    bool first = p.neox != 0u ? d < half_rot : (d & 1u) == 0u;
+    uint i = p.neox != 0u ? d % half_rot : d / 2u;
+    uint d0 = p.neox != 0u ? i : 2u * i, d1 = p.neox != 0u ? i + half_rot : 2u * i + 1u;
+    vec2 cs = rope_cs_at(pos, i);
+    float x0 = x[head + d0], x1 = x[head + d1];
+    return first ? x0 * cs.x - x1 * cs.y : x0 * cs.y + x1 * cs.x;
+}
+#endif
+
+// The written row's element j: V as it is, K through RoPE.
+uint src_row, src_pos;
+bool src_is_v;
+float src(uint j) {
+#ifdef ROPE
+    if (!src_is_v) return rope_elem(src_row + j / p.head_dim * p.head_dim, j % p.head_dim, src_pos);
+#endif
+    return x[src_row + j];
+}
 
 void put_word(bool is_v, uint w, uint val) {
     if (is_v) vc[w] = val;
@@ -48,16 +96,16 @@ void put_half(bool is_v, uint w, bool hi, uint val) {
     }
 }
 
-// The block being written: its f32 source, scale and (inverse) scale.
+// The block being written: its first element, scale and (inverse) scale.
 float blk_d, blk_id;
 uint blk_src;
 
 // roundf: halves away from zero (GLSL's round() may pick either way).
 uint q8_byte(uint j) {
-    float v = x[blk_src + j] * blk_id;
+    float v = src(blk_src + j) * blk_id;
     return uint(int(sign(v) * floor(abs(v) + 0.5))) & 0xffu;
 }
-uint q4_nib(uint j) { return uint(min(15, int(x[blk_src + j] * blk_id + 8.5))); }
+uint q4_nib(uint j) { return uint(min(15, int(src(blk_src + j) * blk_id + 8.5))); }
 
 // Byte j (< 32 for Q8_0, < 16 for Q4_0) of the block's qs.
 uint qs_byte(uint kind, uint j) {
@@ -73,7 +121,7 @@ uint block_half(uint kind, uint i) {
 void store_block(uint kind, bool is_v, uint a) {
     float amax = 0.0, mx = 0.0;
     for (uint j = 0u; j < 32u; j++) {
-        float v = x[blk_src + j];
+        float v = src(blk_src + j);
         if (amax < abs(v)) {   // strict: the first of equal magnitudes wins, as in ggml
             amax = abs(v);
             mx = v;
@@ -92,19 +140,40 @@ void store_block(uint kind, bool is_v, uint a) {
     if (i < n) put_half(is_v, (hw + i) >> 1, false, block_half(kind, i));
 }
 
+#ifdef ROPE
+// q pair u of the token's row, rotated in place.
+void rotate_q(uint xrow, uint pos, uint u) {
+    uint half_rot = p.n_rot / 2u;
+    if (u >= p.n_q * half_rot) return;
+    uint head = xrow + p.q_off + u / half_rot * p.head_dim, i = u % half_rot;
+    uint d0 = p.neox != 0u ? i : 2u * i, d1 = p.neox != 0u ? i + half_rot : 2u * i + 1u;
+    vec2 cs = rope_cs_at(pos, i);
+    float x0 = x[head + d0], x1 = x[head + d1];
+    x[head + d0] = x0 * cs.x - x1 * cs.y;
+    x[head + d1] = x0 * cs.y + x1 * cs.x;
+}
+#endif
+
 void main() {
-    bool is_v = gl_WorkGroupID.z == 1u;
-    uint kind = is_v ? V_KIND : K_KIND;
-    uint u = gl_GlobalInvocationID.x;
+    uint u = gl_GlobalInvocationID.x, tok = p.row_base + gl_WorkGroupID.y;
+    uint xrow = (p.x_row0 + tok) * p.row_stride;
+    src_pos = p.pos0 + p.x_row0 + tok;
+#ifdef ROPE
+    if (gl_WorkGroupID.z == 2u) {
+        rotate_q(xrow, src_pos, u);
+        return;
+    }
+#endif
+    src_is_v = gl_WorkGroupID.z == 1u;
+    uint kind = src_is_v ? V_KIND : K_KIND;
     uint units = kind == KV_F16 ? p.width / 2u : p.width / 32u;
     if (u >= units) return;
-    uint tok = p.row_base + gl_WorkGroupID.y;
-    uint src = (p.x_row0 + tok) * p.row_stride + (is_v ? p.v_off : p.k_off);
-    uint row = (is_v ? p.v_byte0 : p.k_byte0) + tok * kv_row_bytes(kind, p.width);
+    src_row = xrow + (src_is_v ? p.v_off : p.k_off);
+    uint row = (src_is_v ? p.v_byte0 : p.k_byte0) + tok * kv_row_bytes(kind, p.width);
     if (kind == KV_F16) {
-        put_word(is_v, (row >> 2) + u, packHalf2x16(vec2(x[src + 2u * u], x[src + 2u * u + 1u])));
+        put_word(src_is_v, (row >> 2) + u, packHalf2x16(vec2(src(2u * u), src(2u * u + 1u))));
     } else {
-        blk_src = src + 32u * u;
-        store_block(kind, is_v, row + u * kv_block_bytes(kind));
+        blk_src = 32u * u;
+        store_block(kind, src_is_v, row + u * kv_block_bytes(kind));
     }
 }

@@ -143,14 +143,17 @@ TEST(get_rows_looks_up_tables_split_across_bindings) {
 
 /* -------------------------------------------------------------------- rope */
 
-/* Rotates the q and k heads of rows like ggml (phi-spec 2.5), the angle in double. */
-static void ref_rope(float *x, const pvk_rope *r, const float *ff, uint32_t m, uint32_t pos0,
-                     double *theta_max) {
+/* RoPE runs inside the cache write (pvk_op_kv_store with a pvk_rope): q rotated in
+ * place in x, K rotated as it is stored. */
+
+/* Rotates n_heads heads of dim hd at float off of each of m rows like ggml
+ * (phi-spec 2.5), the angle in double. */
+static void ref_rope(float *x, uint32_t stride, uint32_t off, uint32_t n_heads, const pvk_rope *r,
+                     const float *ff, uint32_t m, uint32_t pos0, double *theta_max) {
     uint32_t half = r->n_rot / 2;
     for (uint32_t t = 0; t < m; t++)
-        for (uint32_t h = 0; h < r->n_q_heads + r->n_k_heads; h++) {
-            float *hx = x + (size_t)t * r->row_stride +
-                        (h < r->n_q_heads ? r->q_off + h * r->head_dim : r->k_off + (h - r->n_q_heads) * r->head_dim);
+        for (uint32_t h = 0; h < n_heads; h++) {
+            float *hx = x + (size_t)t * stride + off + h * r->head_dim;
             for (uint32_t i = 0; i < half; i++) {
                 double theta = (double)(pos0 + t) * pow(r->freq_base, -2.0 * i / r->n_rot) / (ff ? ff[i] : 1.0);
                 if (theta > *theta_max) *theta_max = theta;
@@ -163,56 +166,78 @@ static void ref_rope(float *x, const pvk_rope *r, const float *ff, uint32_t m, u
         }
 }
 
-static void check_rope(gpu *g, pvk_rope r, bool factors, uint32_t m, uint32_t pos0) {
-    /* Rows hold q heads, k heads, then 16 floats (a v part) rope must not touch. */
+/* The GPU's angle is an fp32 value: pos * exp2(i * e) / factor carries about 10 ulp
+ * of theta (the product roundings, exp2 and the division, each a few ulp by
+ * Vulkan's precision rules); range reduction and sin/cos add ~1e-6 absolute. A
+ * rotated pair's outputs then move by at most |x0| + |x1| times that angle error
+ * (times attn_factor), plus fp32 rounding of the result. At position 131071 the
+ * bound is ~0.08 |x| rad: fp32 cannot hold that angle closer. Dims past n_rot: 0. */
+static double rope_tol(const pvk_rope *r, const float *ff, uint32_t hd, uint32_t pos, float want) {
+    if (hd >= r->n_rot) return 0;
+    uint32_t i = r->neox ? hd % (r->n_rot / 2) : hd / 2;
+    double theta = (double)pos * pow(r->freq_base, -2.0 * i / r->n_rot) / (ff ? ff[i] : 1.0);
+    return r->attn_factor * 4.0 * (theta * 10 * U32 + 2e-6) + 4 * U32 * fabs(want);
+}
+
+static void check_rope(gpu *g, pvk_rope r, uint32_t n_k, bool factors, uint32_t m, uint32_t pos0) {
+    /* Rows hold q heads, k heads, then v: kv_store rotates q in x and writes K and V
+     * to an F16 cache of pos0 + m rows. */
+    uint32_t hd = r.head_dim, width = n_k * hd, k_off = r.n_q_heads * hd, v_off = k_off + width;
+    uint32_t stride = v_off + width, ctx = pos0 + m;
     r.q_off = 0;
-    r.k_off = r.n_q_heads * r.head_dim;
-    r.row_stride = r.k_off + r.n_k_heads * r.head_dim + 16;
-    size_t n = (size_t)m * r.row_stride;
+    size_t n = (size_t)m * stride, cn = (size_t)ctx * width;
     ref_rng rng = {0x5eed + pos0 + r.n_rot};
     float *x = malloc(n * sizeof *x), *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    uint16_t *kc = malloc(cn * 2);
     float ff[64];
     ref_fill(&rng, x, n, -2.0f, 2.0f);
     ref_fill(&rng, ff, r.n_rot / 2, 1.0f, 4.0f);   /* LongRoPE factors lie in [1, ~60] */
     memcpy(want, x, n * sizeof *x);
     double theta_max = 0;
-    ref_rope(want, &r, factors ? ff : NULL, m, pos0, &theta_max);
-    pvk_buf xb = {0}, fb = {0};
-    if (!upload(g->d, x, n * sizeof *x, &xb) || !upload(g->d, ff, sizeof ff, &fb)) goto done;
+    ref_rope(want, stride, 0, r.n_q_heads, &r, factors ? ff : NULL, m, pos0, &theta_max);
+    ref_rope(want, stride, k_off, n_k, &r, factors ? ff : NULL, m, pos0, &theta_max);
+    pvk_buf xb = {0}, fb = {0}, kb = {0}, vb = {0};
+    if (!upload(g->d, x, n * sizeof *x, &xb) || !upload(g->d, ff, sizeof ff, &fb) ||
+        !upload(g->d, NULL, pvk_kv_bytes(PVK_F16, width, ctx), &kb) ||
+        !upload(g->d, NULL, pvk_kv_bytes(PVK_F16, width, ctx), &vb))
+        goto done;
     r.factors = factors ? &fb : NULL;
-    CHECK(!pvk_op_rope(g->o, g->c, &xb, &r, m, pos0), "rope: %s", pvk_errmsg());
-    if (!submit_read(g, &xb, got, n * sizeof *got)) goto done;
-    /* The GPU's angle is an fp32 value: pos * exp2(i * e) / factor carries about
-     * 10 ulp of theta (the product roundings, exp2 and the division, each a few ulp
-     * by Vulkan's precision rules); range reduction and sin/cos add ~1e-6 absolute.
-     * A rotated pair's outputs then move by at most |x0| + |x1| times that angle
-     * error (times attn_factor), plus fp32 rounding of the result. At position
-     * 131071 the bound is ~0.08 |x| rad: fp32 cannot hold that angle closer. */
+    pvk_kv kv = {.k = &kb, .v = &vb, .width = width, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
+    CHECK(!pvk_op_kv_store(g->o, g->c, &xb, stride, k_off, v_off, &kv, m, pos0, &r), "kv_store: %s", pvk_errmsg());
+    if (!submit_read(g, &xb, got, n * sizeof *got) || pvk_buf_read(g->d, &kb, 0, kc, cn * 2)) goto done;
     double worst = 0;
     int bad = 0;
     for (size_t e = 0; e < n; e++) {
-        uint32_t t = (uint32_t)(e / r.row_stride), col = (uint32_t)(e % r.row_stride);
-        uint32_t hd = col < r.k_off + r.n_k_heads * r.head_dim ? col % r.head_dim : r.head_dim;
-        double tol = 0;   /* pass-through dims and the v part: untouched, bit for bit */
-        if (hd < r.n_rot) {
-            uint32_t i = r.neox ? hd % (r.n_rot / 2) : hd / 2;
-            double theta = (double)(pos0 + t) * pow(r.freq_base, -2.0 * i / r.n_rot) / (factors ? ff[i] : 1.0);
-            tol = r.attn_factor * 4.0 * (theta * 10 * U32 + 2e-6) + 4 * U32 * fabs(want[e]);
-        }
-        double err = fabs((double)got[e] - want[e]);
-        if (hd < r.n_rot && err > worst) worst = err;
+        uint32_t t = (uint32_t)(e / stride), col = (uint32_t)(e % stride);
+        bool is_k = col >= k_off && col < v_off;
+        /* q: rotated in x; k and v: x keeps them as they were, bit for bit. */
+        float w = is_k || col >= v_off ? x[e] : want[e];
+        double tol = col < k_off ? rope_tol(&r, factors ? ff : NULL, col % hd, pos0 + t, w) : 0;
+        double err = fabs((double)got[e] - w);
+        if (col < k_off && col % hd < r.n_rot && err > worst) worst = err;
         if (!(err <= tol) && bad++ < 5)
             CHECK(0, "rope %s n_rot %u/%u pos %u: x[%u][%u] = %.9g, want %.9g +- %.3g (fp32 angle bound)",
-                  r.neox ? "neox" : "adjacent", r.n_rot, r.head_dim, pos0 + t, t, col, got[e], want[e], tol);
+                  r.neox ? "neox" : "adjacent", r.n_rot, hd, pos0 + t, t, col, got[e], w, tol);
+        if (!is_k) continue;
+        /* K in the cache: rotated, then one f16 rounding (2^-11 relative; the
+         * implementation's rounding mode: one f16 ulp). */
+        float kw = want[e], kg = quant_f16_to_f32(kc[(size_t)(pos0 + t) * width + col - k_off]);
+        double ktol = rope_tol(&r, factors ? ff : NULL, (col - k_off) % hd, pos0 + t, kw) + fabs(kw) / 1024.0;
+        if (!(fabs((double)kg - kw) <= ktol) && bad++ < 5)
+            CHECK(0, "rope %s n_rot %u/%u pos %u: K[%u][%u] = %.9g, want %.9g +- %.3g (angle bound, f16)",
+                  r.neox ? "neox" : "adjacent", r.n_rot, hd, pos0 + t, pos0 + t, col - k_off, kg, kw, ktol);
     }
-    printf("    rope %s n_rot %u/%u pos %u..%u: max |err| %.3g (theta up to %.0f)\n",
-           r.neox ? "neox" : "adjacent", r.n_rot, r.head_dim, pos0, pos0 + m - 1, worst, theta_max);
+    printf("    rope %s n_rot %u/%u pos %u..%u: max |err| of q %.3g (theta up to %.0f)\n",
+           r.neox ? "neox" : "adjacent", r.n_rot, hd, pos0, pos0 + m - 1, worst, theta_max);
 done:
     pvk_buf_destroy(g->d, &xb);
     pvk_buf_destroy(g->d, &fb);
+    pvk_buf_destroy(g->d, &kb);
+    pvk_buf_destroy(g->d, &vb);
     free(x);
     free(want);
     free(got);
+    free(kc);
 }
 
 /* One rope call: heads of dim head_dim, n_rot rotated, m rows from pos0. */
@@ -230,10 +255,9 @@ static void run_rope(const rope_case *cs, size_t n) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        pvk_rope r = {.n_q_heads = cs[i].n_q, .n_k_heads = cs[i].n_k, .head_dim = cs[i].head_dim,
-                      .n_rot = cs[i].n_rot, .neox = cs[i].neox, .freq_base = 10000.0f,
-                      .attn_factor = cs[i].attn_factor};
-        check_rope(&g, r, cs[i].factors, cs[i].m, cs[i].pos0);
+        pvk_rope r = {.n_q_heads = cs[i].n_q, .head_dim = cs[i].head_dim, .n_rot = cs[i].n_rot,
+                      .neox = cs[i].neox, .freq_base = 10000.0f, .attn_factor = cs[i].attn_factor};
+        check_rope(&g, r, cs[i].n_k, cs[i].factors, cs[i].m, cs[i].pos0);
     }
     gpu_close(&g);
 }
@@ -286,7 +310,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
         if (upload(g.d, x, (size_t)m * stride * 4, &xb) && upload(g.d, sentinel, cn * 2, &kb) &&
             upload(g.d, sentinel, cn * 2, &vb)) {
             pvk_kv kv = {.k = &kb, .v = &vb, .width = w, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
-            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
+            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &kv, m, pos0, NULL), "kv_store: %s", pvk_errmsg());
             if (submit_read(&g, &kb, kc, cn * 2) && !pvk_buf_read(g.d, &vb, 0, vc, cn * 2)) {
                 int bad = 0;
                 for (uint32_t p = 0; p < ctx; p++)
@@ -312,7 +336,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
                     }
             }
             pvk_kv full = {.k = &kb, .v = &vb, .width = w, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
-            CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1) ==
+            CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1, NULL) ==
                       PVK_ERR_CONTEXT_FULL, "writing past the context must fail");
         }
         pvk_buf_destroy(g.d, &xb);
@@ -652,7 +676,7 @@ TEST(kv_store_quantizes_blocks_like_quant_c) {
         pvk_buf xb = {0};
         if (cache_make(&g, &kv, cs[c].k, cs[c].v, w, ctx, cs[c].chunk, false, before[0], before[1]) &&
             upload(g.d, x, (size_t)m * stride * 4, &xb)) {
-            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, 2, 2 + w, &kv, m, pos0), "kv_store: %s", pvk_errmsg());
+            CHECK(!pvk_op_kv_store(g.o, g.c, &xb, stride, 2, 2 + w, &kv, m, pos0, NULL), "kv_store: %s", pvk_errmsg());
             pvk_cmd_barrier(g.c, PVK_COMPUTE_TO_HOST);
             bool ok = !pvk_cmd_submit(g.c) && !pvk_cmd_begin(g.c);
             for (uint32_t ch = 0; ok && ch < kv.n_chunks; ch++) {
@@ -762,9 +786,10 @@ TEST(attention_rejects_bad_shapes_with_a_message) {
         CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_CONTEXT_FULL, "past the context");
         a.pos0 = 0, a.n_kv_head = 3;
         CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_INVALID, "2 heads over 3 KV heads");
-        pvk_rope r = {.row_stride = 48, .n_q_heads = 2, .head_dim = 8, .n_rot = 10, .freq_base = 1e4f,
-                      .attn_factor = 1};
-        CHECK(pvk_op_rope(g.o, g.c, &xb, &r, 1, 0) == PVK_ERR_INVALID, "n_rot > head_dim");
+        pvk_rope r = {.n_q_heads = 2, .head_dim = 8, .n_rot = 10, .freq_base = 1e4f, .attn_factor = 1};
+        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PVK_ERR_INVALID, "n_rot > head_dim");
+        r.n_rot = 8, r.q_off = 12;
+        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PVK_ERR_INVALID, "q overlapping k");
         pvk_tensor t = {.type = PVK_Q8_K};
         CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PVK_ERR_UNSUPPORTED, "q8_K table");
         a.n_kv_head = 2;

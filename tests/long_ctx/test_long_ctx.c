@@ -252,7 +252,7 @@ static bool fill_cache(phivk_runtime *r, phivk_session *s, int32_t n_layer, uint
             pvk_buf part = xb;   /* rows p0.. of x: a 16-byte aligned sub-range */
             part.offset += (uint64_t)p0 * stride * 4;
             part.size = (uint64_t)m * stride * 4;
-            ok = !pvk_op_kv_store(r->ops, c, &part, stride, 0, width, session_kv_layer(s, l), m, p0);
+            ok = !pvk_op_kv_store(r->ops, c, &part, stride, 0, width, session_kv_layer(s, l), m, p0, NULL);
         }
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         ok = ok && !pvk_cmd_submit(c);
