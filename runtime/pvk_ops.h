@@ -96,7 +96,8 @@ pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
  * Keeps the fastest (pvk_ops_set_mm_choice). Choices are kept per device and driver in
  * pvk_cache_path(d, "tuning", ".txt") (text, one line per type and k), so a later load on
  * the same device reads them instead of measuring. PHIVK_TUNE=0 keeps the
- * tuning's choices. progress (may be NULL) is called after each type measured. */
+ * tuning's choices. progress (may be NULL) is called before the first and after each
+ * type measured, with the count of types to measure. */
 pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                         void (*progress)(void *user, int done, int total), void *user);
 /* Whether a matmul of type t at m rows of x runs the tiled kernel in fp16, whose

@@ -162,31 +162,36 @@ pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
     if (!pvk_cache_path(d, "tuning", ".txt", f->path, sizeof f->path)) f->path[0] = 0;
     file_load(f);
 
-    /* Each distinct type that has a matvec for rows of k. */
+    /* Each distinct type that has a matvec for rows of k and no usable kept choice. */
     pvk_type todo[PVK_TYPE_COUNT];
+    tune_line *kept[PVK_TYPE_COUNT];
+    char keys[PVK_TYPE_COUNT][24];
     int n_todo = 0;
     for (int i = 0; i < n; i++) {
+        pvk_type t = types[i];
         bool seen = false;
-        for (int j = 0; j < n_todo; j++) seen |= todo[j] == types[i];
-        if (!seen && pvk_weight_variant(types[i]) && k % pvk_type_get(types[i])->block_elems == 0)
-            todo[n_todo++] = types[i];
+        for (int j = 0; j < i; j++) seen |= types[j] == t;
+        if (seen || !pvk_weight_variant(t) || k % pvk_type_get(t)->block_elems) continue;
+        char *key = keys[n_todo];
+        snprintf(key, sizeof keys[0], "i%dh%dw%ur%u", caps->int_dot && caps->subgroup,
+                 caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,
+                 pvk_ops_mm_default(o, t).rows);
+        tune_line *l = file_find(f, pvk_type_get(t)->name, k, key);
+        if (l && pvk_ops_set_mm_choice(o, t, l->c) == PVK_OK) continue;
+        kept[n_todo] = l;   /* unusable: measured over */
+        todo[n_todo++] = t;
     }
     pvk_status st = PVK_OK;
     bool changed = false;
+    if (progress && n_todo) progress(user, 0, n_todo);
     for (int i = 0; i < n_todo && !st; i++) {
-        const char *name = pvk_type_get(todo[i])->name;
-        char key[24];
-        snprintf(key, sizeof key, "i%dh%dw%ur%u", caps->int_dot && caps->subgroup,
-                 caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,
-                 pvk_ops_mm_default(o, todo[i]).rows);
-        tune_line *l = file_find(f, name, k, key);
-        if (l && pvk_ops_set_mm_choice(o, todo[i], l->c) == PVK_OK) continue;
         pvk_mm_choice c;
         if ((st = measure(o, todo[i], k, &c))) break;
+        tune_line *l = kept[i];
         if (!l && f->n < MAX_LINES) l = &f->lines[f->n++];
         if (l) {
-            snprintf(l->type, sizeof l->type, "%s", name);
-            snprintf(l->key, sizeof l->key, "%s", key);
+            snprintf(l->type, sizeof l->type, "%s", pvk_type_get(todo[i])->name);
+            snprintf(l->key, sizeof l->key, "%s", keys[i]);
             l->k = k;
             l->c = c;
             changed = true;
