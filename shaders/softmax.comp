@@ -3,7 +3,8 @@
 // Buffers (f32): 0 x [rows][n], 1 out [rows][n] (may alias x).
 // Mapping: one workgroup per row (rows beyond 65535 fold into y); pass 1 max,
 // pass 2 writes exp(x - max) and sums it, pass 3 scales by 1/sum. Each invocation
-// rereads only elements it wrote itself, so passes 2-3 need no barrier.
+// rereads only elements it wrote itself, so passes 2-3 need no barrier. A row that is
+// all -inf (fully masked) has no distribution: it becomes zeros, not NaN.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint SG_MIN = 0;   // the device's smallest subgroup (reduce.glsl)
@@ -27,6 +28,7 @@ void main() {
         o[base + i] = e;
         s += e;
     }
-    float inv = 1.0 / wg_sum(s);
+    float sum = wg_sum(s);
+    float inv = sum > 0.0 ? 1.0 / sum : 0.0;
     for (uint i = l; i < p.n; i += WG) o[base + i] *= inv;
 }

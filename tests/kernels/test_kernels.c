@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "gpu.h"
@@ -164,6 +165,21 @@ TEST(softmax_matches_reference_including_vocab_width_and_large_logits) {
     softmax_case(ops_default, 2, 32064, -8, 8, false, 43);
     softmax_case(ops_default, 2, 300, 990, 1000, false, 44);  /* exp(1000) would overflow without the max */
     softmax_case(ops_gpu_like, 3, 1000, -8, 8, false, 45);
+}
+
+TEST(softmax_of_a_fully_masked_row_is_zeros_not_nan) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    float x[2 * 40], got[2 * 40];
+    for (int i = 0; i < 80; i++) x[i] = i < 40 ? -INFINITY : (i == 50 ? 0.0f : -INFINITY);
+    pvk_buf b = check_upload(d, x, 80);
+    REQUIRE(pvk_cmd_begin(cmd) == PVK_OK && pvk_op_softmax(ops_default, cmd, &b, &b, 2, 40) == PVK_OK &&
+                pvk_cmd_submit(cmd) == PVK_OK && pvk_buf_read(d, &b, 0, got, sizeof got) == PVK_OK,
+            "softmax: %s", pvk_errmsg());
+    int bad = 0;
+    for (int i = 0; i < 80; i++) bad += got[i] != (i == 50 ? 1.0f : 0.0f);   /* exact: exp(0) / 1 */
+    CHECK(bad == 0, "row 0 (all -inf) all zeros, row 1 one-hot at its only finite logit (%d wrong)", bad);
+    pvk_buf_destroy(d, &b);
 }
 
 /* -------------------------------------------------------------- activations */
