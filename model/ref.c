@@ -192,7 +192,7 @@ typedef struct batch {
     float *o;   /* [n][E] projection output */
     float *gu;  /* [n][2 F] gate | up (or up alone for GELU) */
     float *act; /* [n][F] */
-    bool int8_x; /* ref_state_params.int8_x */
+    uint64_t int8_types; /* ref_state_params.int8_types */
 } batch;
 
 /* x rows [n][cols] (stride xs) with each block of 32 replaced by what its int8 form
@@ -210,12 +210,12 @@ static void int8_round_trip(const float *x, int64_t xs, float *out, int64_t cols
 }
 
 /* y = x W^T (+ b) for a GGUF matrix, with x through int8 first where the batch asks
- * for it and W is a block type. */
+ * for it for W's block type. */
 static pvk_status matmul_t(const batch *bt, const gguf_tensor *w, const gguf_tensor *b, const float *x,
                            int64_t xs, float *y, int64_t ys, int64_t n) {
     const float *bias = b ? (const float *)b->data : NULL;
     int64_t cols = w->ne[0];
-    if (!bt->int8_x || pvk_type_get(w->type)->block_elems == 1 || cols % 32)
+    if (!(bt->int8_types >> w->type & 1) || pvk_type_get(w->type)->block_elems == 1 || cols % 32)
         return ref_matmul(w->type, w->data, w->ne[1], cols, bias, x, xs, y, ys, n);
     float *xq = malloc(sizeof *xq * (size_t)(n * cols));
     if (!xq) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for int8 activations");
@@ -257,7 +257,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
     const float *factors = f32(arch_rope_factors(w, s->table));
     const float qscale = (float)(1.0 / sqrt((double)hp->head_dim));
     pvk_status st = PVK_OK;
-    batch b = {.int8_x = s->p.int8_x};
+    batch b = {.int8_types = s->p.int8_types};
     b.x = malloc((size_t)(n * E) * sizeof(float));
     b.h = malloc((size_t)(n * E) * sizeof(float));
     b.qkv = malloc((size_t)(n * T) * sizeof(float));

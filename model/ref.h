@@ -61,9 +61,10 @@ typedef struct ref_state_params {
     int32_t n_ctx;               /* KV cache positions; 0: the model's training context */
     arch_rope_mode rope_factors; /* LongRoPE table choice (default AUTO) */
     bool no_swa;                 /* ignore the Phi-3 sliding window */
-    bool int8_x;                 /* block-type matrices read their input through int8
-                                    blocks of 32 (ggml's Q8_1 rounding), as llama.cpp's
-                                    CPU backend and phivk's integer-dot matvec do */
+    uint64_t int8_types;         /* bit t set: matrices of block type t read their input
+                                    through int8 blocks of 32 (ggml's Q8_1 rounding), as
+                                    llama.cpp's CPU backend and phivk's integer-dot
+                                    matvec do */
     bool kv_f16;                 /* cache K and V rounded to f16, as the GPU stores them:
                                     then int8 rounding sees the same inputs on both */
 } ref_state_params;

@@ -176,9 +176,9 @@ static double logit_bound(const float *ref, size_t n) {
     return 3e-3 * fmax(1.0, amax);
 }
 
-/* Whether the GPU's matrix products of block weights read int8 activations at m
- * rows (the integer-dot path, pvk_ops_reads_q8): the reference then rounds their
- * inputs the same way (ref_state_params.int8_x) and keeps its cache in f16 like the
+/* Which block types' matrix products read int8 activations on the GPU at m rows
+ * (the integer-dot path, pvk_ops_reads_q8): the reference then rounds their inputs
+ * the same way (ref_state_params.int8_types) and keeps its cache in f16 like the
  * GPU (kv_f16). The two still differ where an input sits within the float path's
  * difference of an int8 rounding boundary: each such value moves by a whole step
  * (1/127 of its block's largest) on one side only, and on these random-weight
@@ -186,7 +186,13 @@ static double logit_bound(const float *ref, size_t n) {
  * 2-3% for int8 against f32 activations). int8_flip_allowance: ten times the float
  * bound, 3% of the range; a wrong block, scale or offset moves logits by their
  * whole range, and the greedy tests still ask for identical tokens. */
-static bool gpu_reads_int8(int m) { return pvk_ops_reads_q8(runtime()->ops, PVK_Q4_0, (uint32_t)m); }
+static uint64_t gpu_int8_types(int m) {
+    uint64_t mask = 0;
+    for (int t = 0; t < PVK_TYPE_COUNT && t < 64; t++)
+        if (pvk_type_get((pvk_type)t)->name && pvk_ops_reads_q8(runtime()->ops, (pvk_type)t, (uint32_t)m))
+            mask |= 1ull << t;
+    return mask;
+}
 
 static void check_fixture_vs_reference(const synth_params *p, int n_tokens, bool no_swa) {
     fixture fx;
@@ -199,7 +205,7 @@ static void check_fixture_vs_reference(const synth_params *p, int n_tokens, bool
     ref_state_params rp = ref_state_default_params();
     rp.n_ctx = 256;
     rp.no_swa = no_swa;
-    rp.int8_x = gpu_reads_int8(n_tokens);
+    rp.int8_types = gpu_int8_types(n_tokens);
     rp.kv_f16 = true;
     ref_state *rs = NULL;
     CHECK(ref_state_create(fx.ref, &rp, &rs) == PVK_OK, "ref state: %s", pvk_errmsg());
@@ -211,7 +217,7 @@ static void check_fixture_vs_reference(const synth_params *p, int n_tokens, bool
     CHECK(got, "GPU run failed");
     if (got && rs) {
         double bound = logit_bound(want, (size_t)n_tokens * nv), worst = 0;
-        if (rp.int8_x && pvk_type_get(p->wtype)->block_elems > 1) bound *= 10;   /* int8_flip_allowance */
+        if (rp.int8_types && pvk_type_get(p->wtype)->block_elems > 1) bound *= 10;   /* int8_flip_allowance */
         for (size_t i = 0; i < (size_t)n_tokens * nv; i++) worst = fmax(worst, fabs(got[i] - want[i]));
         printf("    %s: max abs diff %.3g (bound %.3g)\n", p->arch, worst, bound);
         CHECK(worst <= bound, "GPU vs CPU reference: max abs diff %g > %g", worst, bound);
@@ -292,7 +298,7 @@ TEST(phi2_separate_qkv_matches_cpu_reference) {
 
 /* Quantized weights: the CPU reference multiplies the dequantized blocks, the GPU
  * reads the blocks in place; both use the same dequantized values (and the same
- * int8 activations where the GPU uses them: gpu_reads_int8), so the bound is the
+ * int8 activations where the GPU uses them: gpu_int8_types), so the bound is the
  * float one (logit_bound). n_embd 256 and n_ff 512: K-quants need rows that
  * are whole 256-element super-blocks. */
 static synth_params small_quant(const char *arch, pvk_type wtype, synth_mix mix) {
@@ -324,6 +330,35 @@ TEST(llama_q4_k_m_mix_with_separate_projections_matches_cpu_reference) {
     check_fixture_vs_reference(&p, 24, false);
 }
 
+/* The tuner picks per type (pvk_ops_tune): here Q4_K and Q5_K read int8 and Q6_K
+ * (the head, some V and down projections) f32, so norms and activations whose
+ * readers disagree write both forms. Needs the int8 path; the choices are put back
+ * afterwards. */
+TEST(phi2_and_llama_q4_k_m_mix_with_int8_for_some_types_and_f32_for_others) {
+    pvk_ops *o = runtime()->ops;
+    if (!pvk_ops_mm_default(o, PVK_Q4_K).int8) {
+        printf("    no integer dot product on this device: nothing to mix\n");
+        return;
+    }
+    pvk_type ts[3] = {PVK_Q4_K, PVK_Q5_K, PVK_Q6_K};
+    pvk_mm_choice saved[3];
+    for (int i = 0; i < 3; i++) {
+        saved[i] = pvk_ops_mm_choice(o, ts[i]);
+        pvk_mm_choice c = saved[i];
+        c.int8 = ts[i] != PVK_Q6_K;
+        REQUIRE(pvk_ops_set_mm_choice(o, ts[i], c) == PVK_OK, "%s", pvk_errmsg());
+    }
+    uint64_t k_quants = 1ull << PVK_Q4_K | 1ull << PVK_Q5_K | 1ull << PVK_Q6_K;
+    CHECK((gpu_int8_types(1) & k_quants) == (1ull << PVK_Q4_K | 1ull << PVK_Q5_K), "the mix is what the GPU reads");
+    synth_params p = small_quant("phi2", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    p.separate_qkv = true;
+    p.n_rot = 32;
+    check_fixture_vs_reference(&p, 24, false);
+    p = small_quant("llama", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    check_fixture_vs_reference(&p, 24, false);
+    for (int i = 0; i < 3; i++) pvk_ops_set_mm_choice(o, ts[i], saved[i]);
+}
+
 TEST(phi3_q4_0_weights_match_cpu_reference) {
     synth_params p = small_quant("phi3", PVK_Q4_0, SYNTH_MIX_NONE);
     check_fixture_vs_reference(&p, 24, false);
@@ -348,7 +383,7 @@ static void check_greedy(const synth_params *p, int steps_wanted) {
     phivk_session *s = phivk_session_create(fx.gpu, &sp);
     ref_state_params rp = ref_state_default_params();
     rp.n_ctx = 128;
-    rp.int8_x = gpu_reads_int8(1);
+    rp.int8_types = gpu_int8_types(1);
     rp.kv_f16 = true;
     ref_state *rs = NULL;
     ref_state_create(fx.ref, &rp, &rs);
