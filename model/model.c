@@ -214,8 +214,10 @@ static pvk_status warmup(loader *l) {
     const phivk_model *m = l->m;
     pvk_type types[PVK_TYPE_COUNT];
     int n = model_matrix_types(m, types);
-    pvk_status st = pvk_ops_tune(m->rt->ops, types, n, (uint32_t)m->hp.n_embd, tune_progress, l);
-    return st ? st : pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
+    /* Measuring is optional: where it fails (its 4096-row matrix does not fit, say)
+     * the built-in choices stay, and a real fault shows again in the warm-up. */
+    pvk_ops_tune(m->rt->ops, types, n, (uint32_t)m->hp.n_embd, tune_progress, l);
+    return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
 }
 
 /* From the file at path, or (path NULL) from the GGUF image data; what names it in

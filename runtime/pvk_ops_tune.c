@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TUNE_ROWS 4096u   /* weight rows of the measured matrix: a Phi MLP's order */
 #define TUNE_M 64u        /* x rows of the measured tiled product: a prompt's order */
@@ -52,7 +53,7 @@ static void file_load(tune_file *f) {
 static void file_save(const tune_file *f) {
     if (!f->path[0] || !pvk_cache_make_parent(f->path)) return;
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", f->path);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", f->path, (long)getpid());   /* processes tuning at once */
     FILE *out = fopen(tmp, "w");
     if (!out) return;
     bool ok = true;
