@@ -41,6 +41,7 @@ typedef struct bench_test {
 /* What the table and the JSON say about the model and device. */
 typedef struct bench_model {
     const char *name, *arch, *type, *device;
+    char *kernels;            /* phivk_model_kernels_text, owned */
     uint64_t size, token_bytes;
     int64_t params;
     double copy_gbps;
@@ -350,6 +351,7 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
            "submit cost excluded); decode reads %.2f MiB of weights per token\n",
            bm->device, bm->copy_gbps, (unsigned long long)(o->copy_bytes >> 20),
            bm->token_bytes / (1024.0 * 1024));
+    if (bm->kernels) printf("matrix kernels: %s\n", bm->kernels);
 }
 
 static cJSON *number_array(const double *x, int n) {
@@ -374,6 +376,7 @@ static bool print_json(const bench_model *bm, const bench_opts *o, const bench_t
         cJSON_AddNumberToObject(r, "model_size", (double)bm->size);
         cJSON_AddNumberToObject(r, "model_n_params", (double)bm->params);
         cJSON_AddStringToObject(r, "device", bm->device);
+        cJSON_AddStringToObject(r, "kernels", bm->kernels ? bm->kernels : "");
         cJSON_AddStringToObject(r, "test", t->name);
         cJSON_AddNumberToObject(r, "n_prompt", t->n_prompt);
         cJSON_AddNumberToObject(r, "n_gen", t->n_gen);
@@ -464,6 +467,7 @@ int cmd_bench(int argc, char **argv) {
     bm.size = phivk_model_weight_bytes(model);
     bm.token_bytes = phivk_model_token_bytes(model);
     bm.params = phivk_model_param_count(model);
+    bm.kernels = phivk_model_kernels_text(model);
 
     phivk_session_params sp = o.run.sess;
     sp.ctx = ctx;
@@ -513,6 +517,7 @@ done:
     free(samples);
     free(ids);
     phivk_session_free(sess);
+    free(bm.kernels);
     phivk_model_free(model);
     free(image);
     phivk_runtime_free(rt);

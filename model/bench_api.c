@@ -2,6 +2,7 @@
  * weighs and reads per token, and synthetic models of the real models' shapes
  * built in memory (synth.h with repeat_weights). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model_impl.h"
@@ -46,6 +47,24 @@ const char *phivk_model_weight_type(const phivk_model *m) {
     for (int t = 1; t < PVK_TYPE_COUNT; t++)
         if (bytes[t] > bytes[best]) best = t;
     return pvk_type_get((uint32_t)best)->name;
+}
+
+char *phivk_model_kernels_text(const phivk_model *m) {
+    pvk_type types[PVK_TYPE_COUNT];
+    int n = model_matrix_types(m, types);
+    const pvk_ops *o = m->rt->ops;
+    bool tiled = pvk_ops_get_tuning(o)->mv_max_m < UINT32_MAX;
+    size_t cap = 64 * (size_t)n + 1, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        pvk_mm_choice c = pvk_ops_mm_choice(o, types[i]);
+        len += (size_t)snprintf(out + len, cap - len, "%s%s %s x %u rows%s", i ? ", " : "",
+                                pvk_type_get(types[i])->name, c.int8 ? "int8" : "f32", c.rows,
+                                tiled && c.f16 ? " fp16 tiles" : "");
+    }
+    return out;
 }
 
 /* ---------------------------------------------------------------- synthetic */

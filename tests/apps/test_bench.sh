@@ -20,8 +20,9 @@ want_tests, reps, model_type = sys.argv[2].split(","), int(sys.argv[3]), sys.arg
 assert [r["test"] for r in recs] == want_tests, [r["test"] for r in recs]
 for r in recs:
     for k in ("model_name", "model_type", "device", "model_size", "model_n_params", "n_prompt",
-              "n_gen", "avg_ts", "stddev_ts", "avg_ns", "samples_ts", "samples_ns", "copy_gbps"):
+              "n_gen", "avg_ts", "stddev_ts", "avg_ns", "samples_ts", "samples_ns", "copy_gbps", "kernels"):
         assert k in r, k
+    assert r["kernels"].startswith(model_type + " f32 x "), r["kernels"]   # plain weights read f32
     assert r["model_type"] == model_type, r["model_type"]
     assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["copy_gbps"] > 0, r
     assert r["model_size"] > 0 and r["model_n_params"] > 0, r
@@ -44,6 +45,7 @@ check table_has_header grep -q "^| model .*| test .*| t/s .*| weights GB/s .*| o
 check table_has_pp_row grep -q "| pp8 .*±" "$dir/out"
 check table_has_tg_row_with_fraction grep -q "| tg4 .*±.*%" "$dir/out"
 check table_names_copy_bandwidth grep -q "copy bandwidth of .*GB/s" "$dir/out"
+check table_names_the_matrix_kernels grep -q "^matrix kernels: bf16 f32 x [0-9]* rows" "$dir/out"
 check table_no_validation_messages no_validation_messages
 
 expect only_tg_when_p_is_0 0 "$phivk" bench --shape tiny --type f32 -p 0 -n 4 -r 1 --json --copy-mib 16
