@@ -7,7 +7,7 @@ uint64_t plan_kv_bytes_per_token(const arch_hparams *hp, pvk_type k_type, pvk_ty
     return per_layer * (uint64_t)hp->n_layer;
 }
 
-uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit_rows) {
+uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit_rows, uint64_t attn_bytes) {
     uint64_t b = (uint64_t)batch;
     uint64_t qkv = (uint64_t)hp->n_embd_q + 2ull * hp->n_embd_kv;
     uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
@@ -20,6 +20,7 @@ uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit
                       + (uint64_t)logit_rows * hp->n_vocab;
     /* Split-K decode partials: per head, up to 64 splits of (max, sum, head_dim). */
     uint64_t attn = 64ull * hp->n_head * (hp->head_dim + 2);
+    if (attn_bytes > 4 * attn) attn = (attn_bytes + 3) / 4;
     /* int8 copies of the normed input and of the attention or MLP activation for
      * the integer-dot matvec (1.5 bytes per element; counted where unused too). */
     uint64_t wide = hp->n_ff > hp->n_embd_q ? (uint64_t)hp->n_ff : (uint64_t)hp->n_embd_q;
@@ -34,7 +35,7 @@ pvk_status plan_make(const plan_input *in, plan *out) {
     *out = (plan){
         .kv_bytes_per_token = plan_kv_bytes_per_token(hp, in->k_type, in->v_type),
         .weight_bytes = in->weight_bytes,
-        .scratch_bytes = plan_scratch_bytes(hp, in->batch, in->logit_rows),
+        .scratch_bytes = plan_scratch_bytes(hp, in->batch, in->logit_rows, in->attn_bytes),
         .budget = in->budget,
     };
     uint64_t fixed = out->weight_bytes + out->scratch_bytes;

@@ -19,6 +19,8 @@ typedef struct plan_input {
     int32_t batch;             /* prefill chunk */
     int32_t logit_rows;        /* rows of the host logits buffer */
     uint64_t budget;           /* device memory the session may use */
+    uint64_t attn_bytes;       /* attention's split-K partials at most, from the device's
+                                  tuning (pvk_op_attention_scratch_bytes); 0: an estimate */
 } plan_input;
 
 typedef struct plan {
@@ -33,8 +35,9 @@ typedef struct plan {
 
 /* Bytes of one token's K and V over all layers. */
 uint64_t plan_kv_bytes_per_token(const arch_hparams *hp, pvk_type k_type, pvk_type v_type);
-/* Activations of one batch, the logits rows, and attention's split-K partials. */
-uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit_rows);
+/* Activations of one batch, the logits rows, and attention's split-K partials: at
+ * least attn_bytes, at least an estimate of a GPU's (64 splits of a decode step). */
+uint64_t plan_scratch_bytes(const arch_hparams *hp, int32_t batch, int32_t logit_rows, uint64_t attn_bytes);
 
 /* Fills *out. When in->ctx is 0 picks the largest context (a multiple of 256, at
  * most the model's) that fits in 90% of the budget. PVK_ERR_DEVICE_MEMORY when it

@@ -62,6 +62,14 @@ static pvk_type kv_pvk_type(phivk_kv_type t) {
  * (pvk_kv_alloc), so the binding limit does not cap it. */
 static pvk_status plan_ctx(phivk_session *s) {
     const arch_hparams *hp = &s->m->hp;
+    /* Attention's partials at most: for the longest context asked for, without the
+     * sliding window (which only shortens the ranges). */
+    uint32_t ctx_max = (uint32_t)(s->p.ctx > 0 ? s->p.ctx : hp->n_ctx_train);
+    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
+    a.window = a1.window = 0;
+    const pvk_dev *dev = s->m->rt->dev;
+    size_t prefill = (uint32_t)s->batch <= ctx_max ? pvk_op_attention_scratch_bytes(dev, &a, ctx_max) : 0;
+    size_t decode = pvk_op_attention_scratch_bytes(dev, &a1, ctx_max);
     plan_input in = {
         .hp = hp,
         .weight_bytes = s->m->weight_bytes,
@@ -71,6 +79,7 @@ static pvk_status plan_ctx(phivk_session *s) {
         .batch = s->batch,
         .logit_rows = s->logit_rows,
         .budget = pvk_dev_budget(s->m->rt->dev),
+        .attn_bytes = prefill > decode ? prefill : decode,
     };
     plan pl;
     pvk_status st = plan_make(&in, &pl);

@@ -73,6 +73,25 @@ TEST(phi3_mini_128k_with_q4_0_cache_plans_under_16_gib) {
     CHECK(p.scratch_bytes < 256 * MiB, "scratch %.1f MiB stays small", p.scratch_bytes / (double)MiB);
 }
 
+/* Attention's partials as the device's tuning splits them (lavapipe splits a long
+ * prefill for its loop limit) count in full when they exceed the estimate. */
+TEST(the_devices_attention_partials_count_when_larger_than_the_estimate) {
+    arch_hparams hp = phi3_mini();
+    plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_Q4_0,
+                     .v_type = PVK_Q4_0, .ctx = 131072, .batch = 512, .logit_rows = 261,
+                     .budget = 24 * GiB};
+    plan base, more;
+    CHECK(plan_make(&in, &base) == PVK_OK, "%s", pvk_errmsg());
+    in.attn_bytes = 1024;   /* below the estimate: the estimate stays */
+    CHECK(plan_make(&in, &more) == PVK_OK && more.scratch_bytes == base.scratch_bytes, "estimate kept");
+    in.attn_bytes = 64 * MiB;
+    CHECK(plan_make(&in, &more) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(more.scratch_bytes > base.scratch_bytes + 60 * MiB && more.total == more.scratch_bytes +
+              more.kv_bytes + more.weight_bytes,
+          "64 MiB of partials are planned for (scratch %.1f -> %.1f MiB)", base.scratch_bytes / (double)MiB,
+          more.scratch_bytes / (double)MiB);
+}
+
 TEST(a_context_that_does_not_fit_is_refused_with_numbers_and_options) {
     arch_hparams hp = phi3_mini();
     plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_F16,
