@@ -175,7 +175,7 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
  * tokens use matvec variants that are left to first use. */
 pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type);
 
-/* ---- model-level kernels (shaders/get_rows.comp, rope.comp, kv_store.comp, attn.comp) */
+/* ---- model-level kernels (shaders/get_rows.comp, kv_store.comp with rope.glsl, attn.comp) */
 /* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. An id past the
  * table gives a zero row (callers check token ids on the host). */
 pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
