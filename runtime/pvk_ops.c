@@ -474,14 +474,8 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
 
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
-    return pvk_op_matmul_cols(o, c, w, bias, x, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
-}
-
-pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
-                              const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
-                              uint32_t y_stride, uint32_t y_col) {
     pvk_input in = {x, NULL};
-    return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, y_stride, y_col);
+    return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {

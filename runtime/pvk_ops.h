@@ -153,14 +153,10 @@ pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
 /* The same into columns [y_col, y_col + w->rows) of a y whose rows are y_stride
- * floats (bias, when given, is indexed the same way: bias[y_col + j]). Separate
- * projections write one fused output this way. */
-pvk_status pvk_op_matmul_cols(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
-                              const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate,
-                              uint32_t y_stride, uint32_t y_col);
-/* The same with x in f32 and/or int8 (either may be NULL): the int8 form when
- * pvk_ops_reads_q8(w->type, m) and it is given, else the f32 one (PVK_ERR_INVALID
- * when that is missing). */
+ * floats (bias, when given, is indexed the same way: bias[y_col + j]; separate
+ * projections write one fused output this way), with x in f32 and/or int8 (either
+ * may be NULL): the int8 form when pvk_ops_reads_q8(w->type, m) and it is given,
+ * else the f32 one (PVK_ERR_INVALID when that is missing). */
 typedef struct pvk_input { const pvk_buf *f32, *q8; } pvk_input;
 pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
