@@ -83,24 +83,6 @@ void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *
     d->set_name(d->vk, &info);
 }
 
-const char *pvk_fmt_bytes(char buf[32], uint64_t n) {
-    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0) snprintf(buf, 32, "%llu bytes", (unsigned long long)n);
-    else snprintf(buf, 32, "%.1f %s", v, unit[u]);
-    return buf;
-}
-
-bool pvk_env_flag(const char *name) {
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0") != 0;
-}
-
 static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name) {
     for (uint32_t i = 0; i < n; i++)
         if (!strcmp(e[i].extensionName, name)) return true;

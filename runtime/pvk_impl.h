@@ -8,6 +8,7 @@
 
 #include "pvk.h"
 #include "pvk_arena.h"
+#include "pvk_fmt.h"
 
 /* One VkDeviceMemory with one VkBuffer over all of it, suballocated by an arena. */
 typedef struct pvk_block {
@@ -73,10 +74,6 @@ const char *pvk_vk_result_name(VkResult r);
 /* Gives a Vulkan object a debug name (no-op without VK_EXT_debug_utils). */
 void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* "1.5 GiB" style sizes for messages. */
-const char *pvk_fmt_bytes(char buf[32], uint64_t n);
-/* True when the environment variable is set to something other than "" or "0". */
-bool pvk_env_flag(const char *name);
 
 /* pvk_buf.c */
 pvk_status pvk_mem_init(pvk_dev *d);

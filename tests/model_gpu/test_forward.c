@@ -1,5 +1,5 @@
 /* The GPU forward pass (phivk_decode) against independent references: logits that
- * llama.cpp computed for ../shared/testdata/reference, and phivk's CPU reference
+ * llama.cpp computed for tests/data/reference, and phivk's CPU reference
  * (model/ref.c) on synthetic fixtures of every architecture. Runs with the
  * validation layer on; a validation message fails the test that caused it. */
 #define HARNESS_MAIN
