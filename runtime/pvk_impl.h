@@ -68,6 +68,7 @@ struct pvk_dev {
     char cache_path[1024];
 };
 
+/* pvk_vk.c */
 /* The pvk_status for a failed Vulkan call, with "what: VK_ERROR_..." as the message. */
 pvk_status pvk_vk_fail(VkResult r, const char *what);
 const char *pvk_vk_result_name(VkResult r);

@@ -4,7 +4,11 @@ that B's object defines. A module is one .c file; a circle (A reaches B and B re
 A) means neither can be read or tested without the other, so the floors plan
 (docs/architecture.md) allows none.
 
-usage: module-cycles.py OBJECT_OR_ARCHIVE...   prints each circle, exits 1 if any."""
+usage: module-cycles.py ARCHIVE_OR_OBJECT_DIR...   prints each circle, exits 1 if any.
+A directory stands for the objects (*.o) inside it, e.g. an executable's NAME.p folder;
+each argument is checked on its own, so names may repeat between arguments."""
+import glob
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -62,8 +66,9 @@ def strongly_connected(graph):
     return out
 
 
-def main():
-    objs = symbols(sys.argv[1:])
+def circles_of(path):
+    paths = sorted(glob.glob(os.path.join(path, "*.o"))) if os.path.isdir(path) else [path]
+    objs = symbols(paths)
     owner = {}
     for obj, (defined, _) in objs.items():
         for s in defined:
@@ -76,9 +81,15 @@ def main():
                 graph[obj].add(owner[s])
     circles = strongly_connected(graph)
     for c in circles:
-        print("circle: " + " <-> ".join(c))
-    print(f"{len(circles)} circles among {len(objs)} source files")
-    return 1 if circles else 0
+        print(f"circle in {path}: " + " <-> ".join(c))
+    print(f"{path}: {len(circles)} circles among {len(objs)} source files")
+    return len(circles)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    return 1 if sum(circles_of(p) for p in sys.argv[1:]) else 0
 
 
 if __name__ == "__main__":
