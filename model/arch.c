@@ -1,9 +1,12 @@
 #include "arch.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "phivk.h"
 
 /* Upper bounds that keep every size product below 2^62 and reject nonsense early. */
 #define ARCH_MAX_DIM (1 << 20)
@@ -90,10 +93,13 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
         if (an.len == strlen(arch_table[i].name) && !memcmp(an.ptr, arch_table[i].name, an.len))
             ai = i;
-    if (ai == sizeof arch_table / sizeof arch_table[0])
+    char shown[128]; /* the file's text as a terminal should show it */
+    if (ai == sizeof arch_table / sizeof arch_table[0]) {
+        phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
         return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "%s: architecture '%.*s' is not supported (phivk runs phi2, phi3, llama)",
-                        what, (int)(an.len > 64 ? 64 : an.len), an.ptr);
+                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama)", what,
+                        shown);
+    }
     const char *a = arch_table[ai].name;
     arch_hparams *hp = out;
     hp->arch = arch_table[ai].kind;
@@ -150,10 +156,11 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     gguf_str stype;
     if (gguf_get_str(f, akey(key, sizeof key, a, "rope.scaling.type"), &stype) &&
         !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6)) &&
-        !(stype.len == 4 && !memcmp(stype.ptr, "none", 4)))
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "%s: rope scaling '%.*s' is not supported (linear only)", what,
-                        (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
+        !(stype.len == 4 && !memcmp(stype.ptr, "none", 4))) {
+        phivk_text_visible(stype.ptr, stype.len, false, shown, sizeof shown);
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported (linear only)",
+                        what, shown);
+    }
     float factor;
     if ((st = read_float(f, what, a, "rope.scaling.factor", false, 0.0f, &factor))) return st;
     if (factor > 0) hp->rope_freq_scale = 1.0f / factor;

@@ -238,12 +238,15 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (arch_weights_create(m->file, &m->hp, what, &m->w) != PVK_OK) goto fail;
     if (tok_vocab_from_gguf(m->file, &m->vocab) != PVK_OK) goto fail;
     gguf_str name;
+    /* The name reaches terminals and window titles: its control characters are
+     * made visible here, once, for every caller. */
     if (gguf_get_str(m->file, "general.name", &name) && name.len)
-        snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, name.ptr);
+        phivk_text_visible(name.ptr, name.len, false, m->name, sizeof m->name);
     else
         snprintf(m->name, sizeof m->name, "%s", what);
 
     loader l = {.m = m, .p = p};
+    if (upload_chunk(&l.chunk) != PVK_OK) goto fail;
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
     if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PVK_OK) goto fail;

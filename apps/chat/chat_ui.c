@@ -28,7 +28,12 @@ void chat_app_notice(chat_app *a, bool error, const char *fmt, ...) {
     vsnprintf(n->text, sizeof n->text, fmt, ap);
     va_end(ap);
     n->error = error;
-    fprintf(stderr, "phivk-chat: %s\n", n->text);
+    n->action = 0;
+    n->label = NULL;
+    /* Notices quote model names and paths from files: shown safely on a terminal. */
+    char shown[4 * sizeof n->text + 1];
+    phivk_text_visible(n->text, strlen(n->text), true, shown, sizeof shown);
+    fprintf(stderr, "phivk-chat: %s\n", shown);
 }
 
 static void dismiss(chat_app *a, int i) {

@@ -160,3 +160,43 @@ TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
     phivk_info_params p = {.ctx = -1};
     CHECK(phivk_info_write(testdata_path("reference/phi2.gguf"), &p, stdout) == PHIVK_ERR_INVALID, "negative ctx");
 }
+
+/* A file whose strings carry terminal escape sequences: OSC retitles the window,
+ * CSI 2J clears the screen, U+009B is CSI as one (C1) character. */
+static void hostile_strings_fixture(char *path) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_set_str(w, "general.architecture", "phi3\x1b]0;owned\x07");
+    gguf_writer_set_str(w, "general.name", "\x1b[2J\x1b[Hname\xc2\x9b" "31m\nforged line");
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama\x1b[5m");
+    gguf_writer_set_str(w, "tokenizer.ggml.pre", "\x1b[8m");
+    gguf_writer_add_tensor(w, "blk.0.\x1b[31mred", PVK_F32, 1, (int64_t[]){4}, NULL);
+    strcpy(path, "/tmp/phivk-test-info-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    if (gguf_writer_save(w, path) != PVK_OK) path[0] = 0;
+    gguf_writer_destroy(w);
+}
+
+TEST(info_shows_escape_sequences_from_the_file_as_visible_text) {
+    char path[64];
+    hostile_strings_fixture(path);
+    REQUIRE(path[0], "fixture: %s", pvk_errmsg());
+    phivk_status st;
+    char *s = info_text(path, false, 0, &st);
+    REQUIRE(st == PHIVK_OK && s, "%s", phivk_last_error());
+    CHECK(!strchr(s, 0x1b) && !strchr(s, 0x07) && !strstr(s, "\xc2\x9b"), "no ESC, BEL or C1 byte reaches the report:\n%s", s);
+    CHECK(strstr(s, "phi3\\x1b]0;owned\\x07"), "the architecture is shown with \\x1b:\n%s", s);
+    CHECK(strstr(s, "\\x1b[2J\\x1b[Hname\\xc2\\x9b31m\\x0aforged line"), "the name is one visible line:\n%s", s);
+    CHECK(strstr(s, "llama\\x1b[5m") && strstr(s, "\\x1b[8m"), "tokenizer model and pre:\n%s", s);
+    CHECK(strstr(s, "blk.0.\\x1b[31mred"), "the tensor name:\n%s", s);
+    free(s);
+    /* JSON escapes control characters itself ("\u001b"): no raw ESC either. */
+    s = info_text(path, true, 0, &st);
+    CHECK(st == PHIVK_OK && s && !strchr(s, 0x1b), "no ESC in the JSON report");
+    cJSON *j = cJSON_Parse(s);
+    const cJSON *name = cJSON_GetObjectItem(j, "name");
+    CHECK(cJSON_IsString(name) && !strncmp(name->valuestring, "\x1b[2J", 4), "JSON keeps the exact name as data");
+    cJSON_Delete(j);
+    free(s);
+    remove(path);
+}
