@@ -207,6 +207,17 @@ char *app_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+void app_write_generated(FILE *out, const char *text, size_t n) {
+    if (!isatty(fileno(out))) {
+        fwrite(text, 1, n, out);
+    } else {
+        char small[4 * 256 + 1], *buf = n <= 256 ? small : malloc(4 * n + 1);
+        if (buf) fwrite(buf, 1, phivk_text_visible(text, n, true, buf, 4 * n + 1), out);
+        if (buf != small) free(buf);
+    }
+    fflush(out);
+}
+
 /* On a terminal: a bar once the stage has run for a second, redrawn at most 10
  * times a second, ended with a newline when done == total. Into a log (stderr not
  * a terminal): a plain line every 5 seconds and at the end. */

@@ -239,7 +239,8 @@ typedef struct phivk_sampler phivk_sampler;
 phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p);
 void phivk_sampler_free(phivk_sampler *s);
 /* Picks a token from n_vocab logits (the array may be modified) and remembers it
- * for the repetition penalty. */
+ * for the repetition penalty. NaN logits never win; when every one is NaN (the
+ * forward pass broke down) it returns -1 and phivk_last_error() says so. */
 int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
 /* Adds prompt tokens to the penalty's history without sampling. */
 void phivk_sampler_accept(phivk_sampler *s, int32_t id);
