@@ -167,12 +167,16 @@ static pvk_status gather(info *in, const phivk_info_params *p) {
     }
     in->ctx = p->ctx > 0 ? p->ctx : in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
     if (in->hp.present && in->ctx > 0 && in->hp.n_head_kv > 0 && in->hp.head_dim > 0 && in->hp.v_dim > 0) {
-        /* per token: n_layer * n_head_kv * (K dim + V dim); refuse what would overflow */
-        uint64_t per_tok = (uint64_t)in->hp.n_layer * (uint64_t)in->hp.n_head_kv *
-                           (uint64_t)(in->hp.head_dim + in->hp.v_dim);
-        if (per_tok > UINT64_MAX / 64 / (uint64_t)in->ctx)
+        /* per token: n_layer * n_head_kv * (K dim + V dim), times ctx tokens. The
+         * file's values are unbounded, so each step is checked before it is taken,
+         * and the total leaves 64x headroom for the byte counts of kv_bytes. */
+        uint64_t dims, per_layer, per_tok, elems;
+        if (__builtin_add_overflow((uint64_t)in->hp.head_dim, (uint64_t)in->hp.v_dim, &dims) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_head_kv, dims, &per_layer) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_layer, per_layer, &per_tok) ||
+            __builtin_mul_overflow(per_tok, (uint64_t)in->ctx, &elems) || elems > UINT64_MAX / 64)
             return pvk_fail(PVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
-        in->kv_elems = per_tok * (uint64_t)in->ctx;
+        in->kv_elems = elems;
     }
     return PVK_OK;
 }

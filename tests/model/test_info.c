@@ -200,3 +200,60 @@ TEST(info_shows_escape_sequences_from_the_file_as_visible_text) {
     free(s);
     remove(path);
 }
+
+/* Attention geometry written as 64-bit keys, so any value can be tried. */
+static void geometry_fixture(char *path, int64_t n_layer, int64_t n_head, int64_t key_len, int64_t value_len) {
+    const struct { const char *key; int64_t v; } keys[] = {
+        {"phi3.context_length", 4096}, {"phi3.embedding_length", 64}, {"phi3.block_count", n_layer},
+        {"phi3.attention.head_count", n_head}, {"phi3.attention.key_length", key_len},
+        {"phi3.attention.value_length", value_len},
+    };
+    const uint64_t n_keys = sizeof keys / sizeof keys[0];
+    bytes b = {0};
+    b_header(&b, 3, 1, n_keys + 1);
+    b_str(&b, "general.architecture");
+    b_u32(&b, GGUF_STRING);
+    b_str(&b, "phi3");
+    for (uint64_t i = 0; i < n_keys; i++) {
+        b_str(&b, keys[i].key);
+        b_u32(&b, GGUF_I64);
+        b_u64(&b, (uint64_t)keys[i].v);
+    }
+    b_str(&b, "token_embd.weight"); /* a weight, so the report estimates memory */
+    b_u32(&b, 1);
+    b_u64(&b, 8);
+    b_u32(&b, PVK_F32);
+    b_u64(&b, 0);
+    b_pad(&b, 32);
+    for (int i = 0; i < 8; i++) b_u32(&b, 0);
+    strcpy(path, "/tmp/phivk-test-info-XXXXXX");
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f || fwrite(b.p, 1, b.n, f) != b.n) path[0] = 0;
+    if (f) fclose(f);
+    free(b.p);
+}
+
+/* K + V dimensions, heads and layers each fit 64 bits but their products do not;
+ * the first case's sum already overflows a signed 64-bit integer (UBSan stops
+ * this binary there), the second's product is exactly 2^64 (0 when it wraps). */
+TEST(info_refuses_kv_sizes_that_would_overflow_before_computing_them) {
+    static const struct { int64_t n_layer, n_head, key_len, value_len; } cases[] = {
+        {1, 1, INT64_MAX, INT64_MAX},
+        {(int64_t)1 << 31, (int64_t)1 << 31, 2, 2},
+        {(int64_t)1 << 40, 1, (int64_t)1 << 30, (int64_t)1 << 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[64];
+        geometry_fixture(path, cases[i].n_layer, cases[i].n_head, cases[i].key_len, cases[i].value_len);
+        REQUIRE(path[0], "fixture %zu", i);
+        for (int json = 0; json < 2; json++) {
+            phivk_status st;
+            char *s = info_text(path, json, 0, &st);
+            CHECK(st == PHIVK_ERR_BAD_FILE && strstr(phivk_last_error(), "overflows"),
+                  "case %zu (%s): status %d, '%s'", i, json ? "JSON" : "text", st, phivk_last_error());
+            free(s);
+        }
+        remove(path);
+    }
+}
