@@ -74,7 +74,7 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
     else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-        ok = parse_long(v, -1, 1 << 30, &n);
+        ok = parse_long(v, -1, APP_MAX_N_PREDICT, &n);
         o->n_predict = (int32_t)n;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
         if (!strcmp(v, "auto")) o->sess.ctx = 0;

@@ -5,8 +5,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "phivk.h"
+
+/* The most tokens -n asks for (and a restored chat's setting is clamped to). */
+#define APP_MAX_N_PREDICT (1 << 30)
 
 typedef struct app_opts {
     const char *model;          /* -m or the first positional argument */
