@@ -3,6 +3,8 @@
  *                    general.name and a tensor name (not a runnable model)
  *   nan-logits.gguf  the tiny phi3 fixture with output_norm.weight all NaN, so
  *                    every logit is NaN
+ *   esc-vocab.gguf   a SentencePiece vocabulary whose token 3 is an ESC
+ *                    character (text "\x1b" tokenizes to it)
  * usage: make_hostile DIR */
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +30,22 @@ int main(int argc, char **argv) {
     gguf_writer_add_tensor(w, "blk.0.\x1b[31mred", PVK_F32, 1, (int64_t[]){4}, NULL);
     snprintf(path, sizeof path, "%s/escapes.gguf", argv[1]);
     pvk_status st = gguf_writer_save(w, path);
+    gguf_writer_destroy(w);
+    if (st) return fail(path);
+
+    w = gguf_writer_create();
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\x1b", "\xe2\x96\x81"};
+    static const float scores[] = {0, 0, 0, -1, -2};
+    static const int32_t types[] = {2, 3, 3, 1, 1}; /* UNKNOWN, CONTROL, CONTROL, NORMAL, NORMAL */
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 5);
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, 5);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, 5);
+    gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    snprintf(path, sizeof path, "%s/esc-vocab.gguf", argv[1]);
+    st = gguf_writer_save(w, path);
     gguf_writer_destroy(w);
     if (st) return fail(path);
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Hostile model files at the command line: escape sequences in a file's strings
-# reach the terminal as visible \x1b text, never as the byte itself; a model whose
+# (names, architecture, tensor names, vocabulary pieces) reach the terminal as
+# visible \x1b text, never as the byte itself; a model whose
 # logits are all NaN ends generation with an error that says so.
 # usage: test_hostile.sh PHIVK MAKE_HOSTILE
 phivk=$1
@@ -16,6 +17,10 @@ check info_prints_no_escape_byte no_esc
 check info_shows_the_architecture_visibly grep -qF 'phi3\x1b]0;owned\x07\x1b[2J' "$dir/out"
 check info_shows_the_name_visibly grep -qF '\x1b]0;owned\x07\x1b[2Jname\xc2\x9b31m' "$dir/out"
 check info_shows_the_tensor_name_visibly grep -qF 'blk.0.\x1b[31mred' "$dir/out"
+
+expect tokenize_pieces_of_an_escape_token 0 "$phivk" tokenize "$dir/esc-vocab.gguf" --no-bos --pieces "$esc"
+check tokenize_prints_no_escape_byte no_esc
+check tokenize_shows_the_piece_visibly grep -qF '3	\x1b' "$dir/out"
 
 expect run_on_unknown_escaped_arch_fails 1 "$phivk" run "$dir/escapes.gguf" -p hi
 check run_error_has_no_escape_byte no_esc
