@@ -678,6 +678,48 @@ TEST(chat_store_writes_atomically_and_reads_back) {
     free(chats);
 }
 
+/* A model whose logits are all NaN (output_norm.weight NaN): the answer fails
+ * with the sampler's reason, never an out-of-vocabulary token id. */
+TEST(chat_answer_from_nan_logits_fails_with_the_reason) {
+    REQUIRE(setup(), "fixture");
+    char nan_model[400], data[400];
+    snprintf(nan_model, sizeof nan_model, "%s/nan-logits.gguf", g.dir);
+    snprintf(data, sizeof data, "%s/nan-data", g.dir);
+    synth_params p = synth_default_params();
+    p.n_vocab = 400;
+    p.wtype = PVK_F16;
+    void *img;
+    size_t n;
+    gguf_file *f;
+    REQUIRE(synth_build(&p, &img, &n) == PVK_OK && gguf_open_memory(img, n, &f) == PVK_OK, "%s", pvk_errmsg());
+    const gguf_tensor *t = gguf_find_tensor(f, "output_norm.weight");
+    float *norm = (float *)((char *)img + ((const char *)t->data - (const char *)img));
+    for (int64_t i = 0; i < t->ne[0]; i++) norm[i] = NAN;
+    gguf_close(f);
+    bool written = write_file(nan_model, img, n);
+    free(img);
+    REQUIRE(written, "write %s", nan_model);
+    chat_config cfg = g.cfg;
+    cfg.model = nan_model;
+    cfg.data_dir = data;
+    g.a = chat_app_create(&cfg);
+    REQUIRE(g.a, "the window opened");
+    REQUIRE(pump(not_loading, 60) && g.a->loaded, "the NaN model did not load: '%s'",
+            g.a->n_notices ? g.a->notices[0].text : "");
+    type("hello");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "the answer did not end");
+    const chat_msg *m = last_msg();
+    CHECK(m && m->state == CHAT_FAILED && strstr(m->note, "NaN"), "the answer failed naming NaN (state %d, note '%s')",
+          m ? (int)m->state : -1, m ? m->note : "");
+    CHECK(g.a->n_notices && strstr(g.a->notices[g.a->n_notices - 1].text, "NaN") &&
+          !strstr(g.a->notices[g.a->n_notices - 1].text, "outside the vocabulary"),
+          "the notice gives the reason: '%s'", g.a->n_notices ? g.a->notices[g.a->n_notices - 1].text : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+}
+
 static chat_app *store_app(const uint8_t *key) {
     chat_app *a = calloc(1, sizeof *a);
     if (a && key) {
