@@ -133,6 +133,10 @@ static char *answer(chat *c) {
     sigaction(SIGINT, &sa, &old);
     for (int32_t n = 0; c->n_predict < 0 || n < c->n_predict; n++) {
         int32_t tok = phivk_sampler_sample(c->smp, c->logits, n_vocab);
+        if (tok < 0) {
+            fprintf(stderr, "\nphivk chat: %s\n", phivk_last_error());
+            break;
+        }
         if (phivk_token_is_stop(c->vocab, tok)) break;
         size_t k = phivk_detok_push(dt, tok, piece, sizeof piece);
         /* The template ends in a newline, so the SPM space before the first word
@@ -147,8 +151,7 @@ static char *answer(chat *c) {
         }
         memcpy(text + len, p, k);
         len += k;
-        fwrite(p, 1, k, stdout);
-        fflush(stdout);
+        app_write_generated(stdout, p, k);
         if (c->n_cached >= ctx) {
             fprintf(stderr, "\n[the context is full: /reset to start over]");
             break;

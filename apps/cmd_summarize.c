@@ -163,6 +163,10 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
     bool started = false, ok = true;
     for (int32_t k = 0; k < answer; k++) {
         int32_t tok = phivk_sampler_sample(S->smp, S->logits, n_vocab);
+        if (tok < 0) {
+            fprintf(stderr, "\nphivk summarize: %s\n", phivk_last_error());
+            return false;
+        }
         if (phivk_token_is_stop(S->vocab, tok)) break;
         S->n_gen++;
         size_t m = phivk_detok_push(S->dt, tok, piece, sizeof piece);
@@ -171,12 +175,10 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
         const char *p = piece;
         while (!started && m && (*p == ' ' || *p == '\n')) p++, m--;
         started |= m > 0;
-        if (out) {
+        if (out)
             ok = buf_add(out, p, m);
-        } else {
-            fwrite(p, 1, m, stdout);
-            fflush(stdout);
-        }
+        else
+            app_write_generated(stdout, p, m);
         if (!ok || k + 1 == answer) break;
         if (phivk_decode(S->am.sess, &tok, 1, S->logits, false) != PHIVK_OK) {
             fprintf(stderr, "\nphivk summarize: %s\n", phivk_last_error());
@@ -187,7 +189,7 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
     if (out) {
         ok = ok && buf_add(out, piece, m);
     } else {
-        fwrite(piece, 1, m, stdout);
+        app_write_generated(stdout, piece, m);
         putchar('\n');
     }
     if (!ok) fprintf(stderr, "phivk summarize: out of host memory\n");

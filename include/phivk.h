@@ -116,6 +116,18 @@ size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap);
  * message) when an id is out of range. */
 char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special);
 
+/* Text for a terminal. Model files and models are untrusted: a name or a piece of
+ * generated text may hold escape sequences that retitle the window or clear the
+ * screen. This copies n bytes of text to out with what a terminal acts on written
+ * as visible \xNN escapes, one per byte: C0 controls, DEL, C1 controls (U+0080 to
+ * U+009F, two bytes each) and bytes that are not UTF-8. keep_lines leaves newline
+ * and tab as they are (generated text); without it they are escaped as well (a
+ * name on one line of a report). Other UTF-8 passes unchanged. out gets at most
+ * cap - 1 bytes and a NUL (cap >= 1); text that does not fit is cut between
+ * characters and ends in "...". 4 * n + 1 bytes always suffice. Returns the bytes
+ * written. */
+size_t phivk_text_visible(const char *text, size_t n, bool keep_lines, char *out, size_t cap);
+
 /* ------------------------------------------------------------ chat prompts */
 
 typedef enum phivk_chat_format {
@@ -227,7 +239,8 @@ typedef struct phivk_sampler phivk_sampler;
 phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p);
 void phivk_sampler_free(phivk_sampler *s);
 /* Picks a token from n_vocab logits (the array may be modified) and remembers it
- * for the repetition penalty. */
+ * for the repetition penalty. NaN logits never win; when every one is NaN (the
+ * forward pass broke down) it returns -1 and phivk_last_error() says so. */
 int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
 /* Adds prompt tokens to the penalty's history without sampling. */
 void phivk_sampler_accept(phivk_sampler *s, int32_t id);

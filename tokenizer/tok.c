@@ -469,10 +469,13 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
     tok_model model;
     if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
     else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
-    else
+    else {
+        char shown[128];
+        phivk_text_visible(s.ptr, s.len, false, shown, sizeof shown);
         return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "tokenizer model '%.*s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
-                        (int)(s.len > 64 ? 64 : s.len), s.ptr);
+                        "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
+                        shown);
+    }
 
     tok_vocab *v = calloc(1, sizeof *v);
     if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");

@@ -355,6 +355,11 @@ static void run_gen(chat_worker *w, job *j) {
             break;
         }
         int32_t tok = phivk_sampler_sample(smp, w->logits, n_vocab);
+        if (tok < 0) {
+            done->status = PHIVK_ERR_INVALID;
+            snprintf(err, sizeof err, "%s", phivk_last_error());
+            break;
+        }
         if (phivk_token_is_stop(v, tok)) break;
         made++;
         atomic_fetch_add(&w->tokens, 1);

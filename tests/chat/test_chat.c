@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app_common.h"
 #include "chat_app.h"
 #include "model_impl.h"
 #include "synth.h"
@@ -591,6 +592,50 @@ TEST(chat_restores_the_conversation_and_draft_after_a_restart) {
     g.a = NULL;
 }
 
+static bool loading(chat_app *a) { return a->loads_pending > 0; }
+
+/* A chat file from elsewhere (no mark of this installation) names the fixture
+ * model: the window must not load it by itself but offer it in a notice with a
+ * button; after the user's yes, the next save carries the mark and a restart
+ * loads the model without asking. */
+TEST(chat_asks_before_loading_a_model_named_by_a_chat_file_it_did_not_save) {
+    REQUIRE(setup(), "fixture");
+    char path[600];
+    snprintf(path, sizeof path, "%s/chats/chat-99991231-235959-00.json", g.data); /* the latest name */
+    char json[1400];
+    int n = snprintf(json, sizeof json,
+                     "{\"version\": 1, \"model\": \"%s\", \"settings\": {\"ctx\": 512},"
+                     " \"messages\": [{\"role\": \"user\", \"content\": \"from elsewhere\"}]}", g.model);
+    REQUIRE(write_file(path, json, (size_t)n), "write %s", path);
+    g.cfg.model = NULL;
+    g.cfg.scale = 1;
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window opened");
+    CHECK(g.a->n_msgs == 1 && !strcmp(tb_str(&g.a->msgs[0].text), "from elsewhere"), "the conversation is shown");
+    for (int i = 0; i < 20; i++) chat_app_step(g.a, 5);
+    CHECK(!g.a->loaded && !g.a->loads_pending, "no model was loaded without asking (loaded %d, pending %d)",
+          g.a->loaded, g.a->loads_pending);
+    REQUIRE(g.a->n_notices == 1, "one notice asks, got %d", g.a->n_notices);
+    CHECK(strstr(g.a->notices[0].text, g.model) && strstr(g.a->notices[0].text, "not saved by phivk-chat here"),
+          "the notice names the model and why it asks: '%s'", g.a->notices[0].text);
+    click_button(CHAT_ACT_LOAD_ASKED, 0);
+    CHECK(g.a->n_notices == 0, "the button took the notice away");
+    REQUIRE(pump(not_loading, 60), "the model did not load");
+    CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "loaded after the click ('%s')", g.a->model_name);
+    chat_app_destroy(g.a);
+
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window reopened");
+    CHECK(loading(g.a) && g.a->n_notices == 0, "our own save now names it: loaded without asking "
+          "(pending %d, %d notices)", g.a->loads_pending, g.a->n_notices);
+    REQUIRE(pump(not_loading, 60), "the model did not load");
+    const char *problem = validation_problem();
+    CHECK(!problem, "validation layer: %s", problem ? problem : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+    remove(path);
+}
+
 TEST(chat_store_writes_atomically_and_reads_back) {
     REQUIRE(setup(), "temp dir");
     char dir[400];
@@ -630,5 +675,179 @@ TEST(chat_store_writes_atomically_and_reads_back) {
     free(b);
     free(path);
     free(latest);
+    free(chats);
+}
+
+/* A model whose logits are all NaN (output_norm.weight NaN): the answer fails
+ * with the sampler's reason, never an out-of-vocabulary token id. */
+TEST(chat_answer_from_nan_logits_fails_with_the_reason) {
+    REQUIRE(setup(), "fixture");
+    char nan_model[400], data[400];
+    snprintf(nan_model, sizeof nan_model, "%s/nan-logits.gguf", g.dir);
+    snprintf(data, sizeof data, "%s/nan-data", g.dir);
+    synth_params p = synth_default_params();
+    p.n_vocab = 400;
+    p.wtype = PVK_F16;
+    void *img;
+    size_t n;
+    gguf_file *f;
+    REQUIRE(synth_build(&p, &img, &n) == PVK_OK && gguf_open_memory(img, n, &f) == PVK_OK, "%s", pvk_errmsg());
+    const gguf_tensor *t = gguf_find_tensor(f, "output_norm.weight");
+    float *norm = (float *)((char *)img + ((const char *)t->data - (const char *)img));
+    for (int64_t i = 0; i < t->ne[0]; i++) norm[i] = NAN;
+    gguf_close(f);
+    bool written = write_file(nan_model, img, n);
+    free(img);
+    REQUIRE(written, "write %s", nan_model);
+    chat_config cfg = g.cfg;
+    cfg.model = nan_model;
+    cfg.data_dir = data;
+    g.a = chat_app_create(&cfg);
+    REQUIRE(g.a, "the window opened");
+    REQUIRE(pump(not_loading, 60) && g.a->loaded, "the NaN model did not load: '%s'",
+            g.a->n_notices ? g.a->notices[0].text : "");
+    type("hello");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "the answer did not end");
+    const chat_msg *m = last_msg();
+    CHECK(m && m->state == CHAT_FAILED && strstr(m->note, "NaN"), "the answer failed naming NaN (state %d, note '%s')",
+          m ? (int)m->state : -1, m ? m->note : "");
+    CHECK(g.a->n_notices && strstr(g.a->notices[g.a->n_notices - 1].text, "NaN") &&
+          !strstr(g.a->notices[g.a->n_notices - 1].text, "outside the vocabulary"),
+          "the notice gives the reason: '%s'", g.a->n_notices ? g.a->notices[g.a->n_notices - 1].text : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+}
+
+static chat_app *store_app(const uint8_t *key) {
+    chat_app *a = calloc(1, sizeof *a);
+    if (a && key) {
+        memcpy(a->key, key, CHAT_KEY_BYTES);
+        a->have_key = true;
+    }
+    return a;
+}
+
+static void store_app_free(chat_app *a) {
+    chat_msgs_clear(a);
+    free(a->msgs);
+    tf_free(&a->input);
+    tf_free(&a->system);
+    free(a);
+}
+
+/* Loads the JSON text into a fresh app with key; NULL if the load failed. */
+static chat_app *load_text(const char *json, const uint8_t *key) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/store-case.json", g.dir);
+    chat_app *a = store_app(key);
+    if (!a || !write_file(path, json, strlen(json)) || !chat_store_load(a, path)) {
+        if (a) store_app_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+TEST(chat_store_clamps_numbers_before_converting_and_cleans_text) {
+    REQUIRE(setup(), "temp dir");
+    /* 1e300 does not fit int32_t: converting it is undefined behaviour. */
+    static const struct { const char *n; int32_t want; } nums[] = {
+        {"1e300", APP_MAX_N_PREDICT}, {"-1e300", -1}, {"2147483648", APP_MAX_N_PREDICT}, {"77", 77}, {"-1", -1},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+        char json[200];
+        snprintf(json, sizeof json, "{\"settings\": {\"n_predict\": %s}}", nums[i].n);
+        chat_app *a = load_text(json, NULL);
+        REQUIRE(a, "load n_predict %s", nums[i].n);
+        CHECK(a->set.n_predict == nums[i].want, "n_predict %s -> %d, want %d", nums[i].n, a->set.n_predict,
+              nums[i].want);
+        store_app_free(a);
+    }
+    /* cJSON keeps bytes that are not UTF-8 as they are: every string must come
+     * out valid, as utf8_clean makes typed text (cleaning it again changes nothing). */
+    chat_app *a = load_text("{\"model\": \"/m\xff.gguf\", \"draft\": \"d\xc3\", \"settings\": "
+                            "{\"system\": \"s\xed\xa0\x80\", \"device\": \"\x1b[2Jgpu\xfe\"}, "
+                            "\"messages\": [{\"role\": \"user\", \"content\": \"hi\xc0\xaf !\", "
+                            "\"note\": \"n\xff\"}]}", NULL);
+    REQUIRE(a, "load the file with broken text");
+    REQUIRE(a->n_msgs == 1, "%d messages", a->n_msgs);
+    const char *strs[] = {a->ask_model, tb_str(&a->input.text), tb_str(&a->system.text), a->set.device,
+                          tb_str(&a->msgs[0].text), a->msgs[0].note};
+    const char *names[] = {"model", "draft", "system", "device", "content", "note"};
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(strs[i]), n2;
+        char *again = utf8_clean(strs[i], len, &n2);
+        CHECK(again && n2 == len && !memcmp(again, strs[i], len), "%s '%s' is clean UTF-8", names[i], strs[i]);
+        free(again);
+        CHECK(strstr(strs[i], "\xEF\xBF\xBD") || i == 3, "%s '%s' shows U+FFFD where the bad bytes were", names[i], strs[i]);
+    }
+    size_t n;
+    char *clean = utf8_clean("hi\xc0\xaf", 4, &n);
+    CHECK(clean && !strncmp(tb_str(&a->msgs[0].text), clean, n), "content '%s'", tb_str(&a->msgs[0].text));
+    free(clean);
+    store_app_free(a);
+}
+
+TEST(chat_store_marks_the_model_of_its_own_saves_only) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400], path[600];
+    snprintf(dir, sizeof dir, "%s/marks", g.dir);
+    char *chats = chat_store_dir(dir);
+    REQUIRE(chats, "store dir");
+    uint8_t key[CHAT_KEY_BYTES], again[CHAT_KEY_BYTES], other[CHAT_KEY_BYTES] = {1, 2, 3};
+    REQUIRE(chat_store_key(chats, key) && chat_store_key(chats, again), "key made, then read back");
+    CHECK(!memcmp(key, again, sizeof key), "the key is made once and kept");
+    char keyfile[600];
+    snprintf(keyfile, sizeof keyfile, "%s/.key", chats);
+    struct stat st;
+    CHECK(stat(keyfile, &st) == 0 && (st.st_mode & 0777) == 0600, "the key file is private (mode %o)",
+          (unsigned)(st.st_mode & 0777));
+
+    chat_app *a = store_app(key);
+    REQUIRE(a, "memory");
+    snprintf(a->model_path, sizeof a->model_path, "/models/phi3.gguf");
+    snprintf(path, sizeof path, "%s/own.json", chats);
+    REQUIRE(chat_store_save(a, path), "save");
+    store_app_free(a);
+
+    a = store_app(key);
+    REQUIRE(a && chat_store_load(a, path), "load our own save");
+    CHECK(!strcmp(a->model_path, "/models/phi3.gguf") && !*a->ask_model, "our save's model loads without asking "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    store_app_free(a);
+
+    a = store_app(other);
+    REQUIRE(a && chat_store_load(a, path), "load with another installation's key");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/phi3.gguf"), "another key: asked for "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    store_app_free(a);
+
+    a = store_app(NULL);
+    REQUIRE(a && chat_store_load(a, path), "load without a key");
+    CHECK(!*a->model_path && *a->ask_model, "no key: asked for");
+    store_app_free(a);
+
+    /* Our mark copied next to another path does not vouch for it. */
+    FILE *f = fopen(path, "rb");
+    char buf[4096] = "";
+    size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[len] = 0;
+    char *at = strstr(buf, "/models/phi3.gguf");
+    REQUIRE(at, "the saved file names the model:\n%s", buf);
+    memcpy(at, "/models/evil.gguf", 17);
+    a = load_text(buf, key);
+    REQUIRE(a, "load the edited file");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "an edited path is asked for "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    /* Saved again before the user said yes: the path is kept, unmarked. */
+    snprintf(path, sizeof path, "%s/again.json", chats);
+    REQUIRE(chat_store_save(a, path), "save");
+    store_app_free(a);
+    a = store_app(key);
+    REQUIRE(a && chat_store_load(a, path), "reload");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "still asked for after a save");
+    store_app_free(a);
     free(chats);
 }
