@@ -41,7 +41,8 @@ struct pvk_dev {
     VkQueue queue;
     uint32_t queue_family;
     pvk_caps caps;
-    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run */
+    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run
+                                 or be allocated (pvk_dev_usable) */
     bool full_subgroups;      /* computeFullSubgroups: may require full subgroups */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;   /* NULL unless caps.push_descriptor */
 
@@ -77,6 +78,9 @@ void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *
 const char *pvk_fmt_bytes(char buf[32], uint64_t n);
 /* True when the environment variable is set to something other than "" or "0". */
 bool pvk_env_flag(const char *name);
+
+/* PVK_ERR_DEVICE_LOST saying so once a submit lost the device, else PVK_OK. */
+pvk_status pvk_dev_usable(const pvk_dev *d);
 
 /* pvk_buf.c */
 pvk_status pvk_mem_init(pvk_dev *d);
