@@ -8,7 +8,6 @@
 #define HARNESS_MAIN
 #include "harness.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -16,7 +15,9 @@
 #include <unistd.h>
 
 #include "chat_app.h"
+#include "lsan_libs.h"
 #include "model_impl.h"
+#include "pvk_fault.h"
 #include "synth.h"
 
 static double now_s(void) {
@@ -95,23 +96,9 @@ static struct {
     chat_config cfg;
 } g;
 
-/* The Vulkan driver and layer, and the X11 libraries SDL loads itself, are
- * unloaded again before LeakSanitizer reports at exit; their frames would then
- * have no module name for lsan.supp to match. RTLD_NODELETE keeps them mapped. */
-static void keep_system_libraries_loaded(void) {
-    static const char *const libs[] = {
-        "libvulkan_lvp.so", "libvulkan_intel.so", "libvulkan_intel_hasvk.so", "libvulkan_radeon.so",
-        "libVkLayer_khronos_validation.so", "libVkLayer_MESA_device_select.so", "libGL.so.1",
-        "libGLX_mesa.so.0", "/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so", "libX11.so.6",
-        "libXext.so.6", "libXcursor.so.1", "libXi.so.6", "libXrandr.so.2", "libXss.so.1",
-        "libXfixes.so.3", "libXinerama.so.1", "libXrender.so.1", "libxkbcommon.so.0",
-        "libdbus-1.so.3", NULL};
-    for (int i = 0; libs[i]; i++) dlopen(libs[i], RTLD_NOW | RTLD_NODELETE);
-}
-
 static bool setup(void) {
     if (*g.dir) return true;
-    keep_system_libraries_loaded();
+    test_keep_system_libraries_loaded();
     snprintf(g.dir, sizeof g.dir, "%s/phivk-chat-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(g.dir)) return false;
     snprintf(g.model, sizeof g.model, "%s/tiny-phi3.gguf", g.dir);
@@ -504,6 +491,42 @@ TEST(chat_dropping_a_corrupt_model_keeps_the_previous_one) {
           "the previous model still answers");
 }
 
+TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_reloads_the_model) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    int before = g.a->n_msgs;
+    phivk_runtime *lost_rt = chat_worker_runtime(g.a->worker);
+    /* Submits count from 1 again: the answer's prompt is the first, then one per
+     * token, so the third token's step is lost (-n 24: the answer still runs). */
+    REQUIRE(pvk_fault_set("device_lost:4") == PVK_OK, "%s", pvk_errmsg());
+    type("are you there?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->answering, "answering");
+    bool ok = pump(idle, 90);
+    pvk_fault_set(NULL);
+    REQUIRE(ok, "the answer did not end, or the model did not load again, in 90 s");
+    REQUIRE(g.a->n_msgs == before + 2, "%d messages, want %d", g.a->n_msgs, before + 2);
+    const chat_msg *u = &g.a->msgs[before], *m = &g.a->msgs[before + 1];
+    CHECK(!strcmp(tb_str(&u->text), "are you there?"), "the message is kept: '%s'", tb_str(&u->text));
+    CHECK(m->state == CHAT_FAILED && strstr(m->note, "lost the device"), "the answer failed and says why "
+          "(state %d, note '%s')", m->state, m->note);
+    CHECK(m->n_tokens == 3, "the answer has the 3 tokens sampled before the loss (the third's step was lost), "
+          "got %d", m->n_tokens);
+    REQUIRE(g.a->n_notices >= 1, "a notice");
+    const chat_notice *n = &g.a->notices[g.a->n_notices - 1];
+    CHECK(n->error && strstr(n->text, "The GPU was lost") && strstr(n->text, "reloading"), "notice: '%s'", n->text);
+    CHECK(g.a->loaded && chat_worker_runtime(g.a->worker) != lost_rt, "the model is loaded on a new runtime");
+    click_button(CHAT_ACT_DISMISS, g.a->n_notices - 1);
+
+    type("and now?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer after the reload");
+    CHECK(g.a->n_msgs == before + 4 && last_msg()->state == CHAT_DONE && last_msg()->n_tokens > 0,
+          "the reloaded model answers (state %d, %d tokens, note '%s')", last_msg()->state, last_msg()->n_tokens,
+          last_msg()->note);
+}
+
 TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
     REQUIRE(g.a && idle(g.a), "needs the session");
     key(SDLK_F2, 0);
@@ -632,3 +655,4 @@ TEST(chat_store_writes_atomically_and_reads_back) {
     free(latest);
     free(chats);
 }
+
