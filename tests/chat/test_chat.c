@@ -9,8 +9,10 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -656,3 +658,94 @@ TEST(chat_store_writes_atomically_and_reads_back) {
     free(chats);
 }
 
+/* Version v of a chat: 1 + v % 24 messages of 6 KB, each naming v, so a file read
+ * back tells which version it is and whether it is whole. */
+static void set_version(chat_app *a, int v) {
+    chat_msgs_clear(a);
+    char text[6144];
+    for (int i = 0; i < 1 + v % 24; i++) {
+        int len = snprintf(text, sizeof text, "message %d of version %d:", i, v);
+        memset(text + len, 'a' + i % 26, sizeof text - (size_t)len);
+        chat_msg_add(a, i, i % 2 ? CHAT_ASSISTANT : CHAT_USER, CHAT_DONE, text, sizeof text);
+    }
+}
+
+/* The version a saved file holds; -1 when it is not one whole version. */
+static int version_of(const char *path) {
+    chat_app *b = calloc(1, sizeof *b);
+    int v = -1;
+    if (b && chat_store_load(b, path) && b->n_msgs && sscanf(tb_str(&b->msgs[0].text), "message 0 of version %d:", &v) == 1) {
+        bool whole = b->n_msgs == 1 + v % 24;
+        for (int i = 0; whole && i < b->n_msgs; i++) {
+            char head[64];
+            int len = snprintf(head, sizeof head, "message %d of version %d:", i, v);
+            whole = b->msgs[i].text.len == 6144 && !strncmp(tb_str(&b->msgs[i].text), head, (size_t)len);
+        }
+        if (!whole) v = -1;
+    }
+    if (b) {
+        chat_msgs_clear(b);
+        free(b->msgs);
+        tf_free(&b->input);
+        tf_free(&b->system);
+        free(b);
+    }
+    return v;
+}
+
+TEST(chat_store_save_killed_at_any_moment_leaves_the_previous_or_the_new_version) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/killed", g.dir);
+    char *chats = chat_store_dir(dir), *path = chats ? chat_store_new_path(chats) : NULL;
+    chat_app *a = calloc(1, sizeof *a);
+    REQUIRE(chats && path && a, "store dir and memory");
+    uint64_t seed = 12345;
+    int runs = 0, mid_save = 0, acked_total = 0;
+    for (int it = 0; it < 50; it++) {
+        /* The parent saves version 0; a child saves 1, 2, ... and writes each
+         * finished version's number to a pipe until it is killed at a random time. */
+        set_version(a, 0);
+        REQUIRE(chat_store_save(a, path), "save version 0");
+        int fds[2];
+        REQUIRE(pipe(fds) == 0, "pipe");
+        pid_t pid = fork();
+        REQUIRE(pid >= 0, "fork");
+        if (pid == 0) {
+            close(fds[0]);
+            for (int v = 1; v < 100000; v++) {
+                set_version(a, v);
+                if (!chat_store_save(a, path) || write(fds[1], &v, sizeof v) != sizeof v) _exit(1);
+            }
+            _exit(0);
+        }
+        close(fds[1]);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* Up to 250 ms: a save (cJSON, write, two fsyncs) takes milliseconds to tens of them. */
+        usleep((useconds_t)(seed >> 33) % 250000);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+        int acked = 0, v;
+        while (read(fds[0], &v, sizeof v) == sizeof v) acked = v;
+        close(fds[0]);
+        CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL, "run %d: the child was killed (status %d)", it, wst);
+        int got = version_of(path);
+        CHECK(got == acked || got == acked + 1, "run %d: the file holds version %d; the last finished save was "
+              "%d, so it must be %d or %d", it, got, acked, acked, acked + 1);
+        char *latest = chat_store_latest(chats);
+        CHECK(latest && !strcmp(latest, path), "run %d: the chat found is the chat file, not a temp file", it);
+        free(latest);
+        runs++;
+        mid_save += got == acked + 1;
+        acked_total += acked;
+    }
+    printf("    %d kills after %.1f finished saves on average; %d found the new version, done but not yet "
+           "acknowledged\n", runs, runs ? (double)acked_total / runs : 0, mid_save);
+    CHECK(acked_total > runs, "the kills land among saves: %d saves finished in %d runs", acked_total, runs);
+    chat_msgs_clear(a);
+    free(a->msgs);
+    free(a);
+    free(path);
+    free(chats);
+}
