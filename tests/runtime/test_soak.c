@@ -1,10 +1,13 @@
 /* A long session does not grow: 10000 decode steps of a tiny model with the cache
  * cut back at random (as chat turns and regenerations do) keep the device memory
- * phivk holds exactly where it was, and the process's resident memory within a
- * margin that a leak of 200 bytes per step would exceed. */
+ * phivk holds exactly where it was, the bytes malloc has handed out (every thread,
+ * the driver's included) within a margin that a leak of 26 bytes per step would
+ * exceed, and the resident memory within 2 MiB. Resident memory alone would miss
+ * a leak: malloc serves it from pages freed during the warm-up. */
 #define HARNESS_MAIN
 #include "harness.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,10 +17,12 @@
 #include "synth.h"
 
 enum { CTX = 256, STEPS = 10000 };
-/* glibc keeps freed memory in its arenas and lavapipe its caches, so resident
- * memory moves by pages between two checks of a healthy process; 2 MiB over 10000
- * steps is 210 bytes a step. */
+/* glibc keeps freed memory in its arenas, so resident memory moves by pages
+ * between two checks of a healthy process. */
 #define RSS_MARGIN (2u << 20)
+/* What a healthy run's malloc'd bytes move by (the driver's and the validation
+ * layer's bookkeeping): 256 KiB over 10000 steps is 26 bytes a step. */
+#define HEAP_MARGIN (256u << 10)
 
 static uint64_t rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -27,6 +32,12 @@ static uint64_t rss_bytes(void) {
         fclose(f);
     }
     return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes malloc has handed out and not had back, in every arena and mmap'd. */
+static uint64_t heap_bytes(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
 }
 
 static double now_s(void) {
@@ -66,7 +77,7 @@ TEST(ten_thousand_decode_steps_with_truncations_keep_host_and_device_memory_flat
     for (int32_t i = 0; i < CTX && !st; i++) st = phivk_decode(s, &tok, 1, logits, false);
     REQUIRE(st == PHIVK_OK, "warm-up: %s", phivk_last_error());
     phivk_session_truncate(s, 0);
-    uint64_t alloc0, used0, rss0 = rss_bytes();
+    uint64_t alloc0, used0, rss0 = rss_bytes(), heap0 = heap_bytes();
     pvk_mem_stats(rt->dev, &alloc0, &used0);
 
     uint64_t seed = 7;
@@ -86,17 +97,20 @@ TEST(ten_thousand_decode_steps_with_truncations_keep_host_and_device_memory_flat
     double secs = now_s() - t0;
     CHECK(st == PHIVK_OK && steps == STEPS, "%d of %d steps ran: %s", steps, STEPS,
           st ? phivk_last_error() : "");
-    uint64_t alloc1, used1, rss1 = rss_bytes();
+    uint64_t alloc1, used1, rss1 = rss_bytes(), heap1 = heap_bytes();
     pvk_mem_stats(rt->dev, &alloc1, &used1);
     printf("    %d steps, %d truncations, %.1f s; device allocated %llu -> %llu, used %llu -> %llu bytes; "
-           "RSS %.1f -> %.1f MiB\n", steps, cuts, secs, (unsigned long long)alloc0, (unsigned long long)alloc1,
-           (unsigned long long)used0, (unsigned long long)used1, rss0 / 1048576.0, rss1 / 1048576.0);
+           "malloc'd %llu -> %llu bytes; RSS %.1f -> %.1f MiB\n", steps, cuts, secs, (unsigned long long)alloc0,
+           (unsigned long long)alloc1, (unsigned long long)used0, (unsigned long long)used1,
+           (unsigned long long)heap0, (unsigned long long)heap1, rss0 / 1048576.0, rss1 / 1048576.0);
     /* One step in 64 cuts, plus every full cache: about 160 with this seed. */
     CHECK(cuts >= 100, "%d truncations, want at least 100", cuts);
     /* Decoding allocates nothing on the device: any growth is a leak. */
     CHECK(alloc1 == alloc0 && used1 == used0, "device memory moved: allocated %llu -> %llu, used %llu -> %llu",
           (unsigned long long)alloc0, (unsigned long long)alloc1, (unsigned long long)used0,
           (unsigned long long)used1);
+    CHECK(heap1 <= heap0 + HEAP_MARGIN, "malloc'd bytes grew %.1f KiB, more than the %.0f KiB margin",
+          ((double)heap1 - (double)heap0) / 1024, HEAP_MARGIN / 1024.0);
     CHECK(rss1 <= rss0 + RSS_MARGIN, "resident memory grew %.2f MiB, more than the %.0f MiB margin",
           (rss1 - rss0) / 1048576.0, RSS_MARGIN / 1048576.0);
     uint64_t seen = 0;
