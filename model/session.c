@@ -157,17 +157,18 @@ static void free_buffers(phivk_session *s) {
     s->kv_bytes = s->scratch_bytes = 0;
 }
 
-/* -c auto never goes below this many tokens when the device refuses memory. */
+/* When the device refuses memory, -c auto halves the context to a multiple of this
+ * many tokens, and never goes below it. */
 #define AUTO_CTX_MIN 256
 
 /* Buffers for s->ctx tokens. With -c auto a refused allocation halves the context
- * (multiples of 256, at least AUTO_CTX_MIN) and tries again: the plan counts on a
- * budget that other programs can take from, or that a driver does not honour. */
+ * and tries again: the plan counts on a budget that other programs can take from,
+ * or that a driver does not honour. */
 static pvk_status alloc_fitting(phivk_session *s) {
     int32_t first = s->ctx;
     pvk_status st;
     while ((st = alloc_buffers(s)) == PVK_ERR_DEVICE_MEMORY && s->p.ctx == 0) {
-        int32_t next = s->ctx / 2 / 256 * 256;
+        int32_t next = s->ctx / 2 / AUTO_CTX_MIN * AUTO_CTX_MIN;
         if (next < AUTO_CTX_MIN) break;
         free_buffers(s);
         s->ctx_refused = first;
