@@ -28,6 +28,7 @@ typedef struct chat {
     float *logits;
     phivk_sampler *smp;
     int32_t n_predict;
+    bool lost;                  /* the GPU was lost: nothing more can be answered */
 } chat;
 
 static phivk_session *volatile interrupt_target;
@@ -163,6 +164,7 @@ static char *answer(chat *c) {
         }
         if (st != PHIVK_OK) {
             fprintf(stderr, "\nphivk chat: %s\n", phivk_last_error());
+            c->lost = st == PHIVK_ERR_DEVICE_LOST;
             break;
         }
         c->cached[c->n_cached++] = tok;
@@ -178,6 +180,13 @@ fail:
     phivk_detok_free(dt);
     free(text);
     return NULL;
+}
+
+/* Once the GPU is lost the chat ends; the conversation so far goes to stderr, so
+ * that what was typed survives where stdin was a pipe (the answers are on stdout). */
+static void print_transcript(const chat *c) {
+    fprintf(stderr, "phivk chat: the GPU was lost, the chat ends; the conversation so far:\n");
+    for (int i = 0; i < c->n_msgs; i++) fprintf(stderr, "[%s] %s\n", c->msgs[i].role, c->msgs[i].content);
 }
 
 static char *read_line(bool interactive) {
@@ -247,9 +256,10 @@ int cmd_chat(int argc, char **argv) {
                 fprintf(stderr, "phivk chat: out of host memory\n");
             } else {
                 phivk_status st = sync_cache(&c);
+                c.lost = st == PHIVK_ERR_DEVICE_LOST;
                 if (st != PHIVK_OK) {
                     if (st != PHIVK_ERR_CONTEXT_FULL) fprintf(stderr, "phivk chat: %s\n", phivk_last_error());
-                    pop_msg(&c);
+                    if (!c.lost) pop_msg(&c); /* kept for the transcript */
                 } else {
                     char *reply = answer(&c);
                     if (reply) push_msg(&c, "assistant", reply, strlen(reply));
@@ -258,8 +268,10 @@ int cmd_chat(int argc, char **argv) {
             }
         }
         free(line);
+        if (c.lost) break;
     }
-    status = 0;
+    if (c.lost) print_transcript(&c);
+    status = c.lost ? 1 : 0;
 done:
     clear_msgs(&c, false);
     free(c.msgs);

@@ -153,18 +153,43 @@ static void model_mark(const uint8_t key[CHAT_KEY_BYTES], const char *path, char
     snprintf(out, 17, "%016llx", (unsigned long long)siphash(key, (const uint8_t *)path, strlen(path)));
 }
 
+/* Flushes the folder that holds path, so that a rename in it is on disk. */
+static bool sync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    free(dir);
+    if (fd < 0) return false;
+    bool ok = fsync(fd) == 0;
+    return close(fd) == 0 && ok;
+}
+
+/* Replaces path with data so that a crash, kill -9 or power cut at any moment
+ * leaves the old file or the new one, whole: the bytes go to path.tmp in the same
+ * folder (rename is atomic only within one file system) and reach the disk before
+ * the rename makes them the file; then the folder is flushed so the rename lasts.
+ * A kill leaves at most that one stale path.tmp, which the next save reuses. */
 static bool write_atomic(const char *path, const char *data, size_t n) {
     size_t cap = strlen(path) + 8;
     char *tmp = malloc(cap);
     if (!tmp) return false;
     snprintf(tmp, cap, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, n, f) == n;
-    if (f) ok = (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0) && ok;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0;
+    for (size_t done = 0; ok && done < n;) {
+        ssize_t k = write(fd, data + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        ok = k > 0;
+        if (ok) done += (size_t)k;
+    }
+    if (fd >= 0) {
+        bool synced = fsync(fd) == 0;
+        ok = close(fd) == 0 && synced && ok;
+    }
     if (ok) ok = rename(tmp, path) == 0;
-    if (!ok) remove(tmp);
+    if (!ok) unlink(tmp);
     free(tmp);
-    return ok;
+    return ok && sync_parent(path);
 }
 
 static cJSON *to_json(const chat_app *a) {

@@ -291,6 +291,23 @@ static int64_t fit_prompt(chat_worker *w, job *j, int64_t n, int32_t reserve, in
     return n;
 }
 
+/* A lost device runs nothing more: the session, model and runtime go, so that the
+ * next load opens the device again instead of reusing them. */
+static void drop_device(chat_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    phivk_session *sess = w->sess;
+    phivk_model *model = w->model;
+    phivk_runtime *rt = w->rt;
+    w->sess = NULL;
+    w->model = NULL;
+    w->rt = NULL;
+    pthread_mutex_unlock(&w->mu);
+    phivk_session_free(sess);
+    phivk_model_free(model);
+    phivk_runtime_free(rt);
+    w->n_cached = 0;
+}
+
 static void run_gen(chat_worker *w, job *j) {
     chat_ev *done = ev_new(CHAT_EV_DONE, j->msg_id, NULL);
     int32_t *ids = NULL;
@@ -391,6 +408,7 @@ out:
         done->ctx_total = phivk_session_ctx(w->sess);
     }
     if (*err) done->text = strdup(err);
+    if (done->status == PHIVK_ERR_DEVICE_LOST) drop_device(w);
     phivk_detok_free(dt);
     phivk_sampler_free(smp);
     free(ids);

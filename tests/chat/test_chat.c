@@ -8,16 +8,19 @@
 #define HARNESS_MAIN
 #include "harness.h"
 
-#include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "app_common.h"
 #include "chat_app.h"
+#include "lsan_libs.h"
 #include "model_impl.h"
+#include "pvk_fault.h"
 #include "synth.h"
 
 static double now_s(void) {
@@ -96,23 +99,9 @@ static struct {
     chat_config cfg;
 } g;
 
-/* The Vulkan driver and layer, and the X11 libraries SDL loads itself, are
- * unloaded again before LeakSanitizer reports at exit; their frames would then
- * have no module name for lsan.supp to match. RTLD_NODELETE keeps them mapped. */
-static void keep_system_libraries_loaded(void) {
-    static const char *const libs[] = {
-        "libvulkan_lvp.so", "libvulkan_intel.so", "libvulkan_intel_hasvk.so", "libvulkan_radeon.so",
-        "libVkLayer_khronos_validation.so", "libVkLayer_MESA_device_select.so", "libGL.so.1",
-        "libGLX_mesa.so.0", "/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so", "libX11.so.6",
-        "libXext.so.6", "libXcursor.so.1", "libXi.so.6", "libXrandr.so.2", "libXss.so.1",
-        "libXfixes.so.3", "libXinerama.so.1", "libXrender.so.1", "libxkbcommon.so.0",
-        "libdbus-1.so.3", NULL};
-    for (int i = 0; libs[i]; i++) dlopen(libs[i], RTLD_NOW | RTLD_NODELETE);
-}
-
 static bool setup(void) {
     if (*g.dir) return true;
-    keep_system_libraries_loaded();
+    test_keep_system_libraries_loaded();
     snprintf(g.dir, sizeof g.dir, "%s/phivk-chat-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(g.dir)) return false;
     snprintf(g.model, sizeof g.model, "%s/tiny-phi3.gguf", g.dir);
@@ -505,6 +494,42 @@ TEST(chat_dropping_a_corrupt_model_keeps_the_previous_one) {
           "the previous model still answers");
 }
 
+TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_reloads_the_model) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    int before = g.a->n_msgs;
+    phivk_runtime *lost_rt = chat_worker_runtime(g.a->worker);
+    /* Submits count from 1 again: the answer's prompt is the first, then one per
+     * token, so the third token's step is lost (-n 24: the answer still runs). */
+    REQUIRE(pvk_fault_set("device_lost:4") == PVK_OK, "%s", pvk_errmsg());
+    type("are you there?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->answering, "answering");
+    bool ok = pump(idle, 90);
+    pvk_fault_set(NULL);
+    REQUIRE(ok, "the answer did not end, or the model did not load again, in 90 s");
+    REQUIRE(g.a->n_msgs == before + 2, "%d messages, want %d", g.a->n_msgs, before + 2);
+    const chat_msg *u = &g.a->msgs[before], *m = &g.a->msgs[before + 1];
+    CHECK(!strcmp(tb_str(&u->text), "are you there?"), "the message is kept: '%s'", tb_str(&u->text));
+    CHECK(m->state == CHAT_FAILED && strstr(m->note, "lost the device"), "the answer failed and says why "
+          "(state %d, note '%s')", m->state, m->note);
+    CHECK(m->n_tokens == 3, "the answer has the 3 tokens sampled before the loss (the third's step was lost), "
+          "got %d", m->n_tokens);
+    REQUIRE(g.a->n_notices >= 1, "a notice");
+    const chat_notice *n = &g.a->notices[g.a->n_notices - 1];
+    CHECK(n->error && strstr(n->text, "The GPU was lost") && strstr(n->text, "reloading"), "notice: '%s'", n->text);
+    CHECK(g.a->loaded && chat_worker_runtime(g.a->worker) != lost_rt, "the model is loaded on a new runtime");
+    click_button(CHAT_ACT_DISMISS, g.a->n_notices - 1);
+
+    type("and now?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer after the reload");
+    CHECK(g.a->n_msgs == before + 4 && last_msg()->state == CHAT_DONE && last_msg()->n_tokens > 0,
+          "the reloaded model answers (state %d, %d tokens, note '%s')", last_msg()->state, last_msg()->n_tokens,
+          last_msg()->note);
+}
+
 TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
     REQUIRE(g.a && idle(g.a), "needs the session");
     key(SDLK_F2, 0);
@@ -849,5 +874,94 @@ TEST(chat_store_marks_the_model_of_its_own_saves_only) {
     REQUIRE(a && chat_store_load(a, path), "reload");
     CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "still asked for after a save");
     store_app_free(a);
+/* Version v of a chat: 1 + v % 24 messages of 6 KB, each naming v, so a file read
+ * back tells which version it is and whether it is whole. */
+static void set_version(chat_app *a, int v) {
+    chat_msgs_clear(a);
+    char text[6144];
+    for (int i = 0; i < 1 + v % 24; i++) {
+        int len = snprintf(text, sizeof text, "message %d of version %d:", i, v);
+        memset(text + len, 'a' + i % 26, sizeof text - (size_t)len);
+        chat_msg_add(a, i, i % 2 ? CHAT_ASSISTANT : CHAT_USER, CHAT_DONE, text, sizeof text);
+    }
+}
+
+/* The version a saved file holds; -1 when it is not one whole version. */
+static int version_of(const char *path) {
+    chat_app *b = calloc(1, sizeof *b);
+    int v = -1;
+    if (b && chat_store_load(b, path) && b->n_msgs && sscanf(tb_str(&b->msgs[0].text), "message 0 of version %d:", &v) == 1) {
+        bool whole = b->n_msgs == 1 + v % 24;
+        for (int i = 0; whole && i < b->n_msgs; i++) {
+            char head[64];
+            int len = snprintf(head, sizeof head, "message %d of version %d:", i, v);
+            whole = b->msgs[i].text.len == 6144 && !strncmp(tb_str(&b->msgs[i].text), head, (size_t)len);
+        }
+        if (!whole) v = -1;
+    }
+    if (b) {
+        chat_msgs_clear(b);
+        free(b->msgs);
+        tf_free(&b->input);
+        tf_free(&b->system);
+        free(b);
+    }
+    return v;
+}
+
+TEST(chat_store_save_killed_at_any_moment_leaves_the_previous_or_the_new_version) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/killed", g.dir);
+    char *chats = chat_store_dir(dir), *path = chats ? chat_store_new_path(chats) : NULL;
+    chat_app *a = calloc(1, sizeof *a);
+    REQUIRE(chats && path && a, "store dir and memory");
+    uint64_t seed = 12345;
+    int runs = 0, mid_save = 0, acked_total = 0;
+    for (int it = 0; it < 50; it++) {
+        /* The parent saves version 0; a child saves 1, 2, ... and writes each
+         * finished version's number to a pipe until it is killed at a random time. */
+        set_version(a, 0);
+        REQUIRE(chat_store_save(a, path), "save version 0");
+        int fds[2];
+        REQUIRE(pipe(fds) == 0, "pipe");
+        pid_t pid = fork();
+        REQUIRE(pid >= 0, "fork");
+        if (pid == 0) {
+            close(fds[0]);
+            for (int v = 1; v < 100000; v++) {
+                set_version(a, v);
+                if (!chat_store_save(a, path) || write(fds[1], &v, sizeof v) != sizeof v) _exit(1);
+            }
+            _exit(0);
+        }
+        close(fds[1]);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* Up to 250 ms: a save (cJSON, write, two fsyncs) takes milliseconds to tens of them. */
+        usleep((useconds_t)(seed >> 33) % 250000);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+        int acked = 0, v;
+        while (read(fds[0], &v, sizeof v) == sizeof v) acked = v;
+        close(fds[0]);
+        CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL, "run %d: the child was killed (status %d)", it, wst);
+        int got = version_of(path);
+        CHECK(got == acked || got == acked + 1, "run %d: the file holds version %d; the last finished save was "
+              "%d, so it must be %d or %d", it, got, acked, acked, acked + 1);
+        char *latest = chat_store_latest(chats);
+        CHECK(latest && !strcmp(latest, path), "run %d: the chat found is the chat file, not a temp file", it);
+        free(latest);
+        runs++;
+        mid_save += got == acked + 1;
+        acked_total += acked;
+    }
+    printf("    %d kills after %.1f finished saves on average; %d found the new version, done but not yet "
+           "acknowledged\n", runs, runs ? (double)acked_total / runs : 0, mid_save);
+    CHECK(acked_total > runs, "the kills land among saves: %d saves finished in %d runs", acked_total, runs);
+    chat_msgs_clear(a);
+    free(a->msgs);
+    free(a);
+    free(path);
     free(chats);
 }
