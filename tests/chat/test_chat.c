@@ -874,6 +874,9 @@ TEST(chat_store_marks_the_model_of_its_own_saves_only) {
     REQUIRE(a && chat_store_load(a, path), "reload");
     CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "still asked for after a save");
     store_app_free(a);
+    free(chats);
+}
+
 /* Version v of a chat: 1 + v % 24 messages of 6 KB, each naming v, so a file read
  * back tells which version it is and whether it is whole. */
 static void set_version(chat_app *a, int v) {
