@@ -141,8 +141,9 @@ size_t tok_utf8_invalid_at(const char *s, size_t len);
 phivk_chat_format tok_chat_format(const tok_vocab *v);
 pvk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                            bool add_assistant, char **out);
-/* Appends the tokens of that prompt to out: the format's markup may become control
- * tokens, the messages' contents are plain text (p->plain is ignored). */
+/* Appends the tokens of that prompt to out, as tok_encode with parse_special
+ * would, except that the messages' contents are plain spans: only the format's
+ * markup becomes control tokens. Of p, only add_bos and add_eos count. */
 pvk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
                            int n, bool add_assistant, const tok_encode_params *p, tok_ids *out);
 
