@@ -535,10 +535,12 @@ void tok_vocab_destroy(tok_vocab *v) {
 
 /* ------------------------------------------------------------ encoding */
 
-/* An occurrence of special token specials[rank] at byte start. */
+/* Occurrences of special token specials[rank] at bytes start .. start+count-1:
+ * in a run of one character, a token made of it occurs at every position, and
+ * one entry per token keeps the list as short as the run's distinct tokens. */
 typedef struct tok_hit {
     int32_t rank;
-    uint32_t start;
+    uint32_t start, count;
 } tok_hit;
 
 typedef struct hits {
@@ -581,30 +583,57 @@ static bool in_plain(const tok_encode_params *p, size_t s, size_t e) {
 }
 
 /* Every occurrence of a special token that may be cut, from one pass of the
- * automaton: the matches ending at a byte are the hit chain of its state. */
+ * automaton: the matches ending at a byte are the hit chain of its state. The
+ * j-th match extends the entry of the j-th match one byte earlier when it is the
+ * same token one byte further on (the chain repeats itself along a run). */
 static pvk_status find_hits(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
                             hits *out) {
     const tok_trie *t = v->special_trie;
+    size_t *prev = NULL, *cur = NULL, n_prev = 0, cap_prev = 0, cap_cur = 0;
     int32_t s = 0;
     pvk_status st = PVK_OK;
     for (size_t i = 0; i < len && !st; i++) {
         s = tok_trie_step(t, s, (uint8_t)text[i]);
+        size_t j = 0;
         for (int32_t m = t->rank[s] >= 0 ? s : t->hit[s]; m >= 0 && !st; m = t->hit[m]) {
             /* Of tokens with the same text, the first that may be cut here. */
-            for (int32_t r = t->rank[m]; r >= 0; r = t->same[r]) {
+            for (int32_t r = t->rank[m]; r >= 0 && !st; r = t->same[r]) {
                 const tok_token *tk = &v->tokens[v->specials[r]];
                 size_t start = i + 1 - tk->text_len;
                 if (tk->type != TOK_USER_DEFINED && (!p->parse_special || in_plain(p, start, i + 1))) continue;
-                st = hits_push(out, (tok_hit){r, (uint32_t)start});
+                size_t *nc = j < cap_cur ? cur : tok_grow(cur, &cap_cur, j + 1, sizeof *nc);
+                if (!nc) {
+                    st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+                    break;
+                }
+                cur = nc;
+                tok_hit *e = j < n_prev ? &out->v[prev[j]] : NULL;
+                bool extends = e && e->rank == r; /* then its last start is one byte back */
+                if (extends) e->count++;
+                else st = hits_push(out, (tok_hit){r, (uint32_t)start, 1});
+                cur[j] = extends ? prev[j] : out->n - 1;
+                j++;
                 break;
             }
         }
+        size_t *swap = prev, cap = cap_prev;
+        prev = cur, cap_prev = cap_cur;
+        cur = swap, cap_cur = cap;
+        n_prev = j;
     }
+    free(prev);
+    free(cur);
     return st;
 }
 
 static bool is_taken(const uint8_t *bits, size_t i) { return bits[i / 8] >> (i % 8) & 1; }
 static void take(uint8_t *bits, size_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+/* The first i' in [i, end) not taken, or end; whole taken bytes at a time. */
+static size_t next_free(const uint8_t *bits, size_t i, size_t end) {
+    while (i < end && is_taken(bits, i)) i = i % 8 == 0 && bits[i / 8] == 0xFF ? i + 8 : i + 1;
+    return i < end ? i : end;
+}
 
 /* The cuts llama.cpp's one-token-at-a-time loop makes, from the list of every
  * occurrence: in priority order (rank, then position), an occurrence is cut when
@@ -623,19 +652,28 @@ pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const
     pvk_status st = find_hits(v, text, len, p, &h);
     if (!st && h.n) {
         taken = calloc(len / 8 + 1, 1);
-        cuts = malloc(h.n * sizeof *cuts);
-        if (!taken || !cuts) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+        if (!taken) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
     }
     if (!st && h.n) qsort(h.v, h.n, sizeof *h.v, cmp_hit);
+    size_t cap_cuts = 0;
     for (size_t k = 0; k < h.n && !st; k++) {
         int32_t id = v->specials[h.v[k].rank];
         const tok_token *tk = &v->tokens[id];
-        size_t s = h.v[k].start, e = s + tk->text_len;
-        if (is_taken(taken, s) || is_taken(taken, e - 1)) continue;
-        for (size_t i = s; i < e; i++) take(taken, i);
-        for (; (tk->attr & TOK_ATTR_RSTRIP) && e < len && !is_taken(taken, e) && is_c_space(text[e]); e++)
-            take(taken, e);
-        cuts[n_cuts++] = (tok_frag){id, s, e - s}; /* len: the token and what it ate */
+        size_t s = h.v[k].start, last = s + h.v[k].count; /* its starts: [s, last) */
+        while (!st && (s = next_free(taken, s, last)) < last) {
+            size_t e = s + tk->text_len;
+            if (is_taken(taken, e - 1)) {
+                s++;
+                continue;
+            }
+            for (size_t i = s; i < e; i++) take(taken, i);
+            for (; (tk->attr & TOK_ATTR_RSTRIP) && e < len && !is_taken(taken, e) && is_c_space(text[e]); e++)
+                take(taken, e);
+            tok_frag *nc = tok_grow(cuts, &cap_cuts, n_cuts + 1, sizeof *nc);
+            if (!nc) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+            else (cuts = nc)[n_cuts++] = (tok_frag){id, s, e - s}; /* len: the token and what it ate */
+            s = e;
+        }
     }
     if (!st) {
         if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cmp_frag);

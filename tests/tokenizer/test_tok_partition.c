@@ -109,12 +109,16 @@ static bool same_partition(const tok_vocab *v, const char *text, size_t len, con
 }
 
 /* A text of random pieces: special tokens' texts (whole or cut short), white
- * space, and letters of the alphabet the special tokens are made of. */
+ * space, letters of the alphabet the special tokens are made of, and runs of one
+ * character (where tokens made of it occur at every position). */
 static size_t random_text(const tok_vocab *v, const char *alphabet, char *buf, size_t cap) {
     size_t n = 0, target = rnd((uint32_t)cap / 2);
     while (n < target) {
-        uint32_t kind = rnd(4);
-        if (kind == 0 && v->n_specials) {
+        uint32_t kind = rnd(5);
+        if (kind == 4) {
+            char c = rnd(2) ? " \n\t"[rnd(3)] : alphabet[rnd((uint32_t)strlen(alphabet))];
+            for (uint32_t k = rnd(40); k > 0 && n + 1 < cap; k--) buf[n++] = c;
+        } else if (kind == 0 && v->n_specials) {
             const tok_token *t = &v->tokens[v->specials[rnd((uint32_t)v->n_specials)]];
             uint32_t k = rnd(3) ? t->text_len : rnd(t->text_len + 1);
             if (n + k >= cap) break;
@@ -187,8 +191,8 @@ static tok_vocab *crowded_vocab(int n_random) {
         {"<a", C}, {"<a>", D}, {"<a>b", C}, {"<a>bc", D}, {"<a>bca", C},
         /* contained in and overlapping each other */
         {"ab", D}, {"abc", C}, {"bcd", D}, {"xab", C}, {"cab", D}, {"bca", C}, {"b>", D}, {"a>b", C},
-        /* white space, and a duplicate text (the first id wins) */
-        {"  ", D}, {"   ", C}, {" \n", D}, {"\n", C}, {"ab", C},
+        /* white space, runs of one letter, and a duplicate text (the first id wins) */
+        {"  ", D}, {"   ", C}, {" \n", D}, {"\n", C}, {"aaa", C}, {"aaaaa", D}, {"ab", C},
     };
     size_t n_fixed = sizeof fixed / sizeof *fixed, n = n_fixed + (size_t)n_random;
     const char **toks = malloc(n * sizeof *toks);
