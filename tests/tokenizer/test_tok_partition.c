@@ -238,18 +238,22 @@ done:
 }
 
 TEST(partition_with_prefix_overlapping_and_duplicate_specials_equals_cutting_each_in_turn) {
-    static const int n_random[] = {0, 40, 2000};
+    /* 100000: nearly every string of up to 5 of these letters is a special token
+     * (a deep, shared automaton, several matches ending at every byte); the
+     * literal specification is slow there, so fewer texts. */
+    static const struct { int n_random, texts; } cases[] = {{0, 400}, {40, 400}, {2000, 400}, {100000, 20}};
     char buf[400];
-    for (size_t k = 0; k < sizeof n_random / sizeof *n_random; k++) {
-        tok_vocab *v = crowded_vocab(n_random[k]);
-        REQUIRE(v, "vocab with %d random specials", n_random[k]);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        int n_random = cases[k].n_random, texts = cases[k].texts;
+        tok_vocab *v = crowded_vocab(n_random);
+        REQUIRE(v, "vocab with %d random specials", n_random);
         CHECK(v->tokens[tok_find(v, "<a>", 3)].attr & TOK_ATTR_RSTRIP, "specials eat white space after them");
         int before = n_compared, cut_before = n_cut, fails = 0;
-        for (int it = 0; it < 400 && fails < 3; it++)
+        for (int it = 0; it < texts && fails < 3; it++)
             fails += !check_text(v, buf, random_text(v, "abcx<>|", buf, sizeof buf));
-        CHECK(fails == 0, "%d random specials: %d texts partitioned differently", n_random[k], fails);
-        CHECK(n_compared - before == 3 * 400, "%d comparisons", n_compared - before);
-        CHECK(n_cut - cut_before > 4000, "%d random specials: %d cuts compared", n_random[k], n_cut - cut_before);
+        CHECK(fails == 0, "%d random specials: %d texts partitioned differently", n_random, fails);
+        CHECK(n_compared - before == 3 * texts, "%d comparisons", n_compared - before);
+        CHECK(n_cut - cut_before > 10 * texts, "%d random specials: %d cuts compared", n_random, n_cut - cut_before);
         tok_vocab_destroy(v);
     }
 }
