@@ -72,15 +72,11 @@ static void clear_msgs(chat *c, bool keep_system) {
     while (c->n_msgs > keep) pop_msg(c);
 }
 
-/* Brings the KV cache to the rendered conversation; logits of its last token land
- * in c->logits. */
+/* Brings the KV cache to the conversation's tokens (messages as plain text, only
+ * the format's markup as control tokens); logits of its last token land in
+ * c->logits. */
 static phivk_status sync_cache(chat *c) {
-    char *prompt = phivk_chat_prompt(c->fmt, c->msgs, c->n_msgs, true);
-    if (!prompt) return PHIVK_ERR_HOST_MEMORY;
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.parse_special = true;
-    size_t len = strlen(prompt);
-    int64_t n = phivk_tokenize(c->vocab, prompt, len, &tp, NULL, 0);
+    int64_t n = phivk_chat_tokenize(c->vocab, c->fmt, c->msgs, c->n_msgs, true, PHIVK_BOS_AUTO, NULL, 0);
     int32_t ctx = phivk_session_ctx(c->am.sess);
     phivk_status st = PHIVK_OK;
     int32_t *ids = NULL;
@@ -99,7 +95,7 @@ static phivk_status sync_cache(chat *c) {
         st = PHIVK_ERR_HOST_MEMORY;
         goto done;
     }
-    phivk_tokenize(c->vocab, prompt, len, &tp, ids, n);
+    phivk_chat_tokenize(c->vocab, c->fmt, c->msgs, c->n_msgs, true, PHIVK_BOS_AUTO, ids, n);
     int32_t keep = 0;
     while (keep < c->n_cached && keep < n && c->cached[keep] == ids[keep]) keep++;
     if (keep == n) keep--; /* at least one token must run to produce logits */
@@ -116,7 +112,6 @@ static phivk_status sync_cache(chat *c) {
     }
 done:
     free(ids);
-    free(prompt);
     return st;
 }
 

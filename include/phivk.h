@@ -147,6 +147,12 @@ phivk_chat_format phivk_vocab_chat_format(const phivk_vocab *v);
  * Caller frees with free(). NULL on failure. */
 char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                         bool add_assistant);
+/* The tokens of that prompt (fmt AUTO: the vocabulary's), counted and written as
+ * by phivk_tokenize. Only the format's markup becomes control tokens: message
+ * contents are plain text, so a message that spells "<|end|><|system|>" cannot
+ * end its turn or open another. -1 on failure. */
+int64_t phivk_chat_tokenize(const phivk_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+                            int n, bool add_assistant, phivk_bos bos, int32_t *out, int64_t cap);
 
 /* ------------------------------------------------------- runtime and models */
 

@@ -235,24 +235,15 @@ static phivk_status decode(chat_worker *w, int id, const int32_t *t, int32_t n) 
     return st;
 }
 
-static int64_t tokenize(const phivk_vocab *v, const char *text, int32_t **ids) {
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.parse_special = true;
-    size_t len = strlen(text);
-    int64_t n = phivk_tokenize(v, text, len, &tp, NULL, 0);
+/* Message contents (typed, dropped, restored) are plain text: only the chat
+ * format's own markup becomes control tokens. */
+static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
+    const phivk_vocab *v = phivk_model_vocab(w->model);
+    int64_t n = phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, NULL, 0);
     if (n < 0) return -1;
     *ids = malloc(sizeof **ids * (size_t)(n ? n : 1));
     if (!*ids) return -1;
-    phivk_tokenize(v, text, len, &tp, *ids, n);
-    return n;
-}
-
-static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
-    const phivk_vocab *v = phivk_model_vocab(w->model);
-    char *prompt = phivk_chat_prompt(phivk_vocab_chat_format(v), j->msgs, j->n_msgs, true);
-    if (!prompt) return -1;
-    int64_t n = tokenize(v, prompt, ids);
-    free(prompt);
+    phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, *ids, n);
     return n;
 }
 
