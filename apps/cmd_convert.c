@@ -1,5 +1,6 @@
 /* phivk convert SRC -o OUT.gguf [--type T] [--tokenizer DIR|FILE]: Hugging Face
  * folders and llama2.c checkpoints to GGUF (include/phivk.h phivk_convert). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,8 +21,11 @@ static void convert_usage(FILE *out) {
             "  OUT is written under a temporary name and renamed when complete.\n");
 }
 
-/* One line per tensor on a terminal, rewritten in place. */
+static bool progress_line; /* a progress line is open on stderr */
+
+/* One line, rewritten in place for each tensor. */
 static void progress(void *user, const char *stage, uint64_t done, uint64_t total) {
+    progress_line = done < total;
     if (done == total) fprintf(stderr, "\rconverted %llu tensors%-40s\n", (unsigned long long)total, "");
     else fprintf(stderr, "\rconverting tensor %llu of %llu: %-40s", (unsigned long long)done + 1,
                  (unsigned long long)total, stage);
@@ -59,7 +63,7 @@ int cmd_convert(int argc, char **argv) {
         return 2;
     }
     if (phivk_convert(src, out, &p) != PHIVK_OK) {
-        fprintf(stderr, "\nphivk convert: %s\n", phivk_last_error());
+        fprintf(stderr, "%sphivk convert: %s\n", progress_line ? "\n" : "", phivk_last_error());
         return 1;
     }
     return 0;
