@@ -324,7 +324,14 @@ static pvk_status read_hparams(conv *c, const cJSON *cfg) {
                         "config.json: partial_rotary_factor %g gives %" PRId64 " rotary dimensions of a %" PRId64
                         "-wide head (need an even number from 2 to the head size)",
                         partial, hp->rot, head_dim);
-    if (c->kind != K_PHI3) return PVK_OK;
+    if (c->kind != K_PHI3) {
+        /* llama.cpp's linear/yarn/llama3 scalings for these would need keys phivk does not run */
+        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+        if (rs && !cJSON_IsNull(rs))
+            return pvk_fail(PVK_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported for %s models",
+                            arch_names[c->kind]);
+        return PVK_OK;
+    }
     if ((st = cfg_int(cfg, "original_max_position_embeddings", &hp->orig_ctx))) return st;
     if (hp->orig_ctx > hp->ctx)
         return pvk_fail(PVK_ERR_BAD_FILE,

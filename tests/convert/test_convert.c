@@ -18,6 +18,7 @@
 #include "quant.h"
 #include "ref.h"
 #include "synth.h"
+#include "tests/testdata.h"
 
 static char root[256];
 
@@ -395,6 +396,73 @@ TEST(llama2c_v0_shared_classifier_converts) { llama2c_case(0, true); }
 TEST(llama2c_v0_separate_classifier_converts) { llama2c_case(0, false); }
 TEST(llama2c_v1_converts) { llama2c_case(1, false); }
 
+/* The Hugging Face folders in ../shared/testdata/hf, written by Hugging Face's own
+ * code from the weights of the reference GGUF files: converted at f32, the CPU
+ * reference gives llama.cpp's logits within the README's tolerances (5e-3, top-1
+ * at all 32 positions) and exactly the logits of the GGUF made from the same weights
+ * (the same rows in the same order give the same double sums; Phi-2's separate
+ * q/k/v rows are the reference file's fused qkv rows). */
+static void hf_reference_case(const char *name, const char *logits_name) {
+    char rel[256], gguf_path[4096];
+    snprintf(rel, sizeof rel, "reference/%s.gguf", name);
+    snprintf(gguf_path, sizeof gguf_path, "%s", testdata_path(rel));
+    snprintf(rel, sizeof rel, "hf/%s", name);
+    int32_t ids[64];
+    const int n = testdata_ids("ids32.txt", ids, 64);
+    float *want = testdata_logits(logits_name, (size_t)n * 512);
+    model got;
+    gguf_file *theirs = NULL;
+    REQUIRE(n == 32 && want && !gguf_open(gguf_path, &theirs), "cannot read the %s reference under %s", name,
+            testdata_path(""));
+    REQUIRE(model_convert(testdata_path(rel), "f32", NULL, &got), "convert %s: %s", rel, phivk_last_error());
+    /* the same pieces and special ids; types may differ where llama.cpp's converter
+     * types a special added token CONTROL (<unk>) and the reference file UNKNOWN */
+    static const char *const keys[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
+                                       "tokenizer.ggml.eos_token_id", "tokenizer.ggml.model"};
+    for (int k = 0; k < 5; k++) {
+        const gguf_kv *x = gguf_find(theirs, keys[k]), *y = gguf_find(got.f, keys[k]);
+        CHECK(!x || (y && x->data_bytes == y->data_bytes && !memcmp(x->data, y->data, x->data_bytes)), "%s: %s differs",
+              name, keys[k]);
+    }
+    ref_model *a = NULL, *b = NULL;
+    ref_state *sa = NULL, *sb = NULL;
+    ref_state_params sp = ref_state_default_params();
+    pvk_status st = ref_model_create(got.f, "converted", &a);
+    if (!st) st = ref_model_create(theirs, "reference", &b);
+    if (!st) st = ref_state_create(a, &sp, &sa);
+    if (!st) st = ref_state_create(b, &sp, &sb);
+    float *la = malloc((size_t)n * 512 * sizeof *la), *lb = malloc((size_t)n * 512 * sizeof *lb);
+    if (!st) st = ref_forward(sa, ids, n, la, true);
+    if (!st) st = ref_forward(sb, ids, n, lb, true);
+    CHECK(!st, "%s: %s", name, pvk_errmsg());
+    double d_llama = 0, d_gguf = 0;
+    int top1 = 0;
+    for (int i = 0; !st && i < n; i++) {
+        top1 += vec_argmax(la + i * 512, 512) == vec_argmax(want + i * 512, 512);
+        for (int j = 0; j < 512; j++) {
+            d_llama = fmax(d_llama, fabs((double)la[i * 512 + j] - want[i * 512 + j]));
+            d_gguf = fmax(d_gguf, fabs((double)la[i * 512 + j] - lb[i * 512 + j]));
+        }
+    }
+    printf("    %s: max |logit - llama.cpp| %.3g, top-1 %d/%d, max |logit - reference gguf| %.3g\n", name, d_llama,
+           top1, n, d_gguf);
+    CHECK(!st && d_llama <= 5e-3 && top1 == n, "%s: %g from llama.cpp's logits, top-1 %d/%d", name, d_llama, top1, n);
+    CHECK(!st && d_gguf == 0, "%s: %g from the reference GGUF's logits", name, d_gguf);
+    free(la);
+    free(lb);
+    free(want);
+    ref_state_destroy(sa);
+    ref_state_destroy(sb);
+    ref_model_destroy(a);
+    ref_model_destroy(b);
+    gguf_close(theirs);
+    model_free(&got);
+}
+
+TEST(testdata_phi3_folder_gives_llama_cpp_logits) { hf_reference_case("phi3-f32", "phi3-f32.logits"); }
+TEST(testdata_phi3_128k_folder_gives_llama_cpp_logits) { hf_reference_case("phi3-128k", "phi3-128k.short.logits"); }
+TEST(testdata_phi2_folder_gives_llama_cpp_logits) { hf_reference_case("phi2", "phi2.logits"); }
+
 /* ------------------------------------------------------------ bad input */
 
 /* Converting src to a file fails with a message containing each of want[], and
@@ -448,6 +516,17 @@ TEST(contradictory_config_keys_are_named) {
     dir = bad_folder("bad-model-type", NULL);
     REQUIRE(dir && hf_edit_config(dir, "model_type", "\"llama\""), "setup");
     expect_failure(dir, NULL, (const char *const[]){"Phi3ForCausalLM", "model_type", "llama"}, 3);
+}
+
+TEST(llama_rope_scaling_is_refused) {
+    synth_params p = small("llama");
+    model src;
+    REQUIRE(model_build(&p, &src), "synth: %s", pvk_errmsg());
+    const char *dir = tmp_path("bad-llama-scaling");
+    const bool ok = hf_write_folder(src.f, dir, NULL);
+    model_free(&src);
+    REQUIRE(ok && hf_edit_config(dir, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}"), "setup");
+    expect_failure(dir, NULL, (const char *const[]){"rope_scaling", "llama"}, 2);
 }
 
 TEST(unsupported_architecture_lists_the_supported_ones) {
