@@ -212,9 +212,9 @@ static int64_t dim_value(const hparams *hp, dim d) {
     }
 }
 
-/* A config.json number: required keys missing are named; present ones must be
- * positive integers (integer) or finite numbers. Returns false when absent and
- * optional. */
+/* A config.json number: a missing required key is named; a present one must be a
+ * positive integer (integer) or a finite number. *found (may be NULL) says whether
+ * it was there; an absent optional key leaves *out as it was. */
 static pvk_status cfg_get(const cJSON *cfg, const char *key, bool required, bool integer, double *out, bool *found) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (found) *found = false;
@@ -468,7 +468,7 @@ static pvk_status load_llama2c(conv *c, const char *path, const char *tokenizer)
     }
     const uint8_t *b = c->map;
     if (!memcmp(b, "GGUF", 4)) return pvk_fail(PVK_ERR_INVALID, "%s is already a GGUF file", path);
-    int32_t h[9];
+    int32_t h[9] = {0};
     memcpy(h, b, sizeof h < c->map_size ? sizeof h : 28);
     size_t data = 28, cfg = 0;
     bool shared;

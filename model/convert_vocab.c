@@ -147,8 +147,17 @@ static bool prepends_space(const cJSON *j) {
     return false;
 }
 
+/* A JSON token id as an integer; -1 for anything that is not one. */
+static int64_t json_id(const cJSON *j) {
+    if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0 && j->valuedouble < 2147483648.0) ||
+        j->valuedouble != (double)(int64_t)j->valuedouble)
+        return -1;
+    return (int64_t)j->valuedouble;
+}
+
 static pvk_status set_token(cvocab *v, const char *path, int64_t id, const char *text, int32_t type) {
-    if (id < 0 || id >= v->n)
+    if (id < 0) return pvk_fail(PVK_ERR_BAD_FILE, "%s: token '%s' has no valid id", path, text);
+    if (id >= v->n)
         return pvk_fail(PVK_ERR_BAD_FILE, "%s: token '%s' has id %" PRId64 ", beyond the model's %d embedding rows",
                         path, text, id, (int)v->n);
     if (v->text[id] && strcmp(v->text[id], text))
@@ -182,15 +191,16 @@ static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_
         const int32_t type = spm && is_byte_piece(e->string)                             ? TT_BYTE
                              : cJSON_IsString(unk) && !strcmp(unk->valuestring, e->string) ? TT_UNKNOWN
                                                                                            : TT_NORMAL;
-        st = set_token(v, path, (int64_t)e->valuedouble, e->string, type);
-        if (!st && type == TT_UNKNOWN) v->unk = (int32_t)e->valuedouble;
+        const int64_t id = json_id(e);
+        st = set_token(v, path, id, e->string, type);
+        if (!st && type == TT_UNKNOWN) v->unk = (int32_t)id;
     }
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     for (const cJSON *e = added ? added->child : NULL; e && !st; e = e->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const char *text = token_text(e);
         if (!cJSON_IsNumber(id) || !text) return pvk_fail(PVK_ERR_BAD_FILE, "%s: an added token lacks id or content", path);
-        st = set_token(v, path, (int64_t)id->valuedouble, text,
+        st = set_token(v, path, json_id(id), text,
                        json_bool_or(e, "special", 0) ? TT_CONTROL : TT_USER_DEFINED);
     }
     if (st) return st;
@@ -285,8 +295,7 @@ static pvk_status read_specials(cvocab *v, const char *path, const cJSON *tc, co
     for (int k = 0; k < 2 && cfg; k++) {
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, cfg_keys[k]);
         if (cJSON_IsArray(j)) j = j->child; /* generation configs list several eos ids */
-        if (*ids[k] < 0 && cJSON_IsNumber(j) && j->valuedouble >= 0 && j->valuedouble < v->n)
-            *ids[k] = (int32_t)j->valuedouble;
+        if (*ids[k] < 0 && json_id(j) >= 0 && json_id(j) < v->n) *ids[k] = (int32_t)json_id(j);
     }
     cJSON_Delete(cfg);
     return PVK_OK;
