@@ -1,8 +1,8 @@
 /* phivk_convert: Hugging Face folders and llama2.c checkpoints to GGUF.
  *
  * A source is read into a list of output tensors (GGUF name, shape, where its rows
- * come from) plus the hyperparameters; then each tensor is read as float, converted
- * to the requested type and added to a gguf_writer. The keys, names and layouts are
+ * come from) plus the hyperparameters; a gguf_writer lays the file out, and each
+ * tensor is then read row by row as float and quantized in place into the image. The keys, names and layouts are
  * those of llama.cpp's convert_hf_to_gguf.py (Phi2Model, Phi3MiniModel, LlamaModel)
  * and convert-llama2c-to-ggml (phi-spec 4.2, llama2c.md), so the files run there too.
  * Every tensor of a checkpoint must be one the architecture's table names, or a
@@ -628,34 +628,48 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
 #undef KEY
 }
 
-static pvk_status write_tensors(const conv *c, gguf_writer *w, const out_type *ot, const phivk_convert_params *p) {
+/* Lays the file out with every tensor's type and shape (data left zero), then
+ * fills each tensor in place in the image, row by row: a model is held once in
+ * memory (the image's untouched pages are not even resident until filled). */
+static pvk_status build_image(const conv *c, gguf_writer *w, const out_type *ot, const phivk_convert_params *p,
+                              void **data, size_t *size) {
     bool has_output = false;
     int64_t widest = 0;
     for (int i = 0; i < c->n_t; i++) {
         has_output |= !strcmp(c->t[i].name, "output.weight");
         if (c->t[i].cols > widest) widest = c->t[i].cols;
     }
+    pvk_type *types = malloc((size_t)c->n_t * sizeof *types);
     float *row = malloc((size_t)widest * sizeof *row);
-    if (!row) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st = PVK_OK;
+    pvk_status st = types && row ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    for (int i = 0; i < c->n_t && !st; i++) {
+        const otensor *t = &c->t[i];
+        const int64_t ne[2] = {t->cols, t->rows ? t->rows : 1};
+        types[i] = tensor_type(c, t, ot, has_output);
+        gguf_writer_add_tensor(w, t->name, types[i], t->rows ? 2 : 1, ne, NULL);
+    }
+    if (!st) st = gguf_writer_build(w, data, size);
+    gguf_file *g = NULL;
+    if (!st) st = gguf_open_memory(*data, *size, &g);
     for (int i = 0; i < c->n_t && !st; i++) {
         const otensor *t = &c->t[i];
         if (p->progress) p->progress(p->progress_user, t->name, (uint64_t)i, (uint64_t)c->n_t);
-        const pvk_type ty = tensor_type(c, t, ot, has_output);
-        const int64_t rows = t->rows ? t->rows : 1;
-        const size_t rb = pvk_type_row_bytes(ty, t->cols);
-        uint8_t *q = malloc(rb * (size_t)rows);
-        if (!q) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for tensor '%s'", t->name);
-        for (int64_t r = 0; r < rows && !st; r++) {
+        uint8_t *dst = (uint8_t *)*data + gguf_find_tensor(g, t->name)->offset;
+        const size_t rb = pvk_type_row_bytes(types[i], t->cols);
+        for (int64_t r = 0; r < (t->rows ? t->rows : 1) && !st; r++) {
             st = read_row(t, r, row);
-            if (!st) st = quant_quantize_row(ty, row, q + (size_t)r * rb, t->cols);
+            if (!st) st = quant_quantize_row(types[i], row, dst + (size_t)r * rb, t->cols);
         }
-        const int64_t ne[2] = {t->cols, rows};
-        if (!st) gguf_writer_add_tensor(w, t->name, ty, t->rows ? 2 : 1, ne, q);
-        free(q);
     }
     if (!st && p->progress) p->progress(p->progress_user, "done", (uint64_t)c->n_t, (uint64_t)c->n_t);
+    gguf_close(g);
     free(row);
+    free(types);
+    if (st) {
+        free(*data);
+        *data = NULL;
+        *size = 0;
+    }
     return st;
 }
 
@@ -679,9 +693,8 @@ static pvk_status convert_image(const char *src, const phivk_convert_params *par
     if (!st) {
         write_hparams(&c, w, ot);
         cvocab_write(c.vocab, w);
-        st = write_tensors(&c, w, ot, &p);
+        st = build_image(&c, w, ot, &p, data, size);
     }
-    if (!st) st = gguf_writer_build(w, data, size);
     gguf_writer_destroy(w);
     conv_free(&c);
     return st;
