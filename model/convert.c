@@ -7,7 +7,7 @@
  * and convert-llama2c-to-ggml (phi-spec 4.2, llama2c.md), so the files run there too.
  * Every tensor of a checkpoint must be one the architecture's table names, or a
  * known non-weight buffer (rotary inv_freq, attention masks), which is ignored. */
-#include <cjson/cJSON.h>
+#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

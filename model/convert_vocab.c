@@ -1,6 +1,6 @@
 #include "convert_vocab.h"
 
-#include <cjson/cJSON.h>
+#include <cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * quantized to the tensor's type by quant_quantize_row), and the CPU reference gives
  * the same logits. Every bad input fails with one named message and leaves no file. */
 #define HARNESS_MAIN
-#include "tests/harness.h"
+#include "harness.h"
 
 #include <dirent.h>
 #include <stdint.h>
@@ -18,7 +18,7 @@
 #include "quant.h"
 #include "ref.h"
 #include "synth.h"
-#include "tests/testdata.h"
+#include "testdata.h"
 
 static char root[256];
 
