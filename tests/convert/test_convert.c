@@ -292,6 +292,33 @@ TEST(f16_and_bf16_checkpoints_convert_exactly) {
     round_trip(&p, &(hf_opts){.dtype = "BF16"}, "f32", "llama-bf16-f32");
 }
 
+TEST(tokenizer_is_taken_from_another_folder_or_file) {
+    synth_params p = small("llama");
+    model src, got;
+    REQUIRE(model_build(&p, &src), "synth: %s", pvk_errmsg());
+    const char *dir = tmp_path("llama-no-tok"), *tok = tmp_path("llama-tok");
+    REQUIRE(hf_write_folder(src.f, dir, NULL), "cannot write %s", dir);
+    mkdir(tok, 0755);
+    char a[600], b[600];
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/%s", dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", tok, files[i]);
+        REQUIRE(!rename(a, b), "cannot move %s", a);
+    }
+    CHECK(!model_convert(dir, "f32", NULL, &got) && strstr(phivk_last_error(), "tokenizer.json"),
+          "a folder without its tokenizer converted, or the message does not name the file: %s", phivk_last_error());
+    model_free(&got);
+    REQUIRE(model_convert(dir, "f32", tok, &got), "with --tokenizer DIR: %s", phivk_last_error());
+    check_vocab(src.f, got.f, false);
+    model_free(&got);
+    snprintf(b, sizeof b, "%s/tokenizer.json", tok);
+    REQUIRE(model_convert(dir, "f32", b, &got), "with --tokenizer FILE: %s", phivk_last_error());
+    check_vocab(src.f, got.f, false);
+    model_free(&got);
+    model_free(&src);
+}
+
 /* 256 columns so the K-quants apply without their fallback */
 static synth_params wide(const char *arch) {
     synth_params p = small(arch);
