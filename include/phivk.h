@@ -289,6 +289,28 @@ phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_syn
 /* The GGUF image; the caller frees *data with free(). */
 phivk_status phivk_synth_build(const char *shape, const char *type, void **data, size_t *size);
 
+/* ------------------------------------------------------------- conversion */
+
+/* Hugging Face checkpoints and llama2.c files turned into GGUF: PhiForCausalLM ->
+ * phi2, Phi3ForCausalLM -> phi3, LlamaForCausalLM and llama2.c .bin -> llama, with
+ * the keys, tensor names and layouts llama.cpp's converters write. */
+typedef struct phivk_convert_params {
+    const char *type;        /* weight type, one of phivk_convert_types(); NULL: "f16" */
+    const char *tokenizer;   /* folder or file; NULL: the source folder's. A llama2.c
+                                .bin needs its tokenizer.bin here */
+    phivk_progress_fn progress; /* stage: the GGUF tensor name; done/total: tensors */
+    void *progress_user;
+} phivk_convert_params;
+phivk_convert_params phivk_convert_default_params(void);
+/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m"; NULL-terminated. */
+const char *const *phivk_convert_types(void);
+/* Converts src (a Hugging Face folder or a llama2.c .bin) to the GGUF file out. The
+ * file is written beside out under a temporary name and renamed when complete;
+ * on failure nothing is left behind. */
+phivk_status phivk_convert(const char *src, const char *out, const phivk_convert_params *p);
+/* The same GGUF image in memory; the caller frees *data with free(). */
+phivk_status phivk_convert_memory(const char *src, const phivk_convert_params *p, void **data, size_t *size);
+
 #ifdef __cplusplus
 }
 #endif
