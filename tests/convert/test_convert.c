@@ -423,7 +423,7 @@ TEST(llama2c_v0_shared_classifier_converts) { llama2c_case(0, true); }
 TEST(llama2c_v0_separate_classifier_converts) { llama2c_case(0, false); }
 TEST(llama2c_v1_converts) { llama2c_case(1, false); }
 
-/* The Hugging Face folders in ../shared/testdata/hf, written by Hugging Face's own
+/* The Hugging Face folders in tests/data/hf, written by Hugging Face's own
  * code from the weights of the reference GGUF files: converted at f32, the CPU
  * reference gives llama.cpp's logits within the README's tolerances (5e-3, top-1
  * at all 32 positions) and exactly the logits of the GGUF made from the same weights
