@@ -251,12 +251,13 @@ bool app_model_open(const app_opts *o, app_model *am) {
     }
     am->rt = phivk_runtime_create(&o->rt);
     if (!am->rt) goto fail;
-    phivk_model_params mp = phivk_model_default_params();
-    mp.progress = app_progress;
-    am->model = phivk_model_load(am->rt, o->model, &mp);
-    if (!am->model) goto fail;
     phivk_session_params sp = o->sess;
     sp.progress = app_progress;
+    phivk_model_params mp = phivk_model_default_params();
+    mp.progress = app_progress;
+    mp.session = &sp;
+    am->model = phivk_model_load(am->rt, o->model, &mp);
+    if (!am->model) goto fail;
     am->sess = phivk_session_create(am->model, &sp);
     if (!am->sess) goto fail;
     char *plan = phivk_session_plan_text(am->sess);

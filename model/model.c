@@ -5,6 +5,7 @@
 
 #include "model_impl.h"
 #include "quant.h"
+#include "session_kv.h"
 
 /* ------------------------------------------------------------------ runtime */
 
@@ -242,6 +243,11 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
         snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, name.ptr);
     else
         snprintf(m->name, sizeof m->name, "%s", what);
+
+    /* The session the model is loaded for must fit before any weight is uploaded:
+     * a refusal after minutes of upload helps nobody. */
+    plan pl;
+    if (p->session && session_plan(m, p->session, true, &pl) != PVK_OK) goto fail;
 
     loader l = {.m = m, .p = p};
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
