@@ -149,6 +149,19 @@ static void smaller_types(const plan_input *in, char *out, size_t n) {
     if (k) snprintf(out + len, n - (size_t)len, ")");
 }
 
+/* The sums of p and the budget as text, for refusals. */
+typedef struct sizes { char w[32], kv[32], sc[32], usable[32], budget[32]; } sizes;
+
+static sizes sizes_of(const plan *p, uint64_t usable) {
+    sizes z;
+    plan_fmt_bytes(z.w, sizeof z.w, p->weight_bytes);
+    plan_fmt_bytes(z.kv, sizeof z.kv, p->kv_bytes);
+    plan_fmt_bytes(z.sc, sizeof z.sc, p->scratch_bytes);
+    plan_fmt_bytes(z.usable, sizeof z.usable, usable);
+    plan_fmt_bytes(z.budget, sizeof z.budget, p->budget);
+    return z;
+}
+
 pvk_status plan_make(const plan_input *in, plan *out) {
     uint64_t usable = in->budget / 10 * 9;
     plan_ctx_why why = PLAN_CTX_ASKED;
@@ -160,11 +173,10 @@ pvk_status plan_make(const plan_input *in, plan *out) {
         int32_t least = in->hp->n_ctx_train < 256 ? in->hp->n_ctx_train : 256;
         plan_shape s = plan_shape_at(in, least);
         plan_set_layout(out, &s);
+        sizes z = sizes_of(out, usable);
         return pvk_fail(PVK_ERR_DEVICE_MEMORY,
-                        "the model does not fit: weights %.2f GiB + scratch %.2f GiB + a %d-token KV cache "
-                        "%.2f GiB > %.2f GiB usable of %.2f GiB of device memory%s",
-                        gib(out->weight_bytes), gib(out->scratch_bytes), least, gib(out->kv_bytes), gib(usable),
-                        gib(in->budget), smaller);
+                        "the model does not fit: weights %s + scratch %s + a %d-token KV cache %s > %s usable "
+                        "of %s of device memory%s", z.w, z.sc, least, z.kv, z.usable, z.budget, smaller);
     }
     plan_shape s = plan_shape_at(in, ctx);
     plan_set_layout(out, &s);
@@ -172,14 +184,16 @@ pvk_status plan_make(const plan_input *in, plan *out) {
     /* What -c auto would pick with everything else the same. */
     plan_ctx_why auto_why;
     int32_t fits = auto_ctx(in, usable, &auto_why);
-    char advice[64];
-    if (fits) snprintf(advice, sizeof advice, "use -c %d or less (what -c auto picks)", fits);
-    else snprintf(advice, sizeof advice, "the model does not fit at any context");
+    char advice[96];
+    if (!fits) snprintf(advice, sizeof advice, "the model does not fit at any context");
+    else if (auto_why == PLAN_CTX_MEMORY) snprintf(advice, sizeof advice, "use -c %d or less (what -c auto picks)", fits);
+    else snprintf(advice, sizeof advice, "use -c auto (%d tokens, %s) or a shorter context", fits,
+                  auto_why == PLAN_CTX_TRAINED ? "the model's trained context" : "the most auto picks");
+    sizes z = sizes_of(out, usable);
     return pvk_fail(PVK_ERR_DEVICE_MEMORY,
-                    "a context of %d tokens does not fit: KV cache %.2f GiB (%.1f KiB per token) + weights "
-                    "%.2f GiB + scratch %.2f GiB > %.2f GiB usable of %.2f GiB; %s%s",
-                    ctx, gib(out->kv_bytes), out->kv_bytes_per_token / 1024.0, gib(out->weight_bytes),
-                    gib(out->scratch_bytes), gib(usable), gib(in->budget), advice, smaller);
+                    "a context of %d tokens does not fit: KV cache %s (%.1f KiB per token) + weights %s + scratch "
+                    "%s > %s usable of %s; %s%s",
+                    ctx, z.kv, out->kv_bytes_per_token / 1024.0, z.w, z.sc, z.usable, z.budget, advice, smaller);
 }
 
 void plan_ctx_text(const plan *p, const arch_hparams *hp, char *out, size_t n) {

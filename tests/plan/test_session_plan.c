@@ -273,7 +273,7 @@ TEST(a_load_for_a_session_that_cannot_fit_is_refused_before_any_upload) {
     mp.session = &p;
     phivk_model *m = phivk_model_load_memory(runtime(), image, size, "tiny", &mp);
     const char *msg = phivk_last_error();
-    CHECK(!m && uploads == 0 && strstr(msg, "does not fit") && strstr(msg, "use -c 256 or less"),
+    CHECK(!m && uploads == 0 && strstr(msg, "does not fit") && strstr(msg, "use -c auto (256 tokens, the model's trained context)"),
           "refused before uploading (%d progress reports): %s", uploads, m ? "(loaded)" : msg);
     phivk_model_free(m);
     p.ctx = 256;
