@@ -161,7 +161,8 @@ int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*u
 void app_opts_usage(void) {
     printf("model options:\n"
            "  -m, --model FILE        GGUF model (or give it as the first argument)\n"
-           "  -c, --ctx N|auto        context in tokens (default: the model's, reduced to fit)\n"
+           "  -c, --ctx N|auto        context in tokens (default auto: the model's trained context\n"
+           "                          up to 131072, reduced to fit)\n"
            "  -b, --batch-size N      prefill chunk (default 512)\n"
            "  --kv-type f16|q8_0|q4_0 KV cache type for K and V (-ctk / -ctv for each)\n"
            "  --rope-factors auto|short|long  LongRoPE table (default auto)\n"
