@@ -79,6 +79,7 @@ static uint64_t file_weight_bytes(const phivk_model *m) {
 pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out) {
     if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
         return pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
+    if (p->ctx < 0) return pvk_fail(PVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
     plan_input in = {
         .hp = &m->hp,
         .weight_bytes = file_weight_bytes(m),

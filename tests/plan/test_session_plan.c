@@ -94,6 +94,12 @@ TEST(a_model_trained_for_64_tokens_runs_by_default) {
         CHECK(phivk_decode(s, ids, 1, NULL, false) == PHIVK_ERR_CONTEXT_FULL, "the 65th does not fit");
     }
     phivk_session_free(s);
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = -5;
+    s = phivk_session_create(m, &sp);
+    CHECK(!s && strstr(phivk_last_error(), "context of -5"), "a negative context is refused as such: %s",
+          phivk_last_error());
+    phivk_session_free(s);
     phivk_model_free(m);
     free(image);
 }
