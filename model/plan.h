@@ -85,7 +85,7 @@ uint64_t plan_kv_bytes(int64_t n_layer, int64_t k_width, int64_t v_width, pvk_ty
 /* Bytes of one token's K and V over all layers. */
 uint64_t plan_kv_bytes_per_token(const arch_hparams *hp, pvk_type k_type, pvk_type v_type);
 /* The cache types a session offers (phivk_kv_type), as tensor types. */
-#define PLAN_KV_TYPE_COUNT 3
+#define PLAN_KV_TYPE_COUNT (PHIVK_KV_Q4_0 + 1)
 pvk_type plan_kv_type(phivk_kv_type t);
 
 /* How the context was chosen (plan_ctx_text says it in words). */
