@@ -163,7 +163,8 @@ void app_opts_usage(void) {
     printf("model options:\n"
            "  -m, --model FILE        GGUF model (or give it as the first argument)\n"
            "  --tokenizer FILE        the model is a llama2.c .bin with this tokenizer.bin\n"
-           "  -c, --ctx N|auto        context in tokens (default: the model's, reduced to fit)\n"
+           "  -c, --ctx N|auto        context in tokens (default auto: the model's trained context\n"
+           "                          up to 131072, reduced to fit)\n"
            "  -b, --batch-size N      prefill chunk (default 512)\n"
            "  --kv-type f16|q8_0|q4_0 KV cache type for K and V (-ctk / -ctv for each)\n"
            "  --rope-factors auto|short|long  LongRoPE table (default auto)\n"
@@ -264,8 +265,11 @@ bool app_model_open(const app_opts *o, app_model *am) {
     }
     am->rt = phivk_runtime_create(&o->rt);
     if (!am->rt) goto fail;
+    phivk_session_params sp = o->sess;
+    sp.progress = app_progress;
     phivk_model_params mp = phivk_model_default_params();
     mp.progress = app_progress;
+    mp.session = &sp;
     if (o->tokenizer) {
         /* a llama2.c checkpoint: converted in memory, in f32 as run.c computes */
         phivk_convert_params cp = phivk_convert_default_params();
@@ -278,8 +282,6 @@ bool app_model_open(const app_opts *o, app_model *am) {
         am->model = phivk_model_load(am->rt, o->model, &mp);
     }
     if (!am->model) goto fail;
-    phivk_session_params sp = o->sess;
-    sp.progress = app_progress;
     am->sess = phivk_session_create(am->model, &sp);
     if (!am->sess) goto fail;
     char *plan = phivk_session_plan_text(am->sess);

@@ -176,6 +176,10 @@ const char *phivk_runtime_device_name(const phivk_runtime *rt);
 typedef struct phivk_model_params {
     phivk_progress_fn progress;
     void *progress_user;
+    /* The session the model is loaded for (NULL: none): its memory plan is made
+     * from the file's header before any weight is uploaded, and the load fails
+     * as phivk_session_create would when it does not fit. */
+    const struct phivk_session_params *session;
 } phivk_model_params;
 phivk_model_params phivk_model_default_params(void);
 /* Loads a GGUF model onto rt's device. Caller owns it; it must outlive its sessions. */
@@ -199,7 +203,9 @@ typedef enum phivk_rope_factors {
 } phivk_rope_factors;
 
 typedef struct phivk_session_params {
-    int32_t ctx;             /* tokens; 0: the model's context reduced to what fits */
+    /* tokens; 0 (auto): the model's trained context, at most 131072, reduced to
+     * what fits (phivk_session_plan_text says which) */
+    int32_t ctx;
     phivk_kv_type k_type, v_type;
     phivk_rope_factors rope_factors;
     bool no_swa;             /* ignore the Phi-3 sliding window (as llama.cpp does) */
@@ -213,8 +219,8 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
 void phivk_session_free(phivk_session *s);
 int32_t phivk_session_ctx(const phivk_session *s);
 int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
-/* One line: weights, KV cache, scratch and what is left of the device's memory.
- * Caller frees with free(). */
+/* One line: weights, KV cache (its context and how it was chosen), scratch and
+ * what is left of the device's memory. Caller frees with free(). */
 char *phivk_session_plan_text(const phivk_session *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits
