@@ -28,7 +28,7 @@ static bool holds(const pvk_tensor *t, const gguf_tensor *const *parts, int n, u
     uint64_t bytes = 0;
     for (int i = 0; i < n; i++) bytes += parts[i]->bytes;
     uint8_t *got = malloc(bytes);
-    bool same = got && pvk_buf_read(rt->dev, &t->buf, 0, got, bytes) == PVK_OK;
+    bool same = got && pvk_buf_read(runtime()->dev, &t->buf, 0, got, bytes) == PVK_OK;
     for (uint64_t i = 0, off = 0; same && i < (uint64_t)n; off += parts[i]->bytes, i++)
         same = !memcmp(got + off, parts[i]->data, parts[i]->bytes);
     free(got);
