@@ -181,7 +181,7 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     if (session_plan(m, p, int8, &s->plan) != PVK_OK) goto fail;
     s->ctx = s->plan.ctx;
     if (alloc_fitting(s, int8) != PVK_OK) goto fail;
-    s->table = arch_rope_factors_choice(&m->hp, (arch_rope_mode)p->rope_factors, 1);
+    s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;
 fail:
     phivk_session_free(s);
@@ -418,7 +418,7 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
                                       n, s->pos, s->ctx);
     /* LongRoPE: the table follows the sequence length; a switch recomputes the
      * cache with the new table (phi-spec "choices" 1). */
-    arch_rope_table want = arch_rope_factors_choice(hp, (arch_rope_mode)s->p.rope_factors,
+    arch_rope_table want = arch_rope_factors_choice(hp, s->p.rope_factors,
                                                     (int64_t)s->pos + n);
     if (want != s->table) {
         int32_t keep = s->pos;
@@ -454,6 +454,6 @@ phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) 
         return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
     memcpy(s->tokens, tokens, sizeof *tokens * (size_t)pos);
     s->pos = pos;
-    s->table = arch_rope_factors_choice(&s->m->hp, (arch_rope_mode)s->p.rope_factors, pos ? pos : 1);
+    s->table = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, pos ? pos : 1);
     return PHIVK_OK;
 }
