@@ -67,9 +67,9 @@ static pvk_status plan_ctx(phivk_session *s) {
     uint32_t ctx_max = (uint32_t)(s->p.ctx > 0 ? s->p.ctx : hp->n_ctx_train);
     pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
     a.window = a1.window = 0;
-    const pvk_dev *dev = s->m->rt->dev;
-    size_t prefill = (uint32_t)s->batch <= ctx_max ? pvk_op_attention_scratch_bytes(dev, &a, ctx_max) : 0;
-    size_t decode = pvk_op_attention_scratch_bytes(dev, &a1, ctx_max);
+    const pvk_ops *o = s->m->rt->ops;
+    size_t prefill = (uint32_t)s->batch <= ctx_max ? pvk_op_attention_scratch_bytes(o, &a, ctx_max) : 0;
+    size_t decode = pvk_op_attention_scratch_bytes(o, &a1, ctx_max);
     plan_input in = {
         .hp = hp,
         .weight_bytes = s->m->weight_bytes,
@@ -135,8 +135,8 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
      * decode step's (split-K over a long cache, which keeps the device busy),
      * whichever needs more. */
     pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
-    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]);
-    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]);
+    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a, &s->kv[0]);
+    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a1, &s->kv[0]);
     size_t attn_bytes = prefill_bytes > decode_bytes ? prefill_bytes : decode_bytes;
     if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
         make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||

@@ -354,7 +354,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
 
 typedef struct {
     uint32_t n_head, n_kv_head, head_dim, m, kv_len, window;
-    const pvk_attn_tuning *tuning;   /* NULL: the device default */
+    const pvk_attn_tuning *tuning;   /* NULL: the device default; else an op set tuned so */
     bool scratch;                    /* pass a scratch buffer sized for the shape */
     bool views;                      /* read the cache through texel views */
     pvk_type k_type, v_type;         /* 0: F16 */
@@ -469,24 +469,27 @@ static void check_attention(gpu *g, const attn_case *ac) {
 
     pvk_buf xb = {0}, ob = {0}, sb = {0};
     pvk_kv kv = {0};
+    pvk_ops *o = g->o, *tuned = NULL;
     pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
                   .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
     if (!cache_make(g, &kv, kt, vt, w, ctx, ac->chunk, ac->views, ks, vs)) goto done;
-    /* Scratch for the default tuning's split, a tuning's forced one, and the
-     * slices max_iter requires. */
-    size_t sbytes = pvk_op_attention_scratch_bytes_kv(g->d, &a, &kv), slot = (size_t)m * ac->n_head * (hd / 4 + 1) * 16;
     if (ac->tuning) {
-        size_t n = ac->tuning->splits;
-        if (ac->tuning->max_iter && (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter > n)
-            n = (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter;
-        if (n * slot > sbytes) sbytes = n * slot;
+        pvk_ops_tuning t = *pvk_ops_get_tuning(g->o);
+        t.attn = *ac->tuning;
+        if (pvk_ops_create_tuned(g->d, &t, &tuned)) {
+            CHECK(0, "tuning: %s", pvk_errmsg());
+            goto done;
+        }
+        o = tuned;
     }
+    /* Scratch as the op set sizes it for its tuning: its split, a forced one, and
+     * the slices max_iter requires (too little would be refused or split less). */
+    size_t sbytes = pvk_op_attention_scratch_bytes_kv(o, &a, &kv);
     if (!upload(g->d, x, xn * 4, &xb) || !upload_nan(g->d, on, &ob) ||
         (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
     a.scratch = ac->scratch && sbytes ? &sb : NULL;
-    pvk_status st = ac->tuning ? pvk_op_attention_tuned(g->o, g->c, &xb, &a, &kv, &ob, ac->tuning)
-                               : pvk_op_attention(g->o, g->c, &xb, &a, &kv, &ob);
+    pvk_status st = pvk_op_attention(o, g->c, &xb, &a, &kv, &ob);
     CHECK(!st, "attention: %s", pvk_errmsg());
     if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
     int bad = 0;
@@ -504,6 +507,7 @@ static void check_attention(gpu *g, const attn_case *ac) {
     }
     printf("    %s: max |err| %.3g (bound there %.3g)\n", what, worst, worst_tol);
 done:
+    pvk_ops_destroy(tuned);
     pvk_kv_free(g->d, &kv);
     pvk_buf_destroy(g->d, &xb);
     pvk_buf_destroy(g->d, &ob);
