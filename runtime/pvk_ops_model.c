@@ -100,7 +100,7 @@ pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, cons
         (st = check_buf("get_rows", "out", out, (uint64_t)n * table->cols * 4)))
         return st;
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    uint32_t wg = pvk_ops_default_tuning(caps).row_wg;
+    uint32_t wg = pvk_ops_get_tuning(o)->row_wg;
     pvk_kernel k = {pvk_kernels_get_rows[table->type][table->views ? PVK_FETCH_TEX : PVK_FETCH_BUF],
                     table->views ? "tss" : "sss", sizeof(get_rows_push), 1, &wg, 0};
     uint32_t gx = min_u32(n, caps->max_wg_count[0]), gy = div_up(n, gx);
@@ -214,7 +214,7 @@ pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t ro
         return st;
 
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    uint32_t wg = pvk_ops_default_tuning(caps).elt_wg;
+    uint32_t wg = pvk_ops_get_tuning(o)->elt_wg;
     pvk_kernel k = {pvk_kernels_kv_store[rope ? PVK_STORE_ROPE : PVK_STORE_PLAIN][kv->k_type][kv->v_type], "ssss",
                     sizeof(kv_store_push), 1, &wg, 0};
     /* Units of a row: words of F16, 32-element blocks of the quantized types; with

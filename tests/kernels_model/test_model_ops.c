@@ -5,6 +5,7 @@
 
 #include <float.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "gpu.h"
 #include "kernels/ref.h"
@@ -348,6 +349,77 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
         free(vc);
     }
     gpu_close(&g);
+}
+
+/* ------------------------------------------------------------------ tuning */
+
+/* The workgroup size PHIVK_PROFILE printed for the first dispatch of the variant
+ * whose name starts with prefix in text, or 0. */
+static unsigned profiled_wg(const char *text, const char *prefix) {
+    for (const char *l = strstr(text, "phivk profile:"); l; l = strstr(l + 1, "phivk profile:")) {
+        unsigned i, wg;
+        char name[64];
+        if (sscanf(l, "phivk profile: %u %63s wg %u", &i, name, &wg) == 3 && !strncmp(name, prefix, strlen(prefix)))
+            return wg;
+    }
+    return 0;
+}
+
+/* get_rows and kv_store run the workgroup sizes of the op set they are recorded
+ * through (row_wg, elt_wg), not the device's defaults: the profile names each
+ * dispatch's workgroup size. */
+TEST(get_rows_and_kv_store_use_the_tuning_of_their_op_set) {
+    pvk_dev *d = test_gpu();
+    REQUIRE(d, "no device");
+    if (!pvk_dev_caps(d)->timestamps) {
+        printf("    skipped: the device has no timestamps, so no profile to read\n");
+        return;
+    }
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    t.row_wg = t.row_wg > 1 ? t.row_wg / 2 : 2;
+    t.elt_wg = t.elt_wg > 1 ? t.elt_wg / 2 : 2;
+    enum { COLS = 64 };
+    static const uint16_t zeros[4 * COLS];
+    pvk_ops *o = NULL;
+    pvk_cmd *c = NULL;
+    pvk_tensor table = {0};
+    pvk_buf ids = {0}, out = {0}, x = {0};
+    pvk_kv kv = {0};
+    setenv("PHIVK_PROFILE", "1", 1);   /* read when the command object is made */
+    bool ok = !pvk_ops_create_tuned(d, &t, &o) && !pvk_cmd_create(d, &c) &&
+              !pvk_tensor_create(d, PVK_F16, COLS, 4, zeros, &table) &&
+              !pvk_kv_alloc(d, PVK_F16, PVK_F16, COLS, 4, &kv) && !pvk_cmd_begin(c);
+    unsetenv("PHIVK_PROFILE");
+    CHECK(ok, "setup: %s", pvk_errmsg());
+    ok = ok && upload(d, NULL, 4, &ids) && upload(d, NULL, 4 * COLS, &out) && upload(d, NULL, 4 * 2 * COLS, &x);
+    char text[8192] = "";
+    if (ok) {
+        CHECK(!pvk_op_get_rows(o, c, &table, &ids, &out, 1) && !pvk_op_kv_store(o, c, &x, 2 * COLS, 0, COLS, &kv, 1, 0, NULL),
+              "record: %s", pvk_errmsg());
+        fflush(stderr);
+        int saved = dup(2);
+        FILE *log = tmpfile();
+        dup2(fileno(log), 2);
+        pvk_status st = pvk_cmd_submit(c);
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(log);
+        text[fread(text, 1, sizeof text - 1, log)] = 0;
+        fclose(log);
+        CHECK(!st, "submit: %s", pvk_errmsg());
+    }
+    CHECK(profiled_wg(text, "get_rows_f16_") == t.row_wg, "get_rows ran workgroups of %u, the op set's row_wg is %u: %s",
+          profiled_wg(text, "get_rows_f16_"), t.row_wg, text);
+    CHECK(profiled_wg(text, "kv_store_f16_f16") == t.elt_wg, "kv_store ran workgroups of %u, the op set's elt_wg is %u",
+          profiled_wg(text, "kv_store_f16_f16"), t.elt_wg);
+    pvk_kv_free(d, &kv);
+    pvk_tensor_destroy(d, &table);
+    pvk_buf_destroy(d, &ids);
+    pvk_buf_destroy(d, &out);
+    pvk_buf_destroy(d, &x);
+    pvk_cmd_destroy(c);
+    pvk_ops_destroy(o);
 }
 
 /* --------------------------------------------------------------- attention */
