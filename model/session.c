@@ -53,9 +53,8 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     };
 }
 
-static pvk_type kv_pvk_type(phivk_kv_type t) {
-    return t == PHIVK_KV_Q8_0 ? PVK_Q8_0 : t == PHIVK_KV_Q4_0 ? PVK_Q4_0 : PVK_F16;
-}
+/* The kernels' cache types follow phivk_kv_type (shaders/kernels.py); t is checked. */
+static pvk_type kv_pvk_type(phivk_kv_type t) { return pvk_kv_types[t]; }
 
 /* The context: as asked, or the model's reduced to what fits the device memory
  * (plan.h). A layer's K or V larger than one binding is split into chunks
@@ -96,7 +95,7 @@ static pvk_status make_buf(phivk_session *s, pvk_buf *b, uint64_t bytes, pvk_mem
 phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p) {
     phivk_session_params defaults = phivk_session_default_params();
     if (!p) p = &defaults;
-    if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0) {
+    if ((unsigned)p->k_type >= PVK_KV_TYPE_COUNT || (unsigned)p->v_type >= PVK_KV_TYPE_COUNT) {
         pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
         return NULL;
     }

@@ -234,7 +234,8 @@ pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **o
     else if (!is_pow2(t->attn.wg) || t->attn.wg > cap) bad = "attn.wg";
     /* Lanes of a row (also key lanes, fill_rows) exchange through shuffles within one
      * subgroup: up to attn.lanes of them (pvk_ops_model.c, attn_plan). */
-    else if (!is_pow2(t->attn.lanes) || (t->attn.lanes > 1 && (!has_shuffle(caps) || t->attn.lanes > caps->subgroup_min)))
+    else if (!is_pow2(t->attn.lanes) ||
+             (t->attn.lanes > 1 && (!has_shuffle(caps) || t->attn.lanes > caps->subgroup_min)))
         bad = "attn.lanes";
     if (bad)
         return pvk_fail(PVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
@@ -537,7 +538,8 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         n_spec = 4;
         gy = (m + nc - 1) / nc;
     } else {
-        id = pvk_kernels_matmul[w->type][tensor_fetch(w)][pvk_ops_matmul_f16(o, w->type, m) ? PVK_PREC_F16 : PVK_PREC_F32];
+        pvk_prec prec = pvk_ops_matmul_f16(o, w->type, m) ? PVK_PREC_F16 : PVK_PREC_F32;
+        id = pvk_kernels_matmul[w->type][tensor_fetch(w)][prec];
         const pvk_ops_tuning *t = &o->t;
         spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
         spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;

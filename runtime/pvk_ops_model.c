@@ -2,12 +2,13 @@
  * checks its shapes against the buffers it is given (a bad shape is an error with
  * the numbers, never an out-of-range access), picks the kernel variant by the
  * table or cache types and the device's caps (pvk_kernels.h), reads the op set's
- * tuning, and records its dispatches. The
- * mapping of each kernel is described in its shader. */
+ * tuning, and records its dispatches. The mapping of each kernel is described in
+ * its shader. */
 #include "pvk_ops.h"
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Push-constant blocks, laid out as the shaders declare them. */
@@ -144,10 +145,15 @@ static uint32_t kv_chunk_of(const pvk_kv *kv, uint32_t pos) {
 
 /* PVK_ERR_UNSUPPORTED unless the types and width make a cache the kernels read. */
 static pvk_status check_kv_format(const char *op, pvk_type kt, pvk_type vt, uint32_t width) {
-    if (!kv_pair_built(kt, vt))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (f16, q8_0 or q4_0)",
-                        op, pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
-                        pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?");
+    if (!kv_pair_built(kt, vt)) {
+        char types[64] = "";
+        for (int i = 0, n = 0; i < PVK_KV_TYPE_COUNT && n < (int)sizeof types; i++)
+            n += snprintf(types + n, sizeof types - (size_t)n, "%s%s", i ? " " : "",
+                          pvk_type_get(pvk_kv_types[i])->name);
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (%s)", op,
+                        pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
+                        pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?", types);
+    }
     if (!width || width % 2 || ((kt != PVK_F16 || vt != PVK_F16) && width % 32))
         return pvk_fail(PVK_ERR_UNSUPPORTED,
                         "%s: cache width %u must be even, and a multiple of 32 for a quantized cache",

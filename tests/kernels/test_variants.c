@@ -44,7 +44,8 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
             const pvk_kernel_id *mv = pvk_kernels_matvec[t][f][PVK_REDUCE_SUBGROUP];
             const pvk_kernel_id *sh = pvk_kernels_matvec[t][f][PVK_REDUCE_SHARED];
             CHECK(built(mv[PVK_ACTS_F32]) == ok && built(sh[PVK_ACTS_F32]) == ok, "%s fetch %d: matvec", name, f);
-            CHECK(built(mv[PVK_ACTS_Q8]) == (ok && blocked), "%s fetch %d: int8 matvec only for block types", name, f);
+            CHECK(built(mv[PVK_ACTS_Q8]) == (ok && blocked),
+                  "%s fetch %d: an int8 matvec is built for block types and only them", name, f);
             CHECK(sh[PVK_ACTS_Q8] == PVK_KERNEL_NONE, "%s fetch %d: no int8 matvec without subgroups", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
@@ -85,7 +86,8 @@ TEST(norms_softmax_and_activations_have_the_forms_the_op_layer_records) {
                   built(pvk_kernels_norm[n][PVK_REDUCE_SHARED][PVK_ACTS_F32]) &&
                   built(pvk_kernels_norm[n][PVK_REDUCE_SUBGROUP][PVK_ACTS_Q8]),
               "norm %d", n);
-        CHECK(pvk_kernels_norm[n][PVK_REDUCE_SHARED][PVK_ACTS_Q8] == PVK_KERNEL_NONE, "norm %d: int8 needs subgroups", n);
+        CHECK(pvk_kernels_norm[n][PVK_REDUCE_SHARED][PVK_ACTS_Q8] == PVK_KERNEL_NONE,
+              "norm %d: int8 needs subgroups", n);
     }
     for (int r = 0; r < PVK_REDUCE_COUNT; r++) CHECK(built(pvk_kernels_softmax[r]), "softmax reduce %d", r);
     static const bool f32[PVK_ACT_COUNT] = {[PVK_ACT_SILU] = true, [PVK_ACT_GELU] = true, [PVK_ACT_SWIGLU] = true};

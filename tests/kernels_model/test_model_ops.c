@@ -359,7 +359,8 @@ static unsigned profiled_wg(const char *text, const char *prefix) {
     for (const char *l = strstr(text, "phivk profile:"); l; l = strstr(l + 1, "phivk profile:")) {
         unsigned i, wg;
         char name[64];
-        if (sscanf(l, "phivk profile: %u %63s wg %u", &i, name, &wg) == 3 && !strncmp(name, prefix, strlen(prefix)))
+        if (sscanf(l, "phivk profile: %u %63s wg %u", &i, name, &wg) == 3 &&
+            !strncmp(name, prefix, strlen(prefix)))
             return wg;
     }
     return 0;
@@ -394,7 +395,8 @@ TEST(get_rows_and_kv_store_use_the_tuning_of_their_op_set) {
     ok = ok && upload(d, NULL, 4, &ids) && upload(d, NULL, 4 * COLS, &out) && upload(d, NULL, 4 * 2 * COLS, &x);
     char text[8192] = "";
     if (ok) {
-        CHECK(!pvk_op_get_rows(o, c, &table, &ids, &out, 1) && !pvk_op_kv_store(o, c, &x, 2 * COLS, 0, COLS, &kv, 1, 0, NULL),
+        CHECK(!pvk_op_get_rows(o, c, &table, &ids, &out, 1) &&
+                  !pvk_op_kv_store(o, c, &x, 2 * COLS, 0, COLS, &kv, 1, 0, NULL),
               "record: %s", pvk_errmsg());
         fflush(stderr);
         int saved = dup(2);
@@ -409,10 +411,10 @@ TEST(get_rows_and_kv_store_use_the_tuning_of_their_op_set) {
         fclose(log);
         CHECK(!st, "submit: %s", pvk_errmsg());
     }
-    CHECK(profiled_wg(text, "get_rows_f16_") == t.row_wg, "get_rows ran workgroups of %u, the op set's row_wg is %u: %s",
-          profiled_wg(text, "get_rows_f16_"), t.row_wg, text);
-    CHECK(profiled_wg(text, "kv_store_f16_f16") == t.elt_wg, "kv_store ran workgroups of %u, the op set's elt_wg is %u",
-          profiled_wg(text, "kv_store_f16_f16"), t.elt_wg);
+    CHECK(profiled_wg(text, "get_rows_f16_") == t.row_wg, "get_rows ran workgroups of %u, the op set's row_wg is %u",
+          profiled_wg(text, "get_rows_f16_"), t.row_wg);
+    CHECK(profiled_wg(text, "kv_store_f16_f16") == t.elt_wg,
+          "kv_store ran workgroups of %u, the op set's elt_wg is %u", profiled_wg(text, "kv_store_f16_f16"), t.elt_wg);
     pvk_kv_free(d, &kv);
     pvk_tensor_destroy(d, &table);
     pvk_buf_destroy(d, &ids);
