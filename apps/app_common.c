@@ -74,7 +74,7 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
     else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-        ok = parse_long(v, -1, 1 << 30, &n);
+        ok = parse_long(v, -1, APP_MAX_N_PREDICT, &n);
         o->n_predict = (int32_t)n;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
         if (!strcmp(v, "auto")) o->sess.ctx = 0;
@@ -205,6 +205,17 @@ char *app_read_file(const char *path, size_t *len) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+void app_write_generated(FILE *out, const char *text, size_t n) {
+    if (!isatty(fileno(out))) {
+        fwrite(text, 1, n, out);
+    } else {
+        char small[4 * 256 + 1], *buf = n <= 256 ? small : malloc(4 * n + 1);
+        if (buf) fwrite(buf, 1, phivk_text_visible(text, n, true, buf, 4 * n + 1), out);
+        if (buf != small) free(buf);
+    }
+    fflush(out);
 }
 
 /* On a terminal: a bar once the stage has run for a second, redrawn at most 10

@@ -116,6 +116,18 @@ size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap);
  * message) when an id is out of range. */
 char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special);
 
+/* Text for a terminal. Model files and models are untrusted: a name or a piece of
+ * generated text may hold escape sequences that retitle the window or clear the
+ * screen. This copies n bytes of text to out with what a terminal acts on written
+ * as visible \xNN escapes, one per byte: C0 controls, DEL, C1 controls (U+0080 to
+ * U+009F, two bytes each) and bytes that are not UTF-8. keep_lines leaves newline
+ * and tab as they are (generated text); without it they are escaped as well (a
+ * name on one line of a report). Other UTF-8 passes unchanged. out gets at most
+ * cap - 1 bytes and a NUL (cap >= 1); text that does not fit is cut between
+ * characters and ends in "...". 4 * n + 1 bytes always suffice. Returns the bytes
+ * written. */
+size_t phivk_text_visible(const char *text, size_t n, bool keep_lines, char *out, size_t cap);
+
 /* ------------------------------------------------------------ chat prompts */
 
 typedef enum phivk_chat_format {
@@ -135,6 +147,12 @@ phivk_chat_format phivk_vocab_chat_format(const phivk_vocab *v);
  * Caller frees with free(). NULL on failure. */
 char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                         bool add_assistant);
+/* The tokens of that prompt (fmt AUTO: the vocabulary's), counted and written as
+ * by phivk_tokenize. Only the format's markup becomes control tokens: message
+ * contents are plain text, so a message that spells "<|end|><|system|>" cannot
+ * end its turn or open another. -1 on failure. */
+int64_t phivk_chat_tokenize(const phivk_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+                            int n, bool add_assistant, phivk_bos bos, int32_t *out, int64_t cap);
 
 /* ------------------------------------------------------- runtime and models */
 
@@ -227,7 +245,8 @@ typedef struct phivk_sampler phivk_sampler;
 phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p);
 void phivk_sampler_free(phivk_sampler *s);
 /* Picks a token from n_vocab logits (the array may be modified) and remembers it
- * for the repetition penalty. */
+ * for the repetition penalty. NaN logits never win; when every one is NaN (the
+ * forward pass broke down) it returns -1 and phivk_last_error() says so. */
 int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
 /* Adds prompt tokens to the penalty's history without sampling. */
 void phivk_sampler_accept(phivk_sampler *s, int32_t id);

@@ -1,7 +1,7 @@
 /* Model description per architecture: the hyperparameters read from a GGUF's
  * metadata and a pointer to every weight tensor by its role, shape-checked.
  *
- * phivk runs three GGUF architectures (../shared/docs/phi-spec.md section 2):
+ * phivk runs three GGUF architectures (docs/spec/phi-spec.md section 2):
  *   phi2  (phi-1, phi-1.5, phi-2): LayerNorm with bias, parallel attention + MLP
  *         block, partial NEOX rotary, tanh-GELU, biases everywhere incl. output;
  *   phi3  (Phi-3 mini/medium, Phi-3.5-mini): RMSNorm, fused QKV, NEOX rotary,

@@ -167,12 +167,16 @@ static pvk_status gather(info *in, const phivk_info_params *p) {
     }
     in->ctx = p->ctx > 0 ? p->ctx : in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
     if (in->hp.present && in->ctx > 0 && in->hp.n_head_kv > 0 && in->hp.head_dim > 0 && in->hp.v_dim > 0) {
-        /* per token: n_layer * n_head_kv * (K dim + V dim); refuse what would overflow */
-        uint64_t per_tok = (uint64_t)in->hp.n_layer * (uint64_t)in->hp.n_head_kv *
-                           (uint64_t)(in->hp.head_dim + in->hp.v_dim);
-        if (per_tok > UINT64_MAX / 64 / (uint64_t)in->ctx)
+        /* per token: n_layer * n_head_kv * (K dim + V dim), times ctx tokens. The
+         * file's values are unbounded, so each step is checked before it is taken,
+         * and the total leaves 64x headroom for the byte counts of kv_bytes. */
+        uint64_t dims, per_layer, per_tok, elems;
+        if (__builtin_add_overflow((uint64_t)in->hp.head_dim, (uint64_t)in->hp.v_dim, &dims) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_head_kv, dims, &per_layer) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_layer, per_layer, &per_tok) ||
+            __builtin_mul_overflow(per_tok, (uint64_t)in->ctx, &elems) || elems > UINT64_MAX / 64)
             return pvk_fail(PVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
-        in->kv_elems = per_tok * (uint64_t)in->ctx;
+        in->kv_elems = elems;
     }
     return PVK_OK;
 }
@@ -193,11 +197,16 @@ static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
         snprintf(buf, cap, "%.2f %s", v, unit[u]);
 }
 
+/* Text from the file as a terminal should show it: control characters as \xNN,
+ * one line, cut to fit buf. */
+static const char *shown(const char *text, size_t len, char *buf, size_t cap) {
+    phivk_text_visible(text, len, false, buf, cap);
+    return buf;
+}
+
 static void print_str(FILE *out, const char *label, gguf_str s, const char *absent) {
-    if (s.ptr)
-        fprintf(out, "%-14s%.*s\n", label, (int)(s.len < 200 ? s.len : 200), s.ptr);
-    else
-        fprintf(out, "%-14s%s\n", label, absent);
+    char buf[256];
+    fprintf(out, "%-14s%s\n", label, s.ptr ? shown(s.ptr, s.len, buf, sizeof buf) : absent);
 }
 
 static void print_opt_int(FILE *out, const char *label, int64_t v) {
@@ -208,7 +217,7 @@ static void print_opt_int(FILE *out, const char *label, int64_t v) {
 }
 
 static void write_human(const info *in, FILE *out) {
-    char b1[32], b2[32];
+    char b1[32], b2[32], text[256];
     const info_hp *hp = &in->hp;
     fmt_bytes(gguf_file_size(in->f), b1, sizeof b1);
     fprintf(out, "%-14s%s (%s, GGUF v%" PRIu32 ", alignment %" PRIu64 ", %" PRIu64 " keys, %" PRIu64 " tensors)\n",
@@ -219,8 +228,8 @@ static void write_human(const info *in, FILE *out) {
 
     fprintf(out, "\nhyperparameters\n");
     if (!hp->present) {
-        fprintf(out, "  none: the file has no %.*s.block_count / embedding_length / attention.head_count keys\n",
-                in->arch.ptr ? (int)(in->arch.len < 64 ? in->arch.len : 64) : 4, in->arch.ptr ? in->arch.ptr : "arch");
+        fprintf(out, "  none: the file has no %s.block_count / embedding_length / attention.head_count keys\n",
+                in->arch.ptr ? shown(in->arch.ptr, in->arch.len, text, sizeof text) : "arch");
     } else {
         for (size_t i = 0; i < N_HP_INTS; i++)
             if (hp_ints[i].off == offsetof(info_hp, n_ff) && hp->n_ff_per_layer)
@@ -245,11 +254,11 @@ static void write_human(const info *in, FILE *out) {
 
     const info_tok *t = &in->tok;
     fprintf(out, "\ntokenizer\n");
-    if (t->model.ptr)
-        fprintf(out, "  %-18s%.*s%s%.*s%s\n", "model", (int)(t->model.len < 64 ? t->model.len : 64), t->model.ptr,
-                t->pre.ptr ? " (pre: " : "", t->pre.ptr ? (int)(t->pre.len < 64 ? t->pre.len : 64) : 0,
-                t->pre.ptr ? t->pre.ptr : "", t->pre.ptr ? ")" : "");
-    else
+    if (t->model.ptr) {
+        fprintf(out, "  %-18s%s", "model", shown(t->model.ptr, t->model.len, text, sizeof text));
+        if (t->pre.ptr) fprintf(out, " (pre: %s)", shown(t->pre.ptr, t->pre.len, text, sizeof text));
+        fputc('\n', out);
+    } else
         fprintf(out, "  %-18s(none)\n", "model");
     print_opt_int(out, "vocab size", t->n_vocab);
     print_opt_int(out, "bos id", t->bos);
@@ -265,7 +274,8 @@ static void write_human(const info *in, FILE *out) {
             int n = 0;
             for (uint32_t d = 0; d < g->n_dims; d++)
                 n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%" PRId64, d ? " x " : "", g->ne[d]);
-            fprintf(out, "  %-36s %-6s %-24s %12" PRIu64 "\n", g->name, pvk_type_get(g->type)->name, shape, g->bytes);
+            fprintf(out, "  %-36s %-6s %-24s %12" PRIu64 "\n", shown(g->name, strlen(g->name), text, sizeof text),
+                    pvk_type_get(g->type)->name, shape, g->bytes);
         }
     }
     fprintf(out, "\ntotals\n");

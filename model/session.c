@@ -30,6 +30,7 @@ struct phivk_session {
     pvk_buf hq, aq;
     pvk_cmd *cmd;
     uint64_t kv_bytes, scratch_bytes;
+    int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
 };
 
 phivk_session_params phivk_session_default_params(void) {
@@ -92,6 +93,98 @@ static pvk_status make_buf(phivk_session *s, pvk_buf *b, uint64_t bytes, pvk_mem
     return pvk_buf_create(s->m->rt->dev, bytes ? bytes : 4, mem, b);
 }
 
+/* The KV cache of s->ctx tokens, the scratch activations of one batch and the
+ * command buffer. free_buffers undoes it (also halfway). */
+static pvk_status alloc_buffers(phivk_session *s) {
+    phivk_model *m = s->m;
+    const arch_hparams *hp = &m->hp;
+    pvk_dev *dev = m->rt->dev;
+    s->batch = s->p.batch > 0 ? s->p.batch : DEFAULT_BATCH;
+    if (s->batch > s->ctx) s->batch = s->ctx;
+    s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
+    s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
+    if (!s->tokens || !s->kv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    pvk_status st;
+    pvk_type kt = kv_pvk_type(s->p.k_type), vt = kv_pvk_type(s->p.v_type);
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
+        s->kv_bytes += pvk_type_row_bytes(kt, hp->n_embd_kv) * (uint64_t)s->ctx +
+                       pvk_type_row_bytes(vt, hp->n_embd_kv) * (uint64_t)s->ctx;
+    }
+    uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
+    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
+    /* Attention's scratch: a prefill batch's (state across cache chunks) or a
+     * decode step's (split-K over a long cache, which keeps the device busy),
+     * whichever needs more. */
+    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
+    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a, &s->kv[0]);
+    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a1, &s->kv[0]);
+    size_t attn_bytes = prefill_bytes > decode_bytes ? prefill_bytes : decode_bytes;
+    if ((st = make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST)) ||
+        (st = make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->qkv, 4 * b * qkv, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->att, 4 * b * hp->n_embd_q, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->ff, 4 * b * ff, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->act, 4 * b * hp->n_ff, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE)) ||
+        (st = make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST)) ||
+        (st = make_buf(s, &s->attn_scratch, attn_bytes, PVK_MEM_DEVICE)))
+        return st;
+    if (model_reads_q8(m)) {
+        uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
+        if ((st = make_buf(s, &s->hq, pvk_q8_bytes((uint32_t)b, (uint32_t)hp->n_embd), PVK_MEM_DEVICE)) ||
+            (st = make_buf(s, &s->aq, pvk_q8_bytes((uint32_t)b, wide), PVK_MEM_DEVICE)))
+            return st;
+    }
+    return pvk_cmd_create(dev, &s->cmd);
+}
+
+static void free_buffers(phivk_session *s) {
+    pvk_dev *dev = s->m->rt->dev;
+    pvk_cmd_destroy(s->cmd);
+    s->cmd = NULL;
+    for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
+    pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
+                       &s->last, &s->last_n, &s->logits, &s->attn_scratch, &s->hq, &s->aq};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
+    free(s->kv);
+    free(s->tokens);
+    s->kv = NULL;
+    s->tokens = NULL;
+    s->kv_bytes = s->scratch_bytes = 0;
+}
+
+/* When the device refuses memory, -c auto halves the context to a multiple of this
+ * many tokens, and never goes below it. */
+#define AUTO_CTX_MIN 256
+
+/* Buffers for s->ctx tokens. With -c auto a refused allocation halves the context
+ * and tries again: the plan counts on a budget that other programs can take from,
+ * or that a driver does not honour. */
+static pvk_status alloc_fitting(phivk_session *s) {
+    int32_t first = s->ctx;
+    pvk_status st;
+    while ((st = alloc_buffers(s)) == PVK_ERR_DEVICE_MEMORY && s->p.ctx == 0) {
+        int32_t next = s->ctx / 2 / AUTO_CTX_MIN * AUTO_CTX_MIN;
+        if (next < AUTO_CTX_MIN) break;
+        free_buffers(s);
+        s->ctx_refused = first;
+        s->ctx = next;
+    }
+    if (st != PVK_ERR_DEVICE_MEMORY || s->p.ctx != 0) return st;
+    const arch_hparams *hp = &s->m->hp;
+    char why[512], kv[32], w[32];
+    snprintf(why, sizeof why, "%s", pvk_errmsg());
+    plan_fmt_bytes(kv, sizeof kv, plan_kv_bytes_per_token(hp, kv_pvk_type(s->p.k_type), kv_pvk_type(s->p.v_type)) *
+                                      (uint64_t)s->ctx);
+    plan_fmt_bytes(w, sizeof w, s->m->weight_bytes);
+    return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+                    "-c auto: the device refused memory for every context from %d down to %d tokens "
+                    "(KV cache %s at %d tokens, weights %s): %s", first, s->ctx, kv, s->ctx, w, why);
+}
+
 phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p) {
     phivk_session_params defaults = phivk_session_default_params();
     if (!p) p = &defaults;
@@ -105,74 +198,23 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
         return NULL;
     }
     const arch_hparams *hp = &m->hp;
-    pvk_dev *dev = m->rt->dev;
     s->m = m;
     s->p = *p;
     s->batch = p->batch > 0 ? p->batch : DEFAULT_BATCH;
     s->logit_rows = (int32_t)(LOGITS_BUDGET / (4ull * hp->n_vocab));
     if (s->logit_rows < 1) s->logit_rows = 1;
     if (s->logit_rows > s->batch) s->logit_rows = s->batch;
-    if (plan_ctx(s) != PVK_OK) goto fail;
-    if (s->batch > s->ctx) s->batch = s->ctx;
-
-    s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
-    s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
-    if (!s->tokens || !s->kv) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-        goto fail;
+    if (plan_ctx(s) != PVK_OK || alloc_fitting(s) != PVK_OK) {
+        phivk_session_free(s);
+        return NULL;
     }
-    pvk_type kt = kv_pvk_type(p->k_type), vt = kv_pvk_type(p->v_type);
-    for (int32_t l = 0; l < hp->n_layer; l++) {
-        if (pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]) != PVK_OK)
-            goto fail;
-        s->kv_bytes += pvk_type_row_bytes(kt, hp->n_embd_kv) * (uint64_t)s->ctx +
-                       pvk_type_row_bytes(vt, hp->n_embd_kv) * (uint64_t)s->ctx;
-    }
-    uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
-    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
-    /* Attention's scratch: a prefill batch's (state across cache chunks) or a
-     * decode step's (split-K over a long cache, which keeps the device busy),
-     * whichever needs more. */
-    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
-    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a, &s->kv[0]);
-    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &a1, &s->kv[0]);
-    size_t attn_bytes = prefill_bytes > decode_bytes ? prefill_bytes : decode_bytes;
-    if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
-        make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->qkv, 4 * b * qkv, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->att, 4 * b * hp->n_embd_q, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->ff, 4 * b * ff, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->act, 4 * b * hp->n_ff, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
-        make_buf(s, &s->attn_scratch, attn_bytes, PVK_MEM_DEVICE))
-        goto fail;
-    if (model_reads_q8(m)) {
-        uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
-        if (make_buf(s, &s->hq, pvk_q8_bytes((uint32_t)b, (uint32_t)hp->n_embd), PVK_MEM_DEVICE) ||
-            make_buf(s, &s->aq, pvk_q8_bytes((uint32_t)b, wide), PVK_MEM_DEVICE))
-            goto fail;
-    }
-    if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
     s->table = arch_rope_factors_choice(hp, (arch_rope_mode)p->rope_factors, 1);
     return s;
-fail:
-    phivk_session_free(s);
-    return NULL;
 }
 
 void phivk_session_free(phivk_session *s) {
     if (!s) return;
-    pvk_dev *dev = s->m->rt->dev;
-    pvk_cmd_destroy(s->cmd);
-    for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
-    pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
-                       &s->last, &s->last_n, &s->logits, &s->attn_scratch, &s->hq, &s->aq};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
-    free(s->kv);
-    free(s->tokens);
+    free_buffers(s);
     free(s);
 }
 
@@ -188,11 +230,13 @@ char *phivk_session_plan_text(const phivk_session *s) {
     plan_fmt_bytes(kv, sizeof kv, s->kv_bytes);
     plan_fmt_bytes(sc, sizeof sc, s->scratch_bytes);
     plan_fmt_bytes(left, sizeof left, budget > total ? budget - total : 0);
-    char *out = malloc(512);
+    char *out = malloc(640), refused[128] = "";
+    if (s->ctx_refused)
+        snprintf(refused, sizeof refused, " (-c auto: the device refused the cache of %d tokens)", s->ctx_refused);
     if (out)
-        snprintf(out, 512, "memory: weights %s + KV cache %s (%d tokens, K %s, V %s) + scratch %s; "
-                 "%s left on %s", w, kv, s->ctx, pvk_type_get(kv_pvk_type(s->p.k_type))->name,
-                 pvk_type_get(kv_pvk_type(s->p.v_type))->name, sc, left, caps->name);
+        snprintf(out, 640, "memory: weights %s + KV cache %s (%d tokens, K %s, V %s) + scratch %s; "
+                 "%s left on %s%s", w, kv, s->ctx, pvk_type_get(kv_pvk_type(s->p.k_type))->name,
+                 pvk_type_get(kv_pvk_type(s->p.v_type))->name, sc, left, caps->name, refused);
     return out;
 }
 

@@ -1,11 +1,11 @@
 /* Instance, validation messages, device enumeration and choice, capabilities, and
  * the VkDevice with exactly the features the capabilities say are on. */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_fault.h"
 #include "pvk_impl.h"
 
 #ifndef VK_KHR_cooperative_matrix
@@ -20,86 +20,6 @@ typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
     VkBool32 cooperativeMatrixRobustBufferAccess;
 } VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
 #endif
-
-/* ------------------------------------------------------------------ helpers */
-
-const char *pvk_vk_result_name(VkResult r) {
-    switch (r) {
-    case VK_SUCCESS: return "VK_SUCCESS";
-    case VK_NOT_READY: return "VK_NOT_READY";
-    case VK_TIMEOUT: return "VK_TIMEOUT";
-    case VK_INCOMPLETE: return "VK_INCOMPLETE";
-    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
-    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
-    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
-    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
-    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
-    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
-    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
-    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
-    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
-    case VK_ERROR_FORMAT_NOT_SUPPORTED: return "VK_ERROR_FORMAT_NOT_SUPPORTED";
-    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
-    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
-    case VK_ERROR_INVALID_EXTERNAL_HANDLE: return "VK_ERROR_INVALID_EXTERNAL_HANDLE";
-    case VK_ERROR_FRAGMENTATION: return "VK_ERROR_FRAGMENTATION";
-    case VK_PIPELINE_COMPILE_REQUIRED: return "VK_PIPELINE_COMPILE_REQUIRED";
-    default: return "VK_ERROR_UNKNOWN";
-    }
-}
-
-pvk_status pvk_vk_fail(VkResult r, const char *what) {
-    switch (r) {
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY:
-        return pvk_fail(PVK_ERR_DEVICE_MEMORY, "%s: the GPU is out of memory (%s): free other GPU "
-                        "work or use a smaller model or context", what, pvk_vk_result_name(r));
-    case VK_ERROR_OUT_OF_HOST_MEMORY:
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of host memory (%s)", what, pvk_vk_result_name(r));
-    case VK_ERROR_DEVICE_LOST:
-        return pvk_fail(PVK_ERR_DEVICE_LOST, "%s: the driver lost the device (%s): a kernel crashed or "
-                        "timed out; restart the program", what, pvk_vk_result_name(r));
-    case VK_ERROR_LAYER_NOT_PRESENT:
-    case VK_ERROR_EXTENSION_NOT_PRESENT:
-    case VK_ERROR_FEATURE_NOT_PRESENT:
-    case VK_ERROR_FORMAT_NOT_SUPPORTED:
-    case VK_ERROR_INCOMPATIBLE_DRIVER:
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: not supported by the driver (%s)", what, pvk_vk_result_name(r));
-    default:
-        return pvk_fail(PVK_ERR_VULKAN, "%s failed: %s", what, pvk_vk_result_name(r));
-    }
-}
-
-void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...) {
-    if (!d->set_name || !handle) return;
-    char name[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    VkDebugUtilsObjectNameInfoEXT info = {
-        .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_OBJECT_NAME_INFO_EXT,
-        .objectType = type, .objectHandle = handle, .pObjectName = name};
-    d->set_name(d->vk, &info);
-}
-
-const char *pvk_fmt_bytes(char buf[32], uint64_t n) {
-    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0) snprintf(buf, 32, "%llu bytes", (unsigned long long)n);
-    else snprintf(buf, 32, "%.1f %s", v, unit[u]);
-    return buf;
-}
-
-bool pvk_env_flag(const char *name) {
-    const char *v = getenv(name);
-    return v && *v && strcmp(v, "0") != 0;
-}
 
 static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name) {
     for (uint32_t i = 0; i < n; i++)
@@ -616,12 +536,18 @@ pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
     pvk_dev *d = calloc(1, sizeof *d);
     if (!d) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating a device");
     pthread_mutex_init(&d->validation_lock, NULL);
+    pvk_status s = pvk_fault_init();
+    if (s) {
+        pthread_mutex_destroy(&d->validation_lock);
+        free(d);
+        return s;
+    }
     bool validate = p->validate || pvk_env_flag("PHIVK_VALIDATE");
     bool debug_utils;
     pvk_caps *caps = NULL;
     phys_info *info = NULL;
     uint32_t n = 0, chosen;
-    pvk_status s = instance_create(validate ? d : NULL, &d->instance, &debug_utils);
+    s = instance_create(validate ? d : NULL, &d->instance, &debug_utils);
     if (s) goto fail;
     if (debug_utils)
         d->set_name = (PFN_vkSetDebugUtilsObjectNameEXT)vkGetInstanceProcAddr(d->instance, "vkSetDebugUtilsObjectNameEXT");
@@ -679,6 +605,13 @@ void pvk_dev_destroy(pvk_dev *d) {
     free(d);
 }
 
+pvk_status pvk_dev_usable(const pvk_dev *d) {
+    if (!d->lost) return PVK_OK;
+    return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier (VK_ERROR_DEVICE_LOST): nothing more "
+                    "runs on it; open the device again (restart the program or reload the model)", d->caps.name);
+}
+
+bool pvk_dev_lost(const pvk_dev *d) { return d->lost; }
 const pvk_caps *pvk_dev_caps(const pvk_dev *d) { return &d->caps; }
 VkDevice pvk_dev_vk(const pvk_dev *d) { return d->vk; }
 uint64_t pvk_dev_validation_count(const pvk_dev *d) { return atomic_load(&d->validation_count); }

@@ -8,6 +8,7 @@
 
 #include "pvk.h"
 #include "pvk_arena.h"
+#include "pvk_fmt.h"
 
 /* One VkDeviceMemory with one VkBuffer over all of it, suballocated by an arena. */
 typedef struct pvk_block {
@@ -41,7 +42,8 @@ struct pvk_dev {
     VkQueue queue;
     uint32_t queue_family;
     pvk_caps caps;
-    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run */
+    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run
+                                 or be allocated (pvk_dev_usable) */
     bool full_subgroups;      /* computeFullSubgroups: may require full subgroups */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;   /* NULL unless caps.push_descriptor */
 
@@ -70,16 +72,16 @@ struct pvk_dev {
     char cache_path[1024];
 };
 
+/* pvk_vk.c */
 /* The pvk_status for a failed Vulkan call, with "what: VK_ERROR_..." as the message. */
 pvk_status pvk_vk_fail(VkResult r, const char *what);
 const char *pvk_vk_result_name(VkResult r);
 /* Gives a Vulkan object a debug name (no-op without VK_EXT_debug_utils). */
 void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* "1.5 GiB" style sizes for messages. */
-const char *pvk_fmt_bytes(char buf[32], uint64_t n);
-/* True when the environment variable is set to something other than "" or "0". */
-bool pvk_env_flag(const char *name);
+
+/* PVK_ERR_DEVICE_LOST saying so once a submit lost the device, else PVK_OK. */
+pvk_status pvk_dev_usable(const pvk_dev *d);
 
 /* pvk_buf.c */
 pvk_status pvk_mem_init(pvk_dev *d);

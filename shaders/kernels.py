@@ -4,7 +4,7 @@
 A kernel family is one shader source; its variants are -D defines on it, chosen by
 the family's dimensions (weight type, K/V cache types, fetch path, reduction,
 activation form, ...). From the families below, the weight types the runtime
-supports (runtime/pvk_type.c: the entries marked supported) and the KV cache types
+supports (core/pvk_type.c: the entries marked supported) and the KV cache types
 of the public API (include/phivk.h: phivk_kv_type), this script writes:
 
   list    the variants to compile, one a line: NAME SOURCE -DDEFINE... (meson)

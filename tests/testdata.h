@@ -1,4 +1,4 @@
-/* Reading the reference data in ../shared/testdata (testdata/README.md): paths,
+/* Reading the reference data in tests/data (tests/data/README.md): paths,
  * token id lists and llama.cpp's logits files. */
 #ifndef PHIVK_TESTS_TESTDATA_H
 #define PHIVK_TESTS_TESTDATA_H
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* $PHIVK_TESTDATA/rel, else <source root>/../shared/testdata/rel (static buffer). */
+/* $PHIVK_TESTDATA/rel, else <source root>/tests/data/rel (static buffer). */
 static inline const char *testdata_path(const char *rel) {
     static char buf[4096];
     const char *root = getenv("PHIVK_TESTDATA");
@@ -16,10 +16,10 @@ static inline const char *testdata_path(const char *rel) {
         snprintf(buf, sizeof buf, "%s/%s", root, rel);
 #ifdef PHIVK_SOURCE_ROOT
     else
-        snprintf(buf, sizeof buf, "%s/../shared/testdata/%s", PHIVK_SOURCE_ROOT, rel);
+        snprintf(buf, sizeof buf, "%s/tests/data/%s", PHIVK_SOURCE_ROOT, rel);
 #else
     else
-        snprintf(buf, sizeof buf, "../shared/testdata/%s", rel);
+        snprintf(buf, sizeof buf, "tests/data/%s", rel);
 #endif
     return buf;
 }

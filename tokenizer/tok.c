@@ -469,16 +469,20 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
     tok_model model;
     if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
     else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
-    else
+    else {
+        char shown[128];
+        phivk_text_visible(s.ptr, s.len, false, shown, sizeof shown);
         return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "tokenizer model '%.*s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
-                        (int)(s.len > 64 ? 64 : s.len), s.ptr);
+                        "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
+                        shown);
+    }
 
     tok_vocab *v = calloc(1, sizeof *v);
     if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     v->model = model;
     pvk_status st = load_tokens(f, v);
     if (!st) st = load_specials(v);
+    if (!st) st = tok_trie_create(v, &v->special_trie);
     if (!st) st = load_ids(f, v);
     if (st) goto fail;
 
@@ -525,6 +529,7 @@ void tok_vocab_destroy(tok_vocab *v) {
     tok_map_free(&v->by_text);
     free(v->tokens);
     free(v->specials);
+    tok_trie_free(v->special_trie);
     free(v->arch);
     free(v->chat_template);
     free(v->arena);
@@ -533,60 +538,168 @@ void tok_vocab_destroy(tok_vocab *v) {
 
 /* ------------------------------------------------------------ encoding */
 
-typedef struct frag {
-    int32_t id;            /* -1: raw text */
-    size_t off, len;
-} frag;
+/* Occurrences of special token specials[rank] at bytes start .. start+count-1:
+ * in a run of one character, a token made of it occurs at every position, and
+ * one entry per token keeps the list as short as the run's distinct tokens. */
+typedef struct tok_hit {
+    int32_t rank;
+    uint32_t start, count;
+} tok_hit;
 
-typedef struct frags {
-    frag *v;
+typedef struct hits {
+    tok_hit *v;
     size_t n, cap;
-} frags;
+} hits;
 
-static pvk_status frags_push(frags *fs, frag f) {
-    frag *nv = tok_grow(fs->v, &fs->cap, fs->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
-    fs->v = nv;
-    fs->v[fs->n++] = f;
+static pvk_status hits_push(hits *h, tok_hit x) {
+    tok_hit *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
+    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+    h->v = nv;
+    h->v[h->n++] = x;
     return PVK_OK;
+}
+
+static int cmp_hit(const void *a, const void *b) {
+    const tok_hit *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int cmp_frag(const void *a, const void *b) {
+    const tok_frag *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
 static bool is_c_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-/* Cuts every occurrence of token id out of the raw fragments of *in (llama.cpp's
- * tokenizer_st_partition, one special token at a time, longest first). */
-static pvk_status cut_special(const tok_vocab *v, const char *text, int32_t id, frags *in,
-                              frags *tmp) {
-    const tok_token *t = &v->tokens[id];
+/* Whether [s, e) overlaps one of the sorted, disjoint plain spans. */
+static bool in_plain(const tok_encode_params *p, size_t s, size_t e) {
+    size_t lo = 0, hi = p->n_plain; /* the first span that ends after s */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->plain[mid].off + p->plain[mid].len <= s) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->n_plain && p->plain[lo].off < e;
+}
+
+/* Every occurrence of a special token that may be cut, from one pass of the
+ * automaton: the matches ending at a byte are the hit chain of its state. The
+ * j-th match extends the entry of the j-th match one byte earlier when it is the
+ * same token one byte further on (the chain repeats itself along a run). */
+static pvk_status find_hits(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+                            hits *out) {
+    const tok_trie *t = v->special_trie;
+    size_t *prev = NULL, *cur = NULL, n_prev = 0, cap_prev = 0, cap_cur = 0;
+    int32_t s = 0;
     pvk_status st = PVK_OK;
-    tmp->n = 0;
-    for (size_t i = 0; i < in->n && !st; i++) {
-        frag f = in->v[i];
-        if (f.id >= 0) {
-            st = frags_push(tmp, f);
-            continue;
+    for (size_t i = 0; i < len && !st; i++) {
+        s = tok_trie_step(t, s, (uint8_t)text[i]);
+        size_t j = 0;
+        for (int32_t m = t->rank[s] >= 0 ? s : t->hit[s]; m >= 0 && !st; m = t->hit[m]) {
+            /* Of tokens with the same text, the first that may be cut here. */
+            for (int32_t r = t->rank[m]; r >= 0 && !st; r = t->same[r]) {
+                const tok_token *tk = &v->tokens[v->specials[r]];
+                size_t start = i + 1 - tk->text_len;
+                if (tk->type != TOK_USER_DEFINED && (!p->parse_special || in_plain(p, start, i + 1))) continue;
+                size_t *nc = j < cap_cur ? cur : tok_grow(cur, &cap_cur, j + 1, sizeof *nc);
+                if (!nc) {
+                    st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+                    break;
+                }
+                cur = nc;
+                tok_hit *e = j < n_prev ? &out->v[prev[j]] : NULL;
+                bool extends = e && e->rank == r; /* then its last start is one byte back */
+                if (extends) e->count++;
+                else st = hits_push(out, (tok_hit){r, (uint32_t)start, 1});
+                cur[j] = extends ? prev[j] : out->n - 1;
+                j++;
+                break;
+            }
         }
-        size_t pos = f.off, end = f.off + f.len;
-        while (!st && pos < end) {
-            const char *m = memmem(text + pos, end - pos, t->text, t->text_len);
-            if (!m) break;
-            size_t at = (size_t)(m - text);
-            if (at > pos) st = frags_push(tmp, (frag){-1, pos, at - pos});
-            if (!st) st = frags_push(tmp, (frag){id, at, t->text_len});
-            pos = at + t->text_len;
-            if (t->attr & TOK_ATTR_RSTRIP)
-                while (pos < end && is_c_space(text[pos])) pos++;
+        size_t *swap = prev, cap = cap_prev;
+        prev = cur, cap_prev = cap_cur;
+        cur = swap, cap_cur = cap;
+        n_prev = j;
+    }
+    free(prev);
+    free(cur);
+    return st;
+}
+
+static bool is_taken(const uint8_t *bits, size_t i) { return bits[i / 8] >> (i % 8) & 1; }
+static void take(uint8_t *bits, size_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+/* The first i' in [i, end) not taken, or end; whole taken bytes at a time. */
+static size_t next_free(const uint8_t *bits, size_t i, size_t end) {
+    while (i < end && is_taken(bits, i)) i = i % 8 == 0 && bits[i / 8] == 0xFF ? i + 8 : i + 1;
+    return i < end ? i : end;
+}
+
+/* The cuts llama.cpp's one-token-at-a-time loop makes, from the list of every
+ * occurrence: in priority order (rank, then position), an occurrence is cut when
+ * all its bytes are still raw. Checking its first and last byte suffices: what is
+ * already taken is runs of at least its length (earlier ranks are no shorter, and
+ * eaten white space extends the token before it), and such a run cannot lie
+ * strictly inside it. */
+pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+                         tok_frag **out, size_t *n_out) {
+    hits h = {0};
+    uint8_t *taken = NULL; /* a bit per byte: cut or eaten */
+    tok_frag *cuts = NULL, *fs = NULL;
+    size_t n_cuts = 0, n_fs = 0;
+    *out = NULL;
+    *n_out = 0;
+    pvk_status st = find_hits(v, text, len, p, &h);
+    if (!st && h.n) {
+        taken = calloc(len / 8 + 1, 1);
+        if (!taken) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+    }
+    if (!st && h.n) qsort(h.v, h.n, sizeof *h.v, cmp_hit);
+    size_t cap_cuts = 0;
+    for (size_t k = 0; k < h.n && !st; k++) {
+        int32_t id = v->specials[h.v[k].rank];
+        const tok_token *tk = &v->tokens[id];
+        size_t s = h.v[k].start, last = s + h.v[k].count; /* its starts: [s, last) */
+        while (!st && (s = next_free(taken, s, last)) < last) {
+            size_t e = s + tk->text_len;
+            if (is_taken(taken, e - 1)) {
+                s++;
+                continue;
+            }
+            for (size_t i = s; i < e; i++) take(taken, i);
+            for (; (tk->attr & TOK_ATTR_RSTRIP) && e < len && !is_taken(taken, e) && is_c_space(text[e]); e++)
+                take(taken, e);
+            tok_frag *nc = tok_grow(cuts, &cap_cuts, n_cuts + 1, sizeof *nc);
+            if (!nc) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+            else (cuts = nc)[n_cuts++] = (tok_frag){id, s, e - s}; /* len: the token and what it ate */
+            s = e;
         }
-        if (!st && pos < end) st = frags_push(tmp, (frag){-1, pos, end - pos});
     }
     if (!st) {
-        frags swap = *in;
-        *in = *tmp;
-        *tmp = swap;
+        if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cmp_frag);
+        fs = malloc((2 * n_cuts + 1) * sizeof *fs);
+        if (!fs) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
     }
-    return st;
+    size_t pos = 0;
+    for (size_t k = 0; k < n_cuts && !st; k++) {
+        if (cuts[k].off > pos) fs[n_fs++] = (tok_frag){-1, pos, cuts[k].off - pos};
+        fs[n_fs++] = (tok_frag){cuts[k].id, cuts[k].off, v->tokens[cuts[k].id].text_len};
+        pos = cuts[k].off + cuts[k].len;
+    }
+    if (!st && pos < len) fs[n_fs++] = (tok_frag){-1, pos, len - pos};
+    free(h.v);
+    free(taken);
+    free(cuts);
+    if (st) {
+        free(fs);
+        return st;
+    }
+    *out = fs;
+    *n_out = n_fs;
+    return PVK_OK;
 }
 
 pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
@@ -600,22 +713,14 @@ pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
     if (p->add_eos && v->eos < 0)
         return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no EOS token to add");
 
-    size_t n0 = out->n;
-    frags fs = {0}, tmp = {0};
-    pvk_status st = PVK_OK;
-    if (len) st = frags_push(&fs, (frag){-1, 0, len});
-    for (int32_t i = 0; i < v->n_specials && !st; i++) {
-        int32_t id = v->specials[i];
-        uint8_t ty = v->tokens[id].type;
-        /* Without parse_special only USER_DEFINED texts are cut (spec 5.1 step 1). */
-        if (!p->parse_special && ty != TOK_USER_DEFINED) continue;
-        st = cut_special(v, text, id, &fs, &tmp);
-    }
+    size_t n0 = out->n, n_fs;
+    tok_frag *fs;
+    pvk_status st = tok_partition(v, text, len, p, &fs, &n_fs);
     if (!st && p->add_bos) st = tok_ids_push(out, v->bos);
     /* SPM prefixes a space to the first raw fragment and to each one after a special. */
     bool prev_special = true;
-    for (size_t i = 0; i < fs.n && !st; i++) {
-        frag f = fs.v[i];
+    for (size_t i = 0; i < n_fs && !st; i++) {
+        tok_frag f = fs[i];
         if (f.id >= 0) {
             st = tok_ids_push(out, f.id);
         } else if (v->model == TOK_MODEL_SPM) {
@@ -626,8 +731,7 @@ pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
         prev_special = f.id >= 0;
     }
     if (!st && p->add_eos) st = tok_ids_push(out, v->eos);
-    free(fs.v);
-    free(tmp.v);
+    free(fs);
     if (st) out->n = n0;
     return st;
 }

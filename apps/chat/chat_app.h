@@ -70,8 +70,9 @@ typedef enum chat_action {
     CHAT_ACT_DISMISS, /* arg: notice index */
     CHAT_ACT_STEP,    /* arg: setting * 2 + (0: down, 1: up) */
     CHAT_ACT_APPLY,
+    CHAT_ACT_LOAD_ASKED, /* loads ask_model (arg: the notice that asked) */
 } chat_action;
-enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256 };
+enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256, CHAT_KEY_BYTES = 16 };
 
 typedef struct chat_button {
     SDL_Rect r;
@@ -81,6 +82,8 @@ typedef struct chat_button {
 typedef struct chat_notice {
     char text[1024];
     bool error;
+    int action;       /* a chat_action offered as a button under the text; 0: none */
+    const char *label;
 } chat_notice;
 
 typedef struct chat_tex {
@@ -124,6 +127,7 @@ typedef struct chat_app {
     int32_t pending_ctx;       /* what the newest load asked for */
     char pending_device[256];
     char model_name[256], device_name[256], model_path[1024];
+    char ask_model[1024];      /* named by a chat file without our mark: loaded only when asked */
     int32_t ctx_used, ctx_total, loaded_ctx_req;
     char loaded_device[256];
     double tok_per_s;
@@ -150,6 +154,8 @@ typedef struct chat_app {
 
     /* persistence */
     char *chats_dir, *chat_path;
+    uint8_t key[CHAT_KEY_BYTES]; /* marks the models of our own saves (chat_store.c) */
+    bool have_key;
     bool dirty;
     double dirty_since;
     int unsaved_tokens;
@@ -199,7 +205,11 @@ void chat_scroll_to(chat_app *a, int y);
 char *chat_store_dir(const char *data_dir); /* creates it; NULL with a message */
 char *chat_store_new_path(const char *dir);
 char *chat_store_latest(const char *dir);   /* NULL when there is none */
+/* The installation's key in dir (made on first use); false with a message. */
+bool chat_store_key(const char *dir, uint8_t key[CHAT_KEY_BYTES]);
 bool chat_store_save(const chat_app *a, const char *path);
+/* The model of a file this installation saved goes to model_path, any other's
+ * to ask_model. */
 bool chat_store_load(chat_app *a, const char *path);
 char *chat_store_export(const chat_app *a, const char *json_path); /* the .md path */
 

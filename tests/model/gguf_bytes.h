@@ -3,7 +3,7 @@
 #ifndef PHIVK_TESTS_MODEL_GGUF_BYTES_H
 #define PHIVK_TESTS_MODEL_GGUF_BYTES_H
 
-#include "tests/testdata.h"
+#include "testdata.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* The CPU reference against logits another engine (llama.cpp) computed for the
- * models in ../shared/testdata/reference, and the reference's own invariants. */
+ * models in tests/data/reference, and the reference's own invariants. */
 #define HARNESS_MAIN
-#include "tests/harness.h"
-#include "tests/testdata.h"
+#include "harness.h"
+#include "testdata.h"
 
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* The sampler of include/phivk.h: greedy, top-k, top-p, min-p, temperature,
  * repetition penalty, seeded determinism. */
 #define HARNESS_MAIN
-#include "tests/harness.h"
+#include "harness.h"
 
 #include <stdint.h>
 

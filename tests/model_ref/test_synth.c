@@ -3,7 +3,7 @@
  * sliding-window choices behave as phi-spec "choices" 1-2 say, and incomplete or
  * foreign files are rejected with the named error. */
 #define HARNESS_MAIN
-#include "tests/harness.h"
+#include "harness.h"
 
 #include <stdint.h>
 

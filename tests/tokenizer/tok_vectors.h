@@ -1,4 +1,4 @@
-/* The tokenizer vectors in ../shared/testdata/vocab (README there: inputs split on
+/* The tokenizer vectors in tests/data/vocab (README there: inputs split on
  * "\n__ggml_vocab_test__\n", one line of expected ids per input), for the tests and
  * the benchmark. */
 #ifndef PHIVK_TESTS_TOKENIZER_TOK_VECTORS_H

@@ -6,7 +6,7 @@
  * Weights stay in their stored type inside the GGUF mapping; each matrix row is
  * dequantized with quant_dequantize_row when it is used, once per batch, so the
  * reference runs any model that fits the mapping. The math is
- * ../shared/docs/phi-spec.md section 2 with phivk's choices 1-3 (LongRoPE table by
+ * docs/spec/phi-spec.md section 2 with phivk's choices 1-3 (LongRoPE table by
  * sequence length with a re-prefill at the switch, the Phi-3 sliding window unless
  * no_swa, fp32 attention with Q pre-scaled by 1/sqrt(head_dim)). */
 #ifndef PHIVK_REF_H

@@ -1,6 +1,6 @@
 /* CPU side of the block formats in pvk_type.h: dequantization of every supported
  * type and quantization of those that tests and `phivk bench` build fixtures in.
- * Layouts are in ../shared/docs/phi-spec.md section 4.4 (ggml-compatible, bit for bit). */
+ * Layouts are in docs/spec/phi-spec.md section 4.4 (ggml-compatible, bit for bit). */
 #ifndef PHIVK_QUANT_H
 #define PHIVK_QUANT_H
 

@@ -1,0 +1,23 @@
+#include "pvk_fmt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *pvk_fmt_bytes(char buf[32], uint64_t n) {
+    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) snprintf(buf, 32, "%llu bytes", (unsigned long long)n);
+    else snprintf(buf, 32, "%.2f %s", v, unit[u]);
+    return buf;
+}
+
+bool pvk_env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
