@@ -70,7 +70,7 @@ def weight_define(t):
 
 
 def families(wtypes, kvtypes):
-    """Every family and its variants; the defines keep the order glslc was always given."""
+    """Every family with its variants: (index in its table, module name, glslc defines)."""
     fams = []
 
     def fam(name, source, dims):
