@@ -14,6 +14,7 @@
 
 typedef struct app_opts {
     const char *model;          /* -m or the first positional argument */
+    const char *tokenizer;      /* --tokenizer: a llama2.c .bin model's tokenizer.bin */
     const char *prompt;         /* -p */
     const char *prompt_file;    /* -f */
     int32_t n_predict;          /* -n; -1: until a stop token or the context is full */
@@ -56,6 +57,7 @@ typedef struct app_model {
     phivk_runtime *rt;
     phivk_model *model;
     phivk_session *sess;
+    void *image;                /* the GGUF a llama2.c model was converted to in memory */
 } app_model;
 bool app_model_open(const app_opts *o, app_model *am);
 void app_model_close(app_model *am);

@@ -445,8 +445,12 @@ int cmd_bench(int argc, char **argv) {
     o.copy_bytes = copy_bytes;
     if (phivk_runtime_copy_bandwidth(rt, copy_bytes, &bm.copy_gbps) != PHIVK_OK) goto fail;
 
+    phivk_session_params sp = o.run.sess;
+    sp.ctx = ctx;
+    sp.batch = o.batch;
     phivk_model_params mp = phivk_model_default_params();
     mp.progress = app_progress;
+    mp.session = &sp;
     if (o.model) {
         model = phivk_model_load(rt, o.model, &mp);
     } else {
@@ -469,9 +473,6 @@ int cmd_bench(int argc, char **argv) {
     bm.params = phivk_model_param_count(model);
     bm.kernels = phivk_model_kernels_text(model);
 
-    phivk_session_params sp = o.run.sess;
-    sp.ctx = ctx;
-    sp.batch = o.batch;
     if (!(sess = phivk_session_create(model, &sp))) goto fail;
 
     /* random tokens, as llama-bench uses */

@@ -176,6 +176,10 @@ const char *phivk_runtime_device_name(const phivk_runtime *rt);
 typedef struct phivk_model_params {
     phivk_progress_fn progress;
     void *progress_user;
+    /* The session the model is loaded for (NULL: none): its memory plan is made
+     * from the file's header before any weight is uploaded, and the load fails
+     * as phivk_session_create would when it does not fit. */
+    const struct phivk_session_params *session;
 } phivk_model_params;
 phivk_model_params phivk_model_default_params(void);
 /* Loads a GGUF model onto rt's device. Caller owns it; it must outlive its sessions. */
@@ -199,7 +203,9 @@ typedef enum phivk_rope_factors {
 } phivk_rope_factors;
 
 typedef struct phivk_session_params {
-    int32_t ctx;             /* tokens; 0: the model's context reduced to what fits */
+    /* tokens; 0 (auto): the model's trained context, at most 131072, reduced to
+     * what fits (phivk_session_plan_text says which) */
+    int32_t ctx;
     phivk_kv_type k_type, v_type;
     phivk_rope_factors rope_factors;
     bool no_swa;             /* ignore the Phi-3 sliding window (as llama.cpp does) */
@@ -213,8 +219,8 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
 void phivk_session_free(phivk_session *s);
 int32_t phivk_session_ctx(const phivk_session *s);
 int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
-/* One line: weights, KV cache, scratch and what is left of the device's memory.
- * Caller frees with free(). */
+/* One line: weights, KV cache (its context and how it was chosen), scratch and
+ * what is left of the device's memory. Caller frees with free(). */
 char *phivk_session_plan_text(const phivk_session *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits
@@ -288,6 +294,28 @@ typedef struct phivk_synth_info {
 phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_synth_info *out);
 /* The GGUF image; the caller frees *data with free(). */
 phivk_status phivk_synth_build(const char *shape, const char *type, void **data, size_t *size);
+
+/* ------------------------------------------------------------- conversion */
+
+/* Hugging Face checkpoints and llama2.c files turned into GGUF: PhiForCausalLM ->
+ * phi2, Phi3ForCausalLM -> phi3, LlamaForCausalLM and llama2.c .bin -> llama, with
+ * the keys, tensor names and layouts llama.cpp's converters write. */
+typedef struct phivk_convert_params {
+    const char *type;        /* weight type, one of phivk_convert_types(); NULL: "f16" */
+    const char *tokenizer;   /* folder or file; NULL: the source folder's. A llama2.c
+                                .bin needs its tokenizer.bin here */
+    phivk_progress_fn progress; /* stage: the GGUF tensor name; done/total: tensors */
+    void *progress_user;
+} phivk_convert_params;
+phivk_convert_params phivk_convert_default_params(void);
+/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m"; NULL-terminated. */
+const char *const *phivk_convert_types(void);
+/* Converts src (a Hugging Face folder or a llama2.c .bin) to the GGUF file out. The
+ * file is written beside out under a temporary name and renamed when complete;
+ * on failure nothing is left behind. */
+phivk_status phivk_convert(const char *src, const char *out, const phivk_convert_params *p);
+/* The same GGUF image in memory; the caller frees *data with free(). */
+phivk_status phivk_convert_memory(const char *src, const phivk_convert_params *p, void **data, size_t *size);
 
 #ifdef __cplusplus
 }

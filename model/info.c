@@ -14,6 +14,7 @@
 
 #include "gguf.h"
 #include "phivk.h"
+#include "plan.h"
 
 #define INFO_MAX_TYPES PVK_TYPE_COUNT
 
@@ -72,15 +73,15 @@ typedef struct info {
     uint64_t kv_elems;        /* K and V elements of all layers at ctx */
 } info;
 
-/* Bytes per KV element in each cache type, as a fraction (block overheads included). */
-static const struct { const char *name; uint64_t num, den; } kv_types[] = {
-    {"f16", 2, 1}, {"q8_0", 34, 32}, {"q4_0", 18, 32},
-};
-#define N_KV_TYPES (sizeof kv_types / sizeof kv_types[0])
-
-static uint64_t kv_bytes(const info *in, size_t k) {
-    return (in->kv_elems * kv_types[k].num + kv_types[k].den - 1) / kv_types[k].den;
+/* The cache of a session at the report's context in each cache type a session
+ * offers, sized as the session's plan sizes it (plan.h). */
+static uint64_t kv_bytes(const info *in, int t) {
+    const info_hp *hp = &in->hp;
+    pvk_type type = plan_kv_type((phivk_kv_type)t);
+    return plan_kv_bytes(hp->n_layer, hp->n_head_kv * hp->head_dim, hp->n_head_kv * hp->v_dim, type, type, in->ctx);
 }
+
+static const char *kv_name(int t) { return pvk_type_get(plan_kv_type((phivk_kv_type)t))->name; }
 
 /* ------------------------------------------------------------- gathering */
 
@@ -298,9 +299,9 @@ static void write_human(const info *in, FILE *out) {
         fprintf(out, "  at context %" PRId64 " (%" PRIu64 " KV elements per token):\n", in->ctx,
                 in->kv_elems / (uint64_t)in->ctx);
         fprintf(out, "  %-18s%12s\n", "weights", b1);
-        for (size_t k = 0; k < N_KV_TYPES; k++) {
+        for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
             char label[32];
-            snprintf(label, sizeof label, "KV cache %s", kv_types[k].name);
+            snprintf(label, sizeof label, "KV cache %s", kv_name(k));
             fmt_bytes(kv_bytes(in, k), b1, sizeof b1);
             fmt_bytes(kv_bytes(in, k) + in->weight_bytes, b2, sizeof b2);
             fprintf(out, "  %-18s%12s   total %s\n", label, b1, b2);
@@ -421,9 +422,9 @@ static cJSON *json_build(const info *in) {
         cJSON_AddNumberToObject(m, "kv_elements", (double)in->kv_elems);
         cJSON *kv = cJSON_AddObjectToObject(m, "kv_cache_bytes");
         cJSON *total = cJSON_AddObjectToObject(m, "total_bytes");
-        for (size_t k = 0; k < N_KV_TYPES; k++) {
-            cJSON_AddNumberToObject(kv, kv_types[k].name, (double)kv_bytes(in, k));
-            cJSON_AddNumberToObject(total, kv_types[k].name, (double)(kv_bytes(in, k) + in->weight_bytes));
+        for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
+            cJSON_AddNumberToObject(kv, kv_name(k), (double)kv_bytes(in, k));
+            cJSON_AddNumberToObject(total, kv_name(k), (double)(kv_bytes(in, k) + in->weight_bytes));
         }
     } else {
         cJSON_AddNullToObject(root, "memory");

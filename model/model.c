@@ -5,6 +5,7 @@
 
 #include "model_impl.h"
 #include "quant.h"
+#include "session_kv.h"
 
 /* ------------------------------------------------------------------ runtime */
 
@@ -257,6 +258,11 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
         phivk_text_visible(name.ptr, name.len, false, m->name, sizeof m->name);
     else
         snprintf(m->name, sizeof m->name, "%s", what);
+
+    /* The session the model is loaded for must fit before any weight is uploaded:
+     * a refusal after minutes of upload helps nobody. */
+    plan pl;
+    if (p->session && session_plan(m, p->session, true, &pl) != PVK_OK) goto fail;
 
     loader l = {.m = m, .p = p};
     if (upload_chunk(&l.chunk) != PVK_OK) goto fail;

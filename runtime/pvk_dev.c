@@ -605,13 +605,6 @@ void pvk_dev_destroy(pvk_dev *d) {
     free(d);
 }
 
-pvk_status pvk_dev_usable(const pvk_dev *d) {
-    if (!d->lost) return PVK_OK;
-    return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier (VK_ERROR_DEVICE_LOST): nothing more "
-                    "runs on it; open the device again (restart the program or reload the model)", d->caps.name);
-}
-
-bool pvk_dev_lost(const pvk_dev *d) { return d->lost; }
 const pvk_caps *pvk_dev_caps(const pvk_dev *d) { return &d->caps; }
 VkDevice pvk_dev_vk(const pvk_dev *d) { return d->vk; }
 uint64_t pvk_dev_validation_count(const pvk_dev *d) { return atomic_load(&d->validation_count); }

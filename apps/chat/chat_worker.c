@@ -158,18 +158,19 @@ static void run_load(chat_worker *w, job *j) {
         rt = phivk_runtime_create(&rp);
         if (!rt) goto fail;
     }
-    if (!model) {
-        phivk_model_params mp = phivk_model_default_params();
-        mp.progress = on_progress;
-        mp.progress_user = w;
-        on_progress(w, "loading", 0, 1);
-        model = phivk_model_load(rt, j->path, &mp);
-        if (!model) goto fail;
-    }
     phivk_session_params sp = phivk_session_default_params();
     sp.ctx = j->ctx;
     sp.progress = on_progress;
     sp.progress_user = w;
+    if (!model) {
+        phivk_model_params mp = phivk_model_default_params();
+        mp.progress = on_progress;
+        mp.progress_user = w;
+        mp.session = &sp;
+        on_progress(w, "loading", 0, 1);
+        model = phivk_model_load(rt, j->path, &mp);
+        if (!model) goto fail;
+    }
     sess = phivk_session_create(model, &sp);
     if (!sess) goto fail;
     cached = malloc(sizeof *cached * (size_t)phivk_session_ctx(sess));

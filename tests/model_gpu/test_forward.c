@@ -3,6 +3,7 @@
  * (model/ref.c) on synthetic fixtures of every architecture. Runs with the
  * validation layer on; a validation message fails the test that caused it. */
 #define HARNESS_MAIN
+#include "gpu.h"
 #include "harness.h"
 #include "testdata.h"
 
@@ -16,37 +17,7 @@
 #include "ref.h"
 #include "synth.h"
 
-static phivk_runtime *rt;
-static uint64_t validation_seen;
-
-static const char *check_validation(void) {
-    static char msg[600];
-    if (!rt) return NULL;
-    uint64_t n = pvk_dev_validation_count(rt->dev);
-    if (n == validation_seen) return NULL;
-    validation_seen = n;
-    snprintf(msg, sizeof msg, "validation layer: %s", pvk_dev_validation_last(rt->dev));
-    return msg;
-}
-
-/* Frees the device at exit, before the loader unloads the driver and layers (a
- * destructor would run after them and crash inside the layer on some drivers). */
-static void close_runtime(void) { phivk_runtime_free(rt); }
-
-static phivk_runtime *runtime(void) {
-    if (!rt) {
-        phivk_runtime_params p = phivk_runtime_default_params();
-        p.validate = true;
-        rt = phivk_runtime_create(&p);
-        if (!rt) {
-            printf("cannot open a Vulkan device: %s\n", phivk_last_error());
-            exit(1);
-        }
-        harness_after_each = check_validation;
-        atexit(close_runtime);
-    }
-    return rt;
-}
+static phivk_runtime *runtime(void) { return test_gpu_runtime(); }
 
 
 /* Runs ids through a fresh session on the GPU; every position's logits. */

@@ -6,6 +6,7 @@
  * 64-bit, so the same code places parts past 2 GiB (the old int offsets wrapped
  * there and wrote outside the buffer). */
 #define HARNESS_MAIN
+#include "gpu.h"
 #include "harness.h"
 
 #include "model_impl.h"
@@ -13,34 +14,7 @@
 
 #define CHUNK 100
 
-static phivk_runtime *rt;
-static uint64_t validation_seen;
-
-static const char *check_validation(void) {
-    static char msg[600];
-    uint64_t n = pvk_dev_validation_count(rt->dev);
-    if (n == validation_seen) return NULL;
-    validation_seen = n;
-    snprintf(msg, sizeof msg, "validation layer: %s", pvk_dev_validation_last(rt->dev));
-    return msg;
-}
-
-static void close_runtime(void) { phivk_runtime_free(rt); }
-
-static phivk_runtime *runtime(void) {
-    if (!rt) {
-        phivk_runtime_params p = phivk_runtime_default_params();
-        p.validate = true;
-        rt = phivk_runtime_create(&p);
-        if (!rt) {
-            printf("cannot open a Vulkan device: %s\n", phivk_last_error());
-            exit(1);
-        }
-        harness_after_each = check_validation;
-        atexit(close_runtime);
-    }
-    return rt;
-}
+static phivk_runtime *runtime(void) { return test_gpu_runtime(); }
 
 static uint64_t pieces;
 
@@ -54,7 +28,7 @@ static bool holds(const pvk_tensor *t, const gguf_tensor *const *parts, int n, u
     uint64_t bytes = 0;
     for (int i = 0; i < n; i++) bytes += parts[i]->bytes;
     uint8_t *got = malloc(bytes);
-    bool same = got && pvk_buf_read(rt->dev, &t->buf, 0, got, bytes) == PVK_OK;
+    bool same = got && pvk_buf_read(runtime()->dev, &t->buf, 0, got, bytes) == PVK_OK;
     for (uint64_t i = 0, off = 0; same && i < (uint64_t)n; off += parts[i]->bytes, i++)
         same = !memcmp(got + off, parts[i]->data, parts[i]->bytes);
     free(got);

@@ -173,7 +173,7 @@ TEST(over_allocation_is_a_clear_device_memory_error) {
     uint64_t before, after;
     pvk_mem_stats(d, &before, NULL);
     CHECK(pvk_buf_create(d, 1ull << 50, PVK_MEM_DEVICE, &b) == PVK_ERR_DEVICE_MEMORY, "1 PiB is refused");
-    CHECK(strstr(pvk_errmsg(), "1024.0 TiB") && strstr(pvk_errmsg(), "maxMemoryAllocationSize"),
+    CHECK(strstr(pvk_errmsg(), "1024.00 TiB") && strstr(pvk_errmsg(), "maxMemoryAllocationSize"),
           "the message gives the sizes: %s", pvk_errmsg());
     CHECK(b.vk == VK_NULL_HANDLE, "no buffer comes back");
     /* Within maxMemoryAllocationSize but beyond what the heap holds. */
