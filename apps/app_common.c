@@ -41,14 +41,6 @@ static bool parse_float(const char *s, float lo, float hi, float *out) {
     return true;
 }
 
-static bool parse_kv_type(const char *s, phivk_kv_type *out) {
-    if (!strcmp(s, "f16")) *out = PHIVK_KV_F16;
-    else if (!strcmp(s, "q8_0")) *out = PHIVK_KV_Q8_0;
-    else if (!strcmp(s, "q4_0")) *out = PHIVK_KV_Q4_0;
-    else return false;
-    return true;
-}
-
 int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     /* Flags without a value. */
@@ -108,10 +100,10 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
         o->samp.repeat_last_n = (int32_t)n;
     } else if (!strcmp(a, "--device")) o->rt.device = v;
     else if (!strcmp(a, "--kv-type")) {
-        ok = parse_kv_type(v, &o->sess.k_type);
+        ok = phivk_kv_type_parse(v, &o->sess.k_type);
         o->sess.v_type = o->sess.k_type;
-    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = parse_kv_type(v, &o->sess.k_type);
-    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = parse_kv_type(v, &o->sess.v_type);
+    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = phivk_kv_type_parse(v, &o->sess.k_type);
+    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = phivk_kv_type_parse(v, &o->sess.v_type);
     else if (!strcmp(a, "--rope-factors")) {
         if (!strcmp(v, "auto")) o->sess.rope_factors = PHIVK_ROPE_AUTO;
         else if (!strcmp(v, "short")) o->sess.rope_factors = PHIVK_ROPE_SHORT;

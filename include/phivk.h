@@ -36,6 +36,10 @@ typedef enum phivk_status {
  * where there is one, what to do. Valid until the next failing call. */
 const char *phivk_last_error(void);
 
+/* n bytes as "512 bytes", "1.50 KiB", "2.09 GiB" into buf (binary units, two
+ * decimals): the one way phivk writes a size. Returns buf. */
+const char *phivk_format_bytes(char buf[32], uint64_t n);
+
 /* ----------------------------------------------------------------- devices */
 
 /* A human table (json=false) or a JSON array of every Vulkan device with its
@@ -196,6 +200,10 @@ int32_t phivk_model_n_vocab(const phivk_model *m);
 int32_t phivk_model_ctx_train(const phivk_model *m);
 
 typedef enum phivk_kv_type { PHIVK_KV_F16 = 0, PHIVK_KV_Q8_0 = 1, PHIVK_KV_Q4_0 = 2 } phivk_kv_type;
+/* "f16", "q8_0", "q4_0" (the GGUF type names); NULL for a value out of range. */
+const char *phivk_kv_type_name(phivk_kv_type t);
+/* The cache type of that name; false when there is none. */
+bool phivk_kv_type_parse(const char *name, phivk_kv_type *out);
 typedef enum phivk_rope_factors {
     PHIVK_ROPE_AUTO = 0,     /* short while the sequence fits the original context, then long */
     PHIVK_ROPE_SHORT = 1,

@@ -344,13 +344,13 @@ void arch_weights_destroy(arch_weights *w) {
     free(w);
 }
 
-arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, arch_rope_mode mode,
+arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, phivk_rope_factors mode,
                                          int64_t seq_len) {
     if (!hp->has_rope_factors) return ARCH_ROPE_TABLE_NONE;
     switch (mode) {
-    case ARCH_ROPE_SHORT: return ARCH_ROPE_TABLE_SHORT;
-    case ARCH_ROPE_LONG: return ARCH_ROPE_TABLE_LONG;
-    case ARCH_ROPE_AUTO: break;
+    case PHIVK_ROPE_SHORT: return ARCH_ROPE_TABLE_SHORT;
+    case PHIVK_ROPE_LONG: return ARCH_ROPE_TABLE_LONG;
+    case PHIVK_ROPE_AUTO: break;
     }
     return seq_len > hp->rope_orig_ctx ? ARCH_ROPE_TABLE_LONG : ARCH_ROPE_TABLE_SHORT;
 }

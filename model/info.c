@@ -15,6 +15,7 @@
 #include "gguf.h"
 #include "phivk.h"
 #include "plan.h"
+#include "pvk_fmt.h"
 
 #define INFO_MAX_TYPES PVK_TYPE_COUNT
 
@@ -81,7 +82,6 @@ static uint64_t kv_bytes(const info *in, int t) {
     return plan_kv_bytes(hp->n_layer, hp->n_head_kv * hp->head_dim, hp->n_head_kv * hp->v_dim, type, type, in->ctx);
 }
 
-static const char *kv_name(int t) { return pvk_type_get(plan_kv_type((phivk_kv_type)t))->name; }
 
 /* ------------------------------------------------------------- gathering */
 
@@ -184,20 +184,6 @@ static pvk_status gather(info *in, const phivk_info_params *p) {
 
 /* ----------------------------------------------------------------- human */
 
-static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, cap, "%" PRIu64 " B", b);
-    else
-        snprintf(buf, cap, "%.2f %s", v, unit[u]);
-}
-
 /* Text from the file as a terminal should show it: control characters as \xNN,
  * one line, cut to fit buf. */
 static const char *shown(const char *text, size_t len, char *buf, size_t cap) {
@@ -220,7 +206,7 @@ static void print_opt_int(FILE *out, const char *label, int64_t v) {
 static void write_human(const info *in, FILE *out) {
     char b1[32], b2[32], text[256];
     const info_hp *hp = &in->hp;
-    fmt_bytes(gguf_file_size(in->f), b1, sizeof b1);
+    pvk_fmt_bytes(b1, gguf_file_size(in->f));
     fprintf(out, "%-14s%s (%s, GGUF v%" PRIu32 ", alignment %" PRIu64 ", %" PRIu64 " keys, %" PRIu64 " tensors)\n",
             "file", in->path, b1, gguf_version(in->f), gguf_alignment(in->f), gguf_kv_count(in->f), in->n_tensors);
     print_str(out, "architecture", in->arch, "(not set)");
@@ -283,11 +269,11 @@ static void write_human(const info *in, FILE *out) {
     for (int ty = 0; ty < INFO_MAX_TYPES; ty++) {
         const info_type_total *tt = &in->by_type[ty];
         if (!tt->count) continue;
-        fmt_bytes(tt->bytes, b1, sizeof b1);
+        pvk_fmt_bytes(b1, tt->bytes);
         fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", pvk_type_get((uint32_t)ty)->name,
                 tt->count, tt->params, b1);
     }
-    fmt_bytes(in->weight_bytes, b1, sizeof b1);
+    pvk_fmt_bytes(b1, in->weight_bytes);
     fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", "all", in->n_tensors, in->params, b1);
 
     fprintf(out, "\nmemory\n");
@@ -301,9 +287,9 @@ static void write_human(const info *in, FILE *out) {
         fprintf(out, "  %-18s%12s\n", "weights", b1);
         for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
             char label[32];
-            snprintf(label, sizeof label, "KV cache %s", kv_name(k));
-            fmt_bytes(kv_bytes(in, k), b1, sizeof b1);
-            fmt_bytes(kv_bytes(in, k) + in->weight_bytes, b2, sizeof b2);
+            snprintf(label, sizeof label, "KV cache %s", phivk_kv_type_name((phivk_kv_type)k));
+            pvk_fmt_bytes(b1, kv_bytes(in, k));
+            pvk_fmt_bytes(b2, kv_bytes(in, k) + in->weight_bytes);
             fprintf(out, "  %-18s%12s   total %s\n", label, b1, b2);
         }
     }
@@ -423,8 +409,8 @@ static cJSON *json_build(const info *in) {
         cJSON *kv = cJSON_AddObjectToObject(m, "kv_cache_bytes");
         cJSON *total = cJSON_AddObjectToObject(m, "total_bytes");
         for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
-            cJSON_AddNumberToObject(kv, kv_name(k), (double)kv_bytes(in, k));
-            cJSON_AddNumberToObject(total, kv_name(k), (double)(kv_bytes(in, k) + in->weight_bytes));
+            cJSON_AddNumberToObject(kv, phivk_kv_type_name((phivk_kv_type)k), (double)kv_bytes(in, k));
+            cJSON_AddNumberToObject(total, phivk_kv_type_name((phivk_kv_type)k), (double)(kv_bytes(in, k) + in->weight_bytes));
         }
     } else {
         cJSON_AddNullToObject(root, "memory");

@@ -1,7 +1,9 @@
 #include "plan.h"
 
 #include <stdio.h>
+#include <string.h>
 
+#include "pvk_fmt.h"
 #include "pvk_ops.h"
 
 /* The host-visible logits buffer holds at most this many bytes of rows; eval's
@@ -19,8 +21,23 @@ int32_t plan_logit_rows(const arch_hparams *hp, int32_t batch) {
     return rows < batch ? rows : batch;
 }
 
-pvk_type plan_kv_type(phivk_kv_type t) {
-    return t == PHIVK_KV_Q8_0 ? PVK_Q8_0 : t == PHIVK_KV_Q4_0 ? PVK_Q4_0 : PVK_F16;
+/* The cache types, in phivk_kv_type order: their names are the tensor types'. */
+static const pvk_type kv_types[PLAN_KV_TYPE_COUNT] = {
+    [PHIVK_KV_F16] = PVK_F16, [PHIVK_KV_Q8_0] = PVK_Q8_0, [PHIVK_KV_Q4_0] = PVK_Q4_0};
+
+pvk_type plan_kv_type(phivk_kv_type t) { return (unsigned)t < PLAN_KV_TYPE_COUNT ? kv_types[t] : PVK_F16; }
+
+const char *phivk_kv_type_name(phivk_kv_type t) {
+    return (unsigned)t < PLAN_KV_TYPE_COUNT ? pvk_type_get(kv_types[t])->name : NULL;
+}
+
+bool phivk_kv_type_parse(const char *name, phivk_kv_type *out) {
+    for (int t = 0; t < PLAN_KV_TYPE_COUNT; t++)
+        if (!strcmp(name, phivk_kv_type_name((phivk_kv_type)t))) {
+            *out = (phivk_kv_type)t;
+            return true;
+        }
+    return false;
 }
 
 /* One layer's K or V of `rows` rows as pvk_kv_alloc sizes a buffer of them; 0 on
@@ -101,8 +118,6 @@ void plan_set_layout(plan *p, const plan_shape *s) {
     p->total = p->weight_bytes + p->kv_bytes + p->scratch_bytes;
 }
 
-static double gib(uint64_t b) { return b / (double)(1ull << 30); }
-
 /* The table's total at ctx. */
 static uint64_t total_at(const plan_input *in, int32_t ctx) {
     plan p = {.weight_bytes = in->weight_bytes};
@@ -154,11 +169,11 @@ typedef struct sizes { char w[32], kv[32], sc[32], usable[32], budget[32]; } siz
 
 static sizes sizes_of(const plan *p, uint64_t usable) {
     sizes z;
-    plan_fmt_bytes(z.w, sizeof z.w, p->weight_bytes);
-    plan_fmt_bytes(z.kv, sizeof z.kv, p->kv_bytes);
-    plan_fmt_bytes(z.sc, sizeof z.sc, p->scratch_bytes);
-    plan_fmt_bytes(z.usable, sizeof z.usable, usable);
-    plan_fmt_bytes(z.budget, sizeof z.budget, p->budget);
+    pvk_fmt_bytes(z.w, p->weight_bytes);
+    pvk_fmt_bytes(z.kv, p->kv_bytes);
+    pvk_fmt_bytes(z.sc, p->scratch_bytes);
+    pvk_fmt_bytes(z.usable, usable);
+    pvk_fmt_bytes(z.budget, p->budget);
     return z;
 }
 
@@ -207,10 +222,4 @@ void plan_ctx_text(const plan *p, const arch_hparams *hp, char *out, size_t n) {
         snprintf(out, n, "auto: the most that fits of the model's %d", hp->n_ctx_train);
         break;
     }
-}
-
-void plan_fmt_bytes(char *out, size_t n, uint64_t b) {
-    if (b >= (1ull << 30)) snprintf(out, n, "%.2f GiB", gib(b));
-    else if (b >= (1ull << 20)) snprintf(out, n, "%.1f MiB", b / (double)(1ull << 20));
-    else snprintf(out, n, "%.0f KiB", b / 1024.0);
 }

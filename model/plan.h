@@ -135,7 +135,5 @@ pvk_status plan_make(const plan_input *in, plan *out);
 /* "the model's trained context", "auto: 131072 of the trained 16777216 (more with -c N)". */
 void plan_ctx_text(const plan *p, const arch_hparams *hp, char *out, size_t n);
 
-/* "1.50 GiB", "24.0 MiB", "512 KiB" */
-void plan_fmt_bytes(char *out, size_t n, uint64_t bytes);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "model_impl.h"
 #include "plan.h"
+#include "pvk_fmt.h"
 #include "session_kv.h"
 
 struct phivk_session {
@@ -159,8 +160,8 @@ static pvk_status alloc_fitting(phivk_session *s, bool int8) {
     if (st != PVK_ERR_DEVICE_MEMORY || s->p.ctx != 0) return st;
     char why[512], kv[32], w[32];
     snprintf(why, sizeof why, "%s", pvk_errmsg());
-    plan_fmt_bytes(kv, sizeof kv, s->plan.kv_bytes_per_token * (uint64_t)s->ctx);
-    plan_fmt_bytes(w, sizeof w, s->plan.weight_bytes);
+    pvk_fmt_bytes(kv, s->plan.kv_bytes_per_token * (uint64_t)s->ctx);
+    pvk_fmt_bytes(w, s->plan.weight_bytes);
     return pvk_fail(PVK_ERR_DEVICE_MEMORY,
                     "-c auto: the device refused memory for every context from %d down to %d tokens "
                     "(KV cache %s at %d tokens, weights %s): %s", first, s->ctx, kv, s->ctx, w, why);
@@ -180,7 +181,7 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     if (session_plan(m, p, int8, &s->plan) != PVK_OK) goto fail;
     s->ctx = s->plan.ctx;
     if (alloc_fitting(s, int8) != PVK_OK) goto fail;
-    s->table = arch_rope_factors_choice(&m->hp, (arch_rope_mode)p->rope_factors, 1);
+    s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;
 fail:
     phivk_session_free(s);
@@ -200,10 +201,10 @@ char *phivk_session_plan_text(const phivk_session *s) {
     const plan *p = &s->plan;
     uint64_t budget = pvk_dev_budget(s->m->rt->dev);
     char w[32], kv[32], sc[32], left[32], why[96];
-    plan_fmt_bytes(w, sizeof w, p->weight_bytes);
-    plan_fmt_bytes(kv, sizeof kv, p->kv_bytes);
-    plan_fmt_bytes(sc, sizeof sc, p->scratch_bytes);
-    plan_fmt_bytes(left, sizeof left, budget > p->total ? budget - p->total : 0);
+    pvk_fmt_bytes(w, p->weight_bytes);
+    pvk_fmt_bytes(kv, p->kv_bytes);
+    pvk_fmt_bytes(sc, p->scratch_bytes);
+    pvk_fmt_bytes(left, budget > p->total ? budget - p->total : 0);
     plan_ctx_text(p, &s->m->hp, why, sizeof why);
     char *out = malloc(1024), refused[128] = "";
     if (s->ctx_refused)
@@ -417,7 +418,7 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
                                       n, s->pos, s->ctx);
     /* LongRoPE: the table follows the sequence length; a switch recomputes the
      * cache with the new table (phi-spec "choices" 1). */
-    arch_rope_table want = arch_rope_factors_choice(hp, (arch_rope_mode)s->p.rope_factors,
+    arch_rope_table want = arch_rope_factors_choice(hp, s->p.rope_factors,
                                                     (int64_t)s->pos + n);
     if (want != s->table) {
         int32_t keep = s->pos;
@@ -453,6 +454,6 @@ phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) 
         return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
     memcpy(s->tokens, tokens, sizeof *tokens * (size_t)pos);
     s->pos = pos;
-    s->table = arch_rope_factors_choice(&s->m->hp, (arch_rope_mode)s->p.rope_factors, pos ? pos : 1);
+    s->table = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, pos ? pos : 1);
     return PHIVK_OK;
 }
