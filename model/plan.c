@@ -1,5 +1,6 @@
 #include "plan.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,14 +22,14 @@ int32_t plan_logit_rows(const arch_hparams *hp, int32_t batch) {
     return rows < batch ? rows : batch;
 }
 
-/* The cache types, in phivk_kv_type order: their names are the tensor types'. */
-static const pvk_type kv_types[PLAN_KV_TYPE_COUNT] = {
-    [PHIVK_KV_F16] = PVK_F16, [PHIVK_KV_Q8_0] = PVK_Q8_0, [PHIVK_KV_Q4_0] = PVK_Q4_0};
+/* The cache types are pvk_kv_types, in phivk_kv_type order (shaders/kernels.py reads
+ * them from phivk.h): their names are the tensor types'. */
+static_assert(PLAN_KV_TYPE_COUNT == PVK_KV_TYPE_COUNT, "the kernels read every phivk_kv_type");
 
-pvk_type plan_kv_type(phivk_kv_type t) { return (unsigned)t < PLAN_KV_TYPE_COUNT ? kv_types[t] : PVK_F16; }
+pvk_type plan_kv_type(phivk_kv_type t) { return (unsigned)t < PLAN_KV_TYPE_COUNT ? pvk_kv_types[t] : PVK_F16; }
 
 const char *phivk_kv_type_name(phivk_kv_type t) {
-    return (unsigned)t < PLAN_KV_TYPE_COUNT ? pvk_type_get(kv_types[t])->name : NULL;
+    return (unsigned)t < PLAN_KV_TYPE_COUNT ? pvk_type_get(pvk_kv_types[t])->name : NULL;
 }
 
 bool phivk_kv_type_parse(const char *name, phivk_kv_type *out) {

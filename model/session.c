@@ -54,14 +54,14 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
 }
 
 /* Attention's split-K partials at most over a cache laid out as kv (its rows and
- * chunks), as the device's tuning splits them: a prefill batch's (state across
+ * chunks), as the op set's tuning splits them: a prefill batch's (state across
  * cache chunks) or a decode step's (split-K over a long cache, which keeps the
  * device busy), whichever needs more; without the sliding window, which only
  * shortens the ranges. The one place the session asks the op layer. */
 static uint64_t attn_bytes(const phivk_model *m, int32_t batch, const pvk_kv *kv) {
     pvk_attn prefill = attn_heads(&m->hp, (uint32_t)batch), decode = attn_heads(&m->hp, 1);
-    uint64_t a = pvk_op_attention_scratch_bytes_kv(m->rt->dev, &prefill, kv);
-    uint64_t b = pvk_op_attention_scratch_bytes_kv(m->rt->dev, &decode, kv);
+    uint64_t a = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &prefill, kv);
+    uint64_t b = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &decode, kv);
     return a > b ? a : b;
 }
 

@@ -17,8 +17,8 @@ enum {
 };
 
 typedef struct timed_dispatch {
-    const char *shader;          /* owned by the pipeline, which outlives the command */
-    uint32_t g[3];
+    const char *shader;          /* the variant's name (static) */
+    uint32_t wg, g[3];           /* workgroup size along x, grid */
 } timed_dispatch;
 
 struct pvk_cmd {
@@ -220,7 +220,7 @@ void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void 
     vkCmdDispatch(c->cb, gx, gy, gz);
     if (timed) {
         vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries, 2 * c->n_timed + 1);
-        c->timed[c->n_timed++] = (timed_dispatch){p->shader, {gx, gy, gz}};
+        c->timed[c->n_timed++] = (timed_dispatch){p->shader, p->wg_x, {gx, gy, gz}};
     } else if (c->queries) {
         c->n_untimed++;
     }
@@ -307,8 +307,8 @@ static void print_profile(pvk_cmd *c) {
     for (uint32_t i = 0; i < c->n_timed; i++) {
         double t = (double)(ts[2 * i + 1] - ts[2 * i]) * period_ms;
         const timed_dispatch *e = &c->timed[i];
-        fprintf(stderr, "phivk profile: %5u %-28s %6u x %-5u x %-3u %10.4f ms\n", i, e->shader, e->g[0], e->g[1],
-                e->g[2], t);
+        fprintf(stderr, "phivk profile: %5u %-28s wg %4u %6u x %-5u x %-3u %10.4f ms\n", i, e->shader, e->wg,
+                e->g[0], e->g[1], e->g[2], t);
         uint32_t k = 0;
         while (k < n_tot && strcmp(tot[k].shader, e->shader)) k++;
         if (k == n_tot) tot[n_tot++].shader = e->shader;

@@ -22,10 +22,10 @@ typedef struct pvk_block {
 } pvk_block;
 
 struct pvk_pipe {
-    struct pvk_pipe *next;    /* the device's cache list */
-    char shader[64];
+    const char *shader;       /* the variant's name (pvk_spirv_modules), for messages */
     char bindings[33];
     uint32_t n_bind, push_bytes, n_spec, subgroup_size;
+    uint32_t wg_x;            /* workgroup size along x as created (for profiles) */
     uint32_t *spec;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
@@ -63,8 +63,11 @@ struct pvk_dev {
     pvk_buf staging;          /* lazily made for non-mapped writes and reads */
     pvk_cmd *xfer;
 
-    /* pipelines (pvk_pipe.c) */
-    struct pvk_pipe *pipes;
+    /* pipelines (pvk_pipe.c): per kernel variant, one per specialization asked for */
+    struct pvk_pipe_set {
+        struct pvk_pipe **v;
+        uint32_t n, cap;
+    } pipes[PVK_KERNEL_COUNT];
     VkPipelineCache pipeline_cache;
     char cache_path[1024];
 };

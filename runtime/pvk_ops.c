@@ -1,7 +1,8 @@
 /* The op layer: weight tensors on the device and the recording of elementwise,
  * normalisation and matrix-product kernels. Variant choice (weight type, texel or
- * storage fetch, subgroup or shared-memory reduction) and tuning (pvk_ops_tuning)
- * follow the device's caps; see the shaders for each kernel's mapping. */
+ * storage fetch, subgroup or shared-memory reduction: an id from pvk_kernels.h's
+ * tables) and tuning (pvk_ops_tuning) follow the device's caps; see the shaders for
+ * each kernel's mapping. */
 #include "pvk_ops.h"
 
 #include <assert.h>
@@ -17,43 +18,22 @@ struct pvk_ops {
     pvk_mm_choice mv[PVK_TYPE_COUNT];
 };
 
-/* Weight types the matrix kernels read (shaders/dequant.glsl), with the texel
- * format their weights are fetched as: 16-byte words for every type, also for
- * blocks that do not sit on 16-byte boundaries (dequant.glsl says why). */
-static const struct wtype {
-    pvk_type type;
-    const char *name;         /* shader variant infix */
-    VkFormat texel_fmt;
-    uint32_t texel_bytes;
-} wtypes[] = {
-    {PVK_F32, "f32", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_F16, "f16", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_BF16, "bf16", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q8_0, "q8_0", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q4_0, "q4_0", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q4_1, "q4_1", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q5_0, "q5_0", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q5_1, "q5_1", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q4_K, "q4_k", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q5_K, "q5_k", VK_FORMAT_R32G32B32A32_UINT, 16},
-    {PVK_Q6_K, "q6_k", VK_FORMAT_R32G32B32A32_UINT, 16},
-};
+/* Weights are fetched as 16-byte words for every type, also for blocks that do not
+ * sit on 16-byte boundaries (dequant.glsl says why): texel views of RGBA32UI. */
+#define W_TEXEL_FMT VK_FORMAT_R32G32B32A32_UINT
+#define W_TEXEL_BYTES 16u
 
 /* Bytes every binding of a tensor extends past its rows (after rounding up to 16):
  * block kernels fetch the 16-byte words covering a block plus up to one more
  * (dequant.glsl, w_window). */
 #define TENSOR_PAD 16u
 
-static const struct wtype *wtype_get(pvk_type t) {
-    for (size_t i = 0; i < sizeof wtypes / sizeof wtypes[0]; i++)
-        if (wtypes[i].type == t) return &wtypes[i];
-    return NULL;
+bool pvk_ops_reads_weights(pvk_type t) {
+    return (unsigned)t < PVK_TYPE_COUNT && pvk_kernels_matmul[t][PVK_FETCH_BUF][PVK_PREC_F32] != PVK_KERNEL_NONE;
 }
 
-const char *pvk_weight_variant(pvk_type t) {
-    const struct wtype *wt = wtype_get(t);
-    return wt ? wt->name : NULL;
-}
+/* The fetch path of a weight tensor's kernels. */
+static pvk_fetch tensor_fetch(const pvk_tensor *t) { return t->views ? PVK_FETCH_TEX : PVK_FETCH_BUF; }
 
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t rows, n; float eps; uint32_t flags; } norm_push;
@@ -87,8 +67,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
                         "tensor: bad shape %lld x %lld of %s (cols must be a positive multiple of %u)",
                         (long long)rows, (long long)cols, ti->name, ti->block_elems);
     const pvk_caps *caps = pvk_dev_caps(d);
-    const struct wtype *wt = wtype_get(type);
-    bool texel = caps->texel && wt;
+    bool texel = caps->texel && pvk_ops_reads_weights(type);
     uint64_t row_bytes = pvk_type_row_bytes(type, cols);
 
     /* Chunk offsets must suit storage and texel bindings and 16-byte words; a
@@ -98,8 +77,8 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     if (caps->storage_align > align) align = caps->storage_align;
     if (caps->texel_align > align) align = caps->texel_align;
     uint64_t limit = caps->max_binding_bytes;
-    if (texel && (uint64_t)caps->max_texel_elems * wt->texel_bytes < limit)
-        limit = (uint64_t)caps->max_texel_elems * wt->texel_bytes;
+    if (texel && (uint64_t)caps->max_texel_elems * W_TEXEL_BYTES < limit)
+        limit = (uint64_t)caps->max_texel_elems * W_TEXEL_BYTES;
     limit = limit / 16 * 16 - TENSOR_PAD;
     uint64_t row_pow2 = row_bytes & (~row_bytes + 1);   /* largest power of two dividing it */
     uint64_t step = align / (row_pow2 < align ? row_pow2 : align);   /* rows per aligned offset */
@@ -135,7 +114,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
         for (uint32_t i = 0; i < t->n_chunks; i++) {
             uint64_t off = (uint64_t)i * t->chunk_rows * row_bytes;
             uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, i) * row_bytes, 16) + TENSOR_PAD;
-            if ((st = pvk_buf_view(d, &t->buf, off, n, wt->texel_fmt, &t->views[i]))) goto fail;
+            if ((st = pvk_buf_view(d, &t->buf, off, n, W_TEXEL_FMT, &t->views[i]))) goto fail;
         }
     }
     return PVK_OK;
@@ -168,6 +147,33 @@ pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk) {
 /* ---------------------------------------------------------------------- ops */
 
 static bool is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
+
+/* Subgroup shuffles, which attention's lanes sharing a row need. */
+static bool has_shuffle(const pvk_caps *caps) {
+    return caps->subgroup && (caps->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
+           caps->subgroup_min >= 2;
+}
+
+static pvk_attn_tuning attn_default_tuning(const pvk_caps *caps) {
+    pvk_attn_tuning t = {.lanes = 8, .splits = 0};
+    if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+        /* lavapipe-like: one subgroup per workgroup, a handful of threads to fill. */
+        t.wg = caps->subgroup_size ? caps->subgroup_size : 8;
+        t.target_wgs = 16;
+        t.fill_rows = true;
+        t.max_iter = 32768;
+    } else {
+        /* A decode row's workgroup is one row of lanes, so a big GPU needs thousands
+         * of them: on an H200, 4096 (256 splits) ran a 131072-key decode 7x faster
+         * than 512. */
+        t.wg = 64;
+        t.target_wgs = caps->type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? 4096 : 512;
+    }
+    if (!has_shuffle(caps)) t.lanes = 1;
+    while (t.lanes > caps->subgroup_min && t.lanes > 1) t.lanes /= 2;
+    while (t.wg > caps->max_wg_invocations) t.wg /= 2;
+    return t;
+}
 
 pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
     uint32_t sg = caps->subgroup_size ? caps->subgroup_size : 1;
@@ -205,6 +211,7 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
     while (t.row_wg > cap) t.row_wg /= 2;
     while (t.elt_wg > cap) t.elt_wg /= 2;
     while (t.mv_wg > cap) t.mv_wg /= 2;
+    t.attn = attn_default_tuning(caps);
     return t;
 }
 
@@ -224,6 +231,12 @@ pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **o
     else if ((t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn) > cap) bad = "matmul workgroup size";
     else if (4u * t->mm_bk * (t->mm_bm + t->mm_bn + 1) > caps->max_shared) bad = "matmul shared memory";
     else if (t->mv_int_dot && !(caps->int_dot && caps->subgroup)) bad = "mv_int_dot";
+    else if (!is_pow2(t->attn.wg) || t->attn.wg > cap) bad = "attn.wg";
+    /* Lanes of a row (also key lanes, fill_rows) exchange through shuffles within one
+     * subgroup: up to attn.lanes of them (pvk_ops_model.c, attn_plan). */
+    else if (!is_pow2(t->attn.lanes) ||
+             (t->attn.lanes > 1 && (!has_shuffle(caps) || t->attn.lanes > caps->subgroup_min)))
+        bad = "attn.lanes";
     if (bad)
         return pvk_fail(PVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
     pvk_ops *o = calloc(1, sizeof *o);
@@ -246,11 +259,18 @@ pvk_dev *pvk_ops_dev(const pvk_ops *o) { return o->dev; }
 
 static bool is_blocked(pvk_type t) { return pvk_type_get(t)->block_elems > 1; }
 
+/* Whether matvec reads int8 activations for weights of type t (a build with its
+ * variant: block types, kernels.py). */
+static bool has_int8(pvk_type t) {
+    return pvk_ops_reads_weights(t) &&
+           pvk_kernels_matvec[t][PVK_FETCH_BUF][PVK_REDUCE_SUBGROUP][PVK_ACTS_Q8] != PVK_KERNEL_NONE;
+}
+
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
 
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t) {
-    bool blocked = wtype_get(t) && is_blocked(t);
-    return (pvk_mm_choice){blocked && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
+    bool blocked = pvk_ops_reads_weights(t) && is_blocked(t);
+    return (pvk_mm_choice){has_int8(t) && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
                            o->caps->fp16};
 }
 
@@ -260,8 +280,8 @@ pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t) {
 }
 
 pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
-    if (!wtype_get(t)) return pvk_fail(PVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
-    if (c.int8 && (!is_blocked(t) || !o->caps->int_dot || !o->caps->subgroup))
+    if (!pvk_ops_reads_weights(t)) return pvk_fail(PVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
+    if (c.int8 && (!has_int8(t) || !o->caps->int_dot || !o->caps->subgroup))
         return pvk_fail(PVK_ERR_INVALID, "matvec: %s cannot read int8 activations on %s",
                         pvk_type_get(t)->name, o->caps->name);
     if (c.f16 && !o->caps->fp16)
@@ -290,12 +310,15 @@ static pvk_status fold_grid(const pvk_ops *o, const char *op, uint32_t groups, i
     return PVK_OK;
 }
 
+/* The reduction the device's kernels use. */
+static pvk_reduce reduce_of(const pvk_ops *o) { return o->caps->subgroup ? PVK_REDUCE_SUBGROUP : PVK_REDUCE_SHARED; }
+
 /* Gets the pipeline (cached by the device) and records one dispatch. */
-static pvk_status dispatch(pvk_ops *o, pvk_cmd *c, const char *shader, const char *bindings,
+static pvk_status dispatch(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
                            const uint32_t *spec, uint32_t n_spec, const void *push,
                            uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
                            uint32_t gz) {
-    pvk_kernel k = {shader, bindings, push_bytes, n_spec, spec, 0};
+    pvk_kernel k = {id, bindings, push_bytes, n_spec, spec, 0};
     pvk_pipe *p;
     pvk_status st = pvk_pipe_get(o->dev, &k, &p);
     if (st) return st;
@@ -304,14 +327,14 @@ static pvk_status dispatch(pvk_ops *o, pvk_cmd *c, const char *shader, const cha
 }
 
 /* One workgroup per row (norms, softmax), rows folded into y. */
-static pvk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *shader, const char *bindings,
+static pvk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *op, pvk_kernel_id id, const char *bindings,
                                 const void *push, uint32_t push_bytes, const pvk_binding *b,
                                 uint32_t rows) {
     uint32_t gx, gy;
-    pvk_status st = fold_grid(o, shader, rows, 1, &gx, &gy);
+    pvk_status st = fold_grid(o, op, rows, 1, &gx, &gy);
     if (st) return st;
     uint32_t spec[2] = {o->t.row_wg, o->caps->subgroup_min};
-    return dispatch(o, c, shader, bindings, spec, 2, push, push_bytes, b, gx, gy, 1);
+    return dispatch(o, c, id, bindings, spec, 2, push, push_bytes, b, gx, gy, 1);
 }
 
 /* PVK_ERR_INVALID unless b is present and holds `floats` f32 values. */
@@ -342,47 +365,48 @@ static pvk_status need_q8(const pvk_ops *o, const char *op, const pvk_buf *q8, u
 }
 
 /* out and/or (q8) its int8 form; out may be NULL only with q8. */
-static pvk_status norm(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x,
+static pvk_status norm(pvk_ops *o, pvk_cmd *c, pvk_norm form, const pvk_buf *x,
                        const pvk_buf *w, const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                        uint32_t rows, uint32_t n, float eps) {
     pvk_status st;
+    const char *name = form == PVK_NORM_LAYER ? "layernorm" : "rmsnorm";
     if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "%s: empty shape %u x %u", name, rows, n);
     if ((st = need(name, "x", x, (uint64_t)rows * n)) ||
         ((out || !q8) && (st = need(name, "out", out, (uint64_t)rows * n))) ||
         (w && (st = need(name, "weight", w, n))) || (b && (st = need(name, "bias", b, n))) ||
         (q8 && (st = need_q8(o, name, q8, rows, n))))
         return st;
-    char shader[32];
-    snprintf(shader, sizeof shader, "%s%s", name, q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
+    /* need_q8 holds the int8 form to subgroup devices, where the build makes it. */
+    pvk_kernel_id id = pvk_kernels_norm[form][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
     norm_push p = {rows, n, eps, (w ? 1u : 0u) | (b ? 2u : 0u) | (out ? 4u : 0u)};
     pvk_binding bd[5] = {pvk_bind(x), pvk_bind(w ? w : x), pvk_bind(b ? b : x), pvk_bind(out ? out : q8 ? q8 : x),
                          pvk_bind(q8 ? q8 : x)};
-    return dispatch_rows(o, c, shader, q8 ? "sssss" : "ssss", &p, sizeof p, bd, rows);
+    return dispatch_rows(o, c, name, id, q8 ? "sssss" : "ssss", &p, sizeof p, bd, rows);
 }
 
 pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                           const pvk_buf *out, uint32_t rows, uint32_t n, float eps) {
-    return norm(o, c, "rmsnorm", x, w, NULL, out, NULL, rows, n, eps);
+    return norm(o, c, PVK_NORM_RMS, x, w, NULL, out, NULL, rows, n, eps);
 }
 
 pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                             const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
                             float eps) {
-    return norm(o, c, "layernorm", x, w, b, out, NULL, rows, n, eps);
+    return norm(o, c, PVK_NORM_LAYER, x, w, b, out, NULL, rows, n, eps);
 }
 
 pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                              const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
                              float eps) {
     if (!q8) return pvk_fail(PVK_ERR_INVALID, "rmsnorm: int8 buffer missing");
-    return norm(o, c, "rmsnorm", x, w, NULL, out, q8, rows, n, eps);
+    return norm(o, c, PVK_NORM_RMS, x, w, NULL, out, q8, rows, n, eps);
 }
 
 pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                                const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                                uint32_t rows, uint32_t n, float eps) {
     if (!q8) return pvk_fail(PVK_ERR_INVALID, "layernorm: int8 buffer missing");
-    return norm(o, c, "layernorm", x, w, b, out, q8, rows, n, eps);
+    return norm(o, c, PVK_NORM_LAYER, x, w, b, out, q8, rows, n, eps);
 }
 
 pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
@@ -394,13 +418,12 @@ pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_bu
         return st;
     softmax_push p = {rows, n};
     pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
-    return dispatch_rows(o, c, o->caps->subgroup ? "softmax" : "softmax_sh", "ss", &p, sizeof p, bd,
-                         rows);
+    return dispatch_rows(o, c, "softmax", pvk_kernels_softmax[reduce_of(o)], "ss", &p, sizeof p, bd, rows);
 }
 
 /* One invocation per output element of `n` (act.comp); in_floats is what the
  * input must hold. */
-static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x,
+static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, pvk_act a, const pvk_buf *x,
                       uint64_t in_floats, const pvk_buf *out, uint32_t n, uint32_t n_ff) {
     pvk_status st;
     uint32_t wg = o->t.elt_wg, gx, gy;
@@ -410,14 +433,14 @@ static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *x
         return st;
     act_push p = {n, n_ff, 0};
     pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
-    return dispatch(o, c, name, "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+    return dispatch(o, c, pvk_kernels_act[a][PVK_ACTS_F32], "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
 pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
                          const pvk_buf *q8, uint32_t rows, uint32_t n) {
-    static const char *const names[] = {"copy_q8", "gelu_q8", "swiglu_q8"};
-    if ((unsigned)a > PVK_ACT_SWIGLU) return pvk_fail(PVK_ERR_INVALID, "act: unknown activation %d", (int)a);
-    const char *name = names[a];
+    const char *name = "act_q8";
+    pvk_kernel_id id = (unsigned)a < PVK_ACT_COUNT ? pvk_kernels_act[a][PVK_ACTS_Q8] : PVK_KERNEL_NONE;
+    if (!id) return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: activation %d has no int8 kernel", name, (int)a);
     uint64_t total = (uint64_t)rows * n;
     uint32_t wg = o->t.elt_wg, gx, gy;
     pvk_status st;
@@ -429,11 +452,11 @@ pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, co
         return st;
     act_push p = {(uint32_t)total, n, out ? 1u : 0u};
     pvk_binding bd[3] = {pvk_bind(x), pvk_bind(out ? out : q8), pvk_bind(q8)};
-    return dispatch(o, c, name, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+    return dispatch(o, c, id, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
 /* out = a OP b (eltwise.comp): one invocation per element. */
-static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf *a,
+static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, pvk_kernel_id id, const pvk_buf *a,
                          const pvk_buf *b, const pvk_buf *out, uint32_t n) {
     pvk_status st;
     uint32_t wg = o->t.elt_wg, gx, gy;
@@ -443,25 +466,25 @@ static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, const pvk_buf
         return st;
     eltwise_push p = {n, gx * wg};
     pvk_binding bd[3] = {pvk_bind(a), pvk_bind(b), pvk_bind(out)};
-    return dispatch(o, c, name, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+    return dispatch(o, c, id, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
 pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n) {
-    return binary(o, c, "add", a, b, out, n);
+    return binary(o, c, "add", PVK_KERNEL_ADD, a, b, out, n);
 }
 
 pvk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n) {
-    return binary(o, c, "mul", a, b, out, n);
+    return binary(o, c, "mul", PVK_KERNEL_MUL, a, b, out, n);
 }
 
 pvk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
-    return act(o, c, "silu", x, n, out, n, 0);
+    return act(o, c, "silu", PVK_ACT_SILU, x, n, out, n, 0);
 }
 
 pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
-    return act(o, c, "gelu", x, n, out, n, 0);
+    return act(o, c, "gelu", PVK_ACT_GELU, x, n, out, n, 0);
 }
 
 pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
@@ -469,7 +492,7 @@ pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_bu
     uint64_t n = (uint64_t)rows * n_ff;
     if (n > UINT32_MAX / 2)
         return pvk_fail(PVK_ERR_INVALID, "swiglu: %u x %u elements are too many", rows, n_ff);
-    return act(o, c, "swiglu", gu, 2 * n, out, (uint32_t)n, n_ff);
+    return act(o, c, "swiglu", PVK_ACT_SWIGLU, gu, 2 * n, out, (uint32_t)n, n_ff);
 }
 
 pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -479,15 +502,14 @@ pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return m <= o->t.mv_max_m && wtype_get(t) && pvk_ops_mm_choice(o, t).int8;
+    return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
 }
 
 pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *in, const pvk_buf *y, uint32_t m, bool accumulate,
                             uint32_t y_stride, uint32_t y_col) {
     pvk_status st;
-    const struct wtype *wt = w ? wtype_get(w->type) : NULL;
-    if (!wt)
+    if (!w || !pvk_ops_reads_weights(w->type))
         return pvk_fail(PVK_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix kernel",
                         w ? pvk_type_get(w->type)->name : "(none)");
     if (!m) return pvk_fail(PVK_ERR_INVALID, "matmul: m is 0");
@@ -502,14 +524,13 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         return st;
 
     bool mv = m <= o->t.mv_max_m;
-    const char *fetch = w->views ? "tex" : "buf";
-    char shader[48];
+    pvk_kernel_id id;
     uint32_t spec[6], n_spec, per_group, gy;
     if (mv) {
         uint32_t nc = 1;
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
-        snprintf(shader, sizeof shader, "matvec_%s_%s%s", wt->name, fetch,
-                 q8 ? "_q8" : o->caps->subgroup ? "" : "_sh");
+        /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
+        id = pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
         per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
@@ -517,8 +538,8 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
         n_spec = 4;
         gy = (m + nc - 1) / nc;
     } else {
-        snprintf(shader, sizeof shader, "matmul_%s_%s%s", wt->name, fetch,
-                 pvk_ops_matmul_f16(o, w->type, m) ? "_f16" : "");
+        pvk_prec prec = pvk_ops_matmul_f16(o, w->type, m) ? PVK_PREC_F16 : PVK_PREC_F32;
+        id = pvk_kernels_matmul[w->type][tensor_fetch(w)][prec];
         const pvk_ops_tuning *t = &o->t;
         spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
         spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;
@@ -533,8 +554,8 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
                      (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
         pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : x) /* a read-only stand-in: no hazard */, pvk_bind(y)};
         uint32_t gx, gz;
-        if ((st = fold_grid(o, shader, (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
-            (st = dispatch(o, c, shader, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
+        if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
+            (st = dispatch(o, c, id, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
                            gx, gy, gz)))
             return st;
     }
@@ -570,7 +591,7 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
     for (int i = 0; i <= n_types; i++) {
         pvk_type t = i < n_types ? types[i] : table_type;
         if (i < n_types && !first_of_type(types, i)) continue;
-        if (!pvk_weight_variant(t)) {
+        if (!pvk_ops_reads_weights(t)) {
             st = pvk_fail(PVK_ERR_UNSUPPORTED, "warmup: weight type %s has no kernels",
                           pvk_type_get(t)->name ? pvk_type_get(t)->name : "(unknown)");
             goto out;

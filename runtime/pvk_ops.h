@@ -1,7 +1,9 @@
 /* The op layer: records one kernel (or a short fixed sequence) into a pvk_cmd.
- * Each op family has one shader; variants (weight type, fetch path) are -D defines
- * compiled into separate SPIR-V modules and tuning knobs are specialization
- * constants, both chosen here from the device's pvk_caps.
+ * Each op family has one shader; variants (weight type, fetch path, ...) are -D
+ * defines compiled into separate SPIR-V modules, listed by shaders/kernels.py and
+ * picked by id from its generated tables (pvk_kernels.h); tuning knobs are
+ * specialization constants. Both are chosen here from the device's pvk_caps and the
+ * op set's tuning.
  *
  * Activations are f32 row-major buffers: row r of a [rows][n] buffer starts at
  * element r*n. Weights are pvk_tensors in their stored type (ggml block layout).
@@ -43,20 +45,40 @@ pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk);
 /* Rows in chunk i. */
 uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk);
 
-/* The shader variant infix ("f16", "q4_k", ...) of a weight type the matrix and
- * lookup kernels read (shaders/dequant.glsl), or NULL when none does. */
-const char *pvk_weight_variant(pvk_type t);
+/* Whether the matrix and lookup kernels read weights of type t (shaders/dequant.glsl). */
+bool pvk_ops_reads_weights(pvk_type t);
 
 typedef struct pvk_ops pvk_ops;
 /* Pipelines for every op on d, created on first use; owned by the caller. */
 pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out);
 
-/* The knobs the op layer sets as specialization constants and dispatch shapes.
- * pvk_ops_create picks them from the device's caps; tests and benchmarks may pass
- * others (e.g. a discrete GPU's shapes on lavapipe). All counts are powers of two. */
+/* Attention's knobs (shaders/attn.comp). */
+typedef struct pvk_attn_tuning {
+    uint32_t wg;              /* invocations per workgroup: rows x lanes (power of two) */
+    uint32_t lanes;           /* most invocations sharing one row's head dimension
+                                 (power of two; 1 when the device lacks subgroup shuffles) */
+    uint32_t target_wgs;      /* about the workgroups that fill the device: split-K
+                                 splits short batches over long KV ranges up to this */
+    uint32_t splits;          /* 0: chosen from target_wgs and the KV length; else this
+                                 many (capped by the scratch buffer) */
+    bool fill_rows;           /* fewer lanes per row when the batch has more rows, so a
+                                 workgroup holds up to wg rows: on lavapipe, where lanes
+                                 are SIMD slots, one invocation per row of a prefill is
+                                 5x faster than 8 lanes sharing its head dimension (and
+                                 repeating its softmax); GPUs keep their lanes for
+                                 register pressure and coalescing */
+    uint32_t max_iter;        /* most keys one invocation may loop over (split-K splits
+                                 further): llvmpipe ends an invocation's loops after
+                                 65535 iterations in all, silently; 0: no limit */
+} pvk_attn_tuning;
+
+/* The knobs the op layer sets as specialization constants and dispatch shapes; every
+ * op of an op set reads its set's. pvk_ops_create picks them from the device's caps;
+ * tests and benchmarks may pass others (e.g. a discrete GPU's shapes on lavapipe).
+ * All counts are powers of two. */
 typedef struct pvk_ops_tuning {
-    uint32_t row_wg;          /* invocations per row of norms and softmax */
-    uint32_t elt_wg;          /* invocations per workgroup of elementwise kernels */
+    uint32_t row_wg;          /* invocations per row of norms, softmax and get_rows */
+    uint32_t elt_wg;          /* invocations per workgroup of elementwise kernels and kv_store */
     uint32_t mv_wg;           /* matvec: invocations per workgroup */
     uint32_t mv_rows;         /* matvec: weight rows per workgroup */
     uint32_t mv_rows_blocked; /* matvec: weight rows per workgroup for block types
@@ -68,6 +90,7 @@ typedef struct pvk_ops_tuning {
                                  caps.subgroup; pvk_ops_reads_q8) */
     uint32_t mm_bm, mm_bn, mm_bk; /* tiled matmul: tile of x rows, weight rows, K (mm_bk % 8 == 0) */
     uint32_t mm_tm, mm_tn;    /* tiled matmul: sub-tile per invocation */
+    pvk_attn_tuning attn;
 } pvk_ops_tuning;
 pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps);
 /* PVK_ERR_INVALID naming the knob when t does not fit the device. */
@@ -140,8 +163,8 @@ pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk
 pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                                const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                                uint32_t rows, uint32_t n, float eps);
-typedef enum { PVK_ACT_COPY, PVK_ACT_GELU, PVK_ACT_SWIGLU } pvk_act;
-/* out and q8 = act(x) for rows of n (SWIGLU: x is [rows][2n], gate | up). */
+/* out and q8 = act(x) for rows of n (SWIGLU: x is [rows][2n], gate | up); COPY, GELU
+ * and SWIGLU have int8 kernels (pvk_act: pvk_kernels.h). */
 pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
                          const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n);
 
@@ -256,35 +279,11 @@ typedef struct pvk_attn {
  * between them. */
 pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
                             const pvk_kv *kv, const pvk_buf *out);
-/* Scratch bytes pvk_op_attention uses with a's shape (m, heads, head_dim, window)
- * for any KV length up to kv_len_max on d, with the default tuning; 0 when it never
+/* Scratch bytes pvk_op_attention of o uses with a's shape (m, heads, head_dim,
+ * window) for any KV length up to kv_len_max, with o's tuning; 0 when it never
  * splits (scratch may then be NULL). */
-size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max);
+size_t pvk_op_attention_scratch_bytes(const pvk_ops *o, const pvk_attn *a, uint32_t kv_len_max);
 /* The same for a cache laid out as kv (its chunks; its ctx is kv_len_max). */
-size_t pvk_op_attention_scratch_bytes_kv(const pvk_dev *d, const pvk_attn *a, const pvk_kv *kv);
-
-/* Attention's knobs (shaders/attn.comp): pvk_op_attention uses the defaults for the
- * device; tests and benchmarks may pass others (e.g. a GPU's shapes on lavapipe). */
-typedef struct pvk_attn_tuning {
-    uint32_t wg;              /* invocations per workgroup: rows x lanes (power of two) */
-    uint32_t lanes;           /* most invocations sharing one row's head dimension
-                                 (power of two; 1 when the device lacks subgroup shuffles) */
-    uint32_t target_wgs;      /* about the workgroups that fill the device: split-K
-                                 splits short batches over long KV ranges up to this */
-    uint32_t splits;          /* 0: chosen from target_wgs and the KV length; else this
-                                 many (capped by the scratch buffer) */
-    bool fill_rows;           /* fewer lanes per row when the batch has more rows, so a
-                                 workgroup holds up to wg rows: on lavapipe, where lanes
-                                 are SIMD slots, one invocation per row of a prefill is
-                                 5x faster than 8 lanes sharing its head dimension (and
-                                 repeating its softmax); GPUs keep their lanes for
-                                 register pressure and coalescing */
-    uint32_t max_iter;        /* most keys one invocation may loop over (split-K splits
-                                 further): llvmpipe ends an invocation's loops after
-                                 65535 iterations in all, silently; 0: no limit */
-} pvk_attn_tuning;
-pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps);
-pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
-                                  const pvk_kv *kv, const pvk_buf *out, const pvk_attn_tuning *t);
+size_t pvk_op_attention_scratch_bytes_kv(const pvk_ops *o, const pvk_attn *a, const pvk_kv *kv);
 
 #endif

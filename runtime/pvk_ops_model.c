@@ -1,8 +1,9 @@
 /* Model-level ops: embedding lookup, KV-cache writes (with RoPE) and attention. Each
  * checks its shapes against the buffers it is given (a bad shape is an error with
- * the numbers, never an out-of-range access), picks the shader variant from the
- * table or cache type and the device's caps, and records its dispatches. The
- * mapping of each kernel is described in its shader. */
+ * the numbers, never an out-of-range access), picks the kernel variant by the
+ * table or cache types and the device's caps (pvk_kernels.h), reads the op set's
+ * tuning, and records its dispatches. The mapping of each kernel is described in
+ * its shader. */
 #include "pvk_ops.h"
 
 #include <assert.h>
@@ -91,8 +92,7 @@ static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf 
 
 pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n) {
-    const char *tn = table ? pvk_weight_variant(table->type) : NULL;
-    if (!tn)
+    if (!table || !pvk_ops_reads_weights(table->type))
         return pvk_fail(PVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
                         table ? pvk_type_get(table->type)->name : "(none)");
     if (!n) return pvk_fail(PVK_ERR_INVALID, "get_rows: no rows to look up");
@@ -101,10 +101,9 @@ pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, cons
         (st = check_buf("get_rows", "out", out, (uint64_t)n * table->cols * 4)))
         return st;
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    char shader[32];
-    snprintf(shader, sizeof shader, "get_rows_%s_%s", tn, table->views ? "tex" : "buf");
-    uint32_t wg = pvk_ops_default_tuning(caps).row_wg;
-    pvk_kernel k = {shader, table->views ? "tss" : "sss", sizeof(get_rows_push), 1, &wg, 0};
+    uint32_t wg = pvk_ops_get_tuning(o)->row_wg;
+    pvk_kernel k = {pvk_kernels_get_rows[table->type][table->views ? PVK_FETCH_TEX : PVK_FETCH_BUF],
+                    table->views ? "tss" : "sss", sizeof(get_rows_push), 1, &wg, 0};
     uint32_t gx = min_u32(n, caps->max_wg_count[0]), gy = div_up(n, gx);
     /* Chunks write disjoint output rows: no barrier between them. */
     for (uint32_t i = 0; i < table->n_chunks; i++) {
@@ -116,18 +115,13 @@ pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, cons
     return PVK_OK;
 }
 
-/* -------------------------------------------------------------------- rope */
-
 /* ---------------------------------------------------------------- kv_store */
 
-/* Cache types by shader variant infix (shaders/kv_cache.glsl). */
-static const char *kv_type_name(pvk_type t) {
-    switch (t) {
-    case PVK_F16: return "f16";
-    case PVK_Q8_0: return "q8_0";
-    case PVK_Q4_0: return "q4_0";
-    default: return NULL;
-    }
+/* Whether the kernels read a cache of K type kt and V type vt (shaders/kv_cache.glsl;
+ * pvk_kv_types lists the types, kernels.py builds every pair). */
+static bool kv_pair_built(pvk_type kt, pvk_type vt) {
+    return (unsigned)kt < PVK_TYPE_COUNT && (unsigned)vt < PVK_TYPE_COUNT &&
+           pvk_kernels_kv_store[PVK_STORE_PLAIN][kt][vt] != PVK_KERNEL_NONE;
 }
 
 static uint64_t kv_row_bytes(pvk_type t, uint32_t width) { return pvk_type_row_bytes(t, width); }
@@ -151,10 +145,15 @@ static uint32_t kv_chunk_of(const pvk_kv *kv, uint32_t pos) {
 
 /* PVK_ERR_UNSUPPORTED unless the types and width make a cache the kernels read. */
 static pvk_status check_kv_format(const char *op, pvk_type kt, pvk_type vt, uint32_t width) {
-    if (!kv_type_name(kt) || !kv_type_name(vt))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (f16, q8_0 or q4_0)",
-                        op, pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
-                        pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?");
+    if (!kv_pair_built(kt, vt)) {
+        char types[64] = "";
+        for (int i = 0, n = 0; i < PVK_KV_TYPE_COUNT && n < (int)sizeof types; i++)
+            n += snprintf(types + n, sizeof types - (size_t)n, "%s%s", i ? " " : "",
+                          pvk_type_get(pvk_kv_types[i])->name);
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (%s)", op,
+                        pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
+                        pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?", types);
+    }
     if (!width || width % 2 || ((kt != PVK_F16 || vt != PVK_F16) && width % 32))
         return pvk_fail(PVK_ERR_UNSUPPORTED,
                         "%s: cache width %u must be even, and a multiple of 32 for a quantized cache",
@@ -221,11 +220,9 @@ pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t ro
         return st;
 
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    uint32_t wg = pvk_ops_default_tuning(caps).elt_wg;
-    char shader[32];
-    snprintf(shader, sizeof shader, "kv_store%s_%s_%s", rope ? "_rope" : "", kv_type_name(kv->k_type),
-             kv_type_name(kv->v_type));
-    pvk_kernel k = {shader, "ssss", sizeof(kv_store_push), 1, &wg, 0};
+    uint32_t wg = pvk_ops_get_tuning(o)->elt_wg;
+    pvk_kernel k = {pvk_kernels_kv_store[rope ? PVK_STORE_ROPE : PVK_STORE_PLAIN][kv->k_type][kv->v_type], "ssss",
+                    sizeof(kv_store_push), 1, &wg, 0};
     /* Units of a row: words of F16, 32-element blocks of the quantized types; with
      * RoPE also q's rotated pairs (grid z 2). */
     uint32_t k_units = kv->k_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
@@ -357,32 +354,6 @@ void pvk_kv_free(pvk_dev *d, pvk_kv *kv) {
 
 /* --------------------------------------------------------------- attention */
 
-static bool has_shuffle(const pvk_caps *caps) {
-    return caps->subgroup && (caps->subgroup_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
-           caps->subgroup_min >= 2;
-}
-
-pvk_attn_tuning pvk_attn_default_tuning(const pvk_caps *caps) {
-    pvk_attn_tuning t = {.lanes = 8, .splits = 0};
-    if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
-        /* lavapipe-like: one subgroup per workgroup, a handful of threads to fill. */
-        t.wg = caps->subgroup_size ? caps->subgroup_size : 8;
-        t.target_wgs = 16;
-        t.fill_rows = true;
-        t.max_iter = 32768;
-    } else {
-        /* A decode row's workgroup is one row of lanes, so a big GPU needs thousands
-         * of them: on an H200, 4096 (256 splits) ran a 131072-key decode 7x faster
-         * than 512. */
-        t.wg = 64;
-        t.target_wgs = caps->type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? 4096 : 512;
-    }
-    if (!has_shuffle(caps)) t.lanes = 1;
-    while (t.lanes > caps->subgroup_min && t.lanes > 1) t.lanes /= 2;
-    while (t.wg > caps->max_wg_invocations) t.wg /= 2;
-    return t;
-}
-
 /* The dispatch shape of one attention call. */
 typedef struct attn_shape {
     uint32_t lanes, kl, rows_per_wg, tiles;   /* kl: key lanes; tiles: workgroups per KV head and split */
@@ -463,18 +434,15 @@ static pvk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_buf 
     return PVK_OK;
 }
 
-pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
-                                  const pvk_kv *kv, const pvk_buf *out, const pvk_attn_tuning *t) {
+pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+                            const pvk_kv *kv, const pvk_buf *out) {
     pvk_status st;
     if ((st = check_attn(a, kv, x, out))) return st;
-    if (!t->wg || t->wg & (t->wg - 1) || !t->lanes || t->lanes & (t->lanes - 1))
-        return pvk_fail(PVK_ERR_INVALID, "attention: wg %u and lanes %u must be powers of two", t->wg, t->lanes);
+    const pvk_attn_tuning *t = &pvk_ops_get_tuning(o)->attn;
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
     attn_shape s = attn_plan(a, t);
+    /* At most t->lanes, which pvk_ops_create_tuned held to shuffles within a subgroup. */
     uint32_t per_row = s.lanes * s.kl;
-    if (per_row > 1 && (!has_shuffle(caps) || per_row > caps->subgroup_min))
-        return pvk_fail(PVK_ERR_INVALID, "attention: %u lanes per row need subgroup shuffles over at "
-                        "least %u invocations", per_row, per_row);
     /* The cache chunks the keys lie in; a range over several carries each slice's
      * state from one chunk's dispatch to the next in the scratch buffer. */
     uint32_t c_first = kv_chunk_of(kv, s.kv_lo), c_last = kv_chunk_of(kv, s.kv_hi - 1);
@@ -503,10 +471,9 @@ pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, cons
     uint32_t spec[4] = {wg, s.lanes, a->head_dim, s.kl};
     /* Full subgroups keep each row's lanes inside one subgroup. */
     uint32_t sg = per_row > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
-    char shader[48];
-    snprintf(shader, sizeof shader, "attn_%s_%s_%s%s", kv_type_name(kv->k_type), kv_type_name(kv->v_type),
-             texel ? "tex" : "buf", per_row > 1 ? "" : "_nosg");
-    pvk_kernel k = {shader, texel ? "sttss" : "sssss", sizeof p, 4, spec, sg};
+    pvk_kernel k = {pvk_kernels_attn[kv->k_type][kv->v_type][texel ? PVK_FETCH_TEX : PVK_FETCH_BUF]
+                                    [per_row > 1 ? PVK_REDUCE_SUBGROUP : PVK_REDUCE_SHARED],
+                    texel ? "sttss" : "sssss", sizeof p, 4, spec, sg};
     uint32_t max_x = caps->max_wg_count[0];
     uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
     for (uint32_t ci = c_first; ci <= c_last; ci++) {
@@ -537,31 +504,24 @@ pvk_status pvk_op_attention_tuned(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, cons
     uint32_t rows = a->m * a->n_head, rwg = min_u32(pow2_floor(t->wg), pow2_floor(2 * hd4 - 1));
     attn_reduce_push rp = {rows, hd4, splits};
     pvk_binding rb[2] = {pvk_bind(a->scratch), pvk_bind(out)};
-    pvk_kernel rk = {"attn_reduce", "ss", sizeof rp, 1, &rwg, 0};
+    pvk_kernel rk = {PVK_KERNEL_ATTN_REDUCE, "ss", sizeof rp, 1, &rwg, 0};
     uint32_t gx = min_u32(rows, max_x);
     return record(o, c, &rk, rb, &rp, gx, div_up(rows, gx), 1);
 }
 
-pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
-                            const pvk_kv *kv, const pvk_buf *out) {
-    pvk_attn_tuning t = pvk_attn_default_tuning(pvk_dev_caps(pvk_ops_dev(o)));
-    return pvk_op_attention_tuned(o, c, x, a, kv, out, &t);
-}
-
-size_t pvk_op_attention_scratch_bytes_kv(const pvk_dev *d, const pvk_attn *a, const pvk_kv *kv) {
+size_t pvk_op_attention_scratch_bytes_kv(const pvk_ops *o, const pvk_attn *a, const pvk_kv *kv) {
     uint32_t kv_len_max = kv->ctx;
     if (!a->m || !a->n_kv_head || !a->head_dim || !kv_len_max || a->m > kv_len_max) return 0;
-    pvk_attn_tuning t = pvk_attn_default_tuning(pvk_dev_caps(d));
     /* The largest split is the one of the last query position. */
     pvk_attn last = *a;
     last.pos0 = kv_len_max - a->m;
-    attn_shape s = attn_plan(&last, &t);
+    attn_shape s = attn_plan(&last, &pvk_ops_get_tuning(o)->attn);
     /* Several chunks need one entry per split (at least one) to carry the state. */
     uint32_t entries = s.splits > 1 ? s.splits : kv_n_chunks(kv) > 1 ? 1 : 0;
     return (size_t)(entries * s.split_bytes);
 }
 
-size_t pvk_op_attention_scratch_bytes(const pvk_dev *d, const pvk_attn *a, uint32_t kv_len_max) {
+size_t pvk_op_attention_scratch_bytes(const pvk_ops *o, const pvk_attn *a, uint32_t kv_len_max) {
     pvk_kv one = {.ctx = kv_len_max};
-    return pvk_op_attention_scratch_bytes_kv(d, a, &one);
+    return pvk_op_attention_scratch_bytes_kv(o, a, &one);
 }

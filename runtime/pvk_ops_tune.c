@@ -172,7 +172,7 @@ pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
         pvk_type t = types[i];
         bool seen = false;
         for (int j = 0; j < i; j++) seen |= types[j] == t;
-        if (seen || !pvk_weight_variant(t) || k % pvk_type_get(t)->block_elems) continue;
+        if (seen || !pvk_ops_reads_weights(t) || k % pvk_type_get(t)->block_elems) continue;
         char *key = keys[n_todo];
         snprintf(key, sizeof keys[0], "i%dh%dw%ur%u", caps->int_dot && caps->subgroup,
                  caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,

@@ -1,4 +1,5 @@
-/* Compute pipelines from the embedded SPIR-V, cached per device by kernel key, and
+/* Compute pipelines from the embedded SPIR-V, cached per device by kernel id and
+ * specialization, and
  * the VkPipelineCache persisted under $XDG_CACHE_HOME/phivk so that a second run
  * skips the driver's compile. Cache file trouble never fails anything. */
 #include <errno.h>
@@ -105,17 +106,22 @@ static void cache_save(pvk_dev *d) {
     free(data);
 }
 
+static void pipe_free(pvk_dev *d, struct pvk_pipe *p) {
+    vkDestroyPipeline(d->vk, p->vk, NULL);
+    vkDestroyPipelineLayout(d->vk, p->layout, NULL);
+    vkDestroyDescriptorSetLayout(d->vk, p->set_layout, NULL);
+    free(p->spec);
+    free(p);
+}
+
 void pvk_pipes_release(pvk_dev *d) {
     cache_save(d);
-    for (struct pvk_pipe *p = d->pipes, *next; p; p = next) {
-        next = p->next;
-        vkDestroyPipeline(d->vk, p->vk, NULL);
-        vkDestroyPipelineLayout(d->vk, p->layout, NULL);
-        vkDestroyDescriptorSetLayout(d->vk, p->set_layout, NULL);
-        free(p->spec);
-        free(p);
+    for (int id = 0; id < PVK_KERNEL_COUNT; id++) {
+        struct pvk_pipe_set *set = &d->pipes[id];
+        for (uint32_t i = 0; i < set->n; i++) pipe_free(d, set->v[i]);
+        free(set->v);
+        *set = (struct pvk_pipe_set){0};
     }
-    d->pipes = NULL;
     if (d->pipeline_cache) vkDestroyPipelineCache(d->vk, d->pipeline_cache, NULL);
     d->pipeline_cache = VK_NULL_HANDLE;
 }
@@ -123,33 +129,24 @@ void pvk_pipes_release(pvk_dev *d) {
 /* ---------------------------------------------------------------- pipelines */
 
 static bool same_key(const struct pvk_pipe *p, const pvk_kernel *k) {
-    return !strcmp(p->shader, k->shader) && !strcmp(p->bindings, k->bindings) && p->push_bytes == k->push_bytes &&
-           p->n_spec == k->n_spec && p->subgroup_size == k->subgroup_size &&
+    return p->push_bytes == k->push_bytes && p->n_spec == k->n_spec && p->subgroup_size == k->subgroup_size &&
            (!k->n_spec || !memcmp(p->spec, k->spec, k->n_spec * sizeof *k->spec));
 }
 
-static pvk_status check_kernel(const pvk_kernel *k) {
-    if (!k || !k->shader || !k->bindings)
-        return pvk_fail(PVK_ERR_INVALID, "pvk_pipe_get: a kernel needs a shader name and a binding string");
-    if (strlen(k->shader) >= sizeof ((struct pvk_pipe *)0)->shader ||
-        strlen(k->bindings) >= sizeof ((struct pvk_pipe *)0)->bindings)
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: name or binding list too long", k->shader);
+/* Checked when a pipeline is made; lookups of a cached one compare numbers only. */
+static pvk_status check_kernel(const pvk_kernel *k, const char *name) {
+    if (!k->bindings || strlen(k->bindings) >= sizeof ((struct pvk_pipe *)0)->bindings)
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: a binding string of at most 32 is needed", name);
     if (strspn(k->bindings, "st") != strlen(k->bindings))
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: bindings \"%s\" may hold only 's' and 't'", k->shader,
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: bindings \"%s\" may hold only 's' and 't'", name,
                         k->bindings);
     if (k->push_bytes > 128 || k->push_bytes % 4)
         return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u push-constant bytes; phivk allows a multiple of 4 up to "
-                        "128 (the minimum every device supports)", k->shader, k->push_bytes);
+                        "128 (the minimum every device supports)", name, k->push_bytes);
     if (k->n_spec > 64 || (k->n_spec && !k->spec))
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u specialization constants without values", k->shader,
+        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u specialization constants without values", name,
                         k->n_spec);
     return PVK_OK;
-}
-
-static const pvk_spirv *find_module(const char *name) {
-    for (size_t i = 0; i < pvk_spirv_count; i++)
-        if (!strcmp(pvk_spirv_modules[i].name, name)) return &pvk_spirv_modules[i];
-    return NULL;
 }
 
 /* The workgroup's x size as the pipeline will run it: the LocalSize literal, or the
@@ -203,7 +200,7 @@ static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
 }
 
 static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
-    uint32_t wg_x = local_size_x(m, p->spec, p->n_spec);
+    uint32_t wg_x = p->wg_x = local_size_x(m, p->spec, p->n_spec);
     if (wg_x > d->caps.max_wg_size[0] || wg_x > d->caps.max_wg_invocations)
         return pvk_fail(PVK_ERR_UNSUPPORTED, "a workgroup of %u invocations along x is more than %s allows (%u, %u "
                         "in all): choose a smaller workgroup size", wg_x, d->caps.name, d->caps.max_wg_size[0],
@@ -242,24 +239,17 @@ static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spir
     return PVK_OK;
 }
 
-pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
+/* Makes the pipeline of k from module m, or fails naming it. */
+static pvk_status pipe_create(pvk_dev *d, const pvk_kernel *k, const pvk_spirv *m, struct pvk_pipe **out) {
     *out = NULL;
-    pvk_status s = check_kernel(k);
+    pvk_status s = check_kernel(k, m->name);
     if (s) return s;
-    for (struct pvk_pipe *p = d->pipes; p; p = p->next)
-        if (same_key(p, k)) {
-            *out = p;
-            return PVK_OK;
-        }
-    const pvk_spirv *m = find_module(k->shader);
-    if (!m) return pvk_fail(PVK_ERR_INVALID, "no embedded shader named \"%s\" (the variants are listed in "
-                            "shaders/meson.build)", k->shader);
     struct pvk_pipe *p = calloc(1, sizeof *p);
     if (!p || (k->n_spec && !(p->spec = malloc(k->n_spec * sizeof *p->spec)))) {
         free(p);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating pipeline %s", k->shader);
+        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating pipeline %s", m->name);
     }
-    snprintf(p->shader, sizeof p->shader, "%s", k->shader);
+    p->shader = m->name;
     snprintf(p->bindings, sizeof p->bindings, "%s", k->bindings);
     p->n_bind = (uint32_t)strlen(k->bindings);
     p->push_bytes = k->push_bytes;
@@ -269,14 +259,35 @@ pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
     if ((s = layouts_create(d, p)) || (s = pipeline_create(d, p, m))) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", pvk_errmsg());
-        vkDestroyPipelineLayout(d->vk, p->layout, NULL);
-        vkDestroyDescriptorSetLayout(d->vk, p->set_layout, NULL);
-        free(p->spec);
-        free(p);
-        return pvk_fail(s, "pipeline %s: %s", k->shader, msg);
+        pipe_free(d, p);
+        return pvk_fail(s, "pipeline %s: %s", m->name, msg);
     }
-    p->next = d->pipes;
-    d->pipes = p;
+    *out = p;
+    return PVK_OK;
+}
+
+pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
+    *out = NULL;
+    if (!k || k->id <= PVK_KERNEL_NONE || k->id >= PVK_KERNEL_COUNT || !pvk_spirv_modules[k->id].code)
+        return pvk_fail(PVK_ERR_INVALID, "pvk_pipe_get: kernel id %d is not a compiled variant (pvk_kernels.h)",
+                        k ? (int)k->id : -1);
+    struct pvk_pipe_set *set = &d->pipes[k->id];
+    for (uint32_t i = 0; i < set->n; i++)
+        if (same_key(set->v[i], k)) {
+            *out = set->v[i];
+            return PVK_OK;
+        }
+    if (set->n == set->cap) {
+        uint32_t cap = set->cap ? 2 * set->cap : 4;
+        struct pvk_pipe **v = realloc(set->v, cap * sizeof *v);
+        if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory caching pipelines");
+        set->v = v;
+        set->cap = cap;
+    }
+    struct pvk_pipe *p;
+    pvk_status s = pipe_create(d, k, &pvk_spirv_modules[k->id], &p);
+    if (s) return s;
+    set->v[set->n++] = p;
     *out = p;
     return PVK_OK;
 }

@@ -168,7 +168,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_types; i++) {
         int t = 0;
         while (t < PVK_TYPE_COUNT && !(pvk_type_get(t)->name && !strcmp(pvk_type_get(t)->name, names[i]))) t++;
-        if (t == PVK_TYPE_COUNT || !pvk_weight_variant(t)) {
+        if (t == PVK_TYPE_COUNT || !pvk_ops_reads_weights(t)) {
             fprintf(stderr, "bench: no matrix kernel for type '%s'\n", names[i]);
             return 2;
         }

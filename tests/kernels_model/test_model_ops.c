@@ -5,6 +5,7 @@
 
 #include <float.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "gpu.h"
 #include "kernels/ref.h"
@@ -350,11 +351,84 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
     gpu_close(&g);
 }
 
+/* ------------------------------------------------------------------ tuning */
+
+/* The workgroup size PHIVK_PROFILE printed for the first dispatch of the variant
+ * whose name starts with prefix in text, or 0. */
+static unsigned profiled_wg(const char *text, const char *prefix) {
+    for (const char *l = strstr(text, "phivk profile:"); l; l = strstr(l + 1, "phivk profile:")) {
+        unsigned i, wg;
+        char name[64];
+        if (sscanf(l, "phivk profile: %u %63s wg %u", &i, name, &wg) == 3 &&
+            !strncmp(name, prefix, strlen(prefix)))
+            return wg;
+    }
+    return 0;
+}
+
+/* get_rows and kv_store run the workgroup sizes of the op set they are recorded
+ * through (row_wg, elt_wg), not the device's defaults: the profile names each
+ * dispatch's workgroup size. */
+TEST(get_rows_and_kv_store_use_the_tuning_of_their_op_set) {
+    pvk_dev *d = test_gpu();
+    REQUIRE(d, "no device");
+    if (!pvk_dev_caps(d)->timestamps) {
+        printf("    skipped: the device has no timestamps, so no profile to read\n");
+        return;
+    }
+    pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    t.row_wg = t.row_wg > 1 ? t.row_wg / 2 : 2;
+    t.elt_wg = t.elt_wg > 1 ? t.elt_wg / 2 : 2;
+    enum { COLS = 64 };
+    static const uint16_t zeros[4 * COLS];
+    pvk_ops *o = NULL;
+    pvk_cmd *c = NULL;
+    pvk_tensor table = {0};
+    pvk_buf ids = {0}, out = {0}, x = {0};
+    pvk_kv kv = {0};
+    setenv("PHIVK_PROFILE", "1", 1);   /* read when the command object is made */
+    bool ok = !pvk_ops_create_tuned(d, &t, &o) && !pvk_cmd_create(d, &c) &&
+              !pvk_tensor_create(d, PVK_F16, COLS, 4, zeros, &table) &&
+              !pvk_kv_alloc(d, PVK_F16, PVK_F16, COLS, 4, &kv) && !pvk_cmd_begin(c);
+    unsetenv("PHIVK_PROFILE");
+    CHECK(ok, "setup: %s", pvk_errmsg());
+    ok = ok && upload(d, NULL, 4, &ids) && upload(d, NULL, 4 * COLS, &out) && upload(d, NULL, 4 * 2 * COLS, &x);
+    char text[8192] = "";
+    if (ok) {
+        CHECK(!pvk_op_get_rows(o, c, &table, &ids, &out, 1) &&
+                  !pvk_op_kv_store(o, c, &x, 2 * COLS, 0, COLS, &kv, 1, 0, NULL),
+              "record: %s", pvk_errmsg());
+        fflush(stderr);
+        int saved = dup(2);
+        FILE *log = tmpfile();
+        dup2(fileno(log), 2);
+        pvk_status st = pvk_cmd_submit(c);
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(log);
+        text[fread(text, 1, sizeof text - 1, log)] = 0;
+        fclose(log);
+        CHECK(!st, "submit: %s", pvk_errmsg());
+    }
+    CHECK(profiled_wg(text, "get_rows_f16_") == t.row_wg, "get_rows ran workgroups of %u, the op set's row_wg is %u",
+          profiled_wg(text, "get_rows_f16_"), t.row_wg);
+    CHECK(profiled_wg(text, "kv_store_f16_f16") == t.elt_wg,
+          "kv_store ran workgroups of %u, the op set's elt_wg is %u", profiled_wg(text, "kv_store_f16_f16"), t.elt_wg);
+    pvk_kv_free(d, &kv);
+    pvk_tensor_destroy(d, &table);
+    pvk_buf_destroy(d, &ids);
+    pvk_buf_destroy(d, &out);
+    pvk_buf_destroy(d, &x);
+    pvk_cmd_destroy(c);
+    pvk_ops_destroy(o);
+}
+
 /* --------------------------------------------------------------- attention */
 
 typedef struct {
     uint32_t n_head, n_kv_head, head_dim, m, kv_len, window;
-    const pvk_attn_tuning *tuning;   /* NULL: the device default */
+    const pvk_attn_tuning *tuning;   /* NULL: the device default; else an op set tuned so */
     bool scratch;                    /* pass a scratch buffer sized for the shape */
     bool views;                      /* read the cache through texel views */
     pvk_type k_type, v_type;         /* 0: F16 */
@@ -469,24 +543,27 @@ static void check_attention(gpu *g, const attn_case *ac) {
 
     pvk_buf xb = {0}, ob = {0}, sb = {0};
     pvk_kv kv = {0};
+    pvk_ops *o = g->o, *tuned = NULL;
     pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
                   .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
     if (!cache_make(g, &kv, kt, vt, w, ctx, ac->chunk, ac->views, ks, vs)) goto done;
-    /* Scratch for the default tuning's split, a tuning's forced one, and the
-     * slices max_iter requires. */
-    size_t sbytes = pvk_op_attention_scratch_bytes_kv(g->d, &a, &kv), slot = (size_t)m * ac->n_head * (hd / 4 + 1) * 16;
     if (ac->tuning) {
-        size_t n = ac->tuning->splits;
-        if (ac->tuning->max_iter && (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter > n)
-            n = (ac->kv_len + ac->tuning->max_iter - 1) / ac->tuning->max_iter;
-        if (n * slot > sbytes) sbytes = n * slot;
+        pvk_ops_tuning t = *pvk_ops_get_tuning(g->o);
+        t.attn = *ac->tuning;
+        if (pvk_ops_create_tuned(g->d, &t, &tuned)) {
+            CHECK(0, "tuning: %s", pvk_errmsg());
+            goto done;
+        }
+        o = tuned;
     }
+    /* Scratch as the op set sizes it for its tuning: its split, a forced one, and
+     * the slices max_iter requires (too little would be refused or split less). */
+    size_t sbytes = pvk_op_attention_scratch_bytes_kv(o, &a, &kv);
     if (!upload(g->d, x, xn * 4, &xb) || !upload_nan(g->d, on, &ob) ||
         (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
     a.scratch = ac->scratch && sbytes ? &sb : NULL;
-    pvk_status st = ac->tuning ? pvk_op_attention_tuned(g->o, g->c, &xb, &a, &kv, &ob, ac->tuning)
-                               : pvk_op_attention(g->o, g->c, &xb, &a, &kv, &ob);
+    pvk_status st = pvk_op_attention(o, g->c, &xb, &a, &kv, &ob);
     CHECK(!st, "attention: %s", pvk_errmsg());
     if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
     int bad = 0;
@@ -504,6 +581,7 @@ static void check_attention(gpu *g, const attn_case *ac) {
     }
     printf("    %s: max |err| %.3g (bound there %.3g)\n", what, worst, worst_tol);
 done:
+    pvk_ops_destroy(tuned);
     pvk_kv_free(g->d, &kv);
     pvk_buf_destroy(g->d, &xb);
     pvk_buf_destroy(g->d, &ob);

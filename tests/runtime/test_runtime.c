@@ -38,11 +38,11 @@ static float frand(uint32_t *s) {
     return (float)(*s >> 8) / (float)(1u << 24) * 4.0f - 2.0f;
 }
 
-/* out = a OP b through the "add"/"mul" kernels, repeated reps times in one
+/* out = a OP b through the add or mul kernel, repeated reps times in one
  * recording (reps > 1 exercises descriptor allocation); returns the number of
  * elements that differ from the CPU result. IEEE add and mul are correctly rounded
  * in Vulkan (SPIR-V OpFAdd/OpFMul), so the results must match bit for bit. */
-static int run_eltwise(pvk_dev *d, const char *op, uint32_t n, int reps) {
+static int run_eltwise(pvk_dev *d, pvk_kernel_id op, uint32_t n, int reps) {
     pvk_buf a = {0}, b = {0}, o = {0};
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *got = malloc(n * sizeof *got);
     int bad = -1;
@@ -50,7 +50,7 @@ static int run_eltwise(pvk_dev *d, const char *op, uint32_t n, int reps) {
     pvk_pipe *p = NULL;
     uint32_t seed = 7, wg = 64;
     for (uint32_t i = 0; i < n; i++) x[i] = frand(&seed), y[i] = frand(&seed);
-    pvk_kernel k = {.shader = op, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    pvk_kernel k = {.id = op, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
     if (pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) || pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &b) ||
         pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) || pvk_buf_write(d, &a, 0, x, n * 4) ||
         pvk_buf_write(d, &b, 0, y, n * 4) || pvk_pipe_get(d, &k, &p) || pvk_cmd_create(d, &c) || pvk_cmd_begin(c)) {
@@ -68,7 +68,7 @@ static int run_eltwise(pvk_dev *d, const char *op, uint32_t n, int reps) {
         goto done;
     }
     bad = 0;
-    for (uint32_t i = 0; i < n; i++) bad += got[i] != (op[0] == 'a' ? x[i] + y[i] : x[i] * y[i]);
+    for (uint32_t i = 0; i < n; i++) bad += got[i] != (op == PVK_KERNEL_ADD ? x[i] + y[i] : x[i] * y[i]);
 done:
     pvk_cmd_destroy(c);
     pvk_buf_destroy(d, &a);
@@ -160,7 +160,7 @@ TEST(staging_path_without_uma) {
           pvk_errmsg());
     CHECK(!memcmp(src, dst, n), "20 MiB round trip through staging");
     pvk_buf_destroy(d, &b);
-    CHECK(run_eltwise(d, "add", 1000, 1) == 0, "add kernel with staged buffers");
+    CHECK(run_eltwise(d, PVK_KERNEL_ADD, 1000, 1) == 0, "add kernel with staged buffers");
     free(src);
     free(dst);
     close_checked(d);
@@ -184,7 +184,7 @@ TEST(over_allocation_is_a_clear_device_memory_error) {
     pvk_mem_stats(d, &after, NULL);
     CHECK(after == before, "nothing was allocated by the failures (%llu -> %llu)", (unsigned long long)before,
           (unsigned long long)after);
-    CHECK(run_eltwise(d, "mul", 100, 1) == 0, "the device still works");
+    CHECK(run_eltwise(d, PVK_KERNEL_MUL, 100, 1) == 0, "the device still works");
 }
 
 TEST(memory_stats_follow_buffers_and_blocks_are_shared) {
@@ -216,7 +216,7 @@ TEST(binding_limit_comes_from_the_environment) {
     pvk_cmd *c;
     pvk_pipe *p;
     uint32_t wg = 64, push[2] = {1, 64};
-    pvk_kernel k = {.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    pvk_kernel k = {.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
     REQUIRE(!pvk_buf_create(d, 2000000, PVK_MEM_DEVICE, &b) && !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c),
             "setup: %s", pvk_errmsg());
     pvk_binding bind[3] = {pvk_bind(&b), pvk_bind_range(&b, 0, 256), pvk_bind_range(&b, 256, 256)};
@@ -242,20 +242,23 @@ TEST(add_and_mul_kernels_match_the_cpu) {
     REQUIRE(d = test_gpu(), "no device");
     static const uint32_t sizes[] = {1, 63, 64, 65, 10007};
     for (int i = 0; i < 5; i++) {
-        CHECK(run_eltwise(d, "add", sizes[i], 1) == 0, "add of %u elements is exact", sizes[i]);
-        CHECK(run_eltwise(d, "mul", sizes[i], 1) == 0, "mul of %u elements is exact", sizes[i]);
+        CHECK(run_eltwise(d, PVK_KERNEL_ADD, sizes[i], 1) == 0, "add of %u elements is exact", sizes[i]);
+        CHECK(run_eltwise(d, PVK_KERNEL_MUL, sizes[i], 1) == 0, "mul of %u elements is exact", sizes[i]);
     }
 }
 
-TEST(unknown_shader_and_bad_kernels_are_refused) {
+TEST(unknown_kernel_ids_and_bad_kernels_are_refused) {
     pvk_dev *d;
     REQUIRE(d = test_gpu(), "no device");
     pvk_pipe *p;
-    pvk_kernel k = {.shader = "no_such_shader", .bindings = "s"};
-    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "no_such_shader"), "%s", pvk_errmsg());
-    k = (pvk_kernel){.shader = "add", .bindings = "sss", .push_bytes = 132};
+    pvk_kernel k = {.id = PVK_KERNEL_NONE, .bindings = "s"};
+    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "not a compiled variant"), "%s",
+          pvk_errmsg());
+    k.id = PVK_KERNEL_COUNT;
+    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "an id past the table is refused");
+    k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 132};
     CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "more than 128 push bytes is refused");
-    k = (pvk_kernel){.shader = "add", .bindings = "sxs", .push_bytes = 8};
+    k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sxs", .push_bytes = 8};
     CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "an unknown binding kind is refused");
 }
 
@@ -263,7 +266,7 @@ TEST(pipelines_are_cached_by_key) {
     pvk_dev *d;
     REQUIRE(d = test_gpu(), "no device");
     uint32_t wg64 = 64, wg32 = 32;
-    pvk_kernel k = {.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg64};
+    pvk_kernel k = {.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg64};
     pvk_pipe *a, *b, *c;
     REQUIRE(!pvk_pipe_get(d, &k, &a) && !pvk_pipe_get(d, &k, &b), "get: %s", pvk_errmsg());
     CHECK(a == b, "the same key gives the same pipeline");
@@ -285,7 +288,7 @@ TEST(pipelines_are_cached_by_key) {
         printf("    no subgroup size control on this device: required subgroup sizes not checked\n");
     }
     uint32_t huge = caps->max_wg_invocations * 2;
-    k = (pvk_kernel){.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &huge};
+    k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &huge};
     CHECK(pvk_pipe_get(d, &k, &c) == PVK_ERR_UNSUPPORTED && strstr(pvk_errmsg(), "workgroup"),
           "a workgroup beyond the device's limit is refused before Vulkan sees it: %s", pvk_errmsg());
 }
@@ -330,8 +333,8 @@ TEST(descriptor_pool_path_without_push_descriptors) {
     REQUIRE(d, "device");
     CHECK(!pvk_dev_caps(d)->push_descriptor, "push descriptors are off");
     /* 600 dispatches in one recording need more than one 256-set pool. */
-    CHECK(run_eltwise(d, "add", 5000, 600) == 0, "add through descriptor sets");
-    CHECK(run_eltwise(d, "mul", 5000, 3) == 0, "a second recording reuses the reset pools");
+    CHECK(run_eltwise(d, PVK_KERNEL_ADD, 5000, 600) == 0, "add through descriptor sets");
+    CHECK(run_eltwise(d, PVK_KERNEL_MUL, 5000, 3) == 0, "a second recording reuses the reset pools");
     close_checked(d);
 }
 
@@ -368,13 +371,13 @@ TEST(pipeline_cache_file_is_written_and_reused) {
     REQUIRE(d, "device");
     const pvk_caps *c = pvk_dev_caps(d);
     uint32_t vendor = c->vendor_id, device = c->device_id;
-    CHECK(run_eltwise(d, "add", 10, 1) == 0, "a pipeline to cache");
+    CHECK(run_eltwise(d, PVK_KERNEL_ADD, 10, 1) == 0, "a pipeline to cache");
     close_checked(d);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "ls %s/phivk/pipelines-%04x-%04x-*.bin >/dev/null 2>&1", sub, vendor, device);
     CHECK(system(cmd) == 0, "no pipeline cache file under %s/phivk", sub);
     d = open_with(NULL, NULL); /* loads the file it wrote */
-    CHECK(d && run_eltwise(d, "add", 10, 1) == 0, "a second device uses the cache");
+    CHECK(d && run_eltwise(d, PVK_KERNEL_ADD, 10, 1) == 0, "a second device uses the cache");
     close_checked(d);
     unsetenv("XDG_CACHE_HOME");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -394,7 +397,7 @@ TEST(profile_prints_per_dispatch_times_with_shader_names) {
     int saved = dup(2);
     FILE *log = tmpfile();
     dup2(fileno(log), 2);
-    int bad = run_eltwise(d, "mul", 1000, 3);
+    int bad = run_eltwise(d, PVK_KERNEL_MUL, 1000, 3);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -464,7 +467,7 @@ TEST(fill_copy_and_barriers_order_transfers_around_dispatches) {
     pvk_buf a, o, host;
     pvk_cmd *c;
     pvk_pipe *p;
-    pvk_kernel k = {.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    pvk_kernel k = {.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
     REQUIRE(!pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) && !pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) &&
             !pvk_buf_create(d, n * 4, PVK_MEM_HOST, &host) && !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c),
             "setup: %s", pvk_errmsg());
@@ -505,7 +508,7 @@ TEST(validation_counts_a_missing_barrier) {
     pvk_buf a, o;
     pvk_cmd *c;
     pvk_pipe *p;
-    pvk_kernel k = {.shader = "mul", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
+    pvk_kernel k = {.id = PVK_KERNEL_MUL, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &wg};
     REQUIRE(!pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) && !pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) &&
             !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c) && !pvk_cmd_begin(c), "setup: %s", pvk_errmsg());
     pvk_binding first[3] = {pvk_bind(&a), pvk_bind(&a), pvk_bind(&o)}, second[3] = {pvk_bind(&o), pvk_bind(&o), pvk_bind(&a)};

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The one list of compiled kernel variants.
+
+A kernel family is one shader source; its variants are -D defines on it, chosen by
+the family's dimensions (weight type, K/V cache types, fetch path, reduction,
+activation form, ...). From the families below, the weight types the runtime
+supports (core/pvk_type.c: the entries marked supported) and the KV cache types
+of the public API (include/phivk.h: phivk_kv_type), this script writes:
+
+  list    the variants to compile, one a line: NAME SOURCE -DDEFINE... (meson)
+  header  pvk_kernels.h: the dimensions as C enums, pvk_kernel_id (one entry per
+          variant) and the lookup tables' declarations
+  tables  pvk_kernels.c: the lookup tables, PVK_KERNEL_NONE where a combination
+          is not built
+
+usage: kernels.py list|header|tables PVK_TYPE_C PHIVK_H [OUT]"""
+import re
+import sys
+
+
+class Dim:
+    """A dimension a family's variants are chosen by: a C enum pvk_<name>."""
+
+    def __init__(self, name, values, doc):
+        self.name, self.values, self.doc = name, values, doc
+
+    def count(self):
+        return 'PVK_%s_COUNT' % self.name.upper()
+
+    def c(self, v):
+        return 'PVK_%s_%s' % (self.name.upper(), v.upper())
+
+
+class TypeDim:
+    """A dimension indexed by pvk_type (weight, K or V type)."""
+
+    def __init__(self, types):
+        self.values = types
+
+    def count(self):
+        return 'PVK_TYPE_COUNT'
+
+    def c(self, t):
+        return t['enum']
+
+
+FETCH = Dim('fetch', ['tex', 'buf'], 'weights or cache read through a uniform texel buffer, or a storage buffer')
+REDUCE = Dim('reduce', ['subgroup', 'shared'], 'reductions with subgroup operations, or in shared memory only')
+ACTS = Dim('acts', ['f32', 'q8'], 'activations in f32 only, or also int8 blocks (q8_store.glsl): '
+           'written by norms and activations, read by matvec')
+PREC = Dim('prec', ['f32', 'f16'], "the tiled matmul's tiles and products in f32, or fp16")
+NORM = Dim('norm', ['rms', 'layer'], 'RMS or layer normalisation')
+ACT = Dim('act', ['silu', 'gelu', 'swiglu', 'copy'], 'activation function (copy: none, for int8 output)')
+STORE = Dim('store', ['plain', 'rope'], 'the KV cache write as is, or rotating K (and q) by RoPE')
+DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE]
+
+
+class Family:
+    """One C lookup table pvk_kernels_<name>, indexed by dims in order."""
+
+    def __init__(self, name, source, dims):
+        self.name, self.source, self.dims, self.variants = name, source, dims, []
+
+    def add(self, index, name, defines):
+        self.variants.append((index, name, defines))
+
+
+def weight_define(t):
+    return '-DW_' + t['name'].upper()
+
+
+def families(wtypes, kvtypes):
+    """Every family with its variants: (index in its table, module name, glslc defines)."""
+    fams = []
+
+    def fam(name, source, dims):
+        fams.append(Family(name, source, dims))
+        return fams[-1]
+
+    sg = lambda red: ['-DUSE_SUBGROUP'] if red == 'subgroup' else []
+    sh = lambda red: '' if red == 'subgroup' else '_sh'
+
+    f = fam('norm', 'norm.comp', [NORM, REDUCE, ACTS])
+    for form in NORM.values:
+        for red in REDUCE.values:
+            for acts in ACTS.values:
+                if acts == 'q8' and red == 'shared':
+                    continue   # int8 output only where the int8 matvec runs: with subgroup ops
+                f.add((form, red, acts), form + 'norm' + ('_q8' if acts == 'q8' else sh(red)),
+                      (['-DLAYERNORM'] if form == 'layer' else []) + sg(red) + (['-DQ8'] if acts == 'q8' else []))
+    f = fam('softmax', 'softmax.comp', [REDUCE])
+    for red in REDUCE.values:
+        f.add((red,), 'softmax' + sh(red), sg(red))
+    f = fam('act', 'act.comp', [ACT, ACTS])
+    # copy exists only to write int8; silu has no int8 form (no model feeds it to a matvec)
+    for acts, acts_forms in (('f32', ['silu', 'gelu', 'swiglu']), ('q8', ['gelu', 'swiglu', 'copy'])):
+        for act in acts_forms:
+            f.add((act, acts), act + ('_q8' if acts == 'q8' else ''),
+                  ['-D' + act.upper()] + (['-DQ8'] if acts == 'q8' else []))
+    for op in ('add', 'mul'):   # one kernel each: the op layer names its id
+        fam(op, 'eltwise.comp', []).add((), op, ['-DOP_' + op.upper()])
+
+    W = TypeDim(wtypes)
+    tex = lambda fetch, define: [define] if fetch == 'tex' else []
+    mv = fam('matvec', 'matvec.comp', [W, FETCH, REDUCE, ACTS])
+    mm = fam('matmul', 'matmul.comp', [W, FETCH, PREC])
+    for t in wtypes:
+        for fetch in FETCH.values:
+            wdef = [weight_define(t)] + tex(fetch, '-DW_TEXEL')
+            base = 'matvec_%s_%s' % (t['name'], fetch)
+            for red in REDUCE.values:
+                mv.add((t, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
+            if t['block_elems'] > 1:   # integer dot products on the quants of block types
+                mv.add((t, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
+            for prec in PREC.values:
+                mm.add((t, fetch, prec), 'matmul_%s_%s%s' % (t['name'], fetch, '_f16' if prec == 'f16' else ''),
+                       wdef + (['-DF16'] if prec == 'f16' else []))
+    f = fam('get_rows', 'get_rows.comp', [W, FETCH])
+    for t in wtypes:
+        for fetch in FETCH.values:
+            f.add((t, fetch), 'get_rows_%s_%s' % (t['name'], fetch), [weight_define(t)] + tex(fetch, '-DW_TEXEL'))
+
+    fam('attn_reduce', 'attn_reduce.comp', []).add((), 'attn_reduce', [])
+    K, V = TypeDim(kvtypes), TypeDim(kvtypes)
+    st = fam('kv_store', 'kv_store.comp', [STORE, K, V])
+    at = fam('attn', 'attn.comp', [K, V, FETCH, REDUCE])
+    for kt in kvtypes:
+        for vt in kvtypes:
+            kvdef = ['-DK_' + kt['name'].upper(), '-DV_' + vt['name'].upper()]
+            pair = kt['name'] + '_' + vt['name']
+            for store in STORE.values:
+                st.add((store, kt, vt), 'kv_store_' + ('rope_' if store == 'rope' else '') + pair,
+                       kvdef + (['-DROPE'] if store == 'rope' else []))
+            for fetch in FETCH.values:
+                for red in REDUCE.values:
+                    at.add((kt, vt, fetch, red), 'attn_%s_%s%s' % (pair, fetch, '' if red == 'subgroup' else '_nosg'),
+                           kvdef + sg(red) + tex(fetch, '-DKV_TEXEL'))
+    return fams
+
+
+def read_types(type_c, phivk_h):
+    """The supported weight types (pvk_type.c's table) and the KV cache types
+    (phivk_kv_type, in its order), each {'enum', 'name', 'block_elems'}."""
+    types = {}
+    for enum, name, block, ok in re.findall(r'\[(PVK_\w+)\]\s*=\s*\{"(\w+)",\s*(\d+),\s*\d+,\s*(true|false)\}',
+                                            open(type_c).read()):
+        types[enum] = {'enum': enum, 'name': name.lower(), 'block_elems': int(block), 'supported': ok == 'true'}
+    wtypes = [t for t in types.values() if t['supported']]
+    kvtypes = []
+    for suffix, value in re.findall(r'PHIVK_KV_(\w+)\s*=\s*(\d+)', open(phivk_h).read()):
+        t = types.get('PVK_' + suffix)
+        if not t or not t['supported'] or int(value) != len(kvtypes):
+            sys.exit('kernels.py: PHIVK_KV_%s has no supported PVK_%s, or the enum is not numbered 0, 1, ...'
+                     % (suffix, suffix))
+        kvtypes.append(t)
+    if not wtypes or not kvtypes:
+        sys.exit('kernels.py: found no weight types in %s or no KV types in %s' % (type_c, phivk_h))
+    return wtypes, kvtypes
+
+
+def enum_name(variant):
+    return 'PVK_KERNEL_' + variant.upper()
+
+
+def table_decl(f):
+    return 'const pvk_kernel_id pvk_kernels_%s%s' % (f.name, ''.join('[%s]' % d.count() for d in f.dims))
+
+
+def header(fams, kvtypes):
+    out = ['/* Generated by shaders/kernels.py: do not edit. The compiled kernel variants',
+           ' * and the tables the op layer picks them from. */',
+           '#ifndef PVK_KERNELS_H', '#define PVK_KERNELS_H', '', '#include "pvk_type.h"', '']
+    for d in DIMS:
+        out.append('/* %s */' % d.doc)
+        out.append('typedef enum pvk_%s { %s, %s } pvk_%s;' % (d.name, ', '.join(d.c(v) for v in d.values),
+                                                              d.count(), d.name))
+    out += ['', '/* One id per compiled SPIR-V module; PVK_KERNEL_NONE: a combination not built. */',
+            'typedef enum pvk_kernel_id {', '    PVK_KERNEL_NONE,']
+    for f in fams:
+        out += ['    %s,' % enum_name(name) for _, name, _ in f.variants]
+    out += ['    PVK_KERNEL_COUNT', '} pvk_kernel_id;', '']
+    out.append('/* The variant of each family at its dimensions, pvk_type-indexed for types. */')
+    for f in fams:
+        if f.dims:
+            out.append('extern %s;' % table_decl(f))
+    out += ['', '/* The KV cache types the kernels read, in the order of phivk_kv_type. */',
+            '#define PVK_KV_TYPE_COUNT %d' % len(kvtypes), 'extern const pvk_type pvk_kv_types[PVK_KV_TYPE_COUNT];',
+            '', '#endif']
+    return out
+
+
+def tables(fams, kvtypes):
+    out = ['/* Generated by shaders/kernels.py: do not edit. */', '#include "pvk_kernels.h"', '']
+    for f in fams:
+        if not f.dims:
+            continue
+        out.append('%s = {' % table_decl(f))
+        for index, name, _ in f.variants:
+            out.append('    %s = %s,' % (''.join('[%s]' % d.c(v) for d, v in zip(f.dims, index)), enum_name(name)))
+        out += ['};', '']
+    out.append('const pvk_type pvk_kv_types[PVK_KV_TYPE_COUNT] = {%s};' % ', '.join(t['enum'] for t in kvtypes))
+    return out
+
+
+def main():
+    if len(sys.argv) not in (4, 5) or sys.argv[1] not in ('list', 'header', 'tables'):
+        sys.exit(__doc__)
+    wtypes, kvtypes = read_types(sys.argv[2], sys.argv[3])
+    fams = families(wtypes, kvtypes)
+    names = [name for f in fams for _, name, _ in f.variants]
+    if len(set(names)) != len(names):
+        sys.exit('kernels.py: two variants share a name')
+    if sys.argv[1] == 'list':
+        lines = [' '.join([name, f.source] + defines) for f in fams for _, name, defines in f.variants]
+    else:
+        lines = header(fams, kvtypes) if sys.argv[1] == 'header' else tables(fams, kvtypes)
+    text = '\n'.join(lines) + '\n'
+    if len(sys.argv) == 5:
+        open(sys.argv[4], 'w').write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == '__main__':
+    main()
