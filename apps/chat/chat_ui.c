@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "chat_app.h"
@@ -79,6 +80,8 @@ void chat_msgs_clear(chat_app *a) {
     for (int i = 0; i < a->n_msgs; i++) {
         tb_free(&a->msgs[i].text);
         text_lines_free(&a->msgs[i].lines);
+        chat_md_free(&a->msgs[i].md);
+        chat_md_layout_free(&a->msgs[i].lay);
     }
     a->n_msgs = 0;
     a->selected = -1;
@@ -572,6 +575,8 @@ static void do_action(chat_app *a, const chat_button *b) {
     case CHAT_ACT_DISMISS: dismiss(a, b->arg); break;
     case CHAT_ACT_STEP: chat_setting_step(a, b->arg / 2, b->arg % 2 ? 1 : -1); break;
     case CHAT_ACT_APPLY: chat_app_apply_settings(a); break;
+    case CHAT_ACT_OPEN_LINK: chat_app_open_link(a); break;
+    case CHAT_ACT_CANCEL_LINK: free(a->link_url); a->link_url = NULL; break;
     }
 }
 
@@ -581,6 +586,53 @@ static void drag_to(chat_app *a, int y) {
     int range = a->content_h - a->view_h;
     if (track <= 0 || range <= 0) return;
     chat_scroll_to(a, (int)((int64_t)(y - a->drag_grab - a->r_scroll_track.y) * range / track));
+}
+
+/* A click at (x, y) from an answer's bubble's top left: Copy copies its code block, a
+ * link asks whether to open it. */
+static void md_click(chat_app *a, const chat_msg *m, int x, int y) {
+    SDL_Point pt = {x, y};
+    for (int i = 0; i < m->lay.n_boxes; i++) {
+        const chat_md_box *b = &m->lay.boxes[i];
+        if (b->kind != CHAT_BOX_COPY || !SDL_PointInRect(&pt, &b->r)) continue;
+        size_t n;
+        const char *code = chat_md_code(&m->md, b->block, &n);
+        char *s = strndup(code, n);
+        if (!s || SDL_SetClipboardText(s) != 0) chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
+        free(s);
+        return;
+    }
+    for (int i = 0; i < m->lay.n_pieces; i++) {
+        const chat_md_piece *p = &m->lay.pieces[i];
+        if (p->run < 0 || m->md.runs[p->run].link < 0) continue;
+        TTF_Font *f = chat_md_ttf(a, m->md.runs[p->run].font);
+        SDL_Rect r = {p->x, p->y, p->w, TTF_FontLineSkip(f)};
+        if (!SDL_PointInRect(&pt, &r)) continue;
+        free(a->link_url);
+        a->link_url = strdup(m->md.links[m->md.runs[p->run].link]);
+        return;
+    }
+}
+
+/* xdg-open in a grandchild: the browser it starts may run for hours, and a
+ * grandchild is adopted by init, so no zombie waits on this process. */
+bool chat_app_open_link(chat_app *a) {
+    char *url = a->link_url;
+    a->link_url = NULL;
+    if (!url) return false;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            execlp("xdg-open", "xdg-open", url, (char *)NULL);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    bool ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!ok) chat_app_notice(a, true, "Cannot start xdg-open for %s.", url);
+    free(url);
+    return ok;
 }
 
 static void on_click(chat_app *a, int x, int y) {
@@ -611,7 +663,10 @@ static void on_click(chat_app *a, int x, int y) {
         a->selected = -1;
         for (int i = 0; i < a->n_msgs; i++) {
             const chat_msg *m = &a->msgs[i];
-            if (cy >= m->y && cy < m->y + m->h && cx >= m->x && cx < m->x + m->w) a->selected = i;
+            if (cy >= m->y && cy < m->y + m->h && cx >= m->x && cx < m->x + m->w) {
+                a->selected = i;
+                if (m->role == CHAT_ASSISTANT) md_click(a, m, cx - m->x, cy - m->y);
+            }
         }
     }
 }
@@ -756,6 +811,7 @@ void chat_app_destroy(chat_app *a) {
     free(a->devices);
     free(a->chats_dir);
     free(a->chat_path);
+    free(a->link_url);
     chat_text_cache_clear(a);
     chat_fonts_close(a);
     if (a->ren) SDL_DestroyRenderer(a->ren);
