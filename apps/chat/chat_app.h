@@ -153,6 +153,7 @@ typedef struct chat_app {
     int answering;             /* id of the answer being generated, 0: none */
     text_field input, system;
     int focus;
+    bool selecting;            /* the mouse button is down in an edit field */
     char **history;            /* sent messages, oldest first */
     int n_history, history_pos; /* history_pos == n_history: not browsing */
     char *history_draft;       /* what was typed before browsing */
@@ -234,6 +235,8 @@ bool chat_fonts_open(chat_app *a); /* at a.scale; false with a notice */
 void chat_fonts_close(chat_app *a);
 void chat_text_cache_clear(chat_app *a);
 void chat_scroll_to(chat_app *a, int y);
+/* The byte offset in field f, drawn in r, nearest to pixel (x, y). */
+size_t chat_field_offset(chat_app *a, const text_field *f, SDL_Rect r, int x, int y);
 TTF_Font *chat_md_ttf(const chat_app *a, chat_md_font f);
 void chat_md_layout_free(chat_md_layout *l);
 

@@ -20,7 +20,7 @@ enum {
     C_USER = 0xDCE8FF, C_BOT = 0xFFFFFF, C_ACCENT = 0x2F6FEB, C_STOP = 0xD92D20, C_BTN = 0xE9EBEF,
     C_WHITE = 0xFFFFFF, C_ERR_BG = 0xFDECEA, C_ERR = 0xB42318, C_INFO_BG = 0xEAF2FF,
     C_INFO = 0x1D3F8F, C_THUMB = 0xC4C8CF, C_TRACK = 0xE6E8EC, C_NOTE = 0x8A6D3B, C_FIELD = 0xC9CDD3,
-    C_CODE_BG = 0xF0F2F5, C_CODE_LINE = 0xD5D9DF, C_QUOTE = 0xB8C4D6,
+    C_CODE_BG = 0xF0F2F5, C_CODE_LINE = 0xD5D9DF, C_QUOTE = 0xB8C4D6, C_SEL = 0xBFD4FF,
 };
 
 static int px(const chat_app *a, float v) { return (int)lroundf(v * a->scale); }
@@ -723,6 +723,42 @@ static void draw_link_prompt(chat_app *a) {
     button(a, open.x + open.w + px(a, 8), by, bh, "Cancel", C_BTN, C_TEXT, CHAT_ACT_CANCEL_LINK, 0);
 }
 
+/* Wraps an edit field's text s (n bytes) for r and returns the first row shown:
+ * the rows around the caret when the text is taller than the field. */
+static int field_lines(chat_app *a, const char *s, size_t n, size_t caret, SDL_Rect r, text_lines *tl) {
+    int pad = px(a, 10);
+    text_wrap(s, n, r.w - 2 * pad, ttf_fit, a->font, tl);
+    int cl = text_line_of(tl, caret), rows = (r.h - 2 * pad) / a->line_h;
+    return cl - rows + 1 > 0 ? cl - rows + 1 : 0;
+}
+
+size_t chat_field_offset(chat_app *a, const text_field *f, SDL_Rect r, int x, int y) {
+    int pad = px(a, 10);
+    const char *s = tb_str(&f->text);
+    text_lines tl = {0};
+    int first = field_lines(a, s, f->text.len, f->cursor, r, &tl);
+    int i = first + (y - r.y - pad) / a->line_h;
+    if (y < r.y + pad) i = first;
+    if (i >= tl.n) i = tl.n - 1;
+    size_t off = f->text.len;
+    if (i >= 0) {
+        const text_line *l = &tl.v[i];
+        /* The code point boundary nearest to x: past a glyph's middle is after it. */
+        size_t p = l->off, end = l->off + l->len;
+        int prev_w = 0;
+        while (p < end) {
+            size_t q = utf8_next(s, end, p);
+            int w = text_w(a->font, s + l->off, q - l->off);
+            if (x - r.x - pad < (prev_w + w) / 2) break;
+            prev_w = w;
+            p = q;
+        }
+        off = p;
+    }
+    text_lines_free(&tl);
+    return off;
+}
+
 /* An edit field: wrapped text with the IME composition inline (underlined) and
  * a caret when focused. Shows the rows around the caret when it is taller. */
 static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus, const char *placeholder) {
@@ -739,14 +775,19 @@ static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus,
         draw_text(a, a->font, C_MUTED, r.x + pad, r.y + pad, placeholder, strlen(placeholder));
     }
     text_lines tl = {0};
-    text_wrap(s, n, r.w - 2 * pad, ttf_fit, a->font, &tl);
-    size_t caret = f->cursor + clen;
-    int cl = text_line_of(&tl, caret), rows = (r.h - 2 * pad) / a->line_h;
-    int first = cl - rows + 1 > 0 ? cl - rows + 1 : 0;
+    size_t caret = f->cursor + clen, sb = 0, se = 0;
+    int first = field_lines(a, s, n, caret, r, &tl), rows = (r.h - 2 * pad) / a->line_h;
+    if (!clen) tf_selection(f, &sb, &se);
     SDL_RenderSetClipRect(a->ren, &r);
     for (int i = first; i < tl.n && i < first + rows; i++) {
         int y = r.y + pad + (i - first) * a->line_h;
         const text_line *l = &tl.v[i];
+        size_t s0 = sb > l->off ? sb : l->off, s1 = se < l->off + l->len ? se : l->off + l->len;
+        if (s0 < s1 || (sb < se && sb <= l->off && se > l->off + l->len)) { /* the line's selected part (and its '\n') */
+            int x0 = text_w(a->font, s + l->off, s0 - l->off), x1 = text_w(a->font, s + l->off, s1 - l->off);
+            if (se > l->off + l->len) x1 += px(a, 5);
+            fill(a, (SDL_Rect){r.x + pad + x0, y, x1 - x0, a->line_h}, C_SEL);
+        }
         draw_text(a, a->font, C_TEXT, r.x + pad, y, s + l->off, l->len);
         /* underline the part of the composition on this line */
         size_t c0 = f->cursor > l->off ? f->cursor : l->off, c1 = caret < l->off + l->len ? caret : l->off + l->len;
@@ -755,7 +796,7 @@ static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus,
             fill(a, (SDL_Rect){r.x + pad + x0, y + a->line_h - px(a, 2), x1 - x0, px(a, 1) > 0 ? px(a, 1) : 1},
                  C_TEXT);
         }
-        if (focus && i == cl) {
+        if (focus && i == text_line_of(&tl, caret)) {
             size_t at = caret < l->off ? l->off : caret;
             int cx = text_w(a->font, s + l->off, at - l->off);
             fill(a, (SDL_Rect){r.x + pad + cx, y + px(a, 2), px(a, 2) > 0 ? px(a, 2) : 1, a->line_h - px(a, 4)},

@@ -495,8 +495,16 @@ static text_field *focused(chat_app *a) {
 }
 
 static void copy(chat_app *a) {
+    text_field *f = focused(a);
+    size_t b, e;
+    if (tf_selection(f, &b, &e)) {
+        char *sel = strndup(tb_str(&f->text) + b, e - b);
+        if (!sel || SDL_SetClipboardText(sel) != 0) chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
+        free(sel);
+        return;
+    }
     const char *s = a->selected >= 0 && a->selected < a->n_msgs ? tb_str(&a->msgs[a->selected].text)
-                                                                : tb_str(&focused(a)->text);
+                                                                : tb_str(&f->text);
     if (*s && SDL_SetClipboardText(s) != 0)
         chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
 }
@@ -519,6 +527,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
     bool ctrl = k->keysym.mod & KMOD_CTRL, shift = k->keysym.mod & KMOD_SHIFT;
     if (f->compose[0]) return; /* the IME owns the keys while composing */
     int page = a->view_h * 9 / 10;
+    size_t anchor = f->anchor; /* Shift with a move extends the selection */
     switch (k->keysym.sym) {
     case SDLK_RETURN:
     case SDLK_KP_ENTER:
@@ -536,10 +545,18 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         break;
     case SDLK_BACKSPACE: tf_backspace(f); edited(a, f); break;
     case SDLK_DELETE: tf_delete(f); edited(a, f); break;
-    case SDLK_LEFT: tf_left(f); break;
-    case SDLK_RIGHT: tf_right(f); break;
-    case SDLK_HOME: if (ctrl) chat_scroll_to(a, 0); else tf_home(f); break;
-    case SDLK_END: if (ctrl) chat_scroll_to(a, INT_MAX); else tf_end(f); break;
+    case SDLK_LEFT: if (ctrl) tf_word_left(f); else tf_left(f); if (shift) f->anchor = anchor; break;
+    case SDLK_RIGHT: if (ctrl) tf_word_right(f); else tf_right(f); if (shift) f->anchor = anchor; break;
+    case SDLK_HOME:
+        if (ctrl) chat_scroll_to(a, 0);
+        else tf_home(f);
+        if (shift) f->anchor = anchor;
+        break;
+    case SDLK_END:
+        if (ctrl) chat_scroll_to(a, INT_MAX);
+        else tf_end(f);
+        if (shift) f->anchor = anchor;
+        break;
     case SDLK_UP: if (f == &a->input) history_move(a, -1); break;
     case SDLK_DOWN: if (f == &a->input) history_move(a, 1); break;
     case SDLK_PAGEUP: chat_scroll_to(a, a->scroll - page); break;
@@ -635,6 +652,15 @@ bool chat_app_open_link(chat_app *a) {
     return ok;
 }
 
+/* A press in an edit field puts the caret there (Shift extends the selection);
+ * dragging selects. */
+static void field_press(chat_app *a, int focus, int x, int y, bool extend) {
+    a->focus = focus;
+    text_field *f = focus == CHAT_FOCUS_SYSTEM ? &a->system : &a->input;
+    tf_move_to(f, chat_field_offset(a, f, focus == CHAT_FOCUS_SYSTEM ? a->r_system : a->r_input, x, y), extend);
+    a->selecting = true;
+}
+
 static void on_click(chat_app *a, int x, int y) {
     for (int i = a->n_buttons - 1; i >= 0; i--)
         if (inside(&a->buttons[i].r, x, y)) {
@@ -650,12 +676,13 @@ static void on_click(chat_app *a, int x, int y) {
         chat_scroll_to(a, a->scroll + (y < a->r_scroll_thumb.y ? -1 : 1) * a->view_h * 9 / 10);
         return;
     }
+    bool shift = SDL_GetModState() & KMOD_SHIFT;
     if (inside(&a->r_input, x, y)) {
-        a->focus = CHAT_FOCUS_INPUT;
+        field_press(a, CHAT_FOCUS_INPUT, x, y, shift);
         return;
     }
     if (a->panel_open && inside(&a->r_system, x, y)) {
-        a->focus = CHAT_FOCUS_SYSTEM;
+        field_press(a, CHAT_FOCUS_SYSTEM, x, y, shift);
         return;
     }
     if (inside(&a->r_transcript, x, y)) {
@@ -704,9 +731,14 @@ void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
         on_click(a, x, y);
         break;
     case SDL_MOUSEMOTION:
-        if (a->dragging) drag_to(a, (int)(e->motion.y * a->px_per_coord));
+        x = (int)(e->motion.x * a->px_per_coord);
+        y = (int)(e->motion.y * a->px_per_coord);
+        if (a->dragging) drag_to(a, y);
+        else if (a->selecting)
+            tf_move_to(focused(a), chat_field_offset(a, focused(a), focused(a) == &a->system ? a->r_system : a->r_input,
+                                                     x, y), true);
         break;
-    case SDL_MOUSEBUTTONUP: a->dragging = false; break;
+    case SDL_MOUSEBUTTONUP: a->dragging = a->selecting = false; break;
     case SDL_DROPFILE:
         chat_app_open_file(a, e->drop.file);
         SDL_free(e->drop.file);

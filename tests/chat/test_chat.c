@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -971,5 +972,98 @@ TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
     /* The bound for a responsive window; ASan makes this build ~2x slower. */
     CHECK(worst < 50, "frame time %.1f ms, want < 50 ms", worst);
     chat_app_new_chat(g.a);
+}
+
+/* ----------------------------------------------------------- the input box */
+
+/* Renderer pixel of byte offset off on the first row of the input box. */
+static SDL_Point input_point(const char *text, size_t off) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%.*s", (int)off, text);
+    int w = 0;
+    TTF_SizeUTF8(g.a->font, buf, &w, NULL);
+    int pad = (int)lroundf(10 * g.a->scale); /* the field's padding (chat_draw.c) */
+    return (SDL_Point){g.a->r_input.x + pad + w, g.a->r_input.y + pad + g.a->line_h / 2};
+}
+
+static void mouse(Uint32 type, SDL_Point p) {
+    SDL_Event e = {.type = type};
+    if (type == SDL_MOUSEMOTION) {
+        e.motion.x = (int)(p.x / g.a->px_per_coord);
+        e.motion.y = (int)(p.y / g.a->px_per_coord);
+    } else {
+        e.button.button = SDL_BUTTON_LEFT;
+        e.button.x = (int)(p.x / g.a->px_per_coord);
+        e.button.y = (int)(p.y / g.a->px_per_coord);
+    }
+    push(e);
+}
+
+TEST(chat_input_caret_follows_clicks_drag_selects_and_keys_move_by_word) {
+    REQUIRE(g.a, "needs the session");
+    static const char text[] = "hello brave new world";
+    tf_set(&g.a->input, text);
+    chat_app_step(g.a, 0);
+    /* Just right of "hello b" is nearer the boundary after the "b" than before it. */
+    SDL_Point p = input_point(text, 7);
+    click(p.x - 1, p.y);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 7, "a click after 'hello b' puts the caret at 7, got %zu", g.a->input.cursor);
+    click(g.a->r_input.x + g.a->r_input.w - 20, p.y);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == strlen(text), "a click right of the text: caret at the end (%zu)", g.a->input.cursor);
+    click(g.a->r_input.x + 2, p.y);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 0, "a click at the left edge: caret at 0 (%zu)", g.a->input.cursor);
+
+    /* Drag over "brave", copy it, type over it. */
+    mouse(SDL_MOUSEBUTTONDOWN, input_point(text, 6));
+    mouse(SDL_MOUSEMOTION, input_point(text, 11));
+    mouse(SDL_MOUSEBUTTONUP, input_point(text, 11));
+    chat_app_step(g.a, 0);
+    size_t b = 0, e = 0;
+    CHECK(tf_selection(&g.a->input, &b, &e) && b == 6 && e == 11, "the drag selected [6, 11), got [%zu, %zu)", b, e);
+    SDL_SetClipboardText("");
+    key(SDLK_c, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    char *clip = SDL_GetClipboardText();
+    CHECK(clip && !strcmp(clip, "brave"), "Ctrl+C copies the selection: '%s'", clip ? clip : "");
+    SDL_free(clip);
+    type("bold");
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "hello bold new world"), "typing replaces it: '%s'", tb_str(&g.a->input.text));
+
+    /* Ctrl+Left / Right by word, Home / End, Shift to select. */
+    key(SDLK_END, 0);
+    key(SDLK_LEFT, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 15, "Ctrl+Left from the end: start of 'world' (15), got %zu", g.a->input.cursor);
+    key(SDLK_LEFT, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 11, "again: start of 'new' (11), got %zu", g.a->input.cursor);
+    key(SDLK_RIGHT, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 15, "Ctrl+Right: past 'new ' (15), got %zu", g.a->input.cursor);
+    key(SDLK_HOME, 0);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 0 && !tf_selection(&g.a->input, &b, &e), "Home: 0, nothing selected");
+    key(SDLK_RIGHT, KMOD_LCTRL | KMOD_LSHIFT);
+    chat_app_step(g.a, 0);
+    CHECK(tf_selection(&g.a->input, &b, &e) && b == 0 && e == 6, "Ctrl+Shift+Right selects 'hello ' ([%zu, %zu))", b, e);
+    key(SDLK_BACKSPACE, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(tb_str(&g.a->input.text), "bold new world"), "Backspace deletes the selection: '%s'", tb_str(&g.a->input.text));
+    key(SDLK_END, 0);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == g.a->input.text.len, "End: the end (%zu)", g.a->input.cursor);
+
+    /* A click on the second row. */
+    tf_set(&g.a->input, "line one\nline two");
+    chat_app_step(g.a, 0);
+    p = input_point("", 0);
+    click(p.x, p.y + g.a->line_h);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->input.cursor == 9, "a click at the start of row 2: caret at 9, got %zu", g.a->input.cursor);
+    tf_set(&g.a->input, "");
     close_session();
 }
