@@ -107,6 +107,8 @@ typedef enum chat_action {
     CHAT_ACT_APPLY,
     CHAT_ACT_OPEN_LINK,   /* the confirmed link in link_url */
     CHAT_ACT_CANCEL_LINK,
+    CHAT_ACT_REGENERATE,  /* the last answer */
+    CHAT_ACT_EDIT,        /* arg: the user message's index */
 } chat_action;
 enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256 };
 
@@ -151,6 +153,7 @@ typedef struct chat_app {
     int n_msgs, cap_msgs, next_id;
     int selected;              /* message index, -1: none */
     int answering;             /* id of the answer being generated, 0: none */
+    int editing;               /* id of the sent message the input box edits, 0: none */
     text_field input, system;
     int focus;
     bool selecting;            /* the mouse button is down in an edit field */
@@ -165,6 +168,7 @@ typedef struct chat_app {
     char pending_device[256];
     char model_name[256], device_name[256], model_path[1024];
     int32_t ctx_used, ctx_total, loaded_ctx_req;
+    int32_t ctx_kept;          /* cached tokens the last answer reused (the rest was read) */
     char loaded_device[256];
     double tok_per_s;
     int32_t last_tokens;
@@ -222,6 +226,16 @@ bool chat_app_send(chat_app *a);   /* the input box as a user message */
 void chat_app_stop(chat_app *a);
 void chat_app_new_chat(chat_app *a);
 bool chat_app_export(chat_app *a); /* Markdown next to the saved chat */
+/* Drops the last answer and answers its message again. False when there is
+ * none or the model is busy. */
+bool chat_app_regenerate(chat_app *a);
+/* Puts sent message i in the input box; sending it then replaces the message
+ * and drops everything after it (the model's cache keeps what came before). */
+void chat_app_edit(chat_app *a, int i);
+void chat_app_edit_cancel(chat_app *a); /* empties the input box */
+/* Whether message i shows a Regenerate (the last answer) or Edit (a selected
+ * message of the user's) button under it: the action, or 0. */
+int chat_msg_action(const chat_app *a, int i);
 void chat_app_open_file(chat_app *a, const char *path); /* a dropped file */
 void chat_app_apply_settings(chat_app *a); /* reload for a new device / context */
 void chat_app_notice(chat_app *a, bool error, const char *fmt, ...)

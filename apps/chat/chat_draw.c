@@ -470,6 +470,7 @@ static void update_metrics(chat_app *a) {
 }
 
 static int label_h(const chat_app *a) { return a->small_h + px(a, 4); }
+static int action_h(const chat_app *a) { return a->line_h + px(a, 6); }
 
 static bool msg_note(const chat_app *a, const chat_msg *m, char *out, size_t cap, uint32_t *color) {
     *color = C_NOTE;
@@ -537,7 +538,7 @@ void chat_layout(chat_app *a) {
         char note[256];
         uint32_t c;
         y = msg->y + msg->h + (msg_note(a, msg, note, sizeof note, &c) ? a->small_h + px(a, 4) : 0) +
-            px(a, 14);
+            (chat_msg_action(a, i) ? action_h(a) + px(a, 4) : 0) + px(a, 14);
     }
     a->content_h = y + m;
     int max_scroll = a->content_h - a->view_h;
@@ -671,10 +672,18 @@ static void draw_messages(chat_app *a) {
         }
         char note[256];
         uint32_t c;
+        int below = b.y + b.h + px(a, 4);
         if (msg_note(a, m, note, sizeof note, &c)) {
             int nw = text_w(a->small, note, strlen(note));
             int nx = m->role == CHAT_USER ? b.x + b.w - nw : b.x;
             draw_text(a, a->small, c, nx, b.y + b.h + px(a, 3), note, strlen(note));
+            below += a->small_h + px(a, 4);
+        }
+        int act = chat_msg_action(a, i);
+        if (act && below >= clip.y && below + action_h(a) <= clip.y + clip.h) {
+            const char *label = act == CHAT_ACT_EDIT ? "Edit and resend" : "Regenerate";
+            int right = m->role == CHAT_USER ? -(b.x + b.w) : b.x;
+            button(a, right, below, action_h(a), label, C_BTN, C_TEXT, act, i);
         }
     }
     if (a->r_scroll_thumb.h) {
@@ -702,6 +711,21 @@ static void draw_notices(chat_app *a) {
         add_button(a, x, CHAT_ACT_DISMISS, i);
         y += h + px(a, 6);
     }
+}
+
+/* While a sent message is being edited, the bottom of the transcript says so. */
+static void draw_edit_banner(chat_app *a) {
+    if (!a->editing) return;
+    static const char text[] = "Editing a sent message: Enter sends it again and drops everything after it; "
+                               "Esc cancels.";
+    int m = px(a, 16), pad = px(a, 6);
+    SDL_Rect tr = {m + pad, 0, a->r_transcript.w - 2 * m - 2 * pad, 0};
+    int th = draw_para(a, a->small, 0, tr, text, false);
+    SDL_Rect r = {m, a->r_transcript.y + a->r_transcript.h - th - 2 * pad, tr.w + 2 * pad, th + 2 * pad};
+    fill(a, r, C_INFO_BG);
+    outline(a, r, C_ACCENT, 1);
+    tr.y = r.y + pad;
+    draw_para(a, a->small, C_INFO, tr, text, true);
 }
 
 /* A clicked link is opened only after the user saw where it goes. */
@@ -870,7 +894,7 @@ static void draw_panel(chat_app *a) {
     static const char help[] =
         "Enter sends, Shift+Enter adds a line. Esc stops the answer. Click a message and "
         "Ctrl+C copies it; Ctrl+V pastes. Up/Down recall what you sent. Ctrl+E exports "
-        "Markdown, Ctrl+N starts a new chat, F2 shows or hides these settings. Drop a .gguf "
+        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, F2 shows or hides these settings. Drop a .gguf "
         "to load it or a .txt/.md to summarize it.";
     if (y < bottom - px(a, 40)) draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, help, true);
 }
@@ -915,6 +939,7 @@ int chat_draw_frame(chat_app *a) {
     if (a->n_msgs) draw_messages(a);
     else draw_empty(a);
     draw_notices(a);
+    draw_edit_banner(a);
     draw_link_prompt(a);
     draw_toolbar(a);
     const char *ph = !a->loaded && !a->loads_pending ? "Drop a .gguf model file on the window to start"

@@ -76,16 +76,19 @@ chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const
     return &a->msgs[at];
 }
 
-void chat_msgs_clear(chat_app *a) {
-    for (int i = 0; i < a->n_msgs; i++) {
+/* Removes the messages from index `from` on. */
+static void msgs_drop_from(chat_app *a, int from) {
+    for (int i = from; i < a->n_msgs; i++) {
         tb_free(&a->msgs[i].text);
         text_lines_free(&a->msgs[i].lines);
         chat_md_free(&a->msgs[i].md);
         chat_md_layout_free(&a->msgs[i].lay);
     }
-    a->n_msgs = 0;
-    a->selected = -1;
+    a->n_msgs = from;
+    if (a->selected >= from) a->selected = -1;
 }
+
+void chat_msgs_clear(chat_app *a) { msgs_drop_from(a, 0); }
 
 static chat_msg *msg_by_id(chat_app *a, int id) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
@@ -200,11 +203,51 @@ bool chat_app_send(chat_app *a) {
     size_t b = 0, e = a->input.text.len;
     while (s[b] == ' ' || s[b] == '\n') b++;
     while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\n')) e--;
+    const chat_msg *edited = a->editing ? msg_by_id(a, a->editing) : NULL;
+    a->editing = 0;
+    if (edited) {
+        /* The answer being written, if any, follows the edited message: it goes too. */
+        if (a->answering) chat_worker_stop(a->worker, a->answering);
+        msgs_drop_from(a, (int)(edited - a->msgs));
+    }
     if (!send_text(a, s + b, e - b)) return false;
     history_push(a, tb_str(&a->input.text));
     tf_set(&a->input, "");
     chat_app_save(a);
     return true;
+}
+
+bool chat_app_regenerate(chat_app *a) {
+    int n = a->n_msgs;
+    if (a->answering || !a->loaded || a->loads_pending || n < 2 || a->msgs[n - 1].role != CHAT_ASSISTANT ||
+        a->msgs[n - 2].role != CHAT_USER)
+        return false;
+    msgs_drop_from(a, n - 1);
+    a->msgs[n - 2].state = CHAT_QUEUED;
+    start_next_answer(a);
+    chat_app_save(a);
+    return true;
+}
+
+void chat_app_edit(chat_app *a, int i) {
+    if (i < 0 || i >= a->n_msgs || a->msgs[i].role != CHAT_USER) return;
+    a->editing = a->msgs[i].id;
+    tf_set(&a->input, tb_str(&a->msgs[i].text));
+    a->focus = CHAT_FOCUS_INPUT;
+    a->selected = -1;
+}
+
+void chat_app_edit_cancel(chat_app *a) {
+    a->editing = 0;
+    tf_set(&a->input, "");
+}
+
+int chat_msg_action(const chat_app *a, int i) {
+    const chat_msg *m = &a->msgs[i];
+    if (m->role == CHAT_ASSISTANT && i == a->n_msgs - 1 && !a->answering && a->loaded && i > 0)
+        return CHAT_ACT_REGENERATE;
+    if (m->role == CHAT_USER && i == a->selected && m->state == CHAT_DONE && !a->editing) return CHAT_ACT_EDIT;
+    return 0;
 }
 
 void chat_app_stop(chat_app *a) {
@@ -216,6 +259,7 @@ void chat_app_stop(chat_app *a) {
 void chat_app_new_chat(chat_app *a) {
     if (a->answering) chat_worker_stop(a->worker, a->answering);
     a->answering = 0;
+    a->editing = 0;
     chat_app_save(a);
     chat_msgs_clear(a);
     free(a->chat_path);
@@ -396,6 +440,7 @@ static void on_done(chat_app *a, const chat_ev *e) {
     if (e->ctx_total) {
         a->ctx_used = e->ctx_used;
         a->ctx_total = e->ctx_total;
+        a->ctx_kept = e->ctx_kept;
     }
     if (e->n_tokens) {
         a->tok_per_s = e->tok_per_s;
@@ -540,6 +585,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         break;
     case SDLK_ESCAPE:
         if (a->answering) chat_app_stop(a);
+        else if (a->editing) chat_app_edit_cancel(a);
         else if (a->n_notices) dismiss(a, a->n_notices - 1);
         else a->selected = -1;
         break;
@@ -571,6 +617,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         case SDLK_c: copy(a); break;
         case SDLK_v: paste(a); edited(a, f); break;
         case SDLK_n: chat_app_new_chat(a); break;
+        case SDLK_r: chat_app_regenerate(a); break;
         case SDLK_e: chat_app_export(a); break;
         case SDLK_COMMA: a->panel_open = !a->panel_open; break;
         case SDLK_q: a->quit = true; break;
@@ -594,6 +641,8 @@ static void do_action(chat_app *a, const chat_button *b) {
     case CHAT_ACT_APPLY: chat_app_apply_settings(a); break;
     case CHAT_ACT_OPEN_LINK: chat_app_open_link(a); break;
     case CHAT_ACT_CANCEL_LINK: free(a->link_url); a->link_url = NULL; break;
+    case CHAT_ACT_REGENERATE: chat_app_regenerate(a); break;
+    case CHAT_ACT_EDIT: chat_app_edit(a, b->arg); break;
     }
 }
 

@@ -1065,5 +1065,107 @@ TEST(chat_input_caret_follows_clicks_drag_selects_and_keys_move_by_word) {
     chat_app_step(g.a, 0);
     CHECK(g.a->input.cursor == 9, "a click at the start of row 2: caret at 9, got %zu", g.a->input.cursor);
     tf_set(&g.a->input, "");
+}
+
+/* ------------------------------------------------- regenerate and edit */
+
+/* The tokens of the prompt the window sends for messages [0, n), message
+ * `at` replaced by text (NULL: none), as chat_ui.c builds it. Caller frees. */
+static int64_t conversation_tokens(const phivk_vocab *v, int n, int at, const char *text, bool add_assistant,
+                                   int32_t **ids) {
+    phivk_chat_msg msgs[64];
+    int k = 0;
+    const char *sys = tb_str(&g.a->system.text);
+    if (*sys) msgs[k++] = (phivk_chat_msg){"system", sys};
+    for (int i = 0; i < n && k < 64; i++) {
+        const chat_msg *m = &g.a->msgs[i];
+        if (m->role == CHAT_ASSISTANT && !m->text.len) continue;
+        msgs[k++] = (phivk_chat_msg){m->role == CHAT_USER ? "user" : "assistant",
+                                     i == at && text ? text : tb_str(&m->text)};
+    }
+    char *prompt = phivk_chat_prompt(phivk_vocab_chat_format(v), msgs, k, add_assistant);
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.parse_special = true;
+    int64_t count = prompt ? phivk_tokenize(v, prompt, strlen(prompt), &tp, NULL, 0) : -1;
+    *ids = count > 0 ? malloc(sizeof **ids * (size_t)count) : NULL;
+    if (*ids) phivk_tokenize(v, prompt, strlen(prompt), &tp, *ids, count);
+    free(prompt);
+    return *ids ? count : -1;
+}
+
+static int64_t common_prefix(const int32_t *x, int64_t nx, const int32_t *y, int64_t ny) {
+    int64_t k = 0;
+    while (k < nx && k < ny && x[k] == y[k]) k++;
+    return k;
+}
+
+TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cache_to_the_edit) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    phivk_vocab *v = phivk_vocab_load(g.model);
+    REQUIRE(v, "the fixture's vocabulary");
+    chat_app_new_chat(g.a);
+    type("first question");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no first answer");
+    type("second question");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no second answer");
+    REQUIRE(g.a->n_msgs == 4, "4 messages, got %d", g.a->n_msgs);
+
+    /* Regenerate: same prompt, so the whole prompt but its last token stays in
+     * the cache (one token must run again to give logits). Greedy sampling
+     * makes the new answer the same text: the cache reuse changes nothing. */
+    int old_id = g.a->msgs[3].id;
+    char *old_text = strdup(tb_str(&g.a->msgs[3].text));
+    int32_t *p2 = NULL;
+    int64_t n2 = conversation_tokens(v, 3, -1, NULL, true, &p2);
+    REQUIRE(n2 > 0 && old_text, "the prompt's tokens");
+    chat_app_step(g.a, 0);
+    click_button(CHAT_ACT_REGENERATE, 3);
+    CHECK(g.a->answering, "Regenerate started an answer");
+    REQUIRE(pump(idle, 60), "no regenerated answer");
+    CHECK(g.a->n_msgs == 4, "still 4 messages, got %d", g.a->n_msgs);
+    const chat_msg *m = &g.a->msgs[3];
+    CHECK(m->role == CHAT_ASSISTANT && m->state == CHAT_DONE && m->id != old_id, "a new answer replaced the old one");
+    CHECK(!strcmp(tb_str(&m->text), old_text), "greedy: the same text ('%s' vs '%s')", tb_str(&m->text), old_text);
+    CHECK(g.a->ctx_kept == n2 - 1, "the cache kept %d tokens, want the prompt's %lld - 1", g.a->ctx_kept, (long long)n2);
+    free(old_text);
+
+    /* Edit the second question: the cache keeps the shared prefix of the old
+     * and the new prompt, which covers the whole first exchange. */
+    m = &g.a->msgs[2];
+    int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
+    click(m->x + m->w / 2, y);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->selected == 2, "the click selected the question (%d)", g.a->selected);
+    click_button(CHAT_ACT_EDIT, 2);
+    CHECK(g.a->editing == g.a->msgs[2].id && !strcmp(tb_str(&g.a->input.text), "second question"),
+          "Edit puts the message in the input box: '%s'", tb_str(&g.a->input.text));
+    key(SDLK_ESCAPE, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!g.a->editing && !g.a->input.text.len, "Esc cancels the edit");
+    chat_app_edit(g.a, 2);
+    tf_set(&g.a->input, "another question");
+    int32_t *pn = NULL, *p1 = NULL;
+    int64_t nn = conversation_tokens(v, 3, 2, "another question", true, &pn);
+    int64_t n1 = conversation_tokens(v, 2, -1, NULL, false, &p1);
+    REQUIRE(nn > 0 && n1 > 0, "the prompts' tokens");
+    int64_t shared = common_prefix(p2, n2, pn, nn);
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer to the edited question");
+    CHECK(g.a->n_msgs == 4, "the edit replaced the question and its answer: %d messages", g.a->n_msgs);
+    CHECK(g.a->n_msgs == 4 && !strcmp(tb_str(&g.a->msgs[2].text), "another question") && g.a->msgs[3].state == CHAT_DONE,
+          "the edited question is answered");
+    CHECK(g.a->ctx_kept == shared, "the cache was cut to the edit point: kept %d, want the shared prefix %lld",
+          g.a->ctx_kept, (long long)shared);
+    CHECK(shared >= n1 && shared < n2, "the shared prefix (%lld) holds the first exchange (%lld tokens) and ends "
+          "before the old prompt's end (%lld)", (long long)shared, (long long)n1, (long long)n2);
+    free(p1);
+    free(p2);
+    free(pn);
+    phivk_vocab_free(v);
     close_session();
 }
