@@ -54,6 +54,7 @@ typedef struct chat_md_layout {
     int *block_y;      /* where each block starts (before its gap) */
     int cap_block_y;
     int width;         /* the width laid out for */
+    int relaid;        /* blocks the last layout laid out (the others were kept) */
     int w, h;          /* the content's size, without the bubble's padding */
 } chat_md_layout;
 

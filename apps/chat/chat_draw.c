@@ -392,6 +392,7 @@ static void md_layout(const chat_app *a, chat_msg *m, int w, int pad) {
         y += h;
     }
     m->lay.block_y[d->n_blocks] = y;
+    m->lay.relaid = d->n_blocks - k;
     m->lay.h = y;
 }
 
