@@ -280,6 +280,7 @@ static int lay_row(md_lay *L, int first, int x0, int y, int w, int lh, int *last
     const chat_app *a = L->a;
     const chat_md_block *b0 = &L->d->blocks[first];
     int pad = px(a, 6), n = b0->n_cols > 0 ? b0->n_cols : 1, cw = w / n, h = 0, k = first;
+    if (cw < 2 * pad + px(a, 16)) cw = 2 * pad + px(a, 16); /* a very wide table runs past the bubble, clipped */
     for (; k < L->d->n_blocks; k++) {
         const chat_md_block *c = &L->d->blocks[k];
         if (c->kind != CHAT_MD_CELL || c->table != b0->table || c->row != b0->row) break;

@@ -229,8 +229,9 @@ bool chat_md_parse(chat_md_doc *d, const char *s, size_t n) {
     chat_md_free(d);
     parse p = {.d = d, .open = -1, .link = -1};
     MD_PARSER parser = {
-        .flags = MD_FLAG_TABLES | MD_FLAG_STRIKETHROUGH | MD_FLAG_PERMISSIVEURLAUTOLINKS |
-                 MD_FLAG_PERMISSIVEWWWAUTOLINKS | MD_FLAG_NOHTML,
+        /* No strikethrough: it would drop the tildes with nothing drawn instead.
+         * Raw HTML shows as the text it is. */
+        .flags = MD_FLAG_TABLES | MD_FLAG_PERMISSIVEURLAUTOLINKS | MD_FLAG_PERMISSIVEWWWAUTOLINKS | MD_FLAG_NOHTML,
         .enter_block = enter_block, .leave_block = leave_block,
         .enter_span = enter_span, .leave_span = leave_span, .text = text,
     };
