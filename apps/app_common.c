@@ -41,14 +41,6 @@ static bool parse_float(const char *s, float lo, float hi, float *out) {
     return true;
 }
 
-static bool parse_kv_type(const char *s, phivk_kv_type *out) {
-    if (!strcmp(s, "f16")) *out = PHIVK_KV_F16;
-    else if (!strcmp(s, "q8_0")) *out = PHIVK_KV_Q8_0;
-    else if (!strcmp(s, "q4_0")) *out = PHIVK_KV_Q4_0;
-    else return false;
-    return true;
-}
-
 int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     /* Flags without a value. */
@@ -59,7 +51,7 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
         "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c",
         "--ctx-size", "--ctx", "-s", "--seed", "--temp", "--top-k", "--top-p", "--min-p",
         "--repeat-penalty", "--repeat-last-n", "--device", "--kv-type", "--cache-type-k",
-        "--cache-type-v", "-ctk", "-ctv", "--rope-factors", "-b", "--batch-size", NULL};
+        "--cache-type-v", "-ctk", "-ctv", "--rope-factors", "-b", "--batch-size", "--tokenizer", NULL};
     bool known = false;
     for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
     if (!known) return 0;
@@ -71,10 +63,11 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
     long n;
     bool ok = true;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
     else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-        ok = parse_long(v, -1, 1 << 30, &n);
+        ok = parse_long(v, -1, APP_MAX_N_PREDICT, &n);
         o->n_predict = (int32_t)n;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
         if (!strcmp(v, "auto")) o->sess.ctx = 0;
@@ -107,10 +100,10 @@ int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
         o->samp.repeat_last_n = (int32_t)n;
     } else if (!strcmp(a, "--device")) o->rt.device = v;
     else if (!strcmp(a, "--kv-type")) {
-        ok = parse_kv_type(v, &o->sess.k_type);
+        ok = phivk_kv_type_parse(v, &o->sess.k_type);
         o->sess.v_type = o->sess.k_type;
-    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = parse_kv_type(v, &o->sess.k_type);
-    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = parse_kv_type(v, &o->sess.v_type);
+    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = phivk_kv_type_parse(v, &o->sess.k_type);
+    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = phivk_kv_type_parse(v, &o->sess.v_type);
     else if (!strcmp(a, "--rope-factors")) {
         if (!strcmp(v, "auto")) o->sess.rope_factors = PHIVK_ROPE_AUTO;
         else if (!strcmp(v, "short")) o->sess.rope_factors = PHIVK_ROPE_SHORT;
@@ -161,7 +154,9 @@ int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*u
 void app_opts_usage(void) {
     printf("model options:\n"
            "  -m, --model FILE        GGUF model (or give it as the first argument)\n"
-           "  -c, --ctx N|auto        context in tokens (default: the model's, reduced to fit)\n"
+           "  --tokenizer FILE        the model is a llama2.c .bin with this tokenizer.bin\n"
+           "  -c, --ctx N|auto        context in tokens (default auto: the model's trained context\n"
+           "                          up to 131072, reduced to fit)\n"
            "  -b, --batch-size N      prefill chunk (default 512)\n"
            "  --kv-type f16|q8_0|q4_0 KV cache type for K and V (-ctk / -ctv for each)\n"
            "  --rope-factors auto|short|long  LongRoPE table (default auto)\n"
@@ -205,6 +200,17 @@ char *app_read_file(const char *path, size_t *len) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+void app_write_generated(FILE *out, const char *text, size_t n) {
+    if (!isatty(fileno(out))) {
+        fwrite(text, 1, n, out);
+    } else {
+        char small[4 * 256 + 1], *buf = n <= 256 ? small : malloc(4 * n + 1);
+        if (buf) fwrite(buf, 1, phivk_text_visible(text, n, true, buf, 4 * n + 1), out);
+        if (buf != small) free(buf);
+    }
+    fflush(out);
 }
 
 /* On a terminal: a bar once the stage has run for a second, redrawn at most 10
@@ -251,12 +257,23 @@ bool app_model_open(const app_opts *o, app_model *am) {
     }
     am->rt = phivk_runtime_create(&o->rt);
     if (!am->rt) goto fail;
-    phivk_model_params mp = phivk_model_default_params();
-    mp.progress = app_progress;
-    am->model = phivk_model_load(am->rt, o->model, &mp);
-    if (!am->model) goto fail;
     phivk_session_params sp = o->sess;
     sp.progress = app_progress;
+    phivk_model_params mp = phivk_model_default_params();
+    mp.progress = app_progress;
+    mp.session = &sp;
+    if (o->tokenizer) {
+        /* a llama2.c checkpoint: converted in memory, in f32 as run.c computes */
+        phivk_convert_params cp = phivk_convert_default_params();
+        size_t size;
+        cp.type = "f32";
+        cp.tokenizer = o->tokenizer;
+        if (phivk_convert_memory(o->model, &cp, &am->image, &size) != PHIVK_OK) goto fail;
+        am->model = phivk_model_load_memory(am->rt, am->image, size, o->model, &mp);
+    } else {
+        am->model = phivk_model_load(am->rt, o->model, &mp);
+    }
+    if (!am->model) goto fail;
     am->sess = phivk_session_create(am->model, &sp);
     if (!am->sess) goto fail;
     char *plan = phivk_session_plan_text(am->sess);
@@ -272,6 +289,7 @@ fail:
 void app_model_close(app_model *am) {
     phivk_session_free(am->sess);
     phivk_model_free(am->model);
+    free(am->image);
     phivk_runtime_free(am->rt);
     memset(am, 0, sizeof *am);
 }

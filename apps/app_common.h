@@ -5,11 +5,16 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "phivk.h"
 
+/* The most tokens -n asks for (and a restored chat's setting is clamped to). */
+#define APP_MAX_N_PREDICT (1 << 30)
+
 typedef struct app_opts {
     const char *model;          /* -m or the first positional argument */
+    const char *tokenizer;      /* --tokenizer: a llama2.c .bin model's tokenizer.bin */
     const char *prompt;         /* -p */
     const char *prompt_file;    /* -f */
     int32_t n_predict;          /* -n; -1: until a stop token or the context is full */
@@ -52,10 +57,15 @@ typedef struct app_model {
     phivk_runtime *rt;
     phivk_model *model;
     phivk_session *sess;
+    void *image;                /* the GGUF a llama2.c model was converted to in memory */
 } app_model;
 bool app_model_open(const app_opts *o, app_model *am);
 void app_model_close(app_model *am);
 
+/* Writes generated text to out and flushes it: as it is into a file or a pipe; on
+ * a terminal with control characters other than newline and tab made visible
+ * (phivk_text_visible), since a model can emit escape sequences. */
+void app_write_generated(FILE *out, const char *text, size_t n);
 /* Reads a whole file (text) into a NUL-terminated buffer; NULL with a message. */
 char *app_read_file(const char *path, size_t *len);
 /* A progress callback that draws "stage: done/total" bars on stderr when the

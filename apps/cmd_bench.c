@@ -300,11 +300,6 @@ static bool run_test(const bench_opts *o, phivk_session *s, const int32_t *ids, 
 
 /* ------------------------------------------------------------------ output */
 
-static void fmt_size(char *out, size_t n, uint64_t bytes) {
-    if (bytes >= (1ull << 30)) snprintf(out, n, "%.2f GiB", bytes / GIB);
-    else snprintf(out, n, "%.2f MiB", bytes / (1024.0 * 1024));
-}
-
 enum { COLS = 9, ROWS_MAX = 2 };
 
 static void print_table(const bench_model *bm, const bench_opts *o, const bench_test *tests, int n) {
@@ -314,7 +309,7 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
     for (int r = 0; r < n; r++) {
         const bench_test *t = &tests[r];
         snprintf(cell[r][0], sizeof cell[r][0], "%s", bm->name);
-        fmt_size(cell[r][1], sizeof cell[r][1], bm->size);
+        phivk_format_bytes(cell[r][1], bm->size);
         if (bm->params >= 1000000000) snprintf(cell[r][2], sizeof cell[r][2], "%.2f B", bm->params * 1e-9);
         else snprintf(cell[r][2], sizeof cell[r][2], "%.2f M", bm->params * 1e-6);
         snprintf(cell[r][3], sizeof cell[r][3], "%s", bm->type);
@@ -445,8 +440,12 @@ int cmd_bench(int argc, char **argv) {
     o.copy_bytes = copy_bytes;
     if (phivk_runtime_copy_bandwidth(rt, copy_bytes, &bm.copy_gbps) != PHIVK_OK) goto fail;
 
+    phivk_session_params sp = o.run.sess;
+    sp.ctx = ctx;
+    sp.batch = o.batch;
     phivk_model_params mp = phivk_model_default_params();
     mp.progress = app_progress;
+    mp.session = &sp;
     if (o.model) {
         model = phivk_model_load(rt, o.model, &mp);
     } else {
@@ -454,7 +453,7 @@ int cmd_bench(int argc, char **argv) {
         if (phivk_synth_build(o.shape, o.type, &image, &image_size) != PHIVK_OK) goto fail;
         if (!o.json) {
             char size[32];
-            fmt_size(size, sizeof size, image_size);
+            phivk_format_bytes(size, image_size);
             fprintf(stderr, "built synthetic %s %s in memory: %s in %.1f s\n", o.shape, o.type,
                     size, app_now() - t0);
         }
@@ -469,9 +468,6 @@ int cmd_bench(int argc, char **argv) {
     bm.params = phivk_model_param_count(model);
     bm.kernels = phivk_model_kernels_text(model);
 
-    phivk_session_params sp = o.run.sess;
-    sp.ctx = ctx;
-    sp.batch = o.batch;
     if (!(sess = phivk_session_create(model, &sp))) goto fail;
 
     /* random tokens, as llama-bench uses */

@@ -28,6 +28,7 @@ typedef struct chat {
     float *logits;
     phivk_sampler *smp;
     int32_t n_predict;
+    bool lost;                  /* the GPU was lost: nothing more can be answered */
 } chat;
 
 static phivk_session *volatile interrupt_target;
@@ -71,15 +72,11 @@ static void clear_msgs(chat *c, bool keep_system) {
     while (c->n_msgs > keep) pop_msg(c);
 }
 
-/* Brings the KV cache to the rendered conversation; logits of its last token land
- * in c->logits. */
+/* Brings the KV cache to the conversation's tokens (messages as plain text, only
+ * the format's markup as control tokens); logits of its last token land in
+ * c->logits. */
 static phivk_status sync_cache(chat *c) {
-    char *prompt = phivk_chat_prompt(c->fmt, c->msgs, c->n_msgs, true);
-    if (!prompt) return PHIVK_ERR_HOST_MEMORY;
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.parse_special = true;
-    size_t len = strlen(prompt);
-    int64_t n = phivk_tokenize(c->vocab, prompt, len, &tp, NULL, 0);
+    int64_t n = phivk_chat_tokenize(c->vocab, c->fmt, c->msgs, c->n_msgs, true, PHIVK_BOS_AUTO, NULL, 0);
     int32_t ctx = phivk_session_ctx(c->am.sess);
     phivk_status st = PHIVK_OK;
     int32_t *ids = NULL;
@@ -98,7 +95,7 @@ static phivk_status sync_cache(chat *c) {
         st = PHIVK_ERR_HOST_MEMORY;
         goto done;
     }
-    phivk_tokenize(c->vocab, prompt, len, &tp, ids, n);
+    phivk_chat_tokenize(c->vocab, c->fmt, c->msgs, c->n_msgs, true, PHIVK_BOS_AUTO, ids, n);
     int32_t keep = 0;
     while (keep < c->n_cached && keep < n && c->cached[keep] == ids[keep]) keep++;
     if (keep == n) keep--; /* at least one token must run to produce logits */
@@ -115,7 +112,6 @@ static phivk_status sync_cache(chat *c) {
     }
 done:
     free(ids);
-    free(prompt);
     return st;
 }
 
@@ -133,6 +129,10 @@ static char *answer(chat *c) {
     sigaction(SIGINT, &sa, &old);
     for (int32_t n = 0; c->n_predict < 0 || n < c->n_predict; n++) {
         int32_t tok = phivk_sampler_sample(c->smp, c->logits, n_vocab);
+        if (tok < 0) {
+            fprintf(stderr, "\nphivk chat: %s\n", phivk_last_error());
+            break;
+        }
         if (phivk_token_is_stop(c->vocab, tok)) break;
         size_t k = phivk_detok_push(dt, tok, piece, sizeof piece);
         /* The template ends in a newline, so the SPM space before the first word
@@ -147,8 +147,7 @@ static char *answer(chat *c) {
         }
         memcpy(text + len, p, k);
         len += k;
-        fwrite(p, 1, k, stdout);
-        fflush(stdout);
+        app_write_generated(stdout, p, k);
         if (c->n_cached >= ctx) {
             fprintf(stderr, "\n[the context is full: /reset to start over]");
             break;
@@ -160,6 +159,7 @@ static char *answer(chat *c) {
         }
         if (st != PHIVK_OK) {
             fprintf(stderr, "\nphivk chat: %s\n", phivk_last_error());
+            c->lost = st == PHIVK_ERR_DEVICE_LOST;
             break;
         }
         c->cached[c->n_cached++] = tok;
@@ -175,6 +175,13 @@ fail:
     phivk_detok_free(dt);
     free(text);
     return NULL;
+}
+
+/* Once the GPU is lost the chat ends; the conversation so far goes to stderr, so
+ * that what was typed survives where stdin was a pipe (the answers are on stdout). */
+static void print_transcript(const chat *c) {
+    fprintf(stderr, "phivk chat: the GPU was lost, the chat ends; the conversation so far:\n");
+    for (int i = 0; i < c->n_msgs; i++) fprintf(stderr, "[%s] %s\n", c->msgs[i].role, c->msgs[i].content);
 }
 
 static char *read_line(bool interactive) {
@@ -244,9 +251,10 @@ int cmd_chat(int argc, char **argv) {
                 fprintf(stderr, "phivk chat: out of host memory\n");
             } else {
                 phivk_status st = sync_cache(&c);
+                c.lost = st == PHIVK_ERR_DEVICE_LOST;
                 if (st != PHIVK_OK) {
                     if (st != PHIVK_ERR_CONTEXT_FULL) fprintf(stderr, "phivk chat: %s\n", phivk_last_error());
-                    pop_msg(&c);
+                    if (!c.lost) pop_msg(&c); /* kept for the transcript */
                 } else {
                     char *reply = answer(&c);
                     if (reply) push_msg(&c, "assistant", reply, strlen(reply));
@@ -255,8 +263,10 @@ int cmd_chat(int argc, char **argv) {
             }
         }
         free(line);
+        if (c.lost) break;
     }
-    status = 0;
+    if (c.lost) print_transcript(&c);
+    status = c.lost ? 1 : 0;
 done:
     clear_msgs(&c, false);
     free(c.msgs);

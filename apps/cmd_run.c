@@ -83,11 +83,13 @@ int cmd_run(int argc, char **argv) {
     char text[256];
     while (o.n_predict < 0 || n_gen < o.n_predict) {
         int32_t tok = phivk_sampler_sample(smp, logits, n_vocab);
+        if (tok < 0) {
+            fprintf(stderr, "\nphivk run: %s\n", phivk_last_error());
+            goto done;
+        }
         if (phivk_token_is_stop(vocab, tok)) break;
         n_gen++;
-        size_t n = phivk_detok_push(dt, tok, text, sizeof text);
-        fwrite(text, 1, n, stdout);
-        fflush(stdout);
+        app_write_generated(stdout, text, phivk_detok_push(dt, tok, text, sizeof text));
         if (phivk_session_pos(am.sess) >= ctx) {
             fprintf(stderr, "\nphivk run: the context (%d tokens) is full\n", ctx);
             break;
@@ -97,8 +99,7 @@ int cmd_run(int argc, char **argv) {
             goto done;
         }
     }
-    size_t n = phivk_detok_flush(dt, text, sizeof text);
-    fwrite(text, 1, n, stdout);
+    app_write_generated(stdout, text, phivk_detok_flush(dt, text, sizeof text));
     printf("\n");
     double t2 = app_now();
     fprintf(stderr, "prompt: %lld tokens in %.2f s (%.2f tokens/s); generation: %d tokens in %.2f s "

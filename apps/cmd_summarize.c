@@ -5,11 +5,10 @@
  * summarized on its own with the KV cache reset in between, and the joined chunk
  * summaries are summarized again, in as many passes as it takes to fit.
  *
- * The prompt is the model's chat template around the document. The template is
- * rendered once with a mark where the document goes; its two halves are tokenized
- * with control tokens parsed, the document without (a document that mentions
- * "<|end|>" cannot close the user's turn). So a chunk's prompt costs exactly the
- * template's tokens plus the chunk's own, which is what the splitter measures. */
+ * The prompt is the model's chat template around the instruction and the
+ * document, tokenized as a conversation (phivk_chat_tokenize): the document is
+ * message text, so one that mentions "<|end|>" cannot close the user's turn. What
+ * the splitter measures for a chunk is what it adds to the prompt's tokens. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +20,6 @@
 #include "summarize_split.h"
 
 #define SYSTEM_PROMPT "You summarize documents concisely and faithfully."
-/* Stands for the document in the rendered template (never in a template's text). */
-#define DOC_MARK "\x1d"
 /* The fewest tokens a chunk of the document may have. */
 #define MIN_CHUNK_TOKENS 8
 
@@ -35,10 +32,13 @@ typedef struct summarizer {
     app_model am;
     const phivk_vocab *vocab;
     int32_t ctx;
-    int32_t *ids;               /* ctx tokens: template head, document, template tail */
-    int32_t n_head;
-    int32_t *tail;
-    int32_t n_tail;
+    phivk_chat_format fmt;
+    phivk_bos bos;
+    char instruction[96];       /* the user's message before the document */
+    const char *cue;            /* and after it */
+    textbuf user;               /* instruction, document, cue */
+    int32_t *ids;               /* ctx tokens: one prompt */
+    int32_t n_template;         /* the prompt's tokens without a document */
     float *logits;
     phivk_sampler *smp;
     phivk_detok *dt;
@@ -75,81 +75,57 @@ static bool buf_add(textbuf *b, const char *s, size_t n) {
     return true;
 }
 
-static phivk_tokenize_params plain_text(void) {
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.bos = PHIVK_BOS_NO;
-    return tp;
-}
-
-static int64_t doc_tokens(void *vocab, const char *text, size_t len) {
-    phivk_tokenize_params tp = plain_text();
-    return phivk_tokenize(vocab, text, len, &tp, NULL, 0);
-}
-
-/* Tokenizes len bytes into a new array; NULL with a message. */
-static int32_t *tokenize_new(const phivk_vocab *v, const char *text, size_t len,
-                             const phivk_tokenize_params *tp, int32_t *n) {
-    int64_t k = phivk_tokenize(v, text, len, tp, NULL, 0);
-    int32_t *ids = k >= 0 ? malloc(sizeof *ids * (size_t)(k ? k : 1)) : NULL;
-    if (!ids) {
-        fprintf(stderr, "phivk summarize: cannot tokenize the prompt template: %s\n",
-                k < 0 ? phivk_last_error() : "out of host memory");
-        return NULL;
+/* The prompt for len bytes of document, counted (and written up to cap) as by
+ * phivk_chat_tokenize; -1 after a message. */
+static int64_t prompt_tokens(summarizer *S, const char *text, size_t len, int32_t *out, int64_t cap) {
+    S->user.n = 0;
+    if (!buf_add(&S->user, S->instruction, strlen(S->instruction)) || !buf_add(&S->user, text, len) ||
+        !buf_add(&S->user, S->cue, strlen(S->cue))) {
+        fprintf(stderr, "phivk summarize: out of host memory\n");
+        return -1;
     }
-    phivk_tokenize(v, text, len, tp, ids, k);
-    *n = (int32_t)k;
-    return ids;
-}
-
-/* The template's tokens before (into S->ids) and after (S->tail) the document. */
-static bool make_template(summarizer *S, int32_t words) {
-    phivk_chat_format fmt = phivk_vocab_chat_format(S->vocab);
-    char user[128];
-    /* A completion model (no chat format) needs a cue after the document. */
-    snprintf(user, sizeof user, "Summarize the following document in about %d words:\n\n" DOC_MARK "%s",
-             (int)words, fmt == PHIVK_CHAT_PLAIN ? "\n\nSummary:" : "");
-    phivk_chat_msg msgs[] = {{"system", SYSTEM_PROMPT}, {"user", user}};
+    phivk_chat_msg msgs[] = {{"system", SYSTEM_PROMPT}, {"user", S->user.p}};
     /* Plain text has no place for a system message. */
-    int skip = fmt == PHIVK_CHAT_PLAIN;
-    char *prompt = phivk_chat_prompt(fmt, msgs + skip, 2 - skip, true);
-    char *mark = prompt ? strstr(prompt, DOC_MARK) : NULL;
-    if (!mark) {
-        fprintf(stderr, "phivk summarize: cannot make the prompt: %s\n",
-                prompt ? "the template dropped the document" : phivk_last_error());
-        free(prompt);
-        return false;
-    }
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.parse_special = true;
-    tp.bos = phivk_vocab_adds_bos(S->vocab) ? PHIVK_BOS_YES : PHIVK_BOS_NO;
-    int32_t *head = tokenize_new(S->vocab, prompt, (size_t)(mark - prompt), &tp, &S->n_head);
-    tp.bos = PHIVK_BOS_NO;
-    const char *rest = mark + strlen(DOC_MARK);
-    S->tail = head ? tokenize_new(S->vocab, rest, strlen(rest), &tp, &S->n_tail) : NULL;
-    free(prompt);
-    bool fits = S->tail && S->n_head + S->n_tail <= S->ctx;
-    if (fits) memcpy(S->ids, head, sizeof *head * (size_t)S->n_head);
-    else if (S->tail)
-        fprintf(stderr, "phivk summarize: the prompt template alone is %d tokens and the context holds %d; "
-                        "use a larger --ctx\n", S->n_head + S->n_tail, S->ctx);
-    free(head);
-    return fits;
+    int skip = S->fmt == PHIVK_CHAT_PLAIN;
+    int64_t n = phivk_chat_tokenize(S->vocab, S->fmt, msgs + skip, 2 - skip, true, S->bos, out, cap);
+    if (n < 0) fprintf(stderr, "phivk summarize: %s\n", phivk_last_error());
+    return n;
+}
+
+/* What a text adds to the prompt: the splitter's cost. */
+static int64_t doc_tokens(void *summ, const char *text, size_t len) {
+    summarizer *S = summ;
+    int64_t n = prompt_tokens(S, text, len, NULL, 0);
+    return n < 0 ? -1 : n > S->n_template ? n - S->n_template : 0;
+}
+
+/* The instruction and the template's own cost. */
+static bool make_template(summarizer *S, int32_t words) {
+    S->fmt = phivk_vocab_chat_format(S->vocab);
+    S->bos = phivk_vocab_adds_bos(S->vocab) ? PHIVK_BOS_YES : PHIVK_BOS_NO;
+    snprintf(S->instruction, sizeof S->instruction, "Summarize the following document in about %d words:\n\n",
+             (int)words);
+    /* A completion model (no chat format) needs a cue after the document. */
+    S->cue = S->fmt == PHIVK_CHAT_PLAIN ? "\n\nSummary:" : "";
+    int64_t n = prompt_tokens(S, "", 0, NULL, 0);
+    if (n < 0) return false;
+    S->n_template = (int32_t)(n < S->ctx ? n : S->ctx);
+    if (n <= S->ctx) return true;
+    fprintf(stderr, "phivk summarize: the prompt template alone is %lld tokens and the context holds %d; "
+                    "use a larger --ctx\n", (long long)n, S->ctx);
+    return false;
 }
 
 /* Summarizes one text that fits (its tokens <= ctx - template - answer): streams
  * to stdout when out is NULL, else appends to out. At most answer tokens. */
 static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t answer, textbuf *out) {
-    phivk_tokenize_params tp = plain_text();
-    int64_t room = S->ctx - S->n_head - S->n_tail;
-    int64_t n_doc = phivk_tokenize(S->vocab, text, len, &tp, S->ids + S->n_head, room);
-    if (n_doc < 0 || n_doc > room) {
-        fprintf(stderr, "phivk summarize: %s\n",
-                n_doc < 0 ? phivk_last_error() : "a chunk does not fit the context (a splitter bug)");
+    int64_t n64 = prompt_tokens(S, text, len, S->ids, S->ctx);
+    if (n64 < 0) return false;
+    if (n64 > S->ctx) {
+        fprintf(stderr, "phivk summarize: a chunk does not fit the context (a splitter bug)\n");
         return false;
     }
-    int32_t n = S->n_head + (int32_t)n_doc;
-    memcpy(S->ids + n, S->tail, sizeof *S->tail * (size_t)S->n_tail);
-    n += S->n_tail;
+    int32_t n = (int32_t)n64;
     if (answer > S->ctx - n) answer = S->ctx - n;
     int32_t n_vocab = phivk_model_n_vocab(S->am.model);
     phivk_sampler_reset(S->smp);
@@ -163,6 +139,10 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
     bool started = false, ok = true;
     for (int32_t k = 0; k < answer; k++) {
         int32_t tok = phivk_sampler_sample(S->smp, S->logits, n_vocab);
+        if (tok < 0) {
+            fprintf(stderr, "\nphivk summarize: %s\n", phivk_last_error());
+            return false;
+        }
         if (phivk_token_is_stop(S->vocab, tok)) break;
         S->n_gen++;
         size_t m = phivk_detok_push(S->dt, tok, piece, sizeof piece);
@@ -171,12 +151,10 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
         const char *p = piece;
         while (!started && m && (*p == ' ' || *p == '\n')) p++, m--;
         started |= m > 0;
-        if (out) {
+        if (out)
             ok = buf_add(out, p, m);
-        } else {
-            fwrite(p, 1, m, stdout);
-            fflush(stdout);
-        }
+        else
+            app_write_generated(stdout, p, m);
         if (!ok || k + 1 == answer) break;
         if (phivk_decode(S->am.sess, &tok, 1, S->logits, false) != PHIVK_OK) {
             fprintf(stderr, "\nphivk summarize: %s\n", phivk_last_error());
@@ -187,7 +165,7 @@ static bool summarize_once(summarizer *S, const char *text, size_t len, int32_t 
     if (out) {
         ok = ok && buf_add(out, piece, m);
     } else {
-        fwrite(piece, 1, m, stdout);
+        app_write_generated(stdout, piece, m);
         putchar('\n');
     }
     if (!ok) fprintf(stderr, "phivk summarize: out of host memory\n");
@@ -200,13 +178,13 @@ static int64_t map_pass(summarizer *S, const char *text, size_t len, int64_t bud
                         int pass, textbuf *next) {
     size_t *b;
     const char *why;
-    int64_t n = sumsplit_text(text, len, budget, doc_tokens, (void *)S->vocab, &b, &why);
+    int64_t n = sumsplit_text(text, len, budget, doc_tokens, S, &b, &why);
     if (n < 0) {
         fprintf(stderr, "phivk summarize: %s\n", why);
         return -1;
     }
     for (int64_t i = 0; i < n; i++) {
-        int64_t tokens = doc_tokens((void *)S->vocab, text + b[i], b[i + 1] - b[i]);
+        int64_t tokens = doc_tokens(S, text + b[i], b[i + 1] - b[i]);
         if (pass == 1) fprintf(stderr, "chunk %lld/%lld (%lld tokens)\n", (long long)i + 1, (long long)n, (long long)tokens);
         else fprintf(stderr, "pass %d: chunk %lld/%lld (%lld tokens of summaries)\n", pass, (long long)i + 1,
                      (long long)n, (long long)tokens);
@@ -230,7 +208,7 @@ fail:
 
 /* Map passes until the text fits one final, streamed pass. */
 static bool summarize(summarizer *S, const char *doc, size_t len, int32_t answer) {
-    int32_t avail = S->ctx - S->n_head - S->n_tail;
+    int32_t avail = S->ctx - S->n_template;
     /* The final summary may take half of what the template leaves; chunk
      * summaries a third, so at least two fit in the next pass's chunk and every
      * pass shrinks the text. */
@@ -238,7 +216,7 @@ static bool summarize(summarizer *S, const char *doc, size_t len, int32_t answer
     int32_t answer_map = answer < avail / 3 ? answer : avail / 3;
     if (avail / 3 < MIN_CHUNK_TOKENS) {
         fprintf(stderr, "phivk summarize: the prompt template takes %d of the context's %d tokens and "
-                        "leaves no room for a document; use a larger --ctx\n", S->n_head + S->n_tail, S->ctx);
+                        "leaves no room for a document; use a larger --ctx\n", S->n_template, S->ctx);
         return false;
     }
     if (answer_final < answer)
@@ -249,11 +227,8 @@ static bool summarize(summarizer *S, const char *doc, size_t len, int32_t answer
     int64_t n_prev = INT64_MAX;
     bool ok = false;
     for (int pass = 1;; pass++) {
-        int64_t tokens = doc_tokens((void *)S->vocab, text, len);
-        if (tokens < 0) {
-            fprintf(stderr, "phivk summarize: %s\n", phivk_last_error());
-            break;
-        }
+        int64_t tokens = doc_tokens(S, text, len);
+        if (tokens < 0) break;
         if (tokens <= avail - answer_final) {
             if (pass > 1) fprintf(stderr, "final summary of %lld chunk summaries (%lld tokens)\n", (long long)n_prev,
                                   (long long)tokens);
@@ -302,7 +277,9 @@ static char *read_document(const char *path, const char *model, size_t *len) {
         fprintf(stderr, "phivk: %s\n", phivk_last_error());
         goto fail;
     }
-    bool utf8 = doc_tokens(v, text, nul ? (size_t)(nul - text) : n) >= 0;
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.bos = PHIVK_BOS_NO;
+    bool utf8 = phivk_tokenize(v, text, nul ? (size_t)(nul - text) : n, &tp, NULL, 0) >= 0;
     if (!utf8) fprintf(stderr, "phivk summarize: %s is not UTF-8 text: %s\n", path, phivk_last_error());
     phivk_vocab_free(v);
     if (!utf8) goto fail;
@@ -377,7 +354,7 @@ done:
     phivk_detok_free(S.dt);
     phivk_sampler_free(S.smp);
     free(S.logits);
-    free(S.tail);
+    free(S.user.p);
     free(S.ids);
     app_model_close(&S.am);
     free(doc);

@@ -139,8 +139,17 @@ int cmd_tokenize(int argc, char **argv) {
         goto done;
     }
     for (int64_t i = 0; i < n; i++) {
-        if (o.pieces) printf("%d\t%s\n", ids[i], phivk_token_piece(v, ids[i]));
-        else printf(i ? " %d" : "%d", ids[i]);
+        if (!o.pieces) {
+            printf(i ? " %d" : "%d", ids[i]);
+            continue;
+        }
+        /* A piece is the vocabulary file's text: one visible line per token. */
+        const char *piece = phivk_token_piece(v, ids[i]);
+        size_t len = strlen(piece);
+        char *shown = malloc(4 * len + 1);
+        if (shown) phivk_text_visible(piece, len, false, shown, 4 * len + 1);
+        printf("%d\t%s\n", ids[i], shown ? shown : "(out of host memory)");
+        free(shown);
     }
     if (!o.pieces) putchar('\n');
     rc = fflush(stdout) ? 1 : 0;

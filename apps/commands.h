@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
 int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 int cmd_info(int argc, char **argv);     /* cmd_info.c */
+int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
 
 int cmd_run(int argc, char **argv);      /* cmd_run.c */
 int cmd_eval(int argc, char **argv);     /* cmd_eval.c */

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"info", "describe a GGUF file and the memory a session needs", cmd_info},
+    {"convert", "turn a Hugging Face folder or llama2.c checkpoint into GGUF", cmd_convert},
     {"run", "complete a prompt and stream the answer", cmd_run},
     {"chat", "talk with a model in the terminal", cmd_chat},
     {"eval", "perplexity and logits of a token sequence", cmd_eval},

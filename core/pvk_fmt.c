@@ -1,5 +1,7 @@
 #include "pvk_fmt.h"
 
+#include "phivk.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,3 +23,5 @@ bool pvk_env_flag(const char *name) {
     const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
 }
+
+const char *phivk_format_bytes(char buf[32], uint64_t n) { return pvk_fmt_bytes(buf, n); }

@@ -36,6 +36,10 @@ typedef enum phivk_status {
  * where there is one, what to do. Valid until the next failing call. */
 const char *phivk_last_error(void);
 
+/* n bytes as "512 bytes", "1.50 KiB", "2.09 GiB" into buf (binary units, two
+ * decimals): the one way phivk writes a size. Returns buf. */
+const char *phivk_format_bytes(char buf[32], uint64_t n);
+
 /* ----------------------------------------------------------------- devices */
 
 /* A human table (json=false) or a JSON array of every Vulkan device with its
@@ -116,6 +120,18 @@ size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap);
  * message) when an id is out of range. */
 char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special);
 
+/* Text for a terminal. Model files and models are untrusted: a name or a piece of
+ * generated text may hold escape sequences that retitle the window or clear the
+ * screen. This copies n bytes of text to out with what a terminal acts on written
+ * as visible \xNN escapes, one per byte: C0 controls, DEL, C1 controls (U+0080 to
+ * U+009F, two bytes each) and bytes that are not UTF-8. keep_lines leaves newline
+ * and tab as they are (generated text); without it they are escaped as well (a
+ * name on one line of a report). Other UTF-8 passes unchanged. out gets at most
+ * cap - 1 bytes and a NUL (cap >= 1); text that does not fit is cut between
+ * characters and ends in "...". 4 * n + 1 bytes always suffice. Returns the bytes
+ * written. */
+size_t phivk_text_visible(const char *text, size_t n, bool keep_lines, char *out, size_t cap);
+
 /* ------------------------------------------------------------ chat prompts */
 
 typedef enum phivk_chat_format {
@@ -135,6 +151,12 @@ phivk_chat_format phivk_vocab_chat_format(const phivk_vocab *v);
  * Caller frees with free(). NULL on failure. */
 char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                         bool add_assistant);
+/* The tokens of that prompt (fmt AUTO: the vocabulary's), counted and written as
+ * by phivk_tokenize. Only the format's markup becomes control tokens: message
+ * contents are plain text, so a message that spells "<|end|><|system|>" cannot
+ * end its turn or open another. -1 on failure. */
+int64_t phivk_chat_tokenize(const phivk_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+                            int n, bool add_assistant, phivk_bos bos, int32_t *out, int64_t cap);
 
 /* ------------------------------------------------------- runtime and models */
 
@@ -158,6 +180,10 @@ const char *phivk_runtime_device_name(const phivk_runtime *rt);
 typedef struct phivk_model_params {
     phivk_progress_fn progress;
     void *progress_user;
+    /* The session the model is loaded for (NULL: none): its memory plan is made
+     * from the file's header before any weight is uploaded, and the load fails
+     * as phivk_session_create would when it does not fit. */
+    const struct phivk_session_params *session;
 } phivk_model_params;
 phivk_model_params phivk_model_default_params(void);
 /* Loads a GGUF model onto rt's device. Caller owns it; it must outlive its sessions. */
@@ -174,6 +200,10 @@ int32_t phivk_model_n_vocab(const phivk_model *m);
 int32_t phivk_model_ctx_train(const phivk_model *m);
 
 typedef enum phivk_kv_type { PHIVK_KV_F16 = 0, PHIVK_KV_Q8_0 = 1, PHIVK_KV_Q4_0 = 2 } phivk_kv_type;
+/* "f16", "q8_0", "q4_0" (the GGUF type names); NULL for a value out of range. */
+const char *phivk_kv_type_name(phivk_kv_type t);
+/* The cache type of that name; false when there is none. */
+bool phivk_kv_type_parse(const char *name, phivk_kv_type *out);
 typedef enum phivk_rope_factors {
     PHIVK_ROPE_AUTO = 0,     /* short while the sequence fits the original context, then long */
     PHIVK_ROPE_SHORT = 1,
@@ -181,7 +211,9 @@ typedef enum phivk_rope_factors {
 } phivk_rope_factors;
 
 typedef struct phivk_session_params {
-    int32_t ctx;             /* tokens; 0: the model's context reduced to what fits */
+    /* tokens; 0 (auto): the model's trained context, at most 131072, reduced to
+     * what fits (phivk_session_plan_text says which) */
+    int32_t ctx;
     phivk_kv_type k_type, v_type;
     phivk_rope_factors rope_factors;
     bool no_swa;             /* ignore the Phi-3 sliding window (as llama.cpp does) */
@@ -195,8 +227,8 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
 void phivk_session_free(phivk_session *s);
 int32_t phivk_session_ctx(const phivk_session *s);
 int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
-/* One line: weights, KV cache, scratch and what is left of the device's memory.
- * Caller frees with free(). */
+/* One line: weights, KV cache (its context and how it was chosen), scratch and
+ * what is left of the device's memory. Caller frees with free(). */
 char *phivk_session_plan_text(const phivk_session *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits
@@ -227,7 +259,8 @@ typedef struct phivk_sampler phivk_sampler;
 phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p);
 void phivk_sampler_free(phivk_sampler *s);
 /* Picks a token from n_vocab logits (the array may be modified) and remembers it
- * for the repetition penalty. */
+ * for the repetition penalty. NaN logits never win; when every one is NaN (the
+ * forward pass broke down) it returns -1 and phivk_last_error() says so. */
 int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n_vocab);
 /* Adds prompt tokens to the penalty's history without sampling. */
 void phivk_sampler_accept(phivk_sampler *s, int32_t id);
@@ -269,6 +302,28 @@ typedef struct phivk_synth_info {
 phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_synth_info *out);
 /* The GGUF image; the caller frees *data with free(). */
 phivk_status phivk_synth_build(const char *shape, const char *type, void **data, size_t *size);
+
+/* ------------------------------------------------------------- conversion */
+
+/* Hugging Face checkpoints and llama2.c files turned into GGUF: PhiForCausalLM ->
+ * phi2, Phi3ForCausalLM -> phi3, LlamaForCausalLM and llama2.c .bin -> llama, with
+ * the keys, tensor names and layouts llama.cpp's converters write. */
+typedef struct phivk_convert_params {
+    const char *type;        /* weight type, one of phivk_convert_types(); NULL: "f16" */
+    const char *tokenizer;   /* folder or file; NULL: the source folder's. A llama2.c
+                                .bin needs its tokenizer.bin here */
+    phivk_progress_fn progress; /* stage: the GGUF tensor name; done/total: tensors */
+    void *progress_user;
+} phivk_convert_params;
+phivk_convert_params phivk_convert_default_params(void);
+/* "f32", "f16", "bf16", "q8_0", ..., "q4_k_m"; NULL-terminated. */
+const char *const *phivk_convert_types(void);
+/* Converts src (a Hugging Face folder or a llama2.c .bin) to the GGUF file out. The
+ * file is written beside out under a temporary name and renamed when complete;
+ * on failure nothing is left behind. */
+phivk_status phivk_convert(const char *src, const char *out, const phivk_convert_params *p);
+/* The same GGUF image in memory; the caller frees *data with free(). */
+phivk_status phivk_convert_memory(const char *src, const phivk_convert_params *p, void **data, size_t *size);
 
 #ifdef __cplusplus
 }

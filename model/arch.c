@@ -1,9 +1,12 @@
 #include "arch.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "phivk.h"
 
 /* Upper bounds that keep every size product below 2^62 and reject nonsense early. */
 #define ARCH_MAX_DIM (1 << 20)
@@ -90,10 +93,13 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
         if (an.len == strlen(arch_table[i].name) && !memcmp(an.ptr, arch_table[i].name, an.len))
             ai = i;
-    if (ai == sizeof arch_table / sizeof arch_table[0])
+    char shown[128]; /* the file's text as a terminal should show it */
+    if (ai == sizeof arch_table / sizeof arch_table[0]) {
+        phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
         return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "%s: architecture '%.*s' is not supported (phivk runs phi2, phi3, llama)",
-                        what, (int)(an.len > 64 ? 64 : an.len), an.ptr);
+                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama)", what,
+                        shown);
+    }
     const char *a = arch_table[ai].name;
     arch_hparams *hp = out;
     hp->arch = arch_table[ai].kind;
@@ -141,8 +147,12 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
         (st = read_int(f, what, a, "rope.scaling.original_context_length", hp->n_ctx_train, 1,
                        ARCH_MAX_CTX, &hp->rope_orig_ctx)))
         return st;
-    if (hp->rope_base <= 0)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s.rope.freq_base' must be positive", what, a);
+    /* Dimension i turns by pos * base^(-2i/n_rot): with a base above 1 no angle
+     * exceeds the position; below 1 they grow with i (1e-38 overflows to inf at
+     * once), and at 1 every dimension turns alike (the RoPE kernel refuses it). */
+    if (!(hp->rope_base > 1.0f))
+        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s.rope.freq_base' = %g must be greater than 1",
+                        what, a, (double)hp->rope_base);
 
     /* Only linear scaling (or none) exists in the supported families. */
     hp->rope_freq_scale = 1.0f;
@@ -150,10 +160,11 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     gguf_str stype;
     if (gguf_get_str(f, akey(key, sizeof key, a, "rope.scaling.type"), &stype) &&
         !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6)) &&
-        !(stype.len == 4 && !memcmp(stype.ptr, "none", 4)))
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "%s: rope scaling '%.*s' is not supported (linear only)", what,
-                        (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
+        !(stype.len == 4 && !memcmp(stype.ptr, "none", 4))) {
+        phivk_text_visible(stype.ptr, stype.len, false, shown, sizeof shown);
+        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported (linear only)",
+                        what, shown);
+    }
     float factor;
     if ((st = read_float(f, what, a, "rope.scaling.factor", false, 0.0f, &factor))) return st;
     if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
@@ -172,6 +183,16 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
         return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor 'token_embd.weight' has %lld rows", what,
                         (long long)te->ne[1]);
     hp->n_vocab = (int32_t)te->ne[1];
+    /* Token ids index the embedding rows: a tokenizer with more tokens than rows
+     * hands out ids past the table, one with fewer leaves rows no text reaches
+     * (the converters pad the token list to the rows, so they agree). A file
+     * without a token list fails when the tokenizer loads. */
+    const gguf_kv *toks = gguf_find(f, "tokenizer.ggml.tokens");
+    if (toks && toks->type == GGUF_ARRAY && toks->arr_n != (uint64_t)te->ne[1])
+        return pvk_fail(PVK_ERR_BAD_FILE,
+                        "%s: key 'tokenizer.ggml.tokens' lists %llu tokens but tensor "
+                        "'token_embd.weight' has %lld rows (one per token)", what,
+                        (unsigned long long)toks->arr_n, (long long)te->ne[1]);
     /* phi3 loaders always fuse, llama never does; phi2 files come in both forms. */
     hp->fused_qkv = hp->arch == ARCH_PHI3 ||
                     (hp->arch == ARCH_PHI2 && gguf_find_tensor(f, "blk.0.attn_qkv.weight"));
@@ -225,6 +246,23 @@ static pvk_status want(const finder *fd, const char *name, int use, int64_t ne0,
     return PVK_OK;
 }
 
+/* A LongRoPE table: RoPE divides each angle (at most the position) by its entry,
+ * so every entry must be finite, positive and keep the angle of the last position
+ * a session can hold finite: 0 gives inf, and sin(inf) is NaN. */
+static pvk_status check_rope_factors(const finder *fd, const gguf_tensor *t) {
+    if (!t) return PVK_OK;
+    for (int64_t i = 0; i < t->ne[0]; i++) {
+        float v;
+        memcpy(&v, (const uint8_t *)t->data + 4 * i, 4);
+        if (!(v > 0) || !isfinite(v) || !isfinite((float)ARCH_MAX_CTX / v))
+            return pvk_fail(PVK_ERR_BAD_FILE,
+                            "%s: tensor '%s' entry %lld is %g; LongRoPE factors must be finite and "
+                            "at least %g", fd->what, t->name, (long long)i, (double)v,
+                            (double)((float)ARCH_MAX_CTX / FLT_MAX));
+    }
+    return PVK_OK;
+}
+
 /* "{prefix}{base}.weight" {in, out} and "{prefix}{base}.bias" {out}. A norm passes
  * in = 0: its weight is 1-D of length out. */
 static pvk_status want_pair(const finder *fd, const char *prefix, const char *base, int use_w,
@@ -264,7 +302,9 @@ pvk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const
         (st = want(&fd, "rope_factors_long.weight", hp->has_rope_factors ? USE_REQ : USE_NO,
                    hp->n_rot / 2, 0, &w->rope_factors_long)) ||
         (st = want(&fd, "rope_factors_short.weight", hp->has_rope_factors ? USE_REQ : USE_NO,
-                   hp->n_rot / 2, 0, &w->rope_factors_short)))
+                   hp->n_rot / 2, 0, &w->rope_factors_short)) ||
+        (st = check_rope_factors(&fd, w->rope_factors_long)) ||
+        (st = check_rope_factors(&fd, w->rope_factors_short)))
         goto fail;
     if (hp->tied_output) w->output = w->token_embd;
 
@@ -304,13 +344,13 @@ void arch_weights_destroy(arch_weights *w) {
     free(w);
 }
 
-arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, arch_rope_mode mode,
+arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, phivk_rope_factors mode,
                                          int64_t seq_len) {
     if (!hp->has_rope_factors) return ARCH_ROPE_TABLE_NONE;
     switch (mode) {
-    case ARCH_ROPE_SHORT: return ARCH_ROPE_TABLE_SHORT;
-    case ARCH_ROPE_LONG: return ARCH_ROPE_TABLE_LONG;
-    case ARCH_ROPE_AUTO: break;
+    case PHIVK_ROPE_SHORT: return ARCH_ROPE_TABLE_SHORT;
+    case PHIVK_ROPE_LONG: return ARCH_ROPE_TABLE_LONG;
+    case PHIVK_ROPE_AUTO: break;
     }
     return seq_len > hp->rope_orig_ctx ? ARCH_ROPE_TABLE_LONG : ARCH_ROPE_TABLE_SHORT;
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "phivk.h"
 #include "pvk_err.h"
 
 #define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
@@ -28,13 +29,6 @@ typedef enum arch_norm {
     ARCH_NORM_RMS = 0,   /* x * (mean(x^2) + eps)^-1/2 * w */
     ARCH_NORM_LAYER = 1, /* (x - mean) * (var + eps)^-1/2 * w + b */
 } arch_norm;
-
-/* Same values as phivk_rope_factors (include/phivk.h). */
-typedef enum arch_rope_mode {
-    ARCH_ROPE_AUTO = 0,  /* short while the sequence fits the original context, then long */
-    ARCH_ROPE_SHORT = 1,
-    ARCH_ROPE_LONG = 2,
-} arch_rope_mode;
 
 /* Which frequency-factor table a sequence uses. */
 typedef enum arch_rope_table {
@@ -113,7 +107,7 @@ void arch_weights_destroy(arch_weights *w); /* accepts NULL */
 /* The factor table a sequence of seq_len tokens uses (phi-spec "choices" 1): AUTO
  * picks short while seq_len <= rope_orig_ctx (exactly the original context is
  * still short), long beyond. NONE when the model has no tables. */
-arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, arch_rope_mode mode,
+arch_rope_table arch_rope_factors_choice(const arch_hparams *hp, phivk_rope_factors mode,
                                          int64_t seq_len);
 /* The tensor for a table (NULL for NONE). */
 const gguf_tensor *arch_rope_factors(const arch_weights *w, arch_rope_table t);

@@ -14,6 +14,8 @@
 
 #include "gguf.h"
 #include "phivk.h"
+#include "plan.h"
+#include "pvk_fmt.h"
 
 #define INFO_MAX_TYPES PVK_TYPE_COUNT
 
@@ -72,15 +74,14 @@ typedef struct info {
     uint64_t kv_elems;        /* K and V elements of all layers at ctx */
 } info;
 
-/* Bytes per KV element in each cache type, as a fraction (block overheads included). */
-static const struct { const char *name; uint64_t num, den; } kv_types[] = {
-    {"f16", 2, 1}, {"q8_0", 34, 32}, {"q4_0", 18, 32},
-};
-#define N_KV_TYPES (sizeof kv_types / sizeof kv_types[0])
-
-static uint64_t kv_bytes(const info *in, size_t k) {
-    return (in->kv_elems * kv_types[k].num + kv_types[k].den - 1) / kv_types[k].den;
+/* The cache of a session at the report's context in each cache type a session
+ * offers, sized as the session's plan sizes it (plan.h). */
+static uint64_t kv_bytes(const info *in, int t) {
+    const info_hp *hp = &in->hp;
+    pvk_type type = plan_kv_type((phivk_kv_type)t);
+    return plan_kv_bytes(hp->n_layer, hp->n_head_kv * hp->head_dim, hp->n_head_kv * hp->v_dim, type, type, in->ctx);
 }
+
 
 /* ------------------------------------------------------------- gathering */
 
@@ -167,37 +168,32 @@ static pvk_status gather(info *in, const phivk_info_params *p) {
     }
     in->ctx = p->ctx > 0 ? p->ctx : in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
     if (in->hp.present && in->ctx > 0 && in->hp.n_head_kv > 0 && in->hp.head_dim > 0 && in->hp.v_dim > 0) {
-        /* per token: n_layer * n_head_kv * (K dim + V dim); refuse what would overflow */
-        uint64_t per_tok = (uint64_t)in->hp.n_layer * (uint64_t)in->hp.n_head_kv *
-                           (uint64_t)(in->hp.head_dim + in->hp.v_dim);
-        if (per_tok > UINT64_MAX / 64 / (uint64_t)in->ctx)
+        /* per token: n_layer * n_head_kv * (K dim + V dim), times ctx tokens. The
+         * file's values are unbounded, so each step is checked before it is taken,
+         * and the total leaves 64x headroom for the byte counts of kv_bytes. */
+        uint64_t dims, per_layer, per_tok, elems;
+        if (__builtin_add_overflow((uint64_t)in->hp.head_dim, (uint64_t)in->hp.v_dim, &dims) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_head_kv, dims, &per_layer) ||
+            __builtin_mul_overflow((uint64_t)in->hp.n_layer, per_layer, &per_tok) ||
+            __builtin_mul_overflow(per_tok, (uint64_t)in->ctx, &elems) || elems > UINT64_MAX / 64)
             return pvk_fail(PVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
-        in->kv_elems = per_tok * (uint64_t)in->ctx;
+        in->kv_elems = elems;
     }
     return PVK_OK;
 }
 
 /* ----------------------------------------------------------------- human */
 
-static void fmt_bytes(uint64_t b, char *buf, size_t cap) {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, cap, "%" PRIu64 " B", b);
-    else
-        snprintf(buf, cap, "%.2f %s", v, unit[u]);
+/* Text from the file as a terminal should show it: control characters as \xNN,
+ * one line, cut to fit buf. */
+static const char *shown(const char *text, size_t len, char *buf, size_t cap) {
+    phivk_text_visible(text, len, false, buf, cap);
+    return buf;
 }
 
 static void print_str(FILE *out, const char *label, gguf_str s, const char *absent) {
-    if (s.ptr)
-        fprintf(out, "%-14s%.*s\n", label, (int)(s.len < 200 ? s.len : 200), s.ptr);
-    else
-        fprintf(out, "%-14s%s\n", label, absent);
+    char buf[256];
+    fprintf(out, "%-14s%s\n", label, s.ptr ? shown(s.ptr, s.len, buf, sizeof buf) : absent);
 }
 
 static void print_opt_int(FILE *out, const char *label, int64_t v) {
@@ -208,9 +204,9 @@ static void print_opt_int(FILE *out, const char *label, int64_t v) {
 }
 
 static void write_human(const info *in, FILE *out) {
-    char b1[32], b2[32];
+    char b1[32], b2[32], text[256];
     const info_hp *hp = &in->hp;
-    fmt_bytes(gguf_file_size(in->f), b1, sizeof b1);
+    pvk_fmt_bytes(b1, gguf_file_size(in->f));
     fprintf(out, "%-14s%s (%s, GGUF v%" PRIu32 ", alignment %" PRIu64 ", %" PRIu64 " keys, %" PRIu64 " tensors)\n",
             "file", in->path, b1, gguf_version(in->f), gguf_alignment(in->f), gguf_kv_count(in->f), in->n_tensors);
     print_str(out, "architecture", in->arch, "(not set)");
@@ -219,8 +215,8 @@ static void write_human(const info *in, FILE *out) {
 
     fprintf(out, "\nhyperparameters\n");
     if (!hp->present) {
-        fprintf(out, "  none: the file has no %.*s.block_count / embedding_length / attention.head_count keys\n",
-                in->arch.ptr ? (int)(in->arch.len < 64 ? in->arch.len : 64) : 4, in->arch.ptr ? in->arch.ptr : "arch");
+        fprintf(out, "  none: the file has no %s.block_count / embedding_length / attention.head_count keys\n",
+                in->arch.ptr ? shown(in->arch.ptr, in->arch.len, text, sizeof text) : "arch");
     } else {
         for (size_t i = 0; i < N_HP_INTS; i++)
             if (hp_ints[i].off == offsetof(info_hp, n_ff) && hp->n_ff_per_layer)
@@ -245,11 +241,11 @@ static void write_human(const info *in, FILE *out) {
 
     const info_tok *t = &in->tok;
     fprintf(out, "\ntokenizer\n");
-    if (t->model.ptr)
-        fprintf(out, "  %-18s%.*s%s%.*s%s\n", "model", (int)(t->model.len < 64 ? t->model.len : 64), t->model.ptr,
-                t->pre.ptr ? " (pre: " : "", t->pre.ptr ? (int)(t->pre.len < 64 ? t->pre.len : 64) : 0,
-                t->pre.ptr ? t->pre.ptr : "", t->pre.ptr ? ")" : "");
-    else
+    if (t->model.ptr) {
+        fprintf(out, "  %-18s%s", "model", shown(t->model.ptr, t->model.len, text, sizeof text));
+        if (t->pre.ptr) fprintf(out, " (pre: %s)", shown(t->pre.ptr, t->pre.len, text, sizeof text));
+        fputc('\n', out);
+    } else
         fprintf(out, "  %-18s(none)\n", "model");
     print_opt_int(out, "vocab size", t->n_vocab);
     print_opt_int(out, "bos id", t->bos);
@@ -265,18 +261,19 @@ static void write_human(const info *in, FILE *out) {
             int n = 0;
             for (uint32_t d = 0; d < g->n_dims; d++)
                 n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%" PRId64, d ? " x " : "", g->ne[d]);
-            fprintf(out, "  %-36s %-6s %-24s %12" PRIu64 "\n", g->name, pvk_type_get(g->type)->name, shape, g->bytes);
+            fprintf(out, "  %-36s %-6s %-24s %12" PRIu64 "\n", shown(g->name, strlen(g->name), text, sizeof text),
+                    pvk_type_get(g->type)->name, shape, g->bytes);
         }
     }
     fprintf(out, "\ntotals\n");
     for (int ty = 0; ty < INFO_MAX_TYPES; ty++) {
         const info_type_total *tt = &in->by_type[ty];
         if (!tt->count) continue;
-        fmt_bytes(tt->bytes, b1, sizeof b1);
+        pvk_fmt_bytes(b1, tt->bytes);
         fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", pvk_type_get((uint32_t)ty)->name,
                 tt->count, tt->params, b1);
     }
-    fmt_bytes(in->weight_bytes, b1, sizeof b1);
+    pvk_fmt_bytes(b1, in->weight_bytes);
     fprintf(out, "  %-6s %5" PRIu64 " tensor(s) %14" PRIu64 " params %12s\n", "all", in->n_tensors, in->params, b1);
 
     fprintf(out, "\nmemory\n");
@@ -288,11 +285,11 @@ static void write_human(const info *in, FILE *out) {
         fprintf(out, "  at context %" PRId64 " (%" PRIu64 " KV elements per token):\n", in->ctx,
                 in->kv_elems / (uint64_t)in->ctx);
         fprintf(out, "  %-18s%12s\n", "weights", b1);
-        for (size_t k = 0; k < N_KV_TYPES; k++) {
+        for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
             char label[32];
-            snprintf(label, sizeof label, "KV cache %s", kv_types[k].name);
-            fmt_bytes(kv_bytes(in, k), b1, sizeof b1);
-            fmt_bytes(kv_bytes(in, k) + in->weight_bytes, b2, sizeof b2);
+            snprintf(label, sizeof label, "KV cache %s", phivk_kv_type_name((phivk_kv_type)k));
+            pvk_fmt_bytes(b1, kv_bytes(in, k));
+            pvk_fmt_bytes(b2, kv_bytes(in, k) + in->weight_bytes);
             fprintf(out, "  %-18s%12s   total %s\n", label, b1, b2);
         }
     }
@@ -411,9 +408,9 @@ static cJSON *json_build(const info *in) {
         cJSON_AddNumberToObject(m, "kv_elements", (double)in->kv_elems);
         cJSON *kv = cJSON_AddObjectToObject(m, "kv_cache_bytes");
         cJSON *total = cJSON_AddObjectToObject(m, "total_bytes");
-        for (size_t k = 0; k < N_KV_TYPES; k++) {
-            cJSON_AddNumberToObject(kv, kv_types[k].name, (double)kv_bytes(in, k));
-            cJSON_AddNumberToObject(total, kv_types[k].name, (double)(kv_bytes(in, k) + in->weight_bytes));
+        for (int k = 0; k < PLAN_KV_TYPE_COUNT; k++) {
+            cJSON_AddNumberToObject(kv, phivk_kv_type_name((phivk_kv_type)k), (double)kv_bytes(in, k));
+            cJSON_AddNumberToObject(total, phivk_kv_type_name((phivk_kv_type)k), (double)(kv_bytes(in, k) + in->weight_bytes));
         }
     } else {
         cJSON_AddNullToObject(root, "memory");

@@ -5,6 +5,7 @@
 
 #include "model_impl.h"
 #include "quant.h"
+#include "session_kv.h"
 
 /* ------------------------------------------------------------------ runtime */
 
@@ -52,7 +53,23 @@ typedef struct loader {
     phivk_model *m;
     const phivk_model_params *p;
     uint64_t done, total;     /* bytes uploaded / to upload, for progress */
+    uint64_t chunk;           /* bytes of a weight written at a time */
 } loader;
+
+/* Matrices go to the device in pieces, so progress moves within a large one.
+ * PHIVK_UPLOAD_CHUNK=N (bytes) makes the pieces smaller: tests use it to run the
+ * offset arithmetic across many pieces and the parts of joined projections. */
+static pvk_status upload_chunk(uint64_t *out) {
+    const char *v = getenv("PHIVK_UPLOAD_CHUNK");
+    *out = 64ull << 20;
+    if (!v || !*v) return PVK_OK;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end || !n || v[0] == '-')
+        return pvk_fail(PVK_ERR_INVALID, "PHIVK_UPLOAD_CHUNK=\"%s\" is not a positive byte count", v);
+    *out = n;
+    return PVK_OK;
+}
 
 static void loader_progress(loader *l, uint64_t bytes) {
     l->done += bytes;
@@ -75,28 +92,25 @@ static pvk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
     return st;
 }
 
-/* One GGUF matrix (or several of one type, concatenated by rows) as a device tensor. */
+/* One GGUF matrix (or several of one type, concatenated by rows) as a device
+ * tensor: the parts are written straight from the file, one after another. A
+ * part may pass 2 GiB, so every offset is 64-bit. */
 static pvk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, pvk_tensor *out) {
+    pvk_dev *dev = l->m->rt->dev;
     int64_t rows = 0;
-    uint64_t bytes = 0;
-    for (int i = 0; i < n; i++) {
-        rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
-        bytes += parts[i]->bytes;
+    for (int i = 0; i < n; i++) rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
+    pvk_status st = pvk_tensor_create(dev, parts[0]->type, parts[0]->ne[0], rows, NULL, out);
+    uint64_t at = 0; /* where parts[i] starts in the tensor */
+    for (int i = 0; i < n && !st; at += parts[i]->bytes, i++) {
+        const uint8_t *src = parts[i]->data;
+        for (uint64_t done = 0; done < parts[i]->bytes && !st; done += l->chunk) {
+            uint64_t len = parts[i]->bytes - done < l->chunk ? parts[i]->bytes - done : l->chunk;
+            st = pvk_buf_write(dev, &out->buf, at + done, src + done, (size_t)len);
+            if (!st) loader_progress(l, len);
+        }
     }
-    const void *data = parts[0]->data;
-    uint8_t *joined = NULL;
-    if (n > 1) {
-        if (!(joined = malloc(bytes))) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-        for (int i = 0, off = 0; i < n; off += (int)parts[i]->bytes, i++)
-            memcpy(joined + off, parts[i]->data, parts[i]->bytes);
-        data = joined;
-    }
-    pvk_status st = pvk_tensor_create(l->m->rt->dev, parts[0]->type, parts[0]->ne[0], rows, data, out);
-    free(joined);
-    if (st != PVK_OK) return st;
-    l->m->weight_bytes += bytes;
-    loader_progress(l, bytes);
-    return PVK_OK;
+    if (!st) l->m->weight_bytes += at;
+    return st; /* a tensor made but not filled is freed with the model */
 }
 
 /* The projection made of the matrices parts[0..n) (one input width) and their
@@ -238,12 +252,20 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (arch_weights_create(m->file, &m->hp, what, &m->w) != PVK_OK) goto fail;
     if (tok_vocab_from_gguf(m->file, &m->vocab) != PVK_OK) goto fail;
     gguf_str name;
+    /* The name reaches terminals and window titles: its control characters are
+     * made visible here, once, for every caller. */
     if (gguf_get_str(m->file, "general.name", &name) && name.len)
-        snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, name.ptr);
+        phivk_text_visible(name.ptr, name.len, false, m->name, sizeof m->name);
     else
         snprintf(m->name, sizeof m->name, "%s", what);
 
+    /* The session the model is loaded for must fit before any weight is uploaded:
+     * a refusal after minutes of upload helps nobody. */
+    plan pl;
+    if (p->session && session_plan(m, p->session, true, &pl) != PVK_OK) goto fail;
+
     loader l = {.m = m, .p = p};
+    if (upload_chunk(&l.chunk) != PVK_OK) goto fail;
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
     if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PVK_OK) goto fail;

@@ -196,7 +196,8 @@ int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n) {
     for (int32_t i = 0; i < n; i++)
         if (!isnan(logits[i])) s->cands[m++] = (cand){logits[i], i};
     if (!m) {
-        pvk_fail(PVK_ERR_INVALID, "every logit is NaN");
+        pvk_fail(PVK_ERR_INVALID, "every logit is NaN: the model's numbers broke down (a weight or "
+                                  "hyperparameter in the file, or a device fault); no token to pick");
         return -1;
     }
     cand *c = s->cands;

@@ -7,12 +7,8 @@
 
 #include "model_impl.h"
 #include "plan.h"
+#include "pvk_fmt.h"
 #include "session_kv.h"
-
-#define DEFAULT_BATCH 512
-/* The host-visible logits buffer holds at most this many bytes of rows; eval's
- * all-positions mode runs in chunks of that many tokens. */
-#define LOGITS_BUDGET (32u << 20)
 
 struct phivk_session {
     phivk_model *m;
@@ -23,22 +19,19 @@ struct phivk_session {
     arch_rope_table table;    /* the table the cache was computed with */
     atomic_bool cancel;
 
+    plan plan;                /* the table of every buffer below, as allocated */
     pvk_kv *kv;               /* per layer: K and V, [ctx][n_embd_kv] in k_type / v_type */
-    pvk_buf ids, x, h, qkv, att, ff, act, last, last_n, logits, attn_scratch;
-    /* int8 forms (pvk_q8_bytes) of h / last_n, and of att or act, for projections
-     * that read them (pvk_ops_reads_q8); unallocated when none does. */
-    pvk_buf hq, aq;
+    pvk_buf buf[PLAN_N_SCRATCH]; /* the scratch rows of the table (a row of count 0: none) */
     pvk_cmd *cmd;
-    uint64_t kv_bytes, scratch_bytes;
+    int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
 };
 
 phivk_session_params phivk_session_default_params(void) {
-    return (phivk_session_params){.batch = DEFAULT_BATCH};
+    return (phivk_session_params){.batch = PLAN_DEFAULT_BATCH};
 }
 
-static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
-    const arch_hparams *hp = &s->m->hp;
-    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+/* Attention over the model's heads, without a position or scratch yet. */
+static pvk_attn attn_heads(const arch_hparams *hp, uint32_t m) {
     return (pvk_attn){
         .q_stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv),
         .q_off = 0,
@@ -46,118 +39,149 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
         .n_kv_head = (uint32_t)hp->n_head_kv,
         .head_dim = (uint32_t)hp->head_dim,
         .m = m,
-        .pos0 = pos0,
-        .window = swa ? (uint32_t)hp->sliding_window : 0,
         .scale = 1.0f / sqrtf((float)hp->head_dim),
-        .scratch = &s->attn_scratch,
     };
 }
 
-static pvk_type kv_pvk_type(phivk_kv_type t) {
-    return t == PHIVK_KV_Q8_0 ? PVK_Q8_0 : t == PHIVK_KV_Q4_0 ? PVK_Q4_0 : PVK_F16;
-}
-
-/* The context: as asked, or the model's reduced to what fits the device memory
- * (plan.h). A layer's K or V larger than one binding is split into chunks
- * (pvk_kv_alloc), so the binding limit does not cap it. */
-static pvk_status plan_ctx(phivk_session *s) {
+static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
-    /* Attention's partials at most: for the longest context asked for, without the
-     * sliding window (which only shortens the ranges). */
-    uint32_t ctx_max = (uint32_t)(s->p.ctx > 0 ? s->p.ctx : hp->n_ctx_train);
-    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
-    a.window = a1.window = 0;
-    const pvk_dev *dev = s->m->rt->dev;
-    size_t prefill = (uint32_t)s->batch <= ctx_max ? pvk_op_attention_scratch_bytes(dev, &a, ctx_max) : 0;
-    size_t decode = pvk_op_attention_scratch_bytes(dev, &a1, ctx_max);
-    plan_input in = {
-        .hp = hp,
-        .weight_bytes = s->m->weight_bytes,
-        .k_type = kv_pvk_type(s->p.k_type),
-        .v_type = kv_pvk_type(s->p.v_type),
-        .ctx = s->p.ctx,
-        .batch = s->batch,
-        .logit_rows = s->logit_rows,
-        .budget = pvk_dev_budget(s->m->rt->dev),
-        .attn_bytes = prefill > decode ? prefill : decode,
-    };
-    plan pl;
-    pvk_status st = plan_make(&in, &pl);
-    if (st) return st;
-    s->ctx = pl.ctx;
-    return PVK_OK;
+    pvk_attn a = attn_heads(hp, m);
+    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+    a.pos0 = pos0;
+    a.window = swa ? (uint32_t)hp->sliding_window : 0;
+    a.scratch = s->plan.rows[PLAN_ATTN].count ? &s->buf[PLAN_ATTN] : NULL;
+    return a;
 }
 
-static pvk_status make_buf(phivk_session *s, pvk_buf *b, uint64_t bytes, pvk_mem mem) {
-    s->scratch_bytes += bytes;
-    return pvk_buf_create(s->m->rt->dev, bytes ? bytes : 4, mem, b);
+/* Attention's split-K partials at most over a cache laid out as kv (its rows and
+ * chunks), as the device's tuning splits them: a prefill batch's (state across
+ * cache chunks) or a decode step's (split-K over a long cache, which keeps the
+ * device busy), whichever needs more; without the sliding window, which only
+ * shortens the ranges. The one place the session asks the op layer. */
+static uint64_t attn_bytes(const phivk_model *m, int32_t batch, const pvk_kv *kv) {
+    pvk_attn prefill = attn_heads(&m->hp, (uint32_t)batch), decode = attn_heads(&m->hp, 1);
+    uint64_t a = pvk_op_attention_scratch_bytes_kv(m->rt->dev, &prefill, kv);
+    uint64_t b = pvk_op_attention_scratch_bytes_kv(m->rt->dev, &decode, kv);
+    return a > b ? a : b;
+}
+
+/* The same for a cache of ctx rows in one buffer, for the plan. */
+static uint64_t plan_attn_bytes(void *user, int32_t ctx, int32_t batch) {
+    pvk_kv one = {.ctx = (uint32_t)ctx};
+    return attn_bytes(user, batch, &one);
+}
+
+/* Every tensor of the file: what the load puts on the device. */
+static uint64_t file_weight_bytes(const phivk_model *m) {
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) sum += gguf_tensor_at(m->file, i)->bytes;
+    return sum;
+}
+
+pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out) {
+    if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
+        return pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
+    if (p->ctx < 0) return pvk_fail(PVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
+    plan_input in = {
+        .hp = &m->hp,
+        .weight_bytes = file_weight_bytes(m),
+        .k_type = plan_kv_type(p->k_type),
+        .v_type = plan_kv_type(p->v_type),
+        .ctx = p->ctx,
+        .batch = p->batch,
+        .budget = pvk_dev_budget(m->rt->dev),
+        .int8 = int8,
+        .attn_bytes = plan_attn_bytes,
+        .user = (void *)m,
+    };
+    return plan_make(&in, out);
+}
+
+/* The KV cache of s->ctx tokens, the scratch rows of the table as the device laid
+ * the cache out (its chunks, attention over them) and the command buffer.
+ * free_buffers undoes it, also halfway. */
+static pvk_status alloc_buffers(phivk_session *s, bool int8) {
+    phivk_model *m = s->m;
+    const arch_hparams *hp = &m->hp;
+    pvk_dev *dev = m->rt->dev;
+    s->batch = plan_batch(s->p.batch, s->ctx);
+    s->logit_rows = plan_logit_rows(hp, s->batch);
+    s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
+    s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
+    if (!s->tokens || !s->kv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    pvk_status st;
+    pvk_type kt = plan_kv_type(s->p.k_type), vt = plan_kv_type(s->p.v_type);
+    for (int32_t l = 0; l < hp->n_layer; l++)
+        if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
+    const pvk_kv *kv = &s->kv[0];
+    plan_shape shape = {
+        .hp = hp, .k_type = kt, .v_type = vt, .ctx = s->ctx, .batch = s->batch,
+        .kv_chunk = kv->n_chunks > 1 ? kv->chunk_ctx : 0,
+        .attn_bytes = attn_bytes(m, s->batch, kv), .int8 = int8,
+    };
+    plan_set_layout(&s->plan, &shape);
+    for (int i = 0; i < PLAN_N_SCRATCH; i++) {
+        const plan_row *r = &s->plan.rows[i];
+        if (r->count && (st = pvk_buf_create(dev, r->bytes, r->host ? PVK_MEM_HOST : PVK_MEM_DEVICE, &s->buf[i])))
+            return st;
+    }
+    return pvk_cmd_create(dev, &s->cmd);
+}
+
+static void free_buffers(phivk_session *s) {
+    pvk_dev *dev = s->m->rt->dev;
+    pvk_cmd_destroy(s->cmd);
+    s->cmd = NULL;
+    for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
+    for (int i = 0; i < PLAN_N_SCRATCH; i++) pvk_buf_destroy(dev, &s->buf[i]);
+    free(s->kv);
+    free(s->tokens);
+    s->kv = NULL;
+    s->tokens = NULL;
+}
+
+/* When the device refuses memory, -c auto halves the context to a multiple of this
+ * many tokens, and never goes below it. */
+#define AUTO_CTX_MIN 256
+
+/* Buffers for s->ctx tokens. With -c auto a refused allocation halves the context
+ * and tries again: the plan counts on a budget that other programs can take from,
+ * or that a driver does not honour. */
+static pvk_status alloc_fitting(phivk_session *s, bool int8) {
+    int32_t first = s->ctx;
+    pvk_status st;
+    while ((st = alloc_buffers(s, int8)) == PVK_ERR_DEVICE_MEMORY && s->p.ctx == 0) {
+        int32_t next = s->ctx / 2 / AUTO_CTX_MIN * AUTO_CTX_MIN;
+        if (next < AUTO_CTX_MIN) break;
+        free_buffers(s);
+        s->ctx_refused = first;
+        s->ctx = next;
+    }
+    if (st != PVK_ERR_DEVICE_MEMORY || s->p.ctx != 0) return st;
+    char why[512], kv[32], w[32];
+    snprintf(why, sizeof why, "%s", pvk_errmsg());
+    pvk_fmt_bytes(kv, s->plan.kv_bytes_per_token * (uint64_t)s->ctx);
+    pvk_fmt_bytes(w, s->plan.weight_bytes);
+    return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+                    "-c auto: the device refused memory for every context from %d down to %d tokens "
+                    "(KV cache %s at %d tokens, weights %s): %s", first, s->ctx, kv, s->ctx, w, why);
 }
 
 phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *p) {
     phivk_session_params defaults = phivk_session_default_params();
     if (!p) p = &defaults;
-    if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0) {
-        pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
-        return NULL;
-    }
     phivk_session *s = calloc(1, sizeof *s);
     if (!s) {
         pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
         return NULL;
     }
-    const arch_hparams *hp = &m->hp;
-    pvk_dev *dev = m->rt->dev;
     s->m = m;
     s->p = *p;
-    s->batch = p->batch > 0 ? p->batch : DEFAULT_BATCH;
-    s->logit_rows = (int32_t)(LOGITS_BUDGET / (4ull * hp->n_vocab));
-    if (s->logit_rows < 1) s->logit_rows = 1;
-    if (s->logit_rows > s->batch) s->logit_rows = s->batch;
-    if (plan_ctx(s) != PVK_OK) goto fail;
-    if (s->batch > s->ctx) s->batch = s->ctx;
-
-    s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
-    s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
-    if (!s->tokens || !s->kv) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-        goto fail;
-    }
-    pvk_type kt = kv_pvk_type(p->k_type), vt = kv_pvk_type(p->v_type);
-    for (int32_t l = 0; l < hp->n_layer; l++) {
-        if (pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]) != PVK_OK)
-            goto fail;
-        s->kv_bytes += pvk_type_row_bytes(kt, hp->n_embd_kv) * (uint64_t)s->ctx +
-                       pvk_type_row_bytes(vt, hp->n_embd_kv) * (uint64_t)s->ctx;
-    }
-    uint64_t b = (uint64_t)s->batch, qkv = hp->n_embd_q + 2ull * hp->n_embd_kv;
-    uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
-    /* Attention's scratch: a prefill batch's (state across cache chunks) or a
-     * decode step's (split-K over a long cache, which keeps the device busy),
-     * whichever needs more. */
-    pvk_attn a = attn_desc(s, (uint32_t)s->batch, 0), a1 = attn_desc(s, 1, 0);
-    size_t prefill_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a, &s->kv[0]);
-    size_t decode_bytes = pvk_op_attention_scratch_bytes_kv(dev, &a1, &s->kv[0]);
-    size_t attn_bytes = prefill_bytes > decode_bytes ? prefill_bytes : decode_bytes;
-    if (make_buf(s, &s->ids, 4 * b, PVK_MEM_HOST) ||
-        make_buf(s, &s->x, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->h, 4 * b * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->qkv, 4 * b * qkv, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->att, 4 * b * hp->n_embd_q, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->ff, 4 * b * ff, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->act, 4 * b * hp->n_ff, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->last, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->last_n, 4ull * hp->n_embd, PVK_MEM_DEVICE) ||
-        make_buf(s, &s->logits, 4ull * s->logit_rows * hp->n_vocab, PVK_MEM_HOST) ||
-        make_buf(s, &s->attn_scratch, attn_bytes, PVK_MEM_DEVICE))
-        goto fail;
-    if (model_reads_q8(m)) {
-        uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
-        if (make_buf(s, &s->hq, pvk_q8_bytes((uint32_t)b, (uint32_t)hp->n_embd), PVK_MEM_DEVICE) ||
-            make_buf(s, &s->aq, pvk_q8_bytes((uint32_t)b, wide), PVK_MEM_DEVICE))
-            goto fail;
-    }
-    if (pvk_cmd_create(dev, &s->cmd) != PVK_OK) goto fail;
-    s->table = arch_rope_factors_choice(hp, (arch_rope_mode)p->rope_factors, 1);
+    bool int8 = model_reads_q8(m);
+    if (session_plan(m, p, int8, &s->plan) != PVK_OK) goto fail;
+    s->ctx = s->plan.ctx;
+    if (alloc_fitting(s, int8) != PVK_OK) goto fail;
+    s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;
 fail:
     phivk_session_free(s);
@@ -166,14 +190,7 @@ fail:
 
 void phivk_session_free(phivk_session *s) {
     if (!s) return;
-    pvk_dev *dev = s->m->rt->dev;
-    pvk_cmd_destroy(s->cmd);
-    for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
-    pvk_buf *bufs[] = {&s->ids, &s->x, &s->h, &s->qkv, &s->att, &s->ff, &s->act,
-                       &s->last, &s->last_n, &s->logits, &s->attn_scratch, &s->hq, &s->aq};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(dev, bufs[i]);
-    free(s->kv);
-    free(s->tokens);
+    free_buffers(s);
     free(s);
 }
 
@@ -181,21 +198,26 @@ int32_t phivk_session_ctx(const phivk_session *s) { return s->ctx; }
 int32_t phivk_session_pos(const phivk_session *s) { return s->pos; }
 
 char *phivk_session_plan_text(const phivk_session *s) {
-    const pvk_caps *caps = pvk_dev_caps(s->m->rt->dev);
+    const plan *p = &s->plan;
     uint64_t budget = pvk_dev_budget(s->m->rt->dev);
-    uint64_t total = s->m->weight_bytes + s->kv_bytes + s->scratch_bytes;
-    char w[32], kv[32], sc[32], left[32];
-    plan_fmt_bytes(w, sizeof w, s->m->weight_bytes);
-    plan_fmt_bytes(kv, sizeof kv, s->kv_bytes);
-    plan_fmt_bytes(sc, sizeof sc, s->scratch_bytes);
-    plan_fmt_bytes(left, sizeof left, budget > total ? budget - total : 0);
-    char *out = malloc(512);
+    char w[32], kv[32], sc[32], left[32], why[96];
+    pvk_fmt_bytes(w, p->weight_bytes);
+    pvk_fmt_bytes(kv, p->kv_bytes);
+    pvk_fmt_bytes(sc, p->scratch_bytes);
+    pvk_fmt_bytes(left, budget > p->total ? budget - p->total : 0);
+    plan_ctx_text(p, &s->m->hp, why, sizeof why);
+    char *out = malloc(1024), refused[128] = "";
+    if (s->ctx_refused)
+        snprintf(refused, sizeof refused, " (-c auto: the device refused the cache of %d tokens)", s->ctx_refused);
     if (out)
-        snprintf(out, 512, "memory: weights %s + KV cache %s (%d tokens, K %s, V %s) + scratch %s; "
-                 "%s left on %s", w, kv, s->ctx, pvk_type_get(kv_pvk_type(s->p.k_type))->name,
-                 pvk_type_get(kv_pvk_type(s->p.v_type))->name, sc, left, caps->name);
+        snprintf(out, 1024, "memory: weights %s + KV cache %s (%d tokens, %s; K %s, V %s) + scratch %s; "
+                 "%s left on %s%s", w, kv, s->ctx, why, pvk_type_get(plan_kv_type(s->p.k_type))->name,
+                 pvk_type_get(plan_kv_type(s->p.v_type))->name, sc, left, pvk_dev_caps(s->m->rt->dev)->name,
+                 refused);
     return out;
 }
+
+const plan *session_plan_of(const phivk_session *s) { return &s->plan; }
 
 /* ------------------------------------------------------------- forward pass */
 
@@ -254,10 +276,10 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_cmd *c = s->cmd;
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
 
-    pvk_input h = input_for(s, &s->h, &s->hq, m, &g->qkv, hp->parallel_block ? &g->up : NULL);
-    norm(s, &s->x, &g->attn_norm, &g->attn_norm_b, &h, m, st);
+    pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
+    norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    project(s, &g->qkv, &h, &s->qkv, m, false, st);
+    project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     /* RoPE is applied by the cache write: K as it is stored, q in place. */
     const pvk_buf *factors = NULL;
@@ -275,43 +297,43 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     };
     const pvk_kv *kv = &s->kv[l];
     if (!*st)
-        *st = pvk_op_kv_store(o, c, &s->qkv, stride, (uint32_t)hp->n_embd_q,
+        *st = pvk_op_kv_store(o, c, &s->buf[PLAN_QKV], stride, (uint32_t)hp->n_embd_q,
                               (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_attn a = attn_desc(s, m, pos0);
-    if (!*st) *st = pvk_op_attention(o, c, &s->qkv, &a, kv, &s->att);
+    if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    pvk_input att = input_for(s, &s->att, &s->aq, m, &g->out, NULL);
+    pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
     if (att.q8) {
-        att.f32 = &s->att;
-        if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->att, NULL, &s->aq, m, (uint32_t)hp->n_embd_q);
+        att.f32 = &s->buf[PLAN_ATT];
+        if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->buf[PLAN_ATT], NULL, &s->buf[PLAN_AQ], m, (uint32_t)hp->n_embd_q);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     }
 
     if (hp->parallel_block) {
         /* x + attn(h) + mlp(h): both branches read the same h and add into x. */
-        project(s, &g->out, &att, &s->x, m, true, st);
-        project(s, &g->up, &h, &s->ff, m, false, st);
+        project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
+        project(s, &g->up, &h, &s->buf[PLAN_FF], m, false, st);
     } else {
-        project(s, &g->out, &att, &s->x, m, true, st);
+        project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        pvk_input h2 = input_for(s, &s->h, &s->hq, m, &g->up, NULL);
-        norm(s, &s->x, &g->ffn_norm, NULL, &h2, m, st);
+        pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
+        norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-        project(s, &g->up, &h2, &s->ff, m, false, st);
+        project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     /* The activation of up's output, as down reads it (this also orders the
      * parallel block's out projection, which read aq, before aq is rewritten). */
     uint32_t n_ff = (uint32_t)hp->n_ff;
-    pvk_input act = input_for(s, &s->act, &s->aq, m, &g->down, NULL);
+    pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
     if (!*st) {
-        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->ff, act.f32, act.q8, m, n_ff);
-        else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->ff, &s->act, m * n_ff);
-        else *st = pvk_op_swiglu(o, c, &s->ff, &s->act, m, n_ff);
+        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
+        else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
+        else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    project(s, &g->down, &act, &s->x, m, true, st);
+    project(s, &g->down, &act, &s->buf[PLAN_X], m, true, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
 
@@ -323,40 +345,40 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
     pvk_ops *o = mod->rt->ops;
     pvk_cmd *c = s->cmd;
     uint32_t pos0 = (uint32_t)s->pos;
-    memcpy(s->ids.map, ids, sizeof *ids * m);
+    memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
 
     pvk_status st = pvk_cmd_begin(c);
-    if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->ids, &s->x, m);
+    if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;
 
     uint32_t rows = all ? m : 1;
-    const pvk_buf *final_in = &s->x;
+    const pvk_buf *final_in = &s->buf[PLAN_X];
     if (!all) {
         /* Only the last position's logits: norm and project that row alone. */
         uint64_t row = 4ull * hp->n_embd;
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
-        pvk_cmd_copy(c, &s->x, row * (m - 1), &s->last, 0, row);
+        pvk_cmd_copy(c, &s->buf[PLAN_X], row * (m - 1), &s->buf[PLAN_LAST], 0, row);
         pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
-        final_in = &s->last;
+        final_in = &s->buf[PLAN_LAST];
     }
     bool wf = false, wq = false;
     if (hp->tied_output) reads(s, &mod->embd, 1, rows, &wf, &wq);
     else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
-    pvk_input normed = {!wf ? NULL : all ? &s->h : &s->last_n, wq ? &s->hq : NULL};
+    pvk_input normed = {!wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], wq ? &s->buf[PLAN_HQ] : NULL};
     norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    if (!hp->tied_output) project(s, &mod->output, &normed, &s->logits, rows, false, &st);
+    if (!hp->tied_output) project(s, &mod->output, &normed, &s->buf[PLAN_LOGITS], rows, false, &st);
     else if (!st)
-        st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->logits, rows, false,
+        st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->buf[PLAN_LOGITS], rows, false,
                               (uint32_t)mod->embd.rows, 0);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
     if (!st) st = pvk_cmd_submit(c);
     if (st) return st;
     memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
     s->pos += (int32_t)m;
-    if (out) memcpy(out, s->logits.map, sizeof(float) * rows * (size_t)hp->n_vocab);
+    if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
     return PVK_OK;
 }
 
@@ -396,7 +418,7 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
                                       n, s->pos, s->ctx);
     /* LongRoPE: the table follows the sequence length; a switch recomputes the
      * cache with the new table (phi-spec "choices" 1). */
-    arch_rope_table want = arch_rope_factors_choice(hp, (arch_rope_mode)s->p.rope_factors,
+    arch_rope_table want = arch_rope_factors_choice(hp, s->p.rope_factors,
                                                     (int64_t)s->pos + n);
     if (want != s->table) {
         int32_t keep = s->pos;
@@ -432,6 +454,6 @@ phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) 
         return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
     memcpy(s->tokens, tokens, sizeof *tokens * (size_t)pos);
     s->pos = pos;
-    s->table = arch_rope_factors_choice(&s->m->hp, (arch_rope_mode)s->p.rope_factors, pos ? pos : 1);
+    s->table = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, pos ? pos : 1);
     return PHIVK_OK;
 }

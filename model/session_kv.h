@@ -1,12 +1,23 @@
-/* A session's KV cache from inside phivk, for tests and benchmarks that need a
- * long context without computing it token by token: they write cache rows with
- * pvk_op_kv_store (the session's own quantizing write) or read them back, then
- * move the session to the position those rows end at. */
+/* A session's internals other parts of phivk use. Its memory plan: the model load
+ * checks it from the file's header before uploading any weight, tests compare it
+ * with what the session allocated. Its KV cache, for tests and benchmarks that
+ * need a long context without computing it token by token: they write cache rows
+ * with pvk_op_kv_store (the session's own quantizing write) or read them back,
+ * then move the session to the position those rows end at. */
 #ifndef PHIVK_SESSION_KV_H
 #define PHIVK_SESSION_KV_H
 
 #include "phivk.h"
+#include "plan.h"
 #include "pvk_ops.h"
+
+/* The plan of a session with parameters p on m's device: m's header, hyper-
+ * parameters and runtime are enough (no weight need be uploaded yet). int8: count
+ * the int8 activation buffers (model_reads_q8; true before the load has tuned
+ * the kernels, an upper bound). */
+pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out);
+/* The table of what s allocated (its plan at its context and the device's layout). */
+const plan *session_plan_of(const phivk_session *s);
 
 /* Layer l's cache (owned by the session), or NULL for a layer it does not have. */
 const pvk_kv *session_kv_layer(const phivk_session *s, int32_t layer);

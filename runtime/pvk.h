@@ -89,6 +89,9 @@ typedef struct pvk_dev pvk_dev;
 pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out);
 void pvk_dev_destroy(pvk_dev *d);
 const pvk_caps *pvk_dev_caps(const pvk_dev *d);
+/* Whether a submit reported VK_ERROR_DEVICE_LOST (or PHIVK_FAULT=device_lost said
+ * so): every later submit and allocation on d fails with PVK_ERR_DEVICE_LOST. */
+bool pvk_dev_lost(const pvk_dev *d);
 /* Validation-layer messages (warnings and errors) seen so far; the last one's text. */
 uint64_t pvk_dev_validation_count(const pvk_dev *d);
 const char *pvk_dev_validation_last(const pvk_dev *d);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pvk_fault.h"
 #include "pvk_impl.h"
 
 /* Small tensors share blocks this large; a larger request gets a block of its own. */
@@ -222,9 +223,17 @@ pvk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *o
     if (size == 0) return pvk_fail(PVK_ERR_INVALID, "pvk_buf_create: a buffer needs at least one byte");
     VkDeviceSize need = round_up(size, d->align);
     if (need < size) return too_big(d, size, mem, "beyond any limit; maxMemoryAllocationSize", d->caps.max_alloc);
+    pvk_status s = pvk_dev_usable(d);
+    if (s) return s;
+    if (pvk_fault_alloc()) {
+        char a[32], c[32];
+        return pvk_fail(PVK_ERR_DEVICE_MEMORY, "cannot allocate %s of %s memory on %s: allocation %llu failed "
+                        "(a fault injected by PHIVK_FAULT; phivk holds %s)", pvk_fmt_bytes(a, need), mem_name[mem],
+                        d->caps.name, (unsigned long long)pvk_fault_allocs(), pvk_fmt_bytes(c, d->allocated));
+    }
     uint64_t off = 0;
     uint32_t i;
-    pvk_status s = PVK_ERR_DEVICE_MEMORY;
+    s = PVK_ERR_DEVICE_MEMORY;
     for (i = 0; i < d->n_blocks; i++) {
         pvk_block *b = &d->blocks[i];
         if (b->mem && b->kind == mem && (s = pvk_arena_alloc(&b->arena, need, d->align, &off)) != PVK_ERR_DEVICE_MEMORY)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_fault.h"
 #include "pvk_impl.h"
 
 enum {
@@ -100,8 +101,8 @@ void pvk_cmd_destroy(pvk_cmd *c) {
 
 pvk_status pvk_cmd_begin(pvk_cmd *c) {
     VkDevice vk = c->d->vk;
-    if (c->d->lost)
-        return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier: restart the program", c->d->caps.name);
+    pvk_status s = pvk_dev_usable(c->d);
+    if (s) return s;
     if (c->recording) vkEndCommandBuffer(c->cb);
     c->recording = false;
     c->err = PVK_OK;
@@ -342,13 +343,19 @@ pvk_status pvk_cmd_submit(pvk_cmd *c) {
     if (c->err) return pvk_fail(c->err, "%s", c->errmsg);
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkEndCommandBuffer");
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb};
-    r = vkQueueSubmit(c->d->queue, 1, &si, c->fence);
+    /* An injected out-of-memory submits nothing; an injected loss lets the work
+     * finish (nothing stays in flight) and reports it from the wait. */
+    VkResult fault = pvk_fault_submit();
+    r = fault == VK_ERROR_OUT_OF_DEVICE_MEMORY ? fault : vkQueueSubmit(c->d->queue, 1, &si, c->fence);
     if (r == VK_SUCCESS) {
         r = vkWaitForFences(c->d->vk, 1, &c->fence, VK_TRUE, UINT64_MAX);
         vkResetFences(c->d->vk, 1, &c->fence);
+        if (r == VK_SUCCESS) r = fault;
     }
     c->d->lost |= r == VK_ERROR_DEVICE_LOST;
-    if (r != VK_SUCCESS) return pvk_vk_fail(r, "submitting work to the GPU");
+    if (r != VK_SUCCESS)
+        return pvk_vk_fail(r, fault ? "submitting work to the GPU (a fault injected by PHIVK_FAULT)"
+                                    : "submitting work to the GPU");
     if (c->n_timed) print_profile(c);
     return PVK_OK;
 }

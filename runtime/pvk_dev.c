@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_fault.h"
 #include "pvk_impl.h"
 
 #ifndef VK_KHR_cooperative_matrix
@@ -535,12 +536,18 @@ pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
     pvk_dev *d = calloc(1, sizeof *d);
     if (!d) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating a device");
     pthread_mutex_init(&d->validation_lock, NULL);
+    pvk_status s = pvk_fault_init();
+    if (s) {
+        pthread_mutex_destroy(&d->validation_lock);
+        free(d);
+        return s;
+    }
     bool validate = p->validate || pvk_env_flag("PHIVK_VALIDATE");
     bool debug_utils;
     pvk_caps *caps = NULL;
     phys_info *info = NULL;
     uint32_t n = 0, chosen;
-    pvk_status s = instance_create(validate ? d : NULL, &d->instance, &debug_utils);
+    s = instance_create(validate ? d : NULL, &d->instance, &debug_utils);
     if (s) goto fail;
     if (debug_utils)
         d->set_name = (PFN_vkSetDebugUtilsObjectNameEXT)vkGetInstanceProcAddr(d->instance, "vkSetDebugUtilsObjectNameEXT");

@@ -42,7 +42,8 @@ struct pvk_dev {
     VkQueue queue;
     uint32_t queue_family;
     pvk_caps caps;
-    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run */
+    bool lost;                /* a submit saw VK_ERROR_DEVICE_LOST: nothing more can run
+                                 or be allocated (pvk_dev_usable) */
     bool full_subgroups;      /* computeFullSubgroups: may require full subgroups */
     PFN_vkCmdPushDescriptorSetKHR push_descriptor;   /* NULL unless caps.push_descriptor */
 
@@ -75,6 +76,9 @@ const char *pvk_vk_result_name(VkResult r);
 /* Gives a Vulkan object a debug name (no-op without VK_EXT_debug_utils). */
 void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* PVK_ERR_DEVICE_LOST saying so once a submit lost the device, else PVK_OK. */
+pvk_status pvk_dev_usable(const pvk_dev *d);
 
 /* pvk_buf.c */
 pvk_status pvk_mem_init(pvk_dev *d);

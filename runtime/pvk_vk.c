@@ -1,5 +1,6 @@
 /* What every Vulkan-calling file of the runtime shares: a failed VkResult as a status
- * with a message in words, and debug names on Vulkan objects. Below pvk_dev, pvk_buf,
+ * with a message in words, whether the device was lost, and debug names on Vulkan
+ * objects. Below pvk_dev, pvk_buf,
  * pvk_cmd and pvk_pipe, so none of them needs another to report an error. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -65,3 +66,11 @@ void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *
         .objectType = type, .objectHandle = handle, .pObjectName = name};
     d->set_name(d->vk, &info);
 }
+
+pvk_status pvk_dev_usable(const pvk_dev *d) {
+    if (!d->lost) return PVK_OK;
+    return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier (VK_ERROR_DEVICE_LOST): nothing more "
+                    "runs on it; open the device again (restart the program or reload the model)", d->caps.name);
+}
+
+bool pvk_dev_lost(const pvk_dev *d) { return d->lost; }

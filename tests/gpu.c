@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "model_impl.h"
 
 static pvk_dev *shared;
 static uint64_t shared_seen;
@@ -36,4 +37,29 @@ pvk_dev *test_gpu(void) {
     harness_after_each = after_each;
     atexit(destroy_shared);
     return shared;
+}
+
+static phivk_runtime *shared_rt;
+
+static const char *after_each_rt(void) {
+    return shared_rt ? test_gpu_new_messages(shared_rt->dev, &shared_seen) : NULL;
+}
+
+static void free_shared_rt(void) {
+    phivk_runtime_free(shared_rt);
+    shared_rt = NULL;
+}
+
+phivk_runtime *test_gpu_runtime(void) {
+    if (shared_rt) return shared_rt;
+    phivk_runtime_params p = phivk_runtime_default_params();
+    p.validate = true;
+    shared_rt = phivk_runtime_create(&p);
+    if (!shared_rt) {
+        printf("cannot open a Vulkan device: %s\n", phivk_last_error());
+        exit(1);
+    }
+    harness_after_each = after_each_rt;
+    atexit(free_shared_rt);
+    return shared_rt;
 }

@@ -1,224 +1,9 @@
 /* The vocabulary (loading from GGUF, indexes, special tokens, stop tokens), the
- * special-token partition and the merge loop both tokenizers share. */
+ * special-token partition, and encoding through the vocabulary's tokenizer. */
 #include "tok.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------ UTF-8 */
-
-int tok_utf8_len(uint8_t lead) {
-    if (lead < 0x80) return 1;
-    if (lead >= 0xC2 && lead <= 0xDF) return 2;
-    if (lead >= 0xE0 && lead <= 0xEF) return 3;
-    if (lead >= 0xF0 && lead <= 0xF4) return 4;
-    return 0;
-}
-
-/* The second byte carries the overlong / surrogate / > U+10FFFF exclusions. */
-bool tok_utf8_cont_ok(uint8_t lead, int k, uint8_t b) {
-    if (k == 1) {
-        if (lead == 0xE0) return b >= 0xA0 && b <= 0xBF;
-        if (lead == 0xED) return b >= 0x80 && b <= 0x9F;
-        if (lead == 0xF0) return b >= 0x90 && b <= 0xBF;
-        if (lead == 0xF4) return b >= 0x80 && b <= 0x8F;
-    }
-    return (b & 0xC0) == 0x80;
-}
-
-size_t tok_utf8_invalid_at(const char *s, size_t len) {
-    const uint8_t *p = (const uint8_t *)s;
-    size_t i = 0;
-    while (i < len) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        int n = tok_utf8_len(p[i]);
-        if (n == 0 || len - i < (size_t)n) return i;
-        for (int k = 1; k < n; k++)
-            if (!tok_utf8_cont_ok(p[i], k, p[i + k])) return i;
-        i += (size_t)n;
-    }
-    return len;
-}
-
-/* ------------------------------------------------------------ hash index */
-
-uint64_t tok_hash(const void *p, size_t n) {
-    /* FNV-1a, then a finaliser so the low bits (the slot) depend on every byte. */
-    const uint8_t *b = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
-pvk_status tok_map_init(tok_map *m, uint64_t n_entries) {
-    uint64_t slots = 16;
-    while (slots < n_entries * 2) slots *= 2; /* load factor <= 1/2 */
-    m->hash = calloc(slots, sizeof *m->hash);
-    m->idx = calloc(slots, sizeof *m->idx);
-    m->mask = slots - 1;
-    if (!m->hash || !m->idx) {
-        tok_map_free(m);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a tokenizer index");
-    }
-    return PVK_OK;
-}
-
-void tok_map_free(tok_map *m) {
-    free(m->hash);
-    free(m->idx);
-    m->hash = NULL;
-    m->idx = NULL;
-}
-
-void tok_map_put(tok_map *m, uint64_t hash, uint32_t entry) {
-    uint64_t s = hash & m->mask;
-    while (m->idx[s]) s = (s + 1) & m->mask;
-    m->hash[s] = hash;
-    m->idx[s] = entry + 1;
-}
-
-int64_t tok_map_get(const tok_map *m, uint64_t hash, tok_map_eq_fn eq, const void *ctx,
-                    const void *key) {
-    for (uint64_t s = hash & m->mask; m->idx[s]; s = (s + 1) & m->mask)
-        if (m->hash[s] == hash && eq(ctx, m->idx[s] - 1, key)) return m->idx[s] - 1;
-    return -1;
-}
-
-typedef struct span {
-    const char *p;
-    size_t n;
-} span;
-
-static bool text_eq(const void *ctx, uint32_t entry, const void *key) {
-    const tok_token *t = &((const tok_vocab *)ctx)->tokens[entry];
-    const span *k = key;
-    return t->text_len == k->n && memcmp(t->text, k->p, k->n) == 0;
-}
-
-int32_t tok_find(const tok_vocab *v, const char *text, size_t len) {
-    span k = {text, len};
-    return (int32_t)tok_map_get(&v->by_text, tok_hash(text, len), text_eq, v, &k);
-}
-
-void *tok_grow(void *p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return p;
-    size_t c = *cap ? *cap : 16;
-    while (c < need && c <= SIZE_MAX / 2) c *= 2;
-    void *np = c >= need && c <= SIZE_MAX / elem ? realloc(p, c * elem) : NULL;
-    if (np) *cap = c;
-    return np;
-}
-
-pvk_status tok_ids_push(tok_ids *ids, int32_t id) {
-    int32_t *nv = tok_grow(ids->v, &ids->cap, ids->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", ids->n + 1);
-    ids->v = nv;
-    ids->v[ids->n++] = id;
-    return PVK_OK;
-}
-
-pvk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out) {
-    for (size_t i = 0; i < n; i++) {
-        uint8_t b = (uint8_t)bytes[i];
-        int32_t id = v->byte_id[b] >= 0 ? v->byte_id[b] : v->unk;
-        if (id < 0)
-            return pvk_fail(PVK_ERR_UNSUPPORTED,
-                            "byte 0x%02X has no token in this vocabulary and it has no unknown token",
-                            b);
-        pvk_status st = tok_ids_push(out, id);
-        if (st) return st;
-    }
-    return PVK_OK;
-}
-
-/* ------------------------------------------------------------ merge loop */
-
-typedef struct tok_pair {
-    float key;
-    int32_t left, right;
-    uint32_t len;          /* bytes of the merged span: detects stale pairs */
-} tok_pair;
-
-struct tok_heap {
-    tok_pair *v;
-    size_t n, cap;
-};
-
-tok_heap *tok_heap_create(void) { return calloc(1, sizeof(tok_heap)); }
-
-void tok_heap_free(tok_heap *h) {
-    if (!h) return;
-    free(h->v);
-    free(h);
-}
-
-static bool pair_before(const tok_pair *a, const tok_pair *b) {
-    return a->key < b->key || (a->key == b->key && a->left < b->left);
-}
-
-static pvk_status heap_push(tok_heap *h, tok_pair p) {
-    tok_pair *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
-    h->v = nv;
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = p;
-    return PVK_OK;
-}
-
-static tok_pair heap_pop(tok_heap *h) {
-    tok_pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!pair_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
-static pvk_status try_pair(tok_heap *h, const char *buf, const tok_sym *syms, int32_t l,
-                           int32_t r, tok_pair_fn pair, const void *ctx) {
-    if (l < 0 || r < 0) return PVK_OK;
-    tok_pair p = {0, l, r, syms[l].len + syms[r].len};
-    if (!pair(ctx, buf, syms[l].off, syms[l].len, p.len, &p.key)) return PVK_OK;
-    return heap_push(h, p);
-}
-
-pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
-                     const void *ctx) {
-    pvk_status st = PVK_OK;
-    h->n = 0;
-    for (int32_t i = 1; i < n && !st; i++) st = try_pair(h, buf, syms, i - 1, i, pair, ctx);
-    while (h->n && !st) {
-        tok_pair p = heap_pop(h);
-        tok_sym *l = &syms[p.left], *r = &syms[p.right];
-        /* Spans only grow, so unchanged lengths mean the pair is still adjacent. */
-        if (l->len == 0 || r->len == 0 || l->len + r->len != p.len) continue;
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0) syms[r->next].prev = p.left;
-        st = try_pair(h, buf, syms, l->prev, p.left, pair, ctx);
-        if (!st) st = try_pair(h, buf, syms, p.left, l->next, pair, ctx);
-    }
-    return st;
-}
 
 /* ------------------------------------------------------------ loading */
 
@@ -469,16 +254,20 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
     tok_model model;
     if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
     else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
-    else
+    else {
+        char shown[128];
+        phivk_text_visible(s.ptr, s.len, false, shown, sizeof shown);
         return pvk_fail(PVK_ERR_UNSUPPORTED,
-                        "tokenizer model '%.*s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
-                        (int)(s.len > 64 ? 64 : s.len), s.ptr);
+                        "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
+                        shown);
+    }
 
     tok_vocab *v = calloc(1, sizeof *v);
     if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     v->model = model;
     pvk_status st = load_tokens(f, v);
     if (!st) st = load_specials(v);
+    if (!st) st = tok_trie_create(v, &v->special_trie);
     if (!st) st = load_ids(f, v);
     if (st) goto fail;
 
@@ -525,6 +314,7 @@ void tok_vocab_destroy(tok_vocab *v) {
     tok_map_free(&v->by_text);
     free(v->tokens);
     free(v->specials);
+    tok_trie_free(v->special_trie);
     free(v->arch);
     free(v->chat_template);
     free(v->arena);
@@ -533,60 +323,168 @@ void tok_vocab_destroy(tok_vocab *v) {
 
 /* ------------------------------------------------------------ encoding */
 
-typedef struct frag {
-    int32_t id;            /* -1: raw text */
-    size_t off, len;
-} frag;
+/* Occurrences of special token specials[rank] at bytes start .. start+count-1:
+ * in a run of one character, a token made of it occurs at every position, and
+ * one entry per token keeps the list as short as the run's distinct tokens. */
+typedef struct tok_hit {
+    int32_t rank;
+    uint32_t start, count;
+} tok_hit;
 
-typedef struct frags {
-    frag *v;
+typedef struct hits {
+    tok_hit *v;
     size_t n, cap;
-} frags;
+} hits;
 
-static pvk_status frags_push(frags *fs, frag f) {
-    frag *nv = tok_grow(fs->v, &fs->cap, fs->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
-    fs->v = nv;
-    fs->v[fs->n++] = f;
+static pvk_status hits_push(hits *h, tok_hit x) {
+    tok_hit *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
+    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+    h->v = nv;
+    h->v[h->n++] = x;
     return PVK_OK;
+}
+
+static int cmp_hit(const void *a, const void *b) {
+    const tok_hit *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int cmp_frag(const void *a, const void *b) {
+    const tok_frag *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
 static bool is_c_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-/* Cuts every occurrence of token id out of the raw fragments of *in (llama.cpp's
- * tokenizer_st_partition, one special token at a time, longest first). */
-static pvk_status cut_special(const tok_vocab *v, const char *text, int32_t id, frags *in,
-                              frags *tmp) {
-    const tok_token *t = &v->tokens[id];
+/* Whether [s, e) overlaps one of the sorted, disjoint plain spans. */
+static bool in_plain(const tok_encode_params *p, size_t s, size_t e) {
+    size_t lo = 0, hi = p->n_plain; /* the first span that ends after s */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->plain[mid].off + p->plain[mid].len <= s) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->n_plain && p->plain[lo].off < e;
+}
+
+/* Every occurrence of a special token that may be cut, from one pass of the
+ * automaton: the matches ending at a byte are the hit chain of its state. The
+ * j-th match extends the entry of the j-th match one byte earlier when it is the
+ * same token one byte further on (the chain repeats itself along a run). */
+static pvk_status find_hits(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+                            hits *out) {
+    const tok_trie *t = v->special_trie;
+    size_t *prev = NULL, *cur = NULL, n_prev = 0, cap_prev = 0, cap_cur = 0;
+    int32_t s = 0;
     pvk_status st = PVK_OK;
-    tmp->n = 0;
-    for (size_t i = 0; i < in->n && !st; i++) {
-        frag f = in->v[i];
-        if (f.id >= 0) {
-            st = frags_push(tmp, f);
-            continue;
+    for (size_t i = 0; i < len && !st; i++) {
+        s = tok_trie_step(t, s, (uint8_t)text[i]);
+        size_t j = 0;
+        for (int32_t m = t->rank[s] >= 0 ? s : t->hit[s]; m >= 0 && !st; m = t->hit[m]) {
+            /* Of tokens with the same text, the first that may be cut here. */
+            for (int32_t r = t->rank[m]; r >= 0 && !st; r = t->same[r]) {
+                const tok_token *tk = &v->tokens[v->specials[r]];
+                size_t start = i + 1 - tk->text_len;
+                if (tk->type != TOK_USER_DEFINED && (!p->parse_special || in_plain(p, start, i + 1))) continue;
+                size_t *nc = j < cap_cur ? cur : tok_grow(cur, &cap_cur, j + 1, sizeof *nc);
+                if (!nc) {
+                    st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+                    break;
+                }
+                cur = nc;
+                tok_hit *e = j < n_prev ? &out->v[prev[j]] : NULL;
+                bool extends = e && e->rank == r; /* then its last start is one byte back */
+                if (extends) e->count++;
+                else st = hits_push(out, (tok_hit){r, (uint32_t)start, 1});
+                cur[j] = extends ? prev[j] : out->n - 1;
+                j++;
+                break;
+            }
         }
-        size_t pos = f.off, end = f.off + f.len;
-        while (!st && pos < end) {
-            const char *m = memmem(text + pos, end - pos, t->text, t->text_len);
-            if (!m) break;
-            size_t at = (size_t)(m - text);
-            if (at > pos) st = frags_push(tmp, (frag){-1, pos, at - pos});
-            if (!st) st = frags_push(tmp, (frag){id, at, t->text_len});
-            pos = at + t->text_len;
-            if (t->attr & TOK_ATTR_RSTRIP)
-                while (pos < end && is_c_space(text[pos])) pos++;
+        size_t *swap = prev, cap = cap_prev;
+        prev = cur, cap_prev = cap_cur;
+        cur = swap, cap_cur = cap;
+        n_prev = j;
+    }
+    free(prev);
+    free(cur);
+    return st;
+}
+
+static bool is_taken(const uint8_t *bits, size_t i) { return bits[i / 8] >> (i % 8) & 1; }
+static void take(uint8_t *bits, size_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+/* The first i' in [i, end) not taken, or end; whole taken bytes at a time. */
+static size_t next_free(const uint8_t *bits, size_t i, size_t end) {
+    while (i < end && is_taken(bits, i)) i = i % 8 == 0 && bits[i / 8] == 0xFF ? i + 8 : i + 1;
+    return i < end ? i : end;
+}
+
+/* The cuts llama.cpp's one-token-at-a-time loop makes, from the list of every
+ * occurrence: in priority order (rank, then position), an occurrence is cut when
+ * all its bytes are still raw. Checking its first and last byte suffices: what is
+ * already taken is runs of at least its length (earlier ranks are no shorter, and
+ * eaten white space extends the token before it), and such a run cannot lie
+ * strictly inside it. */
+pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+                         tok_frag **out, size_t *n_out) {
+    hits h = {0};
+    uint8_t *taken = NULL; /* a bit per byte: cut or eaten */
+    tok_frag *cuts = NULL, *fs = NULL;
+    size_t n_cuts = 0, n_fs = 0;
+    *out = NULL;
+    *n_out = 0;
+    pvk_status st = find_hits(v, text, len, p, &h);
+    if (!st && h.n) {
+        taken = calloc(len / 8 + 1, 1);
+        if (!taken) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+    }
+    if (!st && h.n) qsort(h.v, h.n, sizeof *h.v, cmp_hit);
+    size_t cap_cuts = 0;
+    for (size_t k = 0; k < h.n && !st; k++) {
+        int32_t id = v->specials[h.v[k].rank];
+        const tok_token *tk = &v->tokens[id];
+        size_t s = h.v[k].start, last = s + h.v[k].count; /* its starts: [s, last) */
+        while (!st && (s = next_free(taken, s, last)) < last) {
+            size_t e = s + tk->text_len;
+            if (is_taken(taken, e - 1)) {
+                s++;
+                continue;
+            }
+            for (size_t i = s; i < e; i++) take(taken, i);
+            for (; (tk->attr & TOK_ATTR_RSTRIP) && e < len && !is_taken(taken, e) && is_c_space(text[e]); e++)
+                take(taken, e);
+            tok_frag *nc = tok_grow(cuts, &cap_cuts, n_cuts + 1, sizeof *nc);
+            if (!nc) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+            else (cuts = nc)[n_cuts++] = (tok_frag){id, s, e - s}; /* len: the token and what it ate */
+            s = e;
         }
-        if (!st && pos < end) st = frags_push(tmp, (frag){-1, pos, end - pos});
     }
     if (!st) {
-        frags swap = *in;
-        *in = *tmp;
-        *tmp = swap;
+        if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cmp_frag);
+        fs = malloc((2 * n_cuts + 1) * sizeof *fs);
+        if (!fs) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
     }
-    return st;
+    size_t pos = 0;
+    for (size_t k = 0; k < n_cuts && !st; k++) {
+        if (cuts[k].off > pos) fs[n_fs++] = (tok_frag){-1, pos, cuts[k].off - pos};
+        fs[n_fs++] = (tok_frag){cuts[k].id, cuts[k].off, v->tokens[cuts[k].id].text_len};
+        pos = cuts[k].off + cuts[k].len;
+    }
+    if (!st && pos < len) fs[n_fs++] = (tok_frag){-1, pos, len - pos};
+    free(h.v);
+    free(taken);
+    free(cuts);
+    if (st) {
+        free(fs);
+        return st;
+    }
+    *out = fs;
+    *n_out = n_fs;
+    return PVK_OK;
 }
 
 pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
@@ -600,22 +498,14 @@ pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
     if (p->add_eos && v->eos < 0)
         return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no EOS token to add");
 
-    size_t n0 = out->n;
-    frags fs = {0}, tmp = {0};
-    pvk_status st = PVK_OK;
-    if (len) st = frags_push(&fs, (frag){-1, 0, len});
-    for (int32_t i = 0; i < v->n_specials && !st; i++) {
-        int32_t id = v->specials[i];
-        uint8_t ty = v->tokens[id].type;
-        /* Without parse_special only USER_DEFINED texts are cut (spec 5.1 step 1). */
-        if (!p->parse_special && ty != TOK_USER_DEFINED) continue;
-        st = cut_special(v, text, id, &fs, &tmp);
-    }
+    size_t n0 = out->n, n_fs;
+    tok_frag *fs;
+    pvk_status st = tok_partition(v, text, len, p, &fs, &n_fs);
     if (!st && p->add_bos) st = tok_ids_push(out, v->bos);
     /* SPM prefixes a space to the first raw fragment and to each one after a special. */
     bool prev_special = true;
-    for (size_t i = 0; i < fs.n && !st; i++) {
-        frag f = fs.v[i];
+    for (size_t i = 0; i < n_fs && !st; i++) {
+        tok_frag f = fs[i];
         if (f.id >= 0) {
             st = tok_ids_push(out, f.id);
         } else if (v->model == TOK_MODEL_SPM) {
@@ -626,8 +516,7 @@ pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
         prev_special = f.id >= 0;
     }
     if (!st && p->add_eos) st = tok_ids_push(out, v->eos);
-    free(fs.v);
-    free(tmp.v);
+    free(fs);
     if (st) out->n = n0;
     return st;
 }

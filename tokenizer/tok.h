@@ -49,6 +49,19 @@ typedef struct tok_map {
 
 typedef struct tok_bpe tok_bpe;
 
+/* tok_trie.c: the special tokens' texts as an Aho-Corasick automaton. Node 0 is
+ * the start; rank is an index into v->specials. Read-only outside tok_trie.c. */
+typedef struct tok_trie {
+    int32_t n_nodes;
+    int32_t *first;        /* node s's edges are first[s] .. first[s+1]-1, by byte */
+    int32_t *edge_node;
+    uint8_t *edge_byte;
+    int32_t *fail;         /* the node of the longest proper suffix of s's text */
+    int32_t *rank;         /* the lowest rank whose text s spells exactly, or -1 */
+    int32_t *hit;          /* the nearest node on s's failure path with a rank, or -1 */
+    int32_t *same;         /* by rank: the next rank with the same text, or -1 */
+} tok_trie;
+
 struct phivk_vocab {
     tok_model model;
     int32_t n_tokens;
@@ -58,6 +71,7 @@ struct phivk_vocab {
     bool add_bos, add_eos, add_space_prefix;
     int32_t *specials;     /* CONTROL, USER_DEFINED, UNKNOWN ids, longest text first */
     int32_t n_specials;
+    tok_trie *special_trie; /* the texts of specials, for the partition */
     int32_t byte_id[256];  /* the token of one raw byte (SPM <0xNN>, BPE byte symbol); -1 none */
     int32_t stop[8];       /* phivk_token_is_stop */
     int n_stop;
@@ -84,16 +98,38 @@ typedef struct tok_ids {
 } tok_ids;
 pvk_status tok_ids_push(tok_ids *ids, int32_t id);
 
+/* A byte range of a text. */
+typedef struct tok_span {
+    size_t off, len;
+} tok_span;
+
 typedef struct tok_encode_params {
     bool add_bos;          /* put the vocab's BOS first (fails when it has none) */
     bool add_eos;          /* put the vocab's EOS last (fails when it has none) */
     bool parse_special;    /* cut CONTROL / UNKNOWN token texts out of the text */
+    /* Ranges (sorted, disjoint) that are plain text even with parse_special: a
+     * CONTROL / UNKNOWN text that overlaps one is not cut (chat message bodies). */
+    const tok_span *plain;
+    size_t n_plain;
 } tok_encode_params;
 
 /* Appends the tokens of len bytes of UTF-8 text to out. PVK_ERR_INVALID with
  * "invalid UTF-8 at byte N" for malformed input; out keeps what it had before. */
 pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
                       const tok_encode_params *p, tok_ids *out);
+
+/* The special-token partition: special tokens (id >= 0) and the raw text between
+ * them (id -1), in text order. As llama.cpp's tokenizer_st_partition: each special
+ * token in turn, longest text first (then lowest id), is cut at every leftmost
+ * non-overlapping occurrence that lies within raw text; one with TOK_ATTR_RSTRIP
+ * eats the white space after it. Without parse_special only USER_DEFINED texts are
+ * cut (spec 5.1 step 1). Caller frees *out. */
+typedef struct tok_frag {
+    int32_t id;
+    size_t off, len;
+} tok_frag;
+pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+                         tok_frag **out, size_t *n_out);
 
 /* Offset of the first byte that is not well-formed UTF-8 (overlongs, surrogates and
  * code points above U+10FFFF included), or len when all of it is. */
@@ -105,6 +141,11 @@ size_t tok_utf8_invalid_at(const char *s, size_t len);
 phivk_chat_format tok_chat_format(const tok_vocab *v);
 pvk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                            bool add_assistant, char **out);
+/* Appends the tokens of that prompt to out, as tok_encode with parse_special
+ * would, except that the messages' contents are plain spans: only the format's
+ * markup becomes control tokens. Of p, only add_bos and add_eos count. */
+pvk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+                           int n, bool add_assistant, const tok_encode_params *p, tok_ids *out);
 
 /* ---- shared by the tokenizer implementations (tokenizer/ only) ---- */
 
@@ -158,6 +199,12 @@ pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok
 bool tok_spm_words_independent(const tok_vocab *v);
 pvk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
                           tok_ids *out);
+
+/* tok_trie.c: built from v->specials; tok_trie_free accepts NULL. */
+pvk_status tok_trie_create(const tok_vocab *v, tok_trie **out);
+void tok_trie_free(tok_trie *t);
+/* The state after byte b in state s (0: nothing read yet). */
+int32_t tok_trie_step(const tok_trie *t, int32_t s, uint8_t b);
 
 /* tok_bpe.c */
 pvk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out);

@@ -44,6 +44,24 @@ phivk_tokenize_params phivk_tokenize_default_params(void) {
     return (phivk_tokenize_params){.bos = PHIVK_BOS_AUTO, .parse_special = false};
 }
 
+/* AUTO is llama.cpp's add_special: BOS and EOS as the file says. */
+static tok_encode_params encode_params(const phivk_vocab *v, phivk_bos bos, bool parse_special) {
+    return (tok_encode_params){
+        .add_bos = bos == PHIVK_BOS_YES || (bos == PHIVK_BOS_AUTO && v->add_bos),
+        .add_eos = bos == PHIVK_BOS_AUTO && v->add_eos,
+        .parse_special = parse_special,
+    };
+}
+
+/* Copies what fits of ids to out and returns the full count (-1 after st). */
+static int64_t hand_out(pvk_status st, tok_ids *ids, int32_t *out, int64_t cap) {
+    int64_t n = st ? -1 : (int64_t)ids->n;
+    int64_t copy = n < cap ? n : cap;
+    if (copy > 0) memcpy(out, ids->v, (size_t)copy * sizeof *out);
+    free(ids->v);
+    return n;
+}
+
 int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
                        const phivk_tokenize_params *params, int32_t *out, int64_t cap) {
     if (!v || (!text && len) || cap < 0 || (!out && cap > 0)) {
@@ -52,22 +70,10 @@ int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
     }
     phivk_tokenize_params dp = phivk_tokenize_default_params();
     if (!params) params = &dp;
-    /* AUTO is llama.cpp's add_special: BOS and EOS as the file says. */
-    tok_encode_params p = {
-        .add_bos = params->bos == PHIVK_BOS_YES || (params->bos == PHIVK_BOS_AUTO && v->add_bos),
-        .add_eos = params->bos == PHIVK_BOS_AUTO && v->add_eos,
-        .parse_special = params->parse_special,
-    };
+    tok_encode_params p = encode_params(v, params->bos, params->parse_special);
     tok_ids ids = {0};
-    if (tok_encode(v, text ? text : "", len, &p, &ids)) {
-        free(ids.v);
-        return -1;
-    }
-    int64_t n = (int64_t)ids.n;
-    int64_t copy = n < cap ? n : cap;
-    if (copy > 0) memcpy(out, ids.v, (size_t)copy * sizeof *out);
-    free(ids.v);
-    return n;
+    pvk_status st = tok_encode(v, text ? text : "", len, &p, &ids);
+    return hand_out(st, &ids, out, cap);
 }
 
 /* ------------------------------------------------------------ detokenizing */
@@ -228,4 +234,17 @@ char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n
                         bool add_assistant) {
     char *s;
     return tok_chat_prompt(fmt, msgs, n, add_assistant, &s) ? NULL : s;
+}
+
+int64_t phivk_chat_tokenize(const phivk_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+                            int n, bool add_assistant, phivk_bos bos, int32_t *out, int64_t cap) {
+    if (!v || cap < 0 || (!out && cap > 0)) {
+        pvk_fail(PVK_ERR_INVALID, "phivk_chat_tokenize: no vocabulary or output buffer");
+        return -1;
+    }
+    if (fmt == PHIVK_CHAT_AUTO) fmt = tok_chat_format(v);
+    tok_encode_params p = encode_params(v, bos, true);
+    tok_ids ids = {0};
+    pvk_status st = tok_chat_encode(v, fmt, msgs, n, add_assistant, &p, &ids);
+    return hand_out(st, &ids, out, cap);
 }

@@ -110,8 +110,9 @@ typedef enum chat_action {
     CHAT_ACT_CANCEL_LINK,
     CHAT_ACT_REGENERATE,  /* the last answer */
     CHAT_ACT_EDIT,        /* arg: the user message's index */
+    CHAT_ACT_LOAD_ASKED, /* loads ask_model (arg: the notice that asked) */
 } chat_action;
-enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256 };
+enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256, CHAT_KEY_BYTES = 16 };
 
 typedef struct chat_button {
     SDL_Rect r;
@@ -121,6 +122,8 @@ typedef struct chat_button {
 typedef struct chat_notice {
     char text[1024];
     bool error;
+    int action;       /* a chat_action offered as a button under the text; 0: none */
+    const char *label;
 } chat_notice;
 
 typedef struct chat_tex {
@@ -168,6 +171,7 @@ typedef struct chat_app {
     int32_t pending_ctx;       /* what the newest load asked for */
     char pending_device[256];
     char model_name[256], device_name[256], model_path[1024];
+    char ask_model[1024];      /* named by a chat file without our mark: loaded only when asked */
     int32_t ctx_used, ctx_total, loaded_ctx_req;
     int32_t ctx_kept;          /* cached tokens the last answer reused (the rest was read) */
     char loaded_device[256];
@@ -196,6 +200,8 @@ typedef struct chat_app {
 
     /* persistence */
     char *chats_dir, *chat_path;
+    uint8_t key[CHAT_KEY_BYTES]; /* marks the models of our own saves (chat_store.c) */
+    bool have_key;
     bool dirty;
     double dirty_since;
     int unsaved_tokens;
@@ -259,7 +265,11 @@ void chat_md_layout_free(chat_md_layout *l);
 char *chat_store_dir(const char *data_dir); /* creates it; NULL with a message */
 char *chat_store_new_path(const char *dir);
 char *chat_store_latest(const char *dir);   /* NULL when there is none */
+/* The installation's key in dir (made on first use); false with a message. */
+bool chat_store_key(const char *dir, uint8_t key[CHAT_KEY_BYTES]);
 bool chat_store_save(const chat_app *a, const char *path);
+/* The model of a file this installation saved goes to model_path, any other's
+ * to ask_model. */
 bool chat_store_load(chat_app *a, const char *path);
 char *chat_store_export(const chat_app *a, const char *json_path); /* the .md path */
 

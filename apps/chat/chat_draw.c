@@ -700,14 +700,16 @@ static void draw_notices(chat_app *a) {
     int w = a->r_transcript.w - 2 * m - px(a, 16);
     for (int i = 0; i < a->n_notices; i++) {
         const chat_notice *n = &a->notices[i];
-        int x_w = px(a, 28);
+        int x_w = px(a, 28), bh = n->action ? a->line_h + px(a, 12) : 0;
         SDL_Rect tr = {m + pad, 0, w - 2 * pad - x_w, 0};
-        int h = draw_para(a, a->font, 0, tr, n->text, false) + 2 * pad;
+        int text_h = draw_para(a, a->font, 0, tr, n->text, false);
+        int h = text_h + 2 * pad + (bh ? bh + pad : 0);
         SDL_Rect r = {m, y, w, h};
         fill(a, r, n->error ? C_ERR_BG : C_INFO_BG);
         outline(a, r, n->error ? C_ERR : C_ACCENT, 1);
         tr.y = y + pad;
         draw_para(a, a->font, n->error ? C_ERR : C_INFO, tr, n->text, true);
+        if (n->action) button(a, tr.x, tr.y + text_h + pad, bh, n->label, C_ACCENT, C_WHITE, n->action, i);
         SDL_Rect x = {r.x + r.w - x_w - px(a, 4), y + px(a, 4), x_w, x_w};
         draw_text(a, a->bold, n->error ? C_ERR : C_INFO, x.x + px(a, 9), x.y + px(a, 4), "\xC3\x97", 2);
         add_button(a, x, CHAT_ACT_DISMISS, i);

@@ -1,16 +1,25 @@
 /* The conversation on disk: one JSON file per chat (cJSON) under
  * $XDG_DATA_HOME/phivk/chats, rewritten whole through a temp file and rename so
- * a crash leaves either the old or the new file, never half of one. */
+ * a crash leaves either the old or the new file, never half of one.
+ *
+ * A chat file is untrusted when read: it may come from anywhere. Numbers are
+ * range-checked before they are converted, text is cleaned like typed text, and
+ * the model it names is loaded without asking only when the file carries the
+ * mark this installation writes: a keyed hash (SipHash-2-4) of the model path
+ * under a random key kept in the chats folder (mode 0600). */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "app_common.h"
 #include "chat_app.h"
 
 static const char *const state_names[] = {"done", "queued", "streaming", "stopped", "failed"};
@@ -81,25 +90,118 @@ char *chat_store_latest(const char *dir) {
     return p;
 }
 
+bool chat_store_key(const char *dir, uint8_t key[CHAT_KEY_BYTES]) {
+    size_t cap = strlen(dir) + 16;
+    char *path = malloc(cap);
+    if (!path) return false;
+    snprintf(path, cap, "%s/.key", dir);
+    bool ok = false;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) {
+        ok = getrandom(key, CHAT_KEY_BYTES, 0) == CHAT_KEY_BYTES &&
+             write(fd, key, CHAT_KEY_BYTES) == CHAT_KEY_BYTES;
+        ok = close(fd) == 0 && ok;
+        if (!ok) remove(path);
+    } else if (errno == EEXIST && (fd = open(path, O_RDONLY)) >= 0) {
+        ok = read(fd, key, CHAT_KEY_BYTES) == CHAT_KEY_BYTES;
+        close(fd);
+    }
+    if (!ok) fprintf(stderr, "phivk-chat: cannot use %s: saved chats' models will be asked for\n", path);
+    free(path);
+    return ok;
+}
+
+static uint64_t le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
+
+static void sip_round(uint64_t v[4]) {
+    v[0] += v[1], v[1] = rotl(v[1], 13), v[1] ^= v[0], v[0] = rotl(v[0], 32);
+    v[2] += v[3], v[3] = rotl(v[3], 16), v[3] ^= v[2];
+    v[0] += v[3], v[3] = rotl(v[3], 21), v[3] ^= v[0];
+    v[2] += v[1], v[1] = rotl(v[1], 17), v[1] ^= v[2], v[2] = rotl(v[2], 32);
+}
+
+static void sip_word(uint64_t v[4], uint64_t w) {
+    v[3] ^= w;
+    sip_round(v);
+    sip_round(v);
+    v[0] ^= w;
+}
+
+/* SipHash-2-4 (Aumasson and Bernstein), a keyed hash made for short inputs. */
+static uint64_t siphash(const uint8_t key[CHAT_KEY_BYTES], const uint8_t *m, size_t n) {
+    const uint64_t k0 = le64(key), k1 = le64(key + 8);
+    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull, k0 ^ 0x6c7967656e657261ull,
+                     k1 ^ 0x7465646279746573ull};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) sip_word(v, le64(m + i));
+    uint64_t last = (uint64_t)n << 56; /* the tail bytes and the length */
+    for (size_t k = 0; i + k < n; k++) last |= (uint64_t)m[i + k] << (8 * k);
+    sip_word(v, last);
+    v[2] ^= 0xff;
+    for (int r = 0; r < 4; r++) sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The mark of a model path under the key, as 16 hex digits. */
+static void model_mark(const uint8_t key[CHAT_KEY_BYTES], const char *path, char out[17]) {
+    snprintf(out, 17, "%016llx", (unsigned long long)siphash(key, (const uint8_t *)path, strlen(path)));
+}
+
+/* Flushes the folder that holds path, so that a rename in it is on disk. */
+static bool sync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    free(dir);
+    if (fd < 0) return false;
+    bool ok = fsync(fd) == 0;
+    return close(fd) == 0 && ok;
+}
+
+/* Replaces path with data so that a crash, kill -9 or power cut at any moment
+ * leaves the old file or the new one, whole: the bytes go to path.tmp in the same
+ * folder (rename is atomic only within one file system) and reach the disk before
+ * the rename makes them the file; then the folder is flushed so the rename lasts.
+ * A kill leaves at most that one stale path.tmp, which the next save reuses. */
 static bool write_atomic(const char *path, const char *data, size_t n) {
     size_t cap = strlen(path) + 8;
     char *tmp = malloc(cap);
     if (!tmp) return false;
     snprintf(tmp, cap, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, n, f) == n;
-    if (f) ok = (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0) && ok;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0;
+    for (size_t done = 0; ok && done < n;) {
+        ssize_t k = write(fd, data + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        ok = k > 0;
+        if (ok) done += (size_t)k;
+    }
+    if (fd >= 0) {
+        bool synced = fsync(fd) == 0;
+        ok = close(fd) == 0 && synced && ok;
+    }
     if (ok) ok = rename(tmp, path) == 0;
-    if (!ok) remove(tmp);
+    if (!ok) unlink(tmp);
     free(tmp);
-    return ok;
+    return ok && sync_parent(path);
 }
 
 static cJSON *to_json(const chat_app *a) {
     cJSON *root = cJSON_CreateObject(), *msgs = NULL, *set = NULL;
     if (!root) return NULL;
+    /* A model still waiting for the user's yes is kept, but not marked. */
+    char mark[17];
+    bool marked = *a->model_path && a->have_key;
+    if (marked) model_mark(a->key, a->model_path, mark);
     bool ok = cJSON_AddNumberToObject(root, "version", 1) &&
-              cJSON_AddStringToObject(root, "model", a->model_path) &&
+              cJSON_AddStringToObject(root, "model", *a->model_path ? a->model_path : a->ask_model) &&
+              (!marked || cJSON_AddStringToObject(root, "model_mark", mark)) &&
               cJSON_AddStringToObject(root, "draft", tb_str(&a->input.text)) &&
               (set = cJSON_AddObjectToObject(root, "settings")) &&
               cJSON_AddStringToObject(set, "system", tb_str(&a->system.text)) &&
@@ -146,6 +248,17 @@ static bool num_of(const cJSON *o, const char *key, double *out) {
     return true;
 }
 
+/* A string of the file, cleaned (invalid UTF-8 as U+FFFD, controls dropped) into
+ * out[cap]; false when absent or out of memory. */
+static bool clean_into(const cJSON *o, const char *key, char *out, size_t cap) {
+    const char *s = str_of(o, key);
+    size_t n;
+    char *clean = s ? utf8_clean(s, strlen(s), &n) : NULL;
+    if (clean) snprintf(out, cap, "%.*s", (int)utf8_floor(clean, n < cap ? n : cap - 1), clean);
+    free(clean);
+    return clean != NULL;
+}
+
 bool chat_store_load(chat_app *a, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return false;
@@ -169,28 +282,38 @@ bool chat_store_load(chat_app *a, const char *path) {
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(root, "settings");
     const char *s;
     double v;
-    if ((s = str_of(root, "model"))) snprintf(a->model_path, sizeof a->model_path, "%s", s);
+    char model[sizeof a->model_path], mark[17];
+    a->model_path[0] = a->ask_model[0] = 0;
+    if (clean_into(root, "model", model, sizeof model) && *model) {
+        if (a->have_key) model_mark(a->key, model, mark);
+        bool ours = a->have_key && (s = str_of(root, "model_mark")) && !strcmp(s, mark);
+        snprintf(ours ? a->model_path : a->ask_model, sizeof model, "%s", model);
+    }
     if ((s = str_of(root, "draft"))) tf_set(&a->input, s);
     if (!a->cfg.system_given && (s = str_of(set, "system"))) tf_set(&a->system, s);
     if (a->cfg.settings_given) set = NULL; /* the command line wins */
     if (num_of(set, "temp", &v) && v >= 0 && v <= 100) a->set.temp = (float)v;
     if (num_of(set, "top_p", &v) && v > 0 && v <= 1) a->set.top_p = (float)v;
-    if (num_of(set, "n_predict", &v) && v >= -1) a->set.n_predict = (int32_t)v;
+    /* Clamped while still a double: converting one out of int32_t's range is undefined. */
+    if (num_of(set, "n_predict", &v))
+        a->set.n_predict = (int32_t)(v < -1 ? -1 : v > APP_MAX_N_PREDICT ? APP_MAX_N_PREDICT : v);
     if (num_of(set, "ctx", &v) && v >= 0 && v <= (1 << 24)) a->set.ctx = (int32_t)v;
-    if ((s = str_of(set, "device"))) snprintf(a->set.device, sizeof a->set.device, "%s", s);
+    clean_into(set, "device", a->set.device, sizeof a->set.device);
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "messages")) {
-        const char *role = str_of(m, "role"), *content = str_of(m, "content");
-        const char *state = str_of(m, "state"), *note = str_of(m, "note");
-        if (!role || !content) continue;
+        const char *role = str_of(m, "role"), *state = str_of(m, "state"), *raw = str_of(m, "content");
+        size_t len;
+        char *content = role && raw ? utf8_clean(raw, strlen(raw), &len) : NULL;
+        if (!content) continue;
         chat_state st = CHAT_DONE;
         for (int i = 0; state && i < (int)(sizeof state_names / sizeof *state_names); i++)
             if (!strcmp(state, state_names[i])) st = (chat_state)i;
         /* An answer cut off by a crash or kill is a stopped one now. */
         if (st == CHAT_STREAMING) st = CHAT_STOPPED;
         chat_msg *msg = chat_msg_add(a, a->n_msgs, strcmp(role, "user") ? CHAT_ASSISTANT : CHAT_USER,
-                                     st, content, strlen(content));
-        if (msg && note) snprintf(msg->note, sizeof msg->note, "%s", note);
+                                     st, content, len);
+        if (msg) clean_into(m, "note", msg->note, sizeof msg->note);
+        free(content);
     }
     cJSON_Delete(root);
     return true;

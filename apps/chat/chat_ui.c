@@ -29,7 +29,12 @@ void chat_app_notice(chat_app *a, bool error, const char *fmt, ...) {
     vsnprintf(n->text, sizeof n->text, fmt, ap);
     va_end(ap);
     n->error = error;
-    fprintf(stderr, "phivk-chat: %s\n", n->text);
+    n->action = 0;
+    n->label = NULL;
+    /* Notices quote model names and paths from files: shown safely on a terminal. */
+    char shown[4 * sizeof n->text + 1];
+    phivk_text_visible(n->text, strlen(n->text), true, shown, sizeof shown);
+    fprintf(stderr, "phivk-chat: %s\n", shown);
 }
 
 static void dismiss(chat_app *a, int i) {
@@ -482,6 +487,7 @@ void chat_app_take_worker_events(chat_app *a) {
             snprintf(a->model_name, sizeof a->model_name, "%s", e->text);
             snprintf(a->device_name, sizeof a->device_name, "%s", e->device);
             snprintf(a->model_path, sizeof a->model_path, "%s", e->path);
+            a->ask_model[0] = 0; /* the chat names the loaded model from now on */
             a->ctx_total = e->ctx_total;
             a->ctx_used = 0;
             if (!a->loads_pending) {
@@ -643,6 +649,10 @@ static void do_action(chat_app *a, const chat_button *b) {
     case CHAT_ACT_CANCEL_LINK: free(a->link_url); a->link_url = NULL; break;
     case CHAT_ACT_REGENERATE: chat_app_regenerate(a); break;
     case CHAT_ACT_EDIT: chat_app_edit(a, b->arg); break;
+    case CHAT_ACT_LOAD_ASKED:
+        if (*a->ask_model) load(a, a->ask_model);
+        dismiss(a, b->arg);
+        break;
     }
 }
 
@@ -843,6 +853,8 @@ chat_app *chat_app_create(const chat_config *cfg) {
     a->chats_dir = chat_store_dir(cfg->data_dir);
     if (!a->chats_dir)
         chat_app_notice(a, true, "The conversation cannot be saved (see the terminal); it stays in this window.");
+    else
+        a->have_key = chat_store_key(a->chats_dir, a->key);
     char *latest = a->chats_dir ? chat_store_latest(a->chats_dir) : NULL;
     if (latest && chat_store_load(a, latest)) {
         a->chat_path = latest;
@@ -867,6 +879,13 @@ chat_app *chat_app_create(const chat_config *cfg) {
         snprintf(path, sizeof path, "%s", model);
         a->model_path[0] = 0;
         load(a, path);
+    } else if (*a->ask_model) {
+        /* Loading runs a parser and allocates memory for whatever file the chat
+         * names: for a chat this installation did not save, the user decides. */
+        chat_app_notice(a, false, "This conversation names the model %s, but it was not saved by "
+                                  "phivk-chat here. Load it only if you trust that file.", a->ask_model);
+        a->notices[a->n_notices - 1].action = CHAT_ACT_LOAD_ASKED;
+        a->notices[a->n_notices - 1].label = "Load this model";
     }
     /* Answers that were queued when the app last stopped wait for the model. */
     SDL_StartTextInput();

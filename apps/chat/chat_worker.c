@@ -158,18 +158,19 @@ static void run_load(chat_worker *w, job *j) {
         rt = phivk_runtime_create(&rp);
         if (!rt) goto fail;
     }
-    if (!model) {
-        phivk_model_params mp = phivk_model_default_params();
-        mp.progress = on_progress;
-        mp.progress_user = w;
-        on_progress(w, "loading", 0, 1);
-        model = phivk_model_load(rt, j->path, &mp);
-        if (!model) goto fail;
-    }
     phivk_session_params sp = phivk_session_default_params();
     sp.ctx = j->ctx;
     sp.progress = on_progress;
     sp.progress_user = w;
+    if (!model) {
+        phivk_model_params mp = phivk_model_default_params();
+        mp.progress = on_progress;
+        mp.progress_user = w;
+        mp.session = &sp;
+        on_progress(w, "loading", 0, 1);
+        model = phivk_model_load(rt, j->path, &mp);
+        if (!model) goto fail;
+    }
     sess = phivk_session_create(model, &sp);
     if (!sess) goto fail;
     cached = malloc(sizeof *cached * (size_t)phivk_session_ctx(sess));
@@ -235,24 +236,15 @@ static phivk_status decode(chat_worker *w, int id, const int32_t *t, int32_t n) 
     return st;
 }
 
-static int64_t tokenize(const phivk_vocab *v, const char *text, int32_t **ids) {
-    phivk_tokenize_params tp = phivk_tokenize_default_params();
-    tp.parse_special = true;
-    size_t len = strlen(text);
-    int64_t n = phivk_tokenize(v, text, len, &tp, NULL, 0);
+/* Message contents (typed, dropped, restored) are plain text: only the chat
+ * format's own markup becomes control tokens. */
+static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
+    const phivk_vocab *v = phivk_model_vocab(w->model);
+    int64_t n = phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, NULL, 0);
     if (n < 0) return -1;
     *ids = malloc(sizeof **ids * (size_t)(n ? n : 1));
     if (!*ids) return -1;
-    phivk_tokenize(v, text, len, &tp, *ids, n);
-    return n;
-}
-
-static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
-    const phivk_vocab *v = phivk_model_vocab(w->model);
-    char *prompt = phivk_chat_prompt(phivk_vocab_chat_format(v), j->msgs, j->n_msgs, true);
-    if (!prompt) return -1;
-    int64_t n = tokenize(v, prompt, ids);
-    free(prompt);
+    phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, *ids, n);
     return n;
 }
 
@@ -289,6 +281,23 @@ static int64_t fit_prompt(chat_worker *w, job *j, int64_t n, int32_t reserve, in
                  "%d kept for the answer)", lo, full_len, ctx, reserve);
     post_new(w, e);
     return n;
+}
+
+/* A lost device runs nothing more: the session, model and runtime go, so that the
+ * next load opens the device again instead of reusing them. */
+static void drop_device(chat_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    phivk_session *sess = w->sess;
+    phivk_model *model = w->model;
+    phivk_runtime *rt = w->rt;
+    w->sess = NULL;
+    w->model = NULL;
+    w->rt = NULL;
+    pthread_mutex_unlock(&w->mu);
+    phivk_session_free(sess);
+    phivk_model_free(model);
+    phivk_runtime_free(rt);
+    w->n_cached = 0;
 }
 
 static void run_gen(chat_worker *w, job *j) {
@@ -356,6 +365,11 @@ static void run_gen(chat_worker *w, job *j) {
             break;
         }
         int32_t tok = phivk_sampler_sample(smp, w->logits, n_vocab);
+        if (tok < 0) {
+            done->status = PHIVK_ERR_INVALID;
+            snprintf(err, sizeof err, "%s", phivk_last_error());
+            break;
+        }
         if (phivk_token_is_stop(v, tok)) break;
         made++;
         atomic_fetch_add(&w->tokens, 1);
@@ -387,6 +401,7 @@ out:
         done->ctx_total = phivk_session_ctx(w->sess);
     }
     if (*err) done->text = strdup(err);
+    if (done->status == PHIVK_ERR_DEVICE_LOST) drop_device(w);
     phivk_detok_free(dt);
     phivk_sampler_free(smp);
     free(ids);

@@ -4,6 +4,9 @@
 phivk=$1
 make_fixture=$2
 . "$(dirname "$0")/expect.sh"
+# Every GPU run under the Khronos validation layer: expect fails a case that prints
+# a validation message.
+export PHIVK_VALIDATE=1
 
 "$make_fixture" "$dir/tiny.gguf" phi3 || { echo "cannot make the fixture"; exit 1; }
 printf 'not a gguf file at all\n' >"$dir/notgguf.gguf"

@@ -55,7 +55,7 @@ check long_document_no_validation_messages no_validation_messages
 # Sampled chunk summaries are longer than greedy ones on this fixture (greedy
 # often stops at once): together they overflow the context again, so the
 # summaries themselves go through a second pass.
-expect summaries_of_summaries_exits_0 0 "$phivk" summarize "$m" "$dir/long.txt" --ctx 256 --words 10 --temp 1 -s 1
+expect summaries_of_summaries_exits_0 0 "$phivk" summarize "$m" "$dir/long.txt" --ctx 256 --words 10 --temp 1 -s 2
 check summaries_get_a_second_pass grep -q "^pass 2: chunk 1/" "$dir/err"
 check summaries_of_summaries_on_stdout summary_line_ends
 

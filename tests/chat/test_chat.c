@@ -8,16 +8,20 @@
 #define HARNESS_MAIN
 #include "harness.h"
 
-#include <dlfcn.h>
-#include <math.h>
 #include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "app_common.h"
 #include "chat_app.h"
+#include "lsan_libs.h"
 #include "model_impl.h"
+#include "pvk_fault.h"
 #include "synth.h"
 
 static double now_s(void) {
@@ -96,23 +100,9 @@ static struct {
     chat_config cfg;
 } g;
 
-/* The Vulkan driver and layer, and the X11 libraries SDL loads itself, are
- * unloaded again before LeakSanitizer reports at exit; their frames would then
- * have no module name for lsan.supp to match. RTLD_NODELETE keeps them mapped. */
-static void keep_system_libraries_loaded(void) {
-    static const char *const libs[] = {
-        "libvulkan_lvp.so", "libvulkan_intel.so", "libvulkan_intel_hasvk.so", "libvulkan_radeon.so",
-        "libVkLayer_khronos_validation.so", "libVkLayer_MESA_device_select.so", "libGL.so.1",
-        "libGLX_mesa.so.0", "/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so", "libX11.so.6",
-        "libXext.so.6", "libXcursor.so.1", "libXi.so.6", "libXrandr.so.2", "libXss.so.1",
-        "libXfixes.so.3", "libXinerama.so.1", "libXrender.so.1", "libxkbcommon.so.0",
-        "libdbus-1.so.3", NULL};
-    for (int i = 0; libs[i]; i++) dlopen(libs[i], RTLD_NOW | RTLD_NODELETE);
-}
-
 static bool setup(void) {
     if (*g.dir) return true;
-    keep_system_libraries_loaded();
+    test_keep_system_libraries_loaded();
     snprintf(g.dir, sizeof g.dir, "%s/phivk-chat-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(g.dir)) return false;
     snprintf(g.model, sizeof g.model, "%s/tiny-phi3.gguf", g.dir);
@@ -505,6 +495,42 @@ TEST(chat_dropping_a_corrupt_model_keeps_the_previous_one) {
           "the previous model still answers");
 }
 
+TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_reloads_the_model) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    int before = g.a->n_msgs;
+    phivk_runtime *lost_rt = chat_worker_runtime(g.a->worker);
+    /* Submits count from 1 again: the answer's prompt is the first, then one per
+     * token, so the third token's step is lost (-n 24: the answer still runs). */
+    REQUIRE(pvk_fault_set("device_lost:4") == PVK_OK, "%s", pvk_errmsg());
+    type("are you there?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->answering, "answering");
+    bool ok = pump(idle, 90);
+    pvk_fault_set(NULL);
+    REQUIRE(ok, "the answer did not end, or the model did not load again, in 90 s");
+    REQUIRE(g.a->n_msgs == before + 2, "%d messages, want %d", g.a->n_msgs, before + 2);
+    const chat_msg *u = &g.a->msgs[before], *m = &g.a->msgs[before + 1];
+    CHECK(!strcmp(tb_str(&u->text), "are you there?"), "the message is kept: '%s'", tb_str(&u->text));
+    CHECK(m->state == CHAT_FAILED && strstr(m->note, "lost the device"), "the answer failed and says why "
+          "(state %d, note '%s')", m->state, m->note);
+    CHECK(m->n_tokens == 3, "the answer has the 3 tokens sampled before the loss (the third's step was lost), "
+          "got %d", m->n_tokens);
+    REQUIRE(g.a->n_notices >= 1, "a notice");
+    const chat_notice *n = &g.a->notices[g.a->n_notices - 1];
+    CHECK(n->error && strstr(n->text, "The GPU was lost") && strstr(n->text, "reloading"), "notice: '%s'", n->text);
+    CHECK(g.a->loaded && chat_worker_runtime(g.a->worker) != lost_rt, "the model is loaded on a new runtime");
+    click_button(CHAT_ACT_DISMISS, g.a->n_notices - 1);
+
+    type("and now?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer after the reload");
+    CHECK(g.a->n_msgs == before + 4 && last_msg()->state == CHAT_DONE && last_msg()->n_tokens > 0,
+          "the reloaded model answers (state %d, %d tokens, note '%s')", last_msg()->state, last_msg()->n_tokens,
+          last_msg()->note);
+}
+
 TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
     REQUIRE(g.a && idle(g.a), "needs the session");
     key(SDLK_F2, 0);
@@ -592,6 +618,50 @@ TEST(chat_restores_the_conversation_and_draft_after_a_restart) {
     g.a = NULL;
 }
 
+static bool loading(chat_app *a) { return a->loads_pending > 0; }
+
+/* A chat file from elsewhere (no mark of this installation) names the fixture
+ * model: the window must not load it by itself but offer it in a notice with a
+ * button; after the user's yes, the next save carries the mark and a restart
+ * loads the model without asking. */
+TEST(chat_asks_before_loading_a_model_named_by_a_chat_file_it_did_not_save) {
+    REQUIRE(setup(), "fixture");
+    char path[600];
+    snprintf(path, sizeof path, "%s/chats/chat-99991231-235959-00.json", g.data); /* the latest name */
+    char json[1400];
+    int n = snprintf(json, sizeof json,
+                     "{\"version\": 1, \"model\": \"%s\", \"settings\": {\"ctx\": 512},"
+                     " \"messages\": [{\"role\": \"user\", \"content\": \"from elsewhere\"}]}", g.model);
+    REQUIRE(write_file(path, json, (size_t)n), "write %s", path);
+    g.cfg.model = NULL;
+    g.cfg.scale = 1;
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window opened");
+    CHECK(g.a->n_msgs == 1 && !strcmp(tb_str(&g.a->msgs[0].text), "from elsewhere"), "the conversation is shown");
+    for (int i = 0; i < 20; i++) chat_app_step(g.a, 5);
+    CHECK(!g.a->loaded && !g.a->loads_pending, "no model was loaded without asking (loaded %d, pending %d)",
+          g.a->loaded, g.a->loads_pending);
+    REQUIRE(g.a->n_notices == 1, "one notice asks, got %d", g.a->n_notices);
+    CHECK(strstr(g.a->notices[0].text, g.model) && strstr(g.a->notices[0].text, "not saved by phivk-chat here"),
+          "the notice names the model and why it asks: '%s'", g.a->notices[0].text);
+    click_button(CHAT_ACT_LOAD_ASKED, 0);
+    CHECK(g.a->n_notices == 0, "the button took the notice away");
+    REQUIRE(pump(not_loading, 60), "the model did not load");
+    CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "loaded after the click ('%s')", g.a->model_name);
+    chat_app_destroy(g.a);
+
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a, "the window reopened");
+    CHECK(loading(g.a) && g.a->n_notices == 0, "our own save now names it: loaded without asking "
+          "(pending %d, %d notices)", g.a->loads_pending, g.a->n_notices);
+    REQUIRE(pump(not_loading, 60), "the model did not load");
+    const char *problem = validation_problem();
+    CHECK(!problem, "validation layer: %s", problem ? problem : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+    remove(path);
+}
+
 TEST(chat_store_writes_atomically_and_reads_back) {
     REQUIRE(setup(), "temp dir");
     char dir[400];
@@ -631,6 +701,272 @@ TEST(chat_store_writes_atomically_and_reads_back) {
     free(b);
     free(path);
     free(latest);
+    free(chats);
+}
+
+/* A model whose logits are all NaN (output_norm.weight NaN): the answer fails
+ * with the sampler's reason, never an out-of-vocabulary token id. */
+TEST(chat_answer_from_nan_logits_fails_with_the_reason) {
+    REQUIRE(setup(), "fixture");
+    char nan_model[400], data[400];
+    snprintf(nan_model, sizeof nan_model, "%s/nan-logits.gguf", g.dir);
+    snprintf(data, sizeof data, "%s/nan-data", g.dir);
+    synth_params p = synth_default_params();
+    p.n_vocab = 400;
+    p.wtype = PVK_F16;
+    void *img;
+    size_t n;
+    gguf_file *f;
+    REQUIRE(synth_build(&p, &img, &n) == PVK_OK && gguf_open_memory(img, n, &f) == PVK_OK, "%s", pvk_errmsg());
+    const gguf_tensor *t = gguf_find_tensor(f, "output_norm.weight");
+    float *norm = (float *)((char *)img + ((const char *)t->data - (const char *)img));
+    for (int64_t i = 0; i < t->ne[0]; i++) norm[i] = NAN;
+    gguf_close(f);
+    bool written = write_file(nan_model, img, n);
+    free(img);
+    REQUIRE(written, "write %s", nan_model);
+    chat_config cfg = g.cfg;
+    cfg.model = nan_model;
+    cfg.data_dir = data;
+    g.a = chat_app_create(&cfg);
+    REQUIRE(g.a, "the window opened");
+    REQUIRE(pump(not_loading, 60) && g.a->loaded, "the NaN model did not load: '%s'",
+            g.a->n_notices ? g.a->notices[0].text : "");
+    type("hello");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "the answer did not end");
+    const chat_msg *m = last_msg();
+    CHECK(m && m->state == CHAT_FAILED && strstr(m->note, "NaN"), "the answer failed naming NaN (state %d, note '%s')",
+          m ? (int)m->state : -1, m ? m->note : "");
+    CHECK(g.a->n_notices && strstr(g.a->notices[g.a->n_notices - 1].text, "NaN") &&
+          !strstr(g.a->notices[g.a->n_notices - 1].text, "outside the vocabulary"),
+          "the notice gives the reason: '%s'", g.a->n_notices ? g.a->notices[g.a->n_notices - 1].text : "");
+    chat_app_destroy(g.a);
+    g.a = NULL;
+}
+
+static chat_app *store_app(const uint8_t *key) {
+    chat_app *a = calloc(1, sizeof *a);
+    if (a && key) {
+        memcpy(a->key, key, CHAT_KEY_BYTES);
+        a->have_key = true;
+    }
+    return a;
+}
+
+static void store_app_free(chat_app *a) {
+    chat_msgs_clear(a);
+    free(a->msgs);
+    tf_free(&a->input);
+    tf_free(&a->system);
+    free(a);
+}
+
+/* Loads the JSON text into a fresh app with key; NULL if the load failed. */
+static chat_app *load_text(const char *json, const uint8_t *key) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/store-case.json", g.dir);
+    chat_app *a = store_app(key);
+    if (!a || !write_file(path, json, strlen(json)) || !chat_store_load(a, path)) {
+        if (a) store_app_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+TEST(chat_store_clamps_numbers_before_converting_and_cleans_text) {
+    REQUIRE(setup(), "temp dir");
+    /* 1e300 does not fit int32_t: converting it is undefined behaviour. */
+    static const struct { const char *n; int32_t want; } nums[] = {
+        {"1e300", APP_MAX_N_PREDICT}, {"-1e300", -1}, {"2147483648", APP_MAX_N_PREDICT}, {"77", 77}, {"-1", -1},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+        char json[200];
+        snprintf(json, sizeof json, "{\"settings\": {\"n_predict\": %s}}", nums[i].n);
+        chat_app *a = load_text(json, NULL);
+        REQUIRE(a, "load n_predict %s", nums[i].n);
+        CHECK(a->set.n_predict == nums[i].want, "n_predict %s -> %d, want %d", nums[i].n, a->set.n_predict,
+              nums[i].want);
+        store_app_free(a);
+    }
+    /* cJSON keeps bytes that are not UTF-8 as they are: every string must come
+     * out valid, as utf8_clean makes typed text (cleaning it again changes nothing). */
+    chat_app *a = load_text("{\"model\": \"/m\xff.gguf\", \"draft\": \"d\xc3\", \"settings\": "
+                            "{\"system\": \"s\xed\xa0\x80\", \"device\": \"\x1b[2Jgpu\xfe\"}, "
+                            "\"messages\": [{\"role\": \"user\", \"content\": \"hi\xc0\xaf !\", "
+                            "\"note\": \"n\xff\"}]}", NULL);
+    REQUIRE(a, "load the file with broken text");
+    REQUIRE(a->n_msgs == 1, "%d messages", a->n_msgs);
+    const char *strs[] = {a->ask_model, tb_str(&a->input.text), tb_str(&a->system.text), a->set.device,
+                          tb_str(&a->msgs[0].text), a->msgs[0].note};
+    const char *names[] = {"model", "draft", "system", "device", "content", "note"};
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(strs[i]), n2;
+        char *again = utf8_clean(strs[i], len, &n2);
+        CHECK(again && n2 == len && !memcmp(again, strs[i], len), "%s '%s' is clean UTF-8", names[i], strs[i]);
+        free(again);
+        CHECK(strstr(strs[i], "\xEF\xBF\xBD") || i == 3, "%s '%s' shows U+FFFD where the bad bytes were", names[i], strs[i]);
+    }
+    size_t n;
+    char *clean = utf8_clean("hi\xc0\xaf", 4, &n);
+    CHECK(clean && !strncmp(tb_str(&a->msgs[0].text), clean, n), "content '%s'", tb_str(&a->msgs[0].text));
+    free(clean);
+    store_app_free(a);
+}
+
+TEST(chat_store_marks_the_model_of_its_own_saves_only) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400], path[600];
+    snprintf(dir, sizeof dir, "%s/marks", g.dir);
+    char *chats = chat_store_dir(dir);
+    REQUIRE(chats, "store dir");
+    uint8_t key[CHAT_KEY_BYTES], again[CHAT_KEY_BYTES], other[CHAT_KEY_BYTES] = {1, 2, 3};
+    REQUIRE(chat_store_key(chats, key) && chat_store_key(chats, again), "key made, then read back");
+    CHECK(!memcmp(key, again, sizeof key), "the key is made once and kept");
+    char keyfile[600];
+    snprintf(keyfile, sizeof keyfile, "%s/.key", chats);
+    struct stat st;
+    CHECK(stat(keyfile, &st) == 0 && (st.st_mode & 0777) == 0600, "the key file is private (mode %o)",
+          (unsigned)(st.st_mode & 0777));
+
+    chat_app *a = store_app(key);
+    REQUIRE(a, "memory");
+    snprintf(a->model_path, sizeof a->model_path, "/models/phi3.gguf");
+    snprintf(path, sizeof path, "%s/own.json", chats);
+    REQUIRE(chat_store_save(a, path), "save");
+    store_app_free(a);
+
+    a = store_app(key);
+    REQUIRE(a && chat_store_load(a, path), "load our own save");
+    CHECK(!strcmp(a->model_path, "/models/phi3.gguf") && !*a->ask_model, "our save's model loads without asking "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    store_app_free(a);
+
+    a = store_app(other);
+    REQUIRE(a && chat_store_load(a, path), "load with another installation's key");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/phi3.gguf"), "another key: asked for "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    store_app_free(a);
+
+    a = store_app(NULL);
+    REQUIRE(a && chat_store_load(a, path), "load without a key");
+    CHECK(!*a->model_path && *a->ask_model, "no key: asked for");
+    store_app_free(a);
+
+    /* Our mark copied next to another path does not vouch for it. */
+    FILE *f = fopen(path, "rb");
+    char buf[4096] = "";
+    size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[len] = 0;
+    char *at = strstr(buf, "/models/phi3.gguf");
+    REQUIRE(at, "the saved file names the model:\n%s", buf);
+    memcpy(at, "/models/evil.gguf", 17);
+    a = load_text(buf, key);
+    REQUIRE(a, "load the edited file");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "an edited path is asked for "
+          "(model '%s', ask '%s')", a->model_path, a->ask_model);
+    /* Saved again before the user said yes: the path is kept, unmarked. */
+    snprintf(path, sizeof path, "%s/again.json", chats);
+    REQUIRE(chat_store_save(a, path), "save");
+    store_app_free(a);
+    a = store_app(key);
+    REQUIRE(a && chat_store_load(a, path), "reload");
+    CHECK(!*a->model_path && !strcmp(a->ask_model, "/models/evil.gguf"), "still asked for after a save");
+    store_app_free(a);
+    free(chats);
+}
+
+/* Version v of a chat: 1 + v % 24 messages of 6 KB, each naming v, so a file read
+ * back tells which version it is and whether it is whole. */
+static void set_version(chat_app *a, int v) {
+    chat_msgs_clear(a);
+    char text[6144];
+    for (int i = 0; i < 1 + v % 24; i++) {
+        int len = snprintf(text, sizeof text, "message %d of version %d:", i, v);
+        memset(text + len, 'a' + i % 26, sizeof text - (size_t)len);
+        chat_msg_add(a, i, i % 2 ? CHAT_ASSISTANT : CHAT_USER, CHAT_DONE, text, sizeof text);
+    }
+}
+
+/* The version a saved file holds; -1 when it is not one whole version. */
+static int version_of(const char *path) {
+    chat_app *b = calloc(1, sizeof *b);
+    int v = -1;
+    if (b && chat_store_load(b, path) && b->n_msgs && sscanf(tb_str(&b->msgs[0].text), "message 0 of version %d:", &v) == 1) {
+        bool whole = b->n_msgs == 1 + v % 24;
+        for (int i = 0; whole && i < b->n_msgs; i++) {
+            char head[64];
+            int len = snprintf(head, sizeof head, "message %d of version %d:", i, v);
+            whole = b->msgs[i].text.len == 6144 && !strncmp(tb_str(&b->msgs[i].text), head, (size_t)len);
+        }
+        if (!whole) v = -1;
+    }
+    if (b) {
+        chat_msgs_clear(b);
+        free(b->msgs);
+        tf_free(&b->input);
+        tf_free(&b->system);
+        free(b);
+    }
+    return v;
+}
+
+TEST(chat_store_save_killed_at_any_moment_leaves_the_previous_or_the_new_version) {
+    REQUIRE(setup(), "temp dir");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/killed", g.dir);
+    char *chats = chat_store_dir(dir), *path = chats ? chat_store_new_path(chats) : NULL;
+    chat_app *a = calloc(1, sizeof *a);
+    REQUIRE(chats && path && a, "store dir and memory");
+    uint64_t seed = 12345;
+    int runs = 0, mid_save = 0, acked_total = 0;
+    for (int it = 0; it < 50; it++) {
+        /* The parent saves version 0; a child saves 1, 2, ... and writes each
+         * finished version's number to a pipe until it is killed at a random time. */
+        set_version(a, 0);
+        REQUIRE(chat_store_save(a, path), "save version 0");
+        int fds[2];
+        REQUIRE(pipe(fds) == 0, "pipe");
+        pid_t pid = fork();
+        REQUIRE(pid >= 0, "fork");
+        if (pid == 0) {
+            close(fds[0]);
+            for (int v = 1; v < 100000; v++) {
+                set_version(a, v);
+                if (!chat_store_save(a, path) || write(fds[1], &v, sizeof v) != sizeof v) _exit(1);
+            }
+            _exit(0);
+        }
+        close(fds[1]);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* Up to 250 ms: a save (cJSON, write, two fsyncs) takes milliseconds to tens of them. */
+        usleep((useconds_t)(seed >> 33) % 250000);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+        int acked = 0, v;
+        while (read(fds[0], &v, sizeof v) == sizeof v) acked = v;
+        close(fds[0]);
+        CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL, "run %d: the child was killed (status %d)", it, wst);
+        int got = version_of(path);
+        CHECK(got == acked || got == acked + 1, "run %d: the file holds version %d; the last finished save was "
+              "%d, so it must be %d or %d", it, got, acked, acked, acked + 1);
+        char *latest = chat_store_latest(chats);
+        CHECK(latest && !strcmp(latest, path), "run %d: the chat found is the chat file, not a temp file", it);
+        free(latest);
+        runs++;
+        mid_save += got == acked + 1;
+        acked_total += acked;
+    }
+    printf("    %d kills after %.1f finished saves on average; %d found the new version, done but not yet "
+           "acknowledged\n", runs, runs ? (double)acked_total / runs : 0, mid_save);
+    CHECK(acked_total > runs, "the kills land among saves: %d saves finished in %d runs", acked_total, runs);
+    chat_msgs_clear(a);
+    free(a->msgs);
+    free(a);
+    free(path);
     free(chats);
 }
 

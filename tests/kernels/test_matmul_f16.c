@@ -8,7 +8,8 @@
  *   turns a sum of K such x times 1 into exactly K;
  * - data on which both paths are exact (multiples of 1/4 times small weights: every
  *   product and run sum fits fp16's 11 bits, every total f32's 24), so any indexing
- *   slip shows however small;
+ *   slip shows however small, up to K 17920 where a lost product hides within the
+ *   random data's bound;
  * - random data against the double reference within the fp16 bound (check.c). */
 #define HARNESS_MAIN
 #include "harness.h"
@@ -92,11 +93,11 @@ TEST(x_is_rounded_to_fp16_only_on_the_fp16_path) {
               j == TILED ? "tiled" : "gpu-like", f16 ? "fp16" : "f32");
 }
 
-/* Weights of type t with values q/4, q an integer in [-8, 7], stored exactly (block
- * types: d = 1/4, Q8_0 q as is, Q4_0 q + 8 as the nibble). */
-static void quarter_weights(ref_rng *r, pvk_type t, int n, int k, uint8_t *stored, float *v) {
+/* Weights of type t with values q/4, q an integer in [qmin, 7] (qmin >= -8), stored
+ * exactly (block types: d = 1/4, Q8_0 q as is, Q4_0 q + 8 as the nibble). */
+static void quarter_weights(ref_rng *r, pvk_type t, int n, int k, int qmin, uint8_t *stored, float *v) {
     size_t total = (size_t)n * k;
-    for (size_t i = 0; i < total; i++) v[i] = (float)((int)ref_uniform(r, 0, 15.999f) - 8) / 4;
+    for (size_t i = 0; i < total; i++) v[i] = (float)((int)ref_uniform(r, 0, 7.999f - qmin) + qmin) / 4;
     uint16_t d = quant_f32_to_f16(0.25f);
     size_t bb = t == PVK_Q8_0 ? 34 : 18;
     for (size_t i = 0; i < total; i++) {
@@ -115,6 +116,25 @@ static void quarter_weights(ref_rng *r, pvk_type t, int n, int k, uint8_t *store
     }
 }
 
+/* One bit-exact case: weights q/4 with q in [qmin, 7], x, bias and y0 multiples of
+ * 1/4 in [qmin/8, 1] (qmin -8: both signs; 0: none negative). The number of
+ * mismatches, or -1 when a call failed. */
+static int exact_case(pvk_ops *o, pvk_type t, int m, int n, int k, int qmin, uint64_t seed) {
+    ref_rng r = {seed};
+    uint8_t *stored = malloc(pvk_type_row_bytes(t, k) * n);
+    float *w = malloc(sizeof *w * n * k), *x = malloc(sizeof *x * m * k);
+    float *bias = malloc(sizeof *bias * n), *y0 = malloc(sizeof *y0 * m * n);
+    quarter_weights(&r, t, n, k, qmin, stored, w);
+    float *fill[3] = {x, bias, y0};
+    size_t len[3] = {(size_t)m * k, (size_t)n, (size_t)m * n};
+    for (int f = 0; f < 3; f++)
+        for (size_t e = 0; e < len[f]; e++)
+            fill[f][e] = (float)((int)ref_uniform(&r, 0, 4.999f - qmin / 2) + qmin / 2) / 4;
+    int bad = run_case(o, t, stored, w, x, x, bias, y0, m, n, k, 0);
+    free(stored), free(w), free(x), free(bias), free(y0);
+    return bad;
+}
+
 /* x, bias, y0 multiples of 1/4 in [-1, 1], weights in [-2, 2]: products are
  * multiples of 1/16 up to 2, a run of 8 sums to at most 256 sixteenths (fp16 holds
  * 2048) and a total of K terms to at most 2K + 2 (f32: 2^24 sixteenths), so both
@@ -128,35 +148,48 @@ TEST(exactly_representable_data_gives_bit_exact_results_on_either_path) {
          * partial BK tile); block types whole blocks. m and n odd, partial tiles. */
         struct { pvk_ops *o; int m, n, k; } cases[2] = {
             {ops[TILED], 9, 33, blocks ? 96 : 41}, {ops[GPU_LIKE], 70, 65, blocks ? 3072 : 1000}};
-        for (int j = 0; j < 2; j++) {
-            int m = cases[j].m, n = cases[j].n, k = cases[j].k;
-            ref_rng r = {1000 + 10 * i + j};
-            uint8_t *stored = malloc(pvk_type_row_bytes(ts[i], k) * n);
-            float *w = malloc(sizeof *w * n * k), *x = malloc(sizeof *x * m * k);
-            float *bias = malloc(sizeof *bias * n), *y0 = malloc(sizeof *y0 * m * n);
-            quarter_weights(&r, ts[i], n, k, stored, w);
-            float *fill[3] = {x, bias, y0};
-            size_t len[3] = {(size_t)m * k, (size_t)n, (size_t)m * n};
-            for (int f = 0; f < 3; f++)
-                for (size_t e = 0; e < len[f]; e++)
-                    fill[f][e] = (float)((int)ref_uniform(&r, 0, 8.999f) - 4) / 4;
-            CHECK(run_case(cases[j].o, ts[i], stored, w, x, x, bias, y0, m, n, k, 0) == 0,
-                  "%s m %d n %d k %d", pvk_type_get(ts[i])->name, m, n, k);
-            free(stored), free(w), free(x), free(bias), free(y0);
-        }
+        for (int j = 0; j < 2; j++)
+            CHECK(exact_case(cases[j].o, ts[i], cases[j].m, cases[j].n, cases[j].k, -8, 1000 + 10 * i + j) == 0,
+                  "%s m %d n %d k %d", pvk_type_get(ts[i])->name, cases[j].m, cases[j].n, cases[j].k);
     }
 }
 
-/* Random weights (ref_weights) and x against the double reference, within the fp16
- * path's bound on the fp16 run (11 eps16 of sum|x w| on top of the f32 path's
- * rounding, check.c) and the f32 bound on the fallback run. */
+/* At Phi-3-medium's K of 17920 (and 17921: one element at a time, a partial last
+ * tile) the rounding bound of random data (next test) exceeds what a few products
+ * weigh, so this is the check that every one of the K products is counted once.
+ * Non-negative data, so the totals are large and nothing cancels: x, bias, y0 in
+ * {0, 1/4, .., 1}, weights in {0, 1/4, .., 7/4}. Products are multiples of 1/16
+ * up to 7/4, a run of 8 at most 14 (224 sixteenths: exact in fp16), a total at most
+ * 7/4 K + 2 < 31400 (502,000 sixteenths: exact in f32, not in fp16, whose step is
+ * 16 there), so the result is exact on either path only if every product is
+ * counted once and the runs are widened to f32; a single product dropped or
+ * repeated moves an output by a multiple of 1/16 (most by far more). */
+TEST(long_k_exact_data_counts_every_product_once) {
+    REQUIRE(setup(), "no device");
+    pvk_type ts[] = {PVK_F32, PVK_F16, PVK_BF16, PVK_Q8_0, PVK_Q4_0};
+    for (int i = 0; i < 5; i++) {
+        bool blocks = pvk_type_get(ts[i])->block_elems > 1;
+        struct { pvk_ops *o; int m, n, k; } cases[2] = {{ops[TILED], 9, 33, blocks ? 17920 : 17921},
+                                                        {ops[GPU_LIKE], 9, 65, 17920}};
+        for (int j = 0; j < 2; j++)
+            CHECK(exact_case(cases[j].o, ts[i], cases[j].m, cases[j].n, cases[j].k, 0, 1200 + 10 * i + j) == 0,
+                  "%s m %d n %d k %d", pvk_type_get(ts[i])->name, cases[j].m, cases[j].n, cases[j].k);
+    }
+}
+
+/* Random weights (ref_weights) and x against the double reference, each output
+ * within the fp16 path's bound for its own sum|x w| on the fp16 run (11 eps16 of it
+ * on top of the f32 path's rounding, check.c) and the f32 bound on the fallback
+ * run. At K 17920 that bound is tens (a worst case that grows with K, as the
+ * outputs' spread grows with sqrt K), wider than a few products: the previous test
+ * is the one that sees a lost product. */
 TEST(random_data_matches_the_reference_within_the_fp16_rounding_bound) {
     REQUIRE(setup(), "no device");
     pvk_type ts[] = {PVK_F32, PVK_F16, PVK_BF16, PVK_Q4_0, PVK_Q4_K, PVK_Q6_K, PVK_Q8_0};
     for (int i = 0; i < 7; i++) {
         bool blocks = pvk_type_get(ts[i])->block_elems > 1;
         /* Plain types: odd K, K 1000 (not a multiple of BK) and 3072; block types one
-         * K-quant super-block and 3072. */
+         * K-quant super-block and 3072; every type Phi-3-medium's 17920. */
         struct { pvk_ops *o; int m, n, k; } cases[3] = {{ops[TILED], 9, 33, blocks ? 256 : 257},
                                                         {ops[GPU_LIKE], 70, 65, blocks ? 3072 : 1000},
                                                         {ops[TILED], 33, 17, 3072}};
@@ -164,5 +197,7 @@ TEST(random_data_matches_the_reference_within_the_fp16_rounding_bound) {
             CHECK(check_matmul(cmd, cases[j].o, ts[i], cases[j].m, cases[j].n, cases[j].k, j != 1, j != 0,
                                1100 + 10 * i + j, NULL) == 0,
                   "%s m %d n %d k %d", pvk_type_get(ts[i])->name, cases[j].m, cases[j].n, cases[j].k);
+        CHECK(check_matmul(cmd, ops[GPU_LIKE], ts[i], 9, 17, 17920, true, true, 1100 + 10 * i + 3, NULL) == 0,
+              "%s m 9 n 17 k 17920", pvk_type_get(ts[i])->name);
     }
 }

@@ -160,3 +160,100 @@ TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
     phivk_info_params p = {.ctx = -1};
     CHECK(phivk_info_write(testdata_path("reference/phi2.gguf"), &p, stdout) == PHIVK_ERR_INVALID, "negative ctx");
 }
+
+/* A file whose strings carry terminal escape sequences: OSC retitles the window,
+ * CSI 2J clears the screen, U+009B is CSI as one (C1) character. */
+static void hostile_strings_fixture(char *path) {
+    gguf_writer *w = gguf_writer_create();
+    gguf_writer_set_str(w, "general.architecture", "phi3\x1b]0;owned\x07");
+    gguf_writer_set_str(w, "general.name", "\x1b[2J\x1b[Hname\xc2\x9b" "31m\nforged line");
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama\x1b[5m");
+    gguf_writer_set_str(w, "tokenizer.ggml.pre", "\x1b[8m");
+    gguf_writer_add_tensor(w, "blk.0.\x1b[31mred", PVK_F32, 1, (int64_t[]){4}, NULL);
+    strcpy(path, "/tmp/phivk-test-info-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    if (gguf_writer_save(w, path) != PVK_OK) path[0] = 0;
+    gguf_writer_destroy(w);
+}
+
+TEST(info_shows_escape_sequences_from_the_file_as_visible_text) {
+    char path[64];
+    hostile_strings_fixture(path);
+    REQUIRE(path[0], "fixture: %s", pvk_errmsg());
+    phivk_status st;
+    char *s = info_text(path, false, 0, &st);
+    REQUIRE(st == PHIVK_OK && s, "%s", phivk_last_error());
+    CHECK(!strchr(s, 0x1b) && !strchr(s, 0x07) && !strstr(s, "\xc2\x9b"), "no ESC, BEL or C1 byte reaches the report:\n%s", s);
+    CHECK(strstr(s, "phi3\\x1b]0;owned\\x07"), "the architecture is shown with \\x1b:\n%s", s);
+    CHECK(strstr(s, "\\x1b[2J\\x1b[Hname\\xc2\\x9b31m\\x0aforged line"), "the name is one visible line:\n%s", s);
+    CHECK(strstr(s, "llama\\x1b[5m") && strstr(s, "\\x1b[8m"), "tokenizer model and pre:\n%s", s);
+    CHECK(strstr(s, "blk.0.\\x1b[31mred"), "the tensor name:\n%s", s);
+    free(s);
+    /* JSON escapes control characters itself ("\u001b"): no raw ESC either. */
+    s = info_text(path, true, 0, &st);
+    CHECK(st == PHIVK_OK && s && !strchr(s, 0x1b), "no ESC in the JSON report");
+    cJSON *j = cJSON_Parse(s);
+    const cJSON *name = cJSON_GetObjectItem(j, "name");
+    CHECK(cJSON_IsString(name) && !strncmp(name->valuestring, "\x1b[2J", 4), "JSON keeps the exact name as data");
+    cJSON_Delete(j);
+    free(s);
+    remove(path);
+}
+
+/* Attention geometry written as 64-bit keys, so any value can be tried. */
+static void geometry_fixture(char *path, int64_t n_layer, int64_t n_head, int64_t key_len, int64_t value_len) {
+    const struct { const char *key; int64_t v; } keys[] = {
+        {"phi3.context_length", 4096}, {"phi3.embedding_length", 64}, {"phi3.block_count", n_layer},
+        {"phi3.attention.head_count", n_head}, {"phi3.attention.key_length", key_len},
+        {"phi3.attention.value_length", value_len},
+    };
+    const uint64_t n_keys = sizeof keys / sizeof keys[0];
+    bytes b = {0};
+    b_header(&b, 3, 1, n_keys + 1);
+    b_str(&b, "general.architecture");
+    b_u32(&b, GGUF_STRING);
+    b_str(&b, "phi3");
+    for (uint64_t i = 0; i < n_keys; i++) {
+        b_str(&b, keys[i].key);
+        b_u32(&b, GGUF_I64);
+        b_u64(&b, (uint64_t)keys[i].v);
+    }
+    b_str(&b, "token_embd.weight"); /* a weight, so the report estimates memory */
+    b_u32(&b, 1);
+    b_u64(&b, 8);
+    b_u32(&b, PVK_F32);
+    b_u64(&b, 0);
+    b_pad(&b, 32);
+    for (int i = 0; i < 8; i++) b_u32(&b, 0);
+    strcpy(path, "/tmp/phivk-test-info-XXXXXX");
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f || fwrite(b.p, 1, b.n, f) != b.n) path[0] = 0;
+    if (f) fclose(f);
+    free(b.p);
+}
+
+/* K + V dimensions, heads and layers each fit 64 bits but their products do not;
+ * the first case's sum already overflows a signed 64-bit integer (UBSan stops
+ * this binary there), the second's product is exactly 2^64 (0 when it wraps). */
+TEST(info_refuses_kv_sizes_that_would_overflow_before_computing_them) {
+    static const struct { int64_t n_layer, n_head, key_len, value_len; } cases[] = {
+        {1, 1, INT64_MAX, INT64_MAX},
+        {(int64_t)1 << 31, (int64_t)1 << 31, 2, 2},
+        {(int64_t)1 << 40, 1, (int64_t)1 << 30, (int64_t)1 << 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[64];
+        geometry_fixture(path, cases[i].n_layer, cases[i].n_head, cases[i].key_len, cases[i].value_len);
+        REQUIRE(path[0], "fixture %zu", i);
+        for (int json = 0; json < 2; json++) {
+            phivk_status st;
+            char *s = info_text(path, json, 0, &st);
+            CHECK(st == PHIVK_ERR_BAD_FILE && strstr(phivk_last_error(), "overflows"),
+                  "case %zu (%s): status %d, '%s'", i, json ? "JSON" : "text", st, phivk_last_error());
+            free(s);
+        }
+        remove(path);
+    }
+}

@@ -137,7 +137,7 @@ const arch_hparams *ref_model_hparams(const ref_model *m) { return &m->hp; }
 const arch_weights *ref_model_weights(const ref_model *m) { return m->w; }
 
 ref_state_params ref_state_default_params(void) {
-    return (ref_state_params){.n_ctx = 0, .rope_factors = ARCH_ROPE_AUTO, .no_swa = false};
+    return (ref_state_params){.n_ctx = 0, .rope_factors = PHIVK_ROPE_AUTO, .no_swa = false};
 }
 
 struct ref_state {

@@ -59,7 +59,7 @@ const arch_weights *ref_model_weights(const ref_model *m);
 
 typedef struct ref_state_params {
     int32_t n_ctx;               /* KV cache positions; 0: the model's training context */
-    arch_rope_mode rope_factors; /* LongRoPE table choice (default AUTO) */
+    phivk_rope_factors rope_factors; /* LongRoPE table choice (default AUTO) */
     bool no_swa;                 /* ignore the Phi-3 sliding window */
     uint64_t int8_types;         /* bit t set: matrices of block type t read their input
                                     through int8 blocks of 32 (ggml's Q8_1 rounding), as

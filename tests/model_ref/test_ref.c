@@ -15,7 +15,7 @@
  * expected file: the largest |diff| over all positions must be <= tol and the
  * argmax must agree on at least min_top1 positions. */
 static void check_reference(const char *model, const char *ids_file, const char *logits_file,
-                            arch_rope_mode rope, double tol, int min_top1) {
+                            phivk_rope_factors rope, double tol, int min_top1) {
     char rel[256], path[4096];
     snprintf(rel, sizeof rel, "reference/%s", model);
     snprintf(path, sizeof path, "%s", testdata_path(rel)); /* the helper's buffer is reused */
@@ -65,30 +65,30 @@ done:
  * the float models to 5e-3 (3e-2 for the large-logit llama file); the Q4_0 file's
  * logits come from the Vulkan backend (0.15, top-1 on 60 of 64). */
 TEST(reference_phi3_f32_matches_llama_cpp) {
-    check_reference("phi3-f32.gguf", "ids32.txt", "phi3-f32.logits", ARCH_ROPE_AUTO, 5e-3, 32);
+    check_reference("phi3-f32.gguf", "ids32.txt", "phi3-f32.logits", PHIVK_ROPE_AUTO, 5e-3, 32);
 }
 
 TEST(reference_llama_gqa_tied_matches_llama_cpp) {
-    check_reference("llama-gqa-tied.gguf", "ids32.txt", "llama-gqa-tied.logits", ARCH_ROPE_AUTO,
+    check_reference("llama-gqa-tied.gguf", "ids32.txt", "llama-gqa-tied.logits", PHIVK_ROPE_AUTO,
                     3e-2, 32);
 }
 
 TEST(reference_phi2_matches_llama_cpp) {
-    check_reference("phi2.gguf", "ids32.txt", "phi2.logits", ARCH_ROPE_AUTO, 5e-3, 32);
+    check_reference("phi2.gguf", "ids32.txt", "phi2.logits", PHIVK_ROPE_AUTO, 5e-3, 32);
 }
 
 TEST(reference_phi3_128k_auto_uses_short_factors_for_32_tokens) {
-    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.short.logits", ARCH_ROPE_AUTO, 5e-3,
+    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.short.logits", PHIVK_ROPE_AUTO, 5e-3,
                     32);
 }
 
 TEST(reference_phi3_128k_long_mode_matches_long_factors) {
-    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.long.logits", ARCH_ROPE_LONG, 5e-3,
+    check_reference("phi3-128k.gguf", "ids32.txt", "phi3-128k.long.logits", PHIVK_ROPE_LONG, 5e-3,
                     32);
 }
 
 TEST(reference_phi3_q4_0_matches_llama_cpp_vulkan) {
-    check_reference("phi3-q4_0.gguf", "ids64.txt", "phi3-q4_0.logits", ARCH_ROPE_AUTO, 0.15, 60);
+    check_reference("phi3-q4_0.gguf", "ids64.txt", "phi3-q4_0.logits", PHIVK_ROPE_AUTO, 0.15, 60);
 }
 
 /* The two LongRoPE tables must give different logits, or the two tests above could

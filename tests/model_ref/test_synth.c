@@ -229,12 +229,12 @@ TEST(synth_tiny_hparams_round_trip) {
     CHECK(hp->has_rope_factors && hp->rope_orig_ctx == 4096 && hp->sliding_window == 100, "rope");
     /* sqrt(1 + ln(16384/4096) / ln(4096)) */
     CHECK_NEAR(hp->rope_attn_factor, sqrt(1 + log(4.0) / log(4096.0)), 1e-6, "HF formula");
-    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_AUTO, 4096) == ARCH_ROPE_TABLE_SHORT,
+    CHECK(arch_rope_factors_choice(hp, PHIVK_ROPE_AUTO, 4096) == ARCH_ROPE_TABLE_SHORT,
           "exactly the original context is still short");
-    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_AUTO, 4097) == ARCH_ROPE_TABLE_LONG,
+    CHECK(arch_rope_factors_choice(hp, PHIVK_ROPE_AUTO, 4097) == ARCH_ROPE_TABLE_LONG,
           "beyond: long");
-    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_SHORT, 9000) == ARCH_ROPE_TABLE_SHORT, "forced");
-    CHECK(arch_rope_factors_choice(hp, ARCH_ROPE_LONG, 1) == ARCH_ROPE_TABLE_LONG, "forced");
+    CHECK(arch_rope_factors_choice(hp, PHIVK_ROPE_SHORT, 9000) == ARCH_ROPE_TABLE_SHORT, "forced");
+    CHECK(arch_rope_factors_choice(hp, PHIVK_ROPE_LONG, 1) == ARCH_ROPE_TABLE_LONG, "forced");
     CHECK(arch_key_visible(hp, false, 200, 101) && !arch_key_visible(hp, false, 200, 100),
           "window 100: q - k < 100 visible");
     CHECK(arch_key_visible(hp, true, 200, 0), "no_swa sees everything");
@@ -254,7 +254,7 @@ TEST(ref_auto_rope_switches_tables_with_recompute) {
     const int V = p.n_vocab;
     float *lg[3];
     ref_state *s[3] = {0};
-    const arch_rope_mode modes[3] = {ARCH_ROPE_AUTO, ARCH_ROPE_SHORT, ARCH_ROPE_LONG};
+    const phivk_rope_factors modes[3] = {PHIVK_ROPE_AUTO, PHIVK_ROPE_SHORT, PHIVK_ROPE_LONG};
     for (int i = 0; i < 3; i++) {
         ref_state_params sp = ref_state_default_params();
         sp.rope_factors = modes[i];

@@ -173,7 +173,7 @@ TEST(over_allocation_is_a_clear_device_memory_error) {
     uint64_t before, after;
     pvk_mem_stats(d, &before, NULL);
     CHECK(pvk_buf_create(d, 1ull << 50, PVK_MEM_DEVICE, &b) == PVK_ERR_DEVICE_MEMORY, "1 PiB is refused");
-    CHECK(strstr(pvk_errmsg(), "1024.0 TiB") && strstr(pvk_errmsg(), "maxMemoryAllocationSize"),
+    CHECK(strstr(pvk_errmsg(), "1024.00 TiB") && strstr(pvk_errmsg(), "maxMemoryAllocationSize"),
           "the message gives the sizes: %s", pvk_errmsg());
     CHECK(b.vk == VK_NULL_HANDLE, "no buffer comes back");
     /* Within maxMemoryAllocationSize but beyond what the heap holds. */
@@ -281,6 +281,8 @@ TEST(pipelines_are_cached_by_key) {
         k.spec = &wg4;
         k.subgroup_size = caps->subgroup_max > 4 ? caps->subgroup_max : 0;
         CHECK(pvk_pipe_get(d, &k, &c) == PVK_OK, "a workgroup smaller than the subgroup: %s", pvk_errmsg());
+    } else {
+        printf("    no subgroup size control on this device: required subgroup sizes not checked\n");
     }
     uint32_t huge = caps->max_wg_invocations * 2;
     k = (pvk_kernel){.shader = "add", .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &huge};
@@ -343,6 +345,8 @@ TEST(texel_views_and_their_kill_switch) {
         CHECK(pvk_buf_view(d, &b, 0, 4096, VK_FORMAT_R32G32B32A32_SFLOAT, &v) == PVK_OK, "view: %s", pvk_errmsg());
         pvk_view_destroy(d, v);
         CHECK(pvk_buf_view(d, &b, 0, 4095, VK_FORMAT_R32_UINT, &v) == PVK_ERR_INVALID, "partial texels refused");
+    } else {
+        printf("    no texel buffers on this device: only the kill switch is checked\n");
     }
     pvk_buf_destroy(d, &b);
     pvk_dev *off = open_with("PHIVK_DISABLE_TEXEL", "1");
@@ -382,7 +386,7 @@ TEST(profile_prints_per_dispatch_times_with_shader_names) {
     REQUIRE(d, "device");
     if (!pvk_dev_caps(d)->timestamps) {
         close_checked(d);
-        return;
+        SKIP("the device has no timestamp queries: nothing to profile");
     }
     /* PHIVK_PROFILE is read when the command object is made. */
     setenv("PHIVK_PROFILE", "1", 1);
