@@ -124,7 +124,6 @@ static int enter_block(MD_BLOCKTYPE type, void *detail, void *user) {
         open_block(p, CHAT_MD_HEADING);
         break;
     case MD_BLOCK_CODE: p->in_code = true; open_block(p, CHAT_MD_CODE); break;
-    case MD_BLOCK_HTML:
     case MD_BLOCK_P: open_block(p, CHAT_MD_PARA); break;
     case MD_BLOCK_TABLE:
         p->table++;

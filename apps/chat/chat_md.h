@@ -26,7 +26,7 @@ typedef enum chat_md_font {
 } chat_md_font;
 
 typedef enum chat_md_kind {
-    CHAT_MD_PARA = 0, /* also a tight list item's text and a heading-less line */
+    CHAT_MD_PARA = 0, /* a paragraph, or a tight list item's text */
     CHAT_MD_HEADING,
     CHAT_MD_CODE,     /* fenced or indented code: one run, verbatim, '\n' between lines */
     CHAT_MD_RULE,
