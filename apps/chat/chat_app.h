@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chat_md.h"
 #include "chat_text.h"
 #include "chat_worker.h"
 #include "phivk.h"
@@ -24,6 +25,39 @@ typedef enum chat_state {
     CHAT_FAILED,    /* an answer that ended with an error (in note) */
 } chat_state;
 
+/* An answer's Markdown laid out for one width (chat_draw.c): text pieces, each
+ * one run's text on one line, and boxes drawn under them; coordinates from the
+ * bubble's top left. Kept until the text or the width changes, so a frame only
+ * draws; while an answer streams, only the blocks that changed are laid again. */
+typedef struct chat_md_piece {
+    int x, y, w;
+    size_t off, len; /* in the doc's text */
+    int run;
+} chat_md_piece;
+typedef enum chat_md_box_kind {
+    CHAT_BOX_CODE,   /* a code block's background */
+    CHAT_BOX_COPY,   /* its Copy button */
+    CHAT_BOX_QUOTE,  /* a block quote's bar */
+    CHAT_BOX_RULE,
+    CHAT_BOX_CELL,   /* a table cell's border */
+} chat_md_box_kind;
+typedef struct chat_md_box {
+    SDL_Rect r;
+    chat_md_box_kind kind;
+    int block;
+} chat_md_box;
+typedef struct chat_md_layout {
+    chat_md_piece *pieces;
+    int n_pieces, cap_pieces;
+    chat_md_box *boxes;
+    int n_boxes, cap_boxes;
+    int *block_y;      /* where each block starts (before its gap) */
+    int cap_block_y;
+    int width;         /* the width laid out for */
+    int relaid;        /* blocks the last layout laid out (the others were kept) */
+    int w, h;          /* the content's size, without the bubble's padding */
+} chat_md_layout;
+
 typedef struct chat_msg {
     int id;
     chat_role role;
@@ -32,8 +66,10 @@ typedef struct chat_msg {
     char note[256];    /* shown under the message: why it was cut, stopped, failed */
     int32_t n_tokens;  /* an answer's generated tokens */
     /* layout, in pixels */
-    text_lines lines;
-    int wrap_w;        /* width the lines are for; 0: stale */
+    text_lines lines;  /* a user's message: plain text */
+    chat_md_doc md;    /* an answer: Markdown */
+    chat_md_layout lay;
+    int wrap_w;        /* width the lines or layout are for; 0: stale */
     int y, h, x, w;    /* bubble in transcript coordinates */
 } chat_msg;
 
@@ -70,6 +106,10 @@ typedef enum chat_action {
     CHAT_ACT_DISMISS, /* arg: notice index */
     CHAT_ACT_STEP,    /* arg: setting * 2 + (0: down, 1: up) */
     CHAT_ACT_APPLY,
+    CHAT_ACT_OPEN_LINK,   /* the confirmed link in link_url */
+    CHAT_ACT_CANCEL_LINK,
+    CHAT_ACT_REGENERATE,  /* the last answer */
+    CHAT_ACT_EDIT,        /* arg: the user message's index */
     CHAT_ACT_LOAD_ASKED, /* loads ask_model (arg: the notice that asked) */
 } chat_action;
 enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256, CHAT_KEY_BYTES = 16 };
@@ -104,7 +144,9 @@ typedef struct chat_app {
     Uint32 wake_type;          /* the SDL event the worker pushes */
     char font_path[1024], bold_path[1024];
     TTF_Font *font, *bold, *small;
-    int line_h, small_h;
+    TTF_Font *italic, *bold_italic, *mono, *heading; /* Markdown */
+    char mono_path[1024];
+    int line_h, small_h, heading_h;
     float scale;               /* UI scale (HiDPI) */
     float px_per_coord;        /* renderer pixels per window coordinate */
     int out_w, out_h;          /* renderer output in pixels */
@@ -115,8 +157,10 @@ typedef struct chat_app {
     int n_msgs, cap_msgs, next_id;
     int selected;              /* message index, -1: none */
     int answering;             /* id of the answer being generated, 0: none */
+    int editing;               /* id of the sent message the input box edits, 0: none */
     text_field input, system;
     int focus;
+    bool selecting;            /* the mouse button is down in an edit field */
     char **history;            /* sent messages, oldest first */
     int n_history, history_pos; /* history_pos == n_history: not browsing */
     char *history_draft;       /* what was typed before browsing */
@@ -129,6 +173,7 @@ typedef struct chat_app {
     char model_name[256], device_name[256], model_path[1024];
     char ask_model[1024];      /* named by a chat file without our mark: loaded only when asked */
     int32_t ctx_used, ctx_total, loaded_ctx_req;
+    int32_t ctx_kept;          /* cached tokens the last answer reused (the rest was read) */
     char loaded_device[256];
     double tok_per_s;
     int32_t last_tokens;
@@ -139,6 +184,7 @@ typedef struct chat_app {
 
     chat_notice notices[CHAT_MAX_NOTICES];
     int n_notices;
+    char *link_url;            /* a clicked link waiting for Open / Cancel */
 
     /* transcript scrolling, in pixels */
     int scroll, content_h, view_h;
@@ -187,6 +233,16 @@ bool chat_app_send(chat_app *a);   /* the input box as a user message */
 void chat_app_stop(chat_app *a);
 void chat_app_new_chat(chat_app *a);
 bool chat_app_export(chat_app *a); /* Markdown next to the saved chat */
+/* Drops the last answer and answers its message again. False when there is
+ * none or the model is busy. */
+bool chat_app_regenerate(chat_app *a);
+/* Puts sent message i in the input box; sending it then replaces the message
+ * and drops everything after it (the model's cache keeps what came before). */
+void chat_app_edit(chat_app *a, int i);
+void chat_app_edit_cancel(chat_app *a); /* empties the input box */
+/* Whether message i shows a Regenerate (the last answer) or Edit (a selected
+ * message of the user's) button under it: the action, or 0. */
+int chat_msg_action(const chat_app *a, int i);
 void chat_app_open_file(chat_app *a, const char *path); /* a dropped file */
 void chat_app_apply_settings(chat_app *a); /* reload for a new device / context */
 void chat_app_notice(chat_app *a, bool error, const char *fmt, ...)
@@ -200,6 +256,10 @@ bool chat_fonts_open(chat_app *a); /* at a.scale; false with a notice */
 void chat_fonts_close(chat_app *a);
 void chat_text_cache_clear(chat_app *a);
 void chat_scroll_to(chat_app *a, int y);
+/* The byte offset in field f, drawn in r, nearest to pixel (x, y). */
+size_t chat_field_offset(chat_app *a, const text_field *f, SDL_Rect r, int x, int y);
+TTF_Font *chat_md_ttf(const chat_app *a, chat_md_font f);
+void chat_md_layout_free(chat_md_layout *l);
 
 /* chat_store.c: the conversation on disk. */
 char *chat_store_dir(const char *data_dir); /* creates it; NULL with a message */
@@ -222,5 +282,6 @@ void chat_setting_step(chat_app *a, int i, int dir);
 bool chat_settings_need_reload(const chat_app *a);
 chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const char *text, size_t n);
 void chat_msgs_clear(chat_app *a);
+bool chat_app_open_link(chat_app *a); /* runs xdg-open on link_url; false with a notice */
 
 #endif

@@ -20,6 +20,7 @@ enum {
     C_USER = 0xDCE8FF, C_BOT = 0xFFFFFF, C_ACCENT = 0x2F6FEB, C_STOP = 0xD92D20, C_BTN = 0xE9EBEF,
     C_WHITE = 0xFFFFFF, C_ERR_BG = 0xFDECEA, C_ERR = 0xB42318, C_INFO_BG = 0xEAF2FF,
     C_INFO = 0x1D3F8F, C_THUMB = 0xC4C8CF, C_TRACK = 0xE6E8EC, C_NOTE = 0x8A6D3B, C_FIELD = 0xC9CDD3,
+    C_CODE_BG = 0xF0F2F5, C_CODE_LINE = 0xD5D9DF, C_QUOTE = 0xB8C4D6, C_SEL = 0xBFD4FF,
 };
 
 static int px(const chat_app *a, float v) { return (int)lroundf(v * a->scale); }
@@ -41,21 +42,35 @@ bool chat_fonts_open(chat_app *a) {
     a->font = TTF_OpenFont(a->font_path, px(a, 15));
     a->bold = TTF_OpenFont(a->bold_path, px(a, 15));
     a->small = TTF_OpenFont(a->font_path, px(a, 12.5f));
-    if (!a->font || !a->bold || !a->small) {
+    /* DejaVu has no oblique in fonts-dejavu-core: SDL_ttf slants the regular. */
+    a->italic = TTF_OpenFont(a->font_path, px(a, 15));
+    a->bold_italic = TTF_OpenFont(a->bold_path, px(a, 15));
+    a->heading = TTF_OpenFont(a->bold_path, px(a, 19));
+    if (!*a->mono_path && !chat_font_find(CHAT_FONT_MONO, CHAT_FONT_MONO_PATH, a->mono_path, sizeof a->mono_path))
+        snprintf(a->mono_path, sizeof a->mono_path, "%s", a->font_path); /* code still shows, boxed */
+    a->mono = TTF_OpenFont(a->mono_path, px(a, 14));
+    if (!a->font || !a->bold || !a->small || !a->italic || !a->bold_italic || !a->heading || !a->mono) {
         fprintf(stderr, "phivk-chat: cannot open the font %s: %s\n", a->font_path, TTF_GetError());
         chat_fonts_close(a);
         return false;
     }
-    if (!strcmp(a->bold_path, a->font_path)) TTF_SetFontStyle(a->bold, TTF_STYLE_BOLD);
+    bool synth_bold = !strcmp(a->bold_path, a->font_path);
+    if (synth_bold) {
+        TTF_SetFontStyle(a->bold, TTF_STYLE_BOLD);
+        TTF_SetFontStyle(a->heading, TTF_STYLE_BOLD);
+    }
+    TTF_SetFontStyle(a->italic, TTF_STYLE_ITALIC);
+    TTF_SetFontStyle(a->bold_italic, TTF_STYLE_ITALIC | (synth_bold ? TTF_STYLE_BOLD : 0));
     a->line_h = TTF_FontLineSkip(a->font);
+    a->heading_h = TTF_FontLineSkip(a->heading);
     a->small_h = TTF_FontLineSkip(a->small);
     return true;
 }
 
 void chat_fonts_close(chat_app *a) {
     chat_text_cache_clear(a);
-    TTF_Font **f[] = {&a->font, &a->bold, &a->small};
-    for (int i = 0; i < 3; i++) {
+    TTF_Font **f[] = {&a->font, &a->bold, &a->small, &a->italic, &a->bold_italic, &a->heading, &a->mono};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         if (*f[i]) TTF_CloseFont(*f[i]);
         *f[i] = NULL;
     }
@@ -158,6 +173,230 @@ static size_t ttf_fit(void *ctx, const char *s, size_t len, int width, int *w) {
     return bytes;
 }
 
+/* ------------------------------------------------------- Markdown layout */
+
+TTF_Font *chat_md_ttf(const chat_app *a, chat_md_font f) {
+    switch (f) {
+    case CHAT_MDF_BOLD: return a->bold;
+    case CHAT_MDF_ITALIC: return a->italic;
+    case CHAT_MDF_BOLD_ITALIC: return a->bold_italic;
+    case CHAT_MDF_MONO: return a->mono;
+    case CHAT_MDF_HEADING: return a->heading;
+    default: return a->font;
+    }
+}
+
+void chat_md_layout_free(chat_md_layout *l) {
+    free(l->pieces);
+    free(l->boxes);
+    free(l->block_y);
+    *l = (chat_md_layout){0};
+}
+
+typedef struct md_lay {
+    const chat_app *a;
+    const chat_md_doc *d;
+    chat_md_layout *l;
+    int pad; /* the bubble's padding, added to every position */
+} md_lay;
+
+/* A piece with run < 0 is the list marker of block -run - 1. */
+static void add_piece(md_lay *L, int x, int y, int w, size_t off, size_t len, int run) {
+    chat_md_layout *l = L->l;
+    if (l->n_pieces == l->cap_pieces) {
+        int cap = l->cap_pieces ? l->cap_pieces * 2 : 64;
+        chat_md_piece *p = realloc(l->pieces, sizeof *p * (size_t)cap);
+        if (!p) return; /* the rest of the answer is not drawn; the text stays */
+        l->pieces = p;
+        l->cap_pieces = cap;
+    }
+    l->pieces[l->n_pieces++] = (chat_md_piece){x + L->pad, y + L->pad, w, off, len, run};
+    if (x + w > l->w) l->w = x + w;
+}
+
+static void add_box(md_lay *L, SDL_Rect r, chat_md_box_kind kind, int block) {
+    chat_md_layout *l = L->l;
+    if (l->n_boxes == l->cap_boxes) {
+        int cap = l->cap_boxes ? l->cap_boxes * 2 : 16;
+        chat_md_box *b = realloc(l->boxes, sizeof *b * (size_t)cap);
+        if (!b) return;
+        l->boxes = b;
+        l->cap_boxes = cap;
+    }
+    if (r.x + r.w > l->w) l->w = r.x + r.w;
+    r.x += L->pad;
+    r.y += L->pad;
+    l->boxes[l->n_boxes++] = (chat_md_box){r, kind, block};
+}
+
+/* Lays block b's runs out from (x0, y0) in width w, lines lh apart: a run
+ * breaks after a space, inside a word only when the word alone is wider than
+ * the line, and at '\n'. Returns the height. */
+static int lay_runs(md_lay *L, const chat_md_block *b, int x0, int y0, int w, int lh) {
+    const char *text = tb_str(&L->d->text);
+    int x = 0, line = 0, last = b->first_run + b->n_runs - 1;
+    for (int r = b->first_run; r <= last; r++) {
+        const chat_md_run *run = &L->d->runs[r];
+        TTF_Font *font = chat_md_ttf(L->a, run->font);
+        size_t i = run->off, end = run->off + run->len;
+        while (i < end) {
+            if (text[i] == '\n') {
+                if (i + 1 < end || r < last) line++, x = 0; /* a code block's final '\n' ends, not adds, a line */
+                i++;
+                continue;
+            }
+            const char *nl = memchr(text + i, '\n', end - i);
+            size_t seg = (nl ? (size_t)(nl - text) : end) - i;
+            /* Measure no more than could fit (a glyph is wider than 3 px), so a
+             * 1 MB line costs about a line's worth per line; more is measured on. */
+            size_t cap = (size_t)(w - x > 0 ? w - x : 0) / 3 + 16;
+            size_t look = utf8_floor(text + i, seg < cap ? seg : cap);
+            int pw = 0;
+            size_t fit = ttf_fit(font, text + i, look, w - x, &pw);
+            bool full = fit < look;
+            if (full) {
+                size_t cut = fit;
+                while (cut > 0 && text[i + cut - 1] != ' ') cut--;
+                if (!cut && x > 0) { /* the word goes to the next line */
+                    line++, x = 0;
+                    continue;
+                }
+                if (!cut) cut = fit ? fit : utf8_next(text + i, seg, 0);
+                fit = cut;
+                pw = text_w(font, text + i, fit);
+            }
+            add_piece(L, x0 + x, y0 + line * lh, pw, i, fit, r);
+            x += pw;
+            i += fit;
+            if (full) line++, x = 0;
+        }
+    }
+    return (line + 1) * lh;
+}
+
+/* Cells of one table row: equal columns, each wrapped in its own; returns the
+ * row's height and the index of its last cell in *last. */
+static int lay_row(md_lay *L, int first, int x0, int y, int w, int lh, int *last) {
+    const chat_app *a = L->a;
+    const chat_md_block *b0 = &L->d->blocks[first];
+    int pad = px(a, 6), n = b0->n_cols > 0 ? b0->n_cols : 1, cw = w / n, h = 0, k = first;
+    if (cw < 2 * pad + px(a, 16)) cw = 2 * pad + px(a, 16); /* a very wide table runs past the bubble, clipped */
+    for (; k < L->d->n_blocks; k++) {
+        const chat_md_block *c = &L->d->blocks[k];
+        if (c->kind != CHAT_MD_CELL || c->table != b0->table || c->row != b0->row) break;
+        int ch = lay_runs(L, c, x0 + c->col * cw + pad, y + pad, cw - 2 * pad, lh);
+        if (ch > h) h = ch;
+    }
+    h += 2 * pad;
+    for (int col = 0; col < n; col++) add_box(L, (SDL_Rect){x0 + col * cw, y, cw + 1, h + 1}, CHAT_BOX_CELL, first);
+    *last = k - 1;
+    return h;
+}
+
+static bool same_block(const chat_md_doc *x, const chat_md_doc *y, int i) {
+    const chat_md_block *a = &x->blocks[i], *b = &y->blocks[i];
+    if (a->kind != b->kind || a->depth != b->depth || a->quote != b->quote || strcmp(a->marker, b->marker) ||
+        a->level != b->level || a->table != b->table || a->row != b->row || a->col != b->col ||
+        a->n_cols != b->n_cols || a->first_run != b->first_run || a->n_runs != b->n_runs)
+        return false;
+    for (int r = a->first_run; r < a->first_run + a->n_runs; r++) {
+        const chat_md_run *p = &x->runs[r], *q = &y->runs[r];
+        if (p->off != q->off || p->len != q->len || p->font != q->font || p->code_span != q->code_span ||
+            p->link != q->link || memcmp(tb_str(&x->text) + p->off, tb_str(&y->text) + q->off, p->len) ||
+            (p->link >= 0 && strcmp(x->links[p->link], y->links[q->link])))
+            return false;
+    }
+    return true;
+}
+
+/* The first block of nd that differs from od (a table row counts as one). */
+static int first_changed(const chat_md_doc *od, const chat_md_doc *nd) {
+    int k = 0;
+    while (k < od->n_blocks && k < nd->n_blocks && same_block(od, nd, k)) k++;
+    while (k > 0 && k < nd->n_blocks && nd->blocks[k].kind == CHAT_MD_CELL && nd->blocks[k - 1].kind == CHAT_MD_CELL &&
+           nd->blocks[k].table == nd->blocks[k - 1].table && nd->blocks[k].row == nd->blocks[k - 1].row)
+        k--;
+    return k;
+}
+
+/* Drops what blocks from k on laid out (they were added in block order). */
+static void layout_cut(chat_md_layout *l, const chat_md_doc *d, int k, int pad) {
+    int first_run = k < d->n_blocks ? d->blocks[k].first_run : d->n_runs, n = 0;
+    while (n < l->n_pieces && (l->pieces[n].run >= 0 ? l->pieces[n].run < first_run : -1 - l->pieces[n].run < k)) n++;
+    l->n_pieces = n;
+    for (n = 0; n < l->n_boxes && l->boxes[n].block < k;) n++;
+    l->n_boxes = n;
+    l->w = 0;
+    for (int i = 0; i < l->n_pieces; i++)
+        if (l->pieces[i].x - pad + l->pieces[i].w > l->w) l->w = l->pieces[i].x - pad + l->pieces[i].w;
+    for (int i = 0; i < l->n_boxes; i++)
+        if (l->boxes[i].r.x - pad + l->boxes[i].r.w > l->w) l->w = l->boxes[i].r.x - pad + l->boxes[i].r.w;
+}
+
+/* Parses the answer's Markdown and lays it out in width w, pad inside the
+ * bubble's edge. Blocks that parse as before at the same width keep their
+ * layout, so a streaming answer costs its last block per frame, not its length. */
+static void md_layout(const chat_app *a, chat_msg *m, int w, int pad) {
+    chat_md_doc nd = {0};
+    if (!chat_md_parse(&nd, tb_str(&m->text), m->text.len)) { /* out of memory: drawn empty */
+        chat_md_free(&m->md);
+        chat_md_layout_free(&m->lay);
+        return;
+    }
+    int k = m->lay.width == w ? first_changed(&m->md, &nd) : 0;
+    chat_md_free(&m->md);
+    m->md = nd;
+    if (!k) chat_md_layout_free(&m->lay);
+    layout_cut(&m->lay, &m->md, k, pad);
+    m->lay.width = w;
+    if (m->lay.cap_block_y < nd.n_blocks + 1) {
+        int *y = realloc(m->lay.block_y, sizeof *y * (size_t)(nd.n_blocks + 1));
+        if (!y) {
+            chat_md_layout_free(&m->lay);
+            return;
+        }
+        m->lay.block_y = y;
+        m->lay.cap_block_y = nd.n_blocks + 1;
+    }
+    md_lay L = {a, &m->md, &m->lay, pad};
+    const chat_md_doc *d = &m->md;
+    int lh = a->line_h, mono_h = TTF_FontLineSkip(a->mono), gap = a->line_h / 2;
+    int ind = px(a, 22), qind = px(a, 14), cpad = px(a, 8), y = k ? m->lay.block_y[k] : 0;
+    if (mono_h > lh) lh = mono_h;
+    for (int i = k; i < d->n_blocks; i++) {
+        const chat_md_block *b = &d->blocks[i];
+        const chat_md_block *prev = i ? &d->blocks[i - 1] : NULL;
+        m->lay.block_y[i] = y;
+        bool same_table = prev && prev->kind == CHAT_MD_CELL && b->kind == CHAT_MD_CELL && prev->table == b->table;
+        if (i && !same_table) y += b->kind == CHAT_MD_HEADING ? gap * 2 : b->depth && prev->depth ? gap / 2 : gap;
+        int x0 = b->quote * qind + b->depth * ind, bw = w - x0, h, first = i;
+        if (bw < px(a, 60)) bw = px(a, 60); /* too deep for the width: drawn clipped, never inverted */
+        switch (b->kind) {
+        case CHAT_MD_CODE: {
+            int head = a->small_h + px(a, 8);
+            h = lay_runs(&L, b, x0 + cpad, y + head, bw - 2 * cpad, mono_h) + head + cpad;
+            add_box(&L, (SDL_Rect){x0, y, bw, h}, CHAT_BOX_CODE, i);
+            int cw = text_w(a->small, "Copy", 4) + px(a, 14);
+            add_box(&L, (SDL_Rect){x0 + bw - cw - px(a, 4), y + px(a, 4), cw, a->small_h}, CHAT_BOX_COPY, i);
+            break;
+        }
+        case CHAT_MD_HEADING: h = lay_runs(&L, b, x0, y, bw, a->heading_h); break;
+        case CHAT_MD_RULE:
+            h = px(a, 9);
+            add_box(&L, (SDL_Rect){x0, y + px(a, 4), bw, 1}, CHAT_BOX_RULE, i);
+            break;
+        case CHAT_MD_CELL: h = lay_row(&L, i, x0, y, bw, lh, &i); break;
+        default: h = lay_runs(&L, b, x0, y, bw, lh); break;
+        }
+        if (*b->marker) add_piece(&L, x0 - ind + px(a, 4), y, 0, 0, 0, -1 - first);
+        for (int q = 0; q < b->quote; q++) add_box(&L, (SDL_Rect){q * qind, y, px(a, 3), h}, CHAT_BOX_QUOTE, first);
+        y += h;
+    }
+    m->lay.block_y[d->n_blocks] = y;
+    m->lay.relaid = d->n_blocks - k;
+    m->lay.h = y;
+}
+
 /* --------------------------------------------------------------- drawing */
 
 static void fill(chat_app *a, SDL_Rect r, uint32_t color) {
@@ -233,6 +472,7 @@ static void update_metrics(chat_app *a) {
 }
 
 static int label_h(const chat_app *a) { return a->small_h + px(a, 4); }
+static int action_h(const chat_app *a) { return a->line_h + px(a, 6); }
 
 static bool msg_note(const chat_app *a, const chat_msg *m, char *out, size_t cap, uint32_t *color) {
     *color = C_NOTE;
@@ -280,12 +520,14 @@ void chat_layout(chat_app *a) {
         int max_w = msg->role == CHAT_USER ? avail * 4 / 5 : avail;
         int wrap = max_w - 2 * pad;
         if (wrap < 20) wrap = 20;
+        bool md = msg->role == CHAT_ASSISTANT;
         if (msg->wrap_w != wrap) {
-            text_wrap(tb_str(&msg->text), msg->text.len, wrap, ttf_fit, a->font, &msg->lines);
+            if (md) md_layout(a, msg, wrap, pad);
+            else text_wrap(tb_str(&msg->text), msg->text.len, wrap, ttf_fit, a->font, &msg->lines);
             msg->wrap_w = wrap;
         }
-        int w = 0;
-        for (int k = 0; k < msg->lines.n; k++)
+        int w = md ? msg->lay.w : 0;
+        for (int k = 0; !md && k < msg->lines.n; k++)
             if (msg->lines.v[k].w > w) w = msg->lines.v[k].w;
         w += 2 * pad;
         if (w < px(a, 48)) w = px(a, 48);
@@ -293,11 +535,12 @@ void chat_layout(chat_app *a) {
         msg->w = w;
         msg->x = msg->role == CHAT_USER ? m + avail - w : m;
         msg->y = y + label_h(a);
-        msg->h = msg->lines.n * a->line_h + 2 * pad;
+        int text_h = md ? msg->lay.h : msg->lines.n * a->line_h;
+        msg->h = (text_h > a->line_h ? text_h : a->line_h) + 2 * pad;
         char note[256];
         uint32_t c;
         y = msg->y + msg->h + (msg_note(a, msg, note, sizeof note, &c) ? a->small_h + px(a, 4) : 0) +
-            px(a, 14);
+            (chat_msg_action(a, i) ? action_h(a) + px(a, 4) : 0) + px(a, 14);
     }
     a->content_h = y + m;
     int max_scroll = a->content_h - a->view_h;
@@ -360,6 +603,46 @@ static void draw_empty(chat_app *a) {
     draw_para(a, a->font, C_MUTED, box, text, true);
 }
 
+/* An answer's laid-out Markdown in the bubble at (x, y): boxes under the text, then the
+ * pieces in view (a long answer has many; only those in the clip are drawn). */
+static void draw_md(chat_app *a, const chat_msg *m, int x, int y) {
+    const chat_md_layout *l = &m->lay;
+    SDL_Rect clip = a->r_transcript;
+    int top = clip.y - y - a->heading_h, bottom = clip.y + clip.h - y;
+    for (int i = 0; i < l->n_boxes; i++) {
+        const chat_md_box *bx = &l->boxes[i];
+        if (bx->r.y + bx->r.h < top || bx->r.y > bottom) continue;
+        SDL_Rect r = {x + bx->r.x, y + bx->r.y, bx->r.w, bx->r.h};
+        switch (bx->kind) {
+        case CHAT_BOX_CODE: fill(a, r, C_CODE_BG); outline(a, r, C_CODE_LINE, 1); break;
+        case CHAT_BOX_COPY:
+            fill(a, r, C_WHITE);
+            outline(a, r, C_CODE_LINE, 1);
+            draw_text(a, a->small, C_MUTED, r.x + px(a, 7), r.y, "Copy", 4);
+            break;
+        case CHAT_BOX_QUOTE: fill(a, r, C_QUOTE); break;
+        case CHAT_BOX_RULE: fill(a, r, C_LINE); break;
+        case CHAT_BOX_CELL: outline(a, r, C_CODE_LINE, 1); break;
+        }
+    }
+    const char *text = tb_str(&m->md.text);
+    for (int i = 0; i < l->n_pieces; i++) {
+        const chat_md_piece *p = &l->pieces[i];
+        if (p->y < top || p->y > bottom) continue;
+        if (p->run < 0) {
+            const char *mk = m->md.blocks[-1 - p->run].marker;
+            draw_text(a, a->font, C_MUTED, x + p->x, y + p->y, mk, strlen(mk));
+            continue;
+        }
+        const chat_md_run *r = &m->md.runs[p->run];
+        TTF_Font *font = chat_md_ttf(a, r->font);
+        int lh = TTF_FontLineSkip(font);
+        if (r->code_span) fill(a, (SDL_Rect){x + p->x - 1, y + p->y, p->w + 2, lh}, C_CODE_BG);
+        draw_text(a, font, r->link >= 0 ? C_ACCENT : C_TEXT, x + p->x, y + p->y, text + p->off, p->len);
+        if (r->link >= 0) fill(a, (SDL_Rect){x + p->x, y + p->y + lh - px(a, 3), p->w, 1}, C_ACCENT);
+    }
+}
+
 static void draw_messages(chat_app *a) {
     SDL_Rect clip = a->r_transcript;
     SDL_RenderSetClipRect(a->ren, &clip);
@@ -376,7 +659,8 @@ static void draw_messages(chat_app *a) {
         fill(a, b, m->role == CHAT_USER ? C_USER : C_BOT);
         outline(a, b, i == a->selected ? C_ACCENT : C_LINE, i == a->selected ? px(a, 2) : 1);
         const char *s = tb_str(&m->text);
-        for (int k = 0; k < m->lines.n; k++) {
+        if (m->role == CHAT_ASSISTANT) draw_md(a, m, b.x, b.y);
+        for (int k = 0; m->role == CHAT_USER && k < m->lines.n; k++) {
             int ly = b.y + pad + k * a->line_h;
             if (ly + a->line_h < clip.y || ly > clip.y + clip.h) continue;
             draw_text(a, a->font, C_TEXT, b.x + pad, ly, s + m->lines.v[k].off, m->lines.v[k].len);
@@ -390,10 +674,18 @@ static void draw_messages(chat_app *a) {
         }
         char note[256];
         uint32_t c;
+        int below = b.y + b.h + px(a, 4);
         if (msg_note(a, m, note, sizeof note, &c)) {
             int nw = text_w(a->small, note, strlen(note));
             int nx = m->role == CHAT_USER ? b.x + b.w - nw : b.x;
             draw_text(a, a->small, c, nx, b.y + b.h + px(a, 3), note, strlen(note));
+            below += a->small_h + px(a, 4);
+        }
+        int act = chat_msg_action(a, i);
+        if (act && below >= clip.y && below + action_h(a) <= clip.y + clip.h) {
+            const char *label = act == CHAT_ACT_EDIT ? "Edit and resend" : "Regenerate";
+            int right = m->role == CHAT_USER ? -(b.x + b.w) : b.x;
+            button(a, right, below, action_h(a), label, C_BTN, C_TEXT, act, i);
         }
     }
     if (a->r_scroll_thumb.h) {
@@ -425,6 +717,76 @@ static void draw_notices(chat_app *a) {
     }
 }
 
+/* While a sent message is being edited, the bottom of the transcript says so. */
+static void draw_edit_banner(chat_app *a) {
+    if (!a->editing) return;
+    static const char text[] = "Editing a sent message: Enter sends it again and drops everything after it; "
+                               "Esc cancels.";
+    int m = px(a, 16), pad = px(a, 6);
+    SDL_Rect tr = {m + pad, 0, a->r_transcript.w - 2 * m - 2 * pad, 0};
+    int th = draw_para(a, a->small, 0, tr, text, false);
+    SDL_Rect r = {m, a->r_transcript.y + a->r_transcript.h - th - 2 * pad, tr.w + 2 * pad, th + 2 * pad};
+    fill(a, r, C_INFO_BG);
+    outline(a, r, C_ACCENT, 1);
+    tr.y = r.y + pad;
+    draw_para(a, a->small, C_INFO, tr, text, true);
+}
+
+/* A clicked link is opened only after the user saw where it goes. */
+static void draw_link_prompt(chat_app *a) {
+    if (!a->link_url) return;
+    int m = px(a, 16), pad = px(a, 8), w = a->r_transcript.w - 2 * m - px(a, 16);
+    int bh = a->line_h + px(a, 8);
+    char text[1200];
+    snprintf(text, sizeof text, "Open this link in the browser?\n%s", a->link_url);
+    SDL_Rect tr = {m + pad, 0, w - 2 * pad, 0};
+    int th = draw_para(a, a->font, 0, tr, text, false);
+    SDL_Rect r = {m, a->r_transcript.y + a->r_transcript.h - th - bh - 3 * pad, w, th + bh + 3 * pad};
+    fill(a, r, C_INFO_BG);
+    outline(a, r, C_ACCENT, 1);
+    tr.y = r.y + pad;
+    draw_para(a, a->font, C_INFO, tr, text, true);
+    int by = tr.y + th + pad;
+    SDL_Rect open = button(a, r.x + pad, by, bh, "Open", C_ACCENT, C_WHITE, CHAT_ACT_OPEN_LINK, 0);
+    button(a, open.x + open.w + px(a, 8), by, bh, "Cancel", C_BTN, C_TEXT, CHAT_ACT_CANCEL_LINK, 0);
+}
+
+/* Wraps an edit field's text s (n bytes) for r and returns the first row shown:
+ * the rows around the caret when the text is taller than the field. */
+static int field_lines(chat_app *a, const char *s, size_t n, size_t caret, SDL_Rect r, text_lines *tl) {
+    int pad = px(a, 10);
+    text_wrap(s, n, r.w - 2 * pad, ttf_fit, a->font, tl);
+    int cl = text_line_of(tl, caret), rows = (r.h - 2 * pad) / a->line_h;
+    return cl - rows + 1 > 0 ? cl - rows + 1 : 0;
+}
+
+size_t chat_field_offset(chat_app *a, const text_field *f, SDL_Rect r, int x, int y) {
+    int pad = px(a, 10);
+    const char *s = tb_str(&f->text);
+    text_lines tl = {0};
+    int first = field_lines(a, s, f->text.len, f->cursor, r, &tl);
+    int i = first + (y - r.y - pad) / a->line_h;
+    if (y < r.y + pad) i = first;
+    if (i >= tl.n) i = tl.n - 1;
+    size_t off = f->text.len;
+    if (i >= 0) {
+        const text_line *l = &tl.v[i];
+        /* The code point boundary nearest to x: past a glyph's middle is after it. */
+        size_t p = l->off, end = l->off + l->len;
+        int prev_w = 0;
+        while (p < end) {
+            size_t q = utf8_next(s, end, p);
+            int w = text_w(a->font, s + l->off, q - l->off);
+            if (x - r.x - pad < (prev_w + w) / 2) break;
+            prev_w = w;
+            p = q;
+        }
+        off = p;
+    }
+    text_lines_free(&tl);
+    return off;
+}
+
 /* An edit field: wrapped text with the IME composition inline (underlined) and
  * a caret when focused. Shows the rows around the caret when it is taller. */
 static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus, const char *placeholder) {
@@ -441,14 +803,19 @@ static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus,
         draw_text(a, a->font, C_MUTED, r.x + pad, r.y + pad, placeholder, strlen(placeholder));
     }
     text_lines tl = {0};
-    text_wrap(s, n, r.w - 2 * pad, ttf_fit, a->font, &tl);
-    size_t caret = f->cursor + clen;
-    int cl = text_line_of(&tl, caret), rows = (r.h - 2 * pad) / a->line_h;
-    int first = cl - rows + 1 > 0 ? cl - rows + 1 : 0;
+    size_t caret = f->cursor + clen, sb = 0, se = 0;
+    int first = field_lines(a, s, n, caret, r, &tl), rows = (r.h - 2 * pad) / a->line_h;
+    if (!clen) tf_selection(f, &sb, &se);
     SDL_RenderSetClipRect(a->ren, &r);
     for (int i = first; i < tl.n && i < first + rows; i++) {
         int y = r.y + pad + (i - first) * a->line_h;
         const text_line *l = &tl.v[i];
+        size_t s0 = sb > l->off ? sb : l->off, s1 = se < l->off + l->len ? se : l->off + l->len;
+        if (s0 < s1 || (sb < se && sb <= l->off && se > l->off + l->len)) { /* the line's selected part (and its '\n') */
+            int x0 = text_w(a->font, s + l->off, s0 - l->off), x1 = text_w(a->font, s + l->off, s1 - l->off);
+            if (se > l->off + l->len) x1 += px(a, 5);
+            fill(a, (SDL_Rect){r.x + pad + x0, y, x1 - x0, a->line_h}, C_SEL);
+        }
         draw_text(a, a->font, C_TEXT, r.x + pad, y, s + l->off, l->len);
         /* underline the part of the composition on this line */
         size_t c0 = f->cursor > l->off ? f->cursor : l->off, c1 = caret < l->off + l->len ? caret : l->off + l->len;
@@ -457,7 +824,7 @@ static void draw_field(chat_app *a, const text_field *f, SDL_Rect r, bool focus,
             fill(a, (SDL_Rect){r.x + pad + x0, y + a->line_h - px(a, 2), x1 - x0, px(a, 1) > 0 ? px(a, 1) : 1},
                  C_TEXT);
         }
-        if (focus && i == cl) {
+        if (focus && i == text_line_of(&tl, caret)) {
             size_t at = caret < l->off ? l->off : caret;
             int cx = text_w(a->font, s + l->off, at - l->off);
             fill(a, (SDL_Rect){r.x + pad + cx, y + px(a, 2), px(a, 2) > 0 ? px(a, 2) : 1, a->line_h - px(a, 4)},
@@ -531,7 +898,7 @@ static void draw_panel(chat_app *a) {
     static const char help[] =
         "Enter sends, Shift+Enter adds a line. Esc stops the answer. Click a message and "
         "Ctrl+C copies it; Ctrl+V pastes. Up/Down recall what you sent. Ctrl+E exports "
-        "Markdown, Ctrl+N starts a new chat, F2 shows or hides these settings. Drop a .gguf "
+        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, F2 shows or hides these settings. Drop a .gguf "
         "to load it or a .txt/.md to summarize it.";
     if (y < bottom - px(a, 40)) draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, help, true);
 }
@@ -576,6 +943,8 @@ int chat_draw_frame(chat_app *a) {
     if (a->n_msgs) draw_messages(a);
     else draw_empty(a);
     draw_notices(a);
+    draw_edit_banner(a);
+    draw_link_prompt(a);
     draw_toolbar(a);
     const char *ph = !a->loaded && !a->loads_pending ? "Drop a .gguf model file on the window to start"
                                                       : "Message (Enter sends, Shift+Enter adds a line)";

@@ -15,5 +15,7 @@ bool chat_font_find(const char *pattern, const char *fallback, char *out, size_t
 #define CHAT_FONT_REGULAR_PATH "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 #define CHAT_FONT_BOLD "DejaVu Sans:bold"
 #define CHAT_FONT_BOLD_PATH "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+#define CHAT_FONT_MONO "DejaVu Sans Mono"
+#define CHAT_FONT_MONO_PATH "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 
 #endif

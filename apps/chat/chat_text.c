@@ -123,42 +123,92 @@ char *utf8_clean(const char *s, size_t n, size_t *out_len) {
     return out;
 }
 
+bool tf_selection(const text_field *f, size_t *begin, size_t *end) {
+    size_t a = f->anchor < f->text.len ? f->anchor : f->text.len;
+    *begin = a < f->cursor ? a : f->cursor;
+    *end = a < f->cursor ? f->cursor : a;
+    return *begin < *end;
+}
+
+static bool erase_selection(text_field *f) {
+    size_t b, e;
+    if (!tf_selection(f, &b, &e)) return false;
+    tb_erase(&f->text, b, e - b);
+    f->cursor = f->anchor = b;
+    return true;
+}
+
 bool tf_insert(text_field *f, const char *s, size_t n) {
     size_t len;
     char *clean = utf8_clean(s, n, &len);
+    if (clean) erase_selection(f);
     bool ok = clean && tb_insert(&f->text, f->cursor, clean, len);
     if (ok) f->cursor += len;
+    f->anchor = f->cursor;
     free(clean);
     return ok;
 }
 
 void tf_backspace(text_field *f) {
+    if (erase_selection(f)) return;
     size_t p = utf8_prev(tb_str(&f->text), f->cursor);
     tb_erase(&f->text, p, f->cursor - p);
-    f->cursor = p;
+    f->cursor = f->anchor = p;
 }
 
 void tf_delete(text_field *f) {
+    if (erase_selection(f)) return;
     size_t n = utf8_next(tb_str(&f->text), f->text.len, f->cursor);
     tb_erase(&f->text, f->cursor, n - f->cursor);
+    f->anchor = f->cursor;
 }
 
-void tf_left(text_field *f) { f->cursor = utf8_prev(tb_str(&f->text), f->cursor); }
-void tf_right(text_field *f) { f->cursor = utf8_next(tb_str(&f->text), f->text.len, f->cursor); }
+void tf_move_to(text_field *f, size_t pos, bool extend) {
+    const char *s = tb_str(&f->text);
+    if (pos > f->text.len) pos = f->text.len;
+    while (pos && (s[pos] & 0xC0) == 0x80) pos--;
+    f->cursor = pos;
+    if (!extend) f->anchor = pos;
+}
+
+void tf_left(text_field *f) { tf_move_to(f, utf8_prev(tb_str(&f->text), f->cursor), false); }
+void tf_right(text_field *f) { tf_move_to(f, utf8_next(tb_str(&f->text), f->text.len, f->cursor), false); }
 
 void tf_home(text_field *f) {
     const char *s = tb_str(&f->text);
-    while (f->cursor && s[f->cursor - 1] != '\n') f->cursor--;
+    size_t p = f->cursor;
+    while (p && s[p - 1] != '\n') p--;
+    tf_move_to(f, p, false);
 }
 
 void tf_end(text_field *f) {
     const char *s = tb_str(&f->text);
-    while (f->cursor < f->text.len && s[f->cursor] != '\n') f->cursor++;
+    size_t p = f->cursor;
+    while (p < f->text.len && s[p] != '\n') p++;
+    tf_move_to(f, p, false);
+}
+
+static bool is_space(char c) { return c == ' ' || c == '\n'; }
+
+void tf_word_left(text_field *f) {
+    const char *s = tb_str(&f->text);
+    size_t p = f->cursor;
+    while (p && is_space(s[p - 1])) p--;
+    while (p && !is_space(s[p - 1])) p--;
+    tf_move_to(f, p, false);
+}
+
+void tf_word_right(text_field *f) {
+    const char *s = tb_str(&f->text);
+    size_t p = f->cursor;
+    while (p < f->text.len && !is_space(s[p])) p++;
+    while (p < f->text.len && is_space(s[p])) p++;
+    tf_move_to(f, p, false);
 }
 
 bool tf_set(text_field *f, const char *s) {
     f->compose[0] = 0;
-    f->cursor = 0;
+    f->cursor = f->anchor = 0;
     tb_set(&f->text, "", 0);
     return tf_insert(f, s, strlen(s));
 }

@@ -30,11 +30,13 @@ size_t utf8_floor(const char *s, size_t n);
  * Caller frees. */
 char *utf8_clean(const char *s, size_t n, size_t *out_len);
 
-/* An edit field: the text, the cursor (byte offset) and the IME's uncommitted
- * composition, drawn at the cursor but not part of the text. */
+/* An edit field: the text, the cursor (byte offset), the selection's other
+ * end (anchor == cursor: nothing selected) and the IME's uncommitted
+ * composition, drawn at the cursor but not part of the text. Typing, Backspace
+ * and Delete replace a selection; every move without extend drops it. */
 typedef struct text_field {
     text_buf text;
-    size_t cursor;
+    size_t cursor, anchor;
     char compose[128];
 } text_field;
 
@@ -45,6 +47,11 @@ void tf_left(text_field *f);
 void tf_right(text_field *f);
 void tf_home(text_field *f); /* start of the cursor's line */
 void tf_end(text_field *f);
+void tf_word_left(text_field *f);  /* to the start of this or the previous word */
+void tf_word_right(text_field *f); /* past this word and the spaces after it */
+/* Cursor to pos (backed off to a code point's start); extend keeps the anchor. */
+void tf_move_to(text_field *f, size_t pos, bool extend);
+bool tf_selection(const text_field *f, size_t *begin, size_t *end); /* false: none */
 bool tf_set(text_field *f, const char *s); /* cursor at the end */
 void tf_free(text_field *f);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "chat_app.h"
@@ -80,14 +81,19 @@ chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const
     return &a->msgs[at];
 }
 
-void chat_msgs_clear(chat_app *a) {
-    for (int i = 0; i < a->n_msgs; i++) {
+/* Removes the messages from index `from` on. */
+static void msgs_drop_from(chat_app *a, int from) {
+    for (int i = from; i < a->n_msgs; i++) {
         tb_free(&a->msgs[i].text);
         text_lines_free(&a->msgs[i].lines);
+        chat_md_free(&a->msgs[i].md);
+        chat_md_layout_free(&a->msgs[i].lay);
     }
-    a->n_msgs = 0;
-    a->selected = -1;
+    a->n_msgs = from;
+    if (a->selected >= from) a->selected = -1;
 }
+
+void chat_msgs_clear(chat_app *a) { msgs_drop_from(a, 0); }
 
 static chat_msg *msg_by_id(chat_app *a, int id) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
@@ -202,11 +208,51 @@ bool chat_app_send(chat_app *a) {
     size_t b = 0, e = a->input.text.len;
     while (s[b] == ' ' || s[b] == '\n') b++;
     while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\n')) e--;
+    const chat_msg *edited = a->editing ? msg_by_id(a, a->editing) : NULL;
+    a->editing = 0;
+    if (edited) {
+        /* The answer being written, if any, follows the edited message: it goes too. */
+        if (a->answering) chat_worker_stop(a->worker, a->answering);
+        msgs_drop_from(a, (int)(edited - a->msgs));
+    }
     if (!send_text(a, s + b, e - b)) return false;
     history_push(a, tb_str(&a->input.text));
     tf_set(&a->input, "");
     chat_app_save(a);
     return true;
+}
+
+bool chat_app_regenerate(chat_app *a) {
+    int n = a->n_msgs;
+    if (a->answering || !a->loaded || a->loads_pending || n < 2 || a->msgs[n - 1].role != CHAT_ASSISTANT ||
+        a->msgs[n - 2].role != CHAT_USER)
+        return false;
+    msgs_drop_from(a, n - 1);
+    a->msgs[n - 2].state = CHAT_QUEUED;
+    start_next_answer(a);
+    chat_app_save(a);
+    return true;
+}
+
+void chat_app_edit(chat_app *a, int i) {
+    if (i < 0 || i >= a->n_msgs || a->msgs[i].role != CHAT_USER) return;
+    a->editing = a->msgs[i].id;
+    tf_set(&a->input, tb_str(&a->msgs[i].text));
+    a->focus = CHAT_FOCUS_INPUT;
+    a->selected = -1;
+}
+
+void chat_app_edit_cancel(chat_app *a) {
+    a->editing = 0;
+    tf_set(&a->input, "");
+}
+
+int chat_msg_action(const chat_app *a, int i) {
+    const chat_msg *m = &a->msgs[i];
+    if (m->role == CHAT_ASSISTANT && i == a->n_msgs - 1 && !a->answering && a->loaded && i > 0)
+        return CHAT_ACT_REGENERATE;
+    if (m->role == CHAT_USER && i == a->selected && m->state == CHAT_DONE && !a->editing) return CHAT_ACT_EDIT;
+    return 0;
 }
 
 void chat_app_stop(chat_app *a) {
@@ -218,6 +264,7 @@ void chat_app_stop(chat_app *a) {
 void chat_app_new_chat(chat_app *a) {
     if (a->answering) chat_worker_stop(a->worker, a->answering);
     a->answering = 0;
+    a->editing = 0;
     chat_app_save(a);
     chat_msgs_clear(a);
     free(a->chat_path);
@@ -398,6 +445,7 @@ static void on_done(chat_app *a, const chat_ev *e) {
     if (e->ctx_total) {
         a->ctx_used = e->ctx_used;
         a->ctx_total = e->ctx_total;
+        a->ctx_kept = e->ctx_kept;
     }
     if (e->n_tokens) {
         a->tok_per_s = e->tok_per_s;
@@ -498,8 +546,16 @@ static text_field *focused(chat_app *a) {
 }
 
 static void copy(chat_app *a) {
+    text_field *f = focused(a);
+    size_t b, e;
+    if (tf_selection(f, &b, &e)) {
+        char *sel = strndup(tb_str(&f->text) + b, e - b);
+        if (!sel || SDL_SetClipboardText(sel) != 0) chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
+        free(sel);
+        return;
+    }
     const char *s = a->selected >= 0 && a->selected < a->n_msgs ? tb_str(&a->msgs[a->selected].text)
-                                                                : tb_str(&focused(a)->text);
+                                                                : tb_str(&f->text);
     if (*s && SDL_SetClipboardText(s) != 0)
         chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
 }
@@ -522,6 +578,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
     bool ctrl = k->keysym.mod & KMOD_CTRL, shift = k->keysym.mod & KMOD_SHIFT;
     if (f->compose[0]) return; /* the IME owns the keys while composing */
     int page = a->view_h * 9 / 10;
+    size_t anchor = f->anchor; /* Shift with a move extends the selection */
     switch (k->keysym.sym) {
     case SDLK_RETURN:
     case SDLK_KP_ENTER:
@@ -534,15 +591,24 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         break;
     case SDLK_ESCAPE:
         if (a->answering) chat_app_stop(a);
+        else if (a->editing) chat_app_edit_cancel(a);
         else if (a->n_notices) dismiss(a, a->n_notices - 1);
         else a->selected = -1;
         break;
     case SDLK_BACKSPACE: tf_backspace(f); edited(a, f); break;
     case SDLK_DELETE: tf_delete(f); edited(a, f); break;
-    case SDLK_LEFT: tf_left(f); break;
-    case SDLK_RIGHT: tf_right(f); break;
-    case SDLK_HOME: if (ctrl) chat_scroll_to(a, 0); else tf_home(f); break;
-    case SDLK_END: if (ctrl) chat_scroll_to(a, INT_MAX); else tf_end(f); break;
+    case SDLK_LEFT: if (ctrl) tf_word_left(f); else tf_left(f); if (shift) f->anchor = anchor; break;
+    case SDLK_RIGHT: if (ctrl) tf_word_right(f); else tf_right(f); if (shift) f->anchor = anchor; break;
+    case SDLK_HOME:
+        if (ctrl) chat_scroll_to(a, 0);
+        else tf_home(f);
+        if (shift) f->anchor = anchor;
+        break;
+    case SDLK_END:
+        if (ctrl) chat_scroll_to(a, INT_MAX);
+        else tf_end(f);
+        if (shift) f->anchor = anchor;
+        break;
     case SDLK_UP: if (f == &a->input) history_move(a, -1); break;
     case SDLK_DOWN: if (f == &a->input) history_move(a, 1); break;
     case SDLK_PAGEUP: chat_scroll_to(a, a->scroll - page); break;
@@ -557,6 +623,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         case SDLK_c: copy(a); break;
         case SDLK_v: paste(a); edited(a, f); break;
         case SDLK_n: chat_app_new_chat(a); break;
+        case SDLK_r: chat_app_regenerate(a); break;
         case SDLK_e: chat_app_export(a); break;
         case SDLK_COMMA: a->panel_open = !a->panel_open; break;
         case SDLK_q: a->quit = true; break;
@@ -578,6 +645,10 @@ static void do_action(chat_app *a, const chat_button *b) {
     case CHAT_ACT_DISMISS: dismiss(a, b->arg); break;
     case CHAT_ACT_STEP: chat_setting_step(a, b->arg / 2, b->arg % 2 ? 1 : -1); break;
     case CHAT_ACT_APPLY: chat_app_apply_settings(a); break;
+    case CHAT_ACT_OPEN_LINK: chat_app_open_link(a); break;
+    case CHAT_ACT_CANCEL_LINK: free(a->link_url); a->link_url = NULL; break;
+    case CHAT_ACT_REGENERATE: chat_app_regenerate(a); break;
+    case CHAT_ACT_EDIT: chat_app_edit(a, b->arg); break;
     case CHAT_ACT_LOAD_ASKED:
         if (*a->ask_model) load(a, a->ask_model);
         dismiss(a, b->arg);
@@ -591,6 +662,62 @@ static void drag_to(chat_app *a, int y) {
     int range = a->content_h - a->view_h;
     if (track <= 0 || range <= 0) return;
     chat_scroll_to(a, (int)((int64_t)(y - a->drag_grab - a->r_scroll_track.y) * range / track));
+}
+
+/* A click at (x, y) from an answer's bubble's top left: Copy copies its code block, a
+ * link asks whether to open it. */
+static void md_click(chat_app *a, const chat_msg *m, int x, int y) {
+    SDL_Point pt = {x, y};
+    for (int i = 0; i < m->lay.n_boxes; i++) {
+        const chat_md_box *b = &m->lay.boxes[i];
+        if (b->kind != CHAT_BOX_COPY || !SDL_PointInRect(&pt, &b->r)) continue;
+        size_t n;
+        const char *code = chat_md_code(&m->md, b->block, &n);
+        char *s = strndup(code, n);
+        if (!s || SDL_SetClipboardText(s) != 0) chat_app_notice(a, true, "Cannot copy: %s", SDL_GetError());
+        free(s);
+        return;
+    }
+    for (int i = 0; i < m->lay.n_pieces; i++) {
+        const chat_md_piece *p = &m->lay.pieces[i];
+        if (p->run < 0 || m->md.runs[p->run].link < 0) continue;
+        TTF_Font *f = chat_md_ttf(a, m->md.runs[p->run].font);
+        SDL_Rect r = {p->x, p->y, p->w, TTF_FontLineSkip(f)};
+        if (!SDL_PointInRect(&pt, &r)) continue;
+        free(a->link_url);
+        a->link_url = strdup(m->md.links[m->md.runs[p->run].link]);
+        return;
+    }
+}
+
+/* xdg-open in a grandchild: the browser it starts may run for hours, and a
+ * grandchild is adopted by init, so no zombie waits on this process. */
+bool chat_app_open_link(chat_app *a) {
+    char *url = a->link_url;
+    a->link_url = NULL;
+    if (!url) return false;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            execlp("xdg-open", "xdg-open", url, (char *)NULL);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    bool ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!ok) chat_app_notice(a, true, "Cannot start xdg-open for %s.", url);
+    free(url);
+    return ok;
+}
+
+/* A press in an edit field puts the caret there (Shift extends the selection);
+ * dragging selects. */
+static void field_press(chat_app *a, int focus, int x, int y, bool extend) {
+    a->focus = focus;
+    text_field *f = focus == CHAT_FOCUS_SYSTEM ? &a->system : &a->input;
+    tf_move_to(f, chat_field_offset(a, f, focus == CHAT_FOCUS_SYSTEM ? a->r_system : a->r_input, x, y), extend);
+    a->selecting = true;
 }
 
 static void on_click(chat_app *a, int x, int y) {
@@ -608,12 +735,13 @@ static void on_click(chat_app *a, int x, int y) {
         chat_scroll_to(a, a->scroll + (y < a->r_scroll_thumb.y ? -1 : 1) * a->view_h * 9 / 10);
         return;
     }
+    bool shift = SDL_GetModState() & KMOD_SHIFT;
     if (inside(&a->r_input, x, y)) {
-        a->focus = CHAT_FOCUS_INPUT;
+        field_press(a, CHAT_FOCUS_INPUT, x, y, shift);
         return;
     }
     if (a->panel_open && inside(&a->r_system, x, y)) {
-        a->focus = CHAT_FOCUS_SYSTEM;
+        field_press(a, CHAT_FOCUS_SYSTEM, x, y, shift);
         return;
     }
     if (inside(&a->r_transcript, x, y)) {
@@ -621,7 +749,10 @@ static void on_click(chat_app *a, int x, int y) {
         a->selected = -1;
         for (int i = 0; i < a->n_msgs; i++) {
             const chat_msg *m = &a->msgs[i];
-            if (cy >= m->y && cy < m->y + m->h && cx >= m->x && cx < m->x + m->w) a->selected = i;
+            if (cy >= m->y && cy < m->y + m->h && cx >= m->x && cx < m->x + m->w) {
+                a->selected = i;
+                if (m->role == CHAT_ASSISTANT) md_click(a, m, cx - m->x, cy - m->y);
+            }
         }
     }
 }
@@ -659,9 +790,14 @@ void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
         on_click(a, x, y);
         break;
     case SDL_MOUSEMOTION:
-        if (a->dragging) drag_to(a, (int)(e->motion.y * a->px_per_coord));
+        x = (int)(e->motion.x * a->px_per_coord);
+        y = (int)(e->motion.y * a->px_per_coord);
+        if (a->dragging) drag_to(a, y);
+        else if (a->selecting)
+            tf_move_to(focused(a), chat_field_offset(a, focused(a), focused(a) == &a->system ? a->r_system : a->r_input,
+                                                     x, y), true);
         break;
-    case SDL_MOUSEBUTTONUP: a->dragging = false; break;
+    case SDL_MOUSEBUTTONUP: a->dragging = a->selecting = false; break;
     case SDL_DROPFILE:
         chat_app_open_file(a, e->drop.file);
         SDL_free(e->drop.file);
@@ -775,6 +911,7 @@ void chat_app_destroy(chat_app *a) {
     free(a->devices);
     free(a->chats_dir);
     free(a->chat_path);
+    free(a->link_url);
     chat_text_cache_clear(a);
     chat_fonts_close(a);
     if (a->ren) SDL_DestroyRenderer(a->ren);

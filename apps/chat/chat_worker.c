@@ -335,6 +335,7 @@ static void run_gen(chat_worker *w, job *j) {
     if (keep == n) keep--; /* one token must run to give logits */
     phivk_status st = phivk_session_truncate(w->sess, keep);
     w->n_cached = keep;
+    done->ctx_kept = keep;
     if (st == PHIVK_OK) st = decode(w, j->msg_id, ids + keep, (int32_t)(n - keep));
     if (st != PHIVK_OK) {
         w->n_cached = phivk_session_pos(w->sess);

@@ -17,7 +17,7 @@ typedef enum chat_ev_kind {
     CHAT_EV_LOAD_FAILED, /* text = reason, path */
     CHAT_EV_FIT,         /* msg_id's content was cut: text = what is kept, note */
     CHAT_EV_TEXT,        /* msg_id, text: more of the answer */
-    CHAT_EV_DONE,        /* msg_id, n_tokens, tok_per_s, stopped, status (+ text = reason), ctx_used */
+    CHAT_EV_DONE,        /* msg_id, n_tokens, tok_per_s, stopped, status (+ text = reason), ctx_used, ctx_kept */
 } chat_ev_kind;
 
 typedef struct chat_ev {
@@ -29,6 +29,7 @@ typedef struct chat_ev {
     uint64_t done, total;
     char device[256], path[1024];
     int32_t ctx_used, ctx_total;
+    int32_t ctx_kept;    /* the cached tokens the answer's prompt shared, kept instead of read again */
     int32_t n_tokens;
     double tok_per_s;
     bool stopped;
