@@ -76,43 +76,43 @@ static uint64_t le_u64(const uint8_t *p, unsigned n) {
 
 static uint64_t rd_left(const rd *r) { return r->size - r->pos; }
 
-static pvk_status rd_need(rd *r, uint64_t n, const char *what) {
+static phivk_status rd_need(rd *r, uint64_t n, const char *what) {
     if (n > rd_left(r))
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: truncated: %s at offset %" PRIu64 " needs %" PRIu64
                         " bytes, only %" PRIu64 " remain (file size %" PRIu64 ")",
                         r->name, what, r->pos, n, rd_left(r), r->size);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status rd_uint(rd *r, unsigned bytes, uint64_t *out, const char *what) {
-    pvk_status st = rd_need(r, bytes, what);
+static phivk_status rd_uint(rd *r, unsigned bytes, uint64_t *out, const char *what) {
+    phivk_status st = rd_need(r, bytes, what);
     if (st) return st;
     *out = le_u64(r->b + r->pos, bytes);
     r->pos += bytes;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status rd_u32(rd *r, uint32_t *out, const char *what) {
+static phivk_status rd_u32(rd *r, uint32_t *out, const char *what) {
     uint64_t v = 0;
-    pvk_status st = rd_uint(r, 4, &v, what);
+    phivk_status st = rd_uint(r, 4, &v, what);
     *out = (uint32_t)v;
     return st;
 }
 
-static pvk_status rd_str(rd *r, gguf_str *out, const char *what) {
+static phivk_status rd_str(rd *r, gguf_str *out, const char *what) {
     uint64_t at = r->pos, len;
-    pvk_status st = rd_uint(r, 8, &len, what);
+    phivk_status st = rd_uint(r, 8, &len, what);
     if (st) return st;
     if (len > rd_left(r))
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: %s at offset %" PRIu64 " has length %" PRIu64
                         " but only %" PRIu64 " bytes remain (file size %" PRIu64 ")",
                         r->name, what, at, len, rd_left(r), r->size);
     out->ptr = (const char *)r->b + r->pos;
     out->len = len;
     r->pos += len;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* A file's string, made safe to print: at most 64 bytes, non-printable bytes as '?'. */
@@ -167,65 +167,65 @@ static uint64_t hash_slot(const gguf_file *f, const uint32_t *table, uint64_t ma
 
 /* ------------------------------------------------------------------ values */
 
-static pvk_status rd_array_body(rd *r, uint32_t et, uint64_t n, int depth, gguf_str *strs,
+static phivk_status rd_array_body(rd *r, uint32_t et, uint64_t n, int depth, gguf_str *strs,
                                 const char *key);
 
-static pvk_status rd_array_header(rd *r, uint32_t *et, uint64_t *n, const char *key) {
-    pvk_status st = rd_u32(r, et, "array element type");
+static phivk_status rd_array_header(rd *r, uint32_t *et, uint64_t *n, const char *key) {
+    phivk_status st = rd_u32(r, et, "array element type");
     if (!st) st = rd_uint(r, 8, n, "array length");
     if (st) return st;
     if (!vtype_valid(*et))
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: key '%s': unknown array element type %" PRIu32 " at offset %" PRIu64,
                         r->name, key, *et, r->pos - 12);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status rd_array_body(rd *r, uint32_t et, uint64_t n, int depth, gguf_str *strs,
+static phivk_status rd_array_body(rd *r, uint32_t et, uint64_t n, int depth, gguf_str *strs,
                                 const char *key) {
     uint64_t at = r->pos;
     uint64_t min = et == GGUF_STRING ? 8 : et == GGUF_ARRAY ? GGUF_ARRAY_HEADER_BYTES : vtype_size[et];
     if (n > rd_left(r) / min)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: key '%s': array of %" PRIu64 " elements at offset %" PRIu64
                         " cannot fit in the %" PRIu64 " bytes that remain",
                         r->name, key, n, at, rd_left(r));
     if (et == GGUF_STRING) {
         for (uint64_t i = 0; i < n; i++) {
             gguf_str s;
-            pvk_status st = rd_str(r, &s, "array string");
+            phivk_status st = rd_str(r, &s, "array string");
             if (st) return st;
             if (strs) strs[i] = s;
         }
     } else if (et == GGUF_ARRAY) {
         if (depth >= GGUF_MAX_ARRAY_DEPTH)
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: key '%s': arrays nested deeper than %d at offset %" PRIu64,
                             r->name, key, GGUF_MAX_ARRAY_DEPTH, at);
         for (uint64_t i = 0; i < n; i++) {
             uint32_t et2;
             uint64_t n2;
-            pvk_status st = rd_array_header(r, &et2, &n2, key);
+            phivk_status st = rd_array_header(r, &et2, &n2, key);
             if (!st) st = rd_array_body(r, et2, n2, depth + 1, NULL, key);
             if (st) return st;
         }
     } else {
         r->pos += n * min;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status rd_kv(rd *r, gguf_file *f, uint64_t i) {
+static phivk_status rd_kv(rd *r, gguf_file *f, uint64_t i) {
     gguf_kv *kv = &f->kv[i];
     char kbuf[GGUF_MAX_NAME + 4];
     uint64_t at = r->pos;
     uint32_t t;
-    pvk_status st = rd_str(r, &kv->key, "key");
+    phivk_status st = rd_str(r, &kv->key, "key");
     if (!st) st = rd_u32(r, &t, "value type");
     if (st) return st;
     const char *key = printable(&kv->key, kbuf);
     if (!vtype_valid(t))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s' at offset %" PRIu64 ": unknown value type %" PRIu32,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' at offset %" PRIu64 ": unknown value type %" PRIu32,
                         r->name, key, at, t);
     kv->type = (gguf_vtype)t;
     if (t == GGUF_ARRAY) {
@@ -238,7 +238,7 @@ static pvk_status rd_kv(rd *r, gguf_file *f, uint64_t i) {
             /* calloc(0) may return NULL: index at least one slot. */
             f->kv_strs[i] = calloc(kv->arr_n ? kv->arr_n : 1, sizeof(gguf_str));
             if (!f->kv_strs[i])
-                return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of memory indexing key '%s'",
+                return pvk_fail(PHIVK_ERR_HOST_MEMORY, "%s: out of memory indexing key '%s'",
                                 r->name, key);
         }
         st = rd_array_body(r, et, kv->arr_n, 0, f->kv_strs[i], key);
@@ -256,27 +256,27 @@ static pvk_status rd_kv(rd *r, gguf_file *f, uint64_t i) {
 
     uint64_t slot = hash_slot(f, f->kv_hash, f->kv_hash_mask, kv_name, kv->key.ptr, kv->key.len);
     if (f->kv_hash[slot] != UINT32_MAX)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: duplicate key '%s' at offset %" PRIu64, r->name, key, at);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: duplicate key '%s' at offset %" PRIu64, r->name, key, at);
     f->kv_hash[slot] = (uint32_t)i;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ----------------------------------------------------------------- tensors */
 
-static pvk_status rd_tensor_info(rd *r, gguf_file *f, uint64_t i, uint64_t *rel_offset) {
+static phivk_status rd_tensor_info(rd *r, gguf_file *f, uint64_t i, uint64_t *rel_offset) {
     gguf_tensor *t = &f->tensors[i];
     uint64_t at = r->pos;
     char nbuf[GGUF_MAX_NAME + 4];
     gguf_str name;
-    pvk_status st = rd_str(r, &name, "tensor name");
+    phivk_status st = rd_str(r, &name, "tensor name");
     if (st) return st;
     if (name.len > GGUF_MAX_NAME)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: tensor name '%s' at offset %" PRIu64 " is %" PRIu64
                         " bytes long (at most %u allowed)",
                         r->name, printable(&name, nbuf), at, name.len, GGUF_MAX_NAME);
     if (memchr(name.ptr, 0, name.len))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor name '%s' at offset %" PRIu64 " contains a NUL byte",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor name '%s' at offset %" PRIu64 " contains a NUL byte",
                         r->name, printable(&name, nbuf), at);
     memcpy(t->name, name.ptr, name.len);
     t->name[name.len] = 0;
@@ -285,14 +285,14 @@ static pvk_status rd_tensor_info(rd *r, gguf_file *f, uint64_t i, uint64_t *rel_
     st = rd_u32(r, &t->n_dims, "tensor dimension count");
     if (st) return st;
     if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' at offset %" PRIu64 " has %" PRIu32
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' at offset %" PRIu64 " has %" PRIu32
                         " dimensions (1 to %u allowed)", r->name, tn, at, t->n_dims, GGUF_MAX_DIMS);
     int64_t elems = 1;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
         uint64_t ne = 1;
         if (d < t->n_dims && (st = rd_uint(r, 8, &ne, "tensor dimension"))) return st;
         if (ne == 0 || ne > INT64_MAX || __builtin_mul_overflow(elems, (int64_t)ne, &elems))
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: tensor '%s' at offset %" PRIu64 ": dimension %" PRIu32 " is %" PRIu64
                             " (must be positive and the element count must fit in 63 bits)",
                             r->name, tn, at, d, ne);
@@ -303,70 +303,70 @@ static pvk_status rd_tensor_info(rd *r, gguf_file *f, uint64_t i, uint64_t *rel_
         return st;
     const pvk_type_info *ti = pvk_type_get(type);
     if (!ti->name)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown type id %" PRIu32, r->name, tn, type);
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown type id %" PRIu32, r->name, tn, type);
     t->type = (pvk_type)type;
     if (t->ne[0] % ti->block_elems)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %" PRIu32,
                         r->name, tn, t->ne[0], ti->name, ti->block_elems);
     uint64_t bytes = ti->block_bytes;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(bytes, (uint64_t)(d ? t->ne[d] : t->ne[0] / ti->block_elems), &bytes))
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s': byte size overflows", r->name, tn);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s': byte size overflows", r->name, tn);
     t->bytes = bytes;
 
     uint64_t slot = hash_slot(f, f->tensor_hash, f->tensor_hash_mask, tensor_name, t->name, name.len);
     if (f->tensor_hash[slot] != UINT32_MAX)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: duplicate tensor name '%s' at offset %" PRIu64, r->name, tn, at);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: duplicate tensor name '%s' at offset %" PRIu64, r->name, tn, at);
     f->tensor_hash[slot] = (uint32_t)i;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Places each tensor in the data section once its start is known. */
-static pvk_status place_tensors(rd *r, gguf_file *f, const uint64_t *rel) {
+static phivk_status place_tensors(rd *r, gguf_file *f, const uint64_t *rel) {
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
         uint64_t start, end;
         if (rel[i] % f->alignment)
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: tensor '%s' data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
                             r->name, t->name, rel[i], f->alignment);
         if (__builtin_add_overflow(f->data_start, rel[i], &start) ||
             __builtin_add_overflow(start, t->bytes, &end) || end > f->size)
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: tensor '%s' data [%" PRIu64 " + %" PRIu64 ", %" PRIu64
                             " bytes] exceeds file size %" PRIu64,
                             r->name, t->name, f->data_start, rel[i], t->bytes, f->size);
         t->offset = start;
         t->data = f->base + start;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* -------------------------------------------------------------------- open */
 
-static pvk_status parse(gguf_file *f, const char *name) {
+static phivk_status parse(gguf_file *f, const char *name) {
     rd r = {f->base, f->size, 0, name};
     uint32_t magic;
     uint64_t n;
-    pvk_status st;
+    phivk_status st;
     if (rd_u32(&r, &magic, "magic") || magic != GGUF_MAGIC)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: not a GGUF file (no 'GGUF' magic at offset 0)", name);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: not a GGUF file (no 'GGUF' magic at offset 0)", name);
     if ((st = rd_u32(&r, &f->version, "version"))) return st;
     if (f->version == 0x03000000u || f->version == 0x02000000u)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: big-endian GGUF file (version bytes 00 00 00 0%u); only little-endian files are supported",
                         name, f->version >> 24);
     if (f->version != 2 && f->version != 3)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu32 " is not supported (2 and 3 are)",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu32 " is not supported (2 and 3 are)",
                         name, f->version);
     if ((st = rd_uint(&r, 8, &f->n_tensors, "tensor count")) || (st = rd_uint(&r, 8, &n, "key count")))
         return st;
     if (n > rd_left(&r) / GGUF_MIN_KV_BYTES || n >= UINT32_MAX)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key count %" PRIu64 " at offset 16 cannot fit in the file (size %" PRIu64 ")",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key count %" PRIu64 " at offset 16 cannot fit in the file (size %" PRIu64 ")",
                         name, n, f->size);
     if (f->n_tensors > rd_left(&r) / GGUF_MIN_TENSOR_BYTES || f->n_tensors >= UINT32_MAX)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor count %" PRIu64 " at offset 8 cannot fit in the file (size %" PRIu64 ")",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor count %" PRIu64 " at offset 8 cannot fit in the file (size %" PRIu64 ")",
                         name, f->n_tensors, f->size);
 
     f->kv = calloc(n ? n : 1, sizeof *f->kv);
@@ -374,7 +374,7 @@ static pvk_status parse(gguf_file *f, const char *name) {
     f->kv_hash = hash_alloc(n, &f->kv_hash_mask);
     f->kv_alloc = f->kv_strs ? n : 0;
     if (!f->kv || !f->kv_strs || !f->kv_hash)
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of memory for %" PRIu64 " keys", name, n);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "%s: out of memory for %" PRIu64 " keys", name, n);
     for (f->n_kv = 0; f->n_kv < n; f->n_kv++)
         if ((st = rd_kv(&r, f, f->n_kv))) return st;
 
@@ -383,7 +383,7 @@ static pvk_status parse(gguf_file *f, const char *name) {
     if (al) {
         uint32_t a = al->type == GGUF_U32 ? (uint32_t)le_u64(al->data, 4) : 0;
         if (al->type != GGUF_U32 || a == 0 || (a & (a - 1)))
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: general.alignment must be a u32 power of two (type %d, value %" PRIu32 ")",
                             name, (int)al->type, a);
         f->alignment = a;
@@ -396,7 +396,7 @@ static pvk_status parse(gguf_file *f, const char *name) {
     uint64_t *rel = calloc(nt ? nt : 1, sizeof *rel);
     if (!f->tensors || !f->tensor_hash || !rel) {
         free(rel);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of memory for %" PRIu64 " tensors", name, nt);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "%s: out of memory for %" PRIu64 " tensors", name, nt);
     }
     for (; f->n_tensors < nt; f->n_tensors++)
         if ((st = rd_tensor_info(&r, f, f->n_tensors, &rel[f->n_tensors]))) break;
@@ -410,49 +410,49 @@ static pvk_status parse(gguf_file *f, const char *name) {
     return st;
 }
 
-static pvk_status open_common(gguf_file *f, const char *name, gguf_file **out) {
-    pvk_status st = parse(f, name);
+static phivk_status open_common(gguf_file *f, const char *name, gguf_file **out) {
+    phivk_status st = parse(f, name);
     if (st) {
         gguf_close(f);
         return st;
     }
     *out = f;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status gguf_open_memory(const void *data, size_t size, gguf_file **out) {
+phivk_status gguf_open_memory(const void *data, size_t size, gguf_file **out) {
     *out = NULL;
     if (!data && size)
-        return pvk_fail(PVK_ERR_INVALID, "gguf_open_memory: NULL buffer of %zu bytes", size);
+        return pvk_fail(PHIVK_ERR_INVALID, "gguf_open_memory: NULL buffer of %zu bytes", size);
     gguf_file *f = calloc(1, sizeof *f);
-    if (!f) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of memory opening a GGUF buffer");
+    if (!f) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of memory opening a GGUF buffer");
     f->base = data;
     f->size = size;
     return open_common(f, "(GGUF in memory)", out);
 }
 
-pvk_status gguf_open(const char *path, gguf_file **out) {
+phivk_status gguf_open(const char *path, gguf_file **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pvk_fail(PVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return pvk_fail(PHIVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int e = errno;
         close(fd);
-        return pvk_fail(PVK_ERR_IO, "%s: not a regular file%s%s", path, e ? ": " : "", e ? strerror(e) : "");
+        return pvk_fail(PHIVK_ERR_IO, "%s: not a regular file%s%s", path, e ? ": " : "", e ? strerror(e) : "");
     }
     if (sb.st_size < 8) {
         close(fd);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: not a GGUF file (only %lld bytes)", path, (long long)sb.st_size);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: not a GGUF file (only %lld bytes)", path, (long long)sb.st_size);
     }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (p == MAP_FAILED) return pvk_fail(PVK_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+    if (p == MAP_FAILED) return pvk_fail(PHIVK_ERR_IO, "%s: cannot map: %s", path, strerror(e));
     gguf_file *f = calloc(1, sizeof *f);
     if (!f) {
         munmap(p, (size_t)sb.st_size);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of memory", path);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "%s: out of memory", path);
     }
     f->base = p;
     f->size = (uint64_t)sb.st_size;

@@ -51,9 +51,9 @@ typedef struct gguf_file gguf_file;
 
 /* Maps and validates path. On failure returns a status and sets the message;
  * *out is NULL. The caller owns the result: gguf_close. */
-pvk_status gguf_open(const char *path, gguf_file **out);
+phivk_status gguf_open(const char *path, gguf_file **out);
 /* Same on a caller-owned buffer that must outlive the gguf_file. */
-pvk_status gguf_open_memory(const void *data, size_t size, gguf_file **out);
+phivk_status gguf_open_memory(const void *data, size_t size, gguf_file **out);
 /* Accepts NULL. */
 void gguf_close(gguf_file *f);
 
@@ -104,7 +104,7 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type,
                             uint32_t n_dims, const int64_t *ne, const void *data);
 /* The whole file image (v3, alignment 32, or a general.alignment the caller set as a
  * u32 power of two). The caller owns *out (free()). */
-pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size);
-pvk_status gguf_writer_save(gguf_writer *w, const char *path);
+phivk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size);
+phivk_status gguf_writer_save(gguf_writer *w, const char *path);
 
 #endif

@@ -38,13 +38,13 @@ struct gguf_writer {
     size_t n_kv, cap_kv;
     wtensor *t;
     size_t n_t, cap_t;
-    pvk_status err;          /* sticky: the first failure */
+    phivk_status err;          /* sticky: the first failure */
     char errmsg[256];
 };
 
-static void w_fail(gguf_writer *w, pvk_status code, const char *fmt, ...)
+static void w_fail(gguf_writer *w, phivk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void w_fail(gguf_writer *w, pvk_status code, const char *fmt, ...) {
+static void w_fail(gguf_writer *w, phivk_status code, const char *fmt, ...) {
     if (w->err) return;
     va_list ap;
     va_start(ap, fmt);
@@ -59,7 +59,7 @@ static bool grow(gguf_writer *w, void **arr, size_t *cap, size_t n, size_t sz) {
     size_t nc = *cap ? *cap * 2 : 16;
     void *p = realloc(*arr, nc * sz);
     if (!p) {
-        w_fail(w, PVK_ERR_HOST_MEMORY, "gguf writer: out of host memory");
+        w_fail(w, PHIVK_ERR_HOST_MEMORY, "gguf writer: out of host memory");
         return false;
     }
     *arr = p;
@@ -87,8 +87,8 @@ static void set_encoded(gguf_writer *w, const char *key, uint32_t type, uint8_t 
         free(val);
         return;
     }
-    if (!val) w_fail(w, PVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for key '%s'", key ? key : "");
-    if (!key) w_fail(w, PVK_ERR_INVALID, "gguf writer: NULL key");
+    if (!val) w_fail(w, PHIVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for key '%s'", key ? key : "");
+    if (!key) w_fail(w, PHIVK_ERR_INVALID, "gguf writer: NULL key");
     if (w->err) {
         free(val);
         return;
@@ -103,7 +103,7 @@ static void set_encoded(gguf_writer *w, const char *key, uint32_t type, uint8_t 
         }
     char *k = strdup(key);
     if (!k || !grow(w, (void **)&w->kv, &w->cap_kv, w->n_kv, sizeof *w->kv)) {
-        w_fail(w, PVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for key '%s'", key);
+        w_fail(w, PHIVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for key '%s'", key);
         free(k);
         free(val);
         return;
@@ -153,12 +153,12 @@ void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype elem_type, 
     size_t bytes;
     if (!w) return;
     if (!es) {
-        w_fail(w, PVK_ERR_INVALID, "gguf writer: key '%s': set_arr takes scalar elements, not type %d",
+        w_fail(w, PHIVK_ERR_INVALID, "gguf writer: key '%s': set_arr takes scalar elements, not type %d",
                key ? key : "", (int)elem_type);
         return;
     }
     if (__builtin_mul_overflow(n, (uint64_t)es, &bytes) || bytes > SIZE_MAX - 12 || (n && !data)) {
-        w_fail(w, PVK_ERR_INVALID, "gguf writer: key '%s': bad array of %" PRIu64 " elements",
+        w_fail(w, PHIVK_ERR_INVALID, "gguf writer: key '%s': bad array of %" PRIu64 " elements",
                key ? key : "", n);
         return;
     }
@@ -177,7 +177,7 @@ void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const 
     for (uint64_t i = 0; i < n; i++) {
         size_t l = strs[i] ? strlen(strs[i]) : 0;
         if (__builtin_add_overflow(bytes, 8 + l, &bytes)) {
-            w_fail(w, PVK_ERR_INVALID, "gguf writer: key '%s': string array too large", key ? key : "");
+            w_fail(w, PHIVK_ERR_INVALID, "gguf writer: key '%s': string array too large", key ? key : "");
             return;
         }
     }
@@ -202,12 +202,12 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type, uin
     const pvk_type_info *ti = pvk_type_get(type);
     size_t len = name ? strlen(name) : 0;
     if (!name || len == 0 || len > WRITER_MAX_NAME) {
-        w_fail(w, PVK_ERR_INVALID, "gguf writer: tensor name '%s' must be 1 to %u bytes",
+        w_fail(w, PHIVK_ERR_INVALID, "gguf writer: tensor name '%s' must be 1 to %u bytes",
                name ? name : "(null)", WRITER_MAX_NAME);
         return;
     }
     if (!ti->name || n_dims < 1 || n_dims > 4 || !ne) {
-        w_fail(w, PVK_ERR_INVALID, "gguf writer: tensor '%s': type %d / %" PRIu32 " dimensions not writable",
+        w_fail(w, PHIVK_ERR_INVALID, "gguf writer: tensor '%s': type %d / %" PRIu32 " dimensions not writable",
                name, (int)type, n_dims);
         return;
     }
@@ -219,7 +219,7 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type, uin
         uint64_t f = d ? (uint64_t)t.ne[d] : (uint64_t)t.ne[0] / ti->block_elems;
         if (t.ne[d] <= 0 || (d == 0 && t.ne[0] % ti->block_elems) || __builtin_mul_overflow(bytes, f, &bytes) ||
             bytes > SIZE_MAX / 2) {
-            w_fail(w, PVK_ERR_INVALID,
+            w_fail(w, PHIVK_ERR_INVALID,
                    "gguf writer: tensor '%s': bad shape (dimension %" PRIu32 " = %" PRId64 ", %s block %" PRIu32 ")",
                    name, d, t.ne[d], ti->name, ti->block_elems);
             return;
@@ -228,13 +228,13 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type, uin
     t.bytes = (size_t)bytes;
     for (size_t i = 0; i < w->n_t; i++)
         if (!strcmp(w->t[i].name, name)) {
-            w_fail(w, PVK_ERR_INVALID, "gguf writer: duplicate tensor name '%s'", name);
+            w_fail(w, PHIVK_ERR_INVALID, "gguf writer: duplicate tensor name '%s'", name);
             return;
         }
     if (data) {
         t.data = malloc(t.bytes);
         if (!t.data) {
-            w_fail(w, PVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for tensor '%s' (%zu bytes)",
+            w_fail(w, PHIVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for tensor '%s' (%zu bytes)",
                    name, t.bytes);
             return;
         }
@@ -249,10 +249,10 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type, uin
 
 static size_t pad_to(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size) {
+phivk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size) {
     *out = NULL;
     *size = 0;
-    if (!w) return pvk_fail(PVK_ERR_INVALID, "gguf writer: NULL writer");
+    if (!w) return pvk_fail(PHIVK_ERR_INVALID, "gguf writer: NULL writer");
     if (w->err) return pvk_fail(w->err, "%s", w->errmsg);
 
     size_t align = WRITER_ALIGNMENT;
@@ -262,7 +262,7 @@ pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size) {
             if (w->kv[i].type == GGUF_U32)
                 for (int b = 0; b < 4; b++) a |= (uint32_t)w->kv[i].val[b] << (8 * b);
             if (!a || (a & (a - 1)))
-                return pvk_fail(PVK_ERR_INVALID, "gguf writer: general.alignment must be a u32 power of two");
+                return pvk_fail(PHIVK_ERR_INVALID, "gguf writer: general.alignment must be a u32 power of two");
             align = a;
         }
     /* Sizes are bounded by what the setters already allocated, so plain sums fit. */
@@ -273,7 +273,7 @@ pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size) {
     for (size_t i = 0; i < w->n_t; i++) total += pad_to(w->t[i].bytes, align);
 
     uint8_t *img = calloc(1, total);
-    if (!img) return pvk_fail(PVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for a %zu-byte image", total);
+    if (!img) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "gguf writer: out of host memory for a %zu-byte image", total);
     uint8_t *p = img;
     memcpy(p, "GGUF", 4);
     put_le(p + 4, 3, 4);
@@ -306,21 +306,21 @@ pvk_status gguf_writer_build(gguf_writer *w, void **out, size_t *size) {
     }
     *out = img;
     *size = total;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status gguf_writer_save(gguf_writer *w, const char *path) {
+phivk_status gguf_writer_save(gguf_writer *w, const char *path) {
     void *img;
     size_t size;
-    pvk_status st = gguf_writer_build(w, &img, &size);
+    phivk_status st = gguf_writer_build(w, &img, &size);
     if (st) return st;
     FILE *fp = fopen(path, "wb");
     if (!fp) {
-        st = pvk_fail(PVK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        st = pvk_fail(PHIVK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     } else {
         bool ok = fwrite(img, 1, size, fp) == size;
         ok = (fclose(fp) == 0) && ok;
-        if (!ok) st = pvk_fail(PVK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        if (!ok) st = pvk_fail(PHIVK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     }
     free(img);
     return st;

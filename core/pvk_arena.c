@@ -7,18 +7,18 @@
 static uint64_t round_up(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
 
 /* Makes room for one more free range at position i. */
-static pvk_status insert_at(pvk_arena *a, uint32_t i, uint64_t off, uint64_t size) {
+static phivk_status insert_at(pvk_arena *a, uint32_t i, uint64_t off, uint64_t size) {
     if (a->n_free == a->cap_free) {
         uint32_t cap = a->cap_free ? a->cap_free * 2 : 16;
         pvk_arena_range *r = realloc(a->free, cap * sizeof *r);
-        if (!r) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory growing a free list");
+        if (!r) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory growing a free list");
         a->free = r;
         a->cap_free = cap;
     }
     memmove(a->free + i + 1, a->free + i, (a->n_free - i) * sizeof *a->free);
     a->free[i] = (pvk_arena_range){off, size};
     a->n_free++;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static void remove_at(pvk_arena *a, uint32_t i) {
@@ -26,9 +26,9 @@ static void remove_at(pvk_arena *a, uint32_t i) {
     a->n_free--;
 }
 
-pvk_status pvk_arena_init(pvk_arena *a, uint64_t size, uint64_t granule) {
+phivk_status pvk_arena_init(pvk_arena *a, uint64_t size, uint64_t granule) {
     *a = (pvk_arena){.size = size, .granule = granule ? granule : 1};
-    return size ? insert_at(a, 0, 0, size) : PVK_OK;
+    return size ? insert_at(a, 0, 0, size) : PHIVK_OK;
 }
 
 void pvk_arena_release(pvk_arena *a) {
@@ -36,7 +36,7 @@ void pvk_arena_release(pvk_arena *a) {
     *a = (pvk_arena){0};
 }
 
-pvk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t *off) {
+phivk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t *off) {
     if (!align) align = 1;
     size = round_up(size ? size : 1, a->granule);
     for (uint32_t i = 0; i < a->n_free; i++) {
@@ -47,7 +47,7 @@ pvk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t
         /* The alignment gap stays free in front; the rest stays free behind. */
         if (head && tail) {
             a->free[i].size = head;
-            pvk_status s = insert_at(a, i + 1, start + size, tail);
+            phivk_status s = insert_at(a, i + 1, start + size, tail);
             if (s) {
                 a->free[i] = r;
                 return s;
@@ -61,15 +61,15 @@ pvk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t
         }
         a->used += size;
         *off = start;
-        return PVK_OK;
+        return PHIVK_OK;
     }
-    return PVK_ERR_DEVICE_MEMORY;
+    return PHIVK_ERR_DEVICE_MEMORY;
 }
 
-pvk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size) {
+phivk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size) {
     size = round_up(size ? size : 1, a->granule);
     if (off > a->size || size > a->size - off || size > a->used)
-        return pvk_fail(PVK_ERR_INVALID, "arena free of [%llu, +%llu) is outside the block of %llu bytes",
+        return pvk_fail(PHIVK_ERR_INVALID, "arena free of [%llu, +%llu) is outside the block of %llu bytes",
                         (unsigned long long)off, (unsigned long long)size, (unsigned long long)a->size);
     /* Position of the first free range after off (binary search on the sorted list). */
     uint32_t lo = 0, hi = a->n_free;
@@ -82,7 +82,7 @@ pvk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size) {
     bool next_touches = lo < a->n_free && off + size == a->free[lo].off;
     if ((lo > 0 && a->free[lo - 1].off + a->free[lo - 1].size > off) ||
         (lo < a->n_free && off + size > a->free[lo].off))
-        return pvk_fail(PVK_ERR_INVALID, "arena free of [%llu, +%llu) overlaps free space (double free?)",
+        return pvk_fail(PHIVK_ERR_INVALID, "arena free of [%llu, +%llu) overlaps free space (double free?)",
                         (unsigned long long)off, (unsigned long long)size);
     if (prev_touches && next_touches) {
         a->free[lo - 1].size += size + a->free[lo].size;
@@ -93,11 +93,11 @@ pvk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size) {
         a->free[lo].off = off;
         a->free[lo].size += size;
     } else {
-        pvk_status s = insert_at(a, lo, off, size);
+        phivk_status s = insert_at(a, lo, off, size);
         if (s) return s;
     }
     a->used -= size;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 uint64_t pvk_arena_largest(const pvk_arena *a) {

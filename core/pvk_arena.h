@@ -20,15 +20,15 @@ typedef struct pvk_arena {
     uint32_t n_free, cap_free;
 } pvk_arena;
 
-/* A block of size bytes, all free. granule >= 1. PVK_ERR_HOST_MEMORY on malloc failure. */
-pvk_status pvk_arena_init(pvk_arena *a, uint64_t size, uint64_t granule);
+/* A block of size bytes, all free. granule >= 1. PHIVK_ERR_HOST_MEMORY on malloc failure. */
+phivk_status pvk_arena_init(pvk_arena *a, uint64_t size, uint64_t granule);
 void pvk_arena_release(pvk_arena *a);   /* accepts a zeroed arena */
 /* The first free range that fits size bytes at an offset that is a multiple of align
- * (>= 1). PVK_ERR_DEVICE_MEMORY without a message when nothing fits (the caller
- * knows what to say); PVK_ERR_HOST_MEMORY when the free list cannot grow. */
-pvk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t *off);
+ * (>= 1). PHIVK_ERR_DEVICE_MEMORY without a message when nothing fits (the caller
+ * knows what to say); PHIVK_ERR_HOST_MEMORY when the free list cannot grow. */
+phivk_status pvk_arena_alloc(pvk_arena *a, uint64_t size, uint64_t align, uint64_t *off);
 /* Returns [off, off+size) from an earlier pvk_arena_alloc with the same size. */
-pvk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size);
+phivk_status pvk_arena_free(pvk_arena *a, uint64_t off, uint64_t size);
 /* The largest free range, in bytes. */
 uint64_t pvk_arena_largest(const pvk_arena *a);
 

@@ -371,37 +371,37 @@ static const codec codecs[PVK_TYPE_COUNT] = {
 };
 
 /* Fails unless t has the codec (quantizer or dequantizer) and n is whole blocks. */
-static pvk_status check(pvk_type t, int64_t n, bool quant, const pvk_type_info **ti) {
+static phivk_status check(pvk_type t, int64_t n, bool quant, const pvk_type_info **ti) {
     const char *what = quant ? "quantize" : "dequantize";
     *ti = pvk_type_get(t);
     bool has = (unsigned)t < PVK_TYPE_COUNT && (quant ? codecs[t].quant != NULL : codecs[t].deq != NULL);
     if (!has)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: no CPU code for type %s (id %d)", what,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: no CPU code for type %s (id %d)", what,
                         (*ti)->name ? (*ti)->name : "unknown", (int)t);
     if (n < 0 || n % (*ti)->block_elems)
-        return pvk_fail(PVK_ERR_INVALID, "%s: %lld elements is not a multiple of %s's block of %u", what,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %lld elements is not a multiple of %s's block of %u", what,
                         (long long)n, (*ti)->name, (*ti)->block_elems);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status quant_dequantize_row(pvk_type t, const void *src, float *dst, int64_t n) {
+phivk_status quant_dequantize_row(pvk_type t, const void *src, float *dst, int64_t n) {
     const pvk_type_info *ti;
-    pvk_status st = check(t, n, false, &ti);
+    phivk_status st = check(t, n, false, &ti);
     if (st) return st;
     const uint8_t *b = src;
     for (int64_t i = 0; i < n / ti->block_elems; i++)
         codecs[t].deq(b + i * ti->block_bytes, dst + i * ti->block_elems);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status quant_quantize_row(pvk_type t, const float *src, void *dst, int64_t n) {
+phivk_status quant_quantize_row(pvk_type t, const float *src, void *dst, int64_t n) {
     const pvk_type_info *ti;
-    pvk_status st = check(t, n, true, &ti);
+    phivk_status st = check(t, n, true, &ti);
     if (st) return st;
     uint8_t *b = dst;
     for (int64_t i = 0; i < n / ti->block_elems; i++)
         codecs[t].quant(src + i * ti->block_elems, b + i * ti->block_bytes);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Half a quantization step at the format's coarsest grid for a block of largest

@@ -36,7 +36,7 @@ static const char *akey(char *buf, size_t cap, const char *arch, const char *suf
 }
 
 /* An integer key in [lo, hi]; absent keys take def unless def < 0 (required). */
-static pvk_status read_int(const gguf_file *f, const char *what, const char *arch,
+static phivk_status read_int(const gguf_file *f, const char *what, const char *arch,
                            const char *suffix, int64_t def, int64_t lo, int64_t hi, int32_t *out) {
     char key[128];
     akey(key, sizeof key, arch, suffix);
@@ -48,47 +48,47 @@ static pvk_status read_int(const gguf_file *f, const char *what, const char *arc
             for (uint64_t i = 1; i < kv->arr_n; i++) {
                 int64_t x;
                 if (!gguf_arr_i64(kv, i, &x) || x != v)
-                    return pvk_fail(PVK_ERR_UNSUPPORTED,
+                    return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                                     "%s: key '%s' varies per layer, which phivk does not support",
                                     what, key);
             }
         } else if (kv) {
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s' is not an integer", what, key);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not an integer", what, key);
         } else if (def < 0) {
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing key '%s'", what, key);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing key '%s'", what, key);
         } else {
             v = def;
         }
     }
     if (v < lo || v > hi)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s' = %lld is out of range [%lld, %lld]", what,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' = %lld is out of range [%lld, %lld]", what,
                         key, (long long)v, (long long)lo, (long long)hi);
     *out = (int32_t)v;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status read_float(const gguf_file *f, const char *what, const char *arch,
+static phivk_status read_float(const gguf_file *f, const char *what, const char *arch,
                              const char *suffix, bool required, float def, float *out) {
     char key[128];
     akey(key, sizeof key, arch, suffix);
     if (gguf_get_f32(f, key, out)) {
         if (!isfinite(*out) || *out < 0)
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s' = %g is not a valid value", what, key,
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' = %g is not a valid value", what, key,
                             (double)*out);
-        return PVK_OK;
+        return PHIVK_OK;
     }
     if (gguf_find(f, key))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s' is not a number", what, key);
-    if (required) return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing key '%s'", what, key);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not a number", what, key);
+    if (required) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing key '%s'", what, key);
     *out = def;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out) {
+phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out) {
     memset(out, 0, sizeof *out);
     gguf_str an;
     if (!gguf_get_str(f, "general.architecture", &an))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing key 'general.architecture'", what);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing key 'general.architecture'", what);
     size_t ai = sizeof arch_table / sizeof arch_table[0];
     for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
         if (an.len == strlen(arch_table[i].name) && !memcmp(an.ptr, arch_table[i].name, an.len))
@@ -96,7 +96,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     char shown[128]; /* the file's text as a terminal should show it */
     if (ai == sizeof arch_table / sizeof arch_table[0]) {
         phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama)", what,
                         shown);
     }
@@ -106,7 +106,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     hp->arch_name = a;
     hp->norm = arch_table[ai].norm;
 
-    pvk_status st;
+    phivk_status st;
     if ((st = read_int(f, what, a, "context_length", -1, 1, ARCH_MAX_CTX, &hp->n_ctx_train)) ||
         (st = read_int(f, what, a, "embedding_length", -1, 1, ARCH_MAX_DIM, &hp->n_embd)) ||
         (st = read_int(f, what, a, "block_count", -1, 1, ARCH_MAX_LAYERS, &hp->n_layer)) ||
@@ -116,10 +116,10 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
                        &hp->n_head_kv)))
         return st;
     if (hp->n_head % hp->n_head_kv)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: head_count %d is not a multiple of head_count_kv %d",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: head_count %d is not a multiple of head_count_kv %d",
                         what, hp->n_head, hp->n_head_kv);
     if (hp->n_embd % hp->n_head)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: embedding_length %d is not a multiple of head_count %d", what,
                         hp->n_embd, hp->n_head);
     int32_t vdim;
@@ -129,7 +129,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
                        &vdim)))
         return st;
     if (vdim != hp->head_dim || hp->head_dim % 2)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: key/value head sizes %d/%d are not supported (equal and even)", what,
                         hp->head_dim, vdim);
     hp->n_embd_q = hp->n_head * hp->head_dim;
@@ -138,7 +138,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
                        &hp->n_rot)))
         return st;
     if (hp->n_rot % 2)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s.rope.dimension_count' = %d is odd", what, a,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.rope.dimension_count' = %d is odd", what, a,
                         hp->n_rot);
     if ((st = read_float(f, what, a, arch_table[ai].eps_key, true, 0, &hp->norm_eps)) ||
         (st = read_float(f, what, a, "rope.freq_base", false, 10000.0f, &hp->rope_base)) ||
@@ -151,7 +151,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
      * exceeds the position; below 1 they grow with i (1e-38 overflows to inf at
      * once), and at 1 every dimension turns alike (the RoPE kernel refuses it). */
     if (!(hp->rope_base > 1.0f))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: key '%s.rope.freq_base' = %g must be greater than 1",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.rope.freq_base' = %g must be greater than 1",
                         what, a, (double)hp->rope_base);
 
     /* Only linear scaling (or none) exists in the supported families. */
@@ -162,7 +162,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
         !(stype.len == 6 && !memcmp(stype.ptr, "linear", 6)) &&
         !(stype.len == 4 && !memcmp(stype.ptr, "none", 4))) {
         phivk_text_visible(stype.ptr, stype.len, false, shown, sizeof shown);
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported (linear only)",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported (linear only)",
                         what, shown);
     }
     float factor;
@@ -178,9 +178,9 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
         return st;
 
     const gguf_tensor *te = gguf_find_tensor(f, "token_embd.weight");
-    if (!te) return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing tensor 'token_embd.weight'", what);
+    if (!te) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing tensor 'token_embd.weight'", what);
     if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor 'token_embd.weight' has %lld rows", what,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor 'token_embd.weight' has %lld rows", what,
                         (long long)te->ne[1]);
     hp->n_vocab = (int32_t)te->ne[1];
     /* Token ids index the embedding rows: a tokenizer with more tokens than rows
@@ -189,7 +189,7 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
      * without a token list fails when the tokenizer loads. */
     const gguf_kv *toks = gguf_find(f, "tokenizer.ggml.tokens");
     if (toks && toks->type == GGUF_ARRAY && toks->arr_n != (uint64_t)te->ne[1])
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: key 'tokenizer.ggml.tokens' lists %llu tokens but tensor "
                         "'token_embd.weight' has %lld rows (one per token)", what,
                         (unsigned long long)toks->arr_n, (long long)te->ne[1]);
@@ -200,10 +200,10 @@ pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams 
     const gguf_tensor *fl = gguf_find_tensor(f, "rope_factors_long.weight");
     const gguf_tensor *fs = gguf_find_tensor(f, "rope_factors_short.weight");
     if (!fl != !fs)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing tensor '%s'", what,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing tensor '%s'", what,
                         fl ? "rope_factors_short.weight" : "rope_factors_long.weight");
     hp->has_rope_factors = fl != NULL;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 enum { USE_NO, USE_OPT, USE_REQ };
@@ -214,76 +214,76 @@ typedef struct finder {
 } finder;
 
 /* Looks up name and checks it is {ne0} (ne1 == 0, then F32) or {ne0, ne1}. */
-static pvk_status want(const finder *fd, const char *name, int use, int64_t ne0, int64_t ne1,
+static phivk_status want(const finder *fd, const char *name, int use, int64_t ne0, int64_t ne1,
                        const gguf_tensor **out) {
     *out = NULL;
-    if (use == USE_NO) return PVK_OK;
+    if (use == USE_NO) return PHIVK_OK;
     const gguf_tensor *t = gguf_find_tensor(fd->f, name);
     if (!t) {
-        if (use == USE_OPT) return PVK_OK;
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: missing tensor '%s'", fd->what, name);
+        if (use == USE_OPT) return PHIVK_OK;
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing tensor '%s'", fd->what, name);
     }
     int64_t want1 = ne1 ? ne1 : 1;
     if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
         if (ne1)
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' has shape {%lld, %lld, %lld, %lld}, "
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' has shape {%lld, %lld, %lld, %lld}, "
                             "expected {%lld, %lld}", fd->what, name, (long long)t->ne[0],
                             (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
                             (long long)ne0, (long long)ne1);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' has shape {%lld, %lld, %lld, %lld}, "
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' has shape {%lld, %lld, %lld, %lld}, "
                         "expected {%lld}", fd->what, name, (long long)t->ne[0], (long long)t->ne[1],
                         (long long)t->ne[2], (long long)t->ne[3], (long long)ne0);
     }
     const pvk_type_info *ti = pvk_type_get(t->type);
     if (!ti->supported)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: tensor '%s' has type %s, which phivk does not support", fd->what, name,
                         ti->name ? ti->name : "(unknown)");
     if (!ne1 && t->type != PVK_F32)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: 1-D tensor '%s' has type %s; phivk expects f32",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: 1-D tensor '%s' has type %s; phivk expects f32",
                         fd->what, name, ti->name);
     *out = t;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* A LongRoPE table: RoPE divides each angle (at most the position) by its entry,
  * so every entry must be finite, positive and keep the angle of the last position
  * a session can hold finite: 0 gives inf, and sin(inf) is NaN. */
-static pvk_status check_rope_factors(const finder *fd, const gguf_tensor *t) {
-    if (!t) return PVK_OK;
+static phivk_status check_rope_factors(const finder *fd, const gguf_tensor *t) {
+    if (!t) return PHIVK_OK;
     for (int64_t i = 0; i < t->ne[0]; i++) {
         float v;
         memcpy(&v, (const uint8_t *)t->data + 4 * i, 4);
         if (!(v > 0) || !isfinite(v) || !isfinite((float)ARCH_MAX_CTX / v))
-            return pvk_fail(PVK_ERR_BAD_FILE,
+            return pvk_fail(PHIVK_ERR_BAD_FILE,
                             "%s: tensor '%s' entry %lld is %g; LongRoPE factors must be finite and "
                             "at least %g", fd->what, t->name, (long long)i, (double)v,
                             (double)((float)ARCH_MAX_CTX / FLT_MAX));
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* "{prefix}{base}.weight" {in, out} and "{prefix}{base}.bias" {out}. A norm passes
  * in = 0: its weight is 1-D of length out. */
-static pvk_status want_pair(const finder *fd, const char *prefix, const char *base, int use_w,
+static phivk_status want_pair(const finder *fd, const char *prefix, const char *base, int use_w,
                             int use_b, int64_t in, int64_t out, const gguf_tensor **w,
                             const gguf_tensor **b) {
     char name[96];
-    pvk_status st;
+    phivk_status st;
     snprintf(name, sizeof name, "%s%s.weight", prefix, base);
     if ((st = in ? want(fd, name, use_w, in, out, w) : want(fd, name, use_w, out, 0, w))) return st;
     snprintf(name, sizeof name, "%s%s.bias", prefix, base);
     return want(fd, name, *w ? use_b : USE_NO, out, 0, b);
 }
 
-pvk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const char *what,
+phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const char *what,
                                arch_weights **out) {
     *out = NULL;
     arch_weights *w = calloc(1, sizeof *w);
     if (w) w->layers = calloc((size_t)hp->n_layer, sizeof *w->layers);
     if (!w || !w->layers) {
         arch_weights_destroy(w);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the weight table");
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the weight table");
     }
     w->n_layer = hp->n_layer;
     finder fd = {f, what};
@@ -292,7 +292,7 @@ pvk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const
     const int lnb = hp->norm == ARCH_NORM_LAYER ? USE_REQ : USE_NO;
     const int64_t E = hp->n_embd, Q = hp->n_embd_q, KV = hp->n_embd_kv, F = hp->n_ff;
     const gguf_tensor *unused;
-    pvk_status st;
+    phivk_status st;
 
     if ((st = want(&fd, "token_embd.weight", USE_REQ, E, hp->n_vocab, &w->token_embd)) ||
         (st = want_pair(&fd, "", "output_norm", USE_REQ, lnb, 0, E, &w->output_norm,
@@ -332,7 +332,7 @@ pvk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const
             goto fail;
     }
     *out = w;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     arch_weights_destroy(w);
     return st;

@@ -93,14 +93,14 @@ typedef struct arch_weights {
 } arch_weights;
 
 /* Reads the hyperparameters of f. what names the file in messages (e.g. the path's
- * base name). PVK_ERR_UNSUPPORTED for another architecture, PVK_ERR_BAD_FILE for a
+ * base name). PHIVK_ERR_UNSUPPORTED for another architecture, PHIVK_ERR_BAD_FILE for a
  * missing or inconsistent key; the message names the key. */
-pvk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out);
+phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out);
 
 /* Finds and shape-checks every tensor hp needs in f. The tensors point into f,
  * which must outlive the result. Caller owns *out: arch_weights_destroy.
- * PVK_ERR_BAD_FILE names the first missing or mis-shaped tensor. */
-pvk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const char *what,
+ * PHIVK_ERR_BAD_FILE names the first missing or mis-shaped tensor. */
+phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, const char *what,
                                arch_weights **out);
 void arch_weights_destroy(arch_weights *w); /* accepts NULL */
 

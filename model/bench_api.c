@@ -16,8 +16,8 @@ uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt) { return pvk_dev_b
 
 phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s) {
     *gb_per_s = 0;
-    if (!rt) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "copy bandwidth: no runtime");
-    return (phivk_status)pvk_bench_copy(rt->dev, bytes, COPY_REPS, gb_per_s);
+    if (!rt) return pvk_fail(PHIVK_ERR_INVALID, "copy bandwidth: no runtime");
+    return pvk_bench_copy(rt->dev, bytes, COPY_REPS, gb_per_s);
 }
 
 uint64_t phivk_model_weight_bytes(const phivk_model *m) { return m->weight_bytes; }
@@ -101,9 +101,9 @@ const char *const *phivk_synth_types(void) {
 
 /* The synth parameters of shape with weights of type, or a message naming the
  * known ones. */
-static pvk_status synth_lookup(const char *shape, const char *type, synth_params *p) {
-    if (!shape || !type) return pvk_fail(PVK_ERR_INVALID, "synthetic model: no shape or type");
-    pvk_status st = synth_shape_by_name(shape, p);
+static phivk_status synth_lookup(const char *shape, const char *type, synth_params *p) {
+    if (!shape || !type) return pvk_fail(PHIVK_ERR_INVALID, "synthetic model: no shape or type");
+    phivk_status st = synth_shape_by_name(shape, p);
     if (st) return st;
     for (size_t i = 0; i < N_TYPES; i++) {
         if (strcmp(type, types[i].name)) continue;
@@ -111,20 +111,20 @@ static pvk_status synth_lookup(const char *shape, const char *type, synth_params
         p->mix = types[i].mix;
         p->name = shape;
         p->repeat_weights = true;
-        return PVK_OK;
+        return PHIVK_OK;
     }
     char list[160] = "";
     for (size_t i = 0; i < N_TYPES; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", types[i].name);
-    return pvk_fail(PVK_ERR_INVALID, "unknown weight type '%s' (known: %s)", type, list);
+    return pvk_fail(PHIVK_ERR_INVALID, "unknown weight type '%s' (known: %s)", type, list);
 }
 
 phivk_status phivk_synth_describe(const char *shape, const char *type, phivk_synth_info *out) {
     memset(out, 0, sizeof *out);
     synth_params p;
-    pvk_status st = synth_lookup(shape, type, &p);
+    phivk_status st = synth_lookup(shape, type, &p);
     if (!st) st = synth_tensor_bytes(&p, &out->bytes);
-    if (st) return (phivk_status)st;
+    if (st) return st;
     const int64_t kv_heads = p.n_head_kv ? p.n_head_kv : p.n_head;
     out->arch = p.arch;
     out->params = synth_param_count(&p);
@@ -137,7 +137,7 @@ phivk_status phivk_synth_build(const char *shape, const char *type, void **data,
     *data = NULL;
     *size = 0;
     synth_params p;
-    pvk_status st = synth_lookup(shape, type, &p);
+    phivk_status st = synth_lookup(shape, type, &p);
     if (!st) st = synth_build(&p, data, size);
-    return (phivk_status)st;
+    return st;
 }

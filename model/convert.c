@@ -99,16 +99,16 @@ static void conv_free(conv *c) {
     free(c->t);
 }
 
-static pvk_status push(conv *c, const otensor *t) {
+static phivk_status push(conv *c, const otensor *t) {
     if (c->n_t == c->cap_t) {
         int nc = c->cap_t ? 2 * c->cap_t : 64;
         otensor *n = realloc(c->t, (size_t)nc * sizeof *n);
-        if (!n) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        if (!n) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
         c->t = n;
         c->cap_t = nc;
     }
     c->t[c->n_t++] = *t;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* -------------------------------------------------------- Hugging Face */
@@ -215,61 +215,61 @@ static int64_t dim_value(const hparams *hp, dim d) {
 /* A config.json number: a missing required key is named; a present one must be a
  * positive integer (integer) or a finite number. *found (may be NULL) says whether
  * it was there; an absent optional key leaves *out as it was. */
-static pvk_status cfg_get(const cJSON *cfg, const char *key, bool required, bool integer, double *out, bool *found) {
+static phivk_status cfg_get(const cJSON *cfg, const char *key, bool required, bool integer, double *out, bool *found) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (found) *found = false;
     if (!j || cJSON_IsNull(j)) {
-        if (required) return pvk_fail(PVK_ERR_BAD_FILE, "config.json: missing key '%s'", key);
-        return PVK_OK;
+        if (required) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key '%s'", key);
+        return PHIVK_OK;
     }
     if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble) ||
         (integer && (j->valuedouble < 1 || j->valuedouble > 1e9 || j->valuedouble != floor(j->valuedouble))))
-        return pvk_fail(PVK_ERR_BAD_FILE, "config.json: '%s' must be a %s", key,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: '%s' must be a %s", key,
                         integer ? "positive integer" : "number");
     *out = j->valuedouble;
     if (found) *found = true;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status cfg_int(const cJSON *cfg, const char *key, int64_t *out) {
+static phivk_status cfg_int(const cJSON *cfg, const char *key, int64_t *out) {
     double d;
-    pvk_status st = cfg_get(cfg, key, true, true, &d, NULL);
+    phivk_status st = cfg_get(cfg, key, true, true, &d, NULL);
     if (!st) *out = (int64_t)d;
     return st;
 }
 
 /* A LongRoPE factor table of rot/2 entries into dst. */
-static pvk_status read_factors(const cJSON *rs, const char *key, int64_t n, float *dst) {
+static phivk_status read_factors(const cJSON *rs, const char *key, int64_t n, float *dst) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(rs, key);
-    if (!cJSON_IsArray(a)) return pvk_fail(PVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.%s'", key);
+    if (!cJSON_IsArray(a)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.%s'", key);
     if (cJSON_GetArraySize(a) != n)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "config.json: rope_scaling.%s has %d entries, the rotary dimensions need %" PRId64, key,
                         cJSON_GetArraySize(a), n);
     int64_t i = 0;
     for (const cJSON *e = a->child; e; e = e->next, i++) {
         if (!cJSON_IsNumber(e) || !(e->valuedouble > 0))
-            return pvk_fail(PVK_ERR_BAD_FILE, "config.json: rope_scaling.%s[%" PRId64 "] is not a positive number", key, i);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: rope_scaling.%s[%" PRId64 "] is not a positive number", key, i);
         dst[i] = (float)e->valuedouble;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Phi-3's rope_scaling: LongRoPE tables and the attention factor (phi-spec 3.1, 3.3). */
-static pvk_status read_longrope(conv *c, const cJSON *cfg) {
+static phivk_status read_longrope(conv *c, const cJSON *cfg) {
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
-    if (!rs || cJSON_IsNull(rs)) return PVK_OK;
+    if (!rs || cJSON_IsNull(rs)) return PHIVK_OK;
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "type");
     if (!type) type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!cJSON_IsString(type)) return pvk_fail(PVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.type'");
+    if (!cJSON_IsString(type)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.type'");
     const bool yarn = !strcmp(type->valuestring, "yarn");
     if (!yarn && strcmp(type->valuestring, "su") && strcmp(type->valuestring, "longrope"))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "config.json: rope_scaling.type '%s' is not supported (su, longrope, yarn)",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: rope_scaling.type '%s' is not supported (su, longrope, yarn)",
                         type->valuestring);
     const int64_t half = c->hp.rot / 2;
     if (!(c->factors = malloc(2 * (size_t)half * sizeof *c->factors)))
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st = read_factors(rs, "long_factor", half, c->factors);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = read_factors(rs, "long_factor", half, c->factors);
     if (!st) st = read_factors(rs, "short_factor", half, c->factors + half);
     if (st) return st;
     const double s = (double)c->hp.ctx / (double)c->hp.orig_ctx;
@@ -287,11 +287,11 @@ static pvk_status read_longrope(conv *c, const cJSON *cfg) {
     return st;
 }
 
-static pvk_status read_hparams(conv *c, const cJSON *cfg) {
+static phivk_status read_hparams(conv *c, const cJSON *cfg) {
     hparams *hp = &c->hp;
     double d;
     bool found;
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     if ((st = cfg_int(cfg, "hidden_size", &hp->embd)) || (st = cfg_int(cfg, "num_hidden_layers", &hp->layers)) ||
         (st = cfg_int(cfg, "num_attention_heads", &hp->heads)) ||
         (st = cfg_int(cfg, "intermediate_size", &hp->ff)) || (st = cfg_int(cfg, "vocab_size", &hp->vocab)) ||
@@ -304,15 +304,15 @@ static pvk_status read_hparams(conv *c, const cJSON *cfg) {
         return st;
     if ((st = cfg_get(cfg, "rope_theta", c->kind == K_PHI3, false, &hp->theta, &hp->has_theta))) return st;
     if (hp->embd % hp->heads)
-        return pvk_fail(PVK_ERR_BAD_FILE, "config.json: hidden_size %" PRId64 " is not a multiple of num_attention_heads %" PRId64,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: hidden_size %" PRId64 " is not a multiple of num_attention_heads %" PRId64,
                         hp->embd, hp->heads);
     if (hp->heads % hp->heads_kv)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "config.json: num_attention_heads %" PRId64 " is not a multiple of num_key_value_heads %" PRId64,
                         hp->heads, hp->heads_kv);
     const int64_t head_dim = hp->embd / hp->heads;
     if (!(st = cfg_get(cfg, "head_dim", false, true, &d, &found)) && found && (int64_t)d != head_dim)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "config.json: head_dim %" PRId64 " contradicts hidden_size / num_attention_heads = %" PRId64,
                         (int64_t)d, head_dim);
     /* convert_hf_to_gguf: int(partial_rotary_factor * n_embd) // n_head */
@@ -320,7 +320,7 @@ static pvk_status read_hparams(conv *c, const cJSON *cfg) {
     if ((st = cfg_get(cfg, "partial_rotary_factor", c->kind == K_PHI2, false, &partial, NULL))) return st;
     hp->rot = (int64_t)(partial * (double)hp->embd) / hp->heads;
     if (hp->rot < 2 || hp->rot > head_dim || hp->rot % 2)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "config.json: partial_rotary_factor %g gives %" PRId64 " rotary dimensions of a %" PRId64
                         "-wide head (need an even number from 2 to the head size)",
                         partial, hp->rot, head_dim);
@@ -328,13 +328,13 @@ static pvk_status read_hparams(conv *c, const cJSON *cfg) {
         /* llama.cpp's linear/yarn/llama3 scalings for these would need keys phivk does not run */
         const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
         if (rs && !cJSON_IsNull(rs))
-            return pvk_fail(PVK_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported for %s models",
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: rope_scaling is not supported for %s models",
                             arch_names[c->kind]);
-        return PVK_OK;
+        return PHIVK_OK;
     }
     if ((st = cfg_int(cfg, "original_max_position_embeddings", &hp->orig_ctx))) return st;
     if (hp->orig_ctx > hp->ctx)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "config.json: original_max_position_embeddings %" PRId64 " exceeds max_position_embeddings %" PRId64,
                         hp->orig_ctx, hp->ctx);
     if ((st = cfg_get(cfg, "sliding_window", false, true, &d, &found))) return st;
@@ -343,14 +343,14 @@ static pvk_status read_hparams(conv *c, const cJSON *cfg) {
 }
 
 /* Checks the checkpoint tensor for table entry e (layer l) and queues it. */
-static pvk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
+static phivk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
     char hf[128], gg[64];
     snprintf(hf, sizeof hf, e->hf, l);
     snprintf(gg, sizeof gg, e->gguf, l);
     const safet_tensor *t = safet_find(c->st, hf);
     if (!t) {
-        if (e->flags & F_OPTIONAL) return PVK_OK;
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' is missing", c->src, hf);
+        if (e->flags & F_OPTIONAL) return PHIVK_OK;
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' is missing", c->src, hf);
     }
     used[t - safet_at(c->st, 0)] = true;
     const int64_t rows = dim_value(&c->hp, e->rows), cols = dim_value(&c->hp, e->cols);
@@ -363,11 +363,11 @@ static pvk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
         char want[48];
         if (e->rows == D_NONE) snprintf(want, sizeof want, "%" PRId64, cols);
         else snprintf(want, sizeof want, "%" PRId64 ", %" PRId64, rows, cols);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' has shape [%s], config.json makes it [%s]", c->src, hf, have,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' has shape [%s], config.json makes it [%s]", c->src, hf, have,
                         want);
     }
     if (t->dtype != SAFET_F32 && t->dtype != SAFET_F16 && t->dtype != SAFET_BF16)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; phivk converts F32, F16 and BF16 weights",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; phivk converts F32, F16 and BF16 weights",
                         t->file, hf, safet_dtype_name(t->dtype));
     otensor o = {.cols = cols, .rows = e->rows == D_NONE ? 0 : rows, .st = t, .layer = e->flags & F_LAYER ? l : -1};
     snprintf(o.name, sizeof o.name, "%s", gg);
@@ -376,10 +376,10 @@ static pvk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
     return push(c, &o);
 }
 
-static pvk_status map_tensors(conv *c, const hf_arch *a) {
+static phivk_status map_tensors(conv *c, const hf_arch *a) {
     bool *used = calloc((size_t)safet_count(c->st) + 1, 1);
-    if (!used) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st = PVK_OK;
+    if (!used) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = PHIVK_OK;
     /* file order: the entries before the blocks, the blocks layer by layer, the rest */
     for (size_t i = 0; i < a->n_names && !st; i++) {
         if (!(a->names[i].flags & F_LAYER)) {
@@ -394,21 +394,21 @@ static pvk_status map_tensors(conv *c, const hf_arch *a) {
     }
     for (int64_t i = 0; i < safet_count(c->st) && !st; i++)
         if (!used[i] && !ignored_buffer(safet_at(c->st, i)->name))
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' is not part of a %s model", safet_at(c->st, i)->file,
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' is not part of a %s model", safet_at(c->st, i)->file,
                           safet_at(c->st, i)->name, a->name);
     free(used);
     return st;
 }
 
-static pvk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
+static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    pvk_status st = file_read_text(path, &c->config_text, NULL);
+    phivk_status st = file_read_text(path, &c->config_text, NULL);
     if (st) return st;
     cJSON *cfg = cJSON_Parse(c->config_text);
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: not a JSON object", path);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: not a JSON object", path);
     }
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
     const cJSON *name = cJSON_IsArray(archs) ? archs->child : NULL;
@@ -421,12 +421,12 @@ static pvk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
     if (!cJSON_IsString(name))
-        st = pvk_fail(PVK_ERR_BAD_FILE, "config.json: missing key 'architectures'");
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'architectures'");
     else if (!a)
-        st = pvk_fail(PVK_ERR_UNSUPPORTED, "config.json: architecture '%s' is not supported (phivk converts %s)",
+        st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: architecture '%s' is not supported (phivk converts %s)",
                       name->valuestring, supported);
     else if (cJSON_IsString(mt) && strcmp(mt->valuestring, a->model_type))
-        st = pvk_fail(PVK_ERR_BAD_FILE, "config.json: architectures says %s but model_type says '%s' (not '%s')",
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: architectures says %s but model_type says '%s' (not '%s')",
                       a->name, mt->valuestring, a->model_type);
     if (!st) {
         c->kind = a->kind;
@@ -449,34 +449,34 @@ static pvk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
 /* The float arrays of a checkpoint, in the order of the v0 file. */
 enum seg { S_EMB, S_ATT, S_WQ, S_WK, S_WV, S_WO, S_FFN, S_W1, S_W2, S_W3, S_FINAL, S_FREQ, S_CLS, S_N };
 
-static pvk_status load_llama2c(conv *c, const char *path, const char *tokenizer) {
+static phivk_status load_llama2c(conv *c, const char *path, const char *tokenizer) {
     if (!tokenizer)
-        return pvk_fail(PVK_ERR_INVALID, "%s: a llama2.c checkpoint needs its tokenizer (--tokenizer tokenizer.bin)", path);
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: a llama2.c checkpoint needs its tokenizer (--tokenizer tokenizer.bin)", path);
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return pvk_fail(PVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return pvk_fail(PHIVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || sb.st_size < 28) {
         close(fd);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: too short for a llama2.c checkpoint", path);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: too short for a llama2.c checkpoint", path);
     }
     c->map_size = (size_t)sb.st_size;
     c->map = mmap(NULL, c->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (c->map == MAP_FAILED) {
         c->map = NULL;
-        return pvk_fail(PVK_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+        return pvk_fail(PHIVK_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     }
     const uint8_t *b = c->map;
-    if (!memcmp(b, "GGUF", 4)) return pvk_fail(PVK_ERR_INVALID, "%s is already a GGUF file", path);
+    if (!memcmp(b, "GGUF", 4)) return pvk_fail(PHIVK_ERR_INVALID, "%s is already a GGUF file", path);
     int32_t h[9] = {0};
     memcpy(h, b, sizeof h < c->map_size ? sizeof h : 28);
     size_t data = 28, cfg = 0;
     bool shared;
     if ((uint32_t)h[0] == LLAMA2C_MAGIC) {
         if (h[1] != 1)
-            return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: llama2.c export version %d is not supported (versions 0 and 1 are)",
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: llama2.c export version %d is not supported (versions 0 and 1 are)",
                             path, (int)h[1]);
-        if (c->map_size < 256) return pvk_fail(PVK_ERR_BAD_FILE, "%s: too short for a llama2.c v1 header", path);
+        if (c->map_size < 256) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: too short for a llama2.c v1 header", path);
         data = 256;
         cfg = 2;
         shared = b[36] != 0;
@@ -486,7 +486,7 @@ static pvk_status load_llama2c(conv *c, const char *path, const char *tokenizer)
     const int64_t D = h[cfg], F = h[cfg + 1], L = h[cfg + 2], H = h[cfg + 3], KVH = h[cfg + 4],
                   V = h[cfg + 5] < 0 ? -(int64_t)h[cfg + 5] : h[cfg + 5], S = h[cfg + 6];
     if (D <= 0 || F <= 0 || L <= 0 || H <= 0 || KVH <= 0 || V <= 0 || S <= 0 || D % H || H % KVH || (D / H) % 2)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: not a llama2.c checkpoint (header dim %" PRId64 ", hidden_dim %" PRId64 ", layers %" PRId64
                         ", heads %" PRId64 "/%" PRId64 ", vocab %" PRId64 ", seq_len %" PRId64 ")",
                         path, D, F, L, H, KVH, V, S);
@@ -508,7 +508,7 @@ static pvk_status load_llama2c(conv *c, const char *path, const char *tokenizer)
         overflow |= (uint64_t)n[order[i]] > UINT64_MAX / 8 || __builtin_add_overflow(at, 4 * (uint64_t)n[order[i]], &at);
     }
     if (overflow || at != c->map_size)
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "%s: a llama2.c v%d checkpoint with dim %" PRId64 ", hidden_dim %" PRId64 ", %" PRId64
                         " layers, %" PRId64 "/%" PRId64 " heads, vocab %" PRId64 " (%s classifier), seq_len %" PRId64
                         " is %" PRIu64 " bytes, the file is %zu",
@@ -530,7 +530,7 @@ static pvk_status load_llama2c(conv *c, const char *path, const char *tokenizer)
     };
     otensor t = {.cols = D, .rows = V, .raw = b + off[S_EMB], .layer = -1};
     strcpy(t.name, "token_embd.weight");
-    pvk_status st = push(c, &t);
+    phivk_status st = push(c, &t);
     for (int64_t l = 0; l < L && !st; l++)
         for (size_t i = 0; i < sizeof map / sizeof map[0] && !st; i++) {
             const int64_t per = map[i].cols * (map[i].rows ? map[i].rows : 1);
@@ -582,7 +582,7 @@ static pvk_type tensor_type(const conv *c, const otensor *t, const out_type *ot,
 /* Row r of t as float into dst. HF Llama q/k rows are in rotate-half order per head
  * (i, j) = (half, index); GGUF llama wants adjacent pairs: row (j, i) of the head
  * (convert_hf_to_gguf LlamaModel.permute). */
-static pvk_status read_row(const otensor *t, int64_t r, float *dst) {
+static phivk_status read_row(const otensor *t, int64_t r, float *dst) {
     int64_t src = r;
     if (t->permute_heads) {
         const int64_t hd = t->rows / t->permute_heads, in_head = r % hd;
@@ -590,7 +590,7 @@ static pvk_status read_row(const otensor *t, int64_t r, float *dst) {
     }
     if (t->st) return safet_read_f32(t->st, src * t->cols, t->cols, dst);
     memcpy(dst, t->raw + 4 * (uint64_t)(src * t->cols), 4 * (size_t)t->cols);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
@@ -631,7 +631,7 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
 /* Lays the file out with every tensor's type and shape (data left zero), then
  * fills each tensor in place in the image, row by row: a model is held once in
  * memory (the image's untouched pages are not even resident until filled). */
-static pvk_status build_image(const conv *c, gguf_writer *w, const out_type *ot, const phivk_convert_params *p,
+static phivk_status build_image(const conv *c, gguf_writer *w, const out_type *ot, const phivk_convert_params *p,
                               void **data, size_t *size) {
     bool has_output = false;
     int64_t widest = 0;
@@ -641,7 +641,7 @@ static pvk_status build_image(const conv *c, gguf_writer *w, const out_type *ot,
     }
     pvk_type *types = malloc((size_t)c->n_t * sizeof *types);
     float *row = malloc((size_t)widest * sizeof *row);
-    pvk_status st = types && row ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = types && row ? PHIVK_OK : pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     for (int i = 0; i < c->n_t && !st; i++) {
         const otensor *t = &c->t[i];
         const int64_t ne[2] = {t->cols, t->rows ? t->rows : 1};
@@ -673,7 +673,7 @@ static pvk_status build_image(const conv *c, gguf_writer *w, const out_type *ot,
     return st;
 }
 
-static pvk_status convert_image(const char *src, const phivk_convert_params *params, void **data, size_t *size) {
+static phivk_status convert_image(const char *src, const phivk_convert_params *params, void **data, size_t *size) {
     const phivk_convert_params p = params ? *params : phivk_convert_default_params();
     const char *tname = p.type ? p.type : "f16";
     const out_type *ot = NULL;
@@ -682,14 +682,14 @@ static pvk_status convert_image(const char *src, const phivk_convert_params *par
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", out_types[i].name);
         if (!strcmp(tname, out_types[i].name)) ot = &out_types[i];
     }
-    if (!ot) return pvk_fail(PVK_ERR_INVALID, "unknown type '%s' (one of %s)", tname, list);
-    if (!src) return pvk_fail(PVK_ERR_INVALID, "no source to convert");
+    if (!ot) return pvk_fail(PHIVK_ERR_INVALID, "unknown type '%s' (one of %s)", tname, list);
+    if (!src) return pvk_fail(PHIVK_ERR_INVALID, "no source to convert");
     struct stat sb;
-    if (stat(src, &sb)) return pvk_fail(PVK_ERR_IO, "%s: %s", src, strerror(errno));
+    if (stat(src, &sb)) return pvk_fail(PHIVK_ERR_IO, "%s: %s", src, strerror(errno));
     conv c = {.src = src};
-    pvk_status st = S_ISDIR(sb.st_mode) ? load_hf(&c, src, p.tokenizer) : load_llama2c(&c, src, p.tokenizer);
+    phivk_status st = S_ISDIR(sb.st_mode) ? load_hf(&c, src, p.tokenizer) : load_llama2c(&c, src, p.tokenizer);
     gguf_writer *w = st ? NULL : gguf_writer_create();
-    if (!st && !w) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (!st && !w) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     if (!st) {
         write_hparams(&c, w, ot);
         cvocab_write(c.vocab, w);
@@ -703,15 +703,15 @@ static pvk_status convert_image(const char *src, const phivk_convert_params *par
 phivk_status phivk_convert_memory(const char *src, const phivk_convert_params *p, void **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    return (phivk_status)convert_image(src, p, data, size);
+    return convert_image(src, p, data, size);
 }
 
 phivk_status phivk_convert(const char *src, const char *out, const phivk_convert_params *p) {
-    if (!out) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "no output file");
+    if (!out) return pvk_fail(PHIVK_ERR_INVALID, "no output file");
     void *img;
     size_t size;
-    pvk_status st = convert_image(src, p, &img, &size);
-    if (st) return (phivk_status)st;
+    phivk_status st = convert_image(src, p, &img, &size);
+    if (st) return st;
     /* a temporary file beside out, renamed over it only once complete */
     char *tmp = malloc(strlen(out) + 16);
     int fd = -1;
@@ -720,7 +720,7 @@ phivk_status phivk_convert(const char *src, const char *out, const phivk_convert
         fd = mkstemp(tmp);
     }
     if (fd < 0) {
-        st = pvk_fail(PVK_ERR_IO, "%s: cannot create a file beside it: %s", out, strerror(errno));
+        st = pvk_fail(PHIVK_ERR_IO, "%s: cannot create a file beside it: %s", out, strerror(errno));
     } else {
         const mode_t mask = umask(0);
         umask(mask);
@@ -732,11 +732,11 @@ phivk_status phivk_convert(const char *src, const char *out, const phivk_convert
         }
         const bool ok = done == size && !fchmod(fd, 0666 & ~mask) && !fsync(fd);
         if (close(fd) || !ok || rename(tmp, out)) {
-            st = pvk_fail(PVK_ERR_IO, "%s: cannot write: %s", out, strerror(errno));
+            st = pvk_fail(PHIVK_ERR_IO, "%s: cannot write: %s", out, strerror(errno));
             unlink(tmp);
         }
     }
     free(tmp);
     free(img);
-    return (phivk_status)st;
+    return st;
 }

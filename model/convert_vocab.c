@@ -38,7 +38,7 @@ void cvocab_destroy(cvocab *v) {
     free(v);
 }
 
-static pvk_status cvocab_alloc(int32_t n, bool spm, cvocab **out) {
+static phivk_status cvocab_alloc(int32_t n, bool spm, cvocab **out) {
     cvocab *v = calloc(1, sizeof *v);
     if (v) {
         *v = (cvocab){.spm = spm, .pre = "default", .n = n, .bos = -1, .eos = -1, .unk = -1, .pad = -1,
@@ -49,10 +49,10 @@ static pvk_status cvocab_alloc(int32_t n, bool spm, cvocab **out) {
     }
     if (!v || !v->text || !v->score || !v->type) {
         cvocab_destroy(v);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a vocabulary of %d tokens", (int)n);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a vocabulary of %d tokens", (int)n);
     }
     *out = v;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void cvocab_set_add_bos(cvocab *v, bool add_bos) { v->add_bos = add_bos; }
@@ -65,15 +65,15 @@ static bool is_byte_piece(const char *s) {
 }
 
 /* Pads rows no token claimed with "[PADn]" (UNUSED), as convert_hf_to_gguf does. */
-static pvk_status pad_holes(cvocab *v) {
+static phivk_status pad_holes(cvocab *v) {
     for (int32_t i = 0; i < v->n; i++) {
         if (v->text[i]) continue;
         char pad[32];
         snprintf(pad, sizeof pad, "[PAD%d]", (int)i);
         v->type[i] = TT_UNUSED;
-        if (!(v->text[i] = strdup(pad))) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        if (!(v->text[i] = strdup(pad))) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ------------------------------------------------------ text -> id lookup */
@@ -155,39 +155,39 @@ static int64_t json_id(const cJSON *j) {
     return (int64_t)j->valuedouble;
 }
 
-static pvk_status set_token(cvocab *v, const char *path, int64_t id, const char *text, int32_t type) {
-    if (id < 0) return pvk_fail(PVK_ERR_BAD_FILE, "%s: token '%s' has no valid id", path, text);
+static phivk_status set_token(cvocab *v, const char *path, int64_t id, const char *text, int32_t type) {
+    if (id < 0) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: token '%s' has no valid id", path, text);
     if (id >= v->n)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: token '%s' has id %" PRId64 ", beyond the model's %d embedding rows",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: token '%s' has id %" PRId64 ", beyond the model's %d embedding rows",
                         path, text, id, (int)v->n);
     if (v->text[id] && strcmp(v->text[id], text))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: id %" PRId64 " is both '%s' and '%s'", path, id, v->text[id], text);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: id %" PRId64 " is both '%s' and '%s'", path, id, v->text[id], text);
     free(v->text[id]);
     v->type[id] = type;
-    return (v->text[id] = strdup(text)) ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    return (v->text[id] = strdup(text)) ? PHIVK_OK : pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
 }
 
 /* The vocabulary, added tokens and merges of tokenizer.json. */
-static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_vocab, const char *byte_pre,
+static phivk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_vocab, const char *byte_pre,
                                       const cJSON *root) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *mtype = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!cJSON_IsString(mtype) || strcmp(mtype->valuestring, "BPE"))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (phivk converts BPE)", path,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (phivk converts BPE)", path,
                         cJSON_IsString(mtype) ? mtype->valuestring : "(none)");
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: model.vocab or model.merges is missing", path);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: model.vocab or model.merges is missing", path);
     const bool spm = json_bool_or(model, "byte_fallback", 0);
     cvocab *v;
-    pvk_status st = cvocab_alloc(n_vocab, spm, &v);
+    phivk_status st = cvocab_alloc(n_vocab, spm, &v);
     if (st) return st;
     *out = v;
     v->pre = spm ? "default" : byte_pre;
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     for (const cJSON *e = vocab->child; e && !st; e = e->next) {
-        if (!cJSON_IsNumber(e)) return pvk_fail(PVK_ERR_BAD_FILE, "%s: vocab entry '%s' has no id", path, e->string);
+        if (!cJSON_IsNumber(e)) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: vocab entry '%s' has no id", path, e->string);
         const int32_t type = spm && is_byte_piece(e->string)                             ? TT_BYTE
                              : cJSON_IsString(unk) && !strcmp(unk->valuestring, e->string) ? TT_UNKNOWN
                                                                                            : TT_NORMAL;
@@ -199,7 +199,7 @@ static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_
     for (const cJSON *e = added ? added->child : NULL; e && !st; e = e->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const char *text = token_text(e);
-        if (!cJSON_IsNumber(id) || !text) return pvk_fail(PVK_ERR_BAD_FILE, "%s: an added token lacks id or content", path);
+        if (!cJSON_IsNumber(id) || !text) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: an added token lacks id or content", path);
         st = set_token(v, path, json_id(id), text,
                        json_bool_or(e, "special", 0) ? TT_CONTROL : TT_USER_DEFINED);
     }
@@ -209,13 +209,13 @@ static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_
     lookup l = {0};
     if (!(v->merges = calloc((size_t)n_merges + 1, sizeof *v->merges)) || (spm && !lookup_build(&l, v))) {
         free(l.slot);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %" PRId64 " merges", n_merges);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for %" PRId64 " merges", n_merges);
     }
     /* SentencePiece style: llama.cpp merges the pair whose joined text scores highest,
      * HF the pair of lowest merge rank; a token scored minus the rank of the first
      * merge that makes it gives the same choices. Tokens no merge makes keep 0. */
     bool *scored = spm ? calloc((size_t)v->n, 1) : NULL;
-    if (spm && !scored) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (spm && !scored) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     for (const cJSON *e = merges->child; e && !st; e = e->next) {
         char *m = NULL;
         size_t split = 0;
@@ -230,7 +230,7 @@ static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_
         }
         if (!m || !split) {
             free(m);
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: merge %" PRId64 " is not a pair", path, v->n_merges);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: merge %" PRId64 " is not a pair", path, v->n_merges);
             break;
         }
         if (spm) {
@@ -262,18 +262,18 @@ static pvk_status read_tokenizer_json(cvocab **out, const char *path, int32_t n_
 
 /* Special ids, add_bos/add_eos and the chat template from tokenizer_config.json,
  * then config.json's bos/eos ids for what it leaves open. */
-static pvk_status read_specials(cvocab *v, const char *path, const cJSON *tc, const char *config) {
+static phivk_status read_specials(cvocab *v, const char *path, const cJSON *tc, const char *config) {
     lookup l;
-    if (!lookup_build(&l, v)) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (!lookup_build(&l, v)) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     int32_t *ids[] = {&v->bos, &v->eos, &v->unk, &v->pad};
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     for (int k = 0; k < 4 && tc && !st; k++) {
         const char *text = token_text(cJSON_GetObjectItemCaseSensitive(tc, keys[k]));
         if (!text) continue;
         const int32_t id = lookup_find(&l, v, text, strlen(text));
         if (id < 0)
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: %s '%s' is not in the vocabulary", path, keys[k], text);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: %s '%s' is not in the vocabulary", path, keys[k], text);
         *ids[k] = id;
     }
     free(l.slot);
@@ -288,7 +288,7 @@ static pvk_status read_specials(cvocab *v, const char *path, const cJSON *tc, co
                 tpl = cJSON_GetObjectItemCaseSensitive(e, "template");
         }
         if (cJSON_IsString(tpl) && !(v->chat_template = strdup(tpl->valuestring)))
-            return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+            return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     }
     cJSON *cfg = config ? cJSON_Parse(config) : NULL;
     static const char *const cfg_keys[] = {"bos_token_id", "eos_token_id"};
@@ -298,10 +298,10 @@ static pvk_status read_specials(cvocab *v, const char *path, const cJSON *tc, co
         if (*ids[k] < 0 && json_id(j) >= 0 && json_id(j) < v->n) *ids[k] = (int32_t)json_id(j);
     }
     cJSON_Delete(cfg);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config, const char *byte_level_pre,
+phivk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config, const char *byte_level_pre,
                           cvocab **out) {
     *out = NULL;
     char tj[4096], tcp[4096];
@@ -315,14 +315,14 @@ pvk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config,
         snprintf(tcp, sizeof tcp, "%.*stokenizer_config.json", slash ? (int)(slash - path + 1) : 0, path);
     }
     char *text = NULL, *tctext = NULL;
-    pvk_status st = file_read_text(tj, &text, NULL);
+    phivk_status st = file_read_text(tj, &text, NULL);
     cJSON *root = st ? NULL : cJSON_Parse(text);
-    if (!st && !cJSON_IsObject(root)) st = pvk_fail(PVK_ERR_BAD_FILE, "%s: not a JSON object", tj);
+    if (!st && !cJSON_IsObject(root)) st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: not a JSON object", tj);
     if (!st) st = read_tokenizer_json(out, tj, n_vocab, byte_level_pre, root);
     cJSON *tc = NULL;
     if (!st && !file_read_text(tcp, &tctext, NULL)) {
         tc = cJSON_Parse(tctext);
-        if (!cJSON_IsObject(tc)) st = pvk_fail(PVK_ERR_BAD_FILE, "%s: not a JSON object", tcp);
+        if (!cJSON_IsObject(tc)) st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: not a JSON object", tcp);
     }
     if (!st) st = read_specials(*out, tcp, tc, config);
     cJSON_Delete(tc);
@@ -338,14 +338,14 @@ pvk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config,
 
 /* -------------------------------------------------------------- llama2.c */
 
-pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) {
+phivk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) {
     *out = NULL;
     char p[4096];
     struct stat sb;
     snprintf(p, sizeof p, !stat(path, &sb) && S_ISDIR(sb.st_mode) ? "%s/tokenizer.bin" : "%s", path);
     char *buf;
     size_t size;
-    pvk_status st = file_read_text(p, &buf, &size);
+    phivk_status st = file_read_text(p, &buf, &size);
     if (st) return st;
     cvocab *v = NULL;
     st = cvocab_alloc(n_vocab, true, &v);
@@ -354,7 +354,7 @@ pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) 
         float score;
         int32_t len;
         if (size < off + 8) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: ends at token %d of the model's %d (a tokenizer of another model?)",
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: ends at token %d of the model's %d (a tokenizer of another model?)",
                           p, (int)id, (int)n_vocab);
             break;
         }
@@ -362,14 +362,14 @@ pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) 
         memcpy(&len, buf + off + 4, 4);
         off += 8;
         if (len < 0 || (size_t)len > size - off) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: token %d claims %d bytes, past the end of the file", p, (int)id, (int)len);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: token %d claims %d bytes, past the end of the file", p, (int)id, (int)len);
             break;
         }
         /* convert-llama2c-to-ggml: fixed names for 0..2, spaces back to "▁" */
         static const char *const fixed[3] = {"<unk>", "<s>", "</s>"};
         char *text = malloc(3 * (size_t)len + 8);
         if (!text) {
-            st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+            st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
             break;
         }
         size_t n = 0;
@@ -388,7 +388,7 @@ pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) 
         v->type[id] = id == 0 ? TT_UNKNOWN : id < 3 || len == 0 ? TT_CONTROL : is_byte_piece(text) ? TT_BYTE : TT_NORMAL;
     }
     if (!st && off != size)
-        st = pvk_fail(PVK_ERR_BAD_FILE, "%s: %zu bytes follow the model's %d tokens (a tokenizer of another model?)", p,
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: %zu bytes follow the model's %d tokens (a tokenizer of another model?)", p,
                       size - off, (int)n_vocab);
     free(buf);
     if (st) {
@@ -400,7 +400,7 @@ pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out) 
     v->eos = 2;
     v->add_bos = true; /* run.c starts every prompt with BOS */
     *out = v;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* -------------------------------------------------------------- writing */

@@ -24,10 +24,10 @@ typedef struct cvocab cvocab;
  * (padded) but not more. config: config.json's text for bos/eos ids the tokenizer
  * files do not name (may be NULL). byte_level_pre: tokenizer.ggml.pre for a
  * byte-level BPE ("phi-2", "gpt-2"). Caller owns *out: cvocab_destroy. */
-pvk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config, const char *byte_level_pre,
+phivk_status cvocab_read_hf(const char *path, int32_t n_vocab, const char *config, const char *byte_level_pre,
                           cvocab **out);
 /* Reads a llama2.c tokenizer.bin (a folder: its tokenizer.bin) of n_vocab records. */
-pvk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out);
+phivk_status cvocab_read_llama2c(const char *path, int32_t n_vocab, cvocab **out);
 void cvocab_destroy(cvocab *v); /* accepts NULL */
 
 /* Overrides tokenizer.ggml.add_bos_token (phi2's converter writes false). */

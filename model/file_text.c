@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-pvk_status file_read_text(const char *path, char **out, size_t *len) {
+phivk_status file_read_text(const char *path, char **out, size_t *len) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return pvk_fail(PVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return pvk_fail(PHIVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0, got;
     char *buf = malloc(cap);
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
@@ -22,13 +22,13 @@ pvk_status file_read_text(const char *path, char **out, size_t *len) {
     }
     const bool err = ferror(f);
     fclose(f);
-    if (!buf) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory reading %s", path);
+    if (!buf) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory reading %s", path);
     if (err) {
         free(buf);
-        return pvk_fail(PVK_ERR_IO, "%s: read error", path);
+        return pvk_fail(PHIVK_ERR_IO, "%s: read error", path);
     }
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
-    return PVK_OK;
+    return PHIVK_OK;
 }

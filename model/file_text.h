@@ -7,7 +7,7 @@
 #include "pvk_err.h"
 
 /* Reads path into a malloc'd, NUL-terminated buffer (*out; caller frees) of *len
- * bytes (len may be NULL). PVK_ERR_IO naming the file when it cannot be read. */
-pvk_status file_read_text(const char *path, char **out, size_t *len);
+ * bytes (len may be NULL). PHIVK_ERR_IO naming the file when it cannot be read. */
+phivk_status file_read_text(const char *path, char **out, size_t *len);
 
 #endif

@@ -151,7 +151,7 @@ static void gather_tok(info *in) {
     t->chat_template = gguf_find(in->f, "tokenizer.chat_template") != NULL;
 }
 
-static pvk_status gather(info *in, const phivk_info_params *p) {
+static phivk_status gather(info *in, const phivk_info_params *p) {
     if (!gguf_get_str(in->f, "general.architecture", &in->arch)) in->arch.ptr = NULL;
     if (!gguf_get_str(in->f, "general.name", &in->name)) in->name.ptr = NULL;
     gather_hp(in);
@@ -176,10 +176,10 @@ static pvk_status gather(info *in, const phivk_info_params *p) {
             __builtin_mul_overflow((uint64_t)in->hp.n_head_kv, dims, &per_layer) ||
             __builtin_mul_overflow((uint64_t)in->hp.n_layer, per_layer, &per_tok) ||
             __builtin_mul_overflow(per_tok, (uint64_t)in->ctx, &elems) || elems > UINT64_MAX / 64)
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: KV cache size overflows (hyperparameters are absurd)", in->path);
         in->kv_elems = elems;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ----------------------------------------------------------------- human */
@@ -427,15 +427,15 @@ phivk_info_params phivk_info_default_params(void) {
 
 phivk_status phivk_info_write(const char *path, const phivk_info_params *params, FILE *out) {
     phivk_info_params p = params ? *params : phivk_info_default_params();
-    if (!path || !out) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "phivk_info_write: NULL path or stream");
-    if (p.ctx < 0) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "context %d is negative", p.ctx);
+    if (!path || !out) return pvk_fail(PHIVK_ERR_INVALID, "phivk_info_write: NULL path or stream");
+    if (p.ctx < 0) return pvk_fail(PHIVK_ERR_INVALID, "context %d is negative", p.ctx);
     gguf_file *f;
-    pvk_status st = gguf_open(path, &f);
-    if (st) return (phivk_status)st;
+    phivk_status st = gguf_open(path, &f);
+    if (st) return st;
     info *in = calloc(1, sizeof *in);
     if (!in) {
         gguf_close(f);
-        return (phivk_status)pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     }
     in->path = path;
     in->f = f;
@@ -446,14 +446,14 @@ phivk_status phivk_info_write(const char *path, const phivk_info_params *params,
         if (s)
             fprintf(out, "%s\n", s);
         else
-            st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory building JSON");
+            st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory building JSON");
         free(s);
         cJSON_Delete(root);
     } else if (!st) {
         write_human(in, out);
     }
-    if (!st && ferror(out)) st = pvk_fail(PVK_ERR_IO, "writing the report failed");
+    if (!st && ferror(out)) st = pvk_fail(PHIVK_ERR_IO, "writing the report failed");
     free(in);
     gguf_close(f);
-    return (phivk_status)st;
+    return st;
 }

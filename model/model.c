@@ -18,14 +18,14 @@ phivk_runtime *phivk_runtime_create(const phivk_runtime_params *p) {
     if (!p) p = &defaults;
     phivk_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
         return NULL;
     }
     pvk_dev_params dp = pvk_dev_default_params();
     dp.select = p->device;
     dp.validate = dp.validate || p->validate;
-    if (pvk_dev_create(&dp, &rt->dev) != PVK_OK) goto fail;
-    if (pvk_ops_create(rt->dev, &rt->ops) != PVK_OK) goto fail;
+    if (pvk_dev_create(&dp, &rt->dev) != PHIVK_OK) goto fail;
+    if (pvk_ops_create(rt->dev, &rt->ops) != PHIVK_OK) goto fail;
     return rt;
 fail:
     phivk_runtime_free(rt);
@@ -59,16 +59,16 @@ typedef struct loader {
 /* Matrices go to the device in pieces, so progress moves within a large one.
  * PHIVK_UPLOAD_CHUNK=N (bytes) makes the pieces smaller: tests use it to run the
  * offset arithmetic across many pieces and the parts of joined projections. */
-static pvk_status upload_chunk(uint64_t *out) {
+static phivk_status upload_chunk(uint64_t *out) {
     const char *v = getenv("PHIVK_UPLOAD_CHUNK");
     *out = 64ull << 20;
-    if (!v || !*v) return PVK_OK;
+    if (!v || !*v) return PHIVK_OK;
     char *end;
     unsigned long long n = strtoull(v, &end, 10);
     if (*end || !n || v[0] == '-')
-        return pvk_fail(PVK_ERR_INVALID, "PHIVK_UPLOAD_CHUNK=\"%s\" is not a positive byte count", v);
+        return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_UPLOAD_CHUNK=\"%s\" is not a positive byte count", v);
     *out = n;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static void loader_progress(loader *l, uint64_t bytes) {
@@ -77,29 +77,29 @@ static void loader_progress(loader *l, uint64_t bytes) {
 }
 
 /* A 1-D weight (norm, bias, rope factors) as f32 on the device; absent -> zeroed. */
-static pvk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
     memset(out, 0, sizeof *out);
-    if (!t) return PVK_OK;
+    if (!t) return PHIVK_OK;
     pvk_dev *dev = l->m->rt->dev;
     int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
     float *tmp = malloc(sizeof *tmp * (size_t)n);
-    if (!tmp) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory loading %s", t->name);
-    pvk_status st = quant_dequantize_row(t->type, t->data, tmp, n);
-    if (st == PVK_OK) st = pvk_buf_create(dev, sizeof *tmp * (size_t)n, PVK_MEM_DEVICE, out);
-    if (st == PVK_OK) st = pvk_buf_write(dev, out, 0, tmp, sizeof *tmp * (size_t)n);
+    if (!tmp) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory loading %s", t->name);
+    phivk_status st = quant_dequantize_row(t->type, t->data, tmp, n);
+    if (st == PHIVK_OK) st = pvk_buf_create(dev, sizeof *tmp * (size_t)n, PVK_MEM_DEVICE, out);
+    if (st == PHIVK_OK) st = pvk_buf_write(dev, out, 0, tmp, sizeof *tmp * (size_t)n);
     free(tmp);
-    if (st == PVK_OK) loader_progress(l, t->bytes);
+    if (st == PHIVK_OK) loader_progress(l, t->bytes);
     return st;
 }
 
 /* One GGUF matrix (or several of one type, concatenated by rows) as a device
  * tensor: the parts are written straight from the file, one after another. A
  * part may pass 2 GiB, so every offset is 64-bit. */
-static pvk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, pvk_tensor *out) {
+static phivk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, pvk_tensor *out) {
     pvk_dev *dev = l->m->rt->dev;
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
-    pvk_status st = pvk_tensor_create(dev, parts[0]->type, parts[0]->ne[0], rows, NULL, out);
+    phivk_status st = pvk_tensor_create(dev, parts[0]->type, parts[0]->ne[0], rows, NULL, out);
     uint64_t at = 0; /* where parts[i] starts in the tensor */
     for (int i = 0; i < n && !st; at += parts[i]->bytes, i++) {
         const uint8_t *src = parts[i]->data;
@@ -115,38 +115,38 @@ static pvk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int 
 
 /* The projection made of the matrices parts[0..n) (one input width) and their
  * biases (biases NULL, or all present). */
-static pvk_status upload_proj(loader *l, const gguf_tensor *const *parts, int n,
+static phivk_status upload_proj(loader *l, const gguf_tensor *const *parts, int n,
                               const gguf_tensor *const *biases, gpu_proj *out) {
     memset(out, 0, sizeof *out);
     bool one_type = true;
     int64_t rows = 0;
     for (int i = 0; i < n; i++) {
         if (parts[i]->ne[0] != parts[0]->ne[0])
-            return pvk_fail(PVK_ERR_BAD_FILE, "%s and %s have different widths", parts[0]->name,
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s and %s have different widths", parts[0]->name,
                             parts[i]->name);
         one_type &= parts[i]->type == parts[0]->type;
         rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
     }
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     out->n_parts = one_type ? 1 : (uint32_t)n;
     for (uint32_t i = 0; i < out->n_parts && !st; i++)
         st = one_type ? upload_tensor(l, parts, n, &out->part[0]) : upload_tensor(l, &parts[i], 1, &out->part[i]);
     if (st || !biases || !biases[0]) return st;
 
     float *b = malloc(sizeof *b * (size_t)rows);
-    if (!b) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (!b) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     int64_t at = 0;
-    for (int i = 0; i < n && st == PVK_OK; i++) {
+    for (int i = 0; i < n && st == PHIVK_OK; i++) {
         if (!biases[i]) {
-            st = pvk_fail(PVK_ERR_UNSUPPORTED, "%s has a bias but %s has none", biases[0]->name,
+            st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s has a bias but %s has none", biases[0]->name,
                           parts[i]->name);
             break;
         }
         st = quant_dequantize_row(biases[i]->type, biases[i]->data, b + at, biases[i]->ne[0]);
         at += biases[i]->ne[0];
     }
-    if (st == PVK_OK) st = pvk_buf_create(l->m->rt->dev, sizeof *b * (size_t)rows, PVK_MEM_DEVICE, &out->bias);
-    if (st == PVK_OK) st = pvk_buf_write(l->m->rt->dev, &out->bias, 0, b, sizeof *b * (size_t)rows);
+    if (st == PHIVK_OK) st = pvk_buf_create(l->m->rt->dev, sizeof *b * (size_t)rows, PVK_MEM_DEVICE, &out->bias);
+    if (st == PHIVK_OK) st = pvk_buf_write(l->m->rt->dev, &out->bias, 0, b, sizeof *b * (size_t)rows);
     free(b);
     return st;
 }
@@ -156,9 +156,9 @@ static void destroy_proj(pvk_dev *d, gpu_proj *p) {
     pvk_buf_destroy(d, &p->bias);
 }
 
-static pvk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
+static phivk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
     const arch_hparams *hp = &l->m->hp;
-    pvk_status st;
+    phivk_status st;
     if ((st = upload_vector(l, a->attn_norm, &g->attn_norm)) ||
         (st = upload_vector(l, a->attn_norm_b, &g->attn_norm_b)) ||
         (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)))
@@ -224,7 +224,7 @@ static void tune_progress(void *user, int done, int total) {
  * device (once per device: pvk_ops_tune keeps the choices), then compiles the
  * matrix and embedding pipelines now (pvk_ops_warmup), so that the first token does
  * not pay a JIT. */
-static pvk_status warmup(loader *l) {
+static phivk_status warmup(loader *l) {
     const phivk_model *m = l->m;
     pvk_type types[PVK_TYPE_COUNT];
     int n = model_matrix_types(m, types);
@@ -242,15 +242,15 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (!p) p = &defaults;
     phivk_model *m = calloc(1, sizeof *m);
     if (!m) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
         return NULL;
     }
     m->rt = rt;
-    if ((path ? gguf_open(path, &m->file) : gguf_open_memory(data, size, &m->file)) != PVK_OK)
+    if ((path ? gguf_open(path, &m->file) : gguf_open_memory(data, size, &m->file)) != PHIVK_OK)
         goto fail;
-    if (arch_hparams_read(m->file, what, &m->hp) != PVK_OK) goto fail;
-    if (arch_weights_create(m->file, &m->hp, what, &m->w) != PVK_OK) goto fail;
-    if (tok_vocab_from_gguf(m->file, &m->vocab) != PVK_OK) goto fail;
+    if (arch_hparams_read(m->file, what, &m->hp) != PHIVK_OK) goto fail;
+    if (arch_weights_create(m->file, &m->hp, what, &m->w) != PHIVK_OK) goto fail;
+    if (tok_vocab_from_gguf(m->file, &m->vocab) != PHIVK_OK) goto fail;
     gguf_str name;
     /* The name reaches terminals and window titles: its control characters are
      * made visible here, once, for every caller. */
@@ -262,29 +262,29 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     /* The session the model is loaded for must fit before any weight is uploaded:
      * a refusal after minutes of upload helps nobody. */
     plan pl;
-    if (p->session && session_plan(m, p->session, true, &pl) != PVK_OK) goto fail;
+    if (p->session && session_plan(m, p->session, true, &pl) != PHIVK_OK) goto fail;
 
     loader l = {.m = m, .p = p};
-    if (upload_chunk(&l.chunk) != PVK_OK) goto fail;
+    if (upload_chunk(&l.chunk) != PHIVK_OK) goto fail;
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
-    if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PVK_OK) goto fail;
-    if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PVK_OK)
+    if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PHIVK_OK) goto fail;
+    if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
-    if (upload_vector(&l, w->output_norm, &m->output_norm) != PVK_OK ||
-        upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PVK_OK ||
-        upload_vector(&l, w->rope_factors_long, &m->rope_long) != PVK_OK ||
-        upload_vector(&l, w->rope_factors_short, &m->rope_short) != PVK_OK)
+    if (upload_vector(&l, w->output_norm, &m->output_norm) != PHIVK_OK ||
+        upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PHIVK_OK ||
+        upload_vector(&l, w->rope_factors_long, &m->rope_long) != PHIVK_OK ||
+        upload_vector(&l, w->rope_factors_short, &m->rope_short) != PHIVK_OK)
         goto fail;
-    if (m->hp.tied_output && upload_vector(&l, w->output_b, &m->output.bias) != PVK_OK) goto fail;
+    if (m->hp.tied_output && upload_vector(&l, w->output_b, &m->output.bias) != PHIVK_OK) goto fail;
     m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
     if (!m->layers) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
         goto fail;
     }
     for (int32_t i = 0; i < m->hp.n_layer; i++)
-        if (upload_layer(&l, &w->layers[i], &m->layers[i]) != PVK_OK) goto fail;
-    if (warmup(&l) != PVK_OK) goto fail;
+        if (upload_layer(&l, &w->layers[i], &m->layers[i]) != PHIVK_OK) goto fail;
+    if (warmup(&l) != PHIVK_OK) goto fail;
     if (p->progress) p->progress(p->progress_user, "loading", l.total, l.total);
     return m;
 fail:
@@ -294,7 +294,7 @@ fail:
 
 phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_model_params *p) {
     if (!rt || !path) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_model_load: no runtime or path");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_model_load: no runtime or path");
         return NULL;
     }
     return load(rt, path, NULL, 0, arch_basename(path), p);
@@ -303,7 +303,7 @@ phivk_model *phivk_model_load(phivk_runtime *rt, const char *path, const phivk_m
 phivk_model *phivk_model_load_memory(phivk_runtime *rt, const void *data, size_t size,
                                      const char *name, const phivk_model_params *p) {
     if (!rt || !data) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_model_load_memory: no runtime or data");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_model_load_memory: no runtime or data");
         return NULL;
     }
     return load(rt, NULL, data, size, name ? name : "model in memory", p);

@@ -178,7 +178,7 @@ static sizes sizes_of(const plan *p, uint64_t usable) {
     return z;
 }
 
-pvk_status plan_make(const plan_input *in, plan *out) {
+phivk_status plan_make(const plan_input *in, plan *out) {
     uint64_t usable = in->budget / 10 * 9;
     plan_ctx_why why = PLAN_CTX_ASKED;
     int32_t ctx = in->ctx ? in->ctx : auto_ctx(in, usable, &why);
@@ -190,13 +190,13 @@ pvk_status plan_make(const plan_input *in, plan *out) {
         plan_shape s = plan_shape_at(in, least);
         plan_set_layout(out, &s);
         sizes z = sizes_of(out, usable);
-        return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+        return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
                         "the model does not fit: weights %s + scratch %s + a %d-token KV cache %s > %s usable "
                         "of %s of device memory%s", z.w, z.sc, least, z.kv, z.usable, z.budget, smaller);
     }
     plan_shape s = plan_shape_at(in, ctx);
     plan_set_layout(out, &s);
-    if (out->total <= usable) return PVK_OK;
+    if (out->total <= usable) return PHIVK_OK;
     /* What -c auto would pick with everything else the same. */
     plan_ctx_why auto_why;
     int32_t fits = auto_ctx(in, usable, &auto_why);
@@ -206,7 +206,7 @@ pvk_status plan_make(const plan_input *in, plan *out) {
     else snprintf(advice, sizeof advice, "use -c auto (%d tokens, %s) or a shorter context", fits,
                   auto_why == PLAN_CTX_TRAINED ? "the model's trained context" : "the most auto picks");
     sizes z = sizes_of(out, usable);
-    return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+    return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
                     "a context of %d tokens does not fit: KV cache %s (%.1f KiB per token) + weights %s + scratch "
                     "%s > %s usable of %s; %s%s",
                     ctx, z.kv, out->kv_bytes_per_token / 1024.0, z.w, z.sc, z.usable, z.budget, advice, smaller);

@@ -128,10 +128,10 @@ plan_shape plan_shape_at(const plan_input *in, int32_t ctx);
 void plan_set_layout(plan *p, const plan_shape *s);
 /* Fills *out: the table at in->ctx, or at the context `-c auto` picks (the
  * model's trained context up to PLAN_AUTO_CTX_MAX, or the largest multiple of
- * 256 below it that fits in 90% of the budget). PVK_ERR_DEVICE_MEMORY when it
+ * 256 below it that fits in 90% of the budget). PHIVK_ERR_DEVICE_MEMORY when it
  * does not fit, with the numbers, the context auto would pick, and the smaller
  * cache types than the one in use. */
-pvk_status plan_make(const plan_input *in, plan *out);
+phivk_status plan_make(const plan_input *in, plan *out);
 /* "the model's trained context", "auto: 131072 of the trained 16777216 (more with -c N)". */
 void plan_ctx_text(const plan *p, const arch_hparams *hp, char *out, size_t n);
 

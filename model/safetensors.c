@@ -81,18 +81,18 @@ static int span_cmp(const void *a, const void *b) {
 }
 
 /* Maps path and appends its tensors to s. */
-static pvk_status add_file(safet_set *s, const char *path) {
+static phivk_status add_file(safet_set *s, const char *path) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return pvk_fail(PVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return pvk_fail(PHIVK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return pvk_fail(PVK_ERR_IO, "%s: not a regular file", path);
+        return pvk_fail(PHIVK_ERR_IO, "%s: not a regular file", path);
     }
     mapped *nf = realloc(s->files, (size_t)(s->n_files + 1) * sizeof *nf);
     if (!nf) {
         close(fd);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     }
     s->files = nf;
     mapped *m = &s->files[s->n_files++];
@@ -100,46 +100,46 @@ static pvk_status add_file(safet_set *s, const char *path) {
     if (m->size) m->map = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m->map == MAP_FAILED) m->map = NULL;
-    if (!m->path || (m->size && !m->map)) return pvk_fail(PVK_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
-    if (m->size < 8) return pvk_fail(PVK_ERR_BAD_FILE, "%s: %zu bytes is too short for a safetensors file", path, m->size);
+    if (!m->path || (m->size && !m->map)) return pvk_fail(PHIVK_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    if (m->size < 8) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: %zu bytes is too short for a safetensors file", path, m->size);
 
     const uint8_t *b = m->map;
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
     if (hlen > m->size - 8)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: header of %" PRIu64 " bytes is larger than the file (%zu bytes)",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: header of %" PRIu64 " bytes is larger than the file (%zu bytes)",
                         path, hlen, m->size);
     const uint64_t data_bytes = m->size - 8 - hlen;
     const uint8_t *data = b + 8 + hlen;
     cJSON *root = cJSON_ParseWithLength((const char *)b + 8, (size_t)hlen);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s: the header is not a JSON object", path);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: the header is not a JSON object", path);
     }
     int n = cJSON_GetArraySize(root);
     span *spans = calloc((size_t)n + 1, sizeof *spans);
     int n_spans = 0;
-    pvk_status st = spans ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = spans ? PHIVK_OK : pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     for (const cJSON *e = root->child; e && !st; e = e->next) {
         if (!strcmp(e->string, "__metadata__")) continue;
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, e->string);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, e->string);
             break;
         }
         safet_tensor t = {.n_dims = cJSON_GetArraySize(shape), .numel = 1};
         unsigned k = 0;
         while (k < N_DTYPES && strcmp(dt->valuestring, dtypes[k].name)) k++;
         if (k == N_DTYPES) {
-            st = pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype '%s', which phivk does not know", path,
+            st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype '%s', which phivk does not know", path,
                           e->string, dt->valuestring);
             break;
         }
         t.dtype = (safet_dtype)k;
         if (t.n_dims > SAFET_MAX_DIMS) {
-            st = pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has %d dimensions (at most %d)", path, e->string,
+            st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tensor '%s' has %d dimensions (at most %d)", path, e->string,
                           t.n_dims, SAFET_MAX_DIMS);
             break;
         }
@@ -148,37 +148,37 @@ static pvk_status add_file(safet_set *s, const char *path) {
             uint64_t v = 0;
             if (!json_u53(cJSON_GetArrayItem(shape, d), &v) || __builtin_mul_overflow(bytes, v, &bytes) ||
                 bytes > ((uint64_t)1 << 53))
-                st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' has a bad shape", path, e->string);
+                st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' has a bad shape", path, e->string);
             t.shape[d] = (int64_t)v;
             t.numel *= (int64_t)v;
         }
         if (st) break;
         if (!json_u53(cJSON_GetArrayItem(offs, 0), &begin) || !json_u53(cJSON_GetArrayItem(offs, 1), &end) ||
             end < begin) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' has bad data_offsets", path, e->string);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' has bad data_offsets", path, e->string);
             break;
         }
         if (end > data_bytes) {
-            st = pvk_fail(PVK_ERR_BAD_FILE,
+            st = pvk_fail(PHIVK_ERR_BAD_FILE,
                           "%s: tensor '%s' ends at data byte %" PRIu64 " but the file holds %" PRIu64
                           " bytes of data (truncated?)",
                           path, e->string, end, data_bytes);
             break;
         }
         if (end - begin != bytes) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' spans %" PRIu64 " bytes, its shape and %s need %" PRIu64,
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' spans %" PRIu64 " bytes, its shape and %s need %" PRIu64,
                           path, e->string, end - begin, dtypes[k].name, bytes);
             break;
         }
         if (safet_find(s, e->string)) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' appears twice", path, e->string);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' appears twice", path, e->string);
             break;
         }
         if (s->n_t == s->cap_t) {
             int64_t nc = s->cap_t ? 2 * s->cap_t : 64;
             safet_tensor *nt = realloc(s->t, (size_t)nc * sizeof *nt);
             if (!nt) {
-                st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+                st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
                 break;
             }
             s->t = nt;
@@ -188,7 +188,7 @@ static pvk_status add_file(safet_set *s, const char *path) {
         t.data = data + begin;
         t.file = m->path;
         if (!t.name) {
-            st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+            st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
             break;
         }
         s->t[s->n_t++] = t;
@@ -198,7 +198,7 @@ static pvk_status add_file(safet_set *s, const char *path) {
         qsort(spans, (size_t)n_spans, sizeof *spans, span_cmp);
         for (int i = 1; i < n_spans && !st; i++)
             if (spans[i].begin < spans[i - 1].end && spans[i].begin < spans[i].end)
-                st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensors '%s' and '%s' overlap (data bytes %" PRIu64 "..%" PRIu64
+                st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensors '%s' and '%s' overlap (data bytes %" PRIu64 "..%" PRIu64
                               " and %" PRIu64 "..%" PRIu64 ")",
                               path, spans[i - 1].name, spans[i].name, spans[i - 1].begin, spans[i - 1].end,
                               spans[i].begin, spans[i].end);
@@ -208,10 +208,10 @@ static pvk_status add_file(safet_set *s, const char *path) {
     return st;
 }
 
-pvk_status safet_open_file(const char *path, safet_set **out) {
+phivk_status safet_open_file(const char *path, safet_set **out) {
     *out = calloc(1, sizeof **out);
-    if (!*out) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st = add_file(*out, path);
+    if (!*out) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = add_file(*out, path);
     if (st) {
         safet_close(*out);
         *out = NULL;
@@ -221,18 +221,18 @@ pvk_status safet_open_file(const char *path, safet_set **out) {
 
 /* The shards of an index: every weight_map entry must name a shard beside it that
  * holds the tensor. */
-static pvk_status open_index(safet_set *s, const char *dir, const char *index) {
+static phivk_status open_index(safet_set *s, const char *dir, const char *index) {
     char *text;
-    pvk_status st = file_read_text(index, &text, NULL);
+    phivk_status st = file_read_text(index, &text, NULL);
     if (st) return st;
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child)
-        st = pvk_fail(PVK_ERR_BAD_FILE, "%s: no weight_map object", index);
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: no weight_map object", index);
     for (const cJSON *e = wm ? wm->child : NULL; e && !st; e = e->next) {
         if (!cJSON_IsString(e) || !e->valuestring[0] || strchr(e->valuestring, '/')) {
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: tensor '%s' maps to a bad shard name", index, e->string);
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' maps to a bad shard name", index, e->string);
             break;
         }
         char path[4096];
@@ -242,21 +242,21 @@ static pvk_status open_index(safet_set *s, const char *dir, const char *index) {
         if (!have) st = add_file(s, path);
         const safet_tensor *t = st ? NULL : safet_find(s, e->string);
         if (!st && (!t || strcmp(t->file, path)))
-            st = pvk_fail(PVK_ERR_BAD_FILE, "%s: names tensor '%s' in %s, which does not hold it", index, e->string,
+            st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: names tensor '%s' in %s, which does not hold it", index, e->string,
                           e->valuestring);
     }
     cJSON_Delete(root);
     return st;
 }
 
-pvk_status safet_open_dir(const char *dir, safet_set **out) {
+phivk_status safet_open_dir(const char *dir, safet_set **out) {
     char index[4096], single[4096];
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
     snprintf(single, sizeof single, "%s/model.safetensors", dir);
     if (access(index, F_OK)) return safet_open_file(single, out);
     *out = calloc(1, sizeof **out);
-    if (!*out) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st = open_index(*out, dir, index);
+    if (!*out) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st = open_index(*out, dir, index);
     if (st) {
         safet_close(*out);
         *out = NULL;
@@ -264,9 +264,9 @@ pvk_status safet_open_dir(const char *dir, safet_set **out) {
     return st;
 }
 
-pvk_status safet_read_f32(const safet_tensor *t, int64_t first, int64_t n, float *dst) {
+phivk_status safet_read_f32(const safet_tensor *t, int64_t first, int64_t n, float *dst) {
     if (first < 0 || n < 0 || first + n > t->numel)
-        return pvk_fail(PVK_ERR_INVALID, "tensor '%s': elements %" PRId64 "..%" PRId64 " out of range", t->name,
+        return pvk_fail(PHIVK_ERR_INVALID, "tensor '%s': elements %" PRId64 "..%" PRId64 " out of range", t->name,
                         first, first + n);
     const uint8_t *p = (const uint8_t *)t->data;
     switch (t->dtype) {
@@ -280,8 +280,8 @@ pvk_status safet_read_f32(const safet_tensor *t, int64_t first, int64_t n, float
         }
         break;
     default:
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; phivk converts F32, F16 and BF16 weights",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; phivk converts F32, F16 and BF16 weights",
                         t->file, t->name, safet_dtype_name(t->dtype));
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }

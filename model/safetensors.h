@@ -37,9 +37,9 @@ typedef struct safet_set safet_set;
 
 /* Opens dir/model.safetensors.index.json and its shards when the index exists,
  * else dir/model.safetensors. Caller owns *out: safet_close. */
-pvk_status safet_open_dir(const char *dir, safet_set **out);
+phivk_status safet_open_dir(const char *dir, safet_set **out);
 /* Opens one file. */
-pvk_status safet_open_file(const char *path, safet_set **out);
+phivk_status safet_open_file(const char *path, safet_set **out);
 void safet_close(safet_set *s); /* accepts NULL */
 
 int64_t safet_count(const safet_set *s);
@@ -49,7 +49,7 @@ const safet_tensor *safet_find(const safet_set *s, const char *name);
 
 const char *safet_dtype_name(safet_dtype t);
 /* Converts n elements starting at element first of t to float.
- * PVK_ERR_UNSUPPORTED (naming the tensor and its dtype) unless F32, F16 or BF16. */
-pvk_status safet_read_f32(const safet_tensor *t, int64_t first, int64_t n, float *dst);
+ * PHIVK_ERR_UNSUPPORTED (naming the tensor and its dtype) unless F32, F16 or BF16. */
+phivk_status safet_read_f32(const safet_tensor *t, int64_t first, int64_t n, float *dst);
 
 #endif

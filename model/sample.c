@@ -74,7 +74,7 @@ phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p) {
     phivk_sampler_params d = p ? *p : phivk_sampler_default_params();
     if (!(d.temp >= 0) || d.top_k < 0 || !(d.top_p > 0 && d.top_p <= 1) ||
         !(d.min_p >= 0 && d.min_p <= 1) || !(d.repeat_penalty > 0) || d.repeat_last_n < 0) {
-        pvk_fail(PVK_ERR_INVALID,
+        pvk_fail(PHIVK_ERR_INVALID,
                  "invalid sampler settings (temp %g, top-k %d, top-p %g, min-p %g, repeat penalty "
                  "%g, last-n %d): need temp >= 0, top-k >= 0, 0 < top-p <= 1, 0 <= min-p <= 1, "
                  "penalty > 0, last-n >= 0",
@@ -86,7 +86,7 @@ phivk_sampler *phivk_sampler_create(const phivk_sampler_params *p) {
     if (s && d.repeat_last_n > 0) s->hist = malloc((size_t)d.repeat_last_n * sizeof *s->hist);
     if (!s || (d.repeat_last_n > 0 && !s->hist)) {
         free(s);
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the sampler");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the sampler");
         return NULL;
     }
     s->p = d;
@@ -175,7 +175,7 @@ static int32_t argmax_id(const cand *c, int32_t m) {
 
 int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n) {
     if (!logits || n <= 0) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_sampler_sample: no logits");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_sampler_sample: no logits");
         return -1;
     }
     if (n > s->cap) {
@@ -183,7 +183,7 @@ int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n) {
         if (c) s->cands = c;
         uint8_t *seen = c ? realloc(s->seen, (size_t)n) : NULL;
         if (!seen) {
-            pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %d candidates", n);
+            pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for %d candidates", n);
             return -1;
         }
         memset(seen + s->cap, 0, (size_t)(n - s->cap));
@@ -196,7 +196,7 @@ int32_t phivk_sampler_sample(phivk_sampler *s, float *logits, int32_t n) {
     for (int32_t i = 0; i < n; i++)
         if (!isnan(logits[i])) s->cands[m++] = (cand){logits[i], i};
     if (!m) {
-        pvk_fail(PVK_ERR_INVALID, "every logit is NaN: the model's numbers broke down (a weight or "
+        pvk_fail(PHIVK_ERR_INVALID, "every logit is NaN: the model's numbers broke down (a weight or "
                                   "hyperparameter in the file, or a device fault); no token to pick");
         return -1;
     }

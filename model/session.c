@@ -78,10 +78,10 @@ static uint64_t file_weight_bytes(const phivk_model *m) {
     return sum;
 }
 
-pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out) {
+phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out) {
     if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
-        return pvk_fail(PVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
-    if (p->ctx < 0) return pvk_fail(PVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
+        return pvk_fail(PHIVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
+    if (p->ctx < 0) return pvk_fail(PHIVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
     plan_input in = {
         .hp = &m->hp,
         .weight_bytes = file_weight_bytes(m),
@@ -100,7 +100,7 @@ pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, boo
 /* The KV cache of s->ctx tokens, the scratch rows of the table as the device laid
  * the cache out (its chunks, attention over them) and the command buffer.
  * free_buffers undoes it, also halfway. */
-static pvk_status alloc_buffers(phivk_session *s, bool int8) {
+static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     phivk_model *m = s->m;
     const arch_hparams *hp = &m->hp;
     pvk_dev *dev = m->rt->dev;
@@ -108,8 +108,8 @@ static pvk_status alloc_buffers(phivk_session *s, bool int8) {
     s->logit_rows = plan_logit_rows(hp, s->batch);
     s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
     s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
-    if (!s->tokens || !s->kv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
-    pvk_status st;
+    if (!s->tokens || !s->kv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    phivk_status st;
     pvk_type kt = plan_kv_type(s->p.k_type), vt = plan_kv_type(s->p.v_type);
     for (int32_t l = 0; l < hp->n_layer; l++)
         if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
@@ -147,22 +147,22 @@ static void free_buffers(phivk_session *s) {
 /* Buffers for s->ctx tokens. With -c auto a refused allocation halves the context
  * and tries again: the plan counts on a budget that other programs can take from,
  * or that a driver does not honour. */
-static pvk_status alloc_fitting(phivk_session *s, bool int8) {
+static phivk_status alloc_fitting(phivk_session *s, bool int8) {
     int32_t first = s->ctx;
-    pvk_status st;
-    while ((st = alloc_buffers(s, int8)) == PVK_ERR_DEVICE_MEMORY && s->p.ctx == 0) {
+    phivk_status st;
+    while ((st = alloc_buffers(s, int8)) == PHIVK_ERR_DEVICE_MEMORY && s->p.ctx == 0) {
         int32_t next = s->ctx / 2 / AUTO_CTX_MIN * AUTO_CTX_MIN;
         if (next < AUTO_CTX_MIN) break;
         free_buffers(s);
         s->ctx_refused = first;
         s->ctx = next;
     }
-    if (st != PVK_ERR_DEVICE_MEMORY || s->p.ctx != 0) return st;
+    if (st != PHIVK_ERR_DEVICE_MEMORY || s->p.ctx != 0) return st;
     char why[512], kv[32], w[32];
     snprintf(why, sizeof why, "%s", pvk_errmsg());
     pvk_fmt_bytes(kv, s->plan.kv_bytes_per_token * (uint64_t)s->ctx);
     pvk_fmt_bytes(w, s->plan.weight_bytes);
-    return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+    return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
                     "-c auto: the device refused memory for every context from %d down to %d tokens "
                     "(KV cache %s at %d tokens, weights %s): %s", first, s->ctx, kv, s->ctx, w, why);
 }
@@ -172,15 +172,15 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     if (!p) p = &defaults;
     phivk_session *s = calloc(1, sizeof *s);
     if (!s) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
         return NULL;
     }
     s->m = m;
     s->p = *p;
     bool int8 = model_reads_q8(m);
-    if (session_plan(m, p, int8, &s->plan) != PVK_OK) goto fail;
+    if (session_plan(m, p, int8, &s->plan) != PHIVK_OK) goto fail;
     s->ctx = s->plan.ctx;
-    if (alloc_fitting(s, int8) != PVK_OK) goto fail;
+    if (alloc_fitting(s, int8) != PHIVK_OK) goto fail;
     s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;
 fail:
@@ -242,7 +242,7 @@ static pvk_input input_for(const phivk_session *s, const pvk_buf *f32, const pvk
 
 /* The model's norm of x into out (f32 and/or int8, see input_for). */
 static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b,
-                 const pvk_input *out, uint32_t rows, pvk_status *st) {
+                 const pvk_input *out, uint32_t rows, phivk_status *st) {
     const arch_hparams *hp = &s->m->hp;
     pvk_ops *o = s->m->rt->ops;
     uint32_t n = (uint32_t)hp->n_embd;
@@ -259,7 +259,7 @@ static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk
 
 /* y (+)= x . proj^T (+ bias): one matmul, or one per part into its columns. */
 static void project(phivk_session *s, const gpu_proj *p, const pvk_input *x, const pvk_buf *y,
-                    uint32_t m, bool accumulate, pvk_status *st) {
+                    uint32_t m, bool accumulate, phivk_status *st) {
     pvk_ops *o = s->m->rt->ops;
     const pvk_buf *bias = model_opt(&p->bias);
     uint32_t stride = 0, col = 0;
@@ -269,7 +269,7 @@ static void project(phivk_session *s, const gpu_proj *p, const pvk_input *x, con
 }
 
 /* Records one layer for m tokens at positions pos0.. (x in, x out). */
-static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0, pvk_status *st) {
+static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0, phivk_status *st) {
     const arch_hparams *hp = &s->m->hp;
     const gpu_layer *g = &s->m->layers[l];
     pvk_ops *o = s->m->rt->ops;
@@ -339,7 +339,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
 
 /* Runs m tokens at s->pos in one command buffer. out (may be NULL) receives the
  * last position's logits, or every position's when all (m <= logit_rows). */
-static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, float *out, bool all) {
+static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, float *out, bool all) {
     const phivk_model *mod = s->m;
     const arch_hparams *hp = &mod->hp;
     pvk_ops *o = mod->rt->ops;
@@ -347,7 +347,7 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
     uint32_t pos0 = (uint32_t)s->pos;
     memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
 
-    pvk_status st = pvk_cmd_begin(c);
+    phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
@@ -379,41 +379,41 @@ static pvk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, floa
     memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
     s->pos += (int32_t)m;
     if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Runs n tokens in chunks, reporting prefill progress. */
-static pvk_status run_chunks(phivk_session *s, const int32_t *ids, int32_t n, float *logits,
+static phivk_status run_chunks(phivk_session *s, const int32_t *ids, int32_t n, float *logits,
                              bool all, const char *stage) {
     int32_t chunk = all ? s->logit_rows : s->batch;
     bool report = s->p.progress && n > chunk;
     if (report) s->p.progress(s->p.progress_user, stage, 0, (uint64_t)n); /* a new bar starts */
     for (int32_t done = 0; done < n;) {
         if (atomic_exchange(&s->cancel, false))
-            return pvk_fail(PVK_ERR_CANCELLED, "cancelled after %d of %d tokens", done, n);
+            return pvk_fail(PHIVK_ERR_CANCELLED, "cancelled after %d of %d tokens", done, n);
         int32_t m = n - done < chunk ? n - done : chunk;
         bool last = done + m == n;
         float *out = NULL;
         if (logits && all) out = logits + (size_t)done * s->m->hp.n_vocab;
         else if (logits && last) out = logits;
-        pvk_status st = forward(s, ids + done, (uint32_t)m, out, all);
+        phivk_status st = forward(s, ids + done, (uint32_t)m, out, all);
         if (st) return st;
         done += m;
         if (report) s->p.progress(s->p.progress_user, stage, (uint64_t)done, (uint64_t)n);
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, float *logits,
                           bool all_logits) {
     const arch_hparams *hp = &s->m->hp;
-    if (n <= 0 || !tokens) return (phivk_status)pvk_fail(PVK_ERR_INVALID, "phivk_decode: no tokens");
+    if (n <= 0 || !tokens) return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode: no tokens");
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return (phivk_status)pvk_fail(PVK_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
+            return pvk_fail(PHIVK_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
                                           tokens[i], hp->n_vocab - 1);
     if (n > s->ctx - s->pos)
-        return (phivk_status)pvk_fail(PVK_ERR_CONTEXT_FULL,
+        return pvk_fail(PHIVK_ERR_CONTEXT_FULL,
                                       "%d more tokens do not fit: %d of the context's %d are used",
                                       n, s->pos, s->ctx);
     /* LongRoPE: the table follows the sequence length; a switch recomputes the
@@ -424,18 +424,18 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
         int32_t keep = s->pos;
         s->table = want;
         s->pos = 0;
-        pvk_status st = keep ? run_chunks(s, s->tokens, keep, NULL, false, "re-prefill (RoPE switch)") : PVK_OK;
+        phivk_status st = keep ? run_chunks(s, s->tokens, keep, NULL, false, "re-prefill (RoPE switch)") : PHIVK_OK;
         if (st) {
             s->pos = 0;
-            return (phivk_status)st;
+            return st;
         }
     }
-    return (phivk_status)run_chunks(s, tokens, n, logits, all_logits, "prefill");
+    return run_chunks(s, tokens, n, logits, all_logits, "prefill");
 }
 
 phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {
     if (pos < 0 || pos > s->pos)
-        return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot truncate to %d: the cache holds %d tokens",
+        return pvk_fail(PHIVK_ERR_INVALID, "cannot truncate to %d: the cache holds %d tokens",
                                       pos, s->pos);
     s->pos = pos;
     return PHIVK_OK;
@@ -451,7 +451,7 @@ const pvk_kv *session_kv_layer(const phivk_session *s, int32_t layer) {
 
 phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) {
     if (pos < 0 || pos > s->ctx)
-        return (phivk_status)pvk_fail(PVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
+        return pvk_fail(PHIVK_ERR_INVALID, "cannot seek to %d in a context of %d", pos, s->ctx);
     memcpy(s->tokens, tokens, sizeof *tokens * (size_t)pos);
     s->pos = pos;
     s->table = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, pos ? pos : 1);

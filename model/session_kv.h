@@ -15,7 +15,7 @@
  * parameters and runtime are enough (no weight need be uploaded yet). int8: count
  * the int8 activation buffers (model_reads_q8; true before the load has tuned
  * the kernels, an upper bound). */
-pvk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out);
+phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out);
 /* The table of what s allocated (its plan at its context and the device's layout). */
 const plan *session_plan_of(const phivk_session *s);
 

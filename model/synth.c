@@ -44,7 +44,7 @@ const char *const *synth_shape_names(void) {
     return names;
 }
 
-pvk_status synth_shape_by_name(const char *name, synth_params *out) {
+phivk_status synth_shape_by_name(const char *name, synth_params *out) {
     for (size_t i = 0; i < N_SHAPES; i++) {
         const shape *s = &shapes[i];
         if (strcmp(name, s->name)) continue;
@@ -55,13 +55,13 @@ pvk_status synth_shape_by_name(const char *name, synth_params *out) {
             .sliding_window = s->sliding_window, .tied_output = s->tied, .wtype = PVK_F16,
             .seed = 1,
         };
-        return PVK_OK;
+        return PHIVK_OK;
     }
     char list[256] = "";
     for (size_t i = 0; i < N_SHAPES; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
                  shapes[i].name);
-    return pvk_fail(PVK_ERR_INVALID, "unknown model shape '%s' (known: %s)", name, list);
+    return pvk_fail(PHIVK_ERR_INVALID, "unknown model shape '%s' (known: %s)", name, list);
 }
 
 /* -------------------------------------------------------------- validation */
@@ -80,31 +80,31 @@ static int arch_id(const char *a) {
 #define N_PHI3_CTRL 11
 static int32_t min_vocab(int arch) { return arch == ARCH_ID_PHI3 ? 310 : 300; }
 
-static pvk_status check_params(const synth_params *p) {
+static phivk_status check_params(const synth_params *p) {
     const int a = arch_id(p->arch);
     if (a < 0)
-        return pvk_fail(PVK_ERR_INVALID, "synthetic models are phi3, llama or phi2, not '%s'",
+        return pvk_fail(PHIVK_ERR_INVALID, "synthetic models are phi3, llama or phi2, not '%s'",
                         p->arch ? p->arch : "(null)");
     const int32_t kv = p->n_head_kv ? p->n_head_kv : p->n_head;
     if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 || p->n_ff <= 0 || p->n_ctx <= 0 ||
         kv <= 0 || p->n_embd % p->n_head || p->n_head % kv || (p->n_embd / p->n_head) % 2)
-        return pvk_fail(PVK_ERR_INVALID,
+        return pvk_fail(PHIVK_ERR_INVALID,
                         "bad synthetic shape: embd %d, layers %d, heads %d/%d, ffn %d, ctx %d "
                         "(need positive sizes, heads dividing embd into even head sizes, kv "
                         "heads dividing heads)",
                         p->n_embd, p->n_layer, p->n_head, kv, p->n_ff, p->n_ctx);
     const int32_t hd = p->n_embd / p->n_head;
     if (p->n_rot < 0 || p->n_rot > hd || p->n_rot % 2)
-        return pvk_fail(PVK_ERR_INVALID, "bad rotary size %d for head size %d", p->n_rot, hd);
+        return pvk_fail(PHIVK_ERR_INVALID, "bad rotary size %d for head size %d", p->n_rot, hd);
     if (p->n_vocab < min_vocab(a))
-        return pvk_fail(PVK_ERR_INVALID,
+        return pvk_fail(PHIVK_ERR_INVALID,
                         "synthetic %s vocabularies need at least %d tokens, not %d", p->arch,
                         min_vocab(a), p->n_vocab);
     if (p->longrope && a != ARCH_ID_PHI3)
-        return pvk_fail(PVK_ERR_INVALID, "LongRoPE exists only for phi3");
+        return pvk_fail(PHIVK_ERR_INVALID, "LongRoPE exists only for phi3");
     if (p->tied_output && a == ARCH_ID_PHI2)
-        return pvk_fail(PVK_ERR_INVALID, "phi2 models have an untied output head");
-    return PVK_OK;
+        return pvk_fail(PHIVK_ERR_INVALID, "phi2 models have an untied output head");
+    return PHIVK_OK;
 }
 
 pvk_type synth_legal_type(pvk_type t, int64_t cols) {
@@ -161,7 +161,7 @@ typedef struct builder {
     const synth_params *p;
     gguf_writer *w;
     float *row;
-    pvk_status st;
+    phivk_status st;
     made made[MAX_MADE];
     int n_made;
     uint64_t bytes;         /* without a writer (synth_tensor_bytes): what add() would add */
@@ -208,7 +208,7 @@ static void add(builder *b, const char *name, pvk_type type, int64_t cols, int64
     rng r = rng_for(b->p->seed, name);
     uint8_t *data = malloc(row_bytes * (size_t)nr);
     if (!data) {
-        b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for tensor '%s'", name);
+        b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for tensor '%s'", name);
         return;
     }
     const float amp = how == FILL_MATRIX ? (float)sqrt(3.0 / (double)cols) : 0.1f;
@@ -266,7 +266,7 @@ static void add_rope_factors(builder *b, int32_t half) {
     }
     float *fl = malloc((size_t)half * sizeof *fl), *fs = malloc((size_t)half * sizeof *fs);
     if (!fl || !fs) {
-        b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+        b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     } else {
         for (int32_t i = 0; i < half; i++) {
             const double t = (double)i / half;
@@ -375,7 +375,7 @@ static void vocab_spm(builder *b, vocab *v, bool phi3) {
         }
     }
     if (!ok) {
-        b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+        b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
         return;
     }
     gguf_writer_set_str(b->w, "tokenizer.ggml.model", "llama");
@@ -443,7 +443,7 @@ static void vocab_gpt2(builder *b, vocab *v) {
         gguf_writer_set_u32(b->w, "tokenizer.ggml.unknown_token_id", (uint32_t)eot);
         gguf_writer_set_bool(b->w, "tokenizer.ggml.add_bos_token", false);
     } else {
-        b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+        b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     }
     for (int32_t i = 0; merges && i < n_merges; i++) free(merges[i]);
     free(merges);
@@ -455,7 +455,7 @@ static void add_vocab(builder *b, int arch) {
     v.score = calloc((size_t)v.n, sizeof *v.score);
     v.type = calloc((size_t)v.n, sizeof *v.type);
     if (!v.text || !v.score || !v.type) {
-        b->st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+        b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     } else {
         if (arch == ARCH_ID_PHI2) vocab_gpt2(b, &v);
         else vocab_spm(b, &v, arch == ARCH_ID_PHI3);
@@ -558,10 +558,10 @@ static void add_tensors(builder *b, int arch) {
     if (!p->tied_output) add_linear(b, "", "output", -1, E, p->n_vocab, phi2);
 }
 
-pvk_status synth_build(const synth_params *p, void **data, size_t *size) {
+phivk_status synth_build(const synth_params *p, void **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    pvk_status st = check_params(p);
+    phivk_status st = check_params(p);
     if (st) return st;
     const int arch = arch_id(p->arch);
     const int64_t E = p->n_embd, hd = E / p->n_head;
@@ -573,7 +573,7 @@ pvk_status synth_build(const synth_params *p, void **data, size_t *size) {
     builder b = {.p = p, .w = gguf_writer_create()};
     b.row = malloc((size_t)widest * sizeof *b.row);
     if (!b.w || !b.row) {
-        b.st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a synthetic model");
+        b.st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a synthetic model");
         goto done;
     }
     set_hparams(&b, arch);
@@ -587,9 +587,9 @@ done:
     return b.st;
 }
 
-pvk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes) {
+phivk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes) {
     *bytes = 0;
-    pvk_status st = check_params(p);
+    phivk_status st = check_params(p);
     if (st) return st;
     builder b = {.p = p}; /* no writer: add() only counts */
     add_tensors(&b, arch_id(p->arch));
@@ -597,15 +597,15 @@ pvk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes) {
     return b.st;
 }
 
-pvk_status synth_save(const synth_params *p, const char *path) {
+phivk_status synth_save(const synth_params *p, const char *path) {
     void *data;
     size_t size;
-    pvk_status st = synth_build(p, &data, &size);
+    phivk_status st = synth_build(p, &data, &size);
     if (st) return st;
     FILE *f = fopen(path, "wb");
-    if (!f) st = pvk_fail(PVK_ERR_IO, "cannot create '%s'", path);
-    else if (fwrite(data, 1, size, f) != size) st = pvk_fail(PVK_ERR_IO, "cannot write '%s'", path);
-    if (f && fclose(f) && !st) st = pvk_fail(PVK_ERR_IO, "cannot write '%s'", path);
+    if (!f) st = pvk_fail(PHIVK_ERR_IO, "cannot create '%s'", path);
+    else if (fwrite(data, 1, size, f) != size) st = pvk_fail(PHIVK_ERR_IO, "cannot write '%s'", path);
+    if (f && fclose(f) && !st) st = pvk_fail(PHIVK_ERR_IO, "cannot write '%s'", path);
     free(data);
     return st;
 }

@@ -67,8 +67,8 @@ synth_params synth_default_params(void);
 
 /* Fills *out with a named shape: "tiny", "150m", "phi3-mini", "phi3-mini-128k",
  * "phi3-medium", "phi2", "phi1.5", "stories15m" (F16 weights, seed 1; callers
- * change wtype/mix/seed). PVK_ERR_INVALID naming the known shapes otherwise. */
-pvk_status synth_shape_by_name(const char *name, synth_params *out);
+ * change wtype/mix/seed). PHIVK_ERR_INVALID naming the known shapes otherwise. */
+phivk_status synth_shape_by_name(const char *name, synth_params *out);
 /* The names synth_shape_by_name knows, NULL-terminated. */
 const char *const *synth_shape_names(void);
 /* Parameters of a model built from p (tied embeddings counted once). */
@@ -80,10 +80,10 @@ int64_t synth_param_count(const synth_params *p);
 pvk_type synth_legal_type(pvk_type wtype, int64_t cols);
 
 /* Builds the GGUF image. The caller owns *data (free()). */
-pvk_status synth_build(const synth_params *p, void **data, size_t *size);
+phivk_status synth_build(const synth_params *p, void **data, size_t *size);
 /* The bytes of tensor data synth_build(p) would write, without building it. */
-pvk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes);
+phivk_status synth_tensor_bytes(const synth_params *p, uint64_t *bytes);
 /* Builds and writes it to path. */
-pvk_status synth_save(const synth_params *p, const char *path);
+phivk_status synth_save(const synth_params *p, const char *path);
 
 #endif

@@ -3,7 +3,7 @@
  *
  * Ownership: every *_create has a *_destroy that accepts NULL. Objects made by a
  * pvk_dev (buffers, pipelines, command objects) must be destroyed before it.
- * Every function that can fail returns pvk_status and sets pvk_errmsg(). */
+ * Every function that can fail returns phivk_status and sets pvk_errmsg(). */
 #ifndef PVK_H
 #define PVK_H
 
@@ -70,7 +70,7 @@ typedef struct pvk_caps {
 } pvk_caps;
 
 /* Lists every Vulkan device. *out is malloc'd (caller frees); *n may be 0. */
-pvk_status pvk_dev_enumerate(pvk_caps **out, uint32_t *n);
+phivk_status pvk_dev_enumerate(pvk_caps **out, uint32_t *n);
 
 typedef struct pvk_dev_params {
     /* NULL: PHIVK_DEVICE, else the best (discrete > integrated > virtual > cpu).
@@ -82,16 +82,16 @@ typedef struct pvk_dev_params {
 
 pvk_dev_params pvk_dev_default_params(void);
 /* The device pvk_dev_create would open for select (same rules as params.select)
- * among caps[0..n-1]; PVK_ERR_NO_DEVICE listing the devices when none matches. */
-pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, uint32_t *index);
+ * among caps[0..n-1]; PHIVK_ERR_NO_DEVICE listing the devices when none matches. */
+phivk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, uint32_t *index);
 /* "discrete", "integrated", "virtual", "cpu" or "other". */
 const char *pvk_dev_type_name(VkPhysicalDeviceType t);
 typedef struct pvk_dev pvk_dev;
-pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out);
+phivk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out);
 void pvk_dev_destroy(pvk_dev *d);
 const pvk_caps *pvk_dev_caps(const pvk_dev *d);
 /* Whether a submit reported VK_ERROR_DEVICE_LOST (or PHIVK_FAULT=device_lost said
- * so): every later submit and allocation on d fails with PVK_ERR_DEVICE_LOST. */
+ * so): every later submit and allocation on d fails with PHIVK_ERR_DEVICE_LOST. */
 bool pvk_dev_lost(const pvk_dev *d);
 /* Validation-layer messages (warnings and errors) seen so far; the last one's text. */
 uint64_t pvk_dev_validation_count(const pvk_dev *d);
@@ -116,14 +116,14 @@ typedef struct pvk_buf {
     pvk_mem mem;
 } pvk_buf;
 
-/* PVK_ERR_DEVICE_MEMORY with the sizes in the message when it does not fit. */
-pvk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *out);
+/* PHIVK_ERR_DEVICE_MEMORY with the sizes in the message when it does not fit. */
+phivk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *out);
 void pvk_buf_destroy(pvk_dev *d, pvk_buf *b);     /* accepts a zeroed pvk_buf */
 /* Copies through a staging buffer when b is not mapped. Waits for completion. */
-pvk_status pvk_buf_write(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, const void *src, size_t n);
-pvk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *dst, size_t n);
+phivk_status pvk_buf_write(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, const void *src, size_t n);
+phivk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *dst, size_t n);
 /* A uniform texel buffer view of [off, off+n) of b; destroy with pvk_view_destroy. */
-pvk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n,
+phivk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n,
                         VkFormat fmt, VkBufferView *out);
 void pvk_view_destroy(pvk_dev *d, VkBufferView v);
 /* The device memory a session may plan with, what phivk holds already included:
@@ -156,7 +156,7 @@ typedef struct pvk_kernel {
 typedef struct pvk_pipe pvk_pipe;
 /* Created on first use and cached by id, then by (push bytes, spec, subgroup size);
  * owned by the device. Uses the VkPipelineCache stored under $XDG_CACHE_HOME/phivk. */
-pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out);
+phivk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out);
 /* <folder>/<kind>-<vendor>-<device>-<driver version><ext>, the file of what phivk keeps
  * per device and driver; the folder is $PHIVK_CACHE_DIR, else $XDG_CACHE_HOME/phivk,
  * else ~/.cache/phivk. false without any, or when it does not fit cap.
@@ -186,10 +186,10 @@ typedef enum pvk_hazard {
 } pvk_hazard;
 
 typedef struct pvk_cmd pvk_cmd;
-pvk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out);
+phivk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out);
 void pvk_cmd_destroy(pvk_cmd *c);
 /* Starts recording (resets what was recorded before). */
-pvk_status pvk_cmd_begin(pvk_cmd *c);
+phivk_status pvk_cmd_begin(pvk_cmd *c);
 /* Records one dispatch. Binding count comes from the kernel's `bindings`; push
  * may be NULL when push_bytes is 0. Errors are sticky and returned by submit. */
 void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void *push,
@@ -200,6 +200,6 @@ void pvk_cmd_copy(pvk_cmd *c, const pvk_buf *src, VkDeviceSize src_off,
                   const pvk_buf *dst, VkDeviceSize dst_off, VkDeviceSize n);
 void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize n, uint32_t word);
 /* Ends, submits, waits. With PHIVK_PROFILE=1 prints per-dispatch GPU times to stderr. */
-pvk_status pvk_cmd_submit(pvk_cmd *c);
+phivk_status pvk_cmd_submit(pvk_cmd *c);
 
 #endif

@@ -219,7 +219,7 @@ char *phivk_devices_report(bool json) {
     if (pvk_dev_choose(caps, n, NULL, &chosen)) chosen = UINT32_MAX;
     char *s = json ? report_json(caps, n, chosen) : report_text(caps, n, chosen);
     free(caps);
-    if (!s) pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory writing the device report");
+    if (!s) pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory writing the device report");
     return s;
 }
 
@@ -228,12 +228,12 @@ phivk_status phivk_devices(phivk_device_desc **out, int *n) {
     *n = 0;
     pvk_caps *caps;
     uint32_t count;
-    pvk_status s = pvk_dev_enumerate(&caps, &count);
-    if (s) return (phivk_status)s;
+    phivk_status s = pvk_dev_enumerate(&caps, &count);
+    if (s) return s;
     phivk_device_desc *d = calloc(count ? count : 1, sizeof *d);
     if (!d) {
         free(caps);
-        return (phivk_status)pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory listing devices");
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory listing devices");
     }
     for (uint32_t i = 0; i < count; i++) {
         d[i].index = (int)caps[i].index;

@@ -8,14 +8,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-pvk_status pvk_bench_copy(pvk_dev *d, uint64_t bytes, int reps, double *gb_per_s) {
+phivk_status pvk_bench_copy(pvk_dev *d, uint64_t bytes, int reps, double *gb_per_s) {
     *gb_per_s = 0;
     if (bytes < 4 || reps < 1)
-        return pvk_fail(PVK_ERR_INVALID, "copy bandwidth: needs at least 4 bytes and 1 repetition");
+        return pvk_fail(PHIVK_ERR_INVALID, "copy bandwidth: needs at least 4 bytes and 1 repetition");
     bytes &= ~(uint64_t)3;
     pvk_buf src = {0}, dst = {0};
     pvk_cmd *c = NULL;
-    pvk_status st;
+    phivk_status st;
     if ((st = pvk_buf_create(d, bytes, PVK_MEM_DEVICE, &src)) ||
         (st = pvk_buf_create(d, bytes, PVK_MEM_DEVICE, &dst)) || (st = pvk_cmd_create(d, &c)))
         goto done;

@@ -10,7 +10,7 @@
  * the pages in on CPU devices); the difference of their best wall times is 8
  * copies without the submit and wait (on an H200 the submit cost more than a
  * 256 MiB copy). *gb_per_s is bytes read per second / 1e9. Needs 2 x bytes of
- * device memory; PVK_ERR_DEVICE_MEMORY when they do not fit. */
-pvk_status pvk_bench_copy(pvk_dev *d, uint64_t bytes, int reps, double *gb_per_s);
+ * device memory; PHIVK_ERR_DEVICE_MEMORY when they do not fit. */
+phivk_status pvk_bench_copy(pvk_dev *d, uint64_t bytes, int reps, double *gb_per_s);
 
 #endif

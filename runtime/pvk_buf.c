@@ -48,7 +48,7 @@ static int find_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bits, 
     return best;
 }
 
-pvk_status pvk_mem_init(pvk_dev *d) {
+phivk_status pvk_mem_init(pvk_dev *d) {
     vkGetPhysicalDeviceMemoryProperties(d->phys, &d->mem_props);
     VkDeviceSize a = d->caps.storage_align ? d->caps.storage_align : 1, b = d->caps.texel_align ? d->caps.texel_align : 1;
     d->align = a / gcd(a, b) * b;
@@ -81,9 +81,9 @@ pvk_status pvk_mem_init(pvk_dev *d) {
     }
     if (d->mem_type[PVK_MEM_DEVICE] < 0) d->mem_type[PVK_MEM_DEVICE] = find_type(mp, req.memoryTypeBits, 0, dl, 0);
     if (d->mem_type[PVK_MEM_HOST] < 0 || d->mem_type[PVK_MEM_DEVICE] < 0)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s has no host-visible coherent memory type for storage buffers",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s has no host-visible coherent memory type for storage buffers",
                         d->caps.name);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static void block_release(pvk_dev *d, pvk_block *b) {
@@ -138,9 +138,9 @@ uint64_t pvk_dev_budget(const pvk_dev *d) {
     return best;
 }
 
-static pvk_status too_big(pvk_dev *d, VkDeviceSize need, pvk_mem mem, const char *why, VkDeviceSize limit) {
+static phivk_status too_big(pvk_dev *d, VkDeviceSize need, pvk_mem mem, const char *why, VkDeviceSize limit) {
     char a[32], b[32], c[32];
-    return pvk_fail(PVK_ERR_DEVICE_MEMORY,
+    return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
                     "cannot allocate %s of %s memory on %s: %s is %s (phivk already holds %s): use a smaller "
                     "model, context or quantized KV cache, or free GPU memory",
                     pvk_fmt_bytes(a, need), mem_name[mem], d->caps.name, why, pvk_fmt_bytes(b, limit),
@@ -148,7 +148,7 @@ static pvk_status too_big(pvk_dev *d, VkDeviceSize need, pvk_mem mem, const char
 }
 
 /* A new block of kind mem that fits need bytes; *index is its slot. */
-static pvk_status block_create(pvk_dev *d, pvk_mem mem, VkDeviceSize need, uint32_t *index) {
+static phivk_status block_create(pvk_dev *d, pvk_mem mem, VkDeviceSize need, uint32_t *index) {
     uint32_t type = (uint32_t)d->mem_type[mem];
     uint32_t heap = d->mem_props.memoryTypes[type].heapIndex;
     if (need > d->caps.max_alloc)
@@ -165,13 +165,13 @@ static pvk_status block_create(pvk_dev *d, pvk_mem mem, VkDeviceSize need, uint3
     while (slot < d->n_blocks && d->blocks[slot].mem) slot++;
     if (slot == d->n_blocks) {
         pvk_block *nb = realloc(d->blocks, (d->n_blocks + 1) * sizeof *nb);
-        if (!nb) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory growing the block table");
+        if (!nb) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory growing the block table");
         d->blocks = nb;
         d->blocks[d->n_blocks++] = (pvk_block){0};
     }
     pvk_block *b = &d->blocks[slot];
     *b = (pvk_block){.size = size, .kind = mem, .heap = heap};
-    pvk_status s = pvk_arena_init(&b->arena, size, d->align);
+    phivk_status s = pvk_arena_init(&b->arena, size, d->align);
     if (s) return s;
     VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size, .usage = block_usage,
                              .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
@@ -204,7 +204,7 @@ static pvk_status block_create(pvk_dev *d, pvk_mem mem, VkDeviceSize need, uint3
     pvk_name(d, VK_OBJECT_TYPE_BUFFER, (uint64_t)b->buf, "phivk block %u (%s)", slot, mem_name[mem]);
     pvk_name(d, VK_OBJECT_TYPE_DEVICE_MEMORY, (uint64_t)b->mem, "phivk block %u (%s)", slot, mem_name[mem]);
     *index = slot;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     if (b->mem) {
         block_release(d, b);
@@ -216,30 +216,30 @@ fail:
     return s;
 }
 
-pvk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *out) {
+phivk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *out) {
     *out = (pvk_buf){0};
     if (mem != PVK_MEM_DEVICE && mem != PVK_MEM_HOST)
-        return pvk_fail(PVK_ERR_INVALID, "pvk_buf_create: unknown memory kind %d", (int)mem);
-    if (size == 0) return pvk_fail(PVK_ERR_INVALID, "pvk_buf_create: a buffer needs at least one byte");
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_create: unknown memory kind %d", (int)mem);
+    if (size == 0) return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_create: a buffer needs at least one byte");
     VkDeviceSize need = round_up(size, d->align);
     if (need < size) return too_big(d, size, mem, "beyond any limit; maxMemoryAllocationSize", d->caps.max_alloc);
-    pvk_status s = pvk_dev_usable(d);
+    phivk_status s = pvk_dev_usable(d);
     if (s) return s;
     if (pvk_fault_alloc()) {
         char a[32], c[32];
-        return pvk_fail(PVK_ERR_DEVICE_MEMORY, "cannot allocate %s of %s memory on %s: allocation %llu failed "
+        return pvk_fail(PHIVK_ERR_DEVICE_MEMORY, "cannot allocate %s of %s memory on %s: allocation %llu failed "
                         "(a fault injected by PHIVK_FAULT; phivk holds %s)", pvk_fmt_bytes(a, need), mem_name[mem],
                         d->caps.name, (unsigned long long)pvk_fault_allocs(), pvk_fmt_bytes(c, d->allocated));
     }
     uint64_t off = 0;
     uint32_t i;
-    s = PVK_ERR_DEVICE_MEMORY;
+    s = PHIVK_ERR_DEVICE_MEMORY;
     for (i = 0; i < d->n_blocks; i++) {
         pvk_block *b = &d->blocks[i];
-        if (b->mem && b->kind == mem && (s = pvk_arena_alloc(&b->arena, need, d->align, &off)) != PVK_ERR_DEVICE_MEMORY)
+        if (b->mem && b->kind == mem && (s = pvk_arena_alloc(&b->arena, need, d->align, &off)) != PHIVK_ERR_DEVICE_MEMORY)
             break;
     }
-    if (s == PVK_ERR_HOST_MEMORY) return s;
+    if (s == PHIVK_ERR_HOST_MEMORY) return s;
     if (s) {
         if ((s = block_create(d, mem, need, &i))) return s;
         if ((s = pvk_arena_alloc(&d->blocks[i].arena, need, d->align, &off)))
@@ -250,40 +250,40 @@ pvk_status pvk_buf_create(pvk_dev *d, VkDeviceSize size, pvk_mem mem, pvk_buf *o
     d->used += need;
     *out = (pvk_buf){.vk = b->buf, .offset = off, .size = size, .map = b->map ? b->map + off : NULL,
                      .block = i, .mem = mem};
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void pvk_buf_destroy(pvk_dev *d, pvk_buf *b) {
     if (!b || !b->vk) return;
     pvk_block *blk = &d->blocks[b->block];
     VkDeviceSize need = round_up(b->size, d->align);
-    if (pvk_arena_free(&blk->arena, b->offset, need) == PVK_OK) d->used -= need;
+    if (pvk_arena_free(&blk->arena, b->offset, need) == PHIVK_OK) d->used -= need;
     /* A block made for one large request goes back as soon as it is empty. */
     if (blk->arena.used == 0 && blk->size > block_bytes[blk->kind]) block_release(d, blk);
     *b = (pvk_buf){0};
 }
 
-static pvk_status check_range(const pvk_buf *b, VkDeviceSize off, size_t n, const char *what) {
-    if (!b || !b->vk) return pvk_fail(PVK_ERR_INVALID, "%s: the buffer was not created", what);
+static phivk_status check_range(const pvk_buf *b, VkDeviceSize off, size_t n, const char *what) {
+    if (!b || !b->vk) return pvk_fail(PHIVK_ERR_INVALID, "%s: the buffer was not created", what);
     if (off > b->size || n > b->size - off)
-        return pvk_fail(PVK_ERR_INVALID, "%s: [%llu, +%zu) is outside the buffer of %llu bytes", what,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: [%llu, +%zu) is outside the buffer of %llu bytes", what,
                         (unsigned long long)off, n, (unsigned long long)b->size);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status staging_ready(pvk_dev *d) {
-    pvk_status s = PVK_OK;
+static phivk_status staging_ready(pvk_dev *d) {
+    phivk_status s = PHIVK_OK;
     if (!d->staging.vk) s = pvk_buf_create(d, staging_bytes, PVK_MEM_HOST, &d->staging);
     if (!s && !d->xfer) s = pvk_cmd_create(d, &d->xfer);
     return s;
 }
 
-pvk_status pvk_buf_write(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, const void *src, size_t n) {
-    pvk_status s = check_range(b, off, n, "pvk_buf_write");
+phivk_status pvk_buf_write(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, const void *src, size_t n) {
+    phivk_status s = check_range(b, off, n, "pvk_buf_write");
     if (s || n == 0) return s;
     if (b->map) {
         memcpy((uint8_t *)b->map + off, src, n);
-        return PVK_OK;
+        return PHIVK_OK;
     }
     if ((s = staging_ready(d))) return s;
     for (size_t done = 0; done < n; done += staging_bytes) {
@@ -295,15 +295,15 @@ pvk_status pvk_buf_write(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, const v
         pvk_cmd_barrier(d->xfer, PVK_TRANSFER_TO_COMPUTE);
         if ((s = pvk_cmd_submit(d->xfer))) return s;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *dst, size_t n) {
-    pvk_status s = check_range(b, off, n, "pvk_buf_read");
+phivk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *dst, size_t n) {
+    phivk_status s = check_range(b, off, n, "pvk_buf_read");
     if (s || n == 0) return s;
     if (b->map) {
         memcpy(dst, (const uint8_t *)b->map + off, n);
-        return PVK_OK;
+        return PHIVK_OK;
     }
     if ((s = staging_ready(d))) return s;
     for (size_t done = 0; done < n; done += staging_bytes) {
@@ -315,7 +315,7 @@ pvk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *ds
         if ((s = pvk_cmd_submit(d->xfer))) return s;
         memcpy((uint8_t *)dst + done, d->staging.map, len);
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static uint32_t texel_bytes(VkFormat f) {
@@ -331,22 +331,22 @@ static uint32_t texel_bytes(VkFormat f) {
     }
 }
 
-pvk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, VkFormat fmt,
+phivk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, VkFormat fmt,
                         VkBufferView *out) {
     *out = VK_NULL_HANDLE;
     if (!d->caps.texel)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "uniform texel buffers are off on %s (unsupported or "
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "uniform texel buffers are off on %s (unsupported or "
                         "PHIVK_DISABLE_TEXEL): use the storage-buffer kernels", d->caps.name);
-    pvk_status s = check_range(b, off, n, "pvk_buf_view");
+    phivk_status s = check_range(b, off, n, "pvk_buf_view");
     if (s) return s;
     uint32_t tb = texel_bytes(fmt);
-    if (!tb) return pvk_fail(PVK_ERR_INVALID, "pvk_buf_view: format %d is not a texel format phivk uses", (int)fmt);
+    if (!tb) return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_view: format %d is not a texel format phivk uses", (int)fmt);
     if (n == 0 || n % tb || (b->offset + off) % d->caps.texel_align)
-        return pvk_fail(PVK_ERR_INVALID, "pvk_buf_view: range [%llu, +%llu) must be whole %u-byte texels at a "
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_view: range [%llu, +%llu) must be whole %u-byte texels at a "
                         "multiple of %llu bytes", (unsigned long long)off, (unsigned long long)n, tb,
                         (unsigned long long)d->caps.texel_align);
     if (n / tb > d->caps.max_texel_elems)
-        return pvk_fail(PVK_ERR_INVALID, "pvk_buf_view: %llu texels exceed maxTexelBufferElements (%u): split it",
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_view: %llu texels exceed maxTexelBufferElements (%u): split it",
                         (unsigned long long)(n / tb), d->caps.max_texel_elems);
     VkBufferViewCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO, .buffer = b->vk,
                                  .format = fmt, .offset = b->offset + off, .range = n};
@@ -354,7 +354,7 @@ pvk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDevice
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkCreateBufferView");
     pvk_name(d, VK_OBJECT_TYPE_BUFFER_VIEW, (uint64_t)*out, "phivk view block %u +%llu", b->block,
              (unsigned long long)(b->offset + off));
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void pvk_view_destroy(pvk_dev *d, VkBufferView v) {

@@ -27,7 +27,7 @@ struct pvk_cmd {
     VkCommandBuffer cb;
     VkFence fence;
     bool recording;
-    pvk_status err;
+    phivk_status err;
     char errmsg[512];
 
     VkDescriptorPool *dpools;    /* without push descriptors */
@@ -39,8 +39,8 @@ struct pvk_cmd {
 };
 
 /* Keeps the first error of a recording for submit; returns false for "not recorded". */
-static bool cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) {
+static bool cmd_error(pvk_cmd *c, phivk_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool cmd_error(pvk_cmd *c, phivk_status code, const char *fmt, ...) {
     if (c->err) return false;
     va_list ap;
     va_start(ap, fmt);
@@ -50,12 +50,12 @@ static bool cmd_error(pvk_cmd *c, pvk_status code, const char *fmt, ...) {
     return false;
 }
 
-pvk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
+phivk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
     *out = NULL;
     pvk_cmd *c = calloc(1, sizeof *c);
-    if (!c) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating a command buffer");
+    if (!c) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory creating a command buffer");
     c->d = d;
-    pvk_status s;
+    phivk_status s;
     VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                   .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
                                   .queueFamilyIndex = d->queue_family};
@@ -72,13 +72,13 @@ pvk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 * PROFILE_MAX};
         if ((r = vkCreateQueryPool(d->vk, &qi, NULL, &c->queries)) != VK_SUCCESS) goto vk_fail;
         if (!(c->timed = calloc(PROFILE_MAX, sizeof *c->timed))) {
-            s = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the profile");
+            s = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the profile");
             goto fail;
         }
     }
     pvk_name(d, VK_OBJECT_TYPE_COMMAND_BUFFER, (uint64_t)(uintptr_t)c->cb, "phivk commands");
     *out = c;
-    return PVK_OK;
+    return PHIVK_OK;
 vk_fail:
     s = pvk_vk_fail(r, "creating a command buffer");
 fail:
@@ -99,13 +99,13 @@ void pvk_cmd_destroy(pvk_cmd *c) {
     free(c);
 }
 
-pvk_status pvk_cmd_begin(pvk_cmd *c) {
+phivk_status pvk_cmd_begin(pvk_cmd *c) {
     VkDevice vk = c->d->vk;
-    pvk_status s = pvk_dev_usable(c->d);
+    phivk_status s = pvk_dev_usable(c->d);
     if (s) return s;
     if (c->recording) vkEndCommandBuffer(c->cb);
     c->recording = false;
-    c->err = PVK_OK;
+    c->err = PHIVK_OK;
     c->n_timed = c->n_untimed = 0;
     c->cur_dpool = 0;
     VkResult r = vkResetCommandPool(vk, c->pool, 0);
@@ -116,7 +116,7 @@ pvk_status pvk_cmd_begin(pvk_cmd *c) {
     if ((r = vkBeginCommandBuffer(c->cb, &bi)) != VK_SUCCESS) return pvk_vk_fail(r, "vkBeginCommandBuffer");
     if (c->queries) vkCmdResetQueryPool(c->cb, c->queries, 0, 2 * PROFILE_MAX);
     c->recording = true;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* A descriptor set for p from the recording's pools, adding a pool when all are full. */
@@ -126,7 +126,7 @@ static VkDescriptorSet alloc_set(pvk_cmd *c, const struct pvk_pipe *p) {
         if (c->cur_dpool == c->n_dpools) {
             VkDescriptorPool *np = realloc(c->dpools, (c->n_dpools + 1) * sizeof *np);
             if (!np) {
-                cmd_error(c, PVK_ERR_HOST_MEMORY, "out of host memory growing descriptor pools");
+                cmd_error(c, PHIVK_ERR_HOST_MEMORY, "out of host memory growing descriptor pools");
                 return VK_NULL_HANDLE;
             }
             c->dpools = np;
@@ -137,7 +137,7 @@ static VkDescriptorSet alloc_set(pvk_cmd *c, const struct pvk_pipe *p) {
             VkResult r = vkCreateDescriptorPool(vk, &ci, NULL, &c->dpools[c->n_dpools]);
             if (r != VK_SUCCESS) {
                 pvk_vk_fail(r, "vkCreateDescriptorPool");
-                cmd_error(c, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PVK_ERR_DEVICE_MEMORY : PVK_ERR_VULKAN, "%s",
+                cmd_error(c, r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? PHIVK_ERR_DEVICE_MEMORY : PHIVK_ERR_VULKAN, "%s",
                           pvk_errmsg());
                 return VK_NULL_HANDLE;
             }
@@ -162,14 +162,14 @@ static bool check_bindings(pvk_cmd *c, const struct pvk_pipe *p, const pvk_bindi
     for (uint32_t i = 0; i < p->n_bind; i++) {
         if (p->bindings[i] == 't') {
             if (!b[i].view)
-                return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u is a texel buffer but got no view", p->shader, i);
+                return cmd_error(c, PHIVK_ERR_INVALID, "%s: binding %u is a texel buffer but got no view", p->shader, i);
             continue;
         }
         if (!b[i].buf || !b[i].range || b[i].offset % caps->storage_align)
-            return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u needs a storage buffer range at a multiple of %llu "
+            return cmd_error(c, PHIVK_ERR_INVALID, "%s: binding %u needs a storage buffer range at a multiple of %llu "
                              "bytes", p->shader, i, (unsigned long long)caps->storage_align);
         if (b[i].range > caps->max_binding_bytes)
-            return cmd_error(c, PVK_ERR_INVALID, "%s: binding %u spans %llu bytes, more than the %llu one binding "
+            return cmd_error(c, PHIVK_ERR_INVALID, "%s: binding %u spans %llu bytes, more than the %llu one binding "
                              "may (maxStorageBufferRange or PHIVK_MAX_BINDING_BYTES): split the tensor", p->shader,
                              i, (unsigned long long)b[i].range, (unsigned long long)caps->max_binding_bytes);
     }
@@ -179,12 +179,12 @@ static bool check_bindings(pvk_cmd *c, const struct pvk_pipe *p, const pvk_bindi
 static bool dispatch_ok(pvk_cmd *c, const struct pvk_pipe *p, const pvk_binding *b, const void *push, uint32_t gx,
                         uint32_t gy, uint32_t gz) {
     const uint32_t *max = c->d->caps.max_wg_count;
-    if (!c->recording) return cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch outside pvk_cmd_begin/submit");
-    if (!p) return cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_dispatch without a pipeline");
+    if (!c->recording) return cmd_error(c, PHIVK_ERR_INVALID, "pvk_cmd_dispatch outside pvk_cmd_begin/submit");
+    if (!p) return cmd_error(c, PHIVK_ERR_INVALID, "pvk_cmd_dispatch without a pipeline");
     if ((p->n_bind && !b) || (p->push_bytes && !push))
-        return cmd_error(c, PVK_ERR_INVALID, "%s: dispatch lacks its bindings or push constants", p->shader);
+        return cmd_error(c, PHIVK_ERR_INVALID, "%s: dispatch lacks its bindings or push constants", p->shader);
     if (gx > max[0] || gy > max[1] || gz > max[2])
-        return cmd_error(c, PVK_ERR_INVALID, "%s: %u x %u x %u workgroups exceed the device limit %u x %u x %u",
+        return cmd_error(c, PHIVK_ERR_INVALID, "%s: %u x %u x %u workgroups exceed the device limit %u x %u x %u",
                          p->shader, gx, gy, gz, max[0], max[1], max[2]);
     return check_bindings(c, p, b);
 }
@@ -253,7 +253,7 @@ static const struct hazard_masks {
 void pvk_cmd_barrier(pvk_cmd *c, pvk_hazard h) {
     if (c->err || !c->recording) return;
     if ((unsigned)h >= sizeof hazards / sizeof hazards[0]) {
-        cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_barrier: unknown hazard %d", (int)h);
+        cmd_error(c, PHIVK_ERR_INVALID, "pvk_cmd_barrier: unknown hazard %d", (int)h);
         return;
     }
     const struct hazard_masks *m = &hazards[h];
@@ -264,9 +264,9 @@ void pvk_cmd_barrier(pvk_cmd *c, pvk_hazard h) {
 
 static bool check_span(pvk_cmd *c, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, const char *what) {
     if (c->err) return false;
-    if (!c->recording) return cmd_error(c, PVK_ERR_INVALID, "%s outside pvk_cmd_begin/submit", what);
+    if (!c->recording) return cmd_error(c, PHIVK_ERR_INVALID, "%s outside pvk_cmd_begin/submit", what);
     if (!b || !b->vk || off > b->size || n > b->size - off)
-        return cmd_error(c, PVK_ERR_INVALID, "%s: [%llu, +%llu) is outside the buffer of %llu bytes", what,
+        return cmd_error(c, PHIVK_ERR_INVALID, "%s: [%llu, +%llu) is outside the buffer of %llu bytes", what,
                          (unsigned long long)off, (unsigned long long)n, (unsigned long long)(b ? b->size : 0));
     return true;
 }
@@ -283,7 +283,7 @@ void pvk_cmd_copy(pvk_cmd *c, const pvk_buf *src, VkDeviceSize src_off, const pv
 void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize n, uint32_t word) {
     if (!check_span(c, dst, off, n, "pvk_cmd_fill") || n == 0) return;
     if (off % 4 || n % 4) {
-        cmd_error(c, PVK_ERR_INVALID, "pvk_cmd_fill: offset %llu and size %llu must be multiples of 4",
+        cmd_error(c, PHIVK_ERR_INVALID, "pvk_cmd_fill: offset %llu and size %llu must be multiples of 4",
                   (unsigned long long)off, (unsigned long long)n);
         return;
     }
@@ -333,8 +333,8 @@ done:
     free(count);
 }
 
-pvk_status pvk_cmd_submit(pvk_cmd *c) {
-    if (!c->recording && !c->err) return pvk_fail(PVK_ERR_INVALID, "pvk_cmd_submit without pvk_cmd_begin");
+phivk_status pvk_cmd_submit(pvk_cmd *c) {
+    if (!c->recording && !c->err) return pvk_fail(PHIVK_ERR_INVALID, "pvk_cmd_submit without pvk_cmd_begin");
     if (!c->recording) return pvk_fail(c->err, "%s", c->errmsg);
     /* The host may read any mapped result once this returns. */
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
@@ -357,7 +357,7 @@ pvk_status pvk_cmd_submit(pvk_cmd *c) {
         return pvk_vk_fail(r, fault ? "submitting work to the GPU (a fault injected by PHIVK_FAULT)"
                                     : "submitting work to the GPU");
     if (c->n_timed) print_profile(c);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ----------------------------------------------------------------- bindings */

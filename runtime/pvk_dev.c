@@ -59,16 +59,16 @@ static VkDebugUtilsMessengerCreateInfoEXT messenger_info(pvk_dev *d) {
 
 /* An instance at Vulkan 1.3 where the loader has it, else 1.2. With d (validation
  * requested) the Khronos layer and a messenger counting into d. */
-static pvk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils) {
+static phivk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils) {
     uint32_t loader = VK_API_VERSION_1_0;
     if (vkEnumerateInstanceVersion(&loader) != VK_SUCCESS || loader < VK_API_VERSION_1_2)
-        return pvk_fail(PVK_ERR_NO_DEVICE, "the Vulkan loader supports version %u.%u; phivk needs 1.2: "
+        return pvk_fail(PHIVK_ERR_NO_DEVICE, "the Vulkan loader supports version %u.%u; phivk needs 1.2: "
                         "update the Vulkan loader (libvulkan1)",
                         VK_API_VERSION_MAJOR(loader), VK_API_VERSION_MINOR(loader));
     uint32_t n_ext = 0;
     vkEnumerateInstanceExtensionProperties(NULL, &n_ext, NULL);
     VkExtensionProperties *ext = calloc(n_ext ? n_ext : 1, sizeof *ext);
-    if (!ext) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory listing Vulkan extensions");
+    if (!ext) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory listing Vulkan extensions");
     vkEnumerateInstanceExtensionProperties(NULL, &n_ext, ext);
     const char *names[4];
     uint32_t n_names = 0;
@@ -87,17 +87,17 @@ static pvk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils
         uint32_t n_layers = 0;
         vkEnumerateInstanceLayerProperties(&n_layers, NULL);
         VkLayerProperties *layers = calloc(n_layers ? n_layers : 1, sizeof *layers);
-        if (!layers) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory listing Vulkan layers");
+        if (!layers) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory listing Vulkan layers");
         vkEnumerateInstanceLayerProperties(&n_layers, layers);
         for (uint32_t i = 0; i < n_layers; i++)
             if (!strcmp(layers[i].layerName, layer)) d->layer_version = layers[i].specVersion;
         free(layers);
         if (!d->layer_version)
-            return pvk_fail(PVK_ERR_UNSUPPORTED, "validation was requested (PHIVK_VALIDATE=1) but the Khronos "
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED, "validation was requested (PHIVK_VALIDATE=1) but the Khronos "
                             "validation layer %s is not installed: install vulkan-validationlayers "
                             "or unset PHIVK_VALIDATE", layer);
         if (!*debug_utils)
-            return pvk_fail(PVK_ERR_UNSUPPORTED, "validation was requested but the Vulkan loader lacks "
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED, "validation was requested but the Vulkan loader lacks "
                             "VK_EXT_debug_utils, which phivk reads validation messages through");
     }
     VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "phivk",
@@ -115,10 +115,10 @@ static pvk_status instance_create(pvk_dev *d, VkInstance *out, bool *debug_utils
                                .enabledExtensionCount = n_names, .ppEnabledExtensionNames = names};
     VkResult r = vkCreateInstance(&ci, NULL, out);
     if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
-        return pvk_fail(PVK_ERR_NO_DEVICE, "no Vulkan driver is installed (vkCreateInstance: %s): install "
+        return pvk_fail(PHIVK_ERR_NO_DEVICE, "no Vulkan driver is installed (vkCreateInstance: %s): install "
                         "your GPU's Vulkan driver, or mesa-vulkan-drivers for lavapipe",
                         pvk_vk_result_name(r));
-    return r == VK_SUCCESS ? PVK_OK : pvk_vk_fail(r, "vkCreateInstance");
+    return r == VK_SUCCESS ? PHIVK_OK : pvk_vk_fail(r, "vkCreateInstance");
 }
 
 /* ------------------------------------------------------------- capabilities */
@@ -166,19 +166,19 @@ static bool all_format_texel(VkPhysicalDevice pd) {
 }
 
 /* PHIVK_MAX_BINDING_BYTES as a byte count; 0 when unset. */
-static pvk_status env_binding_limit(uint64_t *out) {
+static phivk_status env_binding_limit(uint64_t *out) {
     const char *v = getenv("PHIVK_MAX_BINDING_BYTES");
     *out = 0;
-    if (!v || !*v) return PVK_OK;
+    if (!v || !*v) return PHIVK_OK;
     char *end;
     unsigned long long n = strtoull(v, &end, 10);
     if (*end || n < 256 || v[0] == '-')
-        return pvk_fail(PVK_ERR_INVALID, "PHIVK_MAX_BINDING_BYTES=\"%s\" is not a byte count of at least 256", v);
+        return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_MAX_BINDING_BYTES=\"%s\" is not a byte count of at least 256", v);
     *out = n;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t instance_api,
+static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t instance_api,
                                pvk_caps *c, phys_info *pi) {
     memset(c, 0, sizeof *c);
     memset(pi, 0, sizeof *pi);
@@ -202,12 +202,12 @@ static pvk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t ins
     for (uint32_t i = 0; i < n_qf && pi->queue_family == UINT32_MAX; i++)
         if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) pi->queue_family = i;
     c->usable = pi->api >= VK_API_VERSION_1_2 && pi->queue_family != UINT32_MAX;
-    if (!c->usable) return PVK_OK; /* the 1.1/1.2 structs below are invalid on it */
+    if (!c->usable) return PHIVK_OK; /* the 1.1/1.2 structs below are invalid on it */
 
     uint32_t n_ext = 0;
     vkEnumerateDeviceExtensionProperties(pd, NULL, &n_ext, NULL);
     VkExtensionProperties *ext = calloc(n_ext ? n_ext : 1, sizeof *ext);
-    if (!ext) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory listing device extensions");
+    if (!ext) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory listing device extensions");
     vkEnumerateDeviceExtensionProperties(pd, NULL, &n_ext, ext);
     bool api13 = pi->api >= VK_API_VERSION_1_3;
     pi->ext_sgsc = !api13 && has_ext(ext, n_ext, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
@@ -300,7 +300,7 @@ static pvk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t ins
 
     c->max_storage_range = lim->maxStorageBufferRange;
     uint64_t env_limit;
-    pvk_status s = env_binding_limit(&env_limit);
+    phivk_status s = env_binding_limit(&env_limit);
     if (s) return s;
     c->max_binding_bytes = c->max_storage_range;
     if (env_limit && env_limit < c->max_binding_bytes) c->max_binding_bytes = env_limit;
@@ -336,11 +336,11 @@ static pvk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t ins
         if ((mp->memoryTypes[t].propertyFlags & uma) == uma && mp->memoryTypes[t].heapIndex == largest_local)
             c->uma = true;
     c->uma = c->uma && c->type != VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU && !pvk_env_flag("PHIVK_DISABLE_UMA");
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Every physical device of inst with its caps; *n may be 0. Caller frees both arrays. */
-static pvk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info, uint32_t *n) {
+static phivk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info, uint32_t *n) {
     *caps = NULL;
     *info = NULL;
     *n = 0;
@@ -350,7 +350,7 @@ static pvk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info, 
     VkPhysicalDevice *pd = calloc(count ? count : 1, sizeof *pd);
     pvk_caps *c = calloc(count ? count : 1, sizeof *c);
     phys_info *pi = calloc(count ? count : 1, sizeof *pi);
-    pvk_status s = PVK_ERR_HOST_MEMORY;
+    phivk_status s = PHIVK_ERR_HOST_MEMORY;
     if (!pd || !c || !pi) {
         pvk_fail(s, "out of host memory listing Vulkan devices");
         goto fail;
@@ -369,7 +369,7 @@ static pvk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info, 
     *caps = c;
     *info = pi;
     *n = count;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     free(pd);
     free(c);
@@ -377,12 +377,12 @@ fail:
     return s;
 }
 
-pvk_status pvk_dev_enumerate(pvk_caps **out, uint32_t *n) {
+phivk_status pvk_dev_enumerate(pvk_caps **out, uint32_t *n) {
     *out = NULL;
     *n = 0;
     VkInstance inst;
     bool debug_utils;
-    pvk_status s = instance_create(NULL, &inst, &debug_utils);
+    phivk_status s = instance_create(NULL, &inst, &debug_utils);
     if (s) return s;
     phys_info *info;
     s = query_all(inst, out, &info, n);
@@ -413,16 +413,16 @@ const char *pvk_dev_type_name(VkPhysicalDeviceType t) {
     }
 }
 
-static pvk_status no_match(const pvk_caps *caps, uint32_t n, const char *why) {
+static phivk_status no_match(const pvk_caps *caps, uint32_t n, const char *why) {
     char list[400] = "";
     size_t len = 0;
     for (uint32_t i = 0; i < n && len < sizeof list; i++)
         len += snprintf(list + len, sizeof list - len, "%s%u: %s (%s%s)", i ? "; " : "", i, caps[i].name,
                         pvk_dev_type_name(caps[i].type), caps[i].usable ? "" : ", unusable: Vulkan < 1.2");
-    return pvk_fail(PVK_ERR_NO_DEVICE, "%s; devices: %s", why, n ? list : "none");
+    return pvk_fail(PHIVK_ERR_NO_DEVICE, "%s; devices: %s", why, n ? list : "none");
 }
 
-pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, uint32_t *index) {
+phivk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, uint32_t *index) {
     const char *src = "params.select";
     if (!select || !*select) {
         select = getenv("PHIVK_DEVICE");
@@ -435,7 +435,7 @@ pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, 
             if (caps[i].usable && (best < 0 || type_rank(caps[i].type) > type_rank(caps[best].type))) best = (int)i;
         if (best < 0) return no_match(caps, n, "no Vulkan 1.2 device with a compute queue was found");
         *index = (uint32_t)best;
-        return PVK_OK;
+        return PHIVK_OK;
     }
     bool digits = true;
     for (const char *p = select; *p; p++) digits &= isdigit((unsigned char)*p) != 0;
@@ -448,7 +448,7 @@ pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, 
             return no_match(caps, n, why);
         }
         *index = i;
-        return PVK_OK;
+        return PHIVK_OK;
     }
     snprintf(why, sizeof why, "no Vulkan device matches %s=\"%s\" (an index or part of a name)", src, select);
     return no_match(caps, n, why);
@@ -458,7 +458,7 @@ pvk_status pvk_dev_choose(const pvk_caps *caps, uint32_t n, const char *select, 
 
 pvk_dev_params pvk_dev_default_params(void) { return (pvk_dev_params){0}; }
 
-static pvk_status device_create(pvk_dev *d, const phys_info *pi) {
+static phivk_status device_create(pvk_dev *d, const phys_info *pi) {
     const pvk_caps *c = &d->caps;
     bool api13 = pi->api >= VK_API_VERSION_1_3;
     const char *ext[8];
@@ -525,18 +525,18 @@ static pvk_status device_create(pvk_dev *d, const phys_info *pi) {
     if (c->push_descriptor)
         d->push_descriptor = (PFN_vkCmdPushDescriptorSetKHR)vkGetDeviceProcAddr(d->vk, "vkCmdPushDescriptorSetKHR");
     if (c->push_descriptor && !d->push_descriptor)
-        return pvk_fail(PVK_ERR_VULKAN, "the driver lists VK_KHR_push_descriptor but has no vkCmdPushDescriptorSetKHR");
-    return PVK_OK;
+        return pvk_fail(PHIVK_ERR_VULKAN, "the driver lists VK_KHR_push_descriptor but has no vkCmdPushDescriptorSetKHR");
+    return PHIVK_OK;
 }
 
-pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
+phivk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
     pvk_dev_params defaults = pvk_dev_default_params();
     if (!p) p = &defaults;
     *out = NULL;
     pvk_dev *d = calloc(1, sizeof *d);
-    if (!d) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating a device");
+    if (!d) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory creating a device");
     pthread_mutex_init(&d->validation_lock, NULL);
-    pvk_status s = pvk_fault_init();
+    phivk_status s = pvk_fault_init();
     if (s) {
         pthread_mutex_destroy(&d->validation_lock);
         free(d);
@@ -577,7 +577,7 @@ pvk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
     free(caps);
     free(info);
     *out = d;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     free(caps);
     free(info);

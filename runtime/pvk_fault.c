@@ -16,7 +16,7 @@ static atomic_uint_fast64_t n_allocs, n_submits;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool configured;
-static pvk_status init_status;
+static phivk_status init_status;
 static char init_msg[256];   /* its message: pvk_fail's text is per thread */
 
 static bool in_range(fault_kind k, uint64_t n) { return ranges[k].first && n >= ranges[k].first && n <= ranges[k].last; }
@@ -44,7 +44,7 @@ static bool parse_range(const char *s, size_t len, uint64_t *first, uint64_t *la
     return !*end && *first >= 1 && *last >= *first;
 }
 
-static pvk_status configure(const char *spec) {
+static phivk_status configure(const char *spec) {
     memset(ranges, 0, sizeof ranges);
     atomic_store(&n_allocs, 0);
     atomic_store(&n_submits, 0);
@@ -60,32 +60,32 @@ static pvk_status configure(const char *spec) {
         if (k == FAULT_KINDS ||
             !parse_range(colon + 1, len - (size_t)(colon + 1 - p), &ranges[k].first, &ranges[k].last)) {
             memset(ranges, 0, sizeof ranges);
-            return pvk_fail(PVK_ERR_INVALID, "PHIVK_FAULT: cannot read '%.*s' in '%s': want alloc:N, submit:N or "
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_FAULT: cannot read '%.*s' in '%s': want alloc:N, submit:N or "
                             "device_lost:N (N, N-M or N-), separated by commas", (int)len, p, spec);
         }
         if (!p[len]) break;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_fault_init(void) {
+phivk_status pvk_fault_init(void) {
     pthread_mutex_lock(&init_lock);
     if (!configured) {
         init_status = configure(getenv("PHIVK_FAULT"));
         if (init_status) snprintf(init_msg, sizeof init_msg, "%s", pvk_errmsg());
         configured = true;
     }
-    pvk_status s = init_status ? pvk_fail(init_status, "%s", init_msg) : PVK_OK;
+    phivk_status s = init_status ? pvk_fail(init_status, "%s", init_msg) : PHIVK_OK;
     pthread_mutex_unlock(&init_lock);
     return s;
 }
 
-pvk_status pvk_fault_set(const char *spec) {
+phivk_status pvk_fault_set(const char *spec) {
     pthread_mutex_lock(&init_lock);
     configured = true;
     init_status = configure(spec);
     if (init_status) snprintf(init_msg, sizeof init_msg, "%s", pvk_errmsg());
-    pvk_status s = init_status;
+    phivk_status s = init_status;
     pthread_mutex_unlock(&init_lock);
     return s;
 }

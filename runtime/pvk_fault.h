@@ -21,11 +21,11 @@
 #include "pvk_err.h"
 
 /* Reads PHIVK_FAULT unless pvk_fault_set came first; later calls return the first
- * call's status. PVK_ERR_INVALID naming the part it cannot read. */
-pvk_status pvk_fault_init(void);
+ * call's status. PHIVK_ERR_INVALID naming the part it cannot read. */
+phivk_status pvk_fault_init(void);
 /* Replaces the faults with spec (NULL or "": none) and restarts both counts; for
  * tests that inject in-process. Call it while no device is in use on another thread. */
-pvk_status pvk_fault_set(const char *spec);
+phivk_status pvk_fault_set(const char *spec);
 
 /* Counts one buffer allocation; true when it must fail. */
 bool pvk_fault_alloc(void);

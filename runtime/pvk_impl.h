@@ -73,18 +73,18 @@ struct pvk_dev {
 };
 
 /* pvk_vk.c */
-/* The pvk_status for a failed Vulkan call, with "what: VK_ERROR_..." as the message. */
-pvk_status pvk_vk_fail(VkResult r, const char *what);
+/* The phivk_status for a failed Vulkan call, with "what: VK_ERROR_..." as the message. */
+phivk_status pvk_vk_fail(VkResult r, const char *what);
 const char *pvk_vk_result_name(VkResult r);
 /* Gives a Vulkan object a debug name (no-op without VK_EXT_debug_utils). */
 void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* PVK_ERR_DEVICE_LOST saying so once a submit lost the device, else PVK_OK. */
-pvk_status pvk_dev_usable(const pvk_dev *d);
+/* PHIVK_ERR_DEVICE_LOST saying so once a submit lost the device, else PHIVK_OK. */
+phivk_status pvk_dev_usable(const pvk_dev *d);
 
 /* pvk_buf.c */
-pvk_status pvk_mem_init(pvk_dev *d);
+phivk_status pvk_mem_init(pvk_dev *d);
 void pvk_mem_release(pvk_dev *d);
 /* pvk_pipe.c */
 void pvk_pipe_cache_open(pvk_dev *d);

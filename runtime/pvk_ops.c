@@ -56,14 +56,14 @@ enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
 
 /* ------------------------------------------------------------------ tensors */
 
-pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t) {
     memset(t, 0, sizeof *t);
     const pvk_type_info *ti = pvk_type_get(type);
     if (!ti->name || !ti->supported)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "tensor: type %u is not supported", (unsigned)type);
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "tensor: type %u is not supported", (unsigned)type);
     if (cols <= 0 || rows <= 0 || cols % ti->block_elems || cols > UINT32_MAX || rows > UINT32_MAX)
-        return pvk_fail(PVK_ERR_INVALID,
+        return pvk_fail(PHIVK_ERR_INVALID,
                         "tensor: bad shape %lld x %lld of %s (cols must be a positive multiple of %u)",
                         (long long)rows, (long long)cols, ti->name, ti->block_elems);
     const pvk_caps *caps = pvk_dev_caps(d);
@@ -90,7 +90,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     } else {
         t->chunk_rows = (int64_t)(max_rows / step * step);
         if (!t->chunk_rows)
-            return pvk_fail(PVK_ERR_UNSUPPORTED,
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                             "tensor: a row of %lld %s elements (%llu bytes, %llu rows per aligned "
                             "chunk) exceeds the device's binding limit of %llu bytes",
                             (long long)cols, ti->name, (unsigned long long)row_bytes,
@@ -99,7 +99,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     t->n_chunks = (uint32_t)((rows + t->chunk_rows - 1) / t->chunk_rows);
 
     uint64_t bytes = row_bytes * (uint64_t)rows;
-    pvk_status st = pvk_buf_create(d, ROUND_UP(bytes, 16) + TENSOR_PAD, PVK_MEM_DEVICE, &t->buf);
+    phivk_status st = pvk_buf_create(d, ROUND_UP(bytes, 16) + TENSOR_PAD, PVK_MEM_DEVICE, &t->buf);
     if (st) return st;
     t->type = type;
     t->cols = cols;
@@ -108,7 +108,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
     if (texel) {
         t->views = calloc(t->n_chunks, sizeof *t->views);
         if (!t->views) {
-            st = pvk_fail(PVK_ERR_HOST_MEMORY, "tensor: out of host memory");
+            st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "tensor: out of host memory");
             goto fail;
         }
         for (uint32_t i = 0; i < t->n_chunks; i++) {
@@ -117,7 +117,7 @@ pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t ro
             if ((st = pvk_buf_view(d, &t->buf, off, n, W_TEXEL_FMT, &t->views[i]))) goto fail;
         }
     }
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     pvk_tensor_destroy(d, t);
     return st;
@@ -215,7 +215,7 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
     return t;
 }
 
-pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out) {
+phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out) {
     *out = NULL;
     const pvk_caps *caps = pvk_dev_caps(d);
     uint32_t cap = caps->max_wg_invocations;
@@ -238,17 +238,17 @@ pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **o
              (t->attn.lanes > 1 && (!has_shuffle(caps) || t->attn.lanes > caps->subgroup_min)))
         bad = "attn.lanes";
     if (bad)
-        return pvk_fail(PVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
+        return pvk_fail(PHIVK_ERR_INVALID, "ops: tuning knob %s does not fit device %s", bad, caps->name);
     pvk_ops *o = calloc(1, sizeof *o);
-    if (!o) return pvk_fail(PVK_ERR_HOST_MEMORY, "ops: out of host memory");
+    if (!o) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "ops: out of host memory");
     o->dev = d;
     o->caps = caps;
     o->t = *t;
     *out = o;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out) {
+phivk_status pvk_ops_create(pvk_dev *d, pvk_ops **out) {
     pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
     return pvk_ops_create_tuned(d, &t, out);
 }
@@ -279,18 +279,18 @@ pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t) {
     return pvk_ops_mm_default(o, t);
 }
 
-pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
-    if (!pvk_ops_reads_weights(t)) return pvk_fail(PVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
+phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
+    if (!pvk_ops_reads_weights(t)) return pvk_fail(PHIVK_ERR_INVALID, "matvec: no kernel reads type %u", (unsigned)t);
     if (c.int8 && (!has_int8(t) || !o->caps->int_dot || !o->caps->subgroup))
-        return pvk_fail(PVK_ERR_INVALID, "matvec: %s cannot read int8 activations on %s",
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: %s cannot read int8 activations on %s",
                         pvk_type_get(t)->name, o->caps->name);
     if (c.f16 && !o->caps->fp16)
-        return pvk_fail(PVK_ERR_INVALID, "matmul: %s has no fp16 arithmetic", o->caps->name);
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s has no fp16 arithmetic", o->caps->name);
     if (!is_pow2(c.rows) || c.rows > 64)
-        return pvk_fail(PVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
     o->mv[t] = c;
     o->mv_set[t] = true;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m) {
@@ -300,77 +300,77 @@ bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m) {
 /* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
  * of them along another axis; shaders index by fold * gl_NumWorkGroups.x + x and
  * skip indices past their count. */
-static pvk_status fold_grid(const pvk_ops *o, const char *op, uint32_t groups, int axis,
+static phivk_status fold_grid(const pvk_ops *o, const char *op, uint32_t groups, int axis,
                             uint32_t *gx, uint32_t *fold) {
     uint32_t max_x = o->caps->max_wg_count[0] ? o->caps->max_wg_count[0] : 65535;
     *gx = groups < max_x ? groups : max_x;
     *fold = (groups + *gx - 1) / *gx;
     if (*fold > o->caps->max_wg_count[axis])
-        return pvk_fail(PVK_ERR_INVALID, "%s: %u workgroups exceed the device's grid", op, groups);
-    return PVK_OK;
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %u workgroups exceed the device's grid", op, groups);
+    return PHIVK_OK;
 }
 
 /* The reduction the device's kernels use. */
 static pvk_reduce reduce_of(const pvk_ops *o) { return o->caps->subgroup ? PVK_REDUCE_SUBGROUP : PVK_REDUCE_SHARED; }
 
 /* Gets the pipeline (cached by the device) and records one dispatch. */
-static pvk_status dispatch(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
+static phivk_status dispatch(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
                            const uint32_t *spec, uint32_t n_spec, const void *push,
                            uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
                            uint32_t gz) {
     pvk_kernel k = {id, bindings, push_bytes, n_spec, spec, 0};
     pvk_pipe *p;
-    pvk_status st = pvk_pipe_get(o->dev, &k, &p);
+    phivk_status st = pvk_pipe_get(o->dev, &k, &p);
     if (st) return st;
     pvk_cmd_dispatch(c, p, b, push, gx, gy, gz);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* One workgroup per row (norms, softmax), rows folded into y. */
-static pvk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *op, pvk_kernel_id id, const char *bindings,
+static phivk_status dispatch_rows(pvk_ops *o, pvk_cmd *c, const char *op, pvk_kernel_id id, const char *bindings,
                                 const void *push, uint32_t push_bytes, const pvk_binding *b,
                                 uint32_t rows) {
     uint32_t gx, gy;
-    pvk_status st = fold_grid(o, op, rows, 1, &gx, &gy);
+    phivk_status st = fold_grid(o, op, rows, 1, &gx, &gy);
     if (st) return st;
     uint32_t spec[2] = {o->t.row_wg, o->caps->subgroup_min};
     return dispatch(o, c, id, bindings, spec, 2, push, push_bytes, b, gx, gy, 1);
 }
 
-/* PVK_ERR_INVALID unless b is present and holds `floats` f32 values. */
-static pvk_status need(const char *op, const char *what, const pvk_buf *b, uint64_t floats) {
-    if (!b) return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer missing", op, what);
+/* PHIVK_ERR_INVALID unless b is present and holds `floats` f32 values. */
+static phivk_status need(const char *op, const char *what, const pvk_buf *b, uint64_t floats) {
+    if (!b) return pvk_fail(PHIVK_ERR_INVALID, "%s: %s buffer missing", op, what);
     if (b->size < floats * 4)
-        return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
                         (unsigned long long)b->size, (unsigned long long)floats * 4);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n) {
     return (uint64_t)rows * n + (uint64_t)rows * (n / 32) * 16;
 }
 
-/* PVK_ERR_INVALID unless the int8 kernels can run: the device's path, rows of whole
+/* PHIVK_ERR_INVALID unless the int8 kernels can run: the device's path, rows of whole
  * blocks, and a q8 buffer that holds them. */
-static pvk_status need_q8(const pvk_ops *o, const char *op, const pvk_buf *q8, uint32_t rows, uint32_t n) {
+static phivk_status need_q8(const pvk_ops *o, const char *op, const pvk_buf *q8, uint32_t rows, uint32_t n) {
     if (!o->caps->int_dot || !o->caps->subgroup)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: %s has no integer dot product (or subgroup operations)",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: %s has no integer dot product (or subgroup operations)",
                         op, o->caps->name);
     if (n % 32)
-        return pvk_fail(PVK_ERR_INVALID, "%s: int8 rows of %u are not whole blocks of 32", op, n);
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: int8 rows of %u are not whole blocks of 32", op, n);
     if (!q8 || q8->size < pvk_q8_bytes(rows, n))
-        return pvk_fail(PVK_ERR_INVALID, "%s: the int8 buffer is missing or too small for %u x %u", op,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: the int8 buffer is missing or too small for %u x %u", op,
                         rows, n);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* out and/or (q8) its int8 form; out may be NULL only with q8. */
-static pvk_status norm(pvk_ops *o, pvk_cmd *c, pvk_norm form, const pvk_buf *x,
+static phivk_status norm(pvk_ops *o, pvk_cmd *c, pvk_norm form, const pvk_buf *x,
                        const pvk_buf *w, const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                        uint32_t rows, uint32_t n, float eps) {
-    pvk_status st;
+    phivk_status st;
     const char *name = form == PVK_NORM_LAYER ? "layernorm" : "rmsnorm";
-    if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "%s: empty shape %u x %u", name, rows, n);
+    if (!rows || !n) return pvk_fail(PHIVK_ERR_INVALID, "%s: empty shape %u x %u", name, rows, n);
     if ((st = need(name, "x", x, (uint64_t)rows * n)) ||
         ((out || !q8) && (st = need(name, "out", out, (uint64_t)rows * n))) ||
         (w && (st = need(name, "weight", w, n))) || (b && (st = need(name, "bias", b, n))) ||
@@ -384,35 +384,35 @@ static pvk_status norm(pvk_ops *o, pvk_cmd *c, pvk_norm form, const pvk_buf *x,
     return dispatch_rows(o, c, name, id, q8 ? "sssss" : "ssss", &p, sizeof p, bd, rows);
 }
 
-pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                           const pvk_buf *out, uint32_t rows, uint32_t n, float eps) {
     return norm(o, c, PVK_NORM_RMS, x, w, NULL, out, NULL, rows, n, eps);
 }
 
-pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                             const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
                             float eps) {
     return norm(o, c, PVK_NORM_LAYER, x, w, b, out, NULL, rows, n, eps);
 }
 
-pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                              const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
                              float eps) {
-    if (!q8) return pvk_fail(PVK_ERR_INVALID, "rmsnorm: int8 buffer missing");
+    if (!q8) return pvk_fail(PHIVK_ERR_INVALID, "rmsnorm: int8 buffer missing");
     return norm(o, c, PVK_NORM_RMS, x, w, NULL, out, q8, rows, n, eps);
 }
 
-pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                                const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                                uint32_t rows, uint32_t n, float eps) {
-    if (!q8) return pvk_fail(PVK_ERR_INVALID, "layernorm: int8 buffer missing");
+    if (!q8) return pvk_fail(PHIVK_ERR_INVALID, "layernorm: int8 buffer missing");
     return norm(o, c, PVK_NORM_LAYER, x, w, b, out, q8, rows, n, eps);
 }
 
-pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+phivk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
                           uint32_t rows, uint32_t n) {
-    pvk_status st;
-    if (!rows || !n) return pvk_fail(PVK_ERR_INVALID, "softmax: empty shape %u x %u", rows, n);
+    phivk_status st;
+    if (!rows || !n) return pvk_fail(PHIVK_ERR_INVALID, "softmax: empty shape %u x %u", rows, n);
     if ((st = need("softmax", "x", x, (uint64_t)rows * n)) ||
         (st = need("softmax", "out", out, (uint64_t)rows * n)))
         return st;
@@ -423,11 +423,11 @@ pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_bu
 
 /* One invocation per output element of `n` (act.comp); in_floats is what the
  * input must hold. */
-static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, pvk_act a, const pvk_buf *x,
+static phivk_status act(pvk_ops *o, pvk_cmd *c, const char *name, pvk_act a, const pvk_buf *x,
                       uint64_t in_floats, const pvk_buf *out, uint32_t n, uint32_t n_ff) {
-    pvk_status st;
+    phivk_status st;
     uint32_t wg = o->t.elt_wg, gx, gy;
-    if (!n) return pvk_fail(PVK_ERR_INVALID, "%s: no elements", name);
+    if (!n) return pvk_fail(PHIVK_ERR_INVALID, "%s: no elements", name);
     if ((st = need(name, "input", x, in_floats)) || (st = need(name, "out", out, n)) ||
         (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
         return st;
@@ -436,16 +436,16 @@ static pvk_status act(pvk_ops *o, pvk_cmd *c, const char *name, pvk_act a, const
     return dispatch(o, c, pvk_kernels_act[a][PVK_ACTS_F32], "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
-pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
+phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
                          const pvk_buf *q8, uint32_t rows, uint32_t n) {
     const char *name = "act_q8";
     pvk_kernel_id id = (unsigned)a < PVK_ACT_COUNT ? pvk_kernels_act[a][PVK_ACTS_Q8] : PVK_KERNEL_NONE;
-    if (!id) return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: activation %d has no int8 kernel", name, (int)a);
+    if (!id) return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: activation %d has no int8 kernel", name, (int)a);
     uint64_t total = (uint64_t)rows * n;
     uint32_t wg = o->t.elt_wg, gx, gy;
-    pvk_status st;
+    phivk_status st;
     if (!total || total > UINT32_MAX / 2)
-        return pvk_fail(PVK_ERR_INVALID, "%s: bad shape %u x %u", name, rows, n);
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: bad shape %u x %u", name, rows, n);
     if ((st = need(name, "input", x, a == PVK_ACT_SWIGLU ? 2 * total : total)) ||
         (out && (st = need(name, "out", out, total))) || (st = need_q8(o, name, q8, rows, n)) ||
         (st = fold_grid(o, name, (uint32_t)(total / 32 + wg - 1) / wg, 1, &gx, &gy)))
@@ -456,11 +456,11 @@ pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, co
 }
 
 /* out = a OP b (eltwise.comp): one invocation per element. */
-static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, pvk_kernel_id id, const pvk_buf *a,
+static phivk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, pvk_kernel_id id, const pvk_buf *a,
                          const pvk_buf *b, const pvk_buf *out, uint32_t n) {
-    pvk_status st;
+    phivk_status st;
     uint32_t wg = o->t.elt_wg, gx, gy;
-    if (!n) return pvk_fail(PVK_ERR_INVALID, "%s: no elements", name);
+    if (!n) return pvk_fail(PHIVK_ERR_INVALID, "%s: no elements", name);
     if ((st = need(name, "a", a, n)) || (st = need(name, "b", b, n)) || (st = need(name, "out", out, n)) ||
         (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
         return st;
@@ -469,33 +469,33 @@ static pvk_status binary(pvk_ops *o, pvk_cmd *c, const char *name, pvk_kernel_id
     return dispatch(o, c, id, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
-pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+phivk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n) {
     return binary(o, c, "add", PVK_KERNEL_ADD, a, b, out, n);
 }
 
-pvk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+phivk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n) {
     return binary(o, c, "mul", PVK_KERNEL_MUL, a, b, out, n);
 }
 
-pvk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
+phivk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
     return act(o, c, "silu", PVK_ACT_SILU, x, n, out, n, 0);
 }
 
-pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
+phivk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
     return act(o, c, "gelu", PVK_ACT_GELU, x, n, out, n, 0);
 }
 
-pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
                          uint32_t rows, uint32_t n_ff) {
     uint64_t n = (uint64_t)rows * n_ff;
     if (n > UINT32_MAX / 2)
-        return pvk_fail(PVK_ERR_INVALID, "swiglu: %u x %u elements are too many", rows, n_ff);
+        return pvk_fail(PHIVK_ERR_INVALID, "swiglu: %u x %u elements are too many", rows, n_ff);
     return act(o, c, "swiglu", PVK_ACT_SWIGLU, gu, 2 * n, out, (uint32_t)n, n_ff);
 }
 
-pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
     pvk_input in = {x, NULL};
     return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
@@ -505,17 +505,17 @@ bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
     return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
 }
 
-pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *in, const pvk_buf *y, uint32_t m, bool accumulate,
                             uint32_t y_stride, uint32_t y_col) {
-    pvk_status st;
+    phivk_status st;
     if (!w || !pvk_ops_reads_weights(w->type))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix kernel",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix kernel",
                         w ? pvk_type_get(w->type)->name : "(none)");
-    if (!m) return pvk_fail(PVK_ERR_INVALID, "matmul: m is 0");
+    if (!m) return pvk_fail(PHIVK_ERR_INVALID, "matmul: m is 0");
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
     if (y_col + (uint64_t)n > y_stride)
-        return pvk_fail(PVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
     bool q8 = in->q8 && pvk_ops_reads_q8(o, w->type, m);
     const pvk_buf *x = q8 ? in->q8 : in->f32;
     if ((st = q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
@@ -559,7 +559,7 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
                            gx, gy, gz)))
             return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* The distinct types of types[0..n) before index i do not include types[i]. */
@@ -569,7 +569,7 @@ static bool first_of_type(const pvk_type *types, int i) {
     return true;
 }
 
-pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type) {
+phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type) {
     enum { COLS = 256 };   /* one K-quant super-block: a valid row for every type */
     uint32_t ms[2] = {1, MV_MAX_COLS};
     if (o->t.mv_max_m < MV_MAX_COLS) ms[1] = o->t.mv_max_m + 1;   /* the tiled kernel */
@@ -578,7 +578,7 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
     pvk_tensor *ws = calloc((size_t)n_types + 1, sizeof *ws);
     pvk_buf x = {0}, y = {0}, ids = {0}, xq = {0};
     int n_ws = 0;
-    pvk_status st = ws ? PVK_OK : pvk_fail(PVK_ERR_HOST_MEMORY, "warmup: out of host memory");
+    phivk_status st = ws ? PHIVK_OK : pvk_fail(PHIVK_ERR_HOST_MEMORY, "warmup: out of host memory");
     if (st || (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &x)) ||
         (st = pvk_buf_create(d, 4ull * COLS * MV_MAX_COLS, PVK_MEM_DEVICE, &y)) ||
         (st = pvk_buf_create(d, 4, PVK_MEM_DEVICE, &ids)) ||
@@ -592,7 +592,7 @@ pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_ty
         pvk_type t = i < n_types ? types[i] : table_type;
         if (i < n_types && !first_of_type(types, i)) continue;
         if (!pvk_ops_reads_weights(t)) {
-            st = pvk_fail(PVK_ERR_UNSUPPORTED, "warmup: weight type %s has no kernels",
+            st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "warmup: weight type %s has no kernels",
                           pvk_type_get(t)->name ? pvk_type_get(t)->name : "(unknown)");
             goto out;
         }

@@ -7,7 +7,7 @@
  *
  * Activations are f32 row-major buffers: row r of a [rows][n] buffer starts at
  * element r*n. Weights are pvk_tensors in their stored type (ggml block layout).
- * Ops return PVK_OK or the failure of creating their pipeline; recording errors are
+ * Ops return PHIVK_OK or the failure of creating their pipeline; recording errors are
  * sticky in the pvk_cmd and come back from pvk_cmd_submit. Callers put the
  * barriers between dependent ops (pvk_cmd_barrier); ops that run several
  * dispatches put their own internal barriers. */
@@ -37,7 +37,7 @@ typedef struct pvk_tensor {
 } pvk_tensor;
 
 /* Uploads a host tensor (its rows in stored type). The caller owns t: pvk_tensor_destroy. */
-pvk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t);
 void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);   /* accepts a zeroed pvk_tensor */
 /* The binding of chunk i: its texel view, or its storage-buffer range. */
@@ -50,7 +50,7 @@ bool pvk_ops_reads_weights(pvk_type t);
 
 typedef struct pvk_ops pvk_ops;
 /* Pipelines for every op on d, created on first use; owned by the caller. */
-pvk_status pvk_ops_create(pvk_dev *d, pvk_ops **out);
+phivk_status pvk_ops_create(pvk_dev *d, pvk_ops **out);
 
 /* Attention's knobs (shaders/attn.comp). */
 typedef struct pvk_attn_tuning {
@@ -93,8 +93,8 @@ typedef struct pvk_ops_tuning {
     pvk_attn_tuning attn;
 } pvk_ops_tuning;
 pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps);
-/* PVK_ERR_INVALID naming the knob when t does not fit the device. */
-pvk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out);
+/* PHIVK_ERR_INVALID naming the knob when t does not fit the device. */
+phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out);
 void pvk_ops_destroy(pvk_ops *o);
 pvk_dev *pvk_ops_dev(const pvk_ops *o);
 
@@ -109,8 +109,8 @@ typedef struct pvk_mm_choice {
 pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t);
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o);
-/* PVK_ERR_INVALID when the type has no matvec or the device cannot run c. */
-pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
+/* PHIVK_ERR_INVALID when the type has no matvec or the device cannot run c. */
+phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
 
 /* Measures the variants of each weight type in types[0..n) (duplicates allowed) on
  * the device, on a zero matrix of 4096 rows of k columns: matvec with int8 or f32
@@ -121,31 +121,31 @@ pvk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
  * the same device reads them instead of measuring. PHIVK_TUNE=0 keeps the
  * tuning's choices. progress (may be NULL) is called before the first and after each
  * type measured, with the count of types to measure. */
-pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
+phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                         void (*progress)(void *user, int done, int total), void *user);
 /* Whether a matmul of type t at m rows of x runs the tiled kernel in fp16, whose
  * rounding is coarser than the f32 path's (bound in shaders/matmul.comp). */
 bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m);
 
 /* ---- elementwise and normalisation (shaders/eltwise.comp, norm.comp, act.comp, softmax.comp) */
-pvk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+phivk_status pvk_op_add(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n);                 /* out = a + b; out may alias */
-pvk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
+phivk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf *b,
                       const pvk_buf *out, uint32_t n);                 /* out = a * b */
 /* out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w  (w may be NULL: no scale) */
-pvk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_rmsnorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                           const pvk_buf *out, uint32_t rows, uint32_t n, float eps);
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b  (w, b may be NULL) */
-pvk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_layernorm(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                             const pvk_buf *b, const pvk_buf *out, uint32_t rows, uint32_t n,
                             float eps);
-pvk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+phivk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
                           uint32_t rows, uint32_t n);                  /* fp32 accumulation */
-pvk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n);
-pvk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+phivk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n);
+phivk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
                        uint32_t n);                                    /* tanh approximation */
 /* out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i]  for gu = [rows][2*n_ff] (gate | up) */
-pvk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
                          uint32_t rows, uint32_t n_ff);
 
 /* ---- int8 activations for the integer-dot-product matvec (shaders/q8_store.glsl)
@@ -157,15 +157,15 @@ uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n);
 /* Whether a matmul of a weight of type t at m rows reads int8 activations when it is
  * given them (pvk_op_matmul_in): block types on the matvec path with mv_int_dot. */
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m);   /* also per choice */
-pvk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_rmsnorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                              const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n,
                              float eps);
-pvk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
+phivk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *w,
                                const pvk_buf *b, const pvk_buf *out, const pvk_buf *q8,
                                uint32_t rows, uint32_t n, float eps);
 /* out and q8 = act(x) for rows of n (SWIGLU: x is [rows][2n], gate | up); COPY, GELU
  * and SWIGLU have int8 kernels (pvk_act: pvk_kernels.h). */
-pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
+phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
                          const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n);
 
 /* ---- matrix products (shaders/matvec.comp for small m, matmul.comp tiled) */
@@ -173,15 +173,15 @@ pvk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
  * x is [m][w->cols], y is [m][w->rows]. accumulate: add to y (a fused residual).
  * Picks the matrix-vector kernel for small m and the tiled kernel otherwise; a
  * weight larger than caps.max_binding_bytes is split by rows across dispatches. */
-pvk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate);
 /* The same into columns [y_col, y_col + w->rows) of a y whose rows are y_stride
  * floats (bias, when given, is indexed the same way: bias[y_col + j]; separate
  * projections write one fused output this way), with x in f32 and/or int8 (either
  * may be NULL): the int8 form when pvk_ops_reads_q8(w->type, m) and it is given,
- * else the f32 one (PVK_ERR_INVALID when that is missing). */
+ * else the f32 one (PHIVK_ERR_INVALID when that is missing). */
 typedef struct pvk_input { const pvk_buf *f32, *q8; } pvk_input;
-pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
+phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
                             uint32_t y_stride, uint32_t y_col);
 
@@ -192,12 +192,12 @@ pvk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const p
  * compiles at first dispatch (lavapipe's LLVM JIT: 0.04-7 s per pipeline when
  * cold) then does so at model load, not in the first token. Prompts of 2-7
  * tokens use matvec variants that are left to first use. */
-pvk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type);
+phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_type table_type);
 
 /* ---- model-level kernels (shaders/get_rows.comp, kv_store.comp with rope.glsl, attn.comp) */
 /* out[i] = dequant(table row ids[i]) for i < n; ids is a u32 buffer. An id past the
  * table gives a zero row (callers check token ids on the host). */
-pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n);
 
 /* Rotary position embedding, applied by pvk_op_kv_store: K's heads (the cache row,
@@ -236,23 +236,23 @@ typedef struct pvk_kv {
 /* Bytes a chunk buffer of `rows` cache rows needs (rounded up to 8-byte texels). */
 uint64_t pvk_kv_bytes(pvk_type t, uint32_t width, uint32_t rows);
 /* The texel view attention reads a cache buffer through (first `bytes` of it), or
- * VK_NULL_HANDLE with PVK_OK when the device cannot (no texel buffers, or more
+ * VK_NULL_HANDLE with PHIVK_OK when the device cannot (no texel buffers, or more
  * texels than maxTexelBufferElements): attention then binds storage ranges. */
-pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out);
+phivk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out);
 /* Allocates one layer's cache of ctx rows: chunks as long as one binding allows
  * (a texel view's reach when the device reads the cache through views, else
  * caps.max_binding_bytes; PHIVK_MAX_BINDING_BYTES lowers both) and their views.
  * Contents are undefined. The caller owns *out: pvk_kv_free. */
-pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
+phivk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
                         uint32_t ctx, pvk_kv *out);
 void pvk_kv_free(pvk_dev *d, pvk_kv *kv);   /* accepts a zeroed pvk_kv */
 /* Writes m token rows of k (at float k_off of each x row) and v (at v_off) into the
- * cache at positions pos0..pos0+m-1 (PVK_ERR_CONTEXT_FULL past kv->ctx), quantizing
+ * cache at positions pos0..pos0+m-1 (PHIVK_ERR_CONTEXT_FULL past kv->ctx), quantizing
  * for Q8_0 / Q4_0 as model/quant.c does. The width must be even. With rope (may be
  * NULL), K is rotated as it is written (x keeps the unrotated k) and the q heads of
  * x are rotated in place: the QKV projection's output needs no other pass before
  * attention. Row i has position pos0 + i. */
-pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
                            uint32_t pos0, const pvk_rope *rope);
 
@@ -268,16 +268,16 @@ typedef struct pvk_attn {
      * pvk_op_attention_scratch_bytes_kv, allocated once by the caller. NULL, or too
      * small for the split the op would pick: fewer splits (correct, slower on long
      * contexts); a query range over several chunks needs one split's worth
-     * (PVK_ERR_INVALID otherwise). Must not alias x or out. */
+     * (PHIVK_ERR_INVALID otherwise). Must not alias x or out. */
     const pvk_buf *scratch;
 } pvk_attn;
 /* out[i][h*head_dim ..] = softmax(q·K^T * scale, causal (+window)) · V over cache
  * positions 0..pos0+i; q·k, max and sums in fp32. GQA: head h reads kv head
  * h / (n_head / n_kv_head). out is [m][n_head*head_dim].
- * head_dim must be a multiple of 4 and at most 256 (else PVK_ERR_UNSUPPORTED), as
+ * head_dim must be a multiple of 4 and at most 256 (else PHIVK_ERR_UNSUPPORTED), as
  * must q_stride and q_off. With a split it records two dispatches and the barrier
  * between them. */
-pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
                             const pvk_kv *kv, const pvk_buf *out);
 /* Scratch bytes pvk_op_attention of o uses with a's shape (m, heads, head_dim,
  * window) for any KV length up to kv_len_max, with o's tuning; 0 when it never

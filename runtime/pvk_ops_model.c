@@ -35,68 +35,68 @@ static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) /
 
 static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 
-/* PVK_ERR_INVALID unless b is present and holds `bytes`. */
-static pvk_status check_buf(const char *op, const char *what, const pvk_buf *b, uint64_t bytes) {
-    if (!b) return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer missing", op, what);
+/* PHIVK_ERR_INVALID unless b is present and holds `bytes`. */
+static phivk_status check_buf(const char *op, const char *what, const pvk_buf *b, uint64_t bytes) {
+    if (!b) return pvk_fail(PHIVK_ERR_INVALID, "%s: %s buffer missing", op, what);
     if (b->size < bytes)
-        return pvk_fail(PVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %s buffer holds %llu bytes, needs %llu", op, what,
                         (unsigned long long)b->size, (unsigned long long)bytes);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Records one dispatch of the kernel. */
-static pvk_status record(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
+static phivk_status record(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
                          const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
     pvk_pipe *p;
-    pvk_status st = pvk_pipe_get(pvk_ops_dev(o), k, &p);
+    phivk_status st = pvk_pipe_get(pvk_ops_dev(o), k, &p);
     if (st) return st;
     pvk_cmd_dispatch(c, p, b, push, gx, gy, gz);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Records gx x rows x gz workgroups, rows split at the device's y limit; the
  * shader adds *row_base (a field of push) to gl_WorkGroupID.y. */
-static pvk_status record_rows(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
+static phivk_status record_rows(pvk_ops *o, pvk_cmd *c, const pvk_kernel *k, const pvk_binding *b,
                               void *push, uint32_t *row_base, uint32_t gx, uint32_t rows,
                               uint32_t gz) {
     uint32_t max_y = pvk_dev_caps(pvk_ops_dev(o))->max_wg_count[1];
     for (uint32_t r = 0; r < rows; r += max_y) {
         *row_base = r;
-        pvk_status st = record(o, c, k, b, push, gx, min_u32(max_y, rows - r), gz);
+        phivk_status st = record(o, c, k, b, push, gx, min_u32(max_y, rows - r), gz);
         if (st) return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Binds rows [r0, r1) of a buffer of row_bytes rows from the last aligned byte at
  * or before row r0 to the 4-byte word after row r1 - 1 (so only what a kernel
  * reads counts against the binding limit); *byte0 gets row r0's byte in the
  * binding. The buffer holds whole words (pvk_kv_bytes). */
-static pvk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf *b,
+static phivk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_buf *b,
                             uint64_t row_bytes, uint32_t r0, uint32_t r1, pvk_binding *out,
                             uint32_t *byte0) {
     uint64_t align = caps->storage_align > 16 ? caps->storage_align : 16;
     uint64_t start = r0 * row_bytes, lo = start / align * align, n = (r1 * row_bytes + 3) / 4 * 4 - lo;
     if (n > caps->max_binding_bytes)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: %u cache rows of %llu bytes need one binding of %llu bytes; device %s "
                         "binds at most %llu: use a shorter context",
                         op, r1 - r0, (unsigned long long)row_bytes, (unsigned long long)n, caps->name,
                         (unsigned long long)caps->max_binding_bytes);
     *out = pvk_bind_range(b, lo, n);
     *byte0 = (uint32_t)(start - lo);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ---------------------------------------------------------------- get_rows */
 
-pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n) {
     if (!table || !pvk_ops_reads_weights(table->type))
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
                         table ? pvk_type_get(table->type)->name : "(none)");
-    if (!n) return pvk_fail(PVK_ERR_INVALID, "get_rows: no rows to look up");
-    pvk_status st;
+    if (!n) return pvk_fail(PHIVK_ERR_INVALID, "get_rows: no rows to look up");
+    phivk_status st;
     if ((st = check_buf("get_rows", "ids", ids, (uint64_t)n * 4)) ||
         (st = check_buf("get_rows", "out", out, (uint64_t)n * table->cols * 4)))
         return st;
@@ -112,7 +112,7 @@ pvk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, cons
         pvk_binding b[3] = {pvk_tensor_bind(table, i), pvk_bind(ids), pvk_bind(out)};
         if ((st = record(o, c, &k, b, &p, gx, gy, 1))) return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ---------------------------------------------------------------- kv_store */
@@ -143,36 +143,36 @@ static uint32_t kv_chunk_of(const pvk_kv *kv, uint32_t pos) {
     return kv->n_chunks > 1 ? pos / kv->chunk_ctx : 0;
 }
 
-/* PVK_ERR_UNSUPPORTED unless the types and width make a cache the kernels read. */
-static pvk_status check_kv_format(const char *op, pvk_type kt, pvk_type vt, uint32_t width) {
+/* PHIVK_ERR_UNSUPPORTED unless the types and width make a cache the kernels read. */
+static phivk_status check_kv_format(const char *op, pvk_type kt, pvk_type vt, uint32_t width) {
     if (!kv_pair_built(kt, vt)) {
         char types[64] = "";
         for (int i = 0, n = 0; i < PVK_KV_TYPE_COUNT && n < (int)sizeof types; i++)
             n += snprintf(types + n, sizeof types - (size_t)n, "%s%s", i ? " " : "",
                           pvk_type_get(pvk_kv_types[i])->name);
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (%s)", op,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: a %s K / %s V cache is not supported (%s)", op,
                         pvk_type_get(kt)->name ? pvk_type_get(kt)->name : "?",
                         pvk_type_get(vt)->name ? pvk_type_get(vt)->name : "?", types);
     }
     if (!width || width % 2 || ((kt != PVK_F16 || vt != PVK_F16) && width % 32))
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: cache width %u must be even, and a multiple of 32 for a quantized cache",
                         op, width);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_t pos0) {
+static phivk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_t pos0) {
     if (!kv || !kv->width || !kv->ctx || !kv->k || !kv->v)
-        return pvk_fail(PVK_ERR_INVALID, "%s: empty KV cache", op);
-    pvk_status st = check_kv_format(op, kv->k_type, kv->v_type, kv->width);
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: empty KV cache", op);
+    phivk_status st = check_kv_format(op, kv->k_type, kv->v_type, kv->width);
     if (st) return st;
     if ((uint64_t)pos0 + m > kv->ctx)
-        return pvk_fail(PVK_ERR_CONTEXT_FULL, "%s: positions %u..%llu do not fit the cache of %u tokens",
+        return pvk_fail(PHIVK_ERR_CONTEXT_FULL, "%s: positions %u..%llu do not fit the cache of %u tokens",
                         op, pos0, (unsigned long long)pos0 + m - 1, kv->ctx);
     uint32_t n = kv_n_chunks(kv);
     if (n > 1 && (!kv->chunk_ctx || (uint64_t)kv->chunk_ctx * (n - 1) >= kv->ctx ||
                   (uint64_t)kv->chunk_ctx * n < kv->ctx))
-        return pvk_fail(PVK_ERR_INVALID, "%s: %u chunks of %u rows do not make a cache of %u", op, n,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %u chunks of %u rows do not make a cache of %u", op, n,
                         kv->chunk_ctx, kv->ctx);
     for (uint32_t c = 0; c < n; c++) {
         uint32_t lo, hi;
@@ -181,39 +181,39 @@ static pvk_status check_kv(const char *op, const pvk_kv *kv, uint32_t m, uint32_
             (st = check_buf(op, "V cache", &kv->v[c], pvk_kv_bytes(kv->v_type, kv->width, hi - lo))))
             return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-/* PVK_ERR_INVALID unless r describes heads within rows of row_stride floats whose k
+/* PHIVK_ERR_INVALID unless r describes heads within rows of row_stride floats whose k
  * part (width floats at k_off) is whole heads. */
-static pvk_status check_rope(const pvk_rope *r, uint32_t row_stride, uint32_t k_off, uint32_t width,
+static phivk_status check_rope(const pvk_rope *r, uint32_t row_stride, uint32_t k_off, uint32_t width,
                              uint32_t m, uint32_t pos0) {
     if (!r->n_rot || r->n_rot % 2 || r->n_rot > r->head_dim)
-        return pvk_fail(PVK_ERR_INVALID, "rope: n_rot %u must be even and within head_dim %u",
+        return pvk_fail(PHIVK_ERR_INVALID, "rope: n_rot %u must be even and within head_dim %u",
                         r->n_rot, r->head_dim);
     if (width % r->head_dim)
-        return pvk_fail(PVK_ERR_INVALID, "rope: k of width %u is not whole heads of %u", width, r->head_dim);
+        return pvk_fail(PHIVK_ERR_INVALID, "rope: k of width %u is not whole heads of %u", width, r->head_dim);
     if ((uint64_t)r->q_off + (uint64_t)r->n_q_heads * r->head_dim > row_stride ||
         ((uint64_t)r->q_off < (uint64_t)k_off + width && k_off < r->q_off + (uint64_t)r->n_q_heads * r->head_dim))
-        return pvk_fail(PVK_ERR_INVALID, "rope: %u q heads at %u of dim %u exceed the row of %u floats or "
+        return pvk_fail(PHIVK_ERR_INVALID, "rope: %u q heads at %u of dim %u exceed the row of %u floats or "
                         "overlap k at %u", r->n_q_heads, r->q_off, r->head_dim, row_stride, k_off);
     if (!(r->freq_base > 1.0f) || !isfinite(r->attn_factor))
-        return pvk_fail(PVK_ERR_INVALID, "rope: freq_base %g must be > 1 and attn_factor %g finite",
+        return pvk_fail(PHIVK_ERR_INVALID, "rope: freq_base %g must be > 1 and attn_factor %g finite",
                         r->freq_base, r->attn_factor);
     if ((uint64_t)pos0 + m > (1u << 24))
-        return pvk_fail(PVK_ERR_INVALID, "rope: position %llu is not exact in fp32",
+        return pvk_fail(PHIVK_ERR_INVALID, "rope: position %llu is not exact in fp32",
                         (unsigned long long)pos0 + m - 1);
-    return r->factors ? check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4) : PVK_OK;
+    return r->factors ? check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4) : PHIVK_OK;
 }
 
-pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
                            uint32_t pos0, const pvk_rope *rope) {
-    pvk_status st;
-    if (!m) return pvk_fail(PVK_ERR_INVALID, "kv_store: no rows");
+    phivk_status st;
+    if (!m) return pvk_fail(PHIVK_ERR_INVALID, "kv_store: no rows");
     if ((st = check_kv("kv_store", kv, m, pos0))) return st;
     if ((uint64_t)k_off + kv->width > row_stride || (uint64_t)v_off + kv->width > row_stride)
-        return pvk_fail(PVK_ERR_INVALID, "kv_store: k at %u and v at %u of width %u exceed the row of %u floats",
+        return pvk_fail(PHIVK_ERR_INVALID, "kv_store: k at %u and v at %u of width %u exceed the row of %u floats",
                         k_off, v_off, kv->width, row_stride);
     if ((st = check_buf("kv_store", "x", x, (uint64_t)m * row_stride * 4)) ||
         (rope && (st = check_rope(rope, row_stride, k_off, kv->width, m, pos0))))
@@ -258,23 +258,23 @@ pvk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t ro
             (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, t1 - t0, q_pairs ? 3 : 2)))
             return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out) {
+phivk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out) {
     const pvk_caps *caps = pvk_dev_caps(d);
     *out = VK_NULL_HANDLE;
     /* RG32UI: 4 f16 elements per texel, the unit attn.comp loads. */
-    if (!caps->texel || bytes % 8 || bytes / 8 > caps->max_texel_elems) return PVK_OK;
+    if (!caps->texel || bytes % 8 || bytes / 8 > caps->max_texel_elems) return PHIVK_OK;
     return pvk_buf_view(d, cache, 0, bytes, VK_FORMAT_R32G32_UINT, out);
 }
 
-pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
+phivk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t width,
                         uint32_t ctx, pvk_kv *out) {
     *out = (pvk_kv){0};
-    pvk_status st = check_kv_format("KV cache", k_type, v_type, width);
+    phivk_status st = check_kv_format("KV cache", k_type, v_type, width);
     if (st) return st;
-    if (!ctx) return pvk_fail(PVK_ERR_INVALID, "KV cache: no positions");
+    if (!ctx) return pvk_fail(PHIVK_ERR_INVALID, "KV cache: no positions");
     const pvk_caps *caps = pvk_dev_caps(d);
     /* A chunk must fit what reads it whole: attention's texel view (its byte
      * offsets are 32-bit) or else its storage binding. PHIVK_MAX_BINDING_BYTES,
@@ -291,7 +291,7 @@ pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t w
                                                                             : kv_row_bytes(v_type, width);
     uint64_t rows = limit > 64 ? (limit - 64) / row : 0;   /* 64: alignment and word rounding */
     if (!rows)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "KV cache: a row of %llu bytes exceeds the device's binding limit "
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "KV cache: a row of %llu bytes exceeds the device's binding limit "
                         "of %llu bytes", (unsigned long long)row, (unsigned long long)limit);
     if (rows >= ctx) {
         out->n_chunks = 1;
@@ -312,7 +312,7 @@ pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t w
         out->v_views = calloc(n, sizeof *out->v_views);
     }
     if (!out->k || !out->v || (caps->texel && (!out->k_views || !out->v_views))) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "KV cache: out of host memory");
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "KV cache: out of host memory");
         goto fail;
     }
     for (uint32_t c = 0; c < n; c++) {
@@ -327,12 +327,12 @@ pvk_status pvk_kv_alloc(pvk_dev *d, pvk_type k_type, pvk_type v_type, uint32_t w
             (st = pvk_kv_view(d, &out->v[c], vb, &out->v_views[c])))
             goto fail;
         if (!out->k_views[c] || !out->v_views[c]) {
-            st = pvk_fail(PVK_ERR_UNSUPPORTED, "KV cache: no texel view of a %llu-byte chunk",
+            st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "KV cache: no texel view of a %llu-byte chunk",
                           (unsigned long long)kb);
             goto fail;
         }
     }
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     pvk_kv_free(d, out);
     return st;
@@ -408,35 +408,35 @@ static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
     return s;
 }
 
-static pvk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_buf *x, const pvk_buf *out) {
+static phivk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_buf *x, const pvk_buf *out) {
     const char *op = "attention";
-    if (!a->m) return pvk_fail(PVK_ERR_INVALID, "%s: no query rows", op);
+    if (!a->m) return pvk_fail(PHIVK_ERR_INVALID, "%s: no query rows", op);
     if (!a->n_head || !a->n_kv_head || a->n_head % a->n_kv_head)
-        return pvk_fail(PVK_ERR_INVALID, "%s: %u heads do not share %u KV heads evenly", op,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %u heads do not share %u KV heads evenly", op,
                         a->n_head, a->n_kv_head);
     if (!a->head_dim || a->head_dim % 4 || a->head_dim > ATTN_MAX_HEAD_DIM || a->q_stride % 4 || a->q_off % 4)
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "%s: head_dim %u, q_stride %u and q_off %u must be multiples of 4 "
                         "(head_dim at most %u)", op, a->head_dim, a->q_stride, a->q_off, ATTN_MAX_HEAD_DIM);
     if ((uint64_t)a->q_off + (uint64_t)a->n_head * a->head_dim > a->q_stride)
-        return pvk_fail(PVK_ERR_INVALID, "%s: %u q heads at %u exceed the row of %u floats", op,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: %u q heads at %u exceed the row of %u floats", op,
                         a->n_head, a->q_off, a->q_stride);
-    if (!isfinite(a->scale)) return pvk_fail(PVK_ERR_INVALID, "%s: scale is not finite", op);
-    pvk_status st;
+    if (!isfinite(a->scale)) return pvk_fail(PHIVK_ERR_INVALID, "%s: scale is not finite", op);
+    phivk_status st;
     if ((st = check_kv(op, kv, a->m, a->pos0))) return st;
     if (kv->width != a->n_kv_head * a->head_dim)
-        return pvk_fail(PVK_ERR_INVALID, "%s: cache width %u is not %u KV heads x %u", op, kv->width,
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: cache width %u is not %u KV heads x %u", op, kv->width,
                         a->n_kv_head, a->head_dim);
     if ((st = check_buf(op, "x", x, ((uint64_t)(a->m - 1) * a->q_stride + a->q_off +
                                      (uint64_t)a->n_head * a->head_dim) * 4)) ||
         (st = check_buf(op, "out", out, (uint64_t)a->m * a->n_head * a->head_dim * 4)))
         return st;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
+phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
                             const pvk_kv *kv, const pvk_buf *out) {
-    pvk_status st;
+    phivk_status st;
     if ((st = check_attn(a, kv, x, out))) return st;
     const pvk_attn_tuning *t = &pvk_ops_get_tuning(o)->attn;
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
@@ -448,12 +448,12 @@ pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_
     uint32_t c_first = kv_chunk_of(kv, s.kv_lo), c_last = kv_chunk_of(kv, s.kv_hi - 1);
     uint64_t fit = a->scratch ? a->scratch->size / s.split_bytes : 0;
     if (c_last > c_first && !fit)
-        return pvk_fail(PVK_ERR_INVALID,
+        return pvk_fail(PHIVK_ERR_INVALID,
                         "attention: keys %u..%u lie in %u cache chunks, which needs a scratch buffer of "
                         "at least %llu bytes (pvk_op_attention_scratch_bytes_kv)",
                         s.kv_lo, s.kv_hi - 1, c_last - c_first + 1, (unsigned long long)s.split_bytes);
     if (s.min_splits > ATTN_MAX_SPLIT || (s.min_splits > 1 && fit < s.min_splits))
-        return pvk_fail(s.min_splits > ATTN_MAX_SPLIT ? PVK_ERR_UNSUPPORTED : PVK_ERR_INVALID,
+        return pvk_fail(s.min_splits > ATTN_MAX_SPLIT ? PHIVK_ERR_UNSUPPORTED : PHIVK_ERR_INVALID,
                         "attention: %u keys need %u split-K slices on this device (at most %u keys per "
                         "invocation), which needs a scratch buffer of %llu bytes (pvk_op_attention_scratch_bytes_kv)",
                         s.kv_hi - s.kv_lo, s.min_splits, t->max_iter,
@@ -498,7 +498,7 @@ pvk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_
             if ((st = record(o, c, &k, b, &p, min_u32(max_x, s.tiles - tb), a->n_kv_head, splits))) return st;
         }
     }
-    if (splits == 1) return PVK_OK;
+    if (splits == 1) return PHIVK_OK;
 
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     uint32_t rows = a->m * a->n_head, rwg = min_u32(pow2_floor(t->wg), pow2_floor(2 * hd4 - 1));

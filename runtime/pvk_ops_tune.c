@@ -79,9 +79,9 @@ static double now_s(void) {
 
 /* Seconds per product of w with m rows of x under choice c: the fastest of
  * TUNE_ROUNDS submits of TUNE_REPS dispatches, after one that compiles the pipeline. */
-static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_choice c, const pvk_tensor *w,
+static phivk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_choice c, const pvk_tensor *w,
                               const pvk_input *x, const pvk_buf *y, uint32_t m, double *best) {
-    pvk_status st = pvk_ops_set_mm_choice(o, t, c);
+    phivk_status st = pvk_ops_set_mm_choice(o, t, c);
     *best = 1e30;
     for (int round = 0; round <= TUNE_ROUNDS && !st; round++) {
         int reps = round ? TUNE_REPS : 1;
@@ -99,13 +99,13 @@ static pvk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_choic
 }
 
 /* Measures type t's candidates at k columns; leaves the fastest set in o. */
-static pvk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *out) {
+static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *out) {
     pvk_dev *d = pvk_ops_dev(o);
     pvk_mm_choice def = pvk_ops_mm_default(o, t);
     pvk_tensor w = {0};
     pvk_buf x = {0}, xq = {0}, y = {0};
     pvk_cmd *cmd = NULL;
-    pvk_status st;
+    phivk_status st;
     const pvk_caps *caps = pvk_dev_caps(d);
     bool tiled = caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M;
     uint32_t x_rows = tiled ? TUNE_M : 1;
@@ -152,14 +152,14 @@ out:
     return st;
 }
 
-pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
+phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                         void (*progress)(void *user, int done, int total), void *user) {
     const char *env = getenv("PHIVK_TUNE");
-    if (env && !strcmp(env, "0")) return PVK_OK;
+    if (env && !strcmp(env, "0")) return PHIVK_OK;
     pvk_dev *d = pvk_ops_dev(o);
     const pvk_caps *caps = pvk_dev_caps(d);
     tune_file *f = calloc(1, sizeof *f);
-    if (!f) return pvk_fail(PVK_ERR_HOST_MEMORY, "tune: out of host memory");
+    if (!f) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "tune: out of host memory");
     if (!pvk_cache_path(d, "tuning", ".txt", f->path, sizeof f->path)) f->path[0] = 0;
     file_load(f);
 
@@ -178,11 +178,11 @@ pvk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                  caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,
                  pvk_ops_mm_default(o, t).rows);
         tune_line *l = file_find(f, pvk_type_get(t)->name, k, key);
-        if (l && pvk_ops_set_mm_choice(o, t, l->c) == PVK_OK) continue;
+        if (l && pvk_ops_set_mm_choice(o, t, l->c) == PHIVK_OK) continue;
         kept[n_todo] = l;   /* unusable: measured over */
         todo[n_todo++] = t;
     }
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     bool changed = false;
     if (progress && n_todo) progress(user, 0, n_todo);
     for (int i = 0; i < n_todo && !st; i++) {

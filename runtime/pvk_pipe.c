@@ -134,19 +134,19 @@ static bool same_key(const struct pvk_pipe *p, const pvk_kernel *k) {
 }
 
 /* Checked when a pipeline is made; lookups of a cached one compare numbers only. */
-static pvk_status check_kernel(const pvk_kernel *k, const char *name) {
+static phivk_status check_kernel(const pvk_kernel *k, const char *name) {
     if (!k->bindings || strlen(k->bindings) >= sizeof ((struct pvk_pipe *)0)->bindings)
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: a binding string of at most 32 is needed", name);
+        return pvk_fail(PHIVK_ERR_INVALID, "kernel %s: a binding string of at most 32 is needed", name);
     if (strspn(k->bindings, "st") != strlen(k->bindings))
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: bindings \"%s\" may hold only 's' and 't'", name,
+        return pvk_fail(PHIVK_ERR_INVALID, "kernel %s: bindings \"%s\" may hold only 's' and 't'", name,
                         k->bindings);
     if (k->push_bytes > 128 || k->push_bytes % 4)
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u push-constant bytes; phivk allows a multiple of 4 up to "
+        return pvk_fail(PHIVK_ERR_INVALID, "kernel %s: %u push-constant bytes; phivk allows a multiple of 4 up to "
                         "128 (the minimum every device supports)", name, k->push_bytes);
     if (k->n_spec > 64 || (k->n_spec && !k->spec))
-        return pvk_fail(PVK_ERR_INVALID, "kernel %s: %u specialization constants without values", name,
+        return pvk_fail(PHIVK_ERR_INVALID, "kernel %s: %u specialization constants without values", name,
                         k->n_spec);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* The workgroup's x size as the pipeline will run it: the LocalSize literal, or the
@@ -179,7 +179,7 @@ static uint32_t local_size_x(const pvk_spirv *m, const uint32_t *spec, uint32_t 
     return x_spec_id < n_spec ? spec[x_spec_id] : x_value;
 }
 
-static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
+static phivk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
     VkDescriptorSetLayoutBinding lb[32];
     for (uint32_t i = 0; i < p->n_bind; i++)
         lb[i] = (VkDescriptorSetLayoutBinding){
@@ -196,13 +196,13 @@ static pvk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
                                      .pSetLayouts = &p->set_layout, .pushConstantRangeCount = p->push_bytes ? 1 : 0,
                                      .pPushConstantRanges = &pr};
     r = vkCreatePipelineLayout(d->vk, &li, NULL, &p->layout);
-    return r == VK_SUCCESS ? PVK_OK : pvk_vk_fail(r, "vkCreatePipelineLayout");
+    return r == VK_SUCCESS ? PHIVK_OK : pvk_vk_fail(r, "vkCreatePipelineLayout");
 }
 
-static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
+static phivk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
     uint32_t wg_x = p->wg_x = local_size_x(m, p->spec, p->n_spec);
     if (wg_x > d->caps.max_wg_size[0] || wg_x > d->caps.max_wg_invocations)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "a workgroup of %u invocations along x is more than %s allows (%u, %u "
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "a workgroup of %u invocations along x is more than %s allows (%u, %u "
                         "in all): choose a smaller workgroup size", wg_x, d->caps.name, d->caps.max_wg_size[0],
                         d->caps.max_wg_invocations);
     VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = m->bytes,
@@ -236,18 +236,18 @@ static pvk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spir
     pvk_name(d, VK_OBJECT_TYPE_PIPELINE, (uint64_t)p->vk, "%s", p->shader);
     pvk_name(d, VK_OBJECT_TYPE_PIPELINE_LAYOUT, (uint64_t)p->layout, "%s", p->shader);
     pvk_name(d, VK_OBJECT_TYPE_DESCRIPTOR_SET_LAYOUT, (uint64_t)p->set_layout, "%s", p->shader);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Makes the pipeline of k from module m, or fails naming it. */
-static pvk_status pipe_create(pvk_dev *d, const pvk_kernel *k, const pvk_spirv *m, struct pvk_pipe **out) {
+static phivk_status pipe_create(pvk_dev *d, const pvk_kernel *k, const pvk_spirv *m, struct pvk_pipe **out) {
     *out = NULL;
-    pvk_status s = check_kernel(k, m->name);
+    phivk_status s = check_kernel(k, m->name);
     if (s) return s;
     struct pvk_pipe *p = calloc(1, sizeof *p);
     if (!p || (k->n_spec && !(p->spec = malloc(k->n_spec * sizeof *p->spec)))) {
         free(p);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory creating pipeline %s", m->name);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory creating pipeline %s", m->name);
     }
     p->shader = m->name;
     snprintf(p->bindings, sizeof p->bindings, "%s", k->bindings);
@@ -263,31 +263,31 @@ static pvk_status pipe_create(pvk_dev *d, const pvk_kernel *k, const pvk_spirv *
         return pvk_fail(s, "pipeline %s: %s", m->name, msg);
     }
     *out = p;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
+phivk_status pvk_pipe_get(pvk_dev *d, const pvk_kernel *k, pvk_pipe **out) {
     *out = NULL;
     if (!k || k->id <= PVK_KERNEL_NONE || k->id >= PVK_KERNEL_COUNT || !pvk_spirv_modules[k->id].code)
-        return pvk_fail(PVK_ERR_INVALID, "pvk_pipe_get: kernel id %d is not a compiled variant (pvk_kernels.h)",
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_pipe_get: kernel id %d is not a compiled variant (pvk_kernels.h)",
                         k ? (int)k->id : -1);
     struct pvk_pipe_set *set = &d->pipes[k->id];
     for (uint32_t i = 0; i < set->n; i++)
         if (same_key(set->v[i], k)) {
             *out = set->v[i];
-            return PVK_OK;
+            return PHIVK_OK;
         }
     if (set->n == set->cap) {
         uint32_t cap = set->cap ? 2 * set->cap : 4;
         struct pvk_pipe **v = realloc(set->v, cap * sizeof *v);
-        if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory caching pipelines");
+        if (!v) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory caching pipelines");
         set->v = v;
         set->cap = cap;
     }
     struct pvk_pipe *p;
-    pvk_status s = pipe_create(d, k, &pvk_spirv_modules[k->id], &p);
+    phivk_status s = pipe_create(d, k, &pvk_spirv_modules[k->id], &p);
     if (s) return s;
     set->v[set->n++] = p;
     *out = p;
-    return PVK_OK;
+    return PHIVK_OK;
 }

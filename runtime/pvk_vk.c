@@ -33,24 +33,24 @@ const char *pvk_vk_result_name(VkResult r) {
     }
 }
 
-pvk_status pvk_vk_fail(VkResult r, const char *what) {
+phivk_status pvk_vk_fail(VkResult r, const char *what) {
     switch (r) {
     case VK_ERROR_OUT_OF_DEVICE_MEMORY:
-        return pvk_fail(PVK_ERR_DEVICE_MEMORY, "%s: the GPU is out of memory (%s): free other GPU "
+        return pvk_fail(PHIVK_ERR_DEVICE_MEMORY, "%s: the GPU is out of memory (%s): free other GPU "
                         "work or use a smaller model or context", what, pvk_vk_result_name(r));
     case VK_ERROR_OUT_OF_HOST_MEMORY:
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "%s: out of host memory (%s)", what, pvk_vk_result_name(r));
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "%s: out of host memory (%s)", what, pvk_vk_result_name(r));
     case VK_ERROR_DEVICE_LOST:
-        return pvk_fail(PVK_ERR_DEVICE_LOST, "%s: the driver lost the device (%s): a kernel crashed or "
+        return pvk_fail(PHIVK_ERR_DEVICE_LOST, "%s: the driver lost the device (%s): a kernel crashed or "
                         "timed out; restart the program", what, pvk_vk_result_name(r));
     case VK_ERROR_LAYER_NOT_PRESENT:
     case VK_ERROR_EXTENSION_NOT_PRESENT:
     case VK_ERROR_FEATURE_NOT_PRESENT:
     case VK_ERROR_FORMAT_NOT_SUPPORTED:
     case VK_ERROR_INCOMPATIBLE_DRIVER:
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "%s: not supported by the driver (%s)", what, pvk_vk_result_name(r));
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: not supported by the driver (%s)", what, pvk_vk_result_name(r));
     default:
-        return pvk_fail(PVK_ERR_VULKAN, "%s failed: %s", what, pvk_vk_result_name(r));
+        return pvk_fail(PHIVK_ERR_VULKAN, "%s failed: %s", what, pvk_vk_result_name(r));
     }
 }
 
@@ -67,9 +67,9 @@ void pvk_name(const pvk_dev *d, VkObjectType type, uint64_t handle, const char *
     d->set_name(d->vk, &info);
 }
 
-pvk_status pvk_dev_usable(const pvk_dev *d) {
-    if (!d->lost) return PVK_OK;
-    return pvk_fail(PVK_ERR_DEVICE_LOST, "the driver lost %s earlier (VK_ERROR_DEVICE_LOST): nothing more "
+phivk_status pvk_dev_usable(const pvk_dev *d) {
+    if (!d->lost) return PHIVK_OK;
+    return pvk_fail(PHIVK_ERR_DEVICE_LOST, "the driver lost %s earlier (VK_ERROR_DEVICE_LOST): nothing more "
                     "runs on it; open the device again (restart the program or reload the model)", d->caps.name);
 }
 

@@ -7,32 +7,32 @@
 
 /* ------------------------------------------------------------ loading */
 
-static pvk_status get_array(const gguf_file *f, const char *key, bool required,
+static phivk_status get_array(const gguf_file *f, const char *key, bool required,
                             const gguf_kv **out) {
     const gguf_kv *kv = gguf_find(f, key);
     *out = NULL;
     if (!kv) {
-        if (required) return pvk_fail(PVK_ERR_BAD_FILE, "the file has no %s: not a model or vocabulary file", key);
-        return PVK_OK;
+        if (required) return pvk_fail(PHIVK_ERR_BAD_FILE, "the file has no %s: not a model or vocabulary file", key);
+        return PHIVK_OK;
     }
-    if (kv->type != GGUF_ARRAY) return pvk_fail(PVK_ERR_BAD_FILE, "%s is not an array", key);
+    if (kv->type != GGUF_ARRAY) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s is not an array", key);
     *out = kv;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* An id key: absent -> fallback; present -> must name a token. */
-static pvk_status get_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t fallback,
+static phivk_status get_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t fallback,
                          int32_t *out) {
     int64_t id;
     *out = fallback < n_tokens ? fallback : -1;
-    if (!gguf_find(f, key)) return PVK_OK;
+    if (!gguf_find(f, key)) return PHIVK_OK;
     if (!gguf_get_i64(f, key, &id))
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s is not an integer", key);
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s is not an integer", key);
     if (id < 0 || id >= n_tokens)
-        return pvk_fail(PVK_ERR_BAD_FILE, "%s = %lld is outside the vocabulary (%d tokens)", key,
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s = %lld is outside the vocabulary (%d tokens)", key,
                         (long long)id, n_tokens);
     *out = (int32_t)id;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static bool get_bool_or(const gguf_file *f, const char *key, bool fallback) {
@@ -117,40 +117,40 @@ static void add_stop_text(tok_vocab *v, const char *text) {
     add_stop(v, tok_find(v, text, strlen(text)));
 }
 
-static pvk_status load_tokens(const gguf_file *f, tok_vocab *v) {
+static phivk_status load_tokens(const gguf_file *f, tok_vocab *v) {
     const gguf_kv *toks, *scores, *types;
-    pvk_status st = get_array(f, "tokenizer.ggml.tokens", true, &toks);
+    phivk_status st = get_array(f, "tokenizer.ggml.tokens", true, &toks);
     if (!st) st = get_array(f, "tokenizer.ggml.scores", false, &scores);
     if (!st) st = get_array(f, "tokenizer.ggml.token_type", false, &types);
     if (st) return st;
     if (toks->arr_type != GGUF_STRING || toks->arr_n == 0 || toks->arr_n > (1u << 24))
-        return pvk_fail(PVK_ERR_BAD_FILE,
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
                         "tokenizer.ggml.tokens must be 1 to 16777216 strings (has %llu of type %d)",
                         (unsigned long long)toks->arr_n, (int)toks->arr_type);
     if (scores && scores->arr_n != toks->arr_n)
-        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.scores has %llu entries for %llu tokens",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.scores has %llu entries for %llu tokens",
                         (unsigned long long)scores->arr_n, (unsigned long long)toks->arr_n);
     if (types && types->arr_n != toks->arr_n)
-        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
                         (unsigned long long)types->arr_n, (unsigned long long)toks->arr_n);
 
     v->n_tokens = (int32_t)toks->arr_n;
     v->tokens = calloc((size_t)v->n_tokens, sizeof *v->tokens);
-    if (!v->tokens) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %d tokens", v->n_tokens);
+    if (!v->tokens) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for %d tokens", v->n_tokens);
 
     uint64_t text_bytes = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         gguf_str s;
         if (!gguf_arr_str(f, toks, (uint64_t)i, &s))
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is unreadable", i);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is unreadable", i);
         if (s.len > 65536)
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is %llu bytes long", i,
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.tokens[%d] is %llu bytes long", i,
                             (unsigned long long)s.len);
         text_bytes += s.len + 1;
     }
     /* text + NUL, then the rendering (never longer than the text). */
     v->arena = malloc(text_bytes * 2);
-    if (!v->arena) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the token texts");
+    if (!v->arena) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the token texts");
     char *p = v->arena;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         tok_token *t = &v->tokens[i];
@@ -163,10 +163,10 @@ static pvk_status load_tokens(const gguf_file *f, tok_vocab *v) {
         p += s.len + 1;
         int64_t ty = TOK_NORMAL;
         if (types && (!gguf_arr_i64(types, (uint64_t)i, &ty) || ty < 0 || ty > TOK_BYTE))
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.token_type[%d] is not a token type (0..6)", i);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.token_type[%d] is not a token type (0..6)", i);
         t->type = (uint8_t)ty;
         if (scores && !gguf_arr_f32(scores, (uint64_t)i, &t->score))
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.scores[%d] is not a number", i);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.scores[%d] is not a number", i);
     }
     st = tok_map_init(&v->by_text, (uint64_t)v->n_tokens);
     if (st) return st;
@@ -189,12 +189,12 @@ static pvk_status load_tokens(const gguf_file *f, tok_vocab *v) {
         p += t->out_len;
         if (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN) t->attr |= TOK_ATTR_HIDDEN;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status load_specials(tok_vocab *v) {
+static phivk_status load_specials(tok_vocab *v) {
     v->specials = malloc((size_t)v->n_tokens * sizeof *v->specials);
-    if (!v->specials) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special tokens");
+    if (!v->specials) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for special tokens");
     for (int32_t i = 0; i < v->n_tokens; i++) {
         uint8_t ty = v->tokens[i].type;
         if ((ty == TOK_CONTROL || ty == TOK_USER_DEFINED || ty == TOK_UNKNOWN) &&
@@ -215,13 +215,13 @@ static pvk_status load_specials(tok_vocab *v) {
             if (id >= 0) v->tokens[id].attr &= (uint8_t)~TOK_ATTR_RSTRIP;
         }
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-static pvk_status load_ids(const gguf_file *f, tok_vocab *v) {
+static phivk_status load_ids(const gguf_file *f, tok_vocab *v) {
     bool spm = v->model == TOK_MODEL_SPM;
     /* llama.cpp's SPM defaults; for BPE a missing id means none. */
-    pvk_status st = get_id(f, "tokenizer.ggml.bos_token_id", v->n_tokens, spm ? 1 : -1, &v->bos);
+    phivk_status st = get_id(f, "tokenizer.ggml.bos_token_id", v->n_tokens, spm ? 1 : -1, &v->bos);
     if (!st) st = get_id(f, "tokenizer.ggml.eos_token_id", v->n_tokens, spm ? 2 : -1, &v->eos);
     if (!st) st = get_id(f, "tokenizer.ggml.unknown_token_id", v->n_tokens, spm ? 0 : -1, &v->unk);
     if (!st) st = get_id(f, "tokenizer.ggml.eot_token_id", v->n_tokens, -1, &v->eot);
@@ -230,9 +230,9 @@ static pvk_status load_ids(const gguf_file *f, tok_vocab *v) {
     v->add_eos = get_bool_or(f, "tokenizer.ggml.add_eos_token", false);
     v->add_space_prefix = get_bool_or(f, "tokenizer.ggml.add_space_prefix", spm);
     if (v->add_bos && v->bos < 0)
-        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.add_bos_token is true but the file names no BOS token");
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.add_bos_token is true but the file names no BOS token");
     if (v->add_eos && v->eos < 0)
-        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.add_eos_token is true but the file names no EOS token");
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.add_eos_token is true but the file names no EOS token");
 
     add_stop(v, v->eos);
     add_stop(v, v->eot);
@@ -243,29 +243,29 @@ static pvk_status load_ids(const gguf_file *f, tok_vocab *v) {
         add_stop_text(v, "<|end|>");
     }
     if (!spm) add_stop_text(v, "<|endoftext|>");
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
+phivk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
     *out = NULL;
     gguf_str s;
     if (!gguf_get_str(f, "tokenizer.ggml.model", &s))
-        return pvk_fail(PVK_ERR_BAD_FILE, "the file has no tokenizer (tokenizer.ggml.model is missing)");
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "the file has no tokenizer (tokenizer.ggml.model is missing)");
     tok_model model;
     if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
     else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
     else {
         char shown[128];
         phivk_text_visible(s.ptr, s.len, false, shown, sizeof shown);
-        return pvk_fail(PVK_ERR_UNSUPPORTED,
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                         "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
                         shown);
     }
 
     tok_vocab *v = calloc(1, sizeof *v);
-    if (!v) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+    if (!v) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     v->model = model;
-    pvk_status st = load_tokens(f, v);
+    phivk_status st = load_tokens(f, v);
     if (!st) st = load_specials(v);
     if (!st) st = tok_trie_create(v, &v->special_trie);
     if (!st) st = load_ids(f, v);
@@ -280,7 +280,7 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
         oom = oom || !v->chat_template;
     }
     if (oom) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
         goto fail;
     }
 
@@ -302,7 +302,7 @@ pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
         if (st) goto fail;
     }
     *out = v;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     tok_vocab_destroy(v);
     return st;
@@ -336,12 +336,12 @@ typedef struct hits {
     size_t n, cap;
 } hits;
 
-static pvk_status hits_push(hits *h, tok_hit x) {
+static phivk_status hits_push(hits *h, tok_hit x) {
     tok_hit *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+    if (!nv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
     h->v = nv;
     h->v[h->n++] = x;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static int cmp_hit(const void *a, const void *b) {
@@ -374,12 +374,12 @@ static bool in_plain(const tok_encode_params *p, size_t s, size_t e) {
  * automaton: the matches ending at a byte are the hit chain of its state. The
  * j-th match extends the entry of the j-th match one byte earlier when it is the
  * same token one byte further on (the chain repeats itself along a run). */
-static pvk_status find_hits(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+static phivk_status find_hits(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
                             hits *out) {
     const tok_trie *t = v->special_trie;
     size_t *prev = NULL, *cur = NULL, n_prev = 0, cap_prev = 0, cap_cur = 0;
     int32_t s = 0;
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     for (size_t i = 0; i < len && !st; i++) {
         s = tok_trie_step(t, s, (uint8_t)text[i]);
         size_t j = 0;
@@ -391,7 +391,7 @@ static pvk_status find_hits(const tok_vocab *v, const char *text, size_t len, co
                 if (tk->type != TOK_USER_DEFINED && (!p->parse_special || in_plain(p, start, i + 1))) continue;
                 size_t *nc = j < cap_cur ? cur : tok_grow(cur, &cap_cur, j + 1, sizeof *nc);
                 if (!nc) {
-                    st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
+                    st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for special-token matches");
                     break;
                 }
                 cur = nc;
@@ -429,7 +429,7 @@ static size_t next_free(const uint8_t *bits, size_t i, size_t end) {
  * already taken is runs of at least its length (earlier ranks are no shorter, and
  * eaten white space extends the token before it), and such a run cannot lie
  * strictly inside it. */
-pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+phivk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
                          tok_frag **out, size_t *n_out) {
     hits h = {0};
     uint8_t *taken = NULL; /* a bit per byte: cut or eaten */
@@ -437,10 +437,10 @@ pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const
     size_t n_cuts = 0, n_fs = 0;
     *out = NULL;
     *n_out = 0;
-    pvk_status st = find_hits(v, text, len, p, &h);
+    phivk_status st = find_hits(v, text, len, p, &h);
     if (!st && h.n) {
         taken = calloc(len / 8 + 1, 1);
-        if (!taken) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+        if (!taken) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
     }
     if (!st && h.n) qsort(h.v, h.n, sizeof *h.v, cmp_hit);
     size_t cap_cuts = 0;
@@ -458,7 +458,7 @@ pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const
             for (; (tk->attr & TOK_ATTR_RSTRIP) && e < len && !is_taken(taken, e) && is_c_space(text[e]); e++)
                 take(taken, e);
             tok_frag *nc = tok_grow(cuts, &cap_cuts, n_cuts + 1, sizeof *nc);
-            if (!nc) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
+            if (!nc) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the special-token partition");
             else (cuts = nc)[n_cuts++] = (tok_frag){id, s, e - s}; /* len: the token and what it ate */
             s = e;
         }
@@ -466,7 +466,7 @@ pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const
     if (!st) {
         if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cmp_frag);
         fs = malloc((2 * n_cuts + 1) * sizeof *fs);
-        if (!fs) st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
+        if (!fs) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for text fragments");
     }
     size_t pos = 0;
     for (size_t k = 0; k < n_cuts && !st; k++) {
@@ -484,23 +484,23 @@ pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const
     }
     *out = fs;
     *n_out = n_fs;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
+phivk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
                       const tok_encode_params *p, tok_ids *out) {
     if (len > (1u << 30))
-        return pvk_fail(PVK_ERR_INVALID, "text of %zu bytes is too long to tokenize at once (limit 1 GiB)", len);
+        return pvk_fail(PHIVK_ERR_INVALID, "text of %zu bytes is too long to tokenize at once (limit 1 GiB)", len);
     size_t bad = tok_utf8_invalid_at(text, len);
-    if (bad < len) return pvk_fail(PVK_ERR_INVALID, "invalid UTF-8 at byte %zu", bad);
+    if (bad < len) return pvk_fail(PHIVK_ERR_INVALID, "invalid UTF-8 at byte %zu", bad);
     if (p->add_bos && v->bos < 0)
-        return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no BOS token to add");
+        return pvk_fail(PHIVK_ERR_INVALID, "this vocabulary has no BOS token to add");
     if (p->add_eos && v->eos < 0)
-        return pvk_fail(PVK_ERR_INVALID, "this vocabulary has no EOS token to add");
+        return pvk_fail(PHIVK_ERR_INVALID, "this vocabulary has no EOS token to add");
 
     size_t n0 = out->n, n_fs;
     tok_frag *fs;
-    pvk_status st = tok_partition(v, text, len, p, &fs, &n_fs);
+    phivk_status st = tok_partition(v, text, len, p, &fs, &n_fs);
     if (!st && p->add_bos) st = tok_ids_push(out, v->bos);
     /* SPM prefixes a space to the first raw fragment and to each one after a special. */
     bool prev_special = true;

@@ -83,9 +83,9 @@ struct phivk_vocab {
 };
 typedef struct phivk_vocab tok_vocab;
 
-/* Builds the tokenizer of f. Fails with PVK_ERR_BAD_FILE / PVK_ERR_UNSUPPORTED and
+/* Builds the tokenizer of f. Fails with PHIVK_ERR_BAD_FILE / PHIVK_ERR_UNSUPPORTED and
  * a message naming the key when the tokenizer keys are missing or inconsistent. */
-pvk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out);
+phivk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out);
 void tok_vocab_destroy(tok_vocab *v); /* accepts NULL */
 
 /* The id whose stored text is exactly text[0..len), or -1. */
@@ -96,7 +96,7 @@ typedef struct tok_ids {
     int32_t *v;
     size_t n, cap;
 } tok_ids;
-pvk_status tok_ids_push(tok_ids *ids, int32_t id);
+phivk_status tok_ids_push(tok_ids *ids, int32_t id);
 
 /* A byte range of a text. */
 typedef struct tok_span {
@@ -113,9 +113,9 @@ typedef struct tok_encode_params {
     size_t n_plain;
 } tok_encode_params;
 
-/* Appends the tokens of len bytes of UTF-8 text to out. PVK_ERR_INVALID with
+/* Appends the tokens of len bytes of UTF-8 text to out. PHIVK_ERR_INVALID with
  * "invalid UTF-8 at byte N" for malformed input; out keeps what it had before. */
-pvk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
+phivk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
                       const tok_encode_params *p, tok_ids *out);
 
 /* The special-token partition: special tokens (id >= 0) and the raw text between
@@ -128,7 +128,7 @@ typedef struct tok_frag {
     int32_t id;
     size_t off, len;
 } tok_frag;
-pvk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
+phivk_status tok_partition(const tok_vocab *v, const char *text, size_t len, const tok_encode_params *p,
                          tok_frag **out, size_t *n_out);
 
 /* Offset of the first byte that is not well-formed UTF-8 (overlongs, surrogates and
@@ -139,12 +139,12 @@ size_t tok_utf8_invalid_at(const char *s, size_t len);
  * (never PHIVK_CHAT_AUTO), and the prompt text (caller frees *out). Templates are
  * recognised, never executed. */
 phivk_chat_format tok_chat_format(const tok_vocab *v);
-pvk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
+phivk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                            bool add_assistant, char **out);
 /* Appends the tokens of that prompt to out, as tok_encode with parse_special
  * would, except that the messages' contents are plain spans: only the format's
  * markup becomes control tokens. Of p, only add_bos and add_eos count. */
-pvk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+phivk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
                            int n, bool add_assistant, const tok_encode_params *p, tok_ids *out);
 
 /* ---- shared by the tokenizer implementations (tokenizer/ only) ---- */
@@ -163,14 +163,14 @@ bool tok_utf8_cont_ok(uint8_t lead, int k, uint8_t b);
 
 /* Pushes the byte-fallback tokens of n raw bytes (the vocab's UNK for a byte
  * without a token; fails when there is no UNK either). */
-pvk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out);
+phivk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out);
 
 /* Growable arrays: returns p reallocated to hold at least need elements of elem
  * bytes (capacity doubling; *cap updated), or NULL with p untouched. */
 void *tok_grow(void *p, size_t *cap, size_t need, size_t elem);
 
 uint64_t tok_hash(const void *p, size_t n);
-pvk_status tok_map_init(tok_map *m, uint64_t n_entries);
+phivk_status tok_map_init(tok_map *m, uint64_t n_entries);
 void tok_map_free(tok_map *m);
 typedef bool (*tok_map_eq_fn)(const void *ctx, uint32_t entry, const void *key);
 void tok_map_put(tok_map *m, uint64_t hash, uint32_t entry);
@@ -192,26 +192,26 @@ typedef struct tok_heap tok_heap;
 /* Scratch reused across calls; tok_heap_free accepts NULL. */
 tok_heap *tok_heap_create(void);
 void tok_heap_free(tok_heap *h);
-pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
+phivk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
                      const void *ctx);
 
 /* tok_spm.c: one raw fragment (no special tokens in it). prefix_space: prepend ' '. */
 bool tok_spm_words_independent(const tok_vocab *v);
-pvk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
+phivk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
                           tok_ids *out);
 
 /* tok_trie.c: built from v->specials; tok_trie_free accepts NULL. */
-pvk_status tok_trie_create(const tok_vocab *v, tok_trie **out);
+phivk_status tok_trie_create(const tok_vocab *v, tok_trie **out);
 void tok_trie_free(tok_trie *t);
 /* The state after byte b in state s (0: nothing read yet). */
 int32_t tok_trie_step(const tok_trie *t, int32_t s, uint8_t b);
 
 /* tok_bpe.c */
-pvk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out);
+phivk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out);
 void tok_bpe_free(tok_bpe *b);
 /* Maps a stored GPT-2 piece back to bytes (code point -> byte); code points outside
  * the byte map are kept as their UTF-8. Writes at most len bytes to out. */
 uint32_t tok_bpe_decode_piece(const char *text, uint32_t len, char *out);
-pvk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out);
+phivk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out);
 
 #endif

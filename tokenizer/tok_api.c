@@ -7,13 +7,13 @@
 
 phivk_vocab *phivk_vocab_load(const char *path) {
     if (!path) {
-        pvk_fail(PVK_ERR_INVALID, "no vocabulary path given");
+        pvk_fail(PHIVK_ERR_INVALID, "no vocabulary path given");
         return NULL;
     }
     gguf_file *f = NULL;
     tok_vocab *v = NULL;
     if (gguf_open(path, &f)) return NULL;
-    pvk_status st = tok_vocab_from_gguf(f, &v);
+    phivk_status st = tok_vocab_from_gguf(f, &v);
     if (st) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", pvk_errmsg());
@@ -54,7 +54,7 @@ static tok_encode_params encode_params(const phivk_vocab *v, phivk_bos bos, bool
 }
 
 /* Copies what fits of ids to out and returns the full count (-1 after st). */
-static int64_t hand_out(pvk_status st, tok_ids *ids, int32_t *out, int64_t cap) {
+static int64_t hand_out(phivk_status st, tok_ids *ids, int32_t *out, int64_t cap) {
     int64_t n = st ? -1 : (int64_t)ids->n;
     int64_t copy = n < cap ? n : cap;
     if (copy > 0) memcpy(out, ids->v, (size_t)copy * sizeof *out);
@@ -65,14 +65,14 @@ static int64_t hand_out(pvk_status st, tok_ids *ids, int32_t *out, int64_t cap) 
 int64_t phivk_tokenize(const phivk_vocab *v, const char *text, size_t len,
                        const phivk_tokenize_params *params, int32_t *out, int64_t cap) {
     if (!v || (!text && len) || cap < 0 || (!out && cap > 0)) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_tokenize: no vocabulary, text or output buffer");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_tokenize: no vocabulary, text or output buffer");
         return -1;
     }
     phivk_tokenize_params dp = phivk_tokenize_default_params();
     if (!params) params = &dp;
     tok_encode_params p = encode_params(v, params->bos, params->parse_special);
     tok_ids ids = {0};
-    pvk_status st = tok_encode(v, text ? text : "", len, &p, &ids);
+    phivk_status st = tok_encode(v, text ? text : "", len, &p, &ids);
     return hand_out(st, &ids, out, cap);
 }
 
@@ -93,7 +93,7 @@ static void q_add(phivk_detok *d, const void *p, size_t n) {
     char *nq = tok_grow(d->q, &d->q_cap, d->q_len + n + 1, 1);
     if (!nq) {
         d->oom = true;
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for detokenized text");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for detokenized text");
         return;
     }
     d->q = nq;
@@ -169,12 +169,12 @@ static size_t drain(phivk_detok *d, char *out, size_t cap) {
 
 phivk_detok *phivk_detok_create(const phivk_vocab *v, bool special) {
     if (!v) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_detok_create: no vocabulary");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_detok_create: no vocabulary");
         return NULL;
     }
     phivk_detok *d = calloc(1, sizeof *d);
     if (!d) {
-        pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a detokenizer");
+        pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a detokenizer");
         return NULL;
     }
     d->v = v;
@@ -203,12 +203,12 @@ size_t phivk_detok_flush(phivk_detok *d, char *out, size_t cap) {
 
 char *phivk_detokenize(const phivk_vocab *v, const int32_t *ids, int64_t n, bool special) {
     if (!v || n < 0 || (n > 0 && !ids)) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_detokenize: no vocabulary or ids");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_detokenize: no vocabulary or ids");
         return NULL;
     }
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= v->n_tokens) {
-            pvk_fail(PVK_ERR_INVALID, "token id %d (position %lld) is outside the vocabulary (0..%d)",
+            pvk_fail(PHIVK_ERR_INVALID, "token id %d (position %lld) is outside the vocabulary (0..%d)",
                      ids[i], (long long)i, v->n_tokens - 1);
             return NULL;
         }
@@ -239,12 +239,12 @@ char *phivk_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n
 int64_t phivk_chat_tokenize(const phivk_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
                             int n, bool add_assistant, phivk_bos bos, int32_t *out, int64_t cap) {
     if (!v || cap < 0 || (!out && cap > 0)) {
-        pvk_fail(PVK_ERR_INVALID, "phivk_chat_tokenize: no vocabulary or output buffer");
+        pvk_fail(PHIVK_ERR_INVALID, "phivk_chat_tokenize: no vocabulary or output buffer");
         return -1;
     }
     if (fmt == PHIVK_CHAT_AUTO) fmt = tok_chat_format(v);
     tok_encode_params p = encode_params(v, bos, true);
     tok_ids ids = {0};
-    pvk_status st = tok_chat_encode(v, fmt, msgs, n, add_assistant, &p, &ids);
+    phivk_status st = tok_chat_encode(v, fmt, msgs, n, add_assistant, &p, &ids);
     return hand_out(st, &ids, out, cap);
 }

@@ -102,25 +102,25 @@ static bool bpe_pair(const void *ctx, const char *buf, uint32_t off, uint32_t le
     return true;
 }
 
-static pvk_status load_merges(const gguf_file *f, tok_bpe *b) {
+static phivk_status load_merges(const gguf_file *f, tok_bpe *b) {
     const gguf_kv *kv = gguf_find(f, "tokenizer.ggml.merges");
     if (!kv || kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING)
-        return pvk_fail(PVK_ERR_BAD_FILE, "a gpt2 tokenizer needs tokenizer.ggml.merges (an array of strings)");
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "a gpt2 tokenizer needs tokenizer.ggml.merges (an array of strings)");
     if (kv->arr_n > (1u << 24))
-        return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.merges has %llu entries (limit 16777216)",
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.merges has %llu entries (limit 16777216)",
                         (unsigned long long)kv->arr_n);
     uint64_t total = 0;
     for (uint64_t i = 0; i < kv->arr_n; i++) {
         gguf_str s;
         if (!gguf_arr_str(f, kv, i, &s) || s.len > 65536)
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.merges[%llu] is unreadable", (unsigned long long)i);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.merges[%llu] is unreadable", (unsigned long long)i);
         total += s.len;
     }
     b->merge = calloc(kv->arr_n ? kv->arr_n : 1, sizeof *b->merge);
     b->merge_bytes = malloc(total ? total : 1);
     if (!b->merge || !b->merge_bytes)
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %llu merges", (unsigned long long)kv->arr_n);
-    pvk_status st = tok_map_init(&b->merges, kv->arr_n);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for %llu merges", (unsigned long long)kv->arr_n);
+    phivk_status st = tok_map_init(&b->merges, kv->arr_n);
     if (st) return st;
     uint32_t o = 0;
     for (uint64_t i = 0; i < kv->arr_n; i++) {
@@ -129,7 +129,7 @@ static pvk_status load_merges(const gguf_file *f, tok_bpe *b) {
         /* "left right", split at the first space after index 0 */
         const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
         if (!sp)
-            return pvk_fail(PVK_ERR_BAD_FILE, "tokenizer.ggml.merges[%llu] has no space between its parts",
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "tokenizer.ggml.merges[%llu] has no space between its parts",
                             (unsigned long long)i);
         uint32_t l_text = (uint32_t)(sp - s.ptr);
         bpe_merge *m = &b->merge[i];
@@ -142,14 +142,14 @@ static pvk_status load_merges(const gguf_file *f, tok_bpe *b) {
         uint64_t h = merge_hash(k.p, k.len, k.left_len);
         if (tok_map_get(&b->merges, h, merge_eq, b, &k) < 0) tok_map_put(&b->merges, h, (uint32_t)i);
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out) {
+phivk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out) {
     *out = NULL;
     tok_bpe *b = calloc(1, sizeof *b);
-    if (!b) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the BPE tokenizer");
-    pvk_status st = tok_map_init(&b->by_bytes, (uint64_t)v->n_tokens);
+    if (!b) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the BPE tokenizer");
+    phivk_status st = tok_map_init(&b->by_bytes, (uint64_t)v->n_tokens);
     if (st) goto fail;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         const tok_token *t = &v->tokens[i];
@@ -171,12 +171,12 @@ pvk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out) {
     if (!b->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        st = pvk_fail(PVK_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pre-tokenizer: %s", (char *)msg);
+        st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pre-tokenizer: %s", (char *)msg);
         goto fail;
     }
     pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE); /* the interpreter runs it when JIT is unavailable */
     *out = b;
-    return PVK_OK;
+    return PHIVK_OK;
 fail:
     tok_bpe_free(b);
     return st;
@@ -199,15 +199,15 @@ typedef struct bpe_scratch {
 } bpe_scratch;
 
 /* One pre-token: single bytes as symbols, merged by rank, then looked up. */
-static pvk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *text, size_t off,
+static phivk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *text, size_t off,
                               size_t len, tok_ids *out) {
     if (len == 1 && v->byte_id[(uint8_t)text[off]] >= 0) return tok_ids_push(out, v->byte_id[(uint8_t)text[off]]);
     tok_sym *ns = tok_grow(s->syms, &s->cap, len, sizeof *ns);
-    if (!ns) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
+    if (!ns) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
     s->syms = ns;
     int32_t n = (int32_t)len;
     for (int32_t i = 0; i < n; i++) s->syms[i] = (tok_sym){(uint32_t)(off + (size_t)i), 1, i - 1, i + 1 < n ? i + 1 : -1};
-    pvk_status st = tok_merge(s->heap, text, s->syms, n, bpe_pair, v->bpe);
+    phivk_status st = tok_merge(s->heap, text, s->syms, n, bpe_pair, v->bpe);
     for (int32_t i = 0; i >= 0 && !st; i = s->syms[i].next) {
         const tok_sym *y = &s->syms[i];
         int32_t id = find_bytes(v->bpe, v->tokens, text + y->off, y->len);
@@ -216,14 +216,14 @@ static pvk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *te
     return st;
 }
 
-pvk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out) {
+phivk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out) {
     const tok_bpe *b = v->bpe;
     bpe_scratch s = {0};
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
     s.heap = tok_heap_create();
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     if (!md || !s.heap) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
         goto done;
     }
     size_t pos = 0;
@@ -240,7 +240,7 @@ pvk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_
         } else if (rc != PCRE2_ERROR_NOMATCH) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            st = pvk_fail(PVK_ERR_INVALID, "pre-tokenizing at byte %zu failed: %s", pos, (char *)msg);
+            st = pvk_fail(PHIVK_ERR_INVALID, "pre-tokenizing at byte %zu failed: %s", pos, (char *)msg);
             break;
         }
         if (end == start && start < len) /* never happens with this pattern; keep progress */

@@ -60,19 +60,19 @@ static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c ==
  * whitespace, as the model writes it) and ends with "\n"; a system message is a
  * plain first line. The user turn already opens the answer, so add_assistant adds
  * nothing. Plain: the contents one after another (a text to continue). */
-static pvk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n, bool add_assistant,
+static phivk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n, bool add_assistant,
                          strbuf *b) {
     if (fmt != PHIVK_CHAT_PHI3 && fmt != PHIVK_CHAT_PHI2 && fmt != PHIVK_CHAT_PLAIN)
-        return pvk_fail(PVK_ERR_INVALID,
+        return pvk_fail(PHIVK_ERR_INVALID,
                         "chat format %d is not a concrete format (resolve AUTO with phivk_vocab_chat_format)",
                         (int)fmt);
-    if (n < 0 || (n > 0 && !msgs)) return pvk_fail(PVK_ERR_INVALID, "no messages for the chat prompt");
+    if (n < 0 || (n > 0 && !msgs)) return pvk_fail(PHIVK_ERR_INVALID, "no messages for the chat prompt");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r || !msgs[i].content)
-            return pvk_fail(PVK_ERR_INVALID, "chat message %d has no role or no content", i);
+            return pvk_fail(PHIVK_ERR_INVALID, "chat message %d has no role or no content", i);
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
-            return pvk_fail(PVK_ERR_INVALID,
+            return pvk_fail(PHIVK_ERR_INVALID,
                             "chat message %d has role '%.32s' (use system, user or assistant)", i, r);
     }
 
@@ -104,30 +104,30 @@ static pvk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, int 
         }
     }
     if (fmt == PHIVK_CHAT_PHI3 && add_assistant) sb_add(b, "<|assistant|>\n");
-    return b->oom ? pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the chat prompt") : PVK_OK;
+    return b->oom ? pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the chat prompt") : PHIVK_OK;
 }
 
-pvk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
+phivk_status tok_chat_prompt(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n,
                            bool add_assistant, char **out) {
     strbuf b = {0};
     *out = NULL;
-    pvk_status st = render(fmt, msgs, n, add_assistant, &b);
+    phivk_status st = render(fmt, msgs, n, add_assistant, &b);
     if (st) {
         free(b.p);
         return st;
     }
     *out = b.p;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* The prompt tokenized whole, so that tokens across the markup and the contents
  * come out as for the rendered text, with the contents' ranges marked plain. */
-pvk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
+phivk_status tok_chat_encode(const tok_vocab *v, phivk_chat_format fmt, const phivk_chat_msg *msgs,
                            int n, bool add_assistant, const tok_encode_params *p, tok_ids *out) {
     strbuf b = {0};
     b.bodies = tok_grow(NULL, &b.cap_bodies, 1, sizeof *b.bodies);
-    if (!b.bodies) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the chat prompt");
-    pvk_status st = render(fmt, msgs, n, add_assistant, &b);
+    if (!b.bodies) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the chat prompt");
+    phivk_status st = render(fmt, msgs, n, add_assistant, &b);
     if (!st) {
         tok_encode_params q = *p;
         q.parse_special = true;

@@ -49,7 +49,7 @@ static bool spm_pair(const void *ctx, const char *buf, uint32_t off, uint32_t le
 }
 
 /* Merges buf[start, end) and appends its tokens. */
-static pvk_status encode_span(const tok_vocab *v, tok_heap *heap, tok_sym *syms, const char *buf,
+static phivk_status encode_span(const tok_vocab *v, tok_heap *heap, tok_sym *syms, const char *buf,
                               size_t start, size_t end, tok_ids *out) {
     /* tok_encode validated the UTF-8, so every lead byte announces a full character. */
     int32_t n = 0;
@@ -59,8 +59,8 @@ static pvk_status encode_span(const tok_vocab *v, tok_heap *heap, tok_sym *syms,
         n++;
         i += cl;
     }
-    if (n == 0) return PVK_OK;
-    pvk_status st = tok_merge(heap, buf, syms, n, spm_pair, v);
+    if (n == 0) return PHIVK_OK;
+    phivk_status st = tok_merge(heap, buf, syms, n, spm_pair, v);
     for (int32_t i = 0; i >= 0 && !st; i = syms[i].next) {
         int32_t id = spm_lookup(v, buf + syms[i].off, syms[i].len);
         st = id >= 0 ? tok_ids_push(out, id) : tok_push_bytes(v, buf + syms[i].off, syms[i].len, out);
@@ -68,7 +68,7 @@ static pvk_status encode_span(const tok_vocab *v, tok_heap *heap, tok_sym *syms,
     return st;
 }
 
-pvk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
+phivk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool prefix_space,
                           tok_ids *out) {
     size_t spaces = prefix_space;
     for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
@@ -76,9 +76,9 @@ pvk_status tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool
     char *buf = malloc(n_buf ? n_buf : 1);
     tok_sym *syms = malloc((n_buf ? n_buf : 1) * sizeof *syms);
     tok_heap *heap = tok_heap_create();
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     if (!buf || !syms || !heap) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
         goto done;
     }
 

@@ -46,7 +46,7 @@ int32_t tok_trie_step(const tok_trie *t, int32_t s, uint8_t b) {
 }
 
 /* Nodes: one per distinct prefix of the texts, the root (the empty prefix) 0. */
-static pvk_status build_nodes(tok_trie *t, const tok_vocab *v, const int32_t *order,
+static phivk_status build_nodes(tok_trie *t, const tok_vocab *v, const int32_t *order,
                               int32_t *parent, uint8_t *byte) {
     int32_t *path = NULL; /* path[d]: the node of the previous text's first d bytes */
     uint32_t max_len = 0;
@@ -55,7 +55,7 @@ static pvk_status build_nodes(tok_trie *t, const tok_vocab *v, const int32_t *or
         if (n > max_len) max_len = n;
     }
     path = malloc(((size_t)max_len + 1) * sizeof *path);
-    if (!path) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token index");
+    if (!path) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the special-token index");
     path[0] = 0;
     t->rank[0] = -1;
     t->n_nodes = 1;
@@ -80,7 +80,7 @@ static pvk_status build_nodes(tok_trie *t, const tok_vocab *v, const int32_t *or
         prev = tk;
     }
     free(path);
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* Groups edges per parent. Nodes were made in byte order within each parent,
@@ -117,12 +117,12 @@ static void build_links(tok_trie *t, int32_t *queue) {
     }
 }
 
-pvk_status tok_trie_create(const tok_vocab *v, tok_trie **out) {
+phivk_status tok_trie_create(const tok_vocab *v, tok_trie **out) {
     *out = NULL;
     size_t nodes = 1;
     for (int32_t i = 0; i < v->n_specials; i++) nodes += v->tokens[v->specials[i]].text_len;
     if (nodes > INT32_MAX - 1)
-        return pvk_fail(PVK_ERR_UNSUPPORTED, "the special tokens' texts are too long in all (%zu bytes)", nodes);
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "the special tokens' texts are too long in all (%zu bytes)", nodes);
     tok_trie *t = calloc(1, sizeof *t);
     int32_t *order = malloc(((size_t)v->n_specials + 1) * sizeof *order);
     int32_t *parent = malloc(nodes * sizeof *parent);
@@ -136,10 +136,10 @@ pvk_status tok_trie_create(const tok_vocab *v, tok_trie **out) {
         t->rank = malloc(nodes * sizeof *t->rank);
         t->same = malloc(((size_t)v->n_specials + 1) * sizeof *t->same);
     }
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     if (!t || !order || !parent || !byte || !t->first || !t->edge_node || !t->edge_byte || !t->fail ||
         !t->hit || !t->rank || !t->same) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the special-token index");
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the special-token index");
         goto done;
     }
     for (int32_t i = 0; i < v->n_specials; i++) order[i] = i;

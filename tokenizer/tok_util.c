@@ -56,7 +56,7 @@ uint64_t tok_hash(const void *p, size_t n) {
     return h;
 }
 
-pvk_status tok_map_init(tok_map *m, uint64_t n_entries) {
+phivk_status tok_map_init(tok_map *m, uint64_t n_entries) {
     uint64_t slots = 16;
     while (slots < n_entries * 2) slots *= 2; /* load factor <= 1/2 */
     m->hash = calloc(slots, sizeof *m->hash);
@@ -64,9 +64,9 @@ pvk_status tok_map_init(tok_map *m, uint64_t n_entries) {
     m->mask = slots - 1;
     if (!m->hash || !m->idx) {
         tok_map_free(m);
-        return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a tokenizer index");
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a tokenizer index");
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void tok_map_free(tok_map *m) {
@@ -115,26 +115,26 @@ void *tok_grow(void *p, size_t *cap, size_t need, size_t elem) {
     return np;
 }
 
-pvk_status tok_ids_push(tok_ids *ids, int32_t id) {
+phivk_status tok_ids_push(tok_ids *ids, int32_t id) {
     int32_t *nv = tok_grow(ids->v, &ids->cap, ids->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", ids->n + 1);
+    if (!nv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for %zu tokens", ids->n + 1);
     ids->v = nv;
     ids->v[ids->n++] = id;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
-pvk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out) {
+phivk_status tok_push_bytes(const tok_vocab *v, const char *bytes, size_t n, tok_ids *out) {
     for (size_t i = 0; i < n; i++) {
         uint8_t b = (uint8_t)bytes[i];
         int32_t id = v->byte_id[b] >= 0 ? v->byte_id[b] : v->unk;
         if (id < 0)
-            return pvk_fail(PVK_ERR_UNSUPPORTED,
+            return pvk_fail(PHIVK_ERR_UNSUPPORTED,
                             "byte 0x%02X has no token in this vocabulary and it has no unknown token",
                             b);
-        pvk_status st = tok_ids_push(out, id);
+        phivk_status st = tok_ids_push(out, id);
         if (st) return st;
     }
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 /* ------------------------------------------------------------ merge loop */
@@ -162,9 +162,9 @@ static bool pair_before(const tok_pair *a, const tok_pair *b) {
     return a->key < b->key || (a->key == b->key && a->left < b->left);
 }
 
-static pvk_status heap_push(tok_heap *h, tok_pair p) {
+static phivk_status heap_push(tok_heap *h, tok_pair p) {
     tok_pair *nv = tok_grow(h->v, &h->cap, h->n + 1, sizeof *nv);
-    if (!nv) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
+    if (!nv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the merge queue");
     h->v = nv;
     size_t i = h->n++;
     while (i > 0) {
@@ -174,7 +174,7 @@ static pvk_status heap_push(tok_heap *h, tok_pair p) {
         i = parent;
     }
     h->v[i] = p;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 static tok_pair heap_pop(tok_heap *h) {
@@ -192,17 +192,17 @@ static tok_pair heap_pop(tok_heap *h) {
     return top;
 }
 
-static pvk_status try_pair(tok_heap *h, const char *buf, const tok_sym *syms, int32_t l,
+static phivk_status try_pair(tok_heap *h, const char *buf, const tok_sym *syms, int32_t l,
                            int32_t r, tok_pair_fn pair, const void *ctx) {
-    if (l < 0 || r < 0) return PVK_OK;
+    if (l < 0 || r < 0) return PHIVK_OK;
     tok_pair p = {0, l, r, syms[l].len + syms[r].len};
-    if (!pair(ctx, buf, syms[l].off, syms[l].len, p.len, &p.key)) return PVK_OK;
+    if (!pair(ctx, buf, syms[l].off, syms[l].len, p.len, &p.key)) return PHIVK_OK;
     return heap_push(h, p);
 }
 
-pvk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
+phivk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
                      const void *ctx) {
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     h->n = 0;
     for (int32_t i = 1; i < n && !st; i++) st = try_pair(h, buf, syms, i - 1, i, pair, ctx);
     while (h->n && !st) {

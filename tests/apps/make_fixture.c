@@ -23,12 +23,12 @@ int main(int argc, char **argv) {
         p.n_ff = 128;
         p.n_ctx = 256;
         p.wtype = PVK_F16;
-    } else if (synth_shape_by_name(what, &p) != PVK_OK) {
+    } else if (synth_shape_by_name(what, &p) != PHIVK_OK) {
         fprintf(stderr, "make_fixture: %s\n", pvk_errmsg());
         return 2;
     }
     if (argc > 3) p.wtype = !strcmp(argv[3], "f32") ? PVK_F32 : !strcmp(argv[3], "bf16") ? PVK_BF16 : PVK_F16;
-    if (synth_save(&p, argv[1]) != PVK_OK) {
+    if (synth_save(&p, argv[1]) != PHIVK_OK) {
         fprintf(stderr, "make_fixture: %s\n", pvk_errmsg());
         return 1;
     }

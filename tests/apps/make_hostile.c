@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     gguf_writer_set_str(w, "general.name", "\x1b]0;owned\x07\x1b[2Jname\xc2\x9b" "31m");
     gguf_writer_add_tensor(w, "blk.0.\x1b[31mred", PVK_F32, 1, (int64_t[]){4}, NULL);
     snprintf(path, sizeof path, "%s/escapes.gguf", argv[1]);
-    pvk_status st = gguf_writer_save(w, path);
+    phivk_status st = gguf_writer_save(w, path);
     gguf_writer_destroy(w);
     if (st) return fail(path);
 

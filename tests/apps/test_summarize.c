@@ -232,7 +232,7 @@ static phivk_vocab *fixture_vocab(void) {
     p.n_layer = 1;
     p.n_head = 4;
     p.n_ff = 64;
-    phivk_vocab *v = synth_save(&p, path) == PVK_OK ? phivk_vocab_load(path) : NULL;
+    phivk_vocab *v = synth_save(&p, path) == PHIVK_OK ? phivk_vocab_load(path) : NULL;
     unlink(path);
     return v;
 }

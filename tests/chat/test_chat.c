@@ -112,7 +112,7 @@ static bool setup(void) {
     p.n_vocab = 400;
     p.n_ctx = 1024;
     p.wtype = PVK_F16;
-    if (synth_save(&p, g.model) != PVK_OK) return false;
+    if (synth_save(&p, g.model) != PHIVK_OK) return false;
     g.cfg = (chat_config){.data_dir = g.data, .software = true, .scale = 1, .width = 900, .height = 640};
     g.cfg.settings.samp = phivk_sampler_default_params();
     g.cfg.settings.temp = 0; /* greedy: the same answers every run */
@@ -501,7 +501,7 @@ TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_rel
     phivk_runtime *lost_rt = chat_worker_runtime(g.a->worker);
     /* Submits count from 1 again: the answer's prompt is the first, then one per
      * token, so the third token's step is lost (-n 24: the answer still runs). */
-    REQUIRE(pvk_fault_set("device_lost:4") == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_fault_set("device_lost:4") == PHIVK_OK, "%s", pvk_errmsg());
     type("are you there?");
     key(SDLK_RETURN, 0);
     chat_app_step(g.a, 0);
@@ -717,7 +717,7 @@ TEST(chat_answer_from_nan_logits_fails_with_the_reason) {
     void *img;
     size_t n;
     gguf_file *f;
-    REQUIRE(synth_build(&p, &img, &n) == PVK_OK && gguf_open_memory(img, n, &f) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &img, &n) == PHIVK_OK && gguf_open_memory(img, n, &f) == PHIVK_OK, "%s", pvk_errmsg());
     const gguf_tensor *t = gguf_find_tensor(f, "output_norm.weight");
     float *norm = (float *)((char *)img + ((const char *)t->data - (const char *)img));
     for (int64_t i = 0; i < t->ne[0]; i++) norm[i] = NAN;

@@ -215,7 +215,7 @@ static void check_logits(const gguf_file *want, const gguf_file *got) {
     ref_state *sa = NULL, *sb = NULL;
     ref_state_params sp = ref_state_default_params();
     static const int32_t ids[8] = {1, 300, 17, 42, 1999, 5, 1250, 123};
-    pvk_status st = ref_model_create(want, "source", &a);
+    phivk_status st = ref_model_create(want, "source", &a);
     if (!st) st = ref_model_create(got, "converted", &b);
     if (!st) st = ref_state_create(a, &sp, &sa);
     if (!st) st = ref_state_create(b, &sp, &sb);
@@ -454,7 +454,7 @@ static void hf_reference_case(const char *name, const char *logits_name) {
     ref_model *a = NULL, *b = NULL;
     ref_state *sa = NULL, *sb = NULL;
     ref_state_params sp = ref_state_default_params();
-    pvk_status st = ref_model_create(got.f, "converted", &a);
+    phivk_status st = ref_model_create(got.f, "converted", &a);
     if (!st) st = ref_model_create(theirs, "reference", &b);
     if (!st) st = ref_state_create(a, &sp, &sa);
     if (!st) st = ref_state_create(b, &sp, &sb);

@@ -30,17 +30,17 @@ static size_t valid_file(uint8_t *buf) {
 }
 
 /* Writes buf to the scratch file and opens it; an accepted file is read in full. */
-static pvk_status try_open(const uint8_t *buf, size_t n) {
+static phivk_status try_open(const uint8_t *buf, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(buf, 1, n, f) != n || fclose(f)) abort();
-    pvk_fail(PVK_OK, "%s", "");
+    pvk_fail(PHIVK_OK, "%s", "");
     safet_set *s = NULL;
-    pvk_status st = safet_open_file(path, &s);
+    phivk_status st = safet_open_file(path, &s);
     for (int64_t i = 0; !st && i < safet_count(s); i++) {
         const safet_tensor *t = safet_at(s, i);
         float *v = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *v);
-        const pvk_status rs = safet_read_f32(t, 0, t->numel, v);
-        CHECK(rs == PVK_OK || t->dtype > SAFET_BF16, "float tensor %s does not read: %s", t->name, pvk_errmsg());
+        const phivk_status rs = safet_read_f32(t, 0, t->numel, v);
+        CHECK(rs == PHIVK_OK || t->dtype > SAFET_BF16, "float tensor %s does not read: %s", t->name, pvk_errmsg());
         free(v);
     }
     if (st) CHECK(pvk_errmsg()[0] != 0, "a rejected file has no message");
@@ -51,14 +51,14 @@ static pvk_status try_open(const uint8_t *buf, size_t n) {
 TEST(the_valid_file_opens) {
     uint8_t buf[512];
     const size_t n = valid_file(buf);
-    REQUIRE(try_open(buf, n) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(try_open(buf, n) == PHIVK_OK, "%s", pvk_errmsg());
 }
 
 TEST(every_truncation_is_rejected_with_a_message) {
     uint8_t buf[512];
     const size_t n = valid_file(buf);
     int rejected = 0;
-    for (size_t k = 0; k < n; k++) rejected += try_open(buf, k) != PVK_OK;
+    for (size_t k = 0; k < n; k++) rejected += try_open(buf, k) != PHIVK_OK;
     CHECK(rejected == (int)n, "%d of %zu truncations rejected", rejected, n);
 }
 
@@ -75,7 +75,7 @@ TEST(random_header_changes_never_crash) {
             static const char pick[] = "0123456789[],:{}\"FBI6 -e.";
             bad[at] = (r >> 20) & 1 ? (uint8_t)(r >> 40) : (uint8_t)pick[(r >> 24) % (sizeof pick - 1)];
         }
-        accepted += try_open(bad, n) == PVK_OK;
+        accepted += try_open(bad, n) == PHIVK_OK;
     }
     printf("    %d of %d changed files still valid\n", accepted, tried);
 }

@@ -53,8 +53,8 @@ typedef struct job {
     uint32_t m;
 } job;
 
-static pvk_status record(bench *b, const job *j, int per_submit) {
-    pvk_status st = pvk_cmd_begin(b->c);
+static phivk_status record(bench *b, const job *j, int per_submit) {
+    phivk_status st = pvk_cmd_begin(b->c);
     for (int i = 0; !st && i < per_submit; i++) {
         if (i) pvk_cmd_barrier(b->c, PVK_COMPUTE_TO_COMPUTE);
         if (j->kind == JOB_COPY) pvk_cmd_copy(b->c, j->src, 0, j->dst, 0, j->src->size);
@@ -135,7 +135,7 @@ static int bench_copy(bench *b, size_t bytes) {
         fprintf(stderr, "bench: %s\n", pvk_errmsg());
         goto out;
     }
-    pvk_status st = pvk_cmd_begin(b->c);
+    phivk_status st = pvk_cmd_begin(b->c);
     if (!st) {
         pvk_cmd_fill(b->c, &src, 0, bytes, 0x3c003c00u);
         st = pvk_cmd_submit(b->c);

@@ -48,10 +48,10 @@ TEST(int8_path_follows_the_device_and_the_kill_switch) {
         pvk_ops_tuning t = pvk_ops_default_tuning(c);
         t.mv_int_dot = true;
         pvk_ops *o = NULL;
-        CHECK(pvk_ops_create_tuned(d, &t, &o) == PVK_ERR_INVALID, "forcing mv_int_dot is refused");
+        CHECK(pvk_ops_create_tuned(d, &t, &o) == PHIVK_ERR_INVALID, "forcing mv_int_dot is refused");
         pvk_ops_destroy(o);
         pvk_buf x = check_upload(d, NULL, 64), q = check_upload(d, NULL, 64);
-        CHECK(pvk_op_act_q8(ops, cmd, PVK_ACT_COPY, &x, NULL, &q, 1, 32) == PVK_ERR_UNSUPPORTED,
+        CHECK(pvk_op_act_q8(ops, cmd, PVK_ACT_COPY, &x, NULL, &q, 1, 32) == PHIVK_ERR_UNSUPPORTED,
               "the int8 ops refuse with a reason: %s", pvk_errmsg());
         pvk_buf_destroy(d, &x);
         pvk_buf_destroy(d, &q);
@@ -69,7 +69,7 @@ typedef enum { K_COPY, K_GELU, K_SWIGLU, K_RMSNORM, K_LAYERNORM } kind;
 static const char *const kind_names[] = {"copy", "gelu", "swiglu", "rmsnorm", "layernorm"};
 
 /* Records the op of kind k on rows x n (SWIGLU: x is rows x 2n). */
-static pvk_status record(pvk_ops *o, kind k, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b,
+static phivk_status record(pvk_ops *o, kind k, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b,
                          const pvk_buf *out, const pvk_buf *q, int rows, int n) {
     switch (k) {
     case K_RMSNORM: return pvk_op_rmsnorm_q8(o, cmd, x, w, out, q, rows, n, 1e-5f);

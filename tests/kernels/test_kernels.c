@@ -44,9 +44,9 @@ static pvk_dev *setup(void) {
 /* Every case records one op, submits and waits. */
 #define RUN(call)                                                                      \
     do {                                                                               \
-        REQUIRE(pvk_cmd_begin(cmd) == PVK_OK, "begin: %s", pvk_errmsg());            \
-        REQUIRE((call) == PVK_OK, "%s: %s", #call, pvk_errmsg());                     \
-        REQUIRE(pvk_cmd_submit(cmd) == PVK_OK, "submit: %s", pvk_errmsg());          \
+        REQUIRE(pvk_cmd_begin(cmd) == PHIVK_OK, "begin: %s", pvk_errmsg());            \
+        REQUIRE((call) == PHIVK_OK, "%s: %s", #call, pvk_errmsg());                     \
+        REQUIRE(pvk_cmd_submit(cmd) == PHIVK_OK, "submit: %s", pvk_errmsg());          \
     } while (0)
 
 TEST(device_takes_the_paths_the_environment_asks_for) {
@@ -58,7 +58,7 @@ TEST(device_takes_the_paths_the_environment_asks_for) {
     printf("    %s: texel %d, subgroup %d (size %u)\n", c->name, c->texel, c->subgroup, c->subgroup_size);
     uint16_t h[4] = {0x3c00, 0x4000, 0x4200, 0x4400};
     pvk_tensor t;
-    REQUIRE(pvk_tensor_create(d, PVK_F16, 4, 1, h, &t) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_tensor_create(d, PVK_F16, 4, 1, h, &t) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK((t.views != NULL) == c->texel, "texel views exist iff caps.texel");
     CHECK(t.n_chunks == 1 && t.chunk_rows == 1, "a small tensor is one chunk");
     pvk_tensor_destroy(d, &t);
@@ -173,8 +173,8 @@ TEST(softmax_of_a_fully_masked_row_is_zeros_not_nan) {
     float x[2 * 40], got[2 * 40];
     for (int i = 0; i < 80; i++) x[i] = i < 40 ? -INFINITY : (i == 50 ? 0.0f : -INFINITY);
     pvk_buf b = check_upload(d, x, 80);
-    REQUIRE(pvk_cmd_begin(cmd) == PVK_OK && pvk_op_softmax(ops_default, cmd, &b, &b, 2, 40) == PVK_OK &&
-                pvk_cmd_submit(cmd) == PVK_OK && pvk_buf_read(d, &b, 0, got, sizeof got) == PVK_OK,
+    REQUIRE(pvk_cmd_begin(cmd) == PHIVK_OK && pvk_op_softmax(ops_default, cmd, &b, &b, 2, 40) == PHIVK_OK &&
+                pvk_cmd_submit(cmd) == PHIVK_OK && pvk_buf_read(d, &b, 0, got, sizeof got) == PHIVK_OK,
             "softmax: %s", pvk_errmsg());
     int bad = 0;
     for (int i = 0; i < 80; i++) bad += got[i] != (i == 50 ? 1.0f : 0.0f);   /* exact: exp(0) / 1 */
@@ -203,7 +203,7 @@ static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float rang
         tol[i] = (float)((8 + 5 * v) * EPS * fabs(want[i])) + 1e-30f;
     }
     pvk_buf bx = check_upload(d, x, in_n), bo = check_upload(d, NULL, out_n);
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     if (!(st = pvk_cmd_begin(cmd))) {
         if (kind == ACT_SILU) st = pvk_op_silu(o, cmd, &bx, &bo, (uint32_t)out_n);
         else if (kind == ACT_GELU) st = pvk_op_gelu(o, cmd, &bx, &bo, (uint32_t)out_n);
@@ -248,7 +248,7 @@ TEST(add_and_mul_match_reference_in_place) {
         pvk_buf ba = check_upload(d, a, n), bb = check_upload(d, b, n);
         for (int i = 0; i < n; i++) want[i] = op ? a[i] * b[i] : a[i] + b[i];
         RUN(op ? pvk_op_mul(ops_default, cmd, &ba, &bb, &ba, n) : pvk_op_add(ops_default, cmd, &ba, &bb, &ba, n));
-        REQUIRE(pvk_buf_read(d, &ba, 0, got, sizeof got) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(pvk_buf_read(d, &ba, 0, got, sizeof got) == PHIVK_OK, "%s", pvk_errmsg());
         /* One fp32 operation, correctly rounded both sides: exact equality. */
         CHECK(!check_mismatches(op ? "mul" : "add", got, want, NULL, 0, n), "%s", op ? "mul" : "add");
         pvk_buf_destroy(d, &ba);
@@ -367,13 +367,13 @@ TEST(get_rows_reads_every_quantized_table_type) {
                 tol[r * COLS + c] = EPS * mag[ids[r] * COLS + c];
             }
         pvk_tensor w;
-        REQUIRE(pvk_tensor_create(d, t, COLS, ROWS, stored, &w) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(pvk_tensor_create(d, t, COLS, ROWS, stored, &w) == PHIVK_OK, "%s", pvk_errmsg());
         pvk_buf bi = {0}, bo = check_upload(d, NULL, N * COLS);
-        REQUIRE(pvk_buf_create(d, sizeof ids, PVK_MEM_DEVICE, &bi) == PVK_OK &&
-                    pvk_buf_write(d, &bi, 0, ids, sizeof ids) == PVK_OK,
+        REQUIRE(pvk_buf_create(d, sizeof ids, PVK_MEM_DEVICE, &bi) == PHIVK_OK &&
+                    pvk_buf_write(d, &bi, 0, ids, sizeof ids) == PHIVK_OK,
                 "%s", pvk_errmsg());
         RUN(pvk_op_get_rows(ops_default, cmd, &w, &bi, &bo, N));
-        REQUIRE(pvk_buf_read(d, &bo, 0, got, sizeof got) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(pvk_buf_read(d, &bo, 0, got, sizeof got) == PHIVK_OK, "%s", pvk_errmsg());
         CHECK(!check_mismatches(pvk_type_get(t)->name, got, want, tol, 0, N * COLS), "get_rows %s",
               pvk_type_get(t)->name);
         pvk_tensor_destroy(d, &w);
@@ -388,10 +388,10 @@ TEST(get_rows_reads_every_quantized_table_type) {
 TEST(warmup_runs_the_pipelines_of_the_given_types_and_refuses_unknown_ones) {
     REQUIRE(setup(), "no device");
     pvk_type types[3] = {PVK_Q4_0, PVK_F16, PVK_Q4_0};
-    CHECK(pvk_ops_warmup(ops_default, types, 3, PVK_Q8_0) == PVK_OK, "%s", pvk_errmsg());
-    CHECK(pvk_ops_warmup(ops_gpu_like, types, 2, PVK_F16) == PVK_OK, "gpu-like shapes: %s", pvk_errmsg());
+    CHECK(pvk_ops_warmup(ops_default, types, 3, PVK_Q8_0) == PHIVK_OK, "%s", pvk_errmsg());
+    CHECK(pvk_ops_warmup(ops_gpu_like, types, 2, PVK_F16) == PHIVK_OK, "gpu-like shapes: %s", pvk_errmsg());
     pvk_type bad = PVK_Q2_K;
-    CHECK(pvk_ops_warmup(ops_default, &bad, 1, PVK_F16) == PVK_ERR_UNSUPPORTED, "q2_K has no kernel");
+    CHECK(pvk_ops_warmup(ops_default, &bad, 1, PVK_F16) == PHIVK_ERR_UNSUPPORTED, "q2_K has no kernel");
     CHECK(strstr(pvk_errmsg(), "q2_K") != NULL, "message names the type: %s", pvk_errmsg());
 }
 
@@ -400,21 +400,21 @@ TEST(ops_reject_bad_arguments_with_a_message) {
     REQUIRE(d = setup(), "no device");
     pvk_tensor w;
     uint16_t h[64] = {0};
-    REQUIRE(pvk_tensor_create(d, PVK_F16, 8, 8, h, &w) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_tensor_create(d, PVK_F16, 8, 8, h, &w) == PHIVK_OK, "%s", pvk_errmsg());
     pvk_buf x = check_upload(d, NULL, 16), small = check_upload(d, NULL, 4);
-    REQUIRE(pvk_cmd_begin(cmd) == PVK_OK, "%s", pvk_errmsg());
-    CHECK(pvk_op_matmul(ops_default, cmd, &w, NULL, &x, &small, 2, false) == PVK_ERR_INVALID, "y too small");
+    REQUIRE(pvk_cmd_begin(cmd) == PHIVK_OK, "%s", pvk_errmsg());
+    CHECK(pvk_op_matmul(ops_default, cmd, &w, NULL, &x, &small, 2, false) == PHIVK_ERR_INVALID, "y too small");
     CHECK(strstr(pvk_errmsg(), "y buffer") != NULL, "message names y: %s", pvk_errmsg());
-    CHECK(pvk_op_rmsnorm(ops_default, cmd, &x, NULL, &x, 3, 8, 1e-5f) == PVK_ERR_INVALID, "x too small");
-    CHECK(pvk_op_softmax(ops_default, cmd, &x, &x, 0, 8) == PVK_ERR_INVALID, "empty softmax");
-    CHECK(pvk_cmd_submit(cmd) == PVK_OK, "nothing bad was recorded: %s", pvk_errmsg());
+    CHECK(pvk_op_rmsnorm(ops_default, cmd, &x, NULL, &x, 3, 8, 1e-5f) == PHIVK_ERR_INVALID, "x too small");
+    CHECK(pvk_op_softmax(ops_default, cmd, &x, &x, 0, 8) == PHIVK_ERR_INVALID, "empty softmax");
+    CHECK(pvk_cmd_submit(cmd) == PHIVK_OK, "nothing bad was recorded: %s", pvk_errmsg());
     pvk_tensor bad;
-    CHECK(pvk_tensor_create(d, PVK_Q8_1, 32, 1, NULL, &bad) == PVK_ERR_UNSUPPORTED, "q8_1 tensors");
-    CHECK(pvk_tensor_create(d, PVK_F16, 0, 1, NULL, &bad) == PVK_ERR_INVALID, "0 columns");
+    CHECK(pvk_tensor_create(d, PVK_Q8_1, 32, 1, NULL, &bad) == PHIVK_ERR_UNSUPPORTED, "q8_1 tensors");
+    CHECK(pvk_tensor_create(d, PVK_F16, 0, 1, NULL, &bad) == PHIVK_ERR_INVALID, "0 columns");
     pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
     t.mm_tm = 3;
     pvk_ops *o;
-    CHECK(pvk_ops_create_tuned(d, &t, &o) == PVK_ERR_INVALID, "tm 3 is not a power of two");
+    CHECK(pvk_ops_create_tuned(d, &t, &o) == PHIVK_ERR_INVALID, "tm 3 is not a power of two");
     pvk_tensor_destroy(d, &w);
     pvk_buf_destroy(d, &x);
     pvk_buf_destroy(d, &small);

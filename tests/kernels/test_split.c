@@ -21,9 +21,9 @@ TEST(matmul_splits_a_weight_larger_than_one_binding_by_rows) {
     pvk_cmd *c = NULL;
     pvk_ops *mv = NULL, *tiled = NULL;
     pvk_ops_tuning t = pvk_ops_default_tuning(caps);
-    REQUIRE(pvk_cmd_create(d, &c) == PVK_OK && pvk_ops_create_tuned(d, &t, &mv) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_cmd_create(d, &c) == PHIVK_OK && pvk_ops_create_tuned(d, &t, &mv) == PHIVK_OK, "%s", pvk_errmsg());
     t.mv_max_m = 0;
-    REQUIRE(pvk_ops_create_tuned(d, &t, &tiled) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_ops_create_tuned(d, &t, &tiled) == PHIVK_OK, "%s", pvk_errmsg());
     /* 1000 rows of 200 f16 = 400 KB: 7 chunks of at most 64 KiB. Rows of 71 f16 (142
      * bytes) do not tile 16-byte words, so chunks hold multiples of 8 rows. x and y
      * stay within one binding. */

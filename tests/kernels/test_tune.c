@@ -72,7 +72,7 @@ TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
     pvk_ops *a = fresh_ops(d), *b = fresh_ops(d);
     REQUIRE(a && b, "ops");
     measured = 0;
-    CHECK(pvk_ops_tune(a, types, 4, 512, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
+    CHECK(pvk_ops_tune(a, types, 4, 512, count, NULL) == PHIVK_OK, "tune: %s", pvk_errmsg());
     CHECK(measured == 3, "the three distinct types were measured (%d)", measured);
     for (int i = 0; i < 4; i++) {
         pvk_mm_choice c = pvk_ops_mm_choice(a, types[i]);
@@ -83,14 +83,14 @@ TEST(tuning_measures_once_and_reads_the_kept_choice_later) {
     CHECK(access(tuning_path, R_OK) == 0, "the choices are kept in %s", tuning_path);
 
     measured = 0;
-    CHECK(pvk_ops_tune(b, types, 4, 512, count, NULL) == PVK_OK, "tune again: %s", pvk_errmsg());
+    CHECK(pvk_ops_tune(b, types, 4, 512, count, NULL) == PHIVK_OK, "tune again: %s", pvk_errmsg());
     CHECK(measured == 0, "a second tuning reads the file instead of measuring");
     for (int i = 0; i < 4; i++) {
         pvk_mm_choice ca = pvk_ops_mm_choice(a, types[i]), cb = pvk_ops_mm_choice(b, types[i]);
         CHECK(ca.int8 == cb.int8 && ca.rows == cb.rows, "%s: the same choice", pvk_type_get(types[i])->name);
     }
     measured = 0;
-    CHECK(pvk_ops_tune(b, types, 4, 1024, count, NULL) == PVK_OK && measured == 3,
+    CHECK(pvk_ops_tune(b, types, 4, 1024, count, NULL) == PHIVK_OK && measured == 3,
           "another k is measured on its own");
     pvk_ops_destroy(a);
     pvk_ops_destroy(b);
@@ -112,7 +112,7 @@ TEST(a_damaged_tuning_file_is_measured_over_not_trusted) {
     REQUIRE(o, "ops");
     pvk_type t = PVK_Q4_0;
     measured = 0;
-    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK, "tune: %s", pvk_errmsg());
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PHIVK_OK, "tune: %s", pvk_errmsg());
     CHECK(measured == 1, "the unusable entry was measured over");
     CHECK(valid_choice(o, t, pvk_ops_mm_choice(o, t), pvk_dev_caps(d)), "a valid choice");
     pvk_ops_destroy(o);
@@ -127,7 +127,7 @@ TEST(phivk_tune_0_keeps_the_tunings_choices_and_writes_nothing) {
     setenv("PHIVK_TUNE", "0", 1);
     pvk_type t = PVK_Q8_0;
     measured = 0;
-    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK && measured == 0, "nothing measured");
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PHIVK_OK && measured == 0, "nothing measured");
     unsetenv("PHIVK_TUNE");
     pvk_mm_choice c = pvk_ops_mm_choice(o, t), def = pvk_ops_mm_default(o, t);
     CHECK(c.int8 == def.int8 && c.rows == def.rows, "the tuning's choice");
@@ -145,10 +145,10 @@ TEST(on_a_gpu_tuning_the_tiled_kernel_is_measured_in_fp16_and_f32) {
     remove_cache();
     pvk_ops_tuning gt = check_gpu_like_tuning(caps);
     pvk_ops *o = NULL;
-    REQUIRE(pvk_ops_create_tuned(d, &gt, &o) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_ops_create_tuned(d, &gt, &o) == PHIVK_OK, "%s", pvk_errmsg());
     pvk_type t = PVK_Q4_K;
     measured = 0;
-    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PVK_OK && measured == 1, "tune: %s", pvk_errmsg());
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PHIVK_OK && measured == 1, "tune: %s", pvk_errmsg());
     pvk_mm_choice c = pvk_ops_mm_choice(o, t);
     printf("    gpu-like q4_K: int8 %d, %u rows, tiled fp16 %d (device fp16 %d)\n", c.int8, c.rows, c.f16, caps->fp16);
     CHECK(valid_choice(o, t, c, caps), "a valid choice");
@@ -159,7 +159,7 @@ TEST(on_a_gpu_tuning_the_tiled_kernel_is_measured_in_fp16_and_f32) {
     CHECK(strstr(line, caps->fp16 ? "h1" : "h0") != NULL, "its key says whether fp16 was measured: %s", line);
     for (int f16 = 0; f16 <= (int)caps->fp16; f16++) {
         c.f16 = f16;
-        REQUIRE(pvk_ops_set_mm_choice(o, t, c) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(pvk_ops_set_mm_choice(o, t, c) == PHIVK_OK, "%s", pvk_errmsg());
         CHECK(pvk_ops_matmul_f16(o, t, 64) == (bool)f16, "the choice picks the kernel");
         CHECK(check_matmul(cmd, o, t, 64, 40, 256, true, false, 950 + f16, NULL) == 0, "tiled fp16 %d", f16);
     }
@@ -178,14 +178,14 @@ TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
         bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false}) == PVK_OK, "%s", pvk_errmsg());
+                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false}) == PHIVK_OK, "%s", pvk_errmsg());
                 CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
                       "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
             }
-        REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PVK_OK, "restore");
+        REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PHIVK_OK, "restore");
     }
-    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false}) == PVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false}) == PHIVK_ERR_INVALID,
           "plain weights cannot read int8");
-    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false}) == PVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false}) == PHIVK_ERR_INVALID,
           "rows must be a power of two");
 }

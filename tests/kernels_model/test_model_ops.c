@@ -123,7 +123,7 @@ TEST(get_rows_looks_up_tables_split_across_bindings) {
         pvk_dev_params p = pvk_dev_default_params();
         p.validate = true;
         gpu g = {0};
-        pvk_status st = pvk_dev_create(&p, &g.d);
+        phivk_status st = pvk_dev_create(&p, &g.d);
         unsetenv("PHIVK_MAX_BINDING_BYTES");
         unsetenv("PHIVK_DISABLE_TEXEL");
         REQUIRE(!st, "device: %s", pvk_errmsg());
@@ -338,7 +338,7 @@ TEST(kv_store_writes_f16_rows_at_positions_only) {
             }
             pvk_kv full = {.k = &kb, .v = &vb, .width = w, .ctx = ctx, .k_type = PVK_F16, .v_type = PVK_F16};
             CHECK(pvk_op_kv_store(g.o, g.c, &xb, stride, k_off, v_off, &full, m, ctx - m + 1, NULL) ==
-                      PVK_ERR_CONTEXT_FULL, "writing past the context must fail");
+                      PHIVK_ERR_CONTEXT_FULL, "writing past the context must fail");
         }
         pvk_buf_destroy(g.d, &xb);
         pvk_buf_destroy(g.d, &kb);
@@ -402,7 +402,7 @@ TEST(get_rows_and_kv_store_use_the_tuning_of_their_op_set) {
         int saved = dup(2);
         FILE *log = tmpfile();
         dup2(fileno(log), 2);
-        pvk_status st = pvk_cmd_submit(c);
+        phivk_status st = pvk_cmd_submit(c);
         fflush(stderr);
         dup2(saved, 2);
         close(saved);
@@ -563,7 +563,7 @@ static void check_attention(gpu *g, const attn_case *ac) {
         (ac->scratch && sbytes && !upload(g->d, NULL, sbytes, &sb)))
         goto done;
     a.scratch = ac->scratch && sbytes ? &sb : NULL;
-    pvk_status st = pvk_op_attention(o, g->c, &xb, &a, &kv, &ob);
+    phivk_status st = pvk_op_attention(o, g->c, &xb, &a, &kv, &ob);
     CHECK(!st, "attention: %s", pvk_errmsg());
     if (!submit_read(g, &ob, got, on * sizeof *got)) goto done;
     int bad = 0;
@@ -857,24 +857,24 @@ TEST(attention_rejects_bad_shapes_with_a_message) {
     if (upload(g.d, NULL, 4096, &xb) && upload(g.d, NULL, 4096, &kb) && upload(g.d, NULL, 4096, &ob)) {
         pvk_kv kv = {.k = &kb, .v = &kb, .width = 12, .ctx = 8, .k_type = PVK_F16, .v_type = PVK_F16};
         pvk_attn a = {.q_stride = 36, .n_head = 2, .n_kv_head = 2, .head_dim = 6, .m = 1, .scale = 1};
-        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "head_dim 6");
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PHIVK_ERR_UNSUPPORTED, "head_dim 6");
         CHECK(strstr(pvk_errmsg(), "head_dim 6"), "message names head_dim: %s", pvk_errmsg());
         a.head_dim = 8, a.q_stride = 48, kv.width = 16;
         a.pos0 = 8;
-        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_CONTEXT_FULL, "past the context");
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PHIVK_ERR_CONTEXT_FULL, "past the context");
         a.pos0 = 0, a.n_kv_head = 3;
-        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_INVALID, "2 heads over 3 KV heads");
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PHIVK_ERR_INVALID, "2 heads over 3 KV heads");
         pvk_rope r = {.n_q_heads = 2, .head_dim = 8, .n_rot = 10, .freq_base = 1e4f, .attn_factor = 1};
-        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PVK_ERR_INVALID, "n_rot > head_dim");
+        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PHIVK_ERR_INVALID, "n_rot > head_dim");
         r.n_rot = 8, r.q_off = 12;
-        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PVK_ERR_INVALID, "q overlapping k");
+        CHECK(pvk_op_kv_store(g.o, g.c, &xb, 48, 16, 32, &kv, 1, 0, &r) == PHIVK_ERR_INVALID, "q overlapping k");
         pvk_tensor t = {.type = PVK_Q8_K};
-        CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PVK_ERR_UNSUPPORTED, "q8_K table");
+        CHECK(pvk_op_get_rows(g.o, g.c, &t, &xb, &ob, 1) == PHIVK_ERR_UNSUPPORTED, "q8_K table");
         a.n_kv_head = 2;
         kv.k_type = PVK_Q4_1;
-        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "q4_1 K cache");
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PHIVK_ERR_UNSUPPORTED, "q4_1 K cache");
         kv.k_type = PVK_Q8_0;
-        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PVK_ERR_UNSUPPORTED, "q8_0 K of width 16");
+        CHECK(pvk_op_attention(g.o, g.c, &xb, &a, &kv, &ob) == PHIVK_ERR_UNSUPPORTED, "q8_0 K of width 16");
     }
     pvk_buf_destroy(g.d, &xb);
     pvk_buf_destroy(g.d, &kb);

@@ -199,10 +199,10 @@ TEST(longrope_switch_matches_reference_and_a_fresh_long_prefill) {
     ref_state *rs = NULL;
     ok = s && f && !ref_state_create(fx.ref, &rp, &rs);
     ok = ok && phivk_decode(s, ids, ORIG_CTX, got, true) == PHIVK_OK &&
-         ref_forward(rs, ids, ORIG_CTX, want, true) == PVK_OK;
+         ref_forward(rs, ids, ORIG_CTX, want, true) == PHIVK_OK;
     for (int i = 0; ok && i < 2; i++)
         ok = phivk_decode(s, ids + ORIG_CTX + i, 1, step[i], false) == PHIVK_OK &&
-             ref_forward(rs, ids + ORIG_CTX + i, 1, ref_step[i], false) == PVK_OK;
+             ref_forward(rs, ids + ORIG_CTX + i, 1, ref_step[i], false) == PHIVK_OK;
     ok = ok && phivk_decode(f, ids, ORIG_CTX, NULL, false) == PHIVK_OK &&
          phivk_decode(f, ids + ORIG_CTX, 2, fresh[0], true) == PHIVK_OK;
     CHECK(ok, "runs: %s", pvk_errmsg());

@@ -13,9 +13,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gguf_file *f = NULL;
-    pvk_fail(PVK_OK, "%s", "");
-    pvk_status st = gguf_open_memory(data, size, &f);
-    if (st == PVK_OK)
+    pvk_fail(PHIVK_OK, "%s", "");
+    phivk_status st = gguf_open_memory(data, size, &f);
+    if (st == PHIVK_OK)
         gguf_walk(f);
     else if (!pvk_errmsg()[0])
         abort(); /* a rejection must say why */

@@ -14,8 +14,8 @@ static bool str_is(gguf_str s, const char *want) {
 
 TEST(reader_opens_reference_phi3_with_its_keys_and_tensors) {
     gguf_file *f;
-    pvk_status st = gguf_open(testdata_path("reference/phi3-f32.gguf"), &f);
-    REQUIRE(st == PVK_OK, "open: %s", pvk_errmsg());
+    phivk_status st = gguf_open(testdata_path("reference/phi3-f32.gguf"), &f);
+    REQUIRE(st == PHIVK_OK, "open: %s", pvk_errmsg());
     CHECK(gguf_version(f) == 3, "version %u", gguf_version(f));
     CHECK(gguf_alignment(f) == 32, "alignment");
     gguf_str s;
@@ -58,8 +58,8 @@ TEST(reader_opens_vocab_only_files) {
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         gguf_file *f;
-        pvk_status st = gguf_open(testdata_path(v[i].file), &f);
-        CHECK(st == PVK_OK, "%s: %s", v[i].file, pvk_errmsg());
+        phivk_status st = gguf_open(testdata_path(v[i].file), &f);
+        CHECK(st == PHIVK_OK, "%s: %s", v[i].file, pvk_errmsg());
         if (st) continue;
         CHECK(gguf_tensor_count(f) == 0, "%s has no tensors", v[i].file);
         const gguf_kv *tok = gguf_find(f, "tokenizer.ggml.tokens");
@@ -107,8 +107,8 @@ static bytes every_type_file(void) {
 TEST(reader_decodes_every_value_type_and_converts_as_documented) {
     bytes b = every_type_file();
     gguf_file *f;
-    pvk_status st = gguf_open_memory(b.p, b.n, &f);
-    REQUIRE(st == PVK_OK, "open: %s", pvk_errmsg());
+    phivk_status st = gguf_open_memory(b.p, b.n, &f);
+    REQUIRE(st == PHIVK_OK, "open: %s", pvk_errmsg());
     uint32_t u;
     int64_t i;
     float x;
@@ -158,9 +158,9 @@ TEST(reader_decodes_every_value_type_and_converts_as_documented) {
 }
 
 /* Opens a crafted image, expects failure with code and a message containing want. */
-static void expect_fail(const bytes *b, pvk_status code, const char *want) {
+static void expect_fail(const bytes *b, phivk_status code, const char *want) {
     gguf_file *f = (gguf_file *)1;
-    pvk_status st = gguf_open_memory(b->p, b->n, &f);
+    phivk_status st = gguf_open_memory(b->p, b->n, &f);
     CHECK(st == code, "status %d, want %d (%s)", st, code, pvk_errmsg());
     CHECK(f == NULL, "*out is NULL on failure");
     CHECK(strstr(pvk_errmsg(), want) != NULL, "message '%s' should mention '%s'", pvk_errmsg(), want);
@@ -185,74 +185,74 @@ static bytes one_tensor(const char *name, uint32_t n_dims, const uint64_t *ne, u
 TEST(reader_rejects_bad_headers_with_a_reason) {
     bytes b = {0};
     b_raw(&b, "GGML", 4); b_u32(&b, 3); b_u64(&b, 0); b_u64(&b, 0);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "not a GGUF file");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "not a GGUF file");
     b.n = 0;
     b_raw(&b, "GGUF", 4); b_u32(&b, 0x03000000u); b_u64(&b, 0); b_u64(&b, 0);
-    expect_fail(&b, PVK_ERR_UNSUPPORTED, "big-endian");
+    expect_fail(&b, PHIVK_ERR_UNSUPPORTED, "big-endian");
     b.n = 0;
     b_header(&b, 1, 0, 0);
-    expect_fail(&b, PVK_ERR_UNSUPPORTED, "version 1");
+    expect_fail(&b, PHIVK_ERR_UNSUPPORTED, "version 1");
     b.n = 0;
     b_header(&b, 4, 0, 0);
-    expect_fail(&b, PVK_ERR_UNSUPPORTED, "version 4");
+    expect_fail(&b, PHIVK_ERR_UNSUPPORTED, "version 4");
     b.n = 0;
     b_header(&b, 3, 0, 1000000);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "key count 1000000");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "key count 1000000");
     b.n = 0;
     b_header(&b, 3, UINT64_MAX, 0);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "tensor count");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "tensor count");
     b.n = 0;
     b_header(&b, 3, 0, 2);
     b_str(&b, "k"); b_u32(&b, GGUF_U8); b_uint(&b, 1, 1);
     b_str(&b, "k"); b_u32(&b, GGUF_U8); b_uint(&b, 2, 1);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "duplicate key 'k' at offset 38");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "duplicate key 'k' at offset 38");
     b.n = 0;
     b_header(&b, 3, 0, 1);
     b_str(&b, "general.alignment"); b_u32(&b, GGUF_U32); b_u32(&b, 48);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "power of two");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "power of two");
     b.n = 0;
     b_header(&b, 3, 0, 1);
     b_str(&b, "k"); b_u32(&b, 13); b_u64(&b, 0);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "unknown value type 13");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "unknown value type 13");
     b.n = 0;
     b_header(&b, 3, 0, 1);
     b_str(&b, "k"); b_u32(&b, GGUF_STRING); b_u64(&b, UINT64_MAX - 3); b_u64(&b, 0);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "has length");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "has length");
     free(b.p);
 }
 
 TEST(reader_rejects_bad_tensor_infos_with_a_reason) {
     uint64_t ne[5] = {32, 2, 1, 1, 1};
     bytes b = one_tensor("blk.0.attn_qkv.weight", 2, ne, PVK_F32, 0, 100);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "tensor 'blk.0.attn_qkv.weight' data [");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "tensor 'blk.0.attn_qkv.weight' data [");
     CHECK(strstr(pvk_errmsg(), "exceeds file size"), "%s", pvk_errmsg());
     free(b.p);
     b = one_tensor("t", 2, ne, 19, 0, 256);
-    expect_fail(&b, PVK_ERR_UNSUPPORTED, "unknown type id 19");
+    expect_fail(&b, PHIVK_ERR_UNSUPPORTED, "unknown type id 19");
     free(b.p);
     b = one_tensor("t", 2, ne, PVK_F32, 16, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "not a multiple of the alignment");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "not a multiple of the alignment");
     free(b.p);
     b = one_tensor("t", 5, ne, PVK_F32, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "5 dimensions");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "5 dimensions");
     free(b.p);
     b = one_tensor("t", 2, (uint64_t[]){48, 2}, PVK_Q4_0, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "not a multiple of q4_0's block of 32");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "not a multiple of q4_0's block of 32");
     free(b.p);
     b = one_tensor("t", 2, (uint64_t[]){32, 0}, PVK_F32, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "dimension 1 is 0");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "dimension 1 is 0");
     free(b.p);
     b = one_tensor("t", 4, (uint64_t[]){1u << 20, 1u << 20, 1u << 20, 1u << 20}, PVK_F32, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "63 bits");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "63 bits");
     free(b.p);
     b = one_tensor("t", 1, (uint64_t[]){(uint64_t)1 << 62}, PVK_F32, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "overflows");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "overflows");
     free(b.p);
     char longname[70];
     memset(longname, 'n', 65);
     longname[65] = 0;
     b = one_tensor(longname, 1, ne, PVK_F32, 0, 512);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "65 bytes long");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "65 bytes long");
     free(b.p);
 
     b = (bytes){0};
@@ -262,17 +262,17 @@ TEST(reader_rejects_bad_tensor_infos_with_a_reason) {
     }
     b_pad(&b, 32);
     for (int i = 0; i < 64; i++) b_uint(&b, 0, 1);
-    expect_fail(&b, PVK_ERR_BAD_FILE, "duplicate tensor name 'same'");
+    expect_fail(&b, PHIVK_ERR_BAD_FILE, "duplicate tensor name 'same'");
     free(b.p);
 }
 
 TEST(reader_reports_missing_and_non_gguf_files) {
     gguf_file *f;
-    CHECK(gguf_open("/nonexistent/model.gguf", &f) == PVK_ERR_IO && f == NULL, "missing file");
+    CHECK(gguf_open("/nonexistent/model.gguf", &f) == PHIVK_ERR_IO && f == NULL, "missing file");
     CHECK(strstr(pvk_errmsg(), "/nonexistent/model.gguf"), "message names the file: %s", pvk_errmsg());
-    CHECK(gguf_open(testdata_path("README.md"), &f) == PVK_ERR_BAD_FILE, "README is not GGUF");
+    CHECK(gguf_open(testdata_path("README.md"), &f) == PHIVK_ERR_BAD_FILE, "README is not GGUF");
     CHECK(strstr(pvk_errmsg(), "not a GGUF file"), "%s", pvk_errmsg());
-    CHECK(gguf_open(testdata_path("vocab"), &f) == PVK_ERR_IO, "directory");
+    CHECK(gguf_open(testdata_path("vocab"), &f) == PHIVK_ERR_IO, "directory");
 }
 
 /* ------------------------------------------------------------------ writer */
@@ -308,11 +308,11 @@ TEST(writer_round_trips_keys_values_and_tensors_through_the_reader) {
     gguf_writer *w = sample_writer();
     void *img;
     size_t size;
-    pvk_status st = gguf_writer_build(w, &img, &size);
-    REQUIRE(st == PVK_OK, "build: %s", pvk_errmsg());
+    phivk_status st = gguf_writer_build(w, &img, &size);
+    REQUIRE(st == PHIVK_OK, "build: %s", pvk_errmsg());
     gguf_file *f;
     st = gguf_open_memory(img, size, &f);
-    REQUIRE(st == PVK_OK, "reopen: %s", pvk_errmsg());
+    REQUIRE(st == PHIVK_OK, "reopen: %s", pvk_errmsg());
     CHECK(gguf_version(f) == 3 && gguf_alignment(f) == 32, "v3, alignment 32");
     CHECK(gguf_kv_count(f) == 11, "11 keys, got %lu", (unsigned long)gguf_kv_count(f));
     const gguf_kv *k1 = gguf_kv_at(f, 1);
@@ -356,9 +356,9 @@ TEST(writer_round_trips_keys_values_and_tensors_through_the_reader) {
     int fd = mkstemp(path);
     REQUIRE(fd >= 0, "mkstemp");
     st = gguf_writer_save(w, path);
-    CHECK(st == PVK_OK, "save: %s", pvk_errmsg());
+    CHECK(st == PHIVK_OK, "save: %s", pvk_errmsg());
     st = gguf_open(path, &f);
-    CHECK(st == PVK_OK && gguf_tensor_count(f) == 3, "saved file opens: %s", pvk_errmsg());
+    CHECK(st == PHIVK_OK && gguf_tensor_count(f) == 3, "saved file opens: %s", pvk_errmsg());
     gguf_close(f);
     remove(path);
     gguf_writer_destroy(w);
@@ -370,14 +370,14 @@ TEST(writer_keeps_the_first_error_until_build) {
     gguf_writer_add_tensor(w, "fine", PVK_F32, 1, (int64_t[]){4}, NULL);
     void *img = (void *)1;
     size_t size = 1;
-    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID && img == NULL && size == 0, "sticky error");
+    CHECK(gguf_writer_build(w, &img, &size) == PHIVK_ERR_INVALID && img == NULL && size == 0, "sticky error");
     CHECK(strstr(pvk_errmsg(), "'bad'"), "message names the tensor: %s", pvk_errmsg());
     gguf_writer_destroy(w);
 
     w = gguf_writer_create();
     gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){4}, NULL);
     gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){4}, NULL);
-    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "duplicate"),
+    CHECK(gguf_writer_build(w, &img, &size) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "duplicate"),
           "duplicate tensor: %s", pvk_errmsg());
     gguf_writer_destroy(w);
 
@@ -386,7 +386,7 @@ TEST(writer_keeps_the_first_error_until_build) {
     memset(name, 'x', 65);
     name[65] = 0;
     gguf_writer_add_tensor(w, name, PVK_F32, 1, (int64_t[]){4}, NULL);
-    CHECK(gguf_writer_build(w, &img, &size) == PVK_ERR_INVALID, "65-byte name refused");
+    CHECK(gguf_writer_build(w, &img, &size) == PHIVK_ERR_INVALID, "65-byte name refused");
     gguf_writer_destroy(w);
     gguf_writer_destroy(NULL);
 }
@@ -398,9 +398,9 @@ TEST(writer_honours_a_custom_alignment) {
     gguf_writer_add_tensor(w, "b", PVK_F32, 1, (int64_t[]){3}, (float[]){4, 5, 6});
     void *img;
     size_t size;
-    REQUIRE(gguf_writer_build(w, &img, &size) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_writer_build(w, &img, &size) == PHIVK_OK, "%s", pvk_errmsg());
     gguf_file *f;
-    REQUIRE(gguf_open_memory(img, size, &f) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_open_memory(img, size, &f) == PHIVK_OK, "%s", pvk_errmsg());
     const gguf_tensor *b = gguf_find_tensor(f, "b");
     CHECK(gguf_alignment(f) == 256 && b && b->offset % 256 == 0 && ((const float *)b->data)[2] == 6.0f,
           "tensor b at a multiple of 256");
@@ -414,7 +414,7 @@ TEST(reader_accepts_version_2_files) {
     bytes b = every_type_file();
     b.p[4] = 2;
     gguf_file *f;
-    REQUIRE(gguf_open_memory(b.p, b.n, &f) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_open_memory(b.p, b.n, &f) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK(gguf_version(f) == 2 && gguf_kv_count(f) == 16 && gguf_tensor_count(f) == 1, "v2 contents");
     gguf_close(f);
     free(b.p);

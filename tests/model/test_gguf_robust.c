@@ -12,22 +12,22 @@
 #include "gguf_bytes.h"
 
 /* Opens a private exact-size copy of data; returns the status (and walks an accepted file). */
-static pvk_status open_copy(const void *data, size_t n) {
+static phivk_status open_copy(const void *data, size_t n) {
     uint8_t *p = malloc(n ? n : 1);
     if (!p) abort();
     if (n) memcpy(p, data, n);
-    pvk_fail(PVK_OK, "%s", ""); /* so a message left by an earlier case cannot pass for this one */
+    pvk_fail(PHIVK_OK, "%s", ""); /* so a message left by an earlier case cannot pass for this one */
     gguf_file *f = NULL;
-    pvk_status st = gguf_open_memory(p, n, &f);
-    if (st == PVK_OK) gguf_walk(f);
+    phivk_status st = gguf_open_memory(p, n, &f);
+    if (st == PHIVK_OK) gguf_walk(f);
     gguf_close(f);
     free(p);
     return st;
 }
 
 static void expect_bad(const bytes *b, const char *what) {
-    pvk_status st = open_copy(b->p, b->n);
-    CHECK(st != PVK_OK, "%s: accepted", what);
+    phivk_status st = open_copy(b->p, b->n);
+    CHECK(st != PHIVK_OK, "%s: accepted", what);
     printf("    %-45s %s\n", what, pvk_errmsg());
     CHECK(pvk_errmsg()[0] != 0, "%s: empty message", what);
 }
@@ -49,7 +49,7 @@ static void small_file(void **img, size_t *n) {
     gguf_writer_add_tensor(w, "a", PVK_F32, 1, (int64_t[]){3}, (float[]){1, 2, 3});
     gguf_writer_add_tensor(w, "blk.0.attn_q.weight", PVK_Q8_0, 2, (int64_t[]){32, 2}, NULL);
     gguf_writer_add_tensor(w, "z", PVK_F16, 2, (int64_t[]){16, 4}, NULL); /* 128 bytes */
-    if (gguf_writer_build(w, img, n) != PVK_OK) abort();
+    if (gguf_writer_build(w, img, n) != PHIVK_OK) abort();
     gguf_writer_destroy(w);
 }
 
@@ -57,10 +57,10 @@ TEST(every_truncation_of_a_valid_file_is_rejected_with_a_message) {
     void *img;
     size_t n;
     small_file(&img, &n);
-    REQUIRE(open_copy(img, n) == PVK_OK, "the whole file opens: %s", pvk_errmsg());
+    REQUIRE(open_copy(img, n) == PHIVK_OK, "the whole file opens: %s", pvk_errmsg());
     int accepted = 0, silent = 0;
     for (size_t len = 0; len < n; len++) {
-        if (open_copy(img, len) == PVK_OK) {
+        if (open_copy(img, len) == PHIVK_OK) {
             if (accepted++ < 3) CHECK(0, "prefix of %zu of %zu bytes accepted", len, n);
         } else if (!pvk_errmsg()[0]) {
             silent++;
@@ -89,8 +89,8 @@ TEST(random_byte_flips_never_crash_and_failures_have_messages) {
             size_t at = (size_t)(s >> 8) % (iter % 2 ? n : (n < 300 ? n : 300));
             m[at] ^= (uint8_t)(s & 0xff ? s & 0xff : 1);
         }
-        pvk_status st = open_copy(m, n);
-        if (st == PVK_OK) {
+        phivk_status st = open_copy(m, n);
+        if (st == PHIVK_OK) {
             ok++;
         } else {
             bad++;
@@ -193,9 +193,9 @@ TEST(strings_that_are_not_utf8_are_carried_as_bytes) {
     b_u64(&b, 0);
     b_pad(&b, 32);
     for (int i = 0; i < 32; i++) b_uint(&b, 0, 1);
-    CHECK(open_copy(b.p, b.n) == PVK_OK, "accepted: %s", pvk_errmsg());
+    CHECK(open_copy(b.p, b.n) == PHIVK_OK, "accepted: %s", pvk_errmsg());
     gguf_file *f;
-    REQUIRE(gguf_open_memory(b.p, b.n, &f) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_open_memory(b.p, b.n, &f) == PHIVK_OK, "%s", pvk_errmsg());
     gguf_str s;
     CHECK(gguf_get_str(f, "\xff\xfe key", &s) && s.len == 11 && !memcmp(s.ptr, "\xc3\x28 \xed", 4), "value bytes kept");
     CHECK(gguf_find_tensor(f, "\xe2\x82 bad") != NULL, "tensor name bytes kept");
@@ -208,7 +208,7 @@ TEST(strings_that_are_not_utf8_are_carried_as_bytes) {
         b_u32(&b, GGUF_U8);
         b_uint(&b, 0, 1);
     }
-    CHECK(open_copy(b.p, b.n) == PVK_ERR_BAD_FILE, "duplicate rejected");
+    CHECK(open_copy(b.p, b.n) == PHIVK_ERR_BAD_FILE, "duplicate rejected");
     for (const char *c = pvk_errmsg(); *c; c++)
         if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) {
             CHECK(0, "message byte 0x%02x is not printable: %s", (unsigned char)*c, pvk_errmsg());
@@ -225,8 +225,8 @@ TEST(every_shared_test_file_opens_cleanly) {
     };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         gguf_file *f;
-        pvk_status st = gguf_open(testdata_path(files[i]), &f);
-        CHECK(st == PVK_OK, "%s: %s", files[i], pvk_errmsg());
+        phivk_status st = gguf_open(testdata_path(files[i]), &f);
+        CHECK(st == PHIVK_OK, "%s: %s", files[i], pvk_errmsg());
         if (st) continue;
         gguf_walk(f);
         gguf_close(f);

@@ -37,7 +37,7 @@ static void fixture(char *path, uint32_t ctx, uint32_t n_embd, uint32_t n_layer,
     strcpy(path, "/tmp/phivk-test-info-XXXXXX");
     int fd = mkstemp(path);
     if (fd >= 0) close(fd);
-    if (gguf_writer_save(w, path) != PVK_OK) path[0] = 0;
+    if (gguf_writer_save(w, path) != PHIVK_OK) path[0] = 0;
     gguf_writer_destroy(w);
 }
 
@@ -173,7 +173,7 @@ static void hostile_strings_fixture(char *path) {
     strcpy(path, "/tmp/phivk-test-info-XXXXXX");
     int fd = mkstemp(path);
     if (fd >= 0) close(fd);
-    if (gguf_writer_save(w, path) != PVK_OK) path[0] = 0;
+    if (gguf_writer_save(w, path) != PHIVK_OK) path[0] = 0;
     gguf_writer_destroy(w);
 }
 

@@ -21,10 +21,10 @@ static synth_params tiny(void) {
 }
 
 /* Reads the model the way phivk_model_load starts to; the status, message in pvk_errmsg(). */
-static pvk_status read_model(const void *img, size_t n) {
-    pvk_fail(PVK_OK, "%s", ""); /* a message left by an earlier case cannot pass for this one */
+static phivk_status read_model(const void *img, size_t n) {
+    pvk_fail(PHIVK_OK, "%s", ""); /* a message left by an earlier case cannot pass for this one */
     gguf_file *f;
-    pvk_status st = gguf_open_memory(img, n, &f);
+    phivk_status st = gguf_open_memory(img, n, &f);
     if (st) return st;
     arch_hparams hp;
     arch_weights *w = NULL;
@@ -36,8 +36,8 @@ static pvk_status read_model(const void *img, size_t n) {
 
 static uint8_t *build(const synth_params *p, size_t *n) {
     void *img = NULL;
-    if (synth_build(p, &img, n) != PVK_OK) return NULL;
-    if (read_model(img, *n) != PVK_OK) {
+    if (synth_build(p, &img, n) != PHIVK_OK) return NULL;
+    if (read_model(img, *n) != PHIVK_OK) {
         printf("    the unpatched fixture is refused: %s\n", pvk_errmsg());
         free(img);
         return NULL;
@@ -46,8 +46,8 @@ static uint8_t *build(const synth_params *p, size_t *n) {
 }
 
 static void expect_refused(const void *img, size_t n, const char *what, const char *named) {
-    pvk_status st = read_model(img, n);
-    CHECK(st == PVK_ERR_BAD_FILE, "%s: status %d, want a bad-file refusal ('%s')", what, st, pvk_errmsg());
+    phivk_status st = read_model(img, n);
+    CHECK(st == PHIVK_ERR_BAD_FILE, "%s: status %d, want a bad-file refusal ('%s')", what, st, pvk_errmsg());
     CHECK(strstr(pvk_errmsg(), named), "%s: the message names '%s': '%s'", what, named, pvk_errmsg());
     printf("    %-36s %s\n", what, pvk_errmsg());
 }
@@ -65,7 +65,7 @@ static uint8_t *key_value(uint8_t *img, size_t n, const char *key) {
 /* The first float of a tensor's data inside the image. */
 static float *tensor_floats(uint8_t *img, size_t n, const char *name) {
     gguf_file *f;
-    if (gguf_open_memory(img, n, &f) != PVK_OK) return NULL;
+    if (gguf_open_memory(img, n, &f) != PHIVK_OK) return NULL;
     const gguf_tensor *t = gguf_find_tensor(f, name);
     float *at = t ? (float *)(img + ((const uint8_t *)t->data - img)) : NULL;
     gguf_close(f);
@@ -82,7 +82,7 @@ TEST(rope_freq_base_of_1_or_less_is_refused_naming_the_key) {
         p.rope_base = bases[i];
         void *img = NULL;
         size_t n;
-        REQUIRE(synth_build(&p, &img, &n) == PVK_OK, "build: %s", pvk_errmsg());
+        REQUIRE(synth_build(&p, &img, &n) == PHIVK_OK, "build: %s", pvk_errmsg());
         char what[64];
         snprintf(what, sizeof what, "rope.freq_base = %g", (double)bases[i]);
         expect_refused(img, n, what, "phi3.rope.freq_base");
@@ -128,7 +128,7 @@ TEST(longrope_factors_zero_negative_or_not_finite_are_refused_naming_the_tensor)
             f[3] = keep;
         }
     }
-    CHECK(read_model(img, n) == PVK_OK, "restored factors are accepted again: %s", pvk_errmsg());
+    CHECK(read_model(img, n) == PHIVK_OK, "restored factors are accepted again: %s", pvk_errmsg());
     free(img);
 }
 

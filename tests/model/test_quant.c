@@ -95,7 +95,7 @@ static void put16(uint8_t *p, uint16_t v) {
 
 static void check_block(pvk_type t, const uint8_t *block, const float *want, int n) {
     float y[256];
-    REQUIRE(quant_dequantize_row(t, block, y, n) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(quant_dequantize_row(t, block, y, n) == PHIVK_OK, "%s", pvk_errmsg());
     int bad = 0;
     for (int i = 0; i < n; i++)
         if (y[i] != want[i] && bad++ < 4)
@@ -277,8 +277,8 @@ TEST(every_quantizer_round_trips_within_its_error_bound) {
         const pvk_type_info *info = pvk_type_get(t);
         for (int shape = 0; shape < 8; shape++) {
             fill(x, N, shape);
-            REQUIRE(quant_quantize_row(t, x, q, N) == PVK_OK, "%s: %s", info->name, pvk_errmsg());
-            REQUIRE(quant_dequantize_row(t, q, y, N) == PVK_OK, "%s: %s", info->name, pvk_errmsg());
+            REQUIRE(quant_quantize_row(t, x, q, N) == PHIVK_OK, "%s: %s", info->name, pvk_errmsg());
+            REQUIRE(quant_dequantize_row(t, q, y, N) == PHIVK_OK, "%s: %s", info->name, pvk_errmsg());
             float worst = 0;
             for (int b0 = 0; b0 < N; b0 += (int)info->block_elems) {
                 float amax = 0;
@@ -323,17 +323,17 @@ TEST(q4_0_q5_0_and_q8_0_requantize_their_own_output_bit_for_bit) {
 TEST(dequantize_and_quantize_refuse_unsupported_types_and_partial_blocks) {
     float y[256];
     uint8_t b[512] = {0};
-    CHECK(quant_dequantize_row(PVK_Q2_K, b, y, 256) == PVK_ERR_UNSUPPORTED, "q2_K has no dequantizer");
+    CHECK(quant_dequantize_row(PVK_Q2_K, b, y, 256) == PHIVK_ERR_UNSUPPORTED, "q2_K has no dequantizer");
     CHECK(strstr(pvk_errmsg(), "q2_K"), "message names the type: %s", pvk_errmsg());
-    CHECK(quant_quantize_row(PVK_Q8_1, y, b, 32) == PVK_ERR_UNSUPPORTED, "q8_1 has no quantizer");
-    CHECK(quant_dequantize_row((pvk_type)33, b, y, 1) == PVK_ERR_UNSUPPORTED, "unknown id");
-    CHECK(quant_dequantize_row(PVK_Q4_0, b, y, 48) == PVK_ERR_INVALID, "48 is not a whole number of blocks");
-    CHECK(quant_quantize_row(PVK_Q6_K, y, b, 128) == PVK_ERR_INVALID, "128 < 256");
+    CHECK(quant_quantize_row(PVK_Q8_1, y, b, 32) == PHIVK_ERR_UNSUPPORTED, "q8_1 has no quantizer");
+    CHECK(quant_dequantize_row((pvk_type)33, b, y, 1) == PHIVK_ERR_UNSUPPORTED, "unknown id");
+    CHECK(quant_dequantize_row(PVK_Q4_0, b, y, 48) == PHIVK_ERR_INVALID, "48 is not a whole number of blocks");
+    CHECK(quant_quantize_row(PVK_Q6_K, y, b, 128) == PHIVK_ERR_INVALID, "128 < 256");
 }
 
 TEST(reference_q4_0_file_dequantizes_plausibly_and_requantizes_to_its_bytes) {
     gguf_file *f;
-    REQUIRE(gguf_open(testdata_path("reference/phi3-q4_0.gguf"), &f) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(gguf_open(testdata_path("reference/phi3-q4_0.gguf"), &f) == PHIVK_OK, "%s", pvk_errmsg());
     int n_q4 = 0, n_other = 0;
     for (uint64_t i = 0; i < gguf_tensor_count(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
@@ -341,7 +341,7 @@ TEST(reference_q4_0_file_dequantizes_plausibly_and_requantizes_to_its_bytes) {
         float *y = malloc((size_t)n * sizeof *y);
         uint8_t *q = malloc(t->bytes);
         REQUIRE(y && q, "malloc");
-        CHECK(quant_dequantize_row(t->type, t->data, y, n) == PVK_OK, "%s: %s", t->name, pvk_errmsg());
+        CHECK(quant_dequantize_row(t->type, t->data, y, n) == PHIVK_OK, "%s: %s", t->name, pvk_errmsg());
         double sum_abs = 0;
         float amax = 0;
         bool finite = true;

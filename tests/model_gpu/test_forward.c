@@ -114,8 +114,8 @@ static bool fixture_open(fixture *fx, const synth_params *p) {
     int fd = mkstemp(fx->path);
     if (fd < 0) return false;
     close(fd);
-    if (synth_save(p, fx->path) != PVK_OK || gguf_open(fx->path, &fx->file) != PVK_OK ||
-        ref_model_create(fx->file, "fixture", &fx->ref) != PVK_OK) {
+    if (synth_save(p, fx->path) != PHIVK_OK || gguf_open(fx->path, &fx->file) != PHIVK_OK ||
+        ref_model_create(fx->file, "fixture", &fx->ref) != PHIVK_OK) {
         printf("    fixture: %s\n", pvk_errmsg());
         return false;
     }
@@ -179,8 +179,8 @@ static void check_fixture_vs_reference(const synth_params *p, int n_tokens, bool
     rp.int8_types = gpu_int8_types(n_tokens);
     rp.kv_f16 = true;
     ref_state *rs = NULL;
-    CHECK(ref_state_create(fx.ref, &rp, &rs) == PVK_OK, "ref state: %s", pvk_errmsg());
-    CHECK(rs && ref_forward(rs, ids, n_tokens, want, true) == PVK_OK, "ref forward: %s", pvk_errmsg());
+    CHECK(ref_state_create(fx.ref, &rp, &rs) == PHIVK_OK, "ref state: %s", pvk_errmsg());
+    CHECK(rs && ref_forward(rs, ids, n_tokens, want, true) == PHIVK_OK, "ref forward: %s", pvk_errmsg());
     phivk_session_params sp = phivk_session_default_params();
     sp.ctx = 256;
     sp.no_swa = no_swa;
@@ -314,7 +314,7 @@ TEST(phi2_and_llama_q4_k_m_mix_with_int8_for_some_types_and_f32_for_others) {
         saved[i] = pvk_ops_mm_choice(o, ts[i]);
         pvk_mm_choice c = saved[i];
         c.int8 = ts[i] != PVK_Q6_K;
-        REQUIRE(pvk_ops_set_mm_choice(o, ts[i], c) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(pvk_ops_set_mm_choice(o, ts[i], c) == PHIVK_OK, "%s", pvk_errmsg());
     }
     uint64_t k_quants = 1ull << PVK_Q4_K | 1ull << PVK_Q5_K | 1ull << PVK_Q6_K;
     CHECK((gpu_int8_types(1) & k_quants) == (1ull << PVK_Q4_K | 1ull << PVK_Q5_K), "the mix is what the GPU reads");
@@ -356,11 +356,11 @@ static void check_greedy(const synth_params *p, int steps_wanted) {
     rp.int8_types = gpu_int8_types(1);
     rp.kv_f16 = true;
     ref_state *rs = NULL;
-    CHECK(ref_state_create(fx.ref, &rp, &rs) == PVK_OK, "ref state: %s", pvk_errmsg());
+    CHECK(ref_state_create(fx.ref, &rp, &rs) == PHIVK_OK, "ref state: %s", pvk_errmsg());
     REQUIRE(s && rs, "sessions: %s", phivk_last_error());
     int32_t prompt[4] = {1, 50, 60, 70};
     bool run_ok = phivk_decode(s, prompt, 4, lg, false) == PHIVK_OK &&
-                  ref_forward(rs, prompt, 4, lr, false) == PVK_OK;
+                  ref_forward(rs, prompt, 4, lr, false) == PHIVK_OK;
     int steps = 0, ties = 0;
     while (run_ok && steps < steps_wanted) {
         int32_t tg = vec_argmax(lg, nv), tr = vec_argmax(lr, nv);
@@ -374,7 +374,7 @@ static void check_greedy(const synth_params *p, int steps_wanted) {
         }
         if (steps < steps_wanted)
             run_ok = phivk_decode(s, &tr, 1, lg, false) == PHIVK_OK &&
-                     ref_forward(rs, &tr, 1, lr, false) == PVK_OK;
+                     ref_forward(rs, &tr, 1, lr, false) == PHIVK_OK;
     }
     CHECK(run_ok, "decode failed at step %d: %s", steps, pvk_errmsg());
     printf("    %s: %d of %d greedy steps compared, %d of them ties\n", p->arch, steps, steps_wanted, ties);

@@ -28,7 +28,7 @@ static bool holds(const pvk_tensor *t, const gguf_tensor *const *parts, int n, u
     uint64_t bytes = 0;
     for (int i = 0; i < n; i++) bytes += parts[i]->bytes;
     uint8_t *got = malloc(bytes);
-    bool same = got && pvk_buf_read(runtime()->dev, &t->buf, 0, got, bytes) == PVK_OK;
+    bool same = got && pvk_buf_read(runtime()->dev, &t->buf, 0, got, bytes) == PHIVK_OK;
     for (uint64_t i = 0, off = 0; same && i < (uint64_t)n; off += parts[i]->bytes, i++)
         same = !memcmp(got + off, parts[i]->data, parts[i]->bytes);
     free(got);
@@ -45,7 +45,7 @@ static void check_model(const char *arch, bool separate_qkv, int joins) {
     p.wtype = PVK_Q8_0;
     void *img;
     size_t size;
-    REQUIRE(synth_build(&p, &img, &size) == PVK_OK, "%s: %s", arch, pvk_errmsg());
+    REQUIRE(synth_build(&p, &img, &size) == PHIVK_OK, "%s: %s", arch, pvk_errmsg());
     setenv("PHIVK_UPLOAD_CHUNK", "100", 1);
     phivk_model_params mp = phivk_model_default_params();
     mp.progress = count_pieces;
@@ -102,7 +102,7 @@ TEST(a_bad_upload_chunk_is_refused_with_the_variable_named) {
     synth_params p = synth_default_params();
     void *img;
     size_t size;
-    REQUIRE(synth_build(&p, &img, &size) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &img, &size) == PHIVK_OK, "%s", pvk_errmsg());
     setenv("PHIVK_UPLOAD_CHUNK", "0", 1);
     phivk_model *m = phivk_model_load_memory(runtime(), img, size, "tiny", NULL);
     unsetenv("PHIVK_UPLOAD_CHUNK");

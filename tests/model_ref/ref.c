@@ -25,17 +25,17 @@ void ref_norm(arch_norm kind, float eps, const float *x, const float *w, const f
     }
 }
 
-pvk_status ref_matmul(pvk_type t, const void *w, int64_t rows, int64_t cols, const float *b,
+phivk_status ref_matmul(pvk_type t, const void *w, int64_t rows, int64_t cols, const float *b,
                       const float *x, int64_t xs, float *y, int64_t ys, int64_t n) {
     float *row = malloc((size_t)cols * sizeof *row);
-    if (!row) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %lld-wide row",
+    if (!row) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %lld-wide row",
                               (long long)cols);
     const size_t row_bytes = pvk_type_row_bytes(t, cols);
-    pvk_status st = PVK_OK;
-    for (int64_t r = 0; r < rows && st == PVK_OK; r++) {
+    phivk_status st = PHIVK_OK;
+    for (int64_t r = 0; r < rows && st == PHIVK_OK; r++) {
         /* each row is dequantized once and used by every token of the batch */
         st = quant_dequantize_row(t, (const uint8_t *)w + (size_t)r * row_bytes, row, cols);
-        for (int64_t i = 0; i < n && st == PVK_OK; i++) {
+        for (int64_t i = 0; i < n && st == PHIVK_OK; i++) {
             const float *xi = x + i * xs;
             double acc = b ? b[r] : 0.0;
             for (int64_t c = 0; c < cols; c++) acc += (double)row[c] * xi[c];
@@ -112,19 +112,19 @@ struct ref_model {
     arch_weights *w;
 };
 
-pvk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out) {
+phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out) {
     *out = NULL;
     ref_model *m = calloc(1, sizeof *m);
-    if (!m) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (!m) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     m->file = f;
-    pvk_status st = arch_hparams_read(f, what, &m->hp);
+    phivk_status st = arch_hparams_read(f, what, &m->hp);
     if (!st) st = arch_weights_create(f, &m->hp, what, &m->w);
     if (st) {
         ref_model_destroy(m);
         return st;
     }
     *out = m;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void ref_model_destroy(ref_model *m) {
@@ -149,10 +149,10 @@ struct ref_state {
     float *k, *v;          /* [n_layer][n_ctx][n_embd_kv], K after RoPE */
 };
 
-pvk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_state **out) {
+phivk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_state **out) {
     *out = NULL;
     ref_state *s = calloc(1, sizeof *s);
-    if (!s) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory");
+    if (!s) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     s->m = m;
     s->p = p ? *p : ref_state_default_params();
     if (s->p.n_ctx <= 0) s->p.n_ctx = m->hp.n_ctx_train;
@@ -163,12 +163,12 @@ pvk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_s
     if (!s->history || !s->k || !s->v) {
         const int32_t n_ctx = s->p.n_ctx;
         ref_state_destroy(s);
-        return pvk_fail(PVK_ERR_HOST_MEMORY,
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY,
                         "out of host memory for a %d-token fp32 reference KV cache (%zu MiB)",
                         (int)n_ctx, 2 * kv * sizeof(float) >> 20);
     }
     *out = s;
-    return PVK_OK;
+    return PHIVK_OK;
 }
 
 void ref_state_destroy(ref_state *s) {
@@ -211,25 +211,25 @@ static void int8_round_trip(const float *x, int64_t xs, float *out, int64_t cols
 
 /* y = x W^T (+ b) for a GGUF matrix, with x through int8 first where the batch asks
  * for it for W's block type. */
-static pvk_status matmul_t(const batch *bt, const gguf_tensor *w, const gguf_tensor *b, const float *x,
+static phivk_status matmul_t(const batch *bt, const gguf_tensor *w, const gguf_tensor *b, const float *x,
                            int64_t xs, float *y, int64_t ys, int64_t n) {
     const float *bias = b ? (const float *)b->data : NULL;
     int64_t cols = w->ne[0];
     if (!(bt->int8_types >> w->type & 1) || pvk_type_get(w->type)->block_elems == 1 || cols % 32)
         return ref_matmul(w->type, w->data, w->ne[1], cols, bias, x, xs, y, ys, n);
     float *xq = malloc(sizeof *xq * (size_t)(n * cols));
-    if (!xq) return pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for int8 activations");
+    if (!xq) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for int8 activations");
     int8_round_trip(x, xs, xq, cols, n);
-    pvk_status st = ref_matmul(w->type, w->data, w->ne[1], cols, bias, xq, cols, y, ys, n);
+    phivk_status st = ref_matmul(w->type, w->data, w->ne[1], cols, bias, xq, cols, y, ys, n);
     free(xq);
     return st;
 }
 
 /* The MLP of one layer on h into out ([n][E]). */
-static pvk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *b,
+static phivk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *b,
                       const float *h, float *out, int64_t n) {
     const int64_t E = hp->n_embd, F = hp->n_ff;
-    pvk_status st;
+    phivk_status st;
     if (hp->gelu) {
         if ((st = matmul_t(b, L->ffn_up, L->ffn_up_b, h, E, b->act, F, n))) return st;
         for (int64_t i = 0; i < n * F; i++) b->act[i] = ref_gelu(b->act[i]);
@@ -247,7 +247,7 @@ static pvk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *
 }
 
 /* Runs n tokens at s->pos through every layer; the caller has validated them. */
-static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
+static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
                             bool all_logits) {
     const arch_hparams *hp = &s->m->hp;
     const arch_weights *w = s->m->w;
@@ -256,7 +256,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
     const int64_t pos0 = s->pos;
     const float *factors = f32(arch_rope_factors(w, s->table));
     const float qscale = (float)(1.0 / sqrt((double)hp->head_dim));
-    pvk_status st = PVK_OK;
+    phivk_status st = PHIVK_OK;
     batch b = {.int8_types = s->p.int8_types};
     b.x = malloc((size_t)(n * E) * sizeof(float));
     b.h = malloc((size_t)(n * E) * sizeof(float));
@@ -266,7 +266,7 @@ static pvk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, floa
     b.gu = malloc((size_t)(n * 2 * F) * sizeof(float));
     b.act = malloc((size_t)(n * F) * sizeof(float));
     if (!b.x || !b.h || !b.qkv || !b.att || !b.o || !b.gu || !b.act) {
-        st = pvk_fail(PVK_ERR_HOST_MEMORY, "out of host memory for a %d-token reference batch", n);
+        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %d-token reference batch", n);
         goto done;
     }
 
@@ -347,17 +347,17 @@ done:
     return st;
 }
 
-pvk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
+phivk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
                        bool all_logits) {
     const arch_hparams *hp = &s->m->hp;
-    if (n <= 0 || !tokens) return pvk_fail(PVK_ERR_INVALID, "ref_forward: no tokens");
+    if (n <= 0 || !tokens) return pvk_fail(PHIVK_ERR_INVALID, "ref_forward: no tokens");
     if (n > s->p.n_ctx - s->pos)
-        return pvk_fail(PVK_ERR_CONTEXT_FULL,
+        return pvk_fail(PHIVK_ERR_CONTEXT_FULL,
                         "%d tokens do not fit: %d of the %d-token context are in use", n, s->pos,
                         s->p.n_ctx);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return pvk_fail(PVK_ERR_INVALID, "token id %d is out of range (the vocabulary has %d)",
+            return pvk_fail(PHIVK_ERR_INVALID, "token id %d is out of range (the vocabulary has %d)",
                             tokens[i], hp->n_vocab);
     const arch_rope_table table = arch_rope_factors_choice(hp, s->p.rope_factors, s->pos + n);
     if (table != s->table && s->pos > 0) {
@@ -365,7 +365,7 @@ pvk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *lo
         const int32_t n_old = s->pos;
         s->pos = 0;
         s->table = table;
-        pvk_status st = run_batch(s, s->history, n_old, NULL, false);
+        phivk_status st = run_batch(s, s->history, n_old, NULL, false);
         if (st) return st;
     }
     s->table = table;

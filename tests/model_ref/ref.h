@@ -26,8 +26,8 @@ void ref_norm(arch_norm kind, float eps, const float *x, const float *w, const f
               int64_t n);
 /* For i < n, r < rows: y[i*ys + r] = W[r] . x[i*xs .. +cols] (+ b[r]), where W is
  * rows x cols of type t stored row-major at w (a GGUF 2-D tensor: ne0 = cols).
- * b may be NULL. PVK_ERR_UNSUPPORTED for a type quant.h cannot dequantize. */
-pvk_status ref_matmul(pvk_type t, const void *w, int64_t rows, int64_t cols, const float *b,
+ * b may be NULL. PHIVK_ERR_UNSUPPORTED for a type quant.h cannot dequantize. */
+phivk_status ref_matmul(pvk_type t, const void *w, int64_t rows, int64_t cols, const float *b,
                       const float *x, int64_t xs, float *y, int64_t ys, int64_t n);
 /* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) at pos:
  * pair i (< n_rot/2) is (i, i + n_rot/2) when neox, else (2i, 2i+1); angle
@@ -52,7 +52,7 @@ typedef struct ref_model ref_model;
 
 /* Reads hyperparameters and weights of f (which must outlive the model); what names
  * the file in messages. Caller owns *out: ref_model_destroy. */
-pvk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out);
+phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out);
 void ref_model_destroy(ref_model *m); /* accepts NULL */
 const arch_hparams *ref_model_hparams(const ref_model *m);
 const arch_weights *ref_model_weights(const ref_model *m);
@@ -73,17 +73,17 @@ ref_state_params ref_state_default_params(void);
 typedef struct ref_state ref_state;
 
 /* An fp32 KV cache for m (which must outlive it) at position 0. Caller owns *out. */
-pvk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_state **out);
+phivk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref_state **out);
 void ref_state_destroy(ref_state *s); /* accepts NULL */
 int32_t ref_state_pos(const ref_state *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits (may
  * be NULL) receives the last position's n_vocab logits, or every position's
- * (n x n_vocab) when all_logits. PVK_ERR_CONTEXT_FULL when they do not fit,
- * PVK_ERR_INVALID for an out-of-range token id; the state is unchanged on error.
+ * (n x n_vocab) when all_logits. PHIVK_ERR_CONTEXT_FULL when they do not fit,
+ * PHIVK_ERR_INVALID for an out-of-range token id; the state is unchanged on error.
  * With rope_factors AUTO, the call that takes the sequence past the original
  * context recomputes the cached tokens with the long table first. */
-pvk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
+phivk_status ref_forward(ref_state *s, const int32_t *tokens, int32_t n, float *logits,
                        bool all_logits);
 
 #endif

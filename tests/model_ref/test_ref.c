@@ -23,11 +23,11 @@ static void check_reference(const char *model, const char *ids_file, const char 
     const int n = testdata_ids(ids_file, ids, 256);
     REQUIRE(n > 0, "cannot read %s under %s", ids_file, testdata_path(""));
     gguf_file *f = NULL;
-    REQUIRE(gguf_open(path, &f) == PVK_OK, "gguf_open %s: %s", path, pvk_errmsg());
+    REQUIRE(gguf_open(path, &f) == PHIVK_OK, "gguf_open %s: %s", path, pvk_errmsg());
     ref_model *m = NULL;
     ref_state *s = NULL;
     float *want = NULL, *got = NULL;
-    if (ref_model_create(f, model, &m) != PVK_OK) {
+    if (ref_model_create(f, model, &m) != PHIVK_OK) {
         CHECK(0, "ref_model_create: %s", pvk_errmsg());
         goto done;
     }
@@ -37,13 +37,13 @@ static void check_reference(const char *model, const char *ids_file, const char 
     sp.rope_factors = rope;
     want = testdata_logits(logits_file, (size_t)n * V);
     got = malloc((size_t)n * V * sizeof *got);
-    if (!want || !got || ref_state_create(m, &sp, &s) != PVK_OK) {
+    if (!want || !got || ref_state_create(m, &sp, &s) != PHIVK_OK) {
         CHECK(0, "setup failed for %s: %s", model, pvk_errmsg());
         goto done;
     }
-    pvk_status st = ref_forward(s, ids, n, got, true);
-    CHECK(st == PVK_OK, "ref_forward: %s", pvk_errmsg());
-    if (st == PVK_OK) {
+    phivk_status st = ref_forward(s, ids, n, got, true);
+    CHECK(st == PHIVK_OK, "ref_forward: %s", pvk_errmsg());
+    if (st == PHIVK_OK) {
         double maxd;
         int top1;
         testdata_compare(got, want, n, V, &maxd, &top1);

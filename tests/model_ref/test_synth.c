@@ -26,10 +26,10 @@ static void model_free(model *x) {
     free(x->data);
 }
 
-static pvk_status model_build(const synth_params *p, model *x) {
+static phivk_status model_build(const synth_params *p, model *x) {
     size_t size;
     memset(x, 0, sizeof *x);
-    pvk_status st = synth_build(p, &x->data, &size);
+    phivk_status st = synth_build(p, &x->data, &size);
     if (!st) st = gguf_open_memory(x->data, size, &x->f);
     if (!st) st = ref_model_create(x->f, "synthetic.gguf", &x->m);
     return st;
@@ -57,14 +57,14 @@ static int32_t ids[24] = {1, 300, 17, 42, 399, 5, 250, 123, 77, 301, 2, 9,
 static void check_incremental(const synth_params *p, int n) {
     model x;
     ref_state *a = NULL, *b = NULL;
-    pvk_status st = model_build(p, &x);
+    phivk_status st = model_build(p, &x);
     const int V = p->n_vocab;
     float *all = malloc((size_t)n * V * sizeof *all), *one = malloc((size_t)V * sizeof *one);
     ref_state_params sp = ref_state_default_params();
     if (!st) st = ref_state_create(x.m, &sp, &a);
     if (!st) st = ref_state_create(x.m, &sp, &b);
     if (!st) st = ref_forward(a, ids, n, all, true);
-    CHECK(st == PVK_OK, "%s: %s", p->arch, pvk_errmsg());
+    CHECK(st == PHIVK_OK, "%s: %s", p->arch, pvk_errmsg());
     double maxd = 0;
     bool finite = true;
     for (int i = 0; i < n && !st; i++) {
@@ -74,7 +74,7 @@ static void check_incremental(const synth_params *p, int n) {
             maxd = fmax(maxd, fabs((double)one[j] - all[(size_t)i * V + j]));
         }
     }
-    CHECK(st == PVK_OK, "%s decode: %s", p->arch, pvk_errmsg());
+    CHECK(st == PHIVK_OK, "%s decode: %s", p->arch, pvk_errmsg());
     CHECK(finite, "%s: non-finite logits", p->arch);
     CHECK(maxd <= 1e-4, "%s (%s): incremental vs prefill differ by %g", p->arch,
           pvk_type_get(p->wtype)->name, maxd);
@@ -132,7 +132,7 @@ TEST(synth_q4_k_m_mix_types_and_fallbacks) {
     p.n_layer = 8;
     p.mix = SYNTH_MIX_Q4_K_M;
     model x;
-    REQUIRE(model_build(&p, &x) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &x) == PHIVK_OK, "%s", pvk_errmsg());
     const arch_weights *w = ref_model_weights(x.m);
     CHECK(w->layers[0].attn_qkv->type == PVK_Q5_K, "qkv is %d", w->layers[0].attn_qkv->type);
     CHECK(w->output->type == PVK_Q6_K, "output is %d", w->output->type);
@@ -153,9 +153,9 @@ TEST(synth_repeat_weights_keeps_shapes_types_and_size) {
     p.n_layer = 8;
     p.mix = SYNTH_MIX_Q4_K_M;
     model a, b;
-    REQUIRE(model_build(&p, &a) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &a) == PHIVK_OK, "%s", pvk_errmsg());
     p.repeat_weights = true;
-    REQUIRE(model_build(&p, &b) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &b) == PHIVK_OK, "%s", pvk_errmsg());
     REQUIRE(gguf_tensor_count(a.f) == gguf_tensor_count(b.f), "tensor counts differ");
     uint64_t sum = 0, predicted = 0;
     for (uint64_t i = 0; i < gguf_tensor_count(a.f); i++) {
@@ -165,7 +165,7 @@ TEST(synth_repeat_weights_keeps_shapes_types_and_size) {
               "%s differs under repeat_weights", x->name);
         sum += y->bytes;
     }
-    CHECK(synth_tensor_bytes(&p, &predicted) == PVK_OK && predicted == sum,
+    CHECK(synth_tensor_bytes(&p, &predicted) == PHIVK_OK && predicted == sum,
           "predicted %llu bytes, built %llu", (unsigned long long)predicted, (unsigned long long)sum);
     const arch_weights *w = ref_model_weights(b.m);
     CHECK(!memcmp(w->layers[1].ffn_up->data, w->layers[6].ffn_up->data, w->layers[1].ffn_up->bytes),
@@ -185,10 +185,10 @@ TEST(synth_is_deterministic_and_seeded) {
     synth_params p = small("phi3");
     void *a, *b, *c;
     size_t na, nb, nc;
-    REQUIRE(synth_build(&p, &a, &na) == PVK_OK, "%s", pvk_errmsg());
-    REQUIRE(synth_build(&p, &b, &nb) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &a, &na) == PHIVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &b, &nb) == PHIVK_OK, "%s", pvk_errmsg());
     p.seed = 2;
-    REQUIRE(synth_build(&p, &c, &nc) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &c, &nc) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK(na == nb && !memcmp(a, b, na), "same seed, different files");
     CHECK(na == nc && memcmp(a, c, na), "another seed must change the weights only");
     free(a);
@@ -199,18 +199,18 @@ TEST(synth_is_deterministic_and_seeded) {
 TEST(synth_shapes_are_known_and_sized) {
     synth_params p;
     for (const char *const *n = synth_shape_names(); *n; n++)
-        CHECK(synth_shape_by_name(*n, &p) == PVK_OK, "%s", *n);
-    REQUIRE(synth_shape_by_name("phi3-mini", &p) == PVK_OK, "phi3-mini");
+        CHECK(synth_shape_by_name(*n, &p) == PHIVK_OK, "%s", *n);
+    REQUIRE(synth_shape_by_name("phi3-mini", &p) == PHIVK_OK, "phi3-mini");
     /* phi-spec section 1: Phi-3-mini has 3.821B parameters, phi-2 2.780B */
     CHECK_NEAR(synth_param_count(&p) / 1e9, 3.821, 0.01, "published count");
-    REQUIRE(synth_shape_by_name("phi2", &p) == PVK_OK, "phi2");
+    REQUIRE(synth_shape_by_name("phi2", &p) == PHIVK_OK, "phi2");
     CHECK_NEAR(synth_param_count(&p) / 1e9, 2.780, 0.01, "published count");
-    REQUIRE(synth_shape_by_name("phi3-medium", &p) == PVK_OK, "phi3-medium");
+    REQUIRE(synth_shape_by_name("phi3-medium", &p) == PHIVK_OK, "phi3-medium");
     CHECK_NEAR(synth_param_count(&p) / 1e9, 13.96, 0.02, "published count");
-    REQUIRE(synth_shape_by_name("150m", &p) == PVK_OK, "150m");
+    REQUIRE(synth_shape_by_name("150m", &p) == PHIVK_OK, "150m");
     CHECK(synth_param_count(&p) > 120000000 && synth_param_count(&p) < 180000000, "150m has %lld",
           (long long)synth_param_count(&p));
-    CHECK(synth_shape_by_name("phi7", &p) == PVK_ERR_INVALID, "unknown shape accepted");
+    CHECK(synth_shape_by_name("phi7", &p) == PHIVK_ERR_INVALID, "unknown shape accepted");
     CHECK(strstr(pvk_errmsg(), "phi3-mini") != NULL, "message lists the shapes: %s", pvk_errmsg());
 }
 
@@ -221,7 +221,7 @@ TEST(synth_tiny_hparams_round_trip) {
     p.rope_orig_ctx = 4096;
     p.sliding_window = 100;
     model x;
-    REQUIRE(model_build(&p, &x) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &x) == PHIVK_OK, "%s", pvk_errmsg());
     const arch_hparams *hp = ref_model_hparams(x.m);
     CHECK(hp->arch == ARCH_PHI3 && hp->n_vocab == 512 && hp->n_embd == 64 && hp->n_layer == 2,
           "shape");
@@ -250,7 +250,7 @@ TEST(ref_auto_rope_switches_tables_with_recompute) {
     p.n_ctx = 64;
     p.rope_orig_ctx = 8;
     model x;
-    REQUIRE(model_build(&p, &x) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &x) == PHIVK_OK, "%s", pvk_errmsg());
     const int V = p.n_vocab;
     float *lg[3];
     ref_state *s[3] = {0};
@@ -259,11 +259,11 @@ TEST(ref_auto_rope_switches_tables_with_recompute) {
         ref_state_params sp = ref_state_default_params();
         sp.rope_factors = modes[i];
         lg[i] = malloc((size_t)12 * V * sizeof(float));
-        REQUIRE(ref_state_create(x.m, &sp, &s[i]) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(ref_state_create(x.m, &sp, &s[i]) == PHIVK_OK, "%s", pvk_errmsg());
         /* 8 tokens (still short for AUTO), then 4 one at a time */
-        REQUIRE(ref_forward(s[i], ids, 8, lg[i], true) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(ref_forward(s[i], ids, 8, lg[i], true) == PHIVK_OK, "%s", pvk_errmsg());
         for (int t = 8; t < 12; t++)
-            REQUIRE(ref_forward(s[i], ids + t, 1, lg[i] + (size_t)t * V, false) == PVK_OK, "%s",
+            REQUIRE(ref_forward(s[i], ids + t, 1, lg[i] + (size_t)t * V, false) == PHIVK_OK, "%s",
                     pvk_errmsg());
     }
     double d_short = 0, d_long = 0, d_tables = 0;
@@ -287,7 +287,7 @@ TEST(ref_sliding_window_hides_old_keys_unless_no_swa) {
     synth_params p = small("phi3");
     p.sliding_window = 4;
     model x;
-    REQUIRE(model_build(&p, &x) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &x) == PHIVK_OK, "%s", pvk_errmsg());
     const int V = p.n_vocab;
     float *a = malloc(V * sizeof *a), *b = malloc(V * sizeof *b);
     int32_t t1[11], t2[11];
@@ -298,11 +298,11 @@ TEST(ref_sliding_window_hides_old_keys_unless_no_swa) {
         ref_state_params sp = ref_state_default_params();
         sp.no_swa = no_swa;
         ref_state *s1 = NULL, *s2 = NULL;
-        REQUIRE(ref_state_create(x.m, &sp, &s1) == PVK_OK &&
-                    ref_state_create(x.m, &sp, &s2) == PVK_OK,
+        REQUIRE(ref_state_create(x.m, &sp, &s1) == PHIVK_OK &&
+                    ref_state_create(x.m, &sp, &s2) == PHIVK_OK,
                 "%s", pvk_errmsg());
-        REQUIRE(ref_forward(s1, t1, 11, a, false) == PVK_OK &&
-                    ref_forward(s2, t2, 11, b, false) == PVK_OK,
+        REQUIRE(ref_forward(s1, t1, 11, a, false) == PHIVK_OK &&
+                    ref_forward(s2, t2, 11, b, false) == PHIVK_OK,
                 "%s", pvk_errmsg());
         double d = 0;
         for (int j = 0; j < V; j++) d = fmax(d, fabs(a[j] - b[j]));
@@ -320,24 +320,24 @@ TEST(ref_sliding_window_hides_old_keys_unless_no_swa) {
 TEST(ref_rejects_full_context_and_bad_tokens) {
     synth_params p = small("llama");
     model x;
-    REQUIRE(model_build(&p, &x) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(model_build(&p, &x) == PHIVK_OK, "%s", pvk_errmsg());
     ref_state_params sp = ref_state_default_params();
     sp.n_ctx = 8;
     ref_state *s = NULL;
-    REQUIRE(ref_state_create(x.m, &sp, &s) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(ref_state_create(x.m, &sp, &s) == PHIVK_OK, "%s", pvk_errmsg());
     int32_t bad = 400;
-    CHECK(ref_forward(s, &bad, 1, NULL, false) == PVK_ERR_INVALID, "id 400 of 400 accepted");
+    CHECK(ref_forward(s, &bad, 1, NULL, false) == PHIVK_ERR_INVALID, "id 400 of 400 accepted");
     CHECK(strstr(pvk_errmsg(), "400") != NULL, "message: %s", pvk_errmsg());
-    CHECK(ref_forward(s, ids, 6, NULL, false) == PVK_OK, "%s", pvk_errmsg());
-    CHECK(ref_forward(s, ids, 3, NULL, false) == PVK_ERR_CONTEXT_FULL, "9 tokens in 8");
+    CHECK(ref_forward(s, ids, 6, NULL, false) == PHIVK_OK, "%s", pvk_errmsg());
+    CHECK(ref_forward(s, ids, 3, NULL, false) == PHIVK_ERR_CONTEXT_FULL, "9 tokens in 8");
     CHECK(ref_state_pos(s) == 6, "a refused call keeps the position (%d)", ref_state_pos(s));
     ref_state_destroy(s);
     model_free(&x);
 }
 
-static void check_load_error(const synth_params *p, pvk_status want, const char *msg) {
+static void check_load_error(const synth_params *p, phivk_status want, const char *msg) {
     model x;
-    pvk_status st = model_build(p, &x);
+    phivk_status st = model_build(p, &x);
     CHECK(st == want, "status %d, want %d (%s)", st, want, pvk_errmsg());
     CHECK(strstr(pvk_errmsg(), msg) != NULL, "message '%s' lacks '%s'", pvk_errmsg(), msg);
     model_free(&x);
@@ -347,22 +347,22 @@ TEST(arch_missing_tensor_is_named) {
     synth_params p = small("phi3");
     p.n_layer = 4;
     p.skip_tensor = "blk.3.ffn_down.weight";
-    check_load_error(&p, PVK_ERR_BAD_FILE,
+    check_load_error(&p, PHIVK_ERR_BAD_FILE,
                      "synthetic.gguf: missing tensor 'blk.3.ffn_down.weight'");
     p = small("phi2");
     p.skip_tensor = "output.bias";
-    check_load_error(&p, PVK_ERR_BAD_FILE, "missing tensor 'output.bias'");
+    check_load_error(&p, PHIVK_ERR_BAD_FILE, "missing tensor 'output.bias'");
     p = small("phi3");
     p.longrope = true;
     p.skip_tensor = "rope_factors_short.weight";
-    check_load_error(&p, PVK_ERR_BAD_FILE, "missing tensor 'rope_factors_short.weight'");
+    check_load_error(&p, PHIVK_ERR_BAD_FILE, "missing tensor 'rope_factors_short.weight'");
 }
 
 /* Reads the hyperparameters of a file that has only the given architecture name and
  * context length (0: no context key); returns the status, the message in pvk_errmsg. */
-static pvk_status read_stub(const char *arch, uint32_t ctx) {
+static phivk_status read_stub(const char *arch, uint32_t ctx) {
     gguf_writer *w = gguf_writer_create();
-    if (!w) return PVK_ERR_HOST_MEMORY;
+    if (!w) return PHIVK_ERR_HOST_MEMORY;
     gguf_writer_set_str(w, "general.architecture", arch);
     char key[64];
     snprintf(key, sizeof key, "%s.context_length", arch);
@@ -371,7 +371,7 @@ static pvk_status read_stub(const char *arch, uint32_t ctx) {
     size_t size;
     gguf_file *f = NULL;
     arch_hparams hp;
-    pvk_status st = gguf_writer_build(w, &data, &size);
+    phivk_status st = gguf_writer_build(w, &data, &size);
     if (!st) st = gguf_open_memory(data, size, &f);
     if (!st) st = arch_hparams_read(f, "m.gguf", &hp);
     gguf_close(f);
@@ -381,17 +381,17 @@ static pvk_status read_stub(const char *arch, uint32_t ctx) {
 }
 
 TEST(arch_unknown_architecture_is_refused) {
-    CHECK(read_stub("mamba", 0) == PVK_ERR_UNSUPPORTED, "mamba accepted");
+    CHECK(read_stub("mamba", 0) == PHIVK_ERR_UNSUPPORTED, "mamba accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: architecture 'mamba' is not supported (phivk runs phi2, "
                                 "phi3, llama)"),
           "message: %s", pvk_errmsg());
 }
 
 TEST(arch_missing_key_is_named) {
-    CHECK(read_stub("phi3", 4096) == PVK_ERR_BAD_FILE, "incomplete file accepted");
+    CHECK(read_stub("phi3", 4096) == PHIVK_ERR_BAD_FILE, "incomplete file accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: missing key 'phi3.embedding_length'"), "message: %s",
           pvk_errmsg());
-    CHECK(read_stub("llama", 0) == PVK_ERR_BAD_FILE, "incomplete file accepted");
+    CHECK(read_stub("llama", 0) == PHIVK_ERR_BAD_FILE, "incomplete file accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: missing key 'llama.context_length'"), "message: %s",
           pvk_errmsg());
 }
@@ -402,9 +402,9 @@ TEST(synth_save_writes_a_loadable_file) {
     char path[64];
     snprintf(path, sizeof path, "%s/tiny.gguf", dir);
     synth_params p = synth_default_params();
-    CHECK(synth_save(&p, path) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(synth_save(&p, path) == PHIVK_OK, "%s", pvk_errmsg());
     gguf_file *f = NULL;
-    CHECK(gguf_open(path, &f) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(gguf_open(path, &f) == PHIVK_OK, "%s", pvk_errmsg());
     gguf_str s;
     CHECK(f && gguf_get_str(f, "tokenizer.ggml.model", &s) && s.len == 5 &&
               !memcmp(s.ptr, "llama", 5),
@@ -429,7 +429,7 @@ TEST(synth_vocab_round_trips_through_the_tokenizer) {
         p.arch = archs[a];
         p.n_vocab = 32064; /* Phi-3 sized: control tokens at their real ids */
         p.n_layer = 1;
-        REQUIRE(synth_save(&p, path) == PVK_OK, "%s", pvk_errmsg());
+        REQUIRE(synth_save(&p, path) == PHIVK_OK, "%s", pvk_errmsg());
         phivk_vocab *v = phivk_vocab_load(path);
         CHECK(v, "%s: %s", archs[a], phivk_last_error());
         if (v) {

@@ -54,7 +54,7 @@ TEST(cache_totals_at_4k_32k_128k_for_each_kv_type) {
                          .v_type = cases[i].t, .ctx = cases[i].ctx, .batch = 512,
                          .budget = 1024 * GiB};
         plan p;
-        CHECK(plan_make(&in, &p) == PVK_OK, "case %zu: %s", i, pvk_errmsg());
+        CHECK(plan_make(&in, &p) == PHIVK_OK, "case %zu: %s", i, pvk_errmsg());
         CHECK(p.kv_bytes == cases[i].want, "case %zu: cache %llu bytes, want %llu", i,
               (unsigned long long)p.kv_bytes, (unsigned long long)cases[i].want);
     }
@@ -67,7 +67,7 @@ TEST(phi3_mini_128k_with_q4_0_cache_plans_under_16_gib) {
     plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_Q4_0,
                      .v_type = PVK_Q4_0, .ctx = 131072, .batch = 512, .budget = 24 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(plan_make(&in, &p) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK(p.total < 16 * GiB, "total %.2f GiB", p.total / (double)GiB);
     CHECK(p.scratch_bytes < 256 * MiB, "scratch %.1f MiB stays small", p.scratch_bytes / (double)MiB);
 }
@@ -86,11 +86,11 @@ TEST(the_devices_attention_partials_are_a_row_of_the_table) {
     plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_Q4_0,
                      .v_type = PVK_Q4_0, .ctx = 131072, .batch = 512, .budget = 24 * GiB};
     plan base, more;
-    CHECK(plan_make(&in, &base) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(plan_make(&in, &base) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK(base.rows[PLAN_ATTN].count == 0, "no partials without a device that splits");
     in.attn_bytes = lavapipe_like_attn;
     in.user = &hp;
-    CHECK(plan_make(&in, &more) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(plan_make(&in, &more) == PHIVK_OK, "%s", pvk_errmsg());
     uint64_t want = lavapipe_like_attn(&hp, 131072, 512);
     CHECK(more.rows[PLAN_ATTN].count == 1 && more.rows[PLAN_ATTN].bytes == want &&
               more.scratch_bytes == base.scratch_bytes + want &&
@@ -147,7 +147,7 @@ TEST(a_context_that_does_not_fit_is_refused_with_numbers_and_options) {
     plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_F16,
                      .v_type = PVK_F16, .ctx = 131072, .batch = 512, .budget = 24 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "48 GiB of cache in 24 GiB");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "48 GiB of cache in 24 GiB");
     const char *msg = pvk_errmsg();
     CHECK(strstr(msg, "131072") && strstr(msg, "48.00 GiB") && strstr(msg, "q8_0 or q4_0") &&
               strstr(msg, "-c auto"),
@@ -164,15 +164,15 @@ TEST(the_refusal_advises_the_context_auto_would_pick) {
                      .ctx = 1000000, .batch = 512, .budget = 24 * GiB, .attn_bytes = lavapipe_like_attn,
                      .user = &hp};
     plan p, a;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "366 GiB of cache in 24 GiB");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "366 GiB of cache in 24 GiB");
     long advised = advised_ctx(pvk_errmsg());
     in.ctx = 0;
-    CHECK(plan_make(&in, &a) == PVK_OK, "auto: %s", pvk_errmsg());
+    CHECK(plan_make(&in, &a) == PHIVK_OK, "auto: %s", pvk_errmsg());
     CHECK(advised == a.ctx && a.why == PLAN_CTX_MEMORY, "advice -c %ld, auto picks %d", advised, a.ctx);
     in.ctx = a.ctx;
-    CHECK(plan_make(&in, &p) == PVK_OK, "the advised context fits: %s", pvk_errmsg());
+    CHECK(plan_make(&in, &p) == PHIVK_OK, "the advised context fits: %s", pvk_errmsg());
     in.ctx = a.ctx + 256;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "256 more tokens do not");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "256 more tokens do not");
 }
 
 /* Only cache types smaller than the one in use are suggested. */
@@ -181,12 +181,12 @@ TEST(the_refusal_does_not_suggest_the_cache_type_in_use) {
     plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_Q8_0, .v_type = PVK_Q8_0,
                      .ctx = 131072, .batch = 512, .budget = 16 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "25.5 GiB of cache in 16 GiB");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "25.5 GiB of cache in 16 GiB");
     const char *msg = pvk_errmsg();
     CHECK(strstr(msg, "--kv-type q4_0)") && !strstr(msg, "q8_0 or"), "q8_0 in use: only q4_0: %s", msg);
     in.k_type = in.v_type = PVK_Q4_0;
     in.budget = 8 * GiB;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "13.5 GiB of cache in 8 GiB");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "13.5 GiB of cache in 8 GiB");
     msg = pvk_errmsg();
     CHECK(!strstr(msg, "--kv-type") && advised_ctx(msg) > 0, "q4_0 in use: no smaller type: %s", msg);
 }
@@ -196,15 +196,15 @@ TEST(auto_context_is_the_largest_multiple_of_256_that_fits) {
     plan_input in = {.hp = &hp, .weight_bytes = 2 * GiB, .k_type = PVK_F16, .v_type = PVK_F16,
                      .ctx = 0, .batch = 512, .budget = 8 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_OK, "%s", pvk_errmsg());
+    CHECK(plan_make(&in, &p) == PHIVK_OK, "%s", pvk_errmsg());
     CHECK(p.ctx % 256 == 0 && p.ctx > 0 && p.why == PLAN_CTX_MEMORY, "ctx %d", p.ctx);
     CHECK(p.total <= in.budget / 10 * 9, "fits in 90%% of the budget");
     CHECK(p.total + 256 * p.kv_bytes_per_token > in.budget / 10 * 9, "256 more tokens would not fit");
     in.budget = 1024 * GiB;
-    CHECK(plan_make(&in, &p) == PVK_OK && p.ctx == 131072 && p.why == PLAN_CTX_TRAINED,
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.ctx == 131072 && p.why == PLAN_CTX_TRAINED,
           "with room: the model's context");
     in.budget = 2 * GiB;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY, "weights alone fill the device");
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "weights alone fill the device");
 }
 
 /* A file may declare any trained context (2^24 in 430 KB): auto stops at 131072
@@ -215,13 +215,13 @@ TEST(auto_context_never_exceeds_131072_unless_asked) {
     plan_input in = {.hp = &hp, .weight_bytes = 1 * GiB, .k_type = PVK_Q4_0, .v_type = PVK_Q4_0,
                      .ctx = 0, .batch = 512, .budget = 4096 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_OK && p.ctx == PLAN_AUTO_CTX_MAX && p.why == PLAN_CTX_CAPPED,
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.ctx == PLAN_AUTO_CTX_MAX && p.why == PLAN_CTX_CAPPED,
           "auto: %d, want %d", p.ctx, PLAN_AUTO_CTX_MAX);
     char why[96];
     plan_ctx_text(&p, &hp, why, sizeof why);
     CHECK(strstr(why, "131072 of the model's trained 16777216"), "says what it chose: %s", why);
     in.ctx = 1 << 20;
-    CHECK(plan_make(&in, &p) == PVK_OK && p.ctx == 1 << 20 && p.why == PLAN_CTX_ASKED, "asked: 2^20");
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.ctx == 1 << 20 && p.why == PLAN_CTX_ASKED, "asked: 2^20");
 }
 
 /* A model trained for fewer than 256 tokens gets its whole context (the plan
@@ -232,9 +232,9 @@ TEST(auto_context_of_a_model_trained_for_64_tokens_is_64) {
     plan_input in = {.hp = &hp, .weight_bytes = 1 * GiB, .k_type = PVK_F16, .v_type = PVK_F16,
                      .ctx = 0, .batch = 512, .budget = 4 * GiB};
     plan p;
-    CHECK(plan_make(&in, &p) == PVK_OK && p.ctx == 64 && p.why == PLAN_CTX_TRAINED, "auto: %d (%s)", p.ctx,
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.ctx == 64 && p.why == PLAN_CTX_TRAINED, "auto: %d (%s)", p.ctx,
           pvk_errmsg());
     in.budget = GiB + GiB / 10;
-    CHECK(plan_make(&in, &p) == PVK_ERR_DEVICE_MEMORY && strstr(pvk_errmsg(), "64-token"),
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY && strstr(pvk_errmsg(), "64-token"),
           "where not even 64 fit: refused naming 64 tokens: %s", pvk_errmsg());
 }

@@ -48,7 +48,7 @@ static phivk_model *tiny_model(int32_t n_ctx, void **image) {
     if (synth_shape_by_name("tiny", &p)) return NULL;
     p.n_ctx = n_ctx;
     size_t size;
-    if (synth_build(&p, image, &size) != PVK_OK) return NULL;
+    if (synth_build(&p, image, &size) != PHIVK_OK) return NULL;
     phivk_model *m = phivk_model_load_memory(runtime(), *image, size, "tiny", NULL);
     if (!m) printf("    load: %s\n", phivk_last_error());
     return m;
@@ -112,7 +112,7 @@ static uint64_t granule(pvk_dev *d) {
     uint64_t before, after;
     pvk_buf b;
     pvk_mem_stats(d, NULL, &before);
-    if (pvk_buf_create(d, 1, PVK_MEM_DEVICE, &b) != PVK_OK) return 0;
+    if (pvk_buf_create(d, 1, PVK_MEM_DEVICE, &b) != PHIVK_OK) return 0;
     pvk_mem_stats(d, NULL, &after);
     pvk_buf_destroy(d, &b);
     return after - before;
@@ -169,7 +169,7 @@ static void check_case(phivk_runtime *r, const layout_case *c, bool want_chunks)
     sp.n_ctx = 4096;
     void *image = NULL;
     size_t size = 0;
-    REQUIRE(synth_build(&sp, &image, &size) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&sp, &image, &size) == PHIVK_OK, "%s", pvk_errmsg());
     phivk_model *m = phivk_model_load_memory(r, image, size, "tiny", NULL);
     REQUIRE(m, "%s: %s", c->arch, phivk_last_error());
     pvk_dev *d = r->dev;
@@ -269,7 +269,7 @@ TEST(a_load_for_a_session_that_cannot_fit_is_refused_before_any_upload) {
     synth_shape_by_name("tiny", &sp);
     void *image = NULL;
     size_t size = 0;
-    REQUIRE(synth_build(&sp, &image, &size) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(synth_build(&sp, &image, &size) == PHIVK_OK, "%s", pvk_errmsg());
     phivk_session_params p = phivk_session_default_params();
     p.ctx = 1 << 30; /* 512 GiB of f16 cache */
     int uploads = 0;

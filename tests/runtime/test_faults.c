@@ -30,7 +30,7 @@ static bool setup(void) {
     synth_params p = synth_default_params();
     p.wtype = PVK_F16;
     p.n_ctx = 1024;
-    if (synth_build(&p, &g.gguf, &g.size) != PVK_OK) return false;
+    if (synth_build(&p, &g.gguf, &g.size) != PHIVK_OK) return false;
     g.rt = phivk_runtime_create(NULL);
     return g.rt != NULL;
 }
@@ -46,7 +46,7 @@ static uint64_t used_now(void) {
 static phivk_model *load(void) { return phivk_model_load_memory(g.rt, g.gguf, g.size, "tiny", NULL); }
 
 TEST(fault_spec_reads_kinds_and_ranges_and_refuses_anything_else) {
-    REQUIRE(pvk_fault_set("alloc:3,submit:2-3,device_lost:5-") == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(pvk_fault_set("alloc:3,submit:2-3,device_lost:5-") == PHIVK_OK, "%s", pvk_errmsg());
     bool a[5];
     for (int i = 0; i < 5; i++) a[i] = pvk_fault_alloc();
     CHECK(!a[0] && !a[1] && a[2] && !a[3] && !a[4], "alloc:3 fails the third allocation only");
@@ -61,12 +61,12 @@ TEST(fault_spec_reads_kinds_and_ranges_and_refuses_anything_else) {
     static const char *const bad[] = {"alloc", "alloc:", "alloc:0", "alloc:x", "alloc:5-3", "alloc:2,leak:1",
                                       "alloc:1,", "submit:-4", "device_lost:3x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        pvk_status s = pvk_fault_set(bad[i]);
-        CHECK(s == PVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_FAULT: cannot read"),
+        phivk_status s = pvk_fault_set(bad[i]);
+        CHECK(s == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_FAULT: cannot read"),
               "'%s' refused (status %d, '%s')", bad[i], s, pvk_errmsg());
         CHECK(!pvk_fault_alloc() && pvk_fault_submit() == VK_SUCCESS, "'%s' leaves no fault armed", bad[i]);
     }
-    REQUIRE(pvk_fault_set(NULL) == PVK_OK, "no faults");
+    REQUIRE(pvk_fault_set(NULL) == PHIVK_OK, "no faults");
 }
 
 TEST(model_load_failing_at_any_allocation_gives_back_every_byte_and_says_why) {

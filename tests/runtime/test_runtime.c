@@ -19,7 +19,7 @@ static pvk_dev *open_with(const char *env, const char *value) {
     pvk_dev_params p = pvk_dev_default_params();
     p.validate = true;
     pvk_dev *d = NULL;
-    pvk_status s = pvk_dev_create(&p, &d);
+    phivk_status s = pvk_dev_create(&p, &d);
     if (s) printf("    pvk_dev_create with %s=%s: %s\n", env ? env : "-", value ? value : "-", pvk_errmsg());
     if (env) unsetenv(env);
     return d;
@@ -105,18 +105,18 @@ TEST(default_device_has_sane_capabilities) {
 TEST(device_choice_by_index_name_and_bad_names) {
     pvk_caps *caps;
     uint32_t n, idx = 99;
-    REQUIRE(pvk_dev_enumerate(&caps, &n) == PVK_OK && n > 0, "enumerate: %s", pvk_errmsg());
-    CHECK(pvk_dev_choose(caps, n, "0", &idx) == PVK_OK && idx == 0, "index 0");
+    REQUIRE(pvk_dev_enumerate(&caps, &n) == PHIVK_OK && n > 0, "enumerate: %s", pvk_errmsg());
+    CHECK(pvk_dev_choose(caps, n, "0", &idx) == PHIVK_OK && idx == 0, "index 0");
     char upper[sizeof caps[0].name];
     snprintf(upper, sizeof upper, "%s", caps[0].name);
     for (char *p = upper; *p; p++) *p = (char)toupper((unsigned char)*p);
     upper[4] = 0;
-    CHECK(pvk_dev_choose(caps, n, upper, &idx) == PVK_OK && idx == 0, "case-insensitive name part \"%s\"", upper);
-    CHECK(pvk_dev_choose(caps, n, "no such gpu", &idx) == PVK_ERR_NO_DEVICE, "unknown name is refused");
+    CHECK(pvk_dev_choose(caps, n, upper, &idx) == PHIVK_OK && idx == 0, "case-insensitive name part \"%s\"", upper);
+    CHECK(pvk_dev_choose(caps, n, "no such gpu", &idx) == PHIVK_ERR_NO_DEVICE, "unknown name is refused");
     CHECK(strstr(pvk_errmsg(), caps[0].name) != NULL, "the error lists the devices: %s", pvk_errmsg());
-    CHECK(pvk_dev_choose(caps, n, "99", &idx) == PVK_ERR_NO_DEVICE, "out-of-range index is refused");
+    CHECK(pvk_dev_choose(caps, n, "99", &idx) == PHIVK_ERR_NO_DEVICE, "out-of-range index is refused");
     setenv("PHIVK_DEVICE", "no such gpu", 1);
-    CHECK(pvk_dev_choose(caps, n, NULL, &idx) == PVK_ERR_NO_DEVICE && strstr(pvk_errmsg(), "PHIVK_DEVICE"),
+    CHECK(pvk_dev_choose(caps, n, NULL, &idx) == PHIVK_ERR_NO_DEVICE && strstr(pvk_errmsg(), "PHIVK_DEVICE"),
           "PHIVK_DEVICE is used and named: %s", pvk_errmsg());
     unsetenv("PHIVK_DEVICE");
     free(caps);
@@ -130,15 +130,15 @@ TEST(buffers_round_trip_in_device_and_host_memory) {
     for (size_t i = 0; i < n; i++) src[i] = (uint8_t)(i * 131 + 7);
     for (int m = 0; m < 2; m++) {
         pvk_buf b;
-        REQUIRE(pvk_buf_create(d, n, (pvk_mem)m, &b) == PVK_OK, "create: %s", pvk_errmsg());
+        REQUIRE(pvk_buf_create(d, n, (pvk_mem)m, &b) == PHIVK_OK, "create: %s", pvk_errmsg());
         CHECK(b.size == n && b.offset % pvk_dev_caps(d)->storage_align == 0, "size and alignment");
         CHECK(m == PVK_MEM_DEVICE || b.map, "host memory is mapped");
-        CHECK(pvk_buf_write(d, &b, 0, src, n) == PVK_OK, "write: %s", pvk_errmsg());
+        CHECK(pvk_buf_write(d, &b, 0, src, n) == PHIVK_OK, "write: %s", pvk_errmsg());
         memset(dst, 0, n);
-        CHECK(pvk_buf_read(d, &b, 0, dst, n) == PVK_OK, "read: %s", pvk_errmsg());
+        CHECK(pvk_buf_read(d, &b, 0, dst, n) == PHIVK_OK, "read: %s", pvk_errmsg());
         CHECK(!memcmp(src, dst, n), "memory kind %d reads back what was written", m);
-        CHECK(pvk_buf_read(d, &b, 5, dst, 100) == PVK_OK && !memcmp(src + 5, dst, 100), "partial read at 5");
-        CHECK(pvk_buf_read(d, &b, n - 2, dst, 3) == PVK_ERR_INVALID, "a read past the end is refused");
+        CHECK(pvk_buf_read(d, &b, 5, dst, 100) == PHIVK_OK && !memcmp(src + 5, dst, 100), "partial read at 5");
+        CHECK(pvk_buf_read(d, &b, n - 2, dst, 3) == PHIVK_ERR_INVALID, "a read past the end is refused");
         pvk_buf_destroy(d, &b);
     }
     free(src);
@@ -154,9 +154,9 @@ TEST(staging_path_without_uma) {
     uint32_t *src = malloc(n), *dst = calloc(1, n);
     for (size_t i = 0; i < n / 4; i++) src[i] = (uint32_t)(i * 2654435761u);
     pvk_buf b;
-    REQUIRE(pvk_buf_create(d, n, PVK_MEM_DEVICE, &b) == PVK_OK, "create: %s", pvk_errmsg());
+    REQUIRE(pvk_buf_create(d, n, PVK_MEM_DEVICE, &b) == PHIVK_OK, "create: %s", pvk_errmsg());
     CHECK(b.map == NULL, "device memory is not mapped without UMA");
-    CHECK(pvk_buf_write(d, &b, 0, src, n) == PVK_OK && pvk_buf_read(d, &b, 0, dst, n) == PVK_OK, "copy: %s",
+    CHECK(pvk_buf_write(d, &b, 0, src, n) == PHIVK_OK && pvk_buf_read(d, &b, 0, dst, n) == PHIVK_OK, "copy: %s",
           pvk_errmsg());
     CHECK(!memcmp(src, dst, n), "20 MiB round trip through staging");
     pvk_buf_destroy(d, &b);
@@ -172,7 +172,7 @@ TEST(over_allocation_is_a_clear_device_memory_error) {
     pvk_buf b;
     uint64_t before, after;
     pvk_mem_stats(d, &before, NULL);
-    CHECK(pvk_buf_create(d, 1ull << 50, PVK_MEM_DEVICE, &b) == PVK_ERR_DEVICE_MEMORY, "1 PiB is refused");
+    CHECK(pvk_buf_create(d, 1ull << 50, PVK_MEM_DEVICE, &b) == PHIVK_ERR_DEVICE_MEMORY, "1 PiB is refused");
     CHECK(strstr(pvk_errmsg(), "1024.00 TiB") && strstr(pvk_errmsg(), "maxMemoryAllocationSize"),
           "the message gives the sizes: %s", pvk_errmsg());
     CHECK(b.vk == VK_NULL_HANDLE, "no buffer comes back");
@@ -180,7 +180,7 @@ TEST(over_allocation_is_a_clear_device_memory_error) {
     const pvk_caps *c = pvk_dev_caps(d);
     uint64_t heap = c->heaps[0].size;
     if (c->max_alloc > heap)
-        CHECK(pvk_buf_create(d, heap + (1u << 20), PVK_MEM_DEVICE, &b) == PVK_ERR_DEVICE_MEMORY, "beyond the heap");
+        CHECK(pvk_buf_create(d, heap + (1u << 20), PVK_MEM_DEVICE, &b) == PHIVK_ERR_DEVICE_MEMORY, "beyond the heap");
     pvk_mem_stats(d, &after, NULL);
     CHECK(after == before, "nothing was allocated by the failures (%llu -> %llu)", (unsigned long long)before,
           (unsigned long long)after);
@@ -193,7 +193,7 @@ TEST(memory_stats_follow_buffers_and_blocks_are_shared) {
     uint64_t alloc0, used0, alloc1, used1, alloc2, used2;
     pvk_mem_stats(d, &alloc0, &used0);
     pvk_buf b[8];
-    for (int i = 0; i < 8; i++) REQUIRE(pvk_buf_create(d, 1000 + i, PVK_MEM_DEVICE, &b[i]) == PVK_OK, "create");
+    for (int i = 0; i < 8; i++) REQUIRE(pvk_buf_create(d, 1000 + i, PVK_MEM_DEVICE, &b[i]) == PHIVK_OK, "create");
     pvk_mem_stats(d, &alloc1, &used1);
     CHECK(used1 >= used0 + 8 * 1000, "used grows by at least the sizes");
     CHECK(b[0].vk == b[7].vk, "small buffers share one block's VkBuffer");
@@ -220,19 +220,19 @@ TEST(binding_limit_comes_from_the_environment) {
     REQUIRE(!pvk_buf_create(d, 2000000, PVK_MEM_DEVICE, &b) && !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c),
             "setup: %s", pvk_errmsg());
     pvk_binding bind[3] = {pvk_bind(&b), pvk_bind_range(&b, 0, 256), pvk_bind_range(&b, 256, 256)};
-    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin");
+    CHECK(pvk_cmd_begin(c) == PHIVK_OK, "begin");
     pvk_cmd_dispatch(c, p, bind, push, 1, 1, 1);
-    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_MAX_BINDING_BYTES"),
+    CHECK(pvk_cmd_submit(c) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_MAX_BINDING_BYTES"),
           "an oversized binding is a sticky error: %s", pvk_errmsg());
     bind[0] = pvk_bind_range(&b, 512, 256);
-    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin again clears the error");
+    CHECK(pvk_cmd_begin(c) == PHIVK_OK, "begin again clears the error");
     pvk_cmd_dispatch(c, p, bind, push, 1, 1, 1);
-    CHECK(pvk_cmd_submit(c) == PVK_OK, "a small binding works: %s", pvk_errmsg());
+    CHECK(pvk_cmd_submit(c) == PHIVK_OK, "a small binding works: %s", pvk_errmsg());
     pvk_cmd_destroy(c);
     pvk_buf_destroy(d, &b);
     close_checked(d);
     setenv("PHIVK_MAX_BINDING_BYTES", "lots", 1);
-    CHECK(pvk_dev_create(NULL, &d) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_MAX_BINDING_BYTES"),
+    CHECK(pvk_dev_create(NULL, &d) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "PHIVK_MAX_BINDING_BYTES"),
           "a malformed limit is refused: %s", pvk_errmsg());
     unsetenv("PHIVK_MAX_BINDING_BYTES");
 }
@@ -252,14 +252,14 @@ TEST(unknown_kernel_ids_and_bad_kernels_are_refused) {
     REQUIRE(d = test_gpu(), "no device");
     pvk_pipe *p;
     pvk_kernel k = {.id = PVK_KERNEL_NONE, .bindings = "s"};
-    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "not a compiled variant"), "%s",
+    CHECK(pvk_pipe_get(d, &k, &p) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "not a compiled variant"), "%s",
           pvk_errmsg());
     k.id = PVK_KERNEL_COUNT;
-    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "an id past the table is refused");
+    CHECK(pvk_pipe_get(d, &k, &p) == PHIVK_ERR_INVALID, "an id past the table is refused");
     k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 132};
-    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "more than 128 push bytes is refused");
+    CHECK(pvk_pipe_get(d, &k, &p) == PHIVK_ERR_INVALID, "more than 128 push bytes is refused");
     k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sxs", .push_bytes = 8};
-    CHECK(pvk_pipe_get(d, &k, &p) == PVK_ERR_INVALID, "an unknown binding kind is refused");
+    CHECK(pvk_pipe_get(d, &k, &p) == PHIVK_ERR_INVALID, "an unknown binding kind is refused");
 }
 
 TEST(pipelines_are_cached_by_key) {
@@ -277,19 +277,19 @@ TEST(pipelines_are_cached_by_key) {
     if (caps->subgroup_size_control) {
         k.subgroup_size = caps->subgroup_max;
         k.spec = &wg64; /* a multiple of every subgroup size up to 64 */
-        CHECK(pvk_pipe_get(d, &k, &c) == PVK_OK && c != a, "a required subgroup size: %s", pvk_errmsg());
+        CHECK(pvk_pipe_get(d, &k, &c) == PHIVK_OK && c != a, "a required subgroup size: %s", pvk_errmsg());
         /* 4 is no multiple of any subgroup size > 4: full subgroups must not be required
          * (the validation layer would object), yet the pipeline is made. */
         uint32_t wg4 = 4;
         k.spec = &wg4;
         k.subgroup_size = caps->subgroup_max > 4 ? caps->subgroup_max : 0;
-        CHECK(pvk_pipe_get(d, &k, &c) == PVK_OK, "a workgroup smaller than the subgroup: %s", pvk_errmsg());
+        CHECK(pvk_pipe_get(d, &k, &c) == PHIVK_OK, "a workgroup smaller than the subgroup: %s", pvk_errmsg());
     } else {
         printf("    no subgroup size control on this device: required subgroup sizes not checked\n");
     }
     uint32_t huge = caps->max_wg_invocations * 2;
     k = (pvk_kernel){.id = PVK_KERNEL_ADD, .bindings = "sss", .push_bytes = 8, .n_spec = 1, .spec = &huge};
-    CHECK(pvk_pipe_get(d, &k, &c) == PVK_ERR_UNSUPPORTED && strstr(pvk_errmsg(), "workgroup"),
+    CHECK(pvk_pipe_get(d, &k, &c) == PHIVK_ERR_UNSUPPORTED && strstr(pvk_errmsg(), "workgroup"),
           "a workgroup beyond the device's limit is refused before Vulkan sees it: %s", pvk_errmsg());
 }
 
@@ -316,7 +316,7 @@ TEST(kill_switches_turn_features_off) {
         setenv(sw[i].env, "1", 1);
         pvk_caps *caps;
         uint32_t n;
-        REQUIRE(pvk_dev_enumerate(&caps, &n) == PVK_OK, "enumerate: %s", pvk_errmsg());
+        REQUIRE(pvk_dev_enumerate(&caps, &n) == PHIVK_OK, "enumerate: %s", pvk_errmsg());
         for (uint32_t j = 0; j < n; j++)
             CHECK(!*(const bool *)((const char *)&caps[j] + sw[i].field), "%s leaves a capability on", sw[i].env);
         free(caps);
@@ -343,19 +343,19 @@ TEST(texel_views_and_their_kill_switch) {
     REQUIRE(d = test_gpu(), "no device");
     pvk_buf b;
     VkBufferView v;
-    REQUIRE(pvk_buf_create(d, 4096, PVK_MEM_DEVICE, &b) == PVK_OK, "create");
+    REQUIRE(pvk_buf_create(d, 4096, PVK_MEM_DEVICE, &b) == PHIVK_OK, "create");
     if (pvk_dev_caps(d)->texel) {
-        CHECK(pvk_buf_view(d, &b, 0, 4096, VK_FORMAT_R32G32B32A32_SFLOAT, &v) == PVK_OK, "view: %s", pvk_errmsg());
+        CHECK(pvk_buf_view(d, &b, 0, 4096, VK_FORMAT_R32G32B32A32_SFLOAT, &v) == PHIVK_OK, "view: %s", pvk_errmsg());
         pvk_view_destroy(d, v);
-        CHECK(pvk_buf_view(d, &b, 0, 4095, VK_FORMAT_R32_UINT, &v) == PVK_ERR_INVALID, "partial texels refused");
+        CHECK(pvk_buf_view(d, &b, 0, 4095, VK_FORMAT_R32_UINT, &v) == PHIVK_ERR_INVALID, "partial texels refused");
     } else {
         printf("    no texel buffers on this device: only the kill switch is checked\n");
     }
     pvk_buf_destroy(d, &b);
     pvk_dev *off = open_with("PHIVK_DISABLE_TEXEL", "1");
     REQUIRE(off, "device");
-    REQUIRE(pvk_buf_create(off, 4096, PVK_MEM_DEVICE, &b) == PVK_OK, "create");
-    CHECK(pvk_buf_view(off, &b, 0, 4096, VK_FORMAT_R32G32B32A32_UINT, &v) == PVK_ERR_UNSUPPORTED,
+    REQUIRE(pvk_buf_create(off, 4096, PVK_MEM_DEVICE, &b) == PHIVK_OK, "create");
+    CHECK(pvk_buf_view(off, &b, 0, 4096, VK_FORMAT_R32G32B32A32_UINT, &v) == PHIVK_ERR_UNSUPPORTED,
           "texel views are unsupported once switched off");
     pvk_buf_destroy(off, &b);
     close_checked(off);
@@ -422,12 +422,12 @@ TEST(missing_validation_layer_is_a_clear_error) {
     pvk_dev_params p = pvk_dev_default_params();
     p.validate = true;
     pvk_dev *d = NULL;
-    pvk_status s = pvk_dev_create(&p, &d);
+    phivk_status s = pvk_dev_create(&p, &d);
     if (saved) setenv("VK_LAYER_PATH", saved, 1);
     else unsetenv("VK_LAYER_PATH");
     unsetenv("VK_ADD_LAYER_PATH");
     free(saved);
-    CHECK(s == PVK_ERR_UNSUPPORTED && d == NULL, "status %d", (int)s);
+    CHECK(s == PHIVK_ERR_UNSUPPORTED && d == NULL, "status %d", (int)s);
     CHECK(strstr(pvk_errmsg(), "VK_LAYER_KHRONOS_validation"), "the message names the layer: %s", pvk_errmsg());
 }
 
@@ -436,7 +436,7 @@ TEST(devices_report_marks_the_default_in_text_and_json) {
     REQUIRE(text, "text report: %s", phivk_last_error());
     pvk_caps *caps;
     uint32_t n, chosen;
-    REQUIRE(pvk_dev_enumerate(&caps, &n) == PVK_OK && pvk_dev_choose(caps, n, NULL, &chosen) == PVK_OK, "choose");
+    REQUIRE(pvk_dev_enumerate(&caps, &n) == PHIVK_OK && pvk_dev_choose(caps, n, NULL, &chosen) == PHIVK_OK, "choose");
     CHECK(strstr(text, caps[chosen].name) && strstr(text, "<- phivk's default"), "text names the default: %s", text);
     CHECK(strstr(text, "max binding (phivk)") && strstr(text, "subgroup size"), "text lists limits");
     free(text);
@@ -471,7 +471,7 @@ TEST(fill_copy_and_barriers_order_transfers_around_dispatches) {
     REQUIRE(!pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &a) && !pvk_buf_create(d, n * 4, PVK_MEM_DEVICE, &o) &&
             !pvk_buf_create(d, n * 4, PVK_MEM_HOST, &host) && !pvk_pipe_get(d, &k, &p) && !pvk_cmd_create(d, &c),
             "setup: %s", pvk_errmsg());
-    REQUIRE(pvk_cmd_begin(c) == PVK_OK, "begin");
+    REQUIRE(pvk_cmd_begin(c) == PHIVK_OK, "begin");
     pvk_cmd_fill(c, &a, 0, n * 4, 0x3fc00000u); /* 1.5f */
     pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
     pvk_binding bind[3] = {pvk_bind(&a), pvk_bind(&a), pvk_bind(&o)};
@@ -479,20 +479,20 @@ TEST(fill_copy_and_barriers_order_transfers_around_dispatches) {
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
     pvk_cmd_copy(c, &o, 0, &host, 0, n * 4);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
-    REQUIRE(pvk_cmd_submit(c) == PVK_OK, "submit: %s", pvk_errmsg());
+    REQUIRE(pvk_cmd_submit(c) == PHIVK_OK, "submit: %s", pvk_errmsg());
     const float *got = host.map;
     int bad = 0;
     for (uint32_t i = 0; i < n; i++) bad += got[i] != 3.0f;
     CHECK(bad == 0, "%d of %u elements differ from 1.5 + 1.5 = 3 (exact in binary)", bad, n);
-    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin");
+    CHECK(pvk_cmd_begin(c) == PHIVK_OK, "begin");
     pvk_cmd_fill(c, &a, 2, 8, 0);
-    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "multiples of 4"),
+    CHECK(pvk_cmd_submit(c) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "multiples of 4"),
           "an unaligned fill is a sticky error: %s", pvk_errmsg());
-    CHECK(pvk_cmd_begin(c) == PVK_OK, "begin");
+    CHECK(pvk_cmd_begin(c) == PHIVK_OK, "begin");
     pvk_cmd_copy(c, &a, 0, &host, 8, n * 4);
-    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID && strstr(pvk_errmsg(), "outside the buffer"),
+    CHECK(pvk_cmd_submit(c) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "outside the buffer"),
           "a copy past the end is refused: %s", pvk_errmsg());
-    CHECK(pvk_cmd_submit(c) == PVK_ERR_INVALID, "submit without begin is refused");
+    CHECK(pvk_cmd_submit(c) == PHIVK_ERR_INVALID, "submit without begin is refused");
     pvk_cmd_destroy(c);
     pvk_buf_destroy(d, &a);
     pvk_buf_destroy(d, &o);
@@ -515,7 +515,7 @@ TEST(validation_counts_a_missing_barrier) {
     uint64_t before = pvk_dev_validation_count(d);
     pvk_cmd_dispatch(c, p, first, push, n / wg, 1, 1);
     pvk_cmd_dispatch(c, p, second, push, n / wg, 1, 1);
-    CHECK(pvk_cmd_submit(c) == PVK_OK, "submit: %s", pvk_errmsg());
+    CHECK(pvk_cmd_submit(c) == PHIVK_OK, "submit: %s", pvk_errmsg());
     CHECK(pvk_dev_validation_count(d) > before, "no validation message for a read-after-write hazard");
     CHECK(strstr(pvk_dev_validation_last(d), "HAZARD"), "the last message names the hazard: %s",
           pvk_dev_validation_last(d));

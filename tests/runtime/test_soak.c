@@ -57,7 +57,7 @@ TEST(ten_thousand_decode_steps_with_truncations_keep_host_and_device_memory_flat
     p.n_ctx = CTX;
     void *gguf;
     size_t size;
-    REQUIRE(synth_build(&p, &gguf, &size) == PVK_OK, "fixture: %s", pvk_errmsg());
+    REQUIRE(synth_build(&p, &gguf, &size) == PHIVK_OK, "fixture: %s", pvk_errmsg());
     phivk_runtime *rt = phivk_runtime_create(NULL);
     phivk_model *m = rt ? phivk_model_load_memory(rt, gguf, size, "tiny", NULL) : NULL;
     phivk_session_params sp = phivk_session_default_params();

@@ -144,7 +144,7 @@ static bool crowded_vocab(const char *vocab, long specials, long total, const ch
         copy_bool(f, w, "tokenizer.ggml.add_bos_token");
         copy_bool(f, w, "tokenizer.ggml.add_eos_token");
         copy_bool(f, w, "tokenizer.ggml.add_space_prefix");
-        ok = gguf_writer_save(w, path) == PVK_OK;
+        ok = gguf_writer_save(w, path) == PHIVK_OK;
     }
     if (!ok) fprintf(stderr, "bench_tokenize: cannot write the crowded vocabulary: %s\n", phivk_last_error());
     gguf_writer_destroy(w);

@@ -224,7 +224,7 @@ static tok_vocab *crowded_vocab(int n_random) {
     void *img = NULL;
     size_t size;
     gguf_file *f = NULL;
-    if (gguf_writer_build(w, &img, &size) == PVK_OK && gguf_open_memory(img, size, &f) == PVK_OK)
+    if (gguf_writer_build(w, &img, &size) == PHIVK_OK && gguf_open_memory(img, size, &f) == PHIVK_OK)
         if (tok_vocab_from_gguf(f, &v)) printf("    crowded vocab: %s\n", pvk_errmsg());
     gguf_close(f);
     gguf_writer_destroy(w);
@@ -269,7 +269,7 @@ TEST(a_special_token_inside_a_plain_span_is_text_and_one_outside_is_cut) {
     tok_encode_params p = {.parse_special = true, .plain = spans, .n_plain = 2};
     tok_frag *fs;
     size_t n;
-    REQUIRE(tok_partition(v, text, strlen(text), &p, &fs, &n) == PVK_OK, "%s", pvk_errmsg());
+    REQUIRE(tok_partition(v, text, strlen(text), &p, &fs, &n) == PHIVK_OK, "%s", pvk_errmsg());
     int ends = 0, abs = 0;
     for (size_t i = 0; i < n; i++) ends += fs[i].id == end, abs += fs[i].id == ab;
     CHECK(ends == 1 && fs[0].id == end, "only the first <|end|> is a control token (%d)", ends);

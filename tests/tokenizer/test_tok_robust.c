@@ -195,7 +195,7 @@ typedef enum breakage {
     BREAK_MERGE_NO_SPACE, BREAK_NO_MERGES, BREAK_MODEL, BREAK_NO_TOKENS, BREAK_ADD_BOS_NO_BOS,
 } breakage;
 
-static pvk_status build(const char *model, breakage b, tok_vocab **v) {
+static phivk_status build(const char *model, breakage b, tok_vocab **v) {
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "ab"};
     const int32_t types[] = {2, 3, 3, 1, 1, b == BREAK_TYPE_RANGE ? 9 : 1};
     static const float scores[] = {0, 0, 0, -1, -1, -0.5f};
@@ -213,7 +213,7 @@ static pvk_status build(const char *model, breakage b, tok_vocab **v) {
     void *img = NULL;
     size_t size;
     gguf_file *f = NULL;
-    pvk_status st = gguf_writer_build(w, &img, &size);
+    phivk_status st = gguf_writer_build(w, &img, &size);
     if (!st) st = gguf_open_memory(img, size, &f);
     *v = NULL;
     if (!st) st = tok_vocab_from_gguf(f, v);
@@ -224,25 +224,25 @@ static pvk_status build(const char *model, breakage b, tok_vocab **v) {
 }
 
 TEST(malformed_tokenizer_keys_give_a_message_naming_the_key) {
-    static const struct { const char *model; breakage b; pvk_status want; const char *msg; } cases[] = {
-        {"llama", BREAK_NONE, PVK_OK, ""},
-        {"gpt2", BREAK_NONE, PVK_OK, ""},
-        {"llama", BREAK_TYPE_RANGE, PVK_ERR_BAD_FILE, "token_type[5]"},
-        {"llama", BREAK_SCORES_SHORT, PVK_ERR_BAD_FILE, "scores"},
-        {"llama", BREAK_BOS_RANGE, PVK_ERR_BAD_FILE, "bos_token_id"},
-        {"llama", BREAK_TOKENS_INTS, PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens"},
-        {"llama", BREAK_NO_TOKENS, PVK_ERR_BAD_FILE, "tokenizer.ggml.tokens"},
-        {"gpt2", BREAK_MERGE_NO_SPACE, PVK_ERR_BAD_FILE, "merges[0]"},
-        {"gpt2", BREAK_NO_MERGES, PVK_ERR_BAD_FILE, "merges"},
-        {"gpt2", BREAK_MODEL, PVK_ERR_UNSUPPORTED, "'t5'"},
-        {"gpt2", BREAK_ADD_BOS_NO_BOS, PVK_ERR_BAD_FILE, "add_bos_token"},
+    static const struct { const char *model; breakage b; phivk_status want; const char *msg; } cases[] = {
+        {"llama", BREAK_NONE, PHIVK_OK, ""},
+        {"gpt2", BREAK_NONE, PHIVK_OK, ""},
+        {"llama", BREAK_TYPE_RANGE, PHIVK_ERR_BAD_FILE, "token_type[5]"},
+        {"llama", BREAK_SCORES_SHORT, PHIVK_ERR_BAD_FILE, "scores"},
+        {"llama", BREAK_BOS_RANGE, PHIVK_ERR_BAD_FILE, "bos_token_id"},
+        {"llama", BREAK_TOKENS_INTS, PHIVK_ERR_BAD_FILE, "tokenizer.ggml.tokens"},
+        {"llama", BREAK_NO_TOKENS, PHIVK_ERR_BAD_FILE, "tokenizer.ggml.tokens"},
+        {"gpt2", BREAK_MERGE_NO_SPACE, PHIVK_ERR_BAD_FILE, "merges[0]"},
+        {"gpt2", BREAK_NO_MERGES, PHIVK_ERR_BAD_FILE, "merges"},
+        {"gpt2", BREAK_MODEL, PHIVK_ERR_UNSUPPORTED, "'t5'"},
+        {"gpt2", BREAK_ADD_BOS_NO_BOS, PHIVK_ERR_BAD_FILE, "add_bos_token"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tok_vocab *v;
-        pvk_status st = build(cases[i].model, cases[i].b, &v);
+        phivk_status st = build(cases[i].model, cases[i].b, &v);
         CHECK(st == cases[i].want && strstr(pvk_errmsg(), cases[i].msg), "case %zu: status %d, '%s'", i, (int)st,
               pvk_errmsg());
-        CHECK((v != NULL) == (st == PVK_OK), "case %zu: a vocab only on success", i);
+        CHECK((v != NULL) == (st == PHIVK_OK), "case %zu: a vocab only on success", i);
         tok_vocab_destroy(v);
     }
 }

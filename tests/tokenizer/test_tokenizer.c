@@ -414,7 +414,7 @@ static tok_vocab *synthetic(const char *arch, const char *model, const char *tmp
     size_t size;
     gguf_file *f = NULL;
     tok_vocab *v = NULL;
-    if (gguf_writer_build(w, &img, &size) == PVK_OK && gguf_open_memory(img, size, &f) == PVK_OK)
+    if (gguf_writer_build(w, &img, &size) == PHIVK_OK && gguf_open_memory(img, size, &f) == PHIVK_OK)
         if (tok_vocab_from_gguf(f, &v)) printf("    synthetic vocab: %s\n", pvk_errmsg());
     gguf_close(f);
     gguf_writer_destroy(w);
