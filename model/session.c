@@ -30,71 +30,14 @@ phivk_session_params phivk_session_default_params(void) {
     return (phivk_session_params){.batch = PLAN_DEFAULT_BATCH};
 }
 
-/* Attention over the model's heads, without a position or scratch yet. */
-static pvk_attn attn_heads(const arch_hparams *hp, uint32_t m) {
-    return (pvk_attn){
-        .q_stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv),
-        .q_off = 0,
-        .n_head = (uint32_t)hp->n_head,
-        .n_kv_head = (uint32_t)hp->n_head_kv,
-        .head_dim = (uint32_t)hp->head_dim,
-        .m = m,
-        .scale = 1.0f / sqrtf((float)hp->head_dim),
-    };
-}
-
 static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
-    pvk_attn a = attn_heads(hp, m);
+    pvk_attn a = session_attn_heads(hp, m);
     bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
     a.pos0 = pos0;
     a.window = swa ? (uint32_t)hp->sliding_window : 0;
     a.scratch = s->plan.rows[PLAN_ATTN].count ? &s->buf[PLAN_ATTN] : NULL;
     return a;
-}
-
-/* Attention's split-K partials at most over a cache laid out as kv (its rows and
- * chunks), as the op set's tuning splits them: a prefill batch's (state across
- * cache chunks) or a decode step's (split-K over a long cache, which keeps the
- * device busy), whichever needs more; without the sliding window, which only
- * shortens the ranges. The one place the session asks the op layer. */
-static uint64_t attn_bytes(const phivk_model *m, int32_t batch, const pvk_kv *kv) {
-    pvk_attn prefill = attn_heads(&m->hp, (uint32_t)batch), decode = attn_heads(&m->hp, 1);
-    uint64_t a = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &prefill, kv);
-    uint64_t b = pvk_op_attention_scratch_bytes_kv(m->rt->ops, &decode, kv);
-    return a > b ? a : b;
-}
-
-/* The same for a cache of ctx rows in one buffer, for the plan. */
-static uint64_t plan_attn_bytes(void *user, int32_t ctx, int32_t batch) {
-    pvk_kv one = {.ctx = (uint32_t)ctx};
-    return attn_bytes(user, batch, &one);
-}
-
-/* Every tensor of the file: what the load puts on the device. */
-static uint64_t file_weight_bytes(const phivk_model *m) {
-    uint64_t sum = 0;
-    for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) sum += gguf_tensor_at(m->file, i)->bytes;
-    return sum;
-}
-
-phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out) {
-    if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
-        return pvk_fail(PHIVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
-    if (p->ctx < 0) return pvk_fail(PHIVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
-    plan_input in = {
-        .hp = &m->hp,
-        .weight_bytes = file_weight_bytes(m),
-        .k_type = plan_kv_type(p->k_type),
-        .v_type = plan_kv_type(p->v_type),
-        .ctx = p->ctx,
-        .batch = p->batch,
-        .budget = pvk_dev_budget(m->rt->dev),
-        .int8 = int8,
-        .attn_bytes = plan_attn_bytes,
-        .user = (void *)m,
-    };
-    return plan_make(&in, out);
 }
 
 /* The KV cache of s->ctx tokens, the scratch rows of the table as the device laid
@@ -117,7 +60,7 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     plan_shape shape = {
         .hp = hp, .k_type = kt, .v_type = vt, .ctx = s->ctx, .batch = s->batch,
         .kv_chunk = kv->n_chunks > 1 ? kv->chunk_ctx : 0,
-        .attn_bytes = attn_bytes(m, s->batch, kv), .int8 = int8,
+        .attn_bytes = session_attn_bytes(m, s->batch, kv), .int8 = int8,
     };
     plan_set_layout(&s->plan, &shape);
     for (int i = 0; i < PLAN_N_SCRATCH; i++) {

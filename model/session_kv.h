@@ -16,6 +16,11 @@
  * the int8 activation buffers (model_reads_q8; true before the load has tuned
  * the kernels, an upper bound). */
 phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out);
+/* Attention over the model's heads for m rows, without a position or scratch yet. */
+pvk_attn session_attn_heads(const arch_hparams *hp, uint32_t m);
+/* Attention's split-K partials at most over a cache laid out as kv, as m's op set
+ * splits them (prefill batch or decode step, whichever needs more). */
+uint64_t session_attn_bytes(const phivk_model *m, int32_t batch, const pvk_kv *kv);
 /* The table of what s allocated (its plan at its context and the device's layout). */
 const plan *session_plan_of(const phivk_session *s);
 

@@ -1,4 +1,4 @@
-/* Model-level ops: embedding lookup, KV-cache writes (with RoPE) and attention. Each
+/* Model-level ops: KV-cache writes (with RoPE) and attention. Each
  * checks its shapes against the buffers it is given (a bad shape is an error with
  * the numbers, never an out-of-range access), picks the kernel variant by the
  * table or cache types and the device's caps (pvk_kernels.h), reads the op set's
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 
 /* Push-constant blocks, laid out as the shaders declare them. */
-typedef struct { uint32_t n, cols, row0, nrows, table_rows; } get_rows_push;
 typedef struct {
     uint32_t row_stride, k_off, v_off, width, k_byte0, v_byte0, row_base, x_row0;
     uint32_t pos0, q_off, n_q, head_dim, n_rot, neox, has_ff;
@@ -85,33 +84,6 @@ static phivk_status bind_rows(const pvk_caps *caps, const char *op, const pvk_bu
                         (unsigned long long)caps->max_binding_bytes);
     *out = pvk_bind_range(b, lo, n);
     *byte0 = (uint32_t)(start - lo);
-    return PHIVK_OK;
-}
-
-/* ---------------------------------------------------------------- get_rows */
-
-phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
-                           const pvk_buf *out, uint32_t n) {
-    if (!table || !pvk_ops_reads_weights(table->type))
-        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "get_rows: table type %s has no lookup kernel",
-                        table ? pvk_type_get(table->type)->name : "(none)");
-    if (!n) return pvk_fail(PHIVK_ERR_INVALID, "get_rows: no rows to look up");
-    phivk_status st;
-    if ((st = check_buf("get_rows", "ids", ids, (uint64_t)n * 4)) ||
-        (st = check_buf("get_rows", "out", out, (uint64_t)n * table->cols * 4)))
-        return st;
-    const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
-    uint32_t wg = pvk_ops_get_tuning(o)->row_wg;
-    pvk_kernel k = {pvk_kernels_get_rows[table->type][table->views ? PVK_FETCH_TEX : PVK_FETCH_BUF],
-                    table->views ? "tss" : "sss", sizeof(get_rows_push), 1, &wg, 0};
-    uint32_t gx = min_u32(n, caps->max_wg_count[0]), gy = div_up(n, gx);
-    /* Chunks write disjoint output rows: no barrier between them. */
-    for (uint32_t i = 0; i < table->n_chunks; i++) {
-        get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
-                           pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows};
-        pvk_binding b[3] = {pvk_tensor_bind(table, i), pvk_bind(ids), pvk_bind(out)};
-        if ((st = record(o, c, &k, b, &p, gx, gy, 1))) return st;
-    }
     return PHIVK_OK;
 }
 

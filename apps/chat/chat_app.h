@@ -259,7 +259,6 @@ void chat_scroll_to(chat_app *a, int y);
 /* The byte offset in field f, drawn in r, nearest to pixel (x, y). */
 size_t chat_field_offset(chat_app *a, const text_field *f, SDL_Rect r, int x, int y);
 TTF_Font *chat_md_ttf(const chat_app *a, chat_md_font f);
-void chat_md_layout_free(chat_md_layout *l);
 
 /* chat_store.c: the conversation on disk. */
 char *chat_store_dir(const char *data_dir); /* creates it; NULL with a message */
@@ -273,8 +272,12 @@ bool chat_store_save(const chat_app *a, const char *path);
 bool chat_store_load(chat_app *a, const char *path);
 char *chat_store_export(const chat_app *a, const char *json_path); /* the .md path */
 
-/* chat_ui.c: the settings the panel steps through (temperature, top-p, max
- * tokens, context, device), the message list. */
+/* chat_state.c: the settings the panel steps through (temperature, top-p, max
+ * tokens, context, device), the message list, notices, the unsaved mark. */
+double chat_now(void);                  /* seconds, monotonic */
+void chat_app_mark_dirty(chat_app *a);  /* the autosave writes it soon */
+void chat_msgs_drop_from(chat_app *a, int from); /* removes messages from index from on */
+void chat_md_layout_free(chat_md_layout *l);     /* a message's laid-out Markdown */
 int chat_setting_count(void);
 const char *chat_setting_label(int i);
 void chat_setting_value(const chat_app *a, int i, char *out, size_t cap);

@@ -186,13 +186,6 @@ TTF_Font *chat_md_ttf(const chat_app *a, chat_md_font f) {
     }
 }
 
-void chat_md_layout_free(chat_md_layout *l) {
-    free(l->pieces);
-    free(l->boxes);
-    free(l->block_y);
-    *l = (chat_md_layout){0};
-}
-
 typedef struct md_lay {
     const chat_app *a;
     const chat_md_doc *d;

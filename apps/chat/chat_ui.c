@@ -12,40 +12,10 @@
 #include "chat_app.h"
 #include "chat_png.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void chat_app_notice(chat_app *a, bool error, const char *fmt, ...) {
-    if (a->n_notices == CHAT_MAX_NOTICES) {
-        memmove(a->notices, a->notices + 1, sizeof a->notices[0] * (CHAT_MAX_NOTICES - 1));
-        a->n_notices--;
-    }
-    chat_notice *n = &a->notices[a->n_notices++];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(n->text, sizeof n->text, fmt, ap);
-    va_end(ap);
-    n->error = error;
-    n->action = 0;
-    n->label = NULL;
-    /* Notices quote model names and paths from files: shown safely on a terminal. */
-    char shown[4 * sizeof n->text + 1];
-    phivk_text_visible(n->text, strlen(n->text), true, shown, sizeof shown);
-    fprintf(stderr, "phivk-chat: %s\n", shown);
-}
-
 static void dismiss(chat_app *a, int i) {
     if (i < 0 || i >= a->n_notices) return;
     memmove(a->notices + i, a->notices + i + 1, sizeof a->notices[0] * (size_t)(a->n_notices - i - 1));
     a->n_notices--;
-}
-
-static void mark_dirty(chat_app *a) {
-    if (!a->dirty) a->dirty_since = now_s();
-    a->dirty = true;
 }
 
 void chat_app_save(chat_app *a) {
@@ -61,39 +31,6 @@ void chat_app_save(chat_app *a) {
                         a->chat_path);
     }
 }
-
-/* ---------------------------------------------------------------- messages */
-
-chat_msg *chat_msg_add(chat_app *a, int at, chat_role role, chat_state st, const char *text, size_t n) {
-    if (a->n_msgs == a->cap_msgs) {
-        int cap = a->cap_msgs ? a->cap_msgs * 2 : 32;
-        chat_msg *m = realloc(a->msgs, sizeof *m * (size_t)cap);
-        if (!m) return NULL;
-        a->msgs = m;
-        a->cap_msgs = cap;
-    }
-    chat_msg m = {.id = ++a->next_id, .role = role, .state = st};
-    if (n && !tb_set(&m.text, text, n)) return NULL;
-    memmove(a->msgs + at + 1, a->msgs + at, sizeof m * (size_t)(a->n_msgs - at));
-    a->msgs[at] = m;
-    a->n_msgs++;
-    if (a->selected >= at) a->selected++;
-    return &a->msgs[at];
-}
-
-/* Removes the messages from index `from` on. */
-static void msgs_drop_from(chat_app *a, int from) {
-    for (int i = from; i < a->n_msgs; i++) {
-        tb_free(&a->msgs[i].text);
-        text_lines_free(&a->msgs[i].lines);
-        chat_md_free(&a->msgs[i].md);
-        chat_md_layout_free(&a->msgs[i].lay);
-    }
-    a->n_msgs = from;
-    if (a->selected >= from) a->selected = -1;
-}
-
-void chat_msgs_clear(chat_app *a) { msgs_drop_from(a, 0); }
 
 static chat_msg *msg_by_id(chat_app *a, int id) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
@@ -181,7 +118,7 @@ static void history_move(chat_app *a, int dir) {
     }
     a->history_pos = pos;
     tf_set(&a->input, pos == a->n_history ? (a->history_draft ? a->history_draft : "") : a->history[pos]);
-    mark_dirty(a);
+    chat_app_mark_dirty(a);
 }
 
 /* Adds a user message (queued behind a running answer or a load). */
@@ -213,7 +150,7 @@ bool chat_app_send(chat_app *a) {
     if (edited) {
         /* The answer being written, if any, follows the edited message: it goes too. */
         if (a->answering) chat_worker_stop(a->worker, a->answering);
-        msgs_drop_from(a, (int)(edited - a->msgs));
+        chat_msgs_drop_from(a, (int)(edited - a->msgs));
     }
     if (!send_text(a, s + b, e - b)) return false;
     history_push(a, tb_str(&a->input.text));
@@ -227,7 +164,7 @@ bool chat_app_regenerate(chat_app *a) {
     if (a->answering || !a->loaded || a->loads_pending || n < 2 || a->msgs[n - 1].role != CHAT_ASSISTANT ||
         a->msgs[n - 2].role != CHAT_USER)
         return false;
-    msgs_drop_from(a, n - 1);
+    chat_msgs_drop_from(a, n - 1);
     a->msgs[n - 2].state = CHAT_QUEUED;
     start_next_answer(a);
     chat_app_save(a);
@@ -245,14 +182,6 @@ void chat_app_edit(chat_app *a, int i) {
 void chat_app_edit_cancel(chat_app *a) {
     a->editing = 0;
     tf_set(&a->input, "");
-}
-
-int chat_msg_action(const chat_app *a, int i) {
-    const chat_msg *m = &a->msgs[i];
-    if (m->role == CHAT_ASSISTANT && i == a->n_msgs - 1 && !a->answering && a->loaded && i > 0)
-        return CHAT_ACT_REGENERATE;
-    if (m->role == CHAT_USER && i == a->selected && m->state == CHAT_DONE && !a->editing) return CHAT_ACT_EDIT;
-    return 0;
 }
 
 void chat_app_stop(chat_app *a) {
@@ -342,84 +271,6 @@ void chat_app_open_file(chat_app *a, const char *path) {
     free(doc);
 }
 
-/* ---------------------------------------------------------------- settings */
-
-enum { SET_TEMP, SET_TOP_P, SET_N_PREDICT, SET_CTX, SET_DEVICE, SET_COUNT };
-static const char *const set_labels[SET_COUNT] = {"Temperature", "Top-p", "Max tokens", "Context",
-                                                  "Device"};
-static const int32_t n_predict_steps[] = {32, 64, 128, 256, 512, 1024, 2048, 4096, -1};
-static const int32_t ctx_steps[] = {0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072};
-
-int chat_setting_count(void) { return SET_COUNT; }
-const char *chat_setting_label(int i) { return i >= 0 && i < SET_COUNT ? set_labels[i] : ""; }
-
-void chat_setting_value(const chat_app *a, int i, char *out, size_t cap) {
-    switch (i) {
-    case SET_TEMP: snprintf(out, cap, a->set.temp == 0 ? "%.1f (greedy)" : "%.1f", (double)a->set.temp); break;
-    case SET_TOP_P: snprintf(out, cap, "%.2f", (double)a->set.top_p); break;
-    case SET_N_PREDICT:
-        if (a->set.n_predict < 0) snprintf(out, cap, "no limit");
-        else snprintf(out, cap, "%d", a->set.n_predict);
-        break;
-    case SET_CTX:
-        if (a->set.ctx) snprintf(out, cap, "%d", a->set.ctx);
-        else snprintf(out, cap, "auto");
-        break;
-    case SET_DEVICE: {
-        int d = *a->set.device ? atoi(a->set.device) : -1;
-        if (a->set.device[strspn(a->set.device, "0123456789")]) snprintf(out, cap, "%s", a->set.device);
-        else if (d >= 0 && d < a->n_devices) snprintf(out, cap, "%d: %s", d, a->devices[d].name);
-        else if (d >= 0) snprintf(out, cap, "device %d", d);
-        else snprintf(out, cap, "best available");
-        break;
-    }
-    default: snprintf(out, cap, "?");
-    }
-}
-
-/* The index of the first step >= v, so a value off the list moves to a neighbour. */
-static int step_index(const int32_t *steps, int n, int32_t v) {
-    for (int i = 0; i < n; i++)
-        if (steps[i] == v || (steps[i] > v && v >= 0)) return i;
-    return n - 1;
-}
-
-static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-void chat_setting_step(chat_app *a, int i, int dir) {
-    int k;
-    switch (i) {
-    case SET_TEMP: a->set.temp = clampf(roundf((a->set.temp + 0.1f * dir) * 10) / 10, 0, 2); break;
-    case SET_TOP_P: a->set.top_p = clampf(roundf((a->set.top_p + 0.05f * dir) * 20) / 20, 0.05f, 1); break;
-    case SET_N_PREDICT: {
-        int n = (int)(sizeof n_predict_steps / sizeof *n_predict_steps);
-        k = step_index(n_predict_steps, n, a->set.n_predict) + dir;
-        a->set.n_predict = n_predict_steps[k < 0 ? 0 : k >= n ? n - 1 : k];
-        break;
-    }
-    case SET_CTX: {
-        int n = (int)(sizeof ctx_steps / sizeof *ctx_steps);
-        k = step_index(ctx_steps, n, a->set.ctx) + dir;
-        a->set.ctx = ctx_steps[k < 0 ? 0 : k >= n ? n - 1 : k];
-        break;
-    }
-    case SET_DEVICE: {
-        int d = (*a->set.device ? atoi(a->set.device) : -1) + dir;
-        if (d < -1) d = a->n_devices - 1;
-        if (d >= a->n_devices) d = -1;
-        if (d < 0) a->set.device[0] = 0;
-        else snprintf(a->set.device, sizeof a->set.device, "%d", d);
-        break;
-    }
-    }
-    mark_dirty(a);
-}
-
-bool chat_settings_need_reload(const chat_app *a) {
-    return *a->model_path && a->loaded &&
-           (a->set.ctx != a->loaded_ctx_req || strcmp(a->set.device, a->loaded_device));
-}
-
 void chat_app_apply_settings(chat_app *a) {
     if (!*a->model_path) {
         chat_app_notice(a, true, "No model to reload: drop a .gguf file on the window.");
@@ -498,7 +349,7 @@ void chat_app_take_worker_events(chat_app *a) {
             char title[300];
             snprintf(title, sizeof title, "phivk chat \xE2\x80\x94 %s", a->model_name);
             SDL_SetWindowTitle(a->win, title);
-            mark_dirty(a);
+            chat_app_mark_dirty(a);
             start_next_answer(a);
             break;
         case CHAT_EV_LOAD_FAILED: {
@@ -529,7 +380,7 @@ void chat_app_take_worker_events(chat_app *a) {
                 if (clean) tb_append(&m->text, clean, n);
                 free(clean);
                 m->wrap_w = 0;
-                mark_dirty(a);
+                chat_app_mark_dirty(a);
                 if (++a->unsaved_tokens >= 16) chat_app_save(a);
             }
             break;
@@ -565,12 +416,12 @@ static void paste(chat_app *a) {
     char *s = SDL_GetClipboardText();
     if (s) tf_insert(focused(a), s, strlen(s));
     SDL_free(s);
-    mark_dirty(a);
+    chat_app_mark_dirty(a);
 }
 
 static void edited(chat_app *a, text_field *f) {
     if (f == &a->system) snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&f->text));
-    mark_dirty(a);
+    chat_app_mark_dirty(a);
 }
 
 static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
@@ -928,17 +779,17 @@ bool chat_app_step(chat_app *a, int wait_ms) {
         while (SDL_PollEvent(&e)) chat_app_handle_event(a, &e);
     }
     chat_app_take_worker_events(a);
-    if (a->dirty && now_s() - a->dirty_since > 0.3) chat_app_save(a);
+    if (a->dirty && chat_now() - a->dirty_since > 0.3) chat_app_save(a);
     chat_app_draw(a);
     return !a->quit;
 }
 
 void chat_app_draw(chat_app *a) {
-    double t0 = now_s();
+    double t0 = chat_now();
     chat_draw_frame(a);
     SDL_RenderPresent(a->ren);
     a->frames++;
-    a->last_frame_ms = (now_s() - t0) * 1e3;
+    a->last_frame_ms = (chat_now() - t0) * 1e3;
 }
 
 bool chat_app_screenshot(chat_app *a, const char *path) {
