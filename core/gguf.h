@@ -98,6 +98,9 @@ void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype elem_type,
                          const void *data, uint64_t n);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+/* The same with explicit lengths: strings that are byte strings (NUL bytes included). */
+void gguf_writer_set_arr_bytes(gguf_writer *w, const char *key, const char *const *strs,
+                               const size_t *lens, uint64_t n);
 /* Adds a tensor; data (pvk_type_row_bytes(type, ne[0]) * ne[1]*ne[2]*ne[3] bytes) is copied;
  * NULL data writes zeros. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type,

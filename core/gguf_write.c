@@ -171,11 +171,13 @@ void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype elem_type, 
     set_encoded(w, key, GGUF_ARRAY, v, 12 + bytes);
 }
 
-void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+/* lens NULL: each string runs to its NUL. */
+static void set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens,
+                        uint64_t n) {
     size_t bytes = 12;
     if (!w) return;
     for (uint64_t i = 0; i < n; i++) {
-        size_t l = strs[i] ? strlen(strs[i]) : 0;
+        size_t l = lens ? lens[i] : strs[i] ? strlen(strs[i]) : 0;
         if (__builtin_add_overflow(bytes, 8 + l, &bytes)) {
             w_fail(w, PHIVK_ERR_INVALID, "gguf writer: key '%s': string array too large", key ? key : "");
             return;
@@ -187,13 +189,22 @@ void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const 
         put_le(v + 4, n, 8);
         uint8_t *p = v + 12;
         for (uint64_t i = 0; i < n; i++) {
-            size_t l = strs[i] ? strlen(strs[i]) : 0;
+            size_t l = lens ? lens[i] : strs[i] ? strlen(strs[i]) : 0;
             put_le(p, l, 8);
-            memcpy(p + 8, strs[i] ? strs[i] : "", l);
+            if (l) memcpy(p + 8, strs[i], l);
             p += 8 + l;
         }
     }
     set_encoded(w, key, GGUF_ARRAY, v, bytes);
+}
+
+void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+    set_arr_str(w, key, strs, NULL, n);
+}
+
+void gguf_writer_set_arr_bytes(gguf_writer *w, const char *key, const char *const *strs,
+                               const size_t *lens, uint64_t n) {
+    set_arr_str(w, key, strs, lens, n);
 }
 
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pvk_type type, uint32_t n_dims,

@@ -71,7 +71,8 @@ phivk_status phivk_info_write(const char *path, const phivk_info_params *params,
 
 typedef struct phivk_vocab phivk_vocab;
 
-/* Loads the tokenizer of a GGUF file (model or vocabulary-only). Caller owns it:
+/* Loads the tokenizer of a GGUF file (model or vocabulary-only), or of a tiktoken
+ * rank file (path ending in ".tiktoken": cl100k with Phi-3-small's special tokens). Caller owns it:
  * phivk_vocab_free. NULL on failure. */
 phivk_vocab *phivk_vocab_load(const char *path);
 void phivk_vocab_free(phivk_vocab *v);

@@ -80,6 +80,7 @@ static uint32_t render_piece(tok_model model, const tok_token *t, char *out) {
     case TOK_NORMAL:
     case TOK_UNDEFINED:
         if (model == TOK_MODEL_BPE) return tok_bpe_decode_piece(t->text, t->text_len, out);
+        if (model == TOK_MODEL_TIKTOKEN) break; /* the stored text is the token's bytes */
         {
             uint32_t o = 0;
             for (uint32_t i = 0; i < t->text_len; i++) {
@@ -254,11 +255,12 @@ phivk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
     tok_model model;
     if (s.len == 5 && !memcmp(s.ptr, "llama", 5)) model = TOK_MODEL_SPM;
     else if (s.len == 4 && !memcmp(s.ptr, "gpt2", 4)) model = TOK_MODEL_BPE;
+    else if (s.len == 8 && !memcmp(s.ptr, "tiktoken", 8)) model = TOK_MODEL_TIKTOKEN;
     else {
         char shown[128];
         phivk_text_visible(s.ptr, s.len, false, shown, sizeof shown);
         return pvk_fail(PHIVK_ERR_UNSUPPORTED,
-                        "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece and 'gpt2' BPE)",
+                        "tokenizer model '%s' is not supported (phivk runs 'llama' SentencePiece, 'gpt2' BPE and 'tiktoken')",
                         shown);
     }
 
@@ -297,8 +299,11 @@ phivk_status tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out) {
                 if (id >= 0 && tok_type_spellable(v->tokens[id].type)) v->byte_id[b] = id;
             }
         }
-    } else {
+    } else if (model == TOK_MODEL_BPE) {
         st = tok_bpe_create(f, v, &v->bpe);
+        if (st) goto fail;
+    } else {
+        st = tok_tt_create(f, v, &v->tt);
         if (st) goto fail;
     }
     *out = v;
@@ -311,6 +316,7 @@ fail:
 void tok_vocab_destroy(tok_vocab *v) {
     if (!v) return;
     tok_bpe_free(v->bpe);
+    tok_tt_free(v->tt);
     tok_map_free(&v->by_text);
     free(v->tokens);
     free(v->specials);
@@ -510,8 +516,10 @@ phivk_status tok_encode(const tok_vocab *v, const char *text, size_t len,
             st = tok_ids_push(out, f.id);
         } else if (v->model == TOK_MODEL_SPM) {
             st = tok_spm_encode(v, text + f.off, f.len, v->add_space_prefix && prev_special, out);
-        } else {
+        } else if (v->model == TOK_MODEL_BPE) {
             st = tok_bpe_encode(v, text + f.off, f.len, out);
+        } else {
+            st = tok_tt_encode(v, text + f.off, f.len, out);
         }
         prev_special = f.id >= 0;
     }

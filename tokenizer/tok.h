@@ -1,5 +1,7 @@
 /* Tokenizers of GGUF files: SentencePiece-BPE (tokenizer.ggml.model "llama") and
- * GPT-2 byte-level BPE ("gpt2"), as llama.cpp runs them (docs/phi-spec.md 5).
+ * GPT-2 byte-level BPE ("gpt2"), as llama.cpp runs them (docs/phi-spec.md 5), and
+ * tiktoken's rank-ordered byte BPE ("tiktoken", phivk's own keys: docs/gguf-keys.md)
+ * for Phi-3-small (docs/spec/phi3-small.md 18).
  *
  * A tok_vocab is built once from a gguf_file and copies everything it needs, so the
  * file may be closed afterwards. It is immutable after creation: any number of
@@ -23,7 +25,7 @@ typedef enum tok_type {
     TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6,
 } tok_type;
 
-typedef enum tok_model { TOK_MODEL_SPM, TOK_MODEL_BPE } tok_model;
+typedef enum tok_model { TOK_MODEL_SPM, TOK_MODEL_BPE, TOK_MODEL_TIKTOKEN } tok_model;
 
 enum {
     TOK_ATTR_RSTRIP = 1,   /* a matched special token eats the whitespace after it */
@@ -48,6 +50,7 @@ typedef struct tok_map {
 } tok_map;
 
 typedef struct tok_bpe tok_bpe;
+typedef struct tok_tt tok_tt;
 
 /* tok_trie.c: the special tokens' texts as an Aho-Corasick automaton. Node 0 is
  * the start; rank is an index into v->specials. Read-only outside tok_trie.c. */
@@ -78,6 +81,7 @@ struct phivk_vocab {
     char *arch;            /* general.architecture, "" when absent */
     char *chat_template;   /* tokenizer.chat_template, NULL when absent */
     tok_bpe *bpe;          /* GPT-2 only: byte-space index, merges, pre-tokenizer */
+    tok_tt *tt;            /* tiktoken only: pre-tokenizer */
     bool spm_words;        /* SPM: no token has U+2581 after another character (tok_spm.c) */
     char *arena;           /* owns every token's text and out */
 };
@@ -206,6 +210,16 @@ void tok_trie_free(tok_trie *t);
 /* The state after byte b in state s (0: nothing read yet). */
 int32_t tok_trie_step(const tok_trie *t, int32_t s, uint8_t b);
 
+/* tok_regex.c: a compiled pre-tokenizer pattern (PCRE2, UTF and Unicode classes).
+ * what names it in messages. tok_regex_free accepts NULL. */
+typedef struct tok_regex tok_regex;
+phivk_status tok_regex_create(const char *pattern, const char *what, tok_regex **out);
+void tok_regex_free(tok_regex *r);
+/* Calls piece for every match of r in text[0..len) and every unmatched gap between
+ * matches, in text order, until one fails. text is valid UTF-8. */
+typedef phivk_status (*tok_piece_fn)(void *ctx, const char *text, size_t off, size_t len);
+phivk_status tok_regex_split(const tok_regex *r, const char *text, size_t len, tok_piece_fn piece, void *ctx);
+
 /* tok_bpe.c */
 phivk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out);
 void tok_bpe_free(tok_bpe *b);
@@ -213,5 +227,17 @@ void tok_bpe_free(tok_bpe *b);
  * the byte map are kept as their UTF-8. Writes at most len bytes to out. */
 uint32_t tok_bpe_decode_piece(const char *text, uint32_t len, char *out);
 phivk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out);
+
+/* tok_tiktoken.c. A rank file (`.tiktoken`: base64 token, space, rank, one per
+ * line, ranks 0..N-1 each once) with Phi-3-small's 96 special tokens after it, as
+ * the tokenizer keys of docs/gguf-keys.md written to w. Malformed input fails with
+ * PHIVK_ERR_BAD_FILE and a message naming the line. */
+enum { TOK_TIKTOKEN_MAX_FILE = 64 << 20 }; /* bytes; cl100k's is 1.7 MB */
+phivk_status tok_tiktoken_keys(const char *data, size_t size, gguf_writer *w);
+/* Called by tok_vocab_from_gguf for model "tiktoken" once v's tokens are loaded. */
+phivk_status tok_tt_create(const gguf_file *f, tok_vocab *v, tok_tt **out);
+void tok_tt_free(tok_tt *t); /* accepts NULL */
+/* One raw fragment, as tiktoken's encode_ordinary. */
+phivk_status tok_tt_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out);
 
 #endif

@@ -1,9 +1,42 @@
 /* The tokenizer and chat sections of include/phivk.h over tok.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "phivk.h"
 #include "tok.h"
+
+/* A rank file becomes the GGUF keys a converter would write, then a vocabulary
+ * like any other: one loader for both. */
+static phivk_status vocab_from_rank_file(const char *path, tok_vocab **out) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return pvk_fail(PHIVK_ERR_IO, "cannot open the rank file");
+    char *data = NULL;
+    long size = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    phivk_status st = PHIVK_OK;
+    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) st = pvk_fail(PHIVK_ERR_IO, "cannot read the rank file");
+    else if (size > TOK_TIKTOKEN_MAX_FILE)
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "%ld bytes (limit %d) is not a tiktoken rank file", size, TOK_TIKTOKEN_MAX_FILE);
+    else if (!(data = malloc((size_t)size + 1))) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the rank file");
+    else if (fread(data, 1, (size_t)size, fp) != (size_t)size) st = pvk_fail(PHIVK_ERR_IO, "cannot read the rank file");
+    fclose(fp);
+
+    gguf_writer *w = st ? NULL : gguf_writer_create();
+    void *image = NULL;
+    size_t image_size = 0;
+    gguf_file *f = NULL;
+    if (!st && !w) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary keys");
+    if (!st) st = tok_tiktoken_keys(data, (size_t)size, w);
+    free(data);
+    if (!st) st = gguf_writer_build(w, &image, &image_size);
+    if (!st) st = gguf_open_memory(image, image_size, &f);
+    if (!st) st = tok_vocab_from_gguf(f, out); /* copies what it needs */
+    gguf_close(f);
+    free(image);
+    gguf_writer_destroy(w);
+    return st;
+}
 
 phivk_vocab *phivk_vocab_load(const char *path) {
     if (!path) {
@@ -12,8 +45,10 @@ phivk_vocab *phivk_vocab_load(const char *path) {
     }
     gguf_file *f = NULL;
     tok_vocab *v = NULL;
-    if (gguf_open(path, &f)) return NULL;
-    phivk_status st = tok_vocab_from_gguf(f, &v);
+    size_t n = strlen(path);
+    bool rank_file = n > 9 && !strcmp(path + n - 9, ".tiktoken"); /* Phi-3-small's cl100k ranks */
+    if (!rank_file && gguf_open(path, &f)) return NULL;
+    phivk_status st = rank_file ? vocab_from_rank_file(path, &v) : tok_vocab_from_gguf(f, &v);
     if (st) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", pvk_errmsg());

@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 /* The GPT-2 pre-tokenizer with real Unicode letter / number classes. */
 static const char gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -26,7 +23,7 @@ struct tok_bpe {
     tok_map merges;        /* (bytes, left_len) -> rank = index into merge */
     bpe_merge *merge;
     char *merge_bytes;
-    pcre2_code *re;
+    tok_regex *re;
 };
 
 /* bytes_to_unicode: printable Latin-1 bytes keep their code point, the other 68
@@ -164,17 +161,8 @@ phivk_status tok_bpe_create(const gguf_file *f, tok_vocab *v, tok_bpe **out) {
     st = load_merges(f, b);
     if (st) goto fail;
 
-    int err;
-    PCRE2_SIZE err_off;
-    b->re = pcre2_compile((PCRE2_SPTR)gpt2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err,
-                          &err_off, NULL);
-    if (!b->re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        st = pvk_fail(PHIVK_ERR_UNSUPPORTED, "PCRE2 cannot compile the GPT-2 pre-tokenizer: %s", (char *)msg);
-        goto fail;
-    }
-    pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE); /* the interpreter runs it when JIT is unavailable */
+    st = tok_regex_create(gpt2_pattern, "GPT-2", &b->re);
+    if (st) goto fail;
     *out = b;
     return PHIVK_OK;
 fail:
@@ -188,19 +176,23 @@ void tok_bpe_free(tok_bpe *b) {
     tok_map_free(&b->merges);
     free(b->merge);
     free(b->merge_bytes);
-    pcre2_code_free(b->re);
+    tok_regex_free(b->re);
     free(b);
 }
 
 typedef struct bpe_scratch {
+    const tok_vocab *v;
+    tok_ids *out;
     tok_sym *syms;
     size_t cap;
     tok_heap *heap;
 } bpe_scratch;
 
 /* One pre-token: single bytes as symbols, merged by rank, then looked up. */
-static phivk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *text, size_t off,
-                              size_t len, tok_ids *out) {
+static phivk_status encode_word(void *ctx, const char *text, size_t off, size_t len) {
+    bpe_scratch *s = ctx;
+    const tok_vocab *v = s->v;
+    tok_ids *out = s->out;
     if (len == 1 && v->byte_id[(uint8_t)text[off]] >= 0) return tok_ids_push(out, v->byte_id[(uint8_t)text[off]]);
     tok_sym *ns = tok_grow(s->syms, &s->cap, len, sizeof *ns);
     if (!ns) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
@@ -217,40 +209,9 @@ static phivk_status encode_word(const tok_vocab *v, bpe_scratch *s, const char *
 }
 
 phivk_status tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ids *out) {
-    const tok_bpe *b = v->bpe;
-    bpe_scratch s = {0};
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
-    s.heap = tok_heap_create();
-    phivk_status st = PHIVK_OK;
-    if (!md || !s.heap) {
-        st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
-        goto done;
-    }
-    size_t pos = 0;
-    while (pos < len && !st) {
-        /* The text was validated by tok_encode: skip PCRE2's own UTF check. */
-        int rc = pcre2_match(b->re, (PCRE2_SPTR)text, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* deep backtracking: the interpreter uses the heap */
-            rc = pcre2_match(b->re, (PCRE2_SPTR)text, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
-        size_t start = len, end = len;
-        if (rc >= 0) {
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            start = ov[0];
-            end = ov[1];
-        } else if (rc != PCRE2_ERROR_NOMATCH) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            st = pvk_fail(PHIVK_ERR_INVALID, "pre-tokenizing at byte %zu failed: %s", pos, (char *)msg);
-            break;
-        }
-        if (end == start && start < len) /* never happens with this pattern; keep progress */
-            end = start + (size_t)tok_utf8_len((uint8_t)text[start]);
-        if (start > pos) st = encode_word(v, &s, text, pos, start - pos, out); /* unmatched gap */
-        if (!st && end > start) st = encode_word(v, &s, text, start, end - start, out);
-        pos = end;
-    }
-done:
-    pcre2_match_data_free(md);
+    bpe_scratch s = {.v = v, .out = out, .heap = tok_heap_create()};
+    phivk_status st = s.heap ? tok_regex_split(v->bpe->re, text, len, encode_word, &s)
+                           : pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory to tokenize %zu bytes", len);
     tok_heap_free(s.heap);
     free(s.syms);
     return st;

@@ -1,5 +1,6 @@
 /* Robustness of the tokenizers under ASan + UBSan: random bytes, random and broken
- * UTF-8, huge whitespace runs, out-of-range ids, and malformed tokenizer keys. The
+ * UTF-8, huge whitespace runs, out-of-range ids, malformed tokenizer keys and
+ * malformed tiktoken rank files. The
  * inputs come from a fixed-seed generator, so a failure reproduces. */
 #define HARNESS_MAIN
 #include "harness.h"
@@ -8,7 +9,7 @@
 #include "tok.h"
 #include "tok_vectors.h"
 
-static const char *const vocab_names[] = {"phi-3", "llama-spm", "gpt-2"};
+static const char *const vocab_names[] = {"phi-3", "llama-spm", "gpt-2", "cl100k"};
 #define N_VOCABS (sizeof vocab_names / sizeof vocab_names[0])
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -245,4 +246,75 @@ TEST(malformed_tokenizer_keys_give_a_message_naming_the_key) {
         CHECK((v != NULL) == (st == PHIVK_OK), "case %zu: a vocab only on success", i);
         tok_vocab_destroy(v);
     }
+}
+
+/* A tiktoken rank file made of the 256 single bytes (ranks 0..255) and then
+ * extra; the caller frees the result. */
+static char *rank_file(const char *extra, size_t *len) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t cap = 256 * 16 + strlen(extra) + 1, n = 0;
+    char *s = malloc(cap);
+    for (int b = 0; s && b < 256; b++)
+        n += (size_t)snprintf(s + n, cap - n, "%c%c== %d\n", b64[b >> 2], b64[(b & 3) << 4], b);
+    if (s) memcpy(s + n, extra, strlen(extra) + 1);
+    *len = s ? n + strlen(extra) : 0;
+    return s;
+}
+
+TEST(malformed_tiktoken_rank_files_give_one_message_naming_the_fault) {
+    static const struct { const char *extra, *msg; } cases[] = {
+        {"YWI* 256\n", "line 257: the token is not base64"},
+        {"YWI 256\n", "line 257: the token is not base64"},           /* not a multiple of 4 */
+        {"=YWI 256\n", "line 257: the token is not base64"},
+        {" 256\n", "line 257: the token is not base64"},              /* empty token */
+        {"YWI= 255\n", "line 257: rank 255 appears twice"},
+        {"YWI= 258\n", "rank 258 with 257 lines"},                    /* a gap at 256 */
+        {"YWI= 256\n\nYWM= 258\n", "no rank 257"},                   /* a gap hidden by an empty line */
+        {"YWI= 99999999999\n", "the rank is not a number"},           /* 11 digits */
+        {"YWI= -1\n", "the rank is not a number"},
+        {"YWI=\t256\n", "no space"},
+        {"YQ== 256\n", "ranks 97 and 256 the same token"},            /* "a" again */
+        {"YWI= 256\n", "has 257 ranks, but Phi-3-small's special tokens start at id 100256"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        char *data = rank_file(cases[i].extra, &len);
+        gguf_writer *w = gguf_writer_create();
+        REQUIRE(data && w, "alloc");
+        phivk_status st = tok_tiktoken_keys(data, len, w);
+        CHECK(st == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), cases[i].msg), "case %zu: status %d, '%s' (want '%s')",
+              i, (int)st, pvk_errmsg(), cases[i].msg);
+        gguf_writer_destroy(w);
+        free(data);
+    }
+    /* Absurd sizes: more lines than any vocabulary, and a token longer than any. */
+    size_t big = (4u << 20) + 16;
+    char *data = malloc(big * 2 + 16);
+    REQUIRE(data, "alloc");
+    memset(data, '\n', big);
+    gguf_writer *w = gguf_writer_create();
+    CHECK(tok_tiktoken_keys(data, big, w) == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), "lines (limit"), "%s", pvk_errmsg());
+    memset(data, 'Q', big * 2);
+    memcpy(data + big * 2, " 0\n", 3);
+    CHECK(tok_tiktoken_keys(data, big * 2 + 3, w) == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), "line 1: the token is not base64"),
+          "%s", pvk_errmsg());
+    gguf_writer_destroy(w);
+    free(data);
+    /* Random bytes, and the real file with bytes flipped: a vocabulary or a message, never a crash. */
+    size_t real_len;
+    char *real = tv_slurp(tv_vocab_path("cl100k"), &real_len);
+    REQUIRE(real, "%s", tv_vocab_path("cl100k"));
+    for (int it = 0; it < 40; it++) {
+        char junk[512];
+        size_t n = rnd(sizeof junk);
+        for (size_t k = 0; k < n; k++) junk[k] = rnd(4) ? "AZaz09+/= \n\r"[rnd(13)] : (char)rnd(256);
+        bool flip = it % 4 == 0;
+        if (flip) real[rnd((uint32_t)real_len)] ^= (char)(1 + rnd(255));
+        w = gguf_writer_create();
+        phivk_status st = tok_tiktoken_keys(flip ? real : junk, flip ? real_len : n, w);
+        /* junk has too few lines to be a whole vocabulary; a flip may leave a valid one */
+        CHECK((flip && st == PHIVK_OK) || (st == PHIVK_ERR_BAD_FILE && *pvk_errmsg()), "case %d: status %d", it, (int)st);
+        gguf_writer_destroy(w);
+    }
+    free(real);
 }

@@ -72,9 +72,11 @@ static inline void tv_free(tok_vectors *tv) {
     free(tv->out_data);
 }
 
+/* name: one of tv_load's, or "cl100k" (tiktoken's rank file, Phi-3-small's vocabulary). */
 static inline char *tv_vocab_path(const char *name) {
     static char rel[256];
-    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
+    if (!strcmp(name, "cl100k")) snprintf(rel, sizeof rel, "vocab/cl100k/cl100k_base.tiktoken");
+    else snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
     return (char *)testdata_path(rel);
 }
 
