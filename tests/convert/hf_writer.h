@@ -2,7 +2,7 @@
  * the format descriptions and independent of model/: safetensors files (any dtype,
  * optionally split into shards with an index), Hugging Face config.json /
  * tokenizer.json / tokenizer_config.json made from a synthetic GGUF model, and
- * llama2.c .bin checkpoints with their tokenizer.bin (../shared/docs/llama2c.md). */
+ * llama2.c .bin checkpoints with their tokenizer.bin (docs/spec/llama2c.md). */
 #ifndef PHIVK_TESTS_HF_WRITER_H
 #define PHIVK_TESTS_HF_WRITER_H
 
