@@ -140,12 +140,7 @@ TEST(digits_split_into_groups_of_three_from_the_left) {
 
 /* One random character: ASCII (controls included, NUL excluded), then 2-, 3- and 4-byte ones. */
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(uint32_t n) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
-}
+static uint32_t rnd(uint32_t n) { return tv_rnd(&rng, n); }
 static size_t rand_char(char *p) {
     uint32_t kind = rnd(8), cp;
     if (kind < 4) cp = 1 + rnd(0x7F);
@@ -154,15 +149,7 @@ static size_t rand_char(char *p) {
         do cp = 0x800 + rnd(0xF800);
         while (cp >= 0xD800 && cp <= 0xDFFF);
     } else cp = 0x10000 + rnd(0x100000);
-    if (cp < 0x80) { p[0] = (char)cp; return 1; }
-    if (cp < 0x800) { p[0] = (char)(0xC0 | cp >> 6); p[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) {
-        p[0] = (char)(0xE0 | cp >> 12); p[1] = (char)(0x80 | ((cp >> 6) & 63)); p[2] = (char)(0x80 | (cp & 63));
-        return 3;
-    }
-    p[0] = (char)(0xF0 | cp >> 18); p[1] = (char)(0x80 | ((cp >> 12) & 63));
-    p[2] = (char)(0x80 | ((cp >> 6) & 63)); p[3] = (char)(0x80 | (cp & 63));
-    return 4;
+    return tv_utf8(cp, p);
 }
 
 TEST(random_utf8_round_trips_and_streams_out_whole_characters) {

@@ -13,12 +13,7 @@
 #include "tok_vectors.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(uint32_t n) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
-}
+static uint32_t rnd(uint32_t n) { return tv_rnd(&rng, n); }
 
 static bool is_c_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';

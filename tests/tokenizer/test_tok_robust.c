@@ -13,12 +13,7 @@ static const char *const vocab_names[] = {"phi-3", "llama-spm", "gpt-2", "cl100k
 #define N_VOCABS (sizeof vocab_names / sizeof vocab_names[0])
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(uint32_t n) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
-}
+static uint32_t rnd(uint32_t n) { return tv_rnd(&rng, n); }
 
 /* Appends one random well-formed character, mostly ASCII, some 2-, 3- and 4-byte. */
 static size_t rand_char(char *p) {
@@ -29,15 +24,7 @@ static size_t rand_char(char *p) {
         do cp = 0x800 + rnd(0xF800); /* not U+2581: SentencePiece's space marker reads as ' ' */
         while ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0x2581);
     } else cp = 0x10000 + rnd(0x100000);
-    if (cp < 0x80) { p[0] = (char)cp; return 1; }
-    if (cp < 0x800) { p[0] = (char)(0xC0 | cp >> 6); p[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) {
-        p[0] = (char)(0xE0 | cp >> 12); p[1] = (char)(0x80 | ((cp >> 6) & 63)); p[2] = (char)(0x80 | (cp & 63));
-        return 3;
-    }
-    p[0] = (char)(0xF0 | cp >> 18); p[1] = (char)(0x80 | ((cp >> 12) & 63));
-    p[2] = (char)(0x80 | ((cp >> 6) & 63)); p[3] = (char)(0x80 | (cp & 63));
-    return 4;
+    return tv_utf8(cp, p);
 }
 
 static int64_t tokenize(const phivk_vocab *v, const char *s, size_t len, bool special, int32_t **ids) {

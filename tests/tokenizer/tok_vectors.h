@@ -80,4 +80,25 @@ static inline char *tv_vocab_path(const char *name) {
     return (char *)testdata_path(rel);
 }
 
+/* xorshift64: the next of *state's random numbers, below n. */
+static inline uint32_t tv_rnd(uint64_t *state, uint32_t n) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state % n);
+}
+
+/* Code point cp (not a surrogate, at most U+10FFFF) as UTF-8 into p; its length. */
+static inline size_t tv_utf8(uint32_t cp, char *p) {
+    if (cp < 0x80) { p[0] = (char)cp; return 1; }
+    if (cp < 0x800) { p[0] = (char)(0xC0 | cp >> 6); p[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        p[0] = (char)(0xE0 | cp >> 12); p[1] = (char)(0x80 | ((cp >> 6) & 63)); p[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    p[0] = (char)(0xF0 | cp >> 18); p[1] = (char)(0x80 | ((cp >> 12) & 63));
+    p[2] = (char)(0x80 | ((cp >> 6) & 63)); p[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
 #endif
