@@ -120,7 +120,7 @@ step "correctness tests (PHIVK_VALIDATE=1)"
 eval "set -- $tests"
 tests_ok=1
 if [ $dry -eq 0 ]; then
-    PHIVK_VALIDATE=1 meson test -C "$build" "$@" --num-processes 1 --print-errorlogs >"$tmp/tests.log" 2>&1 || tests_ok=0
+    PHIVK_VALIDATE=1 meson test -C "$build" "$@" --print-errorlogs >"$tmp/tests.log" 2>&1 || tests_ok=0
     grep -E '^ *[0-9]+/[0-9]+ ' "$tmp/tests.log" | sed 's/^/   /'
 else
     run meson test -C "$build" "$@"
