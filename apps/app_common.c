@@ -249,6 +249,18 @@ void app_progress(void *user, const char *stage, uint64_t done, uint64_t total) 
     fflush(stderr);
 }
 
+void app_note_cpu_device(const phivk_runtime *rt) {
+    static bool noted;
+    if (!noted && !strcmp(phivk_runtime_device_kind(rt), "cpu")) {
+        /* Said once: without a GPU, phivk is no faster than the CPU, and the native
+         * CPU engines are faster than a CPU emulating a GPU. */
+        fprintf(stderr, "phivk: %s is a CPU implementation of Vulkan, not a GPU: expect the speed of this "
+                "machine's CPU (a native CPU engine is faster here); phivk uses a GPU's Vulkan driver "
+                "when one is installed\n", phivk_runtime_device_name(rt));
+        noted = true;
+    }
+}
+
 bool app_model_open(const app_opts *o, app_model *am) {
     memset(am, 0, sizeof *am);
     if (!o->model) {
@@ -276,6 +288,7 @@ bool app_model_open(const app_opts *o, app_model *am) {
     if (!am->model) goto fail;
     am->sess = phivk_session_create(am->model, &sp);
     if (!am->sess) goto fail;
+    app_note_cpu_device(am->rt);
     char *plan = phivk_session_plan_text(am->sess);
     if (plan) fprintf(stderr, "%s\n", plan);
     free(plan);

@@ -50,6 +50,11 @@ bool app_parse_long(const char *s, long lo, long hi, long *out);
 /* The help lines for the shared options. */
 void app_opts_usage(void);
 
+/* On a CPU implementation of Vulkan (lavapipe) a note on stderr, once per process,
+ * that the speed is the CPU's and a GPU driver would be used if installed. Called
+ * once the model is loaded, so that a failure stays a one-line reason. */
+void app_note_cpu_device(const phivk_runtime *rt);
+
 /* Loads runtime + model + session from o, printing progress on stderr when it
  * takes long. On failure prints "phivk: <reason>" and returns false; whatever
  * was made is freed. */

@@ -466,6 +466,7 @@ int cmd_bench(int argc, char **argv) {
     bm.size = phivk_model_weight_bytes(model);
     bm.token_bytes = phivk_model_token_bytes(model);
     bm.params = phivk_model_param_count(model);
+    app_note_cpu_device(rt);
     bm.kernels = phivk_model_kernels_text(model);
 
     if (!(sess = phivk_session_create(model, &sp))) goto fail;

@@ -177,6 +177,9 @@ phivk_runtime_params phivk_runtime_default_params(void);
 phivk_runtime *phivk_runtime_create(const phivk_runtime_params *p);
 void phivk_runtime_free(phivk_runtime *rt);
 const char *phivk_runtime_device_name(const phivk_runtime *rt);
+/* The device's kind, as phivk_device_desc.kind: "cpu" for a CPU implementation of
+ * Vulkan (lavapipe, SwiftShader). */
+const char *phivk_runtime_device_kind(const phivk_runtime *rt);
 
 typedef struct phivk_model_params {
     phivk_progress_fn progress;

@@ -43,6 +43,10 @@ const char *phivk_runtime_device_name(const phivk_runtime *rt) {
     return pvk_dev_caps(rt->dev)->name;
 }
 
+const char *phivk_runtime_device_kind(const phivk_runtime *rt) {
+    return pvk_dev_type_name(pvk_dev_caps(rt->dev)->type);
+}
+
 /* -------------------------------------------------------------------- model */
 
 phivk_model_params phivk_model_default_params(void) {

@@ -20,7 +20,8 @@
 /* Everything phivk decides kernel variants by, filled from one pNext query chain.
  * Optional features read false when the device lacks them OR when the user turned
  * them off (PHIVK_DISABLE_F16, _INT8, _INT_DOT, _SUBGROUP, _SUBGROUP_SIZE_CONTROL,
- * _COOPMAT, _PUSH_DESCRIPTOR, _UMA, _TEXEL, _MEMORY_BUDGET). */
+ * _COOPMAT, _PUSH_DESCRIPTOR, _UMA, _TEXEL, _MEMORY_BUDGET). PHIVK_DEVICE_PROFILE=mobile
+ * lowers the limits and turns features off as a phone GPU has them (pvk_dev.c). */
 typedef struct pvk_caps {
     uint32_t index;                 /* position in vkEnumeratePhysicalDevices */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];

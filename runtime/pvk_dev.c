@@ -178,8 +178,64 @@ static phivk_status env_binding_limit(uint64_t *out) {
     return PHIVK_OK;
 }
 
+/* PHIVK_DEVICE_PROFILE: the limits of a class of GPU laid over the real device's, so
+ * that lavapipe runs the kernel choices such a GPU gets. A profile only lowers limits
+ * and turns features off (it never claims what the device lacks), and it acts where
+ * the capabilities are read, so everything that picks a kernel or sizes a buffer
+ * sees the profile's figures. */
+typedef struct dev_profile {
+    const char *name;
+    uint32_t max_wg_invocations;
+    uint32_t max_shared;            /* bytes */
+    uint64_t max_storage_range;     /* bytes of one binding */
+    uint64_t max_alloc;             /* bytes of one allocation */
+    bool int_dot;                   /* false: turned off */
+    bool storage16;                 /* false: turned off */
+} dev_profile;
+
+static const dev_profile profiles[] = {
+    /* Phone GPUs (Mali, Adreno, PowerVR): 256 invocations per workgroup, the
+     * spec's minimum of 16 KiB shared memory, 128 MiB storage bindings, 1 GiB
+     * allocations, and drivers that lack integer dot products and 16-bit storage. */
+    {"mobile", 256, 16u << 10, 128ull << 20, 1ull << 30, false, false},
+};
+#define N_PROFILES (sizeof profiles / sizeof profiles[0])
+
+/* The profile PHIVK_DEVICE_PROFILE names; NULL when unset or empty. */
+static phivk_status env_profile(const dev_profile **out) {
+    const char *v = getenv("PHIVK_DEVICE_PROFILE");
+    *out = NULL;
+    if (!v || !*v) return PHIVK_OK;
+    char known[128] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < N_PROFILES; i++) {
+        if (!strcmp(v, profiles[i].name)) {
+            *out = &profiles[i];
+            return PHIVK_OK;
+        }
+        if (len < sizeof known) len += snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", profiles[i].name);
+    }
+    return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_DEVICE_PROFILE=\"%s\" is not a device profile: use one of %s, "
+                    "or unset it for the device's own limits", v, known);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* Lowers c's limits and features to prof's (nothing when prof is NULL). */
+static void profile_clamp(const dev_profile *prof, pvk_caps *c) {
+    if (!prof) return;
+    c->max_wg_invocations = (uint32_t)min_u64(c->max_wg_invocations, prof->max_wg_invocations);
+    for (int i = 0; i < 3; i++) c->max_wg_size[i] = (uint32_t)min_u64(c->max_wg_size[i], c->max_wg_invocations);
+    c->max_shared = (uint32_t)min_u64(c->max_shared, prof->max_shared);
+    c->max_storage_range = min_u64(c->max_storage_range, prof->max_storage_range);
+    c->max_alloc = min_u64(c->max_alloc, prof->max_alloc);
+    c->int_dot = c->int_dot && prof->int_dot;
+    c->int_dot_accel = c->int_dot_accel && c->int_dot;
+    c->storage16 = c->storage16 && prof->storage16;
+}
+
 static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t instance_api,
-                               pvk_caps *c, phys_info *pi) {
+                               const dev_profile *prof, pvk_caps *c, phys_info *pi) {
     memset(c, 0, sizeof *c);
     memset(pi, 0, sizeof *pi);
     pi->pd = pd;
@@ -271,9 +327,6 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     c->fp16 = q.f12.shaderFloat16 && !pvk_env_flag("PHIVK_DISABLE_F16");
     c->storage16 = q.f11.storageBuffer16BitAccess && !pvk_env_flag("PHIVK_DISABLE_F16");
     c->storage8 = q.f12.storageBuffer8BitAccess && q.f12.shaderInt8 && !pvk_env_flag("PHIVK_DISABLE_INT8");
-    pi->uniform16 = c->storage16 && q.f11.uniformAndStorageBuffer16BitAccess;
-    pi->uniform8 = c->storage8 && q.f12.uniformAndStorageBuffer8BitAccess;
-    pi->int16 = c->storage16 && q.f.features.shaderInt16;
     c->int_dot = int_dot && !pvk_env_flag("PHIVK_DISABLE_INT_DOT");
     c->int_dot_accel = c->int_dot && int_dot_accel;
 
@@ -299,12 +352,6 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     c->timestamp_period = lim->timestampPeriod;
 
     c->max_storage_range = lim->maxStorageBufferRange;
-    uint64_t env_limit;
-    phivk_status s = env_binding_limit(&env_limit);
-    if (s) return s;
-    c->max_binding_bytes = c->max_storage_range;
-    if (env_limit && env_limit < c->max_binding_bytes) c->max_binding_bytes = env_limit;
-    c->max_binding_bytes &= ~(uint64_t)255;
     c->max_alloc = q.p11.maxMemoryAllocationSize;
     c->storage_align = lim->minStorageBufferOffsetAlignment;
     c->texel_align = lim->minTexelBufferOffsetAlignment;
@@ -313,6 +360,18 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     c->max_wg_invocations = lim->maxComputeWorkGroupInvocations;
     memcpy(c->max_wg_size, lim->maxComputeWorkGroupSize, sizeof c->max_wg_size);
     memcpy(c->max_wg_count, lim->maxComputeWorkGroupCount, sizeof c->max_wg_count);
+    profile_clamp(prof, c);
+    /* Device creation enables what the (possibly clamped) capabilities keep. */
+    pi->uniform16 = c->storage16 && q.f11.uniformAndStorageBuffer16BitAccess;
+    pi->uniform8 = c->storage8 && q.f12.uniformAndStorageBuffer8BitAccess;
+    pi->int16 = c->storage16 && q.f.features.shaderInt16;
+
+    uint64_t env_limit;
+    phivk_status s = env_binding_limit(&env_limit);
+    if (s) return s;
+    c->max_binding_bytes = c->max_storage_range;
+    if (env_limit && env_limit < c->max_binding_bytes) c->max_binding_bytes = env_limit;
+    c->max_binding_bytes &= ~(uint64_t)255;
 
     const VkPhysicalDeviceMemoryProperties *mp = &q.m.memoryProperties;
     c->heap_count = mp->memoryHeapCount;
@@ -363,8 +422,10 @@ static phivk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info
     uint32_t instance_api = VK_API_VERSION_1_2;
     vkEnumerateInstanceVersion(&instance_api);
     instance_api = instance_api >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2;
+    const dev_profile *prof;
+    if ((s = env_profile(&prof))) goto fail;
     for (uint32_t i = 0; i < count; i++)
-        if ((s = query_device(pd[i], i, instance_api, &c[i], &pi[i]))) goto fail;
+        if ((s = query_device(pd[i], i, instance_api, prof, &c[i], &pi[i]))) goto fail;
     free(pd);
     *caps = c;
     *info = pi;

@@ -37,6 +37,22 @@ expect eval_needs_one_input 2 "$phivk" eval "$dir/tiny.gguf"
 printf 'hello\n/system be brief\nhi again\n/reset\nbye\n/quit\n' >"$dir/chat_in"
 expect chat_scripted_session_exits_0 0 sh -c "\"$phivk\" chat \"$dir/tiny.gguf\" -n 6 --temp 0 <\"$dir/chat_in\""
 
+# On a CPU implementation of Vulkan (lavapipe) a model command says so once on stderr
+# (the speed is the CPU's; a GPU driver would be used); never on stdout, so --json
+# stays one JSON document; other commands and GPUs say nothing of it.
+cpu_note='is a CPU implementation of Vulkan'
+if "$phivk" devices | grep "phivk's default" | grep -q '(cpu,'; then notes=1; else notes=0; fi
+note_count() { grep -c "$cpu_note" "$dir/$1"; }
+expect run_on_a_cpu_device 0 "$phivk" run "$dir/tiny.gguf" -p "hi" -n 2 --temp 0
+check run_says_cpu_device_once_on_stderr test "$(note_count err)" -eq $notes
+check run_keeps_the_cpu_note_off_stdout test "$(note_count out)" -eq 0
+expect bench_json_on_a_cpu_device 0 "$phivk" bench --json --shape tiny --type f16 -p 8 -n 4 -r 2 --copy-mib 1
+check bench_says_cpu_device_once_on_stderr test "$(note_count err)" -eq $notes
+check bench_json_is_one_json_document python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$dir/out"
+expect devices_lists_without_the_note 0 "$phivk" devices
+check devices_has_no_cpu_note test "$(note_count err)" -eq 0
+[ $notes -eq 1 ] || echo "skip cpu_note_once: the default device is a GPU (checked that no note appears)"
+
 expect unknown_command_is_usage_error 2 "$phivk" frobnicate
 
 finish

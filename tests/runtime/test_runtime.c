@@ -328,6 +328,65 @@ TEST(kill_switches_turn_features_off) {
     close_checked(d);
 }
 
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* PHIVK_DEVICE_PROFILE=mobile gives every device a phone GPU's limits: at most 256
+ * workgroup invocations (and no dimension beyond them), 16 KiB of shared memory,
+ * 128 MiB bindings, 1 GiB allocations, no integer dot product, no 16-bit storage.
+ * Limits the device has below those stay its own; what the profile does not name
+ * is unchanged. */
+TEST(mobile_profile_clamps_the_capabilities_to_a_phone_gpu) {
+    pvk_caps *own, *mob;
+    uint32_t n_own, n_mob;
+    REQUIRE(pvk_dev_enumerate(&own, &n_own) == PHIVK_OK, "enumerate: %s", pvk_errmsg());
+    setenv("PHIVK_DEVICE_PROFILE", "mobile", 1);
+    phivk_status s = pvk_dev_enumerate(&mob, &n_mob);
+    unsetenv("PHIVK_DEVICE_PROFILE");
+    REQUIRE(s == PHIVK_OK, "enumerate with the mobile profile: %s", pvk_errmsg());
+    REQUIRE(n_own == n_mob && n_own > 0, "%u devices without the profile, %u with it", n_own, n_mob);
+    for (uint32_t i = 0; i < n_own; i++) {
+        const pvk_caps *a = &own[i], *b = &mob[i];
+        if (!a->usable) continue;
+        CHECK(b->max_wg_invocations == min_u64(a->max_wg_invocations, 256), "invocations %u", b->max_wg_invocations);
+        for (int k = 0; k < 3; k++)
+            CHECK(b->max_wg_size[k] == min_u64(a->max_wg_size[k], b->max_wg_invocations), "workgroup size[%d] %u",
+                  k, b->max_wg_size[k]);
+        CHECK(b->max_shared == min_u64(a->max_shared, 16u << 10), "shared memory %u", b->max_shared);
+        CHECK(b->max_storage_range == min_u64(a->max_storage_range, 128ull << 20), "storage range %llu",
+              (unsigned long long)b->max_storage_range);
+        CHECK(b->max_binding_bytes <= b->max_storage_range, "binding %llu beyond the range",
+              (unsigned long long)b->max_binding_bytes);
+        CHECK(b->max_alloc == min_u64(a->max_alloc, 1ull << 30), "allocation %llu", (unsigned long long)b->max_alloc);
+        CHECK(!b->int_dot && !b->int_dot_accel, "integer dot product off");
+        CHECK(!b->storage16, "16-bit storage off");
+        CHECK(b->fp16 == a->fp16 && b->storage8 == a->storage8 && b->subgroup == a->subgroup &&
+              b->texel == a->texel && b->max_wg_count[0] == a->max_wg_count[0],
+              "what the profile does not name is the device's own");
+    }
+    free(own);
+    free(mob);
+    /* The device opens with exactly the clamped features (validation watches). */
+    pvk_dev *d = open_with("PHIVK_DEVICE_PROFILE", "mobile");
+    REQUIRE(d, "device");
+    CHECK(pvk_dev_caps(d)->max_wg_invocations <= 256 && !pvk_dev_caps(d)->storage16, "the device has the profile");
+    CHECK(run_eltwise(d, PVK_KERNEL_ADD, 5000, 3) == 0, "a kernel runs under the profile");
+    close_checked(d);
+}
+
+TEST(an_unknown_device_profile_is_refused_with_the_known_ones) {
+    setenv("PHIVK_DEVICE_PROFILE", "phone", 1);
+    pvk_caps *caps = NULL;
+    uint32_t n;
+    phivk_status s = pvk_dev_enumerate(&caps, &n);
+    CHECK(s == PHIVK_ERR_INVALID, "enumerate: status %d", s);
+    CHECK(strstr(pvk_errmsg(), "\"phone\"") && strstr(pvk_errmsg(), "mobile"), "message: %s", pvk_errmsg());
+    free(caps);
+    pvk_dev_params p = pvk_dev_default_params();
+    pvk_dev *d = NULL;
+    CHECK(pvk_dev_create(&p, &d) == PHIVK_ERR_INVALID && !d, "device creation refuses it too");
+    unsetenv("PHIVK_DEVICE_PROFILE");
+}
+
 TEST(descriptor_pool_path_without_push_descriptors) {
     pvk_dev *d = open_with("PHIVK_DISABLE_PUSH_DESCRIPTOR", "1");
     REQUIRE(d, "device");
