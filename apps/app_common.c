@@ -41,80 +41,134 @@ static bool parse_float(const char *s, float lo, float hi, float *out) {
     return true;
 }
 
-int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    /* Flags without a value. */
-    if (!strcmp(a, "--no-swa")) { o->sess.no_swa = true; return 1; }
-    if (!strcmp(a, "--validate")) { o->rt.validate = true; return 1; }
+/* The shared options, once: their names (llama.cpp's where one exists), whether
+ * they take a value, and which group they belong to (bench takes the session's). */
+typedef enum opt_id {
+    OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_FILE, OPT_N_PREDICT, OPT_CTX, OPT_BATCH, OPT_SEED,
+    OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N, OPT_DEVICE,
+    OPT_KV_TYPE, OPT_K_TYPE, OPT_V_TYPE, OPT_ROPE_FACTORS, OPT_NO_SWA, OPT_VALIDATE,
+} opt_id;
 
-    static const char *const with_value[] = {
-        "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c",
-        "--ctx-size", "--ctx", "-s", "--seed", "--temp", "--top-k", "--top-p", "--min-p",
-        "--repeat-penalty", "--repeat-last-n", "--device", "--kv-type", "--cache-type-k",
-        "--cache-type-v", "-ctk", "-ctv", "--rope-factors", "-b", "--batch-size", "--tokenizer", NULL};
-    bool known = false;
-    for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
-    if (!known) return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "phivk: option %s needs a value\n", a);
-        return -1;
+static const struct {
+    opt_id id;
+    const char *names[4];
+    bool value;
+    unsigned groups;
+} shared_opts[] = {
+    {OPT_MODEL, {"-m", "--model"}, true, APP_OPT_MODEL},
+    {OPT_TOKENIZER, {"--tokenizer"}, true, APP_OPT_MODEL},
+    {OPT_PROMPT, {"-p", "--prompt"}, true, APP_OPT_MODEL},
+    {OPT_FILE, {"-f", "--file"}, true, APP_OPT_MODEL},
+    {OPT_N_PREDICT, {"-n", "--n-predict"}, true, APP_OPT_MODEL},
+    {OPT_CTX, {"-c", "--ctx-size", "--ctx"}, true, APP_OPT_MODEL},
+    {OPT_BATCH, {"-b", "--batch-size"}, true, APP_OPT_MODEL},
+    {OPT_SEED, {"-s", "--seed"}, true, APP_OPT_MODEL},
+    {OPT_TEMP, {"--temp"}, true, APP_OPT_MODEL},
+    {OPT_TOP_K, {"--top-k"}, true, APP_OPT_MODEL},
+    {OPT_TOP_P, {"--top-p"}, true, APP_OPT_MODEL},
+    {OPT_MIN_P, {"--min-p"}, true, APP_OPT_MODEL},
+    {OPT_REPEAT_PENALTY, {"--repeat-penalty"}, true, APP_OPT_MODEL},
+    {OPT_REPEAT_LAST_N, {"--repeat-last-n"}, true, APP_OPT_MODEL},
+    {OPT_DEVICE, {"--device"}, true, APP_OPT_MODEL},
+    {OPT_KV_TYPE, {"--kv-type"}, true, APP_OPT_MODEL | APP_OPT_SESSION},
+    {OPT_K_TYPE, {"--cache-type-k", "-ctk"}, true, APP_OPT_MODEL | APP_OPT_SESSION},
+    {OPT_V_TYPE, {"--cache-type-v", "-ctv"}, true, APP_OPT_MODEL | APP_OPT_SESSION},
+    {OPT_ROPE_FACTORS, {"--rope-factors"}, true, APP_OPT_MODEL | APP_OPT_SESSION},
+    {OPT_NO_SWA, {"--no-swa"}, false, APP_OPT_MODEL | APP_OPT_SESSION},
+    {OPT_VALIDATE, {"--validate"}, false, APP_OPT_MODEL},
+};
+
+/* The entry of shared_opts named a within groups, or -1. */
+static int find_opt(const char *a, unsigned groups) {
+    for (size_t k = 0; k < sizeof shared_opts / sizeof shared_opts[0]; k++)
+        for (int j = 0; j < 4 && shared_opts[k].names[j]; j++)
+            if ((shared_opts[k].groups & groups) && !strcmp(a, shared_opts[k].names[j])) return (int)k;
+    return -1;
+}
+
+int app_opts_parse_group(app_opts *o, int argc, char **argv, int *i, unsigned groups) {
+    const char *a = argv[*i];
+    int k = find_opt(a, groups);
+    if (k < 0) return 0;
+    const char *v = NULL;
+    if (shared_opts[k].value) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "phivk: option %s needs a value\n", a);
+            return -1;
+        }
+        v = argv[++*i];
     }
-    const char *v = argv[++*i];
     long n;
     bool ok = true;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
-    else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
-    else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
-    else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
-    else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+    switch (shared_opts[k].id) {
+    case OPT_MODEL: o->model = v; break;
+    case OPT_TOKENIZER: o->tokenizer = v; break;
+    case OPT_PROMPT: o->prompt = v; break;
+    case OPT_FILE: o->prompt_file = v; break;
+    case OPT_N_PREDICT:
         ok = parse_long(v, -1, APP_MAX_N_PREDICT, &n);
         o->n_predict = (int32_t)n;
-    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
+        break;
+    case OPT_CTX:
         if (!strcmp(v, "auto")) o->sess.ctx = 0;
         else {
             ok = parse_long(v, 1, 1 << 24, &n);
             o->sess.ctx = (int32_t)n;
         }
-    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        break;
+    case OPT_BATCH:
         ok = parse_long(v, 1, 1 << 16, &n);
         o->sess.batch = (int32_t)n;
-    } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
+        break;
+    case OPT_SEED: {
         char *end;
         errno = 0;
         unsigned long long s = strtoull(v, &end, 10);
         ok = !errno && end != v && !*end;
         o->samp.seed = s;
         o->seed_given = true;
-    } else if (!strcmp(a, "--temp")) {
+        break;
+    }
+    case OPT_TEMP:
         ok = parse_float(v, 0, 100, &o->samp.temp);
         o->temp_given = true;
-    }
-    else if (!strcmp(a, "--top-k")) {
+        break;
+    case OPT_TOP_K:
         ok = parse_long(v, 0, 1 << 30, &n);
         o->samp.top_k = (int32_t)n;
-    } else if (!strcmp(a, "--top-p")) ok = parse_float(v, 0, 1, &o->samp.top_p);
-    else if (!strcmp(a, "--min-p")) ok = parse_float(v, 0, 1, &o->samp.min_p);
-    else if (!strcmp(a, "--repeat-penalty")) ok = parse_float(v, 0, 100, &o->samp.repeat_penalty);
-    else if (!strcmp(a, "--repeat-last-n")) {
+        break;
+    case OPT_TOP_P: ok = parse_float(v, 0, 1, &o->samp.top_p); break;
+    case OPT_MIN_P: ok = parse_float(v, 0, 1, &o->samp.min_p); break;
+    case OPT_REPEAT_PENALTY: ok = parse_float(v, 0, 100, &o->samp.repeat_penalty); break;
+    case OPT_REPEAT_LAST_N:
         ok = parse_long(v, 0, 1 << 20, &n);
         o->samp.repeat_last_n = (int32_t)n;
-    } else if (!strcmp(a, "--device")) o->rt.device = v;
-    else if (!strcmp(a, "--kv-type")) {
+        break;
+    case OPT_DEVICE: o->rt.device = v; break;
+    case OPT_KV_TYPE:
         ok = phivk_kv_type_parse(v, &o->sess.k_type);
         o->sess.v_type = o->sess.k_type;
-    } else if (!strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk")) ok = phivk_kv_type_parse(v, &o->sess.k_type);
-    else if (!strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv")) ok = phivk_kv_type_parse(v, &o->sess.v_type);
-    else if (!strcmp(a, "--rope-factors")) {
+        break;
+    case OPT_K_TYPE: ok = phivk_kv_type_parse(v, &o->sess.k_type); break;
+    case OPT_V_TYPE: ok = phivk_kv_type_parse(v, &o->sess.v_type); break;
+    case OPT_ROPE_FACTORS:
         if (!strcmp(v, "auto")) o->sess.rope_factors = PHIVK_ROPE_AUTO;
         else if (!strcmp(v, "short")) o->sess.rope_factors = PHIVK_ROPE_SHORT;
         else if (!strcmp(v, "long")) o->sess.rope_factors = PHIVK_ROPE_LONG;
         else ok = false;
+        break;
+    case OPT_NO_SWA: o->sess.no_swa = true; break;
+    case OPT_VALIDATE: o->rt.validate = true; break;
     }
     if (!ok) {
         fprintf(stderr, "phivk: bad value '%s' for %s\n", v, a);
         return -1;
     }
     return 1;
+}
+
+int app_opts_parse(app_opts *o, int argc, char **argv, int *i) {
+    return app_opts_parse_group(o, argc, argv, i, APP_OPT_MODEL);
 }
 
 int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*usage)(void),

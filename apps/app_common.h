@@ -45,6 +45,9 @@ int app_parse_args(app_opts *o, int argc, char **argv, const char *cmd, void (*u
  * took the option, 0 when it is not one of ours, -1 on a bad value (message
  * printed). */
 int app_opts_parse(app_opts *o, int argc, char **argv, int *i);
+/* The same for the options of the given groups only (bench takes the session's). */
+enum { APP_OPT_MODEL = 1u, APP_OPT_SESSION = 2u };
+int app_opts_parse_group(app_opts *o, int argc, char **argv, int *i, unsigned groups);
 /* A decimal integer in [lo, hi] (the whole string); false otherwise. */
 bool app_parse_long(const char *s, long lo, long hi, long *out);
 /* The help lines for the shared options. */

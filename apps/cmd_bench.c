@@ -100,14 +100,9 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
             o->rt.validate = true;
             continue;
         }
-        static const char *const session_opts[] = {"--kv-type", "-ctk", "-ctv", "--cache-type-k",
-                                                   "--cache-type-v", "--rope-factors", "--no-swa", NULL};
-        bool shared = false;
-        for (int k = 0; session_opts[k]; k++) shared |= !strcmp(a, session_opts[k]);
-        if (shared) {
-            if (app_opts_parse(&o->run, argc, argv, &i) < 0) return 2;
-            continue;
-        }
+        int took = app_opts_parse_group(&o->run, argc, argv, &i, APP_OPT_SESSION);
+        if (took < 0) return 2;
+        if (took) continue;
         if (a[0] != '-' && !o->model) {
             o->model = a;
             continue;
