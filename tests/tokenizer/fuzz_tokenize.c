@@ -4,7 +4,8 @@
  * special-token parsing, detokenized whole and streamed, made visible for a
  * terminal, and rendered as a conversation (its NUL bytes split the messages).
  * Besides what the sanitizers catch, the public contracts are checked: invalid
- * UTF-8 is refused with a message, plain text round-trips, every text that
+ * UTF-8 is refused with a message, plain text round-trips and never becomes a
+ * control token (nor does a message's text in a chat prompt), every text that
  * comes out is UTF-8, and counting calls agree with writing calls. */
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,12 @@ static void tokenize_one(const phivk_vocab *v, const char *vn, const char *s, si
             continue;
         }
         if (n < 0) fail(vn, "valid UTF-8 refused");
+        /* Without special-token parsing, the only control tokens are the BOS and
+         * EOS the vocabulary adds. */
+        for (int64_t i = 0; !special && i < n; i++)
+            if (v->tokens[ids[i]].type == TOK_CONTROL && !(i == 0 && ids[i] == v->bos) &&
+                !(i == n - 1 && ids[i] == v->eos))
+                fail(vn, "plain text became a control token");
         char *back = phivk_detokenize(v, ids, n, special);
         if (!back || !is_utf8(back, strlen(back))) fail(vn, "detokenized text is not UTF-8");
         /* Plain text comes back as it was; a NUL ends the returned string and
@@ -98,6 +105,26 @@ static void visible(const char *s, size_t len, size_t small_cap) {
     free(out);
 }
 
+/* The control tokens in the prompt of msgs, after checking that counting and
+ * writing agree and every id is in the vocabulary; -1 when the prompt is refused
+ * (a message that is not UTF-8). */
+static int64_t chat_controls(const phivk_vocab *v, const char *vn, phivk_chat_format fmt,
+                             const phivk_chat_msg *msgs, int n_msgs, bool add) {
+    int64_t n = phivk_chat_tokenize(v, fmt, msgs, n_msgs, add, PHIVK_BOS_AUTO, NULL, 0);
+    if (n < 0) return -1;
+    int32_t *ids = malloc((size_t)(n + 1) * sizeof *ids);
+    if (!ids) abort();
+    if (phivk_chat_tokenize(v, fmt, msgs, n_msgs, add, PHIVK_BOS_AUTO, ids, n) != n)
+        fail(vn, "chat: counting and writing disagree");
+    int64_t controls = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= phivk_vocab_size(v)) fail(vn, "chat: token id outside the vocabulary");
+        controls += v->tokens[ids[i]].type == TOK_CONTROL;
+    }
+    free(ids);
+    return controls;
+}
+
 /* The input's NUL bytes split it into messages: system, then user and assistant
  * in turn. */
 static void chat(const phivk_vocab *v, const char *vn, const char *s, size_t len) {
@@ -113,18 +140,15 @@ static void chat(const phivk_vocab *v, const char *vn, const char *s, size_t len
         n_msgs++;
         at += k + 1;
     }
+    phivk_chat_msg empty[MAX_MSGS];
+    for (int i = 0; i < n_msgs; i++) empty[i] = (phivk_chat_msg){msgs[i].role, ""};
     static const phivk_chat_format fmts[] = {PHIVK_CHAT_AUTO, PHIVK_CHAT_PHI3, PHIVK_CHAT_PHI2, PHIVK_CHAT_PLAIN};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         bool add = f & 1;
-        int64_t n = phivk_chat_tokenize(v, fmts[f], msgs, n_msgs, add, PHIVK_BOS_AUTO, NULL, 0);
-        if (n < 0) continue; /* a message that is not UTF-8 */
-        int32_t *ids = malloc((size_t)(n + 1) * sizeof *ids);
-        if (!ids) abort();
-        if (phivk_chat_tokenize(v, fmts[f], msgs, n_msgs, add, PHIVK_BOS_AUTO, ids, n) != n)
-            fail(vn, "chat: counting and writing disagree");
-        for (int64_t i = 0; i < n; i++)
-            if (ids[i] < 0 || ids[i] >= phivk_vocab_size(v)) fail(vn, "chat: token id outside the vocabulary");
-        free(ids);
+        int64_t n = chat_controls(v, vn, fmts[f], msgs, n_msgs, add);
+        /* Only the markup makes control tokens: the contents add none. */
+        if (n >= 0 && n != chat_controls(v, vn, fmts[f], empty, n_msgs, add))
+            fail(vn, "chat: a message's text became a control token");
     }
 }
 
