@@ -198,6 +198,11 @@ tok_heap *tok_heap_create(void);
 void tok_heap_free(tok_heap *h);
 phivk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, tok_pair_fn pair,
                      const void *ctx);
+/* The bytes text[off, off + len) as one symbol each, merged with tok_merge: the
+ * byte-pair kinds' (GPT-2 BPE, tiktoken) step for one pre-tokenized piece. *syms
+ * grows as needed (*cap its capacity); the result is the list from symbol 0. */
+phivk_status tok_merge_bytes(tok_heap *h, const char *text, size_t off, size_t len, tok_sym **syms, size_t *cap,
+                             tok_pair_fn pair, const void *ctx);
 
 /* tok_spm.c: one raw fragment (no special tokens in it). prefix_space: prepend ' '. */
 bool tok_spm_words_independent(const tok_vocab *v);

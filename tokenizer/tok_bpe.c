@@ -194,12 +194,7 @@ static phivk_status encode_word(void *ctx, const char *text, size_t off, size_t 
     const tok_vocab *v = s->v;
     tok_ids *out = s->out;
     if (len == 1 && v->byte_id[(uint8_t)text[off]] >= 0) return tok_ids_push(out, v->byte_id[(uint8_t)text[off]]);
-    tok_sym *ns = tok_grow(s->syms, &s->cap, len, sizeof *ns);
-    if (!ns) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte word", len);
-    s->syms = ns;
-    int32_t n = (int32_t)len;
-    for (int32_t i = 0; i < n; i++) s->syms[i] = (tok_sym){(uint32_t)(off + (size_t)i), 1, i - 1, i + 1 < n ? i + 1 : -1};
-    phivk_status st = tok_merge(s->heap, text, s->syms, n, bpe_pair, v->bpe);
+    phivk_status st = tok_merge_bytes(s->heap, text, off, len, &s->syms, &s->cap, bpe_pair, v->bpe);
     for (int32_t i = 0; i >= 0 && !st; i = s->syms[i].next) {
         const tok_sym *y = &s->syms[i];
         int32_t id = find_bytes(v->bpe, v->tokens, text + y->off, y->len);

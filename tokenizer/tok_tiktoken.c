@@ -278,12 +278,7 @@ static phivk_status encode_piece(void *ctx, const char *text, size_t off, size_t
     tt_scratch *s = ctx;
     int32_t id = rank_of(s->v, text + off, len);
     if (id >= 0) return tok_ids_push(s->out, id);
-    tok_sym *ns = tok_grow(s->syms, &s->cap, len, sizeof *ns);
-    if (!ns) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte piece", len);
-    s->syms = ns;
-    int32_t n = (int32_t)len;
-    for (int32_t i = 0; i < n; i++) s->syms[i] = (tok_sym){(uint32_t)(off + (size_t)i), 1, i - 1, i + 1 < n ? i + 1 : -1};
-    phivk_status st = tok_merge(s->heap, text, s->syms, n, tt_pair, s->v);
+    phivk_status st = tok_merge_bytes(s->heap, text, off, len, &s->syms, &s->cap, tt_pair, s->v);
     for (int32_t i = 0; i >= 0 && !st; i = s->syms[i].next)
         st = tok_ids_push(s->out, rank_of(s->v, text + s->syms[i].off, s->syms[i].len));
     return st;

@@ -219,3 +219,13 @@ phivk_status tok_merge(tok_heap *h, const char *buf, tok_sym *syms, int32_t n, t
     }
     return st;
 }
+
+phivk_status tok_merge_bytes(tok_heap *h, const char *text, size_t off, size_t len, tok_sym **syms, size_t *cap,
+                             tok_pair_fn pair, const void *ctx) {
+    tok_sym *ns = tok_grow(*syms, cap, len, sizeof *ns);
+    if (!ns) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a %zu-byte piece", len);
+    *syms = ns;
+    const int32_t n = (int32_t)len;
+    for (int32_t i = 0; i < n; i++) ns[i] = (tok_sym){(uint32_t)(off + (size_t)i), 1, i - 1, i + 1 < n ? i + 1 : -1};
+    return tok_merge(h, text, ns, n, pair, ctx);
+}
