@@ -140,6 +140,22 @@ static void post_devices(chat_worker *w) {
     post(w, e);
 }
 
+/* Makes rt, model and sess the worker's: swapped under the lock, the old ones freed
+ * outside it (freeing can take a while); a model or runtime kept is not freed. */
+static void swap_in(chat_worker *w, phivk_runtime *rt, phivk_model *model, phivk_session *sess) {
+    pthread_mutex_lock(&w->mu);
+    phivk_session *old_sess = w->sess;
+    phivk_model *old_model = w->model != model ? w->model : NULL;
+    phivk_runtime *old_rt = w->rt != rt ? w->rt : NULL;
+    w->rt = rt;
+    w->model = model;
+    w->sess = sess;
+    pthread_mutex_unlock(&w->mu);
+    phivk_session_free(old_sess);
+    phivk_model_free(old_model);
+    phivk_runtime_free(old_rt);
+}
+
 static void run_load(chat_worker *w, job *j) {
     const char *dev = j->device ? j->device : "";
     bool same_file = w->model && !strcmp(w->path, j->path);
@@ -177,18 +193,7 @@ static void run_load(chat_worker *w, job *j) {
     logits = malloc(sizeof *logits * (size_t)phivk_model_n_vocab(model));
     if (!cached || !logits) goto fail;
 
-    /* Swap under the lock, free the old outside it (freeing can take a while). */
-    pthread_mutex_lock(&w->mu);
-    phivk_session *old_sess = w->sess;
-    phivk_model *old_model = w->model != model ? w->model : NULL;
-    phivk_runtime *old_rt = w->rt != rt ? w->rt : NULL;
-    w->rt = rt;
-    w->model = model;
-    w->sess = sess;
-    pthread_mutex_unlock(&w->mu);
-    phivk_session_free(old_sess);
-    phivk_model_free(old_model);
-    phivk_runtime_free(old_rt);
+    swap_in(w, rt, model, sess);
     free(w->cached);
     free(w->logits);
     w->cached = cached;
@@ -286,17 +291,7 @@ static int64_t fit_prompt(chat_worker *w, job *j, int64_t n, int32_t reserve, in
 /* A lost device runs nothing more: the session, model and runtime go, so that the
  * next load opens the device again instead of reusing them. */
 static void drop_device(chat_worker *w) {
-    pthread_mutex_lock(&w->mu);
-    phivk_session *sess = w->sess;
-    phivk_model *model = w->model;
-    phivk_runtime *rt = w->rt;
-    w->sess = NULL;
-    w->model = NULL;
-    w->rt = NULL;
-    pthread_mutex_unlock(&w->mu);
-    phivk_session_free(sess);
-    phivk_model_free(model);
-    phivk_runtime_free(rt);
+    swap_in(w, NULL, NULL, NULL);
     w->n_cached = 0;
 }
 
