@@ -30,12 +30,12 @@ phivk_session_params phivk_session_default_params(void) {
     return (phivk_session_params){.batch = PLAN_DEFAULT_BATCH};
 }
 
-static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
+static pvk_attn attn_desc(const phivk_session *s, int32_t l, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
     pvk_attn a = session_attn_heads(hp, m);
-    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+    int32_t window = arch_layer_window(hp, s->p.no_swa, l);
     a.pos0 = pos0;
-    a.window = swa ? (uint32_t)hp->sliding_window : 0;
+    a.window = window > 0 && window < s->ctx ? (uint32_t)window : 0;
     a.scratch = s->plan.rows[PLAN_ATTN].count ? &s->buf[PLAN_ATTN] : NULL;
     return a;
 }
@@ -241,9 +241,9 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     const pvk_kv *kv = &s->kv[l];
     if (!*st)
         *st = pvk_op_kv_store(o, c, &s->buf[PLAN_QKV], stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, hp->n_rot ? &r : NULL);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    pvk_attn a = attn_desc(s, m, pos0);
+    pvk_attn a = attn_desc(s, l, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
@@ -261,7 +261,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
-        norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
+        norm(s, &s->buf[PLAN_X], &g->ffn_norm, &g->ffn_norm_b, &h2, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
@@ -293,6 +293,11 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    if (hp->pos_embd) {
+        /* learned absolute positions: rows pos0.. added to the token rows */
+        if (!st) st = pvk_op_add_rows(o, c, &mod->pos_embd, pos0, &s->buf[PLAN_X], m);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    }
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;
 
