@@ -454,3 +454,11 @@ TEST(context_past_the_learned_positions_is_refused) {
     phivk_model_free(pm);
     free(data);
 }
+
+/* Removes the temporary tree when every case is done. */
+__attribute__((destructor)) static void cleanup(void) {
+    if (!root[0]) return;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", root);
+}
