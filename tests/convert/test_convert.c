@@ -558,9 +558,10 @@ TEST(llama_rope_scaling_is_refused) {
 
 TEST(unsupported_architecture_lists_the_supported_ones) {
     const char *dir = bad_folder("bad-arch", NULL);
-    REQUIRE(dir && hf_edit_config(dir, "architectures", "[\"GPTNeoForCausalLM\"]"), "setup");
+    REQUIRE(dir && hf_edit_config(dir, "architectures", "[\"MambaForCausalLM\"]"), "setup");
     expect_failure(dir, NULL,
-                   (const char *const[]){"GPTNeoForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "LlamaForCausalLM"}, 4);
+                   (const char *const[]){"MambaForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "LlamaForCausalLM",
+                                         "GPTNeoForCausalLM"}, 5);
 }
 
 TEST(missing_tensor_is_named) {
