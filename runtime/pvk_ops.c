@@ -372,7 +372,8 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
     for (uint32_t i = 0; i < table->n_chunks; i++) {
         get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
                            pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows, pos0};
-        pvk_binding b[3] = {pvk_tensor_bind(table, i), pvk_bind(ids ? ids : out), pvk_bind(out)};
+        /* add_rows reads no ids: its slot holds a word of out */
+        pvk_binding b[3] = {pvk_tensor_bind(table, i), ids ? pvk_bind(ids) : pvk_bind_range(out, 0, 4), pvk_bind(out)};
         if ((st = dispatch(o, c, id, table->views ? "tss" : "sss", &wg, 1, &p, sizeof p, b, gx, gy, 1)))
             return st;
     }
