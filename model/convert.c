@@ -755,13 +755,13 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
     gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)hp->ff);
     gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)hp->layers);
     gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)hp->heads);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)hp->heads_kv);
     if (c->kind == K_GPTNEO) {
         gguf_writer_set_arr_str(w, KEY("attention.layer_types"), c->kinds, (uint64_t)hp->layers);
         gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)hp->window);
         gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), (float)hp->eps);
         return;
     }
-    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)hp->heads_kv);
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->rot);
     gguf_writer_set_f32(w, KEY(c->kind == K_PHI2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"),
                         (float)hp->eps);
