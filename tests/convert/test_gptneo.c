@@ -142,8 +142,9 @@ static float *ref_logits(const gguf_file *f, const int32_t *ids, int nv, bool kv
 
 /* The GPU's logits (T x nv) of the converted image: prefill of all T when split is
  * 0, else prefill of split tokens and decode of the others one at a time (the
- * single-query attention path with its key lanes and split-K). */
-static float *gpu_logits(const image *m, const int32_t *ids, int nv, int split) {
+ * single-query attention path with its key lanes and split-K). batch > 0: the
+ * session prefills in chunks of that many (positions from pos0 > 0 in one pass). */
+static float *gpu_logits(const image *m, const int32_t *ids, int nv, int split, int batch) {
     phivk_model *pm = phivk_model_load_memory(test_gpu_runtime(), m->data, m->size, "gptneo", NULL);
     if (!pm) {
         printf("    load: %s\n", phivk_last_error());
@@ -151,6 +152,7 @@ static float *gpu_logits(const image *m, const int32_t *ids, int nv, int split) 
     }
     phivk_session_params sp = phivk_session_default_params();
     sp.ctx = 64;
+    if (batch) sp.batch = batch;
     phivk_session *s = phivk_session_create(pm, &sp);
     float *out = malloc(sizeof *out * T * (size_t)nv);
     bool ok = s && out;
@@ -204,7 +206,8 @@ static double diff_d(const double *a, const double *b, int nv, int p0, int p1) {
 
 /* One folder in dtype, converted to type (keeping the source's values: f32 for
  * any dtype, or the dtype itself), against both references. */
-static void check_against_references(int head_dim, const char *dtype, const char *type, bool buffers, int split) {
+static void check_against_references(int head_dim, const char *dtype, const char *type, bool buffers, int split,
+                                     int batch) {
     synth_params p = neo(head_dim);
     char name[64];
     snprintf(name, sizeof name, "neo%d-%s", head_dim, dtype);
@@ -218,7 +221,7 @@ static void check_against_references(int head_dim, const char *dtype, const char
     double *py = py_logits(dir, ids, nv, false);
     float *ref = ref_logits(m.f, ids, nv, false, 0);
     float *ref16 = ref_logits(m.f, ids, nv, true, 0);
-    float *gpu = gpu_logits(&m, ids, nv, split);
+    float *gpu = gpu_logits(&m, ids, nv, split, batch);
     CHECK(py, "gptneo_ref.py failed (PHIVK_GPTNEO_REF=%s)", getenv("PHIVK_GPTNEO_REF"));
     CHECK(ref && ref16 && gpu, "a run failed");
     if (py && ref && ref16 && gpu) {
@@ -226,8 +229,9 @@ static void check_against_references(int head_dim, const char *dtype, const char
         const double g_py = diff_f(gpu, py, nv, 0, T), r_py = diff_f(ref, py, nv, 0, T);
         double g_ref = 0;
         for (size_t i = 0; i < (size_t)T * nv; i++) g_ref = fmax(g_ref, fabs(gpu[i] - ref16[i]));
-        printf("    head %d, %s -> %s%s: %d x %d logits (max |logit| %.3g): GPU vs float64 %.3g, GPU vs CPU ref "
-               "(f16 cache) %.3g, CPU ref vs float64 %.3g\n", head_dim, dtype, type, split ? ", decoded" : "", T, nv,
+        printf("    head %d, %s -> %s%s%s: %d x %d logits (max |logit| %.3g): GPU vs float64 %.3g, GPU vs CPU ref "
+               "(f16 cache) %.3g, CPU ref vs float64 %.3g\n", head_dim, dtype, type, split ? ", decoded" : "",
+               batch ? ", prefill in chunks" : "", T, nv,
                range, g_py, g_ref, r_py);
         CHECK(g_py <= GPU_BOUND * range, "GPU vs float64: %g > %g", g_py, GPU_BOUND * range);
         CHECK(g_ref <= GPU_REF_BOUND * range, "GPU vs CPU reference: %g > %g", g_ref, GPU_REF_BOUND * range);
@@ -240,13 +244,14 @@ static void check_against_references(int head_dim, const char *dtype, const char
     image_free(&m);
 }
 
-TEST(head_size_4_f32_folder_matches_float64_and_cpu_reference) { check_against_references(4, "F32", "f32", false, 0); }
-TEST(head_size_4_f16_folder_with_old_mask_buffers_matches_both) { check_against_references(4, "F16", "f16", true, 0); }
-TEST(head_size_4_bf16_folder_matches_both) { check_against_references(4, "BF16", "bf16", false, 0); }
-TEST(head_size_48_f32_folder_matches_both) { check_against_references(48, "F32", "f32", false, 0); }
-TEST(head_size_48_bf16_folder_to_f32_matches_both) { check_against_references(48, "BF16", "f32", false, 0); }
-TEST(decoding_one_token_at_a_time_past_the_window_matches_both) { check_against_references(4, "F32", "f32", false, 8); }
-TEST(decoding_with_head_size_48_matches_both) { check_against_references(48, "F16", "f16", false, 3); }
+TEST(head_size_4_f32_folder_matches_float64_and_cpu_reference) { check_against_references(4, "F32", "f32", false, 0, 0); }
+TEST(head_size_4_f16_folder_with_old_mask_buffers_matches_both) { check_against_references(4, "F16", "f16", true, 0, 0); }
+TEST(head_size_4_bf16_folder_matches_both) { check_against_references(4, "BF16", "bf16", false, 0, 0); }
+TEST(head_size_48_f32_folder_matches_both) { check_against_references(48, "F32", "f32", false, 0, 0); }
+TEST(head_size_48_bf16_folder_to_f32_matches_both) { check_against_references(48, "BF16", "f32", false, 0, 0); }
+TEST(decoding_one_token_at_a_time_past_the_window_matches_both) { check_against_references(4, "F32", "f32", false, 8, 0); }
+TEST(decoding_with_head_size_48_matches_both) { check_against_references(48, "F16", "f16", false, 3, 0); }
+TEST(prefill_in_chunks_of_7_matches_both) { check_against_references(4, "F32", "f32", false, 0, 7); }
 
 /* The local layers' window, where it changes the result: positions 0..W-1 see the
  * same keys in a local and a global layer (the float64 logits agree exactly); from
@@ -262,7 +267,7 @@ TEST(local_window_mask_matters_where_it_differs_from_global) {
     int32_t ids[T];
     ids_of(ids, nv);
     double *local = py_logits(dir, ids, nv, false), *global = py_logits(dir, ids, nv, true);
-    float *gpu = gpu_logits(&m, ids, nv, 0);
+    float *gpu = gpu_logits(&m, ids, nv, 0, 0);
     REQUIRE(local && global && gpu, "a run failed");
     const double range = fmax(1.0, amax_of(local, (size_t)T * nv));
     const double same = diff_d(local, global, nv, 0, W), apart = diff_d(local, global, nv, W, T);
@@ -308,7 +313,7 @@ static void check_quantized(const char *type) {
     int32_t ids[T];
     ids_of(ids, nv);
     const uint64_t int8 = gpu_int8_types(T);
-    float *ref = ref_logits(m.f, ids, nv, true, int8), *gpu = gpu_logits(&m, ids, nv, 0);
+    float *ref = ref_logits(m.f, ids, nv, true, int8), *gpu = gpu_logits(&m, ids, nv, 0, 0);
     REQUIRE(ref && gpu, "a run failed");
     double range = 0, worst = 0;
     for (size_t i = 0; i < (size_t)T * nv; i++) {
