@@ -439,6 +439,63 @@ TEST(missing_tensor_is_named) {
     CHECK(strstr(phivk_last_error(), "'transformer.h.2.ln_2.bias' is missing"), "message: %s", phivk_last_error());
 }
 
+/* A gptneo GGUF header with the layer kinds kinds[0..n) (NULL: no key) and the
+ * window (0: no key), read by arch_hparams_read; the status, the message in
+ * pvk_errmsg. */
+static phivk_status read_neo_header(const char *const *kinds, int n, uint32_t window) {
+    gguf_writer *w = gguf_writer_create();
+    if (!w) return PHIVK_ERR_HOST_MEMORY;
+    gguf_writer_set_str(w, "general.architecture", "gptneo");
+    gguf_writer_set_u32(w, "gptneo.context_length", 64);
+    gguf_writer_set_u32(w, "gptneo.embedding_length", 32);
+    gguf_writer_set_u32(w, "gptneo.block_count", 2);
+    gguf_writer_set_u32(w, "gptneo.feed_forward_length", 128);
+    gguf_writer_set_u32(w, "gptneo.attention.head_count", 8);
+    gguf_writer_set_f32(w, "gptneo.attention.layer_norm_epsilon", 1e-5f);
+    if (kinds) gguf_writer_set_arr_str(w, "gptneo.attention.layer_types", kinds, (uint64_t)n);
+    if (window) gguf_writer_set_u32(w, "gptneo.attention.sliding_window", window);
+    void *data = NULL;
+    size_t size;
+    gguf_file *f = NULL;
+    arch_hparams hp;
+    phivk_status st = gguf_writer_build(w, &data, &size);
+    if (!st) st = gguf_open_memory(data, size, &f);
+    if (!st) st = arch_hparams_read(f, "neo.gguf", &hp);
+    gguf_close(f);
+    free(data);
+    gguf_writer_destroy(w);
+    return st;
+}
+
+TEST(gguf_layer_kinds_and_window_are_checked_at_load) {
+    static const char *const ok[] = {"global", "local"}, *const three[] = {"global", "local", "global"},
+                             *const bad[] = {"global", "sparse"};
+    CHECK(read_neo_header(NULL, 0, 5) == PHIVK_ERR_BAD_FILE &&
+              !strcmp(pvk_errmsg(), "neo.gguf: missing key 'gptneo.attention.layer_types'"), "no kinds: %s", pvk_errmsg());
+    CHECK(read_neo_header(three, 3, 5) == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), "for each of the 2 layers"),
+          "three kinds: %s", pvk_errmsg());
+    CHECK(read_neo_header(bad, 2, 5) == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), "entry 1 is 'sparse'"),
+          "sparse: %s", pvk_errmsg());
+    CHECK(read_neo_header(ok, 2, 0) == PHIVK_ERR_BAD_FILE &&
+              strstr(pvk_errmsg(), "missing key 'gptneo.attention.sliding_window'"), "no window: %s", pvk_errmsg());
+    /* with both, the header is complete: the next thing missing is a tensor */
+    CHECK(read_neo_header(ok, 2, 5) == PHIVK_ERR_BAD_FILE && strstr(pvk_errmsg(), "missing tensor 'token_embd.weight'"),
+          "complete header: %s", pvk_errmsg());
+}
+
+TEST(gguf_without_position_embeddings_is_refused_naming_the_tensor) {
+    synth_params p = neo(4);
+    p.skip_tensor = "position_embd.weight";
+    void *data;
+    size_t size;
+    REQUIRE(!synth_build(&p, &data, &size), "build: %s", pvk_errmsg());
+    phivk_model *pm = phivk_model_load_memory(test_gpu_runtime(), data, size, "neo.gguf", NULL);
+    CHECK(!pm && strstr(phivk_last_error(), "missing tensor 'position_embd.weight'"), "load: %s",
+          pm ? "loaded" : phivk_last_error());
+    phivk_model_free(pm);
+    free(data);
+}
+
 /* A GGUF whose learned positions end at 64 refuses a longer context by name. */
 TEST(context_past_the_learned_positions_is_refused) {
     synth_params p = neo(4);
