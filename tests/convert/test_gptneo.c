@@ -92,9 +92,9 @@ static bool convert(const char *dir, const char *type, image *m) {
     return !gguf_open_memory(m->data, m->size, &m->f);
 }
 
-static void ids_of(int32_t *ids, int n_vocab) {
+static void ids_of(int32_t *ids, int n, int n_vocab) {
     uint32_t s = 11;
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
         ids[i] = (int32_t)((s >> 8) % (uint32_t)n_vocab);
     }
@@ -121,16 +121,16 @@ static double *py_logits(const char *dir, const int32_t *ids, int nv, bool all_g
     return v;
 }
 
-/* The CPU reference's logits (T x nv). kv_f16: its cache rounded to f16 as the GPU's. */
-static float *ref_logits(const gguf_file *f, const int32_t *ids, int nv, bool kv_f16, uint64_t int8_types) {
+/* The CPU reference's logits (n x nv). kv_f16: its cache rounded to f16 as the GPU's. */
+static float *ref_logits(const gguf_file *f, const int32_t *ids, int n, int nv, bool kv_f16, uint64_t int8_types) {
     ref_model *rm = NULL;
     ref_state *rs = NULL;
     ref_state_params rp = ref_state_default_params();
     rp.kv_f16 = kv_f16;
     rp.int8_types = int8_types;
-    float *out = malloc(sizeof *out * T * (size_t)nv);
+    float *out = malloc(sizeof *out * (size_t)n * (size_t)nv);
     if (!out || ref_model_create(f, "converted", &rm) || ref_state_create(rm, &rp, &rs) ||
-        ref_forward(rs, ids, T, out, true)) {
+        ref_forward(rs, ids, n, out, true)) {
         printf("    reference: %s\n", pvk_errmsg());
         free(out);
         out = NULL;
@@ -140,25 +140,24 @@ static float *ref_logits(const gguf_file *f, const int32_t *ids, int nv, bool kv
     return out;
 }
 
-/* The GPU's logits (T x nv) of the converted image: prefill of all T when split is
+/* The GPU's logits (n x nv) of the converted image: prefill of all n when split is
  * 0, else prefill of split tokens and decode of the others one at a time (the
  * single-query attention path with its key lanes and split-K). batch > 0: the
  * session prefills in chunks of that many (positions from pos0 > 0 in one pass). */
-static float *gpu_logits(const image *m, const int32_t *ids, int nv, int split, int batch) {
+static float *gpu_logits(const image *m, const int32_t *ids, int n, int nv, int split, int batch) {
     phivk_model *pm = phivk_model_load_memory(test_gpu_runtime(), m->data, m->size, "gptneo", NULL);
     if (!pm) {
         printf("    load: %s\n", phivk_last_error());
         return NULL;
     }
     phivk_session_params sp = phivk_session_default_params();
-    sp.ctx = 64;
-    if (batch) sp.batch = batch;
+    if (batch) sp.batch = batch; /* the context: auto, every learned position */
     phivk_session *s = phivk_session_create(pm, &sp);
-    float *out = malloc(sizeof *out * T * (size_t)nv);
+    float *out = malloc(sizeof *out * (size_t)n * (size_t)nv);
     bool ok = s && out;
-    if (ok && !split) ok = phivk_decode(s, ids, T, out, true) == PHIVK_OK;
+    if (ok && !split) ok = phivk_decode(s, ids, n, out, true) == PHIVK_OK;
     if (ok && split) ok = phivk_decode(s, ids, split, out, true) == PHIVK_OK;
-    for (int i = split; ok && split && i < T; i++) ok = phivk_decode(s, ids + i, 1, out + (size_t)i * nv, false) == PHIVK_OK;
+    for (int i = split; ok && split && i < n; i++) ok = phivk_decode(s, ids + i, 1, out + (size_t)i * nv, false) == PHIVK_OK;
     if (!ok) {
         printf("    GPU: %s\n", phivk_last_error());
         free(out);
@@ -217,11 +216,11 @@ static void check_against_references(int head_dim, const char *dtype, const char
     REQUIRE(convert(dir, type, &m), "convert %s --type %s", dir, type);
     const int nv = p.n_vocab;
     int32_t ids[T];
-    ids_of(ids, nv);
+    ids_of(ids, T, nv);
     double *py = py_logits(dir, ids, nv, false);
-    float *ref = ref_logits(m.f, ids, nv, false, 0);
-    float *ref16 = ref_logits(m.f, ids, nv, true, 0);
-    float *gpu = gpu_logits(&m, ids, nv, split, batch);
+    float *ref = ref_logits(m.f, ids, T, nv, false, 0);
+    float *ref16 = ref_logits(m.f, ids, T, nv, true, 0);
+    float *gpu = gpu_logits(&m, ids, T, nv, split, batch);
     CHECK(py, "gptneo_ref.py failed (PHIVK_GPTNEO_REF=%s)", getenv("PHIVK_GPTNEO_REF"));
     CHECK(ref && ref16 && gpu, "a run failed");
     if (py && ref && ref16 && gpu) {
@@ -265,9 +264,9 @@ TEST(local_window_mask_matters_where_it_differs_from_global) {
     REQUIRE(convert(dir, "f32", &m), "convert");
     const int nv = p.n_vocab, W = p.sliding_window;
     int32_t ids[T];
-    ids_of(ids, nv);
+    ids_of(ids, T, nv);
     double *local = py_logits(dir, ids, nv, false), *global = py_logits(dir, ids, nv, true);
-    float *gpu = gpu_logits(&m, ids, nv, 0, 0);
+    float *gpu = gpu_logits(&m, ids, T, nv, 0, 0);
     REQUIRE(local && global && gpu, "a run failed");
     const double range = fmax(1.0, amax_of(local, (size_t)T * nv));
     const double same = diff_d(local, global, nv, 0, W), apart = diff_d(local, global, nv, W, T);
@@ -283,6 +282,40 @@ TEST(local_window_mask_matters_where_it_differs_from_global) {
     free(global);
     free(gpu);
     image_free(&m);
+}
+
+/* A prefill longer than one workgroup's tile of attention rows, so tiles start at
+ * other positions and each takes its own range of keys (from its first token's
+ * window start); windows of 5 and 37, against the CPU reference (the float64 one
+ * would take minutes at this length). */
+TEST(long_prefill_across_attention_tiles_matches_cpu_reference) {
+    enum { N = 200 };
+    for (int k = 0; k < 2; k++) {
+        synth_params p = neo(4);
+        p.n_ctx = 256;
+        p.sliding_window = k ? 37 : 5;
+        const char *dir = tmp_path(k ? "neo-long37" : "neo-long5");
+        REQUIRE(write_folder(&p, dir, "F32", false), "cannot write %s", dir);
+        image m;
+        REQUIRE(convert(dir, "f32", &m), "convert");
+        const int nv = p.n_vocab;
+        int32_t ids[N];
+        ids_of(ids, N, nv);
+        float *ref = ref_logits(m.f, ids, N, nv, true, 0), *gpu = gpu_logits(&m, ids, N, nv, 0, 0);
+        CHECK(ref && gpu, "a run failed");
+        double range = 0, worst = 0;
+        for (size_t i = 0; ref && gpu && i < (size_t)N * nv; i++) {
+            range = fmax(range, fabs(ref[i]));
+            worst = fmax(worst, fabs(gpu[i] - ref[i]));
+        }
+        printf("    %d tokens, window %d: GPU vs CPU reference %.3g (max |logit| %.3g)\n", N, p.sliding_window, worst,
+               range);
+        CHECK(worst <= GPU_REF_BOUND * fmax(1.0, range), "window %d: %g > %g", p.sliding_window, worst,
+              GPU_REF_BOUND * fmax(1.0, range));
+        free(ref);
+        free(gpu);
+        image_free(&m);
+    }
 }
 
 /* Which block types the GPU feeds int8 activations at m rows (as tests/model_gpu):
@@ -311,9 +344,9 @@ static void check_quantized(const char *type) {
     REQUIRE(convert(dir, type, &m), "convert --type %s", type);
     const int nv = p.n_vocab;
     int32_t ids[T];
-    ids_of(ids, nv);
+    ids_of(ids, T, nv);
     const uint64_t int8 = gpu_int8_types(T);
-    float *ref = ref_logits(m.f, ids, nv, true, int8), *gpu = gpu_logits(&m, ids, nv, 0, 0);
+    float *ref = ref_logits(m.f, ids, T, nv, true, int8), *gpu = gpu_logits(&m, ids, T, nv, 0, 0);
     REQUIRE(ref && gpu, "a run failed");
     double range = 0, worst = 0;
     for (size_t i = 0; i < (size_t)T * nv; i++) {
