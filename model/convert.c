@@ -65,6 +65,7 @@ typedef struct hparams {
     bool has_theta;
     double attn_factor;      /* phi3 LongRoPE; 0: none */
     int64_t window;          /* gptneo: the local window */
+    bool untied;             /* gptneo: tie_word_embeddings false (the default is true) */
 } hparams;
 
 typedef struct otensor {
@@ -419,6 +420,7 @@ static phivk_status read_hparams_neo(conv *c, const cJSON *cfg) {
     if (hp->embd % hp->heads)
         return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: hidden_size %" PRId64 " is not a multiple of num_heads %" PRId64,
                         hp->embd, hp->heads);
+    hp->untied = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings"));
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "activation_function");
     if (act && !(cJSON_IsString(act) && !strcmp(act->valuestring, "gelu_new")))
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: activation_function %s is not supported (gelu_new)",
@@ -575,6 +577,11 @@ static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     cJSON_Delete(cfg);
     if (!st) st = safet_open_dir(dir, &c->st);
     if (!st) st = map_tensors(c, a);
+    bool has_output = false;
+    for (int i = 0; i < c->n_t; i++) has_output |= !strcmp(c->t[i].name, "output.weight");
+    if (!st && c->hp.untied && !has_output)
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: config.json says tie_word_embeddings false but there is no "
+                      "'lm_head.weight'", dir);
     if (!st)
         st = cvocab_read_hf(tokenizer ? tokenizer : dir, (int32_t)c->hp.vocab, c->config_text,
                             c->kind == K_PHI2 ? "phi-2" : "gpt-2", &c->vocab);

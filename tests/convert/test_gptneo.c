@@ -454,6 +454,9 @@ TEST(unknown_attention_kind_is_named) {
     check_bad_config("attention_types", "[[[\"global\",\"sparse\"],2]]", "attention_types[0]");
 }
 TEST(other_activation_is_refused) { check_bad_config("activation_function", "\"relu\"", "activation_function relu"); }
+TEST(untied_output_without_lm_head_is_named) {
+    check_bad_config("tie_word_embeddings", "false", "tie_word_embeddings false but there is no 'lm_head.weight'");
+}
 TEST(window_of_zero_is_refused) { check_bad_config("window_size", "0", "'window_size'"); }
 TEST(wrong_tensor_shape_names_both_shapes) {
     /* 8 heads of 4 become 8 heads of... a hidden size the tensors do not have */
