@@ -8,7 +8,11 @@
  *         LongRoPE factor tables, sliding window, fused [gate | up] SwiGLU;
  *   llama (llama2.c stories, TinyLlama): RMSNorm, separate Q/K/V, adjacent-pair
  *         rotary, separate gate/up SwiGLU, output tied to the embedding when
- *         output.weight is absent.
+ *         output.weight is absent;
+ *   gptneo (the TinyStories models, docs/spec/gpt-neo.md; keys docs/gguf-keys.md):
+ *         learned absolute positions instead of rotary, LayerNorm with bias,
+ *         separate Q/K/V without bias, UNSCALED scores, global and windowed local
+ *         attention per layer, tanh-GELU MLP with biases, output tied.
  * Both the GPU forward pass and the CPU reference (ref.h) are written against
  * arch_hparams + arch_weights, so what one reads the other reads too. */
 #ifndef PHIVK_ARCH_H
@@ -22,8 +26,9 @@
 #include "pvk_err.h"
 
 #define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
+#define ARCH_MAX_LAYERS 4096
 
-typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2 } arch_kind;
+typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_GPTNEO = 3 } arch_kind;
 
 typedef enum arch_norm {
     ARCH_NORM_RMS = 0,   /* x * (mean(x^2) + eps)^-1/2 * w */
@@ -39,7 +44,7 @@ typedef enum arch_rope_table {
 
 typedef struct arch_hparams {
     arch_kind arch;
-    const char *arch_name;    /* "phi2", "phi3", "llama" (static storage) */
+    const char *arch_name;    /* "phi2", "phi3", "llama", "gptneo" (static storage) */
     int32_t n_vocab;          /* rows of token_embd.weight */
     int32_t n_ctx_train;      /* {arch}.context_length */
     int32_t n_embd;
@@ -50,7 +55,7 @@ typedef struct arch_hparams {
     int32_t n_embd_q;         /* n_head * head_dim (== n_embd for every supported model) */
     int32_t n_embd_kv;        /* n_head_kv * head_dim */
     int32_t n_ff;             /* MLP hidden width (phi3's fused ffn_up has 2 * n_ff rows) */
-    int32_t n_rot;            /* rotated dims per head (even, <= head_dim); phi2: 32 */
+    int32_t n_rot;            /* rotated dims per head (even, <= head_dim); phi2: 32; gptneo: 0 */
     float rope_base;          /* theta, default 10000 */
     float rope_freq_scale;    /* 1 / linear scaling factor; 1 when unscaled */
     bool rope_neox;           /* pairs (i, i + n_rot/2) (phi2, phi3), else (2i, 2i+1) (llama) */
@@ -66,6 +71,11 @@ typedef struct arch_hparams {
     bool has_rope_factors;    /* rope_factors_long/short tensors present ({n_rot/2} F32) */
     int32_t rope_orig_ctx;    /* {arch}.rope.scaling.original_context_length */
     float rope_attn_factor;   /* multiplies cos AND sin (both tables), default 1 */
+    float attn_scale;         /* multiplies q·k: 1/sqrt(head_dim); gptneo: 1 (unscaled) */
+    bool pos_embd;            /* gptneo: position_embd rows (n_ctx_train of them) added to
+                                 the token embedding; positions past them do not exist */
+    int32_t local_window;     /* gptneo: a local layer's key visible iff q_pos - k_pos < this */
+    uint64_t local_layers[ARCH_MAX_LAYERS / 64]; /* gptneo: bit l set: layer l is local */
 } arch_hparams;
 
 /* Per-layer weights. A field the architecture does not use is NULL; optional biases
@@ -76,7 +86,7 @@ typedef struct arch_layer {
     const gguf_tensor *attn_qkv, *attn_qkv_b;            /* fused_qkv */
     const gguf_tensor *attn_q, *attn_q_b, *attn_k, *attn_k_b, *attn_v, *attn_v_b;
     const gguf_tensor *attn_output, *attn_output_b;
-    const gguf_tensor *ffn_norm;                         /* NULL for parallel_block */
+    const gguf_tensor *ffn_norm, *ffn_norm_b;            /* NULL for parallel_block; _b: LayerNorm */
     const gguf_tensor *ffn_gate;                         /* llama only */
     const gguf_tensor *ffn_up, *ffn_up_b;
     const gguf_tensor *ffn_down, *ffn_down_b;
@@ -84,6 +94,7 @@ typedef struct arch_layer {
 
 typedef struct arch_weights {
     const gguf_tensor *token_embd;                       /* {n_embd, n_vocab} */
+    const gguf_tensor *position_embd;                    /* {n_embd, n_ctx_train}; pos_embd only */
     const gguf_tensor *output_norm, *output_norm_b;
     const gguf_tensor *output;                           /* == token_embd when tied_output */
     const gguf_tensor *output_b;                         /* phi2 only */
@@ -115,6 +126,12 @@ const gguf_tensor *arch_rope_factors(const arch_weights *w, arch_rope_table t);
 /* Whether a query at q_pos sees the key at k_pos <= q_pos under the sliding
  * window (phi-spec "choices" 2); no_swa ignores the window as llama.cpp does. */
 bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_t k_pos);
+
+/* The attention window of layer l (key visible iff q_pos - k_pos < it), 0 for
+ * none: phi3's sliding window on every layer unless no_swa (an approximation
+ * llama.cpp offers), gptneo's local window on its local layers (the model's own
+ * semantics, which no_swa does not change). */
+int32_t arch_layer_window(const arch_hparams *hp, bool no_swa, int32_t l);
 
 /* The base name of a path, for the what argument above. */
 const char *arch_basename(const char *path);

@@ -165,7 +165,8 @@ static phivk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
     phivk_status st;
     if ((st = upload_vector(l, a->attn_norm, &g->attn_norm)) ||
         (st = upload_vector(l, a->attn_norm_b, &g->attn_norm_b)) ||
-        (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)))
+        (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)) ||
+        (st = upload_vector(l, a->ffn_norm_b, &g->ffn_norm_b)))
         return st;
     if (hp->fused_qkv) {
         st = upload_proj(l, &a->attn_qkv, 1, &a->attn_qkv_b, &g->qkv);
@@ -191,6 +192,7 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
     pvk_buf_destroy(d, &g->attn_norm);
     pvk_buf_destroy(d, &g->attn_norm_b);
     pvk_buf_destroy(d, &g->ffn_norm);
+    pvk_buf_destroy(d, &g->ffn_norm_b);
     gpu_proj *projs[] = {&g->qkv, &g->out, &g->up, &g->down};
     for (size_t i = 0; i < sizeof projs / sizeof projs[0]; i++) destroy_proj(d, projs[i]);
 }
@@ -273,6 +275,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
     if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PHIVK_OK) goto fail;
+    if (w->position_embd && upload_tensor(&l, &w->position_embd, 1, &m->pos_embd) != PHIVK_OK) goto fail;
     if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
     if (upload_vector(&l, w->output_norm, &m->output_norm) != PHIVK_OK ||
@@ -320,6 +323,7 @@ void phivk_model_free(phivk_model *m) {
         for (int32_t i = 0; i < m->hp.n_layer; i++) destroy_layer(d, &m->layers[i]);
     free(m->layers);
     pvk_tensor_destroy(d, &m->embd);
+    pvk_tensor_destroy(d, &m->pos_embd);
     destroy_proj(d, &m->output);
     pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->rope_long, &m->rope_short};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);

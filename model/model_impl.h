@@ -31,7 +31,7 @@ typedef struct gpu_layer {
     pvk_buf attn_norm, attn_norm_b;
     gpu_proj qkv;
     gpu_proj out;
-    pvk_buf ffn_norm;
+    pvk_buf ffn_norm, ffn_norm_b;
     gpu_proj up;              /* [gate | up] for SwiGLU, up alone for GELU */
     gpu_proj down;
 } gpu_layer;
@@ -44,6 +44,7 @@ struct phivk_model {
     tok_vocab *vocab;
     char name[256];
     pvk_tensor embd;
+    pvk_tensor pos_embd;      /* hp.pos_embd: learned position rows; else empty */
     gpu_proj output;          /* no parts when the output is tied to embd; bias either way */
     pvk_buf output_norm, output_norm_b;
     pvk_buf rope_long, rope_short;

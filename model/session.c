@@ -32,12 +32,12 @@ phivk_session_params phivk_session_default_params(void) {
     return (phivk_session_params){.batch = PLAN_DEFAULT_BATCH};
 }
 
-static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
+static pvk_attn attn_desc(const phivk_session *s, int32_t l, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
     pvk_attn a = session_attn_heads(hp, m);
-    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+    int32_t window = arch_layer_window(hp, s->p.no_swa, l);
     a.pos0 = pos0;
-    a.window = swa ? (uint32_t)hp->sliding_window : 0;
+    a.window = window > 0 && window < s->ctx ? (uint32_t)window : 0;
     a.scratch = s->buf[PLAN_ATTN].vk ? &s->buf[PLAN_ATTN] : NULL;
     return a;
 }
@@ -299,7 +299,8 @@ static void store_kv(phivk_session *s, const step *t, uint32_t i, int32_t l, phi
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
     if (!*st)
         *st = pvk_op_kv_store(s->m->rt->ops, s->cmd, &qkv, stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &c->kv[l], m, (uint32_t)c->pos, &r);
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &c->kv[l], m, (uint32_t)c->pos,
+                              hp->n_rot ? &r : NULL);
 }
 
 /* Attention of part i over its session's cache (its window), its split-K
@@ -310,7 +311,7 @@ static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint6
     pvk_buf qkv, att;
     uint32_t m;
     phivk_session *c = part(s, t, i, &qkv, &att, &m);
-    pvk_attn a = attn_desc(c, m, (uint32_t)c->pos);
+    pvk_attn a = attn_desc(c, l, m, (uint32_t)c->pos);
     pvk_buf range;
     if (t->n > 1 && a.scratch) {
         uint64_t align = pvk_dev_caps(s->m->rt->dev)->storage_align, have = s->buf[PLAN_ATTN].size;
@@ -361,7 +362,7 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
-        norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
+        norm(s, &s->buf[PLAN_X], &g->ffn_norm, &g->ffn_norm_b, &h2, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
@@ -395,6 +396,14 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    if (hp->pos_embd) {
+        /* learned absolute positions: rows pos.. of each session added to its token rows */
+        for (uint32_t i = 0; i < t->n && !st; i++) {
+            pvk_buf x = t->n == 1 ? s->buf[PLAN_X] : row_of(&s->buf[PLAN_X], i, 4ull * (uint64_t)hp->n_embd);
+            st = pvk_op_add_rows(o, c, &mod->pos_embd, (uint32_t)t->who[i]->pos, &x, t->n == 1 ? m : 1);
+        }
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    }
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, t, &st);
     if (st) return st;
 
@@ -521,10 +530,12 @@ static phivk_status check_batch(phivk_session *const *sessions, const int32_t *t
      * output as buffers of their own. */
     uint64_t align = pvk_dev_caps(s0->m->rt->dev)->storage_align;
     uint64_t qkv = 4ull * (uint64_t)(hp->n_embd_q + 2 * hp->n_embd_kv), att = 4ull * (uint64_t)hp->n_embd_q;
-    if (n > 1 && (qkv % align || att % align))
-        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "phivk_decode_batch: rows of %llu and %llu bytes are not aligned to "
-                        "the device's %llu-byte storage offsets: decode the sessions one by one",
-                        (unsigned long long)qkv, (unsigned long long)att, (unsigned long long)align);
+    uint64_t x = hp->pos_embd ? 4ull * (uint64_t)hp->n_embd : 0;   /* learned positions: per row too */
+    if (n > 1 && (qkv % align || att % align || x % align))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "phivk_decode_batch: rows of %llu, %llu and %llu bytes are not "
+                        "all aligned to the device's %llu-byte storage offsets: decode the sessions one by one",
+                        (unsigned long long)qkv, (unsigned long long)att, (unsigned long long)x,
+                        (unsigned long long)align);
     int32_t cancelled = -1;
     for (int32_t i = 0; i < n; i++)
         if (atomic_exchange(&sessions[i]->cancel, false) && cancelled < 0) cancelled = i;

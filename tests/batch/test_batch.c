@@ -191,6 +191,17 @@ TEST(phi2_sessions_decode_together_as_alone) {
     check_together_vs_alone(&p, 3, prompt, 10, 64);
 }
 
+/* GPT-Neo: learned positions (each row adds its own session's position row) and
+ * local layers with a window of 9 beside global ones. */
+TEST(gptneo_sessions_decode_together_as_alone_with_their_own_positions) {
+    synth_params p = small("gptneo");
+    p.n_head_kv = p.n_head;
+    p.tied_output = true;
+    p.sliding_window = 9;
+    static const int prompt[4] = {1, 6, 10, 17};
+    check_together_vs_alone(&p, 4, prompt, 12, 64);
+}
+
 /* LongRoPE with an original context of 16: the session at 14 switches to the
  * long table after two steps (its cache is re-prefilled, as alone), the one at
  * 6 after ten, the one at 2 never; the others keep theirs meanwhile. */

@@ -16,6 +16,7 @@ typedef struct hf_opts {
     int shards;              /* > 1: model-0000i-of-0000n.safetensors + index */
     const char *skip;        /* an HF tensor name to leave out */
     bool inv_freq;           /* add rotary_emb.inv_freq buffers (must be ignored) */
+    bool neo_buffers;        /* gptneo: add the attn.attention.bias / masked_bias buffers */
 } hf_opts;
 
 /* Writes the Hugging Face folder dir (created) of the synthetic GGUF g: weights in

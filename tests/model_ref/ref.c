@@ -156,6 +156,12 @@ phivk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref
     s->m = m;
     s->p = p ? *p : ref_state_default_params();
     if (s->p.n_ctx <= 0) s->p.n_ctx = m->hp.n_ctx_train;
+    if (m->hp.pos_embd && s->p.n_ctx > m->hp.n_ctx_train) {
+        const int32_t n_ctx = s->p.n_ctx;
+        free(s);
+        return pvk_fail(PHIVK_ERR_INVALID, "a %d-token reference context: learned positions end at %d", (int)n_ctx,
+                        m->hp.n_ctx_train);
+    }
     const size_t kv = (size_t)m->hp.n_layer * (size_t)s->p.n_ctx * (size_t)m->hp.n_embd_kv;
     s->history = malloc((size_t)s->p.n_ctx * sizeof *s->history);
     s->k = malloc(kv * sizeof *s->k);
@@ -255,7 +261,7 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
     const int64_t T = Q + 2 * KV;
     const int64_t pos0 = s->pos;
     const float *factors = f32(arch_rope_factors(w, s->table));
-    const float qscale = (float)(1.0 / sqrt((double)hp->head_dim));
+    const float qscale = hp->attn_scale;
     phivk_status st = PHIVK_OK;
     batch b = {.int8_types = s->p.int8_types};
     b.x = malloc((size_t)(n * E) * sizeof(float));
@@ -277,6 +283,16 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
                                            (size_t)tokens[i] * embd_row,
                                        b.x + i * E, E)))
             goto done;
+    if (hp->pos_embd) {
+        /* learned absolute positions: row pos0 + i added (gpt-neo.md 3) */
+        const gguf_tensor *pe = w->position_embd;
+        const size_t pe_row = pvk_type_row_bytes(pe->type, E);
+        for (int32_t i = 0; i < n; i++) {
+            if ((st = quant_dequantize_row(pe->type, (const uint8_t *)pe->data + (size_t)(pos0 + i) * pe_row, b.h, E)))
+                goto done;
+            for (int64_t d = 0; d < E; d++) b.x[i * E + d] += b.h[d];
+        }
+    }
 
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const arch_layer *L = &w->layers[l];
@@ -306,8 +322,8 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
         }
         for (int32_t i = 0; i < n; i++) {
             const int64_t pos = pos0 + i;
-            int64_t first = 0;
-            while (!arch_key_visible(hp, s->p.no_swa, pos, first)) first++;
+            const int32_t window = arch_layer_window(hp, s->p.no_swa, l);
+            const int64_t first = window > 0 && pos >= window ? pos - window + 1 : 0;
             ref_attention(b.qkv + i * T, hp->n_head, hp->n_head_kv, hp->head_dim, kc, vc, KV,
                           first, pos, b.att + i * Q);
         }
@@ -319,8 +335,8 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
         } else {
             for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
             for (int32_t i = 0; i < n; i++)
-                ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->ffn_norm), NULL, b.h + i * E,
-                         E);
+                ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(L->ffn_norm), f32(L->ffn_norm_b),
+                         b.h + i * E, E);
             if ((st = mlp(hp, L, &b, b.h, b.o, n))) goto done;
         }
         for (int64_t i = 0; i < n * E; i++) b.x[i] += b.o[i];
