@@ -267,8 +267,8 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
  * projections at m = n rows may run another kernel than at m = 1). n is at most
  * the owner's batch. Errors: PHIVK_ERR_CONTEXT_FULL when one is full, INVALID for a
  * token out of range, a repeated session or sessions of different scratch,
- * CANCELLED when phivk_cancel was called on one (its request is consumed; the
- * message names its index): then none advanced. UNSUPPORTED when the model's rows
+ * CANCELLED when phivk_cancel was called on one (the requests of all n are
+ * consumed; the message names the first): then none advanced. UNSUPPORTED when the model's rows
  * cannot be bound one by one on this device (storage offset alignment). */
 phivk_status phivk_decode_batch(phivk_session *const *sessions, const int32_t *tokens, int32_t n,
                                 float *logits);
