@@ -146,11 +146,12 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
                      (int)p->ctx, (int)s->owner->ctx);
             goto fail;
         }
+        if (!p->ctx) s->p.ctx = s->owner->ctx;
+        s->p.batch = s->owner->batch;
     }
     bool int8 = model_reads_q8(m);
     if (session_plan(m, &s->p, int8, &s->plan) != PHIVK_OK) goto fail;
     s->ctx = s->plan.ctx;
-    if (s->owner) s->p.ctx = s->ctx; /* no -c auto halving: the owner chose */
     if (alloc_fitting(s, int8) != PHIVK_OK) goto fail;
     s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;

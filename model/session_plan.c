@@ -68,14 +68,11 @@ phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, b
     if (p->share_scratch) {
         /* Only its cache: the weights and the owner's scratch are on the device
          * already, so it is planned against what the device has left. */
-        const plan *owner = session_plan_of(p->share_scratch);
         uint64_t held;
         pvk_mem_stats(m->rt->dev, &held, NULL);
         in.shared = true;
         in.slots = 1;
         in.weight_bytes = 0;
-        in.ctx = p->ctx ? p->ctx : owner->ctx;
-        in.batch = owner->batch;
         in.budget = in.budget > held ? in.budget - held : 0;
     }
     return plan_make(&in, out);
