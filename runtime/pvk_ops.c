@@ -203,6 +203,9 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
          * activations, 2-37% less with int8 ones (bench_kernels; f16 the same
          * either way), without 32 x 8's cold compile. */
         t.mv_cols = 4;
+        /* f16 at m 8: 64 rows took 4.3x the CPU time of m 1 (its best, 32 rows),
+         * 32 rows 5.5x, 16 rows 6x (bench_kernels, Phi-3-mini and 150M shapes). */
+        t.mv_rows_cols = 64;
     } else {
         t.row_wg = 256;
         t.elt_wg = 256;
@@ -212,6 +215,7 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
         t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
         t.mv_max_m = 8;
         t.mv_cols = MV_MAX_COLS;
+        t.mv_rows_cols = 0;
     }
     t.mv_int_dot = caps->int_dot && caps->subgroup;
     uint32_t cap = caps->max_wg_invocations;
@@ -233,6 +237,7 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     else if (!is_pow2(t->mv_rows) || t->mv_rows > 64) bad = "mv_rows";
     else if (!is_pow2(t->mv_rows_blocked) || t->mv_rows_blocked > 64) bad = "mv_rows_blocked";
     else if (!is_pow2(t->mv_cols) || t->mv_cols > MV_MAX_COLS) bad = "mv_cols";
+    else if (t->mv_rows_cols > 64 || (t->mv_rows_cols && !is_pow2(t->mv_rows_cols))) bad = "mv_rows_cols";
     else if (!is_pow2(t->mm_bk) || t->mm_bk < 8) bad = "mm_bk";
     else if (!is_pow2(t->mm_tm) || !is_pow2(t->mm_bm) || t->mm_tm > t->mm_bm) bad = "mm_tm/mm_bm";
     else if (!is_pow2(t->mm_tn) || !is_pow2(t->mm_bn) || t->mm_tn > t->mm_bn) bad = "mm_tn/mm_bn";
@@ -587,6 +592,8 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
+        else if (nc > 1 && per_group < o->t.mv_rows_cols)
+            per_group = o->t.mv_rows_cols;
         spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
         n_spec = 4;
         gy = (m + nc - 1) / nc;
