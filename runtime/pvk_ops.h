@@ -87,9 +87,9 @@ typedef struct pvk_ops_tuning {
                                  mv_cols), larger m the tiled kernel; 0: always tiled */
     uint32_t mv_cols;         /* matvec: most x columns per workgroup (<= 8), each weight
                                  load used for all of them */
-    uint32_t mv_rows_cols;    /* matvec of plain types (f32, f16, bf16) at several
-                                 columns: at least this many weight rows per workgroup
-                                 (<= 64), as x's loads then weigh more; 0: as at m 1 */
+    uint32_t mv_rows_cols;    /* matvec at several columns: at least this many weight
+                                 rows per workgroup (<= 64; block types within
+                                 MV_MAX_ACC), as x's loads then weigh more; 0: as at m 1 */
     bool mv_int_dot;          /* matvec of block types reads int8 activations with
                                  integer dot products (needs caps.int_dot and
                                  caps.subgroup; pvk_ops_reads_q8) */
