@@ -22,6 +22,7 @@ static const struct {
     {"phi2", ARCH_PHI2, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
     {"phi3", ARCH_PHI3, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
     {"llama", ARCH_LLAMA, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
+    {"phi3small", ARCH_PHI3SMALL, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
 };
 
 const char *arch_basename(const char *path) {
@@ -84,6 +85,54 @@ static phivk_status read_float(const gguf_file *f, const char *what, const char 
     return PHIVK_OK;
 }
 
+/* A boolean key; absent: def. */
+static phivk_status read_bool(const gguf_file *f, const char *what, const char *arch, const char *suffix,
+                              bool def, bool *out) {
+    char key[128];
+    akey(key, sizeof key, arch, suffix);
+    const gguf_kv *kv = gguf_find(f, key);
+    *out = def;
+    if (!kv) return PHIVK_OK;
+    if (!gguf_get_bool(f, key, out))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not a boolean", what, key);
+    return PHIVK_OK;
+}
+
+/* Phi-3-small's own keys (docs/gguf-keys.md): muP scales, GEGELU, the block-sparse
+ * pattern, the short table's mscale. */
+static phivk_status read_phi3small(const gguf_file *f, const char *what, arch_hparams *hp) {
+    const char *a = hp->arch_name;
+    float width_mult;
+    int32_t bs_vs;
+    phivk_status st;
+    if ((st = read_float(f, what, a, "embedding_scale", true, 0, &hp->embd_scale)) ||
+        (st = read_float(f, what, a, "attention.scale", true, 0, &hp->attn_scale)) ||
+        (st = read_float(f, what, a, "logit_divisor", true, 0, &width_mult)) ||
+        (st = read_float(f, what, a, "gegelu_limit", false, 0, &hp->gegelu_limit)) ||
+        (st = read_float(f, what, a, "rope.scaling.attn_factor_short", false, 1.0f,
+                         &hp->rope_attn_factor_short)) ||
+        (st = read_int(f, what, a, "attention.dense_every_n_layers", -1, 0, ARCH_MAX_LAYERS,
+                       &hp->bs_dense_every)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.block_size", -1, 1, ARCH_MAX_CTX,
+                       &hp->bs_block)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.local_blocks", -1, 1, ARCH_MAX_CTX,
+                       &hp->bs_local)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.vert_stride", -1, 1, ARCH_MAX_CTX,
+                       &bs_vs)) ||
+        (st = read_bool(f, what, a, "attention.blocksparse.homo_head_pattern", false, &hp->bs_homo)))
+        return st;
+    if (!(hp->embd_scale > 0) || !(hp->attn_scale > 0) || !(width_mult > 0))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: keys '%s.embedding_scale', '%s.attention.scale' and "
+                        "'%s.logit_divisor' must be positive", what, a, a, a);
+    hp->bs_stride = bs_vs;
+    hp->logit_scale = 1.0f / width_mult;
+    hp->gegelu = true;
+    if (hp->n_rot != hp->head_dim)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.rope.dimension_count' = %d: phi3small rotates "
+                        "the whole head (%d)", what, a, hp->n_rot, hp->head_dim);
+    return PHIVK_OK;
+}
+
 phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out) {
     memset(out, 0, sizeof *out);
     gguf_str an;
@@ -97,7 +146,8 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
     if (ai == sizeof arch_table / sizeof arch_table[0]) {
         phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
         return pvk_fail(PHIVK_ERR_UNSUPPORTED,
-                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama)", what,
+                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama, "
+                        "phi3small)", what,
                         shown);
     }
     const char *a = arch_table[ai].name;
@@ -169,10 +219,16 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
     if ((st = read_float(f, what, a, "rope.scaling.factor", false, 0.0f, &factor))) return st;
     if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
 
+    hp->rope_attn_factor_short = hp->rope_attn_factor;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->logit_scale = 1.0f;
+    if (hp->arch == ARCH_PHI3SMALL && (st = read_phi3small(f, what, hp))) return st;
+
     hp->rope_neox = hp->arch != ARCH_LLAMA;
     hp->parallel_block = hp->arch == ARCH_PHI2;
     hp->gelu = hp->arch == ARCH_PHI2;
-    hp->fused_gate_up = hp->arch == ARCH_PHI3;
+    hp->fused_gate_up = hp->arch == ARCH_PHI3 || hp->arch == ARCH_PHI3SMALL;
     if (hp->arch == ARCH_PHI3 && (st = read_int(f, what, a, "attention.sliding_window", 0, 0,
                                                 INT32_MAX, &hp->sliding_window)))
         return st;
@@ -194,7 +250,7 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
                         "'token_embd.weight' has %lld rows (one per token)", what,
                         (unsigned long long)toks->arr_n, (long long)te->ne[1]);
     /* phi3 loaders always fuse, llama never does; phi2 files come in both forms. */
-    hp->fused_qkv = hp->arch == ARCH_PHI3 ||
+    hp->fused_qkv = hp->arch == ARCH_PHI3 || hp->arch == ARCH_PHI3SMALL ||
                     (hp->arch == ARCH_PHI2 && gguf_find_tensor(f, "blk.0.attn_qkv.weight"));
     hp->tied_output = !gguf_find_tensor(f, "output.weight") && hp->arch != ARCH_PHI2;
     const gguf_tensor *fl = gguf_find_tensor(f, "rope_factors_long.weight");
@@ -288,7 +344,8 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     w->n_layer = hp->n_layer;
     finder fd = {f, what};
     const bool phi2 = hp->arch == ARCH_PHI2;
-    const int bias = phi2 ? USE_REQ : USE_OPT;       /* phi2 has biases everywhere */
+    /* phi2 and phi3small have biases everywhere (phi3small's tied head has none) */
+    const int bias = phi2 || hp->arch == ARCH_PHI3SMALL ? USE_REQ : USE_OPT;
     const int lnb = hp->norm == ARCH_NORM_LAYER ? USE_REQ : USE_NO;
     const int64_t E = hp->n_embd, Q = hp->n_embd_q, KV = hp->n_embd_kv, F = hp->n_ff;
     const gguf_tensor *unused;
@@ -297,7 +354,7 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     if ((st = want(&fd, "token_embd.weight", USE_REQ, E, hp->n_vocab, &w->token_embd)) ||
         (st = want_pair(&fd, "", "output_norm", USE_REQ, lnb, 0, E, &w->output_norm,
                         &w->output_norm_b)) ||
-        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, bias, E,
+        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, phi2 ? USE_REQ : USE_OPT, E,
                         hp->n_vocab, &w->output, &w->output_b)) ||
         (st = want(&fd, "rope_factors_long.weight", hp->has_rope_factors ? USE_REQ : USE_NO,
                    hp->n_rot / 2, 0, &w->rope_factors_long)) ||
@@ -322,8 +379,9 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
             (st = want_pair(&fd, p, "attn_v", sep, bias, E, KV, &L->attn_v, &L->attn_v_b)) ||
             (st = want_pair(&fd, p, "attn_output", USE_REQ, bias, Q, E, &L->attn_output,
                             &L->attn_output_b)) ||
-            (st = want_pair(&fd, p, "ffn_norm", hp->parallel_block ? USE_NO : USE_REQ, USE_NO, 0, E,
-                            &L->ffn_norm, &unused)) ||
+            (st = want_pair(&fd, p, "ffn_norm", hp->parallel_block ? USE_NO : USE_REQ,
+                            hp->arch == ARCH_PHI3SMALL ? USE_REQ : USE_NO, 0, E, &L->ffn_norm,
+                            &L->ffn_norm_b)) ||
             (st = want_pair(&fd, p, "ffn_gate", hp->arch == ARCH_LLAMA ? USE_REQ : USE_NO, USE_NO,
                             E, F, &L->ffn_gate, &unused)) ||
             (st = want_pair(&fd, p, "ffn_up", USE_REQ, bias, E, hp->fused_gate_up ? 2 * F : F,
@@ -368,4 +426,27 @@ bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_
     if (k_pos > q_pos) return false;
     if (no_swa || hp->sliding_window <= 0) return true;
     return q_pos - k_pos < hp->sliding_window;
+}
+
+void arch_sparse_pattern(const arch_hparams *hp, int32_t layer, uint32_t *block, uint32_t *local,
+                         uint32_t *stride, uint32_t *step) {
+    *block = *local = *stride = *step = 0;
+    bool dense = hp->bs_block <= 0 || (hp->bs_dense_every > 0 && (layer + 1) % hp->bs_dense_every == 0);
+    if (dense) return;
+    *block = (uint32_t)hp->bs_block;
+    *local = (uint32_t)hp->bs_local;
+    *stride = (uint32_t)hp->bs_stride;
+    /* The head sliding step spreads the heads' vertical offsets over the stride. */
+    uint32_t s = *stride / (uint32_t)hp->n_head;
+    *step = hp->bs_homo ? 0 : s < 1 ? 1 : s;
+}
+
+bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, int64_t q_pos,
+                         int64_t k_pos) {
+    uint32_t block, local, stride, step;
+    arch_sparse_pattern(hp, layer, &block, &local, &stride, &step);
+    if (k_pos > q_pos) return false;
+    if (!block) return true;
+    int64_t qb = q_pos / block, kb = k_pos / block;
+    return qb - kb < local || (kb + (int64_t)head * step + 1) % stride == 0;
 }

@@ -8,7 +8,12 @@
  *         LongRoPE factor tables, sliding window, fused [gate | up] SwiGLU;
  *   llama (llama2.c stories, TinyLlama): RMSNorm, separate Q/K/V, adjacent-pair
  *         rotary, separate gate/up SwiGLU, output tied to the embedding when
- *         output.weight is absent.
+ *         output.weight is absent;
+ *   phi3small (Phi-3-small, phivk's own keys, docs/gguf-keys.md and
+ *         docs/spec/phi3-small.md): LayerNorm with bias, fused [Q | K | V] with GQA,
+ *         NEOX rotary (LongRoPE for 128K), muP scales, GEGELU over [gelu | linear]
+ *         halves, block-sparse attention on the layers that are not dense, output
+ *         tied to the embedding.
  * Both the GPU forward pass and the CPU reference (ref.h) are written against
  * arch_hparams + arch_weights, so what one reads the other reads too. */
 #ifndef PHIVK_ARCH_H
@@ -23,7 +28,7 @@
 
 #define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
 
-typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2 } arch_kind;
+typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_PHI3SMALL = 3 } arch_kind;
 
 typedef enum arch_norm {
     ARCH_NORM_RMS = 0,   /* x * (mean(x^2) + eps)^-1/2 * w */
@@ -65,7 +70,19 @@ typedef struct arch_hparams {
     /* LongRoPE (Phi-3 128K); without factor tensors orig ctx = n_ctx_train, factor 1. */
     bool has_rope_factors;    /* rope_factors_long/short tensors present ({n_rot/2} F32) */
     int32_t rope_orig_ctx;    /* {arch}.rope.scaling.original_context_length */
-    float rope_attn_factor;   /* multiplies cos AND sin (both tables), default 1 */
+    float rope_attn_factor;   /* multiplies cos AND sin (the long table's, and the short
+                                 one's unless rope_attn_factor_short says otherwise), default 1 */
+    float rope_attn_factor_short; /* the short table's (phi3small: short_mscale, default 1) */
+    /* phi3small (1 / 0 / false for the other archs) */
+    float embd_scale;         /* token embeddings entering layer 0 are multiplied by this */
+    float attn_scale;         /* q.k multiplier: 1/sqrt(head_dim), or phi3small's muP one */
+    float logit_scale;        /* logits are multiplied by this (1 / mup_width_multiplier) */
+    bool gegelu;              /* GEGELU MLP; ffn_up = [gelu | linear] rows (de-interleaved) */
+    float gegelu_limit;       /* clamp of GEGELU's inputs; 0: none */
+    /* Block-sparse attention (phi3-small.md sections 10-11): layer l is dense iff
+     * bs_dense_every > 0 and (l + 1) % bs_dense_every == 0; bs_block 0: every layer dense. */
+    int32_t bs_dense_every, bs_block, bs_local, bs_stride;
+    bool bs_homo;             /* every head uses head 0's vertical pattern (step 0) */
 } arch_hparams;
 
 /* Per-layer weights. A field the architecture does not use is NULL; optional biases
@@ -76,7 +93,7 @@ typedef struct arch_layer {
     const gguf_tensor *attn_qkv, *attn_qkv_b;            /* fused_qkv */
     const gguf_tensor *attn_q, *attn_q_b, *attn_k, *attn_k_b, *attn_v, *attn_v_b;
     const gguf_tensor *attn_output, *attn_output_b;
-    const gguf_tensor *ffn_norm;                         /* NULL for parallel_block */
+    const gguf_tensor *ffn_norm, *ffn_norm_b;            /* NULL for parallel_block; _b: phi3small */
     const gguf_tensor *ffn_gate;                         /* llama only */
     const gguf_tensor *ffn_up, *ffn_up_b;
     const gguf_tensor *ffn_down, *ffn_down_b;
@@ -115,6 +132,16 @@ const gguf_tensor *arch_rope_factors(const arch_weights *w, arch_rope_table t);
 /* Whether a query at q_pos sees the key at k_pos <= q_pos under the sliding
  * window (phi-spec "choices" 2); no_swa ignores the window as llama.cpp does. */
 bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_t k_pos);
+
+/* The block-sparse pattern of layer l as the attention kernel takes it: *block 0
+ * for a dense layer; else block size, local blocks, vertical stride and the head
+ * sliding step (phi3-small.md section 11). */
+void arch_sparse_pattern(const arch_hparams *hp, int32_t layer, uint32_t *block, uint32_t *local,
+                         uint32_t *stride, uint32_t *step);
+/* Whether query head `head` at q_pos sees the key at k_pos under layer l's pattern
+ * (causal; block-sparse on the layers that are not dense). */
+bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, int64_t q_pos,
+                         int64_t k_pos);
 
 /* The base name of a path, for the what argument above. */
 const char *arch_basename(const char *path);

@@ -80,8 +80,9 @@ static void loader_progress(loader *l, uint64_t bytes) {
     if (l->p->progress) l->p->progress(l->p->progress_user, "loading", l->done, l->total);
 }
 
-/* A 1-D weight (norm, bias, rope factors) as f32 on the device; absent -> zeroed. */
-static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+/* A 1-D weight (norm, bias, rope factors) as f32 on the device, times scale;
+ * absent -> zeroed. */
+static phivk_status upload_vector_scaled(loader *l, const gguf_tensor *t, float scale, pvk_buf *out) {
     memset(out, 0, sizeof *out);
     if (!t) return PHIVK_OK;
     pvk_dev *dev = l->m->rt->dev;
@@ -89,11 +90,17 @@ static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out)
     float *tmp = malloc(sizeof *tmp * (size_t)n);
     if (!tmp) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory loading %s", t->name);
     phivk_status st = quant_dequantize_row(t->type, t->data, tmp, n);
+    if (scale != 1.0f)
+        for (int64_t i = 0; i < n; i++) tmp[i] *= scale;
     if (st == PHIVK_OK) st = pvk_buf_create(dev, sizeof *tmp * (size_t)n, PVK_MEM_DEVICE, out);
     if (st == PHIVK_OK) st = pvk_buf_write(dev, out, 0, tmp, sizeof *tmp * (size_t)n);
     free(tmp);
     if (st == PHIVK_OK) loader_progress(l, t->bytes);
     return st;
+}
+
+static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+    return upload_vector_scaled(l, t, 1.0f, out);
 }
 
 /* One GGUF matrix (or several of one type, concatenated by rows) as a device
@@ -165,7 +172,8 @@ static phivk_status upload_layer(loader *l, const arch_layer *a, gpu_layer *g) {
     phivk_status st;
     if ((st = upload_vector(l, a->attn_norm, &g->attn_norm)) ||
         (st = upload_vector(l, a->attn_norm_b, &g->attn_norm_b)) ||
-        (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)))
+        (st = upload_vector(l, a->ffn_norm, &g->ffn_norm)) ||
+        (st = upload_vector(l, a->ffn_norm_b, &g->ffn_norm_b)))
         return st;
     if (hp->fused_qkv) {
         st = upload_proj(l, &a->attn_qkv, 1, &a->attn_qkv_b, &g->qkv);
@@ -191,6 +199,7 @@ static void destroy_layer(pvk_dev *d, gpu_layer *g) {
     pvk_buf_destroy(d, &g->attn_norm);
     pvk_buf_destroy(d, &g->attn_norm_b);
     pvk_buf_destroy(d, &g->ffn_norm);
+    pvk_buf_destroy(d, &g->ffn_norm_b);
     gpu_proj *projs[] = {&g->qkv, &g->out, &g->up, &g->down};
     for (size_t i = 0; i < sizeof projs / sizeof projs[0]; i++) destroy_proj(d, projs[i]);
 }
@@ -275,8 +284,11 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PHIVK_OK) goto fail;
     if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
-    if (upload_vector(&l, w->output_norm, &m->output_norm) != PHIVK_OK ||
-        upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PHIVK_OK ||
+    /* Phi-3-small divides its logits by the muP width multiplier: folded into the
+     * final norm's weight and bias (exact for its power of two, 8), as the head
+     * is linear and has no bias. */
+    if (upload_vector_scaled(&l, w->output_norm, m->hp.logit_scale, &m->output_norm) != PHIVK_OK ||
+        upload_vector_scaled(&l, w->output_norm_b, m->hp.logit_scale, &m->output_norm_b) != PHIVK_OK ||
         upload_vector(&l, w->rope_factors_long, &m->rope_long) != PHIVK_OK ||
         upload_vector(&l, w->rope_factors_short, &m->rope_short) != PHIVK_OK)
         goto fail;

@@ -31,7 +31,7 @@ typedef struct gpu_layer {
     pvk_buf attn_norm, attn_norm_b;
     gpu_proj qkv;
     gpu_proj out;
-    pvk_buf ffn_norm;
+    pvk_buf ffn_norm, ffn_norm_b;
     gpu_proj up;              /* [gate | up] for SwiGLU, up alone for GELU */
     gpu_proj down;
 } gpu_layer;

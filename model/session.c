@@ -235,7 +235,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         .n_rot = (uint32_t)hp->n_rot,
         .neox = hp->rope_neox,
         .freq_base = hp->rope_base,
-        .attn_factor = hp->rope_attn_factor,
+        .attn_factor = s->table == ARCH_ROPE_TABLE_SHORT ? hp->rope_attn_factor_short : hp->rope_attn_factor,
         .factors = factors,
     };
     const pvk_kv *kv = &s->kv[l];
@@ -244,6 +244,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
                               (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_attn a = attn_desc(s, m, pos0);
+    arch_sparse_pattern(hp, l, &a.bs_block, &a.bs_local, &a.bs_stride, &a.bs_step);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
@@ -261,7 +262,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
-        norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
+        norm(s, &s->buf[PLAN_X], &g->ffn_norm, &g->ffn_norm_b, &h2, m, st);
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
@@ -271,7 +272,9 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     uint32_t n_ff = (uint32_t)hp->n_ff;
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
     if (!*st) {
-        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
+        if (hp->gegelu && act.q8) *st = pvk_op_gegelu_q8(o, c, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff, hp->gegelu_limit);
+        else if (hp->gegelu) *st = pvk_op_gegelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff, hp->gegelu_limit);
+        else if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
         else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
         else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
@@ -291,7 +294,7 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
 
     phivk_status st = pvk_cmd_begin(c);
-    if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
+    if (!st) st = pvk_op_get_rows_scaled(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m, hp->embd_scale);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;

@@ -16,7 +16,7 @@ pvk_attn session_attn_heads(const arch_hparams *hp, uint32_t m) {
         .n_kv_head = (uint32_t)hp->n_head_kv,
         .head_dim = (uint32_t)hp->head_dim,
         .m = m,
-        .scale = 1.0f / sqrtf((float)hp->head_dim),
+        .scale = hp->attn_scale,
     };
 }
 

@@ -1,5 +1,6 @@
 #version 450
-// Embedding lookup: out[i] = dequant(table row ids[i]), one workgroup per output row
+// Embedding lookup: out[i] = dequant(table row ids[i]) * scale (Phi-3-small's muP
+// embedding multiplier; 1 elsewhere), one workgroup per output row
 // (rows beyond the x limit fold into y). The table type is the dequant.glsl define
 // (-DW_F32, -DW_F16, -DW_BF16 or a block type, whose rows are whole blocks).
 // Buffers: 0 table rows [row0, row0 + nrows) of the whole table, 1 ids (u32 [n]),
@@ -20,6 +21,7 @@ layout(push_constant) uniform P {
     uint n, cols;
     uint row0, nrows;     // the bound chunk of the table
     uint table_rows;
+    float scale;
 } p;
 
 void main() {
@@ -38,14 +40,14 @@ void main() {
             vec4 lo, hi;
             w_load8(e0 + j, lo, hi);
             for (uint k = 0u; k < 4u; k++) {
-                o[ob + j + k] = lo[k];
-                o[ob + j + 4u + k] = hi[k];
+                o[ob + j + k] = lo[k] * p.scale;
+                o[ob + j + 4u + k] = hi[k] * p.scale;
             }
         }
     }
 #ifdef W_SCALAR
     else {
-        for (uint j = l; j < p.cols; j += WG) o[ob + j] = w_load1(e0 + j);
+        for (uint j = l; j < p.cols; j += WG) o[ob + j] = w_load1(e0 + j) * p.scale;
     }
 #endif
 }
