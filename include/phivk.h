@@ -140,6 +140,8 @@ typedef enum phivk_chat_format {
     PHIVK_CHAT_PHI3,         /* <|system|>\n..<|end|>\n<|user|>\n..<|end|>\n<|assistant|>\n */
     PHIVK_CHAT_PHI2,         /* Instruct: ...\nOutput: */
     PHIVK_CHAT_PLAIN,        /* the messages' text, one after another */
+    PHIVK_CHAT_PHI3SMALL,    /* <|endoftext|> then PHI3's turns; without the assistant cue
+                                it ends in <|endoftext|> (Phi-3-small's template) */
 } phivk_chat_format;
 
 typedef struct phivk_chat_msg {
