@@ -31,6 +31,9 @@ typedef struct info_hp {
     float attn_factor;        /* NAN: absent */
     int64_t orig_ctx;         /* -1: absent */
     bool rope_factor_tables;
+    /* Phi-3-small's own keys (docs/gguf-keys.md); bs_block -1: absent */
+    int64_t bs_block, bs_local, bs_stride, bs_dense_every;
+    float embd_scale, attn_scale, logit_divisor, gegelu_limit;   /* NAN: absent */
 } info_hp;
 
 /* The integer hyperparameters both reports list, in order: label, JSON key, field. */
@@ -135,6 +138,14 @@ static void gather_hp(info *in) {
     hp->orig_ctx = get_int(in, "rope.scaling.original_context_length", -1);
     hp->rope_factor_tables = gguf_find_tensor(in->f, "rope_factors_long.weight") &&
                              gguf_find_tensor(in->f, "rope_factors_short.weight");
+    hp->bs_block = get_int(in, "attention.blocksparse.block_size", -1);
+    hp->bs_local = get_int(in, "attention.blocksparse.local_blocks", -1);
+    hp->bs_stride = get_int(in, "attention.blocksparse.vert_stride", -1);
+    hp->bs_dense_every = get_int(in, "attention.dense_every_n_layers", -1);
+    float *fs[] = {&hp->embd_scale, &hp->attn_scale, &hp->logit_divisor, &hp->gegelu_limit};
+    static const char *const fk[] = {"embedding_scale", "attention.scale", "logit_divisor", "gegelu_limit"};
+    for (int i = 0; i < 4; i++)
+        if (!get_float(in, fk[i], fs[i])) *fs[i] = NAN;
 }
 
 static void gather_tok(info *in) {
@@ -237,6 +248,14 @@ static void write_human(const info *in, FILE *out) {
             if (hp->orig_ctx >= 0) fprintf(out, "original context %" PRId64 ", ", hp->orig_ctx);
             fprintf(out, "%s\n", hp->rope_factor_tables ? "short/long factor tables" : "no factor tables");
         }
+        if (!isnan(hp->embd_scale) || !isnan(hp->attn_scale) || !isnan(hp->logit_divisor))
+            fprintf(out, "  %-18sembedding x%g, attention scale %g, logits / %g\n", "muP", (double)hp->embd_scale,
+                    (double)hp->attn_scale, (double)hp->logit_divisor);
+        if (!isnan(hp->gegelu_limit)) fprintf(out, "  %-18slimit %g\n", "gegelu", (double)hp->gegelu_limit);
+        if (hp->bs_block >= 0)
+            fprintf(out, "  %-18sblocks of %" PRId64 ", %" PRId64 " local, vertical stride %" PRId64
+                    ", every %" PRId64 ". layer dense\n", "block-sparse", hp->bs_block, hp->bs_local, hp->bs_stride,
+                    hp->bs_dense_every);
     }
 
     const info_tok *t = &in->tok;
@@ -358,6 +377,17 @@ static cJSON *json_build(const info *in) {
             json_float(h, "rope_attn_factor", hp->attn_factor);
         json_int(h, "rope_original_context_length", hp->orig_ctx);
         cJSON_AddBoolToObject(h, "rope_factor_tables", hp->rope_factor_tables);
+        if (hp->bs_block >= 0) {
+            cJSON *bs = cJSON_AddObjectToObject(h, "blocksparse");
+            json_int(bs, "block_size", hp->bs_block);
+            json_int(bs, "local_blocks", hp->bs_local);
+            json_int(bs, "vert_stride", hp->bs_stride);
+            json_int(bs, "dense_every_n_layers", hp->bs_dense_every);
+        }
+        static const char *const fj[] = {"embedding_scale", "attention_scale", "logit_divisor", "gegelu_limit"};
+        const float fv[] = {hp->embd_scale, hp->attn_scale, hp->logit_divisor, hp->gegelu_limit};
+        for (int i = 0; i < 4; i++)
+            if (!isnan(fv[i])) json_float(h, fj[i], fv[i]);
     } else {
         cJSON_AddNullToObject(root, "hparams");
     }

@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "gguf_bytes.h"
 #include "phivk.h"
+#include "synth.h"
 
 /* Writes a model-shaped fixture with the given attention geometry to a temp file. */
 static void fixture(char *path, uint32_t ctx, uint32_t n_embd, uint32_t n_layer, uint32_t n_head,
@@ -147,6 +148,35 @@ TEST(info_describes_reference_and_vocab_only_files) {
     char *s = info_text(testdata_path("reference/phi3-128k.gguf"), false, 0, &st);
     CHECK(strstr(s, "original context 4096") && strstr(s, "short/long factor tables"), "LongRoPE line:\n%s", s);
     free(s);
+}
+
+/* Phi-3-small: the architecture, its muP scales, GEGELU limit and block-sparse
+ * pattern in both reports. */
+TEST(info_reports_phi3small_and_its_block_sparse_pattern) {
+    synth_params sp = synth_default_params();
+    sp.arch = "phi3small";
+    sp.n_vocab = 400;
+    sp.n_head_kv = 2;
+    sp.tied_output = true;
+    char path[] = "/tmp/phivk-info-p3s-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0 && !close(fd) && synth_save(&sp, path) == PHIVK_OK, "fixture: %s", pvk_errmsg());
+    phivk_status st;
+    char *text = info_text(path, false, 0, &st);
+    CHECK(!st && text && strstr(text, "phi3small") && strstr(text, "blocks of 64, 16 local, vertical stride 8") &&
+              strstr(text, "embedding x10, attention scale 0.0625, logits / 8") && strstr(text, "limit 20") &&
+              strstr(text, "layer norm"),
+          "human report: %s", text ? text : "(none)");
+    free(text);
+    text = info_text(path, true, 0, &st);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "hparams");
+    CHECK(!st && root && num(h, "blocksparse", "block_size") == 64 && num(h, "blocksparse", "vert_stride") == 8 &&
+              num(h, "blocksparse", "dense_every_n_layers") == 2 && num(root, "hparams", "embedding_scale") == 10,
+          "JSON report: %s", text ? text : "(none)");
+    cJSON_Delete(root);
+    free(text);
+    unlink(path);
 }
 
 TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
