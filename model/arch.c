@@ -450,3 +450,35 @@ bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, in
     int64_t qb = q_pos / block, kb = k_pos / block;
     return qb - kb < local || (kb + (int64_t)head * step + 1) % stride == 0;
 }
+
+phivk_status arch_masked_ids(const gguf_file *f, const arch_hparams *hp, const char *what, int32_t **ids,
+                             int32_t *n) {
+    *ids = NULL;
+    *n = 0;
+    char key[128];
+    const gguf_kv *kv = gguf_find(f, akey(key, sizeof key, hp->arch_name, "logit_masked_ids"));
+    if (!kv) return PHIVK_OK;
+    if (kv->type != GGUF_ARRAY || kv->arr_n > (uint64_t)hp->n_vocab)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not an array of at most %d token ids", what, key,
+                        hp->n_vocab);
+    int32_t *out = malloc(sizeof *out * (kv->arr_n ? kv->arr_n : 1));
+    if (!out) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the masked token ids");
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        int64_t v;
+        if (!gguf_arr_i64(kv, i, &v) || v < 0 || v >= hp->n_vocab) {
+            free(out);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' entry %llu is not a token id (0..%d)", what, key,
+                            (unsigned long long)i, hp->n_vocab - 1);
+        }
+        out[i] = (int32_t)v;
+    }
+    *ids = out;
+    *n = (int32_t)kv->arr_n;
+    return PHIVK_OK;
+}
+
+void arch_phi3small_masked_ids(int32_t *out) {
+    int n = 0;
+    for (int32_t id = 100256; id < 100352; id++)
+        if (id != 100257 && id != 100261 && id != 100262 && id != 100263 && id != 100266) out[n++] = id;
+}

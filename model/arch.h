@@ -143,6 +143,19 @@ void arch_sparse_pattern(const arch_hparams *hp, int32_t layer, uint32_t *block,
 bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, int64_t q_pos,
                          int64_t k_pos);
 
+/* The token ids whose logits are masked to -FLT_MAX (phi3small.logit_masked_ids:
+ * Phi-3-small's 91 dummy ids, phi3-small.md 15), malloc'd into *ids (NULL and 0
+ * when the file has none). PHIVK_ERR_BAD_FILE names the key when it is not an
+ * integer array or an id is outside the vocabulary. */
+phivk_status arch_masked_ids(const gguf_file *f, const arch_hparams *hp, const char *what, int32_t **ids,
+                             int32_t *n);
+
+/* Phi-3-small's dummy token ids (HF-M's dummy_token_indices: 100256..100351 but for
+ * the five real special tokens), the list converters write as logit_masked_ids:
+ * fills out (ARCH_PHI3SMALL_N_MASKED entries). */
+#define ARCH_PHI3SMALL_N_MASKED 91
+void arch_phi3small_masked_ids(int32_t *out);
+
 /* The base name of a path, for the what argument above. */
 const char *arch_basename(const char *path);
 

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "convert_vocab.h"
 #include "file_text.h"
 #include "gguf.h"
@@ -853,6 +854,9 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
         gguf_writer_set_u32(w, KEY("attention.blocksparse.local_blocks"), (uint32_t)hp->bs_local);
         gguf_writer_set_u32(w, KEY("attention.blocksparse.vert_stride"), (uint32_t)hp->bs_stride);
         gguf_writer_set_bool(w, KEY("attention.blocksparse.homo_head_pattern"), hp->bs_homo);
+        int32_t masked[ARCH_PHI3SMALL_N_MASKED]; /* spec 15 */
+        arch_phi3small_masked_ids(masked);
+        gguf_writer_set_arr(w, KEY("logit_masked_ids"), GGUF_I32, masked, ARCH_PHI3SMALL_N_MASKED);
         if (hp->pos_scale != 1.0 && !c->factors) {
             /* positions times the scale: linear scaling by its inverse */
             gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear");

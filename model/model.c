@@ -263,6 +263,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
         goto fail;
     if (arch_hparams_read(m->file, what, &m->hp) != PHIVK_OK) goto fail;
     if (arch_weights_create(m->file, &m->hp, what, &m->w) != PHIVK_OK) goto fail;
+    if (arch_masked_ids(m->file, &m->hp, what, &m->masked_ids, &m->n_masked) != PHIVK_OK) goto fail;
     if (tok_vocab_from_gguf(m->file, &m->vocab) != PHIVK_OK) goto fail;
     gguf_str name;
     /* The name reaches terminals and window titles: its control characters are
@@ -336,6 +337,7 @@ void phivk_model_free(phivk_model *m) {
     pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->rope_long, &m->rope_short};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
     tok_vocab_destroy(m->vocab);
+    free(m->masked_ids);
     arch_weights_destroy(m->w);
     gguf_close(m->file);
     free(m);

@@ -1,5 +1,6 @@
 /* Sessions: the KV cache, the scratch activations, and the forward pass recorded
  * into one command buffer per chunk of tokens (DESIGN.md "One token, end to end"). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +326,8 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
     s->pos += (int32_t)m;
     if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
+    for (uint32_t r = 0; out && r < rows; r++) /* Phi-3-small's dummy ids (arch_masked_ids) */
+        for (int32_t i = 0; i < mod->n_masked; i++) out[(size_t)r * hp->n_vocab + mod->masked_ids[i]] = -FLT_MAX;
     return PHIVK_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -531,6 +532,11 @@ static void set_hparams(builder *b, int arch) {
         gguf_writer_set_u32(w, KEY("attention.blocksparse.local_blocks"), (uint32_t)(p->bs_local ? p->bs_local : 16));
         gguf_writer_set_u32(w, KEY("attention.blocksparse.vert_stride"), (uint32_t)(p->bs_stride ? p->bs_stride : 8));
         gguf_writer_set_bool(w, KEY("attention.blocksparse.homo_head_pattern"), false);
+        if (p->n_vocab == 100352) { /* the real vocabulary: its dummy ids are masked (spec 15) */
+            int32_t masked[ARCH_PHI3SMALL_N_MASKED];
+            arch_phi3small_masked_ids(masked);
+            gguf_writer_set_arr(w, KEY("logit_masked_ids"), GGUF_I32, masked, ARCH_PHI3SMALL_N_MASKED);
+        }
         if (p->longrope) {
             const int32_t orig = p->rope_orig_ctx > 0 ? p->rope_orig_ctx : p->n_ctx;
             const double s = (double)p->n_ctx / orig;

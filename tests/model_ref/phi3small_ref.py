@@ -229,6 +229,9 @@ def main():
         dense = model.forward(ids, vocab, all_dense=True)
         gpu = read_f32(os.path.join(tmp, 'gpu.f32'), n_vocab, vocab)
         ref = read_f32(os.path.join(tmp, 'ref.f32'), n_vocab, vocab)
+        # spec 15: the 91 dummy ids of [100256, 100351] are masked (any value <= -1e30)
+        dummies = [v for v in range(100256, 100352) if v not in (100257, 100261, 100262, 100263, 100266)]
+        masked = [read_f32(os.path.join(tmp, f), n_vocab, dummies) for f in ('gpu.f32', 'ref.f32')]
     check(len(gpu) == len(ids) and len(ref) == len(ids), '%d positions of logits from the GPU and the CPU reference' % len(ids))
     amax = max(abs(v) for row in want for v in row)
     gpu_bound, ref_bound = 3e-3 * max(1.0, amax), 1e-4 * max(1.0, amax)
@@ -237,6 +240,8 @@ def main():
     print('      %d positions x %d ids; max |logit| %.4g' % (len(ids), len(vocab), amax))
     check(gd <= gpu_bound, 'GPU vs float64: max |diff| %.3g <= %.3g (f16 K/V cache bound)' % (gd, gpu_bound))
     check(rd <= ref_bound, 'CPU reference vs float64: max |diff| %.3g <= %.3g (fp32 rounding bound)' % (rd, ref_bound))
+    check(len(dummies) == 91 and all(v <= -1e30 for m in masked for row in m for v in row),
+          'the %d dummy ids are masked at every position, on the GPU and in the CPU reference' % len(dummies))
 
     # The mask: where sparse and dense differ clearly, the GPU follows the sparse model.
     local = model.LB * model.B      # queries before this see every key (all blocks local)

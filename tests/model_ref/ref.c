@@ -1,5 +1,6 @@
 #include "ref.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ struct ref_model {
     const gguf_file *file;
     arch_hparams hp;
     arch_weights *w;
+    int32_t *masked, n_masked; /* logits set to -FLT_MAX (phi3small's dummy ids) */
 };
 
 phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out) {
@@ -119,6 +121,7 @@ phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **
     m->file = f;
     phivk_status st = arch_hparams_read(f, what, &m->hp);
     if (!st) st = arch_weights_create(f, &m->hp, what, &m->w);
+    if (!st) st = arch_masked_ids(f, &m->hp, what, &m->masked, &m->n_masked);
     if (st) {
         ref_model_destroy(m);
         return st;
@@ -130,6 +133,7 @@ phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **
 void ref_model_destroy(ref_model *m) {
     if (!m) return;
     arch_weights_destroy(m->w);
+    free(m->masked);
     free(m);
 }
 
@@ -377,6 +381,8 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
         /* phi3small divides by its muP width multiplier (1 elsewhere) */
         for (int64_t i = 0; !st && hp->logit_scale != 1.0f && i < (n - first) * (int64_t)hp->n_vocab; i++)
             logits[i] *= hp->logit_scale;
+        for (int64_t i = 0; !st && i < n - first; i++)
+            for (int32_t k = 0; k < s->m->n_masked; k++) logits[i * hp->n_vocab + s->m->masked[k]] = -FLT_MAX;
     }
 done:
     free(b.x);
