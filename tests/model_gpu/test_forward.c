@@ -245,6 +245,18 @@ TEST(phi3small_block_sparse_gqa_gegelu_matches_cpu_reference) {
     check_fixture_vs_reference(&p, 5, false);
 }
 
+/* Phi-3-small 128K: LongRoPE over the whole head; the long table's mscale is the
+ * formula's, the short table's 1 (phi3-small.md 8). 40 tokens over an original
+ * context of 32 run the long table, 20 the short one. */
+TEST(phi3small_128k_longrope_short_and_long_match_cpu_reference) {
+    synth_params p = small_phi3small();
+    p.longrope = true;
+    p.n_ctx = 256;
+    p.rope_orig_ctx = 32;
+    check_fixture_vs_reference(&p, 20, false);
+    check_fixture_vs_reference(&p, 40, false);
+}
+
 /* The same weights with every layer dense (dense_every 1) in the CPU reference:
  * the GPU's block-sparse logits agree with it while every key is still local
  * (positions < 2 blocks of 4) and differ beyond the bound later, where the mask
