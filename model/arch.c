@@ -121,9 +121,12 @@ static phivk_status read_phi3small(const gguf_file *f, const char *what, arch_hp
                        &bs_vs)) ||
         (st = read_bool(f, what, a, "attention.blocksparse.homo_head_pattern", false, &hp->bs_homo)))
         return st;
-    if (!(hp->embd_scale > 0) || !(hp->attn_scale > 0) || !(width_mult > 0))
-        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: keys '%s.embedding_scale', '%s.attention.scale' and "
-                        "'%s.logit_divisor' must be positive", what, a, a, a);
+    static const char *const scale_keys[] = {"embedding_scale", "attention.scale", "logit_divisor"};
+    const float scales[] = {hp->embd_scale, hp->attn_scale, width_mult};
+    for (int i = 0; i < 3; i++)
+        if (!(scales[i] > 0))
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.%s' = %g must be positive", what, a, scale_keys[i],
+                            (double)scales[i]);
     hp->bs_stride = bs_vs;
     hp->logit_scale = 1.0f / width_mult;
     hp->gegelu = true;
