@@ -10,7 +10,6 @@
 
 /* Upper bounds that keep every size product below 2^62 and reject nonsense early. */
 #define ARCH_MAX_DIM (1 << 20)
-#define ARCH_MAX_LAYERS 4096
 #define ARCH_MAX_CTX (1 << 24)
 
 static const struct {
@@ -23,6 +22,7 @@ static const struct {
     {"phi3", ARCH_PHI3, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
     {"llama", ARCH_LLAMA, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
     {"phi3small", ARCH_PHI3SMALL, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
+    {"gptneo", ARCH_GPTNEO, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
 };
 
 const char *arch_basename(const char *path) {
@@ -136,6 +136,37 @@ static phivk_status read_phi3small(const gguf_file *f, const char *what, arch_hp
     return PHIVK_OK;
 }
 
+/* GPT-Neo's positions and attention (gpt-neo.md 3a, docs/gguf-keys.md): no rotary
+ * (the rope keys' defaults above go unused), no score scaling, the per-layer
+ * kinds and the local window. */
+static phivk_status read_gptneo(const gguf_file *f, const char *what, arch_hparams *hp) {
+    hp->n_rot = 0;
+    hp->attn_scale = 1.0f;
+    hp->pos_embd = true;
+    const char *key = "gptneo.attention.layer_types";
+    const gguf_kv *kv = gguf_find(f, key);
+    if (!kv) return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: missing key '%s'", what, key);
+    if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || kv->arr_n != (uint64_t)hp->n_layer)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' must list \"global\" or \"local\" for each of the %d layers",
+                        what, key, hp->n_layer);
+    bool any_local = false;
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        gguf_str t = {0};
+        gguf_arr_str(f, kv, (uint64_t)l, &t);
+        bool local = t.len == 5 && !memcmp(t.ptr, "local", 5);
+        if (!local && !(t.len == 6 && !memcmp(t.ptr, "global", 6))) {
+            char shown[64];
+            phivk_text_visible(t.ptr, t.len, false, shown, sizeof shown);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' entry %d is '%s', not \"global\" or \"local\"", what,
+                            key, (int)l, shown);
+        }
+        if (local) hp->local_layers[l / 64] |= 1ull << (l % 64);
+        any_local |= local;
+    }
+    return any_local ? read_int(f, what, "gptneo", "attention.sliding_window", -1, 1, INT32_MAX, &hp->local_window)
+                     : PHIVK_OK;
+}
+
 phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparams *out) {
     memset(out, 0, sizeof *out);
     gguf_str an;
@@ -149,7 +180,7 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
     if (ai == sizeof arch_table / sizeof arch_table[0]) {
         phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
         return pvk_fail(PHIVK_ERR_UNSUPPORTED,
-                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama, "
+                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama, gptneo, "
                         "phi3small)", what,
                         shown);
     }
@@ -230,7 +261,8 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
 
     hp->rope_neox = hp->arch != ARCH_LLAMA;
     hp->parallel_block = hp->arch == ARCH_PHI2;
-    hp->gelu = hp->arch == ARCH_PHI2;
+    hp->gelu = hp->arch == ARCH_PHI2 || hp->arch == ARCH_GPTNEO;
+    if (hp->arch == ARCH_GPTNEO && (st = read_gptneo(f, what, hp))) return st;
     hp->fused_gate_up = hp->arch == ARCH_PHI3 || hp->arch == ARCH_PHI3SMALL;
     if (hp->arch == ARCH_PHI3 && (st = read_int(f, what, a, "attention.sliding_window", 0, 0,
                                                 INT32_MAX, &hp->sliding_window)))
@@ -346,9 +378,11 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     }
     w->n_layer = hp->n_layer;
     finder fd = {f, what};
-    const bool phi2 = hp->arch == ARCH_PHI2;
-    /* phi2 and phi3small have biases everywhere (phi3small's tied head has none) */
-    const int bias = phi2 || hp->arch == ARCH_PHI3SMALL ? USE_REQ : USE_OPT;
+    const bool phi2 = hp->arch == ARCH_PHI2, neo = hp->arch == ARCH_GPTNEO, p3s = hp->arch == ARCH_PHI3SMALL;
+    /* phi2, gptneo and phi3small have biases everywhere (but gptneo's q, k, v and the
+     * tied heads of gptneo and phi3small) */
+    const int bias = phi2 || neo || p3s ? USE_REQ : USE_OPT;
+    const int qkv_bias = neo ? USE_OPT : bias;        /* gptneo: none on q, k, v */
     const int lnb = hp->norm == ARCH_NORM_LAYER ? USE_REQ : USE_NO;
     const int64_t E = hp->n_embd, Q = hp->n_embd_q, KV = hp->n_embd_kv, F = hp->n_ff;
     const gguf_tensor *unused;
@@ -357,8 +391,10 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     if ((st = want(&fd, "token_embd.weight", USE_REQ, E, hp->n_vocab, &w->token_embd)) ||
         (st = want_pair(&fd, "", "output_norm", USE_REQ, lnb, 0, E, &w->output_norm,
                         &w->output_norm_b)) ||
-        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, phi2 ? USE_REQ : USE_OPT, E,
+        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, neo || p3s ? USE_OPT : bias, E,
                         hp->n_vocab, &w->output, &w->output_b)) ||
+        (st = want(&fd, "position_embd.weight", hp->pos_embd ? USE_REQ : USE_NO, E, hp->n_ctx_train,
+                   &w->position_embd)) ||
         (st = want(&fd, "rope_factors_long.weight", hp->has_rope_factors ? USE_REQ : USE_NO,
                    hp->n_rot / 2, 0, &w->rope_factors_long)) ||
         (st = want(&fd, "rope_factors_short.weight", hp->has_rope_factors ? USE_REQ : USE_NO,
@@ -377,14 +413,13 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
                             &L->attn_norm_b)) ||
             (st = want_pair(&fd, p, "attn_qkv", fused, bias, E, Q + 2 * KV, &L->attn_qkv,
                             &L->attn_qkv_b)) ||
-            (st = want_pair(&fd, p, "attn_q", sep, bias, E, Q, &L->attn_q, &L->attn_q_b)) ||
-            (st = want_pair(&fd, p, "attn_k", sep, bias, E, KV, &L->attn_k, &L->attn_k_b)) ||
-            (st = want_pair(&fd, p, "attn_v", sep, bias, E, KV, &L->attn_v, &L->attn_v_b)) ||
+            (st = want_pair(&fd, p, "attn_q", sep, qkv_bias, E, Q, &L->attn_q, &L->attn_q_b)) ||
+            (st = want_pair(&fd, p, "attn_k", sep, qkv_bias, E, KV, &L->attn_k, &L->attn_k_b)) ||
+            (st = want_pair(&fd, p, "attn_v", sep, qkv_bias, E, KV, &L->attn_v, &L->attn_v_b)) ||
             (st = want_pair(&fd, p, "attn_output", USE_REQ, bias, Q, E, &L->attn_output,
                             &L->attn_output_b)) ||
-            (st = want_pair(&fd, p, "ffn_norm", hp->parallel_block ? USE_NO : USE_REQ,
-                            hp->arch == ARCH_PHI3SMALL ? USE_REQ : USE_NO, 0, E, &L->ffn_norm,
-                            &L->ffn_norm_b)) ||
+            (st = want_pair(&fd, p, "ffn_norm", hp->parallel_block ? USE_NO : USE_REQ, lnb, 0, E,
+                            &L->ffn_norm, &L->ffn_norm_b)) ||
             (st = want_pair(&fd, p, "ffn_gate", hp->arch == ARCH_LLAMA ? USE_REQ : USE_NO, USE_NO,
                             E, F, &L->ffn_gate, &unused)) ||
             (st = want_pair(&fd, p, "ffn_up", USE_REQ, bias, E, hp->fused_gate_up ? 2 * F : F,
@@ -423,6 +458,11 @@ const gguf_tensor *arch_rope_factors(const arch_weights *w, arch_rope_table t) {
     case ARCH_ROPE_TABLE_NONE: break;
     }
     return NULL;
+}
+
+int32_t arch_layer_window(const arch_hparams *hp, bool no_swa, int32_t l) {
+    if (hp->arch == ARCH_GPTNEO) return hp->local_layers[l / 64] >> (l % 64) & 1 ? hp->local_window : 0;
+    return no_swa ? 0 : hp->sliding_window;
 }
 
 bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_t k_pos) {

@@ -14,6 +14,10 @@
  *         NEOX rotary (LongRoPE for 128K), muP scales, GEGELU over [gelu | linear]
  *         halves, block-sparse attention on the layers that are not dense, output
  *         tied to the embedding.
+ *   gptneo (the TinyStories models, docs/spec/gpt-neo.md; keys docs/gguf-keys.md):
+ *         learned absolute positions instead of rotary, LayerNorm with bias,
+ *         separate Q/K/V without bias, UNSCALED scores, global and windowed local
+ *         attention per layer, tanh-GELU MLP with biases, output tied.
  * Both the GPU forward pass and the CPU reference (ref.h) are written against
  * arch_hparams + arch_weights, so what one reads the other reads too. */
 #ifndef PHIVK_ARCH_H
@@ -27,8 +31,9 @@
 #include "pvk_err.h"
 
 #define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
+#define ARCH_MAX_LAYERS 4096
 
-typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_PHI3SMALL = 3 } arch_kind;
+typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_GPTNEO = 3, ARCH_PHI3SMALL = 4 } arch_kind;
 
 typedef enum arch_norm {
     ARCH_NORM_RMS = 0,   /* x * (mean(x^2) + eps)^-1/2 * w */
@@ -44,7 +49,7 @@ typedef enum arch_rope_table {
 
 typedef struct arch_hparams {
     arch_kind arch;
-    const char *arch_name;    /* "phi2", "phi3", "llama" (static storage) */
+    const char *arch_name;    /* "phi2", "phi3", "llama", "gptneo" (static storage) */
     int32_t n_vocab;          /* rows of token_embd.weight */
     int32_t n_ctx_train;      /* {arch}.context_length */
     int32_t n_embd;
@@ -55,7 +60,7 @@ typedef struct arch_hparams {
     int32_t n_embd_q;         /* n_head * head_dim (== n_embd for every supported model) */
     int32_t n_embd_kv;        /* n_head_kv * head_dim */
     int32_t n_ff;             /* MLP hidden width (phi3's fused ffn_up has 2 * n_ff rows) */
-    int32_t n_rot;            /* rotated dims per head (even, <= head_dim); phi2: 32 */
+    int32_t n_rot;            /* rotated dims per head (even, <= head_dim); phi2: 32; gptneo: 0 */
     float rope_base;          /* theta, default 10000 */
     float rope_freq_scale;    /* 1 / linear scaling factor; 1 when unscaled */
     bool rope_neox;           /* pairs (i, i + n_rot/2) (phi2, phi3), else (2i, 2i+1) (llama) */
@@ -73,9 +78,14 @@ typedef struct arch_hparams {
     float rope_attn_factor;   /* multiplies cos AND sin (the long table's, and the short
                                  one's unless rope_attn_factor_short says otherwise), default 1 */
     float rope_attn_factor_short; /* the short table's (phi3small: short_mscale, default 1) */
+    float attn_scale;         /* multiplies q·k: 1/sqrt(head_dim); gptneo: 1 (unscaled);
+                                 phi3small: its muP mup_attn_multiplier / head_dim */
+    bool pos_embd;            /* gptneo: position_embd rows (n_ctx_train of them) added to
+                                 the token embedding; positions past them do not exist */
+    int32_t local_window;     /* gptneo: a local layer's key visible iff q_pos - k_pos < this */
+    uint64_t local_layers[ARCH_MAX_LAYERS / 64]; /* gptneo: bit l set: layer l is local */
     /* phi3small (1 / 0 / false for the other archs) */
     float embd_scale;         /* token embeddings entering layer 0 are multiplied by this */
-    float attn_scale;         /* q.k multiplier: 1/sqrt(head_dim), or phi3small's muP one */
     float logit_scale;        /* logits are multiplied by this (1 / mup_width_multiplier) */
     bool gegelu;              /* GEGELU MLP; ffn_up = [gelu | linear] rows (de-interleaved) */
     float gegelu_limit;       /* clamp of GEGELU's inputs; 0: none */
@@ -93,7 +103,7 @@ typedef struct arch_layer {
     const gguf_tensor *attn_qkv, *attn_qkv_b;            /* fused_qkv */
     const gguf_tensor *attn_q, *attn_q_b, *attn_k, *attn_k_b, *attn_v, *attn_v_b;
     const gguf_tensor *attn_output, *attn_output_b;
-    const gguf_tensor *ffn_norm, *ffn_norm_b;            /* NULL for parallel_block; _b: phi3small */
+    const gguf_tensor *ffn_norm, *ffn_norm_b;            /* NULL for parallel_block; _b: LayerNorm */
     const gguf_tensor *ffn_gate;                         /* llama only */
     const gguf_tensor *ffn_up, *ffn_up_b;
     const gguf_tensor *ffn_down, *ffn_down_b;
@@ -101,6 +111,7 @@ typedef struct arch_layer {
 
 typedef struct arch_weights {
     const gguf_tensor *token_embd;                       /* {n_embd, n_vocab} */
+    const gguf_tensor *position_embd;                    /* {n_embd, n_ctx_train}; pos_embd only */
     const gguf_tensor *output_norm, *output_norm_b;
     const gguf_tensor *output;                           /* == token_embd when tied_output */
     const gguf_tensor *output_b;                         /* phi2 only */
@@ -133,6 +144,11 @@ const gguf_tensor *arch_rope_factors(const arch_weights *w, arch_rope_table t);
  * window (phi-spec "choices" 2); no_swa ignores the window as llama.cpp does. */
 bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_t k_pos);
 
+/* The attention window of layer l (key visible iff q_pos - k_pos < it), 0 for
+ * none: phi3's sliding window on every layer unless no_swa (an approximation
+ * llama.cpp offers), gptneo's local window on its local layers (the model's own
+ * semantics, which no_swa does not change). */
+int32_t arch_layer_window(const arch_hparams *hp, bool no_swa, int32_t l);
 /* The block-sparse pattern of layer l as the attention kernel takes it: *block 0
  * for a dense layer; else block size, local blocks, vertical stride and the head
  * sliding step (phi3-small.md section 11). */

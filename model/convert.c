@@ -4,10 +4,11 @@
  * come from) plus the hyperparameters; a gguf_writer lays the file out, and each
  * tensor is then read row by row as float and quantized in place into the image. The keys, names and layouts are
  * those of llama.cpp's convert_hf_to_gguf.py (Phi2Model, Phi3MiniModel, LlamaModel)
- * and convert-llama2c-to-ggml (phi-spec 4.2, llama2c.md), so the files run there too.
- * Phi-3-small, which llama.cpp does not run, gets phivk's own keys (docs/gguf-keys.md,
- * docs/spec/phi3-small.md): its fused QKV rows, grouped per KV head in the
- * checkpoint, are written as [all Q | all K | all V], and its interleaved GEGELU
+ * and convert-llama2c-to-ggml (phi-spec 4.2, llama2c.md), so the files run there too;
+ * GPT-Neo, which llama.cpp lacks, gets phivk's own keys (docs/gguf-keys.md).
+ * Phi-3-small, which llama.cpp does not run either, gets phivk's own keys too
+ * (docs/gguf-keys.md, docs/spec/phi3-small.md): its fused QKV rows, grouped per KV head
+ * in the checkpoint, are written as [all Q | all K | all V], and its interleaved GEGELU
  * up_proj rows as [gelu half | linear half]. A row permutation at convert costs
  * nothing (quant blocks run along rows) and lets the kernels phi3 already uses
  * (the QKV split, the cache write, the [gate | up] activations) read them as they are.
@@ -64,7 +65,7 @@ phivk_convert_params phivk_convert_default_params(void) {
 
 /* ------------------------------------------------------- the model read */
 
-typedef enum kind { K_PHI2, K_PHI3, K_LLAMA, K_PHI3S } kind;
+typedef enum kind { K_PHI2, K_PHI3, K_LLAMA, K_GPTNEO, K_PHI3S } kind;
 
 /* Phi-3-small's vocabulary: cl100k_base's ranks and 96 special tokens
  * (docs/spec/phi3-small.md 18). */
@@ -75,10 +76,12 @@ typedef struct hparams {
     double eps, theta;
     bool has_theta;
     double attn_factor;      /* phi3 LongRoPE; 0: none */
+    int64_t window;          /* gptneo: the local window */
+    bool untied;             /* gptneo, phi3small: tie_word_embeddings false (the default is true) */
     /* phi3small (docs/gguf-keys.md) */
     double attn_factor_short, embd_scale, attn_scale, logit_divisor, gegelu_limit, pos_scale;
     int64_t dense_every, bs_block, bs_local, bs_stride;
-    bool bs_homo, untied;
+    bool bs_homo;
 } hparams;
 
 typedef struct otensor {
@@ -104,19 +107,21 @@ typedef struct conv {
     void *map;               /* llama2.c mapping */
     size_t map_size;
     float *factors;          /* phi3 rope factor tables: long, then short */
+    const char **kinds;      /* gptneo: per layer "global" or "local" (static strings) */
     char *config_text;
     char *tiktoken;          /* phi3small: the cl100k_base.tiktoken rank file */
     size_t tiktoken_len;
 } conv;
 
 static const char *const arch_names[] = {[K_PHI2] = "phi2", [K_PHI3] = "phi3", [K_LLAMA] = "llama",
-                                         [K_PHI3S] = "phi3small"};
+                                         [K_GPTNEO] = "gptneo", [K_PHI3S] = "phi3small"};
 
 static void conv_free(conv *c) {
     safet_close(c->st);
     cvocab_destroy(c->vocab);
     if (c->map) munmap(c->map, c->map_size);
     free(c->factors);
+    free(c->kinds);
     free(c->config_text);
     free(c->tiktoken);
     free(c->t);
@@ -137,7 +142,7 @@ static phivk_status push(conv *c, const otensor *t) {
 /* -------------------------------------------------------- Hugging Face */
 
 /* Shapes in the tensor tables, resolved from the hyperparameters. */
-typedef enum dim { D_NONE, D_EMBD, D_VOCAB, D_FF, D_FF2, D_KV, D_QKV } dim;
+typedef enum dim { D_NONE, D_EMBD, D_VOCAB, D_FF, D_FF2, D_KV, D_QKV, D_CTX } dim;
 enum { F_LAYER = 1, F_OPTIONAL = 2, F_PERM_Q = 4, F_PERM_K = 8, F_QKV_GROUPS = 16, F_HALVES = 32, F_UNTIED = 64 };
 
 typedef struct tname {
@@ -213,6 +218,30 @@ static const tname phi3s_names[] = {
     {"lm_head.weight", "output.weight", D_VOCAB, D_EMBD, F_OPTIONAL | F_UNTIED},
 };
 #undef L_
+/* nn.Linear [out, in] like the others (not GPT-2's Conv1D): no transposes. */
+#define L_ "transformer.h.%d."
+static const tname gptneo_names[] = {
+    {"transformer.wte.weight", "token_embd.weight", D_VOCAB, D_EMBD, 0},
+    {"transformer.wpe.weight", "position_embd.weight", D_CTX, D_EMBD, 0},
+    {L_ "ln_1.weight", "blk.%d.attn_norm.weight", D_NONE, D_EMBD, F_LAYER},
+    {L_ "ln_1.bias", "blk.%d.attn_norm.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "attn.attention.q_proj.weight", "blk.%d.attn_q.weight", D_EMBD, D_EMBD, F_LAYER},
+    {L_ "attn.attention.k_proj.weight", "blk.%d.attn_k.weight", D_EMBD, D_EMBD, F_LAYER},
+    {L_ "attn.attention.v_proj.weight", "blk.%d.attn_v.weight", D_EMBD, D_EMBD, F_LAYER},
+    {L_ "attn.attention.out_proj.weight", "blk.%d.attn_output.weight", D_EMBD, D_EMBD, F_LAYER},
+    {L_ "attn.attention.out_proj.bias", "blk.%d.attn_output.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "ln_2.weight", "blk.%d.ffn_norm.weight", D_NONE, D_EMBD, F_LAYER},
+    {L_ "ln_2.bias", "blk.%d.ffn_norm.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "mlp.c_fc.weight", "blk.%d.ffn_up.weight", D_FF, D_EMBD, F_LAYER},
+    {L_ "mlp.c_fc.bias", "blk.%d.ffn_up.bias", D_NONE, D_FF, F_LAYER},
+    {L_ "mlp.c_proj.weight", "blk.%d.ffn_down.weight", D_EMBD, D_FF, F_LAYER},
+    {L_ "mlp.c_proj.bias", "blk.%d.ffn_down.bias", D_NONE, D_EMBD, F_LAYER},
+    {"transformer.ln_f.weight", "output_norm.weight", D_NONE, D_EMBD, 0},
+    {"transformer.ln_f.bias", "output_norm.bias", D_NONE, D_EMBD, 0},
+    /* absent in the published checkpoints (tied to wte); kept when a file has it */
+    {"lm_head.weight", "output.weight", D_VOCAB, D_EMBD, F_OPTIONAL},
+};
+#undef L_
 
 typedef struct hf_arch {
     const char *name;        /* config.json architectures[0] */
@@ -226,6 +255,7 @@ static const hf_arch hf_archs[] = {
     {"PhiForCausalLM", "phi", K_PHI2, phi2_names, sizeof phi2_names / sizeof phi2_names[0]},
     {"Phi3ForCausalLM", "phi3", K_PHI3, phi3_names, sizeof phi3_names / sizeof phi3_names[0]},
     {"LlamaForCausalLM", "llama", K_LLAMA, llama_names, sizeof llama_names / sizeof llama_names[0]},
+    {"GPTNeoForCausalLM", "gpt_neo", K_GPTNEO, gptneo_names, sizeof gptneo_names / sizeof gptneo_names[0]},
     {"Phi3SmallForCausalLM", "phi3small", K_PHI3S, phi3s_names, sizeof phi3s_names / sizeof phi3s_names[0]},
 };
 #define N_HF_ARCHS (sizeof hf_archs / sizeof hf_archs[0])
@@ -251,6 +281,7 @@ static int64_t dim_value(const hparams *hp, dim d) {
     case D_FF2: return 2 * hp->ff;
     case D_KV: return kv;
     case D_QKV: return hp->embd + 2 * kv;
+    case D_CTX: return hp->ctx;
     default: return 0;
     }
 }
@@ -330,11 +361,121 @@ static phivk_status read_longrope(conv *c, const cJSON *cfg) {
     return st;
 }
 
+
+/* An integer key that may go by two names (GPT-Neo's num_layers / num_hidden_layers):
+ * one is required; both must agree. */
+static phivk_status cfg_int_alias(const cJSON *cfg, const char *key, const char *alias, int64_t *out) {
+    double a = 0, b = 0;
+    bool fa, fb;
+    phivk_status st;
+    if ((st = cfg_get(cfg, key, false, true, &a, &fa)) || (st = cfg_get(cfg, alias, false, true, &b, &fb))) return st;
+    if (!fa && !fb) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key '%s'", key);
+    if (fa && fb && a != b)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: '%s' %" PRId64 " contradicts '%s' %" PRId64, key, (int64_t)a,
+                        alias, (int64_t)b);
+    *out = (int64_t)(fa ? a : b);
+    return PHIVK_OK;
+}
+
+static const char neo_local[] = "local", neo_global[] = "global";
+
+/* One attention kind by name into *kind (neo_local or neo_global). */
+static phivk_status neo_kind(const cJSON *j, const char *where, const char **kind) {
+    if (cJSON_IsString(j) && !strcmp(j->valuestring, neo_local)) *kind = neo_local;
+    else if (cJSON_IsString(j) && !strcmp(j->valuestring, neo_global)) *kind = neo_global;
+    else return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: %s is not \"global\" or \"local\"", where);
+    return PHIVK_OK;
+}
+
+/* attention_types ([[pattern, n], ...]: each pattern n times, in order) expanded
+ * into c->kinds, checked against num_layers and against attention_layers when
+ * the file also has that (gpt-neo.md 1). */
+static phivk_status read_neo_layers(conv *c, const cJSON *cfg) {
+    const int64_t L = c->hp.layers;
+    if (!(c->kinds = calloc((size_t)L, sizeof *c->kinds))) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(cfg, "attention_types");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cfg, "attention_layers");
+    if (!cJSON_IsArray(types) && !cJSON_IsArray(layers))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'attention_types'");
+    phivk_status st;
+    char where[64];
+    if (cJSON_IsArray(types)) {
+        int64_t n = 0, item = 0;
+        for (const cJSON *e = types->child; e; e = e->next, item++) {
+            const cJSON *pat = cJSON_GetArrayItem(e, 0), *rep = cJSON_GetArrayItem(e, 1);
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsArray(pat) || !cJSON_IsNumber(rep) ||
+                rep->valuedouble < 0 || rep->valuedouble != floor(rep->valuedouble) || rep->valuedouble > 1e6)
+                return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: attention_types[%" PRId64 "] is not [[kinds...], count]",
+                                item);
+            for (int r = 0; r < (int)rep->valuedouble; r++)
+                for (const cJSON *k = pat->child; k; k = k->next, n++) {
+                    snprintf(where, sizeof where, "attention_types[%" PRId64 "]", item);
+                    const char *kind;
+                    if ((st = neo_kind(k, where, &kind))) return st;
+                    if (n < L) c->kinds[n] = kind;
+                }
+        }
+        if (n != L)
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: attention_types gives %" PRId64 " layers but num_layers is %"
+                            PRId64, n, L);
+    }
+    if (!cJSON_IsArray(layers)) return PHIVK_OK;
+    if (cJSON_GetArraySize(layers) != L)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: attention_layers lists %d layers but num_layers is %" PRId64,
+                        cJSON_GetArraySize(layers), L);
+    int64_t i = 0;
+    for (const cJSON *k = layers->child; k; k = k->next, i++) {
+        snprintf(where, sizeof where, "attention_layers[%" PRId64 "]", i);
+        const char *kind;
+        if ((st = neo_kind(k, where, &kind))) return st;
+        if (!cJSON_IsArray(types)) c->kinds[i] = kind;
+        else if (kind != c->kinds[i])
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: attention_layers[%" PRId64 "] is %s but attention_types "
+                            "makes layer %" PRId64 " %s", i, kind, i, c->kinds[i]);
+    }
+    return PHIVK_OK;
+}
+
+/* GPTNeoConfig (gpt-neo.md 1): its own key names, no rotary. */
+static phivk_status read_hparams_neo(conv *c, const cJSON *cfg) {
+    hparams *hp = &c->hp;
+    phivk_status st;
+    double d = 50257;
+    bool found;
+    if ((st = cfg_int(cfg, "hidden_size", &hp->embd)) ||
+        (st = cfg_int_alias(cfg, "num_layers", "num_hidden_layers", &hp->layers)) ||
+        (st = cfg_int_alias(cfg, "num_heads", "num_attention_heads", &hp->heads)) ||
+        (st = cfg_int(cfg, "max_position_embeddings", &hp->ctx)) ||
+        (st = cfg_get(cfg, "vocab_size", false, true, &d, NULL)))
+        return st;
+    hp->vocab = (int64_t)d;
+    hp->ff = 4 * hp->embd; /* intermediate_size null */
+    if ((st = cfg_get(cfg, "intermediate_size", false, true, &d, &found))) return st;
+    if (found) hp->ff = (int64_t)d;
+    d = 256;
+    if ((st = cfg_get(cfg, "window_size", false, true, &d, NULL))) return st;
+    hp->window = (int64_t)d;
+    hp->eps = 1e-5;
+    if ((st = cfg_get(cfg, "layer_norm_epsilon", false, false, &hp->eps, NULL))) return st;
+    if (!(hp->eps > 0)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: 'layer_norm_epsilon' must be positive");
+    hp->heads_kv = hp->heads;
+    if (hp->embd % hp->heads)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: hidden_size %" PRId64 " is not a multiple of num_heads %" PRId64,
+                        hp->embd, hp->heads);
+    hp->untied = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings"));
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "activation_function");
+    if (act && !(cJSON_IsString(act) && !strcmp(act->valuestring, "gelu_new")))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: activation_function %s is not supported (gelu_new)",
+                        cJSON_IsString(act) ? act->valuestring : "(not a string)");
+    return read_neo_layers(c, cfg);
+}
+
 static phivk_status read_hparams(conv *c, const cJSON *cfg) {
     hparams *hp = &c->hp;
     double d;
     bool found;
     phivk_status st = PHIVK_OK;
+    if (c->kind == K_GPTNEO) return read_hparams_neo(c, cfg);
     if ((st = cfg_int(cfg, "hidden_size", &hp->embd)) || (st = cfg_int(cfg, "num_hidden_layers", &hp->layers)) ||
         (st = cfg_int(cfg, "num_attention_heads", &hp->heads)) ||
         (st = cfg_int(cfg, "intermediate_size", &hp->ff)) || (st = cfg_int(cfg, "vocab_size", &hp->vocab)) ||
@@ -623,6 +764,11 @@ static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     cJSON_Delete(cfg);
     if (!st) st = safet_open_dir(dir, &c->st);
     if (!st) st = map_tensors(c, a);
+    bool has_output = false;
+    for (int i = 0; i < c->n_t; i++) has_output |= !strcmp(c->t[i].name, "output.weight");
+    if (!st && c->hp.untied && !has_output)
+        st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: config.json says tie_word_embeddings false but there is no "
+                      "'lm_head.weight'", dir);
     if (!st && c->kind == K_PHI3S) {
         /* the rank file in the folder (or --tokenizer's folder, or --tokenizer itself) */
         const char *from = tokenizer ? tokenizer : dir;
@@ -634,7 +780,8 @@ static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     if (!st)
         st = cvocab_read_hf(tokenizer ? tokenizer : dir, (int32_t)c->hp.vocab, c->config_text,
                             c->kind == K_PHI2 ? "phi-2" : "gpt-2", &c->vocab);
-    if (!st && c->kind == K_PHI2) cvocab_set_add_bos(c->vocab, false); /* as Phi2Model writes */
+    /* as Phi2Model writes; GPT-Neo's tokenizer adds no BOS either (gpt-neo.md 4) */
+    if (!st && (c->kind == K_PHI2 || c->kind == K_GPTNEO)) cvocab_set_add_bos(c->vocab, false);
     return st;
 }
 
@@ -832,6 +979,12 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
     gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)hp->layers);
     gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)hp->heads);
     gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)hp->heads_kv);
+    if (c->kind == K_GPTNEO) {
+        gguf_writer_set_arr_str(w, KEY("attention.layer_types"), c->kinds, (uint64_t)hp->layers);
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)hp->window);
+        gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), (float)hp->eps);
+        return;
+    }
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->rot);
     gguf_writer_set_f32(w, KEY(c->kind == K_PHI2 || c->kind == K_PHI3S ? "attention.layer_norm_epsilon"
                                                                         : "attention.layer_norm_rms_epsilon"),

@@ -34,6 +34,8 @@ typedef struct info_hp {
     /* Phi-3-small's own keys (docs/gguf-keys.md); bs_block -1: absent */
     int64_t bs_block, bs_local, bs_stride, bs_dense_every;
     float embd_scale, attn_scale, logit_divisor, gegelu_limit;   /* NAN: absent */
+    bool learned_pos;         /* position_embd.weight: learned absolute positions, no rotary */
+    int64_t n_local;          /* {arch}.attention.layer_types: local layers; -1: absent */
 } info_hp;
 
 /* The integer hyperparameters both reports list, in order: label, JSON key, field. */
@@ -126,7 +128,14 @@ static void gather_hp(info *in) {
             if (gguf_arr_i64(ff, i, &v) && v > hp->n_ff) hp->n_ff = v;
         }
     }
-    hp->n_rot = get_int(in, "rope.dimension_count", hp->head_dim);
+    hp->learned_pos = gguf_find_tensor(in->f, "position_embd.weight") != NULL;
+    hp->n_rot = get_int(in, "rope.dimension_count", hp->learned_pos ? 0 : hp->head_dim);
+    const gguf_kv *kinds = gguf_find(in->f, arch_key(in, "attention.layer_types", k, sizeof k));
+    hp->n_local = kinds && kinds->type == GGUF_ARRAY ? 0 : -1;
+    for (uint64_t i = 0; hp->n_local >= 0 && i < kinds->arr_n; i++) {
+        gguf_str t;
+        hp->n_local += gguf_arr_str(in->f, kinds, i, &t) && t.len == 5 && !memcmp(t.ptr, "local", 5);
+    }
     hp->rope_base_default = !get_float(in, "rope.freq_base", &hp->rope_base);
     if (hp->rope_base_default) hp->rope_base = 10000.0f;
     if (get_float(in, "attention.layer_norm_rms_epsilon", &hp->eps))
@@ -234,12 +243,16 @@ static void write_human(const info *in, FILE *out) {
                 fprintf(out, "  %-18s%" PRId64 " (largest of a per-layer list)\n", "ffn", hp->n_ff);
             else
                 print_opt_int(out, hp_ints[i].label, hp_int(hp, i));
-        fprintf(out, "  %-18s%g%s\n", "rope base", (double)hp->rope_base, hp->rope_base_default ? " (default)" : "");
+        if (hp->learned_pos) fprintf(out, "  %-18s%s\n", "positions", "learned (position_embd), no rotary");
+        else fprintf(out, "  %-18s%g%s\n", "rope base", (double)hp->rope_base, hp->rope_base_default ? " (default)" : "");
         if (hp->norm)
             fprintf(out, "  %-18s%g (%s norm)\n", "norm eps", (double)hp->eps, hp->norm);
         else
             fprintf(out, "  %-18s(not set)\n", "norm eps");
-        if (hp->sliding_window >= 0)
+        if (hp->n_local >= 0)
+            fprintf(out, "  %-18s%" PRId64 " of %" PRId64 " layers local (window %" PRId64 "), the others global\n",
+                    "attention", hp->n_local, hp->n_layer, hp->sliding_window);
+        else if (hp->sliding_window >= 0)
             fprintf(out, "  %-18s%" PRId64 "%s\n", "sliding window", hp->sliding_window,
                     hp->sliding_window == 0 ? " (none)" : "");
         if (!isnan(hp->attn_factor) || hp->orig_ctx >= 0 || hp->rope_factor_tables) {
@@ -371,6 +384,8 @@ static cJSON *json_build(const info *in) {
             cJSON_AddNullToObject(h, "norm");
         }
         json_int(h, "sliding_window", hp->sliding_window);
+        cJSON_AddStringToObject(h, "positions", hp->learned_pos ? "learned" : "rope");
+        json_int(h, "local_layers", hp->n_local);
         if (isnan(hp->attn_factor))
             cJSON_AddNullToObject(h, "rope_attn_factor");
         else

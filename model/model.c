@@ -283,6 +283,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
     if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PHIVK_OK) goto fail;
+    if (w->position_embd && upload_tensor(&l, &w->position_embd, 1, &m->pos_embd) != PHIVK_OK) goto fail;
     if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
     /* Phi-3-small divides its logits by the muP width multiplier: folded into the
@@ -333,6 +334,7 @@ void phivk_model_free(phivk_model *m) {
         for (int32_t i = 0; i < m->hp.n_layer; i++) destroy_layer(d, &m->layers[i]);
     free(m->layers);
     pvk_tensor_destroy(d, &m->embd);
+    pvk_tensor_destroy(d, &m->pos_embd);
     destroy_proj(d, &m->output);
     pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->rope_long, &m->rope_short};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);

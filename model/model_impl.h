@@ -44,6 +44,7 @@ struct phivk_model {
     tok_vocab *vocab;
     char name[256];
     pvk_tensor embd;
+    pvk_tensor pos_embd;      /* hp.pos_embd: learned position rows; else empty */
     gpu_proj output;          /* no parts when the output is tied to embd; bias either way */
     pvk_buf output_norm, output_norm_b;
     pvk_buf rope_long, rope_short;

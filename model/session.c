@@ -31,12 +31,12 @@ phivk_session_params phivk_session_default_params(void) {
     return (phivk_session_params){.batch = PLAN_DEFAULT_BATCH};
 }
 
-static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
+static pvk_attn attn_desc(const phivk_session *s, int32_t l, uint32_t m, uint32_t pos0) {
     const arch_hparams *hp = &s->m->hp;
     pvk_attn a = session_attn_heads(hp, m);
-    bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
+    int32_t window = arch_layer_window(hp, s->p.no_swa, l);
     a.pos0 = pos0;
-    a.window = swa ? (uint32_t)hp->sliding_window : 0;
+    a.window = window > 0 && window < s->ctx ? (uint32_t)window : 0;
     a.scratch = s->plan.rows[PLAN_ATTN].count ? &s->buf[PLAN_ATTN] : NULL;
     return a;
 }
@@ -242,9 +242,9 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     const pvk_kv *kv = &s->kv[l];
     if (!*st)
         *st = pvk_op_kv_store(o, c, &s->buf[PLAN_QKV], stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, hp->n_rot ? &r : NULL);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    pvk_attn a = attn_desc(s, m, pos0);
+    pvk_attn a = attn_desc(s, l, m, pos0);
     arch_sparse_pattern(hp, l, &a.bs_block, &a.bs_local, &a.bs_stride, &a.bs_step);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
@@ -297,6 +297,11 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows_scaled(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m, hp->embd_scale);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    if (hp->pos_embd) {
+        /* learned absolute positions: rows pos0.. added to the token rows */
+        if (!st) st = pvk_op_add_rows(o, c, &mod->pos_embd, pos0, &s->buf[PLAN_X], m);
+        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    }
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;
 

@@ -2,7 +2,6 @@
  * model's header and the op set's tuning), and the attention shape both the plan
  * and the session's decode use. Below model.c (which plans before uploading) and
  * session.c (which allocates what the plan says). */
-#include <math.h>
 
 #include "model_impl.h"
 #include "session_kv.h"
@@ -49,6 +48,9 @@ phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, b
     if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
         return pvk_fail(PHIVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
     if (p->ctx < 0) return pvk_fail(PHIVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
+    if (m->hp.pos_embd && p->ctx > m->hp.n_ctx_train)
+        return pvk_fail(PHIVK_ERR_INVALID, "a context of %d tokens: %s has learned positions for %d tokens only "
+                        "(use -c %d or less)", (int)p->ctx, m->name, m->hp.n_ctx_train, m->hp.n_ctx_train);
     plan_input in = {
         .hp = &m->hp,
         .weight_bytes = file_weight_bytes(m),

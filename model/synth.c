@@ -38,6 +38,9 @@ static const shape shapes[] = {
     {"phi2", "phi2", 51200, 2560, 32, 32, 32, 10240, 2048, 32, false, false, 0},
     {"phi1.5", "phi2", 51200, 2048, 24, 32, 32, 8192, 2048, 32, false, false, 0},
     {"stories15m", "llama", 32000, 288, 6, 6, 6, 768, 256, 0, false, true, 0},
+    /* the GPT-Neo TinyStories models: head sizes 4 and 48, local window 256 */
+    {"tinystories-1m", "gptneo", 50257, 64, 8, 16, 16, 256, 2048, 0, false, true, 256},
+    {"tinystories-33m", "gptneo", 50257, 768, 4, 16, 16, 3072, 2048, 0, false, true, 256},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
@@ -70,7 +73,7 @@ phivk_status synth_shape_by_name(const char *name, synth_params *out) {
 
 /* -------------------------------------------------------------- validation */
 
-enum { ARCH_ID_PHI2, ARCH_ID_PHI3, ARCH_ID_LLAMA, ARCH_ID_PHI3SMALL };
+enum { ARCH_ID_PHI2, ARCH_ID_PHI3, ARCH_ID_LLAMA, ARCH_ID_GPTNEO, ARCH_ID_PHI3SMALL };
 
 static int arch_id(const char *a) {
     if (!a) return -1;
@@ -78,6 +81,7 @@ static int arch_id(const char *a) {
     if (!strcmp(a, "phi3")) return ARCH_ID_PHI3;
     if (!strcmp(a, "llama")) return ARCH_ID_LLAMA;
     if (!strcmp(a, "phi3small")) return ARCH_ID_PHI3SMALL;
+    if (!strcmp(a, "gptneo")) return ARCH_ID_GPTNEO;
     return -1;
 }
 
@@ -88,7 +92,7 @@ static int32_t min_vocab(int arch) { return arch == ARCH_ID_PHI3 ? 310 : 300; }
 static phivk_status check_params(const synth_params *p) {
     const int a = arch_id(p->arch);
     if (a < 0)
-        return pvk_fail(PHIVK_ERR_INVALID, "synthetic models are phi3, llama, phi2 or phi3small, not '%s'",
+        return pvk_fail(PHIVK_ERR_INVALID, "synthetic models are phi3, llama, phi2, gptneo or phi3small, not '%s'",
                         p->arch ? p->arch : "(null)");
     const int32_t kv = p->n_head_kv ? p->n_head_kv : p->n_head;
     if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 || p->n_ff <= 0 || p->n_ctx <= 0 ||
@@ -111,6 +115,9 @@ static phivk_status check_params(const synth_params *p) {
         return pvk_fail(PHIVK_ERR_INVALID, "phi3small models tie their output head and rotate whole heads");
     if (p->tied_output && a == ARCH_ID_PHI2)
         return pvk_fail(PHIVK_ERR_INVALID, "phi2 models have an untied output head");
+    if (a == ARCH_ID_GPTNEO && (kv != p->n_head || p->n_rot || !p->tied_output || p->sliding_window <= 0))
+        return pvk_fail(PHIVK_ERR_INVALID, "gptneo models have no GQA or rotary, a tied output head and a local "
+                        "window");
     return PHIVK_OK;
 }
 
@@ -442,7 +449,7 @@ static void vocab_gpt2(builder *b, vocab *v) {
     }
     if (ok) {
         gguf_writer_set_str(b->w, "tokenizer.ggml.model", "gpt2");
-        gguf_writer_set_str(b->w, "tokenizer.ggml.pre", "phi-2");
+        gguf_writer_set_str(b->w, "tokenizer.ggml.pre", strcmp(b->p->arch, "phi2") ? "gpt-2" : "phi-2");
         gguf_writer_set_arr_str(b->w, "tokenizer.ggml.merges", (const char *const *)merges,
                                 (uint64_t)n_merges);
         gguf_writer_set_u32(b->w, "tokenizer.ggml.bos_token_id", (uint32_t)eot);
@@ -464,7 +471,7 @@ static void add_vocab(builder *b, int arch) {
     if (!v.text || !v.score || !v.type) {
         b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     } else {
-        if (arch == ARCH_ID_PHI2 || arch == ARCH_ID_PHI3SMALL) vocab_gpt2(b, &v);
+        if (arch == ARCH_ID_PHI2 || arch == ARCH_ID_GPTNEO || arch == ARCH_ID_PHI3SMALL) vocab_gpt2(b, &v);
         else vocab_spm(b, &v, arch == ARCH_ID_PHI3);
         if (!b->st) {
             gguf_writer_set_arr_str(b->w, "tokenizer.ggml.tokens", (const char *const *)v.text,
@@ -513,6 +520,20 @@ static void set_hparams(builder *b, int arch) {
     gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head);
     gguf_writer_set_u32(w, KEY("attention.head_count_kv"),
                         (uint32_t)(p->n_head_kv ? p->n_head_kv : p->n_head));
+    if (arch == ARCH_ID_GPTNEO) {
+        /* the published layout: global, local, global, local, ... */
+        const char **types = malloc(sizeof *types * (size_t)p->n_layer);
+        if (!types) {
+            b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+            return;
+        }
+        for (int32_t l = 0; l < p->n_layer; l++) types[l] = l % 2 ? "local" : "global";
+        gguf_writer_set_arr_str(w, KEY("attention.layer_types"), types, (uint64_t)p->n_layer);
+        free(types);
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)p->sliding_window);
+        gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), 1e-5f);
+        return;
+    }
     gguf_writer_set_u32(w, KEY("rope.dimension_count"),
                         (uint32_t)(p->n_rot ? p->n_rot : p->n_embd / p->n_head));
     if (arch == ARCH_ID_PHI2) {
@@ -568,15 +589,16 @@ static void add_tensors(builder *b, int arch) {
     const synth_params *p = b->p;
     const int64_t E = p->n_embd, hd = E / p->n_head;
     const int64_t KV = hd * (p->n_head_kv ? p->n_head_kv : p->n_head), F = p->n_ff;
-    const bool phi2 = arch == ARCH_ID_PHI2, p3s = arch == ARCH_ID_PHI3SMALL;
-    const bool bias = phi2 || p3s; /* biases on every linear and norm */
+    const bool phi2 = arch == ARCH_ID_PHI2, neo = arch == ARCH_ID_GPTNEO, p3s = arch == ARCH_ID_PHI3SMALL;
+    const bool bias = phi2 || neo || p3s; /* biases on the norms and the output, up and down projections */
     add_linear(b, "", "token_embd", -1, E, p->n_vocab, false);
+    if (neo) add_linear(b, "", "position_embd", -1, E, p->n_ctx, false);
     if (p->longrope && !b->st) add_rope_factors(b, (int32_t)((p->n_rot ? p->n_rot : hd) / 2));
     for (int32_t l = 0; l < p->n_layer; l++) {
         char pre[32];
         snprintf(pre, sizeof pre, "blk.%d.", (int)l);
         add_norm(b, pre, "attn_norm", E, bias);
-        if (arch == ARCH_ID_LLAMA || (phi2 && p->separate_qkv)) {
+        if (arch == ARCH_ID_LLAMA || neo || (phi2 && p->separate_qkv)) {
             add_linear(b, pre, "attn_q", l, E, E, phi2);
             add_linear(b, pre, "attn_k", l, E, KV, phi2);
             add_linear(b, pre, "attn_v", l, E, KV, phi2);
@@ -584,9 +606,9 @@ static void add_tensors(builder *b, int arch) {
             add_linear(b, pre, "attn_qkv", l, E, E + 2 * KV, bias);
         }
         add_linear(b, pre, "attn_output", l, E, E, bias);
-        if (!phi2) add_norm(b, pre, "ffn_norm", E, p3s);
+        if (!phi2) add_norm(b, pre, "ffn_norm", E, neo || p3s);
         if (arch == ARCH_ID_LLAMA) add_linear(b, pre, "ffn_gate", l, E, F, false);
-        add_linear(b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI2 || arch == ARCH_ID_LLAMA ? F : 2 * F, bias);
+        add_linear(b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI3 || p3s ? 2 * F : F, bias);
         add_linear(b, pre, "ffn_down", l, F, E, bias);
     }
     add_norm(b, "", "output_norm", E, bias);
@@ -603,6 +625,7 @@ phivk_status synth_build(const synth_params *p, void **data, size_t *size) {
     const int64_t KV = hd * (p->n_head_kv ? p->n_head_kv : p->n_head), F = p->n_ff;
     /* the longest row: a matrix's columns or a bias's length (qkv, fused up, vocab) */
     int64_t widest = E + 2 * KV;
+    if (p->n_ctx > widest && arch == ARCH_ID_GPTNEO) widest = p->n_ctx;
     if (2 * F > widest) widest = 2 * F;
     if (p->n_vocab > widest) widest = p->n_vocab;
     builder b = {.p = p, .w = gguf_writer_create()};
@@ -649,11 +672,17 @@ int64_t synth_param_count(const synth_params *p) {
     const int64_t E = p->n_embd, hd = p->n_head ? E / p->n_head : 0;
     const int64_t KV = hd * (p->n_head_kv ? p->n_head_kv : p->n_head), F = p->n_ff;
     const int arch = arch_id(p->arch);
-    const int64_t ffn_in = arch == ARCH_ID_PHI2 ? F : 2 * F; /* up (+gate) */
+    const bool neo = arch == ARCH_ID_GPTNEO;
+    const int64_t ffn_in = arch == ARCH_ID_PHI2 || neo ? F : 2 * F; /* up (+gate) */
     int64_t layer = E * (E + 2 * KV) + E * E + E * ffn_in + F * E + 2 * E;
     if (arch == ARCH_ID_PHI2) layer += (E + 2 * KV) + E + F + E; /* biases; one norm w+b */
     if (arch == ARCH_ID_PHI3SMALL) layer += (E + 2 * KV) + E + 2 * F + E + 2 * E; /* biases; norm biases */
-    /* output norm; phi2 adds its bias and the output bias, phi3small its bias */
-    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab : arch == ARCH_ID_PHI3SMALL ? 2 * E : E;
+    if (neo) layer += E + F + E + 2 * E;                         /* out, up, down biases; norm biases */
+    /* output norm; phi2 adds its bias and the output bias, gptneo its norm bias and
+     * positions, phi3small its norm bias */
+    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab
+                         : neo                ? 2 * E + (int64_t)p->n_ctx * E
+                         : arch == ARCH_ID_PHI3SMALL ? 2 * E
+                                                     : E;
     return (int64_t)p->n_vocab * E * (p->tied_output ? 1 : 2) + p->n_layer * layer + head;
 }

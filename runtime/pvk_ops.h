@@ -210,6 +210,10 @@ phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, co
 /* The same times scale (one rounding: Phi-3-small's muP embedding multiplier). */
 phivk_status pvk_op_get_rows_scaled(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                                   const pvk_buf *out, uint32_t n, float scale);
+/* out[i] += dequant(table row pos0 + i) for i < n: learned absolute positions.
+ * PHIVK_ERR_INVALID when a row is past the table. */
+phivk_status pvk_op_add_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, uint32_t pos0, const pvk_buf *out,
+                             uint32_t n);
 
 /* Rotary position embedding, applied by pvk_op_kv_store: K's heads (the cache row,
  * width / head_dim of them) as they are written, q's in place. */

@@ -1,7 +1,8 @@
 #version 450
 // Embedding lookup: out[i] = dequant(table row ids[i]) * scale (Phi-3-small's muP
 // embedding multiplier; 1 elsewhere), one workgroup per output row
-// (rows beyond the x limit fold into y). The table type is the dequant.glsl define
+// (rows beyond the x limit fold into y). With -DADD_ROWS (learned positions):
+// out[i] += dequant(table row pos0 + i), ids unread. The table type is the dequant.glsl define
 // (-DW_F32, -DW_F16, -DW_BF16 or a block type, whose rows are whole blocks).
 // Buffers: 0 table rows [row0, row0 + nrows) of the whole table, 1 ids (u32 [n]),
 // 2 out (f32 [n][cols]).
@@ -15,19 +16,31 @@ layout(constant_id = 0) const uint WG = 64;
 #include "dequant.glsl"
 
 layout(std430, binding = 1) readonly buffer Ids { uint ids[]; };
+#ifdef ADD_ROWS
+layout(std430, binding = 2) buffer O { float o[]; };
+#define PUT(j, v) o[j] += (v)
+#else
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
+#define PUT(j, v) o[j] = (v) * p.scale
+#endif
 
 layout(push_constant) uniform P {
     uint n, cols;
     uint row0, nrows;     // the bound chunk of the table
     uint table_rows;
-    float scale;
+    uint pos0;            // ADD_ROWS: the row of output 0
+    float scale;          // get_rows: multiplies every value
 } p;
 
 void main() {
     uint i = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
     if (i >= p.n) return;   // uniform per workgroup
+#ifdef ADD_ROWS
+    uint id = p.pos0 + i, l = gl_LocalInvocationID.x, ob = i * p.cols;
+    if (id >= p.table_rows) return;   // the op refuses such rows: nothing to add
+#else
     uint id = ids[i], l = gl_LocalInvocationID.x, ob = i * p.cols;
+#endif
     if (id >= p.table_rows) {
         if (p.row0 == 0u)
             for (uint j = l; j < p.cols; j += WG) o[ob + j] = 0.0;
@@ -40,14 +53,14 @@ void main() {
             vec4 lo, hi;
             w_load8(e0 + j, lo, hi);
             for (uint k = 0u; k < 4u; k++) {
-                o[ob + j + k] = lo[k] * p.scale;
-                o[ob + j + 4u + k] = hi[k] * p.scale;
+                PUT(ob + j + k, lo[k]);
+                PUT(ob + j + 4u + k, hi[k]);
             }
         }
     }
 #ifdef W_SCALAR
     else {
-        for (uint j = l; j < p.cols; j += WG) o[ob + j] = w_load1(e0 + j) * p.scale;
+        for (uint j = l; j < p.cols; j += WG) PUT(ob + j, w_load1(e0 + j));
     }
 #endif
 }

@@ -119,6 +119,11 @@ def families(wtypes, kvtypes):
     for t in wtypes:
         for fetch in FETCH.values:
             f.add((t, fetch), 'get_rows_%s_%s' % (t['name'], fetch), [weight_define(t)] + tex(fetch, '-DW_TEXEL'))
+    f = fam('add_rows', 'get_rows.comp', [W, FETCH])   # learned positions (GPT-Neo)
+    for t in wtypes:
+        for fetch in FETCH.values:
+            f.add((t, fetch), 'add_rows_%s_%s' % (t['name'], fetch),
+                  [weight_define(t), '-DADD_ROWS'] + tex(fetch, '-DW_TEXEL'))
 
     fam('attn_reduce', 'attn_reduce.comp', []).add((), 'attn_reduce', [])
     K, V = TypeDim(kvtypes), TypeDim(kvtypes)

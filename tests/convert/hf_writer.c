@@ -14,16 +14,21 @@
 typedef struct st_entry {
     char name[128];
     int n_dims;
-    int64_t shape[2];
+    int64_t shape[4];
     float *vals;             /* owned */
     int64_t n;
+    const char *dtype;       /* NULL: the file's; else this one (GPT-Neo's U8 masks) */
 } st_entry;
 
-static unsigned dtype_size(const char *dtype) { return !strcmp(dtype, "F64") ? 8 : !strcmp(dtype, "F32") ? 4 : 2; }
+static unsigned dtype_size(const char *dtype) {
+    return !strcmp(dtype, "F64") ? 8 : !strcmp(dtype, "F32") ? 4 : !strcmp(dtype, "U8") ? 1 : 2;
+}
 
 static void encode(const char *dtype, const float *v, int64_t n, uint8_t *out) {
     for (int64_t i = 0; i < n; i++) {
-        if (!strcmp(dtype, "F32")) {
+        if (!strcmp(dtype, "U8")) {
+            out[i] = (uint8_t)v[i];
+        } else if (!strcmp(dtype, "F32")) {
             memcpy(out + 4 * i, &v[i], 4);
         } else if (!strcmp(dtype, "F64")) {
             double d = v[i];
@@ -37,12 +42,13 @@ static void encode(const char *dtype, const float *v, int64_t n, uint8_t *out) {
 
 /* One file: 8-byte header length, the JSON header padded with spaces to 8 bytes,
  * then the tensors back to back. */
-static bool write_safetensors(const char *path, const st_entry *e, int n, const char *dtype) {
+static bool write_safetensors(const char *path, const st_entry *e, int n, const char *file_dtype) {
     cJSON *h = cJSON_CreateObject();
     uint64_t off = 0;
     cJSON *meta = cJSON_AddObjectToObject(h, "__metadata__");
     cJSON_AddStringToObject(meta, "format", "pt");
     for (int i = 0; i < n; i++) {
+        const char *dtype = e[i].dtype ? e[i].dtype : file_dtype;
         cJSON *t = cJSON_AddObjectToObject(h, e[i].name);
         cJSON_AddStringToObject(t, "dtype", dtype);
         cJSON *shape = cJSON_AddArrayToObject(t, "shape");
@@ -64,6 +70,7 @@ static bool write_safetensors(const char *path, const st_entry *e, int n, const 
     ok = ok && fwrite(len, 1, 8, f) == 8 && fwrite(text, 1, hl, f) == hl;
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
     for (int i = 0; ok && i < n; i++) {
+        const char *dtype = e[i].dtype ? e[i].dtype : file_dtype;
         const size_t bytes = (size_t)e[i].n * dtype_size(dtype);
         uint8_t *buf = malloc(bytes);
         encode(dtype, e[i].vals, e[i].n, buf);
@@ -153,10 +160,19 @@ static const char *const names_phi3s[][2] = {
     {"ffn_norm", "post_attention_layernorm"}, {"ffn_up", "mlp.up_proj"},         {"ffn_down", "mlp.down_proj"},
     {NULL, NULL}};
 
+static const char *const names_gptneo[][2] = {
+    {"token_embd", "transformer.wte"}, {"position_embd", "transformer.wpe"}, {"output_norm", "transformer.ln_f"},
+    {"output", "lm_head"},             {"attn_norm", "ln_1"},                {"attn_q", "attn.attention.q_proj"},
+    {"attn_k", "attn.attention.k_proj"}, {"attn_v", "attn.attention.v_proj"},
+    {"attn_output", "attn.attention.out_proj"}, {"ffn_norm", "ln_2"},     {"ffn_up", "mlp.c_fc"},
+    {"ffn_down", "mlp.c_proj"},        {NULL, NULL}};
+
 static bool hf_name(const char *arch, const char *gguf, char *out, size_t cap) {
+    const bool neo = !strcmp(arch, "gptneo");
     const char *const(*m)[2] = !strcmp(arch, "phi2")        ? names_phi2
                                : !strcmp(arch, "phi3")      ? names_phi3
                                : !strcmp(arch, "phi3small") ? names_phi3s
+                               : neo                        ? names_gptneo
                                                             : names_llama;
     int layer = -1, used = 0;
     char role[64], suffix[16];
@@ -165,7 +181,7 @@ static bool hf_name(const char *arch, const char *gguf, char *out, size_t cap) {
         return false;
     for (; (*m)[0]; m++) {
         if (strcmp((*m)[0], role)) continue;
-        if (layer >= 0) snprintf(out, cap, "model.layers.%d.%s.%s", layer, (*m)[1], suffix);
+        if (layer >= 0) snprintf(out, cap, "%s.%d.%s.%s", neo ? "transformer.h" : "model.layers", layer, (*m)[1], suffix);
         else snprintf(out, cap, "%s.%s", (*m)[1], suffix);
         return true;
     }
@@ -280,8 +296,69 @@ static cJSON *make_config_phi3s(const gguf_file *g) {
     return c;
 }
 
+/* GPTNeoConfig as the TinyStories folders have it: attention_types run-length
+ * coded from the layer kinds, attention_layers expanded, intermediate_size null
+ * when it is 4 x hidden (gpt-neo.md 1). */
+static cJSON *make_config_gptneo(const gguf_file *g) {
+    cJSON *c = cJSON_CreateObject();
+    const char *hf = "GPTNeoForCausalLM";
+    cJSON_AddItemToObject(c, "architectures", cJSON_CreateStringArray(&hf, 1));
+    cJSON_AddStringToObject(c, "model_type", "gpt_neo");
+    const uint32_t E = key_u32(g, "gptneo", "embedding_length"), L = key_u32(g, "gptneo", "block_count");
+    const uint32_t F = key_u32(g, "gptneo", "feed_forward_length");
+    cJSON_AddNumberToObject(c, "hidden_size", E);
+    cJSON_AddNumberToObject(c, "num_layers", L);
+    cJSON_AddNumberToObject(c, "num_heads", key_u32(g, "gptneo", "attention.head_count"));
+    if (F == 4 * E) cJSON_AddNullToObject(c, "intermediate_size");
+    else cJSON_AddNumberToObject(c, "intermediate_size", F);
+    cJSON_AddNumberToObject(c, "vocab_size", (double)gguf_find_tensor(g, "token_embd.weight")->ne[1]);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", key_u32(g, "gptneo", "context_length"));
+    cJSON_AddNumberToObject(c, "window_size", key_u32(g, "gptneo", "attention.sliding_window"));
+    cJSON_AddNumberToObject(c, "layer_norm_epsilon", key_f32(g, "gptneo", "attention.layer_norm_epsilon"));
+    cJSON_AddStringToObject(c, "activation_function", "gelu_new");
+    const gguf_kv *kinds = gguf_find(g, "gptneo.attention.layer_types");
+    cJSON *types = cJSON_AddArrayToObject(c, "attention_types"), *layers = cJSON_AddArrayToObject(c, "attention_layers");
+    /* a run of the pair [first, second] repeated; a layer left over gets its own item */
+    for (uint32_t l = 0; l < L;) {
+        gguf_str a, b = {0};
+        gguf_arr_str(g, kinds, l, &a);
+        char ka[16], kb[16];
+        snprintf(ka, sizeof ka, "%.*s", (int)a.len, a.ptr);
+        uint32_t n = 1, width = 1;
+        if (l + 1 < L) {
+            gguf_arr_str(g, kinds, l + 1, &b);
+            snprintf(kb, sizeof kb, "%.*s", (int)b.len, b.ptr);
+            width = 2;
+            for (n = 1; l + 2 * n + 1 < L; n++) {
+                gguf_str x, y;
+                gguf_arr_str(g, kinds, l + 2 * n, &x);
+                gguf_arr_str(g, kinds, l + 2 * n + 1, &y);
+                if (x.len != a.len || memcmp(x.ptr, a.ptr, a.len) || y.len != b.len || memcmp(y.ptr, b.ptr, b.len)) break;
+            }
+        }
+        cJSON *item = cJSON_CreateArray(), *pat = cJSON_CreateArray();
+        cJSON_AddItemToArray(pat, cJSON_CreateString(ka));
+        if (width == 2) cJSON_AddItemToArray(pat, cJSON_CreateString(kb));
+        cJSON_AddItemToArray(item, pat);
+        cJSON_AddItemToArray(item, cJSON_CreateNumber(n));
+        cJSON_AddItemToArray(types, item);
+        for (uint32_t i = 0; i < n; i++) {
+            cJSON_AddItemToArray(layers, cJSON_CreateString(ka));
+            if (width == 2) cJSON_AddItemToArray(layers, cJSON_CreateString(kb));
+        }
+        l += n * width;
+    }
+    uint32_t bos = 0, eos = 0;
+    gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &bos);
+    gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &eos);
+    cJSON_AddNumberToObject(c, "bos_token_id", bos);
+    cJSON_AddNumberToObject(c, "eos_token_id", eos);
+    return c;
+}
+
 static cJSON *make_config(const gguf_file *g, const char *arch) {
     if (!strcmp(arch, "phi3small")) return make_config_phi3s(g);
+    if (!strcmp(arch, "gptneo")) return make_config_gptneo(g);
     cJSON *c = cJSON_CreateObject();
     const char *hf = !strcmp(arch, "phi2") ? "PhiForCausalLM" : !strcmp(arch, "phi3") ? "Phi3ForCausalLM" : "LlamaForCausalLM";
     cJSON_AddItemToObject(c, "architectures", cJSON_CreateStringArray(&hf, 1));
@@ -414,7 +491,7 @@ bool hf_write_folder(const gguf_file *g, const char *dir, const hf_opts *o) {
     arch_of(g, arch);
     mkdir(dir, 0755);
     const uint64_t nt = gguf_tensor_count(g);
-    st_entry *e = calloc(nt + 64, sizeof *e);
+    st_entry *e = calloc(nt + 64 + 2 * (size_t)key_u32(g, arch, "block_count"), sizeof *e);
     int n = 0;
     const int64_t heads = key_u32(g, arch, "attention.head_count"), heads_kv = key_u32(g, arch, "attention.head_count_kv");
     for (uint64_t i = 0; i < nt; i++) {
@@ -438,6 +515,28 @@ bool hf_write_folder(const gguf_file *g, const char *dir, const hf_opts *o) {
             const bool bias = t->n_dims == 1;
             to_phi3s_layout(x->vals, bias ? t->ne[0] : t->ne[1], bias ? 1 : t->ne[0], qkv, heads, heads_kv);
         }
+    }
+    const int64_t P = key_u32(g, arch, "context_length");
+    for (uint32_t l = 0; o && o->neo_buffers && l < key_u32(g, arch, "block_count"); l++) {
+        /* the 2021 buffers: the causal mask as U8 [1, 1, P, P] (local layers windowed,
+         * here all causal: a reader must not use it) and the scalar masked_bias */
+        st_entry *x = &e[n++];
+        snprintf(x->name, sizeof x->name, "transformer.h.%u.attn.attention.bias", l);
+        x->n_dims = 4;
+        x->shape[0] = x->shape[1] = 1;
+        x->shape[2] = x->shape[3] = P;
+        x->n = P * P;
+        x->vals = calloc((size_t)x->n, sizeof(float));
+        for (int64_t q = 0; q < P; q++)
+            for (int64_t k = 0; k <= q; k++) x->vals[q * P + k] = 1;
+        x->dtype = "U8";
+        x = &e[n++];
+        snprintf(x->name, sizeof x->name, "transformer.h.%u.attn.attention.masked_bias", l);
+        x->n_dims = 0;
+        x->n = 1;
+        x->vals = malloc(sizeof(float));
+        x->vals[0] = -1e9f;
+        x->dtype = "F32";
     }
     for (uint32_t l = 0; o && o->inv_freq && l < key_u32(g, arch, "block_count"); l++) {
         st_entry *x = &e[n++];

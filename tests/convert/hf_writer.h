@@ -17,6 +17,7 @@ typedef struct hf_opts {
     const char *skip;        /* an HF tensor name to leave out */
     bool inv_freq;           /* add rotary_emb.inv_freq buffers (must be ignored) */
     const char *tiktoken;    /* phi3small: the rank file copied in as cl100k_base.tiktoken */
+    bool neo_buffers;        /* gptneo: add the attn.attention.bias / masked_bias buffers */
 } hf_opts;
 
 /* Writes the Hugging Face folder dir (created) of the synthetic GGUF g: weights in

@@ -1,6 +1,7 @@
 /* Writes synthetic checkpoints for the convert CLI test:
  *   make_checkpoint DIR   DIR/phi3 (a Hugging Face folder), DIR/stories.bin and
- *                         DIR/tokenizer.bin (a llama2.c v0 checkpoint, shared classifier) */
+ *                         DIR/tokenizer.bin (a llama2.c v0 checkpoint, shared classifier),
+ *                         DIR/tinystories (a GPT-Neo folder, head size 16, window 8) */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,7 +21,8 @@ static gguf_file *build(const char *arch, void **data) {
     p.n_head = 4;
     p.n_ff = 128;
     p.n_ctx = 256;
-    p.tied_output = arch[0] == 'l';
+    p.tied_output = arch[0] == 'l' || arch[0] == 'g';
+    if (arch[0] == 'g') p.sliding_window = 8;
     if (synth_build(&p, data, &size) || gguf_open_memory(*data, size, &f)) return NULL;
     return f;
 }
@@ -32,12 +34,17 @@ int main(int argc, char **argv) {
     }
     char a[4096], b[4096];
     void *d1 = NULL, *d2 = NULL;
-    gguf_file *phi3 = build("phi3", &d1), *llama = build("llama", &d2);
+    void *d3 = NULL;
+    gguf_file *phi3 = build("phi3", &d1), *llama = build("llama", &d2), *neo = build("gptneo", &d3);
     snprintf(a, sizeof a, "%s/phi3", argv[1]);
     bool ok = phi3 && llama && hf_write_folder(phi3, a, NULL);
     snprintf(a, sizeof a, "%s/stories.bin", argv[1]);
     snprintf(b, sizeof b, "%s/tokenizer.bin", argv[1]);
     ok = ok && llama2c_write(llama, a, 0, true, b);
+    snprintf(a, sizeof a, "%s/tinystories", argv[1]);
+    ok = ok && neo && hf_write_folder(neo, a, NULL);
+    gguf_close(neo);
+    free(d3);
     gguf_close(phi3);
     gguf_close(llama);
     free(d1);

@@ -270,9 +270,10 @@ static void round_trip(const synth_params *p, const hf_opts *o, const char *type
     const bool tiktoken = !strcmp(p->arch, "phi3small"); /* the folder's tokenizer is cl100k's rank file */
     if (ok) {
         check_keys(src.f, got.f);
-        if (!tiktoken) check_vocab(src.f, got.f, strcmp(p->arch, "phi2") == 0);
-        if (strcmp(p->arch, "phi2") && !tiktoken) check_score_order(src.f, got.f);
-        if (strcmp(p->arch, "phi2") && !tiktoken) check_tokenization(&src, &got);
+        const bool byte_level = !strcmp(p->arch, "phi2") || !strcmp(p->arch, "gptneo"); /* no scores */
+        if (!tiktoken) check_vocab(src.f, got.f, byte_level);
+        if (!byte_level && !tiktoken) check_score_order(src.f, got.f);
+        if (!byte_level && !tiktoken) check_tokenization(&src, &got);
         if (tiktoken) check_tiktoken(&got);
         check_tensors(src.f, got.f, o && o->dtype ? o->dtype : "F32");
         if (!strcmp(type, "f32") && (!o || !o->dtype || !strcmp(o->dtype, "F32"))) check_logits(src.f, got.f);
@@ -341,6 +342,19 @@ TEST(f16_and_bf16_checkpoints_convert_exactly) {
     p = small("llama");
     round_trip(&p, &(hf_opts){.dtype = "BF16"}, "bf16", "llama-bf16");
     round_trip(&p, &(hf_opts){.dtype = "BF16"}, "f32", "llama-bf16-f32");
+}
+
+/* GPT-Neo: phivk's own keys (docs/gguf-keys.md), learned positions, the old mask
+ * buffers ignored; F32 and BF16 sources. */
+TEST(gptneo_folder_converts_to_the_gguf_it_was_written_from) {
+    synth_params p = small("phi2");
+    p.arch = "gptneo";
+    p.n_rot = 0;
+    p.tied_output = true;
+    p.sliding_window = 16;
+    p.n_layer = 3; /* global, local, global */
+    round_trip(&p, &(hf_opts){.neo_buffers = true}, "f32", "gptneo");
+    round_trip(&p, &(hf_opts){.dtype = "BF16", .shards = 2}, "bf16", "gptneo-bf16");
 }
 
 TEST(tokenizer_is_taken_from_another_folder_or_file) {
@@ -643,9 +657,10 @@ TEST(phi3small_bad_config_and_missing_rank_file_are_named) {
 
 TEST(unsupported_architecture_lists_the_supported_ones) {
     const char *dir = bad_folder("bad-arch", NULL);
-    REQUIRE(dir && hf_edit_config(dir, "architectures", "[\"GPTNeoForCausalLM\"]"), "setup");
+    REQUIRE(dir && hf_edit_config(dir, "architectures", "[\"MambaForCausalLM\"]"), "setup");
     expect_failure(dir, NULL,
-                   (const char *const[]){"GPTNeoForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "LlamaForCausalLM"}, 4);
+                   (const char *const[]){"MambaForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "LlamaForCausalLM",
+                                         "GPTNeoForCausalLM"}, 5);
 }
 
 TEST(missing_tensor_is_named) {

@@ -23,6 +23,27 @@ check llama2c_bin_greedy_text_equals_the_converted_files cmp -s "$dir/out" "$dir
 expect eval_llama2c_bin_directly 0 "$phivk" eval "$dir/stories.bin" --tokenizer "$dir/tokenizer.bin" --ids "1 20 30 40"
 check eval_llama2c_prints_perplexity grep -q "perplexity" "$dir/out"
 
+# GPT-Neo (TinyStories): the folder without tokenizer files takes one from elsewhere
+mkdir "$dir/neo-tok" && mv "$dir/tinystories/tokenizer.json" "$dir/tinystories/tokenizer_config.json" "$dir/neo-tok/"
+expect convert_gptneo_without_tokenizer_fails 1 "$phivk" convert "$dir/tinystories" -o "$dir/neo.gguf"
+check convert_gptneo_without_tokenizer_one_line_reason one_line_reason
+expect convert_gptneo_with_tokenizer_folder 0 "$phivk" convert "$dir/tinystories" --tokenizer "$dir/neo-tok" -o "$dir/neo.gguf" --type q8_0
+expect info_reports_gptneo 0 "$phivk" info "$dir/neo.gguf"
+check info_names_the_gptneo_architecture grep -q "architecture  gptneo" "$dir/out"
+check info_reports_learned_positions grep -q "positions *learned" "$dir/out"
+check info_reports_local_layers grep -q "2 of 2 layers local\|1 of 2 layers local" "$dir/out"
+expect run_gptneo_plain_completion 0 "$phivk" run "$dir/neo.gguf" -p "once upon a time" -n 6 --temp 0
+check run_gptneo_prints_text test -s "$dir/out"
+expect eval_gptneo 0 "$phivk" eval "$dir/neo.gguf" --ids "10 20 30 40 50 60 70 80 90 100"
+check eval_gptneo_prints_perplexity grep -q "perplexity" "$dir/out"
+# no chat format: the turns are plain text to continue; summarize cues "Summary:"
+printf 'once upon a time\n/reset\nthe end\n/quit\n' >"$dir/chat_in"
+expect chat_gptneo_plain_text_turns 0 sh -c "\"$phivk\" chat \"$dir/neo.gguf\" -n 4 --temp 0 <\"$dir/chat_in\""
+printf 'The river rises in the mountains. It runs to the sea.\n' >"$dir/doc.txt"
+expect summarize_gptneo 0 "$phivk" summarize "$dir/neo.gguf" "$dir/doc.txt" --words 5
+check summarize_gptneo_writes_a_summary test -s "$dir/out"
+expect chat_llama2c_bin_directly 0 sh -c "\"$phivk\" chat \"$dir/stories.bin\" --tokenizer \"$dir/tokenizer.bin\" -n 4 --temp 0 <\"$dir/chat_in\""
+
 expect convert_without_output_is_usage_error 2 "$phivk" convert "$dir/phi3"
 expect convert_unknown_type_fails 1 "$phivk" convert "$dir/phi3" -o "$dir/x.gguf" --type q3_k
 check convert_unknown_type_lists_types grep -q "q4_k_m" "$dir/err"

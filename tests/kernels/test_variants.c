@@ -31,7 +31,7 @@ TEST(every_kernel_id_names_an_embedded_spirv_module) {
 /* pvk_tensor_create accepts the types marked supported; for each, matmul asks for
  * matvec over both fetch paths and reductions with f32 activations, with int8
  * activations (subgroup reduction only: need_q8) for block types, and the tiled
- * kernel in f32 and fp16; get_rows for both fetch paths. Other types have none. */
+ * kernel in f32 and fp16; get_rows and add_rows for both fetch paths. Other types have none. */
 TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
     int types = 0;
     for (int t = 0; t < PVK_TYPE_COUNT; t++) {
@@ -50,6 +50,7 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
             CHECK(built(pvk_kernels_get_rows[t][f]) == ok, "%s fetch %d: get_rows", name, f);
+            CHECK(built(pvk_kernels_add_rows[t][f]) == ok, "%s fetch %d: add_rows", name, f);
         }
     }
     CHECK(types >= 11, "%d weight types (f32, f16, bf16 and 8 block types at least)", types);

@@ -103,6 +103,60 @@ done:
     free(out);
 }
 
+/* add_rows (learned positions): out[i] += table row pos0 + i, for n rows from pos0
+ * (across chunk boundaries when the table is split); fp32 adds, compared exactly
+ * with the same fp32 add. Rows past the table are refused. */
+static void check_add_rows(gpu *g, pvk_type t, int64_t rows, int64_t cols, uint32_t pos0, uint32_t n,
+                           uint32_t min_chunks) {
+    ref_rng rng = {0x4321 + (uint64_t)t * 31 + (uint64_t)cols + pos0};
+    size_t esz = t == PVK_F32 ? 4 : 2;
+    void *stored = malloc((size_t)(rows * cols) * esz);
+    float *values = malloc((size_t)(rows * cols) * sizeof(float));
+    float *base = malloc(n * (size_t)cols * sizeof *base), *out = malloc(n * (size_t)cols * sizeof *out);
+    ref_weights(&rng, t, rows, cols, stored, values);
+    ref_fill(&rng, base, (size_t)n * (size_t)cols, -2.0f, 2.0f);
+    pvk_tensor tab = {0};
+    pvk_buf ob = {0};
+    if (pvk_tensor_create(g->d, t, cols, rows, stored, &tab)) {
+        CHECK(0, "tensor_create: %s", pvk_errmsg());
+        goto done;
+    }
+    CHECK(tab.n_chunks >= min_chunks, "%u chunks, want at least %u", tab.n_chunks, min_chunks);
+    if (!upload(g->d, base, n * (size_t)cols * sizeof *base, &ob)) goto done;
+    CHECK(pvk_op_add_rows(g->o, g->c, &tab, (uint32_t)rows - n + 1, &ob, n) == PHIVK_ERR_INVALID,
+          "a row past the table is refused");
+    CHECK(!pvk_op_add_rows(g->o, g->c, &tab, pos0, &ob, n), "add_rows: %s", pvk_errmsg());
+    if (!submit_read(g, &ob, out, n * (size_t)cols * sizeof *out)) goto done;
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            float want = base[i * cols + j] + values[(pos0 + i) * cols + j], got = out[i * cols + j];
+            if (got != want && bad++ < 5)
+                CHECK(0, "%s %lldx%lld (%u chunks) from row %u: out[%u][%lld] = %g, want %g exactly",
+                      pvk_type_get(t)->name, (long long)rows, (long long)cols, tab.n_chunks, pos0, i, (long long)j,
+                      got, want);
+        }
+done:
+    pvk_tensor_destroy(g->d, &tab);
+    pvk_buf_destroy(g->d, &ob);
+    free(stored);
+    free(values);
+    free(base);
+    free(out);
+}
+
+TEST(add_rows_adds_the_rows_from_a_position_of_each_type_exactly) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    pvk_type types[] = {PVK_F32, PVK_F16, PVK_BF16};
+    for (int i = 0; i < 3; i++) {
+        check_add_rows(&g, types[i], 50, 64, 0, 12, 1);   /* a prefill from position 0 */
+        check_add_rows(&g, types[i], 50, 64, 49, 1, 1);   /* decode at the last position */
+        check_add_rows(&g, types[i], 37, 13, 5, 9, 1);    /* odd width: single-element loads */
+    }
+    gpu_close(&g);
+}
+
 TEST(get_rows_copies_table_rows_of_each_type_exactly) {
     gpu g;
     REQUIRE(gpu_open(&g), "no device");
@@ -132,6 +186,7 @@ TEST(get_rows_looks_up_tables_split_across_bindings) {
         if (!pvk_ops_create(g.d, &g.o) && !pvk_cmd_create(g.d, &g.c) && !pvk_cmd_begin(g.c)) {
             check_get_rows(&g, PVK_F32, 200, 64, 13);
             check_get_rows(&g, PVK_F16, 200, 64, 7);
+            check_add_rows(&g, PVK_F32, 200, 64, 10, 12, 13);   /* rows 10..21 span two chunks */
         } else {
             CHECK(0, "setup: %s", pvk_errmsg());
         }

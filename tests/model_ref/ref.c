@@ -160,6 +160,12 @@ phivk_status ref_state_create(const ref_model *m, const ref_state_params *p, ref
     s->m = m;
     s->p = p ? *p : ref_state_default_params();
     if (s->p.n_ctx <= 0) s->p.n_ctx = m->hp.n_ctx_train;
+    if (m->hp.pos_embd && s->p.n_ctx > m->hp.n_ctx_train) {
+        const int32_t n_ctx = s->p.n_ctx;
+        free(s);
+        return pvk_fail(PHIVK_ERR_INVALID, "a %d-token reference context: learned positions end at %d", (int)n_ctx,
+                        m->hp.n_ctx_train);
+    }
     const size_t kv = (size_t)m->hp.n_layer * (size_t)s->p.n_ctx * (size_t)m->hp.n_embd_kv;
     s->history = malloc((size_t)s->p.n_ctx * sizeof *s->history);
     s->k = malloc(kv * sizeof *s->k);
@@ -318,6 +324,16 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
             goto done;
     /* phi3small's muP embedding multiplier (1 elsewhere) */
     for (int64_t i = 0; i < n * E; i++) b.x[i] *= hp->embd_scale;
+    if (hp->pos_embd) {
+        /* learned absolute positions: row pos0 + i added (gpt-neo.md 3) */
+        const gguf_tensor *pe = w->position_embd;
+        const size_t pe_row = pvk_type_row_bytes(pe->type, E);
+        for (int32_t i = 0; i < n; i++) {
+            if ((st = quant_dequantize_row(pe->type, (const uint8_t *)pe->data + (size_t)(pos0 + i) * pe_row, b.h, E)))
+                goto done;
+            for (int64_t d = 0; d < E; d++) b.x[i * E + d] += b.h[d];
+        }
+    }
 
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const arch_layer *L = &w->layers[l];
@@ -349,8 +365,8 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
             attention_masked(hp, l, b.qkv + i * T, kc, vc, KV, pos0 + i, b.att + i * Q);
         for (int32_t i = 0; i < n && hp->bs_block <= 0; i++) {
             const int64_t pos = pos0 + i;
-            int64_t first = 0;
-            while (!arch_key_visible(hp, s->p.no_swa, pos, first)) first++;
+            const int32_t window = arch_layer_window(hp, s->p.no_swa, l);
+            const int64_t first = window > 0 && pos >= window ? pos - window + 1 : 0;
             ref_attention(b.qkv + i * T, hp->n_head, hp->n_head_kv, hp->head_dim, kc, vc, KV,
                           first, pos, b.att + i * Q);
         }

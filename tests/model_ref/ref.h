@@ -8,7 +8,8 @@
  * reference runs any model that fits the mapping. The math is
  * docs/spec/phi-spec.md section 2 with phivk's choices 1-3 (LongRoPE table by
  * sequence length with a re-prefill at the switch, the Phi-3 sliding window unless
- * no_swa, fp32 attention with Q pre-scaled by 1/sqrt(head_dim)). */
+ * no_swa, fp32 attention with Q pre-scaled by 1/sqrt(head_dim)); GPT-Neo is
+ * docs/spec/gpt-neo.md 3 (learned positions, Q unscaled, local windows). */
 #ifndef PHIVK_REF_H
 #define PHIVK_REF_H
 
