@@ -6,7 +6,8 @@
  * is the same op with the pattern off. Prints the seconds of each, their ratio, and
  * the share of (query, key) pairs the pattern keeps, which bounds the speed-up.
  * Per-head work is the same whatever the head count, so a fraction of the model's
- * 32 heads (default 8, over 2 KV heads) gives the same ratio in less time.
+ * 32 heads (default 8, over 2 KV heads) gives the same ratio in less time. Then
+ * the same for decode: DECODE_STEPS one-token steps at the last position.
  *   bench_sparse [tokens] [query heads] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #define BLOCK 64u
 #define LOCAL 16u
 #define STRIDE 8u
+#define DECODE_STEPS 16
 
 static double now(void) {
     struct timespec t;
@@ -101,6 +103,24 @@ int main(int argc, char **argv) {
         double share = kept_share(tokens, n_head);
         printf("  dense / block-sparse: %.2fx; the pattern keeps %.1f%% of the causal (query, key) pairs "
                "(at most %.2fx)\n", secs[0] / secs[1], 100 * share, 1 / share);
+    }
+    /* decode: one query row per head at the last position, sparse then dense per step */
+    double dsecs[2] = {0, 0};
+    a.m = 1;
+    a.pos0 = tokens - 1;
+    for (int step = -1; step < DECODE_STEPS && !st; step++)
+        for (int sparse = 1; sparse >= 0 && !st; sparse--) {
+            a.bs_block = sparse ? BLOCK : 0;
+            a.bs_local = sparse ? LOCAL : 0;
+            a.bs_stride = sparse ? STRIDE : 0;
+            a.bs_step = sparse ? 1 : 0;
+            double t0 = now();
+            if (!(st = pvk_cmd_begin(c)) && !(st = pvk_op_attention(o, c, &x, &a, &kv, &out))) st = pvk_cmd_submit(c);
+            if (step >= 0) dsecs[sparse] += now() - t0;   /* step -1 compiles the pipelines */
+        }
+    if (!st) {
+        printf("decode at position %u, %d steps: block-sparse %.2f ms, dense %.2f ms per step (%.2fx)\n", tokens - 1,
+               DECODE_STEPS, 1e3 * dsecs[1] / DECODE_STEPS, 1e3 * dsecs[0] / DECODE_STEPS, dsecs[0] / dsecs[1]);
     } else {
         fprintf(stderr, "%s\n", pvk_errmsg());
     }
