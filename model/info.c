@@ -265,10 +265,12 @@ static void write_human(const info *in, FILE *out) {
             fprintf(out, "  %-18sembedding x%g, attention scale %g, logits / %g\n", "muP", (double)hp->embd_scale,
                     (double)hp->attn_scale, (double)hp->logit_divisor);
         if (!isnan(hp->gegelu_limit)) fprintf(out, "  %-18slimit %g\n", "gegelu", (double)hp->gegelu_limit);
-        if (hp->bs_block >= 0)
-            fprintf(out, "  %-18sblocks of %" PRId64 ", %" PRId64 " local, vertical stride %" PRId64
-                    ", every %" PRId64 ". layer dense\n", "block-sparse", hp->bs_block, hp->bs_local, hp->bs_stride,
-                    hp->bs_dense_every);
+        if (hp->bs_block >= 0) {
+            fprintf(out, "  %-18sblocks of %" PRId64 ", %" PRId64 " local, vertical stride %" PRId64 ", ", "block-sparse",
+                    hp->bs_block, hp->bs_local, hp->bs_stride);
+            if (hp->bs_dense_every > 0) fprintf(out, "layer l dense iff (l + 1) %% %" PRId64 " == 0\n", hp->bs_dense_every);
+            else fprintf(out, "on every layer\n");
+        }
     }
 
     const info_tok *t = &in->tok;
