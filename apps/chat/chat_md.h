@@ -12,7 +12,10 @@
 
 #include "chat_text.h"
 
-enum { CHAT_MD_MAX_DEPTH = 8 };
+/* A paragraph longer than CHAT_MD_SPLIT bytes goes on in a new block (cut
+ * after a space), so that laying out one block costs a bounded time and the
+ * window can lay out a long answer a few blocks per frame. */
+enum { CHAT_MD_MAX_DEPTH = 8, CHAT_MD_SPLIT = 8192 };
 
 /* The font a run is drawn in; chat_draw.c maps each to an SDL_ttf font. */
 typedef enum chat_md_font {
@@ -48,6 +51,7 @@ typedef struct chat_md_block {
     int level;         /* heading level 1..6 */
     int table, row, col, n_cols; /* cells: which table (count from 0), row (0: header) */
     int first_run, n_runs;
+    bool cont;         /* the rest of the paragraph before it (CHAT_MD_SPLIT) */
 } chat_md_block;
 
 typedef struct chat_md_doc {

@@ -350,7 +350,7 @@ TEST(chat_history_ime_paste_and_copy) {
     chat_app_step(g.a, 0);
     const chat_msg *m = &g.a->msgs[1];
     int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
-    click(m->x + m->w / 2, y);
+    click(g.a->r_transcript.x + m->x + m->w / 2, y);
     chat_app_step(g.a, 0);
     CHECK(g.a->selected == 1, "the click selected message %d, want 1", g.a->selected);
     key(SDLK_c, KMOD_LCTRL);
@@ -531,7 +531,7 @@ TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_rel
           last_msg()->note);
 }
 
-TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
+TEST(chat_settings_reload_with_a_new_context_and_a_long_document_is_summarized_in_parts_with_progress_and_cancel) {
     REQUIRE(g.a && idle(g.a), "needs the session");
     key(SDLK_F2, 0);
     chat_app_step(g.a, 0);
@@ -562,25 +562,48 @@ TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fi
     drop(doc_path);
     chat_app_step(g.a, 0);
     REQUIRE(g.a->n_msgs == 2, "the document became a message (%d)", g.a->n_msgs);
-    bool saw_prefill = false;
-    double end = now_s() + 90;
+    int64_t most_chunks = 0, most_done = 0;
+    int passes_seen = 0, events0 = g.a->summary_events;
+    bool saw_final = false, saw_cancel = false;
+    double end = now_s() + 120;
     while (!idle(g.a) && now_s() < end) {
         chat_app_step(g.a, 1);
-        saw_prefill |= !strcmp(g.a->progress_stage, "prefill") && g.a->progress_total > 512;
+        if (g.a->summary_id && g.a->summary_pass > passes_seen) passes_seen = g.a->summary_pass;
+        if (g.a->summary_id && g.a->summary_pass && g.a->summary_chunks > most_chunks) most_chunks = g.a->summary_chunks;
+        if (g.a->summary_id && g.a->summary_done > most_done) most_done = g.a->summary_done;
+        saw_final |= g.a->summary_id && !g.a->summary_pass;
+        saw_cancel |= find_button(CHAT_ACT_CANCEL_SUMMARY, 0) != NULL;
     }
-    REQUIRE(idle(g.a), "no summary");
-    CHECK(saw_prefill, "the prompt of more than one 512-token batch reported prefill progress");
+    REQUIRE(idle(g.a), "no summary in 120 s");
+    int events = g.a->summary_events - events0;
+    printf("    %zu bytes in a 1024-token context: %d progress events, %lld chunks in pass 1\n", n, events,
+           (long long)most_chunks);
+    CHECK(most_chunks >= 2 && most_done >= 1, "progress named the chunks: %lld done of %lld", (long long)most_done,
+          (long long)most_chunks);
+    CHECK(events >= 2 * most_chunks, "an event as each chunk starts and ends (%d for %lld chunks)", events,
+          (long long)most_chunks);
+    CHECK(passes_seen >= 1 && saw_final, "a map pass, then the final pass (pass %d, final %d)", passes_seen, saw_final);
+    CHECK(saw_cancel, "Cancel is offered while the chunks are summarized");
     const chat_msg *u = &g.a->msgs[0];
-    static const char head[] = "Summarize the following document:\n\nParagraph 0:";
-    CHECK(!strncmp(tb_str(&u->text), head, sizeof head - 1),
-          "the message asks for a summary: '%.60s'", tb_str(&u->text));
-    CHECK(u->text.len < n && strstr(u->note, "cut to fit the context"), "cut with a note: %zu of %zu bytes, '%s'",
-          u->text.len, n, u->note);
+    CHECK(!strcmp(tb_str(&u->text), "Summarize the document notes.md (8 KiB).") && strstr(u->note, "summarized in parts"),
+          "the message names the document: '%.60s' ('%s')", tb_str(&u->text), u->note);
     /* The fixture's tokens may all be control bytes, which the window drops. */
     CHECK(g.a->msgs[1].state == CHAT_DONE && g.a->msgs[1].n_tokens > 0,
           "summary written (state %d, %d tokens, note '%s')", g.a->msgs[1].state, g.a->msgs[1].n_tokens,
           g.a->msgs[1].note);
-    CHECK(g.a->ctx_used <= 1024, "context used %d", g.a->ctx_used);
+    CHECK(!g.a->summary_id && g.a->n_notices == 0, "done, no error: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
+
+    /* Again, cancelled while the first chunks are read. */
+    events0 = g.a->summary_events;
+    drop(doc_path);
+    chat_app_step(g.a, 0);
+    end = now_s() + 60;
+    while (g.a->summary_events == events0 && now_s() < end) chat_app_step(g.a, 1);
+    REQUIRE(g.a->summary_id, "the second summary started");
+    click_button(CHAT_ACT_CANCEL_SUMMARY, 0);
+    REQUIRE(pump(idle, 60), "Cancel did not end it");
+    CHECK(last_msg()->state == CHAT_STOPPED && !g.a->summary_id, "Cancel stopped it (state %d)", last_msg()->state);
+    CHECK(g.a->n_notices == 0, "no error: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
     key(SDLK_F2, 0);
     chat_app_step(g.a, 0);
 }
@@ -1269,9 +1292,14 @@ TEST(chat_markdown_streams_with_frames_under_50_ms_and_the_same_layout_as_whole)
     chat_md_piece *pieces = malloc(sizeof *pieces * (size_t)n_pieces);
     REQUIRE(pieces, "memory");
     memcpy(pieces, m->lay.pieces, sizeof *pieces * (size_t)n_pieces);
-    m->lay.width = 0; /* forces a layout from the start */
+    m->lay.width = 0; /* forces a layout from the start, a share of it each frame */
     m->wrap_w = 0;
-    chat_app_draw(g.a);
+    int relayout_frames = 0;
+    do {
+        chat_app_draw(g.a);
+        relayout_frames++;
+    } while (m->lay.next < m->md.n_blocks && relayout_frames < 1000);
+    printf("    laid out again from the start in %d frames\n", relayout_frames);
     CHECK(m->lay.n_pieces == n_pieces && m->lay.n_boxes == n_boxes && m->lay.h == h,
           "the same layout as at once: %d/%d pieces, %d/%d boxes, height %d/%d", n_pieces, m->lay.n_pieces, n_boxes,
           m->lay.n_boxes, h, m->lay.h);
@@ -1287,6 +1315,12 @@ TEST(chat_markdown_streams_with_frames_under_50_ms_and_the_same_layout_as_whole)
     chat_app_new_chat(g.a);
 }
 
+/* The bomb is laid out a share per frame (CHAT_LAYOUT_BUDGET_MS), so no frame
+ * waits for all of it: its first frame (the parse and the first share), every
+ * frame until the layout is done, then frames that only draw, at the top, the
+ * middle and the end. The bound is the issue's 50 ms for a responsive window,
+ * on this thread's CPU time (the software renderer draws on it); the budget
+ * is 12 ms and a frame's drawing a few ms, so ASan's ~2x leaves the margin. */
 TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
     REQUIRE(g.a, "needs the session");
     size_t n;
@@ -1295,10 +1329,19 @@ TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
     chat_msg *m = chat_msg_add(g.a, g.a->n_msgs, CHAT_ASSISTANT, CHAT_DONE, s, n);
     free(s);
     REQUIRE(m, "memory");
-    double first = draw_cpu_ms(); /* parses and lays out once */
+    double first = draw_cpu_ms(), worst_laying = first, total = first;
+    int frames = 1;
     m = last_msg();
+    while (m->lay.next < m->md.n_blocks && frames < 5000) {
+        double ms = draw_cpu_ms();
+        total += ms;
+        if (ms > worst_laying) worst_laying = ms;
+        frames++;
+        m = last_msg();
+    }
+    CHECK(m->lay.next == m->md.n_blocks, "laid out in %d frames (%d of %d blocks)", frames, m->lay.next,
+          m->md.n_blocks);
     CHECK(m->lay.w <= m->wrap_w, "nothing is laid out wider than the bubble (%d > %d)", m->lay.w, m->wrap_w);
-    /* Frames after the first only draw: at the top, the middle and the end. */
     double worst = 0;
     int positions[] = {m->y, m->y + m->h / 2, INT32_MAX};
     for (int k = 0; k < 3; k++) {
@@ -1308,9 +1351,11 @@ TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
             if (ms > worst) worst = ms;
         }
     }
-    printf("    Markdown bomb (%zu bytes, %d pieces): first frame %.0f ms CPU, then at most %.1f ms\n", n,
-           m->lay.n_pieces, first, worst);
-    /* The bound for a responsive window; ASan makes this build ~2x slower. */
+    printf("    Markdown bomb (%zu bytes, %d blocks, %d pieces): first frame %.1f ms CPU, laid out in %d frames "
+           "(%.0f ms in all, the slowest %.1f ms), then frames that only draw at most %.1f ms\n", n,
+           m->md.n_blocks, m->lay.n_pieces, first, frames, total, worst_laying, worst);
+    CHECK(first < 50, "the first frame took %.1f ms, want < 50 ms", first);
+    CHECK(worst_laying < 50, "the slowest frame while laying out took %.1f ms, want < 50 ms", worst_laying);
     CHECK(worst < 50, "frame time %.1f ms, want < 50 ms", worst);
     chat_app_new_chat(g.a);
 }
@@ -1478,7 +1523,7 @@ TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cach
      * and the new prompt, which covers the whole first exchange. */
     m = &g.a->msgs[2];
     int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
-    click(m->x + m->w / 2, y);
+    click(g.a->r_transcript.x + m->x + m->w / 2, y);
     chat_app_step(g.a, 0);
     CHECK(g.a->selected == 2, "the click selected the question (%d)", g.a->selected);
     click_button(CHAT_ACT_EDIT, 2);
