@@ -15,7 +15,7 @@
 /* A paragraph longer than CHAT_MD_SPLIT bytes goes on in a new block (cut
  * after a space), so that laying out one block costs a bounded time and the
  * window can lay out a long answer a few blocks per frame. */
-enum { CHAT_MD_MAX_DEPTH = 8, CHAT_MD_SPLIT = 8192 };
+enum { CHAT_MD_MAX_DEPTH = 8, CHAT_MD_SPLIT = 4096 };
 
 /* The font a run is drawn in; chat_draw.c maps each to an SDL_ttf font. */
 typedef enum chat_md_font {

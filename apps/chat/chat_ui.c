@@ -85,11 +85,10 @@ static void start_next_answer(chat_app *a) {
 }
 
 void chat_app_load_model(chat_app *a, const char *path) {
-    if (a->picker_open) chat_picker_close(a);
-    if (!chat_worker_load(a->worker, path, a->set.device, a->set.ctx)) {
-        chat_app_notice(a, true, "Out of memory: cannot load %s.", path);
-        return;
-    }
+    bool queued = chat_worker_load(a->worker, path, a->set.device, a->set.ctx);
+    if (!queued) chat_app_notice(a, true, "Out of memory: cannot load %s.", path);
+    if (a->picker_open) chat_picker_close(a); /* path may be one of its rows: closed after its last use */
+    if (!queued) return;
     a->loads_pending++;
     a->pending_ctx = a->set.ctx;
     snprintf(a->pending_device, sizeof a->pending_device, "%s", a->set.device);
