@@ -965,8 +965,8 @@ static void draw_panel(chat_app *a) {
     static const char help[] =
         "Enter sends, Shift+Enter adds a line. Esc stops the answer. Click a message and "
         "Ctrl+C copies it; Ctrl+V pastes. Up/Down recall what you sent. Ctrl+E exports "
-        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, F2 shows or hides these settings. Drop a .gguf "
-        "to load it or a .txt/.md to summarize it.";
+        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, Ctrl+O opens a model, Ctrl+F "
+        "searches the chats, F2 shows or hides these settings. Drop a .gguf to load it or a .txt/.md to summarize it.";
     if (y < bottom - px(a, 40)) draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, help, true);
 }
 
@@ -1052,9 +1052,12 @@ static void draw_sidebar(chat_app *a) {
                  strlen(*e->title ? e->title : "New chat"), iw, t, sizeof t);
         draw_text(a, i == cur ? a->bold : a->font, *e->title ? C_TEXT : C_MUTED, row.x + m, row.y + px(a, 5), t,
                   strlen(t));
-        struct tm tm;
+        /* Short enough to leave room for the open chat's buttons. */
+        struct tm tm, now;
+        time_t today = time(NULL);
         localtime_r(&e->mtime, &tm);
-        strftime(t, sizeof t, "%Y-%m-%d %H:%M", &tm);
+        localtime_r(&today, &now);
+        strftime(t, sizeof t, tm.tm_year == now.tm_year ? "%b %d, %H:%M" : "%Y-%m-%d", &tm);
         int dy = row.y + px(a, 5) + a->line_h;
         draw_text(a, a->small, C_MUTED, row.x + m, dy, t, strlen(t));
         if (i == cur && whole) {
