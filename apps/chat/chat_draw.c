@@ -501,8 +501,10 @@ static void draw_summary(chat_app *a, SDL_Rect r) {
     char s[256];
     int64_t done = a->summary_done, n = a->summary_chunks;
     double spent = chat_now() - a->summary_t0;
-    if (!a->summary_pass)
+    if (!a->summary_pass && n > 1)
         snprintf(s, sizeof s, "Writing the summary of %lld parts...", (long long)n);
+    else if (!a->summary_pass)
+        snprintf(s, sizeof s, "Writing the summary...");
     else if (done > 0)
         snprintf(s, sizeof s, "Summarizing in parts: chunk %lld of %lld%s, about %.0f s left", (long long)done + 1,
                  (long long)n, a->summary_pass > 1 ? " (summaries of summaries)" : "",
@@ -1097,7 +1099,8 @@ static void draw_picker(chat_app *a) {
     int row_h = a->line_h + a->small_h + px(a, 10);
     char t[512], b1[32];
     if (!a->n_models) draw_text(a, a->font, C_MUTED, x, y, "No .gguf files there.", 21);
-    for (int i = 0; i < a->n_models && y + row_h <= bottom; i++, y += row_h) {
+    int i = 0;
+    for (; i < a->n_models && y + row_h <= bottom; i++, y += row_h) {
         const chat_model_file *f = &a->models[i];
         SDL_Rect row = {x - px(a, 4), y, iw + px(a, 8), row_h};
         bool current = !strcmp(f->path, a->model_path);
@@ -1118,6 +1121,11 @@ static void draw_picker(chat_app *a) {
         }
         fit_text(a->small, info, strlen(info), iw - px(a, 8), t, sizeof t);
         draw_text(a, a->small, *f->error ? C_ERR : C_MUTED, x, y + px(a, 4) + a->line_h, t, strlen(t));
+    }
+    if (i < a->n_models) {
+        snprintf(t, sizeof t, "%d more not shown: a larger window shows them, or type the path below.",
+                 a->n_models - i);
+        draw_text(a, a->small, C_MUTED, x, y, t, strlen(t));
     }
     y = bottom + px(a, 6);
     draw_text(a, a->small, C_MUTED, x, y, "Or a path:", 10);
