@@ -372,7 +372,8 @@ static void md_lay_blocks(const chat_app *a, chat_msg *m, double deadline) {
     m->lay.next = i;
     m->lay.h = y;
     if (i < d->n_blocks) {
-        size_t left = d->text.len - d->runs[d->blocks[i].first_run].off;
+        int r = d->blocks[i].first_run; /* a rule has no runs: r may be n_runs */
+        size_t left = r < d->n_runs ? d->text.len - d->runs[r].off : 0;
         m->lay.h += (int)((size_t)(d->n_blocks - i) * (size_t)(lh + gap) + left / 80 * (size_t)lh);
     }
 }
@@ -1043,7 +1044,7 @@ static void draw_sidebar(chat_app *a) {
         if (i == cur) fill(a, row, C_USER);
         fill(a, (SDL_Rect){row.x, row.y + row.h - 1, row.w, 1}, C_LINE);
         bool whole = row.y >= list.y && row.y + row.h <= list.y + list.h;
-        if (whole) add_button(a, row, CHAT_ACT_SWITCH, i);
+        if (whole && i != a->renaming) add_button(a, row, CHAT_ACT_SWITCH, i);
         char t[200];
         if (i == a->renaming) {
             a->r_rename = (SDL_Rect){row.x + m - px(a, 6), row.y + px(a, 2), iw + px(a, 6), a->line_h + px(a, 20)};
