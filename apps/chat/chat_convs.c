@@ -231,7 +231,9 @@ void chat_app_delete(chat_app *a, int i) {
         free(from);
         return;
     }
-    if (a->trash) unlink(a->trash); /* the previous delete is final now */
+    if (a->trash) unlink(a->trash); /* the previous delete is final now: its notice offers Undo no more */
+    for (int k = 0; k < a->n_notices; k++)
+        if (a->notices[k].action == CHAT_ACT_UNDO_DELETE) a->notices[k].action = 0;
     free(a->trash);
     free(a->trash_from);
     a->trash = trash;

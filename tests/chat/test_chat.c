@@ -1740,6 +1740,15 @@ TEST(chat_list_renames_searches_and_deletes_with_undo) {
           "Undo restored the file and opened it");
     CHECK(!strcmp(g.a->title, "Lakes and ponds") && g.a->n_msgs == 2, "with its title and messages");
     pump(prefilled, 60);
+    /* A chat that is not open goes without touching the open one. */
+    chat_app_delete(g.a, conv_index(rivers_path));
+    chat_app_step(g.a, 0);
+    CHECK(access(rivers_path, F_OK) != 0 && conv_index(rivers_path) < 0 && !strcmp(g.a->chat_path, path),
+          "the rivers chat is deleted, the open chat stays");
+    REQUIRE(g.a->n_notices && g.a->notices[g.a->n_notices - 1].action == CHAT_ACT_UNDO_DELETE, "Undo is offered");
+    click_button(CHAT_ACT_UNDO_DELETE, g.a->n_notices - 1);
+    CHECK(access(rivers_path, F_OK) == 0 && conv_index(rivers_path) >= 0 && !strcmp(g.a->chat_path, path),
+          "Undo brought it back to the list and kept the open chat");
     free(path);
 }
 
