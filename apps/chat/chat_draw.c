@@ -437,7 +437,7 @@ static void add_button(chat_app *a, SDL_Rect r, int action, int arg) {
  * its left edge). */
 static SDL_Rect font_button(chat_app *a, TTF_Font *font, int x, int y, int h, const char *label, uint32_t bg,
                             uint32_t fg, int action, int arg) {
-    int tw = text_w(font, label, strlen(label)), pad = font == a->font ? px(a, 24) : px(a, 12);
+    int tw = text_w(font, label, strlen(label)), pad = font == a->font ? px(a, 24) : px(a, 10);
     SDL_Rect r = {x, y, tw + pad, h};
     if (x < 0) r.x = -x - r.w;
     fill(a, r, bg);
@@ -1060,15 +1060,20 @@ static void draw_sidebar(chat_app *a) {
         time_t today = time(NULL);
         localtime_r(&e->mtime, &tm);
         localtime_r(&today, &now);
-        strftime(t, sizeof t, tm.tm_year == now.tm_year ? "%b %d, %H:%M" : "%Y-%m-%d", &tm);
-        int dy = row.y + px(a, 5) + a->line_h;
-        draw_text(a, a->small, C_MUTED, row.x + m, dy, t, strlen(t));
+        char date[64];
+        strftime(date, sizeof date, tm.tm_year != now.tm_year ? "%Y-%m-%d"
+                                    : tm.tm_yday == now.tm_yday ? "Today %H:%M" : "%b %d %H:%M", &tm);
+        int dy = row.y + px(a, 5) + a->line_h, room = iw;
         if (i == cur && whole) {
             int bh = a->small_h + px(a, 2);
             SDL_Rect del = font_button(a, a->small, -(row.x + row.w - m), dy, bh, "Delete", C_BTN, C_TEXT,
                                        CHAT_ACT_DELETE, i);
-            font_button(a, a->small, -(del.x - px(a, 4)), dy, bh, "Rename", C_BTN, C_TEXT, CHAT_ACT_RENAME, i);
+            SDL_Rect ren = font_button(a, a->small, -(del.x - px(a, 4)), dy, bh, "Rename", C_BTN, C_TEXT,
+                                       CHAT_ACT_RENAME, i);
+            room = ren.x - px(a, 4) - (row.x + m);
         }
+        fit_text(a->small, date, strlen(date), room, t, sizeof t);
+        draw_text(a, a->small, C_MUTED, row.x + m, dy, t, strlen(t));
     }
     if (!shown) {
         const char *none = a->n_convs ? "No chat matches." : "No saved chats yet.";
