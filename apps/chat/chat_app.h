@@ -106,6 +106,7 @@ typedef struct chat_entry {
     char title[160];   /* the user's rename, else the first line of the first user message */
     time_t mtime;      /* last saved */
     char *text;        /* the title and every message, for the search box */
+    bool shown;        /* it matches the search box (chat_convs_filter) */
 } chat_entry;
 
 /* A model file in the Open model picker (chat_models.c). */
@@ -346,6 +347,7 @@ void chat_title_from(const char *text, char *out, size_t cap);
 void chat_convs_refresh(chat_app *a, bool report_bad); /* reads the folder again */
 void chat_convs_touch(chat_app *a);  /* the current chat was saved: its entry follows */
 bool chat_conv_shown(const chat_app *a, int i); /* passes the search box */
+void chat_convs_filter(chat_app *a); /* the search box changed: which chats pass it */
 int chat_conv_current(const chat_app *a); /* index of the open chat, -1: none */
 /* Opens conversation i: the current one is saved, the model stays and reads
  * the conversation into its cache (with progress). False when it cannot be read. */

@@ -22,6 +22,34 @@ void chat_convs_close(chat_app *a) {
     a->trash = a->trash_from = NULL;
 }
 
+/* ASCII letters match either case; other bytes must be equal. */
+static bool contains(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t k = 0;
+        while (k < n && hay[k] &&
+               (hay[k] == needle[k] || ((unsigned char)hay[k] < 128 && (unsigned char)needle[k] < 128 &&
+                                        (hay[k] | 0x20) == (needle[k] | 0x20) && (hay[k] | 0x20) >= 'a' &&
+                                        (hay[k] | 0x20) <= 'z')))
+            k++;
+        if (k == n) return true;
+    }
+    return !n;
+}
+
+/* Whether entry e matches the search box; kept in e->shown, so a frame does
+ * not search every chat's text. */
+static void filter_one(const chat_app *a, chat_entry *e) {
+    const char *q = tb_str(&a->search.text);
+    e->shown = !*q || contains(e->title, q) || (e->text && contains(e->text, q));
+}
+
+void chat_convs_filter(chat_app *a) {
+    for (int i = 0; i < a->n_convs; i++) filter_one(a, &a->convs[i]);
+}
+
+bool chat_conv_shown(const chat_app *a, int i) { return a->convs[i].shown; }
+
 void chat_convs_refresh(chat_app *a, bool report_bad) {
     if (!a->chats_dir) return;
     chat_entry *v;
@@ -35,6 +63,7 @@ void chat_convs_refresh(chat_app *a, bool report_bad) {
     chat_entries_free(a->convs, a->n_convs);
     a->convs = v;
     a->n_convs = n;
+    chat_convs_filter(a);
     for (int i = 0; i < n_bad; i++) {
         if (report_bad && i < 3) {
             const char *base = strrchr(bad[i], '/') ? strrchr(bad[i], '/') + 1 : bad[i];
@@ -90,27 +119,9 @@ void chat_convs_touch(chat_app *a) {
         free(e->text);
         e->text = text;
     }
+    filter_one(a, e);
 }
 
-/* ASCII letters match either case; other bytes must be equal. */
-static bool contains(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
-    for (; *hay; hay++) {
-        size_t k = 0;
-        while (k < n && hay[k] &&
-               (hay[k] == needle[k] || ((unsigned char)hay[k] < 128 && (unsigned char)needle[k] < 128 &&
-                                        (hay[k] | 0x20) == (needle[k] | 0x20) && (hay[k] | 0x20) >= 'a' &&
-                                        (hay[k] | 0x20) <= 'z')))
-            k++;
-        if (k == n) return true;
-    }
-    return !n;
-}
-
-bool chat_conv_shown(const chat_app *a, int i) {
-    const char *q = tb_str(&a->search.text);
-    return !*q || contains(a->convs[i].title, q) || (a->convs[i].text && contains(a->convs[i].text, q));
-}
 
 /* The conversation as the model reads it: the system prompt, then every
  * message with text. Caller frees the array (not the strings). */

@@ -466,7 +466,10 @@ static void paste(chat_app *a) {
 
 static void edited(chat_app *a, text_field *f) {
     if (f == &a->system) snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&f->text));
-    if (f == &a->search) a->conv_scroll = 0;
+    if (f == &a->search) {
+        a->conv_scroll = 0;
+        chat_convs_filter(a);
+    }
     if (f == &a->system || f == &a->input) chat_app_mark_dirty(a);
 }
 
@@ -497,6 +500,7 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         else if (a->picker_open) chat_picker_close(a);
         else if (f == &a->search) {
             tf_set(&a->search, "");
+            edited(a, f);
             a->focus = CHAT_FOCUS_INPUT;
         } else if (a->answering) chat_app_stop(a);
         else if (a->editing) chat_app_edit_cancel(a);
