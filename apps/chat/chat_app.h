@@ -308,7 +308,6 @@ void chat_app_open_file(chat_app *a, const char *path); /* a dropped file */
 void chat_app_apply_settings(chat_app *a); /* reload for a new device / context */
 void chat_app_notice(chat_app *a, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void chat_app_save(chat_app *a);
 
 /* chat_draw.c: layout and drawing. */
 void chat_layout(chat_app *a);     /* wraps messages for the current width */
@@ -343,9 +342,9 @@ bool chat_store_set_title(const char *path, const char *title);
 /* The first line of text, cut to fit out[cap] on a code point boundary. */
 void chat_title_from(const char *text, char *out, size_t cap);
 
-/* chat_convs.c: the conversation list. */
+/* chat_convs.c: saving the open chat and the conversation list. */
+void chat_app_save(chat_app *a); /* the open chat to its file (a new one the first time) */
 void chat_convs_refresh(chat_app *a, bool report_bad); /* reads the folder again */
-void chat_convs_touch(chat_app *a);  /* the current chat was saved: its entry follows */
 bool chat_conv_shown(const chat_app *a, int i); /* passes the search box */
 void chat_convs_filter(chat_app *a); /* the search box changed: which chats pass it */
 int chat_conv_current(const chat_app *a); /* index of the open chat, -1: none */

@@ -82,7 +82,8 @@ int chat_conv_current(const chat_app *a) {
     return -1;
 }
 
-void chat_convs_touch(chat_app *a) {
+/* The open chat was saved: its entry follows (title, date, search text). */
+static void convs_touch(chat_app *a) {
     if (!a->chat_path) return;
     int i = chat_conv_current(a);
     if (i < 0) {
@@ -121,6 +122,24 @@ void chat_convs_touch(chat_app *a) {
     }
     filter_one(a, e);
 }
+
+/* Here, not with the other actions (chat_ui.c): a save updates the list, and
+ * switching and deleting save, so the list and saving are one module. */
+void chat_app_save(chat_app *a) {
+    a->dirty = false;
+    a->unsaved_tokens = 0;
+    if (!a->chats_dir) return;
+    if (!a->chat_path && !(a->chat_path = chat_store_new_path(a->chats_dir))) return;
+    if (chat_store_save(a, a->chat_path)) {
+        a->save_failed_shown = false;
+        convs_touch(a);
+    } else if (!a->save_failed_shown) {
+        a->save_failed_shown = true;
+        chat_app_notice(a, true, "Cannot save the conversation to %s; it stays in this window.",
+                        a->chat_path);
+    }
+}
+
 
 
 /* The conversation as the model reads it: the system prompt, then every

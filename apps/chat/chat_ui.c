@@ -18,21 +18,6 @@ static void dismiss(chat_app *a, int i) {
     a->n_notices--;
 }
 
-void chat_app_save(chat_app *a) {
-    a->dirty = false;
-    a->unsaved_tokens = 0;
-    if (!a->chats_dir) return;
-    if (!a->chat_path && !(a->chat_path = chat_store_new_path(a->chats_dir))) return;
-    if (chat_store_save(a, a->chat_path)) {
-        a->save_failed_shown = false;
-        chat_convs_touch(a);
-    } else if (!a->save_failed_shown) {
-        a->save_failed_shown = true;
-        chat_app_notice(a, true, "Cannot save the conversation to %s; it stays in this window.",
-                        a->chat_path);
-    }
-}
-
 static chat_msg *msg_by_id(chat_app *a, int id) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
         if (a->msgs[i].id == id) return &a->msgs[i];

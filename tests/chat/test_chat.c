@@ -1515,7 +1515,8 @@ TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cach
     REQUIRE(n2 > 0 && old_text, "the prompt's tokens");
     chat_app_step(g.a, 0);
     click_button(CHAT_ACT_REGENERATE, 3);
-    CHECK(g.a->answering, "Regenerate started an answer");
+    CHECK(g.a->answering || (g.a->n_msgs == 4 && g.a->msgs[3].id != old_id), "Regenerate started an answer (it may "
+          "have ended already: the worker is quick)");
     REQUIRE(pump(idle, 60), "no regenerated answer");
     CHECK(g.a->n_msgs == 4, "still 4 messages, got %d", g.a->n_msgs);
     const chat_msg *m = &g.a->msgs[3];
