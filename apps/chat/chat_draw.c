@@ -348,11 +348,13 @@ static void md_lay_blocks(const chat_app *a, chat_msg *m, double deadline) {
         if (bw < px(a, 60)) bw = px(a, 60); /* too deep for the width: drawn clipped, never inverted */
         switch (b->kind) {
         case CHAT_MD_CODE: {
-            int head = a->small_h + px(a, 8);
+            /* The part of a split block goes on in the box; Copy is on the first. */
+            int head = b->cont ? 0 : a->small_h + px(a, 8);
             h = lay_runs(&L, b, x0 + cpad, y + head, bw - 2 * cpad, mono_h) + head + cpad;
             add_box(&L, (SDL_Rect){x0, y, bw, h}, CHAT_BOX_CODE, i);
             int cw = text_w(a->small, "Copy", 4) + px(a, 14);
-            add_box(&L, (SDL_Rect){x0 + bw - cw - px(a, 4), y + px(a, 4), cw, a->small_h}, CHAT_BOX_COPY, i);
+            if (!b->cont)
+                add_box(&L, (SDL_Rect){x0 + bw - cw - px(a, 4), y + px(a, 4), cw, a->small_h}, CHAT_BOX_COPY, i);
             break;
         }
         case CHAT_MD_HEADING: h = lay_runs(&L, b, x0, y, bw, a->heading_h); break;

@@ -1067,9 +1067,9 @@ TEST(chat_md_unfinished_fence_shows_as_code_while_streaming) {
     chat_md_free(&d);
 }
 
-/* Deep nesting, a 1 MB line, ten thousand list items. */
+/* Deep nesting, a 1 MB line, a 512 KB line of code, ten thousand list items. */
 static char *md_bomb(size_t *len) {
-    size_t cap = (3u << 20), n = 0;
+    size_t cap = (4u << 20), n = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     for (int i = 0; i < 5000; i++) s[n++] = '>';
@@ -1083,6 +1083,10 @@ static char *md_bomb(size_t *len) {
     for (size_t end = n + (1u << 20); n < end;) n += (size_t)sprintf(s + n, "lorem ipsum dolor ");
     s[n++] = '\n';
     s[n++] = '\n';
+    /* and a 512 KB line of code without a space */
+    n += (size_t)sprintf(s + n, "```\n");
+    for (size_t end = n + (512u << 10); n < end;) n += (size_t)sprintf(s + n, "0123456789abcdef");
+    n += (size_t)sprintf(s + n, "\n```\n\n");
     for (int i = 0; i < 10000; i++) n += (size_t)sprintf(s + n, "- item %d\n", i);
     *len = n;
     return s;
@@ -1104,6 +1108,25 @@ TEST(chat_md_caps_nesting_of_a_markdown_bomb) {
     CHECK(max_depth == CHAT_MD_MAX_DEPTH && max_quote == CHAT_MD_MAX_DEPTH,
           "nesting drawn at most %d deep: lists %d, quotes %d", CHAT_MD_MAX_DEPTH, max_depth, max_quote);
     CHECK(d.n_blocks >= 10000 + 300, "every list item is a block (%d)", d.n_blocks);
+    /* Long paragraphs and code go on in blocks of CHAT_MD_SPLIT bytes at most;
+     * Copy still takes the whole code block. */
+    int longest = 0, code = -1, code_parts = 0;
+    for (int i = 0; i < d.n_blocks; i++) {
+        size_t len;
+        const chat_md_block *b = &d.blocks[i];
+        if (b->n_runs) {
+            const chat_md_run *r0 = &d.runs[b->first_run], *r1 = r0 + b->n_runs - 1;
+            len = r1->off + r1->len - r0->off;
+            if ((int)len > longest) longest = (int)len;
+        }
+        if (b->kind == CHAT_MD_CODE && code < 0) code = i;
+        code_parts += b->kind == CHAT_MD_CODE;
+    }
+    CHECK(longest <= CHAT_MD_SPLIT, "no block holds more than %d bytes (%d)", CHAT_MD_SPLIT, longest);
+    size_t code_len = 0;
+    if (code >= 0) chat_md_code(&d, code, &code_len);
+    CHECK(code >= 0 && code_parts == (512 << 10) / CHAT_MD_SPLIT + 1 && code_len == (512u << 10) + 1,
+          "the 512 KB line of code is %d parts, and Copy takes all %zu bytes", code_parts, code_len);
     printf("    parsed %zu bytes into %d blocks in %.1f ms\n", n, d.n_blocks, ms);
     chat_md_free(&d);
     free(s);
