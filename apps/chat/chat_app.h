@@ -242,6 +242,7 @@ typedef struct chat_app {
     bool picker_open;
     chat_model_file *models;
     int n_models;
+    int picker_first;          /* the first row shown (the wheel scrolls) */
     char **recent;             /* models opened last, newest first */
     int n_recent;
     text_field model_field;

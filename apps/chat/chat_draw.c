@@ -1107,8 +1107,12 @@ static void draw_picker(chat_app *a) {
     int row_h = a->line_h + a->small_h + px(a, 10);
     char t[512], b1[32];
     if (!a->n_models) draw_text(a, a->font, C_MUTED, x, y, "No .gguf files there.", 21);
-    int i = 0;
-    for (; i < a->n_models && y + row_h <= bottom; i++, y += row_h) {
+    int rows_bottom = bottom - a->small_h - px(a, 4); /* room for the line that says how many are shown */
+    int fit = (rows_bottom - y) / row_h;
+    if (fit < 1) fit = 1;
+    if (a->picker_first > a->n_models - fit) a->picker_first = a->n_models - fit > 0 ? a->n_models - fit : 0;
+    int i = a->picker_first;
+    for (; i < a->n_models && y + row_h <= rows_bottom; i++, y += row_h) {
         const chat_model_file *f = &a->models[i];
         SDL_Rect row = {x - px(a, 4), y, iw + px(a, 8), row_h};
         bool current = !strcmp(f->path, a->model_path);
@@ -1130,9 +1134,8 @@ static void draw_picker(chat_app *a) {
         fit_text(a->small, info, strlen(info), iw - px(a, 8), t, sizeof t);
         draw_text(a, a->small, *f->error ? C_ERR : C_MUTED, x, y + px(a, 4) + a->line_h, t, strlen(t));
     }
-    if (i < a->n_models) {
-        snprintf(t, sizeof t, "%d more not shown: a larger window shows them, or type the path below.",
-                 a->n_models - i);
+    if (i < a->n_models || a->picker_first) {
+        snprintf(t, sizeof t, "%d of %d shown: the mouse wheel scrolls.", i - a->picker_first, a->n_models);
         draw_text(a, a->small, C_MUTED, x, y, t, strlen(t));
     }
     y = bottom + px(a, 6);

@@ -135,6 +135,7 @@ void chat_picker_close(chat_app *a) {
 void chat_picker_open(chat_app *a) {
     chat_picker_close(a);
     a->picker_open = true;
+    a->picker_first = 0;
     a->focus = CHAT_FOCUS_MODEL_PATH;
     const char *home = getenv("HOME"), *xdg = getenv("XDG_DATA_HOME");
     char dir[4096];

@@ -713,7 +713,10 @@ void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
         SDL_GetMouseState(&x, &y);
         x = (int)(x * a->px_per_coord);
         y = (int)(y * a->px_per_coord);
-        if (inside(&a->r_sidebar, x, y)) {
+        if (a->picker_open) {
+            a->picker_first -= dy;
+            if (a->picker_first < 0) a->picker_first = 0; /* the far end is clamped when drawn */
+        } else if (inside(&a->r_sidebar, x, y)) {
             a->conv_scroll -= dy * 3 * a->line_h;
             if (a->conv_scroll < 0) a->conv_scroll = 0; /* the far end is clamped when drawn */
         } else {

@@ -1821,9 +1821,40 @@ TEST(chat_open_model_lists_the_models_of_a_home_folder_and_a_failed_load_keeps_t
     setenv("HOME", home, 1);
     setenv("XDG_DATA_HOME", xdg, 1);
 
+    /* More than the window shows: the wheel scrolls them. */
+    char more[520];
+    snprintf(more, sizeof more, "%s/models/more", home);
+    mkdir(more, 0700);
+    for (int i = 0; i < 14; i++) {
+        char m[560];
+        snprintf(m, sizeof m, "%s/m%02d.gguf", more, i);
+        REQUIRE(copy_file(g.model, m), "copy the fixture to %s", m);
+    }
+
     key(SDLK_o, KMOD_LCTRL);
     chat_app_step(g.a, 0);
     REQUIRE(g.a->picker_open, "Ctrl+O opens the picker");
+    int rows = 0;
+    for (int i = 0; i < g.a->n_buttons; i++) rows += g.a->buttons[i].action == CHAT_ACT_PICK;
+    CHECK(rows > 0 && rows < g.a->n_models && find_button(CHAT_ACT_PICK, 0), "the first %d of %d rows are drawn", rows,
+          g.a->n_models);
+    SDL_Event wheel = {.type = SDL_MOUSEWHEEL};
+    wheel.wheel.y = -3; /* down */
+    push(wheel);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->picker_first == 3 && find_button(CHAT_ACT_PICK, 3) && !find_button(CHAT_ACT_PICK, 2),
+          "the wheel scrolled 3 rows (first row %d)", g.a->picker_first);
+    wheel.wheel.y = 3;
+    push(wheel);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->picker_first == 0, "and back");
+    {
+        const char *shot = getenv("CHAT_SCREENSHOT"), *slash = shot ? strrchr(shot, '/') : NULL;
+        char path[400];
+        if (slash) snprintf(path, sizeof path, "%.*s/phivk-chat-open-model.png", (int)(slash - shot), shot);
+        else snprintf(path, sizeof path, "%s/phivk-chat-open-model.png", g.dir);
+        CHECK(chat_app_screenshot(g.a, path), "screenshot %s", path);
+    }
     struct stat st;
     REQUIRE(stat(g.model, &st) == 0, "stat the fixture");
     for (int i = 1; i <= 3; i++) {
