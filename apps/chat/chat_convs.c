@@ -140,8 +140,6 @@ void chat_app_save(chat_app *a) {
     }
 }
 
-
-
 /* The conversation as the model reads it: the system prompt, then every
  * message with text. Caller frees the array (not the strings). */
 static phivk_chat_msg *conversation(chat_app *a, int *n) {
