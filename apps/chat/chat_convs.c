@@ -3,7 +3,8 @@
  * Undo. A chat file that does not parse is named in a notice once and never
  * opened for writing. A deleted chat is moved aside (".trash-" + its name,
  * which the list does not read) until the next delete or the window closes, so
- * Undo is a rename back. */
+ * Undo is a rename back; one left by a crash goes at the next start. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,24 @@ void chat_convs_filter(chat_app *a) {
 
 bool chat_conv_shown(const chat_app *a, int i) { return a->convs[i].shown; }
 
+/* A deleted chat that a crash kept from going for good (its Undo ended with
+ * the window). */
+static void drop_stale_trash(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[4096];
+        if (strncmp(de->d_name, ".trash-chat-", 12)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 void chat_convs_refresh(chat_app *a, bool report_bad) {
     if (!a->chats_dir) return;
+    if (report_bad && !a->trash) drop_stale_trash(a->chats_dir); /* at the start */
     chat_entry *v;
     int n;
     char **bad;

@@ -1630,8 +1630,9 @@ TEST(chat_list_skips_a_corrupt_chat_file_with_a_notice_and_never_writes_it) {
         "{\"version\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"Tell me about rivers\", \"state\": \"done\"},"
         "{\"role\": \"assistant\", \"content\": \"Rivers run to the sea.\", \"state\": \"done\"}]}";
     REQUIRE(write_file(rivers_path, rivers, sizeof rivers - 1), "write %s", rivers_path);
-    struct stat before;
-    REQUIRE(stat(corrupt_path, &before) == 0, "stat");
+    char stale[520];
+    snprintf(stale, sizeof stale, "%s/.trash-chat-20000101-000000-00.json", chats);
+    REQUIRE(write_file(stale, "{}", 2), "write %s", stale);
 
     g.cfg.data_dir = g.data;
     g.cfg.model = g.model;
@@ -1644,6 +1645,7 @@ TEST(chat_list_skips_a_corrupt_chat_file_with_a_notice_and_never_writes_it) {
     CHECK(named, "a notice names the corrupt file (%d notices: '%s')", g.a->n_notices,
           g.a->n_notices ? g.a->notices[0].text : "");
     CHECK(g.a->n_convs == 1 && conv_index(rivers_path) == 0, "the list holds the readable chat only (%d)", g.a->n_convs);
+    CHECK(access(stale, F_OK) != 0, "a chat deleted before a crash is gone at the start");
     CHECK(g.a->chat_path && !strcmp(g.a->chat_path, rivers_path), "the newest readable chat is open: %s",
           g.a->chat_path ? g.a->chat_path : "(none)");
     CHECK(!strcmp(g.a->convs[0].title, "Tell me about rivers"), "its title is its first message: '%s'",
