@@ -504,3 +504,34 @@ phivk_status phivk_info_write(const char *path, const phivk_info_params *params,
     gguf_close(f);
     return st;
 }
+
+phivk_status phivk_model_brief_read(const char *path, phivk_model_brief *out) {
+    if (!path || !out) return pvk_fail(PHIVK_ERR_INVALID, "phivk_model_brief_read: NULL path or output");
+    *out = (phivk_model_brief){0};
+    gguf_file *f;
+    phivk_status st = gguf_open(path, &f);
+    if (st) return st;
+    info *in = calloc(1, sizeof *in);
+    if (!in) {
+        gguf_close(f);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    }
+    in->path = path;
+    in->f = f;
+    phivk_info_params p = phivk_info_default_params();
+    st = gather(in, &p);
+    if (!st) {
+        if (in->arch.ptr) phivk_text_visible(in->arch.ptr, in->arch.len, false, out->arch, sizeof out->arch);
+        if (in->name.ptr) phivk_text_visible(in->name.ptr, in->name.len, false, out->name, sizeof out->name);
+        int most = -1;
+        for (int ty = 0; ty < INFO_MAX_TYPES; ty++)
+            if (in->by_type[ty].bytes && (most < 0 || in->by_type[ty].bytes > in->by_type[most].bytes)) most = ty;
+        if (most >= 0) snprintf(out->quant, sizeof out->quant, "%s", pvk_type_get((uint32_t)most)->name);
+        out->file_bytes = gguf_file_size(f);
+        out->ctx = in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
+        out->params = in->params;
+    }
+    free(in);
+    gguf_close(f);
+    return st;
+}

@@ -191,6 +191,28 @@ TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
     CHECK(phivk_info_write(testdata_path("reference/phi2.gguf"), &p, stdout) == PHIVK_ERR_INVALID, "negative ctx");
 }
 
+/* The brief of a model list: what the report says, from the header alone. The
+ * fixture's q8_0 embedding (680 bytes) outweighs its f32 norm (256 bytes). */
+TEST(info_brief_names_architecture_quantization_size_and_context) {
+    char path[64];
+    fixture(path, 2048, 64, 2, 4, 4);
+    REQUIRE(*path, "fixture");
+    phivk_model_brief b;
+    REQUIRE(phivk_model_brief_read(path, &b) == PHIVK_OK, "%s", phivk_last_error());
+    CHECK(!strcmp(b.arch, "phi3") && !strcmp(b.name, "info fixture"), "arch '%s', name '%s'", b.arch, b.name);
+    CHECK(!strcmp(b.quant, "q8_0"), "the type with the most bytes: '%s'", b.quant);
+    CHECK(b.ctx == 2048 && b.params == 64 * 10 + 64, "context %lld, %llu params", (long long)b.ctx,
+          (unsigned long long)b.params);
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f && fseek(f, 0, SEEK_END) == 0, "size of %s", path);
+    CHECK(b.file_bytes == (uint64_t)ftell(f), "file size %llu, want %ld", (unsigned long long)b.file_bytes, ftell(f));
+    fclose(f);
+    unlink(path);
+    CHECK(phivk_model_brief_read(testdata_path("README.md"), &b) == PHIVK_ERR_BAD_FILE &&
+          strstr(phivk_last_error(), "not a GGUF"), "not a model: %s", phivk_last_error());
+    CHECK(phivk_model_brief_read("/nonexistent/x.gguf", &b) == PHIVK_ERR_IO, "missing file");
+}
+
 /* A file whose strings carry terminal escape sequences: OSC retitles the window,
  * CSI 2J clears the screen, U+009B is CSI as one (C1) character. */
 static void hostile_strings_fixture(char *path) {
