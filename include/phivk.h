@@ -67,6 +67,18 @@ phivk_info_params phivk_info_default_params(void);
  * any valid GGUF, vocabulary-only files included. */
 phivk_status phivk_info_write(const char *path, const phivk_info_params *params, FILE *out);
 
+/* What a model file is, for a list to choose from, as phivk_info_write reports
+ * it: read from the GGUF header (the file is mapped; no weight is read). */
+typedef struct phivk_model_brief {
+    char arch[32];           /* general.architecture; "" when absent */
+    char name[128];          /* general.name; "" when absent */
+    char quant[16];          /* the tensor type holding the most bytes ("q4_0", "f16") */
+    uint64_t file_bytes;
+    int64_t ctx;             /* {arch}.context_length; 0 when absent */
+    uint64_t params;
+} phivk_model_brief;
+phivk_status phivk_model_brief_read(const char *path, phivk_model_brief *out);
+
 /* -------------------------------------------------------------- tokenizer */
 
 typedef struct phivk_vocab phivk_vocab;
@@ -140,6 +152,8 @@ typedef enum phivk_chat_format {
     PHIVK_CHAT_PHI3,         /* <|system|>\n..<|end|>\n<|user|>\n..<|end|>\n<|assistant|>\n */
     PHIVK_CHAT_PHI2,         /* Instruct: ...\nOutput: */
     PHIVK_CHAT_PLAIN,        /* the messages' text, one after another */
+    PHIVK_CHAT_PHI3SMALL,    /* <|endoftext|> then PHI3's turns; without the assistant cue
+                                it ends in <|endoftext|> (Phi-3-small's template) */
 } phivk_chat_format;
 
 typedef struct phivk_chat_msg {

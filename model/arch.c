@@ -21,6 +21,7 @@ static const struct {
     {"phi2", ARCH_PHI2, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
     {"phi3", ARCH_PHI3, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
     {"llama", ARCH_LLAMA, "attention.layer_norm_rms_epsilon", ARCH_NORM_RMS},
+    {"phi3small", ARCH_PHI3SMALL, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
     {"gptneo", ARCH_GPTNEO, "attention.layer_norm_epsilon", ARCH_NORM_LAYER},
 };
 
@@ -84,6 +85,57 @@ static phivk_status read_float(const gguf_file *f, const char *what, const char 
     return PHIVK_OK;
 }
 
+/* A boolean key; absent: def. */
+static phivk_status read_bool(const gguf_file *f, const char *what, const char *arch, const char *suffix,
+                              bool def, bool *out) {
+    char key[128];
+    akey(key, sizeof key, arch, suffix);
+    const gguf_kv *kv = gguf_find(f, key);
+    *out = def;
+    if (!kv) return PHIVK_OK;
+    if (!gguf_get_bool(f, key, out))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not a boolean", what, key);
+    return PHIVK_OK;
+}
+
+/* Phi-3-small's own keys (docs/gguf-keys.md): muP scales, GEGELU, the block-sparse
+ * pattern, the short table's mscale. */
+static phivk_status read_phi3small(const gguf_file *f, const char *what, arch_hparams *hp) {
+    const char *a = hp->arch_name;
+    float width_mult;
+    int32_t bs_vs;
+    phivk_status st;
+    if ((st = read_float(f, what, a, "embedding_scale", true, 0, &hp->embd_scale)) ||
+        (st = read_float(f, what, a, "attention.scale", true, 0, &hp->attn_scale)) ||
+        (st = read_float(f, what, a, "logit_divisor", true, 0, &width_mult)) ||
+        (st = read_float(f, what, a, "gegelu_limit", false, 0, &hp->gegelu_limit)) ||
+        (st = read_float(f, what, a, "rope.scaling.attn_factor_short", false, 1.0f,
+                         &hp->rope_attn_factor_short)) ||
+        (st = read_int(f, what, a, "attention.dense_every_n_layers", -1, 0, ARCH_MAX_LAYERS,
+                       &hp->bs_dense_every)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.block_size", -1, 1, ARCH_MAX_CTX,
+                       &hp->bs_block)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.local_blocks", -1, 1, ARCH_MAX_CTX,
+                       &hp->bs_local)) ||
+        (st = read_int(f, what, a, "attention.blocksparse.vert_stride", -1, 1, ARCH_MAX_CTX,
+                       &bs_vs)) ||
+        (st = read_bool(f, what, a, "attention.blocksparse.homo_head_pattern", false, &hp->bs_homo)))
+        return st;
+    static const char *const scale_keys[] = {"embedding_scale", "attention.scale", "logit_divisor"};
+    const float scales[] = {hp->embd_scale, hp->attn_scale, width_mult};
+    for (int i = 0; i < 3; i++)
+        if (!(scales[i] > 0))
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.%s' = %g must be positive", what, a, scale_keys[i],
+                            (double)scales[i]);
+    hp->bs_stride = bs_vs;
+    hp->logit_scale = 1.0f / width_mult;
+    hp->gegelu = true;
+    if (hp->n_rot != hp->head_dim)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s.rope.dimension_count' = %d: phi3small rotates "
+                        "the whole head (%d)", what, a, hp->n_rot, hp->head_dim);
+    return PHIVK_OK;
+}
+
 /* GPT-Neo's positions and attention (gpt-neo.md 3a, docs/gguf-keys.md): no rotary
  * (the rope keys' defaults above go unused), no score scaling, the per-layer
  * kinds and the local window. */
@@ -128,7 +180,8 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
     if (ai == sizeof arch_table / sizeof arch_table[0]) {
         phivk_text_visible(an.ptr, an.len, false, shown, sizeof shown);
         return pvk_fail(PHIVK_ERR_UNSUPPORTED,
-                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama, gptneo)", what,
+                        "%s: architecture '%s' is not supported (phivk runs phi2, phi3, llama, gptneo, "
+                        "phi3small)", what,
                         shown);
     }
     const char *a = arch_table[ai].name;
@@ -200,12 +253,17 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
     if ((st = read_float(f, what, a, "rope.scaling.factor", false, 0.0f, &factor))) return st;
     if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
 
+    hp->rope_attn_factor_short = hp->rope_attn_factor;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->logit_scale = 1.0f;
+    if (hp->arch == ARCH_PHI3SMALL && (st = read_phi3small(f, what, hp))) return st;
+
     hp->rope_neox = hp->arch != ARCH_LLAMA;
     hp->parallel_block = hp->arch == ARCH_PHI2;
     hp->gelu = hp->arch == ARCH_PHI2 || hp->arch == ARCH_GPTNEO;
-    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
     if (hp->arch == ARCH_GPTNEO && (st = read_gptneo(f, what, hp))) return st;
-    hp->fused_gate_up = hp->arch == ARCH_PHI3;
+    hp->fused_gate_up = hp->arch == ARCH_PHI3 || hp->arch == ARCH_PHI3SMALL;
     if (hp->arch == ARCH_PHI3 && (st = read_int(f, what, a, "attention.sliding_window", 0, 0,
                                                 INT32_MAX, &hp->sliding_window)))
         return st;
@@ -227,7 +285,7 @@ phivk_status arch_hparams_read(const gguf_file *f, const char *what, arch_hparam
                         "'token_embd.weight' has %lld rows (one per token)", what,
                         (unsigned long long)toks->arr_n, (long long)te->ne[1]);
     /* phi3 loaders always fuse, llama never does; phi2 files come in both forms. */
-    hp->fused_qkv = hp->arch == ARCH_PHI3 ||
+    hp->fused_qkv = hp->arch == ARCH_PHI3 || hp->arch == ARCH_PHI3SMALL ||
                     (hp->arch == ARCH_PHI2 && gguf_find_tensor(f, "blk.0.attn_qkv.weight"));
     hp->tied_output = !gguf_find_tensor(f, "output.weight") && hp->arch != ARCH_PHI2;
     const gguf_tensor *fl = gguf_find_tensor(f, "rope_factors_long.weight");
@@ -320,8 +378,10 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     }
     w->n_layer = hp->n_layer;
     finder fd = {f, what};
-    const bool phi2 = hp->arch == ARCH_PHI2, neo = hp->arch == ARCH_GPTNEO;
-    const int bias = phi2 || neo ? USE_REQ : USE_OPT; /* phi2 has biases everywhere */
+    const bool phi2 = hp->arch == ARCH_PHI2, neo = hp->arch == ARCH_GPTNEO, p3s = hp->arch == ARCH_PHI3SMALL;
+    /* phi2, gptneo and phi3small have biases everywhere (but gptneo's q, k, v and the
+     * tied heads of gptneo and phi3small) */
+    const int bias = phi2 || neo || p3s ? USE_REQ : USE_OPT;
     const int qkv_bias = neo ? USE_OPT : bias;        /* gptneo: none on q, k, v */
     const int lnb = hp->norm == ARCH_NORM_LAYER ? USE_REQ : USE_NO;
     const int64_t E = hp->n_embd, Q = hp->n_embd_q, KV = hp->n_embd_kv, F = hp->n_ff;
@@ -331,7 +391,7 @@ phivk_status arch_weights_create(const gguf_file *f, const arch_hparams *hp, con
     if ((st = want(&fd, "token_embd.weight", USE_REQ, E, hp->n_vocab, &w->token_embd)) ||
         (st = want_pair(&fd, "", "output_norm", USE_REQ, lnb, 0, E, &w->output_norm,
                         &w->output_norm_b)) ||
-        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, neo ? USE_OPT : bias, E,
+        (st = want_pair(&fd, "", "output", hp->tied_output ? USE_NO : USE_REQ, neo || p3s ? USE_OPT : bias, E,
                         hp->n_vocab, &w->output, &w->output_b)) ||
         (st = want(&fd, "position_embd.weight", hp->pos_embd ? USE_REQ : USE_NO, E, hp->n_ctx_train,
                    &w->position_embd)) ||
@@ -409,4 +469,59 @@ bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_
     if (k_pos > q_pos) return false;
     if (no_swa || hp->sliding_window <= 0) return true;
     return q_pos - k_pos < hp->sliding_window;
+}
+
+void arch_sparse_pattern(const arch_hparams *hp, int32_t layer, uint32_t *block, uint32_t *local,
+                         uint32_t *stride, uint32_t *step) {
+    *block = *local = *stride = *step = 0;
+    bool dense = hp->bs_block <= 0 || (hp->bs_dense_every > 0 && (layer + 1) % hp->bs_dense_every == 0);
+    if (dense) return;
+    *block = (uint32_t)hp->bs_block;
+    *local = (uint32_t)hp->bs_local;
+    *stride = (uint32_t)hp->bs_stride;
+    /* The head sliding step spreads the heads' vertical offsets over the stride. */
+    uint32_t s = *stride / (uint32_t)hp->n_head;
+    *step = hp->bs_homo ? 0 : s < 1 ? 1 : s;
+}
+
+bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, int64_t q_pos,
+                         int64_t k_pos) {
+    uint32_t block, local, stride, step;
+    arch_sparse_pattern(hp, layer, &block, &local, &stride, &step);
+    if (k_pos > q_pos) return false;
+    if (!block) return true;
+    int64_t qb = q_pos / block, kb = k_pos / block;
+    return qb - kb < local || (kb + (int64_t)head * step + 1) % stride == 0;
+}
+
+phivk_status arch_masked_ids(const gguf_file *f, const arch_hparams *hp, const char *what, int32_t **ids,
+                             int32_t *n) {
+    *ids = NULL;
+    *n = 0;
+    char key[128];
+    const gguf_kv *kv = gguf_find(f, akey(key, sizeof key, hp->arch_name, "logit_masked_ids"));
+    if (!kv) return PHIVK_OK;
+    if (kv->type != GGUF_ARRAY || kv->arr_n > (uint64_t)hp->n_vocab)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' is not an array of at most %d token ids", what, key,
+                        hp->n_vocab);
+    int32_t *out = malloc(sizeof *out * (kv->arr_n ? kv->arr_n : 1));
+    if (!out) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the masked token ids");
+    for (uint64_t i = 0; i < kv->arr_n; i++) {
+        int64_t v;
+        if (!gguf_arr_i64(kv, i, &v) || v < 0 || v >= hp->n_vocab) {
+            free(out);
+            return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: key '%s' entry %llu is not a token id (0..%d)", what, key,
+                            (unsigned long long)i, hp->n_vocab - 1);
+        }
+        out[i] = (int32_t)v;
+    }
+    *ids = out;
+    *n = (int32_t)kv->arr_n;
+    return PHIVK_OK;
+}
+
+void arch_phi3small_masked_ids(int32_t *out) {
+    int n = 0;
+    for (int32_t id = 100256; id < 100352; id++)
+        if (id != 100257 && id != 100261 && id != 100262 && id != 100263 && id != 100266) out[n++] = id;
 }

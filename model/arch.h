@@ -9,6 +9,11 @@
  *   llama (llama2.c stories, TinyLlama): RMSNorm, separate Q/K/V, adjacent-pair
  *         rotary, separate gate/up SwiGLU, output tied to the embedding when
  *         output.weight is absent;
+ *   phi3small (Phi-3-small, phivk's own keys, docs/gguf-keys.md and
+ *         docs/spec/phi3-small.md): LayerNorm with bias, fused [Q | K | V] with GQA,
+ *         NEOX rotary (LongRoPE for 128K), muP scales, GEGELU over [gelu | linear]
+ *         halves, block-sparse attention on the layers that are not dense, output
+ *         tied to the embedding.
  *   gptneo (the TinyStories models, docs/spec/gpt-neo.md; keys docs/gguf-keys.md):
  *         learned absolute positions instead of rotary, LayerNorm with bias,
  *         separate Q/K/V without bias, UNSCALED scores, global and windowed local
@@ -28,7 +33,7 @@
 #define ARCH_MAX_HEAD_DIM 4096 /* the largest head size arch_hparams_read accepts */
 #define ARCH_MAX_LAYERS 4096
 
-typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_GPTNEO = 3 } arch_kind;
+typedef enum arch_kind { ARCH_PHI2 = 0, ARCH_PHI3 = 1, ARCH_LLAMA = 2, ARCH_GPTNEO = 3, ARCH_PHI3SMALL = 4 } arch_kind;
 
 typedef enum arch_norm {
     ARCH_NORM_RMS = 0,   /* x * (mean(x^2) + eps)^-1/2 * w */
@@ -70,12 +75,24 @@ typedef struct arch_hparams {
     /* LongRoPE (Phi-3 128K); without factor tensors orig ctx = n_ctx_train, factor 1. */
     bool has_rope_factors;    /* rope_factors_long/short tensors present ({n_rot/2} F32) */
     int32_t rope_orig_ctx;    /* {arch}.rope.scaling.original_context_length */
-    float rope_attn_factor;   /* multiplies cos AND sin (both tables), default 1 */
-    float attn_scale;         /* multiplies q·k: 1/sqrt(head_dim); gptneo: 1 (unscaled) */
+    float rope_attn_factor;   /* multiplies cos AND sin (the long table's, and the short
+                                 one's unless rope_attn_factor_short says otherwise), default 1 */
+    float rope_attn_factor_short; /* the short table's (phi3small: short_mscale, default 1) */
+    float attn_scale;         /* multiplies q·k: 1/sqrt(head_dim); gptneo: 1 (unscaled);
+                                 phi3small: its muP mup_attn_multiplier / head_dim */
     bool pos_embd;            /* gptneo: position_embd rows (n_ctx_train of them) added to
                                  the token embedding; positions past them do not exist */
     int32_t local_window;     /* gptneo: a local layer's key visible iff q_pos - k_pos < this */
     uint64_t local_layers[ARCH_MAX_LAYERS / 64]; /* gptneo: bit l set: layer l is local */
+    /* phi3small (1 / 0 / false for the other archs) */
+    float embd_scale;         /* token embeddings entering layer 0 are multiplied by this */
+    float logit_scale;        /* logits are multiplied by this (1 / mup_width_multiplier) */
+    bool gegelu;              /* GEGELU MLP; ffn_up = [gelu | linear] rows (de-interleaved) */
+    float gegelu_limit;       /* clamp of GEGELU's inputs; 0: none */
+    /* Block-sparse attention (phi3-small.md sections 10-11): layer l is dense iff
+     * bs_dense_every > 0 and (l + 1) % bs_dense_every == 0; bs_block 0: every layer dense. */
+    int32_t bs_dense_every, bs_block, bs_local, bs_stride;
+    bool bs_homo;             /* every head uses head 0's vertical pattern (step 0) */
 } arch_hparams;
 
 /* Per-layer weights. A field the architecture does not use is NULL; optional biases
@@ -132,6 +149,28 @@ bool arch_key_visible(const arch_hparams *hp, bool no_swa, int64_t q_pos, int64_
  * llama.cpp offers), gptneo's local window on its local layers (the model's own
  * semantics, which no_swa does not change). */
 int32_t arch_layer_window(const arch_hparams *hp, bool no_swa, int32_t l);
+/* The block-sparse pattern of layer l as the attention kernel takes it: *block 0
+ * for a dense layer; else block size, local blocks, vertical stride and the head
+ * sliding step (phi3-small.md section 11). */
+void arch_sparse_pattern(const arch_hparams *hp, int32_t layer, uint32_t *block, uint32_t *local,
+                         uint32_t *stride, uint32_t *step);
+/* Whether query head `head` at q_pos sees the key at k_pos under layer l's pattern
+ * (causal; block-sparse on the layers that are not dense). */
+bool arch_sparse_visible(const arch_hparams *hp, int32_t layer, int32_t head, int64_t q_pos,
+                         int64_t k_pos);
+
+/* The token ids whose logits are masked to -FLT_MAX (phi3small.logit_masked_ids:
+ * Phi-3-small's 91 dummy ids, phi3-small.md 15), malloc'd into *ids (NULL and 0
+ * when the file has none). PHIVK_ERR_BAD_FILE names the key when it is not an
+ * integer array or an id is outside the vocabulary. */
+phivk_status arch_masked_ids(const gguf_file *f, const arch_hparams *hp, const char *what, int32_t **ids,
+                             int32_t *n);
+
+/* Phi-3-small's dummy token ids (HF-M's dummy_token_indices: 100256..100351 but for
+ * the five real special tokens), the list converters write as logit_masked_ids:
+ * fills out (ARCH_PHI3SMALL_N_MASKED entries). */
+#define ARCH_PHI3SMALL_N_MASKED 91
+void arch_phi3small_masked_ids(int32_t *out);
 
 /* The base name of a path, for the what argument above. */
 const char *arch_basename(const char *path);

@@ -6,6 +6,12 @@
  * those of llama.cpp's convert_hf_to_gguf.py (Phi2Model, Phi3MiniModel, LlamaModel)
  * and convert-llama2c-to-ggml (phi-spec 4.2, llama2c.md), so the files run there too;
  * GPT-Neo, which llama.cpp lacks, gets phivk's own keys (docs/gguf-keys.md).
+ * Phi-3-small, which llama.cpp does not run either, gets phivk's own keys too
+ * (docs/gguf-keys.md, docs/spec/phi3-small.md): its fused QKV rows, grouped per KV head
+ * in the checkpoint, are written as [all Q | all K | all V], and its interleaved GEGELU
+ * up_proj rows as [gelu half | linear half]. A row permutation at convert costs
+ * nothing (quant blocks run along rows) and lets the kernels phi3 already uses
+ * (the QKV split, the cache write, the [gate | up] activations) read them as they are.
  * Every tensor of a checkpoint must be one the architecture's table names, or a
  * known non-weight buffer (rotary inv_freq, attention masks), which is ignored. */
 #include <cJSON.h>
@@ -20,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "convert_vocab.h"
 #include "file_text.h"
 #include "gguf.h"
@@ -27,6 +34,7 @@
 #include "quant.h"
 #include "safetensors.h"
 #include "synth.h"
+#include "tok.h"
 
 /* ------------------------------------------------------------- the types */
 
@@ -57,7 +65,11 @@ phivk_convert_params phivk_convert_default_params(void) {
 
 /* ------------------------------------------------------- the model read */
 
-typedef enum kind { K_PHI2, K_PHI3, K_LLAMA, K_GPTNEO } kind;
+typedef enum kind { K_PHI2, K_PHI3, K_LLAMA, K_GPTNEO, K_PHI3S } kind;
+
+/* Phi-3-small's vocabulary: cl100k_base's ranks and 96 special tokens
+ * (docs/spec/phi3-small.md 18). */
+#define PHI3S_VOCAB 100352
 
 typedef struct hparams {
     int64_t vocab, embd, layers, heads, heads_kv, ff, ctx, orig_ctx, rot, swa;
@@ -65,7 +77,11 @@ typedef struct hparams {
     bool has_theta;
     double attn_factor;      /* phi3 LongRoPE; 0: none */
     int64_t window;          /* gptneo: the local window */
-    bool untied;             /* gptneo: tie_word_embeddings false (the default is true) */
+    bool untied;             /* gptneo, phi3small: tie_word_embeddings false (the default is true) */
+    /* phi3small (docs/gguf-keys.md) */
+    double attn_factor_short, embd_scale, attn_scale, logit_divisor, gegelu_limit, pos_scale;
+    int64_t dense_every, bs_block, bs_local, bs_stride;
+    bool bs_homo;
 } hparams;
 
 typedef struct otensor {
@@ -74,6 +90,9 @@ typedef struct otensor {
     const safet_tensor *st;  /* a safetensors source, or */
     const uint8_t *raw;      /* little-endian float32 (llama2.c, rope factors) */
     int64_t permute_heads;   /* > 0: HF rotate-half rows of that many heads (llama q/k) */
+    int64_t group_q;         /* > 0: Phi-3-small's QKV rows grouped per KV head, group_q
+                                query heads per group (of head_dim rows each) */
+    bool halves;             /* interleaved rows (even, odd) as [even half | odd half] */
     int32_t layer;           /* -1 outside the blocks */
 } otensor;
 
@@ -90,10 +109,12 @@ typedef struct conv {
     float *factors;          /* phi3 rope factor tables: long, then short */
     const char **kinds;      /* gptneo: per layer "global" or "local" (static strings) */
     char *config_text;
+    char *tiktoken;          /* phi3small: the cl100k_base.tiktoken rank file */
+    size_t tiktoken_len;
 } conv;
 
 static const char *const arch_names[] = {[K_PHI2] = "phi2", [K_PHI3] = "phi3", [K_LLAMA] = "llama",
-                                         [K_GPTNEO] = "gptneo"};
+                                         [K_GPTNEO] = "gptneo", [K_PHI3S] = "phi3small"};
 
 static void conv_free(conv *c) {
     safet_close(c->st);
@@ -102,6 +123,7 @@ static void conv_free(conv *c) {
     free(c->factors);
     free(c->kinds);
     free(c->config_text);
+    free(c->tiktoken);
     free(c->t);
 }
 
@@ -121,7 +143,7 @@ static phivk_status push(conv *c, const otensor *t) {
 
 /* Shapes in the tensor tables, resolved from the hyperparameters. */
 typedef enum dim { D_NONE, D_EMBD, D_VOCAB, D_FF, D_FF2, D_KV, D_QKV, D_CTX } dim;
-enum { F_LAYER = 1, F_OPTIONAL = 2, F_PERM_Q = 4, F_PERM_K = 8 };
+enum { F_LAYER = 1, F_OPTIONAL = 2, F_PERM_Q = 4, F_PERM_K = 8, F_QKV_GROUPS = 16, F_HALVES = 32, F_UNTIED = 64 };
 
 typedef struct tname {
     const char *hf, *gguf;
@@ -176,6 +198,25 @@ static const tname llama_names[] = {
     {"model.norm.weight", "output_norm.weight", D_NONE, D_EMBD, 0},
     {"lm_head.weight", "output.weight", D_VOCAB, D_EMBD, F_OPTIONAL},
 };
+static const tname phi3s_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight", D_VOCAB, D_EMBD, 0},
+    {L_ "input_layernorm.weight", "blk.%d.attn_norm.weight", D_NONE, D_EMBD, F_LAYER},
+    {L_ "input_layernorm.bias", "blk.%d.attn_norm.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "self_attn.query_key_value.weight", "blk.%d.attn_qkv.weight", D_QKV, D_EMBD, F_LAYER | F_QKV_GROUPS},
+    {L_ "self_attn.query_key_value.bias", "blk.%d.attn_qkv.bias", D_NONE, D_QKV, F_LAYER | F_QKV_GROUPS},
+    {L_ "self_attn.dense.weight", "blk.%d.attn_output.weight", D_EMBD, D_EMBD, F_LAYER},
+    {L_ "self_attn.dense.bias", "blk.%d.attn_output.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "post_attention_layernorm.weight", "blk.%d.ffn_norm.weight", D_NONE, D_EMBD, F_LAYER},
+    {L_ "post_attention_layernorm.bias", "blk.%d.ffn_norm.bias", D_NONE, D_EMBD, F_LAYER},
+    {L_ "mlp.up_proj.weight", "blk.%d.ffn_up.weight", D_FF2, D_EMBD, F_LAYER | F_HALVES},
+    {L_ "mlp.up_proj.bias", "blk.%d.ffn_up.bias", D_NONE, D_FF2, F_LAYER | F_HALVES},
+    {L_ "mlp.down_proj.weight", "blk.%d.ffn_down.weight", D_EMBD, D_FF, F_LAYER},
+    {L_ "mlp.down_proj.bias", "blk.%d.ffn_down.bias", D_NONE, D_EMBD, F_LAYER},
+    {"model.final_layernorm.weight", "output_norm.weight", D_NONE, D_EMBD, 0},
+    {"model.final_layernorm.bias", "output_norm.bias", D_NONE, D_EMBD, 0},
+    /* tied to the embedding unless tie_word_embeddings is false (phi3-small.md 2) */
+    {"lm_head.weight", "output.weight", D_VOCAB, D_EMBD, F_OPTIONAL | F_UNTIED},
+};
 #undef L_
 /* nn.Linear [out, in] like the others (not GPT-2's Conv1D): no transposes. */
 #define L_ "transformer.h.%d."
@@ -215,6 +256,7 @@ static const hf_arch hf_archs[] = {
     {"Phi3ForCausalLM", "phi3", K_PHI3, phi3_names, sizeof phi3_names / sizeof phi3_names[0]},
     {"LlamaForCausalLM", "llama", K_LLAMA, llama_names, sizeof llama_names / sizeof llama_names[0]},
     {"GPTNeoForCausalLM", "gpt_neo", K_GPTNEO, gptneo_names, sizeof gptneo_names / sizeof gptneo_names[0]},
+    {"Phi3SmallForCausalLM", "phi3small", K_PHI3S, phi3s_names, sizeof phi3s_names / sizeof phi3s_names[0]},
 };
 #define N_HF_ARCHS (sizeof hf_archs / sizeof hf_archs[0])
 
@@ -484,6 +526,148 @@ static phivk_status read_hparams(conv *c, const cJSON *cfg) {
     return read_longrope(c, cfg);
 }
 
+/* An optional config.json boolean; absent or null: def. */
+static phivk_status cfg_bool(const cJSON *cfg, const char *key, bool def, bool *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = def;
+    if (!j || cJSON_IsNull(j)) return PHIVK_OK;
+    if (!cJSON_IsBool(j)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: '%s' must be true or false", key);
+    *out = cJSON_IsTrue(j);
+    return PHIVK_OK;
+}
+
+/* An optional config.json count that may be 0 (absent or null: 0). */
+static phivk_status cfg_count(const cJSON *cfg, const char *key, int64_t *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = 0;
+    if (!j || cJSON_IsNull(j)) return PHIVK_OK;
+    if (!cJSON_IsNumber(j) || j->valuedouble < 0 || j->valuedouble > 1e9 || j->valuedouble != floor(j->valuedouble))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: '%s' must be a whole number, 0 or more", key);
+    *out = (int64_t)j->valuedouble;
+    return PHIVK_OK;
+}
+
+/* Phi-3-small's rope_scaling: LongRoPE over the whole head, with its own mscale
+ * rules (phi3-small.md 8): long_mscale if given, else the Phi-3 formula; short
+ * short_mscale if given, else 1. */
+static phivk_status read_longrope_phi3s(conv *c, const cJSON *cfg) {
+    hparams *hp = &c->hp;
+    hp->orig_ctx = hp->ctx;
+    hp->attn_factor = 0;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs)) return PHIVK_OK;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!type) type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(type)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.type'");
+    if (strcmp(type->valuestring, "su") && strcmp(type->valuestring, "longrope"))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: rope_scaling.type '%s' is not supported for "
+                        "Phi-3-small (su, longrope)", type->valuestring);
+    /* the key inside rope_scaling first, then the top-level one */
+    double o;
+    bool found;
+    phivk_status st = cfg_get(rs, "original_max_position_embeddings", false, true, &o, &found);
+    if (!st && !found) st = cfg_get(cfg, "original_max_position_embeddings", false, true, &o, &found);
+    if (st) return st;
+    if (!found) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'rope_scaling.original_max_position_embeddings'");
+    hp->orig_ctx = (int64_t)o;
+    if (hp->orig_ctx > hp->ctx)
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
+                        "config.json: original_max_position_embeddings %" PRId64 " exceeds max_position_embeddings %" PRId64,
+                        hp->orig_ctx, hp->ctx);
+    const int64_t half = hp->rot / 2;
+    if (!(c->factors = malloc(2 * (size_t)half * sizeof *c->factors)))
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    if ((st = read_factors(rs, "long_factor", half, c->factors)) ||
+        (st = read_factors(rs, "short_factor", half, c->factors + half)))
+        return st;
+    const double s = (double)hp->ctx / (double)hp->orig_ctx;
+    double lm = 0, sm = 0;
+    if ((st = cfg_get(rs, "long_mscale", false, false, &lm, NULL)) ||
+        (st = cfg_get(rs, "short_mscale", false, false, &sm, NULL)))
+        return st;
+    hp->attn_factor = lm > 0 ? lm : s <= 1.0 ? 1.0 : sqrt(1.0 + log(s) / log((double)hp->orig_ctx));
+    hp->attn_factor_short = sm > 0 ? sm : 1.0;
+    static const char *const names[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+    for (int i = 0; i < 2 && !st; i++) {
+        otensor t = {.cols = half, .raw = (const uint8_t *)(c->factors + i * half), .layer = -1};
+        snprintf(t.name, sizeof t.name, "%s", names[i]);
+        st = push(c, &t);
+    }
+    return st;
+}
+
+/* Phi-3-small's config.json (phi3-small.md 1): muP multipliers, GEGELU, the
+ * block-sparse pattern, LongRoPE for 128K. */
+static phivk_status read_hparams_phi3s(conv *c, const cJSON *cfg) {
+    hparams *hp = &c->hp;
+    double d;
+    bool found, mup;
+    phivk_status st;
+    if ((st = cfg_int(cfg, "hidden_size", &hp->embd)) || (st = cfg_int(cfg, "num_hidden_layers", &hp->layers)) ||
+        (st = cfg_int(cfg, "num_attention_heads", &hp->heads)) ||
+        (st = cfg_int(cfg, "num_key_value_heads", &hp->heads_kv)) || (st = cfg_int(cfg, "vocab_size", &hp->vocab)) ||
+        (st = cfg_int(cfg, "max_position_embeddings", &hp->ctx)) ||
+        (st = cfg_get(cfg, "layer_norm_epsilon", true, false, &hp->eps, NULL)) ||
+        (st = cfg_get(cfg, "rope_embedding_base", true, false, &hp->theta, NULL)) ||
+        (st = cfg_int(cfg, "blocksparse_block_size", &hp->bs_block)) ||
+        (st = cfg_int(cfg, "blocksparse_num_local_blocks", &hp->bs_local)) ||
+        (st = cfg_int(cfg, "blocksparse_vert_stride", &hp->bs_stride)) ||
+        (st = cfg_count(cfg, "dense_attention_every_n_layers", &hp->dense_every)) ||
+        (st = cfg_bool(cfg, "blocksparse_homo_head_pattern", false, &hp->bs_homo)) ||
+        (st = cfg_bool(cfg, "mup_use_scaling", true, &mup)) ||
+        (st = cfg_bool(cfg, "tie_word_embeddings", true, &hp->untied)))
+        return st;
+    hp->untied = !hp->untied;
+    hp->has_theta = true;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act");
+    if (!cJSON_IsString(act)) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: missing key 'hidden_act'");
+    if (strcmp(act->valuestring, "gegelu"))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "config.json: hidden_act '%s' is not supported for Phi-3-small (gegelu)",
+                        act->valuestring);
+    if (hp->embd % hp->heads || hp->heads % hp->heads_kv)
+        return pvk_fail(PHIVK_ERR_BAD_FILE,
+                        "config.json: hidden_size %" PRId64 ", num_attention_heads %" PRId64 " and num_key_value_heads %"
+                        PRId64 " do not divide evenly", hp->embd, hp->heads, hp->heads_kv);
+    if (hp->vocab != PHI3S_VOCAB)
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: vocab_size %" PRId64 ", but Phi-3-small's tiktoken vocabulary "
+                        "(cl100k_base and its special tokens) has %d", hp->vocab, PHI3S_VOCAB);
+    const int64_t head_dim = hp->embd / hp->heads;
+    hp->rot = head_dim;
+    /* ff_intermediate_size, or from ff_dim_multiplier (rounded up to 256 when asked) */
+    if ((st = cfg_get(cfg, "ff_intermediate_size", false, true, &d, &found))) return st;
+    if (found) {
+        hp->ff = (int64_t)d;
+    } else {
+        bool pad;
+        if ((st = cfg_get(cfg, "ff_dim_multiplier", true, false, &d, NULL)) ||
+            (st = cfg_bool(cfg, "gegelu_pad_to_256", false, &pad)))
+            return st;
+        hp->ff = (int64_t)(d * (double)(hp->embd / 3)) * 2;
+        if (pad) hp->ff = (hp->ff + 255) / 256 * 256;
+        if (hp->ff < 1) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: ff_dim_multiplier %g gives no MLP", d);
+    }
+    /* muP: each multiplier applies when present and positive */
+    double emb = 0, width = 0, attn = 1, limit = 0;
+    if ((st = cfg_get(cfg, "mup_embedding_multiplier", false, false, &emb, NULL)) ||
+        (st = cfg_get(cfg, "mup_width_multiplier", false, false, &width, NULL)) ||
+        (st = cfg_get(cfg, "mup_attn_multiplier", false, false, &attn, NULL)) ||
+        (st = cfg_get(cfg, "gegelu_limit", false, false, &limit, NULL)))
+        return st;
+    hp->embd_scale = emb > 0 ? emb : 1.0;
+    hp->logit_divisor = width > 0 ? width : 1.0;
+    hp->attn_scale = mup ? attn / (double)head_dim : 1.0 / sqrt((double)head_dim);
+    if (!(hp->attn_scale > 0))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: mup_attn_multiplier %g must be positive", attn);
+    if (limit < 0) return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: gegelu_limit %g must not be negative", limit);
+    hp->gegelu_limit = limit;
+    hp->pos_scale = 1.0;
+    if ((st = cfg_get(cfg, "rope_position_scale", false, false, &hp->pos_scale, NULL))) return st;
+    if (!(hp->pos_scale > 0))
+        return pvk_fail(PHIVK_ERR_BAD_FILE, "config.json: rope_position_scale %g must be positive", hp->pos_scale);
+    hp->attn_factor_short = 1.0;
+    return read_longrope_phi3s(c, cfg);
+}
+
 /* Checks the checkpoint tensor for table entry e (layer l) and queues it. */
 static phivk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
     char hf[128], gg[64];
@@ -495,6 +679,7 @@ static phivk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
         return pvk_fail(PHIVK_ERR_BAD_FILE, "%s: tensor '%s' is missing", c->src, hf);
     }
     used[t - safet_at(c->st, 0)] = true;
+    if ((e->flags & F_UNTIED) && !c->hp.untied) return PHIVK_OK; /* the tied head is the embedding */
     const int64_t rows = dim_value(&c->hp, e->rows), cols = dim_value(&c->hp, e->cols);
     const bool ok = e->rows == D_NONE ? t->n_dims == 1 && t->shape[0] == cols
                                       : t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols;
@@ -515,6 +700,8 @@ static phivk_status map_tensor(conv *c, const tname *e, int l, bool *used) {
     snprintf(o.name, sizeof o.name, "%s", gg);
     if (e->flags & F_PERM_Q) o.permute_heads = c->hp.heads;
     if (e->flags & F_PERM_K) o.permute_heads = c->hp.heads_kv;
+    if (e->flags & F_QKV_GROUPS) o.group_q = c->hp.heads / c->hp.heads_kv;
+    o.halves = (e->flags & F_HALVES) != 0;
     return push(c, &o);
 }
 
@@ -572,7 +759,7 @@ static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
                       a->name, mt->valuestring, a->model_type);
     if (!st) {
         c->kind = a->kind;
-        st = read_hparams(c, cfg);
+        st = a->kind == K_PHI3S ? read_hparams_phi3s(c, cfg) : read_hparams(c, cfg);
     }
     cJSON_Delete(cfg);
     if (!st) st = safet_open_dir(dir, &c->st);
@@ -582,6 +769,14 @@ static phivk_status load_hf(conv *c, const char *dir, const char *tokenizer) {
     if (!st && c->hp.untied && !has_output)
         st = pvk_fail(PHIVK_ERR_BAD_FILE, "%s: config.json says tie_word_embeddings false but there is no "
                       "'lm_head.weight'", dir);
+    if (!st && c->kind == K_PHI3S) {
+        /* the rank file in the folder (or --tokenizer's folder, or --tokenizer itself) */
+        const char *from = tokenizer ? tokenizer : dir;
+        struct stat sb;
+        if (!stat(from, &sb) && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/cl100k_base.tiktoken", from);
+        else snprintf(path, sizeof path, "%s", from);
+        return file_read_text(path, &c->tiktoken, &c->tiktoken_len);
+    }
     if (!st)
         st = cvocab_read_hf(tokenizer ? tokenizer : dir, (int32_t)c->hp.vocab, c->config_text,
                             c->kind == K_PHI2 ? "phi-2" : "gpt-2", &c->vocab);
@@ -730,11 +925,32 @@ static pvk_type tensor_type(const conv *c, const otensor *t, const out_type *ot,
 /* Row r of t as float into dst. HF Llama q/k rows are in rotate-half order per head
  * (i, j) = (half, index); GGUF llama wants adjacent pairs: row (j, i) of the head
  * (convert_hf_to_gguf LlamaModel.permute). */
-static phivk_status read_row(const otensor *t, int64_t r, float *dst) {
+/* Phi-3-small: where output row (or bias entry) r of [Q | K | V] or [even | odd]
+ * comes from in the checkpoint's layout (docs/spec/phi3-small.md 6 and 14). */
+static int64_t phi3s_source(const otensor *t, const hparams *hp, int64_t r) {
+    const int64_t n = t->rows ? t->rows : t->cols;
+    if (t->halves) return r < n / 2 ? 2 * r : 2 * (r - n / 2) + 1;
+    const int64_t d = hp->embd / hp->heads, m = t->group_q, q = hp->heads * d, kv = hp->heads_kv * d;
+    const int64_t group = (m + 2) * d;
+    if (r < q) return r / (m * d) * group + r % (m * d);           /* query head r/d = g*m + j */
+    if (r < q + kv) return (r - q) / d * group + m * d + (r - q) % d; /* key head g */
+    return (r - q - kv) / d * group + (m + 1) * d + (r - q - kv) % d; /* value head g */
+}
+
+static phivk_status read_row(const otensor *t, const hparams *hp, int64_t r, float *dst) {
     int64_t src = r;
     if (t->permute_heads) {
         const int64_t hd = t->rows / t->permute_heads, in_head = r % hd;
         src = r - in_head + (in_head % 2) * (hd / 2) + in_head / 2;
+    }
+    if (t->group_q || t->halves) {
+        if (t->rows) {
+            src = phi3s_source(t, hp, r);
+        } else { /* a bias: its entries move like the rows */
+            phivk_status st = PHIVK_OK;
+            for (int64_t i = 0; i < t->cols && !st; i++) st = safet_read_f32(t->st, phi3s_source(t, hp, i), 1, dst + i);
+            return st;
+        }
     }
     if (t->st) return safet_read_f32(t->st, src * t->cols, t->cols, dst);
     memcpy(dst, t->raw + 4 * (uint64_t)(src * t->cols), 4 * (size_t)t->cols);
@@ -770,7 +986,8 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
         return;
     }
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->rot);
-    gguf_writer_set_f32(w, KEY(c->kind == K_PHI2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"),
+    gguf_writer_set_f32(w, KEY(c->kind == K_PHI2 || c->kind == K_PHI3S ? "attention.layer_norm_epsilon"
+                                                                        : "attention.layer_norm_rms_epsilon"),
                         (float)hp->eps);
     if (hp->has_theta) gguf_writer_set_f32(w, KEY("rope.freq_base"), (float)hp->theta);
     if (c->kind == K_LLAMA) gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)hp->vocab);
@@ -778,6 +995,31 @@ static void write_hparams(const conv *c, gguf_writer *w, const out_type *ot) {
         gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->orig_ctx);
         gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)hp->swa);
         if (c->factors) gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), (float)hp->attn_factor);
+    }
+    if (c->kind == K_PHI3S) {
+        /* docs/gguf-keys.md "Phi-3-small" */
+        gguf_writer_set_f32(w, KEY("embedding_scale"), (float)hp->embd_scale);
+        gguf_writer_set_f32(w, KEY("attention.scale"), (float)hp->attn_scale);
+        gguf_writer_set_f32(w, KEY("logit_divisor"), (float)hp->logit_divisor);
+        gguf_writer_set_f32(w, KEY("gegelu_limit"), (float)hp->gegelu_limit);
+        gguf_writer_set_u32(w, KEY("attention.dense_every_n_layers"), (uint32_t)hp->dense_every);
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.block_size"), (uint32_t)hp->bs_block);
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.local_blocks"), (uint32_t)hp->bs_local);
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.vert_stride"), (uint32_t)hp->bs_stride);
+        gguf_writer_set_bool(w, KEY("attention.blocksparse.homo_head_pattern"), hp->bs_homo);
+        int32_t masked[ARCH_PHI3SMALL_N_MASKED]; /* spec 15 */
+        arch_phi3small_masked_ids(masked);
+        gguf_writer_set_arr(w, KEY("logit_masked_ids"), GGUF_I32, masked, ARCH_PHI3SMALL_N_MASKED);
+        if (hp->pos_scale != 1.0 && !c->factors) {
+            /* positions times the scale: linear scaling by its inverse */
+            gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear");
+            gguf_writer_set_f32(w, KEY("rope.scaling.factor"), (float)(1.0 / hp->pos_scale));
+        }
+        if (c->factors) {
+            gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->orig_ctx);
+            gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), (float)hp->attn_factor);
+            gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor_short"), (float)hp->attn_factor_short);
+        }
     }
 #undef KEY
 }
@@ -811,7 +1053,7 @@ static phivk_status build_image(const conv *c, gguf_writer *w, const out_type *o
         uint8_t *dst = (uint8_t *)*data + gguf_find_tensor(g, t->name)->offset;
         const size_t rb = pvk_type_row_bytes(types[i], t->cols);
         for (int64_t r = 0; r < (t->rows ? t->rows : 1) && !st; r++) {
-            st = read_row(t, r, row);
+            st = read_row(t, &c->hp, r, row);
             if (!st) st = quant_quantize_row(types[i], row, dst + (size_t)r * rb, t->cols);
         }
     }
@@ -846,8 +1088,9 @@ static phivk_status convert_image(const char *src, const phivk_convert_params *p
     if (!st && !w) st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     if (!st) {
         write_hparams(&c, w, ot);
-        cvocab_write(c.vocab, w);
-        st = build_image(&c, w, ot, &p, data, size);
+        if (c.tiktoken) st = tok_tiktoken_keys(c.tiktoken, c.tiktoken_len, w);
+        else cvocab_write(c.vocab, w);
+        if (!st) st = build_image(&c, w, ot, &p, data, size);
     }
     gguf_writer_destroy(w);
     conv_free(&c);

@@ -31,6 +31,9 @@ typedef struct info_hp {
     float attn_factor;        /* NAN: absent */
     int64_t orig_ctx;         /* -1: absent */
     bool rope_factor_tables;
+    /* Phi-3-small's own keys (docs/gguf-keys.md); bs_block -1: absent */
+    int64_t bs_block, bs_local, bs_stride, bs_dense_every;
+    float embd_scale, attn_scale, logit_divisor, gegelu_limit;   /* NAN: absent */
     bool learned_pos;         /* position_embd.weight: learned absolute positions, no rotary */
     int64_t n_local;          /* {arch}.attention.layer_types: local layers; -1: absent */
 } info_hp;
@@ -144,6 +147,14 @@ static void gather_hp(info *in) {
     hp->orig_ctx = get_int(in, "rope.scaling.original_context_length", -1);
     hp->rope_factor_tables = gguf_find_tensor(in->f, "rope_factors_long.weight") &&
                              gguf_find_tensor(in->f, "rope_factors_short.weight");
+    hp->bs_block = get_int(in, "attention.blocksparse.block_size", -1);
+    hp->bs_local = get_int(in, "attention.blocksparse.local_blocks", -1);
+    hp->bs_stride = get_int(in, "attention.blocksparse.vert_stride", -1);
+    hp->bs_dense_every = get_int(in, "attention.dense_every_n_layers", -1);
+    float *fs[] = {&hp->embd_scale, &hp->attn_scale, &hp->logit_divisor, &hp->gegelu_limit};
+    static const char *const fk[] = {"embedding_scale", "attention.scale", "logit_divisor", "gegelu_limit"};
+    for (int i = 0; i < 4; i++)
+        if (!get_float(in, fk[i], fs[i])) *fs[i] = NAN;
 }
 
 static void gather_tok(info *in) {
@@ -249,6 +260,16 @@ static void write_human(const info *in, FILE *out) {
             if (!isnan(hp->attn_factor)) fprintf(out, "attn_factor %g, ", (double)hp->attn_factor);
             if (hp->orig_ctx >= 0) fprintf(out, "original context %" PRId64 ", ", hp->orig_ctx);
             fprintf(out, "%s\n", hp->rope_factor_tables ? "short/long factor tables" : "no factor tables");
+        }
+        if (!isnan(hp->embd_scale) || !isnan(hp->attn_scale) || !isnan(hp->logit_divisor))
+            fprintf(out, "  %-18sembedding x%g, attention scale %g, logits / %g\n", "muP", (double)hp->embd_scale,
+                    (double)hp->attn_scale, (double)hp->logit_divisor);
+        if (!isnan(hp->gegelu_limit)) fprintf(out, "  %-18slimit %g\n", "gegelu", (double)hp->gegelu_limit);
+        if (hp->bs_block >= 0) {
+            fprintf(out, "  %-18sblocks of %" PRId64 ", %" PRId64 " local, vertical stride %" PRId64 ", ", "block-sparse",
+                    hp->bs_block, hp->bs_local, hp->bs_stride);
+            if (hp->bs_dense_every > 0) fprintf(out, "layer l dense iff (l + 1) %% %" PRId64 " == 0\n", hp->bs_dense_every);
+            else fprintf(out, "on every layer\n");
         }
     }
 
@@ -373,6 +394,17 @@ static cJSON *json_build(const info *in) {
             json_float(h, "rope_attn_factor", hp->attn_factor);
         json_int(h, "rope_original_context_length", hp->orig_ctx);
         cJSON_AddBoolToObject(h, "rope_factor_tables", hp->rope_factor_tables);
+        if (hp->bs_block >= 0) {
+            cJSON *bs = cJSON_AddObjectToObject(h, "blocksparse");
+            json_int(bs, "block_size", hp->bs_block);
+            json_int(bs, "local_blocks", hp->bs_local);
+            json_int(bs, "vert_stride", hp->bs_stride);
+            json_int(bs, "dense_every_n_layers", hp->bs_dense_every);
+        }
+        static const char *const fj[] = {"embedding_scale", "attention_scale", "logit_divisor", "gegelu_limit"};
+        const float fv[] = {hp->embd_scale, hp->attn_scale, hp->logit_divisor, hp->gegelu_limit};
+        for (int i = 0; i < 4; i++)
+            if (!isnan(fv[i])) json_float(h, fj[i], fv[i]);
     } else {
         cJSON_AddNullToObject(root, "hparams");
     }
@@ -468,6 +500,37 @@ phivk_status phivk_info_write(const char *path, const phivk_info_params *params,
         write_human(in, out);
     }
     if (!st && ferror(out)) st = pvk_fail(PHIVK_ERR_IO, "writing the report failed");
+    free(in);
+    gguf_close(f);
+    return st;
+}
+
+phivk_status phivk_model_brief_read(const char *path, phivk_model_brief *out) {
+    if (!path || !out) return pvk_fail(PHIVK_ERR_INVALID, "phivk_model_brief_read: NULL path or output");
+    *out = (phivk_model_brief){0};
+    gguf_file *f;
+    phivk_status st = gguf_open(path, &f);
+    if (st) return st;
+    info *in = calloc(1, sizeof *in);
+    if (!in) {
+        gguf_close(f);
+        return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    }
+    in->path = path;
+    in->f = f;
+    phivk_info_params p = phivk_info_default_params();
+    st = gather(in, &p);
+    if (!st) {
+        if (in->arch.ptr) phivk_text_visible(in->arch.ptr, in->arch.len, false, out->arch, sizeof out->arch);
+        if (in->name.ptr) phivk_text_visible(in->name.ptr, in->name.len, false, out->name, sizeof out->name);
+        int most = -1;
+        for (int ty = 0; ty < INFO_MAX_TYPES; ty++)
+            if (in->by_type[ty].bytes && (most < 0 || in->by_type[ty].bytes > in->by_type[most].bytes)) most = ty;
+        if (most >= 0) snprintf(out->quant, sizeof out->quant, "%s", pvk_type_get((uint32_t)most)->name);
+        out->file_bytes = gguf_file_size(f);
+        out->ctx = in->hp.present && in->hp.ctx > 0 ? in->hp.ctx : 0;
+        out->params = in->params;
+    }
     free(in);
     gguf_close(f);
     return st;

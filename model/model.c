@@ -80,8 +80,9 @@ static void loader_progress(loader *l, uint64_t bytes) {
     if (l->p->progress) l->p->progress(l->p->progress_user, "loading", l->done, l->total);
 }
 
-/* A 1-D weight (norm, bias, rope factors) as f32 on the device; absent -> zeroed. */
-static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+/* A 1-D weight (norm, bias, rope factors) as f32 on the device, times scale;
+ * absent -> zeroed. */
+static phivk_status upload_vector_scaled(loader *l, const gguf_tensor *t, float scale, pvk_buf *out) {
     memset(out, 0, sizeof *out);
     if (!t) return PHIVK_OK;
     pvk_dev *dev = l->m->rt->dev;
@@ -89,11 +90,17 @@ static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out)
     float *tmp = malloc(sizeof *tmp * (size_t)n);
     if (!tmp) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory loading %s", t->name);
     phivk_status st = quant_dequantize_row(t->type, t->data, tmp, n);
+    if (scale != 1.0f)
+        for (int64_t i = 0; i < n; i++) tmp[i] *= scale;
     if (st == PHIVK_OK) st = pvk_buf_create(dev, sizeof *tmp * (size_t)n, PVK_MEM_DEVICE, out);
     if (st == PHIVK_OK) st = pvk_buf_write(dev, out, 0, tmp, sizeof *tmp * (size_t)n);
     free(tmp);
     if (st == PHIVK_OK) loader_progress(l, t->bytes);
     return st;
+}
+
+static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out) {
+    return upload_vector_scaled(l, t, 1.0f, out);
 }
 
 /* One GGUF matrix (or several of one type, concatenated by rows) as a device
@@ -256,6 +263,7 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
         goto fail;
     if (arch_hparams_read(m->file, what, &m->hp) != PHIVK_OK) goto fail;
     if (arch_weights_create(m->file, &m->hp, what, &m->w) != PHIVK_OK) goto fail;
+    if (arch_masked_ids(m->file, &m->hp, what, &m->masked_ids, &m->n_masked) != PHIVK_OK) goto fail;
     if (tok_vocab_from_gguf(m->file, &m->vocab) != PHIVK_OK) goto fail;
     gguf_str name;
     /* The name reaches terminals and window titles: its control characters are
@@ -278,8 +286,11 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (w->position_embd && upload_tensor(&l, &w->position_embd, 1, &m->pos_embd) != PHIVK_OK) goto fail;
     if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
-    if (upload_vector(&l, w->output_norm, &m->output_norm) != PHIVK_OK ||
-        upload_vector(&l, w->output_norm_b, &m->output_norm_b) != PHIVK_OK ||
+    /* Phi-3-small divides its logits by the muP width multiplier: folded into the
+     * final norm's weight and bias (exact for its power of two, 8), as the head
+     * is linear and has no bias. */
+    if (upload_vector_scaled(&l, w->output_norm, m->hp.logit_scale, &m->output_norm) != PHIVK_OK ||
+        upload_vector_scaled(&l, w->output_norm_b, m->hp.logit_scale, &m->output_norm_b) != PHIVK_OK ||
         upload_vector(&l, w->rope_factors_long, &m->rope_long) != PHIVK_OK ||
         upload_vector(&l, w->rope_factors_short, &m->rope_short) != PHIVK_OK)
         goto fail;
@@ -328,6 +339,7 @@ void phivk_model_free(phivk_model *m) {
     pvk_buf *bufs[] = {&m->output_norm, &m->output_norm_b, &m->rope_long, &m->rope_short};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pvk_buf_destroy(d, bufs[i]);
     tok_vocab_destroy(m->vocab);
+    free(m->masked_ids);
     arch_weights_destroy(m->w);
     gguf_close(m->file);
     free(m);

@@ -50,6 +50,7 @@ struct phivk_model {
     pvk_buf rope_long, rope_short;
     gpu_layer *layers;
     uint64_t weight_bytes;
+    int32_t *masked_ids, n_masked; /* logits set to -FLT_MAX (arch_masked_ids) */
 };
 
 /* The distinct types of the model's matrices (head, projections; not the embedding

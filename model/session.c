@@ -1,5 +1,6 @@
 /* Sessions: the KV cache, the scratch activations, and the forward pass recorded
  * into one command buffer per chunk of tokens (DESIGN.md "One token, end to end"). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,7 +295,7 @@ static void store_kv(phivk_session *s, const step *t, uint32_t i, int32_t l, phi
         .n_rot = (uint32_t)hp->n_rot,
         .neox = hp->rope_neox,
         .freq_base = hp->rope_base,
-        .attn_factor = hp->rope_attn_factor,
+        .attn_factor = c->table == ARCH_ROPE_TABLE_SHORT ? hp->rope_attn_factor_short : hp->rope_attn_factor,
         .factors = factors,
     };
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
@@ -313,6 +314,7 @@ static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint6
     uint32_t m;
     phivk_session *c = part(s, t, i, &qkv, &att, &m);
     pvk_attn a = attn_desc(c, l, m, (uint32_t)c->pos);
+    arch_sparse_pattern(&s->m->hp, l, &a.bs_block, &a.bs_local, &a.bs_stride, &a.bs_step);
     pvk_buf range;
     if (t->n > 1 && a.scratch) {
         uint64_t align = pvk_dev_caps(s->m->rt->dev)->storage_align, have = s->buf[PLAN_ATTN].size;
@@ -373,7 +375,9 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
     uint32_t n_ff = (uint32_t)hp->n_ff;
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
     if (!*st) {
-        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
+        if (hp->gegelu && act.q8) *st = pvk_op_gegelu_q8(o, c, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff, hp->gegelu_limit);
+        else if (hp->gegelu) *st = pvk_op_gegelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff, hp->gegelu_limit);
+        else if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
         else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
         else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
@@ -395,7 +399,7 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
     memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
 
     phivk_status st = pvk_cmd_begin(c);
-    if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
+    if (!st) st = pvk_op_get_rows_scaled(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m, hp->embd_scale);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (hp->pos_embd) {
         /* learned absolute positions: rows pos.. of each session added to its token rows */
@@ -438,6 +442,8 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
         w->pos += (int32_t)k;
     }
     if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
+    for (uint32_t r = 0; out && r < rows; r++) /* Phi-3-small's dummy ids (arch_masked_ids) */
+        for (int32_t i = 0; i < mod->n_masked; i++) out[(size_t)r * hp->n_vocab + mod->masked_ids[i]] = -FLT_MAX;
     return PHIVK_OK;
 }
 

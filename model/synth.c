@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -32,6 +33,8 @@ static const shape shapes[] = {
     {"phi3-mini", "phi3", 32064, 3072, 32, 32, 32, 8192, 4096, 0, false, false, 2047},
     {"phi3-mini-128k", "phi3", 32064, 3072, 32, 32, 32, 8192, 131072, 0, true, false, 262144},
     {"phi3-medium", "phi3", 32064, 5120, 40, 40, 10, 17920, 4096, 0, false, false, 2047},
+    {"phi3-small", "phi3small", 100352, 4096, 32, 32, 8, 14336, 8192, 0, false, true, 0},
+    {"phi3-small-128k", "phi3small", 100352, 4096, 32, 32, 8, 14336, 131072, 0, true, true, 0},
     {"phi2", "phi2", 51200, 2560, 32, 32, 32, 10240, 2048, 32, false, false, 0},
     {"phi1.5", "phi2", 51200, 2048, 24, 32, 32, 8192, 2048, 32, false, false, 0},
     {"stories15m", "llama", 32000, 288, 6, 6, 6, 768, 256, 0, false, true, 0},
@@ -54,7 +57,8 @@ phivk_status synth_shape_by_name(const char *name, synth_params *out) {
         *out = (synth_params){
             .arch = s->arch, .n_vocab = s->n_vocab, .n_embd = s->n_embd, .n_layer = s->n_layer,
             .n_head = s->n_head, .n_head_kv = s->n_head_kv, .n_ff = s->n_ff, .n_ctx = s->n_ctx,
-            .n_rot = s->n_rot, .longrope = s->longrope, .rope_orig_ctx = s->longrope ? 4096 : 0,
+            .n_rot = s->n_rot, .longrope = s->longrope,
+            .rope_orig_ctx = !s->longrope ? 0 : !strcmp(s->arch, "phi3small") ? 8192 : 4096,
             .sliding_window = s->sliding_window, .tied_output = s->tied, .wtype = PVK_F16,
             .seed = 1,
         };
@@ -69,13 +73,14 @@ phivk_status synth_shape_by_name(const char *name, synth_params *out) {
 
 /* -------------------------------------------------------------- validation */
 
-enum { ARCH_ID_PHI2, ARCH_ID_PHI3, ARCH_ID_LLAMA, ARCH_ID_GPTNEO };
+enum { ARCH_ID_PHI2, ARCH_ID_PHI3, ARCH_ID_LLAMA, ARCH_ID_GPTNEO, ARCH_ID_PHI3SMALL };
 
 static int arch_id(const char *a) {
     if (!a) return -1;
     if (!strcmp(a, "phi2")) return ARCH_ID_PHI2;
     if (!strcmp(a, "phi3")) return ARCH_ID_PHI3;
     if (!strcmp(a, "llama")) return ARCH_ID_LLAMA;
+    if (!strcmp(a, "phi3small")) return ARCH_ID_PHI3SMALL;
     if (!strcmp(a, "gptneo")) return ARCH_ID_GPTNEO;
     return -1;
 }
@@ -87,7 +92,7 @@ static int32_t min_vocab(int arch) { return arch == ARCH_ID_PHI3 ? 310 : 300; }
 static phivk_status check_params(const synth_params *p) {
     const int a = arch_id(p->arch);
     if (a < 0)
-        return pvk_fail(PHIVK_ERR_INVALID, "synthetic models are phi3, llama, phi2 or gptneo, not '%s'",
+        return pvk_fail(PHIVK_ERR_INVALID, "synthetic models are phi3, llama, phi2, gptneo or phi3small, not '%s'",
                         p->arch ? p->arch : "(null)");
     const int32_t kv = p->n_head_kv ? p->n_head_kv : p->n_head;
     if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 || p->n_ff <= 0 || p->n_ctx <= 0 ||
@@ -104,8 +109,10 @@ static phivk_status check_params(const synth_params *p) {
         return pvk_fail(PHIVK_ERR_INVALID,
                         "synthetic %s vocabularies need at least %d tokens, not %d", p->arch,
                         min_vocab(a), p->n_vocab);
-    if (p->longrope && a != ARCH_ID_PHI3)
-        return pvk_fail(PHIVK_ERR_INVALID, "LongRoPE exists only for phi3");
+    if (p->longrope && a != ARCH_ID_PHI3 && a != ARCH_ID_PHI3SMALL)
+        return pvk_fail(PHIVK_ERR_INVALID, "LongRoPE exists only for phi3 and phi3small");
+    if (a == ARCH_ID_PHI3SMALL && (!p->tied_output || p->n_rot))
+        return pvk_fail(PHIVK_ERR_INVALID, "phi3small models tie their output head and rotate whole heads");
     if (p->tied_output && a == ARCH_ID_PHI2)
         return pvk_fail(PHIVK_ERR_INVALID, "phi2 models have an untied output head");
     if (a == ARCH_ID_GPTNEO && (kv != p->n_head || p->n_rot || !p->tied_output || p->sliding_window <= 0))
@@ -464,7 +471,7 @@ static void add_vocab(builder *b, int arch) {
     if (!v.text || !v.score || !v.type) {
         b->st = pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the vocabulary");
     } else {
-        if (arch == ARCH_ID_PHI2 || arch == ARCH_ID_GPTNEO) vocab_gpt2(b, &v);
+        if (arch == ARCH_ID_PHI2 || arch == ARCH_ID_GPTNEO || arch == ARCH_ID_PHI3SMALL) vocab_gpt2(b, &v);
         else vocab_spm(b, &v, arch == ARCH_ID_PHI3);
         if (!b->st) {
             gguf_writer_set_arr_str(b->w, "tokenizer.ggml.tokens", (const char *const *)v.text,
@@ -531,6 +538,33 @@ static void set_hparams(builder *b, int arch) {
                         (uint32_t)(p->n_rot ? p->n_rot : p->n_embd / p->n_head));
     if (arch == ARCH_ID_PHI2) {
         gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), 1e-5f);
+    } else if (arch == ARCH_ID_PHI3SMALL) {
+        /* The real model's muP and block-sparse values (docs/spec/phi3-small.md 1). */
+        const int32_t hd = p->n_embd / p->n_head;
+        gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), 1e-5f);
+        gguf_writer_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 1e6f);
+        gguf_writer_set_f32(w, KEY("embedding_scale"), 10.0f);
+        gguf_writer_set_f32(w, KEY("attention.scale"), 1.0f / (float)hd);
+        gguf_writer_set_f32(w, KEY("logit_divisor"), 8.0f);
+        gguf_writer_set_f32(w, KEY("gegelu_limit"), p->gegelu_limit > 0 ? p->gegelu_limit : 20.0f);
+        gguf_writer_set_u32(w, KEY("attention.dense_every_n_layers"),
+                            (uint32_t)(p->bs_dense_every ? p->bs_dense_every : 2));
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.block_size"), (uint32_t)(p->bs_block ? p->bs_block : 64));
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.local_blocks"), (uint32_t)(p->bs_local ? p->bs_local : 16));
+        gguf_writer_set_u32(w, KEY("attention.blocksparse.vert_stride"), (uint32_t)(p->bs_stride ? p->bs_stride : 8));
+        gguf_writer_set_bool(w, KEY("attention.blocksparse.homo_head_pattern"), false);
+        if (p->n_vocab == 100352) { /* the real vocabulary: its dummy ids are masked (spec 15) */
+            int32_t masked[ARCH_PHI3SMALL_N_MASKED];
+            arch_phi3small_masked_ids(masked);
+            gguf_writer_set_arr(w, KEY("logit_masked_ids"), GGUF_I32, masked, ARCH_PHI3SMALL_N_MASKED);
+        }
+        if (p->longrope) {
+            const int32_t orig = p->rope_orig_ctx > 0 ? p->rope_orig_ctx : p->n_ctx;
+            const double s = (double)p->n_ctx / orig;
+            gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)orig);
+            gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"),
+                                (float)(s <= 1 ? 1.0 : sqrt(1.0 + log(s) / log((double)orig))));
+        }
     } else {
         gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
         gguf_writer_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 10000.0f);
@@ -555,28 +589,29 @@ static void add_tensors(builder *b, int arch) {
     const synth_params *p = b->p;
     const int64_t E = p->n_embd, hd = E / p->n_head;
     const int64_t KV = hd * (p->n_head_kv ? p->n_head_kv : p->n_head), F = p->n_ff;
-    const bool phi2 = arch == ARCH_ID_PHI2, neo = arch == ARCH_ID_GPTNEO;
+    const bool phi2 = arch == ARCH_ID_PHI2, neo = arch == ARCH_ID_GPTNEO, p3s = arch == ARCH_ID_PHI3SMALL;
+    const bool bias = phi2 || neo || p3s; /* biases on the norms and the output, up and down projections */
     add_linear(b, "", "token_embd", -1, E, p->n_vocab, false);
     if (neo) add_linear(b, "", "position_embd", -1, E, p->n_ctx, false);
     if (p->longrope && !b->st) add_rope_factors(b, (int32_t)((p->n_rot ? p->n_rot : hd) / 2));
     for (int32_t l = 0; l < p->n_layer; l++) {
         char pre[32];
         snprintf(pre, sizeof pre, "blk.%d.", (int)l);
-        add_norm(b, pre, "attn_norm", E, phi2 || neo);
+        add_norm(b, pre, "attn_norm", E, bias);
         if (arch == ARCH_ID_LLAMA || neo || (phi2 && p->separate_qkv)) {
             add_linear(b, pre, "attn_q", l, E, E, phi2);
             add_linear(b, pre, "attn_k", l, E, KV, phi2);
             add_linear(b, pre, "attn_v", l, E, KV, phi2);
         } else {
-            add_linear(b, pre, "attn_qkv", l, E, E + 2 * KV, phi2);
+            add_linear(b, pre, "attn_qkv", l, E, E + 2 * KV, bias);
         }
-        add_linear(b, pre, "attn_output", l, E, E, phi2 || neo);
-        if (!phi2) add_norm(b, pre, "ffn_norm", E, neo);
+        add_linear(b, pre, "attn_output", l, E, E, bias);
+        if (!phi2) add_norm(b, pre, "ffn_norm", E, neo || p3s);
         if (arch == ARCH_ID_LLAMA) add_linear(b, pre, "ffn_gate", l, E, F, false);
-        add_linear(b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI3 ? 2 * F : F, phi2 || neo);
-        add_linear(b, pre, "ffn_down", l, F, E, phi2 || neo);
+        add_linear(b, pre, "ffn_up", l, E, arch == ARCH_ID_PHI3 || p3s ? 2 * F : F, bias);
+        add_linear(b, pre, "ffn_down", l, F, E, bias);
     }
-    add_norm(b, "", "output_norm", E, phi2 || neo);
+    add_norm(b, "", "output_norm", E, bias);
     if (!p->tied_output) add_linear(b, "", "output", -1, E, p->n_vocab, phi2);
 }
 
@@ -641,8 +676,13 @@ int64_t synth_param_count(const synth_params *p) {
     const int64_t ffn_in = arch == ARCH_ID_PHI2 || neo ? F : 2 * F; /* up (+gate) */
     int64_t layer = E * (E + 2 * KV) + E * E + E * ffn_in + F * E + 2 * E;
     if (arch == ARCH_ID_PHI2) layer += (E + 2 * KV) + E + F + E; /* biases; one norm w+b */
+    if (arch == ARCH_ID_PHI3SMALL) layer += (E + 2 * KV) + E + 2 * F + E + 2 * E; /* biases; norm biases */
     if (neo) layer += E + F + E + 2 * E;                         /* out, up, down biases; norm biases */
-    /* output norm; phi2 adds its bias and the output bias, gptneo its norm bias and positions */
-    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab : neo ? 2 * E + (int64_t)p->n_ctx * E : E;
+    /* output norm; phi2 adds its bias and the output bias, gptneo its norm bias and
+     * positions, phi3small its norm bias */
+    const int64_t head = arch == ARCH_ID_PHI2 ? 2 * E + p->n_vocab
+                         : neo                ? 2 * E + (int64_t)p->n_ctx * E
+                         : arch == ARCH_ID_PHI3SMALL ? 2 * E
+                                                     : E;
     return (int64_t)p->n_vocab * E * (p->tied_output ? 1 : 2) + p->n_layer * layer + head;
 }

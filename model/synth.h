@@ -12,7 +12,9 @@
  * <|system|> (CONTROL, eos = <|endoftext|>) and a chat template. phi2 gets a GPT-2
  * style byte-level BPE vocabulary (model "gpt2", pre "phi-2"): the 256 byte symbols
  * in GPT-2 order, merges building "Ġx", two- and three-letter pieces, then
- * <|endoftext|> (bos = eos, add_bos false). Rows past the generated pieces are
+ * <|endoftext|> (bos = eos, add_bos false); phi3small gets the same GPT-2 style
+ * vocabulary (its real tiktoken one needs the cl100k rank file, which
+ * `phivk convert` reads). Rows past the generated pieces are
  * "[PADn]" (UNUSED), as the converters pad real vocabularies. */
 #ifndef PHIVK_SYNTH_H
 #define PHIVK_SYNTH_H
@@ -30,7 +32,7 @@ typedef enum synth_mix {
 } synth_mix;
 
 typedef struct synth_params {
-    const char *arch;       /* "phi3", "llama" or "phi2" */
+    const char *arch;       /* "phi3", "llama", "phi2" or "phi3small" */
     const char *name;       /* general.name; NULL: "synthetic <arch>" */
     int32_t n_vocab;        /* >= 300 (phi3: 310) so the fixed pieces fit */
     int32_t n_embd, n_layer, n_head;
@@ -57,6 +59,10 @@ typedef struct synth_params {
      * first SYNTH_REPEAT_ROWS rows. Phi-3-mini Q4_K_M then builds in seconds, not
      * minutes. The model is still valid and runs like any other. */
     bool repeat_weights;
+    /* phi3small: the block-sparse pattern (0: the real model's 64, 16, 8, every 2nd
+     * layer dense) and the GEGELU limit (0: 20). */
+    int32_t bs_block, bs_local, bs_stride, bs_dense_every;
+    float gegelu_limit;
 } synth_params;
 
 /* The distinct rows of a matrix under repeat_weights. */
@@ -66,7 +72,7 @@ typedef struct synth_params {
 synth_params synth_default_params(void);
 
 /* Fills *out with a named shape: "tiny", "150m", "phi3-mini", "phi3-mini-128k",
- * "phi3-medium", "phi2", "phi1.5", "stories15m" (F16 weights, seed 1; callers
+ * "phi3-medium", "phi3-small", "phi3-small-128k", "phi2", "phi1.5", "stories15m" (F16 weights, seed 1; callers
  * change wtype/mix/seed). PHIVK_ERR_INVALID naming the known shapes otherwise. */
 phivk_status synth_shape_by_name(const char *name, synth_params *out);
 /* The names synth_shape_by_name knows, NULL-terminated. */

@@ -6,6 +6,7 @@
 #include "pvk_ops.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static pvk_fetch tensor_fetch(const pvk_tensor *t) { return t->views ? PVK_FETCH
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t rows, n; float eps; uint32_t flags; } norm_push;
 typedef struct { uint32_t rows, n; } softmax_push;
-typedef struct { uint32_t n, n_ff, flags; } act_push;
+typedef struct { uint32_t n, n_ff, flags; float limit; } act_push;
 typedef struct { uint32_t n, row_len; } eltwise_push;
 typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
 static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(act_push) <= 128 &&
@@ -363,11 +364,11 @@ static phivk_status need(const char *op, const char *what, const pvk_buf *b, uin
 
 /* ---------------------------------------------------------------- get_rows */
 
-typedef struct { uint32_t n, cols, row0, nrows, table_rows, pos0; } get_rows_push;
+typedef struct { uint32_t n, cols, row0, nrows, table_rows, pos0; float scale; } get_rows_push;
 
-/* get_rows (ids) or add_rows (ids NULL: rows pos0.. added). */
+/* get_rows (ids; times scale) or add_rows (ids NULL: rows pos0.. added). */
 static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_tensor *table, const pvk_buf *ids,
-                            uint32_t pos0, const pvk_buf *out, uint32_t n) {
+                            uint32_t pos0, const pvk_buf *out, uint32_t n, float scale) {
     if (!table || !pvk_ops_reads_weights(table->type))
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: table type %s has no lookup kernel", op,
                         table ? pvk_type_get(table->type)->name : "(none)");
@@ -386,7 +387,7 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
     /* Chunks write disjoint output rows: no barrier between them. */
     for (uint32_t i = 0; i < table->n_chunks; i++) {
         get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
-                           pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows, pos0};
+                           pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows, pos0, scale};
         /* add_rows reads no ids: its slot holds a word of out */
         pvk_binding b[3] = {pvk_tensor_bind(table, i), ids ? pvk_bind(ids) : pvk_bind_range(out, 0, 4), pvk_bind(out)};
         if ((st = dispatch(o, c, id, table->views ? "tss" : "sss", &wg, 1, &p, sizeof p, b, gx, gy, 1)))
@@ -397,13 +398,18 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
 
 phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                              const pvk_buf *out, uint32_t n) {
+    return pvk_op_get_rows_scaled(o, c, table, ids, out, n, 1.0f);
+}
+
+phivk_status pvk_op_get_rows_scaled(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+                                    const pvk_buf *out, uint32_t n, float scale) {
     if (!ids) return pvk_fail(PHIVK_ERR_INVALID, "get_rows: no ids buffer");
-    return rows_op(o, c, "get_rows", table, ids, 0, out, n);
+    return rows_op(o, c, "get_rows", table, ids, 0, out, n, scale);
 }
 
 phivk_status pvk_op_add_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, uint32_t pos0, const pvk_buf *out,
                              uint32_t n) {
-    return rows_op(o, c, "add_rows", table, NULL, pos0, out, n);
+    return rows_op(o, c, "add_rows", table, NULL, pos0, out, n, 1.0f);
 }
 
 uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n) {
@@ -484,20 +490,20 @@ phivk_status pvk_op_softmax(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_
 /* One invocation per output element of `n` (act.comp); in_floats is what the
  * input must hold. */
 static phivk_status act(pvk_ops *o, pvk_cmd *c, const char *name, pvk_act a, const pvk_buf *x,
-                      uint64_t in_floats, const pvk_buf *out, uint32_t n, uint32_t n_ff) {
+                      uint64_t in_floats, const pvk_buf *out, uint32_t n, uint32_t n_ff, float limit) {
     phivk_status st;
     uint32_t wg = o->t.elt_wg, gx, gy;
     if (!n) return pvk_fail(PHIVK_ERR_INVALID, "%s: no elements", name);
     if ((st = need(name, "input", x, in_floats)) || (st = need(name, "out", out, n)) ||
         (st = fold_grid(o, name, (n + wg - 1) / wg, 1, &gx, &gy)))
         return st;
-    act_push p = {n, n_ff, 0};
+    act_push p = {n, n_ff, 0, limit};
     pvk_binding bd[2] = {pvk_bind(x), pvk_bind(out)};
     return dispatch(o, c, pvk_kernels_act[a][PVK_ACTS_F32], "ss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
 }
 
-phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
-                         const pvk_buf *q8, uint32_t rows, uint32_t n) {
+static phivk_status act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
+                           const pvk_buf *q8, uint32_t rows, uint32_t n, float limit) {
     const char *name = "act_q8";
     pvk_kernel_id id = (unsigned)a < PVK_ACT_COUNT ? pvk_kernels_act[a][PVK_ACTS_Q8] : PVK_KERNEL_NONE;
     if (!id) return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: activation %d has no int8 kernel", name, (int)a);
@@ -506,13 +512,24 @@ phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, 
     phivk_status st;
     if (!total || total > UINT32_MAX / 2)
         return pvk_fail(PHIVK_ERR_INVALID, "%s: bad shape %u x %u", name, rows, n);
-    if ((st = need(name, "input", x, a == PVK_ACT_SWIGLU ? 2 * total : total)) ||
+    bool halves = a == PVK_ACT_SWIGLU || a == PVK_ACT_GEGELU;
+    if ((st = need(name, "input", x, halves ? 2 * total : total)) ||
         (out && (st = need(name, "out", out, total))) || (st = need_q8(o, name, q8, rows, n)) ||
         (st = fold_grid(o, name, (uint32_t)(total / 32 + wg - 1) / wg, 1, &gx, &gy)))
         return st;
-    act_push p = {(uint32_t)total, n, out ? 1u : 0u};
+    act_push p = {(uint32_t)total, n, out ? 1u : 0u, limit};
     pvk_binding bd[3] = {pvk_bind(x), pvk_bind(out ? out : q8), pvk_bind(q8)};
     return dispatch(o, c, id, "sss", &wg, 1, &p, sizeof p, bd, gx, gy, 1);
+}
+
+phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act a, const pvk_buf *x, const pvk_buf *out,
+                         const pvk_buf *q8, uint32_t rows, uint32_t n) {
+    return act_q8(o, c, a, x, out, q8, rows, n, 0.0f);
+}
+
+phivk_status pvk_op_gegelu_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+                            const pvk_buf *q8, uint32_t rows, uint32_t n, float limit) {
+    return act_q8(o, c, PVK_ACT_GEGELU, x, out, q8, rows, n, limit);
 }
 
 /* out = a OP b (eltwise.comp): one invocation per element. */
@@ -540,11 +557,11 @@ phivk_status pvk_op_mul(pvk_ops *o, pvk_cmd *c, const pvk_buf *a, const pvk_buf 
 }
 
 phivk_status pvk_op_silu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
-    return act(o, c, "silu", PVK_ACT_SILU, x, n, out, n, 0);
+    return act(o, c, "silu", PVK_ACT_SILU, x, n, out, n, 0, 0.0f);
 }
 
 phivk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out, uint32_t n) {
-    return act(o, c, "gelu", PVK_ACT_GELU, x, n, out, n, 0);
+    return act(o, c, "gelu", PVK_ACT_GELU, x, n, out, n, 0, 0.0f);
 }
 
 phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
@@ -552,7 +569,17 @@ phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_
     uint64_t n = (uint64_t)rows * n_ff;
     if (n > UINT32_MAX / 2)
         return pvk_fail(PHIVK_ERR_INVALID, "swiglu: %u x %u elements are too many", rows, n_ff);
-    return act(o, c, "swiglu", PVK_ACT_SWIGLU, gu, 2 * n, out, (uint32_t)n, n_ff);
+    return act(o, c, "swiglu", PVK_ACT_SWIGLU, gu, 2 * n, out, (uint32_t)n, n_ff, 0.0f);
+}
+
+phivk_status pvk_op_gegelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+                         uint32_t rows, uint32_t n_ff, float limit) {
+    uint64_t n = (uint64_t)rows * n_ff;
+    if (n > UINT32_MAX / 2)
+        return pvk_fail(PHIVK_ERR_INVALID, "gegelu: %u x %u elements are too many", rows, n_ff);
+    if (!(limit >= 0) || !isfinite(limit))
+        return pvk_fail(PHIVK_ERR_INVALID, "gegelu: limit %g must be finite and not negative", (double)limit);
+    return act(o, c, "gegelu", PVK_ACT_GEGELU, gu, 2 * n, out, (uint32_t)n, n_ff, limit);
 }
 
 phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,

@@ -152,6 +152,11 @@ phivk_status pvk_op_gelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf
 /* out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i]  for gu = [rows][2*n_ff] (gate | up) */
 phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
                          uint32_t rows, uint32_t n_ff);
+/* Phi-3-small's GEGELU over the same [a | c] halves (docs/spec/phi3-small.md 14):
+ * out[r][i] = a' sigmoid(1.702 a') (c' + 1), a' = min(a, limit), c' = clamp(c, +-limit);
+ * limit 0: no clamp. */
+phivk_status pvk_op_gegelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_buf *out,
+                         uint32_t rows, uint32_t n_ff, float limit);
 
 /* ---- int8 activations for the integer-dot-product matvec (shaders/q8_store.glsl)
  * A norm or activation can also write its result as int8 blocks of 32 with a scale
@@ -172,6 +177,9 @@ phivk_status pvk_op_layernorm_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const
  * and SWIGLU have int8 kernels (pvk_act: pvk_kernels.h). */
 phivk_status pvk_op_act_q8(pvk_ops *o, pvk_cmd *c, pvk_act act, const pvk_buf *x,
                          const pvk_buf *out, const pvk_buf *q8, uint32_t rows, uint32_t n);
+/* The same for GEGELU with its limit (x is [rows][2n]). */
+phivk_status pvk_op_gegelu_q8(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_buf *out,
+                            const pvk_buf *q8, uint32_t rows, uint32_t n, float limit);
 
 /* ---- matrix products (shaders/matvec.comp for small m, matmul.comp tiled) */
 /* y[i][j] (+)= sum_k x[i][k] * w[j][k] (+ bias[j]) for i < m, j < w->rows.
@@ -204,6 +212,9 @@ phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_
  * table gives a zero row (callers check token ids on the host). */
 phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                            const pvk_buf *out, uint32_t n);
+/* The same times scale (one rounding: Phi-3-small's muP embedding multiplier). */
+phivk_status pvk_op_get_rows_scaled(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
+                                  const pvk_buf *out, uint32_t n, float scale);
 /* out[i] += dequant(table row pos0 + i) for i < n: learned absolute positions.
  * PHIVK_ERR_INVALID when a row is past the table. */
 phivk_status pvk_op_add_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, uint32_t pos0, const pvk_buf *out,
@@ -272,6 +283,11 @@ typedef struct pvk_attn {
     uint32_t pos0;
     uint32_t window;          /* sliding window (key visible iff qpos - kpos < window); 0 = none */
     float scale;              /* applied to q·k (1/sqrt(head_dim)) */
+    /* Block-sparse attention (Phi-3-small, docs/spec/phi3-small.md section 11): with
+     * bs_block > 0, query head h at qpos sees key kpos <= qpos iff
+     * qpos/bs_block - kpos/bs_block < bs_local or (kpos/bs_block + h*bs_step + 1) %
+     * bs_stride == 0. Each row skips the key blocks it does not see. 0: dense. */
+    uint32_t bs_block, bs_local, bs_stride, bs_step;
     /* Split-K partials (un-normalised O, max, sum per KV slice) when the KV range is
      * split across workgroups or cache chunks: a buffer of
      * pvk_op_attention_scratch_bytes_kv, allocated once by the caller. NULL, or too

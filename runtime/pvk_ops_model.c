@@ -21,6 +21,7 @@ typedef struct {
     uint32_t q_stride4, q_off4, n_head, group, m, pos0, window;
     float scale;
     uint32_t kv_width, kv_row0, k_byte0, v_byte0, c_lo, c_hi, n_split, tile_base;
+    uint32_t bs_block, bs_local, bs_stride, bs_hoff;
 } attn_push;
 typedef struct { uint32_t rows, hd4, n_split; } attn_reduce_push;
 static_assert(sizeof(kv_store_push) <= 128 && sizeof(attn_push) <= 128, "push constants <= 128 bytes");
@@ -394,6 +395,9 @@ static phivk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_bu
         return pvk_fail(PHIVK_ERR_INVALID, "%s: %u q heads at %u exceed the row of %u floats", op,
                         a->n_head, a->q_off, a->q_stride);
     if (!isfinite(a->scale)) return pvk_fail(PHIVK_ERR_INVALID, "%s: scale is not finite", op);
+    if (a->bs_block && (!a->bs_local || !a->bs_stride))
+        return pvk_fail(PHIVK_ERR_INVALID, "%s: block-sparse blocks of %u need local blocks (%u) and a "
+                        "vertical stride (%u)", op, a->bs_block, a->bs_local, a->bs_stride);
     phivk_status st;
     if ((st = check_kv(op, kv, a->m, a->pos0))) return st;
     if (kv->width != a->n_kv_head * a->head_dim)
@@ -436,7 +440,8 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
     uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * per_row;
     bool texel = kv->k_views && kv->v_views;
     attn_push p = {a->q_stride / 4, a->q_off / 4, a->n_head, a->n_head / a->n_kv_head, a->m, a->pos0,
-                   a->window, a->scale, kv->width, 0, 0, 0, 0, 0, splits, 0};
+                   a->window, a->scale, kv->width, 0, 0, 0, 0, 0, splits, 0,
+                   a->bs_block, a->bs_local, a->bs_stride, a->bs_stride ? a->bs_step % a->bs_stride : 0};
     /* Without scratch its binding gets out, which the shader then never reads. */
     bool scratch = splits > 1 || c_last > c_first;
     pvk_binding b[5] = {pvk_bind(x), {0}, {0}, pvk_bind(out), pvk_bind(scratch ? a->scratch : out)};

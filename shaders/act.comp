@@ -4,6 +4,9 @@
 //   GELU:   out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
 //           x * sigmoid(2u): same function, no inf/inf for large |x|
 //   SWIGLU: out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i], gu = [rows][2 n_ff]
+//   GEGELU: Phi-3-small (docs/spec/phi3-small.md section 14) over the same [a | c]
+//           halves: a' = min(a, limit), c' = clamp(c, -limit, limit) (no clamp when
+//           limit is 0), out = a' sigmoid(1.702 a') (c' + 1)
 //   COPY:   out[i] = x[i] (only with Q8)
 // Buffers (f32): 0 input, 1 out (may alias the input for SILU/GELU).
 // Mapping: one invocation per output element; workgroups beyond 65535 fold into y.
@@ -25,6 +28,7 @@ layout(push_constant) uniform P {
     uint n;      // output elements
     uint n_ff;   // SWIGLU: half the width of a gu row; Q8: the width of an output row
     uint flags;  // Q8: 1 write out
+    float limit; // GEGELU: the clamp; 0: none
 } p;
 
 float sigmoid(float v) { return 1.0 / (1.0 + exp(-v)); }
@@ -40,10 +44,18 @@ float act(uint i) {
     uint r = i / p.n_ff, c = i - r * p.n_ff;
     float g = x[2u * r * p.n_ff + c];
     return g * sigmoid(g) * x[2u * r * p.n_ff + p.n_ff + c];
+#elif defined(GEGELU)
+    uint r = i / p.n_ff, c = i - r * p.n_ff;
+    float a = x[2u * r * p.n_ff + c], l = x[2u * r * p.n_ff + p.n_ff + c];
+    if (p.limit > 0.0) {
+        a = min(a, p.limit);
+        l = clamp(l, -p.limit, p.limit);
+    }
+    return a * sigmoid(1.702 * a) * (l + 1.0);
 #elif defined(COPY) && defined(Q8)
     return x[i];
 #else
-#error define SILU, GELU, SWIGLU or (with Q8) COPY
+#error define SILU, GELU, SWIGLU, GEGELU or (with Q8) COPY
 #endif
 }
 

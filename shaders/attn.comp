@@ -30,6 +30,13 @@
 // has invocations (decode), KL invocations of a row take every KL-th key of its
 // range, each with its own (O, M, L), merged by subgroup shuffles at the end: no
 // per-key shuffles or repeated softmax work, unlike lanes splitting the head.
+// Block-sparse (bs_block > 0, Phi-3-small): query head h at qpos sees key k <= qpos
+// iff its block k / B is one of the LB local blocks up to qpos / B or lies on the
+// head's vertical stride, (k / B + hoff + 1) % VS == 0 with hoff = h * step % VS.
+// Each row jumps from a block it does not see to the next one it does (the keys
+// of its residue mod KL), so skipped blocks cost no loads and no loop iterations;
+// the rows of a workgroup may then loop different counts, and the shuffles inside
+// the key loop stay within one row's lanes, which always loop together.
 // Grid: x = tiles of rows (from tile_base), y = KV head, z = split.
 // Spec constants: 0 WG, 1 L (a power of two <= subgroup size), 2 HD (head_dim,
 // a multiple of 4 L), 3 KL (a power of two; L * KL <= subgroup size).
@@ -62,6 +69,7 @@ layout(push_constant) uniform P {
     uint k_byte0, v_byte0;    // that row's byte in the K and V bindings
     uint c_lo, c_hi;          // this dispatch's chunk of positions
     uint n_split, tile_base;
+    uint bs_block, bs_local, bs_stride, bs_hoff;   // block-sparse pattern; bs_block 0: dense
 } p;
 
 #ifdef KV_TEXEL
@@ -175,6 +183,26 @@ float row_sum(float v) {
     return v;
 }
 
+// Block-sparse: the first key >= k that the row (query block qb, vertical offset
+// hoff) sees, with k0's residue mod KL; k itself when its block is seen or the
+// layer is dense. A candidate past a seen block's end is checked again by the caller.
+uint bs_next(uint k, uint k0, uint qb, uint hoff) {
+    if (p.bs_block == 0u) return k;
+    uint kb = k / p.bs_block;
+    uint local0 = qb + 1u > p.bs_local ? qb + 1u - p.bs_local : 0u;
+    uint r = (kb + hoff + 1u) % p.bs_stride;
+    if (kb >= local0 || r == 0u) return k;
+    uint nb = min(kb + p.bs_stride - r, local0);   // next vertical block, or the local window
+    uint start = nb * p.bs_block;
+    return start + ((k0 - start) & (KL - 1u));
+}
+
+bool bs_sees(uint k, uint qb, uint hoff) {
+    if (p.bs_block == 0u) return true;
+    uint kb = k / p.bs_block;
+    return qb - kb < p.bs_local || (kb + hoff + 1u) % p.bs_stride == 0u;
+}
+
 void main() {
     uint lane = gl_LocalInvocationID.x % L;
     uint kl = (gl_LocalInvocationID.x / L) % KL;   // key lane
@@ -219,7 +247,9 @@ void main() {
     uint e0 = gl_WorkGroupID.y * HD + 4u * lane;   // this lane's first element of the row
     uint k_rb = kv_row_bytes(K_KIND, p.kv_width), v_rb = kv_row_bytes(V_KIND, p.kv_width);
     uint k_lo = max(ks, p.c_lo), k_hi = min(ke, p.c_hi);
-    for (uint k = k_lo + kl; k < k_hi; k += KL) {
+    uint qblk = p.bs_block != 0u ? qpos / p.bs_block : 0u;
+    uint hoff = p.bs_block != 0u ? h * p.bs_hoff % p.bs_stride : 0u;
+    for (uint k = bs_next(k_lo + kl, k_lo + kl, qblk, hoff); k < k_hi; k = bs_next(k + KL, k_lo + kl, qblk, hoff)) {
         uint r = k - p.kv_row0;
         uint kr = p.k_byte0 + r * k_rb, vr = p.v_byte0 + r * v_rb;
         float s = 0.0;
@@ -228,7 +258,7 @@ void main() {
         else
             for (uint v = 0u; v < D4; v++) s += dot(q[v], kv_load4(K_KIND, false, kr, e0 + 4u * L * v));
         s = row_sum(s);
-        if (k > qpos || (p.window != 0u && qpos - k >= p.window)) continue;
+        if (k > qpos || (p.window != 0u && qpos - k >= p.window) || !bs_sees(k, qblk, hoff)) continue;
         if (s > M) {   // rescale only when the max grows
             float c = exp(M - s);
             sum *= c;

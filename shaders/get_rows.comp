@@ -1,5 +1,6 @@
 #version 450
-// Embedding lookup: out[i] = dequant(table row ids[i]), one workgroup per output row
+// Embedding lookup: out[i] = dequant(table row ids[i]) * scale (Phi-3-small's muP
+// embedding multiplier; 1 elsewhere), one workgroup per output row
 // (rows beyond the x limit fold into y). With -DADD_ROWS (learned positions):
 // out[i] += dequant(table row pos0 + i), ids unread. The table type is the dequant.glsl define
 // (-DW_F32, -DW_F16, -DW_BF16 or a block type, whose rows are whole blocks).
@@ -20,7 +21,7 @@ layout(std430, binding = 2) buffer O { float o[]; };
 #define PUT(j, v) o[j] += (v)
 #else
 layout(std430, binding = 2) writeonly buffer O { float o[]; };
-#define PUT(j, v) o[j] = (v)
+#define PUT(j, v) o[j] = (v) * p.scale
 #endif
 
 layout(push_constant) uniform P {
@@ -28,6 +29,7 @@ layout(push_constant) uniform P {
     uint row0, nrows;     // the bound chunk of the table
     uint table_rows;
     uint pos0;            // ADD_ROWS: the row of output 0
+    float scale;          // get_rows: multiplies every value
 } p;
 
 void main() {

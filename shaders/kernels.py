@@ -50,7 +50,7 @@ ACTS = Dim('acts', ['f32', 'q8'], 'activations in f32 only, or also int8 blocks 
            'written by norms and activations, read by matvec')
 PREC = Dim('prec', ['f32', 'f16'], "the tiled matmul's tiles and products in f32, or fp16")
 NORM = Dim('norm', ['rms', 'layer'], 'RMS or layer normalisation')
-ACT = Dim('act', ['silu', 'gelu', 'swiglu', 'copy'], 'activation function (copy: none, for int8 output)')
+ACT = Dim('act', ['silu', 'gelu', 'swiglu', 'copy', 'gegelu'], 'activation function (copy: none, for int8 output)')
 STORE = Dim('store', ['plain', 'rope'], 'the KV cache write as is, or rotating K (and q) by RoPE')
 DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE]
 
@@ -93,7 +93,7 @@ def families(wtypes, kvtypes):
         f.add((red,), 'softmax' + sh(red), sg(red))
     f = fam('act', 'act.comp', [ACT, ACTS])
     # copy exists only to write int8; silu has no int8 form (no model feeds it to a matvec)
-    for acts, acts_forms in (('f32', ['silu', 'gelu', 'swiglu']), ('q8', ['gelu', 'swiglu', 'copy'])):
+    for acts, acts_forms in (('f32', ['silu', 'gelu', 'swiglu', 'gegelu']), ('q8', ['gelu', 'swiglu', 'copy', 'gegelu'])):
         for act in acts_forms:
             f.add((act, acts), act + ('_q8' if acts == 'q8' else ''),
                   ['-D' + act.upper()] + (['-DQ8'] if acts == 'q8' else []))

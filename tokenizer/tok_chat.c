@@ -12,6 +12,8 @@
 
 phivk_chat_format tok_chat_format(const tok_vocab *v) {
     const char *t = v->chat_template;
+    /* tiktoken vocabularies are Phi-3-small's (the only one phivk reads) */
+    if (v->model == TOK_MODEL_TIKTOKEN || !strcmp(v->arch, "phi3small")) return PHIVK_CHAT_PHI3SMALL;
     if (t && strstr(t, "<|assistant|>") && strstr(t, "<|end|>")) return PHIVK_CHAT_PHI3;
     if (!strcmp(v->arch, "phi3")) return PHIVK_CHAT_PHI3;
     if (!strcmp(v->arch, "phi2")) return PHIVK_CHAT_PHI2;
@@ -59,10 +61,13 @@ static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c ==
  * reply follows on the same line (one space after "Output:" unless it starts with
  * whitespace, as the model writes it) and ends with "\n"; a system message is a
  * plain first line. The user turn already opens the answer, so add_assistant adds
- * nothing. Plain: the contents one after another (a text to continue). */
+ * nothing. Plain: the contents one after another (a text to continue).
+ * Phi-3-small (phi3-small.md 18): its template writes the BOS <|endoftext|> itself
+ * (the tokenizer adds none), then Phi-3's turns, then "<|assistant|>\n" or, without
+ * the cue, the EOS <|endoftext|>. */
 static phivk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, int n, bool add_assistant,
                          strbuf *b) {
-    if (fmt != PHIVK_CHAT_PHI3 && fmt != PHIVK_CHAT_PHI2 && fmt != PHIVK_CHAT_PLAIN)
+    if (fmt != PHIVK_CHAT_PHI3 && fmt != PHIVK_CHAT_PHI2 && fmt != PHIVK_CHAT_PLAIN && fmt != PHIVK_CHAT_PHI3SMALL)
         return pvk_fail(PHIVK_ERR_INVALID,
                         "chat format %d is not a concrete format (resolve AUTO with phivk_vocab_chat_format)",
                         (int)fmt);
@@ -76,11 +81,12 @@ static phivk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, in
                             "chat message %d has role '%.32s' (use system, user or assistant)", i, r);
     }
 
-    sb_add(b, ""); /* an empty prompt is "", not NULL */
+    sb_add(b, fmt == PHIVK_CHAT_PHI3SMALL ? "<|endoftext|>" : ""); /* an empty prompt is "", not NULL */
     for (int i = 0; i < n; i++) {
         const char *role = msgs[i].role, *text = msgs[i].content;
         switch (fmt) {
         case PHIVK_CHAT_PHI3:
+        case PHIVK_CHAT_PHI3SMALL:
             sb_add(b, "<|");
             sb_add(b, role);
             sb_add(b, "|>\n");
@@ -103,7 +109,8 @@ static phivk_status render(phivk_chat_format fmt, const phivk_chat_msg *msgs, in
             break;
         }
     }
-    if (fmt == PHIVK_CHAT_PHI3 && add_assistant) sb_add(b, "<|assistant|>\n");
+    if ((fmt == PHIVK_CHAT_PHI3 || fmt == PHIVK_CHAT_PHI3SMALL) && add_assistant) sb_add(b, "<|assistant|>\n");
+    if (fmt == PHIVK_CHAT_PHI3SMALL && !add_assistant) sb_add(b, "<|endoftext|>");
     return b->oom ? pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for the chat prompt") : PHIVK_OK;
 }
 

@@ -9,6 +9,7 @@
 #include <SDL2/SDL_ttf.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "chat_md.h"
 #include "chat_text.h"
@@ -54,7 +55,9 @@ typedef struct chat_md_layout {
     int *block_y;      /* where each block starts (before its gap) */
     int cap_block_y;
     int width;         /* the width laid out for */
-    int relaid;        /* blocks the last layout laid out (the others were kept) */
+    int pad;           /* the bubble's padding, added to every position */
+    int next;          /* blocks laid out so far; the rest follow in the next frames */
+    int relaid;        /* blocks laid out since the text last changed (the others were kept) */
     int w, h;          /* the content's size, without the bubble's padding */
 } chat_md_layout;
 
@@ -64,6 +67,7 @@ typedef struct chat_msg {
     chat_state state;
     text_buf text;
     char note[256];    /* shown under the message: why it was cut, stopped, failed */
+    char doc_name[128]; /* a dropped document's file name, until it is answered */
     int32_t n_tokens;  /* an answer's generated tokens */
     /* layout, in pixels */
     text_lines lines;  /* a user's message: plain text */
@@ -94,7 +98,23 @@ typedef struct chat_config {
     bool settings_given;    /* so do the sampling, context and device settings */
 } chat_config;
 
-enum { CHAT_FOCUS_INPUT = 0, CHAT_FOCUS_SYSTEM = 1 };
+enum { CHAT_FOCUS_INPUT = 0, CHAT_FOCUS_SYSTEM, CHAT_FOCUS_SEARCH, CHAT_FOCUS_RENAME, CHAT_FOCUS_MODEL_PATH };
+
+/* A saved conversation in the sidebar (chat_store_list). */
+typedef struct chat_entry {
+    char *path;
+    char title[160];   /* the user's rename, else the first line of the first user message */
+    time_t mtime;      /* last saved */
+    char *text;        /* the title and every message, for the search box */
+    bool shown;        /* it matches the search box (chat_convs_filter) */
+} chat_entry;
+
+/* A model file in the Open model picker (chat_models.c). */
+typedef struct chat_model_file {
+    char *path;
+    phivk_model_brief brief;
+    char error[160];   /* why it cannot be described; "" when it can */
+} chat_model_file;
 
 /* What a click on a button does; arg says which notice / setting / direction. */
 typedef enum chat_action {
@@ -111,8 +131,21 @@ typedef enum chat_action {
     CHAT_ACT_REGENERATE,  /* the last answer */
     CHAT_ACT_EDIT,        /* arg: the user message's index */
     CHAT_ACT_LOAD_ASKED, /* loads ask_model (arg: the notice that asked) */
+    CHAT_ACT_SWITCH,      /* arg: the conversation's index in convs */
+    CHAT_ACT_RENAME,      /* arg: the conversation's index */
+    CHAT_ACT_DELETE,      /* arg: the conversation's index */
+    CHAT_ACT_UNDO_DELETE, /* arg: the notice that offers it */
+    CHAT_ACT_PICKER,      /* opens or closes Open model */
+    CHAT_ACT_PICK,        /* arg: the index in models */
+    CHAT_ACT_OPEN_PATH,   /* loads the path typed in the picker */
+    CHAT_ACT_CANCEL_SUMMARY,
 } chat_action;
-enum { CHAT_MAX_BUTTONS = 64, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256, CHAT_KEY_BYTES = 16 };
+/* CPU a frame may spend laying out Markdown (the rest follows in the next
+ * frames), and the bytes of a user's message shown. */
+/* A dropped document's message: this, then the document. */
+#define CHAT_DOC_HEAD "Summarize the following document:\n\n"
+enum { CHAT_LAYOUT_BUDGET_MS = 12, CHAT_USER_SHOWN = 32 << 10 };
+enum { CHAT_MAX_BUTTONS = 160, CHAT_MAX_NOTICES = 8, CHAT_TEXT_CACHE = 256, CHAT_KEY_BYTES = 16 };
 
 typedef struct chat_button {
     SDL_Rect r;
@@ -193,8 +226,36 @@ typedef struct chat_app {
     int drag_grab;             /* pointer offset inside the thumb */
     bool panel_open;
 
+    /* the conversation list (chat_convs.c) */
+    chat_entry *convs;         /* newest first */
+    int n_convs;
+    char title[160];           /* the current chat's rename; "" : from its first message */
+    text_field search, rename;
+    int renaming;              /* index in convs of the title being edited, -1: none */
+    int conv_scroll;           /* pixels */
+    char *trash, *trash_from;  /* a deleted chat kept for Undo, and where it was */
+    bool trash_was_current;
+    bool prefilling;           /* the model reads a switched-to conversation into its cache */
+    int32_t prefill_tokens;    /* its tokens, once read */
+
+    /* Open model (chat_models.c) */
+    bool picker_open;
+    chat_model_file *models;
+    int n_models;
+    int picker_first;          /* the first row shown (the wheel scrolls) */
+    char **recent;             /* models opened last, newest first */
+    int n_recent;
+    text_field model_field;
+
+    /* a document summarized in parts */
+    int summary_id;            /* the answer it arrives as, 0: none */
+    int summary_pass;
+    int64_t summary_chunk, summary_chunks, summary_done;
+    double summary_t0, summary_chunk_t0;
+
     /* layout of the last frame, for hit tests */
     SDL_Rect r_transcript, r_input, r_scroll_track, r_scroll_thumb, r_system, r_status;
+    SDL_Rect r_sidebar, r_search, r_rename, r_model_path;
     chat_button buttons[CHAT_MAX_BUTTONS];
     int n_buttons;
 
@@ -211,6 +272,7 @@ typedef struct chat_app {
     /* counters for tests and the status bar */
     uint64_t frames, events;
     double last_frame_ms;
+    int summary_events;        /* progress reports of summaries in parts */
     bool quit;
 } chat_app;
 
@@ -247,7 +309,6 @@ void chat_app_open_file(chat_app *a, const char *path); /* a dropped file */
 void chat_app_apply_settings(chat_app *a); /* reload for a new device / context */
 void chat_app_notice(chat_app *a, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void chat_app_save(chat_app *a);
 
 /* chat_draw.c: layout and drawing. */
 void chat_layout(chat_app *a);     /* wraps messages for the current width */
@@ -271,6 +332,39 @@ bool chat_store_save(const chat_app *a, const char *path);
  * to ask_model. */
 bool chat_store_load(chat_app *a, const char *path);
 char *chat_store_export(const chat_app *a, const char *json_path); /* the .md path */
+/* Every chat file in dir, newest first (the names carry the time they were
+ * made). A file that does not parse is left as it is and its name goes to
+ * *bad (malloc'd array of malloc'd names, *n_bad of them). False only when out
+ * of memory or dir cannot be read. */
+bool chat_store_list(const char *dir, chat_entry **out, int *n, char ***bad, int *n_bad);
+void chat_entries_free(chat_entry *e, int n);
+/* Rewrites the title in a saved chat; false with the file unchanged. */
+bool chat_store_set_title(const char *path, const char *title);
+/* The first line of text, cut to fit out[cap] on a code point boundary. */
+void chat_title_from(const char *text, char *out, size_t cap);
+
+/* chat_convs.c: saving the open chat and the conversation list. */
+void chat_app_save(chat_app *a); /* the open chat to its file (a new one the first time) */
+void chat_convs_refresh(chat_app *a, bool report_bad); /* reads the folder again */
+bool chat_conv_shown(const chat_app *a, int i); /* passes the search box */
+void chat_convs_filter(chat_app *a); /* the search box changed: which chats pass it */
+int chat_conv_current(const chat_app *a); /* index of the open chat, -1: none */
+/* Opens conversation i: the current one is saved, the model stays and reads
+ * the conversation into its cache (with progress). False when it cannot be read. */
+bool chat_app_switch(chat_app *a, int i);
+void chat_app_rename_begin(chat_app *a, int i);
+void chat_app_rename_end(chat_app *a, bool commit);
+void chat_app_delete(chat_app *a, int i); /* Undo is offered in a notice */
+bool chat_app_undo_delete(chat_app *a);
+void chat_convs_close(chat_app *a); /* frees the list; a deleted chat is gone for good */
+
+/* chat_models.c: Open model. */
+void chat_picker_open(chat_app *a);  /* lists the model files in the usual places */
+void chat_picker_close(chat_app *a);
+void chat_app_load_model(chat_app *a, const char *path); /* the current model stays until it loads */
+void chat_recent_read(chat_app *a);
+void chat_recent_add(chat_app *a, const char *path); /* a model loaded: remembered first */
+void chat_recent_free(chat_app *a);
 
 /* chat_state.c: the settings the panel steps through (temperature, top-p, max
  * tokens, context, device), the message list, notices, the unsaved mark. */

@@ -290,7 +290,7 @@ static bool same_block(const chat_md_doc *x, const chat_md_doc *y, int i) {
     const chat_md_block *a = &x->blocks[i], *b = &y->blocks[i];
     if (a->kind != b->kind || a->depth != b->depth || a->quote != b->quote || strcmp(a->marker, b->marker) ||
         a->level != b->level || a->table != b->table || a->row != b->row || a->col != b->col ||
-        a->n_cols != b->n_cols || a->first_run != b->first_run || a->n_runs != b->n_runs)
+        a->n_cols != b->n_cols || a->first_run != b->first_run || a->n_runs != b->n_runs || a->cont != b->cont)
         return false;
     for (int r = a->first_run; r < a->first_run + a->n_runs; r++) {
         const chat_md_run *p = &x->runs[r], *q = &y->runs[r];
@@ -326,51 +326,35 @@ static void layout_cut(chat_md_layout *l, const chat_md_doc *d, int k, int pad) 
         if (l->boxes[i].r.x - pad + l->boxes[i].r.w > l->w) l->w = l->boxes[i].r.x - pad + l->boxes[i].r.w;
 }
 
-/* Parses the answer's Markdown and lays it out in width w, pad inside the
- * bubble's edge. Blocks that parse as before at the same width keep their
- * layout, so a streaming answer costs its last block per frame, not its length. */
-static void md_layout(const chat_app *a, chat_msg *m, int w, int pad) {
-    chat_md_doc nd = {0};
-    if (!chat_md_parse(&nd, tb_str(&m->text), m->text.len)) { /* out of memory: drawn empty */
-        chat_md_free(&m->md);
-        chat_md_layout_free(&m->lay);
-        return;
-    }
-    int k = m->lay.width == w ? first_changed(&m->md, &nd) : 0;
-    chat_md_free(&m->md);
-    m->md = nd;
-    if (!k) chat_md_layout_free(&m->lay);
-    layout_cut(&m->lay, &m->md, k, pad);
-    m->lay.width = w;
-    if (m->lay.cap_block_y < nd.n_blocks + 1) {
-        int *y = realloc(m->lay.block_y, sizeof *y * (size_t)(nd.n_blocks + 1));
-        if (!y) {
-            chat_md_layout_free(&m->lay);
-            return;
-        }
-        m->lay.block_y = y;
-        m->lay.cap_block_y = nd.n_blocks + 1;
-    }
-    md_lay L = {a, &m->md, &m->lay, pad};
+/* Lays out m's blocks from lay.next on until all are laid out or the clock
+ * passes deadline (at least one block is, so every call makes progress). While
+ * blocks are left, the height counts them at a line per 80 bytes, so the
+ * scrollbar is about right before the layout is done. */
+static void md_lay_blocks(const chat_app *a, chat_msg *m, double deadline) {
+    md_lay L = {a, &m->md, &m->lay, m->lay.pad};
     const chat_md_doc *d = &m->md;
-    int lh = a->line_h, mono_h = TTF_FontLineSkip(a->mono), gap = a->line_h / 2;
-    int ind = px(a, 22), qind = px(a, 14), cpad = px(a, 8), y = k ? m->lay.block_y[k] : 0;
+    int w = m->lay.width, lh = a->line_h, mono_h = TTF_FontLineSkip(a->mono), gap = a->line_h / 2;
+    int ind = px(a, 22), qind = px(a, 14), cpad = px(a, 8), k = m->lay.next, y = m->lay.block_y[k];
     if (mono_h > lh) lh = mono_h;
-    for (int i = k; i < d->n_blocks; i++) {
+    int i = k;
+    for (; i < d->n_blocks && (i == k || chat_now() < deadline); i++) {
         const chat_md_block *b = &d->blocks[i];
         const chat_md_block *prev = i ? &d->blocks[i - 1] : NULL;
         m->lay.block_y[i] = y;
         bool same_table = prev && prev->kind == CHAT_MD_CELL && b->kind == CHAT_MD_CELL && prev->table == b->table;
-        if (i && !same_table) y += b->kind == CHAT_MD_HEADING ? gap * 2 : b->depth && prev->depth ? gap / 2 : gap;
+        if (i && !same_table && !b->cont)
+            y += b->kind == CHAT_MD_HEADING ? gap * 2 : b->depth && prev->depth ? gap / 2 : gap;
         int x0 = b->quote * qind + b->depth * ind, bw = w - x0, h, first = i;
         if (bw < px(a, 60)) bw = px(a, 60); /* too deep for the width: drawn clipped, never inverted */
         switch (b->kind) {
         case CHAT_MD_CODE: {
-            int head = a->small_h + px(a, 8);
+            /* The part of a split block goes on in the box; Copy is on the first. */
+            int head = b->cont ? 0 : a->small_h + px(a, 8);
             h = lay_runs(&L, b, x0 + cpad, y + head, bw - 2 * cpad, mono_h) + head + cpad;
             add_box(&L, (SDL_Rect){x0, y, bw, h}, CHAT_BOX_CODE, i);
             int cw = text_w(a->small, "Copy", 4) + px(a, 14);
-            add_box(&L, (SDL_Rect){x0 + bw - cw - px(a, 4), y + px(a, 4), cw, a->small_h}, CHAT_BOX_COPY, i);
+            if (!b->cont)
+                add_box(&L, (SDL_Rect){x0 + bw - cw - px(a, 4), y + px(a, 4), cw, a->small_h}, CHAT_BOX_COPY, i);
             break;
         }
         case CHAT_MD_HEADING: h = lay_runs(&L, b, x0, y, bw, a->heading_h); break;
@@ -385,9 +369,49 @@ static void md_layout(const chat_app *a, chat_msg *m, int w, int pad) {
         for (int q = 0; q < b->quote; q++) add_box(&L, (SDL_Rect){q * qind, y, px(a, 3), h}, CHAT_BOX_QUOTE, first);
         y += h;
     }
-    m->lay.block_y[d->n_blocks] = y;
-    m->lay.relaid = d->n_blocks - k;
+    m->lay.block_y[i] = y;
+    m->lay.relaid += i - k;
+    m->lay.next = i;
     m->lay.h = y;
+    if (i < d->n_blocks) {
+        int r = d->blocks[i].first_run; /* a rule has no runs: r may be n_runs */
+        size_t left = r < d->n_runs ? d->text.len - d->runs[r].off : 0;
+        m->lay.h += (int)((size_t)(d->n_blocks - i) * (size_t)(lh + gap) + left / 80 * (size_t)lh);
+    }
+}
+
+/* Parses the answer's Markdown and starts its layout in width w, pad inside the
+ * bubble's edge. Blocks that parse as before at the same width keep their
+ * layout, so a streaming answer costs its last block per frame, not its length;
+ * the rest is laid out by md_lay_blocks, a share of each frame. */
+static void md_layout(const chat_app *a, chat_msg *m, int w, int pad) {
+    chat_md_doc nd = {0};
+    if (!chat_md_parse(&nd, tb_str(&m->text), m->text.len)) { /* out of memory: drawn empty */
+        chat_md_free(&m->md);
+        chat_md_layout_free(&m->lay);
+        return;
+    }
+    int k = m->lay.width == w ? first_changed(&m->md, &nd) : 0;
+    if (k > m->lay.next) k = m->lay.next;
+    chat_md_free(&m->md);
+    m->md = nd;
+    if (!k) chat_md_layout_free(&m->lay);
+    layout_cut(&m->lay, &m->md, k, pad);
+    m->lay.width = w;
+    m->lay.pad = pad;
+    m->lay.next = k;
+    m->lay.relaid = 0;
+    if (m->lay.cap_block_y < nd.n_blocks + 1) {
+        int *y = realloc(m->lay.block_y, sizeof *y * (size_t)(nd.n_blocks + 1));
+        if (!y) {
+            chat_md_layout_free(&m->lay);
+            m->lay.next = nd.n_blocks; /* nothing is drawn, nothing more laid out */
+            return;
+        }
+        m->lay.block_y = y;
+        m->lay.cap_block_y = nd.n_blocks + 1;
+    }
+    if (!k) m->lay.block_y[0] = 0;
 }
 
 /* --------------------------------------------------------------- drawing */
@@ -411,17 +435,23 @@ static void add_button(chat_app *a, SDL_Rect r, int action, int arg) {
     if (a->n_buttons < CHAT_MAX_BUTTONS) a->buttons[a->n_buttons++] = (chat_button){r, action, arg};
 }
 
-/* A button whose right edge is at right (x is the left edge when right < 0). */
-static SDL_Rect button(chat_app *a, int x, int y, int h, const char *label, uint32_t bg, uint32_t fg,
-                       int action, int arg) {
-    int tw = text_w(a->font, label, strlen(label));
-    SDL_Rect r = {x, y, tw + px(a, 24), h};
+/* A button labelled in font whose right edge is at -x when x < 0 (else x is
+ * its left edge). */
+static SDL_Rect font_button(chat_app *a, TTF_Font *font, int x, int y, int h, const char *label, uint32_t bg,
+                            uint32_t fg, int action, int arg) {
+    int tw = text_w(font, label, strlen(label)), pad = font == a->font ? px(a, 24) : px(a, 10);
+    SDL_Rect r = {x, y, tw + pad, h};
     if (x < 0) r.x = -x - r.w;
     fill(a, r, bg);
     if (bg == C_BTN) outline(a, r, C_LINE, 1);
-    draw_text(a, a->font, fg, r.x + (r.w - tw) / 2, r.y + (h - a->line_h) / 2, label, strlen(label));
+    draw_text(a, font, fg, r.x + (r.w - tw) / 2, r.y + (h - TTF_FontLineSkip(font)) / 2, label, strlen(label));
     add_button(a, r, action, arg);
     return r;
+}
+
+static SDL_Rect button(chat_app *a, int x, int y, int h, const char *label, uint32_t bg, uint32_t fg,
+                       int action, int arg) {
+    return font_button(a, a->font, x, y, h, label, bg, fg, action, arg);
 }
 
 static void progress_bar(chat_app *a, SDL_Rect r, uint64_t done, uint64_t total) {
@@ -467,6 +497,38 @@ static void update_metrics(chat_app *a) {
 static int label_h(const chat_app *a) { return a->small_h + px(a, 4); }
 static int action_h(const chat_app *a) { return a->line_h + px(a, 6); }
 
+/* A document summarized in parts: a line of where it is, a bar, Cancel. */
+static int summary_h(const chat_app *a) { return 2 * a->line_h + px(a, 22) + px(a, 8); }
+
+static void draw_summary(chat_app *a, SDL_Rect r) {
+    char s[256];
+    int64_t done = a->summary_done, n = a->summary_chunks;
+    double spent = chat_now() - a->summary_t0;
+    if (!a->summary_pass && n > 1)
+        snprintf(s, sizeof s, "Writing the summary of %lld parts...", (long long)n);
+    else if (!a->summary_pass)
+        snprintf(s, sizeof s, "Writing the summary...");
+    else if (done > 0)
+        snprintf(s, sizeof s, "Summarizing in parts: chunk %lld of %lld%s, about %.0f s left", (long long)done + 1,
+                 (long long)n, a->summary_pass > 1 ? " (summaries of summaries)" : "",
+                 spent / (double)done * (double)(n - done));
+    else
+        snprintf(s, sizeof s, "Summarizing in parts: chunk 1 of %lld%s", (long long)n,
+                 a->summary_pass > 1 ? " (summaries of summaries)" : "");
+    draw_text(a, a->font, C_MUTED, r.x, r.y, s, strlen(s));
+    int bar_w = r.w - px(a, 100);
+    progress_bar(a, (SDL_Rect){r.x, r.y + a->line_h + px(a, 6), bar_w > px(a, 40) ? bar_w : px(a, 40), px(a, 8)},
+                 a->summary_pass ? (uint64_t)done : 1, a->summary_pass ? (uint64_t)n : 1);
+    button(a, r.x, r.y + a->line_h + px(a, 22), a->line_h + px(a, 6), "Cancel", C_BTN, C_TEXT,
+           CHAT_ACT_CANCEL_SUMMARY, 0);
+}
+
+/* The bytes of a user's message that are shown: a dropped document can be
+ * megabytes, and wrapping all of it would stall the window. */
+static size_t user_shown(const chat_msg *m) {
+    return m->text.len > CHAT_USER_SHOWN ? utf8_floor(tb_str(&m->text), CHAT_USER_SHOWN) : m->text.len;
+}
+
 static bool msg_note(const chat_app *a, const chat_msg *m, char *out, size_t cap, uint32_t *color) {
     *color = C_NOTE;
     if (m->state == CHAT_QUEUED) {
@@ -477,19 +539,28 @@ static bool msg_note(const chat_app *a, const chat_msg *m, char *out, size_t cap
     if (m->state == CHAT_FAILED) *color = C_ERR;
     if (!*m->note && m->role == CHAT_ASSISTANT && m->state == CHAT_DONE && !m->text.len)
         snprintf(out, cap, "the model ended its answer without text");
+    else if (m->role == CHAT_USER && user_shown(m) < m->text.len)
+        snprintf(out, cap, "%.180s%sshowing the first %d KiB of %zu KiB", m->note, *m->note ? "; " : "",
+                 CHAT_USER_SHOWN >> 10, m->text.len >> 10);
     else
         snprintf(out, cap, "%s", m->note);
     return *out;
 }
 
 void chat_layout(chat_app *a) {
+    /* Markdown not laid out by then waits for the next frame. */
+    double deadline = chat_now() + CHAT_LAYOUT_BUDGET_MS * 1e-3;
     update_metrics(a);
     if (!a->font) return;
     int m = px(a, 16), pad = px(a, 10);
     int toolbar_h = a->line_h + px(a, 18), status_h = a->small_h + px(a, 12);
     int panel_w = a->panel_open ? px(a, 300) : 0;
     if (a->out_w - panel_w < px(a, 280)) panel_w = 0;
-    int main_w = a->out_w - panel_w;
+    /* The conversation list, where the window is wide enough to keep a
+     * readable transcript beside it. */
+    int side_w = px(a, 230);
+    if (a->out_w - panel_w - side_w < px(a, 420)) side_w = 0;
+    int main_w = a->out_w - panel_w - side_w;
     int send_w = px(a, 84);
 
     /* The input box grows with its text up to six lines. */
@@ -500,9 +571,10 @@ void chat_layout(chat_app *a) {
     text_lines_free(&tl);
     int in_h = rows * a->line_h + 2 * pad;
     a->r_status = (SDL_Rect){0, a->out_h - status_h, a->out_w, status_h};
-    a->r_input = (SDL_Rect){m, a->r_status.y - m - in_h, main_w - 2 * m - send_w - px(a, 8), in_h};
+    a->r_input = (SDL_Rect){side_w + m, a->r_status.y - m - in_h, main_w - 2 * m - send_w - px(a, 8), in_h};
     int top = toolbar_h;
-    a->r_transcript = (SDL_Rect){0, top, main_w, a->r_input.y - px(a, 8) - top};
+    a->r_transcript = (SDL_Rect){side_w, top, main_w, a->r_input.y - px(a, 8) - top};
+    a->r_sidebar = (SDL_Rect){0, top, side_w, a->r_status.y - top};
     a->view_h = a->r_transcript.h;
 
     int sb = px(a, 8);
@@ -516,9 +588,10 @@ void chat_layout(chat_app *a) {
         bool md = msg->role == CHAT_ASSISTANT;
         if (msg->wrap_w != wrap) {
             if (md) md_layout(a, msg, wrap, pad);
-            else text_wrap(tb_str(&msg->text), msg->text.len, wrap, ttf_fit, a->font, &msg->lines);
+            else text_wrap(tb_str(&msg->text), user_shown(msg), wrap, ttf_fit, a->font, &msg->lines);
             msg->wrap_w = wrap;
         }
+        if (md && msg->lay.next < msg->md.n_blocks) md_lay_blocks(a, msg, deadline);
         int w = md ? msg->lay.w : 0;
         for (int k = 0; !md && k < msg->lines.n; k++)
             if (msg->lines.v[k].w > w) w = msg->lines.v[k].w;
@@ -529,6 +602,7 @@ void chat_layout(chat_app *a) {
         msg->x = msg->role == CHAT_USER ? m + avail - w : m;
         msg->y = y + label_h(a);
         int text_h = md ? msg->lay.h : msg->lines.n * a->line_h;
+        if (msg->id == a->summary_id && !msg->text.len) text_h = summary_h(a);
         msg->h = (text_h > a->line_h ? text_h : a->line_h) + 2 * pad;
         char note[256];
         uint32_t c;
@@ -543,7 +617,7 @@ void chat_layout(chat_app *a) {
 
     a->r_scroll_track = a->r_scroll_thumb = (SDL_Rect){0, 0, 0, 0};
     if (max_scroll > 0) {
-        a->r_scroll_track = (SDL_Rect){main_w - sb - px(a, 4), top + px(a, 4), sb, a->view_h - px(a, 8)};
+        a->r_scroll_track = (SDL_Rect){side_w + main_w - sb - px(a, 4), top + px(a, 4), sb, a->view_h - px(a, 8)};
         int th = (int)((int64_t)a->r_scroll_track.h * a->view_h / a->content_h);
         if (th < px(a, 28)) th = px(a, 28);
         int ty = a->r_scroll_track.y +
@@ -646,9 +720,9 @@ static void draw_messages(chat_app *a) {
         if (bottom < clip.y || top > clip.y + clip.h) continue;
         const char *who = m->role == CHAT_USER ? "You" : *a->model_name ? a->model_name : "Assistant";
         int lw = text_w(a->small, who, strlen(who));
-        int lx = m->role == CHAT_USER ? m->x + m->w - lw : m->x;
+        int lx = clip.x + (m->role == CHAT_USER ? m->x + m->w - lw : m->x);
         draw_text(a, a->small, C_MUTED, lx, top, who, strlen(who));
-        SDL_Rect b = {m->x, oy + m->y, m->w, m->h};
+        SDL_Rect b = {clip.x + m->x, oy + m->y, m->w, m->h};
         fill(a, b, m->role == CHAT_USER ? C_USER : C_BOT);
         outline(a, b, i == a->selected ? C_ACCENT : C_LINE, i == a->selected ? px(a, 2) : 1);
         const char *s = tb_str(&m->text);
@@ -658,7 +732,9 @@ static void draw_messages(chat_app *a) {
             if (ly + a->line_h < clip.y || ly > clip.y + clip.h) continue;
             draw_text(a, a->font, C_TEXT, b.x + pad, ly, s + m->lines.v[k].off, m->lines.v[k].len);
         }
-        if (m->state == CHAT_STREAMING && !m->text.len) {
+        if (m->id == a->summary_id && !m->text.len) {
+            draw_summary(a, (SDL_Rect){b.x + pad, b.y + pad, b.w - 2 * pad, summary_h(a)});
+        } else if (m->state == CHAT_STREAMING && !m->text.len) {
             char wait[64] = "...";
             if (*a->progress_stage && a->progress_total)
                 snprintf(wait, sizeof wait, "%s %d%%", stage_text(a->progress_stage),
@@ -691,6 +767,7 @@ static void draw_messages(chat_app *a) {
 static void draw_notices(chat_app *a) {
     int m = px(a, 16), pad = px(a, 8), y = a->r_transcript.y + px(a, 8);
     int w = a->r_transcript.w - 2 * m - px(a, 16);
+    m += a->r_transcript.x;
     for (int i = 0; i < a->n_notices; i++) {
         const chat_notice *n = &a->notices[i];
         int x_w = px(a, 28), bh = n->action ? a->line_h + px(a, 12) : 0;
@@ -716,9 +793,9 @@ static void draw_edit_banner(chat_app *a) {
     static const char text[] = "Editing a sent message: Enter sends it again and drops everything after it; "
                                "Esc cancels.";
     int m = px(a, 16), pad = px(a, 6);
-    SDL_Rect tr = {m + pad, 0, a->r_transcript.w - 2 * m - 2 * pad, 0};
+    SDL_Rect tr = {a->r_transcript.x + m + pad, 0, a->r_transcript.w - 2 * m - 2 * pad, 0};
     int th = draw_para(a, a->small, 0, tr, text, false);
-    SDL_Rect r = {m, a->r_transcript.y + a->r_transcript.h - th - 2 * pad, tr.w + 2 * pad, th + 2 * pad};
+    SDL_Rect r = {tr.x - pad, a->r_transcript.y + a->r_transcript.h - th - 2 * pad, tr.w + 2 * pad, th + 2 * pad};
     fill(a, r, C_INFO_BG);
     outline(a, r, C_ACCENT, 1);
     tr.y = r.y + pad;
@@ -729,6 +806,7 @@ static void draw_edit_banner(chat_app *a) {
 static void draw_link_prompt(chat_app *a) {
     if (!a->link_url) return;
     int m = px(a, 16), pad = px(a, 8), w = a->r_transcript.w - 2 * m - px(a, 16);
+    m += a->r_transcript.x;
     int bh = a->line_h + px(a, 8);
     char text[1200];
     snprintf(text, sizeof text, "Open this link in the browser?\n%s", a->link_url);
@@ -846,11 +924,12 @@ static void draw_toolbar(chat_app *a) {
     SDL_Rect b = button(a, -(a->out_w - m), by, bh, a->panel_open ? "Hide settings" : "Settings",
                         C_BTN, C_TEXT, CHAT_ACT_PANEL, 0);
     b = button(a, -(b.x - px(a, 8)), by, bh, "Export", C_BTN, C_TEXT, CHAT_ACT_EXPORT, 0);
+    b = button(a, -(b.x - px(a, 8)), by, bh, "Open model...", C_BTN, C_TEXT, CHAT_ACT_PICKER, 0);
     button(a, -(b.x - px(a, 8)), by, bh, "New chat", C_BTN, C_TEXT, CHAT_ACT_NEW, 0);
 }
 
 static void draw_panel(chat_app *a) {
-    int x0 = a->r_transcript.w, w = a->out_w - x0, m = px(a, 14);
+    int x0 = a->r_transcript.x + a->r_transcript.w, w = a->out_w - x0, m = px(a, 14);
     if (w <= 0) {
         a->r_system = (SDL_Rect){0, 0, 0, 0};
         return;
@@ -891,8 +970,8 @@ static void draw_panel(chat_app *a) {
     static const char help[] =
         "Enter sends, Shift+Enter adds a line. Esc stops the answer. Click a message and "
         "Ctrl+C copies it; Ctrl+V pastes. Up/Down recall what you sent. Ctrl+E exports "
-        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, F2 shows or hides these settings. Drop a .gguf "
-        "to load it or a .txt/.md to summarize it.";
+        "Markdown, Ctrl+N starts a new chat, Ctrl+R answers the last message again, Ctrl+O opens a model, Ctrl+F "
+        "searches the chats, F2 shows or hides these settings. Drop a .gguf to load it or a .txt/.md to summarize it.";
     if (y < bottom - px(a, 40)) draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, help, true);
 }
 
@@ -926,6 +1005,147 @@ static void draw_status(chat_app *a) {
     }
 }
 
+/* The longest prefix of s (n bytes) that fits w pixels in font, "..." added
+ * when cut, into out[cap]. */
+static void fit_text(TTF_Font *font, const char *s, size_t n, int w, char *out, size_t cap) {
+    if (n >= cap - 4) n = utf8_floor(s, cap - 4);
+    if (text_w(font, s, n) <= w) {
+        snprintf(out, cap, "%.*s", (int)n, s);
+        return;
+    }
+    int dots = text_w(font, "...", 3);
+    while (n && text_w(font, s, n) + dots > w) n = utf8_prev(s, n);
+    snprintf(out, cap, "%.*s...", (int)n, s);
+}
+
+/* The conversation list: the search box, then a row per chat that matches it
+ * (title, date; the open one with Rename and Delete). */
+static void draw_sidebar(chat_app *a) {
+    SDL_Rect r = a->r_sidebar;
+    a->r_search = a->r_rename = (SDL_Rect){0, 0, 0, 0};
+    if (r.w <= 0) return;
+    fill(a, r, C_PANEL);
+    fill(a, (SDL_Rect){r.x + r.w - 1, r.y, 1, r.h}, C_LINE);
+    int m = px(a, 10), iw = r.w - 2 * m;
+    a->r_search = (SDL_Rect){r.x + m, r.y + m, iw, a->line_h + px(a, 20)};
+    draw_field(a, &a->search, a->r_search, a->focus == CHAT_FOCUS_SEARCH, "Search chats");
+    SDL_Rect list = {r.x, a->r_search.y + a->r_search.h + px(a, 8), r.w - 1, 0};
+    list.h = r.y + r.h - list.y;
+    int row_h = a->line_h + a->small_h + px(a, 12), shown = 0, cur = chat_conv_current(a);
+    for (int i = 0; i < a->n_convs; i++) shown += chat_conv_shown(a, i);
+    int max_scroll = shown * row_h - list.h;
+    if (a->conv_scroll > max_scroll) a->conv_scroll = max_scroll > 0 ? max_scroll : 0;
+    SDL_RenderSetClipRect(a->ren, &list);
+    int y = list.y - a->conv_scroll;
+    for (int i = 0; i < a->n_convs; i++) {
+        if (!chat_conv_shown(a, i)) continue;
+        SDL_Rect row = {list.x, y, list.w, row_h};
+        y += row_h;
+        if (row.y + row.h <= list.y || row.y >= list.y + list.h) continue;
+        const chat_entry *e = &a->convs[i];
+        if (i == cur) fill(a, row, C_USER);
+        fill(a, (SDL_Rect){row.x, row.y + row.h - 1, row.w, 1}, C_LINE);
+        bool whole = row.y >= list.y && row.y + row.h <= list.y + list.h;
+        if (whole && i != a->renaming) add_button(a, row, CHAT_ACT_SWITCH, i);
+        char t[200];
+        if (i == a->renaming) {
+            a->r_rename = (SDL_Rect){row.x + m - px(a, 6), row.y + px(a, 2), iw + px(a, 6), a->line_h + px(a, 20)};
+            draw_field(a, &a->rename, a->r_rename, a->focus == CHAT_FOCUS_RENAME, NULL);
+            continue;
+        }
+        fit_text(i == cur ? a->bold : a->font, *e->title ? e->title : "New chat",
+                 strlen(*e->title ? e->title : "New chat"), iw, t, sizeof t);
+        draw_text(a, i == cur ? a->bold : a->font, *e->title ? C_TEXT : C_MUTED, row.x + m, row.y + px(a, 5), t,
+                  strlen(t));
+        /* Short enough to leave room for the open chat's buttons. */
+        struct tm tm, now;
+        time_t today = time(NULL);
+        localtime_r(&e->mtime, &tm);
+        localtime_r(&today, &now);
+        char date[64];
+        strftime(date, sizeof date, tm.tm_year != now.tm_year ? "%Y-%m-%d"
+                                    : tm.tm_yday == now.tm_yday ? "Today %H:%M" : "%b %d %H:%M", &tm);
+        int dy = row.y + px(a, 5) + a->line_h, room = iw;
+        if (i == cur && whole) {
+            int bh = a->small_h + px(a, 2);
+            SDL_Rect del = font_button(a, a->small, -(row.x + row.w - m), dy, bh, "Delete", C_BTN, C_TEXT,
+                                       CHAT_ACT_DELETE, i);
+            SDL_Rect ren = font_button(a, a->small, -(del.x - px(a, 4)), dy, bh, "Rename", C_BTN, C_TEXT,
+                                       CHAT_ACT_RENAME, i);
+            room = ren.x - px(a, 4) - (row.x + m);
+        }
+        fit_text(a->small, date, strlen(date), room, t, sizeof t);
+        draw_text(a, a->small, C_MUTED, row.x + m, dy, t, strlen(t));
+    }
+    if (!shown) {
+        const char *none = a->n_convs ? "No chat matches." : "No saved chats yet.";
+        draw_text(a, a->small, C_MUTED, r.x + m, list.y + px(a, 4), none, strlen(none));
+    }
+    SDL_RenderSetClipRect(a->ren, NULL);
+}
+
+/* Open model: the model files found, each with what its header says, and a
+ * path field. Modal: only its buttons take clicks while it is open. */
+static void draw_picker(chat_app *a) {
+    a->r_model_path = (SDL_Rect){0, 0, 0, 0};
+    if (!a->picker_open) return;
+    a->n_buttons = 0;
+    int m = px(a, 14), w = a->out_w - 2 * px(a, 40), h = a->out_h - 2 * px(a, 40);
+    if (w > px(a, 680)) w = px(a, 680);
+    SDL_Rect r = {(a->out_w - w) / 2, (a->out_h - h) / 2, w, h};
+    fill(a, r, C_PANEL);
+    outline(a, r, C_ACCENT, 1);
+    int x = r.x + m, y = r.y + m, iw = w - 2 * m, bh = a->line_h + px(a, 8);
+    draw_text(a, a->bold, C_TEXT, x, y + (bh - a->line_h) / 2, "Open model", 10);
+    button(a, -(r.x + r.w - m), y, bh, "Close", C_BTN, C_TEXT, CHAT_ACT_PICKER, 0);
+    y += bh + px(a, 4);
+    static const char where[] = "Models in ~/Downloads, ~/models, $XDG_DATA_HOME/phivk/models and the folders "
+                                "of models opened before. Click one to load it; the current model stays "
+                                "until it has loaded.";
+    y += draw_para(a, a->small, C_MUTED, (SDL_Rect){x, y, iw, 0}, where, true) + px(a, 8);
+    int bottom = r.y + r.h - m - (a->line_h + px(a, 20)) - a->small_h - px(a, 12);
+    int row_h = a->line_h + a->small_h + px(a, 10);
+    char t[512], b1[32];
+    if (!a->n_models) draw_text(a, a->font, C_MUTED, x, y, "No .gguf files there.", 21);
+    int rows_bottom = bottom - a->small_h - px(a, 4); /* room for the line that says how many are shown */
+    int fit = (rows_bottom - y) / row_h;
+    if (fit < 1) fit = 1;
+    if (a->picker_first > a->n_models - fit) a->picker_first = a->n_models - fit > 0 ? a->n_models - fit : 0;
+    int i = a->picker_first;
+    for (; i < a->n_models && y + row_h <= rows_bottom; i++, y += row_h) {
+        const chat_model_file *f = &a->models[i];
+        SDL_Rect row = {x - px(a, 4), y, iw + px(a, 8), row_h};
+        bool current = !strcmp(f->path, a->model_path);
+        fill(a, row, current ? C_USER : C_WHITE);
+        outline(a, row, C_LINE, 1);
+        add_button(a, row, CHAT_ACT_PICK, i);
+        const char *base = strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path;
+        fit_text(a->font, base, strlen(base), iw - px(a, 8), t, sizeof t);
+        draw_text(a, a->font, C_TEXT, x, y + px(a, 4), t, strlen(t));
+        char info[600];
+        if (*f->error) {
+            snprintf(info, sizeof info, "cannot be read: %s", f->error);
+        } else {
+            const phivk_model_brief *b = &f->brief;
+            snprintf(info, sizeof info, "%s \xC2\xB7 %s \xC2\xB7 %s \xC2\xB7 context %lld \xC2\xB7 %s",
+                     *b->arch ? b->arch : "?", *b->quant ? b->quant : "?", phivk_format_bytes(b1, b->file_bytes),
+                     (long long)b->ctx, f->path);
+        }
+        fit_text(a->small, info, strlen(info), iw - px(a, 8), t, sizeof t);
+        draw_text(a, a->small, *f->error ? C_ERR : C_MUTED, x, y + px(a, 4) + a->line_h, t, strlen(t));
+    }
+    if (i < a->n_models || a->picker_first) {
+        snprintf(t, sizeof t, "%d of %d shown: the mouse wheel scrolls.", i - a->picker_first, a->n_models);
+        draw_text(a, a->small, C_MUTED, x, y, t, strlen(t));
+    }
+    y = bottom + px(a, 6);
+    draw_text(a, a->small, C_MUTED, x, y, "Or a path:", 10);
+    y += a->small_h + px(a, 4);
+    SDL_Rect open = button(a, -(x + iw), y + px(a, 6), bh, "Open", C_ACCENT, C_WHITE, CHAT_ACT_OPEN_PATH, 0);
+    a->r_model_path = (SDL_Rect){x, y, open.x - x - px(a, 8), a->line_h + px(a, 20)};
+    draw_field(a, &a->model_field, a->r_model_path, a->focus == CHAT_FOCUS_MODEL_PATH, "/path/to/model.gguf");
+}
+
 int chat_draw_frame(chat_app *a) {
     chat_layout(a);
     if (!a->font) return -1;
@@ -947,6 +1167,8 @@ int chat_draw_frame(chat_app *a) {
     if (a->answering) button(a, bx, by, bh, "Stop", C_STOP, C_WHITE, CHAT_ACT_STOP, 0);
     else button(a, bx, by, bh, "Send", C_ACCENT, C_WHITE, CHAT_ACT_SEND, 0);
     if (a->panel_open) draw_panel(a);
+    draw_sidebar(a);
     draw_status(a);
+    draw_picker(a);
     return 0;
 }

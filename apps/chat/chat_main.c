@@ -9,10 +9,11 @@
 
 static void usage(void) {
     printf("usage: phivk-chat [MODEL.gguf] [OPTIONS]\n\n"
-           "A chat window for phivk. Drop a .gguf file on it to load a model, or a .txt / .md\n"
-           "file to summarize it. The conversation and what you type are saved as you go\n"
-           "(under $XDG_DATA_HOME/phivk/chats, else ~/.local/share/phivk/chats) and restored\n"
-           "on the next start.\n\n"
+           "A chat window for phivk. Drop a .gguf file on it (or use Open model..., Ctrl+O) to\n"
+           "load a model, or a .txt / .md file to summarize it, in parts when it is longer than\n"
+           "the context. Conversations and what you type are saved as you go (under\n"
+           "$XDG_DATA_HOME/phivk/chats, else ~/.local/share/phivk/chats), listed in the sidebar\n"
+           "and the last one is restored on the next start.\n\n"
            "options:\n"
            "  --device N|NAME   Vulkan device (see 'phivk devices')\n"
            "  -c N|auto         context in tokens (default: the model's, reduced to fit)\n"

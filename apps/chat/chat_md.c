@@ -70,7 +70,7 @@ static chat_md_font run_font(const parse *p) {
 
 /* Appends text to the open block (opening a paragraph for a tight list item's
  * bare text), merging with the last run when the style is the same. */
-static void add_text(parse *p, const char *s, size_t n) {
+static void append_text(parse *p, const char *s, size_t n) {
     chat_md_doc *d = p->d;
     if (!n || p->oom) return;
     if (p->open < 0) open_block(p, CHAT_MD_PARA);
@@ -94,6 +94,36 @@ static void add_text(parse *p, const char *s, size_t n) {
     }
     d->runs[d->n_runs++] = r;
     b->n_runs++;
+}
+
+/* The bytes of text the open block holds. */
+static size_t open_len(const parse *p) {
+    const chat_md_block *b = &p->d->blocks[p->open];
+    if (!b->n_runs) return 0;
+    const chat_md_run *first = &p->d->runs[b->first_run], *last = first + b->n_runs - 1;
+    return last->off + last->len - first->off;
+}
+
+/* append_text, going on in a new block of the same paragraph or code block
+ * each time the open one reaches CHAT_MD_SPLIT bytes: cut after the last space
+ * (in code, the last line end) that fits, else (a word or line that long)
+ * between two code points. */
+static void add_text(parse *p, const char *s, size_t n) {
+    if (p->open < 0 && n) open_block(p, CHAT_MD_PARA);
+    chat_md_kind kind = p->open >= 0 ? p->d->blocks[p->open].kind : CHAT_MD_PARA;
+    char sep = kind == CHAT_MD_CODE ? '\n' : ' ';
+    while (!p->oom && n && (kind == CHAT_MD_PARA || kind == CHAT_MD_CODE) && open_len(p) + n > CHAT_MD_SPLIT) {
+        size_t room = CHAT_MD_SPLIT - open_len(p), cut = room;
+        while (cut && s[cut - 1] != sep) cut--;
+        if (!cut && !open_len(p)) cut = utf8_floor(s, room);
+        append_text(p, s, cut);
+        s += cut;
+        n -= cut;
+        open_block(p, kind);
+        if (p->oom) return;
+        p->d->blocks[p->open].cont = true;
+    }
+    append_text(p, s, n);
 }
 
 static int enter_block(MD_BLOCKTYPE type, void *detail, void *user) {
@@ -244,8 +274,10 @@ bool chat_md_parse(chat_md_doc *d, const char *s, size_t n) {
 const char *chat_md_code(const chat_md_doc *d, int block, size_t *len) {
     *len = 0;
     if (block < 0 || block >= d->n_blocks || !d->blocks[block].n_runs) return "";
-    const chat_md_block *b = &d->blocks[block];
-    const chat_md_run *first = &d->runs[b->first_run], *last = first + b->n_runs - 1;
+    int end = block + 1; /* the parts it was split into follow it */
+    while (end < d->n_blocks && d->blocks[end].cont && d->blocks[end].n_runs) end++;
+    const chat_md_block *b = &d->blocks[block], *e = &d->blocks[end - 1];
+    const chat_md_run *first = &d->runs[b->first_run], *last = &d->runs[e->first_run + e->n_runs - 1];
     *len = last->off + last->len - first->off;
     return tb_str(&d->text) + first->off;
 }

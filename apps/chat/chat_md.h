@@ -12,7 +12,10 @@
 
 #include "chat_text.h"
 
-enum { CHAT_MD_MAX_DEPTH = 8 };
+/* A paragraph or code block longer than CHAT_MD_SPLIT bytes goes on in a new
+ * block (cut after a space or a line end), so that laying out one block costs a
+ * bounded time and the window can lay out a long answer a few blocks per frame. */
+enum { CHAT_MD_MAX_DEPTH = 8, CHAT_MD_SPLIT = 4096 };
 
 /* The font a run is drawn in; chat_draw.c maps each to an SDL_ttf font. */
 typedef enum chat_md_font {
@@ -48,6 +51,7 @@ typedef struct chat_md_block {
     int level;         /* heading level 1..6 */
     int table, row, col, n_cols; /* cells: which table (count from 0), row (0: header) */
     int first_run, n_runs;
+    bool cont;         /* the rest of the paragraph or code block before it (CHAT_MD_SPLIT) */
 } chat_md_block;
 
 typedef struct chat_md_doc {
@@ -66,7 +70,8 @@ typedef struct chat_md_doc {
 bool chat_md_parse(chat_md_doc *d, const char *s, size_t n);
 void chat_md_free(chat_md_doc *d);
 
-/* A code block's text (what Copy puts on the clipboard), not NUL-terminated. */
+/* A code block's text with the parts it was split into (what Copy puts on the
+ * clipboard), not NUL-terminated. */
 const char *chat_md_code(const chat_md_doc *d, int block, size_t *len);
 
 #endif

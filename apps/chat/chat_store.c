@@ -203,6 +203,7 @@ static cJSON *to_json(const chat_app *a) {
               cJSON_AddStringToObject(root, "model", *a->model_path ? a->model_path : a->ask_model) &&
               (!marked || cJSON_AddStringToObject(root, "model_mark", mark)) &&
               cJSON_AddStringToObject(root, "draft", tb_str(&a->input.text)) &&
+              (!*a->title || cJSON_AddStringToObject(root, "title", a->title)) &&
               (set = cJSON_AddObjectToObject(root, "settings")) &&
               cJSON_AddStringToObject(set, "system", tb_str(&a->system.text)) &&
               cJSON_AddNumberToObject(set, "temp", a->set.temp) &&
@@ -259,9 +260,10 @@ static bool clean_into(const cJSON *o, const char *key, char *out, size_t cap) {
     return clean != NULL;
 }
 
-bool chat_store_load(chat_app *a, const char *path) {
+/* The JSON object in the file at path; NULL when it cannot be read or is not one. */
+static cJSON *read_json(const char *path) {
     FILE *f = fopen(path, "rb");
-    if (!f) return false;
+    if (!f) return NULL;
     char *data = NULL;
     size_t cap = 0, n = 0;
     for (;;) {
@@ -278,6 +280,15 @@ bool chat_store_load(chat_app *a, const char *path) {
     fclose(f);
     cJSON *root = data ? cJSON_ParseWithLength(data, n) : NULL;
     free(data);
+    if (root && !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return root;
+}
+
+bool chat_store_load(chat_app *a, const char *path) {
+    cJSON *root = read_json(path);
     if (!root) return false;
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(root, "settings");
     const char *s;
@@ -290,6 +301,8 @@ bool chat_store_load(chat_app *a, const char *path) {
         snprintf(ours ? a->model_path : a->ask_model, sizeof model, "%s", model);
     }
     if ((s = str_of(root, "draft"))) tf_set(&a->input, s);
+    a->title[0] = 0;
+    clean_into(root, "title", a->title, sizeof a->title);
     if (!a->cfg.system_given && (s = str_of(set, "system"))) tf_set(&a->system, s);
     if (a->cfg.settings_given) set = NULL; /* the command line wins */
     if (num_of(set, "temp", &v) && v >= 0 && v <= 100) a->set.temp = (float)v;
@@ -353,4 +366,127 @@ char *chat_store_export(const chat_app *a, const char *json_path) {
         return NULL;
     }
     return md;
+}
+
+void chat_title_from(const char *text, char *out, size_t cap) {
+    while (*text == ' ' || *text == '\n') text++;
+    size_t n = strcspn(text, "\n");
+    if (n >= cap) n = utf8_floor(text, cap - 1);
+    memcpy(out, text, n);
+    out[n] = 0;
+}
+
+static int newest_first(const void *x, const void *y) {
+    return -strcmp(((const chat_entry *)x)->path, ((const chat_entry *)y)->path);
+}
+
+/* The entry of one chat file: its title and the text the search box looks in. */
+static bool entry_of(cJSON *root, chat_entry *e) {
+    text_buf t = {0};
+    const char *first_user = NULL, *s;
+    const cJSON *m;
+    bool ok = true;
+    if ((s = str_of(root, "title")) && *s) {
+        chat_title_from(s, e->title, sizeof e->title);
+        ok = tb_append(&t, s, strlen(s)) && tb_append(&t, "\n", 1);
+    }
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "messages")) {
+        const char *role = str_of(m, "role"), *c = str_of(m, "content");
+        if (!role || !c) continue;
+        if (!first_user && !strcmp(role, "user")) first_user = c;
+        ok = ok && tb_append(&t, c, strlen(c)) && tb_append(&t, "\n", 1);
+    }
+    if (!*e->title && first_user) chat_title_from(first_user, e->title, sizeof e->title);
+    /* Titles come from files: shown cleaned, like any text of theirs. */
+    size_t n;
+    char *clean = utf8_clean(e->title, strlen(e->title), &n);
+    if (clean) snprintf(e->title, sizeof e->title, "%s", clean);
+    free(clean);
+    e->text = ok ? strdup(tb_str(&t)) : NULL;
+    tb_free(&t);
+    return e->text != NULL;
+}
+
+bool chat_store_list(const char *dir, chat_entry **out, int *n_out, char ***bad, int *n_bad) {
+    *out = NULL;
+    *n_out = 0;
+    *bad = NULL;
+    *n_bad = 0;
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    chat_entry *v = NULL;
+    int n = 0, cap = 0;
+    bool ok = true;
+    struct dirent *de;
+    while (ok && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "chat-", 5) || len < 10 || strcmp(de->d_name + len - 5, ".json")) continue;
+        size_t pcap = strlen(dir) + len + 2;
+        char *path = malloc(pcap);
+        if (!path) {
+            ok = false;
+            break;
+        }
+        snprintf(path, pcap, "%s/%s", dir, de->d_name);
+        cJSON *root = read_json(path);
+        if (!root) {
+            char **b = realloc(*bad, sizeof *b * (size_t)(*n_bad + 1));
+            ok = b != NULL;
+            if (ok) {
+                *bad = b;
+                b[(*n_bad)++] = path;
+            } else {
+                free(path);
+            }
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            chat_entry *nv = realloc(v, sizeof *nv * (size_t)cap);
+            if (!nv) ok = false;
+            else v = nv;
+        }
+        struct stat st;
+        if (ok) {
+            v[n] = (chat_entry){.path = path, .mtime = stat(path, &st) == 0 ? st.st_mtime : 0};
+            ok = entry_of(root, &v[n]);
+            n++;
+        } else {
+            free(path);
+        }
+        cJSON_Delete(root);
+    }
+    closedir(d);
+    if (!ok) {
+        chat_entries_free(v, n);
+        for (int i = 0; i < *n_bad; i++) free((*bad)[i]);
+        free(*bad);
+        *bad = NULL;
+        *n_bad = 0;
+        return false;
+    }
+    if (n) qsort(v, (size_t)n, sizeof *v, newest_first);
+    *out = v;
+    *n_out = n;
+    return true;
+}
+
+void chat_entries_free(chat_entry *e, int n) {
+    for (int i = 0; i < n; i++) {
+        free(e[i].path);
+        free(e[i].text);
+    }
+    free(e);
+}
+
+bool chat_store_set_title(const char *path, const char *title) {
+    cJSON *root = read_json(path);
+    if (!root) return false;
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "title");
+    char *text = NULL;
+    bool ok = (!*title || cJSON_AddStringToObject(root, "title", title)) && (text = cJSON_Print(root)) &&
+              write_atomic(path, text, strlen(text));
+    free(text);
+    cJSON_Delete(root);
+    return ok;
 }

@@ -18,20 +18,6 @@ static void dismiss(chat_app *a, int i) {
     a->n_notices--;
 }
 
-void chat_app_save(chat_app *a) {
-    a->dirty = false;
-    a->unsaved_tokens = 0;
-    if (!a->chats_dir) return;
-    if (!a->chat_path && !(a->chat_path = chat_store_new_path(a->chats_dir))) return;
-    if (chat_store_save(a, a->chat_path)) {
-        a->save_failed_shown = false;
-    } else if (!a->save_failed_shown) {
-        a->save_failed_shown = true;
-        chat_app_notice(a, true, "Cannot save the conversation to %s; it stays in this window.",
-                        a->chat_path);
-    }
-}
-
 static chat_msg *msg_by_id(chat_app *a, int id) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
         if (a->msgs[i].id == id) return &a->msgs[i];
@@ -65,6 +51,11 @@ static void start_next_answer(chat_app *a) {
     }
     chat_gen g = {.msgs = gm, .n_msgs = n, .msg_id = ans->id, .fit_msg = fit, .fit_id = user_id,
                   .samp = a->set.samp, .n_predict = a->set.n_predict};
+    if (*a->msgs[q].doc_name) {
+        g.fit_doc = true;
+        g.doc_at = sizeof CHAT_DOC_HEAD - 1;
+        g.doc_name = a->msgs[q].doc_name;
+    }
     g.samp.temp = a->set.temp;
     g.samp.top_p = a->set.top_p;
     if (chat_worker_generate(a->worker, &g)) {
@@ -78,11 +69,11 @@ static void start_next_answer(chat_app *a) {
     a->follow = true;
 }
 
-static void load(chat_app *a, const char *path) {
-    if (!chat_worker_load(a->worker, path, a->set.device, a->set.ctx)) {
-        chat_app_notice(a, true, "Out of memory: cannot load %s.", path);
-        return;
-    }
+void chat_app_load_model(chat_app *a, const char *path) {
+    bool queued = chat_worker_load(a->worker, path, a->set.device, a->set.ctx);
+    if (!queued) chat_app_notice(a, true, "Out of memory: cannot load %s.", path);
+    if (a->picker_open) chat_picker_close(a); /* path may be one of its rows: closed after its last use */
+    if (!queued) return;
     a->loads_pending++;
     a->pending_ctx = a->set.ctx;
     snprintf(a->pending_device, sizeof a->pending_device, "%s", a->set.device);
@@ -191,6 +182,7 @@ void chat_app_stop(chat_app *a) {
 }
 
 void chat_app_new_chat(chat_app *a) {
+    if (!a->n_msgs && a->chat_path) return; /* this one is new already */
     if (a->answering) chat_worker_stop(a->worker, a->answering);
     a->answering = 0;
     a->editing = 0;
@@ -198,6 +190,7 @@ void chat_app_new_chat(chat_app *a) {
     chat_msgs_clear(a);
     free(a->chat_path);
     a->chat_path = NULL;
+    a->title[0] = 0;
     a->scroll = 0;
     a->follow = true;
     chat_app_save(a);
@@ -221,14 +214,14 @@ static bool has_ext(const char *path, const char *ext) {
     return n > k && !strcasecmp(path + n - k, ext);
 }
 
-/* Big enough for any context a phivk model has (131072 tokens of a few bytes);
- * the worker cuts what does not fit. */
-#define CHAT_DOC_MAX (4u << 20)
+/* A document longer than the context is summarized in parts; past this size
+ * (a book or two) the rest is left out. */
+#define CHAT_DOC_MAX (16u << 20)
 
 void chat_app_open_file(chat_app *a, const char *path) {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (has_ext(path, ".gguf")) {
-        load(a, path);
+        chat_app_load_model(a, path);
         return;
     }
     if (!has_ext(path, ".txt") && !has_ext(path, ".md")) {
@@ -241,10 +234,7 @@ void chat_app_open_file(chat_app *a, const char *path) {
                         base);
         return;
     }
-    /* Read no more than could fit (English runs about 4 bytes a token): the
-     * window wraps what it shows, and megabytes would stall it for nothing. */
-    size_t max = a->ctx_total > 0 && (size_t)a->ctx_total * 8 < CHAT_DOC_MAX ? (size_t)a->ctx_total * 8
-                                                                              : CHAT_DOC_MAX;
+    size_t max = CHAT_DOC_MAX;
     FILE *f = fopen(path, "rb");
     char *raw = malloc(max);
     size_t n = f && raw ? fread(raw, 1, max, f) : 0;
@@ -257,15 +247,24 @@ void chat_app_open_file(chat_app *a, const char *path) {
         chat_app_notice(a, true, "Cannot read %s.", base);
         return;
     }
-    static const char head[] = "Summarize the following document:\n\n";
+    static const char head[] = CHAT_DOC_HEAD;
     char *msg = malloc(sizeof head + len);
+    chat_msg *m = NULL;
+    bool busy = a->answering || a->loads_pending;
     if (msg) {
         memcpy(msg, head, sizeof head - 1);
         memcpy(msg + sizeof head - 1, doc, len);
-        if (send_text(a, msg, sizeof head - 1 + len) && more)
-            snprintf(a->msgs[a->n_msgs - 1].note, sizeof a->msgs[0].note,
-                     "only the first %zu KiB of %s were read: the %d-token context holds no more",
-                     max >> 10, base, a->ctx_total);
+        m = chat_msg_add(a, a->n_msgs, CHAT_USER, CHAT_QUEUED, msg, sizeof head - 1 + len);
+    }
+    if (m) {
+        snprintf(m->doc_name, sizeof m->doc_name, "%s", base);
+        if (more)
+            snprintf(m->note, sizeof m->note, "only the first %zu MiB of %s were read", max >> 20, base);
+        a->follow = true;
+        if (!busy) start_next_answer(a);
+        chat_app_save(a);
+    } else {
+        chat_app_notice(a, true, "Out of memory: %s was not sent.", base);
     }
     free(msg);
     free(doc);
@@ -277,7 +276,7 @@ void chat_app_apply_settings(chat_app *a) {
         return;
     }
     if (a->answering) chat_worker_stop(a->worker, a->answering);
-    load(a, a->model_path);
+    chat_app_load_model(a, a->model_path);
 }
 
 /* ---------------------------------------------------------- worker events */
@@ -293,6 +292,7 @@ static void on_done(chat_app *a, const chat_ev *e) {
         m->wrap_w = 0;
     }
     if (e->msg_id == a->answering) a->answering = 0;
+    if (e->msg_id == a->summary_id) a->summary_id = 0;
     if (e->ctx_total) {
         a->ctx_used = e->ctx_used;
         a->ctx_total = e->ctx_total;
@@ -308,7 +308,7 @@ static void on_done(chat_app *a, const chat_ev *e) {
         a->loaded = false;
         chat_app_notice(a, true, "The GPU was lost (%s). The conversation is kept; reloading %s.",
                         e->text ? e->text : "device lost", a->model_name);
-        load(a, a->model_path);
+        chat_app_load_model(a, a->model_path);
     } else if (e->status != PHIVK_OK && e->status != PHIVK_ERR_CANCELLED && e->text) {
         chat_app_notice(a, true, "The answer failed: %s", e->text);
     }
@@ -349,6 +349,7 @@ void chat_app_take_worker_events(chat_app *a) {
             char title[300];
             snprintf(title, sizeof title, "phivk chat \xE2\x80\x94 %s", a->model_name);
             SDL_SetWindowTitle(a->win, title);
+            chat_recent_add(a, e->path);
             chat_app_mark_dirty(a);
             start_next_answer(a);
             break;
@@ -368,6 +369,7 @@ void chat_app_take_worker_events(chat_app *a) {
             if ((m = msg_by_id(a, e->msg_id))) {
                 tb_set(&m->text, e->text, strlen(e->text));
                 snprintf(m->note, sizeof m->note, "%s", e->note);
+                m->doc_name[0] = 0; /* what is left of it is plain text */
                 m->wrap_w = 0;
             }
             break;
@@ -385,6 +387,24 @@ void chat_app_take_worker_events(chat_app *a) {
             }
             break;
         case CHAT_EV_DONE: on_done(a, e); break;
+        case CHAT_EV_PREFILLED:
+            a->prefilling = false;
+            a->prefill_tokens = e->ctx_used;
+            a->ctx_used = e->ctx_used;
+            a->ctx_kept = e->ctx_kept;
+            if (e->ctx_total) a->ctx_total = e->ctx_total;
+            a->progress_stage[0] = 0;
+            break;
+        case CHAT_EV_SUMMARY:
+            if (a->summary_id != e->msg_id || a->summary_pass != e->n_tokens || a->summary_chunks != (int64_t)e->total) {
+                a->summary_t0 = chat_now(); /* the time left is of this pass */
+                a->summary_id = e->msg_id;
+                a->summary_pass = e->n_tokens;
+                a->summary_chunks = (int64_t)e->total;
+            }
+            a->summary_done = (int64_t)e->done;
+            a->summary_events++;
+            break;
         }
     }
     chat_ev_free(list);
@@ -393,7 +413,17 @@ void chat_app_take_worker_events(chat_app *a) {
 /* ------------------------------------------------------------------ events */
 
 static text_field *focused(chat_app *a) {
-    return a->focus == CHAT_FOCUS_SYSTEM && a->panel_open ? &a->system : &a->input;
+    if (a->focus == CHAT_FOCUS_SYSTEM && a->panel_open) return &a->system;
+    if (a->focus == CHAT_FOCUS_SEARCH) return &a->search;
+    if (a->focus == CHAT_FOCUS_RENAME && a->renaming >= 0) return &a->rename;
+    if (a->focus == CHAT_FOCUS_MODEL_PATH && a->picker_open) return &a->model_field;
+    return &a->input;
+}
+
+/* The rectangle an edit field is drawn in (for clicks and drags). */
+static SDL_Rect field_rect(chat_app *a, const text_field *f) {
+    return f == &a->system ? a->r_system : f == &a->search ? a->r_search : f == &a->rename ? a->r_rename
+           : f == &a->model_field ? a->r_model_path : a->r_input;
 }
 
 static void copy(chat_app *a) {
@@ -421,7 +451,11 @@ static void paste(chat_app *a) {
 
 static void edited(chat_app *a, text_field *f) {
     if (f == &a->system) snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&f->text));
-    chat_app_mark_dirty(a);
+    if (f == &a->search) {
+        a->conv_scroll = 0;
+        chat_convs_filter(a);
+    }
+    if (f == &a->system || f == &a->input) chat_app_mark_dirty(a);
 }
 
 static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
@@ -433,7 +467,13 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
     switch (k->keysym.sym) {
     case SDLK_RETURN:
     case SDLK_KP_ENTER:
-        if (shift || f != &a->input) {
+        if (f == &a->rename) {
+            chat_app_rename_end(a, true);
+        } else if (f == &a->model_field) {
+            if (a->model_field.text.len) chat_app_load_model(a, tb_str(&a->model_field.text));
+        } else if (f == &a->search) {
+            a->focus = CHAT_FOCUS_INPUT;
+        } else if (shift || f != &a->input) {
             tf_insert(f, "\n", 1);
             edited(a, f);
         } else {
@@ -441,7 +481,13 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         }
         break;
     case SDLK_ESCAPE:
-        if (a->answering) chat_app_stop(a);
+        if (f == &a->rename) chat_app_rename_end(a, false);
+        else if (a->picker_open) chat_picker_close(a);
+        else if (f == &a->search) {
+            tf_set(&a->search, "");
+            edited(a, f);
+            a->focus = CHAT_FOCUS_INPUT;
+        } else if (a->answering) chat_app_stop(a);
         else if (a->editing) chat_app_edit_cancel(a);
         else if (a->n_notices) dismiss(a, a->n_notices - 1);
         else a->selected = -1;
@@ -474,6 +520,8 @@ static void on_key(chat_app *a, const SDL_KeyboardEvent *k) {
         case SDLK_c: copy(a); break;
         case SDLK_v: paste(a); edited(a, f); break;
         case SDLK_n: chat_app_new_chat(a); break;
+        case SDLK_o: if (a->picker_open) chat_picker_close(a); else chat_picker_open(a); break;
+        case SDLK_f: a->focus = CHAT_FOCUS_SEARCH; break;
         case SDLK_r: chat_app_regenerate(a); break;
         case SDLK_e: chat_app_export(a); break;
         case SDLK_COMMA: a->panel_open = !a->panel_open; break;
@@ -500,8 +548,26 @@ static void do_action(chat_app *a, const chat_button *b) {
     case CHAT_ACT_CANCEL_LINK: free(a->link_url); a->link_url = NULL; break;
     case CHAT_ACT_REGENERATE: chat_app_regenerate(a); break;
     case CHAT_ACT_EDIT: chat_app_edit(a, b->arg); break;
+    case CHAT_ACT_SWITCH: chat_app_switch(a, b->arg); break;
+    case CHAT_ACT_RENAME: chat_app_rename_begin(a, b->arg); break;
+    case CHAT_ACT_DELETE: chat_app_delete(a, b->arg); break;
+    case CHAT_ACT_UNDO_DELETE:
+        dismiss(a, b->arg);
+        chat_app_undo_delete(a);
+        break;
+    case CHAT_ACT_PICKER:
+        if (a->picker_open) chat_picker_close(a);
+        else chat_picker_open(a);
+        break;
+    case CHAT_ACT_PICK:
+        if (b->arg >= 0 && b->arg < a->n_models) chat_app_load_model(a, a->models[b->arg].path);
+        break;
+    case CHAT_ACT_OPEN_PATH:
+        if (a->model_field.text.len) chat_app_load_model(a, tb_str(&a->model_field.text));
+        break;
+    case CHAT_ACT_CANCEL_SUMMARY: chat_app_stop(a); break;
     case CHAT_ACT_LOAD_ASKED:
-        if (*a->ask_model) load(a, a->ask_model);
+        if (*a->ask_model) chat_app_load_model(a, a->ask_model);
         dismiss(a, b->arg);
         break;
     }
@@ -566,8 +632,8 @@ bool chat_app_open_link(chat_app *a) {
  * dragging selects. */
 static void field_press(chat_app *a, int focus, int x, int y, bool extend) {
     a->focus = focus;
-    text_field *f = focus == CHAT_FOCUS_SYSTEM ? &a->system : &a->input;
-    tf_move_to(f, chat_field_offset(a, f, focus == CHAT_FOCUS_SYSTEM ? a->r_system : a->r_input, x, y), extend);
+    text_field *f = focused(a);
+    tf_move_to(f, chat_field_offset(a, f, field_rect(a, f), x, y), extend);
     a->selecting = true;
 }
 
@@ -587,6 +653,19 @@ static void on_click(chat_app *a, int x, int y) {
         return;
     }
     bool shift = SDL_GetModState() & KMOD_SHIFT;
+    if (a->renaming >= 0 && !inside(&a->r_rename, x, y)) chat_app_rename_end(a, true);
+    if (a->picker_open) {
+        if (inside(&a->r_model_path, x, y)) field_press(a, CHAT_FOCUS_MODEL_PATH, x, y, shift);
+        return; /* the picker is modal: the window under it waits */
+    }
+    if (inside(&a->r_search, x, y)) {
+        field_press(a, CHAT_FOCUS_SEARCH, x, y, shift);
+        return;
+    }
+    if (a->renaming >= 0 && inside(&a->r_rename, x, y)) {
+        field_press(a, CHAT_FOCUS_RENAME, x, y, shift);
+        return;
+    }
     if (inside(&a->r_input, x, y)) {
         field_press(a, CHAT_FOCUS_INPUT, x, y, shift);
         return;
@@ -631,7 +710,18 @@ void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
     case SDL_KEYDOWN: on_key(a, &e->key); break;
     case SDL_MOUSEWHEEL: {
         int dy = e->wheel.y * (e->wheel.direction == SDL_MOUSEWHEEL_FLIPPED ? -1 : 1);
-        chat_scroll_to(a, a->scroll - dy * 3 * a->line_h);
+        SDL_GetMouseState(&x, &y);
+        x = (int)(x * a->px_per_coord);
+        y = (int)(y * a->px_per_coord);
+        if (a->picker_open) {
+            a->picker_first -= dy;
+            if (a->picker_first < 0) a->picker_first = 0; /* the far end is clamped when drawn */
+        } else if (inside(&a->r_sidebar, x, y)) {
+            a->conv_scroll -= dy * 3 * a->line_h;
+            if (a->conv_scroll < 0) a->conv_scroll = 0; /* the far end is clamped when drawn */
+        } else {
+            chat_scroll_to(a, a->scroll - dy * 3 * a->line_h);
+        }
         break;
     }
     case SDL_MOUSEBUTTONDOWN:
@@ -645,8 +735,7 @@ void chat_app_handle_event(chat_app *a, const SDL_Event *e) {
         y = (int)(e->motion.y * a->px_per_coord);
         if (a->dragging) drag_to(a, y);
         else if (a->selecting)
-            tf_move_to(focused(a), chat_field_offset(a, focused(a), focused(a) == &a->system ? a->r_system : a->r_input,
-                                                     x, y), true);
+            tf_move_to(focused(a), chat_field_offset(a, focused(a), field_rect(a, focused(a)), x, y), true);
         break;
     case SDL_MOUSEBUTTONUP: a->dragging = a->selecting = false; break;
     case SDL_DROPFILE:
@@ -672,6 +761,7 @@ chat_app *chat_app_create(const chat_config *cfg) {
     a->cfg = *cfg;
     a->set = cfg->settings;
     a->selected = -1;
+    a->renaming = -1;
     a->follow = true;
     tf_set(&a->system, a->set.system);
     if (SDL_Init(SDL_INIT_VIDEO) != 0) {
@@ -706,13 +796,17 @@ chat_app *chat_app_create(const chat_config *cfg) {
         chat_app_notice(a, true, "The conversation cannot be saved (see the terminal); it stays in this window.");
     else
         a->have_key = chat_store_key(a->chats_dir, a->key);
-    char *latest = a->chats_dir ? chat_store_latest(a->chats_dir) : NULL;
+    /* The newest chat that reads; one that does not is named in a notice and
+     * never written to (a new chat gets a new file). */
+    chat_convs_refresh(a, true);
+    char *latest = a->n_convs ? strdup(a->convs[0].path) : NULL;
     if (latest && chat_store_load(a, latest)) {
         a->chat_path = latest;
         snprintf(a->set.system, sizeof a->set.system, "%s", tb_str(&a->system.text));
     } else {
         free(latest);
     }
+    chat_recent_read(a);
     a->history_pos = a->n_history;
     a->worker = chat_worker_create(wake, a);
     if (!a->worker) {
@@ -729,7 +823,7 @@ chat_app *chat_app_create(const chat_config *cfg) {
         char path[sizeof a->model_path];
         snprintf(path, sizeof path, "%s", model);
         a->model_path[0] = 0;
-        load(a, path);
+        chat_app_load_model(a, path);
     } else if (*a->ask_model) {
         /* Loading runs a parser and allocates memory for whatever file the chat
          * names: for a chat this installation did not save, the user decides. */
@@ -754,8 +848,14 @@ void chat_app_destroy(chat_app *a) {
     if (a->chats_dir && a->ren) chat_app_save(a);
     chat_msgs_clear(a);
     free(a->msgs);
+    chat_convs_close(a);
+    chat_picker_close(a);
+    chat_recent_free(a);
     tf_free(&a->input);
     tf_free(&a->system);
+    tf_free(&a->search);
+    tf_free(&a->rename);
+    tf_free(&a->model_field);
     for (int i = 0; i < a->n_history; i++) free(a->history[i]);
     free(a->history);
     free(a->history_draft);

@@ -8,8 +8,9 @@
 #include <time.h>
 
 #include "chat_text.h"
+#include "summarize.h"
 
-typedef enum job_kind { JOB_LOAD, JOB_GEN } job_kind;
+typedef enum job_kind { JOB_LOAD, JOB_GEN, JOB_PREFILL } job_kind;
 
 typedef struct job {
     job_kind kind;
@@ -17,6 +18,9 @@ typedef struct job {
     int32_t ctx;
     phivk_chat_msg *msgs; /* gen: roles are static strings, contents owned */
     int n_msgs, msg_id, fit_msg, fit_id;
+    bool fit_doc;
+    size_t doc_at;
+    char *doc_name;
     phivk_sampler_params samp;
     int32_t n_predict;
     struct job *next;
@@ -66,6 +70,7 @@ static void job_free(job *j) {
     if (!j) return;
     free(j->path);
     free(j->device);
+    free(j->doc_name);
     for (int i = 0; i < j->n_msgs; i++) free((char *)j->msgs[i].content);
     free(j->msgs);
     free(j);
@@ -245,11 +250,12 @@ static phivk_status decode(chat_worker *w, int id, const int32_t *t, int32_t n) 
  * format's own markup becomes control tokens. */
 static int64_t prompt_tokens(chat_worker *w, job *j, int32_t **ids) {
     const phivk_vocab *v = phivk_model_vocab(w->model);
-    int64_t n = phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, NULL, 0);
+    bool answer = j->kind == JOB_GEN; /* a prefill reads the conversation, not an answer's start */
+    int64_t n = phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, answer, PHIVK_BOS_AUTO, NULL, 0);
     if (n < 0) return -1;
     *ids = malloc(sizeof **ids * (size_t)(n ? n : 1));
     if (!*ids) return -1;
-    phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, true, PHIVK_BOS_AUTO, *ids, n);
+    phivk_chat_tokenize(v, PHIVK_CHAT_AUTO, j->msgs, j->n_msgs, answer, PHIVK_BOS_AUTO, *ids, n);
     return n;
 }
 
@@ -295,6 +301,101 @@ static void drop_device(chat_worker *w) {
     w->n_cached = 0;
 }
 
+typedef struct summ_ctx {
+    chat_worker *w;
+    int msg_id;
+} summ_ctx;
+
+static void summ_text(void *user, const char *s, size_t n) {
+    summ_ctx *c = user;
+    char *piece = strndup(s, n);
+    if (!piece) return;
+    if (n) post_new(c->w, ev_new(CHAT_EV_TEXT, c->msg_id, piece));
+    free(piece);
+}
+
+/* Chunks as CHAT_EV_SUMMARY: done counts the chunks finished, total the pass's. */
+static void summ_event_cb(void *user, const summ_event *se) {
+    summ_ctx *c = user;
+    if (se->kind == SUMM_NOTE) return;
+    chat_ev *e = ev_new(CHAT_EV_SUMMARY, c->msg_id, NULL);
+    if (!e) return;
+    e->n_tokens = se->kind == SUMM_FINAL ? 0 : se->pass;
+    e->done = se->kind == SUMM_CHUNK ? (uint64_t)se->chunk - 1 : (uint64_t)se->chunk;
+    e->total = (uint64_t)se->n_chunks;
+    post(c->w, e);
+}
+
+/* The document of the fit message, too long for the context, summarized in
+ * parts; the message becomes a line that names it. The cache then holds a
+ * chunk's prompt, not the conversation: the next answer reads it again. */
+static void summarize_doc(chat_worker *w, job *j, chat_ev *done, char *err, size_t cap) {
+    const char *msg = j->msgs[j->fit_msg].content;
+    size_t at = j->doc_at < strlen(msg) ? j->doc_at : strlen(msg), len = strlen(msg + at);
+    chat_ev *e = ev_new(CHAT_EV_FIT, j->fit_id, NULL);
+    if (e) {
+        char line[512];
+        snprintf(line, sizeof line, "Summarize the document %s (%zu KiB).", j->doc_name ? j->doc_name : "",
+                 (len + 1023) >> 10);
+        e->text = strdup(line);
+        snprintf(e->note, sizeof e->note, "longer than the %d-token context: summarized in parts",
+                 phivk_session_ctx(w->sess));
+        if (!e->text) {
+            chat_ev_free(e);
+            e = NULL;
+        }
+    }
+    post_new(w, e);
+    summ_ctx c = {w, j->msg_id};
+    summ_params sp = {.model = w->model, .sess = w->sess, .samp = j->samp, .words = 150,
+                      .answer = j->n_predict > 0 ? j->n_predict : 300, .on_text = summ_text,
+                      .on_event = summ_event_cb, .user = &c};
+    summ_stats stats = {0};
+    double t0 = now_s();
+    phivk_status st = summ_run(&sp, msg + at, len, &stats, err, cap);
+    w->n_cached = 0;
+    done->n_tokens = (int32_t)stats.n_gen;
+    done->tok_per_s = stats.n_gen / (now_s() - t0 + 1e-9);
+    done->stopped = st == PHIVK_ERR_CANCELLED;
+    done->status = st;
+    if (done->stopped) *err = 0;
+}
+
+/* Reads a conversation into the cache: only what differs from the cached
+ * tokens is decoded (phivk_session_truncate keeps the shared prefix). */
+static void run_prefill(chat_worker *w, job *j) {
+    chat_ev *done = ev_new(CHAT_EV_PREFILLED, 0, NULL);
+    int32_t *ids = NULL;
+    if (!done) return;
+    int64_t n = w->model ? prompt_tokens(w, j, &ids) : -1;
+    int32_t ctx = w->sess ? phivk_session_ctx(w->sess) : 0;
+    if (n > 0 && n < ctx) {
+        int32_t keep = 0;
+        while (keep < w->n_cached && keep < n && w->cached[keep] == ids[keep]) keep++;
+        if (keep == n) keep--;
+        phivk_status st = phivk_session_truncate(w->sess, keep);
+        w->n_cached = keep;
+        done->ctx_kept = keep;
+        on_progress(w, "prefill", 0, (uint64_t)(n - keep));
+        if (st == PHIVK_OK) st = decode(w, 0, ids + keep, (int32_t)(n - keep));
+        if (st == PHIVK_OK) {
+            memcpy(w->cached + keep, ids + keep, sizeof *ids * (size_t)(n - keep));
+            w->n_cached = (int32_t)n;
+        } else {
+            w->n_cached = phivk_session_pos(w->sess);
+            done->status = st;
+        }
+    }
+    /* A conversation longer than the context is read when the next answer cuts it. */
+    if (w->sess) {
+        done->ctx_used = w->n_cached;
+        done->ctx_total = ctx;
+    }
+    if (done->status == PHIVK_ERR_DEVICE_LOST) drop_device(w);
+    free(ids);
+    post(w, done);
+}
+
 static void run_gen(chat_worker *w, job *j) {
     chat_ev *done = ev_new(CHAT_EV_DONE, j->msg_id, NULL);
     int32_t *ids = NULL;
@@ -312,6 +413,10 @@ static void run_gen(chat_worker *w, job *j) {
     int32_t reserve = j->n_predict > 0 && j->n_predict < ctx / 2 ? j->n_predict : ctx / 4;
     if (reserve < 1) reserve = 1;
     int64_t n = prompt_tokens(w, j, &ids);
+    if (n >= 0 && j->fit_doc && n + reserve > ctx) {
+        summarize_doc(w, j, done, err, sizeof err);
+        goto out;
+    }
     if (n >= 0) n = fit_prompt(w, j, n, reserve, &ids);
     if (n < 0) {
         done->status = PHIVK_ERR_INVALID;
@@ -418,6 +523,7 @@ static void *worker_main(void *arg) {
         if (j->kind == JOB_GEN) w->running_id = j->msg_id;
         pthread_mutex_unlock(&w->mu);
         if (j->kind == JOB_LOAD) run_load(w, j);
+        else if (j->kind == JOB_PREFILL) run_prefill(w, j);
         else run_gen(w, j);
         job_free(j);
         pthread_mutex_lock(&w->mu);
@@ -492,17 +598,36 @@ bool chat_worker_load(chat_worker *w, const char *path, const char *device, int3
     return true;
 }
 
-bool chat_worker_generate(chat_worker *w, const chat_gen *g) {
+/* A job of kind with a copy of the messages; NULL when out of memory. */
+static job *msgs_job(job_kind kind, const phivk_chat_msg *msgs, int n_msgs) {
     job *j = calloc(1, sizeof *j);
-    if (!j) return false;
-    j->kind = JOB_GEN;
-    j->msgs = calloc((size_t)(g->n_msgs ? g->n_msgs : 1), sizeof *j->msgs);
+    if (!j) return NULL;
+    j->kind = kind;
+    j->msgs = calloc((size_t)(n_msgs ? n_msgs : 1), sizeof *j->msgs);
     if (!j->msgs) goto fail;
-    for (int i = 0; i < g->n_msgs; i++) {
-        j->msgs[i].role = g->msgs[i].role;
-        if (!(j->msgs[i].content = strdup(g->msgs[i].content))) goto fail;
+    for (int i = 0; i < n_msgs; i++) {
+        j->msgs[i].role = msgs[i].role;
+        if (!(j->msgs[i].content = strdup(msgs[i].content))) goto fail;
         j->n_msgs++;
     }
+    return j;
+fail:
+    job_free(j);
+    return NULL;
+}
+
+bool chat_worker_prefill(chat_worker *w, const phivk_chat_msg *msgs, int n_msgs) {
+    job *j = msgs_job(JOB_PREFILL, msgs, n_msgs);
+    if (j) enqueue(w, j);
+    return j != NULL;
+}
+
+bool chat_worker_generate(chat_worker *w, const chat_gen *g) {
+    job *j = msgs_job(JOB_GEN, g->msgs, g->n_msgs);
+    if (!j) return false;
+    j->fit_doc = g->fit_doc;
+    j->doc_at = g->doc_at;
+    if (g->doc_name && !(j->doc_name = strdup(g->doc_name))) goto fail;
     j->msg_id = g->msg_id;
     j->fit_msg = g->fit_msg;
     j->fit_id = g->fit_id;

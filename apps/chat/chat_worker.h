@@ -18,6 +18,8 @@ typedef enum chat_ev_kind {
     CHAT_EV_FIT,         /* msg_id's content was cut: text = what is kept, note */
     CHAT_EV_TEXT,        /* msg_id, text: more of the answer */
     CHAT_EV_DONE,        /* msg_id, n_tokens, tok_per_s, stopped, status (+ text = reason), ctx_used, ctx_kept */
+    CHAT_EV_PREFILLED,   /* a conversation is in the cache: ctx_used tokens, ctx_kept of them were there */
+    CHAT_EV_SUMMARY,     /* msg_id's document in parts: chunk done of total in pass n_tokens (0: the final pass) */
 } chat_ev_kind;
 
 typedef struct chat_ev {
@@ -58,10 +60,20 @@ typedef struct chat_gen {
     int msg_id;                 /* the answer's id, echoed in events */
     int fit_msg;                /* index of a message that may be cut to fit, -1: none */
     int fit_id;                 /* its id, echoed in CHAT_EV_FIT */
+    /* The fit message asks for a summary of a document that starts at byte
+     * doc_at; a document too long for the context is then summarized in parts
+     * (summarize.h) instead of cut, and the message becomes a line naming it. */
+    bool fit_doc;
+    size_t doc_at;
+    const char *doc_name;       /* copied */
     phivk_sampler_params samp;
     int32_t n_predict;          /* -1: until a stop token or the context is full */
 } chat_gen;
 bool chat_worker_generate(chat_worker *w, const chat_gen *g);
+
+/* Reads a conversation (no answer started) into the cache, keeping what it
+ * shares with the cache's tokens: CHAT_EV_PREFILLED when done. */
+bool chat_worker_prefill(chat_worker *w, const phivk_chat_msg *msgs, int n_msgs);
 
 /* Ends answer msg_id (running or queued) within one token. Safe any time. */
 void chat_worker_stop(chat_worker *w, int msg_id);

@@ -350,7 +350,7 @@ TEST(chat_history_ime_paste_and_copy) {
     chat_app_step(g.a, 0);
     const chat_msg *m = &g.a->msgs[1];
     int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
-    click(m->x + m->w / 2, y);
+    click(g.a->r_transcript.x + m->x + m->w / 2, y);
     chat_app_step(g.a, 0);
     CHECK(g.a->selected == 1, "the click selected message %d, want 1", g.a->selected);
     key(SDLK_c, KMOD_LCTRL);
@@ -486,6 +486,9 @@ TEST(chat_dropping_a_corrupt_model_keeps_the_previous_one) {
     CHECK(g.a->loaded && !strcmp(g.a->model_name, "tiny phi3 fixture"), "the previous model is loaded");
     click_button(CHAT_ACT_DISMISS, 0);
     CHECK(g.a->n_notices == 0, "the × button dismissed it");
+    /* In a new chat: the one so far is near the 512-token context, and how near
+     * depends on when the stop test's Stop landed. */
+    click_button(CHAT_ACT_NEW, 0);
     int before = g.a->n_msgs;
     type("still there?");
     key(SDLK_RETURN, 0);
@@ -505,7 +508,8 @@ TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_rel
     type("are you there?");
     key(SDLK_RETURN, 0);
     chat_app_step(g.a, 0);
-    REQUIRE(g.a->answering, "answering");
+    /* The answer may already have failed: a save (fsync) follows the send, and the worker is quick. */
+    REQUIRE(g.a->n_msgs == before + 2 && last_msg()->role == CHAT_ASSISTANT, "the answer started");
     bool ok = pump(idle, 90);
     pvk_fault_set(NULL);
     REQUIRE(ok, "the answer did not end, or the model did not load again, in 90 s");
@@ -531,7 +535,7 @@ TEST(chat_device_lost_ends_the_answer_with_a_notice_keeps_the_transcript_and_rel
           last_msg()->note);
 }
 
-TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fit) {
+TEST(chat_settings_reload_with_a_new_context_and_a_long_document_is_summarized_in_parts_with_progress_and_cancel) {
     REQUIRE(g.a && idle(g.a), "needs the session");
     key(SDLK_F2, 0);
     chat_app_step(g.a, 0);
@@ -562,25 +566,49 @@ TEST(chat_settings_reload_with_a_new_context_and_a_dropped_document_is_cut_to_fi
     drop(doc_path);
     chat_app_step(g.a, 0);
     REQUIRE(g.a->n_msgs == 2, "the document became a message (%d)", g.a->n_msgs);
-    bool saw_prefill = false;
-    double end = now_s() + 90;
+    int64_t most_chunks = 0, most_done = 0;
+    int passes_seen = 0, events0 = g.a->summary_events;
+    bool saw_cancel = false;
+    double end = now_s() + 120;
     while (!idle(g.a) && now_s() < end) {
         chat_app_step(g.a, 1);
-        saw_prefill |= !strcmp(g.a->progress_stage, "prefill") && g.a->progress_total > 512;
+        if (g.a->summary_id && g.a->summary_pass > passes_seen) passes_seen = g.a->summary_pass;
+        if (g.a->summary_id && g.a->summary_pass && g.a->summary_chunks > most_chunks) most_chunks = g.a->summary_chunks;
+        if (g.a->summary_id && g.a->summary_done > most_done) most_done = g.a->summary_done;
+        saw_cancel |= find_button(CHAT_ACT_CANCEL_SUMMARY, 0) != NULL;
     }
-    REQUIRE(idle(g.a), "no summary");
-    CHECK(saw_prefill, "the prompt of more than one 512-token batch reported prefill progress");
+    REQUIRE(idle(g.a), "no summary in 120 s");
+    int events = g.a->summary_events - events0;
+    printf("    %zu bytes in a 1024-token context: %d progress events, %lld chunks in pass 1\n", n, events,
+           (long long)most_chunks);
+    CHECK(most_chunks >= 2 && most_done >= 1, "progress named the chunks: %lld done of %lld", (long long)most_done,
+          (long long)most_chunks);
+    CHECK(events >= 2 * most_chunks, "an event as each chunk starts and ends (%d for %lld chunks)", events,
+          (long long)most_chunks);
+    /* The final pass may start and end between two frames: its event is the last one kept. */
+    CHECK(passes_seen >= 1 && g.a->summary_pass == 0, "a map pass, then the final pass (pass %d, then %d)",
+          passes_seen, g.a->summary_pass);
+    CHECK(saw_cancel, "Cancel is offered while the chunks are summarized");
     const chat_msg *u = &g.a->msgs[0];
-    static const char head[] = "Summarize the following document:\n\nParagraph 0:";
-    CHECK(!strncmp(tb_str(&u->text), head, sizeof head - 1),
-          "the message asks for a summary: '%.60s'", tb_str(&u->text));
-    CHECK(u->text.len < n && strstr(u->note, "cut to fit the context"), "cut with a note: %zu of %zu bytes, '%s'",
-          u->text.len, n, u->note);
+    CHECK(!strcmp(tb_str(&u->text), "Summarize the document notes.md (8 KiB).") && strstr(u->note, "summarized in parts"),
+          "the message names the document: '%.60s' ('%s')", tb_str(&u->text), u->note);
     /* The fixture's tokens may all be control bytes, which the window drops. */
     CHECK(g.a->msgs[1].state == CHAT_DONE && g.a->msgs[1].n_tokens > 0,
           "summary written (state %d, %d tokens, note '%s')", g.a->msgs[1].state, g.a->msgs[1].n_tokens,
           g.a->msgs[1].note);
-    CHECK(g.a->ctx_used <= 1024, "context used %d", g.a->ctx_used);
+    CHECK(!g.a->summary_id && g.a->n_notices == 0, "done, no error: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
+
+    /* Again, cancelled while the first chunks are read. */
+    events0 = g.a->summary_events;
+    drop(doc_path);
+    chat_app_step(g.a, 0);
+    end = now_s() + 60;
+    while (g.a->summary_events == events0 && now_s() < end) chat_app_step(g.a, 1);
+    REQUIRE(g.a->summary_id, "the second summary started");
+    click_button(CHAT_ACT_CANCEL_SUMMARY, 0);
+    REQUIRE(pump(idle, 60), "Cancel did not end it");
+    CHECK(last_msg()->state == CHAT_STOPPED && !g.a->summary_id, "Cancel stopped it (state %d)", last_msg()->state);
+    CHECK(g.a->n_notices == 0, "no error: '%s'", g.a->n_notices ? g.a->notices[0].text : "");
     key(SDLK_F2, 0);
     chat_app_step(g.a, 0);
 }
@@ -1039,9 +1067,9 @@ TEST(chat_md_unfinished_fence_shows_as_code_while_streaming) {
     chat_md_free(&d);
 }
 
-/* Deep nesting, a 1 MB line, ten thousand list items. */
+/* Deep nesting, a 1 MB line, a 512 KB line of code, ten thousand list items. */
 static char *md_bomb(size_t *len) {
-    size_t cap = (3u << 20), n = 0;
+    size_t cap = (4u << 20), n = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     for (int i = 0; i < 5000; i++) s[n++] = '>';
@@ -1055,6 +1083,10 @@ static char *md_bomb(size_t *len) {
     for (size_t end = n + (1u << 20); n < end;) n += (size_t)sprintf(s + n, "lorem ipsum dolor ");
     s[n++] = '\n';
     s[n++] = '\n';
+    /* and a 512 KB line of code without a space */
+    n += (size_t)sprintf(s + n, "```\n");
+    for (size_t end = n + (512u << 10); n < end;) n += (size_t)sprintf(s + n, "0123456789abcdef");
+    n += (size_t)sprintf(s + n, "\n```\n\n");
     for (int i = 0; i < 10000; i++) n += (size_t)sprintf(s + n, "- item %d\n", i);
     *len = n;
     return s;
@@ -1076,6 +1108,25 @@ TEST(chat_md_caps_nesting_of_a_markdown_bomb) {
     CHECK(max_depth == CHAT_MD_MAX_DEPTH && max_quote == CHAT_MD_MAX_DEPTH,
           "nesting drawn at most %d deep: lists %d, quotes %d", CHAT_MD_MAX_DEPTH, max_depth, max_quote);
     CHECK(d.n_blocks >= 10000 + 300, "every list item is a block (%d)", d.n_blocks);
+    /* Long paragraphs and code go on in blocks of CHAT_MD_SPLIT bytes at most;
+     * Copy still takes the whole code block. */
+    int longest = 0, code = -1, code_parts = 0;
+    for (int i = 0; i < d.n_blocks; i++) {
+        size_t len;
+        const chat_md_block *b = &d.blocks[i];
+        if (b->n_runs) {
+            const chat_md_run *r0 = &d.runs[b->first_run], *r1 = r0 + b->n_runs - 1;
+            len = r1->off + r1->len - r0->off;
+            if ((int)len > longest) longest = (int)len;
+        }
+        if (b->kind == CHAT_MD_CODE && code < 0) code = i;
+        code_parts += b->kind == CHAT_MD_CODE;
+    }
+    CHECK(longest <= CHAT_MD_SPLIT, "no block holds more than %d bytes (%d)", CHAT_MD_SPLIT, longest);
+    size_t code_len = 0;
+    if (code >= 0) chat_md_code(&d, code, &code_len);
+    CHECK(code >= 0 && code_parts == (512 << 10) / CHAT_MD_SPLIT + 1 && code_len == (512u << 10) + 1,
+          "the 512 KB line of code is %d parts, and Copy takes all %zu bytes", code_parts, code_len);
     printf("    parsed %zu bytes into %d blocks in %.1f ms\n", n, d.n_blocks, ms);
     chat_md_free(&d);
     free(s);
@@ -1269,9 +1320,14 @@ TEST(chat_markdown_streams_with_frames_under_50_ms_and_the_same_layout_as_whole)
     chat_md_piece *pieces = malloc(sizeof *pieces * (size_t)n_pieces);
     REQUIRE(pieces, "memory");
     memcpy(pieces, m->lay.pieces, sizeof *pieces * (size_t)n_pieces);
-    m->lay.width = 0; /* forces a layout from the start */
+    m->lay.width = 0; /* forces a layout from the start, a share of it each frame */
     m->wrap_w = 0;
-    chat_app_draw(g.a);
+    int relayout_frames = 0;
+    do {
+        chat_app_draw(g.a);
+        relayout_frames++;
+    } while (m->lay.next < m->md.n_blocks && relayout_frames < 1000);
+    printf("    laid out again from the start in %d frames\n", relayout_frames);
     CHECK(m->lay.n_pieces == n_pieces && m->lay.n_boxes == n_boxes && m->lay.h == h,
           "the same layout as at once: %d/%d pieces, %d/%d boxes, height %d/%d", n_pieces, m->lay.n_pieces, n_boxes,
           m->lay.n_boxes, h, m->lay.h);
@@ -1287,6 +1343,12 @@ TEST(chat_markdown_streams_with_frames_under_50_ms_and_the_same_layout_as_whole)
     chat_app_new_chat(g.a);
 }
 
+/* The bomb is laid out a share per frame (CHAT_LAYOUT_BUDGET_MS), so no frame
+ * waits for all of it: its first frame (the parse and the first share), every
+ * frame until the layout is done, then frames that only draw, at the top, the
+ * middle and the end. The bound is the issue's 50 ms for a responsive window,
+ * on this thread's CPU time (the software renderer draws on it); the budget
+ * is 12 ms and a frame's drawing a few ms, so ASan's ~2x leaves the margin. */
 TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
     REQUIRE(g.a, "needs the session");
     size_t n;
@@ -1295,10 +1357,19 @@ TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
     chat_msg *m = chat_msg_add(g.a, g.a->n_msgs, CHAT_ASSISTANT, CHAT_DONE, s, n);
     free(s);
     REQUIRE(m, "memory");
-    double first = draw_cpu_ms(); /* parses and lays out once */
+    double first = draw_cpu_ms(), worst_laying = first, total = first;
+    int frames = 1;
     m = last_msg();
+    while (m->lay.next < m->md.n_blocks && frames < 5000) {
+        double ms = draw_cpu_ms();
+        total += ms;
+        if (ms > worst_laying) worst_laying = ms;
+        frames++;
+        m = last_msg();
+    }
+    CHECK(m->lay.next == m->md.n_blocks, "laid out in %d frames (%d of %d blocks)", frames, m->lay.next,
+          m->md.n_blocks);
     CHECK(m->lay.w <= m->wrap_w, "nothing is laid out wider than the bubble (%d > %d)", m->lay.w, m->wrap_w);
-    /* Frames after the first only draw: at the top, the middle and the end. */
     double worst = 0;
     int positions[] = {m->y, m->y + m->h / 2, INT32_MAX};
     for (int k = 0; k < 3; k++) {
@@ -1308,9 +1379,11 @@ TEST(chat_markdown_bomb_draws_frames_under_50_ms) {
             if (ms > worst) worst = ms;
         }
     }
-    printf("    Markdown bomb (%zu bytes, %d pieces): first frame %.0f ms CPU, then at most %.1f ms\n", n,
-           m->lay.n_pieces, first, worst);
-    /* The issue's bound for a responsive window; ASan makes this build ~2x slower. */
+    printf("    Markdown bomb (%zu bytes, %d blocks, %d pieces): first frame %.1f ms CPU, laid out in %d frames "
+           "(%.0f ms in all, the slowest %.1f ms), then frames that only draw at most %.1f ms\n", n,
+           m->md.n_blocks, m->lay.n_pieces, first, frames, total, worst_laying, worst);
+    CHECK(first < 50, "the first frame took %.1f ms, want < 50 ms", first);
+    CHECK(worst_laying < 50, "the slowest frame while laying out took %.1f ms, want < 50 ms", worst_laying);
     CHECK(worst < 50, "frame time %.1f ms, want < 50 ms", worst);
     chat_app_new_chat(g.a);
 }
@@ -1465,7 +1538,8 @@ TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cach
     REQUIRE(n2 > 0 && old_text, "the prompt's tokens");
     chat_app_step(g.a, 0);
     click_button(CHAT_ACT_REGENERATE, 3);
-    CHECK(g.a->answering, "Regenerate started an answer");
+    CHECK(g.a->answering || (g.a->n_msgs == 4 && g.a->msgs[3].id != old_id), "Regenerate started an answer (it may "
+          "have ended already: the worker is quick)");
     REQUIRE(pump(idle, 60), "no regenerated answer");
     CHECK(g.a->n_msgs == 4, "still 4 messages, got %d", g.a->n_msgs);
     const chat_msg *m = &g.a->msgs[3];
@@ -1478,7 +1552,7 @@ TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cach
      * and the new prompt, which covers the whole first exchange. */
     m = &g.a->msgs[2];
     int y = g.a->r_transcript.y - g.a->scroll + m->y + m->h / 2;
-    click(m->x + m->w / 2, y);
+    click(g.a->r_transcript.x + m->x + m->w / 2, y);
     chat_app_step(g.a, 0);
     CHECK(g.a->selected == 2, "the click selected the question (%d)", g.a->selected);
     click_button(CHAT_ACT_EDIT, 2);
@@ -1509,4 +1583,362 @@ TEST(chat_regenerate_replaces_the_last_answer_and_edit_resend_truncates_the_cach
     free(pn);
     phivk_vocab_free(v);
     close_session();
+}
+
+/* ------------------------------------------------------ conversation list */
+
+static bool file_bytes(const char *path, char *buf, size_t cap, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    *n = fread(buf, 1, cap, f);
+    fclose(f);
+    return true;
+}
+
+static int conv_index(const char *path) {
+    for (int i = 0; i < g.a->n_convs; i++)
+        if (!strcmp(g.a->convs[i].path, path)) return i;
+    return -1;
+}
+
+static int convs_shown(void) {
+    int n = 0;
+    for (int i = 0; i < g.a->n_convs; i++) n += chat_conv_shown(g.a, i);
+    return n;
+}
+
+static bool prefilled(chat_app *a) { return !a->prefilling && !a->loads_pending; }
+
+static char corrupt_path[512], corrupt_bytes[64], rivers_path[512];
+static size_t corrupt_n;
+
+TEST(chat_list_skips_a_corrupt_chat_file_with_a_notice_and_never_writes_it) {
+    REQUIRE(setup(), "fixture");
+    char chats[400];
+    snprintf(g.data, sizeof g.data, "%s/data-list", g.dir);
+    snprintf(chats, sizeof chats, "%s/chats", g.data);
+    mkdir(g.data, 0700);
+    mkdir(chats, 0700);
+    /* The newest name is the corrupt one: the window must open the next. */
+    snprintf(corrupt_path, sizeof corrupt_path, "%s/chat-20300101-000000-00.json", chats);
+    static const char junk[] = "{\"version\": 1, \"messages\": [ {\"role\": \"user\", \"con";
+    REQUIRE(write_file(corrupt_path, junk, sizeof junk - 1), "write %s", corrupt_path);
+    corrupt_n = sizeof junk - 1;
+    memcpy(corrupt_bytes, junk, corrupt_n);
+    snprintf(rivers_path, sizeof rivers_path, "%s/chat-20000102-000000-00.json", chats);
+    static const char rivers[] =
+        "{\"version\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"Tell me about rivers\", \"state\": \"done\"},"
+        "{\"role\": \"assistant\", \"content\": \"Rivers run to the sea.\", \"state\": \"done\"}]}";
+    REQUIRE(write_file(rivers_path, rivers, sizeof rivers - 1), "write %s", rivers_path);
+    char stale[520];
+    snprintf(stale, sizeof stale, "%s/.trash-chat-20000101-000000-00.json", chats);
+    REQUIRE(write_file(stale, "{}", 2), "write %s", stale);
+
+    g.cfg.data_dir = g.data;
+    g.cfg.model = g.model;
+    g.a = chat_app_create(&g.cfg);
+    REQUIRE(g.a && pump(not_loading, 60) && g.a->loaded, "the session did not start");
+    bool named = false;
+    for (int i = 0; i < g.a->n_notices; i++)
+        named |= g.a->notices[i].error && strstr(g.a->notices[i].text, "chat-20300101-000000-00.json") &&
+                 strstr(g.a->notices[i].text, "left as it is");
+    CHECK(named, "a notice names the corrupt file (%d notices: '%s')", g.a->n_notices,
+          g.a->n_notices ? g.a->notices[0].text : "");
+    CHECK(g.a->n_convs == 1 && conv_index(rivers_path) == 0, "the list holds the readable chat only (%d)", g.a->n_convs);
+    CHECK(access(stale, F_OK) != 0, "a chat deleted before a crash is gone at the start");
+    CHECK(g.a->chat_path && !strcmp(g.a->chat_path, rivers_path), "the newest readable chat is open: %s",
+          g.a->chat_path ? g.a->chat_path : "(none)");
+    CHECK(!strcmp(g.a->convs[0].title, "Tell me about rivers"), "its title is its first message: '%s'",
+          g.a->convs[0].title);
+    while (g.a->n_notices) click_button(CHAT_ACT_DISMISS, 0);
+}
+
+TEST(chat_new_chat_goes_first_and_switching_restores_the_text_and_reads_it_into_the_cache) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    click_button(CHAT_ACT_NEW, 0);
+    CHECK(g.a->n_convs == 2 && chat_conv_current(g.a) == 0, "New chat is first in the list (%d chats, current %d)",
+          g.a->n_convs, chat_conv_current(g.a));
+    type("What about lakes?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer");
+    chat_app_step(g.a, 0);
+    CHECK(!strcmp(g.a->convs[0].title, "What about lakes?"), "the new chat's title: '%s'", g.a->convs[0].title);
+    char *lakes = strdup(g.a->chat_path), *answer = strdup(tb_str(&g.a->msgs[1].text));
+    REQUIRE(lakes && answer, "memory");
+
+    click_button(CHAT_ACT_SWITCH, conv_index(rivers_path));
+    CHECK(g.a->chat_path && !strcmp(g.a->chat_path, rivers_path), "switched to the rivers chat");
+    CHECK(g.a->n_msgs == 2 && !strcmp(tb_str(&g.a->msgs[0].text), "Tell me about rivers") &&
+          !strcmp(tb_str(&g.a->msgs[1].text), "Rivers run to the sea."), "its messages are back (%d)", g.a->n_msgs);
+    CHECK(g.a->prefilling, "the model reads it into its cache");
+    REQUIRE(pump(prefilled, 60), "the conversation was not read in 60 s");
+    phivk_vocab *v = phivk_vocab_load(g.model);
+    REQUIRE(v, "the fixture's vocabulary");
+    int32_t *ids = NULL;
+    int64_t n = conversation_tokens(v, 2, -1, NULL, false, &ids);
+    CHECK(n > 0 && g.a->prefill_tokens == n && g.a->ctx_used == n, "the cache holds the conversation: %d tokens, "
+          "want %lld", g.a->prefill_tokens, (long long)n);
+    free(ids);
+    /* The next message only adds itself: the whole conversation stays cached. */
+    type("And seas?");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(idle, 60), "no answer");
+    CHECK(g.a->ctx_kept == n, "the answer kept the %lld cached tokens (kept %d)", (long long)n, g.a->ctx_kept);
+
+    click_button(CHAT_ACT_SWITCH, conv_index(lakes));
+    CHECK(g.a->n_msgs == 2 && !strcmp(tb_str(&g.a->msgs[0].text), "What about lakes?") &&
+          !strcmp(tb_str(&g.a->msgs[1].text), answer), "back: the lakes chat's text is restored");
+    REQUIRE(pump(prefilled, 60), "not read");
+    n = conversation_tokens(v, 2, -1, NULL, false, &ids);
+    CHECK(g.a->prefill_tokens == n, "and read into the cache (%d tokens, want %lld)", g.a->prefill_tokens, (long long)n);
+    free(ids);
+    phivk_vocab_free(v);
+    free(lakes);
+    free(answer);
+}
+
+TEST(chat_list_renames_searches_and_deletes_with_undo) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    int cur = chat_conv_current(g.a);
+    REQUIRE(cur >= 0, "the open chat is listed");
+    char *path = strdup(g.a->chat_path);
+    REQUIRE(path, "memory");
+    click_button(CHAT_ACT_RENAME, cur);
+    CHECK(g.a->renaming == cur && g.a->focus == CHAT_FOCUS_RENAME, "Rename edits the title");
+    type("Lakes and ponds");
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    cur = chat_conv_current(g.a);
+    CHECK(g.a->renaming < 0 && !strcmp(g.a->convs[cur].title, "Lakes and ponds"), "renamed: '%s'",
+          g.a->convs[cur].title);
+    /* On disk too, for the next start. */
+    chat_entry *list;
+    int n, n_bad;
+    char **bad;
+    REQUIRE(chat_store_list(g.a->chats_dir, &list, &n, &bad, &n_bad), "list");
+    bool found = false;
+    for (int i = 0; i < n; i++) found |= !strcmp(list[i].path, path) && !strcmp(list[i].title, "Lakes and ponds");
+    CHECK(found && n_bad == 1, "the file has the new title (%d chats, %d unreadable)", n, n_bad);
+    chat_entries_free(list, n);
+    for (int i = 0; i < n_bad; i++) free(bad[i]);
+    free(bad);
+    /* Renaming another chat rewrites its file, not the open one. */
+    chat_app_rename_begin(g.a, conv_index(rivers_path));
+    tf_set(&g.a->rename, "Rivers");
+    chat_app_rename_end(g.a, true);
+    CHECK(!strcmp(g.a->convs[conv_index(rivers_path)].title, "Rivers") && !strcmp(g.a->title, "Lakes and ponds"),
+          "the other chat is renamed, the open one is not");
+
+    /* Search: by message text, any case. */
+    const chat_button *b = NULL;
+    click(g.a->r_search.x + 10, g.a->r_search.y + g.a->r_search.h / 2);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->focus == CHAT_FOCUS_SEARCH, "a click in the search box focuses it");
+    type("SEAS");
+    chat_app_step(g.a, 0);
+    CHECK(convs_shown() == 1 && chat_conv_shown(g.a, conv_index(rivers_path)), "'SEAS' finds the chat that says "
+          "'And seas?' (%d shown)", convs_shown());
+    for (int i = 0; i < g.a->n_buttons; i++)
+        if (g.a->buttons[i].action == CHAT_ACT_SWITCH) b = &g.a->buttons[i];
+    CHECK(b && b->arg == conv_index(rivers_path), "only its row is drawn");
+    type("zzz");
+    chat_app_step(g.a, 0);
+    CHECK(convs_shown() == 0, "no chat matches 'SEASzzz'");
+    key(SDLK_ESCAPE, 0);
+    chat_app_step(g.a, 0);
+    CHECK(!g.a->search.text.len && convs_shown() == g.a->n_convs && g.a->focus == CHAT_FOCUS_INPUT,
+          "Esc empties the search");
+
+    /* Delete the open chat: the file goes, the window opens the next, Undo brings it back. */
+    int before = g.a->n_convs;
+    cur = chat_conv_current(g.a);
+    click_button(CHAT_ACT_DELETE, cur);
+    CHECK(g.a->n_convs == before - 1 && conv_index(path) < 0 && access(path, F_OK) != 0,
+          "deleted: %d chats, the file is gone", g.a->n_convs);
+    CHECK(g.a->chat_path && strcmp(g.a->chat_path, path), "another chat is open");
+    REQUIRE(g.a->n_notices && g.a->notices[g.a->n_notices - 1].action == CHAT_ACT_UNDO_DELETE, "Undo is offered");
+    CHECK(strstr(g.a->notices[g.a->n_notices - 1].text, "Lakes and ponds"), "the notice names it: '%s'",
+          g.a->notices[g.a->n_notices - 1].text);
+    pump(prefilled, 60);
+    click_button(CHAT_ACT_UNDO_DELETE, g.a->n_notices - 1);
+    CHECK(access(path, F_OK) == 0 && g.a->n_convs == before && g.a->chat_path && !strcmp(g.a->chat_path, path),
+          "Undo restored the file and opened it");
+    CHECK(!strcmp(g.a->title, "Lakes and ponds") && g.a->n_msgs == 2, "with its title and messages");
+    pump(prefilled, 60);
+    /* A chat that is not open goes without touching the open one. */
+    chat_app_delete(g.a, conv_index(rivers_path));
+    chat_app_step(g.a, 0);
+    CHECK(access(rivers_path, F_OK) != 0 && conv_index(rivers_path) < 0 && !strcmp(g.a->chat_path, path),
+          "the rivers chat is deleted, the open chat stays");
+    REQUIRE(g.a->n_notices && g.a->notices[g.a->n_notices - 1].action == CHAT_ACT_UNDO_DELETE, "Undo is offered");
+    click_button(CHAT_ACT_UNDO_DELETE, g.a->n_notices - 1);
+    CHECK(access(rivers_path, F_OK) == 0 && conv_index(rivers_path) >= 0 && !strcmp(g.a->chat_path, path),
+          "Undo brought it back to the list and kept the open chat");
+    free(path);
+}
+
+/* ------------------------------------------------------------- Open model */
+
+static bool copy_file(const char *from, const char *to) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return false;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+    bool ok = buf && feof(f) && write_file(to, buf, n);
+    fclose(f);
+    free(buf);
+    return ok;
+}
+
+static const chat_model_file *picked(const char *path) {
+    char *abs = realpath(path, NULL);
+    const chat_model_file *found = NULL;
+    for (int i = 0; abs && i < g.a->n_models; i++)
+        if (!strcmp(g.a->models[i].path, abs)) found = &g.a->models[i];
+    free(abs);
+    return found;
+}
+
+TEST(chat_open_model_lists_the_models_of_a_home_folder_and_a_failed_load_keeps_the_current_one) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    char home[400], xdg[400], p[6][500];
+    snprintf(home, sizeof home, "%s/home", g.dir);
+    snprintf(xdg, sizeof xdg, "%s/home/xdg", g.dir);
+    const char *dirs[] = {"", "/models", "/Downloads", "/Downloads/phi", "/xdg", "/xdg/phivk", "/xdg/phivk/models"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(p[0], sizeof p[0], "%s%s", home, dirs[i]);
+        mkdir(p[0], 0700);
+    }
+    snprintf(p[1], sizeof p[1], "%s/models/a.gguf", home);
+    snprintf(p[2], sizeof p[2], "%s/Downloads/phi/b.gguf", home);
+    snprintf(p[3], sizeof p[3], "%s/xdg/phivk/models/c.GGUF", home);
+    snprintf(p[4], sizeof p[4], "%s/models/broken.gguf", home);
+    snprintf(p[5], sizeof p[5], "%s/Downloads/notes.txt", home);
+    for (int i = 1; i <= 3; i++) REQUIRE(copy_file(g.model, p[i]), "copy the fixture to %s", p[i]);
+    REQUIRE(write_file(p[4], "GGUF\x03\0\0\0junk", 12) && write_file(p[5], "notes", 5), "write the others");
+    char *old_home = strdup(getenv("HOME") ? getenv("HOME") : "/");
+    char *old_xdg = getenv("XDG_DATA_HOME") ? strdup(getenv("XDG_DATA_HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("XDG_DATA_HOME", xdg, 1);
+
+    /* More than the window shows: the wheel scrolls them. */
+    char more[520];
+    snprintf(more, sizeof more, "%s/models/more", home);
+    mkdir(more, 0700);
+    for (int i = 0; i < 14; i++) {
+        char m[560];
+        snprintf(m, sizeof m, "%s/m%02d.gguf", more, i);
+        REQUIRE(copy_file(g.model, m), "copy the fixture to %s", m);
+    }
+
+    key(SDLK_o, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    REQUIRE(g.a->picker_open, "Ctrl+O opens the picker");
+    int rows = 0;
+    for (int i = 0; i < g.a->n_buttons; i++) rows += g.a->buttons[i].action == CHAT_ACT_PICK;
+    CHECK(rows > 0 && rows < g.a->n_models && find_button(CHAT_ACT_PICK, 0), "the first %d of %d rows are drawn", rows,
+          g.a->n_models);
+    SDL_Event wheel = {.type = SDL_MOUSEWHEEL};
+    wheel.wheel.y = -3; /* down */
+    push(wheel);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->picker_first == 3 && find_button(CHAT_ACT_PICK, 3) && !find_button(CHAT_ACT_PICK, 2),
+          "the wheel scrolled 3 rows (first row %d)", g.a->picker_first);
+    wheel.wheel.y = 3;
+    push(wheel);
+    chat_app_step(g.a, 0);
+    CHECK(g.a->picker_first == 0, "and back");
+    {
+        const char *shot = getenv("CHAT_SCREENSHOT"), *slash = shot ? strrchr(shot, '/') : NULL;
+        char path[400];
+        if (slash) snprintf(path, sizeof path, "%.*s/phivk-chat-open-model.png", (int)(slash - shot), shot);
+        else snprintf(path, sizeof path, "%s/phivk-chat-open-model.png", g.dir);
+        CHECK(chat_app_screenshot(g.a, path), "screenshot %s", path);
+    }
+    struct stat st;
+    REQUIRE(stat(g.model, &st) == 0, "stat the fixture");
+    for (int i = 1; i <= 3; i++) {
+        const chat_model_file *f = picked(p[i]);
+        CHECK(f && !*f->error && !strcmp(f->brief.arch, "phi3") && !strcmp(f->brief.quant, "f16") &&
+              f->brief.ctx == 1024 && f->brief.file_bytes == (uint64_t)st.st_size,
+              "%s listed as phi3, f16, %lld bytes, context 1024 (%s, %s, %llu, %lld; %s)", p[i], (long long)st.st_size,
+              f ? f->brief.arch : "-", f ? f->brief.quant : "-", f ? (unsigned long long)f->brief.file_bytes : 0ull,
+              f ? (long long)f->brief.ctx : 0ll, f ? f->error : "not listed");
+    }
+    const chat_model_file *broken = picked(p[4]);
+    CHECK(broken && *broken->error, "the broken file is listed with why: '%s'", broken ? broken->error : "not listed");
+    CHECK(!picked(p[5]), "a .txt file is not listed");
+    char *loaded = realpath(g.a->model_path, NULL);
+    CHECK(g.a->n_models && loaded && !strcmp(g.a->models[0].path, loaded), "the model opened last comes first");
+    free(loaded);
+    int a_index = (int)(picked(p[1]) - g.a->models);
+    REQUIRE(picked(p[1]) && find_button(CHAT_ACT_PICK, a_index), "a.gguf has a row");
+    click_button(CHAT_ACT_PICK, a_index);
+    CHECK(!g.a->picker_open, "picking closes the picker");
+    REQUIRE(pump(not_loading, 60) && g.a->loaded, "a.gguf did not load");
+    char *a_abs = realpath(p[1], NULL);
+    CHECK(a_abs && !strcmp(g.a->model_path, p[1]) && g.a->n_recent && !strcmp(g.a->recent[0], a_abs),
+          "a.gguf is loaded and first of the recent models");
+    /* Remembered on disk for the next start. */
+    char recent_file[500], buf[4096];
+    size_t n = 0;
+    snprintf(recent_file, sizeof recent_file, "%s/recent-models", g.data);
+    CHECK(file_bytes(recent_file, buf, sizeof buf - 1, &n) && a_abs && !strncmp(buf, a_abs, strlen(a_abs)),
+          "recent-models starts with it");
+    free(a_abs);
+
+    /* A path that does not load keeps the model in use. */
+    key(SDLK_o, KMOD_LCTRL);
+    chat_app_step(g.a, 0);
+    type(p[4]);
+    key(SDLK_RETURN, 0);
+    chat_app_step(g.a, 0);
+    REQUIRE(pump(not_loading, 60), "the failed load did not finish");
+    CHECK(g.a->loaded && !strcmp(g.a->model_path, p[1]), "still using a.gguf: %s", g.a->model_path);
+    CHECK(g.a->n_notices && strstr(g.a->notices[g.a->n_notices - 1].text, "Still using"), "a notice says so: '%s'",
+          g.a->n_notices ? g.a->notices[g.a->n_notices - 1].text : "");
+    while (g.a->n_notices) click_button(CHAT_ACT_DISMISS, 0);
+    setenv("HOME", old_home, 1);
+    if (old_xdg) setenv("XDG_DATA_HOME", old_xdg, 1);
+    else unsetenv("XDG_DATA_HOME");
+    free(old_home);
+    free(old_xdg);
+}
+
+/* The README's picture: the list beside an answer with a code block. */
+TEST(chat_screenshot_with_the_conversation_list_and_a_code_block) {
+    REQUIRE(g.a && idle(g.a), "needs the session");
+    click_button(CHAT_ACT_NEW, 0);
+    static const char q[] = "How do I read a file in C?";
+    static const char ans[] =
+        "Open it with `fopen`, read with `fread`, and close it:\n\n"
+        "```c\n#include <stdio.h>\n\nint main(void) {\n    FILE *f = fopen(\"notes.txt\", \"rb\");\n"
+        "    char buf[4096];\n    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;\n"
+        "    printf(\"%zu bytes\\n\", n);\n    if (f) fclose(f);\n}\n```\n\n"
+        "- **Check** the result of `fopen`.\n- Read in a loop for files larger than the buffer.\n";
+    chat_msg_add(g.a, g.a->n_msgs, CHAT_USER, CHAT_DONE, q, strlen(q));
+    chat_msg_add(g.a, g.a->n_msgs, CHAT_ASSISTANT, CHAT_DONE, ans, strlen(ans));
+    chat_app_save(g.a);
+    chat_scroll_to(g.a, 0);
+    for (int i = 0; i < 3; i++) chat_app_step(g.a, 0);
+    CHECK(g.a->n_convs >= 3 && !strcmp(g.a->convs[0].title, q), "the list shows it first: '%s'", g.a->convs[0].title);
+    CHECK(md_box(last_msg(), CHAT_BOX_CODE) && g.a->r_sidebar.w > 0, "a code block and the sidebar are drawn");
+    const char *shot = getenv("CHAT_SCREENSHOT"), *slash = shot ? strrchr(shot, '/') : NULL;
+    char path[400];
+    if (slash) snprintf(path, sizeof path, "%.*s/phivk-chat-list.png", (int)(slash - shot), shot);
+    else snprintf(path, sizeof path, "%s/phivk-chat-list.png", g.dir);
+    CHECK(chat_app_screenshot(g.a, path), "screenshot %s", path);
+    printf("    screenshot: %s\n", path);
+    close_session();
+}
+
+/* Last: the corrupt chat file was never opened for writing. */
+TEST(chat_corrupt_chat_file_is_left_untouched) {
+    char buf[64];
+    size_t n = 0;
+    REQUIRE(*corrupt_path, "needs the list tests");
+    CHECK(file_bytes(corrupt_path, buf, sizeof buf, &n) && n == corrupt_n && !memcmp(buf, corrupt_bytes, n),
+          "the corrupt file has its %zu bytes (read %zu)", corrupt_n, n);
 }

@@ -154,6 +154,12 @@ static const char *const names_llama[][2] = {
     {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},       {"ffn_down", "mlp.down_proj"},
     {NULL, NULL}};
 
+static const char *const names_phi3s[][2] = {
+    {"token_embd", "model.embed_tokens"}, {"output_norm", "model.final_layernorm"}, {"output", "lm_head"},
+    {"attn_norm", "input_layernorm"},    {"attn_qkv", "self_attn.query_key_value"}, {"attn_output", "self_attn.dense"},
+    {"ffn_norm", "post_attention_layernorm"}, {"ffn_up", "mlp.up_proj"},         {"ffn_down", "mlp.down_proj"},
+    {NULL, NULL}};
+
 static const char *const names_gptneo[][2] = {
     {"token_embd", "transformer.wte"}, {"position_embd", "transformer.wpe"}, {"output_norm", "transformer.ln_f"},
     {"output", "lm_head"},             {"attn_norm", "ln_1"},                {"attn_q", "attn.attention.q_proj"},
@@ -163,8 +169,11 @@ static const char *const names_gptneo[][2] = {
 
 static bool hf_name(const char *arch, const char *gguf, char *out, size_t cap) {
     const bool neo = !strcmp(arch, "gptneo");
-    const char *const(*m)[2] = !strcmp(arch, "phi2") ? names_phi2 : !strcmp(arch, "phi3") ? names_phi3
-                               : neo ? names_gptneo : names_llama;
+    const char *const(*m)[2] = !strcmp(arch, "phi2")        ? names_phi2
+                               : !strcmp(arch, "phi3")      ? names_phi3
+                               : !strcmp(arch, "phi3small") ? names_phi3s
+                               : neo                        ? names_gptneo
+                                                            : names_llama;
     int layer = -1, used = 0;
     char role[64], suffix[16];
     if (sscanf(gguf, "blk.%d.%63[^.].%15s%n", &layer, role, suffix, &used) != 3 &&
@@ -193,6 +202,31 @@ static void to_rotate_half(float *v, int64_t rows, int64_t cols, int64_t heads) 
     free(src);
 }
 
+/* Phi-3-small's checkpoint layouts (docs/spec/phi3-small.md 6, 14), from the GGUF's
+ * [Q | K | V] and [gelu | linear] rows (cols 1 for a bias): QKV as n_kv groups of
+ * m query heads, the key head, the value head; up_proj with the gelu row of unit k
+ * at 2k and its linear row at 2k + 1. */
+static void to_phi3s_layout(float *v, int64_t rows, int64_t cols, bool qkv, int64_t heads, int64_t heads_kv) {
+    float *src = malloc((size_t)(rows * cols) * sizeof *src);
+    memcpy(src, v, (size_t)(rows * cols) * sizeof *src);
+    const size_t rb = (size_t)cols * sizeof *v;
+    if (qkv) {
+        const int64_t m = heads / heads_kv, d = rows / (heads + 2 * heads_kv), q = heads * d, kv = heads_kv * d;
+        for (int64_t g = 0; g < heads_kv; g++) {
+            float *grp = v + g * (m + 2) * d * cols;
+            for (int64_t j = 0; j < m; j++) memcpy(grp + j * d * cols, src + (g * m + j) * d * cols, (size_t)d * rb);
+            memcpy(grp + m * d * cols, src + (q + g * d) * cols, (size_t)d * rb);
+            memcpy(grp + (m + 1) * d * cols, src + (q + kv + g * d) * cols, (size_t)d * rb);
+        }
+    } else {
+        for (int64_t k = 0; k < rows / 2; k++) {
+            memcpy(v + 2 * k * cols, src + k * cols, rb);
+            memcpy(v + (2 * k + 1) * cols, src + (rows / 2 + k) * cols, rb);
+        }
+    }
+    free(src);
+}
+
 /* ------------------------------------------------------------ the folder */
 
 static bool write_text(const char *path, const char *text) {
@@ -210,6 +244,56 @@ static bool write_json(const char *dir, const char *name, cJSON *j) {
     free(text);
     cJSON_Delete(j);
     return ok;
+}
+
+/* Phi-3-small's config.json (phi3-small.md 1) from phivk's keys. */
+static cJSON *make_config_phi3s(const gguf_file *g) {
+    const char *arch = "phi3small", *hf = "Phi3SmallForCausalLM";
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToObject(c, "architectures", cJSON_CreateStringArray(&hf, 1));
+    cJSON_AddStringToObject(c, "model_type", "phi3small");
+    const uint32_t E = key_u32(g, arch, "embedding_length"), H = key_u32(g, arch, "attention.head_count");
+    cJSON_AddNumberToObject(c, "hidden_size", E);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", key_u32(g, arch, "block_count"));
+    cJSON_AddNumberToObject(c, "num_attention_heads", H);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", key_u32(g, arch, "attention.head_count_kv"));
+    cJSON_AddNumberToObject(c, "ff_intermediate_size", key_u32(g, arch, "feed_forward_length"));
+    cJSON_AddNumberToObject(c, "vocab_size", (double)gguf_find_tensor(g, "token_embd.weight")->ne[1]);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", key_u32(g, arch, "context_length"));
+    cJSON_AddNumberToObject(c, "rope_embedding_base", key_f32(g, arch, "rope.freq_base"));
+    cJSON_AddNumberToObject(c, "rope_position_scale", 1.0);
+    cJSON_AddNumberToObject(c, "layer_norm_epsilon", key_f32(g, arch, "attention.layer_norm_epsilon"));
+    cJSON_AddStringToObject(c, "hidden_act", "gegelu");
+    cJSON_AddNumberToObject(c, "gegelu_limit", key_f32(g, arch, "gegelu_limit"));
+    cJSON_AddNumberToObject(c, "dense_attention_every_n_layers", key_u32(g, arch, "attention.dense_every_n_layers"));
+    cJSON_AddNumberToObject(c, "blocksparse_block_size", key_u32(g, arch, "attention.blocksparse.block_size"));
+    cJSON_AddNumberToObject(c, "blocksparse_num_local_blocks", key_u32(g, arch, "attention.blocksparse.local_blocks"));
+    cJSON_AddNumberToObject(c, "blocksparse_vert_stride", key_u32(g, arch, "attention.blocksparse.vert_stride"));
+    cJSON_AddBoolToObject(c, "blocksparse_homo_head_pattern", false);
+    cJSON_AddNumberToObject(c, "blocksparse_triton_kernel_block_size", key_u32(g, arch, "attention.blocksparse.block_size"));
+    /* muP: scale = multiplier / head_dim */
+    cJSON_AddBoolToObject(c, "mup_use_scaling", true);
+    cJSON_AddNumberToObject(c, "mup_attn_multiplier", key_f32(g, arch, "attention.scale") * (float)(E / H));
+    cJSON_AddNumberToObject(c, "mup_embedding_multiplier", key_f32(g, arch, "embedding_scale"));
+    cJSON_AddNumberToObject(c, "mup_width_multiplier", key_f32(g, arch, "logit_divisor"));
+    cJSON_AddNumberToObject(c, "bos_token_id", 100257);
+    cJSON_AddNumberToObject(c, "eos_token_id", 100257);
+    cJSON_AddNumberToObject(c, "embedding_dropout_prob", 0.1);
+    const gguf_tensor *lf = gguf_find_tensor(g, "rope_factors_long.weight");
+    const gguf_tensor *sf = gguf_find_tensor(g, "rope_factors_short.weight");
+    if (!lf || !sf) {
+        cJSON_AddNullToObject(c, "rope_scaling");
+        return c;
+    }
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON_AddStringToObject(rs, "type", "longrope");
+    cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateFloatArray((const float *)lf->data, (int)lf->ne[0]));
+    cJSON_AddItemToObject(rs, "short_factor", cJSON_CreateFloatArray((const float *)sf->data, (int)sf->ne[0]));
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings",
+                            key_u32(g, arch, "rope.scaling.original_context_length"));
+    cJSON_AddNumberToObject(rs, "long_mscale", key_f32(g, arch, "rope.scaling.attn_factor"));
+    cJSON_AddNumberToObject(rs, "short_mscale", 1.0);
+    return c;
 }
 
 /* GPTNeoConfig as the TinyStories folders have it: attention_types run-length
@@ -273,6 +357,7 @@ static cJSON *make_config_gptneo(const gguf_file *g) {
 }
 
 static cJSON *make_config(const gguf_file *g, const char *arch) {
+    if (!strcmp(arch, "phi3small")) return make_config_phi3s(g);
     if (!strcmp(arch, "gptneo")) return make_config_gptneo(g);
     cJSON *c = cJSON_CreateObject();
     const char *hf = !strcmp(arch, "phi2") ? "PhiForCausalLM" : !strcmp(arch, "phi3") ? "Phi3ForCausalLM" : "LlamaForCausalLM";
@@ -425,6 +510,11 @@ bool hf_write_folder(const gguf_file *g, const char *dir, const hf_opts *o) {
             to_rotate_half(x->vals, t->ne[1], t->ne[0], heads);
         if (!strcmp(arch, "llama") && strstr(t->name, ".attn_k."))
             to_rotate_half(x->vals, t->ne[1], t->ne[0], heads_kv);
+        const bool qkv = strstr(t->name, ".attn_qkv.") != NULL, up = strstr(t->name, ".ffn_up.") != NULL;
+        if (!strcmp(arch, "phi3small") && (qkv || up)) {
+            const bool bias = t->n_dims == 1;
+            to_phi3s_layout(x->vals, bias ? t->ne[0] : t->ne[1], bias ? 1 : t->ne[0], qkv, heads, heads_kv);
+        }
     }
     const int64_t P = key_u32(g, arch, "context_length");
     for (uint32_t l = 0; o && o->neo_buffers && l < key_u32(g, arch, "block_count"); l++) {
@@ -474,6 +564,19 @@ bool hf_write_folder(const gguf_file *g, const char *dir, const hf_opts *o) {
     }
     for (int i = 0; i < n; i++) free(e[i].vals);
     free(e);
+    if (!strcmp(arch, "phi3small")) {
+        /* the tokenizer is the rank file (tokenization_phi3_small.py reads it) */
+        char path[4096];
+        FILE *in = o && o->tiktoken ? fopen(o->tiktoken, "rb") : NULL;
+        snprintf(path, sizeof path, "%s/cl100k_base.tiktoken", dir);
+        FILE *out = in ? fopen(path, "wb") : NULL;
+        char buf[1 << 16];
+        size_t got;
+        while (out && (got = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, got, out) == got && ok;
+        ok = out && fclose(out) == 0 && ok;
+        if (in) fclose(in);
+        return ok && write_json(dir, "config.json", make_config(g, arch));
+    }
     return ok && write_json(dir, "config.json", make_config(g, arch)) &&
            write_json(dir, "tokenizer.json", make_tokenizer(g)) &&
            write_json(dir, "tokenizer_config.json", make_tokenizer_config(g));

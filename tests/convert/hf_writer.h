@@ -16,11 +16,13 @@ typedef struct hf_opts {
     int shards;              /* > 1: model-0000i-of-0000n.safetensors + index */
     const char *skip;        /* an HF tensor name to leave out */
     bool inv_freq;           /* add rotary_emb.inv_freq buffers (must be ignored) */
+    const char *tiktoken;    /* phi3small: the rank file copied in as cl100k_base.tiktoken */
     bool neo_buffers;        /* gptneo: add the attn.attention.bias / masked_bias buffers */
 } hf_opts;
 
 /* Writes the Hugging Face folder dir (created) of the synthetic GGUF g: weights in
- * HF names and layouts (Llama q/k rows in rotate-half order), config.json from its
+ * HF names and layouts (Llama q/k rows in rotate-half order; Phi-3-small's QKV rows
+ * grouped per KV head and its up_proj rows interleaved), config.json from its
  * hyperparameters and the tokenizer files from its vocabulary. */
 bool hf_write_folder(const gguf_file *g, const char *dir, const hf_opts *o);
 

@@ -236,6 +236,29 @@ static void check_logits(const gguf_file *want, const gguf_file *got) {
     ref_model_destroy(b);
 }
 
+/* Phi-3-small: the tiktoken keys of docs/gguf-keys.md, and the text of the spec's
+ * chat example tokenizes to its ids (phi3-small.md 18). */
+static void check_tiktoken(const model *got) {
+    gguf_str s = {0};
+    const gguf_kv *toks = gguf_find(got->f, "tokenizer.ggml.tokens");
+    CHECK(gguf_get_str(got->f, "tokenizer.ggml.model", &s) && s.len == 8 && !memcmp(s.ptr, "tiktoken", 8),
+          "tokenizer.ggml.model is not tiktoken");
+    CHECK(toks && toks->arr_n == 100352, "%llu tokens, want 100352", toks ? (unsigned long long)toks->arr_n : 0ull);
+    const char *path = tmp_path("tiktoken.gguf");
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(got->data, 1, got->size, f) == got->size && !fclose(f), "cannot write %s", path);
+    phivk_vocab *v = phivk_vocab_load(path);
+    REQUIRE(v, "vocabulary does not load: %s", phivk_last_error());
+    static const char text[] = "<|endoftext|><|user|>\nHello<|end|>\n<|assistant|>\n";
+    static const int32_t want[] = {100257, 100262, 198, 9906, 100266, 198, 100263, 198};
+    int32_t ids[32];
+    phivk_tokenize_params tp = phivk_tokenize_default_params();
+    tp.parse_special = true;
+    const int64_t n = phivk_tokenize(v, text, strlen(text), &tp, ids, 32);
+    CHECK(n == 8 && !memcmp(ids, want, sizeof want), "the chat example gives %lld ids, not the spec's 8", (long long)n);
+    phivk_vocab_free(v);
+}
+
 /* Converts an HF folder of p (written with o) at type and checks everything. */
 static void round_trip(const synth_params *p, const hf_opts *o, const char *type, const char *folder) {
     model src, got;
@@ -244,12 +267,14 @@ static void round_trip(const synth_params *p, const hf_opts *o, const char *type
     REQUIRE(hf_write_folder(src.f, dir, o), "cannot write %s", dir);
     const bool ok = model_convert(dir, type, NULL, &got);
     CHECK(ok, "convert %s: %s", dir, phivk_last_error());
+    const bool tiktoken = !strcmp(p->arch, "phi3small"); /* the folder's tokenizer is cl100k's rank file */
     if (ok) {
         check_keys(src.f, got.f);
         const bool byte_level = !strcmp(p->arch, "phi2") || !strcmp(p->arch, "gptneo"); /* no scores */
-        check_vocab(src.f, got.f, byte_level);
-        if (!byte_level) check_score_order(src.f, got.f);
-        if (!byte_level) check_tokenization(&src, &got);
+        if (!tiktoken) check_vocab(src.f, got.f, byte_level);
+        if (!byte_level && !tiktoken) check_score_order(src.f, got.f);
+        if (!byte_level && !tiktoken) check_tokenization(&src, &got);
+        if (tiktoken) check_tiktoken(&got);
         check_tensors(src.f, got.f, o && o->dtype ? o->dtype : "F32");
         if (!strcmp(type, "f32") && (!o || !o->dtype || !strcmp(o->dtype, "F32"))) check_logits(src.f, got.f);
     }
@@ -271,6 +296,32 @@ TEST(phi3_folder_with_longrope_and_sliding_window_converts) {
     p.rope_orig_ctx = 64;
     p.sliding_window = 48;
     round_trip(&p, NULL, "f32", "phi3");
+}
+
+/* Phi-3-small: QKV rows grouped per KV head (2 query heads per group here) and
+ * interleaved up_proj rows come back as [Q | K | V] and [gelu | linear]: every
+ * tensor equals the GGUF the folder was written from; LongRoPE with its mscales;
+ * the cl100k rank file becomes the tiktoken keys. */
+static synth_params small_phi3small(void) {
+    synth_params p = small("phi3small");
+    p.n_vocab = 100352;
+    p.tied_output = true;
+    p.bs_block = 4;
+    p.bs_local = 2;
+    p.bs_stride = 4;
+    return p;
+}
+
+TEST(phi3small_folder_is_regrouped_and_converts_to_the_gguf_it_was_written_from) {
+    synth_params p = small_phi3small();
+    char tk[4096];
+    snprintf(tk, sizeof tk, "%s", testdata_path("vocab/cl100k/cl100k_base.tiktoken"));
+    const hf_opts o = {.tiktoken = tk, .inv_freq = true};
+    round_trip(&p, &o, "f32", "phi3small");
+    p.longrope = true;
+    p.n_ctx = 256;
+    p.rope_orig_ctx = 64;
+    round_trip(&p, &o, "f32", "phi3small-128k");
 }
 
 TEST(llama_folder_q_and_k_are_permuted_from_rotate_half) {
@@ -568,6 +619,40 @@ TEST(llama_rope_scaling_is_refused) {
     model_free(&src);
     REQUIRE(ok && hf_edit_config(dir, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}"), "setup");
     expect_failure(dir, NULL, (const char *const[]){"rope_scaling", "llama"}, 2);
+}
+
+/* Phi-3-small's own config keys and its rank file: each bad one is named. */
+TEST(phi3small_bad_config_and_missing_rank_file_are_named) {
+    synth_params p = small_phi3small();
+    p.n_layer = 1;
+    model src;
+    REQUIRE(model_build(&p, &src), "synth: %s", pvk_errmsg());
+    char tk[4096];
+    snprintf(tk, sizeof tk, "%s", testdata_path("vocab/cl100k/cl100k_base.tiktoken"));
+    static const struct {
+        const char *key, *json, *want[2];
+    } cases[] = {
+        {"ff_intermediate_size", NULL, {"config.json", "ff_dim_multiplier"}},
+        {"hidden_act", "\"gelu\"", {"hidden_act 'gelu'", "gegelu"}},
+        {"vocab_size", "32064", {"vocab_size 32064", "100352"}},
+        {"blocksparse_vert_stride", NULL, {"config.json", "blocksparse_vert_stride"}},
+        {"rope_scaling", "{\"type\": \"yarn\"}", {"rope_scaling.type 'yarn'", "Phi-3-small"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "bad-phi3small-%zu", i);
+        const char *dir = tmp_path(name);
+        REQUIRE(hf_write_folder(src.f, dir, &(hf_opts){.tiktoken = tk}) && hf_edit_config(dir, cases[i].key, cases[i].json),
+                "setup");
+        expect_failure(dir, NULL, cases[i].want, 2);
+    }
+    const char *dir = tmp_path("bad-phi3small-no-ranks");
+    REQUIRE(hf_write_folder(src.f, dir, &(hf_opts){.tiktoken = tk}), "setup");
+    char ranks[4200];
+    snprintf(ranks, sizeof ranks, "%s/cl100k_base.tiktoken", dir);
+    unlink(ranks);
+    expect_failure(dir, NULL, (const char *const[]){"cl100k_base.tiktoken"}, 1);
+    model_free(&src);
 }
 
 TEST(unsupported_architecture_lists_the_supported_ones) {

@@ -184,22 +184,39 @@ TEST(softmax_of_a_fully_masked_row_is_zeros_not_nan) {
 
 /* -------------------------------------------------------------- activations */
 
-enum act_kind { ACT_SILU, ACT_GELU, ACT_SWIGLU };
+enum act_kind { ACT_SILU, ACT_GELU, ACT_SWIGLU, ACT_GEGELU };
+
+/* Phi-3-small's GEGELU (docs/spec/phi3-small.md section 14) in double: the gelu half
+ * clamped above, the linear half on both sides, quick GELU, times (c + 1). */
+static double ref_gegelu(double a, double c, double limit) {
+    if (limit > 0) {
+        a = fmin(a, limit);
+        c = fmax(-limit, fmin(c, limit));
+    }
+    return a / (1 + exp(-1.702 * a)) * (c + 1);
+}
+
+/* GEGELU's limit in act_case. */
+static float gegelu_limit;
 
 static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float range, uint64_t seed) {
     pvk_dev *d = pvk_ops_dev(o);
     ref_rng rng = {seed};
-    size_t out_n = (size_t)rows * n, in_n = kind == ACT_SWIGLU ? 2 * out_n : out_n;
+    bool halves = kind == ACT_SWIGLU || kind == ACT_GEGELU;
+    size_t out_n = (size_t)rows * n, in_n = halves ? 2 * out_n : out_n;
     float *x = malloc(in_n * 4), *want = malloc(out_n * 4), *got = malloc(out_n * 4), *tol = malloc(out_n * 4);
     ref_fill(&rng, x, in_n, -range, range);
     for (size_t i = 0; i < out_n; i++) {
-        float g = kind == ACT_SWIGLU ? x[(i / n) * 2 * n + i % n] : x[i];
-        float u = kind == ACT_SWIGLU ? x[(i / n) * 2 * n + n + i % n] : 1.0f;
-        want[i] = kind == ACT_GELU ? ref_gelu(g) : ref_silu(g) * u;
+        float g = halves ? x[(i / n) * 2 * n + i % n] : x[i];
+        float u = halves ? x[(i / n) * 2 * n + n + i % n] : 1.0f;
+        want[i] = kind == ACT_GELU ? ref_gelu(g) : kind == ACT_GEGELU ? (float)ref_gegelu(g, u, gegelu_limit)
+                                                                       : ref_silu(g) * u;
         /* sigmoid(v) = 1 / (1 + exp(-v)): exp's 3 + 2|v| ULP, the division's 2.5, the
          * products' 1 each. GELU's v = 2 sqrt(2/pi)(x + 0.044715 x^3) adds 3 ULP of
          * its own, amplified by |v| where sigmoid is exponential. */
-        double v = kind == ACT_GELU ? 1.5957691216 * (fabs(g) + 0.044715 * fabs(g * g * g)) : fabs(g);
+        double v = kind == ACT_GELU ? 1.5957691216 * (fabs(g) + 0.044715 * fabs(g * g * g))
+                 : kind == ACT_GEGELU ? 1.702 * fabs(g) : fabs(g);
+        /* (GEGELU's c + 1 of an exact c rounds relative to the sum: one product more.) */
         tol[i] = (float)((8 + 5 * v) * EPS * fabs(want[i])) + 1e-30f;
     }
     pvk_buf bx = check_upload(d, x, in_n), bo = check_upload(d, NULL, out_n);
@@ -207,9 +224,10 @@ static void act_case(pvk_ops *o, enum act_kind kind, int rows, int n, float rang
     if (!(st = pvk_cmd_begin(cmd))) {
         if (kind == ACT_SILU) st = pvk_op_silu(o, cmd, &bx, &bo, (uint32_t)out_n);
         else if (kind == ACT_GELU) st = pvk_op_gelu(o, cmd, &bx, &bo, (uint32_t)out_n);
+        else if (kind == ACT_GEGELU) st = pvk_op_gegelu(o, cmd, &bx, &bo, rows, n, gegelu_limit);
         else st = pvk_op_swiglu(o, cmd, &bx, &bo, rows, n);
     }
-    const char *name = kind == ACT_SILU ? "silu" : kind == ACT_GELU ? "gelu" : "swiglu";
+    const char *name = kind == ACT_SILU ? "silu" : kind == ACT_GELU ? "gelu" : kind == ACT_GEGELU ? "gegelu" : "swiglu";
     if (st || pvk_cmd_submit(cmd) || pvk_buf_read(d, &bo, 0, got, out_n * 4))
         CHECK(0, "%s: %s", name, pvk_errmsg());
     else
@@ -234,6 +252,18 @@ TEST(swiglu_matches_reference_and_folds_a_large_grid) {
     act_case(ops_default, ACT_SWIGLU, 2, 8192, 8, 61);
     /* 520 x 8192 outputs need more than 65535 workgroups of 64: the grid folds into y. */
     act_case(ops_default, ACT_SWIGLU, 520, 8192, 8, 62);
+}
+
+/* Inputs in +-30 cross Phi-3-small's limit of 20 on both halves; limit 0 clamps
+ * nothing (inputs in +-8, where quick GELU and c + 1 stay finite). */
+TEST(gegelu_matches_reference_with_and_without_its_limit) {
+    REQUIRE(setup(), "no device");
+    gegelu_limit = 20.0f;
+    act_case(ops_default, ACT_GEGELU, 3, 7, 30, 70);
+    act_case(ops_default, ACT_GEGELU, 2, 8192, 30, 71);
+    act_case(ops_gpu_like, ACT_GEGELU, 5, 4096, 30, 72);
+    gegelu_limit = 0.0f;
+    act_case(ops_default, ACT_GEGELU, 3, 1000, 8, 73);
 }
 
 TEST(add_and_mul_match_reference_in_place) {

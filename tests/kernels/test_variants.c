@@ -79,7 +79,7 @@ TEST(kv_cache_types_of_the_public_api_have_every_store_and_attention_variant) {
 }
 
 /* Norms: both reductions in f32, int8 output with subgroups only (need_q8). Softmax:
- * both reductions. Activations: silu, gelu, swiglu in f32; copy, gelu, swiglu with
+ * both reductions. Activations: silu, gelu, swiglu, gegelu in f32; copy, gelu, swiglu, gegelu with
  * int8 output; pvk_op_act_q8 refuses silu, and copy has no f32 op. */
 TEST(norms_softmax_and_activations_have_the_forms_the_op_layer_records) {
     for (int n = 0; n < PVK_NORM_COUNT; n++) {
@@ -91,8 +91,10 @@ TEST(norms_softmax_and_activations_have_the_forms_the_op_layer_records) {
               "norm %d: int8 needs subgroups", n);
     }
     for (int r = 0; r < PVK_REDUCE_COUNT; r++) CHECK(built(pvk_kernels_softmax[r]), "softmax reduce %d", r);
-    static const bool f32[PVK_ACT_COUNT] = {[PVK_ACT_SILU] = true, [PVK_ACT_GELU] = true, [PVK_ACT_SWIGLU] = true};
-    static const bool q8[PVK_ACT_COUNT] = {[PVK_ACT_GELU] = true, [PVK_ACT_SWIGLU] = true, [PVK_ACT_COPY] = true};
+    static const bool f32[PVK_ACT_COUNT] = {[PVK_ACT_SILU] = true, [PVK_ACT_GELU] = true, [PVK_ACT_SWIGLU] = true,
+                                            [PVK_ACT_GEGELU] = true};
+    static const bool q8[PVK_ACT_COUNT] = {[PVK_ACT_GELU] = true, [PVK_ACT_SWIGLU] = true, [PVK_ACT_COPY] = true,
+                                           [PVK_ACT_GEGELU] = true};
     for (int a = 0; a < PVK_ACT_COUNT; a++) {
         CHECK(built(pvk_kernels_act[a][PVK_ACTS_F32]) == f32[a], "activation %d in f32", a);
         CHECK(built(pvk_kernels_act[a][PVK_ACTS_Q8]) == q8[a], "activation %d with int8 output", a);

@@ -495,8 +495,17 @@ typedef struct {
  * the relative error of the weights. Those come from the fp32 q.k (head_dim
  * products, relative to sum |q k|), exp (3 + 2|x| ulp by Vulkan's rules) and the
  * sequential fp32 sums over n keys (n ulp each for the numerator and the sum). */
+/* The block-sparse pattern {block, local blocks, vertical stride, head step}
+ * (docs/spec/phi3-small.md section 11), written from the spec's predicate; NULL:
+ * dense. */
+static bool bs_visible(const uint32_t *bs, uint32_t h, uint32_t qpos, uint32_t kpos) {
+    if (!bs) return true;
+    uint32_t qb = qpos / bs[0], kb = kpos / bs[0];
+    return qb - kb < bs[1] || (kb + h * bs[3] + 1) % bs[2] == 0;
+}
+
 static void ref_attention(const float *q, const float *k, const float *v, const attn_case *ac,
-                          float scale, float *out, float *tol) {
+                          const uint32_t *bs, float scale, float *out, float *tol) {
     uint32_t hd = ac->head_dim, group = ac->n_head / ac->n_kv_head, w = ac->n_kv_head * hd;
     uint32_t pos0 = ac->kv_len - ac->m;
     double *s = malloc(ac->kv_len * sizeof *s);
@@ -505,8 +514,9 @@ static void ref_attention(const float *q, const float *k, const float *v, const 
             uint32_t qpos = pos0 + t, kvh = h / group;
             uint32_t lo = ac->window && qpos + 1 > ac->window ? qpos + 1 - ac->window : 0;
             const float *qh = q + ((size_t)t * ac->n_head + h) * hd;
-            double mx = -INFINITY, mn = INFINITY, sabs = 0, vmax = 0, sum = 0;
+            double mx = -INFINITY, mn = INFINITY, sabs = 0, vmax = 0, sum = 0, n = 0;
             for (uint32_t kp = lo; kp <= qpos; kp++) {
+                if (!bs_visible(bs, h, qpos, kp)) continue;
                 double d = 0, da = 0;
                 for (uint32_t i = 0; i < hd; i++) {
                     double p = (double)qh[i] * k[(size_t)kp * w + kvh * hd + i];
@@ -517,19 +527,21 @@ static void ref_attention(const float *q, const float *k, const float *v, const 
                 mx = fmax(mx, s[kp]);
                 mn = fmin(mn, s[kp]);
                 sabs = fmax(sabs, da * scale);
+                n++;
             }
-            for (uint32_t kp = lo; kp <= qpos; kp++) sum += exp(s[kp] - mx);
+            for (uint32_t kp = lo; kp <= qpos; kp++)
+                if (bs_visible(bs, h, qpos, kp)) sum += exp(s[kp] - mx);
             float *o = out + ((size_t)t * ac->n_head + h) * hd;
             for (uint32_t i = 0; i < hd; i++) {
                 double acc = 0;
                 for (uint32_t kp = lo; kp <= qpos; kp++) {
+                    if (!bs_visible(bs, h, qpos, kp)) continue;
                     double vv = v[(size_t)kp * w + kvh * hd + i];
                     acc += exp(s[kp] - mx) * vv;
                     vmax = fmax(vmax, fabs(vv));
                 }
                 o[i] = (float)(acc / sum);
             }
-            double n = qpos + 1 - lo;
             double eps_s = (hd + 2) * U32 * sabs + (5 + 2 * (mx - mn)) * U32;
             tol[(size_t)t * ac->n_head + h] = (float)(vmax * (2 * (n + 2) * U32 + 2 * eps_s) + 1e-7);
         }
@@ -575,7 +587,12 @@ static void cache_rows(ref_rng *rng, pvk_type t, uint32_t rows, uint32_t width, 
 
 static const char *type_name(pvk_type t) { return pvk_type_get(t)->name; }
 
-static void check_attention(gpu *g, const attn_case *ac) {
+/* Checks one case; bs (NULL: dense) is the block-sparse pattern. Returns the
+ * count of outputs where the dense result differs from the sparse one by more
+ * than the bound (0 for a dense case), so that a sparse test can show its mask
+ * bit. */
+static size_t check_attention_bs(gpu *g, const attn_case *ac, const uint32_t *bs) {
+    size_t differs = 0;
     uint32_t hd = ac->head_dim, w = ac->n_kv_head * hd, m = ac->m, ctx = ac->kv_len + 3;
     pvk_type kt = ac->k_type ? ac->k_type : PVK_F16, vt = ac->v_type ? ac->v_type : PVK_F16;
     uint32_t q_stride = (ac->n_head + 2 * ac->n_kv_head) * hd;  /* fused [Q | K | V] rows */
@@ -594,13 +611,20 @@ static void check_attention(gpu *g, const attn_case *ac) {
     float scale = 1.0f / sqrtf((float)hd);
     /* The reference reads the cache's exact values, so quantized caches have the
      * same (fp32 arithmetic) bound as f16 ones. */
-    ref_attention(q, kf, vf, ac, scale, want, tol);
+    ref_attention(q, kf, vf, ac, bs, scale, want, tol);
+    if (bs) {
+        float *dense = malloc(on * sizeof *dense), *dtol = malloc((size_t)m * ac->n_head * sizeof *dtol);
+        ref_attention(q, kf, vf, ac, NULL, scale, dense, dtol);
+        for (size_t e = 0; e < on; e++) differs += fabs((double)dense[e] - want[e]) > tol[e / hd];
+        free(dense), free(dtol);
+    }
 
     pvk_buf xb = {0}, ob = {0}, sb = {0};
     pvk_kv kv = {0};
     pvk_ops *o = g->o, *tuned = NULL;
     pvk_attn a = {.q_stride = q_stride, .q_off = 0, .n_head = ac->n_head, .n_kv_head = ac->n_kv_head,
                   .head_dim = hd, .m = m, .pos0 = ac->kv_len - m, .window = ac->window, .scale = scale};
+    if (bs) a.bs_block = bs[0], a.bs_local = bs[1], a.bs_stride = bs[2], a.bs_step = bs[3];
     if (!cache_make(g, &kv, kt, vt, w, ctx, ac->chunk, ac->views, ks, vs)) goto done;
     if (ac->tuning) {
         pvk_ops_tuning t = *pvk_ops_get_tuning(g->o);
@@ -624,9 +648,9 @@ static void check_attention(gpu *g, const attn_case *ac) {
     int bad = 0;
     double worst = 0, worst_tol = 0;
     char what[160];
-    snprintf(what, sizeof what, "heads %u/%u hd %u m %u kv %u window %u K %s V %s chunk %u scratch %zu%s",
+    snprintf(what, sizeof what, "heads %u/%u hd %u m %u kv %u window %u K %s V %s chunk %u scratch %zu%s%s",
              ac->n_head, ac->n_kv_head, hd, m, ac->kv_len, ac->window, type_name(kt), type_name(vt),
-             ac->chunk, a.scratch ? sbytes : 0, ac->views ? " views" : "");
+             ac->chunk, a.scratch ? sbytes : 0, ac->views ? " views" : "", bs ? " block-sparse" : "");
     for (size_t e = 0; e < on; e++) {
         double err = fabs((double)got[e] - want[e]), t = tol[e / hd];
         if (err > worst) worst = err, worst_tol = t;
@@ -642,7 +666,10 @@ done:
     pvk_buf_destroy(g->d, &ob);
     pvk_buf_destroy(g->d, &sb);
     free(x), free(q), free(kf), free(vf), free(ks), free(vs), free(want), free(got), free(tol);
+    return differs;
 }
+
+static void check_attention(gpu *g, const attn_case *ac) { check_attention_bs(g, ac, NULL); }
 
 static void run_attention(const attn_case *cs, size_t n) {
     gpu g;
@@ -903,6 +930,37 @@ TEST(attention_prefill_awkward_lengths_match_reference) {
         {2, 1, 16, 4097, 4097, 0, NULL, true, true, 0, 0, 0},
     };
     run_attention(cs, N_CASES(cs));
+}
+
+/* Block-sparse attention (Phi-3-small): each case's mask must differ from dense at
+ * some outputs (beyond the bound), or the test would not see the mask. Patterns
+ * {block, local blocks, vertical stride, head step}: the real model's shape scaled
+ * down (B 16, 2 local, stride 4, step 1: 8 heads over 4 offsets), a stride larger
+ * than the heads (step 2), homo heads (step 0); decode, prefill chunks that start
+ * mid-block, tunings with key lanes, split-K and one lane, a quantized cache. */
+TEST(attention_block_sparse_skips_unseen_blocks_and_matches_the_mask) {
+    gpu g;
+    REQUIRE(gpu_open(&g), "no device");
+    static const uint32_t real[4] = {16, 2, 4, 1}, wide[4] = {8, 3, 16, 2}, homo[4] = {16, 1, 3, 0};
+    struct { attn_case ac; const uint32_t *bs; } cs[] = {
+        {{8, 2, 64, 1, 300, 0, NULL, true, false, 0, 0, 0}, real},
+        {{8, 2, 64, 1, 1000, 0, NULL, false, false, 0, 0, 0}, real},
+        {{8, 2, 64, 37, 300, 0, NULL, true, false, 0, 0, 0}, real},
+        {{8, 2, 64, 300, 300, 0, NULL, true, false, 0, 0, 0}, real},
+        {{8, 8, 32, 70, 250, 0, NULL, true, false, 0, 0, 0}, wide},
+        {{4, 1, 32, 50, 200, 0, NULL, true, false, 0, 0, 0}, homo},
+        {{8, 2, 64, 1, 1000, 0, &key_lanes, true, false, 0, 0, 0}, real},
+        {{8, 2, 64, 33, 257, 0, &split3, true, false, 0, 0, 0}, real},
+        {{8, 2, 64, 31, 400, 0, &one_lane, true, false, 0, 0, 0}, real},
+        {{8, 2, 80, 31, 400, 0, &gpu_shape, true, false, 0, 0, 0}, real},
+        {{8, 2, 64, 9, 600, 0, NULL, true, false, PVK_Q8_0, PVK_Q4_0, 0}, real},
+    };
+    for (size_t i = 0; i < N_CASES(cs); i++) {
+        size_t differs = check_attention_bs(&g, &cs[i].ac, cs[i].bs);
+        CHECK(differs > 0, "case %zu: the block-sparse reference equals the dense one everywhere", i);
+        printf("    case %zu: %zu outputs differ from dense attention\n", i, differs);
+    }
+    gpu_close(&g);
 }
 
 TEST(attention_rejects_bad_shapes_with_a_message) {

@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "gguf_bytes.h"
 #include "phivk.h"
+#include "synth.h"
 
 /* Writes a model-shaped fixture with the given attention geometry to a temp file. */
 static void fixture(char *path, uint32_t ctx, uint32_t n_embd, uint32_t n_layer, uint32_t n_head,
@@ -149,6 +150,35 @@ TEST(info_describes_reference_and_vocab_only_files) {
     free(s);
 }
 
+/* Phi-3-small: the architecture, its muP scales, GEGELU limit and block-sparse
+ * pattern in both reports. */
+TEST(info_reports_phi3small_and_its_block_sparse_pattern) {
+    synth_params sp = synth_default_params();
+    sp.arch = "phi3small";
+    sp.n_vocab = 400;
+    sp.n_head_kv = 2;
+    sp.tied_output = true;
+    char path[] = "/tmp/phivk-info-p3s-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0 && !close(fd) && synth_save(&sp, path) == PHIVK_OK, "fixture: %s", pvk_errmsg());
+    phivk_status st;
+    char *text = info_text(path, false, 0, &st);
+    CHECK(!st && text && strstr(text, "phi3small") && strstr(text, "blocks of 64, 16 local, vertical stride 8") &&
+              strstr(text, "embedding x10, attention scale 0.0625, logits / 8") && strstr(text, "limit 20") &&
+              strstr(text, "layer norm"),
+          "human report: %s", text ? text : "(none)");
+    free(text);
+    text = info_text(path, true, 0, &st);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "hparams");
+    CHECK(!st && root && num(h, "blocksparse", "block_size") == 64 && num(h, "blocksparse", "vert_stride") == 8 &&
+              num(h, "blocksparse", "dense_every_n_layers") == 2 && num(root, "hparams", "embedding_scale") == 10,
+          "JSON report: %s", text ? text : "(none)");
+    cJSON_Delete(root);
+    free(text);
+    unlink(path);
+}
+
 TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
     phivk_status st;
     char *s = info_text("/nonexistent/x.gguf", false, 0, &st);
@@ -159,6 +189,28 @@ TEST(info_fails_with_a_reason_on_missing_and_corrupt_files) {
     free(s);
     phivk_info_params p = {.ctx = -1};
     CHECK(phivk_info_write(testdata_path("reference/phi2.gguf"), &p, stdout) == PHIVK_ERR_INVALID, "negative ctx");
+}
+
+/* The brief of a model list: what the report says, from the header alone. The
+ * fixture's q8_0 embedding (680 bytes) outweighs its f32 norm (256 bytes). */
+TEST(info_brief_names_architecture_quantization_size_and_context) {
+    char path[64];
+    fixture(path, 2048, 64, 2, 4, 4);
+    REQUIRE(*path, "fixture");
+    phivk_model_brief b;
+    REQUIRE(phivk_model_brief_read(path, &b) == PHIVK_OK, "%s", phivk_last_error());
+    CHECK(!strcmp(b.arch, "phi3") && !strcmp(b.name, "info fixture"), "arch '%s', name '%s'", b.arch, b.name);
+    CHECK(!strcmp(b.quant, "q8_0"), "the type with the most bytes: '%s'", b.quant);
+    CHECK(b.ctx == 2048 && b.params == 64 * 10 + 64, "context %lld, %llu params", (long long)b.ctx,
+          (unsigned long long)b.params);
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f && fseek(f, 0, SEEK_END) == 0, "size of %s", path);
+    CHECK(b.file_bytes == (uint64_t)ftell(f), "file size %llu, want %ld", (unsigned long long)b.file_bytes, ftell(f));
+    fclose(f);
+    unlink(path);
+    CHECK(phivk_model_brief_read(testdata_path("README.md"), &b) == PHIVK_ERR_BAD_FILE &&
+          strstr(phivk_last_error(), "not a GGUF"), "not a model: %s", phivk_last_error());
+    CHECK(phivk_model_brief_read("/nonexistent/x.gguf", &b) == PHIVK_ERR_IO, "missing file");
 }
 
 /* A file whose strings carry terminal escape sequences: OSC retitles the window,

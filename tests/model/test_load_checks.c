@@ -151,3 +151,47 @@ TEST(a_vocabulary_that_differs_from_the_embedding_rows_is_refused_naming_both) {
     CHECK(strstr(pvk_errmsg(), "token_embd.weight"), "the message names the tensor too: %s", pvk_errmsg());
     free(img);
 }
+
+/* Phi-3-small's own keys and its biases: a scale that is not a positive number, a
+ * block-sparse stride or block of 0, and a missing norm bias are refused by name. */
+TEST(phi3small_bad_scales_sparse_pattern_and_missing_bias_are_refused_naming_them) {
+    synth_params p = synth_default_params();
+    p.arch = "phi3small";
+    p.n_vocab = 400;
+    p.n_head_kv = 2;
+    p.tied_output = true;
+    size_t n;
+    uint8_t *img = build(&p, &n);
+    REQUIRE(img, "fixture");
+    static const struct { const char *key; float bad; } floats[] = {
+        {"phi3small.embedding_scale", NAN}, {"phi3small.attention.scale", 0.0f}, {"phi3small.logit_divisor", -8.0f},
+        {"phi3small.gegelu_limit", INFINITY},
+    };
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) {
+        uint8_t *v = key_value(img, n, floats[i].key);
+        REQUIRE(v, "%s is in the image", floats[i].key);
+        float keep;
+        memcpy(&keep, v, 4);
+        memcpy(v, &floats[i].bad, 4);
+        expect_refused(img, n, floats[i].key, floats[i].key);
+        memcpy(v, &keep, 4);
+    }
+    static const char *const ints[] = {"phi3small.attention.blocksparse.block_size",
+                                       "phi3small.attention.blocksparse.vert_stride",
+                                       "phi3small.attention.blocksparse.local_blocks"};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        uint8_t *v = key_value(img, n, ints[i]);
+        REQUIRE(v, "%s is in the image", ints[i]);
+        uint32_t keep, zero = 0;
+        memcpy(&keep, v, 4);
+        memcpy(v, &zero, 4);
+        expect_refused(img, n, ints[i], ints[i]);
+        memcpy(v, &keep, 4);
+    }
+    free(img);
+    p.skip_tensor = "blk.1.ffn_norm.bias";
+    void *bad = NULL;
+    REQUIRE(synth_build(&p, &bad, &n) == PHIVK_OK, "build: %s", pvk_errmsg());
+    expect_refused(bad, n, "no ffn_norm bias", "blk.1.ffn_norm.bias");
+    free(bad);
+}

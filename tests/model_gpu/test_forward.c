@@ -221,6 +221,83 @@ TEST(phi3_with_gqa_matches_cpu_reference) {
     check_fixture_vs_reference(&p, 40, false);
 }
 
+/* Phi-3-small at a small shape: 8 query heads over 2 KV heads (4 vertical offsets
+ * per KV group), blocks of 4 tokens, 2 local blocks, stride 4, every 2nd layer
+ * dense, a GEGELU limit of 1.5 that the MLP's inputs cross, muP scales. */
+static synth_params small_phi3small(void) {
+    synth_params p = small("phi3small");
+    p.n_head = 8;
+    p.n_head_kv = 2;
+    p.n_layer = 3;
+    p.tied_output = true;
+    p.bs_block = 4;
+    p.bs_local = 2;
+    p.bs_stride = 4;
+    p.bs_dense_every = 2;
+    p.gegelu_limit = 1.5f;
+    return p;
+}
+
+TEST(phi3small_block_sparse_gqa_gegelu_matches_cpu_reference) {
+    synth_params p = small_phi3small();
+    check_fixture_vs_reference(&p, 60, false);
+    p.wtype = PVK_Q8_0;   /* the int8 matvec path (with its allowance) */
+    check_fixture_vs_reference(&p, 5, false);
+}
+
+/* Phi-3-small 128K: LongRoPE over the whole head; the long table's mscale is the
+ * formula's, the short table's 1 (phi3-small.md 8). 40 tokens over an original
+ * context of 32 run the long table, 20 the short one. */
+TEST(phi3small_128k_longrope_short_and_long_match_cpu_reference) {
+    synth_params p = small_phi3small();
+    p.longrope = true;
+    p.n_ctx = 256;
+    p.rope_orig_ctx = 32;
+    check_fixture_vs_reference(&p, 20, false);
+    check_fixture_vs_reference(&p, 40, false);
+}
+
+/* The same weights with every layer dense (dense_every 1) in the CPU reference:
+ * the GPU's block-sparse logits agree with it while every key is still local
+ * (positions < 2 blocks of 4) and differ beyond the bound later, where the mask
+ * drops keys; so the comparison above does see the mask. */
+TEST(phi3small_sparse_logits_differ_from_dense_exactly_where_the_mask_drops_keys) {
+    synth_params p = small_phi3small(), dense = p;
+    dense.bs_dense_every = 1;
+    fixture fx, fd;
+    bool ok = fixture_open(&fx, &p) && fixture_open(&fd, &dense);
+    REQUIRE(ok, "fixtures");
+    int nv = phivk_model_n_vocab(fx.gpu), n = 40;
+    int32_t ids[40];
+    fixture_ids(ids, n, nv, 11);
+    float *want = malloc(sizeof *want * (size_t)n * nv);
+    ref_state_params rp = ref_state_default_params();
+    rp.n_ctx = 64;
+    rp.kv_f16 = true;
+    ref_state *rs = NULL;
+    CHECK(ref_state_create(fd.ref, &rp, &rs) == PHIVK_OK && ref_forward(rs, ids, n, want, true) == PHIVK_OK,
+          "dense reference: %s", pvk_errmsg());
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 64;
+    float *got = gpu_logits(fx.gpu, &sp, ids, n);
+    CHECK(got, "GPU run failed");
+    int local_ok = 0, later_differ = 0;
+    for (int t = 0; got && rs && t < n; t++) {
+        double worst = 0, bound = logit_bound(want + (size_t)t * nv, (size_t)nv);
+        for (int v = 0; v < nv; v++) worst = fmax(worst, fabs(got[(size_t)t * nv + v] - want[(size_t)t * nv + v]));
+        if (t < 8) local_ok += worst <= bound;
+        else later_differ += worst > bound;
+    }
+    printf("    positions 0..7: %d of 8 equal dense; positions 8..39: %d of 32 differ\n", local_ok, later_differ);
+    CHECK(local_ok == 8, "inside the local window the sparse model equals the dense one (%d of 8)", local_ok);
+    CHECK(later_differ >= 24, "beyond it the mask changes the logits (%d of 32 positions)", later_differ);
+    free(got);
+    free(want);
+    ref_state_destroy(rs);
+    fixture_close(&fx);
+    fixture_close(&fd);
+}
+
 TEST(llama_tied_output_f16_weights_matches_cpu_reference) {
     synth_params p = small("llama");
     p.tied_output = true;
@@ -390,6 +467,12 @@ static void check_greedy(const synth_params *p, int steps_wanted) {
 TEST(phi3_greedy_generation_equals_cpu_reference_for_64_steps) {
     synth_params p = small("phi3");
     p.n_head_kv = 2;
+    check_greedy(&p, 64);
+}
+
+/* Decode (one query row per head, split-K) over block-sparse layers. */
+TEST(phi3small_greedy_generation_equals_cpu_reference_for_64_steps) {
+    synth_params p = small_phi3small();
     check_greedy(&p, 64);
 }
 

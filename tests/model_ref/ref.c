@@ -1,5 +1,6 @@
 #include "ref.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ struct ref_model {
     const gguf_file *file;
     arch_hparams hp;
     arch_weights *w;
+    int32_t *masked, n_masked; /* logits set to -FLT_MAX (phi3small's dummy ids) */
 };
 
 phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **out) {
@@ -119,6 +121,7 @@ phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **
     m->file = f;
     phivk_status st = arch_hparams_read(f, what, &m->hp);
     if (!st) st = arch_weights_create(f, &m->hp, what, &m->w);
+    if (!st) st = arch_masked_ids(f, &m->hp, what, &m->masked, &m->n_masked);
     if (st) {
         ref_model_destroy(m);
         return st;
@@ -130,6 +133,7 @@ phivk_status ref_model_create(const gguf_file *f, const char *what, ref_model **
 void ref_model_destroy(ref_model *m) {
     if (!m) return;
     arch_weights_destroy(m->w);
+    free(m->masked);
     free(m);
 }
 
@@ -231,6 +235,39 @@ static phivk_status matmul_t(const batch *bt, const gguf_tensor *w, const gguf_t
     return st;
 }
 
+/* Phi-3-small's GEGELU of one [gelu | linear] pair (docs/spec/phi3-small.md 14). */
+static float gegelu(double a, double c, double limit) {
+    if (limit > 0) {
+        a = fmin(a, limit);
+        c = fmax(-limit, fmin(c, limit));
+    }
+    return (float)(a / (1.0 + exp(-1.702 * a)) * (c + 1.0));
+}
+
+/* Attention of one query token over the keys layer l's pattern lets head h see
+ * (phi3small's block-sparse layers; arch_sparse_visible), as ref_attention does
+ * over a contiguous range. */
+static void attention_masked(const arch_hparams *hp, int32_t l, const float *q, const float *k,
+                             const float *v, int64_t kv_stride, int64_t pos, float *out) {
+    const int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    double acc[ARCH_MAX_HEAD_DIM];
+    for (int32_t h = 0; h < hp->n_head; h++) {
+        const float *qh = q + (int64_t)h * hd;
+        const int64_t koff = (int64_t)(h / group) * hd;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j <= pos; j++)
+            if (arch_sparse_visible(hp, l, h, pos, j)) mx = fmax(mx, dot_qk(qh, k + j * kv_stride + koff, hd));
+        for (int32_t d = 0; d < hd; d++) acc[d] = 0;
+        for (int64_t j = 0; j <= pos; j++) {
+            if (!arch_sparse_visible(hp, l, h, pos, j)) continue;
+            const double p = exp(dot_qk(qh, k + j * kv_stride + koff, hd) - mx);
+            sum += p;
+            for (int32_t d = 0; d < hd; d++) acc[d] += p * v[j * kv_stride + koff + d];
+        }
+        for (int32_t d = 0; d < hd; d++) out[(int64_t)h * hd + d] = (float)(acc[d] / sum);
+    }
+}
+
 /* The MLP of one layer on h into out ([n][E]). */
 static phivk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch *b,
                       const float *h, float *out, int64_t n) {
@@ -247,7 +284,8 @@ static phivk_status mlp(const arch_hparams *hp, const arch_layer *L, const batch
         if (st) return st;
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < F; j++)
-                b->act[i * F + j] = ref_silu(b->gu[i * 2 * F + j]) * b->gu[i * 2 * F + F + j];
+                b->act[i * F + j] = hp->gegelu ? gegelu(b->gu[i * 2 * F + j], b->gu[i * 2 * F + F + j], hp->gegelu_limit)
+                                               : ref_silu(b->gu[i * 2 * F + j]) * b->gu[i * 2 * F + F + j];
     }
     return matmul_t(b, L->ffn_down, L->ffn_down_b, b->act, F, out, E, n);
 }
@@ -262,6 +300,7 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
     const int64_t pos0 = s->pos;
     const float *factors = f32(arch_rope_factors(w, s->table));
     const float qscale = hp->attn_scale;
+    const float mscale = s->table == ARCH_ROPE_TABLE_SHORT ? hp->rope_attn_factor_short : hp->rope_attn_factor;
     phivk_status st = PHIVK_OK;
     batch b = {.int8_types = s->p.int8_types};
     b.x = malloc((size_t)(n * E) * sizeof(float));
@@ -283,6 +322,8 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
                                            (size_t)tokens[i] * embd_row,
                                        b.x + i * E, E)))
             goto done;
+    /* phi3small's muP embedding multiplier (1 elsewhere) */
+    for (int64_t i = 0; i < n * E; i++) b.x[i] *= hp->embd_scale;
     if (hp->pos_embd) {
         /* learned absolute positions: row pos0 + i added (gpt-neo.md 3) */
         const gguf_tensor *pe = w->position_embd;
@@ -311,16 +352,18 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
             float *q = b.qkv + i * T, *k = q + Q, *v = k + KV;
             const int64_t pos = pos0 + i;
             ref_rope(q, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_neox, pos, hp->rope_base,
-                     hp->rope_freq_scale, factors, hp->rope_attn_factor);
+                     hp->rope_freq_scale, factors, mscale);
             ref_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_neox, pos, hp->rope_base,
-                     hp->rope_freq_scale, factors, hp->rope_attn_factor);
+                     hp->rope_freq_scale, factors, mscale);
             for (int64_t d = 0; d < Q; d++) q[d] *= qscale;
             for (int64_t d = 0; d < KV; d++) {
                 kc[pos * KV + d] = s->p.kv_f16 ? quant_f16_to_f32(quant_f32_to_f16(k[d])) : k[d];
                 vc[pos * KV + d] = s->p.kv_f16 ? quant_f16_to_f32(quant_f32_to_f16(v[d])) : v[d];
             }
         }
-        for (int32_t i = 0; i < n; i++) {
+        for (int32_t i = 0; i < n && hp->bs_block > 0; i++)
+            attention_masked(hp, l, b.qkv + i * T, kc, vc, KV, pos0 + i, b.att + i * Q);
+        for (int32_t i = 0; i < n && hp->bs_block <= 0; i++) {
             const int64_t pos = pos0 + i;
             const int32_t window = arch_layer_window(hp, s->p.no_swa, l);
             const int64_t first = window > 0 && pos >= window ? pos - window + 1 : 0;
@@ -351,6 +394,11 @@ static phivk_status run_batch(ref_state *s, const int32_t *tokens, int32_t n, fl
             ref_norm(hp->norm, hp->norm_eps, b.x + i * E, f32(w->output_norm),
                      f32(w->output_norm_b), b.h + i * E, E);
         st = matmul_t(&b, w->output, w->output_b, b.h + first * E, E, logits, hp->n_vocab, n - first);
+        /* phi3small divides by its muP width multiplier (1 elsewhere) */
+        for (int64_t i = 0; !st && hp->logit_scale != 1.0f && i < (n - first) * (int64_t)hp->n_vocab; i++)
+            logits[i] *= hp->logit_scale;
+        for (int64_t i = 0; !st && i < n - first; i++)
+            for (int32_t k = 0; k < s->m->n_masked; k++) logits[i * hp->n_vocab + s->m->masked[k]] = -FLT_MAX;
     }
 done:
     free(b.x);

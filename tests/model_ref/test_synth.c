@@ -383,7 +383,7 @@ static phivk_status read_stub(const char *arch, uint32_t ctx) {
 TEST(arch_unknown_architecture_is_refused) {
     CHECK(read_stub("mamba", 0) == PHIVK_ERR_UNSUPPORTED, "mamba accepted");
     CHECK(!strcmp(pvk_errmsg(), "m.gguf: architecture 'mamba' is not supported (phivk runs phi2, "
-                                "phi3, llama, gptneo)"),
+                                "phi3, llama, gptneo, phi3small)"),
           "message: %s", pvk_errmsg());
 }
 
