@@ -195,7 +195,7 @@ static char *await_all(srv_job *job, int fd, srv_job_state *st) {
 /* Appends "data: JSON\n\n" (json taken; NULL is out of memory). */
 static bool stream_event(stream *s, char *json) {
     if (!json) return false;
-    size_t k = strlen(json) + 8;
+    size_t k = strlen(json) + sizeof "data: \n\n";
     if (s->len + k > s->cap) {
         size_t cap = s->cap * 2 + k;
         char *b = realloc(s->buf, cap);
@@ -236,7 +236,7 @@ static bool stream_fill(stream *s) {
                  (!s->include_usage || stream_event(s, srv_chunk_json(&s->head, NULL, NULL, &u)));
         }
         if (st.finish != SRV_RUNNING) {
-            if (!ok || s->len + 14 > s->cap) return false;
+            if (!ok || s->len + sizeof "data: [DONE]\n\n" > s->cap) return false;
             s->len += (size_t)sprintf(s->buf + s->len, "data: [DONE]\n\n");
             s->ended = true;
             return true;
