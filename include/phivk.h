@@ -224,6 +224,20 @@ typedef struct phivk_session_params {
     int32_t batch;           /* prefill chunk; 0: default (512) */
     phivk_progress_fn progress;
     void *progress_user;
+    /* Serving several sequences (phivk_decode_batch). A server holds N sessions, one
+     * per slot, each with its own KV cache; the scratch activations and the command
+     * buffer can be shared, since one thread runs them one step at a time. */
+    int32_t slots;           /* this session plans room for itself and slots - 1 more
+                                KV caches of its context that will share its scratch:
+                                N x context is checked against the device (and -c
+                                auto picks a context N caches fit) before anything is
+                                allocated; 0 or 1: itself alone */
+    /* NULL: the session has its own scratch. Else a session of the same model whose
+     * scratch and command buffer this one uses (it must outlive this one, and is
+     * never run at the same time from another thread): this one allocates only its
+     * KV cache, of ctx tokens (0: the owner's context; at most the owner's), and
+     * prefills in the owner's batch. batch and slots are then ignored. */
+    struct phivk_session *share_scratch;
 } phivk_session_params;
 phivk_session_params phivk_session_default_params(void);
 /* A KV cache on the device plus a position. Caller owns it. */
@@ -242,6 +256,22 @@ char *phivk_session_plan_text(const phivk_session *s);
  * completed). */
 phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, float *logits,
                           bool all_logits);
+/* One decode step for several sessions of one model at once: tokens[i] is appended
+ * to sessions[i] (n distinct sessions that all use one scratch: the same owner's,
+ * share_scratch, or n == 1), and logits (may be NULL) receives n x n_vocab floats,
+ * row i for sessions[i]. The projections read each weight once for all n rows (a
+ * small matrix-matrix product); attention reads each session's own cache at its own
+ * position, with its own sliding window and LongRoPE table (a session whose table
+ * must switch is re-prefilled first, as phivk_decode does). Each row's logits equal
+ * that session decoding the token alone up to the kernels' rounding (the
+ * projections at m = n rows may run another kernel than at m = 1). n is at most
+ * the owner's batch. Errors: PHIVK_ERR_CONTEXT_FULL when one is full, INVALID for a
+ * token out of range, a repeated session or sessions of different scratch,
+ * CANCELLED when phivk_cancel was called on one (its request is consumed; the
+ * message names its index): then none advanced. UNSUPPORTED when the model's rows
+ * cannot be bound one by one on this device (storage offset alignment). */
+phivk_status phivk_decode_batch(phivk_session *const *sessions, const int32_t *tokens, int32_t n,
+                                float *logits);
 /* Forgets every token from pos on (a checkpoint: keep earlier chat turns). */
 phivk_status phivk_session_truncate(phivk_session *s, int32_t pos);
 /* Safe from any thread: the running or next phivk_decode stops at a token boundary. */

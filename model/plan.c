@@ -68,19 +68,19 @@ void plan_layout(const plan_shape *s, plan_row rows[PLAN_N_BUFS]) {
     uint64_t qkv = (uint64_t)hp->n_embd_q + 2ull * hp->n_embd_kv;
     uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
     uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
-    uint64_t n_int8 = s->int8 ? 1 : 0;
-    rows[PLAN_IDS] = (plan_row){"token ids", true, 1, 4 * b};
-    rows[PLAN_X] = (plan_row){"residual", false, 1, f * b * hp->n_embd};
-    rows[PLAN_H] = (plan_row){"normed", false, 1, f * b * hp->n_embd};
-    rows[PLAN_QKV] = (plan_row){"q|k|v", false, 1, f * b * qkv};
-    rows[PLAN_ATT] = (plan_row){"attention out", false, 1, f * b * hp->n_embd_q};
-    rows[PLAN_FF] = (plan_row){"mlp in", false, 1, f * b * ff};
-    rows[PLAN_ACT] = (plan_row){"mlp act", false, 1, f * b * hp->n_ff};
-    rows[PLAN_LAST] = (plan_row){"last row", false, 1, f * hp->n_embd};
-    rows[PLAN_LAST_N] = (plan_row){"last row normed", false, 1, f * hp->n_embd};
-    rows[PLAN_LOGITS] = (plan_row){"logits", true, 1,
+    uint64_t n_int8 = s->int8 && !s->shared ? 1 : 0, one = s->shared ? 0 : 1;
+    rows[PLAN_IDS] = (plan_row){"token ids", true, one, 4 * b};
+    rows[PLAN_X] = (plan_row){"residual", false, one, f * b * hp->n_embd};
+    rows[PLAN_H] = (plan_row){"normed", false, one, f * b * hp->n_embd};
+    rows[PLAN_QKV] = (plan_row){"q|k|v", false, one, f * b * qkv};
+    rows[PLAN_ATT] = (plan_row){"attention out", false, one, f * b * hp->n_embd_q};
+    rows[PLAN_FF] = (plan_row){"mlp in", false, one, f * b * ff};
+    rows[PLAN_ACT] = (plan_row){"mlp act", false, one, f * b * hp->n_ff};
+    rows[PLAN_LAST] = (plan_row){"last row", false, one, f * hp->n_embd};
+    rows[PLAN_LAST_N] = (plan_row){"last row normed", false, one, f * hp->n_embd};
+    rows[PLAN_LOGITS] = (plan_row){"logits", true, one,
                                    f * (uint64_t)plan_logit_rows(hp, s->batch) * hp->n_vocab};
-    rows[PLAN_ATTN] = (plan_row){"attention partials", false, s->attn_bytes ? 1 : 0, s->attn_bytes};
+    rows[PLAN_ATTN] = (plan_row){"attention partials", false, s->attn_bytes ? one : 0, s->attn_bytes};
     rows[PLAN_HQ] = (plan_row){"normed int8", false, n_int8,
                                pvk_q8_bytes((uint32_t)b, (uint32_t)hp->n_embd)};
     rows[PLAN_AQ] = (plan_row){"activation int8", false, n_int8, pvk_q8_bytes((uint32_t)b, wide)};
@@ -107,16 +107,20 @@ plan_shape plan_shape_at(const plan_input *in, int32_t ctx) {
     return (plan_shape){
         .hp = in->hp, .k_type = in->k_type, .v_type = in->v_type, .ctx = ctx, .batch = batch,
         .attn_bytes = in->attn_bytes ? in->attn_bytes(in->user, ctx, batch) : 0, .int8 = in->int8,
+        .shared = in->shared, .slots = in->slots,
     };
 }
 
 void plan_set_layout(plan *p, const plan_shape *s) {
     p->ctx = s->ctx;
+    p->batch = s->batch;
+    p->slots = s->slots > 1 ? s->slots : 1;
+    p->shared = s->shared;
     plan_layout(s, p->rows);
     p->kv_bytes_per_token = plan_kv_bytes_per_token(s->hp, s->k_type, s->v_type);
     p->kv_bytes = plan_rows_bytes(p->rows, PLAN_K, PLAN_N_BUFS);
     p->scratch_bytes = plan_rows_bytes(p->rows, 0, PLAN_N_SCRATCH);
-    p->total = p->weight_bytes + p->kv_bytes + p->scratch_bytes;
+    p->total = p->weight_bytes + p->kv_bytes * (uint64_t)p->slots + p->scratch_bytes;
 }
 
 /* The table's total at ctx. */
@@ -185,27 +189,49 @@ phivk_status plan_make(const plan_input *in, plan *out) {
     char smaller[64];
     smaller_types(in, smaller, sizeof smaller);
     *out = (plan){.why = why, .weight_bytes = in->weight_bytes, .budget = in->budget};
+    char slots[96] = "";
+    if (in->slots > 1) snprintf(slots, sizeof slots, " x %d slots", in->slots);
     if (!ctx) {
         int32_t least = in->hp->n_ctx_train < 256 ? in->hp->n_ctx_train : 256;
         plan_shape s = plan_shape_at(in, least);
         plan_set_layout(out, &s);
         sizes z = sizes_of(out, usable);
         return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
-                        "the model does not fit: weights %s + scratch %s + a %d-token KV cache %s > %s usable "
-                        "of %s of device memory%s", z.w, z.sc, least, z.kv, z.usable, z.budget, smaller);
+                        "the model does not fit: weights %s + scratch %s + a %d-token KV cache %s%s > %s usable "
+                        "of %s of device memory%s%s", z.w, z.sc, least, z.kv, slots, z.usable, z.budget, smaller,
+                        in->slots > 1 ? ", or fewer slots" : "");
     }
     plan_shape s = plan_shape_at(in, ctx);
     plan_set_layout(out, &s);
     if (out->total <= usable) return PHIVK_OK;
+    if (in->shared) {
+        sizes z = sizes_of(out, usable);
+        return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
+                        "the KV cache of another slot (%d tokens, sharing a session's scratch) does not fit: %s "
+                        "(%.1f KiB per token) > %s usable of the %s the device has left; use fewer slots or a "
+                        "shorter context%s", ctx, z.kv, out->kv_bytes_per_token / 1024.0, z.usable, z.budget, smaller);
+    }
     /* What -c auto would pick with everything else the same. */
     plan_ctx_why auto_why;
     int32_t fits = auto_ctx(in, usable, &auto_why);
     char advice[96];
-    if (!fits) snprintf(advice, sizeof advice, "the model does not fit at any context");
-    else if (auto_why == PLAN_CTX_MEMORY) snprintf(advice, sizeof advice, "use -c %d or less (what -c auto picks)", fits);
+    if (!fits) snprintf(advice, sizeof advice, "the model does not fit at any context%s",
+                        in->slots > 1 ? " with this many slots" : "");
+    else if (auto_why == PLAN_CTX_MEMORY)
+        snprintf(advice, sizeof advice, "use -c %d or less (what -c auto picks%s)", fits,
+                 in->slots > 1 ? " for them" : "");
     else snprintf(advice, sizeof advice, "use -c auto (%d tokens, %s) or a shorter context", fits,
                   auto_why == PLAN_CTX_TRAINED ? "the model's trained context" : "the most auto picks");
     sizes z = sizes_of(out, usable);
+    if (in->slots > 1) {
+        char all[32];
+        pvk_fmt_bytes(all, out->kv_bytes * (uint64_t)out->slots);
+        return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
+                        "%d slots of a context of %d tokens do not fit: KV cache %s per slot (%.1f KiB per token) "
+                        "x %d = %s + weights %s + scratch %s > %s usable of %s; %s, or fewer slots%s",
+                        in->slots, ctx, z.kv, out->kv_bytes_per_token / 1024.0, in->slots, all, z.w, z.sc,
+                        z.usable, z.budget, advice, smaller);
+    }
     return pvk_fail(PHIVK_ERR_DEVICE_MEMORY,
                     "a context of %d tokens does not fit: KV cache %s (%.1f KiB per token) + weights %s + scratch "
                     "%s > %s usable of %s; %s%s",

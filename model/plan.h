@@ -67,6 +67,9 @@ typedef struct plan_shape {
     uint32_t kv_chunk;         /* cache rows per buffer as pvk_kv_alloc splits; 0: one per layer */
     uint64_t attn_bytes;       /* attention's partials (pvk_op_attention_scratch_bytes_kv) */
     bool int8;                 /* some projection reads int8 activations (pvk_ops_reads_q8) */
+    bool shared;               /* the session uses another's scratch: no scratch rows */
+    int32_t slots;             /* KV caches of this shape the plan holds room for (0: 1):
+                                  this session's and those that will share its scratch */
 } plan_shape;
 
 /* Fills rows[PLAN_N_BUFS]. */
@@ -104,6 +107,8 @@ typedef struct plan_input {
     int32_t batch;             /* prefill chunk asked for; 0: the default */
     uint64_t budget;           /* device memory the session may use */
     bool int8;
+    bool shared;               /* plan_shape's: then weight_bytes is 0 and budget what is left */
+    int32_t slots;             /* plan_shape's */
     /* Attention's partials at most for a cache of ctx rows and a batch (the
      * device's tuning: pvk_op_attention_scratch_bytes); NULL: none. */
     uint64_t (*attn_bytes)(void *user, int32_t ctx, int32_t batch);
@@ -112,13 +117,16 @@ typedef struct plan_input {
 
 typedef struct plan {
     int32_t ctx;
+    int32_t batch;             /* the prefill chunk the scratch rows hold */
+    int32_t slots;             /* KV caches counted in total (>= 1) */
+    bool shared;
     plan_ctx_why why;
     plan_row rows[PLAN_N_BUFS];
     uint64_t kv_bytes_per_token; /* K and V, all layers */
-    uint64_t kv_bytes;         /* the cache rows */
+    uint64_t kv_bytes;         /* the cache rows (one session's) */
     uint64_t scratch_bytes;    /* the scratch rows */
     uint64_t weight_bytes;
-    uint64_t total;
+    uint64_t total;            /* weights + slots x KV cache + scratch */
     uint64_t budget;
 } plan;
 
@@ -130,7 +138,8 @@ void plan_set_layout(plan *p, const plan_shape *s);
  * model's trained context up to PLAN_AUTO_CTX_MAX, or the largest multiple of
  * 256 below it that fits in 90% of the budget). PHIVK_ERR_DEVICE_MEMORY when it
  * does not fit, with the numbers, the context auto would pick, and the smaller
- * cache types than the one in use. */
+ * cache types than the one in use. With slots, the total holds that many caches
+ * (auto picks a context they all fit) and the refusal gives the bytes per slot. */
 phivk_status plan_make(const plan_input *in, plan *out);
 /* "the model's trained context", "auto: 131072 of the trained 16777216 (more with -c N)". */
 void plan_ctx_text(const plan *p, const arch_hparams *hp, char *out, size_t n);

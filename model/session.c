@@ -21,8 +21,10 @@ struct phivk_session {
 
     plan plan;                /* the table of every buffer below, as allocated */
     pvk_kv *kv;               /* per layer: K and V, [ctx][n_embd_kv] in k_type / v_type */
-    pvk_buf buf[PLAN_N_SCRATCH]; /* the scratch rows of the table (a row of count 0: none) */
-    pvk_cmd *cmd;
+    pvk_buf own[PLAN_N_SCRATCH]; /* the scratch rows of the table (a row of count 0: none) */
+    phivk_session *owner;     /* share_scratch: whose scratch and command buffer these are */
+    pvk_buf *buf;             /* own, or the owner's */
+    pvk_cmd *cmd;             /* its own, or the owner's */
     int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
 };
 
@@ -36,7 +38,7 @@ static pvk_attn attn_desc(const phivk_session *s, uint32_t m, uint32_t pos0) {
     bool swa = !s->p.no_swa && hp->sliding_window > 0 && hp->sliding_window < s->ctx;
     a.pos0 = pos0;
     a.window = swa ? (uint32_t)hp->sliding_window : 0;
-    a.scratch = s->plan.rows[PLAN_ATTN].count ? &s->buf[PLAN_ATTN] : NULL;
+    a.scratch = s->buf[PLAN_ATTN].vk ? &s->buf[PLAN_ATTN] : NULL;
     return a;
 }
 
@@ -47,8 +49,9 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     phivk_model *m = s->m;
     const arch_hparams *hp = &m->hp;
     pvk_dev *dev = m->rt->dev;
-    s->batch = plan_batch(s->p.batch, s->ctx);
+    s->batch = s->owner ? s->owner->batch : plan_batch(s->p.batch, s->ctx);
     s->logit_rows = plan_logit_rows(hp, s->batch);
+    s->buf = s->owner ? s->owner->own : s->own;
     s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
     s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
     if (!s->tokens || !s->kv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
@@ -61,11 +64,22 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
         .hp = hp, .k_type = kt, .v_type = vt, .ctx = s->ctx, .batch = s->batch,
         .kv_chunk = kv->n_chunks > 1 ? kv->chunk_ctx : 0,
         .attn_bytes = session_attn_bytes(m, s->batch, kv), .int8 = int8,
+        .shared = s->owner != NULL, .slots = s->p.slots,
     };
     plan_set_layout(&s->plan, &shape);
+    if (s->owner) {
+        /* Its decode's attention partials go in the owner's buffer. */
+        uint64_t have = s->owner->own[PLAN_ATTN].size;
+        if (shape.attn_bytes > have)
+            return pvk_fail(PHIVK_ERR_INVALID, "a session sharing another's scratch needs %llu bytes of attention "
+                            "partials for its cache of %d tokens, the owner has %llu: give it the owner's context "
+                            "and cache types", (unsigned long long)shape.attn_bytes, s->ctx, (unsigned long long)have);
+        s->cmd = s->owner->cmd;
+        return PHIVK_OK;
+    }
     for (int i = 0; i < PLAN_N_SCRATCH; i++) {
         const plan_row *r = &s->plan.rows[i];
-        if (r->count && (st = pvk_buf_create(dev, r->bytes, r->host ? PVK_MEM_HOST : PVK_MEM_DEVICE, &s->buf[i])))
+        if (r->count && (st = pvk_buf_create(dev, r->bytes, r->host ? PVK_MEM_HOST : PVK_MEM_DEVICE, &s->own[i])))
             return st;
     }
     return pvk_cmd_create(dev, &s->cmd);
@@ -73,10 +87,10 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
 
 static void free_buffers(phivk_session *s) {
     pvk_dev *dev = s->m->rt->dev;
-    pvk_cmd_destroy(s->cmd);
+    if (!s->owner) pvk_cmd_destroy(s->cmd);
     s->cmd = NULL;
     for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
-    for (int i = 0; i < PLAN_N_SCRATCH; i++) pvk_buf_destroy(dev, &s->buf[i]);
+    for (int i = 0; i < PLAN_N_SCRATCH; i++) pvk_buf_destroy(dev, &s->own[i]);
     free(s->kv);
     free(s->tokens);
     s->kv = NULL;
@@ -120,9 +134,23 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     }
     s->m = m;
     s->p = *p;
+    if (p->share_scratch) {
+        s->owner = p->share_scratch->owner ? p->share_scratch->owner : p->share_scratch;
+        s->p.share_scratch = s->owner;
+        if (s->owner->m != m) {
+            pvk_fail(PHIVK_ERR_INVALID, "share_scratch: a session of another model");
+            goto fail;
+        }
+        if (p->ctx > s->owner->ctx) {
+            pvk_fail(PHIVK_ERR_INVALID, "share_scratch: a context of %d tokens is longer than the owner's %d",
+                     (int)p->ctx, (int)s->owner->ctx);
+            goto fail;
+        }
+    }
     bool int8 = model_reads_q8(m);
-    if (session_plan(m, p, int8, &s->plan) != PHIVK_OK) goto fail;
+    if (session_plan(m, &s->p, int8, &s->plan) != PHIVK_OK) goto fail;
     s->ctx = s->plan.ctx;
+    if (s->owner) s->p.ctx = s->ctx; /* no -c auto halving: the owner chose */
     if (alloc_fitting(s, int8) != PHIVK_OK) goto fail;
     s->table = arch_rope_factors_choice(&m->hp, p->rope_factors, 1);
     return s;
@@ -149,12 +177,17 @@ char *phivk_session_plan_text(const phivk_session *s) {
     pvk_fmt_bytes(sc, p->scratch_bytes);
     pvk_fmt_bytes(left, budget > p->total ? budget - p->total : 0);
     plan_ctx_text(p, &s->m->hp, why, sizeof why);
-    char *out = malloc(1024), refused[128] = "";
+    char *out = malloc(1024), refused[128] = "", slots[96] = "";
     if (s->ctx_refused)
         snprintf(refused, sizeof refused, " (-c auto: the device refused the cache of %d tokens)", s->ctx_refused);
-    if (out)
-        snprintf(out, 1024, "memory: weights %s + KV cache %s (%d tokens, %s; K %s, V %s) + scratch %s; "
-                 "%s left on %s%s", w, kv, s->ctx, why, pvk_type_get(plan_kv_type(s->p.k_type))->name,
+    if (p->slots > 1) snprintf(slots, sizeof slots, " (x %d slots planned)", p->slots);
+    if (out && s->owner)
+        snprintf(out, 1024, "memory: KV cache %s (%d tokens; K %s, V %s), sharing another session's weights and "
+                 "scratch; %s left on %s", kv, s->ctx, pvk_type_get(plan_kv_type(s->p.k_type))->name,
+                 pvk_type_get(plan_kv_type(s->p.v_type))->name, left, pvk_dev_caps(s->m->rt->dev)->name);
+    else if (out)
+        snprintf(out, 1024, "memory: weights %s + KV cache %s%s (%d tokens, %s; K %s, V %s) + scratch %s; "
+                 "%s left on %s%s", w, kv, slots, s->ctx, why, pvk_type_get(plan_kv_type(s->p.k_type))->name,
                  pvk_type_get(plan_kv_type(s->p.v_type))->name, sc, left, pvk_dev_caps(s->m->rt->dev)->name,
                  refused);
     return out;
@@ -211,23 +244,48 @@ static void project(phivk_session *s, const gpu_proj *p, const pvk_input *x, con
         *st = pvk_op_matmul_in(o, s->cmd, &p->part[i], bias, x, y, m, accumulate, stride, col);
 }
 
-/* Records one layer for m tokens at positions pos0.. (x in, x out). */
-static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0, phivk_status *st) {
-    const arch_hparams *hp = &s->m->hp;
-    const gpu_layer *g = &s->m->layers[l];
-    pvk_ops *o = s->m->rt->ops;
-    pvk_cmd *c = s->cmd;
-    uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
+/* The rows of one forward pass and whose caches they extend: m tokens of one
+ * session (a prompt chunk at its position; n 1), or one token of each of m
+ * sessions (a batch step; n m). s, the first, records into its scratch, which
+ * all of them share. */
+typedef struct step {
+    phivk_session *const *who;
+    uint32_t n, m;
+} step;
 
-    pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
-    norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    /* RoPE is applied by the cache write: K as it is stored, q in place. */
+/* Row i of a scratch buffer of rows of row_bytes, bound as a buffer of its own. */
+static pvk_buf row_of(const pvk_buf *b, uint32_t i, uint64_t row_bytes) {
+    pvk_buf r = *b;
+    r.offset += i * row_bytes;
+    r.size = row_bytes;
+    r.map = NULL;
+    return r;
+}
+
+/* Part i of the step: its session's rows of q|k|v, its output rows and its m. */
+static phivk_session *part(const phivk_session *s, const step *t, uint32_t i, pvk_buf *qkv, pvk_buf *att,
+                           uint32_t *m) {
+    const arch_hparams *hp = &s->m->hp;
+    *qkv = s->buf[PLAN_QKV];
+    *att = s->buf[PLAN_ATT];
+    *m = t->n == 1 ? t->m : 1;
+    if (t->n > 1) {
+        *qkv = row_of(qkv, i, 4ull * (uint64_t)(hp->n_embd_q + 2 * hp->n_embd_kv));
+        *att = row_of(att, i, 4ull * (uint64_t)hp->n_embd_q);
+    }
+    return t->who[i];
+}
+
+/* RoPE is applied by the cache write: K as it is stored, q in place; with each
+ * session's factor table and position. */
+static void store_kv(phivk_session *s, const step *t, uint32_t i, int32_t l, phivk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    pvk_buf qkv, att;
+    uint32_t m;
+    phivk_session *c = part(s, t, i, &qkv, &att, &m);
     const pvk_buf *factors = NULL;
-    if (s->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
-    if (s->table == ARCH_ROPE_TABLE_SHORT) factors = &s->m->rope_short;
+    if (c->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
+    if (c->table == ARCH_ROPE_TABLE_SHORT) factors = &s->m->rope_short;
     pvk_rope r = {
         .q_off = 0,
         .n_q_heads = (uint32_t)hp->n_head,
@@ -238,13 +296,55 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         .attn_factor = hp->rope_attn_factor,
         .factors = factors,
     };
-    const pvk_kv *kv = &s->kv[l];
+    uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
     if (!*st)
-        *st = pvk_op_kv_store(o, c, &s->buf[PLAN_QKV], stride, (uint32_t)hp->n_embd_q,
-                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
+        *st = pvk_op_kv_store(s->m->rt->ops, s->cmd, &qkv, stride, (uint32_t)hp->n_embd_q,
+                              (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &c->kv[l], m, (uint32_t)c->pos, &r);
+}
+
+/* Attention of part i over its session's cache (its window), its split-K
+ * partials at *scratch_at in the scratch's partials buffer: the parts of a batch
+ * step run side by side, each in its own range of it, with a barrier where the
+ * buffer is used up. */
+static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint64_t *scratch_at, phivk_status *st) {
+    pvk_buf qkv, att;
+    uint32_t m;
+    phivk_session *c = part(s, t, i, &qkv, &att, &m);
+    pvk_attn a = attn_desc(c, m, (uint32_t)c->pos);
+    pvk_buf range;
+    if (t->n > 1 && a.scratch) {
+        uint64_t align = pvk_dev_caps(s->m->rt->dev)->storage_align, have = s->buf[PLAN_ATTN].size;
+        uint64_t need = pvk_op_attention_scratch_bytes_kv(s->m->rt->ops, &a, &c->kv[l]);
+        need = (need + align - 1) / align * align;
+        if (*scratch_at + need > have) {
+            pvk_cmd_barrier(s->cmd, PVK_COMPUTE_TO_COMPUTE);
+            *scratch_at = 0;
+        }
+        range = row_of(&s->buf[PLAN_ATTN], 0, need < have ? need : have);
+        range.offset += *scratch_at;
+        *scratch_at += need;
+        a.scratch = need ? &range : NULL;
+    }
+    if (!*st) *st = pvk_op_attention(s->m->rt->ops, s->cmd, &qkv, &a, &c->kv[l], &att);
+}
+
+/* Records one layer for the step's rows (x in, x out). */
+static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    const gpu_layer *g = &s->m->layers[l];
+    pvk_ops *o = s->m->rt->ops;
+    pvk_cmd *c = s->cmd;
+    uint32_t m = t->m;
+
+    pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
+    norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    pvk_attn a = attn_desc(s, m, pos0);
-    if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
+    project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    for (uint32_t i = 0; i < t->n; i++) store_kv(s, t, i, l, st);
+    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    uint64_t scratch_at = 0;
+    for (uint32_t i = 0; i < t->n; i++) attend(s, t, i, l, &scratch_at, st);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
     if (att.q8) {
@@ -280,20 +380,22 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
 
-/* Runs m tokens at s->pos in one command buffer. out (may be NULL) receives the
- * last position's logits, or every position's when all (m <= logit_rows). */
-static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, float *out, bool all) {
+/* Runs the step's tokens (ids, one per row) in one command buffer and appends
+ * them to their sessions' caches. out (may be NULL) receives the last row's
+ * logits, or every row's when all (m <= logit_rows). */
+static phivk_status forward_step(const step *t, const int32_t *ids, float *out, bool all) {
+    phivk_session *s = t->who[0];
     const phivk_model *mod = s->m;
     const arch_hparams *hp = &mod->hp;
     pvk_ops *o = mod->rt->ops;
     pvk_cmd *c = s->cmd;
-    uint32_t pos0 = (uint32_t)s->pos;
+    uint32_t m = t->m;
     memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
 
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
+    for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, t, &st);
     if (st) return st;
 
     uint32_t rows = all ? m : 1;
@@ -319,10 +421,20 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
     if (!st) st = pvk_cmd_submit(c);
     if (st) return st;
-    memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
-    s->pos += (int32_t)m;
+    for (uint32_t i = 0; i < t->n; i++) {
+        phivk_session *w = t->who[i];
+        uint32_t k = t->n == 1 ? m : 1;
+        memmove(w->tokens + w->pos, ids + i, sizeof *ids * k); /* ids may be s->tokens (re-prefill) */
+        w->pos += (int32_t)k;
+    }
     if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
     return PHIVK_OK;
+}
+
+/* Runs m tokens at s->pos (see forward_step). */
+static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, float *out, bool all) {
+    step t = {&s, 1, m};
+    return forward_step(&t, ids, out, all);
 }
 
 /* Runs n tokens in chunks, reporting prefill progress. */
@@ -347,6 +459,19 @@ static phivk_status run_chunks(phivk_session *s, const int32_t *ids, int32_t n, 
     return PHIVK_OK;
 }
 
+/* LongRoPE: the table follows the sequence length; a switch before n more tokens
+ * recomputes the cache with the new table (phi-spec "choices" 1). */
+static phivk_status rope_switch(phivk_session *s, int32_t n) {
+    arch_rope_table want = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, (int64_t)s->pos + n);
+    if (want == s->table) return PHIVK_OK;
+    int32_t keep = s->pos;
+    s->table = want;
+    s->pos = 0;
+    phivk_status st = keep ? run_chunks(s, s->tokens, keep, NULL, false, "re-prefill (RoPE switch)") : PHIVK_OK;
+    if (st) s->pos = 0;
+    return st;
+}
+
 phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, float *logits,
                           bool all_logits) {
     const arch_hparams *hp = &s->m->hp;
@@ -359,21 +484,61 @@ phivk_status phivk_decode(phivk_session *s, const int32_t *tokens, int32_t n, fl
         return pvk_fail(PHIVK_ERR_CONTEXT_FULL,
                                       "%d more tokens do not fit: %d of the context's %d are used",
                                       n, s->pos, s->ctx);
-    /* LongRoPE: the table follows the sequence length; a switch recomputes the
-     * cache with the new table (phi-spec "choices" 1). */
-    arch_rope_table want = arch_rope_factors_choice(hp, s->p.rope_factors,
-                                                    (int64_t)s->pos + n);
-    if (want != s->table) {
-        int32_t keep = s->pos;
-        s->table = want;
-        s->pos = 0;
-        phivk_status st = keep ? run_chunks(s, s->tokens, keep, NULL, false, "re-prefill (RoPE switch)") : PHIVK_OK;
-        if (st) {
-            s->pos = 0;
-            return st;
-        }
+    phivk_status st = rope_switch(s, n);
+    return st ? st : run_chunks(s, tokens, n, logits, all_logits, "prefill");
+}
+
+/* The scratch s runs in: its own or its owner's. */
+static const phivk_session *scratch_of(const phivk_session *s) { return s->owner ? s->owner : s; }
+
+/* PHIVK_OK when sessions[0..n) and tokens make one batch step; else why not
+ * (nothing has run yet). */
+static phivk_status check_batch(phivk_session *const *sessions, const int32_t *tokens, int32_t n) {
+    if (n <= 0 || !sessions || !tokens) return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode_batch: no sessions");
+    for (int32_t i = 0; i < n; i++)
+        if (!sessions[i]) return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode_batch: session %d is NULL", i);
+    const phivk_session *s0 = sessions[0];
+    const arch_hparams *hp = &s0->m->hp;
+    if (n > s0->batch || n > s0->logit_rows)
+        return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode_batch: %d sessions, but their scratch holds %d rows "
+                        "(the owner's batch)", n, s0->batch < s0->logit_rows ? s0->batch : s0->logit_rows);
+    for (int32_t i = 0; i < n; i++) {
+        const phivk_session *s = sessions[i];
+        if (scratch_of(s) != scratch_of(s0))
+            return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode_batch: sessions 0 and %d do not share one scratch: "
+                            "create them with share_scratch set to one owner", i);
+        for (int32_t j = 0; j < i; j++)
+            if (sessions[j] == s)
+                return pvk_fail(PHIVK_ERR_INVALID, "phivk_decode_batch: sessions %d and %d are the same", j, i);
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return pvk_fail(PHIVK_ERR_INVALID, "token id %d (session %d) is outside the vocabulary (0..%d)",
+                            tokens[i], i, hp->n_vocab - 1);
+        if (s->pos >= s->ctx)
+            return pvk_fail(PHIVK_ERR_CONTEXT_FULL, "session %d of %d is full: its context holds %d tokens", i, n,
+                            s->ctx);
     }
-    return run_chunks(s, tokens, n, logits, all_logits, "prefill");
+    /* Each row's cache write and attention bind its rows of q|k|v and of the
+     * output as buffers of their own. */
+    uint64_t align = pvk_dev_caps(s0->m->rt->dev)->storage_align;
+    uint64_t qkv = 4ull * (uint64_t)(hp->n_embd_q + 2 * hp->n_embd_kv), att = 4ull * (uint64_t)hp->n_embd_q;
+    if (n > 1 && (qkv % align || att % align))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "phivk_decode_batch: rows of %llu and %llu bytes are not aligned to "
+                        "the device's %llu-byte storage offsets: decode the sessions one by one",
+                        (unsigned long long)qkv, (unsigned long long)att, (unsigned long long)align);
+    int32_t cancelled = -1;
+    for (int32_t i = 0; i < n; i++)
+        if (atomic_exchange(&sessions[i]->cancel, false) && cancelled < 0) cancelled = i;
+    if (cancelled >= 0)
+        return pvk_fail(PHIVK_ERR_CANCELLED, "session %d of %d was cancelled: no session advanced", cancelled, n);
+    return PHIVK_OK;
+}
+
+phivk_status phivk_decode_batch(phivk_session *const *sessions, const int32_t *tokens, int32_t n, float *logits) {
+    phivk_status st = check_batch(sessions, tokens, n);
+    for (int32_t i = 0; i < n && !st; i++) st = rope_switch(sessions[i], 1);
+    if (st) return st;
+    step t = {sessions, (uint32_t)n, (uint32_t)n};
+    return forward_step(&t, tokens, logits, true);
 }
 
 phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {

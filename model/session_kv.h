@@ -14,7 +14,8 @@
 /* The plan of a session with parameters p on m's device: m's header, hyper-
  * parameters and runtime are enough (no weight need be uploaded yet). int8: count
  * the int8 activation buffers (model_reads_q8; true before the load has tuned
- * the kernels, an upper bound). */
+ * the kernels, an upper bound). With p->share_scratch (that session's root owner),
+ * the plan of its KV cache alone against what the device has left. */
 phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, bool int8, plan *out);
 /* Attention over the model's heads for m rows, without a position or scratch yet. */
 pvk_attn session_attn_heads(const arch_hparams *hp, uint32_t m);

@@ -49,6 +49,7 @@ phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, b
     if ((unsigned)p->k_type > PHIVK_KV_Q4_0 || (unsigned)p->v_type > PHIVK_KV_Q4_0)
         return pvk_fail(PHIVK_ERR_INVALID, "unknown KV cache type %d / %d", (int)p->k_type, (int)p->v_type);
     if (p->ctx < 0) return pvk_fail(PHIVK_ERR_INVALID, "a context of %d tokens", (int)p->ctx);
+    if (p->slots < 0) return pvk_fail(PHIVK_ERR_INVALID, "%d slots", (int)p->slots);
     plan_input in = {
         .hp = &m->hp,
         .weight_bytes = file_weight_bytes(m),
@@ -58,8 +59,22 @@ phivk_status session_plan(const phivk_model *m, const phivk_session_params *p, b
         .batch = p->batch,
         .budget = pvk_dev_budget(m->rt->dev),
         .int8 = int8,
+        .slots = p->slots,
         .attn_bytes = plan_attn_bytes,
         .user = (void *)m,
     };
+    if (p->share_scratch) {
+        /* Only its cache: the weights and the owner's scratch are on the device
+         * already, so it is planned against what the device has left. */
+        const plan *owner = session_plan_of(p->share_scratch);
+        uint64_t held;
+        pvk_mem_stats(m->rt->dev, &held, NULL);
+        in.shared = true;
+        in.slots = 1;
+        in.weight_bytes = 0;
+        in.ctx = p->ctx ? p->ctx : owner->ctx;
+        in.batch = owner->batch;
+        in.budget = in.budget > held ? in.budget - held : 0;
+    }
     return plan_make(&in, out);
 }
