@@ -39,22 +39,17 @@ static char *model_id(const char *path) {
     return strndup(base, n);
 }
 
-/* Slots 1.. beside the first (made by app_model_open) at its context. False with
- * the numbers printed when they do not fit. */
-static bool more_slots(app_model *am, const app_opts *o, phivk_session **slots, int n, bool quiet) {
+/* Slots 1.. beside the first (made by app_model_open, planned for n KV caches):
+ * their own caches of its context, its scratch shared. False with the reason
+ * printed. */
+static bool more_slots(app_model *am, const app_opts *o, phivk_session **slots, int n) {
     phivk_session_params sp = o->sess;
-    sp.ctx = phivk_session_ctx(am->sess);
+    sp.share_scratch = am->sess;
+    sp.ctx = 0;
     slots[0] = am->sess;
     for (int i = 1; i < n; i++) {
-        slots[i] = phivk_session_create(am->model, &sp);
-        if (slots[i]) continue;
-        if (!quiet)
-            fprintf(stderr, "phivk serve: %d slots x %d tokens do not fit: slot %d of %d: %s (lower --parallel or -c)\n",
-                    n, sp.ctx, i + 1, n, phivk_last_error());
-        while (--i > 0) {
-            phivk_session_free(slots[i]);
-            slots[i] = NULL;
-        }
+        if ((slots[i] = phivk_session_create(am->model, &sp))) continue;
+        fprintf(stderr, "phivk serve: slot %d of %d: %s (lower --parallel or -c)\n", i + 1, n, phivk_last_error());
         return false;
     }
     return true;
@@ -84,6 +79,11 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     int n = (int)parallel;
+    /* The first slot's plan holds n KV caches (-c auto: a context n of them fit, a
+     * context that does not fit is refused with the numbers); one step decodes at
+     * most a prefill chunk of rows, so the chunk holds every slot. */
+    o.sess.slots = n;
+    if (o.sess.batch && o.sess.batch < n) o.sess.batch = n;
     phivk_session **slots = calloc((size_t)n, sizeof *slots);
     char *id = model_id(o.model);
     app_model am;
@@ -95,20 +95,7 @@ int cmd_serve(int argc, char **argv) {
     int status = 1;
     srv_engine *engine = NULL;
     srv_http *http = NULL;
-    bool fits = more_slots(&am, &o, slots, n, o.sess.ctx == 0);
-    if (!fits && o.sess.ctx == 0) {
-        /* auto: the context one slot could have, shared among them */
-        int32_t ctx = phivk_session_ctx(am.sess) / n;
-        phivk_session_free(am.sess);
-        am.sess = NULL;
-        app_opts each = o;
-        each.sess.ctx = ctx > 256 ? ctx / 256 * 256 : ctx > 0 ? ctx : 1;
-        phivk_session_params sp = each.sess;
-        am.sess = phivk_session_create(am.model, &sp);
-        if (!am.sess) fprintf(stderr, "phivk serve: %d slots of %d tokens do not fit: %s\n", n, sp.ctx, phivk_last_error());
-        fits = am.sess && more_slots(&am, &each, slots, n, false);
-    }
-    if (!fits) goto out;
+    if (!more_slots(&am, &o, slots, n)) goto out;
     int32_t ctx = phivk_session_ctx(am.sess);
 
     /* The threads made from here on leave SIGINT and SIGTERM to sigwait below. */
@@ -145,7 +132,7 @@ out:
     if (engine) srv_engine_shutdown(engine);
     srv_http_stop(http);
     srv_engine_destroy(engine);
-    for (int i = 1; i < n; i++) phivk_session_free(slots[i]);
+    for (int i = n - 1; i > 0; i--) phivk_session_free(slots[i]); /* before the owner of their scratch */
     free(slots);
     app_model_close(&am);
     free(id);

@@ -246,13 +246,14 @@ static void slot_sync(slot *s, const int32_t *fed) {
 /* ---------------------------------------------------------------- steps */
 
 /* One decode step for the n sessions in e->step_sess with one token each, logits
- * n x n_vocab into e->logits. */
+ * n x n_vocab into e->logits: the projections read each weight once for all. A
+ * cancel left in a session by a request that ended (it came after that request's
+ * prefill) stops the call before any session advanced and is consumed: run again. */
 static phivk_status decode_step(srv_engine *e, int n) {
-    for (int i = 0; i < n; i++) {
-        phivk_status st = phivk_decode(e->step_sess[i], &e->step_tok[i], 1, e->logits + (size_t)i * e->n_vocab, false);
-        if (st) return st;
-    }
-    return PHIVK_OK;
+    phivk_status st = PHIVK_ERR_CANCELLED;
+    for (int tries = 0; st == PHIVK_ERR_CANCELLED && tries <= n; tries++)
+        st = phivk_decode_batch(e->step_sess, e->step_tok, n, e->logits);
+    return st;
 }
 
 /* One chunk of one prompt (the whole rest when no slot is generating: nobody
