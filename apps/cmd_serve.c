@@ -27,7 +27,9 @@ static void usage(void) {
            "                          every slot fits)\n"
            "  --api-key KEY           require 'Authorization: Bearer KEY' on /v1/ (also PHIVK_API_KEY)\n"
            "  --queue N               requests that may wait for a slot before 503 (default 64)\n"
-           "  --max-body BYTES        largest request body (default 1048576)\n\n");
+           "  --max-body BYTES        largest request body (default 1048576)\n"
+           "The sampling options below are the defaults of the fields a request leaves out\n"
+           "(-n: max_tokens); without -s every request draws its own seed.\n\n");
     app_opts_usage();
 }
 
@@ -114,7 +116,8 @@ int cmd_serve(int argc, char **argv) {
     }
     srv_http_params hp = {.host = host, .port = (int)port, .api_key = key, .max_body = (size_t)max_body,
                           .model_id = id, .model_alias = phivk_model_name(am.model),
-                          .vocab = phivk_model_vocab(am.model), .ctx = ctx, .engine = engine};
+                          .vocab = phivk_model_vocab(am.model), .ctx = ctx, .engine = engine,
+                          .defaults = {.samp = o.samp, .seed_given = o.seed_given, .max_tokens = o.n_predict}};
     char msg[256];
     http = srv_http_start(&hp, msg, sizeof msg);
     if (!http) {

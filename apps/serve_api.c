@@ -218,7 +218,7 @@ static bool parse_fields(const cJSON *root, srv_request *r, srv_error *err) {
     double v;
     const char *max_name = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens") ? "max_completion_tokens"
                                                                                            : "max_tokens";
-    v = -1;
+    v = r->max_tokens;
     if (!get_number(root, max_name, 1, 1 << 30, true, &v, NULL, err)) return false;
     r->max_tokens = (int32_t)v;
     v = r->samp.temp;
@@ -226,8 +226,9 @@ static bool parse_fields(const cJSON *root, srv_request *r, srv_error *err) {
     r->samp.temp = (float)v;
     v = r->samp.top_p;
     if (!get_number(root, "top_p", 0, 1, false, &v, NULL, err)) return false;
+    if (v <= 0) return bad(err, "top_p", "'%s' must be %s", "above 0 (1: off)");
     r->samp.top_p = (float)v;
-    v = 0; /* llama.cpp's servers take top_k, and so does phivk's sampler */
+    v = r->samp.top_k; /* llama.cpp's servers take top_k, and so does phivk's sampler */
     if (!get_number(root, "top_k", 0, 1 << 30, true, &v, NULL, err)) return false;
     r->samp.top_k = (int32_t)v;
     v = (double)r->samp.seed;
@@ -237,17 +238,13 @@ static bool parse_fields(const cJSON *root, srv_request *r, srv_error *err) {
     return parse_stop(root, r, err) && refuse_unsupported(root, err);
 }
 
-bool srv_request_parse(const char *body, size_t len, srv_endpoint ep, srv_request *out, srv_error *err) {
+bool srv_request_parse(const char *body, size_t len, srv_endpoint ep, const srv_defaults *d, srv_request *out,
+                       srv_error *err) {
     memset(out, 0, sizeof *out);
     out->ep = ep;
-    out->max_tokens = -1;
-    /* OpenAI's defaults: temperature 1, nucleus off; no top-k or min-p */
-    out->samp = phivk_sampler_default_params();
-    out->samp.temp = 1;
-    out->samp.top_p = 1;
-    out->samp.top_k = 0;
-    out->samp.min_p = 0;
-    out->samp.repeat_penalty = 1;
+    out->max_tokens = d->max_tokens;
+    out->samp = d->samp;
+    out->seed_given = d->seed_given;
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (!root) {
         srv_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,

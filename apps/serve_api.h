@@ -40,10 +40,18 @@ void srv_error_set(srv_error *err, int status, const char *type, const char *cod
 /* {"error": {"message", "type", "param", "code"}}; caller frees. NULL when out of memory. */
 char *srv_error_json(const srv_error *err);
 
+/* What a request that leaves a field out gets: the server's command line. */
+typedef struct srv_defaults {
+    phivk_sampler_params samp;
+    bool seed_given;             /* else every request draws its own seed */
+    int32_t max_tokens;          /* -1: until a stop or the context is full */
+} srv_defaults;
+
 /* Reads a request body of the endpoint. False with err filled (400) when the
  * JSON is malformed, a field has the wrong type or value, or an option is not
  * supported. */
-bool srv_request_parse(const char *body, size_t len, srv_endpoint ep, srv_request *out, srv_error *err);
+bool srv_request_parse(const char *body, size_t len, srv_endpoint ep, const srv_defaults *d, srv_request *out,
+                       srv_error *err);
 void srv_request_free(srv_request *r);
 
 /* What the responses name: their id, creation time and model. */

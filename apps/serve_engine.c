@@ -214,7 +214,7 @@ static void slot_assign(srv_engine *e, srv_job *j) {
     j->smp = phivk_sampler_create(&j->samp);
     j->dt = phivk_detok_create(e->vocab, false);
     if (!j->smp || !j->dt || phivk_session_truncate(s->sess, best_keep) != PHIVK_OK) {
-        slot_finish(e, s, SRV_ERROR, "cannot start the request: out of host memory");
+        slot_finish(e, s, SRV_ERROR, phivk_last_error());
         return;
     }
     s->n_cached = best_keep;

@@ -271,7 +271,7 @@ static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *mc, c
     srv_request r;
     srv_error err;
     srv_endpoint ep = c->r == R_CHAT ? SRV_EP_CHAT : SRV_EP_COMPLETION;
-    if (!srv_request_parse(c->body ? c->body : "", c->len, ep, &r, &err)) return respond_error(h, mc, &err);
+    if (!srv_request_parse(c->body ? c->body : "", c->len, ep, &h->p.defaults, &r, &err)) return respond_error(h, mc, &err);
     srv_job_params jp = {.max_tokens = r.max_tokens, .samp = r.samp, .trim_leading_space = ep == SRV_EP_CHAT};
     enum MHD_Result res;
     if (r.model && strcmp(r.model, h->p.model_id) && strcmp(r.model, h->p.model_alias)) {

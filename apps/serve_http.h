@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "phivk.h"
+#include "serve_api.h"
 #include "serve_engine.h"
 
 typedef struct srv_http_params {
@@ -21,6 +22,7 @@ typedef struct srv_http_params {
     const char *model_alias;     /* also accepted in requests (the file's general.name) */
     const phivk_vocab *vocab;
     int32_t ctx;                 /* a slot's context */
+    srv_defaults defaults;       /* for the fields a request leaves out */
     srv_engine *engine;
 } srv_http_params;
 

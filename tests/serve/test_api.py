@@ -100,6 +100,7 @@ cases = [
     ("role_unknown_is_400", post(srv.port, C, {"messages": [{"role": "wizard", "content": "x"}]}), 400, None, "messages"),
     ("temperature_wrong_type_is_400", post(srv.port, C, chat("x", temperature="hot")), 400, None, "temperature"),
     ("temperature_out_of_range_is_400", post(srv.port, C, chat("x", temperature=7)), 400, None, "temperature"),
+    ("top_p_zero_is_400", post(srv.port, C, chat("x", top_p=0)), 400, None, "top_p"),
     ("max_tokens_not_integer_is_400", post(srv.port, C, chat("x", max_tokens=2.5)), 400, None, "max_tokens"),
     ("stream_wrong_type_is_400", post(srv.port, C, chat("x", stream="yes")), 400, None, "stream"),
     ("stop_wrong_type_is_400", post(srv.port, C, chat("x", stop=[1])), 400, None, "stop"),
@@ -151,7 +152,7 @@ s.close()
 st, _, body = post(srv.port, C, chat("hello there", max_tokens=20))
 t.check("server_keeps_serving_after_bad_requests", st == 200 and answer_text(body) == alone["hello there"], body)
 st, _, body = request(srv.port, "GET", "/metrics")
-t.check("metrics_count_the_errors", st == 200 and 'phivk_requests_total{status="400"} 14' in body and
+t.check("metrics_count_the_errors", st == 200 and 'phivk_requests_total{status="400"} 15' in body and
         'phivk_requests_total{status="413"} 2' in body, body)
 srv.stop()
 
