@@ -23,6 +23,7 @@ struct srv_http {
     struct MHD_Daemon *d;
     srv_metrics metrics;
     atomic_uint_fast64_t next_id;
+    atomic_int answers;       /* jobs whose answer is being awaited or sent */
     int port;
 };
 
@@ -261,6 +262,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     stream *s = cls;
     srv_job_release(s->job);
+    atomic_fetch_sub(&s->h->answers, 1);
     free(s->buf);
     free(s);
 }
@@ -303,6 +305,7 @@ static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *mc, c
         res = fail(h, mc, 500, "server_error", NULL, "out of host memory");
         goto done;
     }
+    atomic_fetch_add(&h->answers, 1);
     s->h = h;
     s->job = job;
     s->fd = conn_fd(mc);
@@ -471,6 +474,9 @@ int srv_http_port(const srv_http *h) { return h->port; }
 
 void srv_http_stop(srv_http *h) {
     if (!h) return;
+    /* The answers in flight end with an error event once the engine has shut down;
+     * they get a moment to reach their clients before the connections close. */
+    for (int i = 0; i < 100 && atomic_load(&h->answers) > 0; i++) nanosleep(&(struct timespec){0, 50000000L}, NULL);
     MHD_stop_daemon(h->d);
     free(h);
 }

@@ -30,8 +30,9 @@ typedef struct srv_http srv_http;
 /* Listens and serves until srv_http_stop. NULL with the reason in msg. */
 srv_http *srv_http_start(const srv_http_params *p, char *msg, size_t msg_cap);
 int srv_http_port(const srv_http *h);
-/* Stops accepting, waits for the connections' threads (the engine must have been
- * told to shut down, so that none waits on an answer), frees. Accepts NULL. */
+/* Waits up to 5 s for the answers in flight to end (the engine must have been told
+ * to shut down: they end with an error), closes every connection and waits for
+ * their threads, frees. Accepts NULL. */
 void srv_http_stop(srv_http *h);
 
 #endif

@@ -190,5 +190,17 @@ t.check("queue_full_says_retry_after", hdrs.get("retry-after") == "1", hdrs)
 holder.close()  # the client leaves: its slot goes to the queued request
 queued.join(60)
 t.check("queued_request_answers_after_the_holder_left", together.get("queued", (0,))[0] == 200, together.get("queued"))
-srv.stop()
+
+# SIGTERM while an answer streams: it ends with an error event and [DONE], the
+# server exits 0
+c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+c.request("POST", "/v1/completions", body=json.dumps(dict(long_req, stream=True)))
+r = c.getresponse()
+lines = [r.readline() for _ in range(4)]  # two events and their blank lines
+srv.proc.terminate()
+rest = r.read().decode().split("\n\n")
+events = [e for e in rest if e.startswith("data: ")]
+t.check("sigterm_ends_a_stream_with_an_error_event", len(events) >= 2 and events[-1] == "data: [DONE]" and
+        '"error"' in events[-2] and "shutting down" in events[-2], events[-3:])
+t.check("sigterm_exits_0", srv.proc.wait(30) == 0)
 t.finish()
