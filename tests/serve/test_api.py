@@ -191,6 +191,29 @@ holder.close()  # the client leaves: its slot goes to the queued request
 queued.join(60)
 t.check("queued_request_answers_after_the_holder_left", together.get("queued", (0,))[0] == 200, together.get("queued"))
 
+srv.stop()
+
+# a client that leaves during a long prefill stops it (phivk_cancel between the
+# prefill's chunks): the same prompt again finds only part of it in the slot's cache
+srv = t.server(phivk, model, "--parallel", "1", "-c", "4096")
+long_prompt = {"prompt": " ".join("w%d" % i for i in range(520)), "max_tokens": 1, "temperature": 0}
+leaver = socket.create_connection(("127.0.0.1", srv.port))
+body = json.dumps(dict(long_prompt, stream=True)).encode()
+leaver.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+deadline = time.time() + 30
+while time.time() < deadline and not request(srv.port, "GET", "/health")[2]["slots_processing"]:
+    time.sleep(0.01)
+leaver.close()
+st, _, body = post(srv.port, "/v1/completions", long_prompt)
+n, cached = body["usage"]["prompt_tokens"], body["usage"]["prompt_tokens_details"]["cached_tokens"]
+if st == 200 and cached == n - 1:
+    print("skip prefill_cancelled_by_a_leaving_client: the prefill of %d tokens ended before the client left" % n)
+else:
+    t.check("prefill_cancelled_by_a_leaving_client", st == 200 and n > 2000 and cached < n - 1, (n, cached, body))
+    print("figure: a %d-token prefill stopped with %d tokens in the cache when its client left" % (n, cached))
+srv.stop()
+
+srv = t.server(phivk, model, "--parallel", "1", "--queue", "1", "-c", "256")
 # SIGTERM while an answer streams: it ends with an error event and [DONE], the
 # server exits 0
 c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
