@@ -16,7 +16,7 @@ from harness import Suite, chat, percentile, post, request, answer_text, stream,
 phivk, make_fixture = sys.argv[1], sys.argv[2]
 t = Suite()
 model = t.fixture(make_fixture)
-SLOTS, CLIENTS, ROUNDS, TOKENS = 8, 32, 2, 16
+SLOTS, CLIENTS, ROUNDS, TOKENS = 8, 32, 3, 24
 srv = t.server(phivk, model, "--parallel", str(SLOTS), "-c", "256", "--queue", "64")
 
 PROMPTS = ["prompt number %d about %s" % (i, w) for i, w in
@@ -65,9 +65,9 @@ ttfts = [r["ttft"] for r in results if r["ttft"] is not None]
 t.check("load_every_request_answered", n == CLIENTS * ROUNDS, n)
 t.check("load_every_stream_complete_and_well_formed", not failures, failures[:3])
 t.check("load_no_answer_mixed_with_another", not mixed, mixed[:3])
-# Flat: a second wave of 64 requests grows the resident set by less than 8 MiB
+# Flat: a second wave of 96 requests grows the resident set by less than 8 MiB
 # (a leak of one answer's text, stream buffers and job per request would be
-# visible over 64 requests only in the KiB; what this bounds is a leaked thread
+# visible over 96 requests only in the KiB; what this bounds is a leaked thread
 # stack, session or per-request buffer of the logits' size).
 t.check("load_server_memory_flat", rss_after - rss_before < 8 * 1024, (rss_before, rss_after))
 print("figure: %d streaming requests from %d clients on %d slots in %.1f s, %d failures, "

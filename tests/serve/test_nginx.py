@@ -89,7 +89,7 @@ for th in threads:
 # less the GET /metrics that read base, itself a 200 on each
 spread = (served(a) - base[0] - 1, served(b) - base[1] - 1)
 t.check("requests_through_nginx_all_answered", len(results) == 16 and all(r[2] == 200 for r in results), results)
-t.check("requests_spread_over_both_servers", spread[0] >= 3 and spread[1] >= 3 and sum(spread) == 16, spread)
+t.check("requests_spread_over_both_servers", spread[0] >= 2 and spread[1] >= 2 and sum(spread) == 16, spread)
 st, events, _, ok = stream(port, "/v1/chat/completions", chat("streamed through nginx", max_tokens=12))
 t.check("stream_through_nginx_well_formed", st == 200 and ok and streamed_text(events), events[-2:])
 
