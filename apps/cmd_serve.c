@@ -57,6 +57,23 @@ static bool more_slots(app_model *am, const app_opts *o, phivk_session **slots, 
     return true;
 }
 
+/* One decode step of every slot together, then forgotten: what the device cannot
+ * run together (more slots than the scratch's rows, rows its storage offsets
+ * cannot bind one by one) is refused here, with the reason, instead of failing
+ * every answer; and the first request does not wait for the pipelines. */
+static bool probe_slots(phivk_session **slots, int n, const phivk_vocab *v) {
+    int32_t *tok = malloc(sizeof *tok * (size_t)n);
+    if (!tok) return false;
+    for (int i = 0; i < n; i++) tok[i] = phivk_token_bos(v) >= 0 ? phivk_token_bos(v) : 0;
+    phivk_status st = phivk_decode_batch(slots, tok, n, NULL);
+    free(tok);
+    if (st != PHIVK_OK)
+        fprintf(stderr, "phivk serve: %d slots cannot decode together on this device: %s (use fewer slots, "
+                        "--parallel 1 at the least)\n", n, phivk_last_error());
+    for (int i = 0; i < n; i++) phivk_session_truncate(slots[i], 0);
+    return st == PHIVK_OK;
+}
+
 int cmd_serve(int argc, char **argv) {
     app_opts o;
     app_opts_init(&o);
@@ -97,7 +114,7 @@ int cmd_serve(int argc, char **argv) {
     int status = 1;
     srv_engine *engine = NULL;
     srv_http *http = NULL;
-    if (!more_slots(&am, &o, slots, n)) goto out;
+    if (!more_slots(&am, &o, slots, n) || !probe_slots(slots, n, phivk_model_vocab(am.model))) goto out;
     int32_t ctx = phivk_session_ctx(am.sess);
 
     /* The threads made from here on leave SIGINT and SIGTERM to sigwait below. */

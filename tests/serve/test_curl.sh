@@ -66,6 +66,16 @@ check metrics_count_the_400 grep -qE '^phivk_requests_total\{status="400"\} 1$' 
 check metrics_count_generated_tokens grep -qE '^phivk_generated_tokens_total (4[0-9]|[5-9][0-9]|[1-9][0-9][0-9])$' "$dir/out"
 check metrics_have_queue_slots_and_rate sh -c "grep -q '^phivk_queue_depth 0' '$dir/out' && grep -q '^phivk_slots_total 2' '$dir/out' && grep -q '^phivk_tokens_per_second' '$dir/out'"
 
+# the command line: slots that do not fit are refused with the numbers, bad values
+# are usage errors, a host that is not this machine's is one line of reason
+expect serve_refuses_slots_that_do_not_fit 1 "$phivk" serve "$dir/tiny.gguf" --port 0 --parallel 64 -c 4000000
+check serve_refusal_says_slots_times_cache grep -q 'x 64 = .* GiB' "$dir/err"
+expect serve_parallel_0_is_usage_error 2 "$phivk" serve "$dir/tiny.gguf" --parallel 0
+expect serve_bad_port_is_usage_error 2 "$phivk" serve "$dir/tiny.gguf" --port http
+expect serve_without_model_is_usage_error 2 "$phivk" serve --port 0
+expect serve_port_in_use_fails 1 "$phivk" serve "$dir/tiny.gguf" --port "$port" -c 64
+check serve_port_in_use_says_so grep -q "cannot listen on 127.0.0.1 port $port" "$dir/err"
+
 kill $server
 wait $server
 check server_exits_0_on_sigterm test $? -eq 0
