@@ -46,7 +46,6 @@ typedef struct slot {
 } slot;
 
 struct srv_engine {
-    phivk_model *model;
     const phivk_vocab *vocab;
     int32_t n_vocab;
     srv_engine_params p;
@@ -371,7 +370,6 @@ srv_engine *srv_engine_create(phivk_model *model, phivk_session *const *sessions
                               const srv_engine_params *p) {
     srv_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
-    e->model = model;
     e->vocab = phivk_model_vocab(model);
     e->n_vocab = phivk_model_n_vocab(model);
     e->p = *p;
@@ -426,12 +424,17 @@ void srv_engine_destroy(srv_engine *e) {
 }
 
 srv_job *srv_engine_submit(srv_engine *e, srv_job_params *p) {
-    pthread_mutex_lock(&e->mu);
-    bool full = e->n_queued >= e->p.queue_max || e->stopping;
-    pthread_mutex_unlock(&e->mu);
-    if (full) return NULL;
     srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
+    pthread_mutex_lock(&e->mu);
+    /* the queue holds what waits beyond the idle slots the engine has yet to fill */
+    int idle = 0;
+    for (int i = 0; i < e->n_slots; i++) idle += e->slots[i].state == SLOT_IDLE;
+    if (e->n_queued >= e->p.queue_max + idle || e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        free(j);
+        return NULL;
+    }
     j->e = e;
     j->tokens = p->tokens;
     j->n_tokens = p->n_tokens;
@@ -447,7 +450,6 @@ srv_job *srv_engine_submit(srv_engine *e, srv_job_params *p) {
     p->tokens = NULL;
     p->stop = NULL;
     p->n_stop = 0;
-    pthread_mutex_lock(&e->mu);
     if (e->qtail) e->qtail->next = j;
     else e->qhead = j;
     e->qtail = j;

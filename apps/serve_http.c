@@ -17,6 +17,9 @@
 
 /* How often a waiting answer looks whether its client is still there. */
 #define POLL_MS 50
+/* A stream that has had nothing to send this long (a long prompt being read) sends
+ * an SSE comment, so that proxies and clients with idle timeouts keep it. */
+#define KEEPALIVE_POLLS (15000 / POLL_MS)
 
 struct srv_http {
     srv_http_params p;
@@ -193,23 +196,26 @@ static char *await_all(srv_job *job, int fd, srv_job_state *st) {
 
 /* ---------------------------------------------------------- the stream */
 
-/* Appends "data: JSON\n\n" (json taken; NULL is out of memory). */
-static bool stream_event(stream *s, char *json) {
-    if (!json) return false;
-    size_t k = strlen(json) + sizeof "data: \n\n";
-    if (s->len + k > s->cap) {
-        size_t cap = s->cap * 2 + k;
+/* Appends text to what the stream has to send. */
+static bool stream_put(stream *s, const char *text) {
+    size_t k = strlen(text);
+    if (s->len + k + 1 > s->cap) {
+        size_t cap = s->cap * 2 + k + 1;
         char *b = realloc(s->buf, cap);
-        if (!b) {
-            free(json);
-            return false;
-        }
+        if (!b) return false;
         s->buf = b;
         s->cap = cap;
     }
-    s->len += (size_t)sprintf(s->buf + s->len, "data: %s\n\n", json);
-    free(json);
+    memcpy(s->buf + s->len, text, k + 1);
+    s->len += k;
     return true;
+}
+
+/* Appends "data: JSON\n\n" (json taken; NULL is out of memory). */
+static bool stream_event(stream *s, char *json) {
+    bool ok = json && stream_put(s, "data: ") && stream_put(s, json) && stream_put(s, "\n\n");
+    free(json);
+    return ok;
 }
 
 /* Refills s->buf with the next events; false when the client left or memory ran out. */
@@ -219,7 +225,7 @@ static bool stream_fill(stream *s) {
         s->opened = true;
         if (s->head.ep == SRV_EP_CHAT) return stream_event(s, srv_chunk_json(&s->head, NULL, NULL, NULL));
     }
-    for (;;) {
+    for (int idle = 1;; idle++) {
         srv_job_state st;
         char *t = srv_job_take(s->job, POLL_MS, &st);
         if (!t) return false;
@@ -237,13 +243,12 @@ static bool stream_fill(stream *s) {
                  (!s->include_usage || stream_event(s, srv_chunk_json(&s->head, NULL, NULL, &u)));
         }
         if (st.finish != SRV_RUNNING) {
-            if (!ok || s->len + sizeof "data: [DONE]\n\n" > s->cap) return false;
-            s->len += (size_t)sprintf(s->buf + s->len, "data: [DONE]\n\n");
             s->ended = true;
-            return true;
+            return ok && stream_put(s, "data: [DONE]\n\n");
         }
         if (s->len) return true;
         if (client_gone(s->fd)) return false;
+        if (idle % KEEPALIVE_POLLS == 0) return stream_put(s, ": keep-alive\n\n");
     }
 }
 

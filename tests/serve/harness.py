@@ -126,7 +126,8 @@ def post(port, path, body, headers=None, timeout=120):
 def stream(port, path, body, timeout=120):
     """Streams a request: (status, events as parsed JSON or "[DONE]", seconds to the
     first content, whether the stream was well-formed). Well-formed: every line is
-    "data: ..." followed by a blank line, the last event is [DONE], nothing after it."""
+    "data: ..." followed by a blank line (or an SSE comment), the last event is
+    [DONE], nothing after it."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     t0 = time.time()
     c.request("POST", path, body=json.dumps(dict(body, stream=True)), headers={"Content-Type": "application/json"})
@@ -139,7 +140,7 @@ def stream(port, path, body, timeout=120):
         line = r.readline()
         if not line:
             break
-        if line in (b"\n", b"\r\n"):
+        if line in (b"\n", b"\r\n") or line.startswith(b":"):  # a blank line, an SSE comment (keep-alive)
             continue
         if not line.startswith(b"data: "):
             ok = False
