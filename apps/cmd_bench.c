@@ -15,6 +15,9 @@
 
 #define GIB (1024.0 * 1024 * 1024)
 #define MAX_REPS 1000
+/* --parallel: at most this many counts, each at most MAX_SEQS sequences. */
+#define MAX_PARALLEL 8
+#define MAX_SEQS 64
 /* Tokens of the untimed and timed warm-up prefills. */
 #define WARM_PREFILL 16
 
@@ -23,6 +26,8 @@ typedef struct bench_opts {
     int32_t n_prompt, n_gen, reps, batch;
     double max_seconds;
     uint64_t copy_bytes;
+    int32_t parallel[MAX_PARALLEL]; /* tg with this many sequences decoding together */
+    int n_parallel, max_seqs;
     bool json;
     phivk_runtime_params rt;
     app_opts run;            /* the session options bench shares with run (KV types, RoPE, SWA) */
@@ -32,10 +37,11 @@ typedef struct bench_opts {
 typedef struct bench_test {
     char name[32];           /* "pp512", "tg128" */
     int32_t n_prompt, n_gen;
-    double *ts;              /* tokens per second of each repetition */
+    int32_t seqs;            /* sequences decoding together (tg, --parallel); 0: one, alone */
+    double *ts;              /* tokens per second of each repetition (all sequences) */
     double *ns;              /* nanoseconds of each repetition */
     double avg_ts, sd_ts, avg_ns, sd_ns;
-    double weights_gbps;     /* tg: weight bytes per token x tokens/s */
+    double weights_gbps;     /* tg: weight bytes per step x steps/s */
 } bench_test;
 
 /* What the table and the JSON say about the model and device. */
@@ -68,6 +74,8 @@ static void usage(FILE *out) {
             "  -n, --n-gen N           generated tokens for tg (default 128; 0 skips tg)\n"
             "  -r, --repetitions N     repetitions of each test (default 3)\n"
             "  -b, --batch-size N      prefill chunk (default 512)\n"
+            "  --parallel N,N,...      tg with N sequences decoding together (one step for all:\n"
+            "                          phivk_decode_batch), aggregate tokens/s, one row per N\n"
             "  --max-seconds S         refuse runs projected to take longer (default 600)\n"
             "  --copy-mib N            buffer size of the copy-bandwidth test (default 256)\n"
             "  --device N|NAME         Vulkan device (see 'phivk devices')\n"
@@ -76,6 +84,21 @@ static void usage(FILE *out) {
             "  --json                  JSON records on stdout instead of the table\n");
     names_line(out, "shapes", phivk_synth_shapes());
     names_line(out, "types", phivk_synth_types());
+}
+
+/* "1,4,8" into o->parallel; false for anything else. */
+static bool parse_parallel(const char *v, bench_opts *o) {
+    char buf[128];
+    if (strlen(v) >= sizeof buf) return false;
+    strcpy(buf, v);
+    o->n_parallel = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long n;
+        if (o->n_parallel == MAX_PARALLEL || !app_parse_long(tok, 1, MAX_SEQS, &n)) return false;
+        o->parallel[o->n_parallel++] = (int32_t)n;
+        if (n > o->max_seqs) o->max_seqs = (int32_t)n;
+    }
+    return o->n_parallel > 0;
 }
 
 /* Parses argv; 0 to run, else the exit status (help: 0 via *done). */
@@ -134,6 +157,8 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
         } else if (!strcmp(a, "--max-seconds")) {
             ok = app_parse_long(v, 1, 1L << 30, &n);
             o->max_seconds = (double)n;
+        } else if (!strcmp(a, "--parallel")) {
+            ok = parse_parallel(v, o);
         } else if (!strcmp(a, "--copy-mib")) {
             ok = app_parse_long(v, 1, 1 << 16, &n);
             o->copy_bytes = (uint64_t)n << 20;
@@ -148,6 +173,14 @@ static int parse(int argc, char **argv, bench_opts *o, bool *done) {
     }
     if (!o->n_prompt && !o->n_gen) {
         fprintf(stderr, "phivk bench: -p and -n are both 0: nothing to measure\n");
+        return 2;
+    }
+    if (o->n_parallel && !o->n_gen) {
+        fprintf(stderr, "phivk bench: --parallel measures generation, but -n is 0\n");
+        return 2;
+    }
+    if (o->max_seqs > o->batch) {
+        fprintf(stderr, "phivk bench: --parallel %d exceeds the batch size %d (-b)\n", o->max_seqs, o->batch);
         return 2;
     }
     if (!o->model) {
@@ -237,7 +270,9 @@ static bool warm_up(const bench_opts *o, phivk_session *s, const int32_t *ids,
         t_1 = app_now() - t1;
     }
     phivk_session_truncate(s, 0);
-    double projected = o->reps * ((w ? t_w / w * o->n_prompt : 0) + t_1 * o->n_gen);
+    /* --parallel: each row's step counted as one token's (a lower bound) */
+    int tg_rows = o->n_parallel ? o->n_parallel : 1;
+    double projected = o->reps * ((w ? t_w / w * o->n_prompt : 0) + t_1 * o->n_gen * tg_rows);
     if (projected <= o->max_seconds) return true;
     char alt_text[96] = "a smaller model";
     if (!o->model) {
@@ -269,33 +304,52 @@ static void stats(const double *x, int n, double *avg, double *sd) {
     *sd = n > 1 ? sqrt(sq / (n - 1)) : 0; /* sample deviation, as llama-bench */
 }
 
-static bool run_test(const bench_opts *o, phivk_session *s, const int32_t *ids, bench_test *t,
+/* One step of t->seqs sequences, token i of each (sequence j starts j tokens on). */
+static phivk_status parallel_step(phivk_session **seqs, const bench_test *t, const int32_t *ids, int32_t i) {
+    int32_t tok[MAX_SEQS];
+    for (int32_t j = 0; j < t->seqs; j++) tok[j] = ids[(i + j) % t->n_gen];
+    return phivk_decode_batch(seqs, tok, t->seqs, NULL);
+}
+
+/* seqs[0..max_seqs): the session, then those sharing its scratch (--parallel). */
+static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *ids, bench_test *t,
                      const bench_model *bm) {
+    phivk_session *s = seqs[0];
+    if (t->seqs) {
+        /* untimed: the matrix kernels for this many columns compile on first use */
+        phivk_status st = parallel_step(seqs, t, ids, 0);
+        for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
+        if (st != PHIVK_OK) {
+            fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
+            return false;
+        }
+    }
     for (int r = 0; r < o->reps; r++) {
-        phivk_session_truncate(s, 0);
+        for (int32_t j = 0; j < (t->seqs ? t->seqs : 1); j++) phivk_session_truncate(seqs[j], 0);
         double t0 = app_now();
         phivk_status st = PHIVK_OK;
         if (t->n_prompt) st = phivk_decode(s, ids, t->n_prompt, NULL, false);
-        for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++) st = phivk_decode(s, ids + i, 1, NULL, false);
+        for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++)
+            st = t->seqs ? parallel_step(seqs, t, ids, i) : phivk_decode(s, ids + i, 1, NULL, false);
         double dt = app_now() - t0;
         if (st != PHIVK_OK) {
             fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
             return false;
         }
         t->ns[r] = dt * 1e9;
-        t->ts[r] = (t->n_prompt + t->n_gen) / dt;
+        t->ts[r] = (t->n_prompt + t->n_gen * (t->seqs ? t->seqs : 1)) / dt;
         if (!o->json)
             fprintf(stderr, "%s %d/%d: %.2f tokens/s\n", t->name, r + 1, o->reps, t->ts[r]);
     }
     stats(t->ts, o->reps, &t->avg_ts, &t->sd_ts);
     stats(t->ns, o->reps, &t->avg_ns, &t->sd_ns);
-    if (t->n_gen) t->weights_gbps = bm->token_bytes * t->avg_ts * 1e-9;
+    if (t->n_gen) t->weights_gbps = bm->token_bytes * t->avg_ts / (t->seqs ? t->seqs : 1) * 1e-9;
     return true;
 }
 
 /* ------------------------------------------------------------------ output */
 
-enum { COLS = 9, ROWS_MAX = 2 };
+enum { COLS = 9, ROWS_MAX = 1 + MAX_PARALLEL };
 
 static void print_table(const bench_model *bm, const bench_opts *o, const bench_test *tests, int n) {
     static const char *const head[COLS] = {"model", "size", "params", "type", "device", "test",
@@ -370,6 +424,7 @@ static bool print_json(const bench_model *bm, const bench_opts *o, const bench_t
         cJSON_AddStringToObject(r, "test", t->name);
         cJSON_AddNumberToObject(r, "n_prompt", t->n_prompt);
         cJSON_AddNumberToObject(r, "n_gen", t->n_gen);
+        cJSON_AddNumberToObject(r, "n_parallel", t->seqs ? t->seqs : 1);
         cJSON_AddNumberToObject(r, "n_batch", o->batch);
         cJSON_AddNumberToObject(r, "repetitions", o->reps);
         cJSON_AddNumberToObject(r, "avg_ns", t->avg_ns);
@@ -408,7 +463,7 @@ int cmd_bench(int argc, char **argv) {
     int status = 1;
     phivk_runtime *rt = NULL;
     phivk_model *model = NULL;
-    phivk_session *sess = NULL;
+    phivk_session *seqs[MAX_SEQS] = {0};
     void *image = NULL;
     size_t image_size = 0;
     int32_t *ids = NULL;
@@ -428,7 +483,8 @@ int cmd_bench(int argc, char **argv) {
     if (!(rt = phivk_runtime_create(&o.rt))) goto fail;
     bm.device = phivk_runtime_device_name(rt);
     uint64_t budget = phivk_runtime_memory_budget(rt);
-    if (!check_memory(&o, budget, ctx, bm.device)) goto done;
+    int32_t n_seqs = o.max_seqs ? o.max_seqs : 1;
+    if (!check_memory(&o, budget, ctx * n_seqs, bm.device)) goto done;
     /* before the model, so the two buffers have the memory to themselves */
     uint64_t copy_bytes = o.copy_bytes;
     if (copy_bytes > budget / 8) copy_bytes = budget / 8 & ~(uint64_t)((1 << 20) - 1);
@@ -438,6 +494,7 @@ int cmd_bench(int argc, char **argv) {
     phivk_session_params sp = o.run.sess;
     sp.ctx = ctx;
     sp.batch = o.batch;
+    sp.slots = n_seqs;
     phivk_model_params mp = phivk_model_default_params();
     mp.progress = app_progress;
     mp.session = &sp;
@@ -464,12 +521,15 @@ int cmd_bench(int argc, char **argv) {
     app_note_cpu_device(rt);
     bm.kernels = phivk_model_kernels_text(model);
 
-    if (!(sess = phivk_session_create(model, &sp))) goto fail;
+    for (int32_t j = 0; j < n_seqs; j++) {
+        if (!(seqs[j] = phivk_session_create(model, &sp))) goto fail;
+        sp.share_scratch = seqs[0];
+    }
 
     /* random tokens, as llama-bench uses */
     int32_t n_vocab = phivk_model_n_vocab(model);
     ids = malloc(sizeof *ids * (size_t)need);
-    samples = malloc(sizeof *samples * 4 * (size_t)o.reps);
+    samples = malloc(sizeof *samples * 2 * ROWS_MAX * (size_t)o.reps);
     if (!ids || !samples) {
         fprintf(stderr, "phivk bench: out of host memory\n");
         goto done;
@@ -484,18 +544,24 @@ int cmd_bench(int argc, char **argv) {
         snprintf(t->name, sizeof t->name, "pp%d", (int)o.n_prompt);
         t->n_prompt = o.n_prompt;
     }
-    if (o.n_gen) {
+    if (o.n_gen && !o.n_parallel) {
         bench_test *t = &tests[n_tests++];
         snprintf(t->name, sizeof t->name, "tg%d", (int)o.n_gen);
         t->n_gen = o.n_gen;
+    }
+    for (int i = 0; i < o.n_parallel; i++) {
+        bench_test *t = &tests[n_tests++];
+        snprintf(t->name, sizeof t->name, "tg%d x%d", (int)o.n_gen, (int)o.parallel[i]);
+        t->n_gen = o.n_gen;
+        t->seqs = o.parallel[i];
     }
     for (int i = 0; i < n_tests; i++) {
         tests[i].ts = samples + (size_t)(2 * i) * o.reps;
         tests[i].ns = samples + (size_t)(2 * i + 1) * o.reps;
     }
-    if (!warm_up(&o, sess, ids, &bm)) goto done;
+    if (!warm_up(&o, seqs[0], ids, &bm)) goto done;
     for (int i = 0; i < n_tests; i++)
-        if (!run_test(&o, sess, ids, &tests[i], &bm)) goto done;
+        if (!run_test(&o, seqs, ids, &tests[i], &bm)) goto done;
     if (o.json) {
         if (!print_json(&bm, &o, tests, n_tests)) goto done;
     } else {
@@ -508,7 +574,7 @@ fail:
 done:
     free(samples);
     free(ids);
-    phivk_session_free(sess);
+    for (int32_t j = MAX_SEQS - 1; j >= 0; j--) phivk_session_free(seqs[j]);   /* the owner last */
     free(bm.kernels);
     phivk_model_free(model);
     free(image);

@@ -27,7 +27,9 @@ for r in recs:
     assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["copy_gbps"] > 0, r
     assert r["model_size"] > 0 and r["model_n_params"] > 0, r
     assert len(r["samples_ts"]) == reps and all(t > 0 for t in r["samples_ts"]), r
-    assert r["n_prompt"] + r["n_gen"] == int(r["test"][2:]), r
+    name, _, seqs = r["test"][2:].partition(" x")
+    assert r["n_prompt"] + r["n_gen"] == int(name), r
+    assert r["n_parallel"] == (int(seqs) if seqs else 1), r
     if r["n_gen"]:
         assert r["weights_gbps"] > 0 and 0 < r["copy_fraction"], r
 EOF
@@ -50,6 +52,18 @@ check table_no_validation_messages no_validation_messages
 
 expect only_tg_when_p_is_0 0 "$phivk" bench --shape tiny --type f32 -p 0 -n 4 -r 1 --json --copy-mib 16
 check only_tg_record json_ok tg4 1 f32
+
+# --parallel: one tg row per count of sequences decoding together, aggregate tokens/s.
+expect parallel_json_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 0 -n 4 -r 2 --parallel 1,3,8 --json --copy-mib 16
+check parallel_json_has_a_record_per_count json_ok "tg4 x1,tg4 x3,tg4 x8" 2 f16
+check parallel_json_no_validation_messages no_validation_messages
+expect parallel_table_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 8 -n 4 -r 1 --parallel 2 --copy-mib 16
+check parallel_table_has_pp_and_the_parallel_row grep -q "| tg4 x2 .*±.*%" "$dir/out"
+expect parallel_zero_is_usage_error 2 "$phivk" bench --shape tiny --parallel 0
+expect parallel_garbage_is_usage_error 2 "$phivk" bench --shape tiny --parallel 1,x
+expect parallel_past_the_batch_is_usage_error 2 "$phivk" bench --shape tiny --parallel 8 -b 4
+check parallel_past_the_batch_says_why grep -q "exceeds the batch size 4" "$dir/err"
+expect parallel_without_tg_is_usage_error 2 "$phivk" bench --shape tiny --parallel 2 -n 0
 
 expect bad_shape_is_usage_error 2 "$phivk" bench --shape phi9 --type f16
 check bad_shape_lists_shapes grep -q "unknown model shape 'phi9' (known: tiny, 150m, phi3-mini" "$dir/err"

@@ -238,3 +238,64 @@ TEST(auto_context_of_a_model_trained_for_64_tokens_is_64) {
     CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY && strstr(pvk_errmsg(), "64-token"),
           "where not even 64 fit: refused naming 64 tokens: %s", pvk_errmsg());
 }
+
+/* ------------------------------------------------------------ server slots */
+
+/* A server's N slots: N caches of the context, one set of scratch. Phi-3-mini
+ * Q4_K_M (2.23 GiB) with 4 slots of 4096 f16 tokens (1.50 GiB each, 6 GiB) in an
+ * 8 GiB budget (7.2 GiB usable) is refused with the cache per slot, the slots'
+ * total and the budget, advising the context that 4 slots fit; that context fits
+ * and 256 more tokens per slot do not. */
+TEST(slots_that_do_not_fit_are_refused_with_the_cache_per_slot_and_the_total) {
+    arch_hparams hp = phi3_mini();
+    plan_input in = {.hp = &hp, .weight_bytes = 2393232384ull, .k_type = PVK_F16, .v_type = PVK_F16,
+                     .ctx = 4096, .batch = 512, .budget = 8 * GiB, .slots = 4};
+    plan p;
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "6 GiB of caches + 2.23 GiB in 7.2 GiB usable");
+    const char *msg = pvk_errmsg();
+    CHECK(strstr(msg, "4 slots of a context of 4096 tokens") && strstr(msg, "1.50 GiB per slot") &&
+              strstr(msg, "x 4 = 6.00 GiB") && strstr(msg, "7.20 GiB usable of 8.00 GiB") &&
+              strstr(msg, "fewer slots") && strstr(msg, "q8_0 or q4_0"),
+          "the numbers: %s", msg);
+    long advised = advised_ctx(msg);
+    CHECK(advised > 0 && advised < 4096 && advised % 256 == 0, "advises -c %ld", advised);
+    in.ctx = (int32_t)advised;
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.slots == 4 &&
+              p.total == p.weight_bytes + 4 * p.kv_bytes + p.scratch_bytes && p.total <= in.budget / 10 * 9,
+          "the advised context fits 4 slots: %s", pvk_errmsg());
+    in.ctx += 256;
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY, "256 more tokens per slot do not");
+    in.slots = 1;
+    in.ctx = 4096;
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.slots == 1, "one slot of 4096 fits: %s", pvk_errmsg());
+}
+
+/* -c auto with slots picks the largest context that many caches fit. */
+TEST(auto_context_with_slots_fits_all_of_them) {
+    arch_hparams hp = phi3_mini();
+    plan_input in = {.hp = &hp, .weight_bytes = 2 * GiB, .k_type = PVK_Q8_0, .v_type = PVK_Q8_0,
+                     .ctx = 0, .batch = 512, .budget = 16 * GiB, .slots = 8};
+    plan p, one;
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.why == PLAN_CTX_MEMORY, "%s", pvk_errmsg());
+    CHECK(p.ctx % 256 == 0 && p.total <= in.budget / 10 * 9 &&
+              p.total + 8 * 256 * p.kv_bytes_per_token > in.budget / 10 * 9,
+          "8 slots of %d tokens: the most that fit", p.ctx);
+    in.slots = 0;
+    CHECK(plan_make(&in, &one) == PHIVK_OK && one.ctx > 4 * p.ctx, "one slot gets more: %d vs %d", one.ctx, p.ctx);
+}
+
+/* A slot that shares another session's scratch plans its cache alone, against
+ * what the device has left. */
+TEST(a_slot_sharing_scratch_plans_only_its_cache) {
+    arch_hparams hp = phi3_mini();
+    plan_input in = {.hp = &hp, .weight_bytes = 0, .k_type = PVK_F16, .v_type = PVK_F16, .ctx = 4096,
+                     .batch = 512, .budget = 2 * GiB, .int8 = true, .shared = true};
+    plan p;
+    CHECK(plan_make(&in, &p) == PHIVK_OK && p.scratch_bytes == 0 && p.total == p.kv_bytes &&
+              p.kv_bytes == 3 * GiB / 2,
+          "1.5 GiB of cache, no scratch: %s", pvk_errmsg());
+    in.budget = GiB;
+    CHECK(plan_make(&in, &p) == PHIVK_ERR_DEVICE_MEMORY && strstr(pvk_errmsg(), "another slot") &&
+              strstr(pvk_errmsg(), "1.50 GiB"),
+          "refused where it does not fit: %s", pvk_errmsg());
+}
