@@ -141,8 +141,8 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "phivk serve: %s\n", msg);
         goto out;
     }
-    fprintf(stderr, "phivk serve: %s on %s, %d slots x %d tokens; listening on http://%s:%d%s\n", id,
-            phivk_runtime_device_name(am.rt), n, ctx, strchr(host, ':') ? "[::]" : host, srv_http_port(http),
+    fprintf(stderr, "phivk serve: %s on %s, %d slot%s x %d tokens; listening on http://%s:%d%s\n", id,
+            phivk_runtime_device_name(am.rt), n, n == 1 ? "" : "s", ctx, strchr(host, ':') ? "[::]" : host, srv_http_port(http),
             key ? " (API key required)" : "");
     int sig;
     sigwait(&stop_signals, &sig);

@@ -63,6 +63,7 @@ struct srv_engine {
     int n_queued;
     int prefilling;           /* the slot inside a prefill call (phivk_cancel target), -1 */
     bool stopping;
+    char lost[256];           /* "": the device works; else why it does not (under mu) */
     bool thread_started;
     pthread_t thread;
     /* statistics, under mu */
@@ -219,10 +220,27 @@ static void slot_assign(srv_engine *e, srv_job *j) {
     s->n_cached = best_keep;
 }
 
-/* Fills idle slots from the queue and frees slots whose client left (under mu). */
+/* Ends a job that never reached a slot (under mu). */
+static void queued_fail(srv_job *j, const char *why) {
+    j->in_engine = false;
+    j->st.finish = SRV_ERROR;
+    snprintf(j->st.error, sizeof j->st.error, "%s", why);
+    pthread_cond_broadcast(&j->cv);
+    if (j->released) job_free(j);
+}
+
+/* Fills idle slots from the queue and frees slots whose client left (under mu).
+ * Once the device is lost the queue is answered with that. */
 static void schedule(srv_engine *e) {
     for (int i = 0; i < e->n_slots; i++)
         if (e->slots[i].job && e->slots[i].job->released) slot_finish(e, &e->slots[i], SRV_ERROR, "cancelled");
+    while (e->lost[0] && e->qhead) {
+        srv_job *j = e->qhead;
+        e->qhead = j->next;
+        e->n_queued--;
+        queued_fail(j, e->lost);
+    }
+    if (!e->qhead) e->qtail = NULL;
     for (int i = 0; i < e->n_slots && e->qhead; i++) {
         if (e->slots[i].state != SLOT_IDLE) continue;
         srv_job *j = e->qhead;
@@ -281,6 +299,7 @@ static void step_prefill(srv_engine *e, int n_gen) {
     /* A cancel that came after its request's prefill had ended waits in the session
      * and stops this call before any token: the next step runs it again. */
     if (st == PHIVK_ERR_CANCELLED && !j->released) st = PHIVK_OK, last = false;
+    if (st == PHIVK_ERR_DEVICE_LOST) snprintf(e->lost, sizeof e->lost, "%s", phivk_last_error());
     if (st != PHIVK_OK) {
         if (!j->released) slot_finish(e, s, SRV_ERROR, phivk_last_error());
     } else if (last && !j->released) {
@@ -304,6 +323,7 @@ static void step_decode(srv_engine *e) {
     phivk_status st = decode_step(e, n);
     const char *why = st ? phivk_last_error() : NULL;
     pthread_mutex_lock(&e->mu);
+    if (st == PHIVK_ERR_DEVICE_LOST) snprintf(e->lost, sizeof e->lost, "%s", why);
     for (int k = 0; k < n; k++) {
         slot *s = &e->slots[e->step_slot[k]];
         if (st) {
@@ -352,11 +372,7 @@ static void *engine_main(void *arg) {
     while (e->qhead) {
         srv_job *j = e->qhead;
         e->qhead = j->next;
-        j->in_engine = false;
-        j->st.finish = SRV_ERROR;
-        snprintf(j->st.error, sizeof j->st.error, "the server is shutting down");
-        pthread_cond_broadcast(&j->cv);
-        if (j->released) job_free(j);
+        queued_fail(j, "the server is shutting down");
     }
     e->qtail = NULL;
     e->n_queued = 0;
@@ -430,7 +446,7 @@ srv_job *srv_engine_submit(srv_engine *e, srv_job_params *p) {
     /* the queue holds what waits beyond the idle slots the engine has yet to fill */
     int idle = 0;
     for (int i = 0; i < e->n_slots; i++) idle += e->slots[i].state == SLOT_IDLE;
-    if (e->n_queued >= e->p.queue_max + idle || e->stopping) {
+    if (e->n_queued >= e->p.queue_max + idle || e->stopping || e->lost[0]) {
         pthread_mutex_unlock(&e->mu);
         free(j);
         return NULL;
@@ -514,5 +530,7 @@ void srv_engine_stats_get(srv_engine *e, srv_engine_stats *out) {
     out->prompt_tokens = e->prompt_tokens;
     out->prompt_tokens_reused = e->reused_tokens;
     out->generated_tokens = e->generated_tokens;
+    out->lost = e->lost[0] != 0;
+    snprintf(out->lost_reason, sizeof out->lost_reason, "%s", e->lost);
     pthread_mutex_unlock(&e->mu);
 }

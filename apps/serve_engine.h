@@ -51,8 +51,9 @@ void srv_engine_destroy(srv_engine *e);
 /* Tells every waiter to finish (a shutdown has begun) without joining. */
 void srv_engine_shutdown(srv_engine *e);
 
-/* Queues a request. NULL when the queue is full (the params are left to the
- * caller then); otherwise the job, held by the caller until srv_job_release. */
+/* Queues a request. NULL when the queue is full or the device was lost (the
+ * params are left to the caller then; srv_engine_stats_get says which);
+ * otherwise the job, held by the caller until srv_job_release. */
 srv_job *srv_engine_submit(srv_engine *e, srv_job_params *p);
 
 typedef struct srv_job_state {
@@ -72,6 +73,8 @@ typedef struct srv_engine_stats {
     int queued, active, slots;
     double tokens_per_s;         /* generated tokens per second over the last seconds */
     uint64_t prompt_tokens, prompt_tokens_reused, generated_tokens; /* since the start */
+    bool lost;                   /* the device was lost: nothing more can be answered */
+    char lost_reason[256];
 } srv_engine_stats;
 void srv_engine_stats_get(srv_engine *e, srv_engine_stats *out);
 

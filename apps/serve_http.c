@@ -300,8 +300,11 @@ static enum MHD_Result handle_generate(srv_http *h, struct MHD_Connection *mc, c
     r.n_stop = 0;
     srv_job *job = srv_engine_submit(h->p.engine, &jp);
     if (!job) {
-        res = fail(h, mc, 503, "server_error", "queue_full",
-                   "every slot is busy and the queue is full: retry after a second");
+        /* 503 either way: a load balancer sends the request to another server */
+        srv_engine_stats st;
+        srv_engine_stats_get(h->p.engine, &st);
+        if (st.lost) res = fail(h, mc, 503, "server_error", "device_lost", st.lost_reason);
+        else res = fail(h, mc, 503, "server_error", "queue_full", "every slot is busy and the queue is full: retry after a second");
         goto done;
     }
     stream *s = calloc(1, sizeof *s);
@@ -359,6 +362,8 @@ static enum MHD_Result handle(srv_http *h, struct MHD_Connection *mc, conn *c) {
     case R_HEALTH: {
         srv_engine_stats st;
         srv_engine_stats_get(h->p.engine, &st);
+        if (st.lost) /* a load balancer's probe takes this server out */
+            return fail(h, mc, 503, "server_error", "device_lost", st.lost_reason);
         char body[160];
         snprintf(body, sizeof body, "{\"status\":\"ok\",\"slots_idle\":%d,\"slots_processing\":%d,\"queue\":%d}",
                  st.slots - st.active, st.active, st.queued);

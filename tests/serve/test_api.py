@@ -213,6 +213,19 @@ else:
     print("figure: a %d-token prefill stopped with %d tokens in the cache when its client left" % (n, cached))
 srv.stop()
 
+# a lost device (injected: the 12th submit, after the load, the start probe and
+# two answers): that answer is a 500, every later request a 503 naming the device
+# (a load balancer retries it elsewhere), /health a 503 (its probe takes the server
+# out); the process stays up and exits 0 on SIGTERM
+srv = t.server(phivk, model, "--parallel", "1", "-c", "128", env={"PHIVK_FAULT": "device_lost:12"})
+answers = [post(srv.port, "/v1/completions", {"prompt": "hi", "max_tokens": 4}) for _ in range(5)]
+statuses = [a[0] for a in answers]
+first_bad = next((i for i, st in enumerate(statuses) if st != 200), None)
+t.check("device_lost_answer_is_500_then_503", first_bad is not None and is_error(answers[first_bad], 500) and
+        all(is_error(a, 503, "device_lost") for a in answers[first_bad + 1:]) and first_bad < 4, statuses)
+t.check("device_lost_health_is_503", is_error(request(srv.port, "GET", "/health"), 503, "device_lost"))
+t.check("device_lost_server_stays_up_and_exits_0", request(srv.port, "GET", "/metrics")[0] == 200 and srv.stop() == 0)
+
 srv = t.server(phivk, model, "--parallel", "1", "--queue", "1", "-c", "256")
 # SIGTERM while an answer streams: it ends with an error event and [DONE], the
 # server exits 0
