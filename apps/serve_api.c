@@ -325,14 +325,20 @@ char *srv_chunk_json(const srv_reply_head *h, const char *text, const char *fini
     return print_free(o);
 }
 
-char *srv_models_json(const char *model, long long created) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "object", "list");
-    cJSON *d = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
+static cJSON *model_object(const char *model, long long created) {
+    cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", model);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)created);
     cJSON_AddStringToObject(m, "owned_by", "phivk");
-    cJSON_AddItemToArray(d, m);
+    return m;
+}
+
+char *srv_model_json(const char *model, long long created) { return print_free(model_object(model, created)); }
+
+char *srv_models_json(const char *model, long long created) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), model_object(model, created));
     return print_free(o);
 }

@@ -71,7 +71,8 @@ char *srv_response_json(const srv_reply_head *h, const char *text, const char *f
 /* One stream chunk: text (NULL: the chat's opening role delta), finish (NULL:
  * none yet); u: the usage chunk (choices empty). */
 char *srv_chunk_json(const srv_reply_head *h, const char *text, const char *finish, const srv_usage *u);
-/* GET /v1/models. */
+/* GET /v1/models: the list of one model; GET /v1/models/{id}: the model. */
 char *srv_models_json(const char *model, long long created);
+char *srv_model_json(const char *model, long long created);
 
 #endif

@@ -27,6 +27,7 @@ struct srv_job {
     size_t len, cap, pub, taken;
     srv_job_state st;
     int slot;                 /* -1 while queued */
+    double t_submit;          /* app_now() at srv_engine_submit */
     bool in_engine;           /* queued or in a slot */
     bool released;            /* the HTTP side let go */
     pthread_cond_t cv;
@@ -68,6 +69,8 @@ struct srv_engine {
     pthread_t thread;
     /* statistics, under mu */
     uint64_t prompt_tokens, reused_tokens, generated_tokens;
+    uint64_t ttft_le[SRV_TTFT_N], ttft_count;
+    double ttft_sum;
     double win_busy, last_step, rate; /* decode time in the window, its tokens per second */
     uint64_t win_count;
 };
@@ -303,6 +306,11 @@ static void step_prefill(srv_engine *e, int n_gen) {
     if (st != PHIVK_OK) {
         if (!j->released) slot_finish(e, s, SRV_ERROR, phivk_last_error());
     } else if (last && !j->released) {
+        static const double bounds[SRV_TTFT_N] = SRV_TTFT_BOUNDS;
+        double ttft = app_now() - j->t_submit;
+        for (int b = 0; b < SRV_TTFT_N; b++) e->ttft_le[b] += ttft <= bounds[b];
+        e->ttft_sum += ttft;
+        e->ttft_count++;
         slot_take_token(e, s, phivk_sampler_sample(j->smp, e->logits, e->n_vocab));
     }
     pthread_mutex_unlock(&e->mu);
@@ -462,6 +470,7 @@ srv_job *srv_engine_submit(srv_engine *e, srv_job_params *p) {
     j->slot = -1;
     j->in_engine = true;
     j->st.prompt_tokens = p->n_tokens;
+    j->t_submit = app_now();
     cond_init_monotonic(&j->cv);
     p->tokens = NULL;
     p->stop = NULL;
@@ -530,6 +539,9 @@ void srv_engine_stats_get(srv_engine *e, srv_engine_stats *out) {
     out->prompt_tokens = e->prompt_tokens;
     out->prompt_tokens_reused = e->reused_tokens;
     out->generated_tokens = e->generated_tokens;
+    memcpy(out->ttft_le, e->ttft_le, sizeof out->ttft_le);
+    out->ttft_count = e->ttft_count;
+    out->ttft_sum = e->ttft_sum;
     out->lost = e->lost[0] != 0;
     snprintf(out->lost_reason, sizeof out->lost_reason, "%s", e->lost);
     pthread_mutex_unlock(&e->mu);

@@ -69,10 +69,18 @@ char *srv_job_take(srv_job *j, int timeout_ms, srv_job_state *st);
  * freed within one step, a running prefill is stopped). */
 void srv_job_release(srv_job *j);
 
+/* The upper bounds (seconds) of the time-to-first-token histogram's buckets. */
+#define SRV_TTFT_BOUNDS {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+#define SRV_TTFT_N 10
+
 typedef struct srv_engine_stats {
     int queued, active, slots;
     double tokens_per_s;         /* generated tokens per second over the last seconds */
     uint64_t prompt_tokens, prompt_tokens_reused, generated_tokens; /* since the start */
+    /* time from a request's arrival to its first token: requests per bucket
+     * (ttft_le[i]: at most SRV_TTFT_BOUNDS[i], cumulative), their sum and count */
+    uint64_t ttft_le[SRV_TTFT_N], ttft_count;
+    double ttft_sum;
     bool lost;                   /* the device was lost: nothing more can be answered */
     char lost_reason[256];
 } srv_engine_stats;

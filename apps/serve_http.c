@@ -30,11 +30,12 @@ struct srv_http {
     int port;
 };
 
-typedef enum route { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPLETION } route;
+typedef enum route { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPLETION } route;
 
 /* One connection's request: its route and body. */
 typedef struct conn {
     route r;
+    char *model;              /* R_MODEL: the id asked for */
     char *body;
     size_t len, cap;
     bool too_big;
@@ -113,7 +114,8 @@ static route find_route(const char *url, const char *method, bool *method_ok) {
             *method_ok = !strcmp(method, routes[i].method);
             return routes[i].r;
         }
-    return R_NONE;
+    *method_ok = !strcmp(method, "GET");
+    return !strncmp(url, "/v1/models/", 11) && url[11] ? R_MODEL : R_NONE;
 }
 
 /* Compares without stopping at the first difference, so that the time taken does
@@ -375,6 +377,14 @@ static enum MHD_Result handle(srv_http *h, struct MHD_Connection *mc, conn *c) {
         return respond(h, mc, 200, srv_metrics_text(&h->metrics, &st), "text/plain; version=0.0.4");
     }
     case R_MODELS: return respond(h, mc, 200, srv_models_json(h->p.model_id, 0), "application/json");
+    case R_MODEL:
+        if (strcmp(c->model, h->p.model_id) && strcmp(c->model, h->p.model_alias)) {
+            srv_error err;
+            srv_error_set(&err, 404, "invalid_request_error", "model_not_found", "model",
+                          "the model '%s' does not exist: this server has '%s'", c->model, h->p.model_id);
+            return respond_error(h, mc, &err);
+        }
+        return respond(h, mc, 200, srv_model_json(h->p.model_id, 0), "application/json");
     default: return handle_generate(h, mc, c);
     }
 }
@@ -387,7 +397,7 @@ static enum MHD_Result on_headers(srv_http *h, struct MHD_Connection *mc, const 
     route r = find_route(url, method, &method_ok);
     if (r == R_NONE) return fail(h, mc, 404, "invalid_request_error", "not_found", "no such endpoint");
     if (!method_ok) return fail(h, mc, 405, "invalid_request_error", "method_not_allowed", "method not allowed here");
-    if (h->p.api_key && (r == R_MODELS || r == R_CHAT || r == R_COMPLETION)) {
+    if (h->p.api_key && r != R_HEALTH && r != R_METRICS) {
         const char *auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         if (!auth || strncmp(auth, "Bearer ", 7))
             return fail(h, mc, 401, "invalid_request_error", "invalid_api_key",
@@ -402,7 +412,10 @@ static enum MHD_Result on_headers(srv_http *h, struct MHD_Connection *mc, const 
         return fail(h, mc, 413, "invalid_request_error", "request_too_large", msg);
     }
     conn *c = calloc(1, sizeof *c);
-    if (!c) return MHD_NO;
+    if (!c || (r == R_MODEL && !(c->model = strdup(url + 11)))) {
+        free(c);
+        return MHD_NO;
+    }
     c->r = r;
     *con_cls = c;
     return MHD_YES;
@@ -442,7 +455,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode t) {
     conn *c = *con_cls;
-    if (c) free(c->body);
+    if (c) {
+        free(c->body);
+        free(c->model);
+    }
     free(c);
     *con_cls = NULL;
 }

@@ -47,6 +47,16 @@ char *srv_metrics_text(srv_metrics *m, const srv_engine_stats *st) {
             "phivk_tokens_per_second %.3f\n",
             (unsigned long long)st->prompt_tokens, (unsigned long long)st->prompt_tokens_reused,
             (unsigned long long)st->generated_tokens, st->queued, st->active, st->slots, st->tokens_per_s);
+    static const double bounds[SRV_TTFT_N] = SRV_TTFT_BOUNDS;
+    fprintf(f, "# HELP phivk_time_to_first_token_seconds From a request's arrival to its first token.\n"
+               "# TYPE phivk_time_to_first_token_seconds histogram\n");
+    for (int b = 0; b < SRV_TTFT_N; b++)
+        fprintf(f, "phivk_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", bounds[b],
+                (unsigned long long)st->ttft_le[b]);
+    fprintf(f, "phivk_time_to_first_token_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "phivk_time_to_first_token_seconds_sum %.6f\n"
+               "phivk_time_to_first_token_seconds_count %llu\n",
+            (unsigned long long)st->ttft_count, st->ttft_sum, (unsigned long long)st->ttft_count);
     if (fclose(f)) {
         free(text);
         return NULL;

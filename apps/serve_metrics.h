@@ -17,7 +17,8 @@ typedef struct srv_metrics {
 /* One answered request of that HTTP status (safe from any thread). */
 void srv_metrics_count(srv_metrics *m, int status);
 /* The exposition text: requests by status, prompt, reused and generated tokens,
- * queue depth, active and total slots, generated tokens per second. Caller frees. */
+ * queue depth, active and total slots, generated tokens per second, the time to
+ * first token as a histogram. Caller frees. */
 char *srv_metrics_text(srv_metrics *m, const srv_engine_stats *st);
 
 #endif

@@ -29,6 +29,10 @@ check health_says_ok json "$dir/out" 'j["status"] == "ok" and j["slots_idle"] ==
 expect models_answers_200 0 curl -sf "$url/v1/models"
 check models_lists_the_file_name json "$dir/out" '[m["id"] for m in j["data"]] == ["tiny"] and j["object"] == "list"'
 
+expect model_answers_200 0 curl -sf "$url/v1/models/tiny"
+check model_is_the_model json "$dir/out" 'j["id"] == "tiny" and j["object"] == "model"'
+expect unknown_model_answers_404 22 curl -sf "$url/v1/models/gpt-9"
+
 chat='{"model":"tiny","messages":[{"role":"user","content":"hello there"}],"max_tokens":12,"temperature":0}'
 expect chat_answers_200 0 curl -sf "$url/v1/chat/completions" -H 'Content-Type: application/json' -d "$chat"
 check chat_is_a_chat_completion json "$dir/out" \
@@ -62,8 +66,9 @@ check completion_stream_ends_with_done test "$(grep -v '^$' "$dir/out" | tail -1
 expect bad_json_answers_400 22 curl -sf "$url/v1/completions" -d '{"prompt":'
 expect metrics_answers_200 0 curl -sf "$url/metrics"
 check metrics_count_requests_by_status grep -qE '^phivk_requests_total\{status="200"\} ([6-9]|[1-9][0-9])$' "$dir/out"
-check metrics_count_the_400 grep -qE '^phivk_requests_total\{status="400"\} 1$' "$dir/out"
+check metrics_count_the_400_and_404 sh -c "grep -qE '^phivk_requests_total\{status=\"400\"\} 1$' '$dir/out' && grep -qE '^phivk_requests_total\{status=\"404\"\} 1$' '$dir/out'"
 check metrics_count_generated_tokens grep -qE '^phivk_generated_tokens_total (4[0-9]|[5-9][0-9]|[1-9][0-9][0-9])$' "$dir/out"
+check metrics_have_a_time_to_first_token_histogram sh -c "grep -qE '^phivk_time_to_first_token_seconds_bucket\{le=\"\+Inf\"\} [4-9]$' '$dir/out' && grep -q '^phivk_time_to_first_token_seconds_count' '$dir/out'"
 check metrics_have_queue_slots_and_rate sh -c "grep -q '^phivk_queue_depth 0' '$dir/out' && grep -q '^phivk_slots_total 2' '$dir/out' && grep -q '^phivk_tokens_per_second' '$dir/out'"
 
 # the command line: slots that do not fit are refused with the numbers, bad values

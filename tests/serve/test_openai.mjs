@@ -13,6 +13,9 @@ function check(name, cond, detail) {
 const models = await client.models.list();
 check("client_lists_the_model", models.data.length === 1 && models.data[0].id === "tiny", models.data);
 
+const one = await client.models.retrieve("tiny");
+check("client_retrieves_the_model", one.id === "tiny" && one.object === "model", one);
+
 const messages = [{ role: "system", content: "be brief" }, { role: "user", content: "hello there" }];
 const whole = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 10, temperature: 0 });
 check("client_chat_answers", whole.choices[0].message.role === "assistant" && whole.choices[0].message.content.length > 0, whole);
