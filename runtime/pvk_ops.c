@@ -197,6 +197,11 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
          * tiled kernel ran ~6x slower per FLOP than matvec on 8 columns at a time
          * (bench_kernels, m 32 vs 8), so matvec takes every m. */
         t.mv_max_m = UINT32_MAX;
+        /* Block types at 8 columns keep 16 rows (MV_MAX_ACC), so each x load serves
+         * half as many rows as at 4 columns and 32: 4 columns twice took 35% less
+         * CPU time than 8 once for Q4_0 at m 8 on Phi-3-mini's shapes (bench_kernels;
+         * f16 the same either way), without 32 x 8's cold compile. */
+        t.mv_cols = 4;
     } else {
         t.row_wg = 256;
         t.elt_wg = 256;
@@ -205,6 +210,7 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
         t.mv_rows_blocked = 2;
         t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
         t.mv_max_m = 8;
+        t.mv_cols = MV_MAX_COLS;
     }
     t.mv_int_dot = caps->int_dot && caps->subgroup;
     uint32_t cap = caps->max_wg_invocations;
@@ -225,6 +231,7 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     else if (!is_pow2(t->mv_wg) || t->mv_wg > cap) bad = "mv_wg";
     else if (!is_pow2(t->mv_rows) || t->mv_rows > 64) bad = "mv_rows";
     else if (!is_pow2(t->mv_rows_blocked) || t->mv_rows_blocked > 64) bad = "mv_rows_blocked";
+    else if (!is_pow2(t->mv_cols) || t->mv_cols > MV_MAX_COLS) bad = "mv_cols";
     else if (!is_pow2(t->mm_bk) || t->mm_bk < 8) bad = "mm_bk";
     else if (!is_pow2(t->mm_tm) || !is_pow2(t->mm_bm) || t->mm_tm > t->mm_bm) bad = "mm_tm/mm_bm";
     else if (!is_pow2(t->mm_tn) || !is_pow2(t->mm_bn) || t->mm_tn > t->mm_bn) bad = "mm_tn/mm_bn";
@@ -557,7 +564,7 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     uint32_t spec[6], n_spec, per_group, gy;
     if (mv) {
         uint32_t nc = 1;
-        while (nc < m && nc < MV_MAX_COLS) nc *= 2;
+        while (nc < m && nc < o->t.mv_cols) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
         id = pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
         per_group = pvk_ops_mm_choice(o, w->type).rows;

@@ -83,8 +83,10 @@ typedef struct pvk_ops_tuning {
     uint32_t mv_rows;         /* matvec: weight rows per workgroup */
     uint32_t mv_rows_blocked; /* matvec: weight rows per workgroup for block types
                                  (halved while rows x x-columns exceed 128) */
-    uint32_t mv_max_m;        /* m <= this uses matvec (x columns in groups of up to 8),
-                                 larger m the tiled kernel; 0: always tiled */
+    uint32_t mv_max_m;        /* m <= this uses matvec (x columns in groups of up to
+                                 mv_cols), larger m the tiled kernel; 0: always tiled */
+    uint32_t mv_cols;         /* matvec: most x columns per workgroup (<= 8), each weight
+                                 load used for all of them */
     bool mv_int_dot;          /* matvec of block types reads int8 activations with
                                  integer dot products (needs caps.int_dot and
                                  caps.subgroup; pvk_ops_reads_q8) */

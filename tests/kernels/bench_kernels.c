@@ -117,7 +117,9 @@ static int bench_weight(bench *b, pvk_type t, uint32_t rows, uint32_t cols, uint
     printf("%-4s %5u x %-4u matvec m=1: %8.3f ms (cpu %7.3f ms)  %6.2f GB/s of weights (%5.2f-%5.2f) %5.1f%% of copy",
            pvk_type_get(t)->name, rows, cols, t_mv.med * 1e3, t_mv.cpu * 1e3, bytes / t_mv.med * 1e-9,
            bytes / t_mv.max * 1e-9, bytes / t_mv.min * 1e-9, 100 * bytes / t_mv.med / b->copy_rate);
-    if (m) printf(" | matmul m=%u: %9.2f ms  %8.2f GFLOP/s", m, t_mm.med * 1e3, 2.0 * m * n / t_mm.med * 1e-9);
+    if (m)
+        printf(" | matmul m=%u: %9.2f ms (cpu %8.2f ms)  %8.2f GFLOP/s", m, t_mm.med * 1e3, t_mm.cpu * 1e3,
+               2.0 * m * n / t_mm.med * 1e-9);
     printf("\n");
     rc = 0;
 out:
