@@ -41,7 +41,8 @@ typedef struct conn {
     bool too_big;
 } conn;
 
-/* A streamed answer: the job and the bytes of server-sent events not yet sent. */
+/* An answer being awaited: its job and head; for a stream, the bytes of server-sent
+ * events not yet sent. */
 typedef struct stream {
     srv_http *h;
     srv_job *job;
