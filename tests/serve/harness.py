@@ -3,6 +3,7 @@
 sent events read with the standard library, and the pass/fail counting of
 tests/apps/expect.sh (lines "ok   NAME" / "FAIL NAME", a summary, the exit status).
 """
+import atexit
 import http.client
 import json
 import os
@@ -23,6 +24,13 @@ class Suite:
         self.failed = 0
         self.dir = tempfile.mkdtemp()
         self.servers = []
+        # a test that raises leaves no server behind
+        atexit.register(self.cleanup)
+
+    def cleanup(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def check(self, name, cond, detail=""):
         if cond:
@@ -48,7 +56,7 @@ class Suite:
             s.stop()
             if s.validation_messages():
                 self.check("server_log_has_no_validation_messages", False, s.validation_messages())
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.cleanup()
         print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(1 if self.failed else 0)
 

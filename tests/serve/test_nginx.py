@@ -4,6 +4,7 @@ folder). Requests are spread over both servers; one server killed mid-run: the
 requests sent after that are all still answered (nginx retries them on the other).
 Skipped when nginx is absent.
 usage: test_nginx.py PHIVK MAKE_FIXTURE NGINX_CONF"""
+import atexit
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ with open(os.path.join(prefix, "nginx.conf"), "w") as f:
     f.write(conf)
 lb = subprocess.Popen([nginx, "-p", prefix, "-c", os.path.join(prefix, "nginx.conf"), "-e", "stderr"],
                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(t.dir, "nginx.log"), "w"))
+atexit.register(lambda: lb.poll() is None and lb.kill())
 deadline = time.time() + 30
 up = False
 while time.time() < deadline and lb.poll() is None and not up:
