@@ -18,5 +18,6 @@ int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
 int cmd_chat(int argc, char **argv);     /* cmd_chat.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 int cmd_summarize(int argc, char **argv); /* cmd_summarize.c */
+int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 
 #endif

@@ -30,6 +30,7 @@ static const command commands[] = {
     {"eval", "perplexity and logits of a token sequence", cmd_eval},
     {"bench", "prompt and generation speed, and the device's copy bandwidth", cmd_bench},
     {"summarize", "summarize a text or markdown file, however long", cmd_summarize},
+    {"serve", "an OpenAI-compatible HTTP server; concurrent requests decode together", cmd_serve},
 };
 
 static void usage(FILE *out) {

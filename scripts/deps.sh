@@ -3,7 +3,8 @@
 set -e
 pkgs="build-essential pkg-config meson ninja-build python3 glslc glslang-tools spirv-tools
 libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers libpcre2-dev libcjson-dev
-libsdl2-dev libsdl2-ttf-dev libmd4c-dev libedit-dev libfontconfig-dev zlib1g-dev fonts-dejavu-core xvfb xauth"
+libsdl2-dev libsdl2-ttf-dev libmd4c-dev libedit-dev libfontconfig-dev zlib1g-dev fonts-dejavu-core xvfb xauth
+libmicrohttpd-dev curl nginx-light"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

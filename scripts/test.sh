@@ -5,6 +5,11 @@
 set -e
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+# The serve tests' OpenAI client (npm "openai", pinned by the lock file) into
+# tests/serve/node_modules; without npm that test prints skipped.
+if command -v npm >/dev/null; then
+  npm ci --prefix tests/serve --no-audit --no-fund --loglevel=error || echo "npm ci failed: the openai client test will skip"
+fi
 if [ ! -d build-test ]; then
   meson setup build-test -Dbuildtype=debugoptimized -Dwerror=true
 fi
