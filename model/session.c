@@ -24,6 +24,7 @@ struct phivk_session {
     pvk_buf buf[PLAN_N_SCRATCH]; /* the scratch rows of the table (a row of count 0: none) */
     pvk_cmd *cmd;
     int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
+    phivk_step_stats step;    /* what the last forward's command buffer cost */
 };
 
 phivk_session_params phivk_session_default_params(void) {
@@ -162,6 +163,8 @@ char *phivk_session_plan_text(const phivk_session *s) {
 
 const plan *session_plan_of(const phivk_session *s) { return &s->plan; }
 
+uint64_t phivk_session_kv_bytes_per_token(const phivk_session *s) { return s->plan.kv_bytes_per_token; }
+
 /* ------------------------------------------------------------- forward pass */
 
 /* Which forms of an activation the weights t[0..n) read at m rows: sets *f32 and/or
@@ -221,9 +224,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
 
     pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
     norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     /* RoPE is applied by the cache write: K as it is stored, q in place. */
     const pvk_buf *factors = NULL;
     if (s->table == ARCH_ROPE_TABLE_LONG) factors = &s->m->rope_long;
@@ -242,15 +243,12 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     if (!*st)
         *st = pvk_op_kv_store(o, c, &s->buf[PLAN_QKV], stride, (uint32_t)hp->n_embd_q,
                               (uint32_t)(hp->n_embd_q + hp->n_embd_kv), kv, m, pos0, &r);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_attn a = attn_desc(s, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
     if (att.q8) {
         att.f32 = &s->buf[PLAN_ATT];
         if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->buf[PLAN_ATT], NULL, &s->buf[PLAN_AQ], m, (uint32_t)hp->n_embd_q);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     }
 
     if (hp->parallel_block) {
@@ -259,14 +257,11 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         project(s, &g->up, &h, &s->buf[PLAN_FF], m, false, st);
     } else {
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
         norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    /* The activation of up's output, as down reads it (this also orders the
+    /* The activation of up's output, as down reads it (the recorder orders the
      * parallel block's out projection, which read aq, before aq is rewritten). */
     uint32_t n_ff = (uint32_t)hp->n_ff;
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
@@ -275,9 +270,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
         else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
         else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     project(s, &g->down, &act, &s->buf[PLAN_X], m, true, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
 
 /* Runs m tokens at s->pos in one command buffer. out (may be NULL) receives the
@@ -292,14 +285,14 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
 
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, m, pos0, &st);
     if (st) return st;
 
     uint32_t rows = all ? m : 1;
     const pvk_buf *final_in = &s->buf[PLAN_X];
-    if (!all) {
-        /* Only the last position's logits: norm and project that row alone. */
+    if (!all && m > 1) {
+        /* Only the last position's logits: norm and project that row alone (of one
+         * token, x is that row). */
         uint64_t row = 4ull * hp->n_embd;
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
         pvk_cmd_copy(c, &s->buf[PLAN_X], row * (m - 1), &s->buf[PLAN_LAST], 0, row);
@@ -311,14 +304,14 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
     pvk_input normed = {!wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], wq ? &s->buf[PLAN_HQ] : NULL};
     norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (!hp->tied_output) project(s, &mod->output, &normed, &s->buf[PLAN_LOGITS], rows, false, &st);
     else if (!st)
         st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->buf[PLAN_LOGITS], rows, false,
                               (uint32_t)mod->embd.rows, 0);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
-    if (!st) st = pvk_cmd_submit(c);
+    if (!st) st = pvk_cmd_submit(c); /* which orders the logits for the host */
     if (st) return st;
+    pvk_cmd_stats cs = pvk_cmd_last_stats(c);
+    s->step = (phivk_step_stats){(int32_t)m, cs.dispatches, cs.barriers, cs.host_s, cs.wait_s};
     memmove(s->tokens + s->pos, ids, sizeof *ids * m); /* ids may be s->tokens (re-prefill) */
     s->pos += (int32_t)m;
     if (out) memcpy(out, s->buf[PLAN_LOGITS].map, sizeof(float) * rows * (size_t)hp->n_vocab);
@@ -385,6 +378,8 @@ phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {
 }
 
 void phivk_cancel(phivk_session *s) { atomic_store(&s->cancel, true); }
+
+phivk_step_stats phivk_session_last_step(const phivk_session *s) { return s->step; }
 
 /* ------------------------------------------- cache access (session_kv.h) */
 

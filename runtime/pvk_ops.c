@@ -138,10 +138,10 @@ uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk) {
 }
 
 pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk) {
-    if (t->views) return pvk_bind_view(t->views[chunk]);
     uint64_t row_bytes = pvk_type_row_bytes(t->type, t->cols);
-    return pvk_bind_range(&t->buf, (uint64_t)chunk * t->chunk_rows * row_bytes,
-                          ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16) + TENSOR_PAD);
+    uint64_t off = (uint64_t)chunk * t->chunk_rows * row_bytes;
+    uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16) + TENSOR_PAD;
+    return t->views ? pvk_bind_view(t->views[chunk], &t->buf, off, n) : pvk_bind_range(&t->buf, off, n);
 }
 
 /* ---------------------------------------------------------------------- ops */
@@ -364,7 +364,8 @@ phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, co
     if ((st = fold_grid(o, "get_rows", n, 1, &gx, &gy))) return st;
     uint32_t wg = o->t.row_wg;
     pvk_kernel_id id = pvk_kernels_get_rows[table->type][tensor_fetch(table)];
-    /* Chunks write disjoint output rows: no barrier between them. */
+    /* Chunks write the rows whose ids fall in them; the recorder, seeing one output
+     * range, orders them (only a table larger than a binding has several). */
     for (uint32_t i = 0; i < table->n_chunks; i++) {
         get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
                            pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows};
@@ -576,12 +577,19 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         per_group = t->mm_bn;
         gy = (m + t->mm_bm - 1) / t->mm_bm;
     }
-    /* Chunks write disjoint columns of y: no barrier between them. */
+    /* Chunks (and the parts of a projection, each a call) write disjoint columns of y.
+     * Of one row those are one range: bound alone where its offset may be, the
+     * recorder sees them apart and orders nothing between them (nor does the
+     * validation layer, which sees bindings whole). */
     for (uint32_t i = 0; i < w->n_chunks; i++) {
-        uint32_t rows = pvk_tensor_chunk_rows(w, i);
-        mm_push p = {k, rows, m, y_stride, y_col + (uint32_t)(i * w->chunk_rows),
+        uint32_t rows = pvk_tensor_chunk_rows(w, i), y_off = y_col + (uint32_t)(i * w->chunk_rows);
+        bool narrow = m == 1 && 4ull * y_off % o->caps->storage_align == 0;
+        mm_push p = {k, rows, m, y_stride, narrow ? 0 : y_off,
                      (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
-        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : x) /* a read-only stand-in: no hazard */, pvk_bind(y)};
+        pvk_binding yb = narrow ? pvk_bind_range(y, 4ull * y_off, 4ull * rows) : pvk_bind(y);
+        pvk_binding bb = !bias ? pvk_bind(x) /* a read-only stand-in: no hazard */
+                         : narrow ? pvk_bind_range(bias, 4ull * y_off, 4ull * rows) : pvk_bind(bias);
+        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), bb, yb};
         uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
             (st = dispatch(o, c, id, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
@@ -640,7 +648,6 @@ phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_
         } else {
             for (int k = 0; k < 2 && !st; k++) {
                 st = pvk_op_matmul_in(o, c, &ws[i], NULL, &in, &y, ms[k], false, 1, 0);
-                pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
             }
         }
     }

@@ -121,6 +121,9 @@ def families(wtypes, kvtypes):
             f.add((t, fetch), 'get_rows_%s_%s' % (t['name'], fetch), [weight_define(t)] + tex(fetch, '-DW_TEXEL'))
 
     fam('attn_reduce', 'attn_reduce.comp', []).add((), 'attn_reduce', [])
+    f = fam('read_bw', 'read_bw.comp', [FETCH])   # pvk_bench.c's read roofline
+    for fetch in FETCH.values:
+        f.add((fetch,), 'read_bw_' + fetch, tex(fetch, '-DREAD_TEXEL'))
     K, V = TypeDim(kvtypes), TypeDim(kvtypes)
     st = fam('kv_store', 'kv_store.comp', [STORE, K, V])
     at = fam('attn', 'attn.comp', [K, V, FETCH, REDUCE])
