@@ -183,7 +183,7 @@ static pvk_input input_for(const phivk_session *s, const pvk_buf *f32, const pvk
     bool wf = false, wq = false;
     reads(s, a->part, a->n_parts, m, &wf, &wq);
     if (b) reads(s, b->part, b->n_parts, m, &wf, &wq);
-    return (pvk_input){wf ? f32 : NULL, wq ? q8 : NULL};
+    return (pvk_input){.f32 = wf ? f32 : NULL, .q8 = wq ? q8 : NULL};
 }
 
 /* The model's norm of x into out (f32 and/or int8, see input_for). */
@@ -265,8 +265,12 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
      * parallel block's out projection, which read aq, before aq is rewritten). */
     uint32_t n_ff = (uint32_t)hp->n_ff;
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
-    if (!*st) {
-        if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
+    pvk_act form = hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU;
+    /* Where it can, down applies the activation itself (one dispatch fewer). */
+    if (act.q8 && g->down.n_parts == 1 && pvk_ops_fuses_act(o, g->down.part[0].type, m))
+        act = (pvk_input){.pre = &s->buf[PLAN_FF], .act = form};
+    else if (!*st) {
+        if (act.q8) *st = pvk_op_act_q8(o, c, form, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
         else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
         else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
@@ -302,7 +306,7 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     bool wf = false, wq = false;
     if (hp->tied_output) reads(s, &mod->embd, 1, rows, &wf, &wq);
     else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
-    pvk_input normed = {!wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], wq ? &s->buf[PLAN_HQ] : NULL};
+    pvk_input normed = {.f32 = !wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], .q8 = wq ? &s->buf[PLAN_HQ] : NULL};
     norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
     if (!hp->tied_output) project(s, &mod->output, &normed, &s->buf[PLAN_LOGITS], rows, false, &st);
     else if (!st)

@@ -10,12 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_fmt.h"
+
 struct pvk_ops {
     pvk_dev *dev;
     const pvk_caps *caps;
     pvk_ops_tuning t;
     bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mm_choice) */
     pvk_mm_choice mv[PVK_TYPE_COUNT];
+    bool no_fusion;                /* PHIVK_DISABLE_FUSION */
 };
 
 /* Weights are fetched as 16-byte words for every type, also for blocks that do not
@@ -244,6 +247,7 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     o->dev = d;
     o->caps = caps;
     o->t = *t;
+    o->no_fusion = pvk_env_flag("PHIVK_DISABLE_FUSION");
     *out = o;
     return PHIVK_OK;
 }
@@ -527,12 +531,17 @@ phivk_status pvk_op_swiglu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_
 
 phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
-    pvk_input in = {x, NULL};
+    pvk_input in = {.f32 = x};
     return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
     return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
+}
+
+bool pvk_ops_fuses_act(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return !o->no_fusion && pvk_ops_reads_q8(o, t, m) && o->caps->int_dot && o->caps->subgroup &&
+           pvk_kernels_matvec_act[t][PVK_FETCH_BUF][PVK_ACT_SWIGLU] != PVK_KERNEL_NONE;
 }
 
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -546,9 +555,14 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
     if (y_col + (uint64_t)n > y_stride)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
-    bool q8 = in->q8 && pvk_ops_reads_q8(o, w->type, m);
-    const pvk_buf *x = q8 ? in->q8 : in->f32;
-    if ((st = q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
+    bool pre = in->pre != NULL, swiglu = pre && in->act == PVK_ACT_SWIGLU;
+    if (pre && ((in->act != PVK_ACT_GELU && !swiglu) || !pvk_ops_fuses_act(o, w->type, m) || k % 32))
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot apply activation %d in its prologue "
+                        "(pvk_ops_fuses_act)", pvk_type_get(w->type)->name, m, (int)in->act);
+    bool q8 = pre || (in->q8 && pvk_ops_reads_q8(o, w->type, m));
+    const pvk_buf *x = pre ? in->pre : q8 ? in->q8 : in->f32;
+    if ((st = pre ? need("matmul", "activation input", x, (uint64_t)m * k * (swiglu ? 2 : 1))
+              : q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
         (st = need("matmul", "y", y, (uint64_t)(m - 1) * y_stride + y_col + n)) ||
         (bias && (st = need("matmul", "bias", bias, (uint64_t)y_col + n))))
         return st;
@@ -560,7 +574,8 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         uint32_t nc = 1;
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
-        id = pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
+        id = pre ? pvk_kernels_matvec_act[w->type][tensor_fetch(w)][in->act]
+                 : pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
         per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
@@ -641,7 +656,7 @@ phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_
     pvk_cmd_fill(c, &ids, 0, ids.size, 0);
     pvk_cmd_fill(c, &xq, 0, xq.size, 0);
     pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
-    pvk_input in = {&x, &xq};   /* the int8 variants where the type reads them */
+    pvk_input in = {.f32 = &x, .q8 = &xq};   /* the int8 variants where the type reads them */
     for (int i = 0; i < n_ws && !st; i++) {
         if (i == n_ws - 1) {
             st = pvk_op_get_rows(o, c, &ws[i], &ids, &y, 1);

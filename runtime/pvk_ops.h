@@ -180,7 +180,17 @@ phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pv
  * projections write one fused output this way), with x in f32 and/or int8 (either
  * may be NULL): the int8 form when pvk_ops_reads_q8(w->type, m) and it is given,
  * else the f32 one (PHIVK_ERR_INVALID when that is missing). */
-typedef struct pvk_input { const pvk_buf *f32, *q8; } pvk_input;
+typedef struct pvk_input {
+    const pvk_buf *f32, *q8;
+    /* Or x = act(pre) (GELU: pre [m][cols]; SWIGLU: pre [m][2 cols], gate | up), made
+     * into int8 by the matvec itself (no dispatch for the activation) where
+     * pvk_ops_fuses_act says it can; f32 and q8 are then ignored. */
+    const pvk_buf *pre;
+    pvk_act act;
+} pvk_input;
+/* Whether a weight of type t at m rows takes its input as an activation's (pvk_input
+ * pre): the integer-dot matvec path, unless PHIVK_DISABLE_FUSION=1. */
+bool pvk_ops_fuses_act(const pvk_ops *o, pvk_type t, uint32_t m);
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
                             uint32_t y_stride, uint32_t y_col);

@@ -120,7 +120,7 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
     pvk_cmd_barrier(cmd, PVK_TRANSFER_TO_COMPUTE);
     if ((st = pvk_cmd_submit(cmd))) goto out;
 
-    pvk_input in = {&x, &xq};
+    pvk_input in = {.f32 = &x, .q8 = &xq};
     bool int8_offered = def.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup);
     double best = 1e30;
     *out = def;

@@ -16,6 +16,11 @@
 // unit's sum(q*x) is four 4x8-bit integer dot products (OpSDot), scaled once by
 // the x block's d; sum(x) is the block's stored half sum. A quarter of the x loads
 // and no conversions to float per weight.
+// -DPRO_ACT with -DSWIGLU or -DGELU (with INT_DOT): x comes as the activation's
+// input (f32, rows of 2K: gate then up, or of K) and each invocation makes the int8
+// blocks it reads itself (act.glsl, q8_block.glsl: the values and encoding
+// act.comp -DQ8 would have stored), so the activation needs no dispatch of its own;
+// every workgroup recomputes the blocks, cheap at decode's few columns.
 // Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
@@ -37,9 +42,15 @@ layout(constant_id = 3) const uint SG_MIN = 0;
 spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
 int sdot4x8(int a, int b, spirv_literal int packed_vector_format);
 int sdot(uint a, uint b) { return sdot4x8(int(a), int(b), 0); }
+#ifdef PRO_ACT
+#include "act.glsl"
+#include "q8_block.glsl"
+layout(std430, binding = 1) readonly buffer XP { vec4 xp4[]; };
+#else
 // The q8_store.glsl layout, as 16-byte words: q, then (d, half sums).
 layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
 layout(std430, binding = 1) readonly buffer XM { vec4 xm4[]; };
+#endif
 #else
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer X1 { float x1[]; };
@@ -51,6 +62,30 @@ layout(push_constant) uniform P {
     uint K, N, M, y_stride, y_off;
     uint flags;   // 1: add bias, 2: accumulate into y
 } p;
+
+#ifdef PRO_ACT
+// Block u of the activation of the row whose elements start at xc (a multiple of K),
+// in its int8 form.
+void x_block(uint xc, uint u, out uvec4 lo, out uvec4 hi, out vec4 meta) {
+    float v[32];
+#if defined(SWIGLU)
+    uint g4 = (2u * xc + 32u * u) >> 2, u4 = g4 + (p.K >> 2);
+    [[unroll]] for (uint j = 0; j < 8u; j++) {
+        vec4 g = xp4[g4 + j], up = xp4[u4 + j];
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_swiglu(g[e], up[e]);
+    }
+#elif defined(GELU)
+    uint x4 = (xc + 32u * u) >> 2;
+    [[unroll]] for (uint j = 0; j < 8u; j++) {
+        vec4 a = xp4[x4 + j];
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_gelu(a[e]);
+    }
+#else
+#error PRO_ACT needs SWIGLU or GELU
+#endif
+    q8_block(v, lo, hi, meta);
+}
+#endif
 
 void main() {
     uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NR;
@@ -77,9 +112,13 @@ void main() {
         uvec4 xa[NC], xb[NC];
         vec4 xd[NC];
         [[unroll]] for (uint c = 0; c < NC; c++) {
+#ifdef PRO_ACT
+            x_block(xcol[c], u, xa[c], xb[c], xd[c]);
+#else
             xa[c] = xq4[xq[c] + 2u * u];
             xb[c] = xq4[xq[c] + 2u * u + 1u];
             xd[c] = xm4[xm[c] + u];
+#endif
         }
         [[unroll]] for (uint r = 0; r < NR; r++) {
             uint blk = (wrow[r] / 32u + u) / UB;

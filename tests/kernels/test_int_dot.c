@@ -190,3 +190,23 @@ TEST(int8_matvec_matches_the_reference_for_every_block_type) {
     CHECK(check_matmul_q8(cmd, ops, PVK_Q4_K, 1, 24, 17920, false, false, 400) == 0, "q4_K k 17920");
     CHECK(check_matmul_q8(cmd, ops, PVK_Q6_K, 4, 3072, 256, true, false, 401) == 0, "q6_K 3072 rows");
 }
+
+/* The down projection applying GELU or SwiGLU itself (matvec.comp -DPRO_ACT): the
+ * same products as on the int8 the activation kernel writes, for every block type;
+ * without the integer-dot path (or with PHIVK_DISABLE_FUSION=1) the op refuses. */
+TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
+    REQUIRE(setup(), "no device");
+    if (!pvk_ops_fuses_act(ops, PVK_Q4_0, 1)) {
+        CHECK(!int_dot_on() || getenv("PHIVK_DISABLE_FUSION"), "the fused path is off without a kill switch");
+        SKIP("no fused activation here (integer dot products off, or PHIVK_DISABLE_FUSION)");
+    }
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        const char *name = pvk_type_get(t)->name;
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_SWIGLU, 1, 37, 768, true, 500 + i) == 0, "%s swiglu", name);
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_GELU, 1, 29, 512, false, 600 + i) == 0, "%s gelu", name);
+        CHECK(check_matmul_act(cmd, ops_gpu_like, t, PVK_ACT_SWIGLU, 3, 41, 256, true, 700 + i) == 0,
+              "%s swiglu m 3 gpu-like", name);
+    }
+    CHECK(check_matmul_act(cmd, ops, PVK_Q4_0, PVK_ACT_SWIGLU, 1, 3072, 8192, true, 800) == 0, "phi-3's down");
+}
