@@ -246,7 +246,9 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_attn a = attn_desc(s, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
-    if (att.q8) {
+    if (att.q8 && g->out.n_parts == 1 && pvk_ops_fuses_act(o, g->out.part[0].type, m)) {
+        att = (pvk_input){.pre = &s->buf[PLAN_ATT], .act = PVK_ACT_COPY};   /* out makes its int8 itself */
+    } else if (att.q8) {
         att.f32 = &s->buf[PLAN_ATT];
         if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->buf[PLAN_ATT], NULL, &s->buf[PLAN_AQ], m, (uint32_t)hp->n_embd_q);
     }

@@ -556,7 +556,8 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     if (y_col + (uint64_t)n > y_stride)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
     bool pre = in->pre != NULL, swiglu = pre && in->act == PVK_ACT_SWIGLU;
-    if (pre && ((in->act != PVK_ACT_GELU && !swiglu) || !pvk_ops_fuses_act(o, w->type, m) || k % 32))
+    if (pre && (in->act == PVK_ACT_SILU || (unsigned)in->act >= PVK_ACT_COUNT || !pvk_ops_fuses_act(o, w->type, m) ||
+                k % 32))
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot apply activation %d in its prologue "
                         "(pvk_ops_fuses_act)", pvk_type_get(w->type)->name, m, (int)in->act);
     bool q8 = pre || (in->q8 && pvk_ops_reads_q8(o, w->type, m));

@@ -182,7 +182,7 @@ phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pv
  * else the f32 one (PHIVK_ERR_INVALID when that is missing). */
 typedef struct pvk_input {
     const pvk_buf *f32, *q8;
-    /* Or x = act(pre) (GELU: pre [m][cols]; SWIGLU: pre [m][2 cols], gate | up), made
+    /* Or x = act(pre) (GELU, COPY: pre [m][cols]; SWIGLU: pre [m][2 cols], gate | up), made
      * into int8 by the matvec itself (no dispatch for the activation) where
      * pvk_ops_fuses_act says it can; f32 and q8 are then ignored. */
     const pvk_buf *pre;

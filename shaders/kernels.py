@@ -104,7 +104,8 @@ def families(wtypes, kvtypes):
     tex = lambda fetch, define: [define] if fetch == 'tex' else []
     mv = fam('matvec', 'matvec.comp', [W, FETCH, REDUCE, ACTS])
     mm = fam('matmul', 'matmul.comp', [W, FETCH, PREC])
-    # the integer-dot matvec whose prologue applies the activation (down projections)
+    # the integer-dot matvec whose prologue makes its int8 input: the activation (down
+    # projections), or a copy (the out projection reading attention's f32 output)
     mva = fam('matvec_act', 'matvec.comp', [W, FETCH, ACT])
     for t in wtypes:
         for fetch in FETCH.values:
@@ -114,7 +115,7 @@ def families(wtypes, kvtypes):
                 mv.add((t, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
             if t['block_elems'] > 1:   # integer dot products on the quants of block types
                 mv.add((t, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
-                for act in ('gelu', 'swiglu'):
+                for act in ('gelu', 'swiglu', 'copy'):
                     mva.add((t, fetch, act), base + '_' + act,
                             wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_ACT', '-D' + act.upper()])
             for prec in PREC.values:

@@ -16,8 +16,9 @@
 // unit's sum(q*x) is four 4x8-bit integer dot products (OpSDot), scaled once by
 // the x block's d; sum(x) is the block's stored half sum. A quarter of the x loads
 // and no conversions to float per weight.
-// -DPRO_ACT with -DSWIGLU or -DGELU (with INT_DOT): x comes as the activation's
-// input (f32, rows of 2K: gate then up, or of K) and each invocation makes the int8
+// -DPRO_ACT with -DSWIGLU, -DGELU or -DCOPY (with INT_DOT): x comes as the
+// activation's input (f32, rows of 2K: gate then up, or of K; COPY: x itself, as the
+// out projection reads attention's output) and each invocation makes the int8
 // blocks it reads itself (act.glsl, q8_block.glsl: the values and encoding
 // act.comp -DQ8 would have stored), so the activation needs no dispatch of its own;
 // every workgroup recomputes the blocks, cheap at decode's few columns.
@@ -74,14 +75,18 @@ void x_block(uint xc, uint u, out uvec4 lo, out uvec4 hi, out vec4 meta) {
         vec4 g = xp4[g4 + j], up = xp4[u4 + j];
         [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_swiglu(g[e], up[e]);
     }
-#elif defined(GELU)
+#elif defined(GELU) || defined(COPY)
     uint x4 = (xc + 32u * u) >> 2;
     [[unroll]] for (uint j = 0; j < 8u; j++) {
         vec4 a = xp4[x4 + j];
+#ifdef GELU
         [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_gelu(a[e]);
+#else
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = a[e];
+#endif
     }
 #else
-#error PRO_ACT needs SWIGLU or GELU
+#error PRO_ACT needs SWIGLU, GELU or COPY
 #endif
     q8_block(v, lo, hi, meta);
 }

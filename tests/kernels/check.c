@@ -129,7 +129,7 @@ static int matmul_case(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k
     }
     char what[96];
     snprintf(what, sizeof what, "y(%s m %d n %d k %d bias %d acc %d%s)", pvk_type_get(t)->name, m, n, k,
-             bias, acc, pre ? (*pre == PVK_ACT_SWIGLU ? " swiglu prologue" : " gelu prologue") : reads_q8 ? " int8 x" : "");
+             bias, acc, pre ? " activation prologue" : reads_q8 ? " int8 x" : "");
     bad = check_mismatches(what, got, want, tol, 0, (size_t)m * n);
     if (chunks) *chunks = w.n_chunks;
 out:

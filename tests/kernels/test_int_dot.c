@@ -191,7 +191,8 @@ TEST(int8_matvec_matches_the_reference_for_every_block_type) {
     CHECK(check_matmul_q8(cmd, ops, PVK_Q6_K, 4, 3072, 256, true, false, 401) == 0, "q6_K 3072 rows");
 }
 
-/* The down projection applying GELU or SwiGLU itself (matvec.comp -DPRO_ACT): the
+/* The down projection applying GELU or SwiGLU itself, and the out projection making
+ * the int8 of its f32 input (COPY) itself (matvec.comp -DPRO_ACT): the
  * same products as on the int8 the activation kernel writes, for every block type;
  * without the integer-dot path (or with PHIVK_DISABLE_FUSION=1) the op refuses. */
 TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
@@ -205,6 +206,7 @@ TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
         const char *name = pvk_type_get(t)->name;
         CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_SWIGLU, 1, 37, 768, true, 500 + i) == 0, "%s swiglu", name);
         CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_GELU, 1, 29, 512, false, 600 + i) == 0, "%s gelu", name);
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_COPY, 1, 33, 512, true, 650 + i) == 0, "%s copy", name);
         CHECK(check_matmul_act(cmd, ops_gpu_like, t, PVK_ACT_SWIGLU, 3, 41, 256, true, 700 + i) == 0,
               "%s swiglu m 3 gpu-like", name);
     }

@@ -50,7 +50,8 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
             CHECK(sh[PVK_ACTS_Q8] == PVK_KERNEL_NONE, "%s fetch %d: no int8 matvec without subgroups", name, f);
             /* The int8 matvec that applies the down projection's activation itself. */
             CHECK(built(pvk_kernels_matvec_act[t][f][PVK_ACT_SWIGLU]) == (ok && blocked) &&
-                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_GELU]) == (ok && blocked),
+                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_GELU]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_COPY]) == (ok && blocked),
                   "%s fetch %d: a matvec with the activation in its prologue for block types", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
