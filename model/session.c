@@ -203,6 +203,28 @@ static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk
                   : pvk_op_layernorm(o, s->cmd, x, w, model_opt(b), out->f32, rows, n, hp->norm_eps);
 }
 
+/* Whether the projection p (every part) makes its int8 input itself at m rows. */
+static bool fuses(const phivk_session *s, const gpu_proj *p, uint32_t m) {
+    for (uint32_t i = 0; i < p->n_parts; i++)
+        if (!pvk_ops_fuses_act(s->m->rt->ops, p->part[i].type, m)) return false;
+    return p->n_parts > 0;
+}
+
+/* The model's norm of x as the projection p's input, into *h: left to p's prologue
+ * when only p reads the norm, and as int8 that it can make itself (*n describes the
+ * norm then; it must live until p is recorded); else recorded here (norm). */
+static void norm_for(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b, const gpu_proj *p,
+                     pvk_input *h, struct pvk_norm_in *n, uint32_t m, phivk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    if (!h->f32 && h->q8 && fuses(s, p, m)) {
+        *n = (struct pvk_norm_in){hp->norm == ARCH_NORM_RMS ? PVK_NORM_RMS : PVK_NORM_LAYER, w,
+                                  b ? model_opt(b) : NULL, hp->norm_eps};
+        *h = (pvk_input){.pre = x, .norm = n};
+    } else {
+        norm(s, x, w, b, h, m, st);
+    }
+}
+
 /* y (+)= x . proj^T (+ bias): one matmul, or one per part into its columns. */
 static void project(phivk_session *s, const gpu_proj *p, const pvk_input *x, const pvk_buf *y,
                     uint32_t m, bool accumulate, phivk_status *st) {
@@ -223,7 +245,10 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
 
     pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
-    norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
+    struct pvk_norm_in hn;
+    /* The parallel block's up reads h after out has added to x: h is stored. */
+    if (hp->parallel_block) norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
+    else norm_for(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &g->qkv, &h, &hn, m, st);
     project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
     /* RoPE is applied by the cache write: K as it is stored, q in place. */
     const pvk_buf *factors = NULL;
@@ -260,7 +285,8 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     } else {
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
-        norm(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &h2, m, st);
+        struct pvk_norm_in h2n;
+        norm_for(s, &s->buf[PLAN_X], &g->ffn_norm, NULL, &g->up, &h2, &h2n, m, st);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
     /* The activation of up's output, as down reads it (the recorder orders the

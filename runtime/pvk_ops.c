@@ -44,11 +44,12 @@ typedef struct { uint32_t rows, n; } softmax_push;
 typedef struct { uint32_t n, n_ff, flags; } act_push;
 typedef struct { uint32_t n, row_len; } eltwise_push;
 typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
+typedef struct { mm_push mm; float eps; } mm_norm_push;   /* matvec.comp -DPRO_NORM */
 static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(act_push) <= 128 &&
                   sizeof(eltwise_push) <= 128 && sizeof(mm_push) <= 128,
               "push constants <= 128 bytes");
 
-enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
+enum { MM_BIAS = 1, MM_ACCUMULATE = 2, MM_NORM_W = 4, MM_NORM_B = 8 };
 /* x columns one matvec workgroup reads per weight load (spec constant NC). */
 #define MV_MAX_COLS 8u
 /* Most accumulators (rows x columns) per matvec invocation for block types: 32 rows
@@ -555,11 +556,15 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
     if (y_col + (uint64_t)n > y_stride)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
-    bool pre = in->pre != NULL, swiglu = pre && in->act == PVK_ACT_SWIGLU;
-    if (pre && (in->act == PVK_ACT_SILU || (unsigned)in->act >= PVK_ACT_COUNT || !pvk_ops_fuses_act(o, w->type, m) ||
-                k % 32))
-        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot apply activation %d in its prologue "
-                        "(pvk_ops_fuses_act)", pvk_type_get(w->type)->name, m, (int)in->act);
+    const struct pvk_norm_in *nin = in->pre ? in->norm : NULL;
+    bool pre = in->pre != NULL, swiglu = pre && !nin && in->act == PVK_ACT_SWIGLU;
+    if (pre && ((!nin && (in->act == PVK_ACT_SILU || (unsigned)in->act >= PVK_ACT_COUNT)) ||
+                (nin && (unsigned)nin->form >= PVK_NORM_COUNT) || !pvk_ops_fuses_act(o, w->type, m) || k % 32))
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot make its input in its prologue "
+                        "(pvk_ops_fuses_act)", pvk_type_get(w->type)->name, m);
+    if (nin && ((nin->w && (st = need("matmul", "norm weight", nin->w, k))) ||
+                (nin->b && (st = need("matmul", "norm bias", nin->b, k)))))
+        return st;
     bool q8 = pre || (in->q8 && pvk_ops_reads_q8(o, w->type, m));
     const pvk_buf *x = pre ? in->pre : q8 ? in->q8 : in->f32;
     if ((st = pre ? need("matmul", "activation input", x, (uint64_t)m * k * (swiglu ? 2 : 1))
@@ -575,7 +580,8 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         uint32_t nc = 1;
         while (nc < m && nc < MV_MAX_COLS) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
-        id = pre ? pvk_kernels_matvec_act[w->type][tensor_fetch(w)][in->act]
+        id = nin ? pvk_kernels_matvec_norm[w->type][tensor_fetch(w)][nin->form]
+             : pre ? pvk_kernels_matvec_act[w->type][tensor_fetch(w)][in->act]
                  : pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
         per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (is_blocked(w->type))
@@ -600,16 +606,20 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     for (uint32_t i = 0; i < w->n_chunks; i++) {
         uint32_t rows = pvk_tensor_chunk_rows(w, i), y_off = y_col + (uint32_t)(i * w->chunk_rows);
         bool narrow = m == 1 && 4ull * y_off % o->caps->storage_align == 0;
-        mm_push p = {k, rows, m, y_stride, narrow ? 0 : y_off,
-                     (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
+        mm_norm_push p = {{k, rows, m, y_stride, narrow ? 0 : y_off,
+                            (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u) |
+                                (nin && nin->w ? MM_NORM_W : 0u) | (nin && nin->b ? MM_NORM_B : 0u)},
+                           nin ? nin->eps : 0};
         pvk_binding yb = narrow ? pvk_bind_range(y, 4ull * y_off, 4ull * rows) : pvk_bind(y);
         pvk_binding bb = !bias ? pvk_bind(x) /* a read-only stand-in: no hazard */
                          : narrow ? pvk_bind_range(bias, 4ull * y_off, 4ull * rows) : pvk_bind(bias);
-        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), bb, yb};
+        /* The norm's weight and bias (absent: x, never read) follow for -DPRO_NORM. */
+        pvk_binding bd[6] = {pvk_tensor_bind(w, i), pvk_bind(x), bb, yb,
+                             pvk_bind(nin && nin->w ? nin->w : x), pvk_bind(nin && nin->b ? nin->b : x)};
+        const char *bindings = w->views ? (nin ? "tsssss" : "tsss") : (nin ? "ssssss" : "ssss");
         uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
-            (st = dispatch(o, c, id, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
-                           gx, gy, gz)))
+            (st = dispatch(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz)))
             return st;
     }
     return PHIVK_OK;

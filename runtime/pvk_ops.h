@@ -187,6 +187,13 @@ typedef struct pvk_input {
      * pvk_ops_fuses_act says it can; f32 and q8 are then ignored. */
     const pvk_buf *pre;
     pvk_act act;
+    /* Or, with norm set, x = that norm of pre (pre [m][cols], w and b [cols] each
+     * optional), made into int8 the same way where pvk_ops_fuses_act says so. */
+    const struct pvk_norm_in {
+        pvk_norm form;
+        const pvk_buf *w, *b;
+        float eps;
+    } *norm;
 } pvk_input;
 /* Whether a weight of type t at m rows takes its input as an activation's (pvk_input
  * pre): the integer-dot matvec path, unless PHIVK_DISABLE_FUSION=1. */

@@ -107,6 +107,8 @@ def families(wtypes, kvtypes):
     # the integer-dot matvec whose prologue makes its int8 input: the activation (down
     # projections), or a copy (the out projection reading attention's f32 output)
     mva = fam('matvec_act', 'matvec.comp', [W, FETCH, ACT])
+    # ... or the norm before the projection (the projections that read a norm's output)
+    mvn = fam('matvec_norm', 'matvec.comp', [W, FETCH, NORM])
     for t in wtypes:
         for fetch in FETCH.values:
             wdef = [weight_define(t)] + tex(fetch, '-DW_TEXEL')
@@ -118,6 +120,10 @@ def families(wtypes, kvtypes):
                 for act in ('gelu', 'swiglu', 'copy'):
                     mva.add((t, fetch, act), base + '_' + act,
                             wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_ACT', '-D' + act.upper()])
+                for form in NORM.values:
+                    mvn.add((t, fetch, form), base + '_' + form + 'norm',
+                            wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_NORM'] +
+                            (['-DLAYERNORM'] if form == 'layer' else []))
             for prec in PREC.values:
                 mm.add((t, fetch, prec), 'matmul_%s_%s%s' % (t['name'], fetch, '_f16' if prec == 'f16' else ''),
                        wdef + (['-DF16'] if prec == 'f16' else []))

@@ -212,3 +212,19 @@ TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
     }
     CHECK(check_matmul_act(cmd, ops, PVK_Q4_0, PVK_ACT_SWIGLU, 1, 3072, 8192, true, 800) == 0, "phi-3's down");
 }
+
+/* The projection after a norm applying it itself (matvec.comp -DPRO_NORM), RMS and
+ * LayerNorm, one workgroup's reduction of each column's statistics first. */
+TEST(matvec_with_the_norm_in_its_prologue_matches_the_reference) {
+    REQUIRE(setup(), "no device");
+    if (!pvk_ops_fuses_act(ops, PVK_Q4_0, 1)) SKIP("no fused prologue here (integer dot products off, or PHIVK_DISABLE_FUSION)");
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        const char *name = pvk_type_get(t)->name;
+        CHECK(check_matmul_norm(cmd, ops, t, PVK_NORM_RMS, 1, 37, 768, false, 900 + i) == 0, "%s rms", name);
+        CHECK(check_matmul_norm(cmd, ops, t, PVK_NORM_LAYER, 1, 29, 512, true, 950 + i) == 0, "%s layer", name);
+        CHECK(check_matmul_norm(cmd, ops_gpu_like, t, PVK_NORM_RMS, 2, 41, 256, false, 990 + i) == 0,
+              "%s rms m 2 gpu-like", name);
+    }
+    CHECK(check_matmul_norm(cmd, ops, PVK_Q4_0, PVK_NORM_RMS, 1, 9216, 3072, false, 1000) == 0, "phi-3's qkv");
+}

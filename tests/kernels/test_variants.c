@@ -53,6 +53,9 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
                   built(pvk_kernels_matvec_act[t][f][PVK_ACT_GELU]) == (ok && blocked) &&
                   built(pvk_kernels_matvec_act[t][f][PVK_ACT_COPY]) == (ok && blocked),
                   "%s fetch %d: a matvec with the activation in its prologue for block types", name, f);
+            CHECK(built(pvk_kernels_matvec_norm[t][f][PVK_NORM_RMS]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_norm[t][f][PVK_NORM_LAYER]) == (ok && blocked),
+                  "%s fetch %d: a matvec with the norm in its prologue for block types", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
             CHECK(built(pvk_kernels_get_rows[t][f]) == ok, "%s fetch %d: get_rows", name, f);
