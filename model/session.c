@@ -335,7 +335,9 @@ static phivk_status forward(phivk_session *s, const int32_t *ids, uint32_t m, fl
     if (hp->tied_output) reads(s, &mod->embd, 1, rows, &wf, &wq);
     else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
     pvk_input normed = {.f32 = !wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], .q8 = wq ? &s->buf[PLAN_HQ] : NULL};
-    norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
+    struct pvk_norm_in fn;
+    if (hp->tied_output) norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
+    else norm_for(s, final_in, &mod->output_norm, &mod->output_norm_b, &mod->output, &normed, &fn, rows, &st);
     if (!hp->tied_output) project(s, &mod->output, &normed, &s->buf[PLAN_LOGITS], rows, false, &st);
     else if (!st)
         st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->buf[PLAN_LOGITS], rows, false,
