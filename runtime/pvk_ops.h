@@ -195,8 +195,10 @@ typedef struct pvk_input {
         float eps;
     } *norm;
 } pvk_input;
-/* Whether a weight of type t at m rows takes its input as an activation's (pvk_input
- * pre): the integer-dot matvec path, unless PHIVK_DISABLE_FUSION=1. */
+/* Whether a weight of type t at m rows can take its input as an activation's or a
+ * norm's (pvk_input pre): the integer-dot matvec path, unless PHIVK_DISABLE_FUSION=1.
+ * Every workgroup encodes the blocks it reads, so the caller fuses where that is
+ * cheaper than a dispatch (the session: decode). */
 bool pvk_ops_fuses_act(const pvk_ops *o, pvk_type t, uint32_t m);
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
