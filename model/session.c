@@ -206,10 +206,10 @@ static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk
 /* Whether the projection p (every part) makes its int8 input itself: at decode
  * (m 1) only, where recomputing the blocks in every workgroup costs less than a
  * dispatch; a prompt's rows would be encoded once per workgroup row instead of once. */
-static bool fuses(const phivk_session *s, const gpu_proj *p, uint32_t m) {
+static bool fuses(const phivk_session *s, pvk_fusion what, const gpu_proj *p, uint32_t m) {
     if (m != 1) return false;
     for (uint32_t i = 0; i < p->n_parts; i++)
-        if (!pvk_ops_fuses_act(s->m->rt->ops, p->part[i].type, m)) return false;
+        if (!pvk_ops_fuses(s->m->rt->ops, what, p->part[i].type, m)) return false;
     return p->n_parts > 0;
 }
 
@@ -219,7 +219,7 @@ static bool fuses(const phivk_session *s, const gpu_proj *p, uint32_t m) {
 static void norm_for(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b, const gpu_proj *p,
                      pvk_input *h, struct pvk_norm_in *n, uint32_t m, phivk_status *st) {
     const arch_hparams *hp = &s->m->hp;
-    if (!h->f32 && h->q8 && fuses(s, p, m)) {
+    if (!h->f32 && h->q8 && fuses(s, PVK_FUSION_ALL, p, m)) {
         *n = (struct pvk_norm_in){hp->norm == ARCH_NORM_RMS ? PVK_NORM_RMS : PVK_NORM_LAYER, w,
                                   b ? model_opt(b) : NULL, hp->norm_eps};
         *h = (pvk_input){.pre = x, .norm = n};
@@ -274,7 +274,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_attn a = attn_desc(s, m, pos0);
     if (!*st) *st = pvk_op_attention(o, c, &s->buf[PLAN_QKV], &a, kv, &s->buf[PLAN_ATT]);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
-    if (att.q8 && fuses(s, &g->out, m)) {
+    if (att.q8 && fuses(s, PVK_FUSION_ACT, &g->out, m)) {
         att = (pvk_input){.pre = &s->buf[PLAN_ATT], .act = PVK_ACT_COPY};   /* out makes its int8 itself */
     } else if (att.q8) {
         att.f32 = &s->buf[PLAN_ATT];
@@ -298,7 +298,7 @@ static void record_layer(phivk_session *s, int32_t l, uint32_t m, uint32_t pos0,
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
     pvk_act form = hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU;
     /* Where it can, down applies the activation itself (one dispatch fewer). */
-    if (act.q8 && fuses(s, &g->down, m))
+    if (act.q8 && fuses(s, PVK_FUSION_ACT, &g->down, m))
         act = (pvk_input){.pre = &s->buf[PLAN_FF], .act = form};
     else if (!*st) {
         if (act.q8) *st = pvk_op_act_q8(o, c, form, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);

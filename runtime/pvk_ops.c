@@ -18,7 +18,7 @@ struct pvk_ops {
     pvk_ops_tuning t;
     bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mm_choice) */
     pvk_mm_choice mv[PVK_TYPE_COUNT];
-    bool no_fusion;                /* PHIVK_DISABLE_FUSION */
+    pvk_fusion fusion;             /* PHIVK_FUSION, else the device's default */
 };
 
 /* Weights are fetched as 16-byte words for every type, also for blocks that do not
@@ -248,7 +248,23 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     o->dev = d;
     o->caps = caps;
     o->t = *t;
-    o->no_fusion = pvk_env_flag("PHIVK_DISABLE_FUSION");
+    /* The prologues re-read their inputs per workgroup: L2 hits on a GPU, but on
+     * lavapipe (storage loads are slow, and an exp per element per workgroup costs)
+     * one decode token of the 150M Q4_0 shape took 155 ms with the activations fused
+     * and ~200 ms with the norms too, against 64 ms with none (PHIVK_PROFILE). */
+    o->fusion = caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? PVK_FUSION_NONE : PVK_FUSION_ALL;
+    const char *f = getenv("PHIVK_FUSION");
+    if (f && *f) {
+        static const char *const names[] = {"none", "act", "all"};
+        int i = 0;
+        while (i < 3 && strcmp(f, names[i])) i++;
+        if (i == 3) {
+            free(o);
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_FUSION=%s: use none, act (the activations and attention's "
+                            "int8 copy in the next projection's prologue) or all (also the norms)", f);
+        }
+        o->fusion = (pvk_fusion)i;
+    }
     *out = o;
     return PHIVK_OK;
 }
@@ -540,9 +556,13 @@ bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
     return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
 }
 
-bool pvk_ops_fuses_act(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return !o->no_fusion && pvk_ops_reads_q8(o, t, m) && o->caps->int_dot && o->caps->subgroup &&
+bool pvk_ops_can_fuse(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return pvk_ops_reads_q8(o, t, m) && o->caps->int_dot && o->caps->subgroup &&
            pvk_kernels_matvec_act[t][PVK_FETCH_BUF][PVK_ACT_SWIGLU] != PVK_KERNEL_NONE;
+}
+
+bool pvk_ops_fuses(const pvk_ops *o, pvk_fusion what, pvk_type t, uint32_t m) {
+    return what != PVK_FUSION_NONE && o->fusion >= what && pvk_ops_can_fuse(o, t, m);
 }
 
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -559,9 +579,9 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     const struct pvk_norm_in *nin = in->pre ? in->norm : NULL;
     bool pre = in->pre != NULL, swiglu = pre && !nin && in->act == PVK_ACT_SWIGLU;
     if (pre && ((!nin && (in->act == PVK_ACT_SILU || (unsigned)in->act >= PVK_ACT_COUNT)) ||
-                (nin && (unsigned)nin->form >= PVK_NORM_COUNT) || !pvk_ops_fuses_act(o, w->type, m) || k % 32))
+                (nin && (unsigned)nin->form >= PVK_NORM_COUNT) || !pvk_ops_can_fuse(o, w->type, m) || k % 32))
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot make its input in its prologue "
-                        "(pvk_ops_fuses_act)", pvk_type_get(w->type)->name, m);
+                        "(pvk_ops_can_fuse)", pvk_type_get(w->type)->name, m);
     if (nin && ((nin->w && (st = need("matmul", "norm weight", nin->w, k))) ||
                 (nin->b && (st = need("matmul", "norm bias", nin->b, k)))))
         return st;

@@ -193,13 +193,13 @@ TEST(int8_matvec_matches_the_reference_for_every_block_type) {
 
 /* The down projection applying GELU or SwiGLU itself, and the out projection making
  * the int8 of its f32 input (COPY) itself (matvec.comp -DPRO_ACT): the
- * same products as on the int8 the activation kernel writes, for every block type;
- * without the integer-dot path (or with PHIVK_DISABLE_FUSION=1) the op refuses. */
+ * same products as on the int8 the activation kernel writes, for every block type
+ * (the op's capability, whatever PHIVK_FUSION lets the session use). */
 TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
     REQUIRE(setup(), "no device");
-    if (!pvk_ops_fuses_act(ops, PVK_Q4_0, 1)) {
-        CHECK(!int_dot_on() || getenv("PHIVK_DISABLE_FUSION"), "the fused path is off without a kill switch");
-        SKIP("no fused activation here (integer dot products off, or PHIVK_DISABLE_FUSION)");
+    if (!pvk_ops_can_fuse(ops, PVK_Q4_0, 1)) {
+        CHECK(!int_dot_on(), "the fused path is there with integer dot products");
+        SKIP("no fused prologue here (integer dot products off)");
     }
     for (int i = 0; i < N_QTYPES; i++) {
         pvk_type t = qtypes[i];
@@ -217,7 +217,7 @@ TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
  * LayerNorm, one workgroup's reduction of each column's statistics first. */
 TEST(matvec_with_the_norm_in_its_prologue_matches_the_reference) {
     REQUIRE(setup(), "no device");
-    if (!pvk_ops_fuses_act(ops, PVK_Q4_0, 1)) SKIP("no fused prologue here (integer dot products off, or PHIVK_DISABLE_FUSION)");
+    if (!pvk_ops_can_fuse(ops, PVK_Q4_0, 1)) SKIP("no fused prologue here (integer dot products off)");
     for (int i = 0; i < N_QTYPES; i++) {
         pvk_type t = qtypes[i];
         const char *name = pvk_type_get(t)->name;

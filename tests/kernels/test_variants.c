@@ -31,7 +31,7 @@ TEST(every_kernel_id_names_an_embedded_spirv_module) {
 /* pvk_tensor_create accepts the types marked supported; for each, matmul asks for
  * matvec over both fetch paths and reductions with f32 activations, with int8
  * activations (subgroup reduction only: need_q8) for block types, given as int8 or
- * as the input of GELU or SwiGLU (pvk_ops_fuses_act), and the tiled
+ * as the input of GELU or SwiGLU or a norm (pvk_ops_can_fuse), and the tiled
  * kernel in f32 and fp16; get_rows for both fetch paths. Other types have none. */
 TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
     int types = 0;
