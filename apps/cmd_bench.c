@@ -1,7 +1,8 @@
 /* phivk bench: prompt processing and generation speed, as llama-bench measures
  * them, on a GGUF file or on a synthetic model of a named shape built in memory,
- * next to the device's copy bandwidth (the roofline a memory-bound decode is held
- * against). Results on stdout (a table, or JSON); progress on stderr. */
+ * next to the device's read bandwidth measured by a compute kernel (the roofline a
+ * memory-bound decode is held against; the copy engine's figure is shown as
+ * information). Results on stdout (a table, or JSON); progress on stderr. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,15 +43,19 @@ typedef struct bench_test {
     double *ns;              /* nanoseconds of each repetition */
     double avg_ts, sd_ts, avg_ns, sd_ns;
     double weights_gbps;     /* tg: weight bytes per step x steps/s */
+    double decode_gbps;      /* tg: weight plus KV-cache bytes per token x tokens/s */
+    uint64_t kv_bytes;       /* tg: KV-cache bytes a token reads, on average */
+    /* tg: per decode token, over every repetition (phivk_session_last_step) */
+    double dispatches, barriers, host_ms, token_ms;
 } bench_test;
 
 /* What the table and the JSON say about the model and device. */
 typedef struct bench_model {
     const char *name, *arch, *type, *device;
     char *kernels;            /* phivk_model_kernels_text, owned */
-    uint64_t size, token_bytes;
+    uint64_t size, token_bytes, kv_bytes_per_pos;
     int64_t params;
-    double copy_gbps;
+    double copy_gbps, read_gbps;
 } bench_model;
 
 static void names_line(FILE *out, const char *what, const char *const *names) {
@@ -63,8 +68,10 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: phivk bench [-m MODEL.gguf | --shape NAME --type TYPE] [OPTIONS]\n\n"
             "Prompt processing (ppN) and generation (tgN) speed in tokens/s, mean +- standard\n"
-            "deviation over the repetitions, and decode's weight bandwidth (weight bytes read\n"
-            "per token x tokens/s) as a fraction of the device's measured copy bandwidth.\n"
+            "deviation over the repetitions, and decode's bandwidth (weight plus KV-cache bytes\n"
+            "read per token x tokens/s) as a fraction of the device's read bandwidth, measured\n"
+            "by a compute kernel reading a buffer of twice --copy-mib. Per decode token: the\n"
+            "dispatches, the barriers and the host time recording and submitting.\n"
             "Without -m it benchmarks a synthetic model of the named shape, built in memory\n"
             "(random weights; layers share bytes, so the sizes are real and the build fast).\n\n"
             "  -m, --model FILE        benchmark a GGUF file\n"
@@ -77,7 +84,8 @@ static void usage(FILE *out) {
             "  --parallel N,N,...      tg with N sequences decoding together (one step for all:\n"
             "                          phivk_decode_batch), aggregate tokens/s, one row per N\n"
             "  --max-seconds S         refuse runs projected to take longer (default 600)\n"
-            "  --copy-mib N            buffer size of the copy-bandwidth test (default 256)\n"
+            "  --copy-mib N            buffer size of the copy-bandwidth test (default 256;\n"
+            "                          the read test reads twice as much)\n"
             "  --device N|NAME         Vulkan device (see 'phivk devices')\n"
             "  --kv-type T, -ctk T, -ctv T  KV cache type f16|q8_0|q4_0 (both, K, V)\n"
             "  --rope-factors auto|short|long, --no-swa  as for 'phivk run'\n"
@@ -329,8 +337,13 @@ static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *i
         double t0 = app_now();
         phivk_status st = PHIVK_OK;
         if (t->n_prompt) st = phivk_decode(s, ids, t->n_prompt, NULL, false);
-        for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++)
+        for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++) {
             st = t->seqs ? parallel_step(seqs, t, ids, i) : phivk_decode(s, ids + i, 1, NULL, false);
+            phivk_step_stats ss = phivk_session_last_step(s); /* a batch step records into s */
+            t->dispatches += ss.dispatches;
+            t->barriers += ss.barriers;
+            t->host_ms += ss.host_s * 1e3;
+        }
         double dt = app_now() - t0;
         if (st != PHIVK_OK) {
             fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
@@ -343,17 +356,30 @@ static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *i
     }
     stats(t->ts, o->reps, &t->avg_ts, &t->sd_ts);
     stats(t->ns, o->reps, &t->avg_ns, &t->sd_ns);
-    if (t->n_gen) t->weights_gbps = bm->token_bytes * t->avg_ts / (t->seqs ? t->seqs : 1) * 1e-9;
+    if (t->n_gen) {
+        int32_t n = t->seqs ? t->seqs : 1;   /* tokens per step */
+        t->weights_gbps = bm->token_bytes * t->avg_ts / n * 1e-9;
+        /* the token at depth d reads d + 1 positions; tg starts from an empty cache */
+        t->kv_bytes = bm->kv_bytes_per_pos * (uint64_t)(t->n_gen + 1) / 2;
+        t->decode_gbps = (double)(bm->token_bytes + (uint64_t)n * t->kv_bytes) * t->avg_ts / n * 1e-9;
+        double steps = (double)t->n_gen * o->reps;
+        t->dispatches /= steps;
+        t->barriers /= steps;
+        t->host_ms /= steps;
+        t->token_ms = t->avg_ns * 1e-6 / t->n_gen;
+    }
     return true;
 }
 
 /* ------------------------------------------------------------------ output */
 
 enum { COLS = 9, ROWS_MAX = 1 + MAX_PARALLEL };
+/* The read test's buffer, in copy buffers: one buffer where the copy needs two. */
+#define READ_COPIES 2
 
 static void print_table(const bench_model *bm, const bench_opts *o, const bench_test *tests, int n) {
     static const char *const head[COLS] = {"model", "size", "params", "type", "device", "test",
-                                           "t/s", "weights GB/s", "of copy bw"};
+                                           "t/s", "decode GB/s", "of read bw"};
     char cell[ROWS_MAX][COLS][160];
     for (int r = 0; r < n; r++) {
         const bench_test *t = &tests[r];
@@ -365,9 +391,9 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
         snprintf(cell[r][4], sizeof cell[r][4], "%s", bm->device);
         snprintf(cell[r][5], sizeof cell[r][5], "%.31s", t->name);
         snprintf(cell[r][6], sizeof cell[r][6], "%.2f ± %.2f", t->avg_ts, t->sd_ts);
-        snprintf(cell[r][7], sizeof cell[r][7], t->n_gen ? "%.2f" : "", t->weights_gbps);
+        snprintf(cell[r][7], sizeof cell[r][7], t->n_gen ? "%.2f" : "", t->decode_gbps);
         snprintf(cell[r][8], sizeof cell[r][8], t->n_gen ? "%.1f%%" : "",
-                 100 * t->weights_gbps / bm->copy_gbps);
+                 100 * t->decode_gbps / bm->read_gbps);
     }
     int w[COLS];
     for (int c = 0; c < COLS; c++) {
@@ -391,11 +417,22 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
             printf(c >= 6 ? "| %*s " : "| %-*s ", w[c] + (c == 6 ? 1 : 0), cell[r][c]);
         printf("|\n");
     }
-    printf("\ncopy bandwidth of %s: %.2f GB/s (bytes read per second by vkCmdCopyBuffer of %llu MiB, "
-           "submit cost excluded); decode reads %.2f MiB of weights per token\n",
-           bm->device, bm->copy_gbps, (unsigned long long)(o->copy_bytes >> 20),
-           bm->token_bytes / (1024.0 * 1024));
+    printf("\nread bandwidth of %s: %.2f GB/s (a compute kernel's 16-byte loads over %llu MiB, submit "
+           "cost excluded); copy bandwidth: %.2f GB/s (vkCmdCopyBuffer of %llu MiB, for information); "
+           "decode reads %.2f MiB of weights per token",
+           bm->device, bm->read_gbps, (unsigned long long)(READ_COPIES * o->copy_bytes >> 20), bm->copy_gbps,
+           (unsigned long long)(o->copy_bytes >> 20), bm->token_bytes / (1024.0 * 1024));
+    for (int r = 0; r < n; r++)
+        if (tests[r].n_gen)
+            printf(" + %.2f MiB of KV cache on average in %s", tests[r].kv_bytes / (1024.0 * 1024), tests[r].name);
+    printf("\n");
     if (bm->kernels) printf("matrix kernels: %s\n", bm->kernels);
+    for (int r = 0; r < n; r++)
+        if (tests[r].n_gen)
+            printf("%s per decode token: %.0f dispatches, %.0f barriers, host %.3f ms recording and "
+                   "submitting (%.1f%% of the token's %.2f ms)\n", tests[r].name, tests[r].dispatches,
+                   tests[r].barriers, tests[r].host_ms, 100 * tests[r].host_ms / tests[r].token_ms,
+                   tests[r].token_ms);
 }
 
 static cJSON *number_array(const double *x, int n) {
@@ -436,9 +473,18 @@ static bool print_json(const bench_model *bm, const bench_opts *o, const bench_t
         cJSON_AddNumberToObject(r, "copy_gbps", bm->copy_gbps);
         cJSON_AddNumberToObject(r, "copy_bytes", (double)o->copy_bytes);
         cJSON_AddNumberToObject(r, "token_weight_bytes", (double)bm->token_bytes);
+        cJSON_AddNumberToObject(r, "read_gbps", bm->read_gbps);
+        cJSON_AddNumberToObject(r, "read_bytes", (double)(READ_COPIES * o->copy_bytes));
         if (t->n_gen) {
             cJSON_AddNumberToObject(r, "weights_gbps", t->weights_gbps);
             cJSON_AddNumberToObject(r, "copy_fraction", t->weights_gbps / bm->copy_gbps);
+            cJSON_AddNumberToObject(r, "token_kv_bytes", (double)t->kv_bytes);
+            cJSON_AddNumberToObject(r, "decode_gbps", t->decode_gbps);
+            cJSON_AddNumberToObject(r, "read_fraction", t->decode_gbps / bm->read_gbps);
+            cJSON_AddNumberToObject(r, "token_dispatches", t->dispatches);
+            cJSON_AddNumberToObject(r, "token_barriers", t->barriers);
+            cJSON_AddNumberToObject(r, "token_host_ms", t->host_ms);
+            cJSON_AddNumberToObject(r, "token_host_fraction", t->host_ms / t->token_ms);
         }
     }
     char *text = all ? cJSON_Print(all) : NULL;
@@ -489,7 +535,9 @@ int cmd_bench(int argc, char **argv) {
     uint64_t copy_bytes = o.copy_bytes;
     if (copy_bytes > budget / 8) copy_bytes = budget / 8 & ~(uint64_t)((1 << 20) - 1);
     o.copy_bytes = copy_bytes;
-    if (phivk_runtime_copy_bandwidth(rt, copy_bytes, &bm.copy_gbps) != PHIVK_OK) goto fail;
+    if (phivk_runtime_copy_bandwidth(rt, copy_bytes, &bm.copy_gbps) != PHIVK_OK ||
+        phivk_runtime_read_bandwidth(rt, READ_COPIES * copy_bytes, &bm.read_gbps) != PHIVK_OK)
+        goto fail;
 
     phivk_session_params sp = o.run.sess;
     sp.ctx = ctx;
@@ -525,6 +573,7 @@ int cmd_bench(int argc, char **argv) {
         if (!(seqs[j] = phivk_session_create(model, &sp))) goto fail;
         sp.share_scratch = seqs[0];
     }
+    bm.kv_bytes_per_pos = phivk_session_kv_bytes_per_token(seqs[0]);
 
     /* random tokens, as llama-bench uses */
     int32_t n_vocab = phivk_model_n_vocab(model);

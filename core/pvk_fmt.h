@@ -14,4 +14,7 @@ const char *pvk_fmt_bytes(char buf[32], uint64_t n);
  * PHIVK_DISABLE_* and PHIVK_PROFILE read this way). */
 bool pvk_env_flag(const char *name);
 
+/* Seconds on the monotonic clock, for host-side timings. */
+double pvk_now_s(void);
+
 #endif

@@ -262,6 +262,9 @@ int32_t phivk_session_pos(const phivk_session *s);    /* tokens in the cache */
 /* One line: weights, KV cache (its context and how it was chosen), scratch and
  * what is left of the device's memory. Caller frees with free(). */
 char *phivk_session_plan_text(const phivk_session *s);
+/* KV-cache bytes of one position (every layer's K and V in the session's types):
+ * a decode token at depth d reads d times this. */
+uint64_t phivk_session_kv_bytes_per_token(const phivk_session *s);
 
 /* Runs n tokens at the current position and appends them to the cache. logits
  * (may be NULL) receives the logits of the last position (n_vocab floats), or of
@@ -290,6 +293,17 @@ phivk_status phivk_decode_batch(phivk_session *const *sessions, const int32_t *t
 phivk_status phivk_session_truncate(phivk_session *s, int32_t pos);
 /* Safe from any thread: the running or next phivk_decode stops at a token boundary. */
 void phivk_cancel(phivk_session *s);
+
+/* What the last command buffer of phivk_decode cost (its last chunk of tokens; one
+ * token when decoding): `phivk bench` reports these per decode token. */
+typedef struct phivk_step_stats {
+    int32_t tokens;          /* positions it ran; 0 before the first phivk_decode */
+    uint32_t dispatches;     /* compute dispatches recorded */
+    uint32_t barriers;       /* pipeline barriers recorded */
+    double host_s;           /* host time recording and submitting it */
+    double wait_s;           /* host time then waiting for the device */
+} phivk_step_stats;
+phivk_step_stats phivk_session_last_step(const phivk_session *s);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -322,6 +336,10 @@ uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt);
 /* Copies a device buffer of bytes to another (vkCmdCopyBuffer, needs 2 x bytes),
  * timed without the submit's fixed cost; *gb_per_s counts bytes read per second / 1e9. */
 phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s);
+/* Reads a device buffer of bytes with a compute kernel (16-byte loads over a grid
+ * that fills the device, a checksum so every word is read and checked), timed
+ * without the submit's fixed cost: the roofline of a memory-bound decode. */
+phivk_status phivk_runtime_read_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s);
 
 uint64_t phivk_model_weight_bytes(const phivk_model *m);  /* matrices on the device, as stored */
 /* Weight bytes one decode token reads: every layer matrix and the output head. */

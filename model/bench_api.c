@@ -9,7 +9,7 @@
 #include "pvk_bench.h"
 #include "synth.h"
 
-/* Copies timed after the untimed first one; the best counts. */
+/* Copies (and read passes) timed after the untimed first one; the best counts. */
 #define COPY_REPS 10
 
 uint64_t phivk_runtime_memory_budget(const phivk_runtime *rt) { return pvk_dev_budget(rt->dev); }
@@ -18,6 +18,12 @@ phivk_status phivk_runtime_copy_bandwidth(phivk_runtime *rt, uint64_t bytes, dou
     *gb_per_s = 0;
     if (!rt) return pvk_fail(PHIVK_ERR_INVALID, "copy bandwidth: no runtime");
     return pvk_bench_copy(rt->dev, bytes, COPY_REPS, gb_per_s);
+}
+
+phivk_status phivk_runtime_read_bandwidth(phivk_runtime *rt, uint64_t bytes, double *gb_per_s) {
+    *gb_per_s = 0;
+    if (!rt) return pvk_fail(PHIVK_ERR_INVALID, "read bandwidth: no runtime");
+    return pvk_bench_read(rt->dev, bytes, COPY_REPS, gb_per_s);
 }
 
 uint64_t phivk_model_weight_bytes(const phivk_model *m) { return m->weight_bytes; }

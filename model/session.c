@@ -27,6 +27,7 @@ struct phivk_session {
     pvk_buf *buf;             /* own, or the owner's */
     pvk_cmd *cmd;             /* its own, or the owner's */
     int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
+    phivk_step_stats step;    /* what the last forward's command buffer cost */
 };
 
 phivk_session_params phivk_session_default_params(void) {
@@ -197,6 +198,8 @@ char *phivk_session_plan_text(const phivk_session *s) {
 
 const plan *session_plan_of(const phivk_session *s) { return &s->plan; }
 
+uint64_t phivk_session_kv_bytes_per_token(const phivk_session *s) { return s->plan.kv_bytes_per_token; }
+
 /* ------------------------------------------------------------- forward pass */
 
 /* Which forms of an activation the weights t[0..n) read at m rows: sets *f32 and/or
@@ -215,7 +218,7 @@ static pvk_input input_for(const phivk_session *s, const pvk_buf *f32, const pvk
     bool wf = false, wq = false;
     reads(s, a->part, a->n_parts, m, &wf, &wq);
     if (b) reads(s, b->part, b->n_parts, m, &wf, &wq);
-    return (pvk_input){wf ? f32 : NULL, wq ? q8 : NULL};
+    return (pvk_input){.f32 = wf ? f32 : NULL, .q8 = wq ? q8 : NULL};
 }
 
 /* The model's norm of x into out (f32 and/or int8, see input_for). */
@@ -233,6 +236,31 @@ static void norm(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk
     else
         *st = rms ? pvk_op_rmsnorm(o, s->cmd, x, w, out->f32, rows, n, hp->norm_eps)
                   : pvk_op_layernorm(o, s->cmd, x, w, model_opt(b), out->f32, rows, n, hp->norm_eps);
+}
+
+/* Whether the projection p (every part) makes its int8 input itself: at decode
+ * (m 1) only, where recomputing the blocks in every workgroup costs less than a
+ * dispatch; a prompt's rows would be encoded once per workgroup row instead of once. */
+static bool fuses(const phivk_session *s, pvk_fusion what, const gpu_proj *p, uint32_t m) {
+    if (m != 1) return false;
+    for (uint32_t i = 0; i < p->n_parts; i++)
+        if (!pvk_ops_fuses(s->m->rt->ops, what, p->part[i].type, m)) return false;
+    return p->n_parts > 0;
+}
+
+/* The model's norm of x as the projection p's input, into *h: left to p's prologue
+ * when only p reads the norm, and as int8 that it can make itself (*n describes the
+ * norm then; it must live until p is recorded); else recorded here (norm). */
+static void norm_for(phivk_session *s, const pvk_buf *x, const pvk_buf *w, const pvk_buf *b, const gpu_proj *p,
+                     pvk_input *h, struct pvk_norm_in *n, uint32_t m, phivk_status *st) {
+    const arch_hparams *hp = &s->m->hp;
+    if (!h->f32 && h->q8 && fuses(s, PVK_FUSION_ALL, p, m)) {
+        *n = (struct pvk_norm_in){hp->norm == ARCH_NORM_RMS ? PVK_NORM_RMS : PVK_NORM_LAYER, w,
+                                  b ? model_opt(b) : NULL, hp->norm_eps};
+        *h = (pvk_input){.pre = x, .norm = n};
+    } else {
+        norm(s, x, w, b, h, m, st);
+    }
 }
 
 /* y (+)= x . proj^T (+ bias): one matmul, or one per part into its columns. */
@@ -307,7 +335,7 @@ static void store_kv(phivk_session *s, const step *t, uint32_t i, int32_t l, phi
 
 /* Attention of part i over its session's cache (its window), its split-K
  * partials at *scratch_at in the scratch's partials buffer: the parts of a batch
- * step run side by side, each in its own range of it, with a barrier where the
+ * step run side by side, each in its own range of it, starting over where the
  * buffer is used up. */
 static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint64_t *scratch_at, phivk_status *st) {
     pvk_buf qkv, att;
@@ -320,10 +348,7 @@ static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint6
         uint64_t align = pvk_dev_caps(s->m->rt->dev)->storage_align, have = s->buf[PLAN_ATTN].size;
         uint64_t need = pvk_op_attention_scratch_bytes_kv(s->m->rt->ops, &a, &c->kv[l]);
         need = (need + align - 1) / align * align;
-        if (*scratch_at + need > have) {
-            pvk_cmd_barrier(s->cmd, PVK_COMPUTE_TO_COMPUTE);
-            *scratch_at = 0;
-        }
+        if (*scratch_at + need > have) *scratch_at = 0; /* the recorder orders the reuse (WAW) */
         range = row_of(&s->buf[PLAN_ATTN], 0, need < have ? need : have);
         range.offset += *scratch_at;
         *scratch_at += need;
@@ -341,20 +366,20 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
     uint32_t m = t->m;
 
     pvk_input h = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->qkv, hp->parallel_block ? &g->up : NULL);
-    norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    struct pvk_norm_in hn;
+    /* The parallel block's up reads h after out has added to x: h is stored. */
+    if (hp->parallel_block) norm(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &h, m, st);
+    else norm_for(s, &s->buf[PLAN_X], &g->attn_norm, &g->attn_norm_b, &g->qkv, &h, &hn, m, st);
     project(s, &g->qkv, &h, &s->buf[PLAN_QKV], m, false, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     for (uint32_t i = 0; i < t->n; i++) store_kv(s, t, i, l, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     uint64_t scratch_at = 0;
     for (uint32_t i = 0; i < t->n; i++) attend(s, t, i, l, &scratch_at, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     pvk_input att = input_for(s, &s->buf[PLAN_ATT], &s->buf[PLAN_AQ], m, &g->out, NULL);
-    if (att.q8) {
+    if (att.q8 && fuses(s, PVK_FUSION_ACT, &g->out, m)) {
+        att = (pvk_input){.pre = &s->buf[PLAN_ATT], .act = PVK_ACT_COPY};   /* out makes its int8 itself */
+    } else if (att.q8) {
         att.f32 = &s->buf[PLAN_ATT];
         if (!*st) *st = pvk_op_act_q8(o, c, PVK_ACT_COPY, &s->buf[PLAN_ATT], NULL, &s->buf[PLAN_AQ], m, (uint32_t)hp->n_embd_q);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     }
 
     if (hp->parallel_block) {
@@ -363,27 +388,28 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
         project(s, &g->up, &h, &s->buf[PLAN_FF], m, false, st);
     } else {
         project(s, &g->out, &att, &s->buf[PLAN_X], m, true, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         pvk_input h2 = input_for(s, &s->buf[PLAN_H], &s->buf[PLAN_HQ], m, &g->up, NULL);
-        norm(s, &s->buf[PLAN_X], &g->ffn_norm, &g->ffn_norm_b, &h2, m, st);
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+        struct pvk_norm_in h2n;
+        norm_for(s, &s->buf[PLAN_X], &g->ffn_norm, &g->ffn_norm_b, &g->up, &h2, &h2n, m, st);
         project(s, &g->up, &h2, &s->buf[PLAN_FF], m, false, st);
     }
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    /* The activation of up's output, as down reads it (this also orders the
+    /* The activation of up's output, as down reads it (the recorder orders the
      * parallel block's out projection, which read aq, before aq is rewritten). */
     uint32_t n_ff = (uint32_t)hp->n_ff;
     pvk_input act = input_for(s, &s->buf[PLAN_ACT], &s->buf[PLAN_AQ], m, &g->down, NULL);
-    if (!*st) {
+    pvk_act form = hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU;
+    /* Where it can, down applies the activation itself (one dispatch fewer; GEGELU has
+     * no such prologue). */
+    if (act.q8 && !hp->gegelu && fuses(s, PVK_FUSION_ACT, &g->down, m))
+        act = (pvk_input){.pre = &s->buf[PLAN_FF], .act = form};
+    else if (!*st) {
         if (hp->gegelu && act.q8) *st = pvk_op_gegelu_q8(o, c, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff, hp->gegelu_limit);
         else if (hp->gegelu) *st = pvk_op_gegelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff, hp->gegelu_limit);
-        else if (act.q8) *st = pvk_op_act_q8(o, c, hp->gelu ? PVK_ACT_GELU : PVK_ACT_SWIGLU, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
+        else if (act.q8) *st = pvk_op_act_q8(o, c, form, &s->buf[PLAN_FF], act.f32, act.q8, m, n_ff);
         else if (hp->gelu) *st = pvk_op_gelu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m * n_ff);
         else *st = pvk_op_swiglu(o, c, &s->buf[PLAN_FF], &s->buf[PLAN_ACT], m, n_ff);
     }
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     project(s, &g->down, &act, &s->buf[PLAN_X], m, true, st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
 }
 
 /* Runs the step's tokens (ids, one per row) in one command buffer and appends
@@ -400,22 +426,21 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
 
     phivk_status st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows_scaled(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m, hp->embd_scale);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (hp->pos_embd) {
         /* learned absolute positions: rows pos.. of each session added to its token rows */
         for (uint32_t i = 0; i < t->n && !st; i++) {
             pvk_buf x = t->n == 1 ? s->buf[PLAN_X] : row_of(&s->buf[PLAN_X], i, 4ull * (uint64_t)hp->n_embd);
             st = pvk_op_add_rows(o, c, &mod->pos_embd, (uint32_t)t->who[i]->pos, &x, t->n == 1 ? m : 1);
         }
-        pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
-    }
+        }
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, t, &st);
     if (st) return st;
 
     uint32_t rows = all ? m : 1;
     const pvk_buf *final_in = &s->buf[PLAN_X];
-    if (!all) {
-        /* Only the last position's logits: norm and project that row alone. */
+    if (!all && m > 1) {
+        /* Only the last position's logits: norm and project that row alone (of one
+         * token, x is that row). */
         uint64_t row = 4ull * hp->n_embd;
         pvk_cmd_barrier(c, PVK_COMPUTE_TO_TRANSFER);
         pvk_cmd_copy(c, &s->buf[PLAN_X], row * (m - 1), &s->buf[PLAN_LAST], 0, row);
@@ -425,16 +450,18 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
     bool wf = false, wq = false;
     if (hp->tied_output) reads(s, &mod->embd, 1, rows, &wf, &wq);
     else reads(s, mod->output.part, mod->output.n_parts, rows, &wf, &wq);
-    pvk_input normed = {!wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], wq ? &s->buf[PLAN_HQ] : NULL};
-    norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    pvk_input normed = {.f32 = !wf ? NULL : all ? &s->buf[PLAN_H] : &s->buf[PLAN_LAST_N], .q8 = wq ? &s->buf[PLAN_HQ] : NULL};
+    struct pvk_norm_in fn;
+    if (hp->tied_output) norm(s, final_in, &mod->output_norm, &mod->output_norm_b, &normed, rows, &st);
+    else norm_for(s, final_in, &mod->output_norm, &mod->output_norm_b, &mod->output, &normed, &fn, rows, &st);
     if (!hp->tied_output) project(s, &mod->output, &normed, &s->buf[PLAN_LOGITS], rows, false, &st);
     else if (!st)
         st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->buf[PLAN_LOGITS], rows, false,
                               (uint32_t)mod->embd.rows, 0);
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_HOST);
-    if (!st) st = pvk_cmd_submit(c);
+    if (!st) st = pvk_cmd_submit(c); /* which orders the logits for the host */
     if (st) return st;
+    pvk_cmd_stats cs = pvk_cmd_last_stats(c);
+    s->step = (phivk_step_stats){(int32_t)m, cs.dispatches, cs.barriers, cs.host_s, cs.wait_s};
     for (uint32_t i = 0; i < t->n; i++) {
         phivk_session *w = t->who[i];
         uint32_t k = t->n == 1 ? m : 1;
@@ -568,6 +595,8 @@ phivk_status phivk_session_truncate(phivk_session *s, int32_t pos) {
 }
 
 void phivk_cancel(phivk_session *s) { atomic_store(&s->cancel, true); }
+
+phivk_step_stats phivk_session_last_step(const phivk_session *s) { return s->step; }
 
 /* ------------------------------------------- cache access (session_kv.h) */
 

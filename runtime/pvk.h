@@ -175,12 +175,15 @@ typedef struct pvk_binding {
 
 pvk_binding pvk_bind(const pvk_buf *b);                                  /* whole range */
 pvk_binding pvk_bind_range(const pvk_buf *b, VkDeviceSize off, VkDeviceSize n);
-pvk_binding pvk_bind_view(VkBufferView v);
+/* A texel view of [off, off + n) of b: the range is what the barrier tracker sees. */
+pvk_binding pvk_bind_view(VkBufferView v, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n);
 
 /* The memory hazards phivk has between recorded commands; each names what the
- * barrier orders. */
+ * barrier orders. Between dispatches the recorder places them itself (see
+ * pvk_cmd_dispatch); callers order copies, fills and the host. */
 typedef enum pvk_hazard {
-    PVK_COMPUTE_TO_COMPUTE,   /* a dispatch writes what a later dispatch reads or writes */
+    PVK_COMPUTE_TO_COMPUTE,   /* a dispatch writes what a later dispatch reads or writes,
+                                 or overwrites what an earlier one read */
     PVK_TRANSFER_TO_COMPUTE,  /* a copy/fill writes what a dispatch reads */
     PVK_COMPUTE_TO_TRANSFER,  /* a dispatch writes what a copy reads */
     PVK_COMPUTE_TO_HOST,      /* a dispatch or copy writes what the host reads after the wait */
@@ -192,7 +195,13 @@ void pvk_cmd_destroy(pvk_cmd *c);
 /* Starts recording (resets what was recorded before). */
 phivk_status pvk_cmd_begin(pvk_cmd *c);
 /* Records one dispatch. Binding count comes from the kernel's `bindings`; push
- * may be NULL when push_bytes is 0. Errors are sticky and returned by submit. */
+ * may be NULL when push_bytes is 0. Errors are sticky and returned by submit.
+ * Barriers between dispatches come from their dependencies: the recorder knows the
+ * byte ranges each dispatch binds and which it may write (the shader's `readonly`),
+ * and places a barrier before a dispatch only when it reads or writes what a
+ * dispatch since the last barrier wrote (RAW, WAW) or writes what one read (WAR).
+ * PHIVK_BARRIERS=all puts one after every dispatch instead; =off places none
+ * (only the callers' own: for tests that show a missing one is caught). */
 void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void *push,
                       uint32_t gx, uint32_t gy, uint32_t gz);
 /* The one barrier helper: every ordering between recorded commands goes here. */
@@ -202,5 +211,15 @@ void pvk_cmd_copy(pvk_cmd *c, const pvk_buf *src, VkDeviceSize src_off,
 void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize n, uint32_t word);
 /* Ends, submits, waits. With PHIVK_PROFILE=1 prints per-dispatch GPU times to stderr. */
 phivk_status pvk_cmd_submit(pvk_cmd *c);
+
+/* What the last submitted recording cost: the counters are kept here, in the one
+ * place every dispatch and barrier passes, so callers only read them. */
+typedef struct pvk_cmd_stats {
+    uint32_t dispatches, barriers;  /* vkCmdDispatch and vkCmdPipelineBarrier calls */
+    double host_s;                  /* pvk_cmd_begin until vkQueueSubmit returned: recording
+                                       (the op layer's host work included) and submitting */
+    double wait_s;                  /* then waiting for the fence */
+} pvk_cmd_stats;
+pvk_cmd_stats pvk_cmd_last_stats(const pvk_cmd *c);
 
 #endif

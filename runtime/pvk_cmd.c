@@ -16,6 +16,25 @@ enum {
     POOL_SETS = 256,             /* descriptor sets per pool */
 };
 
+/* Where barriers between dispatches come from (PHIVK_BARRIERS). */
+typedef enum barrier_mode {
+    BARRIERS_DEPS,               /* from the dispatches' dependencies (the default) */
+    BARRIERS_ALL,                /* one after every dispatch */
+    BARRIERS_OFF,                /* only those the callers record */
+} barrier_mode;
+
+/* A byte range of a VkBuffer a dispatch binds; buf NULL: a texel view whose range is
+ * not known, which conflicts with everything. */
+typedef struct span {
+    VkBuffer buf;
+    VkDeviceSize lo, hi;
+} span;
+
+typedef struct span_set {
+    span *v;
+    uint32_t n, cap;
+} span_set;
+
 typedef struct timed_dispatch {
     const char *shader;          /* the variant's name (static) */
     uint32_t wg, g[3];           /* workgroup size along x, grid */
@@ -36,6 +55,12 @@ struct pvk_cmd {
     VkQueryPool queries;         /* with PHIVK_PROFILE=1 */
     timed_dispatch *timed;
     uint32_t n_timed, n_untimed;
+
+    barrier_mode barriers;
+    span_set wrote, read;        /* by dispatches since the last compute barrier */
+
+    double t_begin;              /* pvk_now_s() at pvk_cmd_begin */
+    pvk_cmd_stats cur, last;     /* the recording under way, the last one submitted */
 };
 
 /* Keeps the first error of a recording for submit; returns false for "not recorded". */
@@ -56,6 +81,15 @@ phivk_status pvk_cmd_create(pvk_dev *d, pvk_cmd **out) {
     if (!c) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory creating a command buffer");
     c->d = d;
     phivk_status s;
+    const char *mode = getenv("PHIVK_BARRIERS");
+    if (mode && *mode && strcmp(mode, "deps")) {
+        c->barriers = !strcmp(mode, "all") ? BARRIERS_ALL : !strcmp(mode, "off") ? BARRIERS_OFF : (barrier_mode)-1;
+        if (c->barriers == (barrier_mode)-1) {
+            free(c);
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_BARRIERS=%s: use deps (the default: barriers from the "
+                            "dispatches' dependencies), all (one after every dispatch) or off", mode);
+        }
+    }
     VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                   .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
                                   .queueFamilyIndex = d->queue_family};
@@ -94,6 +128,8 @@ void pvk_cmd_destroy(pvk_cmd *c) {
     free(c->dpools);
     if (c->queries) vkDestroyQueryPool(vk, c->queries, NULL);
     free(c->timed);
+    free(c->wrote.v);
+    free(c->read.v);
     if (c->fence) vkDestroyFence(vk, c->fence, NULL);
     if (c->pool) vkDestroyCommandPool(vk, c->pool, NULL);
     free(c);
@@ -108,6 +144,9 @@ phivk_status pvk_cmd_begin(pvk_cmd *c) {
     c->err = PHIVK_OK;
     c->n_timed = c->n_untimed = 0;
     c->cur_dpool = 0;
+    c->t_begin = pvk_now_s();
+    c->cur = (pvk_cmd_stats){0};
+    c->wrote.n = c->read.n = 0;
     VkResult r = vkResetCommandPool(vk, c->pool, 0);
     for (uint32_t i = 0; i < c->n_dpools && r == VK_SUCCESS; i++) r = vkResetDescriptorPool(vk, c->dpools[i], 0);
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "resetting a command buffer");
@@ -189,9 +228,48 @@ static bool dispatch_ok(pvk_cmd *c, const struct pvk_pipe *p, const pvk_binding 
     return check_bindings(c, p, b);
 }
 
+static span span_of(const pvk_binding *b) { return (span){b->buf, b->offset, b->offset + b->range}; }
+
+static bool overlaps(const span_set *set, span x) {
+    for (uint32_t i = 0; i < set->n; i++) {
+        const span *y = &set->v[i];
+        if (!x.buf || !y->buf || (x.buf == y->buf && x.lo < y->hi && y->lo < x.hi)) return true;
+    }
+    return false;
+}
+
+static bool add_span(pvk_cmd *c, span_set *set, span x) {
+    if (set->n == set->cap) {
+        uint32_t cap = set->cap ? 2 * set->cap : 16;
+        span *v = realloc(set->v, cap * sizeof *v);
+        if (!v) return cmd_error(c, PHIVK_ERR_HOST_MEMORY, "out of host memory tracking barriers");
+        set->v = v;
+        set->cap = cap;
+    }
+    set->v[set->n++] = x;
+    return true;
+}
+
+/* The barrier p's dispatch needs after what was recorded since the last one: when
+ * it reads or writes what one wrote (read-after-write, write-after-write) or writes
+ * what one read (write-after-read). Every dispatch writes something, so the last
+ * never comes without a write pending: one kind of barrier orders all three. */
+static void track(pvk_cmd *c, const struct pvk_pipe *p, const pvk_binding *b) {
+    if (c->barriers != BARRIERS_DEPS) return;
+    bool hazard = false;
+    for (uint32_t i = 0; i < p->n_bind && !hazard; i++) {
+        span x = span_of(&b[i]);
+        hazard = overlaps(&c->wrote, x) || ((p->written >> i & 1) && overlaps(&c->read, x));
+    }
+    if (hazard) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
+    for (uint32_t i = 0; i < p->n_bind; i++)
+        if (!add_span(c, p->written >> i & 1 ? &c->wrote : &c->read, span_of(&b[i]))) return;
+}
+
 void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void *push, uint32_t gx, uint32_t gy,
                       uint32_t gz) {
     if (c->err || !dispatch_ok(c, p, b, push, gx, gy, gz)) return;
+    track(c, p, b);
 
     VkDescriptorBufferInfo bi[MAX_BIND];
     VkWriteDescriptorSet w[MAX_BIND];
@@ -218,6 +296,8 @@ void pvk_cmd_dispatch(pvk_cmd *c, pvk_pipe *p, const pvk_binding *b, const void 
     bool timed = c->queries && c->n_timed < PROFILE_MAX;
     if (timed) vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, c->queries, 2 * c->n_timed);
     vkCmdDispatch(c->cb, gx, gy, gz);
+    c->cur.dispatches++;
+    if (c->barriers == BARRIERS_ALL) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     if (timed) {
         vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries, 2 * c->n_timed + 1);
         c->timed[c->n_timed++] = (timed_dispatch){p->shader, p->wg_x, {gx, gy, gz}};
@@ -231,7 +311,8 @@ static const struct hazard_masks {
     VkPipelineStageFlags src_stage, dst_stage;
     VkAccessFlags src_access, dst_access;
 } hazards[] = {
-    /* Read-after-write and write-after-write between dispatches. */
+    /* Read-after-write and write-after-write between dispatches; the execution
+     * dependency also orders write-after-read. */
     [PVK_COMPUTE_TO_COMPUTE] = {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                                 VK_ACCESS_SHADER_WRITE_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT},
     /* A copy or fill feeds dispatches; later copies of the same range are ordered
@@ -260,6 +341,9 @@ void pvk_cmd_barrier(pvk_cmd *c, pvk_hazard h) {
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = m->src_access,
                           .dstAccessMask = m->dst_access};
     vkCmdPipelineBarrier(c->cb, m->src_stage, m->dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+    c->cur.barriers++;
+    /* What dispatches recorded so far did is ordered before later dispatches. */
+    if (h == PVK_COMPUTE_TO_COMPUTE) c->wrote.n = c->read.n = 0;
 }
 
 static bool check_span(pvk_cmd *c, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n, const char *what) {
@@ -347,11 +431,15 @@ phivk_status pvk_cmd_submit(pvk_cmd *c) {
      * finish (nothing stays in flight) and reports it from the wait. */
     VkResult fault = pvk_fault_submit();
     r = fault == VK_ERROR_OUT_OF_DEVICE_MEMORY ? fault : vkQueueSubmit(c->d->queue, 1, &si, c->fence);
+    double t_submitted = pvk_now_s();
+    c->cur.host_s = t_submitted - c->t_begin;
     if (r == VK_SUCCESS) {
         r = vkWaitForFences(c->d->vk, 1, &c->fence, VK_TRUE, UINT64_MAX);
         vkResetFences(c->d->vk, 1, &c->fence);
         if (r == VK_SUCCESS) r = fault;
     }
+    c->cur.wait_s = pvk_now_s() - t_submitted;
+    c->last = c->cur;
     c->d->lost |= r == VK_ERROR_DEVICE_LOST;
     if (r != VK_SUCCESS)
         return pvk_vk_fail(r, fault ? "submitting work to the GPU (a fault injected by PHIVK_FAULT)"
@@ -359,6 +447,8 @@ phivk_status pvk_cmd_submit(pvk_cmd *c) {
     if (c->n_timed) print_profile(c);
     return PHIVK_OK;
 }
+
+pvk_cmd_stats pvk_cmd_last_stats(const pvk_cmd *c) { return c->last; }
 
 /* ----------------------------------------------------------------- bindings */
 
@@ -368,4 +458,6 @@ pvk_binding pvk_bind_range(const pvk_buf *b, VkDeviceSize off, VkDeviceSize n) {
     return (pvk_binding){b->vk, b->offset + off, n, VK_NULL_HANDLE};
 }
 
-pvk_binding pvk_bind_view(VkBufferView v) { return (pvk_binding){VK_NULL_HANDLE, 0, 0, v}; }
+pvk_binding pvk_bind_view(VkBufferView v, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n) {
+    return (pvk_binding){b->vk, b->offset + off, n, v};
+}

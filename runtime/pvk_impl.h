@@ -26,6 +26,7 @@ struct pvk_pipe {
     char bindings[33];
     uint32_t n_bind, push_bytes, n_spec, subgroup_size;
     uint32_t wg_x;            /* workgroup size along x as created (for profiles) */
+    uint32_t written;         /* bit i: binding i may be written (the shader's `readonly`) */
     uint32_t *spec;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;

@@ -11,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_fmt.h"
+
 struct pvk_ops {
     pvk_dev *dev;
     const pvk_caps *caps;
     pvk_ops_tuning t;
     bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mm_choice) */
     pvk_mm_choice mv[PVK_TYPE_COUNT];
+    pvk_fusion fusion;             /* PHIVK_FUSION, else the device's default */
 };
 
 /* Weights are fetched as 16-byte words for every type, also for blocks that do not
@@ -42,11 +45,12 @@ typedef struct { uint32_t rows, n; } softmax_push;
 typedef struct { uint32_t n, n_ff, flags; float limit; } act_push;
 typedef struct { uint32_t n, row_len; } eltwise_push;
 typedef struct { uint32_t k, n, m, y_stride, y_off, flags; } mm_push;
+typedef struct { mm_push mm; float eps; } mm_norm_push;   /* matvec.comp -DPRO_NORM */
 static_assert(sizeof(norm_push) <= 128 && sizeof(softmax_push) <= 128 && sizeof(act_push) <= 128 &&
                   sizeof(eltwise_push) <= 128 && sizeof(mm_push) <= 128,
               "push constants <= 128 bytes");
 
-enum { MM_BIAS = 1, MM_ACCUMULATE = 2 };
+enum { MM_BIAS = 1, MM_ACCUMULATE = 2, MM_NORM_W = 4, MM_NORM_B = 8 };
 /* x columns one matvec workgroup reads per weight load (spec constant NC). */
 #define MV_MAX_COLS 8u
 /* Most accumulators (rows x columns) per matvec invocation for block types: 32 rows
@@ -139,10 +143,10 @@ uint32_t pvk_tensor_chunk_rows(const pvk_tensor *t, uint32_t chunk) {
 }
 
 pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk) {
-    if (t->views) return pvk_bind_view(t->views[chunk]);
     uint64_t row_bytes = pvk_type_row_bytes(t->type, t->cols);
-    return pvk_bind_range(&t->buf, (uint64_t)chunk * t->chunk_rows * row_bytes,
-                          ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16) + TENSOR_PAD);
+    uint64_t off = (uint64_t)chunk * t->chunk_rows * row_bytes;
+    uint64_t n = ROUND_UP(pvk_tensor_chunk_rows(t, chunk) * row_bytes, 16) + TENSOR_PAD;
+    return t->views ? pvk_bind_view(t->views[chunk], &t->buf, off, n) : pvk_bind_range(&t->buf, off, n);
 }
 
 /* ---------------------------------------------------------------------- ops */
@@ -260,6 +264,23 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     o->dev = d;
     o->caps = caps;
     o->t = *t;
+    /* The prologues re-read their inputs per workgroup: L2 hits on a GPU, but on
+     * lavapipe (storage loads are slow, and an exp per element per workgroup costs)
+     * one decode token of the 150M Q4_0 shape took 155 ms with the activations fused
+     * and ~200 ms with the norms too, against 64 ms with none (PHIVK_PROFILE). */
+    o->fusion = caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? PVK_FUSION_NONE : PVK_FUSION_ALL;
+    const char *f = getenv("PHIVK_FUSION");
+    if (f && *f) {
+        static const char *const names[] = {"none", "act", "all"};
+        int i = 0;
+        while (i < 3 && strcmp(f, names[i])) i++;
+        if (i == 3) {
+            free(o);
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_FUSION=%s: use none, act (the activations and attention's "
+                            "int8 copy in the next projection's prologue) or all (also the norms)", f);
+        }
+        o->fusion = (pvk_fusion)i;
+    }
     *out = o;
     return PHIVK_OK;
 }
@@ -384,7 +405,8 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
     if ((st = fold_grid(o, op, n, 1, &gx, &gy))) return st;
     uint32_t wg = o->t.row_wg;
     pvk_kernel_id id = (ids ? pvk_kernels_get_rows : pvk_kernels_add_rows)[table->type][tensor_fetch(table)];
-    /* Chunks write disjoint output rows: no barrier between them. */
+    /* Chunks write the rows whose ids fall in them; the recorder, seeing one output
+     * range, orders them (only a table larger than a binding has several). */
     for (uint32_t i = 0; i < table->n_chunks; i++) {
         get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
                            pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows, pos0, scale};
@@ -584,12 +606,21 @@ phivk_status pvk_op_gegelu(pvk_ops *o, pvk_cmd *c, const pvk_buf *gu, const pvk_
 
 phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                          const pvk_buf *x, const pvk_buf *y, uint32_t m, bool accumulate) {
-    pvk_input in = {x, NULL};
+    pvk_input in = {.f32 = x};
     return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
 }
 
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
     return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
+}
+
+bool pvk_ops_can_fuse(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return pvk_ops_reads_q8(o, t, m) && o->caps->int_dot && o->caps->subgroup &&
+           pvk_kernels_matvec_act[t][PVK_FETCH_BUF][PVK_ACT_SWIGLU] != PVK_KERNEL_NONE;
+}
+
+bool pvk_ops_fuses(const pvk_ops *o, pvk_fusion what, pvk_type t, uint32_t m) {
+    return what != PVK_FUSION_NONE && o->fusion >= what && pvk_ops_can_fuse(o, t, m);
 }
 
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
@@ -603,9 +634,19 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     uint32_t k = (uint32_t)w->cols, n = (uint32_t)w->rows;
     if (y_col + (uint64_t)n > y_stride)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: columns %u..%u outside rows of %u", y_col, y_col + n, y_stride);
-    bool q8 = in->q8 && pvk_ops_reads_q8(o, w->type, m);
-    const pvk_buf *x = q8 ? in->q8 : in->f32;
-    if ((st = q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
+    const struct pvk_norm_in *nin = in->pre ? in->norm : NULL;
+    bool pre = in->pre != NULL, swiglu = pre && !nin && in->act == PVK_ACT_SWIGLU;
+    if (pre && ((!nin && (in->act == PVK_ACT_SILU || (unsigned)in->act >= PVK_ACT_COUNT)) ||
+                (nin && (unsigned)nin->form >= PVK_NORM_COUNT) || !pvk_ops_can_fuse(o, w->type, m) || k % 32))
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s at m %u cannot make its input in its prologue "
+                        "(pvk_ops_can_fuse)", pvk_type_get(w->type)->name, m);
+    if (nin && ((nin->w && (st = need("matmul", "norm weight", nin->w, k))) ||
+                (nin->b && (st = need("matmul", "norm bias", nin->b, k)))))
+        return st;
+    bool q8 = pre || (in->q8 && pvk_ops_reads_q8(o, w->type, m));
+    const pvk_buf *x = pre ? in->pre : q8 ? in->q8 : in->f32;
+    if ((st = pre ? need("matmul", "activation input", x, (uint64_t)m * k * (swiglu ? 2 : 1))
+              : q8 ? need_q8(o, "matmul", x, m, k) : need("matmul", "x", x, (uint64_t)m * k)) ||
         (st = need("matmul", "y", y, (uint64_t)(m - 1) * y_stride + y_col + n)) ||
         (bias && (st = need("matmul", "bias", bias, (uint64_t)y_col + n))))
         return st;
@@ -617,7 +658,9 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         uint32_t nc = 1;
         while (nc < m && nc < o->t.mv_cols) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
-        id = pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
+        id = nin ? pvk_kernels_matvec_norm[w->type][tensor_fetch(w)][nin->form]
+             : pre ? pvk_kernels_matvec_act[w->type][tensor_fetch(w)][in->act]
+                 : pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
         per_group = pvk_ops_mm_choice(o, w->type).rows;
         if (nc > 1 && per_group < o->t.mv_rows_cols)
             per_group = o->t.mv_rows_cols;
@@ -636,16 +679,27 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         per_group = t->mm_bn;
         gy = (m + t->mm_bm - 1) / t->mm_bm;
     }
-    /* Chunks write disjoint columns of y: no barrier between them. */
+    /* Chunks (and the parts of a projection, each a call) write disjoint columns of y.
+     * Of one row those are one range: bound alone where its offset may be, the
+     * recorder sees them apart and orders nothing between them (nor does the
+     * validation layer, which sees bindings whole). */
     for (uint32_t i = 0; i < w->n_chunks; i++) {
-        uint32_t rows = pvk_tensor_chunk_rows(w, i);
-        mm_push p = {k, rows, m, y_stride, y_col + (uint32_t)(i * w->chunk_rows),
-                     (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u)};
-        pvk_binding bd[4] = {pvk_tensor_bind(w, i), pvk_bind(x), pvk_bind(bias ? bias : x) /* a read-only stand-in: no hazard */, pvk_bind(y)};
+        uint32_t rows = pvk_tensor_chunk_rows(w, i), y_off = y_col + (uint32_t)(i * w->chunk_rows);
+        bool narrow = m == 1 && 4ull * y_off % o->caps->storage_align == 0;
+        mm_norm_push p = {{k, rows, m, y_stride, narrow ? 0 : y_off,
+                            (bias ? MM_BIAS : 0u) | (accumulate ? MM_ACCUMULATE : 0u) |
+                                (nin && nin->w ? MM_NORM_W : 0u) | (nin && nin->b ? MM_NORM_B : 0u)},
+                           nin ? nin->eps : 0};
+        pvk_binding yb = narrow ? pvk_bind_range(y, 4ull * y_off, 4ull * rows) : pvk_bind(y);
+        pvk_binding bb = !bias ? pvk_bind(x) /* a read-only stand-in: no hazard */
+                         : narrow ? pvk_bind_range(bias, 4ull * y_off, 4ull * rows) : pvk_bind(bias);
+        /* The norm's weight and bias (absent: x, never read) follow for -DPRO_NORM. */
+        pvk_binding bd[6] = {pvk_tensor_bind(w, i), pvk_bind(x), bb, yb,
+                             pvk_bind(nin && nin->w ? nin->w : x), pvk_bind(nin && nin->b ? nin->b : x)};
+        const char *bindings = w->views ? (nin ? "tsssss" : "tsss") : (nin ? "ssssss" : "ssss");
         uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
-            (st = dispatch(o, c, id, w->views ? "tsss" : "ssss", spec, n_spec, &p, sizeof p, bd,
-                           gx, gy, gz)))
+            (st = dispatch(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz)))
             return st;
     }
     return PHIVK_OK;
@@ -693,14 +747,13 @@ phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_
     pvk_cmd_fill(c, &ids, 0, ids.size, 0);
     pvk_cmd_fill(c, &xq, 0, xq.size, 0);
     pvk_cmd_barrier(c, PVK_TRANSFER_TO_COMPUTE);
-    pvk_input in = {&x, &xq};   /* the int8 variants where the type reads them */
+    pvk_input in = {.f32 = &x, .q8 = &xq};   /* the int8 variants where the type reads them */
     for (int i = 0; i < n_ws && !st; i++) {
         if (i == n_ws - 1) {
             st = pvk_op_get_rows(o, c, &ws[i], &ids, &y, 1);
         } else {
             for (int k = 0; k < 2 && !st; k++) {
                 st = pvk_op_matmul_in(o, c, &ws[i], NULL, &in, &y, ms[k], false, 1, 0);
-                pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);   /* every dispatch writes y */
             }
         }
     }

@@ -193,7 +193,34 @@ phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pv
  * projections write one fused output this way), with x in f32 and/or int8 (either
  * may be NULL): the int8 form when pvk_ops_reads_q8(w->type, m) and it is given,
  * else the f32 one (PHIVK_ERR_INVALID when that is missing). */
-typedef struct pvk_input { const pvk_buf *f32, *q8; } pvk_input;
+typedef struct pvk_input {
+    const pvk_buf *f32, *q8;
+    /* Or x = act(pre) (GELU, COPY: pre [m][cols]; SWIGLU: pre [m][2 cols], gate | up), made
+     * into int8 by the matvec itself (no dispatch for the activation) where
+     * pvk_ops_can_fuse says it can; f32 and q8 are then ignored. */
+    const pvk_buf *pre;
+    pvk_act act;
+    /* Or, with norm set, x = that norm of pre (pre [m][cols], w and b [cols] each
+     * optional), made into int8 the same way. */
+    const struct pvk_norm_in {
+        pvk_norm form;
+        const pvk_buf *w, *b;
+        float eps;
+    } *norm;
+} pvk_input;
+/* Whether a weight of type t at m rows can take its input as an activation's or a
+ * norm's (pvk_input pre): the integer-dot matvec path. */
+bool pvk_ops_can_fuse(const pvk_ops *o, pvk_type t, uint32_t m);
+/* What the op set fuses where it can: every workgroup encodes the blocks it reads,
+ * which pays on GPUs (all by default) but not on CPU devices (none by default);
+ * PHIVK_FUSION=none|act|all chooses. The caller fuses only where that is cheaper
+ * than a dispatch (the session: decode). */
+typedef enum pvk_fusion {
+    PVK_FUSION_NONE,   /* every norm and activation a dispatch of its own */
+    PVK_FUSION_ACT,    /* the activations and attention's int8 copy in the next projection */
+    PVK_FUSION_ALL,    /* also the norms */
+} pvk_fusion;
+bool pvk_ops_fuses(const pvk_ops *o, pvk_fusion what, pvk_type t, uint32_t m);
 phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pvk_buf *bias,
                             const pvk_input *x, const pvk_buf *y, uint32_t m, bool accumulate,
                             uint32_t y_stride, uint32_t y_col);

@@ -215,10 +215,9 @@ phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t 
     uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
     for (uint32_t ci = kv_chunk_of(kv, pos0); ci <= kv_chunk_of(kv, pos0 + m - 1); ci++) {
         /* Chunks are separate buffers and their token ranges disjoint, but with RoPE
-         * every dispatch binds x writable (q's rotation): ordered for the
-         * validation layer's sake, which sees whole bindings. Only a batch that
+         * every dispatch binds x writable (q's rotation): the recorder orders them
+         * (as the validation layer, it sees whole bindings). Only a batch that
          * crosses a chunk boundary pays it. */
-        if (rope && ci != kv_chunk_of(kv, pos0)) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         uint32_t lo, hi;
         kv_chunk(kv, ci, &lo, &hi);
         uint32_t t0 = pos0 > lo ? pos0 : lo, t1 = min_u32(pos0 + m, hi);
@@ -459,8 +458,8 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
         p.c_lo = lo;
         p.c_hi = hi;
         if (texel) {
-            b[1] = pvk_bind_view(kv->k_views[ci]);
-            b[2] = pvk_bind_view(kv->v_views[ci]);
+            b[1] = pvk_bind_view(kv->k_views[ci], &kv->k[ci], 0, kv->k[ci].size);
+            b[2] = pvk_bind_view(kv->v_views[ci], &kv->v[ci], 0, kv->v[ci].size);
             p.kv_row0 = lo;
         } else {
             uint32_t r0 = s.kv_lo > lo ? s.kv_lo : lo, r1 = min_u32(s.kv_hi, hi);
@@ -469,7 +468,6 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
                 (st = bind_rows(caps, "attention", &kv->v[ci], vrb, r0 - lo, r1 - lo, &b[2], &p.v_byte0)))
                 return st;
         }
-        if (ci > c_first) pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
         for (uint32_t tb = 0; tb < s.tiles; tb += max_x) {
             p.tile_base = tb;
             if ((st = record(o, c, &k, b, &p, min_u32(max_x, s.tiles - tb), a->n_kv_head, splits))) return st;
@@ -477,7 +475,6 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
     }
     if (splits == 1) return PHIVK_OK;
 
-    pvk_cmd_barrier(c, PVK_COMPUTE_TO_COMPUTE);
     uint32_t rows = a->m * a->n_head, rwg = min_u32(pow2_floor(t->wg), pow2_floor(2 * hd4 - 1));
     attn_reduce_push rp = {rows, hd4, splits};
     pvk_binding rb[2] = {pvk_bind(a->scratch), pvk_bind(out)};

@@ -179,6 +179,57 @@ static uint32_t local_size_x(const pvk_spirv *m, const uint32_t *spec, uint32_t 
     return x_spec_id < n_spec ? spec[x_spec_id] : x_value;
 }
 
+/* Bit i set: the module may write binding i (set 0), a storage buffer whose block is
+ * not `readonly` (NonWritable on the variable or on every member). The barrier
+ * tracker (pvk_cmd.c) reads it; a module it cannot parse has every bit set, which
+ * costs barriers, never correctness. */
+static uint32_t written_bindings(const pvk_spirv *m) {
+    enum { OP_TYPE_STRUCT = 30, OP_TYPE_POINTER = 32, OP_VARIABLE = 59, OP_DECORATE = 71, OP_MEMBER_DECORATE = 72,
+           DEC_BUFFER_BLOCK = 3, DEC_NON_WRITABLE = 24, DEC_BINDING = 33, SC_UNIFORM = 2, SC_STORAGE_BUFFER = 12 };
+    const uint32_t *w = m->code;
+    size_t n = m->bytes / 4;
+    uint32_t bound = n > 5 ? w[3] : 0;
+    /* per id: binding + 1, flags, member counts, pointee */
+    enum { F_NON_WRITABLE = 1, F_BUFFER_BLOCK = 2 };
+    uint32_t *binding = calloc(bound, 4), *flags = calloc(bound, 4), *members = calloc(bound, 4),
+             *nw_members = calloc(bound, 4), *pointee = calloc(bound, 4);
+    uint32_t mask = 0;
+    bool ok = binding && flags && members && nw_members && pointee;
+    for (size_t i = 5; ok && i < n;) {
+        uint32_t len = w[i] >> 16, op = w[i] & 0xffff;
+        const uint32_t *a = w + i + 1;
+        if (len == 0 || i + len > n) {
+            ok = false;
+            break;
+        }
+        bool used = op == OP_DECORATE || op == OP_MEMBER_DECORATE || op == OP_TYPE_STRUCT || op == OP_TYPE_POINTER ||
+                    op == OP_VARIABLE;
+        if (used && (len < 2 || a[0] >= bound)) {
+            ok = false;
+            break;
+        }
+        if (op == OP_DECORATE && len >= 3 && a[1] == DEC_NON_WRITABLE) flags[a[0]] |= F_NON_WRITABLE;
+        if (op == OP_DECORATE && len >= 3 && a[1] == DEC_BUFFER_BLOCK) flags[a[0]] |= F_BUFFER_BLOCK;
+        if (op == OP_DECORATE && len >= 4 && a[1] == DEC_BINDING) binding[a[0]] = a[2] + 1;
+        if (op == OP_MEMBER_DECORATE && len >= 4 && a[2] == DEC_NON_WRITABLE) nw_members[a[0]]++;
+        if (op == OP_TYPE_STRUCT) members[a[0]] = len - 2;
+        if (op == OP_TYPE_POINTER && len >= 4 && a[2] < bound) pointee[a[0]] = a[2];
+        if (op == OP_VARIABLE && len >= 4 && a[1] < bound && a[0] < bound && binding[a[1]]) {
+            uint32_t block = pointee[a[0]];
+            bool storage = a[2] == SC_STORAGE_BUFFER || (a[2] == SC_UNIFORM && (flags[block] & F_BUFFER_BLOCK));
+            bool readonly = (flags[a[1]] & F_NON_WRITABLE) || (members[block] && nw_members[block] >= members[block]);
+            if (storage && !readonly && binding[a[1]] <= 32) mask |= 1u << (binding[a[1]] - 1);
+        }
+        i += len;
+    }
+    free(binding);
+    free(flags);
+    free(members);
+    free(nw_members);
+    free(pointee);
+    return ok ? mask : UINT32_MAX;
+}
+
 static phivk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
     VkDescriptorSetLayoutBinding lb[32];
     for (uint32_t i = 0; i < p->n_bind; i++)
@@ -201,6 +252,7 @@ static phivk_status layouts_create(pvk_dev *d, struct pvk_pipe *p) {
 
 static phivk_status pipeline_create(pvk_dev *d, struct pvk_pipe *p, const pvk_spirv *m) {
     uint32_t wg_x = p->wg_x = local_size_x(m, p->spec, p->n_spec);
+    p->written = written_bindings(m);
     if (wg_x > d->caps.max_wg_size[0] || wg_x > d->caps.max_wg_invocations)
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "a workgroup of %u invocations along x is more than %s allows (%u, %u "
                         "in all): choose a smaller workgroup size", wg_x, d->caps.name, d->caps.max_wg_size[0],

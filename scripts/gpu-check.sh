@@ -178,10 +178,14 @@ with open(os.path.join(out, name + ".json"), "w") as f:
     json.dump(summary, f, indent=2)
 with open(os.path.join(out, name + ".md"), "w") as f:
     f.write(f"# {device}, {date}\n\ndriver {driver}; commit {commit}; `scripts/gpu-check.sh{' --quick' if quick == '1' else ''}`"
-            f" ({secs} s)\n\n| model | test | t/s | decode weight reads |\n|---|---|---|---|\n")
+            f" ({secs} s)\n\n| model | test | t/s | decode reads (weights + KV) | of read bw | per token: dispatches, barriers, host |\n"
+            "|---|---|---|---|---|---|\n")
     for r in rows:
-        gbps = f"{r['weights_gbps']:.1f} GB/s" if "weights_gbps" in r else ""
-        f.write(f"| {r['model_name']} {r['model_type']} | {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} | {gbps} |\n")
+        gbps = f"{r['decode_gbps']:.1f} GB/s" if "decode_gbps" in r else ""
+        frac = f"{100 * r['read_fraction']:.0f}% of {r['read_gbps']:.0f} GB/s" if "read_fraction" in r else ""
+        cnt = (f"{r['token_dispatches']:.0f}, {r['token_barriers']:.0f}, {r['token_host_ms']:.2f} ms "
+               f"({100 * r['token_host_fraction']:.1f}%)" if "token_dispatches" in r else "")
+        f.write(f"| {r['model_name']} {r['model_type']} | {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} | {gbps} | {frac} | {cnt} |\n")
     f.write("\nCorrectness tests (PHIVK_VALIDATE=1): " + ("all passed" if tests_ok == "1" else "FAILURES") + "\n\n")
     f.writelines(f"    {t}\n" for t in tests)
     f.write("\nOne decode token, per shader (PHIVK_PROFILE=1):\n\n")

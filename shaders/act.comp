@@ -1,8 +1,7 @@
 #version 450
 // Activations, one variant per -D:
 //   SILU:   out[i] = x[i] * sigmoid(x[i])
-//   GELU:   out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
-//           x * sigmoid(2u): same function, no inf/inf for large |x|
+//   GELU:   out[i] = gelu(x[i])
 //   SWIGLU: out[r][i] = silu(gu[r][i]) * gu[r][n_ff + i], gu = [rows][2 n_ff]
 //   GEGELU: Phi-3-small (docs/spec/phi3-small.md section 14) over the same [a | c]
 //           halves: a' = min(a, limit), c' = clamp(c, -limit, limit) (no clamp when
@@ -23,6 +22,7 @@ layout(std430, binding = 1) writeonly buffer O { float o[]; };
 #define Q8_BINDING 2
 #include "q8_store.glsl"
 #endif
+#include "act.glsl"
 
 layout(push_constant) uniform P {
     uint n;      // output elements
@@ -31,27 +31,17 @@ layout(push_constant) uniform P {
     float limit; // GEGELU: the clamp; 0: none
 } p;
 
-float sigmoid(float v) { return 1.0 / (1.0 + exp(-v)); }
-
 float act(uint i) {
 #if defined(SILU)
-    float v = x[i];
-    return v * sigmoid(v);
+    return act_silu(x[i]);
 #elif defined(GELU)
-    float v = x[i];
-    return v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
+    return act_gelu(x[i]);
 #elif defined(SWIGLU)
     uint r = i / p.n_ff, c = i - r * p.n_ff;
-    float g = x[2u * r * p.n_ff + c];
-    return g * sigmoid(g) * x[2u * r * p.n_ff + p.n_ff + c];
+    return act_swiglu(x[2u * r * p.n_ff + c], x[2u * r * p.n_ff + p.n_ff + c]);
 #elif defined(GEGELU)
     uint r = i / p.n_ff, c = i - r * p.n_ff;
-    float a = x[2u * r * p.n_ff + c], l = x[2u * r * p.n_ff + p.n_ff + c];
-    if (p.limit > 0.0) {
-        a = min(a, p.limit);
-        l = clamp(l, -p.limit, p.limit);
-    }
-    return a * sigmoid(1.702 * a) * (l + 1.0);
+    return act_gegelu(x[2u * r * p.n_ff + c], x[2u * r * p.n_ff + p.n_ff + c], p.limit);
 #elif defined(COPY) && defined(Q8)
     return x[i];
 #else

@@ -104,6 +104,11 @@ def families(wtypes, kvtypes):
     tex = lambda fetch, define: [define] if fetch == 'tex' else []
     mv = fam('matvec', 'matvec.comp', [W, FETCH, REDUCE, ACTS])
     mm = fam('matmul', 'matmul.comp', [W, FETCH, PREC])
+    # the integer-dot matvec whose prologue makes its int8 input: the activation (down
+    # projections), or a copy (the out projection reading attention's f32 output)
+    mva = fam('matvec_act', 'matvec.comp', [W, FETCH, ACT])
+    # ... or the norm before the projection (the projections that read a norm's output)
+    mvn = fam('matvec_norm', 'matvec.comp', [W, FETCH, NORM])
     for t in wtypes:
         for fetch in FETCH.values:
             wdef = [weight_define(t)] + tex(fetch, '-DW_TEXEL')
@@ -112,6 +117,13 @@ def families(wtypes, kvtypes):
                 mv.add((t, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
             if t['block_elems'] > 1:   # integer dot products on the quants of block types
                 mv.add((t, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
+                for act in ('gelu', 'swiglu', 'copy'):
+                    mva.add((t, fetch, act), base + '_' + act,
+                            wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_ACT', '-D' + act.upper()])
+                for form in NORM.values:
+                    mvn.add((t, fetch, form), base + '_' + form + 'norm',
+                            wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_NORM'] +
+                            (['-DLAYERNORM'] if form == 'layer' else []))
             for prec in PREC.values:
                 mm.add((t, fetch, prec), 'matmul_%s_%s%s' % (t['name'], fetch, '_f16' if prec == 'f16' else ''),
                        wdef + (['-DF16'] if prec == 'f16' else []))
@@ -126,6 +138,9 @@ def families(wtypes, kvtypes):
                   [weight_define(t), '-DADD_ROWS'] + tex(fetch, '-DW_TEXEL'))
 
     fam('attn_reduce', 'attn_reduce.comp', []).add((), 'attn_reduce', [])
+    f = fam('read_bw', 'read_bw.comp', [FETCH])   # pvk_bench.c's read roofline
+    for fetch in FETCH.values:
+        f.add((fetch,), 'read_bw_' + fetch, tex(fetch, '-DREAD_TEXEL'))
     K, V = TypeDim(kvtypes), TypeDim(kvtypes)
     st = fam('kv_store', 'kv_store.comp', [STORE, K, V])
     at = fam('attn', 'attn.comp', [K, V, FETCH, REDUCE])

@@ -16,6 +16,17 @@
 // unit's sum(q*x) is four 4x8-bit integer dot products (OpSDot), scaled once by
 // the x block's d; sum(x) is the block's stored half sum. A quarter of the x loads
 // and no conversions to float per weight.
+// -DPRO_ACT with -DSWIGLU, -DGELU or -DCOPY (with INT_DOT): x comes as the
+// activation's input (f32, rows of 2K: gate then up, or of K; COPY: x itself, as the
+// out projection reads attention's output) and each invocation makes the int8
+// blocks it reads itself (act.glsl, q8_block.glsl: the values and encoding
+// act.comp -DQ8 would have stored), so the activation needs no dispatch of its own;
+// every workgroup recomputes the blocks, cheap at decode's few columns.
+// -DPRO_NORM (with INT_DOT, -DLAYERNORM for LayerNorm): the same for the norm
+// before a projection: x is the norm's input, 4 its weight, 5 its bias (flags 4, 8;
+// an absent one bound to x and never read), eps a push constant; the workgroup
+// first reduces each column's statistics as norm.comp does, then every invocation
+// normalises and encodes the blocks it reads.
 // Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
@@ -37,9 +48,19 @@ layout(constant_id = 3) const uint SG_MIN = 0;
 spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
 int sdot4x8(int a, int b, spirv_literal int packed_vector_format);
 int sdot(uint a, uint b) { return sdot4x8(int(a), int(b), 0); }
+#if defined(PRO_ACT) || defined(PRO_NORM)
+#include "act.glsl"
+#include "q8_block.glsl"
+layout(std430, binding = 1) readonly buffer XP { vec4 xp4[]; };
+#ifdef PRO_NORM
+layout(std430, binding = 4) readonly buffer NW { vec4 nw4[]; };
+layout(std430, binding = 5) readonly buffer NB { vec4 nb4[]; };
+#endif
+#else
 // The q8_store.glsl layout, as 16-byte words: q, then (d, half sums).
 layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
 layout(std430, binding = 1) readonly buffer XM { vec4 xm4[]; };
+#endif
 #else
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer X1 { float x1[]; };
@@ -49,8 +70,59 @@ layout(std430, binding = 3) buffer Y { float y[]; };
 
 layout(push_constant) uniform P {
     uint K, N, M, y_stride, y_off;
-    uint flags;   // 1: add bias, 2: accumulate into y
+    uint flags;   // 1: add bias, 2: accumulate into y (PRO_NORM: 4 norm weight, 8 norm bias)
+#ifdef PRO_NORM
+    float eps;
+#endif
 } p;
+
+#ifdef PRO_NORM
+// Block u of the normalised row whose elements start at xc (mean and scale: its
+// statistics), in its int8 form: norm.comp's arithmetic, per element.
+void x_block_norm(uint xc, uint u, float mean, float scale, out uvec4 lo, out uvec4 hi, out vec4 meta) {
+    float v[32];
+    bool hw = (p.flags & 4u) != 0u, hb = (p.flags & 8u) != 0u;
+    uint x4 = (xc + 32u * u) >> 2;
+    [[unroll]] for (uint j = 0; j < 8u; j++) {
+        vec4 a = xp4[x4 + j], wv = hw ? nw4[8u * u + j] : vec4(1.0), bv = hb ? nb4[8u * u + j] : vec4(0.0);
+        [[unroll]] for (uint e = 0; e < 4u; e++) {
+            float t = (a[e] - mean) * scale;
+            if (hw) t *= wv[e];
+            if (hb) t += bv[e];
+            v[4u * j + e] = t;
+        }
+    }
+    q8_block(v, lo, hi, meta);
+}
+#endif
+
+#ifdef PRO_ACT
+// Block u of the activation of the row whose elements start at xc (a multiple of K),
+// in its int8 form.
+void x_block(uint xc, uint u, out uvec4 lo, out uvec4 hi, out vec4 meta) {
+    float v[32];
+#if defined(SWIGLU)
+    uint g4 = (2u * xc + 32u * u) >> 2, u4 = g4 + (p.K >> 2);
+    [[unroll]] for (uint j = 0; j < 8u; j++) {
+        vec4 g = xp4[g4 + j], up = xp4[u4 + j];
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_swiglu(g[e], up[e]);
+    }
+#elif defined(GELU) || defined(COPY)
+    uint x4 = (xc + 32u * u) >> 2;
+    [[unroll]] for (uint j = 0; j < 8u; j++) {
+        vec4 a = xp4[x4 + j];
+#ifdef GELU
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = act_gelu(a[e]);
+#else
+        [[unroll]] for (uint e = 0; e < 4u; e++) v[4u * j + e] = a[e];
+#endif
+    }
+#else
+#error PRO_ACT needs SWIGLU, GELU or COPY
+#endif
+    q8_block(v, lo, hi, meta);
+}
+#endif
 
 void main() {
     uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NR;
@@ -72,14 +144,39 @@ void main() {
         xq[c] = xcol[c] / 16u;
         xm[c] = p.M * p.K / 16u + xcol[c] / 32u;
     }
+#ifdef PRO_NORM
+    // Each column's statistics, as norm.comp computes them (every invocation takes
+    // part in the reductions).
+    float mean[NC], scale[NC];
+    [[unroll]] for (uint c = 0; c < NC; c++) {
+        mean[c] = 0.0;
+#ifdef LAYERNORM
+        float sm = 0.0;
+        for (uint i = l; i < p.K / 4u; i += WG) sm += dot(xp4[xcol[c] / 4u + i], vec4(1.0));
+        mean[c] = wg_sum(sm) / float(p.K);
+#endif
+        float ss = 0.0;
+        for (uint i = l; i < p.K / 4u; i += WG) {
+            vec4 d = xp4[xcol[c] / 4u + i] - mean[c];
+            ss += dot(d, d);
+        }
+        scale[c] = inversesqrt(wg_sum(ss) / float(p.K) + p.eps);
+    }
+#endif
     for (uint u = l; u < ku; u += WG) {
         uint s = u % UB;
         uvec4 xa[NC], xb[NC];
         vec4 xd[NC];
         [[unroll]] for (uint c = 0; c < NC; c++) {
+#if defined(PRO_NORM)
+            x_block_norm(xcol[c], u, mean[c], scale[c], xa[c], xb[c], xd[c]);
+#elif defined(PRO_ACT)
+            x_block(xcol[c], u, xa[c], xb[c], xd[c]);
+#else
             xa[c] = xq4[xq[c] + 2u * u];
             xb[c] = xq4[xq[c] + 2u * u + 1u];
             xd[c] = xm4[xm[c] + u];
+#endif
         }
         [[unroll]] for (uint r = 0; r < NR; r++) {
             uint blk = (wrow[r] / 32u + u) / UB;

@@ -24,7 +24,7 @@ for r in recs:
         assert k in r, k
     assert r["kernels"].startswith(model_type + " f32 x "), r["kernels"]   # plain weights read f32
     assert r["model_type"] == model_type, r["model_type"]
-    assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["copy_gbps"] > 0, r
+    assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["copy_gbps"] > 0 and r["read_gbps"] > 0, r
     assert r["model_size"] > 0 and r["model_n_params"] > 0, r
     assert len(r["samples_ts"]) == reps and all(t > 0 for t in r["samples_ts"]), r
     name, _, seqs = r["test"][2:].partition(" x")
@@ -32,6 +32,14 @@ for r in recs:
     assert r["n_parallel"] == (int(seqs) if seqs else 1), r
     if r["n_gen"]:
         assert r["weights_gbps"] > 0 and 0 < r["copy_fraction"], r
+        # decode's roofline: weights plus the cache it reads (tg from an empty cache
+        # reads (n_gen + 1) / 2 positions on average), over the read kernel's bandwidth
+        assert r["token_kv_bytes"] > 0 and r["decode_gbps"] > r["weights_gbps"], r
+        assert abs(r["read_fraction"] - r["decode_gbps"] / r["read_gbps"]) < 1e-9, r
+        # per decode token: a layer is several dispatches, a barrier orders at least the
+        # result for the host, and recording takes some host time but less than the token
+        assert r["token_dispatches"] >= 4 and r["token_barriers"] >= 1, r
+        assert r["token_host_ms"] > 0 and 0 < r["token_host_fraction"] < 1, r
 EOF
 }
 
@@ -43,11 +51,12 @@ check tiny_f16_json_has_pp_and_tg_records json_ok pp16,tg8 2 f16
 check tiny_f16_json_no_validation_messages no_validation_messages
 
 expect tiny_table_exits_0 0 "$phivk" bench --shape tiny --type bf16 -p 8 -n 4 -r 1 --copy-mib 16
-check table_has_header grep -q "^| model .*| test .*| t/s .*| weights GB/s .*| of copy bw" "$dir/out"
+check table_has_header grep -q "^| model .*| test .*| t/s .*| decode GB/s .*| of read bw" "$dir/out"
 check table_has_pp_row grep -q "| pp8 .*±" "$dir/out"
 check table_has_tg_row_with_fraction grep -q "| tg4 .*±.*%" "$dir/out"
-check table_names_copy_bandwidth grep -q "copy bandwidth of .*GB/s" "$dir/out"
+check table_names_read_and_copy_bandwidth grep -q "^read bandwidth of .*GB/s .*copy bandwidth: .*GB/s" "$dir/out"
 check table_names_the_matrix_kernels grep -q "^matrix kernels: bf16 f32 x [0-9]* rows" "$dir/out"
+check table_has_per_token_counters grep -q "^tg4 per decode token: [0-9]* dispatches, [0-9]* barriers, host [0-9.]* ms .*% of the token" "$dir/out"
 check table_no_validation_messages no_validation_messages
 
 expect only_tg_when_p_is_0 0 "$phivk" bench --shape tiny --type f32 -p 0 -n 4 -r 1 --json --copy-mib 16

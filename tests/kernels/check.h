@@ -37,6 +37,16 @@ int check_matmul(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool
  * reference multiplies the values it holds. */
 int check_matmul_q8(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k, bool bias, bool acc,
                     uint64_t seed);
+/* The same with x the input of act (GELU: [m][k]; SWIGLU: [m][2k]), which the op
+ * applies in its prologue (pvk_input pre), against the int8 that pvk_op_act_q8 makes
+ * of it. */
+int check_matmul_act(pvk_cmd *cmd, pvk_ops *o, pvk_type t, pvk_act act, int m, int n, int k, bool acc,
+                     uint64_t seed);
+/* The same with x the input of a norm (RMS with a weight, layer with weight and
+ * bias), which the op applies in its prologue (pvk_input norm), against the int8
+ * that the standalone norm (pvk_op_*norm_q8) makes of it. */
+int check_matmul_norm(pvk_cmd *cmd, pvk_ops *o, pvk_type t, pvk_norm form, int m, int n, int k, bool acc,
+                      uint64_t seed);
 /* x[i] = d * q[i] of an int8 buffer (pvk_q8_bytes(rows, n) bytes, read back). */
 void check_q8_decode(const uint8_t *q8, int rows, int n, float *x);
 

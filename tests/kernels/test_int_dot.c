@@ -198,3 +198,41 @@ TEST(int8_matvec_matches_the_reference_for_every_block_type) {
     CHECK(check_matmul_q8(cmd, ops, PVK_Q4_K, 1, 24, 17920, false, false, 400) == 0, "q4_K k 17920");
     CHECK(check_matmul_q8(cmd, ops, PVK_Q6_K, 4, 3072, 256, true, false, 401) == 0, "q6_K 3072 rows");
 }
+
+/* The down projection applying GELU or SwiGLU itself, and the out projection making
+ * the int8 of its f32 input (COPY) itself (matvec.comp -DPRO_ACT): the
+ * same products as on the int8 the activation kernel writes, for every block type
+ * (the op's capability, whatever PHIVK_FUSION lets the session use). */
+TEST(matvec_with_the_activation_in_its_prologue_matches_the_reference) {
+    REQUIRE(setup(), "no device");
+    if (!pvk_ops_can_fuse(ops, PVK_Q4_0, 1)) {
+        CHECK(!int_dot_on(), "the fused path is there with integer dot products");
+        SKIP("no fused prologue here (integer dot products off)");
+    }
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        const char *name = pvk_type_get(t)->name;
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_SWIGLU, 1, 37, 768, true, 500 + i) == 0, "%s swiglu", name);
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_GELU, 1, 29, 512, false, 600 + i) == 0, "%s gelu", name);
+        CHECK(check_matmul_act(cmd, ops, t, PVK_ACT_COPY, 1, 33, 512, true, 650 + i) == 0, "%s copy", name);
+        CHECK(check_matmul_act(cmd, ops_gpu_like, t, PVK_ACT_SWIGLU, 3, 41, 256, true, 700 + i) == 0,
+              "%s swiglu m 3 gpu-like", name);
+    }
+    CHECK(check_matmul_act(cmd, ops, PVK_Q4_0, PVK_ACT_SWIGLU, 1, 3072, 8192, true, 800) == 0, "phi-3's down");
+}
+
+/* The projection after a norm applying it itself (matvec.comp -DPRO_NORM), RMS and
+ * LayerNorm, one workgroup's reduction of each column's statistics first. */
+TEST(matvec_with_the_norm_in_its_prologue_matches_the_reference) {
+    REQUIRE(setup(), "no device");
+    if (!pvk_ops_can_fuse(ops, PVK_Q4_0, 1)) SKIP("no fused prologue here (integer dot products off)");
+    for (int i = 0; i < N_QTYPES; i++) {
+        pvk_type t = qtypes[i];
+        const char *name = pvk_type_get(t)->name;
+        CHECK(check_matmul_norm(cmd, ops, t, PVK_NORM_RMS, 1, 37, 768, false, 900 + i) == 0, "%s rms", name);
+        CHECK(check_matmul_norm(cmd, ops, t, PVK_NORM_LAYER, 1, 29, 512, true, 950 + i) == 0, "%s layer", name);
+        CHECK(check_matmul_norm(cmd, ops_gpu_like, t, PVK_NORM_RMS, 2, 41, 256, false, 990 + i) == 0,
+              "%s rms m 2 gpu-like", name);
+    }
+    CHECK(check_matmul_norm(cmd, ops, PVK_Q4_0, PVK_NORM_RMS, 1, 9216, 3072, false, 1000) == 0, "phi-3's qkv");
+}

@@ -30,7 +30,8 @@ TEST(every_kernel_id_names_an_embedded_spirv_module) {
 
 /* pvk_tensor_create accepts the types marked supported; for each, matmul asks for
  * matvec over both fetch paths and reductions with f32 activations, with int8
- * activations (subgroup reduction only: need_q8) for block types, and the tiled
+ * activations (subgroup reduction only: need_q8) for block types, given as int8 or
+ * as the input of GELU or SwiGLU or a norm (pvk_ops_can_fuse), and the tiled
  * kernel in f32 and fp16; get_rows and add_rows for both fetch paths. Other types have none. */
 TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
     int types = 0;
@@ -47,6 +48,14 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
             CHECK(built(mv[PVK_ACTS_Q8]) == (ok && blocked),
                   "%s fetch %d: an int8 matvec is built for block types and only them", name, f);
             CHECK(sh[PVK_ACTS_Q8] == PVK_KERNEL_NONE, "%s fetch %d: no int8 matvec without subgroups", name, f);
+            /* The int8 matvec that applies the down projection's activation itself. */
+            CHECK(built(pvk_kernels_matvec_act[t][f][PVK_ACT_SWIGLU]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_GELU]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_COPY]) == (ok && blocked),
+                  "%s fetch %d: a matvec with the activation in its prologue for block types", name, f);
+            CHECK(built(pvk_kernels_matvec_norm[t][f][PVK_NORM_RMS]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_norm[t][f][PVK_NORM_LAYER]) == (ok && blocked),
+                  "%s fetch %d: a matvec with the norm in its prologue for block types", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
             CHECK(built(pvk_kernels_get_rows[t][f]) == ok, "%s fetch %d: get_rows", name, f);

@@ -552,6 +552,69 @@ TEST(two_sessions_on_one_model_do_not_interfere) {
     fixture_close(&fx);
 }
 
+/* Barriers from dependencies (the default) against one after every dispatch
+ * (PHIVK_BARRIERS=all, read when a session makes its command buffer): the same
+ * kernels in the same order, so the logits are identical bit for bit (the
+ * validation layer's synchronization checks fail the case on a missing barrier),
+ * and a decode token records fewer barriers. Prefill, then decode steps; int8
+ * weights (phi3 Q4_0), a parallel block with separate Q/K/V (phi2), separate
+ * projections (llama Q4_K_M). */
+static void check_barrier_modes(const synth_params *p) {
+    fixture fx;
+    bool ok = fixture_open(&fx, p);
+    REQUIRE(ok, "fixture for %s", p->arch);
+    int nv = phivk_model_n_vocab(fx.gpu), n = 12, prompt = 8;
+    int32_t ids[12];
+    fixture_ids(ids, n, nv, 5);
+    float *logits[2] = {malloc(sizeof(float) * (size_t)(n - prompt + 1) * nv),
+                        malloc(sizeof(float) * (size_t)(n - prompt + 1) * nv)};
+    uint32_t barriers[2] = {0, 0}, dispatches[2] = {0, 0};
+    const char *env = getenv("PHIVK_BARRIERS");
+    char *was = env ? strdup(env) : NULL;   /* the suite also runs under =all */
+    for (int mode = 0; mode < 2; mode++) {
+        phivk_session_params sp = phivk_session_default_params();
+        sp.ctx = 64;
+        setenv("PHIVK_BARRIERS", mode ? "all" : "deps", 1);
+        phivk_session *s = phivk_session_create(fx.gpu, &sp);
+        if (was) setenv("PHIVK_BARRIERS", was, 1);
+        else unsetenv("PHIVK_BARRIERS");
+        REQUIRE(s, "session: %s", phivk_last_error());
+        bool run = phivk_decode(s, ids, prompt, logits[mode], false) == PHIVK_OK;
+        for (int i = prompt; run && i < n; i++) {
+            run = phivk_decode(s, ids + i, 1, logits[mode] + (size_t)(i - prompt + 1) * nv, false) == PHIVK_OK;
+            phivk_step_stats st = phivk_session_last_step(s);
+            CHECK(st.tokens == 1 && st.dispatches > 0, "step counters: %d tokens, %u dispatches", st.tokens,
+                  st.dispatches);
+            barriers[mode] = st.barriers;
+            dispatches[mode] = st.dispatches;
+        }
+        CHECK(run, "decode: %s", phivk_last_error());
+        phivk_session_free(s);
+    }
+    free(was);
+    printf("    %s: per decode token %u dispatches, %u barriers from dependencies, %u with PHIVK_BARRIERS=all\n",
+           p->arch, dispatches[0], barriers[0], barriers[1]);
+    CHECK(dispatches[0] == dispatches[1], "the same dispatches both ways");
+    CHECK(barriers[0] < barriers[1], "fewer barriers from dependencies (%u) than after every dispatch (%u)",
+          barriers[0], barriers[1]);
+    CHECK(memcmp(logits[0], logits[1], sizeof(float) * (size_t)(n - prompt + 1) * nv) == 0,
+          "the logits differ between the barrier modes");
+    free(logits[0]);
+    free(logits[1]);
+    fixture_close(&fx);
+}
+
+TEST(barriers_from_dependencies_give_the_logits_of_a_barrier_after_every_dispatch) {
+    synth_params p = small_quant("phi3", PVK_Q4_0, SYNTH_MIX_NONE);
+    check_barrier_modes(&p);
+    p = small("phi2");
+    p.separate_qkv = true;
+    p.n_rot = 16;
+    check_barrier_modes(&p);
+    p = small_quant("llama", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    check_barrier_modes(&p);
+}
+
 TEST(bad_tokens_and_a_full_context_are_refused_with_a_reason) {
     synth_params p = small("llama");
     fixture fx;
