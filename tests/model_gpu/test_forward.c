@@ -552,6 +552,56 @@ TEST(two_sessions_on_one_model_do_not_interfere) {
     fixture_close(&fx);
 }
 
+/* Decode token by token (m 1: where the projections may make their int8 input in
+ * their prologue, PHIVK_FUSION) against the CPU reference's logits at every position,
+ * within the int8 bound of check_fixture_vs_reference; the suite runs this with
+ * PHIVK_FUSION=act and =all too. */
+static void check_decode_vs_reference(const synth_params *p, int n) {
+    fixture fx;
+    bool ok = fixture_open(&fx, p);
+    REQUIRE(ok, "fixture for %s", p->arch);
+    int nv = phivk_model_n_vocab(fx.gpu);
+    int32_t *ids = malloc(sizeof *ids * n);
+    float *want = malloc(sizeof *want * (size_t)n * nv), *got = malloc(sizeof *got * (size_t)n * nv);
+    fixture_ids(ids, n, nv, 11);
+    ref_state_params rp = ref_state_default_params();
+    rp.n_ctx = 64;
+    rp.int8_types = gpu_int8_types(1);
+    rp.kv_f16 = true;
+    ref_state *rs = NULL;
+    CHECK(ref_state_create(fx.ref, &rp, &rs) == PHIVK_OK, "ref state: %s", pvk_errmsg());
+    CHECK(rs && ref_forward(rs, ids, n, want, true) == PHIVK_OK, "ref forward: %s", pvk_errmsg());
+    phivk_session_params sp = phivk_session_default_params();
+    sp.ctx = 64;
+    phivk_session *s = phivk_session_create(fx.gpu, &sp);
+    REQUIRE(s, "session: %s", phivk_last_error());
+    bool run = true;
+    for (int i = 0; run && i < n; i++) run = phivk_decode(s, ids + i, 1, got + (size_t)i * nv, false) == PHIVK_OK;
+    CHECK(run, "decode: %s", phivk_last_error());
+    if (run && rs) {
+        double bound = 10 * logit_bound(want, (size_t)n * nv), worst = 0;   /* int8_flip_allowance */
+        for (size_t i = 0; i < (size_t)n * nv; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+        printf("    %s decode (%u dispatches a token): max abs diff %.3g (bound %.3g)\n", p->arch,
+               phivk_session_last_step(s).dispatches, worst, bound);
+        CHECK(worst <= bound, "decode vs CPU reference: max abs diff %g > %g", worst, bound);
+    }
+    phivk_session_free(s);
+    ref_state_destroy(rs);
+    free(ids);
+    free(want);
+    free(got);
+    fixture_close(&fx);
+}
+
+TEST(quantized_decode_token_by_token_matches_cpu_reference) {
+    synth_params p = small_quant("phi3", PVK_Q4_0, SYNTH_MIX_NONE);
+    check_decode_vs_reference(&p, 12);
+    p = small_quant("llama", PVK_Q4_K, SYNTH_MIX_Q4_K_M);
+    check_decode_vs_reference(&p, 12);
+    p = small_quant("phi2", PVK_Q8_0, SYNTH_MIX_NONE);
+    check_decode_vs_reference(&p, 12);
+}
+
 /* Barriers from dependencies (the default) against one after every dispatch
  * (PHIVK_BARRIERS=all, read when a session makes its command buffer): the same
  * kernels in the same order, so the logits are identical bit for bit (the
