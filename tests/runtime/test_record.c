@@ -8,6 +8,7 @@
 #include "gpu.h"
 #include "harness.h"
 #include "pvk_bench.h"
+#include "pvk_ops.h"
 
 /* Four buffers of N floats and the mul kernel (out = a * b; a and b read-only,
  * out written: the shader's qualifiers are what the recorder goes by). */
@@ -160,6 +161,36 @@ TEST(an_unknown_barrier_mode_is_refused_with_the_choices) {
     CHECK(pvk_cmd_create(d, &c) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "use deps"), "%s", pvk_errmsg());
     unsetenv("PHIVK_BARRIERS");
     CHECK(!c, "nothing made");
+}
+
+/* The prologue fusions' switch: a CPU device (lavapipe) fuses nothing by default, a
+ * GPU everything; an unknown value is refused with the choices. */
+TEST(fusion_follows_the_device_and_phivk_fusion) {
+    pvk_dev *d;
+    REQUIRE(d = test_gpu(), "no device");
+    const char *names[] = {"none", "act", "all"};
+    for (int i = 0; i < 3; i++) {
+        setenv("PHIVK_FUSION", names[i], 1);
+        pvk_ops *o = NULL;
+        CHECK(pvk_ops_create(d, &o) == PHIVK_OK, "%s: %s", names[i], pvk_errmsg());
+        if (o && pvk_ops_can_fuse(o, PVK_Q4_0, 1)) {
+            CHECK(pvk_ops_fuses(o, PVK_FUSION_ACT, PVK_Q4_0, 1) == (i >= 1), "%s: activations", names[i]);
+            CHECK(pvk_ops_fuses(o, PVK_FUSION_ALL, PVK_Q4_0, 1) == (i == 2), "%s: norms", names[i]);
+        }
+        pvk_ops_destroy(o);
+    }
+    unsetenv("PHIVK_FUSION");
+    pvk_ops *o = NULL;
+    CHECK(pvk_ops_create(d, &o) == PHIVK_OK, "default: %s", pvk_errmsg());
+    bool cpu = pvk_dev_caps(d)->type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    if (o && pvk_ops_can_fuse(o, PVK_Q4_0, 1))
+        CHECK(pvk_ops_fuses(o, PVK_FUSION_ALL, PVK_Q4_0, 1) == !cpu, "the default follows the device kind");
+    pvk_ops_destroy(o);
+    o = NULL;
+    setenv("PHIVK_FUSION", "most", 1);
+    CHECK(pvk_ops_create(d, &o) == PHIVK_ERR_INVALID && strstr(pvk_errmsg(), "use none"), "%s", pvk_errmsg());
+    unsetenv("PHIVK_FUSION");
+    CHECK(!o, "nothing made");
 }
 
 /* The read-bandwidth kernel sums every 16-byte word once: random words, a size
