@@ -423,14 +423,16 @@ static void print_table(const bench_model *bm, const bench_opts *o, const bench_
            bm->device, bm->read_gbps, (unsigned long long)(READ_COPIES * o->copy_bytes >> 20), bm->copy_gbps,
            (unsigned long long)(o->copy_bytes >> 20), bm->token_bytes / (1024.0 * 1024));
     for (int r = 0; r < n; r++)
-        if (tests[r].n_gen)
-            printf(" + %.2f MiB of KV cache on average in %s", tests[r].kv_bytes / (1024.0 * 1024), tests[r].name);
+        if (tests[r].n_gen) { /* every tg test decodes n_gen tokens per sequence: one figure */
+            printf(" + %.2f MiB of KV cache per sequence on average in tg", tests[r].kv_bytes / (1024.0 * 1024));
+            break;
+        }
     printf("\n");
     if (bm->kernels) printf("matrix kernels: %s\n", bm->kernels);
     for (int r = 0; r < n; r++)
         if (tests[r].n_gen)
-            printf("%s per decode token: %.0f dispatches, %.0f barriers, host %.3f ms recording and "
-                   "submitting (%.1f%% of the token's %.2f ms)\n", tests[r].name, tests[r].dispatches,
+            printf("%s per decode %s: %.0f dispatches, %.0f barriers, host %.3f ms recording and "
+                   "submitting (%.1f%% of its %.2f ms)\n", tests[r].name, tests[r].seqs ? "step" : "token", tests[r].dispatches,
                    tests[r].barriers, tests[r].host_ms, 100 * tests[r].host_ms / tests[r].token_ms,
                    tests[r].token_ms);
 }
