@@ -36,6 +36,7 @@ static const field fields[] = {
     F("subgroup_max", "  max", F_U32, subgroup_max),
     F("subgroup_size_control", "subgroup size control", F_BOOL, subgroup_size_control),
     F("coopmat", "cooperative matrix", F_BOOL, coopmat),
+    F("coopmat_nv", "  NV cooperative matrix", F_BOOL, coopmat_nv),
     F("push_descriptor", "push descriptors", F_BOOL, push_descriptor),
     F("texel", "uniform texel buffers", F_BOOL, texel),
     F("uma", "unified memory (UMA)", F_BOOL, uma),

@@ -112,6 +112,7 @@ else
     tests="'runtime on the default device' 'kernels match CPU reference (texel, subgroup)' \
 'kernels match CPU reference (storage buffers)' 'int8 activations and the integer-dot matvec match the references' \
 'tiled matmul multiplies in fp16 within its bound' 'model-level kernels match CPU references' \
+'the tiled matmul on cooperative matrices matches the reference where the device has them' \
 'forward pass vs references'"
 fi
 tmp=$(mktemp -d)
