@@ -68,7 +68,8 @@ char *phivk_model_kernels_text(const phivk_model *m) {
         pvk_mm_choice c = pvk_ops_mm_choice(o, types[i]);
         len += (size_t)snprintf(out + len, cap - len, "%s%s %s x %u rows%s", i ? ", " : "",
                                 pvk_type_get(types[i])->name, c.int8 ? "int8" : "f32", c.rows,
-                                tiled && c.f16 ? " fp16 tiles" : "");
+                                !tiled ? "" : c.coopmat && pvk_ops_coopmat(o) != PVK_CM_COUNT ? " coopmat tiles"
+                                            : c.f16 ? " fp16 tiles" : "");
     }
     return out;
 }

@@ -17,6 +17,16 @@
 
 /* ------------------------------------------------------------------ device */
 
+/* One cooperative-matrix shape a device lists: D (M x N) = A (M x K) B (K x N) + C,
+ * types as VkComponentTypeKHR (0 fp16, 1 fp32, ...), scope as VkScopeKHR (3 subgroup). */
+typedef struct pvk_cm_shape {
+    uint32_t m, n, k;
+    uint32_t a, b, c, r;            /* A, B, C and result component types */
+    uint32_t scope;
+    bool nv;                        /* listed by VK_NV_cooperative_matrix, else KHR */
+} pvk_cm_shape;
+#define PVK_CM_MAX_SHAPES 32
+
 /* Everything phivk decides kernel variants by, filled from one pNext query chain.
  * Optional features read false when the device lacks them OR when the user turned
  * them off (PHIVK_DISABLE_F16, _INT8, _INT_DOT, _SUBGROUP, _SUBGROUP_SIZE_CONTROL,
@@ -39,7 +49,11 @@ typedef struct pvk_caps {
     uint32_t subgroup_size;         /* default size */
     uint32_t subgroup_min, subgroup_max;
     bool subgroup_size_control;     /* can require a size per pipeline */
-    bool coopmat;                   /* VK_KHR_cooperative_matrix */
+    bool coopmat;                   /* VK_KHR_cooperative_matrix (off under a validation
+                                       layer older than it: the layer cannot check it) */
+    bool coopmat_nv;                /* VK_NV_cooperative_matrix */
+    uint32_t n_cm_shapes;           /* the shapes the extensions that are on list */
+    pvk_cm_shape cm_shapes[PVK_CM_MAX_SHAPES];
     bool push_descriptor;           /* VK_KHR_push_descriptor */
     bool texel;                     /* uniform texel buffers of RGBA32UI/RGBA32F usable */
     bool uma;                       /* a device-local heap is also host-visible */

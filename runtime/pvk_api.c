@@ -11,7 +11,7 @@
 #include "phivk.h"
 #include "pvk_impl.h"
 
-typedef enum field_kind { F_BOOL, F_U32, F_HEX, F_BYTES, F_FLOAT, F_DIM3, F_SUBGROUP_OPS } field_kind;
+typedef enum field_kind { F_BOOL, F_U32, F_HEX, F_BYTES, F_FLOAT, F_DIM3, F_SUBGROUP_OPS, F_CM_SHAPES } field_kind;
 
 typedef struct field {
     const char *key;      /* JSON */
@@ -36,6 +36,8 @@ static const field fields[] = {
     F("subgroup_max", "  max", F_U32, subgroup_max),
     F("subgroup_size_control", "subgroup size control", F_BOOL, subgroup_size_control),
     F("coopmat", "cooperative matrix", F_BOOL, coopmat),
+    F("coopmat_nv", "  NV cooperative matrix", F_BOOL, coopmat_nv),
+    F("coopmat_shapes", "  shapes (MxNxK A.B.C.D)", F_CM_SHAPES, n_cm_shapes),
     F("push_descriptor", "push descriptors", F_BOOL, push_descriptor),
     F("texel", "uniform texel buffers", F_BOOL, texel),
     F("uma", "unified memory (UMA)", F_BOOL, uma),
@@ -57,6 +59,13 @@ static const field fields[] = {
 
 static const char *subgroup_op_names[] = {"basic", "vote", "arithmetic", "ballot",
                                           "shuffle", "shuffle_relative", "clustered", "quad"};
+
+/* VkComponentTypeKHR's values 0..10; scopes by VkScopeKHR. */
+static const char *cm_type_names[] = {"f16", "f32", "f64", "s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64"};
+static const char *cm_type(uint32_t t) { return t < sizeof cm_type_names / sizeof cm_type_names[0] ? cm_type_names[t] : "?"; }
+static const char *cm_scope(uint32_t s) {
+    return s == 1 ? "device" : s == 2 ? "workgroup" : s == 3 ? "subgroup" : s == 5 ? "queue family" : "?";
+}
 
 static void version_text(uint32_t v, char out[32]) {
     snprintf(out, 32, "%u.%u.%u", VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), VK_API_VERSION_PATCH(v));
@@ -117,6 +126,15 @@ static void field_text(text *t, const field *f, const pvk_caps *c) {
         put(t, "%s\n", ops ? "" : "-");
         break;
     }
+    case F_CM_SHAPES:
+        for (uint32_t i = 0; i < c->n_cm_shapes; i++) {
+            const pvk_cm_shape *sh = &c->cm_shapes[i];
+            put(t, "%s%s %ux%ux%u %s.%s.%s.%s%s%s", i ? ", " : "", sh->nv ? "nv" : "khr", sh->m, sh->n, sh->k,
+                cm_type(sh->a), cm_type(sh->b), cm_type(sh->c), cm_type(sh->r), sh->scope == 3 ? "" : " ",
+                sh->scope == 3 ? "" : cm_scope(sh->scope));
+        }
+        put(t, "%s\n", c->n_cm_shapes ? "" : "-");
+        break;
     }
 }
 
@@ -172,6 +190,24 @@ static cJSON *field_json(const field *f, const pvk_caps *c) {
         cJSON *a = cJSON_CreateArray();
         for (int i = 0; i < 8; i++)
             if (*(const uint32_t *)p & (1u << i)) cJSON_AddItemToArray(a, cJSON_CreateString(subgroup_op_names[i]));
+        return a;
+    }
+    case F_CM_SHAPES: {
+        cJSON *a = cJSON_CreateArray();
+        for (uint32_t i = 0; i < c->n_cm_shapes; i++) {
+            const pvk_cm_shape *sh = &c->cm_shapes[i];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(a, o);
+            cJSON_AddStringToObject(o, "extension", sh->nv ? "nv" : "khr");
+            cJSON_AddNumberToObject(o, "m", sh->m);
+            cJSON_AddNumberToObject(o, "n", sh->n);
+            cJSON_AddNumberToObject(o, "k", sh->k);
+            cJSON_AddStringToObject(o, "a", cm_type(sh->a));
+            cJSON_AddStringToObject(o, "b", cm_type(sh->b));
+            cJSON_AddStringToObject(o, "c", cm_type(sh->c));
+            cJSON_AddStringToObject(o, "result", cm_type(sh->r));
+            cJSON_AddStringToObject(o, "scope", cm_scope(sh->scope));
+        }
         return a;
     }
     }

@@ -5,21 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_coopmat.h"
 #include "pvk_fault.h"
 #include "pvk_impl.h"
-
-#ifndef VK_KHR_cooperative_matrix
-/* Vulkan headers before 1.3.255 lack VK_KHR_cooperative_matrix; its feature struct
- * and structure type are fixed by the registry. */
-#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
-#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR ((VkStructureType)1000506000)
-typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
-    VkStructureType sType;
-    void *pNext;
-    VkBool32 cooperativeMatrix;
-    VkBool32 cooperativeMatrixRobustBufferAccess;
-} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
-#endif
 
 static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name) {
     for (uint32_t i = 0; i < n; i++)
@@ -128,7 +116,7 @@ typedef struct phys_info {
     VkPhysicalDevice pd;
     uint32_t api;               /* min(device, instance) version */
     uint32_t queue_family;
-    bool ext_sgsc, ext_int_dot, ext_push, ext_budget, ext_coopmat, ext_portability;
+    bool ext_sgsc, ext_int_dot, ext_push, ext_budget, ext_coopmat, ext_coopmat_nv, ext_portability;
     bool full_subgroups;
     bool uniform16, uniform8, int16;
 } phys_info;
@@ -142,12 +130,15 @@ typedef struct query {
     VkPhysicalDeviceSubgroupSizeControlFeaturesEXT f_sgsc;
     VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR f_dot;
     VkPhysicalDeviceCooperativeMatrixFeaturesKHR f_cm;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV f_cm_nv;
     VkPhysicalDeviceProperties2 p;
     VkPhysicalDeviceVulkan11Properties p11;
     VkPhysicalDeviceVulkan12Properties p12;
     VkPhysicalDeviceVulkan13Properties p13;
     VkPhysicalDeviceSubgroupSizeControlPropertiesEXT p_sgsc;
     VkPhysicalDeviceShaderIntegerDotProductPropertiesKHR p_dot;
+    VkPhysicalDeviceCooperativeMatrixPropertiesKHR p_cm;
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV p_cm_nv;
     VkPhysicalDeviceMemoryProperties2 m;
     VkPhysicalDeviceMemoryBudgetPropertiesEXT m_budget;
 } query;
@@ -234,8 +225,42 @@ static void profile_clamp(const dev_profile *prof, pvk_caps *c) {
     c->storage16 = c->storage16 && prof->storage16;
 }
 
-static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t instance_api,
-                               const dev_profile *prof, pvk_caps *c, phys_info *pi) {
+/* The shapes the cooperative-matrix extensions that are on list, into c (KHR's, then
+ * NV's; none when the driver lacks the query or it fails: the tiled kernel's other
+ * paths run). The two property structs differ, so each has its query. */
+static phivk_status query_cm_shapes(VkInstance inst, VkPhysicalDevice pd, pvk_caps *c) {
+    uint32_t n = 0;
+    if (c->coopmat) {
+        PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)
+            vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+        VkCooperativeMatrixPropertiesKHR *k = NULL;
+        if (get && get(pd, &n, NULL) == VK_SUCCESS && n) {
+            if (!(k = calloc(n, sizeof *k))) goto oom;
+            for (uint32_t i = 0; i < n; i++) k[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
+            if (get(pd, &n, k) >= 0) c->n_cm_shapes = pvk_cm_from_khr(k, n, c->cm_shapes, PVK_CM_MAX_SHAPES);
+            free(k);
+        }
+    }
+    if (c->coopmat_nv) {
+        PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+            vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+        VkCooperativeMatrixPropertiesNV *v = NULL;
+        n = 0;
+        if (get && get(pd, &n, NULL) == VK_SUCCESS && n) {
+            if (!(v = calloc(n, sizeof *v))) goto oom;
+            for (uint32_t i = 0; i < n; i++) v[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+            if (get(pd, &n, v) >= 0)
+                c->n_cm_shapes += pvk_cm_from_nv(v, n, c->cm_shapes + c->n_cm_shapes, PVK_CM_MAX_SHAPES - c->n_cm_shapes);
+            free(v);
+        }
+    }
+    return PHIVK_OK;
+oom:
+    return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory listing cooperative matrices");
+}
+
+static phivk_status query_device(VkInstance inst, VkPhysicalDevice pd, uint32_t index, uint32_t instance_api,
+                               uint32_t layer_version, const dev_profile *prof, pvk_caps *c, phys_info *pi) {
     memset(c, 0, sizeof *c);
     memset(pi, 0, sizeof *pi);
     pi->pd = pd;
@@ -270,7 +295,11 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     pi->ext_int_dot = !api13 && has_ext(ext, n_ext, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
     pi->ext_push = has_ext(ext, n_ext, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     pi->ext_budget = has_ext(ext, n_ext, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
-    pi->ext_coopmat = has_ext(ext, n_ext, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    /* A validation layer older than VK_KHR_cooperative_matrix (1.3.255) cannot check
+     * it and reports its mere use, so a validated run goes without it (NV's stays). */
+    pi->ext_coopmat = has_ext(ext, n_ext, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
+                      !(layer_version && layer_version < VK_MAKE_API_VERSION(0, 1, 3, 255));
+    pi->ext_coopmat_nv = has_ext(ext, n_ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     pi->ext_portability = has_ext(ext, n_ext, "VK_KHR_portability_subset");
     free(ext);
 
@@ -282,12 +311,15 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
         .f_sgsc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES},
         .f_dot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES},
         .f_cm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR},
+        .f_cm_nv = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV},
         .p = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2},
         .p11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES},
         .p12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_PROPERTIES},
         .p13 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_PROPERTIES},
         .p_sgsc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES},
         .p_dot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES},
+        .p_cm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_KHR},
+        .p_cm_nv = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV},
         .m = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2},
         .m_budget = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT},
     };
@@ -308,7 +340,14 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
         LINK(ft, q.f_dot);
         LINK(pt, q.p_dot);
     }
-    if (pi->ext_coopmat) LINK(ft, q.f_cm);
+    if (pi->ext_coopmat) {
+        LINK(ft, q.f_cm);
+        LINK(pt, q.p_cm);
+    }
+    if (pi->ext_coopmat_nv) {
+        LINK(ft, q.f_cm_nv);
+        LINK(pt, q.p_cm_nv);
+    }
     if (pi->ext_budget) LINK(mt, q.m_budget);
     vkGetPhysicalDeviceFeatures2(pd, &q.f);
     vkGetPhysicalDeviceProperties2(pd, &q.p);
@@ -344,7 +383,13 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     c->subgroup_size_control = sgsc && (sgsc_stages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                !pvk_env_flag("PHIVK_DISABLE_SUBGROUP_SIZE_CONTROL");
     pi->full_subgroups = pi->full_subgroups && c->subgroup_size_control;
-    c->coopmat = pi->ext_coopmat && q.f_cm.cooperativeMatrix && !pvk_env_flag("PHIVK_DISABLE_COOPMAT");
+    bool cm_off = pvk_env_flag("PHIVK_DISABLE_COOPMAT");
+    c->coopmat = pi->ext_coopmat && q.f_cm.cooperativeMatrix &&
+                 (q.p_cm.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && !cm_off;
+    c->coopmat_nv = pi->ext_coopmat_nv && q.f_cm_nv.cooperativeMatrix &&
+                    (q.p_cm_nv.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && !cm_off;
+    phivk_status s = query_cm_shapes(inst, pd, c);
+    if (s) return s;
     c->push_descriptor = pi->ext_push && !pvk_env_flag("PHIVK_DISABLE_PUSH_DESCRIPTOR");
     c->texel = all_format_texel(pd) && !pvk_env_flag("PHIVK_DISABLE_TEXEL");
     c->memory_budget = pi->ext_budget && !pvk_env_flag("PHIVK_DISABLE_MEMORY_BUDGET");
@@ -367,7 +412,7 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     pi->int16 = c->storage16 && q.f.features.shaderInt16;
 
     uint64_t env_limit;
-    phivk_status s = env_binding_limit(&env_limit);
+    s = env_binding_limit(&env_limit);
     if (s) return s;
     c->max_binding_bytes = c->max_storage_range;
     if (env_limit && env_limit < c->max_binding_bytes) c->max_binding_bytes = env_limit;
@@ -399,7 +444,8 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
 }
 
 /* Every physical device of inst with its caps; *n may be 0. Caller frees both arrays. */
-static phivk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info, uint32_t *n) {
+static phivk_status query_all(VkInstance inst, uint32_t layer_version, pvk_caps **caps, phys_info **info,
+                              uint32_t *n) {
     *caps = NULL;
     *info = NULL;
     *n = 0;
@@ -425,7 +471,7 @@ static phivk_status query_all(VkInstance inst, pvk_caps **caps, phys_info **info
     const dev_profile *prof;
     if ((s = env_profile(&prof))) goto fail;
     for (uint32_t i = 0; i < count; i++)
-        if ((s = query_device(pd[i], i, instance_api, prof, &c[i], &pi[i]))) goto fail;
+        if ((s = query_device(inst, pd[i], i, instance_api, layer_version, prof, &c[i], &pi[i]))) goto fail;
     free(pd);
     *caps = c;
     *info = pi;
@@ -446,7 +492,7 @@ phivk_status pvk_dev_enumerate(pvk_caps **out, uint32_t *n) {
     phivk_status s = instance_create(NULL, &inst, &debug_utils);
     if (s) return s;
     phys_info *info;
-    s = query_all(inst, out, &info, n);
+    s = query_all(inst, 0, out, &info, n);
     free(info);
     vkDestroyInstance(inst, NULL);
     return s;
@@ -534,6 +580,8 @@ static phivk_status device_create(pvk_dev *d, const phys_info *pi) {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
     VkPhysicalDeviceCooperativeMatrixFeaturesKHR f_cm = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV f_cm_nv = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
     void **tail = &f.pNext;
     LINK(tail, f11);
     LINK(tail, f12);
@@ -567,6 +615,11 @@ static phivk_status device_create(pvk_dev *d, const phys_info *pi) {
         ext[n_ext++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
         f_cm.cooperativeMatrix = VK_TRUE;
         LINK(tail, f_cm);
+    }
+    if (c->coopmat_nv) {
+        ext[n_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        f_cm_nv.cooperativeMatrix = VK_TRUE;
+        LINK(tail, f_cm_nv);
     }
     if (c->push_descriptor) ext[n_ext++] = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
     if (c->memory_budget) ext[n_ext++] = VK_EXT_MEMORY_BUDGET_EXTENSION_NAME;
@@ -622,12 +675,9 @@ phivk_status pvk_dev_create(const pvk_dev_params *p, pvk_dev **out) {
             goto fail;
         }
     }
-    if ((s = query_all(d->instance, &caps, &info, &n))) goto fail;
+    if ((s = query_all(d->instance, d->layer_version, &caps, &info, &n))) goto fail;
     if ((s = pvk_dev_choose(caps, n, p->select, &chosen))) goto fail;
     d->caps = caps[chosen];
-    /* A layer older than VK_KHR_cooperative_matrix (1.3.255) cannot validate it and
-     * reports its mere use, so a validated run goes without it. */
-    if (d->layer_version && d->layer_version < VK_MAKE_API_VERSION(0, 1, 3, 255)) d->caps.coopmat = false;
     d->phys = info[chosen].pd;
     d->queue_family = info[chosen].queue_family;
     d->full_subgroups = info[chosen].full_subgroups;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvk_coopmat.h"
 #include "pvk_fmt.h"
 
 struct pvk_ops {
@@ -20,6 +21,7 @@ struct pvk_ops {
     bool mv_set[PVK_TYPE_COUNT];   /* a per-type choice was set (pvk_ops_set_mm_choice) */
     pvk_mm_choice mv[PVK_TYPE_COUNT];
     pvk_fusion fusion;             /* PHIVK_FUSION, else the device's default */
+    pvk_cm cm;                     /* the tiled kernel's cooperative-matrix form, or PVK_CM_COUNT */
 };
 
 /* Weights are fetched as 16-byte words for every type, also for blocks that do not
@@ -233,6 +235,28 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
     return t;
 }
 
+/* The tiled kernel's geometry on cooperative matrices of form f (matmul.comp
+ * -DCOOPMAT): the tuning's BM x BN tile, BK at least the form's K, and each subgroup
+ * owning up to 32 x 32 of the tile (TM x TN blocks, the accumulators one subgroup
+ * keeps: 4 on 16x16, 16 on 8x8). false when that does not fit the device. */
+typedef struct cm_tile { uint32_t wg, bm, bn, bk, tm, tn; } cm_tile;
+
+static bool cm_tile_of(const pvk_caps *caps, const pvk_ops_tuning *t, pvk_cm f, cm_tile *out) {
+    const pvk_cm_form *fm = &pvk_cm_forms[f];
+    cm_tile c = {0, t->mm_bm, t->mm_bn, t->mm_bk < fm->k ? fm->k : t->mm_bk, 0, 0};
+    if (c.bm < fm->m || c.bn < fm->n || !caps->subgroup_size) return false;
+    c.tm = (c.bm < 32 ? c.bm : 32) / fm->m;
+    c.tn = (c.bn < 32 ? c.bn : 32) / fm->n;
+    uint64_t groups = (uint64_t)(c.bm / (c.tm * fm->m)) * (c.bn / (c.tn * fm->n));
+    uint64_t wg = groups * caps->subgroup_size;
+    uint64_t shared = 2ull * c.bk * c.bm + 2ull * c.bk * (c.bn + 8) + 4ull * c.bm * c.bn;
+    if (!c.tm || !c.tn || wg > caps->max_wg_invocations || wg > caps->max_wg_size[0] || shared > caps->max_shared)
+        return false;
+    c.wg = (uint32_t)wg;
+    *out = c;
+    return true;
+}
+
 phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops **out) {
     *out = NULL;
     const pvk_caps *caps = pvk_dev_caps(d);
@@ -264,6 +288,9 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     o->dev = d;
     o->caps = caps;
     o->t = *t;
+    cm_tile tile;
+    o->cm = pvk_cm_choose(caps);
+    if (o->cm != PVK_CM_COUNT && !cm_tile_of(caps, t, o->cm, &tile)) o->cm = PVK_CM_COUNT;
     /* The prologues re-read their inputs per workgroup: L2 hits on a GPU, but on
      * lavapipe (storage loads are slow, and an exp per element per workgroup costs)
      * one decode token of the 150M Q4_0 shape took 155 ms with the activations fused
@@ -308,8 +335,10 @@ const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t) {
     bool blocked = pvk_ops_reads_weights(t) && is_blocked(t);
     return (pvk_mm_choice){has_int8(t) && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
-                           o->caps->fp16};
+                           o->caps->fp16, o->cm != PVK_CM_COUNT};
 }
+
+pvk_cm pvk_ops_coopmat(const pvk_ops *o) { return o->cm; }
 
 pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t) {
     if ((unsigned)t < PVK_TYPE_COUNT && o->mv_set[t]) return o->mv[t];
@@ -323,6 +352,9 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
                         pvk_type_get(t)->name, o->caps->name);
     if (c.f16 && !o->caps->fp16)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s has no fp16 arithmetic", o->caps->name);
+    if (c.coopmat && o->cm == PVK_CM_COUNT)
+        return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s has no cooperative-matrix form of the tiled kernel "
+                        "(or PHIVK_DISABLE_COOPMAT is set)", o->caps->name);
     if (!is_pow2(c.rows) || c.rows > 64)
         return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
     o->mv[t] = c;
@@ -330,8 +362,12 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
     return PHIVK_OK;
 }
 
+bool pvk_ops_matmul_coopmat(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return m > o->t.mv_max_m && o->cm != PVK_CM_COUNT && pvk_ops_mm_choice(o, t).coopmat;
+}
+
 bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return m > o->t.mv_max_m && pvk_ops_mm_choice(o, t).f16;
+    return m > o->t.mv_max_m && (pvk_ops_mm_choice(o, t).f16 || pvk_ops_matmul_coopmat(o, t, m));
 }
 
 /* Spreads `groups` workgroups over the device's x limit: gx along x and *fold rows
@@ -350,17 +386,25 @@ static phivk_status fold_grid(const pvk_ops *o, const char *op, uint32_t groups,
 /* The reduction the device's kernels use. */
 static pvk_reduce reduce_of(const pvk_ops *o) { return o->caps->subgroup ? PVK_REDUCE_SUBGROUP : PVK_REDUCE_SHARED; }
 
-/* Gets the pipeline (cached by the device) and records one dispatch. */
-static phivk_status dispatch(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
-                           const uint32_t *spec, uint32_t n_spec, const void *push,
-                           uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
-                           uint32_t gz) {
-    pvk_kernel k = {id, bindings, push_bytes, n_spec, spec, 0};
+/* Gets the pipeline (cached by the device) and records one dispatch; sg: the
+ * subgroup size the kernel needs (0: any). */
+static phivk_status dispatch_sg(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
+                                const uint32_t *spec, uint32_t n_spec, const void *push,
+                                uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
+                                uint32_t gz, uint32_t sg) {
+    pvk_kernel k = {id, bindings, push_bytes, n_spec, spec, sg};
     pvk_pipe *p;
     phivk_status st = pvk_pipe_get(o->dev, &k, &p);
     if (st) return st;
     pvk_cmd_dispatch(c, p, b, push, gx, gy, gz);
     return PHIVK_OK;
+}
+
+static phivk_status dispatch(pvk_ops *o, pvk_cmd *c, pvk_kernel_id id, const char *bindings,
+                           const uint32_t *spec, uint32_t n_spec, const void *push,
+                           uint32_t push_bytes, const pvk_binding *b, uint32_t gx, uint32_t gy,
+                           uint32_t gz) {
+    return dispatch_sg(o, c, id, bindings, spec, n_spec, push, push_bytes, b, gx, gy, gz, 0);
 }
 
 /* One workgroup per row (norms, softmax), rows folded into y. */
@@ -653,7 +697,8 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
 
     bool mv = m <= o->t.mv_max_m;
     pvk_kernel_id id;
-    uint32_t spec[6], n_spec, per_group, gy;
+    uint32_t spec[6], n_spec, per_group, gy, sg = 0;
+    cm_tile cm;
     if (mv) {
         uint32_t nc = 1;
         while (nc < m && nc < o->t.mv_cols) nc *= 2;
@@ -669,6 +714,15 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
         n_spec = 4;
         gy = (m + nc - 1) / nc;
+    } else if (pvk_ops_matmul_coopmat(o, w->type, m) && cm_tile_of(o->caps, &o->t, o->cm, &cm)) {
+        /* Subgroups own the blocks (gl_SubgroupID): the pipeline gets the device's
+         * subgroup size, which the workgroup size was counted in. */
+        id = pvk_kernels_matmul_cm[w->type][tensor_fetch(w)][o->cm];
+        spec[0] = cm.wg, spec[1] = cm.bm, spec[2] = cm.bn, spec[3] = cm.bk, spec[4] = cm.tm, spec[5] = cm.tn;
+        n_spec = 6;
+        per_group = cm.bn;
+        gy = (m + cm.bm - 1) / cm.bm;
+        sg = o->caps->subgroup_size;
     } else {
         pvk_prec prec = pvk_ops_matmul_f16(o, w->type, m) ? PVK_PREC_F16 : PVK_PREC_F32;
         id = pvk_kernels_matmul[w->type][tensor_fetch(w)][prec];
@@ -699,7 +753,7 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         const char *bindings = w->views ? (nin ? "tsssss" : "tsss") : (nin ? "ssssss" : "ssss");
         uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
-            (st = dispatch(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz)))
+            (st = dispatch_sg(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz, sg)))
             return st;
     }
     return PHIVK_OK;

@@ -105,12 +105,20 @@ pvk_dev *pvk_ops_dev(const pvk_ops *o);
 
 /* The matrix-product variants for one weight type. Unless set (pvk_ops_tune
  * measures them), the tuning's: int8 where mv_int_dot, mv_rows_blocked or mv_rows
- * rows, fp16 where caps.fp16. */
+ * rows, fp16 where caps.fp16, cooperative matrices where pvk_ops_coopmat has a form. */
 typedef struct pvk_mm_choice {
     bool int8;                /* matvec reads int8 activations (block types; caps.int_dot) */
     uint32_t rows;            /* matvec weight rows per workgroup (a power of two <= 64) */
     bool f16;                 /* the tiled kernel runs in fp16 (caps.fp16) */
+    bool coopmat;             /* the tiled kernel runs on cooperative matrices (fp16
+                                 tiles, f32 sums; pvk_ops_coopmat), else as f16 says */
 } pvk_mm_choice;
+/* The cooperative-matrix form the op set's tiled kernel can take (pvk_cm_choose on
+ * the device's caps, where its tile fits the tuning and the device's limits), or
+ * PVK_CM_COUNT: none. PHIVK_DISABLE_COOPMAT=1 turns it off (pvk_dev.c). */
+pvk_cm pvk_ops_coopmat(const pvk_ops *o);
+/* Whether a matmul of type t at m rows of x runs on cooperative matrices. */
+bool pvk_ops_matmul_coopmat(const pvk_ops *o, pvk_type t, uint32_t m);
 pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t);
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o);
@@ -120,7 +128,8 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
 /* Measures the variants of each weight type in types[0..n) (duplicates allowed) on
  * the device, on a zero matrix of 4096 rows of k columns: matvec with int8 or f32
  * activations and half, the tuning's and twice its rows per workgroup (m 1); the
- * tiled kernel in fp16 or f32 (m 64, where the device has fp16 and m 64 is tiled).
+ * tiled kernel in fp16 or f32, and on cooperative matrices where pvk_ops_coopmat has
+ * a form (m 64, where the device has fp16 and m 64 is tiled).
  * Keeps the fastest (pvk_ops_set_mm_choice). Choices are kept per device and driver in
  * pvk_cache_path(d, "tuning", ".txt") (text, one line per type and k), so a later load on
  * the same device reads them instead of measuring. PHIVK_TUNE=0 keeps the
@@ -128,8 +137,9 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c);
  * type measured, with the count of types to measure. */
 phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
                         void (*progress)(void *user, int done, int total), void *user);
-/* Whether a matmul of type t at m rows of x runs the tiled kernel in fp16, whose
- * rounding is coarser than the f32 path's (bound in shaders/matmul.comp). */
+/* Whether a matmul of type t at m rows of x runs the tiled kernel with fp16 tiles
+ * (in fp16 arithmetic, or on cooperative matrices), whose rounding is coarser than
+ * the f32 path's (bounds in shaders/matmul.comp). */
 bool pvk_ops_matmul_f16(const pvk_ops *o, pvk_type t, uint32_t m);
 
 /* ---- elementwise and normalisation (shaders/eltwise.comp, norm.comp, act.comp, softmax.comp) */

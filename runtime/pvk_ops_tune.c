@@ -5,8 +5,9 @@
  * halve a GPU's shared-memory traffic but run at 1/64 rate on some. So each type's
  * candidates run on the device once, and the winner is kept in a small text file
  * beside the pipeline cache:
- *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1>
- * where the key (int8 and fp16 offered, the tuning's workgroup size and rows) makes
+ *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1> <coopmat 0|1>
+ * where the key (int8, fp16 and the cooperative-matrix form offered, the tuning's
+ * workgroup size and rows) makes
  * a choice measured under other conditions (a kill switch, another tuning) not
  * apply. */
 #include "pvk_ops.h"
@@ -37,12 +38,13 @@ static void file_load(tune_file *f) {
     char buf[160];
     while (f->n < MAX_LINES && fgets(buf, sizeof buf, in)) {
         tune_line *l = &f->lines[f->n];
-        unsigned int8 = 0, f16 = 0;
+        unsigned int8 = 0, f16 = 0, cm = 0;
         /* A malformed line (an older or damaged file) is skipped, never trusted. */
-        if (sscanf(buf, "%15s %u %23s %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16) == 6 &&
-            int8 <= 1 && f16 <= 1) {
+        if (sscanf(buf, "%15s %u %23s %u %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16, &cm) == 7 &&
+            int8 <= 1 && f16 <= 1 && cm <= 1) {
             l->c.int8 = int8;
             l->c.f16 = f16;
+            l->c.coopmat = cm;
             f->n++;
         }
     }
@@ -58,8 +60,9 @@ static void file_save(const tune_file *f) {
     if (!out) return;
     bool ok = true;
     for (int i = 0; i < f->n; i++)
-        ok &= fprintf(out, "%s %u %s %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
-                      (unsigned)f->lines[i].c.int8, f->lines[i].c.rows, (unsigned)f->lines[i].c.f16) > 0;
+        ok &= fprintf(out, "%s %u %s %u %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
+                      (unsigned)f->lines[i].c.int8, f->lines[i].c.rows, (unsigned)f->lines[i].c.f16,
+                      (unsigned)f->lines[i].c.coopmat) > 0;
     ok &= fclose(out) == 0;
     if (!ok || rename(tmp, f->path)) remove(tmp);
 }
@@ -126,18 +129,22 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
     *out = def;
     for (int int8 = 0; int8 <= (int)int8_offered; int8++)
         for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-            pvk_mm_choice c = {int8, rows, def.f16};
+            pvk_mm_choice c = {int8, rows, def.f16, def.coopmat};
             double s;
             if ((st = time_choice(o, cmd, t, c, &w, &in, &y, 1, &s))) goto out;
             if (s < best) best = s, *out = c;
         }
     best = 1e30;
-    for (int f16 = 0; tiled && f16 <= 1; f16++) {
+    /* The tiled kernel: fp16 or f32 arithmetic, then cooperative matrices where the
+     * op set has a form (their fp16 tiles need caps.fp16 too, so tiled holds). */
+    bool cm = pvk_ops_coopmat(o) != PVK_CM_COUNT;
+    for (int v = 0; tiled && v <= (cm ? 2 : 1); v++) {
         pvk_mm_choice c = *out;
-        c.f16 = f16;
+        c.f16 = v == 1 || (v == 2 && out->f16);
+        c.coopmat = v == 2;
         double s;
         if ((st = time_choice(o, cmd, t, c, &w, &in, &y, TUNE_M, &s))) goto out;
-        if (s < best) best = s, out->f16 = f16;
+        if (s < best) best = s, out->f16 = c.f16, out->coopmat = c.coopmat;
     }
     st = pvk_ops_set_mm_choice(o, t, *out);
 out:
@@ -172,9 +179,9 @@ phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
         for (int j = 0; j < i; j++) seen |= types[j] == t;
         if (seen || !pvk_ops_reads_weights(t) || k % pvk_type_get(t)->block_elems) continue;
         char *key = keys[n_todo];
-        snprintf(key, sizeof keys[0], "i%dh%dw%ur%u", caps->int_dot && caps->subgroup,
-                 caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, pvk_ops_get_tuning(o)->mv_wg,
-                 pvk_ops_mm_default(o, t).rows);
+        snprintf(key, sizeof keys[0], "i%dh%dc%dw%ur%u", caps->int_dot && caps->subgroup,
+                 caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, (int)pvk_ops_coopmat(o),
+                 pvk_ops_get_tuning(o)->mv_wg, pvk_ops_mm_default(o, t).rows);
         tune_line *l = file_find(f, pvk_type_get(t)->name, k, key);
         if (l && pvk_ops_set_mm_choice(o, t, l->c) == PHIVK_OK) continue;
         kept[n_todo] = l;   /* unusable: measured over */

@@ -112,6 +112,7 @@ else
     tests="'runtime on the default device' 'kernels match CPU reference (texel, subgroup)' \
 'kernels match CPU reference (storage buffers)' 'int8 activations and the integer-dot matvec match the references' \
 'tiled matmul multiplies in fp16 within its bound' 'model-level kernels match CPU references' \
+'the tiled matmul on cooperative matrices matches the reference where the device has them' \
 'forward pass vs references'"
 fi
 tmp=$(mktemp -d)
@@ -165,14 +166,18 @@ rows = []
 for f in sorted(glob.glob(os.path.join(tmp, "bench*.json"))):
     rows += json.load(open(f))
 device = rows[0]["device"] if rows else "unknown"
-driver = next((d.get("driver", "") for d in json.load(open(os.path.join(tmp, "devices.json")))
-               if d.get("name") == device), "")
+dev = next((d for d in json.load(open(os.path.join(tmp, "devices.json"))) if d.get("name") == device), {})
+driver = dev.get("driver", "")
+# The cooperative-matrix shapes the driver lists: which form of the tiled matmul could run.
+cm = [f"{s['extension']} {s['m']}x{s['n']}x{s['k']} {s['a']}.{s['b']}.{s['c']}.{s['result']} {s['scope']}"
+      for s in dev.get("coopmat_shapes", [])]
 tests = [l.strip() for l in open(os.path.join(tmp, "tests.log")) if re.match(r"\s*\d+/\d+ ", l)]
 top = [l.rstrip("\n") for l in open(os.path.join(tmp, "profile.txt"))]
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
 summary = {"device": device, "driver": driver, "commit": commit, "date": date, "quick": quick == "1",
            "seconds": int(secs), "tests_passed": tests_ok == "1", "tests": tests, "bench": rows,
-           "decode_top_kernels": top}
+           "decode_top_kernels": top, "coopmat": dev.get("coopmat", False),
+           "coopmat_nv": dev.get("coopmat_nv", False), "coopmat_shapes": cm}
 name = date + "-" + (re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower() or "device")
 with open(os.path.join(out, name + ".json"), "w") as f:
     json.dump(summary, f, indent=2)
@@ -186,6 +191,8 @@ with open(os.path.join(out, name + ".md"), "w") as f:
         cnt = (f"{r['token_dispatches']:.0f}, {r['token_barriers']:.0f}, {r['token_host_ms']:.2f} ms "
                f"({100 * r['token_host_fraction']:.1f}%)" if "token_dispatches" in r else "")
         f.write(f"| {r['model_name']} {r['model_type']} | {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} | {gbps} | {frac} | {cnt} |\n")
+    f.write(f"\nCooperative matrices: KHR {'yes' if dev.get('coopmat') else 'no'}, NV {'yes' if dev.get('coopmat_nv') else 'no'}"
+            f"; shapes: {', '.join(cm) or 'none'}\n")
     f.write("\nCorrectness tests (PHIVK_VALIDATE=1): " + ("all passed" if tests_ok == "1" else "FAILURES") + "\n\n")
     f.writelines(f"    {t}\n" for t in tests)
     f.write("\nOne decode token, per shader (PHIVK_PROFILE=1):\n\n")

@@ -52,7 +52,15 @@ PREC = Dim('prec', ['f32', 'f16'], "the tiled matmul's tiles and products in f32
 NORM = Dim('norm', ['rms', 'layer'], 'RMS or layer normalisation')
 ACT = Dim('act', ['silu', 'gelu', 'swiglu', 'copy', 'gegelu'], 'activation function (copy: none, for int8 output)')
 STORE = Dim('store', ['plain', 'rope'], 'the KV cache write as is, or rotating K (and q) by RoPE')
-DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE]
+# The cooperative-matrix forms the tiled matmul is built in: the extension and the
+# (M, N, K) of its fp16 x fp16 -> f32 subgroup shape. Only VK_NV_cooperative_matrix's
+# (NVIDIA; 16x8x16 since Turing): Debian 12's glslang and spirv-tools predate
+# VK_KHR_cooperative_matrix (matmul.comp says why), so the KHR forms (16x16x16 on AMD
+# RDNA3 and NVIDIA, 8x8x16 on Intel Arc) wait for a toolchain that has it.
+CM_FORMS = [('nv', 16, 8, 16), ('nv', 16, 16, 16)]
+CM = Dim('cm', ['%s_%dx%dx%d' % f for f in CM_FORMS],
+         "the tiled matmul on cooperative matrices: extension and M x N x K")
+DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE, CM]
 
 
 class Family:
@@ -104,6 +112,7 @@ def families(wtypes, kvtypes):
     tex = lambda fetch, define: [define] if fetch == 'tex' else []
     mv = fam('matvec', 'matvec.comp', [W, FETCH, REDUCE, ACTS])
     mm = fam('matmul', 'matmul.comp', [W, FETCH, PREC])
+    mmc = fam('matmul_cm', 'matmul.comp', [W, FETCH, CM])
     # the integer-dot matvec whose prologue makes its int8 input: the activation (down
     # projections), or a copy (the out projection reading attention's f32 output)
     mva = fam('matvec_act', 'matvec.comp', [W, FETCH, ACT])
@@ -127,6 +136,9 @@ def families(wtypes, kvtypes):
             for prec in PREC.values:
                 mm.add((t, fetch, prec), 'matmul_%s_%s%s' % (t['name'], fetch, '_f16' if prec == 'f16' else ''),
                        wdef + (['-DF16'] if prec == 'f16' else []))
+            for form, (api, m, n, k) in zip(CM.values, CM_FORMS):
+                mmc.add((t, fetch, form), 'matmul_%s_%s_cm_%s' % (t['name'], fetch, form),
+                        wdef + ['-DF16', '-DCOOPMAT', '-DCM_M=%d' % m, '-DCM_N=%d' % n, '-DCM_K=%d' % k])
     f = fam('get_rows', 'get_rows.comp', [W, FETCH])
     for t in wtypes:
         for fetch in FETCH.values:
@@ -203,6 +215,9 @@ def header(fams, kvtypes):
     for f in fams:
         if f.dims:
             out.append('extern %s;' % table_decl(f))
+    out += ['', '/* Each pvk_cm form: VK_NV_cooperative_matrix (else KHR) and its M x N x K. */',
+            'typedef struct pvk_cm_form { int nv; unsigned m, n, k; } pvk_cm_form;',
+            'extern const pvk_cm_form pvk_cm_forms[%s];' % CM.count()]
     out += ['', '/* The KV cache types the kernels read, in the order of phivk_kv_type. */',
             '#define PVK_KV_TYPE_COUNT %d' % len(kvtypes), 'extern const pvk_type pvk_kv_types[PVK_KV_TYPE_COUNT];',
             '', '#endif']
@@ -218,6 +233,8 @@ def tables(fams, kvtypes):
         for index, name, _ in f.variants:
             out.append('    %s = %s,' % (''.join('[%s]' % d.c(v) for d, v in zip(f.dims, index)), enum_name(name)))
         out += ['};', '']
+    out.append('const pvk_cm_form pvk_cm_forms[%s] = {%s};' % (
+        CM.count(), ', '.join('{%d, %d, %d, %d}' % (api == 'nv', m, n, k) for api, m, n, k in CM_FORMS)))
     out.append('const pvk_type pvk_kv_types[PVK_KV_TYPE_COUNT] = {%s};' % ', '.join(t['enum'] for t in kvtypes))
     return out
 

@@ -18,6 +18,19 @@
 // 10 eps16 * sum_k |x w| on top of the f32 path's own rounding; values below fp16's
 // normal range (2^-14) may lose up to 2^-14 each. x, W, products and run sums beyond
 // 65504 overflow (normed activations times weights stay far below).
+// -DCOOPMAT (with -DF16; -DCM_M, -DCM_N, -DCM_K the device's shape): the same fp16
+// tiles are multiplied by the subgroups' matrix units (VK_NV_cooperative_matrix) into
+// f32 accumulators:
+// subgroup s (of BM/(TM CM_M) x BN/(TN CM_N), the op layer sizes WG so) owns TM x TN
+// CM_M x CM_N blocks of the tile, rows (s / (BN/(TN CM_N))) TM CM_M.., columns
+// (s % (BN/(TN CM_N))) TN CM_N..; BK is a multiple of CM_K. The accumulators go
+// through shared memory (cs) to the epilogue, which adds bias and y as above.
+// Error: x and W rounded to fp16 (2 eps16 of sum_k |x w|), products exact in the
+// f32 accumulation (the units widen before adding) within the f32 path's rounding:
+// inside the -DF16 bound. Debian 12's glslang (11.13) has no GL_KHR_cooperative_matrix,
+// and its GL_EXT_spirv_intrinsics takes no type among a spirv_type's operands (the
+// component type of OpTypeCooperativeMatrixKHR is one), nor does its spirv-val know
+// the KHR opcodes: the NV form is what this toolchain can build and check.
 #extension GL_EXT_control_flow_attributes : require
 #ifdef F16
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -25,6 +38,14 @@
 const uint RUN = 8u;   // products summed in fp16 before widening (BK % 8 == 0)
 #else
 #define TILE float
+#endif
+#ifdef COOPMAT
+#extension GL_NV_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#define CM_A fcoopmatNV<16, gl_ScopeSubgroup, CM_M, CM_K>
+#define CM_B fcoopmatNV<16, gl_ScopeSubgroup, CM_K, CM_N>
+#define CM_C fcoopmatNV<32, gl_ScopeSubgroup, CM_M, CM_N>
 #endif
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
@@ -47,7 +68,12 @@ layout(push_constant) uniform P {
     uint flags;   // 1: add bias, 2: accumulate into y
 } p;
 
+#ifdef COOPMAT
+const uint WS = BN + 8u;   // padded by 16 bytes: matrix loads want 16-byte aligned rows
+shared float cs[BM * BN];  // the accumulators, row-major, for the epilogue
+#else
 const uint WS = BN + 1u;   // padded row of ws
+#endif
 shared TILE xs[BK * BM];
 shared TILE ws[BK * WS];
 
@@ -63,10 +89,19 @@ void main() {
     const bool vec = true;   // block types: K is a multiple of their block
 #endif
 
+#ifdef COOPMAT
+    const uint SGX = BN / (TN * CM_N);
+    uint sg = gl_SubgroupID, r0 = (sg / SGX) * TM * CM_M, c0 = (sg % SGX) * TN * CM_N;
+    bool owner = sg < SGX * (BM / (TM * CM_M));   // uniform per subgroup
+    CM_C acc[TM][TN];
+    [[unroll]] for (uint i = 0; i < TM; i++)
+        [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] = CM_C(0.0);
+#else
     float acc[TM][TN];
     [[unroll]] for (uint i = 0; i < TM; i++)
         [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] = 0.0;
-#ifdef F16
+#endif
+#if defined(F16) && !defined(COOPMAT)
     float16_t run[TM][TN];   // the current run's fp16 sums
 #define SUMS run
 #else
@@ -104,6 +139,18 @@ void main() {
         }
 #endif
         barrier();
+#ifdef COOPMAT
+        if (owner)
+            for (uint kk = 0; kk < BK; kk += CM_K) {
+                CM_A a[TM];
+                CM_B b[TN];
+                // A (x, M x K) is column-major in xs, B (W^T, K x N) row-major in ws.
+                [[unroll]] for (uint i = 0; i < TM; i++) coopMatLoadNV(a[i], xs, kk * BM + r0 + i * CM_M, BM, true);
+                [[unroll]] for (uint j = 0; j < TN; j++) coopMatLoadNV(b[j], ws, kk * WS + c0 + j * CM_N, WS, false);
+                [[unroll]] for (uint i = 0; i < TM; i++)
+                    [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
+            }
+#else
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {
 #ifdef F16
             if (kk % RUN == 0u)
@@ -121,9 +168,27 @@ void main() {
                     [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] += float(run[i][j]);
 #endif
         }
+#endif
         barrier();
     }
 
+#ifdef COOPMAT
+    if (owner)
+        [[unroll]] for (uint i = 0; i < TM; i++)
+            [[unroll]] for (uint j = 0; j < TN; j++)
+                coopMatStoreNV(acc[i][j], cs, (r0 + i * CM_M) * BN + c0 + j * CM_N, BN, false);
+    barrier();
+    for (uint q = l; q < BM * BN; q += WG) {
+        uint m = m0 + q / BN, n = n0 + q % BN;
+        if (m < p.M && n < p.N) {
+            float s = cs[q];
+            if ((p.flags & 1u) != 0u) s += bias[p.y_off + n];
+            uint yi = m * p.y_stride + p.y_off + n;
+            if ((p.flags & 2u) != 0u) s += y[yi];
+            y[yi] = s;
+        }
+    }
+#else
     [[unroll]] for (uint i = 0; i < TM; i++) {
         uint m = m0 + ty + i * TY;
         [[unroll]] for (uint j = 0; j < TN; j++) {
@@ -137,4 +202,5 @@ void main() {
             }
         }
     }
+#endif
 }

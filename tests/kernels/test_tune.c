@@ -178,14 +178,14 @@ TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
         bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false}) == PHIVK_OK, "%s", pvk_errmsg());
+                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false, false}) == PHIVK_OK, "%s", pvk_errmsg());
                 CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
                       "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
             }
         REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PHIVK_OK, "restore");
     }
-    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false, false}) == PHIVK_ERR_INVALID,
           "plain weights cannot read int8");
-    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false, false}) == PHIVK_ERR_INVALID,
           "rows must be a power of two");
 }

@@ -32,7 +32,7 @@ TEST(every_kernel_id_names_an_embedded_spirv_module) {
  * matvec over both fetch paths and reductions with f32 activations, with int8
  * activations (subgroup reduction only: need_q8) for block types, given as int8 or
  * as the input of GELU or SwiGLU or a norm (pvk_ops_can_fuse), and the tiled
- * kernel in f32 and fp16; get_rows and add_rows for both fetch paths. Other types have none. */
+ * kernel in f32 and fp16 and on cooperative matrices in each form; get_rows and add_rows for both fetch paths. Other types have none. */
 TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
     int types = 0;
     for (int t = 0; t < PVK_TYPE_COUNT; t++) {
@@ -58,6 +58,9 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
                   "%s fetch %d: a matvec with the norm in its prologue for block types", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
                 CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
+            /* The tiled kernel on cooperative matrices, in every form pvk_cm_choose may pick. */
+            for (int cm = 0; cm < PVK_CM_COUNT; cm++)
+                CHECK(built(pvk_kernels_matmul_cm[t][f][cm]) == ok, "%s fetch %d form %d: matmul_cm", name, f, cm);
             CHECK(built(pvk_kernels_get_rows[t][f]) == ok, "%s fetch %d: get_rows", name, f);
             CHECK(built(pvk_kernels_add_rows[t][f]) == ok, "%s fetch %d: add_rows", name, f);
         }
