@@ -4,7 +4,8 @@
  * sliding window of 384 in a context of 512: 300 single-token steps from position
  * 100 cross the LongRoPE switch (200), two growths of attention's split-K grid
  * (keys 256 and 384: one split per 128 keys, the window caps it at 3) and the start
- * of the window's sliding (384). Validation layer on; a message fails the case. */
+ * of the window's sliding (384); the same for GPT-Neo (learned positions, local
+ * layers). Validation layer on; a message fails the case. */
 #define HARNESS_MAIN
 #include "harness.h"
 
@@ -30,12 +31,8 @@ typedef struct fixture {
     phivk_model *m;
 } fixture;
 
-static bool fixture_open(fixture *fx) {
-    memset(fx, 0, sizeof *fx);
-    snprintf(fx->path, sizeof fx->path, "/tmp/phivk-replay-XXXXXX");
-    int fd = mkstemp(fx->path);
-    if (fd < 0) return false;
-    close(fd);
+/* The Phi-3 of the file's comment. */
+static synth_params tiny_phi3(void) {
     synth_params p = synth_default_params();
     p.arch = "phi3";
     p.n_vocab = NV;
@@ -49,6 +46,28 @@ static bool fixture_open(fixture *fx) {
     p.rope_orig_ctx = ORIG_CTX;
     p.sliding_window = WINDOW;
     p.wtype = PVK_F32;
+    return p;
+}
+
+/* GPT-Neo: learned positions (add_rows), local layers with a window of 9 beside
+ * global ones, no RoPE. */
+static synth_params tiny_gptneo(void) {
+    synth_params p = tiny_phi3();
+    p.arch = "gptneo";
+    p.n_head_kv = p.n_head;
+    p.longrope = false;
+    p.rope_orig_ctx = 0;
+    p.tied_output = true;
+    p.sliding_window = 9;
+    return p;
+}
+
+static bool fixture_open(fixture *fx, synth_params p) {
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->path, sizeof fx->path, "/tmp/phivk-replay-XXXXXX");
+    int fd = mkstemp(fx->path);
+    if (fd < 0) return false;
+    close(fd);
     if (synth_save(&p, fx->path)) {
         printf("    fixture: %s\n", pvk_errmsg());
         return false;
@@ -84,16 +103,16 @@ static phivk_session *session(phivk_model *m, bool replay, phivk_kv_type t, phiv
     return s;
 }
 
-/* 300 steps, each token's logits compared. Both run the same kernels with the same
+/* 300 steps of the model p, each token's logits compared. Both run the same kernels with the same
  * grids on the same inputs; only where the position comes from (a buffer, a push
  * constant) and how much of the cache is bound differ, so the logits are identical
  * (compared bit for bit). The replaying session records at its first step, at the
  * switch (after the re-prefill, which records itself) and at the two growths of the
  * grid: 4 steps of 300 record, the others replay. Its device memory stays as it was
  * after the first step. */
-static void replay_matches(phivk_kv_type t) {
+static void replay_matches(synth_params p, phivk_kv_type t, int want_recorded) {
     fixture fx;
-    REQUIRE(fixture_open(&fx), "fixture");
+    REQUIRE(fixture_open(&fx, p), "fixture");
     int32_t ids[PROMPT + STEPS];
     token_ids(ids, PROMPT + STEPS, 7);
     phivk_session *r = session(fx.m, true, t, NULL), *f = session(fx.m, false, t, NULL);
@@ -134,7 +153,8 @@ static void replay_matches(phivk_kv_type t) {
     CHECK(compared == STEPS, "compared %d of %d steps", compared, STEPS);
     CHECK(differ == 0, "%d steps' logits differ from the recorded decode's, the first at position %d", differ,
           first_differ);
-    CHECK(recorded == 4, "%d steps recorded: the first, the switch and two grid growths should", recorded);
+    CHECK(recorded == want_recorded, "%d steps recorded, not %d: the first, the switch (Phi-3) and two grid "
+          "growths should", recorded, want_recorded);
     CHECK(alloc1 == alloc0 && used1 == used0, "device memory grew: allocated %llu -> %llu, used %llu -> %llu",
           (unsigned long long)alloc0, (unsigned long long)alloc1, (unsigned long long)used0,
           (unsigned long long)used1);
@@ -144,18 +164,24 @@ static void replay_matches(phivk_kv_type t) {
 }
 
 TEST(replayed_decode_matches_recorded_across_bucket_longrope_switch_and_window_f16) {
-    replay_matches(PHIVK_KV_F16);
+    replay_matches(tiny_phi3(), PHIVK_KV_F16, 4);
 }
 
 TEST(replayed_decode_matches_recorded_across_bucket_longrope_switch_and_window_q4_0) {
-    replay_matches(PHIVK_KV_Q4_0);
+    replay_matches(tiny_phi3(), PHIVK_KV_Q4_0, 4);
+}
+
+/* GPT-Neo's position rows come from the same buffer; its global layers' grid grows
+ * at 256 and 384 keys (its local layers' stays at the window's): 3 steps record. */
+TEST(replayed_gptneo_decode_matches_recorded_with_learned_positions_and_local_layers) {
+    replay_matches(tiny_gptneo(), PHIVK_KV_F16, 3);
 }
 
 /* A cancel before a replayed step stops it: nothing runs, the position stays; the
  * next step runs (replayed) and matches a session never cancelled. */
 TEST(cancel_stops_a_replayed_decode_within_one_token) {
     fixture fx;
-    REQUIRE(fixture_open(&fx), "fixture");
+    REQUIRE(fixture_open(&fx, tiny_phi3()), "fixture");
     int32_t ids[16];
     token_ids(ids, 16, 3);
     phivk_session *r = session(fx.m, true, PHIVK_KV_F16, NULL), *f = session(fx.m, false, PHIVK_KV_F16, NULL);
@@ -183,7 +209,7 @@ TEST(cancel_stops_a_replayed_decode_within_one_token) {
  * their own that record every token. */
 TEST(sessions_sharing_scratch_take_turns_and_match) {
     fixture fx;
-    REQUIRE(fixture_open(&fx), "fixture");
+    REQUIRE(fixture_open(&fx, tiny_phi3()), "fixture");
     int32_t ids[2][40];
     token_ids(ids[0], 40, 21);
     token_ids(ids[1], 40, 22);
