@@ -34,7 +34,7 @@ struct phivk_session {
      * while it is still the command buffer's and was made for the same RoPE table
      * and the same attention grid of every layer (which grows with the KV length). */
     bool replay;
-    pvk_buf pos_buf;          /* host-visible: this session's position, one uint */
+    pvk_buf pos_buf;          /* host-visible: this session's position, one uint (with replay) */
     uint64_t rec_id;          /* pvk_cmd_recording_id of its recording, 0: none */
     arch_rope_table rec_table;
     uint32_t *rec_grid;       /* per layer: pvk_op_attention_grid it was recorded for */
@@ -71,7 +71,7 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     s->rec_grid = calloc((size_t)hp->n_layer, sizeof *s->rec_grid);
     if (!s->tokens || !s->kv || !s->rec_grid) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     phivk_status st;
-    if ((st = pvk_buf_create(dev, 16, PVK_MEM_HOST, &s->pos_buf))) return st;
+    if (s->replay && (st = pvk_buf_create(dev, 16, PVK_MEM_HOST, &s->pos_buf))) return st;
     pvk_type kt = plan_kv_type(s->p.k_type), vt = plan_kv_type(s->p.v_type);
     for (int32_t l = 0; l < hp->n_layer; l++)
         if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
