@@ -28,6 +28,17 @@ struct phivk_session {
     pvk_cmd *cmd;             /* its own, or the owner's */
     int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
     phivk_step_stats step;    /* what the last forward's command buffer cost */
+
+    /* A decode of one token recorded once and replayed (PHIVK_REPLAY=1): the
+     * position comes from pos_buf, written per token; the recording is replayed
+     * while it is still the command buffer's and was made for the same RoPE table
+     * and the same attention grid of every layer (which grows with the KV length). */
+    bool replay;
+    pvk_buf pos_buf;          /* host-visible: this session's position, one uint (with replay) */
+    uint64_t rec_id;          /* pvk_cmd_recording_id of its recording, 0: none */
+    arch_rope_table rec_table;
+    uint32_t *rec_grid;       /* per layer: pvk_op_attention_grid it was recorded for */
+    bool recording_once;      /* store_kv and attend read the position from pos_buf */
 };
 
 phivk_session_params phivk_session_default_params(void) {
@@ -41,6 +52,7 @@ static pvk_attn attn_desc(const phivk_session *s, int32_t l, uint32_t m, uint32_
     a.pos0 = pos0;
     a.window = window > 0 && window < s->ctx ? (uint32_t)window : 0;
     a.scratch = s->buf[PLAN_ATTN].vk ? &s->buf[PLAN_ATTN] : NULL;
+    arch_sparse_pattern(hp, l, &a.bs_block, &a.bs_local, &a.bs_stride, &a.bs_step);
     return a;
 }
 
@@ -56,8 +68,10 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     s->buf = s->owner ? s->owner->own : s->own;
     s->tokens = malloc(sizeof *s->tokens * (size_t)s->ctx);
     s->kv = calloc((size_t)hp->n_layer, sizeof *s->kv);
-    if (!s->tokens || !s->kv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
+    s->rec_grid = calloc((size_t)hp->n_layer, sizeof *s->rec_grid);
+    if (!s->tokens || !s->kv || !s->rec_grid) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     phivk_status st;
+    if (s->replay && (st = pvk_buf_create(dev, 16, PVK_MEM_HOST, &s->pos_buf))) return st;
     pvk_type kt = plan_kv_type(s->p.k_type), vt = plan_kv_type(s->p.v_type);
     for (int32_t l = 0; l < hp->n_layer; l++)
         if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
@@ -93,10 +107,14 @@ static void free_buffers(phivk_session *s) {
     s->cmd = NULL;
     for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
     for (int i = 0; i < PLAN_N_SCRATCH; i++) pvk_buf_destroy(dev, &s->own[i]);
+    pvk_buf_destroy(dev, &s->pos_buf);
     free(s->kv);
     free(s->tokens);
+    free(s->rec_grid);
     s->kv = NULL;
     s->tokens = NULL;
+    s->rec_grid = NULL;
+    s->rec_id = 0;
 }
 
 /* When the device refuses memory, -c auto halves the context to a multiple of this
@@ -136,6 +154,7 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     }
     s->m = m;
     s->p = *p;
+    s->replay = pvk_env_flag("PHIVK_REPLAY");
     if (p->share_scratch) {
         s->owner = p->share_scratch->owner ? p->share_scratch->owner : p->share_scratch;
         s->p.share_scratch = s->owner;
@@ -327,7 +346,11 @@ static void store_kv(phivk_session *s, const step *t, uint32_t i, int32_t l, phi
         .factors = factors,
     };
     uint32_t stride = (uint32_t)(hp->n_embd_q + 2 * hp->n_embd_kv);
-    if (!*st)
+    if (!*st && s->recording_once)
+        *st = pvk_op_kv_store_at(s->m->rt->ops, s->cmd, &qkv, stride, (uint32_t)hp->n_embd_q,
+                                 (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &c->kv[l], &c->pos_buf, (uint32_t)c->pos,
+                                 hp->n_rot ? &r : NULL);
+    else if (!*st)
         *st = pvk_op_kv_store(s->m->rt->ops, s->cmd, &qkv, stride, (uint32_t)hp->n_embd_q,
                               (uint32_t)(hp->n_embd_q + hp->n_embd_kv), &c->kv[l], m, (uint32_t)c->pos,
                               hp->n_rot ? &r : NULL);
@@ -342,7 +365,7 @@ static void attend(phivk_session *s, const step *t, uint32_t i, int32_t l, uint6
     uint32_t m;
     phivk_session *c = part(s, t, i, &qkv, &att, &m);
     pvk_attn a = attn_desc(c, l, m, (uint32_t)c->pos);
-    arch_sparse_pattern(&s->m->hp, l, &a.bs_block, &a.bs_local, &a.bs_stride, &a.bs_step);
+    if (s->recording_once) a.pos = &c->pos_buf;
     pvk_buf range;
     if (t->n > 1 && a.scratch) {
         uint64_t align = pvk_dev_caps(s->m->rt->dev)->storage_align, have = s->buf[PLAN_ATTN].size;
@@ -412,6 +435,38 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
     project(s, &g->down, &act, &s->buf[PLAN_X], m, true, st);
 }
 
+/* Whether the step is one token of one session that is recorded once and
+ * replayed: PHIVK_REPLAY=1, and each layer's cache one chunk (a longer cache's
+ * chunk changes with the position; it records every token). */
+static bool records_once(const phivk_session *s, const step *t) {
+    if (!s->replay || t->n != 1 || t->m != 1) return false;
+    for (int32_t l = 0; l < s->m->hp.n_layer; l++)
+        if (s->kv[l].n_chunks > 1) return false;
+    return true;
+}
+
+/* The attention grid layer l records at s's position. */
+static uint32_t grid_of(const phivk_session *s, int32_t l) {
+    pvk_attn a = attn_desc(s, l, 1, (uint32_t)s->pos);
+    return pvk_op_attention_grid(s->m->rt->ops, &a, &s->kv[l]);
+}
+
+/* Whether s's recording is still in its command buffer and fits this token: the
+ * same RoPE table, and every layer's attention grid the same (it grows with the
+ * KV length, up to the window or the device's fill). */
+static bool replays(const phivk_session *s) {
+    if (!s->rec_id || s->rec_id != pvk_cmd_recording_id(s->cmd) || s->rec_table != s->table) return false;
+    for (int32_t l = 0; l < s->m->hp.n_layer; l++)
+        if (grid_of(s, l) != s->rec_grid[l]) return false;
+    return true;
+}
+
+static void remember_recording(phivk_session *s) {
+    s->rec_id = pvk_cmd_recording_id(s->cmd);
+    s->rec_table = s->table;
+    for (int32_t l = 0; l < s->m->hp.n_layer; l++) s->rec_grid[l] = grid_of(s, l);
+}
+
 /* Runs the step's tokens (ids, one per row) in one command buffer and appends
  * them to their sessions' caches. out (may be NULL) receives the last row's
  * logits, or every row's when all (m <= logit_rows). */
@@ -423,20 +478,30 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
     pvk_cmd *c = s->cmd;
     uint32_t m = t->m;
     memcpy(s->buf[PLAN_IDS].map, ids, sizeof *ids * m);
+    uint32_t rows = all ? m : 1;
 
-    phivk_status st = pvk_cmd_begin(c);
+    phivk_status st;
+    s->recording_once = records_once(s, t);
+    if (s->recording_once) {
+        memcpy(s->pos_buf.map, &(uint32_t){(uint32_t)s->pos}, sizeof(uint32_t));
+        if (replays(s)) {
+            st = pvk_cmd_replay(c);
+            goto ran;
+        }
+    }
+    st = pvk_cmd_begin(c);
     if (!st) st = pvk_op_get_rows_scaled(o, c, &mod->embd, &s->buf[PLAN_IDS], &s->buf[PLAN_X], m, hp->embd_scale);
     if (hp->pos_embd) {
         /* learned absolute positions: rows pos.. of each session added to its token rows */
         for (uint32_t i = 0; i < t->n && !st; i++) {
             pvk_buf x = t->n == 1 ? s->buf[PLAN_X] : row_of(&s->buf[PLAN_X], i, 4ull * (uint64_t)hp->n_embd);
-            st = pvk_op_add_rows(o, c, &mod->pos_embd, (uint32_t)t->who[i]->pos, &x, t->n == 1 ? m : 1);
+            st = s->recording_once ? pvk_op_add_rows_at(o, c, &mod->pos_embd, &s->pos_buf, &x)
+                                   : pvk_op_add_rows(o, c, &mod->pos_embd, (uint32_t)t->who[i]->pos, &x, t->n == 1 ? m : 1);
         }
         }
     for (int32_t l = 0; l < hp->n_layer && !st; l++) record_layer(s, l, t, &st);
     if (st) return st;
 
-    uint32_t rows = all ? m : 1;
     const pvk_buf *final_in = &s->buf[PLAN_X];
     if (!all && m > 1) {
         /* Only the last position's logits: norm and project that row alone (of one
@@ -459,6 +524,9 @@ static phivk_status forward_step(const step *t, const int32_t *ids, float *out, 
         st = pvk_op_matmul_in(o, c, &mod->embd, model_opt(&mod->output.bias), &normed, &s->buf[PLAN_LOGITS], rows, false,
                               (uint32_t)mod->embd.rows, 0);
     if (!st) st = pvk_cmd_submit(c); /* which orders the logits for the host */
+    if (!st && s->recording_once) remember_recording(s);
+ran:
+    s->recording_once = false;
     if (st) return st;
     pvk_cmd_stats cs = pvk_cmd_last_stats(c);
     s->step = (phivk_step_stats){(int32_t)m, cs.dispatches, cs.barriers, cs.host_s, cs.wait_s};
@@ -612,3 +680,5 @@ phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos) 
     s->table = arch_rope_factors_choice(&s->m->hp, s->p.rope_factors, pos ? pos : 1);
     return PHIVK_OK;
 }
+
+uint64_t session_recordings(const phivk_session *s) { return pvk_cmd_recording_id(s->cmd); }

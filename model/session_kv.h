@@ -33,4 +33,8 @@ const pvk_kv *session_kv_layer(const phivk_session *s, int32_t layer);
  * the factor table the session's mode picks for that length. */
 phivk_status session_seek(phivk_session *s, const int32_t *tokens, int32_t pos);
 
+/* How often the command buffer s records into (its owner's with share_scratch)
+ * was recorded: a decode replayed (PHIVK_REPLAY=1) leaves it as it was. */
+uint64_t session_recordings(const phivk_session *s);
+
 #endif

@@ -226,6 +226,15 @@ void pvk_cmd_fill(pvk_cmd *c, const pvk_buf *dst, VkDeviceSize off, VkDeviceSize
 /* Ends, submits, waits. With PHIVK_PROFILE=1 prints per-dispatch GPU times to stderr. */
 phivk_status pvk_cmd_submit(pvk_cmd *c);
 
+/* Submits the last recording again and waits, as pvk_cmd_submit did (its
+ * counters: the recording's dispatches and barriers, the host time of this submit).
+ * The buffers it binds must still exist; what it reads from mapped memory is read
+ * anew. PHIVK_ERR_INVALID when the last recording failed or is not finished. */
+phivk_status pvk_cmd_replay(pvk_cmd *c);
+/* Names the recording c holds: changes with every pvk_cmd_begin, so a caller that
+ * shares c can tell whether its recording is still the one there. */
+uint64_t pvk_cmd_recording_id(const pvk_cmd *c);
+
 /* What the last submitted recording cost: the counters are kept here, in the one
  * place every dispatch and barrier passes, so callers only read them. */
 typedef struct pvk_cmd_stats {

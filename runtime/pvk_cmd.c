@@ -59,6 +59,8 @@ struct pvk_cmd {
     barrier_mode barriers;
     span_set wrote, read;        /* by dispatches since the last compute barrier */
 
+    uint64_t recording_id;       /* counts pvk_cmd_begin calls: names what cb holds */
+    bool replayable;             /* cb holds a recording submitted without error */
     double t_begin;              /* pvk_now_s() at pvk_cmd_begin */
     pvk_cmd_stats cur, last;     /* the recording under way, the last one submitted */
 };
@@ -141,6 +143,8 @@ phivk_status pvk_cmd_begin(pvk_cmd *c) {
     if (s) return s;
     if (c->recording) vkEndCommandBuffer(c->cb);
     c->recording = false;
+    c->replayable = false;
+    c->recording_id++;
     c->err = PHIVK_OK;
     c->n_timed = c->n_untimed = 0;
     c->cur_dpool = 0;
@@ -150,8 +154,8 @@ phivk_status pvk_cmd_begin(pvk_cmd *c) {
     VkResult r = vkResetCommandPool(vk, c->pool, 0);
     for (uint32_t i = 0; i < c->n_dpools && r == VK_SUCCESS; i++) r = vkResetDescriptorPool(vk, c->dpools[i], 0);
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "resetting a command buffer");
-    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    /* Not one-time: a recording may be submitted again (pvk_cmd_replay). */
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     if ((r = vkBeginCommandBuffer(c->cb, &bi)) != VK_SUCCESS) return pvk_vk_fail(r, "vkBeginCommandBuffer");
     if (c->queries) vkCmdResetQueryPool(c->cb, c->queries, 0, 2 * PROFILE_MAX);
     c->recording = true;
@@ -417,6 +421,8 @@ done:
     free(count);
 }
 
+static phivk_status run(pvk_cmd *c);
+
 phivk_status pvk_cmd_submit(pvk_cmd *c) {
     if (!c->recording && !c->err) return pvk_fail(PHIVK_ERR_INVALID, "pvk_cmd_submit without pvk_cmd_begin");
     if (!c->recording) return pvk_fail(c->err, "%s", c->errmsg);
@@ -426,11 +432,16 @@ phivk_status pvk_cmd_submit(pvk_cmd *c) {
     VkResult r = vkEndCommandBuffer(c->cb);
     if (c->err) return pvk_fail(c->err, "%s", c->errmsg);
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkEndCommandBuffer");
+    return run(c);
+}
+
+/* Submits what cb holds and waits; the counters of this run become the last. */
+static phivk_status run(pvk_cmd *c) {
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb};
     /* An injected out-of-memory submits nothing; an injected loss lets the work
      * finish (nothing stays in flight) and reports it from the wait. */
     VkResult fault = pvk_fault_submit();
-    r = fault == VK_ERROR_OUT_OF_DEVICE_MEMORY ? fault : vkQueueSubmit(c->d->queue, 1, &si, c->fence);
+    VkResult r = fault == VK_ERROR_OUT_OF_DEVICE_MEMORY ? fault : vkQueueSubmit(c->d->queue, 1, &si, c->fence);
     double t_submitted = pvk_now_s();
     c->cur.host_s = t_submitted - c->t_begin;
     if (r == VK_SUCCESS) {
@@ -444,9 +455,22 @@ phivk_status pvk_cmd_submit(pvk_cmd *c) {
     if (r != VK_SUCCESS)
         return pvk_vk_fail(r, fault ? "submitting work to the GPU (a fault injected by PHIVK_FAULT)"
                                     : "submitting work to the GPU");
+    c->replayable = true;
     if (c->n_timed) print_profile(c);
     return PHIVK_OK;
 }
+
+phivk_status pvk_cmd_replay(pvk_cmd *c) {
+    if (!c->replayable || c->recording)
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_cmd_replay: no finished recording to submit again");
+    phivk_status s = pvk_dev_usable(c->d);
+    if (s) return s;
+    c->replayable = false;   /* until this run succeeds */
+    c->t_begin = pvk_now_s();
+    return run(c);
+}
+
+uint64_t pvk_cmd_recording_id(const pvk_cmd *c) { return c->recording_id; }
 
 pvk_cmd_stats pvk_cmd_last_stats(const pvk_cmd *c) { return c->last; }
 

@@ -432,8 +432,10 @@ static phivk_status need(const char *op, const char *what, const pvk_buf *b, uin
 typedef struct { uint32_t n, cols, row0, nrows, table_rows, pos0; float scale; } get_rows_push;
 
 /* get_rows (ids; times scale) or add_rows (ids NULL: rows pos0.. added). */
+/* get_rows with ids, else add_rows: at rows pos0.., or with pos (n 1) at the row
+ * read from it when the work runs. */
 static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_tensor *table, const pvk_buf *ids,
-                            uint32_t pos0, const pvk_buf *out, uint32_t n, float scale) {
+                            uint32_t pos0, const pvk_buf *pos, const pvk_buf *out, uint32_t n, float scale) {
     if (!table || !pvk_ops_reads_weights(table->type))
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: table type %s has no lookup kernel", op,
                         table ? pvk_type_get(table->type)->name : "(none)");
@@ -441,22 +443,23 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
     phivk_status st;
     if (ids && ids->size < (uint64_t)n * 4)
         return pvk_fail(PHIVK_ERR_INVALID, "%s: ids buffer smaller than %u ids", op, n);
-    if (!ids && (uint64_t)pos0 + n > (uint64_t)table->rows)
+    if (!ids && !pos && (uint64_t)pos0 + n > (uint64_t)table->rows)
         return pvk_fail(PHIVK_ERR_INVALID, "%s: rows %u..%u are past the table's %lld", op, pos0, pos0 + n - 1,
                         (long long)table->rows);
     if ((st = need(op, "out", out, (uint64_t)n * table->cols))) return st;
     uint32_t gx, gy;
     if ((st = fold_grid(o, op, n, 1, &gx, &gy))) return st;
-    uint32_t wg = o->t.row_wg;
+    uint32_t spec[2] = {o->t.row_wg, pos != NULL};
     pvk_kernel_id id = (ids ? pvk_kernels_get_rows : pvk_kernels_add_rows)[table->type][tensor_fetch(table)];
     /* Chunks write the rows whose ids fall in them; the recorder, seeing one output
      * range, orders them (only a table larger than a binding has several). */
     for (uint32_t i = 0; i < table->n_chunks; i++) {
         get_rows_push p = {n, (uint32_t)table->cols, (uint32_t)(i * table->chunk_rows),
                            pvk_tensor_chunk_rows(table, i), (uint32_t)table->rows, pos0, scale};
-        /* add_rows reads no ids: its slot holds a word of out */
-        pvk_binding b[3] = {pvk_tensor_bind(table, i), ids ? pvk_bind(ids) : pvk_bind_range(out, 0, 4), pvk_bind(out)};
-        if ((st = dispatch(o, c, id, table->views ? "tss" : "sss", &wg, 1, &p, sizeof p, b, gx, gy, 1)))
+        /* add_rows reads no ids: its slot holds the position buffer, or a word of out */
+        pvk_binding b[3] = {pvk_tensor_bind(table, i), ids ? pvk_bind(ids) : pos ? pvk_bind(pos) : pvk_bind_range(out, 0, 4),
+                            pvk_bind(out)};
+        if ((st = dispatch(o, c, id, table->views ? "tss" : "sss", spec, 2, &p, sizeof p, b, gx, gy, 1)))
             return st;
     }
     return PHIVK_OK;
@@ -470,12 +473,18 @@ phivk_status pvk_op_get_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, co
 phivk_status pvk_op_get_rows_scaled(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *ids,
                                     const pvk_buf *out, uint32_t n, float scale) {
     if (!ids) return pvk_fail(PHIVK_ERR_INVALID, "get_rows: no ids buffer");
-    return rows_op(o, c, "get_rows", table, ids, 0, out, n, scale);
+    return rows_op(o, c, "get_rows", table, ids, 0, NULL, out, n, scale);
 }
 
 phivk_status pvk_op_add_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, uint32_t pos0, const pvk_buf *out,
                              uint32_t n) {
-    return rows_op(o, c, "add_rows", table, NULL, pos0, out, n, 1.0f);
+    return rows_op(o, c, "add_rows", table, NULL, pos0, NULL, out, n, 1.0f);
+}
+
+phivk_status pvk_op_add_rows_at(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *pos,
+                                const pvk_buf *out) {
+    if (!pos) return pvk_fail(PHIVK_ERR_INVALID, "add_rows_at: no position buffer");
+    return rows_op(o, c, "add_rows", table, NULL, 0, pos, out, 1, 1.0f);
 }
 
 uint64_t pvk_q8_bytes(uint32_t rows, uint32_t n) {

@@ -256,6 +256,11 @@ phivk_status pvk_op_get_rows_scaled(pvk_ops *o, pvk_cmd *c, const pvk_tensor *ta
  * PHIVK_ERR_INVALID when a row is past the table. */
 phivk_status pvk_op_add_rows(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, uint32_t pos0, const pvk_buf *out,
                              uint32_t n);
+/* out[0] += dequant(table row p) for one row, p read when the work runs from the
+ * first uint of pos (a decode recorded once and replayed); a p past the table adds
+ * nothing. */
+phivk_status pvk_op_add_rows_at(pvk_ops *o, pvk_cmd *c, const pvk_tensor *table, const pvk_buf *pos,
+                                const pvk_buf *out);
 
 /* Rotary position embedding, applied by pvk_op_kv_store: K's heads (the cache row,
  * width / head_dim of them) as they are written, q's in place. */
@@ -312,6 +317,12 @@ void pvk_kv_free(pvk_dev *d, pvk_kv *kv);   /* accepts a zeroed pvk_kv */
 phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
                            uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
                            uint32_t pos0, const pvk_rope *rope);
+/* pvk_op_kv_store of one row whose position is read when the work runs, from the
+ * first uint of pos (a decode recorded once and replayed per token): any position
+ * of a cache of one chunk (else PHIVK_ERR_UNSUPPORTED); pos0 is only checked. */
+phivk_status pvk_op_kv_store_at(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+                              uint32_t k_off, uint32_t v_off, const pvk_kv *kv, const pvk_buf *pos,
+                              uint32_t pos0, const pvk_rope *rope);
 
 typedef struct pvk_attn {
     uint32_t q_stride, q_off; /* q of token i, head h at x[i*q_stride + q_off + h*head_dim] */
@@ -332,6 +343,11 @@ typedef struct pvk_attn {
      * contexts); a query range over several chunks needs one split's worth
      * (PHIVK_ERR_INVALID otherwise). Must not alias x or out. */
     const pvk_buf *scratch;
+    /* NULL: the query position is pos0. Else (a decode recorded once, replayed per
+     * token) it is read at run time from this buffer's first uint; the grid is the
+     * one pos0 gives (the caller re-records when that changes), the cache must be
+     * one chunk. */
+    const pvk_buf *pos;
 } pvk_attn;
 /* out[i][h*head_dim ..] = softmax(q·K^T * scale, causal (+window)) · V over cache
  * positions 0..pos0+i; q·k, max and sums in fp32. GQA: head h reads kv head
@@ -341,6 +357,10 @@ typedef struct pvk_attn {
  * between them. */
 phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pvk_attn *a,
                             const pvk_kv *kv, const pvk_buf *out);
+/* The grid pvk_op_attention records for a over kv, as one number (its split-K
+ * slices times the cache chunks it reads): a decode recorded once with a->pos is
+ * replayed while this stays the same. */
+uint32_t pvk_op_attention_grid(const pvk_ops *o, const pvk_attn *a, const pvk_kv *kv);
 /* Scratch bytes pvk_op_attention of o uses with a's shape (m, heads, head_dim,
  * window) for any KV length up to kv_len_max, with o's tuning; 0 when it never
  * splits (scratch may then be NULL). */

@@ -179,9 +179,10 @@ static phivk_status check_rope(const pvk_rope *r, uint32_t row_stride, uint32_t 
     return r->factors ? check_buf("rope", "factors", r->factors, r->n_rot / 2 * 4) : PHIVK_OK;
 }
 
-phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
-                           uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
-                           uint32_t pos0, const pvk_rope *rope) {
+/* pvk_op_kv_store; with pos, pvk_op_kv_store_at. */
+static phivk_status kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride, uint32_t k_off,
+                             uint32_t v_off, const pvk_kv *kv, uint32_t m, uint32_t pos0, const pvk_rope *rope,
+                             const pvk_buf *pos) {
     phivk_status st;
     if (!m) return pvk_fail(PHIVK_ERR_INVALID, "kv_store: no rows");
     if ((st = check_kv("kv_store", kv, m, pos0))) return st;
@@ -194,8 +195,12 @@ phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t 
 
     const pvk_caps *caps = pvk_dev_caps(pvk_ops_dev(o));
     uint32_t wg = pvk_ops_get_tuning(o)->elt_wg;
-    pvk_kernel k = {pvk_kernels_kv_store[rope ? PVK_STORE_ROPE : PVK_STORE_PLAIN][kv->k_type][kv->v_type], "ssss",
-                    sizeof(kv_store_push), 1, &wg, 0};
+    if (pos && kv_n_chunks(kv) > 1)
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "kv_store: a position read at run time needs a cache of one chunk "
+                        "(not %u)", kv_n_chunks(kv));
+    uint32_t spec[2] = {wg, pos != NULL};
+    pvk_kernel k = {pvk_kernels_kv_store[rope ? PVK_STORE_ROPE : PVK_STORE_PLAIN][kv->k_type][kv->v_type], "sssss",
+                    sizeof(kv_store_push), 2, spec, 0};
     /* Units of a row: words of F16, 32-element blocks of the quantized types; with
      * RoPE also q's rotated pairs (grid z 2). */
     uint32_t k_units = kv->k_type == PVK_F16 ? kv->width / 2 : kv->width / 32;
@@ -223,14 +228,35 @@ phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t 
         uint32_t t0 = pos0 > lo ? pos0 : lo, t1 = min_u32(pos0 + m, hi);
         kv_store_push p = base;
         p.x_row0 = t0 - pos0;
-        /* Without factors the factor binding gets x, which the shader then never reads. */
-        pvk_binding b[4] = {pvk_bind(x), {0}, {0}, pvk_bind(rope && rope->factors ? rope->factors : x)};
+        if (pos) {
+            /* Any row of the chunk may be the one written: bound whole, from the row
+             * at the push constant's pos0. */
+            t0 = p.pos0 = lo;
+            t1 = hi;
+        }
+        /* Without factors or a position buffer their bindings get x, which the
+         * shader then never reads. */
+        pvk_binding b[5] = {pvk_bind(x), {0}, {0}, pvk_bind(rope && rope->factors ? rope->factors : x),
+                            pvk_bind(pos ? pos : x)};
         if ((st = bind_rows(caps, "kv_store", &kv->k[ci], krb, t0 - lo, t1 - lo, &b[1], &p.k_byte0)) ||
             (st = bind_rows(caps, "kv_store", &kv->v[ci], vrb, t0 - lo, t1 - lo, &b[2], &p.v_byte0)) ||
-            (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, t1 - t0, q_pairs ? 3 : 2)))
+            (st = record_rows(o, c, &k, b, &p, &p.row_base, gx, pos ? 1 : t1 - t0, q_pairs ? 3 : 2)))
             return st;
     }
     return PHIVK_OK;
+}
+
+phivk_status pvk_op_kv_store(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+                           uint32_t k_off, uint32_t v_off, const pvk_kv *kv, uint32_t m,
+                           uint32_t pos0, const pvk_rope *rope) {
+    return kv_store(o, c, x, row_stride, k_off, v_off, kv, m, pos0, rope, NULL);
+}
+
+phivk_status pvk_op_kv_store_at(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, uint32_t row_stride,
+                              uint32_t k_off, uint32_t v_off, const pvk_kv *kv, const pvk_buf *pos,
+                              uint32_t pos0, const pvk_rope *rope) {
+    if (!pos) return pvk_fail(PHIVK_ERR_INVALID, "kv_store_at: no position buffer");
+    return kv_store(o, c, x, row_stride, k_off, v_off, kv, 1, pos0, rope, pos);
 }
 
 phivk_status pvk_kv_view(pvk_dev *d, const pvk_buf *cache, uint64_t bytes, VkBufferView *out) {
@@ -380,6 +406,18 @@ static attn_shape attn_plan(const pvk_attn *a, const pvk_attn_tuning *t) {
     return s;
 }
 
+/* The splits s records with fit of them fitting the scratch buffer. */
+static uint32_t fit_splits(const attn_shape *s, uint64_t fit) {
+    return s->splits <= fit ? s->splits : fit > s->min_splits ? (uint32_t)fit : s->min_splits;
+}
+
+uint32_t pvk_op_attention_grid(const pvk_ops *o, const pvk_attn *a, const pvk_kv *kv) {
+    const pvk_attn_tuning *t = &pvk_ops_get_tuning(o)->attn;
+    attn_shape s = attn_plan(a, t);
+    uint32_t chunks = kv_chunk_of(kv, s.kv_hi - 1) - kv_chunk_of(kv, s.kv_lo) + 1;
+    return fit_splits(&s, a->scratch ? a->scratch->size / s.split_bytes : 0) * chunks;
+}
+
 static phivk_status check_attn(const pvk_attn *a, const pvk_kv *kv, const pvk_buf *x, const pvk_buf *out) {
     const char *op = "attention";
     if (!a->m) return pvk_fail(PHIVK_ERR_INVALID, "%s: no query rows", op);
@@ -421,6 +459,9 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
     /* The cache chunks the keys lie in; a range over several carries each slice's
      * state from one chunk's dispatch to the next in the scratch buffer. */
     uint32_t c_first = kv_chunk_of(kv, s.kv_lo), c_last = kv_chunk_of(kv, s.kv_hi - 1);
+    if (a->pos && kv_n_chunks(kv) > 1)
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "attention: a position read at run time needs a cache of one "
+                        "chunk (not %u)", kv_n_chunks(kv));
     uint64_t fit = a->scratch ? a->scratch->size / s.split_bytes : 0;
     if (c_last > c_first && !fit)
         return pvk_fail(PHIVK_ERR_INVALID,
@@ -433,8 +474,7 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
                         "invocation), which needs a scratch buffer of %llu bytes (pvk_op_attention_scratch_bytes_kv)",
                         s.kv_hi - s.kv_lo, s.min_splits, t->max_iter,
                         (unsigned long long)(s.min_splits * s.split_bytes));
-    uint32_t splits = s.splits;
-    if (splits > fit) splits = fit > s.min_splits ? (uint32_t)fit : s.min_splits;
+    uint32_t splits = fit_splits(&s, fit);
 
     uint32_t hd4 = a->head_dim / 4, wg = s.rows_per_wg * per_row;
     bool texel = kv->k_views && kv->v_views;
@@ -443,13 +483,14 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
                    a->bs_block, a->bs_local, a->bs_stride, a->bs_stride ? a->bs_step % a->bs_stride : 0};
     /* Without scratch its binding gets out, which the shader then never reads. */
     bool scratch = splits > 1 || c_last > c_first;
-    pvk_binding b[5] = {pvk_bind(x), {0}, {0}, pvk_bind(out), pvk_bind(scratch ? a->scratch : out)};
-    uint32_t spec[4] = {wg, s.lanes, a->head_dim, s.kl};
+    pvk_binding b[6] = {pvk_bind(x), {0}, {0}, pvk_bind(out), pvk_bind(scratch ? a->scratch : out),
+                        pvk_bind(a->pos ? a->pos : x)};
+    uint32_t spec[5] = {wg, s.lanes, a->head_dim, s.kl, a->pos != NULL};
     /* Full subgroups keep each row's lanes inside one subgroup. */
     uint32_t sg = per_row > 1 && caps->subgroup_size && wg % caps->subgroup_size == 0 ? caps->subgroup_size : 0;
     pvk_kernel k = {pvk_kernels_attn[kv->k_type][kv->v_type][texel ? PVK_FETCH_TEX : PVK_FETCH_BUF]
                                     [per_row > 1 ? PVK_REDUCE_SUBGROUP : PVK_REDUCE_SHARED],
-                    texel ? "sttss" : "sssss", sizeof p, 4, spec, sg};
+                    texel ? "sttsss" : "ssssss", sizeof p, 5, spec, sg};
     uint32_t max_x = caps->max_wg_count[0];
     uint64_t krb = kv_row_bytes(kv->k_type, kv->width), vrb = kv_row_bytes(kv->v_type, kv->width);
     for (uint32_t ci = c_first; ci <= c_last; ci++) {
@@ -463,6 +504,7 @@ phivk_status pvk_op_attention(pvk_ops *o, pvk_cmd *c, const pvk_buf *x, const pv
             p.kv_row0 = lo;
         } else {
             uint32_t r0 = s.kv_lo > lo ? s.kv_lo : lo, r1 = min_u32(s.kv_hi, hi);
+            if (a->pos) r0 = lo, r1 = hi;   /* the keys of any position: the whole chunk */
             p.kv_row0 = r0;
             if ((st = bind_rows(caps, "attention", &kv->k[ci], krb, r0 - lo, r1 - lo, &b[1], &p.k_byte0)) ||
                 (st = bind_rows(caps, "attention", &kv->v[ci], vrb, r0 - lo, r1 - lo, &b[2], &p.v_byte0)))

@@ -39,7 +39,10 @@
 // the key loop stay within one row's lanes, which always loop together.
 // Grid: x = tiles of rows (from tile_base), y = KV head, z = split.
 // Spec constants: 0 WG, 1 L (a power of two <= subgroup size), 2 HD (head_dim,
-// a multiple of 4 L), 3 KL (a power of two; L * KL <= subgroup size).
+// a multiple of 4 L), 3 KL (a power of two; L * KL <= subgroup size), 4 POS_BUF:
+// the query position pos0 is read from binding 5 (a uint the host writes per token,
+// for a decode recorded once and replayed); without it binding 5 is bound to x and
+// never read.
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -51,6 +54,7 @@ layout(constant_id = 0) const uint WG = 8;
 layout(constant_id = 1) const uint L = 8;
 layout(constant_id = 2) const uint HD = 64;
 layout(constant_id = 3) const uint KL = 1;
+layout(constant_id = 4) const bool POS_BUF = false;
 const uint HD4 = HD / 4u;          // vec4s per head
 const uint D4 = HD / (4u * L);     // vec4s per lane
 const uint R = WG / (L * KL);      // rows per workgroup
@@ -58,6 +62,7 @@ const uint R = WG / (L * KL);      // rows per workgroup
 layout(std430, binding = 0) readonly buffer X { vec4 x4[]; };
 layout(std430, binding = 3) writeonly buffer O { vec4 out4[]; };
 layout(std430, binding = 4) buffer S { vec4 sc[]; };
+layout(std430, binding = 5) readonly buffer Pos { uint pos_dyn[]; };
 
 layout(push_constant) uniform P {
     uint q_stride4, q_off4;   // in vec4s
@@ -204,6 +209,7 @@ bool bs_sees(uint k, uint qb, uint hoff) {
 }
 
 void main() {
+    uint pos0 = POS_BUF ? pos_dyn[0] : p.pos0;
     uint lane = gl_LocalInvocationID.x % L;
     uint kl = (gl_LocalInvocationID.x / L) % KL;   // key lane
     uint rows = p.m * p.group;
@@ -213,13 +219,13 @@ void main() {
     uint rr = min(row, rows - 1u);       // padding rows shadow the last row
     uint tok = rr / p.group;
     uint h = gl_WorkGroupID.y * p.group + rr % p.group;
-    uint qpos = p.pos0 + tok;
+    uint qpos = pos0 + tok;
 
     // The workgroup's key range (uniform): up to its last token, from its first
     // token's window start; split z takes one slice [ks, ke) of it.
     uint tok_first = row0 / p.group, tok_last = (min(row0 + R, rows) - 1u) / p.group;
-    uint k_end = p.pos0 + tok_last + 1u;
-    uint first_pos = p.pos0 + tok_first;
+    uint k_end = pos0 + tok_last + 1u;
+    uint first_pos = pos0 + tok_first;
     uint k_begin = (p.window != 0u && first_pos >= p.window) ? first_pos + 1u - p.window : 0u;
     uint span = (k_end - k_begin + p.n_split - 1u) / p.n_split;
     uint ks = min(k_begin + gl_WorkGroupID.z * span, k_end);

@@ -2,7 +2,8 @@
 // Embedding lookup: out[i] = dequant(table row ids[i]) * scale (Phi-3-small's muP
 // embedding multiplier; 1 elsewhere), one workgroup per output row
 // (rows beyond the x limit fold into y). With -DADD_ROWS (learned positions):
-// out[i] += dequant(table row pos0 + i), ids unread. The table type is the dequant.glsl define
+// out[i] += dequant(table row pos0 + i), ids unread; with spec constant 1 POS_BUF
+// (a decode recorded once and replayed) pos0 is ids[0], written per token. The table type is the dequant.glsl define
 // (-DW_F32, -DW_F16, -DW_BF16 or a block type, whose rows are whole blocks).
 // Buffers: 0 table rows [row0, row0 + nrows) of the whole table, 1 ids (u32 [n]),
 // 2 out (f32 [n][cols]).
@@ -11,6 +12,7 @@
 // the table gives a zero row (written by the chunk-0 dispatch), never a stray read.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const bool POS_BUF = false;
 
 #define W_BINDING 0
 #include "dequant.glsl"
@@ -36,7 +38,7 @@ void main() {
     uint i = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
     if (i >= p.n) return;   // uniform per workgroup
 #ifdef ADD_ROWS
-    uint id = p.pos0 + i, l = gl_LocalInvocationID.x, ob = i * p.cols;
+    uint id = (POS_BUF ? ids[0] : p.pos0) + i, l = gl_LocalInvocationID.x, ob = i * p.cols;
     if (id >= p.table_rows) return;   // the op refuses such rows: nothing to add
 #else
     uint id = ids[i], l = gl_LocalInvocationID.x, ob = i * p.cols;

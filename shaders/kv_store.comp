@@ -18,6 +18,11 @@
 // (f32 [n_rot/2]; bound to x and never read when absent). Mapping: x over a row's
 // units (or q's rotated pairs), y over tokens (from row_base; the host splits token
 // ranges beyond the y limit), z = 0 for K, 1 for V, 2 for q.
+// Spec constant 1 POS_BUF (a decode recorded once and replayed per token): the
+// position of x row 0 is read from binding 4 (a uint the host writes per token);
+// the bindings then start at cache row pos0 (the push constant's), so the written
+// row lies (position - pos0) rows after byte0. Without it binding 4 is bound to x
+// and never read.
 #include "kv_cache.glsl"
 #ifdef ROPE
 #include "rope.glsl"
@@ -25,6 +30,7 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const bool POS_BUF = false;
 
 #ifdef ROPE
 layout(std430, binding = 0) buffer X { float x[]; };
@@ -34,6 +40,7 @@ layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) buffer K { uint kc[]; };
 layout(std430, binding = 2) buffer V { uint vc[]; };
 layout(std430, binding = 3) readonly buffer F { float ff[]; };
+layout(std430, binding = 4) readonly buffer Pos { uint pos_dyn[]; };
 
 layout(push_constant) uniform P {
     uint row_stride, k_off, v_off;
@@ -157,7 +164,8 @@ void rotate_q(uint xrow, uint pos, uint u) {
 void main() {
     uint u = gl_GlobalInvocationID.x, tok = p.row_base + gl_WorkGroupID.y;
     uint xrow = (p.x_row0 + tok) * p.row_stride;
-    src_pos = p.pos0 + p.x_row0 + tok;
+    uint pos0 = POS_BUF ? pos_dyn[0] : p.pos0, shift = pos0 - p.pos0;
+    src_pos = pos0 + p.x_row0 + tok;
 #ifdef ROPE
     if (gl_WorkGroupID.z == 2u) {
         rotate_q(xrow, src_pos, u);
@@ -169,7 +177,7 @@ void main() {
     uint units = kind == KV_F16 ? p.width / 2u : p.width / 32u;
     if (u >= units) return;
     src_row = xrow + (src_is_v ? p.v_off : p.k_off);
-    uint row = (src_is_v ? p.v_byte0 : p.k_byte0) + tok * kv_row_bytes(kind, p.width);
+    uint row = (src_is_v ? p.v_byte0 : p.k_byte0) + (shift + tok) * kv_row_bytes(kind, p.width);
     if (kind == KV_F16) {
         put_word(src_is_v, (row >> 2) + u, packHalf2x16(vec2(src(2u * u), src(2u * u + 1u))));
     } else {
