@@ -69,7 +69,7 @@ void plan_layout(const plan_shape *s, plan_row rows[PLAN_N_BUFS]) {
     uint64_t ff = (uint64_t)hp->n_ff * (hp->gelu ? 1 : 2);
     uint32_t wide = (uint32_t)(hp->n_ff > hp->n_embd_q ? hp->n_ff : hp->n_embd_q);
     uint64_t n_int8 = s->int8 && !s->shared ? 1 : 0, one = s->shared ? 0 : 1;
-    rows[PLAN_IDS] = (plan_row){"token ids", true, one, 4 * b};
+    rows[PLAN_IDS] = (plan_row){"token ids", true, one, plan_pos_offset(b) + PLAN_POS_BYTES};
     rows[PLAN_X] = (plan_row){"residual", false, one, f * b * hp->n_embd};
     rows[PLAN_H] = (plan_row){"normed", false, one, f * b * hp->n_embd};
     rows[PLAN_QKV] = (plan_row){"q|k|v", false, one, f * b * qkv};

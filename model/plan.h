@@ -25,12 +25,18 @@
 #define PLAN_AUTO_CTX_MAX 131072
 /* The prefill chunk when none is asked for. */
 #define PLAN_DEFAULT_BATCH 512
+/* Where the token-ids buffer of a batch of b holds the position a replayed decode
+ * reads: past the ids, at the largest storage offset alignment Vulkan allows (256),
+ * so any device can bind it as a buffer of its own; PLAN_POS_BYTES long. */
+#define PLAN_POS_BYTES 16
+static inline uint64_t plan_pos_offset(uint64_t b) { return (4 * b + 255) / 256 * 256; }
 
 /* The rows of the table. The scratch rows are one buffer each, allocated by the
  * session in this order; the cache rows are n_layer buffers each (per chunk when
  * the device splits a layer's cache), allocated by pvk_kv_alloc. */
 typedef enum plan_buf {
-    PLAN_IDS,      /* token ids of one batch (host-visible) */
+    PLAN_IDS,      /* token ids of one batch, then the position a replayed decode
+                      reads (plan_pos_offset; host-visible) */
     PLAN_X,        /* residual stream, one batch */
     PLAN_H,        /* normed input */
     PLAN_QKV,      /* q | k | v */

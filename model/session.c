@@ -29,12 +29,12 @@ struct phivk_session {
     int32_t ctx_refused;      /* -c auto: the context the device refused first, 0: none */
     phivk_step_stats step;    /* what the last forward's command buffer cost */
 
-    /* A decode of one token recorded once and replayed (PHIVK_REPLAY=1): the
-     * position comes from pos_buf, written per token; the recording is replayed
+    /* A decode of one token recorded once and replayed (unless PHIVK_REPLAY=0):
+     * the position comes from pos_buf, written per token; the recording is replayed
      * while it is still the command buffer's and was made for the same RoPE table
      * and the same attention grid of every layer (which grows with the KV length). */
     bool replay;
-    pvk_buf pos_buf;          /* host-visible: this session's position, one uint (with replay) */
+    pvk_buf pos_buf;          /* its position, one uint: a range of the ids buffer (plan_pos_offset) */
     uint64_t rec_id;          /* pvk_cmd_recording_id of its recording, 0: none */
     arch_rope_table rec_table;
     uint32_t *rec_grid;       /* per layer: pvk_op_attention_grid it was recorded for */
@@ -71,7 +71,6 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
     s->rec_grid = calloc((size_t)hp->n_layer, sizeof *s->rec_grid);
     if (!s->tokens || !s->kv || !s->rec_grid) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory");
     phivk_status st;
-    if (s->replay && (st = pvk_buf_create(dev, 16, PVK_MEM_HOST, &s->pos_buf))) return st;
     pvk_type kt = plan_kv_type(s->p.k_type), vt = plan_kv_type(s->p.v_type);
     for (int32_t l = 0; l < hp->n_layer; l++)
         if ((st = pvk_kv_alloc(dev, kt, vt, (uint32_t)hp->n_embd_kv, (uint32_t)s->ctx, &s->kv[l]))) return st;
@@ -91,14 +90,22 @@ static phivk_status alloc_buffers(phivk_session *s, bool int8) {
                             "partials for its cache of %d tokens, the owner has %llu: give it the owner's context "
                             "and cache types", (unsigned long long)shape.attn_bytes, s->ctx, (unsigned long long)have);
         s->cmd = s->owner->cmd;
-        return PHIVK_OK;
+    } else {
+        for (int i = 0; i < PLAN_N_SCRATCH; i++) {
+            const plan_row *r = &s->plan.rows[i];
+            if (r->count && (st = pvk_buf_create(dev, r->bytes, r->host ? PVK_MEM_HOST : PVK_MEM_DEVICE, &s->own[i])))
+                return st;
+        }
+        if ((st = pvk_cmd_create(dev, &s->cmd))) return st;
     }
-    for (int i = 0; i < PLAN_N_SCRATCH; i++) {
-        const plan_row *r = &s->plan.rows[i];
-        if (r->count && (st = pvk_buf_create(dev, r->bytes, r->host ? PVK_MEM_HOST : PVK_MEM_DEVICE, &s->own[i])))
-            return st;
-    }
-    return pvk_cmd_create(dev, &s->cmd);
+    /* The position a replayed decode reads: a range of the (owner's) ids buffer.
+     * Sessions sharing it never have recordings live at once (replays). */
+    uint64_t at = plan_pos_offset((uint64_t)s->batch);
+    s->pos_buf = s->buf[PLAN_IDS];
+    s->pos_buf.offset += at;
+    s->pos_buf.size = PLAN_POS_BYTES;
+    s->pos_buf.map = (char *)s->pos_buf.map + at;
+    return PHIVK_OK;
 }
 
 static void free_buffers(phivk_session *s) {
@@ -107,7 +114,6 @@ static void free_buffers(phivk_session *s) {
     s->cmd = NULL;
     for (int32_t l = 0; s->kv && l < s->m->hp.n_layer; l++) pvk_kv_free(dev, &s->kv[l]);
     for (int i = 0; i < PLAN_N_SCRATCH; i++) pvk_buf_destroy(dev, &s->own[i]);
-    pvk_buf_destroy(dev, &s->pos_buf);
     free(s->kv);
     free(s->tokens);
     free(s->rec_grid);
@@ -154,7 +160,8 @@ phivk_session *phivk_session_create(phivk_model *m, const phivk_session_params *
     }
     s->m = m;
     s->p = *p;
-    s->replay = pvk_env_flag("PHIVK_REPLAY");
+    const char *replay = getenv("PHIVK_REPLAY");
+    s->replay = !replay || strcmp(replay, "0") != 0; /* on unless PHIVK_REPLAY=0 */
     if (p->share_scratch) {
         s->owner = p->share_scratch->owner ? p->share_scratch->owner : p->share_scratch;
         s->p.share_scratch = s->owner;
@@ -436,7 +443,7 @@ static void record_layer(phivk_session *s, int32_t l, const step *t, phivk_statu
 }
 
 /* Whether the step is one token of one session that is recorded once and
- * replayed: PHIVK_REPLAY=1, and each layer's cache one chunk (a longer cache's
+ * replayed: not PHIVK_REPLAY=0, and each layer's cache one chunk (a longer cache's
  * chunk changes with the position; it records every token). */
 static bool records_once(const phivk_session *s, const step *t) {
     if (!s->replay || t->n != 1 || t->m != 1) return false;

@@ -109,7 +109,7 @@ TEST(the_table_lists_every_buffer_with_its_size) {
     plan_row r[PLAN_N_BUFS];
     plan_layout(&s, r);
     struct { plan_buf b; uint64_t count, bytes; } want[] = {
-        {PLAN_IDS, 1, 512 * 4}, {PLAN_X, 1, 512 * 3072 * 4}, {PLAN_H, 1, 512 * 3072 * 4},
+        {PLAN_IDS, 1, 512 * 4 + 16 /* the replay position */}, {PLAN_X, 1, 512 * 3072 * 4}, {PLAN_H, 1, 512 * 3072 * 4},
         {PLAN_QKV, 1, 512 * 9216 * 4}, {PLAN_ATT, 1, 512 * 3072 * 4}, {PLAN_FF, 1, 512 * 16384 * 4},
         {PLAN_ACT, 1, 512 * 8192 * 4}, {PLAN_LAST, 1, 3072 * 4}, {PLAN_LAST_N, 1, 3072 * 4},
         {PLAN_LOGITS, 1, 261ull * 32064 * 4}, {PLAN_ATTN, 1, 1000},
