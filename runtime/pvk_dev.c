@@ -129,6 +129,7 @@ typedef struct phys_info {
     uint32_t api;               /* min(device, instance) version */
     uint32_t queue_family;
     bool ext_sgsc, ext_int_dot, ext_push, ext_budget, ext_coopmat, ext_portability;
+    bool ext_sm, ext_amd_core;     /* properties only: how many subgroups run at once */
     bool full_subgroups;
     bool uniform16, uniform8, int16;
 } phys_info;
@@ -150,6 +151,8 @@ typedef struct query {
     VkPhysicalDeviceShaderIntegerDotProductPropertiesKHR p_dot;
     VkPhysicalDeviceMemoryProperties2 m;
     VkPhysicalDeviceMemoryBudgetPropertiesEXT m_budget;
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV p_sm;
+    VkPhysicalDeviceShaderCorePropertiesAMD p_amd;
 } query;
 
 #define LINK(tail, s) do { *(tail) = &(s); (tail) = &(s).pNext; } while (0)
@@ -272,6 +275,8 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     pi->ext_budget = has_ext(ext, n_ext, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     pi->ext_coopmat = has_ext(ext, n_ext, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
     pi->ext_portability = has_ext(ext, n_ext, "VK_KHR_portability_subset");
+    pi->ext_sm = has_ext(ext, n_ext, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
+    pi->ext_amd_core = has_ext(ext, n_ext, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME);
     free(ext);
 
     query q = {
@@ -290,6 +295,8 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
         .p_dot = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES},
         .m = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2},
         .m_budget = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT},
+        .p_sm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV},
+        .p_amd = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD},
     };
     void **ft = &q.f.pNext, **pt = &q.p.pNext, **mt = &q.m.pNext;
     LINK(ft, q.f11);
@@ -310,6 +317,8 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     }
     if (pi->ext_coopmat) LINK(ft, q.f_cm);
     if (pi->ext_budget) LINK(mt, q.m_budget);
+    if (pi->ext_sm) LINK(pt, q.p_sm);
+    if (pi->ext_amd_core) LINK(pt, q.p_amd);
     vkGetPhysicalDeviceFeatures2(pd, &q.f);
     vkGetPhysicalDeviceProperties2(pd, &q.p);
     vkGetPhysicalDeviceMemoryProperties2(pd, &q.m);
@@ -343,6 +352,13 @@ static phivk_status query_device(VkPhysicalDevice pd, uint32_t index, uint32_t i
     }
     c->subgroup_size_control = sgsc && (sgsc_stages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                !pvk_env_flag("PHIVK_DISABLE_SUBGROUP_SIZE_CONTROL");
+    /* Sizes split-K attention for the device (pvk_ops.c): vendors that say it. */
+    if (pi->ext_sm)
+        c->resident_subgroups = q.p_sm.shaderSMCount * q.p_sm.shaderWarpsPerSM;
+    else if (pi->ext_amd_core)
+        c->resident_subgroups = q.p_amd.shaderEngineCount * q.p_amd.shaderArraysPerEngineCount *
+                                q.p_amd.computeUnitsPerShaderArray * q.p_amd.simdPerComputeUnit *
+                                q.p_amd.wavefrontsPerSimd;
     pi->full_subgroups = pi->full_subgroups && c->subgroup_size_control;
     c->coopmat = pi->ext_coopmat && q.f_cm.cooperativeMatrix && !pvk_env_flag("PHIVK_DISABLE_COOPMAT");
     c->push_descriptor = pi->ext_push && !pvk_env_flag("PHIVK_DISABLE_PUSH_DESCRIPTOR");
