@@ -159,21 +159,23 @@ TEST(repacked_q4_0_and_q8_0_products_match_the_cpu_reference) {
     if (!fused) printf("    skipped: the prologue forms (no integer dot product on this device)\n");
 }
 
-/* The tuner's other matvec dimensions: subgroups per workgroup (1, 2, 4 times the
- * tuning's width, where the device allows) and loads in flight (1, 2, 4 units per
+/* The tuner's other matvec dimensions: subgroups per workgroup (1 and 2 times the
+ * tuning's width, where the device allows) and loads in flight (1 and 4 units per
  * invocation per iteration, also past the row's end: k 768 is 24 units), in both
- * layouts and with f32 and int8 activations, compute the same product. */
+ * layouts (Q4_0 repacked, Q4_K) and with f32 and int8 activations, compute the same
+ * product. (Each choice is a pipeline of its own: lavapipe compiles each, so the
+ * test keeps to the extremes.) */
 TEST(every_workgroup_width_and_loads_in_flight_compute_the_same_product) {
     pvk_dev *d;
     REQUIRE(d = setup(), "no device");
     pvk_ops *o = ops_list[0];
     uint32_t wg0 = pvk_ops_get_tuning(o)->mv_wg, cap = pvk_dev_caps(d)->max_wg_invocations;
-    pvk_type ts[3] = {PVK_Q4_0, PVK_Q8_0, PVK_Q4_K};
+    pvk_type ts[2] = {PVK_Q4_0, PVK_Q4_K};
     int cases = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 2; i++) {
         pvk_mm_choice saved = pvk_ops_mm_choice(o, ts[i]);
-        for (uint32_t wg = wg0; wg <= 4 * wg0 && wg <= cap; wg *= 2)
-            for (uint32_t lf = 1; lf <= 4; lf *= 2) {
+        for (uint32_t wg = wg0; wg <= 2 * wg0 && wg <= cap; wg *= 2)
+            for (uint32_t lf = 1; lf <= 4; lf *= 4) {
                 pvk_mm_choice c = saved;
                 c.wg = wg, c.lf = lf;
                 REQUIRE(pvk_ops_set_mm_choice(o, ts[i], c) == PHIVK_OK, "%s", pvk_errmsg());
@@ -184,7 +186,7 @@ TEST(every_workgroup_width_and_loads_in_flight_compute_the_same_product) {
             }
         REQUIRE(pvk_ops_set_mm_choice(o, ts[i], saved) == PHIVK_OK, "restore");
     }
-    CHECK(cases >= 3 * 3, "%d choices compared", cases);
+    CHECK(cases >= 2 * 2, "%d choices compared", cases);
     pvk_mm_choice bad = pvk_ops_mm_choice(o, PVK_Q4_0);
     bad.lf = 3;
     CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, bad) == PHIVK_ERR_INVALID, "3 loads in flight are refused");
