@@ -347,8 +347,10 @@ uint64_t phivk_model_token_bytes(const phivk_model *m);
 int64_t phivk_model_param_count(const phivk_model *m);    /* elements of every tensor */
 const char *phivk_model_weight_type(const phivk_model *m); /* the matrices' main type, "q4_K" */
 /* The matrix kernels chosen for the model's weight types on this device (measured
- * at load unless PHIVK_TUNE=0), one line: "q4_K int8 x 32 rows, q6_K f32 x 64 rows"
- * (+ "fp16 tiles" where prompts run the tiled kernel in fp16). Caller frees with free(). */
+ * at load unless PHIVK_TUNE=0), one line: "q4_K int8 x 32 rows (8 lanes, 1 in flight),
+ * q6_K f32 x 64 rows (8 lanes, 1 in flight)" (+ "fp16 tiles" where prompts run the
+ * tiled kernel in fp16, "repacked" where the type's matrices were repacked at load:
+ * PHIVK_REPACK). Caller frees with free(). */
 char *phivk_model_kernels_text(const phivk_model *m);
 
 /* Synthetic models with the real models' shapes and random weights, built in

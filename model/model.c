@@ -58,7 +58,25 @@ typedef struct loader {
     const phivk_model_params *p;
     uint64_t done, total;     /* bytes uploaded / to upload, for progress */
     uint64_t chunk;           /* bytes of a weight written at a time */
+    bool tuned[PVK_TYPE_COUNT]; /* matrix types measured before their first upload */
 } loader;
+
+static void tune_progress(void *user, int done, int total) {
+    const loader *l = user;
+    if (l->p->progress) l->p->progress(l->p->progress_user, "tuning kernels", (uint64_t)done, (uint64_t)total);
+}
+
+/* Whether a projection's matrix of type t is uploaded repacked (pvk_ops_repacks):
+ * the tuner's choice, so the type is measured (or its kept choice read) before its
+ * first upload. Measuring is optional, as in warmup. */
+static bool repack_type(loader *l, pvk_type t) {
+    pvk_ops *o = l->m->rt->ops;
+    if ((unsigned)t < PVK_TYPE_COUNT && !l->tuned[t] && pvk_ops_reads_weights(t)) {
+        l->tuned[t] = true;
+        pvk_ops_tune(o, &t, 1, (uint32_t)l->m->hp.n_embd, tune_progress, l);
+    }
+    return pvk_ops_repacks(o, t);
+}
 
 /* Matrices go to the device in pieces, so progress moves within a large one.
  * PHIVK_UPLOAD_CHUNK=N (bytes) makes the pieces smaller: tests use it to run the
@@ -106,17 +124,22 @@ static phivk_status upload_vector(loader *l, const gguf_tensor *t, pvk_buf *out)
 /* One GGUF matrix (or several of one type, concatenated by rows) as a device
  * tensor: the parts are written straight from the file, one after another. A
  * part may pass 2 GiB, so every offset is 64-bit. */
-static phivk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, pvk_tensor *out) {
+static phivk_status upload_tensor(loader *l, const gguf_tensor *const *parts, int n, bool repack,
+                                  pvk_tensor *out) {
     pvk_dev *dev = l->m->rt->dev;
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += parts[i]->ne[1] * parts[i]->ne[2] * parts[i]->ne[3];
-    phivk_status st = pvk_tensor_create(dev, parts[0]->type, parts[0]->ne[0], rows, NULL, out);
+    phivk_status st = pvk_tensor_create_layout(dev, parts[0]->type, parts[0]->ne[0], rows, NULL, repack, out);
+    /* Pieces of whole blocks (pvk_tensor_write); parts are whole rows. */
+    const pvk_type_info *ti = pvk_type_get(parts[0]->type);
+    uint64_t bb = ti->name ? pvk_type_row_bytes(parts[0]->type, ti->block_elems) : 1;
+    uint64_t piece = l->chunk > bb ? l->chunk / bb * bb : bb;
     uint64_t at = 0; /* where parts[i] starts in the tensor */
     for (int i = 0; i < n && !st; at += parts[i]->bytes, i++) {
         const uint8_t *src = parts[i]->data;
-        for (uint64_t done = 0; done < parts[i]->bytes && !st; done += l->chunk) {
-            uint64_t len = parts[i]->bytes - done < l->chunk ? parts[i]->bytes - done : l->chunk;
-            st = pvk_buf_write(dev, &out->buf, at + done, src + done, (size_t)len);
+        for (uint64_t done = 0; done < parts[i]->bytes && !st; done += piece) {
+            uint64_t len = parts[i]->bytes - done < piece ? parts[i]->bytes - done : piece;
+            st = pvk_tensor_write(dev, out, at + done, src + done, len);
             if (!st) loader_progress(l, len);
         }
     }
@@ -141,7 +164,8 @@ static phivk_status upload_proj(loader *l, const gguf_tensor *const *parts, int 
     phivk_status st = PHIVK_OK;
     out->n_parts = one_type ? 1 : (uint32_t)n;
     for (uint32_t i = 0; i < out->n_parts && !st; i++)
-        st = one_type ? upload_tensor(l, parts, n, &out->part[0]) : upload_tensor(l, &parts[i], 1, &out->part[i]);
+        st = one_type ? upload_tensor(l, parts, n, repack_type(l, parts[0]->type), &out->part[0])
+                      : upload_tensor(l, &parts[i], 1, repack_type(l, parts[i]->type), &out->part[i]);
     if (st || !biases || !biases[0]) return st;
 
     float *b = malloc(sizeof *b * (size_t)rows);
@@ -228,11 +252,6 @@ bool model_reads_q8(const phivk_model *m) {
     return false;
 }
 
-static void tune_progress(void *user, int done, int total) {
-    const loader *l = user;
-    if (l->p->progress) l->p->progress(l->p->progress_user, "tuning kernels", (uint64_t)done, (uint64_t)total);
-}
-
 /* Picks the matvec variants of the model's weight types by measuring them on the
  * device (once per device: pvk_ops_tune keeps the choices), then compiles the
  * matrix and embedding pipelines now (pvk_ops_warmup), so that the first token does
@@ -243,7 +262,11 @@ static phivk_status warmup(loader *l) {
     int n = model_matrix_types(m, types);
     /* Measuring is optional: where it fails (its 4096-row matrix does not fit, say)
      * the built-in choices stay, and a real fault shows again in the warm-up. */
-    pvk_ops_tune(m->rt->ops, types, n, (uint32_t)m->hp.n_embd, tune_progress, l);
+    pvk_type todo[PVK_TYPE_COUNT];   /* those not measured before their upload */
+    int n_todo = 0;
+    for (int i = 0; i < n; i++)
+        if ((unsigned)types[i] >= PVK_TYPE_COUNT || !l->tuned[types[i]]) todo[n_todo++] = types[i];
+    pvk_ops_tune(m->rt->ops, todo, n_todo, (uint32_t)m->hp.n_embd, tune_progress, l);
     return pvk_ops_warmup(m->rt->ops, types, n, m->embd.type);
 }
 
@@ -282,8 +305,9 @@ static phivk_model *load(phivk_runtime *rt, const char *path, const void *data, 
     if (upload_chunk(&l.chunk) != PHIVK_OK) goto fail;
     for (uint64_t i = 0; i < gguf_tensor_count(m->file); i++) l.total += gguf_tensor_at(m->file, i)->bytes;
     const arch_weights *w = m->w;
-    if (upload_tensor(&l, &w->token_embd, 1, &m->embd) != PHIVK_OK) goto fail;
-    if (w->position_embd && upload_tensor(&l, &w->position_embd, 1, &m->pos_embd) != PHIVK_OK) goto fail;
+    /* Tables stay in GGUF's layout: get_rows reads them (and a tied output). */
+    if (upload_tensor(&l, &w->token_embd, 1, false, &m->embd) != PHIVK_OK) goto fail;
+    if (w->position_embd && upload_tensor(&l, &w->position_embd, 1, false, &m->pos_embd) != PHIVK_OK) goto fail;
     if (!m->hp.tied_output && upload_proj(&l, &w->output, 1, &w->output_b, &m->output) != PHIVK_OK)
         goto fail;
     /* Phi-3-small divides its logits by the muP width multiplier: folded into the

@@ -49,6 +49,9 @@ typedef struct pvk_caps {
     uint32_t subgroup_size;         /* default size */
     uint32_t subgroup_min, subgroup_max;
     bool subgroup_size_control;     /* can require a size per pipeline */
+    uint32_t resident_subgroups;    /* subgroups the device runs at once: SMs x warps per SM
+                                       (VK_NV_shader_sm_builtins), CUs x SIMDs x waves per
+                                       SIMD (VK_AMD_shader_core_properties); 0 unknown */
     bool coopmat;                   /* VK_KHR_cooperative_matrix (off under a validation
                                        layer older than it: the layer cannot check it) */
     bool coopmat_nv;                /* VK_NV_cooperative_matrix */

@@ -117,6 +117,7 @@ typedef struct phys_info {
     uint32_t api;               /* min(device, instance) version */
     uint32_t queue_family;
     bool ext_sgsc, ext_int_dot, ext_push, ext_budget, ext_coopmat, ext_coopmat_nv, ext_portability;
+    bool ext_sm, ext_amd_core;     /* properties only: how many subgroups run at once */
     bool full_subgroups;
     bool uniform16, uniform8, int16;
 } phys_info;
@@ -141,6 +142,8 @@ typedef struct query {
     VkPhysicalDeviceCooperativeMatrixPropertiesNV p_cm_nv;
     VkPhysicalDeviceMemoryProperties2 m;
     VkPhysicalDeviceMemoryBudgetPropertiesEXT m_budget;
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV p_sm;
+    VkPhysicalDeviceShaderCorePropertiesAMD p_amd;
 } query;
 
 #define LINK(tail, s) do { *(tail) = &(s); (tail) = &(s).pNext; } while (0)
@@ -301,6 +304,8 @@ static phivk_status query_device(VkInstance inst, VkPhysicalDevice pd, uint32_t 
                       !(layer_version && layer_version < VK_MAKE_API_VERSION(0, 1, 3, 255));
     pi->ext_coopmat_nv = has_ext(ext, n_ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     pi->ext_portability = has_ext(ext, n_ext, "VK_KHR_portability_subset");
+    pi->ext_sm = has_ext(ext, n_ext, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
+    pi->ext_amd_core = has_ext(ext, n_ext, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME);
     free(ext);
 
     query q = {
@@ -322,6 +327,8 @@ static phivk_status query_device(VkInstance inst, VkPhysicalDevice pd, uint32_t 
         .p_cm_nv = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV},
         .m = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2},
         .m_budget = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT},
+        .p_sm = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV},
+        .p_amd = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD},
     };
     void **ft = &q.f.pNext, **pt = &q.p.pNext, **mt = &q.m.pNext;
     LINK(ft, q.f11);
@@ -349,6 +356,8 @@ static phivk_status query_device(VkInstance inst, VkPhysicalDevice pd, uint32_t 
         LINK(pt, q.p_cm_nv);
     }
     if (pi->ext_budget) LINK(mt, q.m_budget);
+    if (pi->ext_sm) LINK(pt, q.p_sm);
+    if (pi->ext_amd_core) LINK(pt, q.p_amd);
     vkGetPhysicalDeviceFeatures2(pd, &q.f);
     vkGetPhysicalDeviceProperties2(pd, &q.p);
     vkGetPhysicalDeviceMemoryProperties2(pd, &q.m);
@@ -382,6 +391,13 @@ static phivk_status query_device(VkInstance inst, VkPhysicalDevice pd, uint32_t 
     }
     c->subgroup_size_control = sgsc && (sgsc_stages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                                !pvk_env_flag("PHIVK_DISABLE_SUBGROUP_SIZE_CONTROL");
+    /* Sizes split-K attention for the device (pvk_ops.c): vendors that say it. */
+    if (pi->ext_sm)
+        c->resident_subgroups = q.p_sm.shaderSMCount * q.p_sm.shaderWarpsPerSM;
+    else if (pi->ext_amd_core)
+        c->resident_subgroups = q.p_amd.shaderEngineCount * q.p_amd.shaderArraysPerEngineCount *
+                                q.p_amd.computeUnitsPerShaderArray * q.p_amd.simdPerComputeUnit *
+                                q.p_amd.wavefrontsPerSimd;
     pi->full_subgroups = pi->full_subgroups && c->subgroup_size_control;
     bool cm_off = pvk_env_flag("PHIVK_DISABLE_COOPMAT");
     c->coopmat = pi->ext_coopmat && q.f_cm.cooperativeMatrix &&

@@ -22,6 +22,7 @@ struct pvk_ops {
     pvk_mm_choice mv[PVK_TYPE_COUNT];
     pvk_fusion fusion;             /* PHIVK_FUSION, else the device's default */
     pvk_cm cm;                     /* the tiled kernel's cooperative-matrix form, or PVK_CM_COUNT */
+    int repack;                    /* PHIVK_REPACK: 0 never, 1 always, -1 the type's choice */
 };
 
 /* Weights are fetched as 16-byte words for every type, also for blocks that do not
@@ -35,11 +36,18 @@ struct pvk_ops {
 #define TENSOR_PAD 16u
 
 bool pvk_ops_reads_weights(pvk_type t) {
-    return (unsigned)t < PVK_TYPE_COUNT && pvk_kernels_matmul[t][PVK_FETCH_BUF][PVK_PREC_F32] != PVK_KERNEL_NONE;
+    return (unsigned)t < PVK_TYPE_COUNT &&
+           pvk_kernels_matmul[t][PVK_LAYOUT_GGUF][PVK_FETCH_BUF][PVK_PREC_F32] != PVK_KERNEL_NONE;
 }
 
 /* The fetch path of a weight tensor's kernels. */
 static pvk_fetch tensor_fetch(const pvk_tensor *t) { return t->views ? PVK_FETCH_TEX : PVK_FETCH_BUF; }
+static pvk_layout tensor_layout(const pvk_tensor *t) { return t->repacked ? PVK_LAYOUT_REPACK : PVK_LAYOUT_GGUF; }
+
+bool pvk_ops_can_repack(pvk_type t) {
+    return (unsigned)t < PVK_TYPE_COUNT &&
+           pvk_kernels_matmul[t][PVK_LAYOUT_REPACK][PVK_FETCH_BUF][PVK_PREC_F32] != PVK_KERNEL_NONE;
+}
 
 /* Push-constant blocks, laid out as the shaders declare them. */
 typedef struct { uint32_t rows, n; float eps; uint32_t flags; } norm_push;
@@ -65,10 +73,18 @@ enum { MM_BIAS = 1, MM_ACCUMULATE = 2, MM_NORM_W = 4, MM_NORM_B = 8 };
 
 phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t) {
+    return pvk_tensor_create_layout(d, type, cols, rows, data, false, t);
+}
+
+phivk_status pvk_tensor_create_layout(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+                                    const void *data, bool repack, pvk_tensor *t) {
     memset(t, 0, sizeof *t);
     const pvk_type_info *ti = pvk_type_get(type);
     if (!ti->name || !ti->supported)
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "tensor: type %u is not supported", (unsigned)type);
+    if (repack && !pvk_ops_can_repack(type))
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "tensor: %s has no repacked layout: load it with PHIVK_REPACK=0",
+                        ti->name);
     if (cols <= 0 || rows <= 0 || cols % ti->block_elems || cols > UINT32_MAX || rows > UINT32_MAX)
         return pvk_fail(PHIVK_ERR_INVALID,
                         "tensor: bad shape %lld x %lld of %s (cols must be a positive multiple of %u)",
@@ -111,7 +127,8 @@ phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t 
     t->type = type;
     t->cols = cols;
     t->rows = rows;
-    if (data && (st = pvk_buf_write(d, &t->buf, 0, data, bytes))) goto fail;
+    t->repacked = repack;
+    if (data && (st = pvk_tensor_write(d, t, 0, data, bytes))) goto fail;
     if (texel) {
         t->views = calloc(t->n_chunks, sizeof *t->views);
         if (!t->views) {
@@ -128,6 +145,49 @@ phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t 
 fail:
     pvk_tensor_destroy(d, t);
     return st;
+}
+
+/* Blocks [b0, b0 + n) of one chunk (the chunk's first block is 0) from GGUF blocks
+ * at src, written repacked: their quants at q_bytes each from the chunk's start, their
+ * f16 scales after the chunk's nblk quants. Q4_0 and Q8_0 start with the scale. */
+static phivk_status write_repacked(pvk_dev *d, const pvk_tensor *t, uint64_t chunk_off, uint64_t nblk, uint64_t b0,
+                                   uint64_t n, const uint8_t *src) {
+    uint64_t bb = pvk_type_row_bytes(t->type, pvk_type_get(t->type)->block_elems), qb = bb - 2;
+    uint8_t *q = malloc(n * bb);
+    if (!q) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "tensor: out of host memory");
+    uint8_t *sc = q + n * qb;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(sc + 2 * i, src + i * bb, 2);
+        memcpy(q + i * qb, src + i * bb + 2, qb);
+    }
+    phivk_status st = pvk_buf_write(d, &t->buf, chunk_off + b0 * qb, q, n * qb);
+    if (!st) st = pvk_buf_write(d, &t->buf, chunk_off + nblk * qb + 2 * b0, sc, 2 * n);
+    free(q);
+    return st;
+}
+
+phivk_status pvk_tensor_write(pvk_dev *d, const pvk_tensor *t, uint64_t at, const void *src, uint64_t len) {
+    const pvk_type_info *ti = pvk_type_get(t->type);
+    uint64_t bb = pvk_type_row_bytes(t->type, ti->block_elems), row_bytes = pvk_type_row_bytes(t->type, t->cols);
+    uint64_t total = row_bytes * (uint64_t)t->rows;
+    if (at % bb || len % bb || at > total || len > total - at)
+        return pvk_fail(PHIVK_ERR_INVALID, "tensor: a write of %llu bytes at %llu is not whole %s blocks of the "
+                        "tensor's %llu bytes", (unsigned long long)len, (unsigned long long)at, ti->name,
+                        (unsigned long long)total);
+    if (!t->repacked) return pvk_buf_write(d, &t->buf, at, src, (size_t)len);
+    /* Chunk by chunk: each has its own scale stream. Chunks start at the same bytes
+     * as in the GGUF layout, as a block's quants and scale take its bytes. */
+    const uint8_t *s = src;
+    uint64_t chunk_bytes = row_bytes * (uint64_t)t->chunk_rows;
+    while (len) {
+        uint32_t ci = (uint32_t)(at / chunk_bytes);
+        uint64_t chunk_off = ci * chunk_bytes, in_chunk = pvk_tensor_chunk_rows(t, ci) * row_bytes;
+        uint64_t n = (chunk_off + in_chunk - at) < len ? (chunk_off + in_chunk - at) : len;
+        phivk_status st = write_repacked(d, t, chunk_off, in_chunk / bb, (at - chunk_off) / bb, n / bb, s);
+        if (st) return st;
+        at += n, s += n, len -= n;
+    }
+    return PHIVK_OK;
 }
 
 void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t) {
@@ -175,6 +235,11 @@ static pvk_attn_tuning attn_default_tuning(const pvk_caps *caps) {
          * than 512. */
         t.wg = 64;
         t.target_wgs = caps->type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? 4096 : 512;
+        /* Where the driver says how many subgroups run at once, as many workgroups of
+         * wg lanes as fill it (an H200: 132 SMs x 64 warps / 2 warps = 4224, where
+         * 4096 was measured best); a phone's few cores get fewer, not 512. */
+        uint32_t per_wg = caps->subgroup_size ? (t.wg + caps->subgroup_size - 1) / caps->subgroup_size : 1;
+        if (caps->resident_subgroups / per_wg >= 16) t.target_wgs = caps->resident_subgroups / per_wg;
     }
     if (!has_shuffle(caps)) t.lanes = 1;
     while (t.lanes > caps->subgroup_min && t.lanes > 1) t.lanes /= 2;
@@ -308,6 +373,16 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
         }
         o->fusion = (pvk_fusion)i;
     }
+    const char *r = getenv("PHIVK_REPACK");
+    o->repack = -1;
+    if (r && *r) {
+        if (strcmp(r, "0") && strcmp(r, "1")) {
+            free(o);
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_REPACK=%s: use 0 (weights in GGUF's layout), 1 (Q4_0 and "
+                            "Q8_0 repacked) or leave it unset (the tuner's choice)", r);
+        }
+        o->repack = r[0] == '1';
+    }
     *out = o;
     return PHIVK_OK;
 }
@@ -327,7 +402,7 @@ static bool is_blocked(pvk_type t) { return pvk_type_get(t)->block_elems > 1; }
  * variant: block types, kernels.py). */
 static bool has_int8(pvk_type t) {
     return pvk_ops_reads_weights(t) &&
-           pvk_kernels_matvec[t][PVK_FETCH_BUF][PVK_REDUCE_SUBGROUP][PVK_ACTS_Q8] != PVK_KERNEL_NONE;
+           pvk_kernels_matvec[t][PVK_LAYOUT_GGUF][PVK_FETCH_BUF][PVK_REDUCE_SUBGROUP][PVK_ACTS_Q8] != PVK_KERNEL_NONE;
 }
 
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
@@ -335,7 +410,11 @@ const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t) {
     bool blocked = pvk_ops_reads_weights(t) && is_blocked(t);
     return (pvk_mm_choice){has_int8(t) && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
-                           o->caps->fp16, o->cm != PVK_CM_COUNT};
+                           o->caps->fp16, o->cm != PVK_CM_COUNT, false, o->t.mv_wg, 1};
+}
+
+bool pvk_ops_repacks(const pvk_ops *o, pvk_type t) {
+    return pvk_ops_can_repack(t) && (o->repack == 1 || (o->repack < 0 && pvk_ops_mm_choice(o, t).repack));
 }
 
 pvk_cm pvk_ops_coopmat(const pvk_ops *o) { return o->cm; }
@@ -355,6 +434,13 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
     if (c.coopmat && o->cm == PVK_CM_COUNT)
         return pvk_fail(PHIVK_ERR_INVALID, "matmul: %s has no cooperative-matrix form of the tiled kernel "
                         "(or PHIVK_DISABLE_COOPMAT is set)", o->caps->name);
+    if (c.repack && !pvk_ops_can_repack(t))
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: %s has no repacked layout", pvk_type_get(t)->name);
+    if (c.wg && (!is_pow2(c.wg) || c.wg > o->caps->max_wg_invocations))
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u invocations per workgroup is not a power of two <= %u",
+                        c.wg, o->caps->max_wg_invocations);
+    if (c.lf > 4 || (c.lf && !is_pow2(c.lf)))
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u loads in flight (1, 2 or 4)", c.lf);
     if (!is_pow2(c.rows) || c.rows > 64)
         return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
     o->mv[t] = c;
@@ -439,6 +525,8 @@ static phivk_status rows_op(pvk_ops *o, pvk_cmd *c, const char *op, const pvk_te
     if (!table || !pvk_ops_reads_weights(table->type))
         return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: table type %s has no lookup kernel", op,
                         table ? pvk_type_get(table->type)->name : "(none)");
+    if (table->repacked)   /* the loader repacks projections only, never a table */
+        return pvk_fail(PHIVK_ERR_UNSUPPORTED, "%s: the table is repacked: create it in GGUF's layout", op);
     if (!n) return pvk_fail(PHIVK_ERR_INVALID, "%s: no rows to look up", op);
     phivk_status st;
     if (ids && ids->size < (uint64_t)n * 4)
@@ -669,7 +757,7 @@ bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
 
 bool pvk_ops_can_fuse(const pvk_ops *o, pvk_type t, uint32_t m) {
     return pvk_ops_reads_q8(o, t, m) && o->caps->int_dot && o->caps->subgroup &&
-           pvk_kernels_matvec_act[t][PVK_FETCH_BUF][PVK_ACT_SWIGLU] != PVK_KERNEL_NONE;
+           pvk_kernels_matvec_act[t][PVK_LAYOUT_GGUF][PVK_FETCH_BUF][PVK_ACT_SWIGLU] != PVK_KERNEL_NONE;
 }
 
 bool pvk_ops_fuses(const pvk_ops *o, pvk_fusion what, pvk_type t, uint32_t m) {
@@ -712,18 +800,23 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         uint32_t nc = 1;
         while (nc < m && nc < o->t.mv_cols) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
-        id = nin ? pvk_kernels_matvec_norm[w->type][tensor_fetch(w)][nin->form]
-             : pre ? pvk_kernels_matvec_act[w->type][tensor_fetch(w)][in->act]
-                 : pvk_kernels_matvec[w->type][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
-        per_group = pvk_ops_mm_choice(o, w->type).rows;
+        pvk_layout lay = tensor_layout(w);
+        id = nin ? pvk_kernels_matvec_norm[w->type][lay][tensor_fetch(w)][nin->form]
+             : pre ? pvk_kernels_matvec_act[w->type][lay][tensor_fetch(w)][in->act]
+                 : pvk_kernels_matvec[w->type][lay][tensor_fetch(w)][reduce_of(o)][q8 ? PVK_ACTS_Q8 : PVK_ACTS_F32];
+        pvk_mm_choice mc = pvk_ops_mm_choice(o, w->type);
+        per_group = mc.rows;
         if (nc > 1 && per_group < o->t.mv_rows_cols)
             per_group = o->t.mv_rows_cols;
         if (is_blocked(w->type))
             while (per_group > 1 && per_group * nc > MV_MAX_ACC) per_group /= 2;
-        spec[0] = o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
-        n_spec = 4;
+        spec[0] = mc.wg ? mc.wg : o->t.mv_wg, spec[1] = per_group, spec[2] = nc, spec[3] = o->caps->subgroup_min;
+        spec[4] = mc.lf ? mc.lf : 1;
+        n_spec = 5;
         gy = (m + nc - 1) / nc;
-    } else if (pvk_ops_matmul_coopmat(o, w->type, m) && cm_tile_of(o->caps, &o->t, o->cm, &cm)) {
+    } else if (pvk_ops_matmul_coopmat(o, w->type, m) && tensor_layout(w) == PVK_LAYOUT_GGUF &&
+               cm_tile_of(o->caps, &o->t, o->cm, &cm)) {
+        /* (the cooperative-matrix forms read GGUF's layout only: kernels.py) */
         /* Subgroups own the blocks (gl_SubgroupID): the pipeline gets the device's
          * subgroup size, which the workgroup size was counted in. */
         id = pvk_kernels_matmul_cm[w->type][tensor_fetch(w)][o->cm];
@@ -734,7 +827,7 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         sg = o->caps->subgroup_size;
     } else {
         pvk_prec prec = pvk_ops_matmul_f16(o, w->type, m) ? PVK_PREC_F16 : PVK_PREC_F32;
-        id = pvk_kernels_matmul[w->type][tensor_fetch(w)][prec];
+        id = pvk_kernels_matmul[w->type][tensor_layout(w)][tensor_fetch(w)][prec];
         const pvk_ops_tuning *t = &o->t;
         spec[0] = (t->mm_bm / t->mm_tm) * (t->mm_bn / t->mm_tn);
         spec[1] = t->mm_bm, spec[2] = t->mm_bn, spec[3] = t->mm_bk, spec[4] = t->mm_tm, spec[5] = t->mm_tn;
@@ -802,7 +895,9 @@ phivk_status pvk_ops_warmup(pvk_ops *o, const pvk_type *types, int n_types, pvk_
                           pvk_type_get(t)->name ? pvk_type_get(t)->name : "(unknown)");
             goto out;
         }
-        if ((st = pvk_tensor_create(d, t, COLS, 1, NULL, &ws[n_ws]))) goto out;
+        /* In the layout the loader will create the type's matrices in. */
+        bool repack = i < n_types && pvk_ops_repacks(o, t);
+        if ((st = pvk_tensor_create_layout(d, t, COLS, 1, NULL, repack, &ws[n_ws]))) goto out;
         pvk_cmd_fill(c, &ws[n_ws].buf, 0, ws[n_ws].buf.size, 0);
         n_ws++;
     }

@@ -34,11 +34,21 @@ typedef struct pvk_tensor {
     VkBufferView *views;      /* per chunk, when the device reads weights through texel
                                  buffers (caps.texel and the type has a texel format);
                                  NULL: storage-buffer bindings */
+    bool repacked;            /* stored repacked (Q4_0, Q8_0; pvk_tensor_write): in each
+                                 chunk every block's quants, then the blocks' f16 scales;
+                                 only the matrix kernels read it (get_rows refuses) */
 } pvk_tensor;
 
 /* Uploads a host tensor (its rows in stored type). The caller owns t: pvk_tensor_destroy. */
 phivk_status pvk_tensor_create(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
                              const void *data, pvk_tensor *t);
+/* The same, repacked where repack is set (PHIVK_ERR_UNSUPPORTED for a type without a
+ * repacked layout: pvk_ops_can_repack). Chunks and sizes are those of the GGUF layout. */
+phivk_status pvk_tensor_create_layout(pvk_dev *d, pvk_type type, int64_t cols, int64_t rows,
+                                    const void *data, bool repack, pvk_tensor *t);
+/* Writes len bytes of the tensor's GGUF-layout image, starting at byte at of it, into
+ * its layout: at and len whole blocks (PHIVK_ERR_INVALID otherwise, or past the end). */
+phivk_status pvk_tensor_write(pvk_dev *d, const pvk_tensor *t, uint64_t at, const void *src, uint64_t len);
 void pvk_tensor_destroy(pvk_dev *d, pvk_tensor *t);   /* accepts a zeroed pvk_tensor */
 /* The binding of chunk i: its texel view, or its storage-buffer range. */
 pvk_binding pvk_tensor_bind(const pvk_tensor *t, uint32_t chunk);
@@ -112,6 +122,12 @@ typedef struct pvk_mm_choice {
     bool f16;                 /* the tiled kernel runs in fp16 (caps.fp16) */
     bool coopmat;             /* the tiled kernel runs on cooperative matrices (fp16
                                  tiles, f32 sums; pvk_ops_coopmat), else as f16 says */
+    bool repack;              /* weights of the type are uploaded repacked (pvk_ops_repacks) */
+    uint32_t wg;              /* matvec invocations per workgroup, so subgroups per row
+                                 group (a power of two <= caps.max_wg_invocations); 0:
+                                 the tuning's mv_wg */
+    uint32_t lf;              /* matvec loads in flight: 32-weight units each invocation
+                                 loads per iteration of the block paths (1, 2, 4); 0: 1 */
 } pvk_mm_choice;
 /* The cooperative-matrix form the op set's tiled kernel can take (pvk_cm_choose on
  * the device's caps, where its tile fits the tuning and the device's limits), or
@@ -119,6 +135,11 @@ typedef struct pvk_mm_choice {
 pvk_cm pvk_ops_coopmat(const pvk_ops *o);
 /* Whether a matmul of type t at m rows of x runs on cooperative matrices. */
 bool pvk_ops_matmul_coopmat(const pvk_ops *o, pvk_type t, uint32_t m);
+/* Whether type t has a repacked layout and its matrix kernels (Q4_0, Q8_0). */
+bool pvk_ops_can_repack(pvk_type t);
+/* Whether a weight matrix of type t is to be created repacked: PHIVK_REPACK=0 never,
+ * =1 wherever the type can be, unset the type's choice (the tuner's measurement). */
+bool pvk_ops_repacks(const pvk_ops *o, pvk_type t);
 pvk_mm_choice pvk_ops_mm_choice(const pvk_ops *o, pvk_type t);
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t);   /* the tuning's */
 const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o);

@@ -5,9 +5,9 @@
  * halve a GPU's shared-memory traffic but run at 1/64 rate on some. So each type's
  * candidates run on the device once, and the winner is kept in a small text file
  * beside the pipeline cache:
- *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1> <coopmat 0|1>
- * where the key (int8, fp16 and the cooperative-matrix form offered, the tuning's
- * workgroup size and rows) makes
+ *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1> <coopmat 0|1> <repack 0|1> <wg> <lf>
+ * where the key (int8, fp16, the cooperative-matrix form and the repacked layout
+ * offered, the tuning's workgroup size and rows) makes
  * a choice measured under other conditions (a kill switch, another tuning) not
  * apply. */
 #include "pvk_ops.h"
@@ -38,13 +38,15 @@ static void file_load(tune_file *f) {
     char buf[160];
     while (f->n < MAX_LINES && fgets(buf, sizeof buf, in)) {
         tune_line *l = &f->lines[f->n];
-        unsigned int8 = 0, f16 = 0, cm = 0;
+        unsigned int8 = 0, f16 = 0, cm = 0, repack = 0;
         /* A malformed line (an older or damaged file) is skipped, never trusted. */
-        if (sscanf(buf, "%15s %u %23s %u %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16, &cm) == 7 &&
-            int8 <= 1 && f16 <= 1 && cm <= 1) {
+        if (sscanf(buf, "%15s %u %23s %u %u %u %u %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16, &cm,
+                   &repack, &l->c.wg, &l->c.lf) == 10 &&
+            int8 <= 1 && f16 <= 1 && cm <= 1 && repack <= 1) {
             l->c.int8 = int8;
             l->c.f16 = f16;
             l->c.coopmat = cm;
+            l->c.repack = repack;
             f->n++;
         }
     }
@@ -60,9 +62,10 @@ static void file_save(const tune_file *f) {
     if (!out) return;
     bool ok = true;
     for (int i = 0; i < f->n; i++)
-        ok &= fprintf(out, "%s %u %s %u %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
+        ok &= fprintf(out, "%s %u %s %u %u %u %u %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
                       (unsigned)f->lines[i].c.int8, f->lines[i].c.rows, (unsigned)f->lines[i].c.f16,
-                      (unsigned)f->lines[i].c.coopmat) > 0;
+                      (unsigned)f->lines[i].c.coopmat, (unsigned)f->lines[i].c.repack, f->lines[i].c.wg,
+                      f->lines[i].c.lf) > 0;
     ok &= fclose(out) == 0;
     if (!ok || rename(tmp, f->path)) remove(tmp);
 }
@@ -99,18 +102,27 @@ static phivk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_cho
     return st;
 }
 
+/* Whether the tuner measures the repacked layout of t against GGUF's: where the type
+ * has one and PHIVK_REPACK does not decide. */
+static bool repack_offered(pvk_type t) {
+    const char *env = getenv("PHIVK_REPACK");
+    return pvk_ops_can_repack(t) && !(env && *env);
+}
+
 /* Measures type t's candidates at k columns; leaves the fastest set in o. */
 static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *out) {
     pvk_dev *d = pvk_ops_dev(o);
     pvk_mm_choice def = pvk_ops_mm_default(o, t);
-    pvk_tensor w = {0};
+    pvk_tensor w = {0}, wr = {0};   /* GGUF's layout, and the repacked one where offered */
     pvk_buf x = {0}, xq = {0}, y = {0};
     pvk_cmd *cmd = NULL;
     phivk_status st;
     const pvk_caps *caps = pvk_dev_caps(d);
     bool tiled = caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M;
     uint32_t x_rows = tiled ? TUNE_M : 1;
+    bool repack = repack_offered(t), block = pvk_type_get(t)->block_elems > 1;
     if ((st = pvk_tensor_create(d, t, k, TUNE_ROWS, NULL, &w)) ||
+        (repack && (st = pvk_tensor_create_layout(d, t, k, TUNE_ROWS, NULL, true, &wr))) ||
         (st = pvk_buf_create(d, 4ull * k * x_rows, PVK_MEM_DEVICE, &x)) ||
         (st = pvk_buf_create(d, pvk_q8_bytes(1, k), PVK_MEM_DEVICE, &xq)) ||
         (st = pvk_buf_create(d, 4ull * TUNE_ROWS * x_rows, PVK_MEM_DEVICE, &y)) || (st = pvk_cmd_create(d, &cmd)) ||
@@ -118,6 +130,7 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
         goto out;
     /* Zeros: the timing does not depend on the values, and nothing reads garbage. */
     pvk_cmd_fill(cmd, &w.buf, 0, w.buf.size, 0);
+    if (repack) pvk_cmd_fill(cmd, &wr.buf, 0, wr.buf.size, 0);
     pvk_cmd_fill(cmd, &x, 0, x.size, 0);
     pvk_cmd_fill(cmd, &xq, 0, xq.size, 0);
     pvk_cmd_barrier(cmd, PVK_TRANSFER_TO_COMPUTE);
@@ -127,23 +140,44 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
     bool int8_offered = def.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup);
     double best = 1e30;
     *out = def;
-    for (int int8 = 0; int8 <= (int)int8_offered; int8++)
-        for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-            pvk_mm_choice c = {int8, rows, def.f16, def.coopmat};
-            double s;
-            if ((st = time_choice(o, cmd, t, c, &w, &in, &y, 1, &s))) goto out;
-            if (s < best) best = s, *out = c;
-        }
+    for (int rp = 0; rp <= (int)repack; rp++)
+        for (int int8 = 0; int8 <= (int)int8_offered; int8++)
+            for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
+                pvk_mm_choice c = {int8, rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf};
+                double s;
+                if ((st = time_choice(o, cmd, t, c, rp ? &wr : &w, &in, &y, 1, &s))) goto out;
+                if (s < best) best = s, *out = c;
+            }
+    /* Then, from the best so far, more subgroups per workgroup (GPUs only: on a CPU
+     * device a workgroup wider than its subgroup reduces through barriers, which are
+     * coroutine switches on lavapipe), then more loads in flight. */
+    uint32_t wg_cap = caps->max_wg_invocations;
+    for (uint32_t wg = def.wg * 2; caps->type != VK_PHYSICAL_DEVICE_TYPE_CPU && wg <= def.wg * 4 && wg <= wg_cap;
+         wg *= 2) {
+        pvk_mm_choice c = *out;
+        c.wg = wg;
+        double s;
+        if ((st = time_choice(o, cmd, t, c, c.repack ? &wr : &w, &in, &y, 1, &s))) goto out;
+        if (s < best) best = s, *out = c;
+    }
+    for (uint32_t lf = 2; block && lf <= 4; lf *= 2) {
+        pvk_mm_choice c = *out;
+        c.lf = lf;
+        double s;
+        if ((st = time_choice(o, cmd, t, c, c.repack ? &wr : &w, &in, &y, 1, &s))) goto out;
+        if (s < best) best = s, *out = c;
+    }
     best = 1e30;
     /* The tiled kernel: fp16 or f32 arithmetic, then cooperative matrices where the
-     * op set has a form (their fp16 tiles need caps.fp16 too, so tiled holds). */
-    bool cm = pvk_ops_coopmat(o) != PVK_CM_COUNT;
+     * op set has a form (their fp16 tiles need caps.fp16 too, so tiled holds) and
+     * the weights keep GGUF's layout (the forms read no other). */
+    bool cm = pvk_ops_coopmat(o) != PVK_CM_COUNT && !out->repack;
     for (int v = 0; tiled && v <= (cm ? 2 : 1); v++) {
         pvk_mm_choice c = *out;
         c.f16 = v == 1 || (v == 2 && out->f16);
         c.coopmat = v == 2;
         double s;
-        if ((st = time_choice(o, cmd, t, c, &w, &in, &y, TUNE_M, &s))) goto out;
+        if ((st = time_choice(o, cmd, t, c, out->repack ? &wr : &w, &in, &y, TUNE_M, &s))) goto out;
         if (s < best) best = s, out->f16 = c.f16, out->coopmat = c.coopmat;
     }
     st = pvk_ops_set_mm_choice(o, t, *out);
@@ -151,6 +185,7 @@ out:
     if (st) pvk_ops_set_mm_choice(o, t, def);
     pvk_cmd_destroy(cmd);
     pvk_tensor_destroy(d, &w);
+    pvk_tensor_destroy(d, &wr);
     pvk_buf_destroy(d, &x);
     pvk_buf_destroy(d, &xq);
     pvk_buf_destroy(d, &y);
@@ -179,9 +214,9 @@ phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
         for (int j = 0; j < i; j++) seen |= types[j] == t;
         if (seen || !pvk_ops_reads_weights(t) || k % pvk_type_get(t)->block_elems) continue;
         char *key = keys[n_todo];
-        snprintf(key, sizeof keys[0], "i%dh%dc%dw%ur%u", caps->int_dot && caps->subgroup,
+        snprintf(key, sizeof keys[0], "i%dh%dc%dw%ur%up%d", caps->int_dot && caps->subgroup,
                  caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, (int)pvk_ops_coopmat(o),
-                 pvk_ops_get_tuning(o)->mv_wg, pvk_ops_mm_default(o, t).rows);
+                 pvk_ops_get_tuning(o)->mv_wg, pvk_ops_mm_default(o, t).rows, repack_offered(t));
         tune_line *l = file_find(f, pvk_type_get(t)->name, k, key);
         if (l && pvk_ops_set_mm_choice(o, t, l->c) == PHIVK_OK) continue;
         kept[n_todo] = l;   /* unusable: measured over */

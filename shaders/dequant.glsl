@@ -33,6 +33,9 @@
 // The host rounds every binding up to 16 bytes and pads it by 16 more, so a
 // window's last texel stays in range.
 #define W_VEC 8u
+#ifndef W_REPACK
+#define W_LAYOUT_INIT(n, k)   // the GGUF layout needs no set-up
+#endif
 #extension GL_EXT_control_flow_attributes : enable
 
 #ifdef W_TEXEL
@@ -73,6 +76,25 @@ float w_load1(uint e) { return bf16x2(w_word(e >> 1))[e & 1u]; }
 #else
 #define W_BLOCKED
 
+#ifdef W_REPACK
+// The repacked layout of Q4_0 and Q8_0 (pvk_tensor_write, chosen per type by the
+// tuner): in each bound chunk, first every block's quants, W_QW 16-byte words per
+// block in GGUF's byte order, then the blocks' f16 scales, 8 per word, from word
+// w_sbase on. The includer sets w_sbase with W_LAYOUT_INIT(chunk rows, K). A unit's
+// quants are one aligned word (Q4_0) or two (Q8_0) and its scale one more: no window
+// of 2-3 texels shifted by selects, and no fetch straddles two blocks.
+uint w_sbase = 0u;
+float w_scale(uint blk) {
+    uvec4 s = w_word4(w_sbase + (blk >> 3));
+    uint j = (blk >> 1) & 3u, w = j == 0u ? s.x : j == 1u ? s.y : j == 2u ? s.z : s.w;
+    return unpackHalf2x16(w >> (16u * (blk & 1u))).x;
+}
+#define W_LAYOUT_INIT(n, k) w_sbase = (n) * ((k) / W_BE) * W_QW
+#if !defined(W_Q4_0) && !defined(W_Q8_0)
+#error W_REPACK is defined for Q4_0 and Q8_0 only
+#endif
+#endif
+
 // Words v[j] = bytes o+4j .. o+4j+3 of the bound range (o even) for j < 9, from the
 // NT (<= 3) 16-byte words covering byte o onwards: shifted by o % 16 bytes with a
 // fixed tree of selects (no dynamically indexed array, which lavapipe puts on the
@@ -100,7 +122,29 @@ void qh_spread(uint qh, uint i, out uint a, out uint b) {
 
 // Legacy blocks (32 elements, 18 to 34 bytes) are read as one window of the 2 or 3
 // texels covering the block; its fields then sit at fixed offsets.
-#if defined(W_Q8_0)   // f16 d; i8 qs[32]: w = d*q
+#if defined(W_Q8_0) && defined(W_REPACK)
+#define W_BE 32u
+#define W_QW 2u
+vec4 w_ab(uint blk, uint s) {
+    float d = w_scale(blk);
+    return vec4(d, 0.0, d, 0.0);
+}
+uvec2 w_qp(uint blk, uint s, uint i) {
+    uvec4 q = w_word4(W_QW * blk + (i >> 1));
+    return (i & 1u) == 0u ? q.xy : q.zw;
+}
+#elif defined(W_Q4_0) && defined(W_REPACK)
+#define W_BE 32u
+#define W_QW 1u
+vec4 w_ab(uint blk, uint s) {
+    float d = w_scale(blk);
+    return vec4(d, -8.0 * d, d, -8.0 * d);
+}
+uvec2 w_qp(uint blk, uint s, uint i) {
+    uvec4 q = w_word4(blk);
+    return NIBBLES((i & 1u) == 0u ? q.xy : q.zw, (i >> 1) * 4u);
+}
+#elif defined(W_Q8_0)   // f16 d; i8 qs[32]: w = d*q
 #define W_BE 32u
 #define W_BB 34u
 #define W_NT 3u

@@ -60,7 +60,11 @@ STORE = Dim('store', ['plain', 'rope'], 'the KV cache write as is, or rotating K
 CM_FORMS = [('nv', 16, 8, 16), ('nv', 16, 16, 16)]
 CM = Dim('cm', ['%s_%dx%dx%d' % f for f in CM_FORMS],
          "the tiled matmul on cooperative matrices: extension and M x N x K")
-DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE, CM]
+LAYOUT = Dim('layout', ['gguf', 'repack'], "a weight matrix in GGUF's block layout, or repacked at load "
+             '(dequant.glsl W_REPACK: quants contiguous in 16-byte words, scales in their own stream)')
+DIMS = [FETCH, REDUCE, ACTS, PREC, NORM, ACT, STORE, CM, LAYOUT]
+# The block types with a repacked layout (dequant.glsl W_REPACK, pvk_tensor_write).
+REPACK_TYPES = ('q4_0', 'q8_0')
 
 
 class Family:
@@ -110,35 +114,41 @@ def families(wtypes, kvtypes):
 
     W = TypeDim(wtypes)
     tex = lambda fetch, define: [define] if fetch == 'tex' else []
-    mv = fam('matvec', 'matvec.comp', [W, FETCH, REDUCE, ACTS])
-    mm = fam('matmul', 'matmul.comp', [W, FETCH, PREC])
+    mv = fam('matvec', 'matvec.comp', [W, LAYOUT, FETCH, REDUCE, ACTS])
+    mm = fam('matmul', 'matmul.comp', [W, LAYOUT, FETCH, PREC])
+    # cooperative matrices read GGUF's layout: a repacked type takes the other tiles
     mmc = fam('matmul_cm', 'matmul.comp', [W, FETCH, CM])
     # the integer-dot matvec whose prologue makes its int8 input: the activation (down
     # projections), or a copy (the out projection reading attention's f32 output)
-    mva = fam('matvec_act', 'matvec.comp', [W, FETCH, ACT])
+    mva = fam('matvec_act', 'matvec.comp', [W, LAYOUT, FETCH, ACT])
     # ... or the norm before the projection (the projections that read a norm's output)
-    mvn = fam('matvec_norm', 'matvec.comp', [W, FETCH, NORM])
+    mvn = fam('matvec_norm', 'matvec.comp', [W, LAYOUT, FETCH, NORM])
     for t in wtypes:
-        for fetch in FETCH.values:
-            wdef = [weight_define(t)] + tex(fetch, '-DW_TEXEL')
-            base = 'matvec_%s_%s' % (t['name'], fetch)
-            for red in REDUCE.values:
-                mv.add((t, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
-            if t['block_elems'] > 1:   # integer dot products on the quants of block types
-                mv.add((t, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
-                for act in ('gelu', 'swiglu', 'copy'):
-                    mva.add((t, fetch, act), base + '_' + act,
-                            wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_ACT', '-D' + act.upper()])
-                for form in NORM.values:
-                    mvn.add((t, fetch, form), base + '_' + form + 'norm',
-                            wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_NORM'] +
-                            (['-DLAYERNORM'] if form == 'layer' else []))
-            for prec in PREC.values:
-                mm.add((t, fetch, prec), 'matmul_%s_%s%s' % (t['name'], fetch, '_f16' if prec == 'f16' else ''),
-                       wdef + (['-DF16'] if prec == 'f16' else []))
-            for form, (api, m, n, k) in zip(CM.values, CM_FORMS):
-                mmc.add((t, fetch, form), 'matmul_%s_%s_cm_%s' % (t['name'], fetch, form),
-                        wdef + ['-DF16', '-DCOOPMAT', '-DCM_M=%d' % m, '-DCM_N=%d' % n, '-DCM_K=%d' % k])
+        for lay in LAYOUT.values:
+            if lay == 'repack' and t['name'] not in REPACK_TYPES:
+                continue
+            tn = t['name'] + ('r' if lay == 'repack' else '')
+            for fetch in FETCH.values:
+                wdef = [weight_define(t)] + tex(fetch, '-DW_TEXEL') + (['-DW_REPACK'] if lay == 'repack' else [])
+                base = 'matvec_%s_%s' % (tn, fetch)
+                for red in REDUCE.values:
+                    mv.add((t, lay, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
+                if t['block_elems'] > 1:   # integer dot products on the quants of block types
+                    mv.add((t, lay, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
+                    for act in ('gelu', 'swiglu', 'copy'):
+                        mva.add((t, lay, fetch, act), base + '_' + act,
+                                wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_ACT', '-D' + act.upper()])
+                    for form in NORM.values:
+                        mvn.add((t, lay, fetch, form), base + '_' + form + 'norm',
+                                wdef + ['-DUSE_SUBGROUP', '-DINT_DOT', '-DPRO_NORM'] +
+                                (['-DLAYERNORM'] if form == 'layer' else []))
+                for prec in PREC.values:
+                    mm.add((t, lay, fetch, prec), 'matmul_%s_%s%s' % (tn, fetch, '_f16' if prec == 'f16' else ''),
+                           wdef + (['-DF16'] if prec == 'f16' else []))
+                if lay == 'gguf':
+                    for form, (api, m, n, k) in zip(CM.values, CM_FORMS):
+                        mmc.add((t, fetch, form), 'matmul_%s_%s_cm_%s' % (t['name'], fetch, form),
+                                wdef + ['-DF16', '-DCOOPMAT', '-DCM_M=%d' % m, '-DCM_N=%d' % n, '-DCM_K=%d' % k])
     f = fam('get_rows', 'get_rows.comp', [W, FETCH])
     for t in wtypes:
         for fetch in FETCH.values:

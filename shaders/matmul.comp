@@ -80,6 +80,7 @@ shared TILE ws[BK * WS];
 void main() {
     uint n0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * BN;
     if (n0 >= p.N) return;   // uniform per workgroup
+    W_LAYOUT_INIT(p.N, p.K);
     uint m0 = gl_WorkGroupID.y * BM, l = gl_LocalInvocationID.x;
     const uint TX = BN / TN, TY = BM / TM;
     uint tx = l % TX, ty = l / TX;

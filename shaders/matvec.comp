@@ -1,7 +1,8 @@
 #version 450
 // Matrix-vector product for decode and small batches:
 //   y[c][y_off + j] (+)= sum_k x[c][k] * W[j][k] (+ bias[y_off + j]), c < M, j < N
-// Buffers: 0 W [N][K] in its stored type (dequant.glsl; texel or storage buffer),
+// Buffers: 0 W [N][K] in its stored type (dequant.glsl; texel or storage buffer; GGUF's
+// layout, or with -DW_REPACK quants and scales in streams of their own),
 // 1 x [M][K] f32, 2 bias f32 (optional, flags), 3 y f32 with row stride y_stride.
 // Mapping: a workgroup (WG invocations, ideally one subgroup) owns NR weight rows
 // and NC columns of x; invocation l takes the 8-element K chunks l, l+WG, ... so
@@ -36,6 +37,9 @@ layout(constant_id = 2) const uint NC = 1;
 // The smallest subgroup the device may run (0: unknown): see reduce.glsl (on
 // lavapipe the barrier-free path made K = 768 products ~2.5x faster).
 layout(constant_id = 3) const uint SG_MIN = 0;
+// Units of 32 weights each invocation loads per iteration of the block paths (1, 2
+// or 4; the tuner's loads in flight); the plain types' path ignores it.
+layout(constant_id = 4) const uint LF = 1;
 
 #define W_BINDING 0
 #include "dequant.glsl"
@@ -127,6 +131,7 @@ void x_block(uint xc, uint u, out uvec4 lo, out uvec4 hi, out vec4 meta) {
 void main() {
     uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NR;
     if (row0 >= p.N) return;   // uniform per workgroup
+    W_LAYOUT_INIT(p.N, p.K);
     uint col0 = gl_WorkGroupID.y * NC, l = gl_LocalInvocationID.x;
     // Rows and columns past the end are computed on clamped indices (valid loads,
     // no divergence) and never written.
@@ -163,29 +168,34 @@ void main() {
         scale[c] = inversesqrt(wg_sum(ss) / float(p.K) + p.eps);
     }
 #endif
-    for (uint u = l; u < ku; u += WG) {
-        uint s = u % UB;
-        uvec4 xa[NC], xb[NC];
-        vec4 xd[NC];
-        [[unroll]] for (uint c = 0; c < NC; c++) {
-#if defined(PRO_NORM)
-            x_block_norm(xcol[c], u, mean[c], scale[c], xa[c], xb[c], xd[c]);
-#elif defined(PRO_ACT)
-            x_block(xcol[c], u, xa[c], xb[c], xd[c]);
-#else
-            xa[c] = xq4[xq[c] + 2u * u];
-            xb[c] = xq4[xq[c] + 2u * u + 1u];
-            xd[c] = xm4[xm[c] + u];
-#endif
-        }
-        [[unroll]] for (uint r = 0; r < NR; r++) {
-            uint blk = (wrow[r] / 32u + u) / UB;
-            vec4 ab = w_ab(blk, s);
-            uvec2 q0 = w_qp(blk, s, 0u), q1 = w_qp(blk, s, 1u), q2 = w_qp(blk, s, 2u), q3 = w_qp(blk, s, 3u);
+    // LF units in flight per invocation: their loads issue before their products.
+    for (uint u0 = l; u0 < ku; u0 += WG * LF) {
+        [[unroll]] for (uint f = 0; f < LF; f++) {
+            uint u = u0 + f * WG;
+            if (u >= ku) break;
+            uint s = u % UB;
+            uvec4 xa[NC], xb[NC];
+            vec4 xd[NC];
             [[unroll]] for (uint c = 0; c < NC; c++) {
-                int lo = sdot(q0.x, xa[c].x) + sdot(q0.y, xa[c].y) + sdot(q1.x, xa[c].z) + sdot(q1.y, xa[c].w);
-                int hi = sdot(q2.x, xb[c].x) + sdot(q2.y, xb[c].y) + sdot(q3.x, xb[c].z) + sdot(q3.y, xb[c].w);
-                acc[c][r] += xd[c].x * (ab.x * float(lo) + ab.z * float(hi)) + ab.y * xd[c].y + ab.w * xd[c].z;
+#if defined(PRO_NORM)
+                x_block_norm(xcol[c], u, mean[c], scale[c], xa[c], xb[c], xd[c]);
+#elif defined(PRO_ACT)
+                x_block(xcol[c], u, xa[c], xb[c], xd[c]);
+#else
+                xa[c] = xq4[xq[c] + 2u * u];
+                xb[c] = xq4[xq[c] + 2u * u + 1u];
+                xd[c] = xm4[xm[c] + u];
+#endif
+            }
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                uint blk = (wrow[r] / 32u + u) / UB;
+                vec4 ab = w_ab(blk, s);
+                uvec2 q0 = w_qp(blk, s, 0u), q1 = w_qp(blk, s, 1u), q2 = w_qp(blk, s, 2u), q3 = w_qp(blk, s, 3u);
+                [[unroll]] for (uint c = 0; c < NC; c++) {
+                    int lo = sdot(q0.x, xa[c].x) + sdot(q0.y, xa[c].y) + sdot(q1.x, xa[c].z) + sdot(q1.y, xa[c].w);
+                    int hi = sdot(q2.x, xb[c].x) + sdot(q2.y, xb[c].y) + sdot(q3.x, xb[c].z) + sdot(q3.y, xb[c].w);
+                    acc[c][r] += xd[c].x * (ab.x * float(lo) + ab.z * float(hi)) + ab.y * xd[c].y + ab.w * xd[c].z;
+                }
             }
         }
     }
@@ -194,29 +204,34 @@ void main() {
     // is the same for every row.
     const uint UB = W_BE / 32u;
     uint ku = p.K / 32u;
-    for (uint u = l; u < ku; u += WG) {
-        uint s = u % UB, blk[NR];
-        vec4 ab[NR];
-        [[unroll]] for (uint r = 0; r < NR; r++) {
-            blk[r] = (wrow[r] / 32u + u) / UB;
-            ab[r] = w_ab(blk[r], s);
-        }
-        [[unroll]] for (uint h = 0; h < 2u; h++) {
-            vec4 xv[NC][4];
-            float xs[NC];
-            [[unroll]] for (uint c = 0; c < NC; c++) {
-                uint xi = (xcol[c] + u * 32u + h * 16u) >> 2;
-                [[unroll]] for (uint j = 0; j < 4u; j++) xv[c][j] = x4[xi + j];
-                xs[c] = dot(xv[c][0] + xv[c][1] + xv[c][2] + xv[c][3], vec4(1.0));
-            }
+    // LF units in flight per invocation: their loads issue before their products.
+    for (uint u0 = l; u0 < ku; u0 += WG * LF) {
+        [[unroll]] for (uint f = 0; f < LF; f++) {
+            uint u = u0 + f * WG;
+            if (u >= ku) break;
+            uint s = u % UB, blk[NR];
+            vec4 ab[NR];
             [[unroll]] for (uint r = 0; r < NR; r++) {
-                vec4 q0, q1, q2, q3;
-                w_q8(blk[r], s, 2u * h, q0, q1);
-                w_q8(blk[r], s, 2u * h + 1u, q2, q3);
-                vec2 a = h == 0u ? ab[r].xy : ab[r].zw;
-                [[unroll]] for (uint c = 0; c < NC; c++)
-                    acc[c][r] += a.x * (dot(q0, xv[c][0]) + dot(q1, xv[c][1]) + dot(q2, xv[c][2]) +
-                                        dot(q3, xv[c][3])) + a.y * xs[c];
+                blk[r] = (wrow[r] / 32u + u) / UB;
+                ab[r] = w_ab(blk[r], s);
+            }
+            [[unroll]] for (uint h = 0; h < 2u; h++) {
+                vec4 xv[NC][4];
+                float xs[NC];
+                [[unroll]] for (uint c = 0; c < NC; c++) {
+                    uint xi = (xcol[c] + u * 32u + h * 16u) >> 2;
+                    [[unroll]] for (uint j = 0; j < 4u; j++) xv[c][j] = x4[xi + j];
+                    xs[c] = dot(xv[c][0] + xv[c][1] + xv[c][2] + xv[c][3], vec4(1.0));
+                }
+                [[unroll]] for (uint r = 0; r < NR; r++) {
+                    vec4 q0, q1, q2, q3;
+                    w_q8(blk[r], s, 2u * h, q0, q1);
+                    w_q8(blk[r], s, 2u * h + 1u, q2, q3);
+                    vec2 a = h == 0u ? ab[r].xy : ab[r].zw;
+                    [[unroll]] for (uint c = 0; c < NC; c++)
+                        acc[c][r] += a.x * (dot(q0, xv[c][0]) + dot(q1, xv[c][1]) + dot(q2, xv[c][2]) +
+                                            dot(q3, xv[c][3])) + a.y * xs[c];
+                }
             }
         }
     }

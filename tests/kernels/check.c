@@ -83,7 +83,8 @@ static int matmul_case(pvk_cmd *cmd, pvk_ops *o, pvk_type t, int m, int n, int k
     uint8_t *xq = NULL;
     bool reads_q8 = (q8 && pvk_ops_reads_q8(o, t, (uint32_t)m)) || pre;
     uint64_t q8_bytes = pvk_q8_bytes((uint32_t)m, (uint32_t)k);
-    if (pvk_tensor_create(d, t, k, n, stored, &w)) goto out;
+    /* In the layout o gives the type (pvk_ops_repacks: PHIVK_REPACK or its choice). */
+    if (pvk_tensor_create_layout(d, t, k, n, stored, pvk_ops_repacks(o, t), &w)) goto out;
     bx = pre ? check_upload(d, xp, pre_n) : check_upload(d, x, (size_t)m * k);
     bb = check_upload(d, bv, n), by = check_upload(d, y0, (size_t)m * n);
     if (norm_form) bnw = check_upload(d, nw, k), bnb = check_upload(d, nb, k);

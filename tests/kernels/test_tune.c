@@ -178,14 +178,53 @@ TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
         bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false, false}) == PHIVK_OK, "%s", pvk_errmsg());
+                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false, false, false, 0, 0}) == PHIVK_OK,
+                        "%s", pvk_errmsg());
                 CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
                       "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
             }
         REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PHIVK_OK, "restore");
     }
-    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false, false}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false, false, false, 0, 0}) == PHIVK_ERR_INVALID,
           "plain weights cannot read int8");
-    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false, false}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false, false, false, 0, 0}) == PHIVK_ERR_INVALID,
           "rows must be a power of two");
+}
+
+/* Q4_0 and Q8_0 are also measured repacked (unless PHIVK_REPACK decides): the key
+ * says so (p1), the kept line records the layout chosen, and the choice computes the
+ * product in that layout (check_matmul creates the tensor as pvk_ops_repacks says).
+ * With PHIVK_REPACK set the layout is not a candidate (p0), another key. */
+TEST(the_repacked_layout_is_a_candidate_and_its_choice_is_kept) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    remove_cache();
+    pvk_type t = PVK_Q8_0;
+    pvk_ops *o = fresh_ops(d);
+    REQUIRE(o, "ops");
+    measured = 0;
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PHIVK_OK && measured == 1, "tune: %s", pvk_errmsg());
+    pvk_mm_choice c = pvk_ops_mm_choice(o, t);
+    printf("    q8_0: int8 %d, %u rows, repacked %d\n", c.int8, c.rows, c.repack);
+    CHECK(pvk_ops_repacks(o, t) == c.repack, "the loader follows the choice");
+    FILE *f = fopen(tuning_path, "r");
+    char line[128] = "", key[32] = "";
+    unsigned int8 = 9, rows = 0, f16 = 9, repack = 9, k = 0;
+    CHECK(f && fgets(line, sizeof line, f), "a line kept");
+    if (f) fclose(f);
+    CHECK(sscanf(line, "q8_0 %u %31s %u %u %u %u", &k, key, &int8, &rows, &f16, &repack) == 6 &&
+              strstr(key, "p1") && repack == c.repack,
+          "the line records the layout measured and chosen: %s", line);
+    CHECK(check_matmul(cmd, o, t, 1, 133, 256, true, false, 990, NULL) == 0, "the chosen layout's product");
+    pvk_ops_destroy(o);
+
+    setenv("PHIVK_REPACK", "0", 1);
+    o = fresh_ops(d);
+    REQUIRE(o, "ops");
+    measured = 0;
+    CHECK(pvk_ops_tune(o, &t, 1, 256, count, NULL) == PHIVK_OK && measured == 1,
+          "measured again under PHIVK_REPACK (another key)");
+    CHECK(!pvk_ops_repacks(o, t), "PHIVK_REPACK=0 keeps GGUF's layout");
+    unsetenv("PHIVK_REPACK");
+    pvk_ops_destroy(o);
 }

@@ -34,7 +34,7 @@ TEST(every_kernel_id_names_an_embedded_spirv_module) {
  * as the input of GELU or SwiGLU or a norm (pvk_ops_can_fuse), and the tiled
  * kernel in f32 and fp16 and on cooperative matrices in each form; get_rows and add_rows for both fetch paths. Other types have none. */
 TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
-    int types = 0;
+    int types = 0, repacked = 0;
     for (int t = 0; t < PVK_TYPE_COUNT; t++) {
         const pvk_type_info *ti = pvk_type_get((uint32_t)t);
         bool ok = ti->name && ti->supported, blocked = ti->block_elems > 1;
@@ -42,22 +42,32 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
         types += ok;
         CHECK(pvk_ops_reads_weights((pvk_type)t) == ok, "type %d (%s): reads_weights %d", t, name, !ok);
         for (int f = 0; f < PVK_FETCH_COUNT; f++) {
-            const pvk_kernel_id *mv = pvk_kernels_matvec[t][f][PVK_REDUCE_SUBGROUP];
-            const pvk_kernel_id *sh = pvk_kernels_matvec[t][f][PVK_REDUCE_SHARED];
+            const pvk_kernel_id *mv = pvk_kernels_matvec[t][PVK_LAYOUT_GGUF][f][PVK_REDUCE_SUBGROUP];
+            const pvk_kernel_id *sh = pvk_kernels_matvec[t][PVK_LAYOUT_GGUF][f][PVK_REDUCE_SHARED];
             CHECK(built(mv[PVK_ACTS_F32]) == ok && built(sh[PVK_ACTS_F32]) == ok, "%s fetch %d: matvec", name, f);
             CHECK(built(mv[PVK_ACTS_Q8]) == (ok && blocked),
                   "%s fetch %d: an int8 matvec is built for block types and only them", name, f);
             CHECK(sh[PVK_ACTS_Q8] == PVK_KERNEL_NONE, "%s fetch %d: no int8 matvec without subgroups", name, f);
             /* The int8 matvec that applies the down projection's activation itself. */
-            CHECK(built(pvk_kernels_matvec_act[t][f][PVK_ACT_SWIGLU]) == (ok && blocked) &&
-                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_GELU]) == (ok && blocked) &&
-                  built(pvk_kernels_matvec_act[t][f][PVK_ACT_COPY]) == (ok && blocked),
+            CHECK(built(pvk_kernels_matvec_act[t][PVK_LAYOUT_GGUF][f][PVK_ACT_SWIGLU]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_act[t][PVK_LAYOUT_GGUF][f][PVK_ACT_GELU]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_act[t][PVK_LAYOUT_GGUF][f][PVK_ACT_COPY]) == (ok && blocked),
                   "%s fetch %d: a matvec with the activation in its prologue for block types", name, f);
-            CHECK(built(pvk_kernels_matvec_norm[t][f][PVK_NORM_RMS]) == (ok && blocked) &&
-                  built(pvk_kernels_matvec_norm[t][f][PVK_NORM_LAYER]) == (ok && blocked),
+            CHECK(built(pvk_kernels_matvec_norm[t][PVK_LAYOUT_GGUF][f][PVK_NORM_RMS]) == (ok && blocked) &&
+                  built(pvk_kernels_matvec_norm[t][PVK_LAYOUT_GGUF][f][PVK_NORM_LAYER]) == (ok && blocked),
                   "%s fetch %d: a matvec with the norm in its prologue for block types", name, f);
             for (int p = 0; p < PVK_PREC_COUNT; p++)
-                CHECK(built(pvk_kernels_matmul[t][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
+                CHECK(built(pvk_kernels_matmul[t][PVK_LAYOUT_GGUF][f][p]) == ok, "%s fetch %d prec %d: matmul", name, f, p);
+            /* The repacked layout (dequant.glsl W_REPACK): Q4_0 and Q8_0, every matrix form. */
+            bool rp = t == PVK_Q4_0 || t == PVK_Q8_0;
+            const pvk_kernel_id *mvr = pvk_kernels_matvec[t][PVK_LAYOUT_REPACK][f][PVK_REDUCE_SUBGROUP];
+            CHECK(built(mvr[PVK_ACTS_F32]) == rp && built(mvr[PVK_ACTS_Q8]) == rp &&
+                      built(pvk_kernels_matvec[t][PVK_LAYOUT_REPACK][f][PVK_REDUCE_SHARED][PVK_ACTS_F32]) == rp &&
+                      built(pvk_kernels_matvec_act[t][PVK_LAYOUT_REPACK][f][PVK_ACT_SWIGLU]) == rp &&
+                      built(pvk_kernels_matvec_norm[t][PVK_LAYOUT_REPACK][f][PVK_NORM_LAYER]) == rp &&
+                      built(pvk_kernels_matmul[t][PVK_LAYOUT_REPACK][f][PVK_PREC_F16]) == rp,
+                  "%s fetch %d: repacked matrix kernels for Q4_0 and Q8_0 only", name, f);
+            repacked += rp;
             /* The tiled kernel on cooperative matrices, in every form pvk_cm_choose may pick. */
             for (int cm = 0; cm < PVK_CM_COUNT; cm++)
                 CHECK(built(pvk_kernels_matmul_cm[t][f][cm]) == ok, "%s fetch %d form %d: matmul_cm", name, f, cm);
@@ -66,6 +76,7 @@ TEST(weight_types_the_runtime_accepts_have_every_matrix_and_lookup_variant) {
         }
     }
     CHECK(types >= 11, "%d weight types (f32, f16, bf16 and 8 block types at least)", types);
+    CHECK(repacked == 2 * PVK_FETCH_COUNT, "%d repacked type and fetch pairs", repacked);
 }
 
 /* The session maps phivk_kv_type to PVK_<same name>; kv_store asks for every K/V pair

@@ -745,6 +745,36 @@ TEST(attention_tunings_agree_gpu_shapes_single_lane_and_forced_splits) {
     run_attention(cs, N_CASES(cs));
 }
 
+/* Split-K sized for the device (pvk_caps.resident_subgroups): a GPU that runs 132 x
+ * 64 subgroups of 32 (an H200's SMs and warps per SM) gets 4224 workgroups of 64
+ * lanes as its target, a discrete one that does not say keeps 4096; decode attention
+ * under that tuning (max_iter as lavapipe needs) matches the reference at depths 1
+ * to 20000 over F16, Q8_0 and Q4_0 caches, the splits growing with the depth. */
+static pvk_attn_tuning device_sized;
+
+TEST(decode_attention_split_for_the_device_matches_reference_at_every_depth) {
+    pvk_dev *d = test_gpu();
+    REQUIRE(d, "no device");
+    pvk_caps gc = *pvk_dev_caps(d);
+    gc.type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
+    gc.subgroup_size = 32;
+    gc.resident_subgroups = 0;
+    CHECK(pvk_ops_default_tuning(&gc).attn.target_wgs == 4096, "a discrete GPU that does not say: 4096");
+    gc.resident_subgroups = 132 * 64;
+    device_sized = pvk_ops_default_tuning(&gc).attn;
+    CHECK(device_sized.target_wgs == 4224, "132 x 64 subgroups of 32: %u workgroups of 64", device_sized.target_wgs);
+    device_sized.max_iter = 32768;
+    uint32_t depths[] = {1, 257, 4096, 20000};
+    pvk_type kt[] = {PVK_F16, PVK_Q8_0, PVK_Q4_0};
+    attn_case cs[12];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++)
+            cs[n++] = (attn_case){8, 2, 64, 1, depths[i], 0, &device_sized, true, false, kt[j], kt[j], 0};
+    CHECK(n == 12, "%zu cases", n);
+    run_attention(cs, n);
+}
+
 /* lavapipe ends an invocation's loops after 65535 iterations in all (silently):
  * long key ranges are split so that no invocation loops over more than max_iter
  * keys, even when the tuning asks for one slice or 8 lanes per row. */

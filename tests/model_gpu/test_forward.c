@@ -414,6 +414,64 @@ TEST(phi3_q8_0_weights_match_cpu_reference) {
     check_fixture_vs_reference(&p, 24, false);
 }
 
+/* Weights repacked at load (PHIVK_REPACK, the tuner's choice: here set by hand) give
+ * the logits of GGUF's layout bit for bit, prompt and decode: the kernels do the same
+ * arithmetic in the same order, only their fetches differ, so the bound is 0. The
+ * choices are put back afterwards. */
+TEST(q4_0_and_q8_0_repacked_at_load_give_the_logits_of_ggufs_layout_bit_for_bit) {
+    if (getenv("PHIVK_REPACK")) SKIP("PHIVK_REPACK is set: both loads would take its layout");
+    pvk_ops *o = runtime()->ops;
+    struct { const char *arch; pvk_type t; } cases[] = {{"phi3", PVK_Q4_0}, {"phi2", PVK_Q8_0}};
+    int compared = 0;
+    for (int i = 0; i < 2; i++) {
+        pvk_type t = cases[i].t;
+        pvk_mm_choice saved = pvk_ops_mm_choice(o, t), c = saved;
+        synth_params p = small_quant(cases[i].arch, t, SYNTH_MIX_NONE);
+        fixture fx[2];
+        float *logits[2][2] = {{NULL, NULL}, {NULL, NULL}};   /* [layout][prompt, decode] */
+        enum { N = 8 };
+        int32_t ids[N];
+        phivk_session_params sp = phivk_session_default_params();
+        sp.ctx = 32;
+        int nv = 0;
+        for (int rp = 0; rp < 2; rp++) {
+            c.repack = rp;
+            REQUIRE(pvk_ops_set_mm_choice(o, t, c) == PHIVK_OK, "%s", pvk_errmsg());
+            REQUIRE(fixture_open(&fx[rp], &p), "fixture %s", cases[i].arch);
+            CHECK(pvk_ops_repacks(o, t) == (bool)rp, "%s loaded repacked %d", pvk_type_get(t)->name, rp);
+            /* The choice as phivk bench reports it ("matrix kernels"). */
+            char *text = phivk_model_kernels_text(fx[rp].gpu);
+            CHECK(text && (strstr(text, " repacked") != NULL) == (bool)rp, "kernels text: %s", text ? text : "");
+            if (rp) printf("    %s\n", text ? text : "");
+            free(text);
+            nv = phivk_model_n_vocab(fx[rp].gpu);
+            fixture_ids(ids, N, nv, 21);
+            logits[rp][0] = gpu_logits(fx[rp].gpu, &sp, ids, N);
+            phivk_session *s = phivk_session_create(fx[rp].gpu, &sp);
+            logits[rp][1] = malloc(sizeof(float) * N * (size_t)nv);
+            bool run = s && logits[rp][1];
+            for (int j = 0; run && j < N; j++)
+                run = phivk_decode(s, ids + j, 1, logits[rp][1] + (size_t)j * nv, false) == PHIVK_OK;
+            CHECK(run, "decode: %s", phivk_last_error());
+            phivk_session_free(s);
+        }
+        pvk_ops_set_mm_choice(o, t, saved);
+        for (int k = 0; k < 2; k++) {
+            bool same = logits[0][k] && logits[1][k] &&
+                        memcmp(logits[0][k], logits[1][k], sizeof(float) * N * (size_t)nv) == 0;
+            CHECK(same, "%s %s: repacked logits differ from GGUF's layout", pvk_type_get(t)->name,
+                  k ? "decode" : "prompt");
+            compared += same;
+        }
+        for (int rp = 0; rp < 2; rp++) {
+            free(logits[rp][0]);
+            free(logits[rp][1]);
+            fixture_close(&fx[rp]);
+        }
+    }
+    CHECK(compared == 4, "%d logit sets compared", compared);
+}
+
 /* Greedy generation on the GPU equals the CPU reference's for `steps` steps. Where
  * the GPU's pick trails the reference's best by less than the numeric bound (a
  * genuine tie that rounding may break either way), both go on with the reference's
