@@ -461,13 +461,16 @@ static phivk_status run(pvk_cmd *c) {
 }
 
 phivk_status pvk_cmd_replay(pvk_cmd *c) {
+    phivk_status s = pvk_dev_usable(c->d); /* a lost device says so first */
+    if (s) return s;
     if (!c->replayable || c->recording)
         return pvk_fail(PHIVK_ERR_INVALID, "pvk_cmd_replay: no finished recording to submit again");
-    phivk_status s = pvk_dev_usable(c->d);
-    if (s) return s;
     c->replayable = false;   /* until this run succeeds */
     c->t_begin = pvk_now_s();
-    return run(c);
+    s = run(c);
+    /* A recording whose run failed is no one's any more: its holder records anew. */
+    if (s) c->recording_id++;
+    return s;
 }
 
 uint64_t pvk_cmd_recording_id(const pvk_cmd *c) { return c->recording_id; }
