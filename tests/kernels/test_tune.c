@@ -209,11 +209,11 @@ TEST(the_repacked_layout_is_a_candidate_and_its_choice_is_kept) {
     CHECK(pvk_ops_repacks(o, t) == c.repack, "the loader follows the choice");
     FILE *f = fopen(tuning_path, "r");
     char line[128] = "", key[32] = "";
-    unsigned int8 = 9, rows = 0, f16 = 9, repack = 9, k = 0;
+    unsigned int8 = 9, rows = 0, f16 = 9, cm = 9, repack = 9, k = 0;
     CHECK(f && fgets(line, sizeof line, f), "a line kept");
     if (f) fclose(f);
-    CHECK(sscanf(line, "q8_0 %u %31s %u %u %u %u", &k, key, &int8, &rows, &f16, &repack) == 6 &&
-              strstr(key, "p1") && repack == c.repack,
+    CHECK(sscanf(line, "q8_0 %u %31s %u %u %u %u %u", &k, key, &int8, &rows, &f16, &cm, &repack) == 7 &&
+              strstr(key, "p1") && cm <= 1 && repack == c.repack,
           "the line records the layout measured and chosen: %s", line);
     CHECK(check_matmul(cmd, o, t, 1, 133, 256, true, false, 990, NULL) == 0, "the chosen layout's product");
     pvk_ops_destroy(o);
