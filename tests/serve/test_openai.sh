@@ -12,17 +12,8 @@ fi
 dir=$(mktemp -d)
 export PHIVK_VALIDATE=1 PHIVK_TUNE=0
 "$make_fixture" "$dir/tiny.gguf" phi3 || { echo "cannot make the fixture"; exit 1; }
-"$phivk" serve "$dir/tiny.gguf" --port 0 --parallel 2 --api-key test-key 2>"$dir/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
-port=
-for _ in $(seq 600); do
-  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$dir/server.log")
-  [ -n "$port" ] && break
-  kill -0 $server 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL the server did not start"; cat "$dir/server.log"; exit 1; }
+. "$here/serve_start.sh"
+serve_start "$dir/tiny.gguf" --parallel 2 --api-key test-key
 node "$here/test_openai.mjs" "http://127.0.0.1:$port/v1"
 status=$?
 if grep -qE 'Validation (Error|Warning)|VUID-|phivk: validation' "$dir/server.log"; then
