@@ -350,7 +350,9 @@ const char *phivk_model_weight_type(const phivk_model *m); /* the matrices' main
  * at load unless PHIVK_TUNE=0), one line: "q4_K int8 x 32 rows (8 lanes, 1 in flight),
  * q6_K f32 x 64 rows (8 lanes, 1 in flight)" (+ "fp16 tiles" where prompts run the
  * tiled kernel in fp16, "repacked" where the type's matrices were repacked at load:
- * PHIVK_REPACK). Caller frees with free(). */
+ * PHIVK_REPACK; "f16 f32 x 8 rows per lane" where each lane takes whole rows, and
+ * "; several columns: 8 rows per lane" where batches and prompts do).
+ * Caller frees with free(). */
 char *phivk_model_kernels_text(const phivk_model *m);
 
 /* Synthetic models with the real models' shapes and random weights, built in

@@ -60,19 +60,27 @@ char *phivk_model_kernels_text(const phivk_model *m) {
     int n = model_matrix_types(m, types);
     const pvk_ops *o = m->rt->ops;
     bool tiled = pvk_ops_get_tuning(o)->mv_max_m < UINT32_MAX;
-    size_t cap = 112 * (size_t)n + 1, len = 0;
+    uint32_t lane_rows = pvk_ops_get_tuning(o)->mv_lane_rows;
+    size_t cap = 112 * (size_t)n + 64, len = 0;
     char *out = malloc(cap);
     if (!out) return NULL;
     out[0] = 0;
     for (int i = 0; i < n; i++) {
         pvk_mm_choice c = pvk_ops_mm_choice(o, types[i]);
-        len += (size_t)snprintf(out + len, cap - len, "%s%s %s x %u rows%s%s (%u lanes, %u in flight)",
-                                i ? ", " : "", pvk_type_get(types[i])->name, c.int8 ? "int8" : "f32", c.rows,
-                                !tiled ? "" : c.coopmat && pvk_ops_coopmat(o) != PVK_CM_COUNT ? " coopmat tiles"
-                                            : c.f16 ? " fp16 tiles" : "",
-                                pvk_ops_repacks(o, types[i]) ? " repacked" : "",
-                                c.wg ? c.wg : pvk_ops_get_tuning(o)->mv_wg, c.lf ? c.lf : 1);
+        const char *tiles = !tiled ? ""
+                            : c.coopmat && pvk_ops_coopmat(o) != PVK_CM_COUNT ? " coopmat tiles"
+                            : c.f16 ? " fp16 tiles" : "";
+        const char *rep = pvk_ops_repacks(o, types[i]) ? " repacked" : "";
+        if (c.lanes && lane_rows)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s f32 x %u rows per lane%s%s", i ? ", " : "",
+                                    pvk_type_get(types[i])->name, lane_rows, tiles, rep);
+        else
+            len += (size_t)snprintf(out + len, cap - len, "%s%s %s x %u rows%s%s (%u lanes, %u in flight)",
+                                    i ? ", " : "", pvk_type_get(types[i])->name, c.int8 ? "int8" : "f32", c.rows,
+                                    tiles, rep, c.wg ? c.wg : pvk_ops_get_tuning(o)->mv_wg, c.lf ? c.lf : 1);
     }
+    if (lane_rows && n)
+        snprintf(out + len, cap - len, "; several columns: %u rows per lane", lane_rows);
     return out;
 }
 

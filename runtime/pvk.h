@@ -144,6 +144,11 @@ phivk_status pvk_buf_read(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, void *
 phivk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDeviceSize n,
                         VkFormat fmt, VkBufferView *out);
 void pvk_view_destroy(pvk_dev *d, VkBufferView v);
+/* b as RGBA32F texels, for kernels that read activations through the sampler: a view
+ * of exactly b's range, made on first use and kept by b's memory block (destroyed
+ * with the buffer that holds the range, or the block). The errors of pvk_buf_view
+ * (no texel buffers, a range not of whole 16-byte texels or misaligned, too long). */
+phivk_status pvk_buf_texels(pvk_dev *d, const pvk_buf *b, VkBufferView *view);
 /* The device memory a session may plan with, what phivk holds already included:
  * the largest device-local heap's budget; on a CPU device (lavapipe), the system
  * RAM available now plus what phivk has allocated. */

@@ -86,8 +86,21 @@ phivk_status pvk_mem_init(pvk_dev *d) {
     return PHIVK_OK;
 }
 
+/* Destroys the block's views that lie within [off, off + n). */
+static void drop_views(pvk_dev *d, pvk_block *b, VkDeviceSize off, VkDeviceSize n) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < b->n_views; i++) {
+        struct pvk_block_view *v = &b->views[i];
+        if (v->off >= off && v->off + v->n <= off + n) vkDestroyBufferView(d->vk, v->v, NULL);
+        else b->views[kept++] = *v;
+    }
+    b->n_views = kept;
+}
+
 static void block_release(pvk_dev *d, pvk_block *b) {
     if (!b->mem) return;
+    drop_views(d, b, 0, b->size);
+    free(b->views);
     vkDestroyBuffer(d->vk, b->buf, NULL);
     vkFreeMemory(d->vk, b->mem, NULL);
     d->allocated -= b->size;
@@ -258,6 +271,7 @@ void pvk_buf_destroy(pvk_dev *d, pvk_buf *b) {
     pvk_block *blk = &d->blocks[b->block];
     VkDeviceSize need = round_up(b->size, d->align);
     if (pvk_arena_free(&blk->arena, b->offset, need) == PHIVK_OK) d->used -= need;
+    drop_views(d, blk, b->offset, need);
     /* A block made for one large request goes back as soon as it is empty. */
     if (blk->arena.used == 0 && blk->size > block_bytes[blk->kind]) block_release(d, blk);
     *b = (pvk_buf){0};
@@ -354,6 +368,26 @@ phivk_status pvk_buf_view(pvk_dev *d, const pvk_buf *b, VkDeviceSize off, VkDevi
     if (r != VK_SUCCESS) return pvk_vk_fail(r, "vkCreateBufferView");
     pvk_name(d, VK_OBJECT_TYPE_BUFFER_VIEW, (uint64_t)*out, "phivk view block %u +%llu", b->block,
              (unsigned long long)(b->offset + off));
+    return PHIVK_OK;
+}
+
+phivk_status pvk_buf_texels(pvk_dev *d, const pvk_buf *b, VkBufferView *view) {
+    *view = VK_NULL_HANDLE;
+    if (!b->vk || b->block >= d->n_blocks || d->blocks[b->block].buf != b->vk)
+        return pvk_fail(PHIVK_ERR_INVALID, "pvk_buf_texels: not a live buffer");
+    pvk_block *blk = &d->blocks[b->block];
+    for (uint32_t i = 0; i < blk->n_views; i++)
+        if (blk->views[i].off == b->offset && blk->views[i].n == b->size) {
+            *view = blk->views[i].v;
+            return PHIVK_OK;
+        }
+    struct pvk_block_view *nv = realloc(blk->views, (blk->n_views + 1) * sizeof *nv);
+    if (!nv) return pvk_fail(PHIVK_ERR_HOST_MEMORY, "out of host memory for a texel view");
+    blk->views = nv;
+    pvk_buf whole = {.vk = blk->buf, .offset = 0, .size = blk->size, .block = b->block, .mem = blk->kind};
+    phivk_status s = pvk_buf_view(d, &whole, b->offset, b->size, VK_FORMAT_R32G32B32A32_SFLOAT, view);
+    if (s) return s;
+    blk->views[blk->n_views++] = (struct pvk_block_view){b->offset, b->size, *view};
     return PHIVK_OK;
 }
 

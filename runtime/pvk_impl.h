@@ -19,6 +19,13 @@ typedef struct pvk_block {
     pvk_arena arena;
     pvk_mem kind;
     uint32_t heap;
+    /* RGBA32F views of ranges of the block (pvk_buf_texels), made on first use; a
+     * range's view stays valid while the block lives, for whatever buffer holds it. */
+    struct pvk_block_view {
+        VkDeviceSize off, n;
+        VkBufferView v;
+    } *views;
+    uint32_t n_views;
 } pvk_block;
 
 struct pvk_pipe {

@@ -247,6 +247,9 @@ static pvk_attn_tuning attn_default_tuning(const pvk_caps *caps) {
     return t;
 }
 
+/* matvec.comp -DLANE_ROWS reads x through a texel view. */
+static bool lane_rows_fit(const pvk_caps *caps) { return caps->texel; }
+
 pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
     uint32_t sg = caps->subgroup_size ? caps->subgroup_size : 1;
     pvk_ops_tuning t;
@@ -280,6 +283,10 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
          * Q4_0 with int8 activations, tuned to 16 rows at m 1, gets 32 (128
          * sums): phi3-mini x8 1.05 tokens/s where 16 rows gave 0.85. */
         t.mv_rows_cols = 64;
+        /* Lanes owning 8 rows each, x through the sampler: at 8 columns 1.3-2x the
+         * time of one where the K split took 3-5x (bench_kernels, f16 and Q4_0 on
+         * Phi-3-mini's and the 150M shapes); 16 rows were no faster, 4 slower. */
+        t.mv_lane_rows = 8;
     } else {
         t.row_wg = 256;
         t.elt_wg = 256;
@@ -290,7 +297,9 @@ pvk_ops_tuning pvk_ops_default_tuning(const pvk_caps *caps) {
         t.mv_max_m = 8;
         t.mv_cols = MV_MAX_COLS;
         t.mv_rows_cols = 0;
+        t.mv_lane_rows = 0;
     }
+    if (!lane_rows_fit(caps)) t.mv_lane_rows = 0;
     t.mv_int_dot = caps->int_dot && caps->subgroup;
     uint32_t cap = caps->max_wg_invocations;
     while (t.row_wg > cap) t.row_wg /= 2;
@@ -334,6 +343,8 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
     else if (!is_pow2(t->mv_rows_blocked) || t->mv_rows_blocked > 64) bad = "mv_rows_blocked";
     else if (!is_pow2(t->mv_cols) || t->mv_cols > MV_MAX_COLS) bad = "mv_cols";
     else if (t->mv_rows_cols > 64 || (t->mv_rows_cols && !is_pow2(t->mv_rows_cols))) bad = "mv_rows_cols";
+    else if (t->mv_lane_rows > 16 || (t->mv_lane_rows && (!is_pow2(t->mv_lane_rows) || !lane_rows_fit(caps))))
+        bad = "mv_lane_rows";
     else if (!is_pow2(t->mm_bk) || t->mm_bk < 8) bad = "mm_bk";
     else if (!is_pow2(t->mm_tm) || !is_pow2(t->mm_bm) || t->mm_tm > t->mm_bm) bad = "mm_tm/mm_bm";
     else if (!is_pow2(t->mm_tn) || !is_pow2(t->mm_bn) || t->mm_tn > t->mm_bn) bad = "mm_tn/mm_bn";
@@ -410,7 +421,7 @@ const pvk_ops_tuning *pvk_ops_get_tuning(const pvk_ops *o) { return &o->t; }
 pvk_mm_choice pvk_ops_mm_default(const pvk_ops *o, pvk_type t) {
     bool blocked = pvk_ops_reads_weights(t) && is_blocked(t);
     return (pvk_mm_choice){has_int8(t) && o->t.mv_int_dot, blocked ? o->t.mv_rows_blocked : o->t.mv_rows,
-                           o->caps->fp16, o->cm != PVK_CM_COUNT, false, o->t.mv_wg, 1};
+                           o->caps->fp16, o->cm != PVK_CM_COUNT, false, o->t.mv_wg, 1, false};
 }
 
 bool pvk_ops_repacks(const pvk_ops *o, pvk_type t) {
@@ -441,6 +452,8 @@ phivk_status pvk_ops_set_mm_choice(pvk_ops *o, pvk_type t, pvk_mm_choice c) {
                         c.wg, o->caps->max_wg_invocations);
     if (c.lf > 4 || (c.lf && !is_pow2(c.lf)))
         return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u loads in flight (1, 2 or 4)", c.lf);
+    if (c.lanes && !o->t.mv_lane_rows)
+        return pvk_fail(PHIVK_ERR_INVALID, "matvec: lanes owning rows at m 1, but the tuning's mv_lane_rows is 0");
     if (!is_pow2(c.rows) || c.rows > 64)
         return pvk_fail(PHIVK_ERR_INVALID, "matvec: %u rows per workgroup is not a power of two <= 64", c.rows);
     o->mv[t] = c;
@@ -751,8 +764,13 @@ phivk_status pvk_op_matmul(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const pv
     return pvk_op_matmul_in(o, c, w, bias, &in, y, m, accumulate, w ? (uint32_t)w->rows : 0, 0);
 }
 
+/* Whether a matvec of t at m columns has lanes owning rows (mv_lane_rows): it reads f32 x. */
+static bool lane_rows_at(const pvk_ops *o, pvk_type t, uint32_t m) {
+    return m <= o->t.mv_max_m && o->t.mv_lane_rows && (m > 1 || pvk_ops_mm_choice(o, t).lanes);
+}
+
 bool pvk_ops_reads_q8(const pvk_ops *o, pvk_type t, uint32_t m) {
-    return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && pvk_ops_mm_choice(o, t).int8;
+    return m <= o->t.mv_max_m && pvk_ops_reads_weights(t) && !lane_rows_at(o, t, m) && pvk_ops_mm_choice(o, t).int8;
 }
 
 bool pvk_ops_can_fuse(const pvk_ops *o, pvk_type t, uint32_t m) {
@@ -796,7 +814,19 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
     pvk_kernel_id id;
     uint32_t spec[6], n_spec, per_group, gy, sg = 0;
     cm_tile cm;
-    if (mv) {
+    /* Lanes own rows, x through the sampler: its range whole 16-byte texels. */
+    bool lanes = mv && lane_rows_at(o, w->type, m) && !q8 && (is_blocked(w->type) || k % 8 == 0) &&
+                 x->offset % o->caps->texel_align == 0 && x->size % 16 == 0 &&
+                 x->size / 16 <= o->caps->max_texel_elems;
+    if (lanes) {
+        uint32_t nc = 1;
+        while (nc < m && nc < MV_MAX_COLS) nc *= 2;
+        id = pvk_kernels_matvec_lanes[w->type][tensor_layout(w)][tensor_fetch(w)];
+        spec[0] = o->t.mv_wg, spec[1] = o->t.mv_lane_rows, spec[2] = nc, spec[3] = o->caps->subgroup_min, spec[4] = 1;
+        n_spec = 5;
+        per_group = o->t.mv_wg * o->t.mv_lane_rows;
+        gy = (m + nc - 1) / nc;
+    } else if (mv) {
         uint32_t nc = 1;
         while (nc < m && nc < o->t.mv_cols) nc *= 2;
         /* q8 only where the type has the variant (pvk_ops_reads_q8) and on subgroup devices (need_q8). */
@@ -853,7 +883,11 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
         pvk_binding bd[6] = {pvk_tensor_bind(w, i), pvk_bind(x), bb, yb,
                              pvk_bind(nin && nin->w ? nin->w : x), pvk_bind(nin && nin->b ? nin->b : x)};
         const char *bindings = w->views ? (nin ? "tsssss" : "tsss") : (nin ? "ssssss" : "ssss");
-        uint32_t gx, gz;
+        if (lanes) {   /* x through the sampler (matvec.comp -DLANE_ROWS) */
+            if ((st = pvk_buf_texels(o->dev, x, &bd[1].view))) return st;
+            bd[1].buf = VK_NULL_HANDLE;
+            bindings = w->views ? "ttss" : "stss";
+        }        uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
             (st = dispatch_sg(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz, sg)))
             return st;

@@ -100,6 +100,10 @@ typedef struct pvk_ops_tuning {
     uint32_t mv_rows_cols;    /* matvec at several columns: at least this many weight
                                  rows per workgroup (<= 64; block types within
                                  MV_MAX_ACC), as x's loads then weigh more; 0: as at m 1 */
+    uint32_t mv_lane_rows;    /* matvec at m > 1 (and at m 1 where pvk_mm_choice.lanes):
+                                 0, lanes split K; else each lane owns this many weight
+                                 rows and reads x through a texel view (matvec.comp
+                                 -DLANE_ROWS; caps.texel), in f32 */
     bool mv_int_dot;          /* matvec of block types reads int8 activations with
                                  integer dot products (needs caps.int_dot and
                                  caps.subgroup; pvk_ops_reads_q8) */
@@ -128,6 +132,8 @@ typedef struct pvk_mm_choice {
                                  the tuning's mv_wg */
     uint32_t lf;              /* matvec loads in flight: 32-weight units each invocation
                                  loads per iteration of the block paths (1, 2, 4); 0: 1 */
+    bool lanes;               /* matvec at m 1 too has lanes owning rows (mv_lane_rows;
+                                 f32 activations), as it always has at larger m */
 } pvk_mm_choice;
 /* The cooperative-matrix form the op set's tiled kernel can take (pvk_cm_choose on
  * the device's caps, where its tile fits the tuning and the device's limits), or

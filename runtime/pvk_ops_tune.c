@@ -5,9 +5,9 @@
  * halve a GPU's shared-memory traffic but run at 1/64 rate on some. So each type's
  * candidates run on the device once, and the winner is kept in a small text file
  * beside the pipeline cache:
- *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1> <coopmat 0|1> <repack 0|1> <wg> <lf>
+ *   <type> <k> <candidates key> <int8 0|1> <rows> <f16 0|1> <coopmat 0|1> <repack 0|1> <wg> <lf> <lanes 0|1>
  * where the key (int8, fp16, the cooperative-matrix form and the repacked layout
- * offered, the tuning's workgroup size and rows) makes
+ * offered, the tuning's workgroup size, rows and rows per lane) makes
  * a choice measured under other conditions (a kill switch, another tuning) not
  * apply. */
 #include "pvk_ops.h"
@@ -38,11 +38,12 @@ static void file_load(tune_file *f) {
     char buf[160];
     while (f->n < MAX_LINES && fgets(buf, sizeof buf, in)) {
         tune_line *l = &f->lines[f->n];
-        unsigned int8 = 0, f16 = 0, cm = 0, repack = 0;
+        unsigned int8 = 0, f16 = 0, cm = 0, repack = 0, lanes = 0;
         /* A malformed line (an older or damaged file) is skipped, never trusted. */
-        if (sscanf(buf, "%15s %u %23s %u %u %u %u %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16, &cm,
-                   &repack, &l->c.wg, &l->c.lf) == 10 &&
-            int8 <= 1 && f16 <= 1 && cm <= 1 && repack <= 1) {
+        if (sscanf(buf, "%15s %u %23s %u %u %u %u %u %u %u %u", l->type, &l->k, l->key, &int8, &l->c.rows, &f16, &cm,
+                   &repack, &l->c.wg, &l->c.lf, &lanes) == 11 &&
+            int8 <= 1 && f16 <= 1 && cm <= 1 && repack <= 1 && lanes <= 1) {
+            l->c.lanes = lanes;
             l->c.int8 = int8;
             l->c.f16 = f16;
             l->c.coopmat = cm;
@@ -62,10 +63,10 @@ static void file_save(const tune_file *f) {
     if (!out) return;
     bool ok = true;
     for (int i = 0; i < f->n; i++)
-        ok &= fprintf(out, "%s %u %s %u %u %u %u %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
+        ok &= fprintf(out, "%s %u %s %u %u %u %u %u %u %u %u\n", f->lines[i].type, f->lines[i].k, f->lines[i].key,
                       (unsigned)f->lines[i].c.int8, f->lines[i].c.rows, (unsigned)f->lines[i].c.f16,
                       (unsigned)f->lines[i].c.coopmat, (unsigned)f->lines[i].c.repack, f->lines[i].c.wg,
-                      f->lines[i].c.lf) > 0;
+                      f->lines[i].c.lf, (unsigned)f->lines[i].c.lanes) > 0;
     ok &= fclose(out) == 0;
     if (!ok || rename(tmp, f->path)) remove(tmp);
 }
@@ -143,7 +144,7 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
     for (int rp = 0; rp <= (int)repack; rp++)
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                pvk_mm_choice c = {int8, rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf};
+                pvk_mm_choice c = {int8, rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf, false};
                 double s;
                 if ((st = time_choice(o, cmd, t, c, rp ? &wr : &w, &in, &y, 1, &s))) goto out;
                 if (s < best) best = s, *out = c;
@@ -165,6 +166,16 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
         c.lf = lf;
         double s;
         if ((st = time_choice(o, cmd, t, c, c.repack ? &wr : &w, &in, &y, 1, &s))) goto out;
+        if (s < best) best = s, *out = c;
+    }
+    /* Lanes owning rows (f32 x through the sampler), in either layout, where the
+     * tuning has them: the form every m > 1 takes, and on lavapipe often m 1's best. */
+    for (int rp = 0; pvk_ops_get_tuning(o)->mv_lane_rows && rp <= (int)repack; rp++) {
+        pvk_mm_choice c = *out;
+        c.lanes = true;
+        c.repack = rp != 0;
+        double s;
+        if ((st = time_choice(o, cmd, t, c, rp ? &wr : &w, &in, &y, 1, &s))) goto out;
         if (s < best) best = s, *out = c;
     }
     best = 1e30;
@@ -214,9 +225,10 @@ phivk_status pvk_ops_tune(pvk_ops *o, const pvk_type *types, int n, uint32_t k,
         for (int j = 0; j < i; j++) seen |= types[j] == t;
         if (seen || !pvk_ops_reads_weights(t) || k % pvk_type_get(t)->block_elems) continue;
         char *key = keys[n_todo];
-        snprintf(key, sizeof keys[0], "i%dh%dc%dw%ur%up%d", caps->int_dot && caps->subgroup,
+        snprintf(key, sizeof keys[0], "i%dh%dc%dw%ur%up%dl%u", caps->int_dot && caps->subgroup,
                  caps->fp16 && pvk_ops_get_tuning(o)->mv_max_m < TUNE_M, (int)pvk_ops_coopmat(o),
-                 pvk_ops_get_tuning(o)->mv_wg, pvk_ops_mm_default(o, t).rows, repack_offered(t));
+                 pvk_ops_get_tuning(o)->mv_wg, pvk_ops_mm_default(o, t).rows, repack_offered(t),
+                 pvk_ops_get_tuning(o)->mv_lane_rows);
         tune_line *l = file_find(f, pvk_type_get(t)->name, k, key);
         if (l && pvk_ops_set_mm_choice(o, t, l->c) == PHIVK_OK) continue;
         kept[n_todo] = l;   /* unusable: measured over */

@@ -123,6 +123,8 @@ def families(wtypes, kvtypes):
     mva = fam('matvec_act', 'matvec.comp', [W, LAYOUT, FETCH, ACT])
     # ... or the norm before the projection (the projections that read a norm's output)
     mvn = fam('matvec_norm', 'matvec.comp', [W, LAYOUT, FETCH, NORM])
+    # several columns, lanes owning rows and x read through the sampler (CPU devices)
+    mvl = fam('matvec_lanes', 'matvec.comp', [W, LAYOUT, FETCH])
     for t in wtypes:
         for lay in LAYOUT.values:
             if lay == 'repack' and t['name'] not in REPACK_TYPES:
@@ -133,6 +135,7 @@ def families(wtypes, kvtypes):
                 base = 'matvec_%s_%s' % (tn, fetch)
                 for red in REDUCE.values:
                     mv.add((t, lay, fetch, red, 'f32'), base + sh(red), wdef + sg(red))
+                mvl.add((t, lay, fetch), base + '_lanes', wdef + ['-DLANE_ROWS'])
                 if t['block_elems'] > 1:   # integer dot products on the quants of block types
                     mv.add((t, lay, fetch, 'subgroup', 'q8'), base + '_q8', wdef + ['-DUSE_SUBGROUP', '-DINT_DOT'])
                     for act in ('gelu', 'swiglu', 'copy'):

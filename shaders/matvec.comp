@@ -28,7 +28,15 @@
 // an absent one bound to x and never read), eps a push constant; the workgroup
 // first reduces each column's statistics as norm.comp does, then every invocation
 // normalises and encodes the blocks it reads.
-// Grid: x = ceil(N / NR) (beyond 65535 folded into z), y = ceil(M / NC).
+// -DLANE_ROWS (CPU devices, several columns): lanes own rows instead of K chunks.
+// Lane l of the WG takes rows row0 + l + WG*i (i < NR) whole, so there is no
+// reduction, and decodes each of its weights once for all NC columns; x is read
+// through a texel view (binding 1), every lane fetching the same texel. On lavapipe a
+// storage load is a loop over the lanes with a branch each and cross-lane operations
+// loop likewise, while a texel fetch is a branch-free gather: at 8 columns this took
+// about half the time of the K-split form (docs/kernels.md B).
+// Grid: x = ceil(N / NR) (LANE_ROWS: N / (WG * NR); beyond 65535 folded into z),
+// y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 8;
@@ -65,6 +73,8 @@ layout(std430, binding = 5) readonly buffer NB { vec4 nb4[]; };
 layout(std430, binding = 1) readonly buffer XQ { uvec4 xq4[]; };
 layout(std430, binding = 1) readonly buffer XM { vec4 xm4[]; };
 #endif
+#elif defined(LANE_ROWS)
+layout(binding = 1) uniform samplerBuffer x_tex;   // x as RGBA32F texels
 #else
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer X1 { float x1[]; };
@@ -128,6 +138,71 @@ void x_block(uint xc, uint u, out uvec4 lo, out uvec4 hi, out vec4 meta) {
 }
 #endif
 
+#ifdef LANE_ROWS
+// x's 8 elements from e of every column c < NC, each fetched alike by every lane (a
+// texel fetch, which lavapipe gathers without branches, where a storage load is a loop
+// over the lanes), times the lane's rows: acc[i][c] += w[i] . x[c][e .. e+7].
+void lane_rows_fma(inout float acc[NR][NC], vec4 w[NR][2], uint col0, uint e) {
+    [[unroll]] for (uint c = 0; c < NC; c++) {
+        int t = int((min(col0 + c, p.M - 1u) * p.K + e) >> 2);
+        vec4 xa = texelFetch(x_tex, t), xb = texelFetch(x_tex, t + 1);
+        [[unroll]] for (uint i = 0; i < NR; i++) acc[i][c] += dot(w[i][0], xa) + dot(w[i][1], xb);
+    }
+}
+
+void main() {
+    uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * WG * NR;
+    if (row0 >= p.N) return;   // uniform per workgroup
+    W_LAYOUT_INIT(p.N, p.K);
+    uint l = gl_LocalInvocationID.x, col0 = gl_WorkGroupID.y * NC, wrow[NR];
+    // Rows past the end are computed on a clamped index (a valid load) and never written.
+    [[unroll]] for (uint i = 0; i < NR; i++) wrow[i] = min(row0 + l + WG * i, p.N - 1u) * p.K;
+    float acc[NR][NC];
+    [[unroll]] for (uint i = 0; i < NR; i++)
+        [[unroll]] for (uint c = 0; c < NC; c++) acc[i][c] = 0.0;
+#ifdef W_BLOCKED
+    // Each lane decodes its rows' units (w = a*q + b) once for all NC columns.
+    const uint UB = W_BE / 32u;
+    for (uint u = 0; u < p.K / 32u; u++) {
+        uint s = u % UB, blk[NR];
+        vec4 ab[NR];
+        [[unroll]] for (uint i = 0; i < NR; i++) {
+            blk[i] = (wrow[i] / 32u + u) / UB;
+            ab[i] = w_ab(blk[i], s);
+        }
+        [[unroll]] for (uint g = 0; g < 4u; g++) {
+            vec4 w[NR][2];
+            [[unroll]] for (uint i = 0; i < NR; i++) {
+                w_q8(blk[i], s, g, w[i][0], w[i][1]);
+                vec2 a = g < 2u ? ab[i].xy : ab[i].zw;
+                w[i][0] = w[i][0] * a.x + a.y;
+                w[i][1] = w[i][1] * a.x + a.y;
+            }
+            lane_rows_fma(acc, w, col0, 32u * u + 8u * g);
+        }
+    }
+#else
+    for (uint k = 0; k < p.K; k += W_VEC) {
+        vec4 w[NR][2];
+        [[unroll]] for (uint i = 0; i < NR; i++) w_load8(wrow[i] + k, w[i][0], w[i][1]);
+        lane_rows_fma(acc, w, col0, k);
+    }
+#endif
+    [[unroll]] for (uint i = 0; i < NR; i++) {
+        uint row = row0 + l + WG * i;
+        [[unroll]] for (uint c = 0; c < NC; c++) {
+            uint col = col0 + c;
+            if (row < p.N && col < p.M) {
+                float s = acc[i][c];
+                if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
+                uint yi = col * p.y_stride + p.y_off + row;
+                if ((p.flags & 2u) != 0u) s += y[yi];
+                y[yi] = s;
+            }
+        }
+    }
+}
+#else
 void main() {
     uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NR;
     if (row0 >= p.N) return;   // uniform per workgroup
@@ -285,3 +360,4 @@ void main() {
         }
     }
 }
+#endif

@@ -198,6 +198,7 @@ pvk_ops_tuning check_gpu_like_tuning(const pvk_caps *caps) {
     pvk_ops_tuning t = pvk_ops_default_tuning(caps);
     t.row_wg = 64, t.elt_wg = 256, t.mv_wg = 32, t.mv_rows = 2, t.mv_rows_blocked = 2, t.mv_max_m = 8;
     t.mm_bm = 64, t.mm_bn = 64, t.mm_bk = 16, t.mm_tm = 4, t.mm_tn = 4;
+    t.mv_lane_rows = 0;   /* lanes split K at every m */
     return t;
 }
 

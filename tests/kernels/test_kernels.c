@@ -315,6 +315,26 @@ TEST(matmul_m_1_to_9_with_both_kernels_around_the_switch) {
         }
 }
 
+/* On CPU devices (mv_lane_rows) every m > 1 has lanes owning whole rows and reads x
+ * as f32 through a texel view: the int8 form is not asked for there. Rows past a
+ * workgroup's 64 (141 = 2 x 64 + 13) and a second, partial group of columns (m 11)
+ * leave lanes and columns without work, which must not be written. */
+TEST(several_columns_on_a_cpu_device_have_lanes_owning_whole_rows) {
+    REQUIRE(setup(), "no device");
+    uint32_t lane_rows = pvk_ops_get_tuning(ops_default)->mv_lane_rows;
+    if (!lane_rows) SKIP("the device's tuning keeps lanes splitting K (not a CPU device, or no texel buffers)");
+    CHECK(!pvk_ops_reads_q8(ops_default, PVK_Q4_0, 2) && !pvk_ops_reads_q8(ops_default, PVK_Q4_K, 8),
+          "m > 1 reads f32");
+    CHECK(pvk_ops_reads_q8(ops_default, PVK_Q4_0, 1) == (pvk_ops_mm_choice(ops_default, PVK_Q4_0).int8 &&
+                                                        !pvk_ops_mm_choice(ops_default, PVK_Q4_0).lanes),
+          "m 1 follows the type's choice");
+    pvk_type ts[] = {PVK_F16, PVK_BF16, PVK_Q4_0, PVK_Q4_K, PVK_Q6_K};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        for (int m = 8; m <= 11; m += 3)
+            CHECK(check_matmul(cmd, ops_default, ts[i], m, 141, 256, m == 8, m == 11, 470 + 10 * i + m, NULL) == 0,
+                  "%s m %d, %u rows per lane", pvk_type_get(ts[i])->name, m, lane_rows);
+}
+
 TEST(matmul_large_shapes_vocab_rows_and_long_k) {
     REQUIRE(setup(), "no device");
     CHECK(check_matmul(cmd, ops_default, PVK_F16, 1, 32064, 64, true, false, 450, NULL) == 0, "32064 rows, m 1");

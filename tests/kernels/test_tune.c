@@ -178,16 +178,27 @@ TEST(every_choice_the_tuner_may_set_computes_the_same_product) {
         bool int8_offered = pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup;
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
             for (uint32_t rows = def.rows / 2; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false, false, false, 0, 0}) == PHIVK_OK,
+                REQUIRE(pvk_ops_set_mm_choice(o, t, (pvk_mm_choice){int8, rows, false, false, false, 0, 0, false}) == PHIVK_OK,
                         "%s", pvk_errmsg());
                 CHECK(check_matmul_q8(cmd, o, t, 3, 77, 512, true, false, 900 + rows + int8) == 0,
                       "%s int8 %d rows %u", pvk_type_get(t)->name, int8, rows);
             }
+        /* Lanes owning whole rows at m 1 (f32 x through the sampler), in GGUF's layout. */
+        pvk_mm_choice lanes = def;
+        lanes.lanes = true;
+        if (pvk_ops_get_tuning(o)->mv_lane_rows) {
+            REQUIRE(pvk_ops_set_mm_choice(o, t, lanes) == PHIVK_OK, "%s", pvk_errmsg());
+            CHECK(!pvk_ops_reads_q8(o, t, 1), "%s: lanes owning rows read f32", pvk_type_get(t)->name);
+            CHECK(check_matmul_q8(cmd, o, t, 1, 77, 512, true, true, 930) == 0, "%s lanes at m 1",
+                  pvk_type_get(t)->name);
+        } else {
+            CHECK(pvk_ops_set_mm_choice(o, t, lanes) == PHIVK_ERR_INVALID, "no lanes choice without mv_lane_rows");
+        }
         REQUIRE(pvk_ops_set_mm_choice(o, t, def) == PHIVK_OK, "restore");
     }
-    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false, false, false, 0, 0}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_F16, (pvk_mm_choice){true, 8, false, false, false, 0, 0, false}) == PHIVK_ERR_INVALID,
           "plain weights cannot read int8");
-    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false, false, false, 0, 0}) == PHIVK_ERR_INVALID,
+    CHECK(pvk_ops_set_mm_choice(o, PVK_Q4_0, (pvk_mm_choice){false, 3, false, false, false, 0, 0, false}) == PHIVK_ERR_INVALID,
           "rows must be a power of two");
 }
 
@@ -209,12 +220,13 @@ TEST(the_repacked_layout_is_a_candidate_and_its_choice_is_kept) {
     CHECK(pvk_ops_repacks(o, t) == c.repack, "the loader follows the choice");
     FILE *f = fopen(tuning_path, "r");
     char line[128] = "", key[32] = "";
-    unsigned int8 = 9, rows = 0, f16 = 9, cm = 9, repack = 9, k = 0;
+    unsigned int8 = 9, rows = 0, f16 = 9, cm = 9, repack = 9, k = 0, wg = 0, lf = 0, lanes = 9;
     CHECK(f && fgets(line, sizeof line, f), "a line kept");
     if (f) fclose(f);
-    CHECK(sscanf(line, "q8_0 %u %31s %u %u %u %u %u", &k, key, &int8, &rows, &f16, &cm, &repack) == 7 &&
-              strstr(key, "p1") && cm <= 1 && repack == c.repack,
-          "the line records the layout measured and chosen: %s", line);
+    CHECK(sscanf(line, "q8_0 %u %31s %u %u %u %u %u %u %u %u", &k, key, &int8, &rows, &f16, &cm, &repack, &wg, &lf,
+                 &lanes) == 10 &&
+              strstr(key, "p1") && cm <= 1 && repack == c.repack && lanes == c.lanes,
+          "the line records the layout and the lanes measured and chosen: %s", line);
     CHECK(check_matmul(cmd, o, t, 1, 133, 256, true, false, 990, NULL) == 0, "the chosen layout's product");
     pvk_ops_destroy(o);
 
