@@ -400,6 +400,19 @@ phivk_status pvk_ops_create_tuned(pvk_dev *d, const pvk_ops_tuning *t, pvk_ops *
 
 phivk_status pvk_ops_create(pvk_dev *d, pvk_ops **out) {
     pvk_ops_tuning t = pvk_ops_default_tuning(pvk_dev_caps(d));
+    /* PHIVK_LANE_ROWS: 0 keeps lanes splitting K at every m (the kill switch), else the
+     * rows each lane owns (matvec.comp -DLANE_ROWS), checked as the tuning is. */
+    const char *lr = getenv("PHIVK_LANE_ROWS");
+    if (lr && *lr) {
+        char *end;
+        unsigned long v = strtoul(lr, &end, 10);
+        if (*end || v > 16) {
+            *out = NULL;
+            return pvk_fail(PHIVK_ERR_INVALID, "PHIVK_LANE_ROWS=%s: use 0 (lanes split K) or the rows each lane "
+                            "owns (1, 2, 4, 8 or 16)", lr);
+        }
+        t.mv_lane_rows = (uint32_t)v;
+    }
     return pvk_ops_create_tuned(d, &t, out);
 }
 

@@ -335,6 +335,33 @@ TEST(several_columns_on_a_cpu_device_have_lanes_owning_whole_rows) {
                   "%s m %d, %u rows per lane", pvk_type_get(ts[i])->name, m, lane_rows);
 }
 
+TEST(phivk_lane_rows_0_keeps_lanes_splitting_k_and_bad_values_are_refused) {
+    pvk_dev *d;
+    REQUIRE(d = setup(), "no device");
+    pvk_ops *o = NULL;
+    setenv("PHIVK_LANE_ROWS", "0", 1);
+    CHECK(pvk_ops_create(d, &o) == PHIVK_OK && pvk_ops_get_tuning(o)->mv_lane_rows == 0, "0: %s", pvk_errmsg());
+    if (o) CHECK(check_matmul(cmd, o, PVK_F16, 4, 45, 200, true, false, 466, NULL) == 0, "K split at m 4");
+    pvk_ops_destroy(o);
+    o = NULL;
+    setenv("PHIVK_LANE_ROWS", "4", 1);
+    phivk_status st = pvk_ops_create(d, &o);
+    CHECK(pvk_dev_caps(d)->texel ? st == PHIVK_OK && pvk_ops_get_tuning(o)->mv_lane_rows == 4
+                                 : st == PHIVK_ERR_INVALID && !o,
+          "4 rows per lane where the device has texel buffers, else refused: %s", pvk_errmsg());
+    if (o) CHECK(check_matmul(cmd, o, PVK_Q4_K, 5, 45, 256, false, true, 467, NULL) == 0, "4 rows per lane at m 5");
+    pvk_ops_destroy(o);
+    const char *bad[] = {"3", "32", "yes", "-1"};
+    for (int i = 0; i < 4; i++) {
+        o = NULL;
+        setenv("PHIVK_LANE_ROWS", bad[i], 1);
+        CHECK(pvk_ops_create(d, &o) == PHIVK_ERR_INVALID && !o && strstr(pvk_errmsg(), "lane"),
+              "PHIVK_LANE_ROWS=%s is refused, naming the knob: %s", bad[i], pvk_errmsg());
+        pvk_ops_destroy(o);
+    }
+    unsetenv("PHIVK_LANE_ROWS");
+}
+
 TEST(matmul_large_shapes_vocab_rows_and_long_k) {
     REQUIRE(setup(), "no device");
     CHECK(check_matmul(cmd, ops_default, PVK_F16, 1, 32064, 64, true, false, 450, NULL) == 0, "32064 rows, m 1");
