@@ -324,7 +324,9 @@ static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *i
                      const bench_model *bm) {
     phivk_session *s = seqs[0];
     if (t->seqs) {
-        /* untimed: the matrix kernels for this many columns compile on first use */
+        /* untimed: the matrix kernels for this many columns compile on first use;
+         * from empty caches, as a pp test before may have filled the first */
+        for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
         phivk_status st = parallel_step(seqs, t, ids, 0);
         for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
         if (st != PHIVK_OK) {

@@ -66,6 +66,9 @@ check only_tg_record json_ok tg4 1 f32
 expect parallel_json_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 0 -n 4 -r 2 --parallel 1,3,8 --json --copy-mib 16
 check parallel_json_has_a_record_per_count json_ok "tg4 x1,tg4 x3,tg4 x8" 2 f16
 check parallel_json_no_validation_messages no_validation_messages
+# after a pp test that filled the context (-p 64: a context of 64), the sequences start empty
+expect parallel_after_full_pp_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 64 -n 4 -r 1 --parallel 1,2 --json --copy-mib 16
+check parallel_after_full_pp_has_every_record json_ok "pp64,tg4 x1,tg4 x2" 1 f16
 expect parallel_table_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 8 -n 4 -r 1 --parallel 2 --copy-mib 16
 check parallel_table_has_pp_and_the_parallel_row grep -q "| tg4 x2 .*±.*%" "$dir/out"
 expect parallel_zero_is_usage_error 2 "$phivk" bench --shape tiny --parallel 0
