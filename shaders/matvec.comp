@@ -34,7 +34,7 @@
 // through a texel view (binding 1), every lane fetching the same texel. On lavapipe a
 // storage load is a loop over the lanes with a branch each and cross-lane operations
 // loop likewise, while a texel fetch is a branch-free gather: at 8 columns this took
-// about half the time of the K-split form (docs/kernels.md B).
+// about half the time of the K-split form (tests/kernels/bench_kernels).
 // Grid: x = ceil(N / NR) (LANE_ROWS: N / (WG * NR); beyond 65535 folded into z),
 // y = ceil(M / NC).
 #extension GL_EXT_control_flow_attributes : require
