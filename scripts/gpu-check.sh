@@ -141,6 +141,13 @@ for b in $benches; do
     run "$phivk" bench --json --shape "${b%%:*}" --type "${b#*:}" $bench_args >"$tmp/bench$i.json" 2>"$tmp/bench$i.err" ||
         { cat "$tmp/bench$i.err" >&2; echo "gpu-check: the bench failed" >&2; exit 1; }
 done
+# Sequences decoding together (phivk_decode_batch, what `phivk serve` runs): aggregate
+# tokens/s at 1, 4 and 8, the weights read once per step for all of them.
+i=$((i + 1))
+step "phivk bench --shape ${prof_model%%:*} --type ${prof_model#*:} -p 0 -n 32 -r 2 --parallel 1,4,8"
+run "$phivk" bench --json --shape "${prof_model%%:*}" --type "${prof_model#*:}" -p 0 -n 32 -r 2 --parallel 1,4,8 \
+    >"$tmp/bench$i.json" 2>"$tmp/bench$i.err" ||
+    { cat "$tmp/bench$i.err" >&2; echo "gpu-check: the parallel bench failed" >&2; exit 1; }
 step "top kernels of one decode token (PHIVK_PROFILE=1, ${prof_model%%:*} ${prof_model#*:})"
 if [ $dry -eq 0 ]; then
     PHIVK_PROFILE=1 "$phivk" bench --shape "${prof_model%%:*}" --type "${prof_model#*:}" -p 0 -n 1 -r 1 --copy-mib 16 \
