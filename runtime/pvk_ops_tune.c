@@ -21,7 +21,7 @@
 #define TUNE_ROWS 4096u   /* weight rows of the measured matrix: a Phi MLP's order */
 #define TUNE_M 64u        /* x rows of the measured tiled product: a prompt's order */
 #define TUNE_REPS 8       /* dispatches per timed submit */
-#define TUNE_ROUNDS 3     /* timed submits; the fastest counts */
+#define TUNE_ROUNDS 5     /* timed submits per candidate; the fastest counts */
 #define MAX_LINES 256
 
 typedef struct tune_line { char type[16]; uint32_t k; char key[24]; pvk_mm_choice c; } tune_line;
@@ -84,22 +84,48 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Seconds per product of w with m rows of x under choice c: the fastest of
- * TUNE_ROUNDS submits of TUNE_REPS dispatches, after one that compiles the pipeline. */
-static phivk_status time_choice(pvk_ops *o, pvk_cmd *cmd, pvk_type t, pvk_mm_choice c, const pvk_tensor *w,
-                              const pvk_input *x, const pvk_buf *y, uint32_t m, double *best) {
-    phivk_status st = pvk_ops_set_mm_choice(o, t, c);
-    *best = 1e30;
-    for (int round = 0; round <= TUNE_ROUNDS && !st; round++) {
-        int reps = round ? TUNE_REPS : 1;
-        double t0 = now_s();
-        if ((st = pvk_cmd_begin(cmd))) break;
-        for (int i = 0; i < reps && !st; i++)   /* each rewrites y: the recorder orders them */
-            st = pvk_op_matmul_in(o, cmd, w, NULL, x, y, m, false, (uint32_t)w->rows, 0);
-        if (!st) st = pvk_cmd_submit(cmd);
-        double dt = (now_s() - t0) / reps;
-        if (round && dt < *best) *best = dt;
-    }
+#define MAX_CANDIDATES 16
+
+/* The candidates of one round of choosing: each a choice of type t and the tensor it
+ * reads (GGUF's layout or the repacked one). */
+typedef struct candidates {
+    pvk_mm_choice c[MAX_CANDIDATES];
+    const pvk_tensor *w[MAX_CANDIDATES];
+    int n;
+} candidates;
+
+static void add(candidates *cs, pvk_mm_choice c, const pvk_tensor *w, const pvk_tensor *wr) {
+    if (cs->n == MAX_CANDIDATES) return;
+    cs->c[cs->n] = c;
+    cs->w[cs->n++] = c.repack ? wr : w;
+}
+
+/* The fastest of the candidates for products with m rows of x: each one's pipeline
+ * compiles in an untimed submit, then each of TUNE_ROUNDS rounds times every candidate
+ * once (TUNE_REPS dispatches a submit), so a slow spell of a shared machine, or a GPU's
+ * clock still rising, weighs on all of them alike; a candidate's fastest round counts.
+ * cs->c[0] should be the best so far, measured again beside the others. */
+static phivk_status fastest(pvk_ops *o, pvk_cmd *cmd, pvk_type t, const candidates *cs, const pvk_input *x,
+                          const pvk_buf *y, uint32_t m, pvk_mm_choice *best) {
+    double sec[MAX_CANDIDATES];
+    phivk_status st = PHIVK_OK;
+    for (int i = 0; i < cs->n; i++) sec[i] = 1e30;
+    for (int round = 0; round <= TUNE_ROUNDS && !st; round++)
+        for (int i = 0; i < cs->n && !st; i++) {
+            if ((st = pvk_ops_set_mm_choice(o, t, cs->c[i]))) break;
+            int reps = round ? TUNE_REPS : 1;
+            double t0 = now_s();
+            if ((st = pvk_cmd_begin(cmd))) break;
+            for (int r = 0; r < reps && !st; r++)   /* each rewrites y: the recorder orders them */
+                st = pvk_op_matmul_in(o, cmd, cs->w[i], NULL, x, y, m, false, (uint32_t)cs->w[i]->rows, 0);
+            if (!st) st = pvk_cmd_submit(cmd);
+            double dt = (now_s() - t0) / reps;
+            if (round && dt < sec[i]) sec[i] = dt;
+        }
+    int b = 0;
+    for (int i = 1; i < cs->n; i++)
+        if (sec[i] < sec[b]) b = i;
+    if (!st && cs->n) *best = cs->c[b];
     return st;
 }
 
@@ -139,58 +165,53 @@ static phivk_status measure(pvk_ops *o, pvk_type t, uint32_t k, pvk_mm_choice *o
 
     pvk_input in = {.f32 = &x, .q8 = &xq};
     bool int8_offered = def.int8 || (pvk_type_get(t)->block_elems > 1 && caps->int_dot && caps->subgroup);
-    double best = 1e30;
     *out = def;
-    for (int rp = 0; rp <= (int)repack; rp++)
+    /* Layout, int8 and rows per workgroup with lanes splitting K; and lanes owning rows
+     * (f32 x through the sampler) in either layout where the tuning has them: the form
+     * every m > 1 takes there, and on lavapipe often m 1's best. */
+    candidates cs = {.n = 0};
+    for (int rp = 0; rp <= (int)repack; rp++) {
         for (int int8 = 0; int8 <= (int)int8_offered; int8++)
-            for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2) {
-                pvk_mm_choice c = {int8, rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf, false};
-                double s;
-                if ((st = time_choice(o, cmd, t, c, rp ? &wr : &w, &in, &y, 1, &s))) goto out;
-                if (s < best) best = s, *out = c;
-            }
+            for (uint32_t rows = def.rows > 1 ? def.rows / 2 : 1; rows <= def.rows * 2 && rows <= 64; rows *= 2)
+                add(&cs, (pvk_mm_choice){int8, rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf, false}, &w, &wr);
+        if (pvk_ops_get_tuning(o)->mv_lane_rows)
+            add(&cs, (pvk_mm_choice){false, def.rows, def.f16, def.coopmat, rp != 0, def.wg, def.lf, true}, &w, &wr);
+    }
+    if ((st = fastest(o, cmd, t, &cs, &in, &y, 1, out))) goto out;
     /* Then, from the best so far, more subgroups per workgroup (GPUs only: on a CPU
      * device a workgroup wider than its subgroup reduces through barriers, which are
-     * coroutine switches on lavapipe), then more loads in flight. */
+     * coroutine switches on lavapipe), then more loads in flight (the K split's). */
     uint32_t wg_cap = caps->max_wg_invocations;
-    for (uint32_t wg = def.wg * 2; caps->type != VK_PHYSICAL_DEVICE_TYPE_CPU && wg <= def.wg * 4 && wg <= wg_cap;
+    cs.n = 0;
+    add(&cs, *out, &w, &wr);
+    for (uint32_t wg = def.wg * 2; !out->lanes && caps->type != VK_PHYSICAL_DEVICE_TYPE_CPU && wg <= def.wg * 4 &&
+                                   wg <= wg_cap;
          wg *= 2) {
         pvk_mm_choice c = *out;
         c.wg = wg;
-        double s;
-        if ((st = time_choice(o, cmd, t, c, c.repack ? &wr : &w, &in, &y, 1, &s))) goto out;
-        if (s < best) best = s, *out = c;
+        add(&cs, c, &w, &wr);
     }
-    for (uint32_t lf = 2; block && lf <= 4; lf *= 2) {
+    if (cs.n > 1 && (st = fastest(o, cmd, t, &cs, &in, &y, 1, out))) goto out;
+    cs.n = 0;
+    add(&cs, *out, &w, &wr);
+    for (uint32_t lf = 2; block && !out->lanes && lf <= 4; lf *= 2) {
         pvk_mm_choice c = *out;
         c.lf = lf;
-        double s;
-        if ((st = time_choice(o, cmd, t, c, c.repack ? &wr : &w, &in, &y, 1, &s))) goto out;
-        if (s < best) best = s, *out = c;
+        add(&cs, c, &w, &wr);
     }
-    /* Lanes owning rows (f32 x through the sampler), in either layout, where the
-     * tuning has them: the form every m > 1 takes, and on lavapipe often m 1's best. */
-    for (int rp = 0; pvk_ops_get_tuning(o)->mv_lane_rows && rp <= (int)repack; rp++) {
-        pvk_mm_choice c = *out;
-        c.lanes = true;
-        c.repack = rp != 0;
-        double s;
-        if ((st = time_choice(o, cmd, t, c, rp ? &wr : &w, &in, &y, 1, &s))) goto out;
-        if (s < best) best = s, *out = c;
-    }
-    best = 1e30;
+    if (cs.n > 1 && (st = fastest(o, cmd, t, &cs, &in, &y, 1, out))) goto out;
     /* The tiled kernel: fp16 or f32 arithmetic, then cooperative matrices where the
      * op set has a form (their fp16 tiles need caps.fp16 too, so tiled holds) and
      * the weights keep GGUF's layout (the forms read no other). */
     bool cm = pvk_ops_coopmat(o) != PVK_CM_COUNT && !out->repack;
+    cs.n = 0;
     for (int v = 0; tiled && v <= (cm ? 2 : 1); v++) {
         pvk_mm_choice c = *out;
         c.f16 = v == 1 || (v == 2 && out->f16);
         c.coopmat = v == 2;
-        double s;
-        if ((st = time_choice(o, cmd, t, c, out->repack ? &wr : &w, &in, &y, TUNE_M, &s))) goto out;
-        if (s < best) best = s, out->f16 = c.f16, out->coopmat = c.coopmat;
+        add(&cs, c, &w, &wr);
     }
+    if (cs.n && (st = fastest(o, cmd, t, &cs, &in, &y, TUNE_M, out))) goto out;
     st = pvk_ops_set_mm_choice(o, t, *out);
 out:
     if (st) pvk_ops_set_mm_choice(o, t, def);
