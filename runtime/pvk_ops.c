@@ -897,10 +897,12 @@ phivk_status pvk_op_matmul_in(pvk_ops *o, pvk_cmd *c, const pvk_tensor *w, const
                              pvk_bind(nin && nin->w ? nin->w : x), pvk_bind(nin && nin->b ? nin->b : x)};
         const char *bindings = w->views ? (nin ? "tsssss" : "tsss") : (nin ? "ssssss" : "ssss");
         if (lanes) {   /* x through the sampler (matvec.comp -DLANE_ROWS) */
-            if ((st = pvk_buf_texels(o->dev, x, &bd[1].view))) return st;
-            bd[1].buf = VK_NULL_HANDLE;
+            VkBufferView xv;
+            if ((st = pvk_buf_texels(o->dev, x, &xv))) return st;
+            bd[1] = pvk_bind_view(xv, x, 0, x->size);
             bindings = w->views ? "ttss" : "stss";
-        }        uint32_t gx, gz;
+        }
+        uint32_t gx, gz;
         if ((st = fold_grid(o, "matmul", (rows + per_group - 1) / per_group, 2, &gx, &gz)) ||
             (st = dispatch_sg(o, c, id, bindings, spec, n_spec, &p, nin ? sizeof p : sizeof p.mm, bd, gx, gy, gz, sg)))
             return st;
