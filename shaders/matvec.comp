@@ -90,6 +90,14 @@ layout(push_constant) uniform P {
 #endif
 } p;
 
+// Writes the sum s of weight row `row` and x column `col`: y (+)= s (+ bias).
+void store_y(uint row, uint col, float s) {
+    if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
+    uint yi = col * p.y_stride + p.y_off + row;
+    if ((p.flags & 2u) != 0u) s += y[yi];
+    y[yi] = s;
+}
+
 #ifdef PRO_NORM
 // Block u of the normalised row whose elements start at xc (mean and scale: its
 // statistics), in its int8 form: norm.comp's arithmetic, per element.
@@ -192,13 +200,7 @@ void main() {
         uint row = row0 + l + WG * i;
         [[unroll]] for (uint c = 0; c < NC; c++) {
             uint col = col0 + c;
-            if (row < p.N && col < p.M) {
-                float s = acc[i][c];
-                if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
-                uint yi = col * p.y_stride + p.y_off + row;
-                if ((p.flags & 2u) != 0u) s += y[yi];
-                y[yi] = s;
-            }
+            if (row < p.N && col < p.M) store_y(row, col, acc[i][c]);
         }
     }
 }
@@ -351,13 +353,7 @@ void main() {
     }
     [[unroll]] for (uint j = 0; j < NS; j++) {
         uint i = j * WG + l, row = row0 + i % NR, col = col0 + i / NR;
-        if (i < NC * NR && row < p.N && col < p.M) {
-            float s = mine[j];
-            if ((p.flags & 1u) != 0u) s += bias[p.y_off + row];
-            uint yi = col * p.y_stride + p.y_off + row;
-            if ((p.flags & 2u) != 0u) s += y[yi];
-            y[yi] = s;
-        }
+        if (i < NC * NR && row < p.N && col < p.M) store_y(row, col, mine[j]);
     }
 }
 #endif
