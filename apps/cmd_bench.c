@@ -79,7 +79,8 @@ static void usage(FILE *out) {
             "  --type TYPE             synthetic weight type (default q4_k_m)\n"
             "  -p, --n-prompt N        prompt tokens for pp (default 512; 0 skips pp)\n"
             "  -n, --n-gen N           generated tokens for tg (default 128; 0 skips tg)\n"
-            "  -r, --repetitions N     repetitions of each test (default 3)\n"
+            "  -r, --repetitions N     repetitions of each test (default 3), in rounds: each\n"
+            "                          round runs every test once\n"
             "  -b, --batch-size N      prefill chunk (default 512)\n"
             "  --parallel N,N,...      tg with N sequences decoding together (one step for all:\n"
             "                          phivk_decode_batch), aggregate tokens/s, one row per N\n"
@@ -320,42 +321,45 @@ static phivk_status parallel_step(phivk_session **seqs, const bench_test *t, con
 }
 
 /* seqs[0..max_seqs): the session, then those sharing its scratch (--parallel). */
-static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *ids, bench_test *t,
-                     const bench_model *bm) {
+
+/* Untimed: a --parallel test's matrix kernels for its count of columns compile on
+ * first use. From empty caches, as a pp test before may have filled the first. */
+static bool prepare_test(phivk_session **seqs, const int32_t *ids, const bench_test *t) {
+    if (!t->seqs) return true;
+    for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
+    phivk_status st = parallel_step(seqs, t, ids, 0);
+    for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
+    if (st != PHIVK_OK) fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
+    return st == PHIVK_OK;
+}
+
+/* Repetition r of t, from empty caches. */
+static bool run_rep(const bench_opts *o, phivk_session **seqs, const int32_t *ids, bench_test *t, int r) {
     phivk_session *s = seqs[0];
-    if (t->seqs) {
-        /* untimed: the matrix kernels for this many columns compile on first use;
-         * from empty caches, as a pp test before may have filled the first */
-        for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
-        phivk_status st = parallel_step(seqs, t, ids, 0);
-        for (int32_t j = 0; j < t->seqs; j++) phivk_session_truncate(seqs[j], 0);
-        if (st != PHIVK_OK) {
-            fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
-            return false;
-        }
+    for (int32_t j = 0; j < (t->seqs ? t->seqs : 1); j++) phivk_session_truncate(seqs[j], 0);
+    double t0 = app_now();
+    phivk_status st = PHIVK_OK;
+    if (t->n_prompt) st = phivk_decode(s, ids, t->n_prompt, NULL, false);
+    for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++) {
+        st = t->seqs ? parallel_step(seqs, t, ids, i) : phivk_decode(s, ids + i, 1, NULL, false);
+        phivk_step_stats ss = phivk_session_last_step(s); /* a batch step records into s */
+        t->dispatches += ss.dispatches;
+        t->barriers += ss.barriers;
+        t->host_ms += ss.host_s * 1e3;
     }
-    for (int r = 0; r < o->reps; r++) {
-        for (int32_t j = 0; j < (t->seqs ? t->seqs : 1); j++) phivk_session_truncate(seqs[j], 0);
-        double t0 = app_now();
-        phivk_status st = PHIVK_OK;
-        if (t->n_prompt) st = phivk_decode(s, ids, t->n_prompt, NULL, false);
-        for (int32_t i = 0; i < t->n_gen && st == PHIVK_OK; i++) {
-            st = t->seqs ? parallel_step(seqs, t, ids, i) : phivk_decode(s, ids + i, 1, NULL, false);
-            phivk_step_stats ss = phivk_session_last_step(s); /* a batch step records into s */
-            t->dispatches += ss.dispatches;
-            t->barriers += ss.barriers;
-            t->host_ms += ss.host_s * 1e3;
-        }
-        double dt = app_now() - t0;
-        if (st != PHIVK_OK) {
-            fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
-            return false;
-        }
-        t->ns[r] = dt * 1e9;
-        t->ts[r] = (t->n_prompt + t->n_gen * (t->seqs ? t->seqs : 1)) / dt;
-        if (!o->json)
-            fprintf(stderr, "%s %d/%d: %.2f tokens/s\n", t->name, r + 1, o->reps, t->ts[r]);
+    double dt = app_now() - t0;
+    if (st != PHIVK_OK) {
+        fprintf(stderr, "phivk bench: %s: %s\n", t->name, phivk_last_error());
+        return false;
     }
+    t->ns[r] = dt * 1e9;
+    t->ts[r] = (t->n_prompt + t->n_gen * (t->seqs ? t->seqs : 1)) / dt;
+    if (!o->json) fprintf(stderr, "%s %d/%d: %.2f tokens/s\n", t->name, r + 1, o->reps, t->ts[r]);
+    return true;
+}
+
+/* t's figures from its repetitions. */
+static void summarize_test(const bench_opts *o, bench_test *t, const bench_model *bm) {
     stats(t->ts, o->reps, &t->avg_ts, &t->sd_ts);
     stats(t->ns, o->reps, &t->avg_ns, &t->sd_ns);
     if (t->n_gen) {
@@ -370,6 +374,19 @@ static bool run_test(const bench_opts *o, phivk_session **seqs, const int32_t *i
         t->host_ms /= steps;
         t->token_ms = t->avg_ns * 1e-6 / t->n_gen;
     }
+}
+
+/* The tests' repetitions in rounds, round r running every test once: on a shared
+ * machine a slow spell then falls on all of them alike, where back to back it would
+ * fall on one (and skew --parallel's ratios, which are what it is for). */
+static bool run_tests(const bench_opts *o, phivk_session **seqs, const int32_t *ids, bench_test *tests, int n,
+                      const bench_model *bm) {
+    for (int i = 0; i < n; i++)
+        if (!prepare_test(seqs, ids, &tests[i])) return false;
+    for (int r = 0; r < o->reps; r++)
+        for (int i = 0; i < n; i++)
+            if (!run_rep(o, seqs, ids, &tests[i], r)) return false;
+    for (int i = 0; i < n; i++) summarize_test(o, &tests[i], bm);
     return true;
 }
 
@@ -613,8 +630,7 @@ int cmd_bench(int argc, char **argv) {
         tests[i].ns = samples + (size_t)(2 * i + 1) * o.reps;
     }
     if (!warm_up(&o, seqs[0], ids, &bm)) goto done;
-    for (int i = 0; i < n_tests; i++)
-        if (!run_test(&o, seqs, ids, &tests[i], &bm)) goto done;
+    if (!run_tests(&o, seqs, ids, tests, n_tests, &bm)) goto done;
     if (o.json) {
         if (!print_json(&bm, &o, tests, n_tests)) goto done;
     } else {

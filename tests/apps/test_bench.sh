@@ -71,6 +71,11 @@ expect parallel_after_full_pp_exits_0 0 "$phivk" bench --shape tiny --type f16 -
 check parallel_after_full_pp_has_every_record json_ok "pp64,tg4 x1,tg4 x2" 1 f16
 expect parallel_table_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 8 -n 4 -r 1 --parallel 2 --copy-mib 16
 check parallel_table_has_pp_and_the_parallel_row grep -q "| tg4 x2 .*±.*%" "$dir/out"
+# The repetitions interleave: round r runs every test once, so a slow spell of a
+# shared machine falls on all the counts alike (their ratio is what --parallel is for).
+expect parallel_table_two_reps_exits_0 0 "$phivk" bench --shape tiny --type f16 -p 4 -n 4 -r 2 --parallel 1,3 --copy-mib 16
+check parallel_repetitions_run_in_rounds sh -c '[ "$(grep -oE "^(pp4|tg4 x[0-9]+) [0-9]/2" "$1" | tr "\n" ,)" = \
+    "pp4 1/2,tg4 x1 1/2,tg4 x3 1/2,pp4 2/2,tg4 x1 2/2,tg4 x3 2/2," ]' _ "$dir/err"
 expect parallel_zero_is_usage_error 2 "$phivk" bench --shape tiny --parallel 0
 expect parallel_garbage_is_usage_error 2 "$phivk" bench --shape tiny --parallel 1,x
 expect parallel_past_the_batch_is_usage_error 2 "$phivk" bench --shape tiny --parallel 8 -b 4
