@@ -202,6 +202,12 @@ pvk_ops_tuning check_gpu_like_tuning(const pvk_caps *caps) {
     return t;
 }
 
+void check_k_split_tunings(const pvk_caps *caps, pvk_ops_tuning t[2]) {
+    t[0] = pvk_ops_default_tuning(caps);
+    t[0].mv_lane_rows = 0;
+    t[1] = check_gpu_like_tuning(caps);
+}
+
 enum { SETUP_MAX = 4 };
 static pvk_ops *setup_ops[SETUP_MAX];
 static pvk_cmd *setup_cmd;

@@ -53,6 +53,10 @@ void check_q8_decode(const uint8_t *q8, int rows, int n, float *x);
 /* A discrete GPU's tuning on any device: several subgroups per workgroup (norms,
  * matvec), matvec up to m 8, the tiled kernel's 64x64x16 tile above. */
 pvk_ops_tuning check_gpu_like_tuning(const pvk_caps *caps);
+/* t[0]: the device's defaults with lanes splitting K at every m (mv_lane_rows 0), so
+ * the int8 and repacked paths run (lanes owning rows read f32 in GGUF's layout too);
+ * t[1]: check_gpu_like_tuning. */
+void check_k_split_tunings(const pvk_caps *caps, pvk_ops_tuning t[2]);
 /* The shared device (test_gpu) with an op layer per tuning t[0..n) (n <= 4) in ops
  * and a command object, made on the first call and destroyed at exit; later calls
  * return the device. NULL (the reason printed) when any of it fails. */

@@ -30,8 +30,8 @@ static pvk_cmd *cmd;
 static pvk_dev *setup(void) {
     pvk_dev *d = test_gpu();
     if (!d) return NULL;
-    pvk_ops_tuning t[2] = {pvk_ops_default_tuning(pvk_dev_caps(d)), check_gpu_like_tuning(pvk_dev_caps(d))};
-    t[0].mv_lane_rows = 0;   /* the int8 path at every m (lanes owning rows read f32) */
+    pvk_ops_tuning t[2];
+    check_k_split_tunings(pvk_dev_caps(d), t);
     return check_setup(2, t, ops_list, &cmd);
 }
 
